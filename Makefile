@@ -1,0 +1,40 @@
+# Quick start: `make demo` and `make test` (both install what they need on a fresh machine).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOFTHSM_LIB ?= /usr/lib/softhsm/libsofthsm2.so
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint setup system-deps clean
+
+system-deps:
+	@if [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
+	  echo "installing softhsm2"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+setup: system-deps $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/appliance demo
+
+bench: setup
+	$(PY) -m bench.run
+
+lint: setup
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check appliance hsm api tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,326 @@
+"""Paillier encryption and ring-Pedersen commitments on gmpy2.
+
+Paillier: N = p q with p, q Blum primes (p ≡ q ≡ 3 mod 4), generator 1 + N,
+``enc(m, ρ) = (1 + N)^m ρ^N mod N²``. Plaintexts are signed integers taken mod N;
+``decrypt_signed`` returns the representative in (-N/2, N/2].
+
+Ring-Pedersen: N̂ = P Q with P, Q safe primes, t = τ² mod N̂, s = t^λ mod N̂;
+``commit(x, y) = s^x t^y mod N̂``.
+
+Exponentiation discipline (DESIGN.md): an exponent that is secret goes through
+``gmpy2.powmod_sec`` (constant time; it refuses exponents <= 0, so a signed secret x with
+|x| < 2^b is raised as base^(x + 2^b) · base^(-2^b)); public exponents use ``gmpy2.powmod``;
+CRT is used only by the holder of the factors, on its own modulus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import gmpy2
+from gmpy2 import mpz
+
+from appliance.errors import EncodingError, ParameterError
+from appliance.tss.group import RNG
+from appliance.tss.primes import PrimeSource
+
+DEFAULT_PAILLIER_BITS = 3072
+ALLOWED_PAILLIER_BITS = (2048, 3072)
+
+
+# --------------------------------------------------------------------------------------
+# exponentiation helpers
+
+
+def pow_sec(base: int, exp: int, mod: int) -> mpz:
+    """base^exp mod m for a secret exponent exp >= 0, in constant time."""
+    if exp == 0:
+        return mpz(1) % mod
+    return gmpy2.powmod_sec(base, exp, mod)
+
+
+def pow_sec_signed(base: int, exp: int, mod: int, bound_bits: int) -> mpz:
+    """base^exp mod m for a secret signed exponent with |exp| < 2^bound_bits.
+
+    Computed as base^(exp + 2^b) · base^(-2^b): the secret exponent is always positive and
+    its sign never decides a branch. ``base`` must be invertible mod m."""
+    offset = 1 << bound_bits
+    shifted = exp + offset
+    if not 0 < shifted < 2 * offset:
+        raise ParameterError("secret exponent outside its declared range")
+    inv_part = gmpy2.powmod(base, -offset, mod)
+    return gmpy2.powmod_sec(base, shifted, mod) * inv_part % mod
+
+
+def pow_pub(base: int, exp: int, mod: int) -> mpz:
+    """base^exp mod m for a public (possibly negative) exponent."""
+    return gmpy2.powmod(base, exp, mod)
+
+
+def in_unit_group(x: int, mod: int) -> bool:
+    """x in Z*_mod, given as its canonical representative."""
+    return 0 < x < mod and gmpy2.gcd(x, mod) == 1
+
+
+def crt_combine(xp: int, xq: int, p: int, q: int, q_inv_p: int) -> mpz:
+    """The x mod pq with x ≡ xp (mod p) and x ≡ xq (mod q); q_inv_p = q^-1 mod p."""
+    h = (xp - xq) * q_inv_p % p
+    return mpz(xq + h * q)
+
+
+# --------------------------------------------------------------------------------------
+# Paillier
+
+
+@dataclass(frozen=True)
+class PaillierPublicKey:
+    N: mpz
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "N", mpz(self.N))
+
+    @cached_property
+    def N2(self) -> mpz:
+        return self.N * self.N
+
+    @property
+    def bits(self) -> int:
+        return int(self.N.bit_length())
+
+    def check_ciphertext(self, c: int) -> mpz:
+        """Reject anything outside Z*_{N²} (0, multiples of p or q, >= N²)."""
+        c = mpz(c)
+        if not in_unit_group(c, self.N2):
+            raise EncodingError("ciphertext not in Z*_{N^2}")
+        return c
+
+    def random_rho(self, rng: RNG) -> mpz:
+        """Uniform element of Z*_N."""
+        while True:
+            r = mpz(1 + rng.randbelow(int(self.N) - 1))
+            if gmpy2.gcd(r, self.N) == 1:
+                return r
+
+    def encrypt(self, m: int, rho: int) -> mpz:
+        """(1 + N)^m ρ^N mod N² (m signed; (1+N)^m = 1 + mN mod N²)."""
+        gm = (1 + (mpz(m) % self.N) * self.N) % self.N2
+        return gm * pow_pub(rho, self.N, self.N2) % self.N2
+
+    def add(self, c1: int, c2: int) -> mpz:
+        return mpz(c1) * c2 % self.N2
+
+    def mul(self, c: int, k: int) -> mpz:
+        """c^k mod N² for a public k (negative k inverts)."""
+        return pow_pub(c, k, self.N2)
+
+    def mul_secret(self, c: int, k: int, bound_bits: int) -> mpz:
+        """c^k mod N² for a secret signed k with |k| < 2^bound_bits."""
+        return pow_sec_signed(c, k, self.N2, bound_bits)
+
+    def to_bytes(self) -> bytes:
+        return int(self.N).to_bytes((self.bits + 7) // 8, "big")
+
+
+@dataclass(frozen=True)
+class PaillierSecretKey:
+    p: mpz
+    q: mpz
+    public: PaillierPublicKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        p, q = mpz(self.p), mpz(self.q)
+        if p == q:
+            raise ParameterError("Paillier primes must differ")
+        object.__setattr__(self, "p", p)
+        object.__setattr__(self, "q", q)
+        object.__setattr__(self, "public", PaillierPublicKey(p * q))
+
+    def __repr__(self) -> str:  # never print the factors
+        return f"PaillierSecretKey(N={self.public.bits} bits)"
+
+    @property
+    def N(self) -> mpz:
+        return self.public.N
+
+    @cached_property
+    def phi(self) -> mpz:
+        return (self.p - 1) * (self.q - 1)
+
+    @cached_property
+    def _crt(self) -> dict[str, mpz]:
+        p, q = self.p, self.q
+        p2, q2 = p * p, q * q
+        return {
+            "p2": p2,
+            "q2": q2,
+            "q2_inv_p2": gmpy2.invert(q2, p2),
+            "q_inv_p": gmpy2.invert(q, p),
+            "hp": gmpy2.invert((pow_pub(1 + self.N, p - 1, p2) - 1) // p, p),
+            "hq": gmpy2.invert((pow_pub(1 + self.N, q - 1, q2) - 1) // q, q),
+            "phi_p2": p * (p - 1),
+            "phi_q2": q * (q - 1),
+            "n_inv_phi": gmpy2.invert(self.N, self.phi),
+        }
+
+    def decrypt(self, c: int) -> mpz:
+        """The plaintext in [0, N), by CRT (Paillier's decryption with the factors)."""
+        c = self.public.check_ciphertext(c)
+        k = self._crt
+        p, q = self.p, self.q
+        mp = (pow_sec(c % k["p2"], p - 1, k["p2"]) - 1) // p * k["hp"] % p
+        mq = (pow_sec(c % k["q2"], q - 1, k["q2"]) - 1) // q * k["hq"] % q
+        return crt_combine(mp, mq, p, q, k["q_inv_p"])
+
+    def decrypt_signed(self, c: int) -> mpz:
+        m = self.decrypt(c)
+        return m - self.N if m > self.N // 2 else m
+
+    def recover_rho(self, c: int, m: int) -> mpz:
+        """The ρ with c = enc(m, ρ): (c (1+N)^-m)^(N^-1 mod φ) mod N (needed by Π^dec)."""
+        c = self.public.check_ciphertext(c)
+        N = self.N
+        r_n = c * gmpy2.invert((1 + (mpz(m) % N) * N) % self.public.N2, self.public.N2) % N
+        return pow_sec(r_n, self._crt["n_inv_phi"], N)
+
+    def pow_n2(self, base: int, exp: int) -> mpz:
+        """base^exp mod N² for a secret exp >= 0 and base in Z*_{N²}, by CRT."""
+        k = self._crt
+        xp = pow_sec(base % k["p2"], exp % k["phi_p2"], k["p2"])
+        xq = pow_sec(base % k["q2"], exp % k["phi_q2"], k["q2"])
+        return crt_combine(xp, xq, k["p2"], k["q2"], k["q2_inv_p2"])
+
+    def pow_n(self, base: int, exp: int) -> mpz:
+        """base^exp mod N for exp >= 0 and base in Z*_N, by CRT (the holder's own modulus)."""
+        p, q = self.p, self.q
+        xp = pow_sec(base % p, exp % (p - 1), p)
+        xq = pow_sec(base % q, exp % (q - 1), q)
+        return crt_combine(xp, xq, p, q, self._crt["q_inv_p"])
+
+    def encrypt(self, m: int, rho: int) -> mpz:
+        """enc(m, ρ) with the factors: ρ^N by CRT mod p² and q²."""
+        N, N2 = self.N, self.public.N2
+        gm = (1 + (mpz(m) % N) * N) % N2
+        return gm * self.pow_n2(rho, N) % N2
+
+
+def generate_paillier(bits: int, primes: PrimeSource) -> PaillierSecretKey:
+    """A Paillier key with N of exactly ``bits`` bits from two Blum primes."""
+    if bits not in ALLOWED_PAILLIER_BITS:
+        raise ParameterError(f"Paillier modulus must be one of {ALLOWED_PAILLIER_BITS} bits")
+    while True:
+        p = primes.blum_prime(bits // 2)
+        q = primes.blum_prime(bits // 2)
+        if p != q:
+            return PaillierSecretKey(mpz(p), mpz(q))
+
+
+# --------------------------------------------------------------------------------------
+# ring-Pedersen
+
+
+@dataclass(frozen=True)
+class RingPedersenParams:
+    """Public ring-Pedersen parameters (N̂, s, t)."""
+
+    N: mpz
+    s: mpz
+    t: mpz
+
+    def __post_init__(self) -> None:
+        for name in ("N", "s", "t"):
+            object.__setattr__(self, name, mpz(getattr(self, name)))
+
+    @property
+    def bits(self) -> int:
+        return int(self.N.bit_length())
+
+    def check(self) -> None:
+        """Basic sanity of received parameters (the rest is Π^prm's job)."""
+        if self.N % 2 == 0 or self.N < 3:
+            raise EncodingError("ring-Pedersen modulus must be odd")
+        for v in (self.s, self.t):
+            if not in_unit_group(v, self.N) or v == 1:
+                raise EncodingError("ring-Pedersen s, t must be non-trivial units mod N̂")
+        if self.s == self.t:
+            raise EncodingError("ring-Pedersen s and t must differ")
+
+    def commit(self, x: int, y: int, x_bits: int, y_bits: int) -> mpz:
+        """s^x t^y mod N̂ for secret signed x, y with |x| < 2^x_bits, |y| < 2^y_bits."""
+        return (
+            pow_sec_signed(self.s, x, self.N, x_bits)
+            * pow_sec_signed(self.t, y, self.N, y_bits)
+            % self.N
+        )
+
+    def commit_public(self, x: int, y: int) -> mpz:
+        """s^x t^y mod N̂ for public exponents (verification side)."""
+        return pow_pub(self.s, x, self.N) * pow_pub(self.t, y, self.N) % self.N
+
+
+@dataclass(frozen=True)
+class RingPedersenSecret:
+    """The secret behind ring-Pedersen parameters: safe primes P, Q and λ with s = t^λ."""
+
+    p: mpz
+    q: mpz
+    lam: mpz
+    params: RingPedersenParams
+
+    def __repr__(self) -> str:
+        return f"RingPedersenSecret(N̂={self.params.bits} bits)"
+
+    @cached_property
+    def phi(self) -> mpz:
+        return (self.p - 1) * (self.q - 1)
+
+    @cached_property
+    def _q_inv_p(self) -> mpz:
+        return gmpy2.invert(self.q, self.p)
+
+    def commit_fast(self, x: int, y: int) -> mpz:
+        """s^x t^y mod N̂ for the holder of the secret: t^(λx + y) by CRT over P and Q.
+
+        For verifying proofs made against one's own parameters; constant time, since the
+        exponent depends on λ."""
+        e = (self.lam * x + y) % self.phi
+        t = self.params.t
+        xp = pow_sec(t % self.p, e % (self.p - 1), self.p)
+        xq = pow_sec(t % self.q, e % (self.q - 1), self.q)
+        return crt_combine(xp, xq, self.p, self.q, self._q_inv_p)
+
+
+def rp_commit_public(
+    params: RingPedersenParams, x: int, y: int, own: "RingPedersenSecret | None" = None
+) -> mpz:
+    """s^x t^y mod N̂ for public x, y; fast when the caller owns the parameters."""
+    if own is not None and own.params == params:
+        return own.commit_fast(x, y)
+    return params.commit_public(x, y)
+
+
+def generate_ring_pedersen(bits: int, primes: PrimeSource, rng: RNG) -> RingPedersenSecret:
+    """Ring-Pedersen parameters with N̂ of exactly ``bits`` bits from two safe primes."""
+    if bits not in ALLOWED_PAILLIER_BITS:
+        raise ParameterError(f"ring-Pedersen modulus must be one of {ALLOWED_PAILLIER_BITS} bits")
+    while True:
+        p = mpz(primes.safe_prime(bits // 2))
+        q = mpz(primes.safe_prime(bits // 2))
+        if p != q:
+            break
+    return ring_pedersen_from_primes(p, q, rng)
+
+
+def ring_pedersen_from_primes(p: int, q: int, rng: RNG) -> RingPedersenSecret:
+    p, q = mpz(p), mpz(q)
+    N = p * q
+    phi = (p - 1) * (q - 1)
+    while True:
+        tau = mpz(1 + rng.randbelow(int(N) - 1))
+        if gmpy2.gcd(tau, N) != 1:
+            continue
+        t = tau * tau % N
+        lam = mpz(1 + rng.randbelow(int(phi) - 1))
+        s = pow_sec(t, lam, N)
+        if t != 1 and s != 1 and s != t:
+            return RingPedersenSecret(p, q, lam, RingPedersenParams(N, s, t))
