@@ -92,6 +92,12 @@ class Transcript:
             self.append(label, value)
         return self
 
+    def digest(self, nbytes: int = 32) -> bytes:
+        """A hash of everything appended so far (for commitments and ids)."""
+        fork = self._h.copy()
+        fork.update(b"digest")
+        return fork.digest(nbytes)
+
     def _stream(self, label: str, nbytes: int) -> Iterable[bytes]:
         counter = 0
         while True:

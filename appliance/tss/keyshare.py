@@ -1,0 +1,166 @@
+"""What a party keeps after keygen and aux-info: its share and everyone's public data."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+from gmpy2 import mpz
+
+from appliance.errors import EncodingError
+from appliance.tss import wire
+from appliance.tss.group import Q, Point, lagrange_coefficient
+from appliance.tss.paillier import (
+    PaillierPublicKey,
+    PaillierSecretKey,
+    RingPedersenParams,
+    RingPedersenSecret,
+)
+from appliance.tss.transcript import Transcript
+
+
+@dataclass(frozen=True)
+class PartyAux:
+    """A party's public auxiliary data: Paillier modulus and ring-Pedersen parameters."""
+
+    N: int
+    Nhat: int
+    s: int
+    t: int
+
+    @property
+    def paillier(self) -> PaillierPublicKey:
+        return PaillierPublicKey(mpz(self.N))
+
+    @property
+    def ring_pedersen(self) -> RingPedersenParams:
+        return RingPedersenParams(mpz(self.Nhat), mpz(self.s), mpz(self.t))
+
+
+@dataclass(frozen=True)
+class AuxSecret:
+    """A party's own Paillier and ring-Pedersen secrets."""
+
+    p: int
+    q: int
+    P: int
+    Q: int
+    lam: int
+
+    def __repr__(self) -> str:
+        return "AuxSecret(<hidden>)"
+
+    def paillier(self) -> PaillierSecretKey:
+        return PaillierSecretKey(mpz(self.p), mpz(self.q))
+
+    def ring_pedersen(self, public: PartyAux) -> RingPedersenSecret:
+        return RingPedersenSecret(mpz(self.P), mpz(self.Q), mpz(self.lam), public.ring_pedersen)
+
+
+@dataclass(frozen=True)
+class KeyShare:
+    """One party's t-of-n share of the key, with everyone's public shares and aux data.
+
+    ``eval_points[j]`` is party j's Shamir evaluation point (nonzero, distinct, not j);
+    ``public_shares[j] = g^{x_j}``; ``public_key_point = g^x``."""
+
+    index: int
+    threshold: int
+    eval_points: dict[int, int]
+    secret_share: int
+    public_shares: dict[int, Point]
+    public_key_point: Point
+    chain_code: bytes
+    rid: bytes
+    epoch: int = 0
+    paillier_bits: int = 0
+    aux: dict[int, PartyAux] = field(default_factory=dict)
+    aux_secret: AuxSecret | None = None
+
+    def __repr__(self) -> str:
+        return (f"KeyShare(index={self.index}, {self.threshold}-of-{len(self.participants)}, "
+                f"public_key={self.public_key.hex()}, epoch={self.epoch})")
+
+    @property
+    def public_key(self) -> bytes:
+        """The joint public key, 33-byte compressed SEC1."""
+        return self.public_key_point.to_bytes()
+
+    @property
+    def participants(self) -> list[int]:
+        return sorted(self.eval_points)
+
+    @property
+    def has_aux(self) -> bool:
+        return self.aux_secret is not None and set(self.aux) == set(self.eval_points)
+
+    def lagrange(self, signers: list[int]) -> int:
+        """λ_i for this party over the signer set (Shamir -> additive)."""
+        xs = [self.eval_points[j] for j in signers]
+        return lagrange_coefficient(self.eval_points[self.index], xs)
+
+    def additive_public_share(self, j: int, signers: list[int]) -> Point:
+        xs = [self.eval_points[k] for k in signers]
+        return self.public_shares[j] * lagrange_coefficient(self.eval_points[j], xs)
+
+    def public_fingerprint(self) -> bytes:
+        """A hash of everything public about the key at this epoch (what all parties must agree on)."""
+        tr = Transcript(b"key-public-state")
+        tr.append("threshold", self.threshold).append("epoch", self.epoch)
+        tr.append("public_key", self.public_key_point).append("chain_code", self.chain_code)
+        tr.append("rid", self.rid)
+        for j in self.participants:
+            tr.append("party", j).append("x", self.eval_points[j]).append("X", self.public_shares[j])
+            if j in self.aux:
+                a = self.aux[j]
+                tr.append_many(N=a.N, Nhat=a.Nhat, s=a.s, t=a.t)
+        return tr.digest()
+
+    def with_aux(self, aux: dict[int, PartyAux], secret: AuxSecret, bits: int) -> "KeyShare":
+        return replace(self, aux=aux, aux_secret=secret, paillier_bits=bits)
+
+    # -- sealing-friendly encoding (the bytes are secret: seal them, never log them) --
+
+    def to_bytes(self) -> bytes:
+        return wire.encode(_KeyShareWire.from_share(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "KeyShare":
+        share = wire.decode(data, _KeyShareWire).to_share()
+        if Point.generator_mul(share.secret_share) != share.public_shares.get(share.index):
+            raise EncodingError("key share does not match its public share")
+        return share
+
+
+@dataclass(frozen=True)
+class _KeyShareWire:
+    index: int
+    threshold: int
+    eval_points: dict[int, int]
+    secret_share: int
+    public_shares: dict[int, Point]
+    public_key_point: Point
+    chain_code: bytes
+    rid: bytes
+    epoch: int
+    paillier_bits: int
+    aux: dict[int, PartyAux]
+    aux_secret: AuxSecret | None
+
+    @classmethod
+    def from_share(cls, s: KeyShare) -> "_KeyShareWire":
+        return cls(s.index, s.threshold, s.eval_points, s.secret_share % Q, s.public_shares,
+                   s.public_key_point, s.chain_code, s.rid, s.epoch, s.paillier_bits, s.aux,
+                   s.aux_secret)
+
+    def to_share(self) -> KeyShare:
+        return KeyShare(self.index, self.threshold, self.eval_points, self.secret_share,
+                        self.public_shares, self.public_key_point, self.chain_code, self.rid,
+                        self.epoch, self.paillier_bits, self.aux, self.aux_secret)
+
+
+def session_hash(*parts: bytes) -> bytes:
+    h = hashlib.sha256(b"appliance/session")
+    for p in parts:
+        h.update(len(p).to_bytes(4, "big") + p)
+    return h.digest()
