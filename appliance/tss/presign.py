@@ -1,0 +1,320 @@
+"""Three-round presigning (CGGMP 2024 revision, Fig. 8) for a signer set of size t.
+
+Party i with additive share w_i = λ_i·x_i (W_i = g^{w_i}) over the signer set S:
+
+Round 1 (broadcast, echoed): k_i, γ_i ← F_q; K_i = enc_i(k_i; ρ_i), G_i = enc_i(γ_i; ν_i);
+  y_i, a_i, b_i ← F_q; Y_i = g^{y_i}; A_i1 = g^{a_i}, A_i2 = Y_i^{a_i} g^{k_i};
+  B_i1 = g^{b_i}, B_i2 = Y_i^{b_i} g^{γ_i}.
+  Direct to j: ψ0_{j,i} = Π^enc-elg(K_i; Y_i, A_i1, A_i2) and ψ1_{j,i} = Π^enc-elg(G_i; Y_i, B_i1, B_i2),
+  both under j's ring-Pedersen setup.
+Round 2 (broadcast, echoed): Γ_i = g^{γ_i} with Π^elog(B_i1, B_i2, Y_i; Γ_i, g);
+  for every j: β_{i,j}, β̂_{i,j} ← ±2^ℓ'; D_{j,i} = K_j^{γ_i}·enc_j(−β_{i,j}), F_{j,i} = enc_i(β_{i,j}),
+  D̂_{j,i} = K_j^{w_i}·enc_j(−β̂_{i,j}), F̂_{j,i} = enc_i(β̂_{i,j}) (all broadcast, so that the
+  identification step can use them).
+  Direct to j: ψ_{j,i} = Π^aff-g(K_j, D_{j,i}, F_{j,i}; Γ_i) and ψ̂_{j,i} = Π^aff-g(K_j, D̂_{j,i}, F̂_{j,i}; W_i)
+  under j's setup.
+Round 3 (broadcast, echoed): α_{i,j} = dec_i(D_{i,j}), α̂_{i,j} = dec_i(D̂_{i,j}); Γ = Σ Γ_j;
+  δ_i = γ_i k_i + Σ_j (α_{i,j} + β_{i,j}), χ_i = w_i k_i + Σ_j (α̂_{i,j} + β̂_{i,j}) (mod q);
+  Δ_i = Γ^{k_i}, S_i = Γ^{χ_i}, with Π^elog(A_i1, A_i2, Y_i; Δ_i, Γ).
+Round 4 (broadcast): δ = Σ δ_j. If g^δ = Σ Δ_j and Σ S_j = X^δ (X the public key) the round
+  is empty and the output is the presignature (Γ, k̃_i = k_i/δ, χ̃_i = χ_i/δ, and for every j
+  Δ̃_j = Δ_j/δ, S̃_j = S_j/δ, with which anyone checks j's partial signature later).
+  Otherwise every party proves its δ_i (or χ_i) with Π^dec and the well-formedness of each
+  D_{j,i} (or D̂_{j,i}) it created with Π^aff-g* (Fig. 9), and whoever cannot is named.
+
+Every proof is bound to (session id = presignature id, prover index, key rid); the key's public
+state (epoch, public shares, aux data) is hashed into round 1 so parties holding different
+epochs stop at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.errors import ProofError
+from appliance.tss import wire
+from appliance.tss.group import G, Q, RNG, Point, inverse, point_sum, random_scalar
+from appliance.tss.keyshare import KeyShare
+from appliance.tss.paillier import PaillierPublicKey
+from appliance.tss.params import security_params
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
+from appliance.tss.transcript import ProofContext
+from appliance.tss.zk import aff_g, elog, enc_elg
+from appliance.tss.zk._checks import sample_signed
+
+
+@dataclass(frozen=True)
+class Presignature:
+    """One party's part of a presignature. Secret (k̃_i, χ̃_i): seal it, use it once."""
+
+    presig_id: bytes
+    index: int
+    signers: list[int]
+    key_fingerprint: bytes
+    epoch: int
+    R: Point
+    k_tilde: int
+    chi_tilde: int
+    Delta_tilde: dict[int, Point]
+    S_tilde: dict[int, Point]
+
+    def __repr__(self) -> str:
+        return f"Presignature(id={self.presig_id.hex()}, index={self.index}, signers={self.signers})"
+
+    def to_bytes(self) -> bytes:
+        return wire.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Presignature":
+        return wire.decode(data, cls)
+
+
+@dataclass(frozen=True)
+class R1Bcast:
+    key_state: bytes
+    K: int
+    G: int
+    Y: Point
+    A1: Point
+    A2: Point
+    B1: Point
+    B2: Point
+
+
+@dataclass(frozen=True)
+class R1Direct:
+    psi0: enc_elg.EncElgProof
+    psi1: enc_elg.EncElgProof
+
+
+@dataclass(frozen=True)
+class R2Bcast:
+    Gamma: Point
+    psi_elog: elog.ElogProof
+    D: dict[int, int]
+    F: dict[int, int]
+    D_hat: dict[int, int]
+    F_hat: dict[int, int]
+
+
+@dataclass(frozen=True)
+class R2Direct:
+    psi: aff_g.AffGProof
+    psi_hat: aff_g.AffGProof
+
+
+@dataclass(frozen=True)
+class R3Bcast:
+    delta: int
+    Delta: Point
+    S: Point
+    psi_elog: elog.ElogProof
+
+
+@dataclass(frozen=True)
+class R4Bcast:
+    """Empty when the presignature checks out; otherwise the identification proofs."""
+
+    identification: bytes
+
+
+class PresignParty(Party):
+    PROTOCOL = "presign"
+    ROUNDS = {
+        1: RoundSpec(broadcast=R1Bcast, direct=R1Direct, echo=True),
+        2: RoundSpec(broadcast=R2Bcast, direct=R2Direct, echo=True),
+        3: RoundSpec(broadcast=R3Bcast, echo=True),
+        4: RoundSpec(broadcast=R4Bcast),
+    }
+
+    def __init__(self, presig_id: bytes, share: KeyShare, signers: list[int],
+                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
+        super().__init__(presig_id, share.index, signers, signer, verifier, rng)
+        if not share.has_aux:
+            raise ProtocolAbort("the key share has no aux info yet")
+        if len(self.parties) != share.threshold or not set(self.parties) <= set(share.participants):
+            raise ProtocolAbort("the signer set must be exactly `threshold` key participants")
+        self.share = share
+        self.params = security_params(share.paillier_bits)
+        self.fingerprint = share.public_fingerprint()
+        self.sk = share.aux_secret.paillier()
+        self.pk = self.sk.public
+        self.rp_own = share.aux_secret.ring_pedersen(share.aux[self.me])
+        self.pks = {j: share.aux[j].paillier for j in self.parties}
+        self.rps = {j: share.aux[j].ring_pedersen for j in self.parties}
+        self.w = share.secret_share * share.lagrange(self.parties) % Q
+        self.W = {j: share.additive_public_share(j, self.parties) for j in self.parties}
+        self._r1: dict[int, R1Bcast] = {}
+        self._r2: dict[int, R2Bcast] = {}
+        self._r3: dict[int, R3Bcast] = {}
+
+    def _ctx(self, prover: int) -> ProofContext:
+        return ProofContext(self.session_id, prover, self.share.rid, b"presign")
+
+    # -- round 1 ----------------------------------------------------------------------
+
+    def _make_round(self, r: int):
+        return getattr(self, f"_make_r{r}")()
+
+    def _make_r1(self):
+        rng = self.rng
+        self.k, self.gamma = random_scalar(rng), random_scalar(rng)
+        self.rho, self.nu = self.pk.random_rho(rng), self.pk.random_rho(rng)
+        self.y, self.a, self.b = random_scalar(rng), random_scalar(rng), random_scalar(rng)
+        K = self.sk.encrypt(self.k, self.rho)
+        Gc = self.sk.encrypt(self.gamma, self.nu)
+        Y = G * self.y
+        bc = R1Bcast(self.fingerprint, int(K), int(Gc), Y, G * self.a, Y * self.a + G * self.k,
+                     G * self.b, Y * self.b + G * self.gamma)
+        self._r1[self.me] = bc
+        pub_k = enc_elg.EncElgPublic(self.pk, bc.K, Y, bc.A1, bc.A2)
+        pub_g = enc_elg.EncElgPublic(self.pk, bc.G, Y, bc.B1, bc.B2)
+        wit_k = enc_elg.EncElgWitness(self.k, self.rho, self.a)
+        wit_g = enc_elg.EncElgWitness(self.gamma, self.nu, self.b)
+        directs = {}
+        for j in self.others:
+            directs[j] = R1Direct(
+                enc_elg.prove(self._ctx(self.me), pub_k, wit_k, self.rps[j], self.params, rng, paillier_sk=self.sk),
+                enc_elg.prove(self._ctx(self.me), pub_g, wit_g, self.rps[j], self.params, rng, paillier_sk=self.sk),
+            )
+        return bc, directs
+
+    def _finish_r1(self, bcast: dict[int, R1Bcast], direct: dict[int, R1Direct]) -> None:
+        for j in self.others:
+            bc = bcast[j]
+            if bc.key_state != self.fingerprint:
+                raise ProtocolAbort(f"party {j} holds a different key state (epoch or aux data)",
+                                    protocol=self.PROTOCOL, round=1)
+            pkj = self.pks[j]
+            for name, C, B, X, proof in (("K", bc.K, bc.A1, bc.A2, direct[j].psi0),
+                                         ("G", bc.G, bc.B1, bc.B2, direct[j].psi1)):
+                try:
+                    pkj.check_ciphertext(C)
+                    enc_elg.verify(self._ctx(j), enc_elg.EncElgPublic(pkj, C, bc.Y, B, X), proof,
+                                   self.rps[self.me], self.params, setup_secret=self.rp_own)
+                except Exception as exc:
+                    raise self.blame(f"Π^enc-elg for {name} failed: {exc}", j) from exc
+            self._r1[j] = bc
+
+    # -- round 2 ----------------------------------------------------------------------
+
+    def _make_r2(self):
+        rng, p = self.rng, self.params
+        me = self._r1[self.me]
+        self.Gamma_i = G * self.gamma
+        psi_elog = elog.prove(self._ctx(self.me), elog.ElogPublic(me.B1, me.B2, me.Y, self.Gamma_i, G),
+                              elog.ElogWitness(self.gamma, self.b), rng)
+        self.beta, self.beta_hat = {}, {}
+        D, F, D_hat, F_hat, directs = {}, {}, {}, {}, {}
+        for j in self.others:
+            pkj: PaillierPublicKey = self.pks[j]
+            Kj = self._r1[j].K
+            for hat in (False, True):
+                x = self.w if hat else self.gamma
+                X = self.W[self.me] if hat else self.Gamma_i
+                beta = sample_signed(rng, p.ell_prime)
+                s = pkj.random_rho(rng)
+                r = self.pk.random_rho(rng)
+                d = pkj.mul_secret(Kj, x, p.ell + 1) * pkj.encrypt(-beta, s) % pkj.N2
+                f = self.sk.encrypt(beta, r)
+                proof = aff_g.prove(self._ctx(self.me),
+                                    aff_g.AffGPublic(pkj, self.pk, Kj, int(d), int(f), X),
+                                    aff_g.AffGWitness(x, beta, s, r), self.rps[j], p, rng,
+                                    paillier_sk=self.sk)
+                if hat:
+                    self.beta_hat[j], D_hat[j], F_hat[j], ph = beta, int(d), int(f), proof
+                else:
+                    self.beta[j], D[j], F[j], pp = beta, int(d), int(f), proof
+            directs[j] = R2Direct(pp, ph)
+        bc = R2Bcast(self.Gamma_i, psi_elog, D, F, D_hat, F_hat)
+        self._r2[self.me] = bc
+        return bc, directs
+
+    def _finish_r2(self, bcast: dict[int, R2Bcast], direct: dict[int, R2Direct]) -> None:
+        p = self.params
+        for j in self.others:
+            bc = bcast[j]
+            r1 = self._r1[j]
+            targets = [k for k in self.parties if k != j]
+            if any(sorted(m) != targets for m in (bc.D, bc.F, bc.D_hat, bc.F_hat)):
+                raise self.blame("round-2 ciphertext maps must name every other signer", j)
+            try:
+                elog.verify(self._ctx(j), elog.ElogPublic(r1.B1, r1.B2, r1.Y, bc.Gamma, G), bc.psi_elog)
+            except ProofError as exc:
+                raise self.blame(f"Π^elog for Γ failed: {exc}", j) from exc
+            try:
+                for k in targets:
+                    self.pks[k].check_ciphertext(bc.D[k])
+                    self.pks[k].check_ciphertext(bc.D_hat[k])
+                    self.pks[j].check_ciphertext(bc.F[k])
+                    self.pks[j].check_ciphertext(bc.F_hat[k])
+            except Exception as exc:
+                raise self.blame(f"round-2 ciphertext out of range: {exc}", j) from exc
+            for hat, proof, X in ((False, direct[j].psi, bc.Gamma), (True, direct[j].psi_hat, self.W[j])):
+                Dm, Fm = (bc.D_hat, bc.F_hat) if hat else (bc.D, bc.F)
+                pub = aff_g.AffGPublic(self.pk, self.pks[j], self._r1[self.me].K, Dm[self.me], Fm[self.me], X)
+                try:
+                    aff_g.verify(self._ctx(j), pub, proof, self.rps[self.me], p, setup_secret=self.rp_own)
+                except ProofError as exc:
+                    raise self.blame(f"Π^aff-g for {'D̂' if hat else 'D'} failed: {exc}", j) from exc
+            self._r2[j] = bc
+
+    # -- round 3 ----------------------------------------------------------------------
+
+    def _make_r3(self):
+        self.Gamma = point_sum(self._r2[j].Gamma for j in self.parties)
+        alpha = sum(self.sk.decrypt_signed(self._r2[j].D[self.me]) for j in self.others)
+        alpha_hat = sum(self.sk.decrypt_signed(self._r2[j].D_hat[self.me]) for j in self.others)
+        self.delta_i = int((self.gamma * self.k + alpha + sum(self.beta.values())) % Q)
+        self.chi_i = int((self.w * self.k + alpha_hat + sum(self.beta_hat.values())) % Q)
+        Delta = self.Gamma * self.k
+        S = self.Gamma * self.chi_i
+        me = self._r1[self.me]
+        psi = elog.prove(self._ctx(self.me), elog.ElogPublic(me.A1, me.A2, me.Y, Delta, self.Gamma),
+                         elog.ElogWitness(self.k, self.a), self.rng)
+        bc = R3Bcast(self.delta_i, Delta, S, psi)
+        self._r3[self.me] = bc
+        return bc, {}
+
+    def _finish_r3(self, bcast: dict[int, R3Bcast], direct: dict) -> None:
+        for j in self.others:
+            bc, r1 = bcast[j], self._r1[j]
+            if not 0 <= bc.delta < Q:
+                raise self.blame("δ is not a scalar", j)
+            try:
+                elog.verify(self._ctx(j), elog.ElogPublic(r1.A1, r1.A2, r1.Y, bc.Delta, self.Gamma), bc.psi_elog)
+            except ProofError as exc:
+                raise self.blame(f"Π^elog for Δ failed: {exc}", j) from exc
+            self._r3[j] = bc
+
+    # -- round 4 ----------------------------------------------------------------------
+
+    def _check_outcome(self) -> str:
+        self.delta = sum(self._r3[j].delta for j in self.parties) % Q
+        if self.delta == 0 or G * self.delta != point_sum(self._r3[j].Delta for j in self.parties):
+            return "delta"
+        if point_sum(self._r3[j].S for j in self.parties) != self.share.public_key_point * self.delta:
+            return "chi"
+        return ""
+
+    def _make_r4(self):
+        self.outcome = self._check_outcome()
+        # The identification proofs (Π^dec, Π^aff-g*) go here when the outcome is a failure.
+        return R4Bcast(self.outcome.encode()), {}
+
+    def _finish_r4(self, bcast: dict[int, R4Bcast], direct: dict) -> None:
+        if self.outcome:
+            raise ProtocolAbort(f"presignature check failed ({self.outcome}); identification pending",
+                                protocol=self.PROTOCOL, round=4)
+        d_inv = inverse(self.delta)
+        self.result = Presignature(
+            presig_id=self.session_id, index=self.me, signers=list(self.parties),
+            key_fingerprint=self.fingerprint, epoch=self.share.epoch, R=self.Gamma,
+            k_tilde=self.k * d_inv % Q, chi_tilde=self.chi_i * d_inv % Q,
+            Delta_tilde={j: self._r3[j].Delta * d_inv for j in self.parties},
+            S_tilde={j: self._r3[j].S * d_inv for j in self.parties},
+        )
+        self.done = True
+
+    def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
+        getattr(self, f"_finish_r{r}")(bcast, direct)

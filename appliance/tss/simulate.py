@@ -1,0 +1,130 @@
+"""Run the protocols in memory, every party in this process (the `simulate` contract).
+
+    shares = keygen(3, 2, paillier_bits=2048)
+    sig = sign(shares[:2], hashlib.sha256(b"hello").digest())
+
+Messages still go through their byte encoding, signatures and every check; only the network
+is missing. Identity keys are generated per call (software keys): in-process parties trust each
+other's keys through the directory built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+from appliance.errors import ParameterError
+from appliance.tss.aux import AuxParty, generate_aux_keys
+from appliance.tss.ecdsa import Signature
+from appliance.tss.group import RNG, SystemRNG, SeededRNG
+from appliance.tss.keygen import KeygenParty
+from appliance.tss.keyshare import KeyShare
+from appliance.tss.paillier import DEFAULT_PAILLIER_BITS
+from appliance.tss.presign import Presignature, PresignParty
+from appliance.tss.primes import FreshPrimes, PrimeSource
+from appliance.tss.runner import Identities, Tamper, run
+from appliance.tss.sign import SignParty
+
+
+def _rng(rng: RNG | None) -> RNG:
+    return rng if rng is not None else SystemRNG()
+
+
+def _party_rng(rng: RNG, i: int) -> RNG:
+    """An independent stream per party (deterministic if ``rng`` is)."""
+    return SeededRNG(rng.token_bytes(32) + i.to_bytes(4, "big"))
+
+
+def _sid(rng: RNG, label: bytes) -> bytes:
+    return hashlib.sha256(label + rng.token_bytes(32)).digest()[:16]
+
+
+def keygen(n: int, threshold: int, *, paillier_bits: int = DEFAULT_PAILLIER_BITS,
+           rng: RNG | None = None, primes: PrimeSource | None = None,
+           tamper: Tamper | None = None, identities: Identities | None = None) -> list[KeyShare]:
+    """t-of-n DKG followed by aux-info; returns one KeyShare per party (index 0..n-1)."""
+    if not 1 <= threshold <= n or n < 2:
+        raise ParameterError("need 2 <= n and 1 <= threshold <= n")
+    rng = _rng(rng)
+    primes = primes or FreshPrimes(rng)
+    ids = identities or Identities(range(n), rng)
+    sid = _sid(rng, b"keygen")
+    parties = {i: KeygenParty(sid, i, list(range(n)), threshold, ids.signers[i], ids.directory,
+                              _party_rng(rng, i)) for i in range(n)}
+    shares = run(parties, tamper)
+    return aux_info([shares[i] for i in range(n)], paillier_bits=paillier_bits, rng=rng, primes=primes,
+                    tamper=tamper, identities=ids)
+
+
+def aux_info(shares: Sequence[KeyShare], *, paillier_bits: int = DEFAULT_PAILLIER_BITS,
+             rng: RNG | None = None, primes: PrimeSource | None = None, refresh: bool = False,
+             tamper: Tamper | None = None, identities: Identities | None = None) -> list[KeyShare]:
+    """Aux-info (fresh Paillier and ring-Pedersen keys for everyone); with ``refresh`` also
+    re-shares zero so every share changes and the public key stays."""
+    rng = _rng(rng)
+    primes = primes or FreshPrimes(rng)
+    idx = [s.index for s in shares]
+    ids = identities or Identities(idx, rng)
+    sid = _sid(rng, b"aux")
+    parties = {
+        s.index: AuxParty(sid, s, generate_aux_keys(paillier_bits, primes, rng), ids.signers[s.index],
+                          ids.directory, _party_rng(rng, s.index), refresh=refresh)
+        for s in shares
+    }
+    out = run(parties, tamper)
+    return [out[i] for i in idx]
+
+
+def refresh(shares: Sequence[KeyShare], *, rng: RNG | None = None,
+            primes: PrimeSource | None = None) -> list[KeyShare]:
+    bits = shares[0].paillier_bits or DEFAULT_PAILLIER_BITS
+    return aux_info(shares, paillier_bits=bits, rng=rng, primes=primes, refresh=True)
+
+
+def presign(shares: Sequence[KeyShare], *, rng: RNG | None = None,
+            tamper: Tamper | None = None, identities: Identities | None = None) -> list[Presignature]:
+    """A presignature for exactly the signer set of ``shares`` (threshold many)."""
+    rng = _rng(rng)
+    signers = sorted(s.index for s in shares)
+    ids = identities or Identities(signers, rng)
+    sid = _sid(rng, b"presign")
+    parties = {s.index: PresignParty(sid, s, signers, ids.signers[s.index], ids.directory,
+                                     _party_rng(rng, s.index)) for s in shares}
+    out = run(parties, tamper)
+    return [out[s.index] for s in shares]
+
+
+def sign_with_presignature(shares: Sequence[KeyShare], presigs: Sequence[Presignature],
+                           digest: bytes, *, tweak: int = 0, rng: RNG | None = None,
+                           tamper: Tamper | None = None, spent: set[bytes] | None = None,
+                           identities: Identities | None = None) -> Signature:
+    rng = _rng(rng)
+    by_index = {p.index: p for p in presigs}
+    ids = identities or Identities(sorted(by_index), rng)
+    sid = _sid(rng, b"sign")
+    spent = spent if spent is not None else set()
+    parties = {}
+    for s in shares:
+        parties[s.index] = SignParty(sid, s, by_index[s.index], digest, ids.signers[s.index], ids.directory,
+                                     _party_rng(rng, s.index), tweak=tweak, consume=set(spent))
+    out = run(parties, tamper)
+    spent.update(p.presig_id for p in presigs)
+    sigs = set(out.values())
+    if len(sigs) != 1:
+        raise RuntimeError("parties produced different signatures")
+    return sigs.pop()
+
+
+def sign(shares: Sequence[KeyShare], digest: bytes, *, tweak: int = 0,
+         rng: RNG | None = None) -> Signature:
+    """Presign and sign with the given shares (any `threshold` of them; extra ones are ignored)."""
+    if len(digest) != 32:
+        raise ParameterError("digest must be exactly 32 bytes")
+    if not shares:
+        raise ParameterError("no shares given")
+    t = shares[0].threshold
+    if len(shares) < t:
+        raise ParameterError(f"need at least {t} shares, got {len(shares)}")
+    chosen = sorted(shares, key=lambda s: s.index)[:t]
+    presigs = presign(chosen, rng=rng)
+    return sign_with_presignature(chosen, presigs, digest, tweak=tweak, rng=rng)
