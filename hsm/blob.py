@@ -1,0 +1,173 @@
+"""Sealed-blob format and the associated data (AAD) that binds a blob to its place.
+
+Pure Python, no PKCS#11: the store imports it to refuse values that are not sealed.
+
+Blob, version 1 (all lengths in bytes)::
+
+    version      1   0x01
+    label_len    1   length of the sealing key's label (1..128)
+    label        n   ASCII label of the HSM key that sealed it (the node's KEK, or the
+                     presignature's own key "appliance/presig/<hex id>")
+    nonce       12   fresh random 96-bit GCM nonce
+    ciphertext   *   AES-256-GCM ciphertext
+    tag         16   GCM tag
+
+AAD = "threshold-appliance/seal/v1" || header (version, label_len, label) || the
+context fields, each length-prefixed (4-byte big-endian length): node id, kind, key id,
+epoch (8 bytes), presignature id, R, signer set (each index 4 bytes, sorted). So flipping
+any header byte, or unsealing under a different node / key / epoch / kind / presignature
+id / R / signer set, fails the tag check.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from hsm.errors import HSMIntegrityError
+
+BLOB_VERSION = 1
+NONCE_LEN = 12
+TAG_LEN = 16
+MAX_LABEL_LEN = 128
+AAD_DOMAIN = b"threshold-appliance/seal/v1"
+
+KEK_LABEL = "appliance/kek"
+IDENTITY_LABEL = "appliance/identity"
+TRANSPORT_LABEL = "appliance/transport"
+PRESIG_LABEL_PREFIX = "appliance/presig/"
+
+PRESIGNATURE = "presignature"
+# Kinds of sealed values (free-form, but these are the ones the appliance uses).
+KINDS = frozenset(
+    {"share", "paillier", "ring_pedersen", "prime", "presignature", "aux", "generic"}
+)
+
+
+def presig_key_label(presig_id: bytes) -> str:
+    """The label of the per-presignature HSM key (deterministic in the id)."""
+    if not isinstance(presig_id, (bytes, bytearray)) or not 1 <= len(presig_id) <= 32:
+        raise ValueError("a presignature id is 1..32 bytes")
+    return PRESIG_LABEL_PREFIX + bytes(presig_id).hex()
+
+
+def _lp(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+def canonical_signer_set(signers) -> tuple[int, ...]:
+    items = [int(i) for i in signers]
+    s = tuple(sorted(set(items)))
+    if not s or any(i < 0 or i >= 2**32 for i in s):
+        raise ValueError("a signer set is a non-empty set of indices in [0, 2^32)")
+    if len(s) != len(items):
+        raise ValueError("a signer set must not repeat an index")
+    return s
+
+
+@dataclass(frozen=True)
+class SealContext:
+    """Where a sealed value belongs. Everything here is authenticated, nothing secret.
+
+    For ``kind == "presignature"`` the presignature id, its R (compressed point) and the
+    signer set are required; for every other kind they must be absent.
+    """
+
+    kind: str
+    key_id: str = ""
+    epoch: int = 0
+    presig_id: bytes | None = None
+    R: bytes | None = None
+    signer_set: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind or not self.kind.isascii() or len(self.kind) > 32:
+            raise ValueError("kind must be a short ASCII name")
+        if not 0 <= int(self.epoch) < 2**63:
+            raise ValueError("epoch out of range")
+        presig_fields = (self.presig_id, self.R, self.signer_set)
+        if self.kind == PRESIGNATURE:
+            if any(f is None for f in presig_fields):
+                raise ValueError("a presignature context needs presig_id, R and signer_set")
+            presig_key_label(self.presig_id)  # validates the id
+            object.__setattr__(self, "signer_set", canonical_signer_set(self.signer_set))
+            object.__setattr__(self, "presig_id", bytes(self.presig_id))
+            object.__setattr__(self, "R", bytes(self.R))
+        elif any(f is not None for f in presig_fields):
+            raise ValueError("presig_id, R and signer_set belong to presignature contexts only")
+
+    @classmethod
+    def presignature(
+        cls, key_id: str, epoch: int, presig_id: bytes, R: bytes, signer_set
+    ) -> "SealContext":
+        return cls(PRESIGNATURE, key_id, epoch, bytes(presig_id), bytes(R), tuple(signer_set))
+
+    @property
+    def is_presignature(self) -> bool:
+        return self.kind == PRESIGNATURE
+
+    def fields(self, node_id: str) -> bytes:
+        out = [
+            _lp(node_id.encode()),
+            _lp(self.kind.encode()),
+            _lp(self.key_id.encode()),
+            struct.pack(">Q", self.epoch),
+        ]
+        if self.is_presignature:
+            out += [
+                _lp(self.presig_id),
+                _lp(self.R),
+                _lp(b"".join(struct.pack(">I", i) for i in self.signer_set)),
+            ]
+        return b"".join(out)
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    version: int
+    label: str
+    nonce: bytes
+
+    def encode(self) -> bytes:
+        lb = self.label.encode("ascii")
+        return bytes([self.version, len(lb)]) + lb
+
+    def aad(self, node_id: str, context: SealContext) -> bytes:
+        return _lp(AAD_DOMAIN) + _lp(self.encode()) + context.fields(node_id)
+
+
+def build_blob(label: str, nonce: bytes, ciphertext_and_tag: bytes) -> bytes:
+    if not 1 <= len(label) <= MAX_LABEL_LEN or len(nonce) != NONCE_LEN:
+        raise ValueError("bad label or nonce length")
+    h = BlobHeader(BLOB_VERSION, label, nonce)
+    return h.encode() + nonce + ciphertext_and_tag
+
+
+def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
+    """Split a blob into header and ciphertext||tag; :class:`HSMIntegrityError` if it is
+    not a well-formed version-1 blob."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise HSMIntegrityError("a sealed blob must be bytes")
+    b = bytes(blob)
+    if len(b) < 2 or b[0] != BLOB_VERSION:
+        raise HSMIntegrityError("not a sealed blob of a known version")
+    n = b[1]
+    if not 1 <= n <= MAX_LABEL_LEN or len(b) < 2 + n + NONCE_LEN + TAG_LEN:
+        raise HSMIntegrityError("sealed blob is truncated or malformed")
+    try:
+        label = b[2 : 2 + n].decode("ascii")
+    except UnicodeDecodeError:
+        raise HSMIntegrityError("sealed blob is malformed") from None
+    if not label.isprintable():
+        raise HSMIntegrityError("sealed blob is malformed")
+    nonce = b[2 + n : 2 + n + NONCE_LEN]
+    return BlobHeader(b[0], label, nonce), b[2 + n + NONCE_LEN :]
+
+
+def looks_sealed(value: bytes) -> bool:
+    """True if ``value`` parses as a sealed blob (a cheap guard, not a proof)."""
+    try:
+        parse_blob(value)
+    except HSMIntegrityError:
+        return False
+    return True
