@@ -48,3 +48,49 @@ def ring_pedersen(session_primes):
 
     rng = SeededRNG("rp")
     return {bits: [generate_ring_pedersen(bits, session_primes, rng) for _ in range(2)] for bits in (2048, 3072)}
+
+
+def _cached(tmp_path_factory, name: str, build):
+    """Build once per test run, shared by every xdist worker (a file under the run's temp root)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / f"{name}.bin"
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            return path.read_bytes()
+        data = build()
+        path.write_bytes(data)
+        return data
+
+
+def _key_fixture(tmp_path_factory, n: int, t: int, bits: int):
+    import cbor2
+
+    from appliance.tss import simulate
+    from appliance.tss.keyshare import KeyShare
+
+    def build():
+        shares = simulate.keygen(n, t, paillier_bits=bits, rng=SeededRNG(f"key-{n}-{t}-{bits}"),
+                                 primes=test_prime_pool(f"key-{n}-{t}-{bits}"))
+        return cbor2.dumps([s.to_bytes() for s in shares])
+
+    return [KeyShare.from_bytes(b) for b in cbor2.loads(_cached(tmp_path_factory, f"key-{n}-{t}-{bits}", build))]
+
+
+@pytest.fixture(scope="session")
+def key_2of3(tmp_path_factory):
+    """A 2-of-3 key (2048-bit Paillier) with aux info, shared by the whole run."""
+    return _key_fixture(tmp_path_factory, 3, 2, 2048)
+
+
+@pytest.fixture(scope="session")
+def key_3of5(tmp_path_factory):
+    return _key_fixture(tmp_path_factory, 5, 3, 2048)
+
+
+@pytest.fixture(scope="session")
+def key_3of3(tmp_path_factory):
+    return _key_fixture(tmp_path_factory, 3, 3, 2048)

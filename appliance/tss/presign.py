@@ -39,7 +39,7 @@ from appliance.tss.paillier import PaillierPublicKey
 from appliance.tss.params import security_params
 from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
 from appliance.tss.transcript import ProofContext
-from appliance.tss.zk import aff_g, elog, enc_elg
+from appliance.tss.zk import aff_g, aff_g_star, dec, elog, enc_elg
 from appliance.tss.zk._checks import sample_signed
 
 
@@ -113,9 +113,13 @@ class R3Bcast:
 
 @dataclass(frozen=True)
 class R4Bcast:
-    """Empty when the presignature checks out; otherwise the identification proofs."""
+    """The outcome each party saw ("" when the presignature checks out, else "delta" or
+    "chi") and, on failure, its identification proofs: Π^dec for its δ_i (or χ_i) and
+    Π^aff-g* for every D_{j,i} (or D̂_{j,i}) it created."""
 
-    identification: bytes
+    outcome: str
+    psi_dec: dec.DecProof | None
+    psi_aff: dict[int, aff_g_star.AffGStarProof]
 
 
 class PresignParty(Party):
@@ -205,6 +209,7 @@ class PresignParty(Party):
         psi_elog = elog.prove(self._ctx(self.me), elog.ElogPublic(me.B1, me.B2, me.Y, self.Gamma_i, G),
                               elog.ElogWitness(self.gamma, self.b), rng)
         self.beta, self.beta_hat = {}, {}
+        self._witness: dict[tuple[bool, int], aff_g.AffGWitness] = {}
         D, F, D_hat, F_hat, directs = {}, {}, {}, {}, {}
         for j in self.others:
             pkj: PaillierPublicKey = self.pks[j]
@@ -217,10 +222,11 @@ class PresignParty(Party):
                 r = self.pk.random_rho(rng)
                 d = pkj.mul_secret(Kj, x, p.ell + 1) * pkj.encrypt(-beta, s) % pkj.N2
                 f = self.sk.encrypt(beta, r)
+                wit = aff_g.AffGWitness(x, beta, s, r)
+                self._witness[(hat, j)] = wit
                 proof = aff_g.prove(self._ctx(self.me),
-                                    aff_g.AffGPublic(pkj, self.pk, Kj, int(d), int(f), X),
-                                    aff_g.AffGWitness(x, beta, s, r), self.rps[j], p, rng,
-                                    paillier_sk=self.sk)
+                                    aff_g.AffGPublic(pkj, self.pk, Kj, int(d), int(f), X), wit,
+                                    self.rps[j], p, rng, paillier_sk=self.sk)
                 if hat:
                     self.beta_hat[j], D_hat[j], F_hat[j], ph = beta, int(d), int(f), proof
                 else:
@@ -299,13 +305,52 @@ class PresignParty(Party):
 
     def _make_r4(self):
         self.outcome = self._check_outcome()
-        # The identification proofs (Π^dec, Π^aff-g*) go here when the outcome is a failure.
-        return R4Bcast(self.outcome.encode()), {}
+        if not self.outcome:
+            return R4Bcast("", None, {}), {}
+        hat = self.outcome == "chi"
+        x = self.w if hat else self.gamma
+        ctx = self._ctx(self.me)
+        psi_aff = {j: aff_g_star.prove(ctx, self._aff_public(self.me, j, hat), self._witness[(hat, j)],
+                                       self.params, self.rng, paillier_sk=self.sk)
+                   for j in self.others}
+        pub = self._dec_public(self.me, hat)
+        combined = self.sk.pow_n2(pub.K, x) * pub.D % self.pk.N2
+        y = self.sk.decrypt_signed(combined)
+        rho = self.sk.recover_rho(combined, y)
+        psi_dec = dec.prove(ctx, pub, dec.DecWitness(x, int(y), int(rho)), self.params, self.rng,
+                            paillier_sk=self.sk)
+        return R4Bcast(self.outcome, psi_dec, psi_aff), {}
+
+    def _aff_public(self, i: int, j: int, hat: bool) -> aff_g.AffGPublic:
+        """The statement of D_{j,i} (or D̂_{j,i}), which party i made for party j."""
+        r2 = self._r2[i]
+        D, F = (r2.D_hat, r2.F_hat) if hat else (r2.D, r2.F)
+        X = self.W[i] if hat else r2.Gamma
+        return aff_g.AffGPublic(self.pks[j], self.pks[i], self._r1[j].K, D[j], F[j], X)
+
+    def _dec_public(self, i: int, hat: bool) -> dec.DecPublic:
+        """δ_i (χ_i) is the decryption of K_i^{γ_i} · Π_j D_{i,j} F_{j,i} (hatted for χ_i)."""
+        pk = self.pks[i]
+        acc = 1
+        for j in self.parties:
+            if j == i:
+                continue
+            D = (self._r2[j].D_hat if hat else self._r2[j].D)[i]
+            F = (self._r2[i].F_hat if hat else self._r2[i].F)[j]
+            acc = acc * D * F % pk.N2
+        r3 = self._r3[i]
+        if hat:
+            return dec.DecPublic(pk, self._r1[i].K, self.W[i], int(acc), r3.S, self.Gamma, len(self.parties))
+        return dec.DecPublic(pk, self._r1[i].K, self._r2[i].Gamma, int(acc), G * r3.delta, G,
+                             len(self.parties))
 
     def _finish_r4(self, bcast: dict[int, R4Bcast], direct: dict) -> None:
+        for j in self.others:
+            if bcast[j].outcome != self.outcome:
+                # the outcome follows from echoed values, so a different one is a lie
+                raise self.blame("reported a different presignature outcome", j)
         if self.outcome:
-            raise ProtocolAbort(f"presignature check failed ({self.outcome}); identification pending",
-                                protocol=self.PROTOCOL, round=4)
+            self._identify(bcast)
         d_inv = inverse(self.delta)
         self.result = Presignature(
             presig_id=self.session_id, index=self.me, signers=list(self.parties),
@@ -315,6 +360,25 @@ class PresignParty(Party):
             S_tilde={j: self._r3[j].S * d_inv for j in self.parties},
         )
         self.done = True
+
+    def _identify(self, bcast: dict[int, R4Bcast]) -> None:
+        """Fig. 9: check every other party's Π^dec and Π^aff-g* proofs; name who fails."""
+        hat = self.outcome == "chi"
+        culprits = []
+        for i in self.others:
+            msg = bcast[i]
+            ctx = self._ctx(i)
+            try:
+                if msg.psi_dec is None or sorted(msg.psi_aff) != [j for j in self.parties if j != i]:
+                    raise ProofError("identification proofs missing")
+                dec.verify(ctx, self._dec_public(i, hat), msg.psi_dec, self.params)
+                for j, proof in msg.psi_aff.items():
+                    aff_g_star.verify(ctx, self._aff_public(i, j, hat), proof, self.params)
+            except ProofError:
+                culprits.append(i)
+        raise ProtocolAbort(f"presignature check failed ({self.outcome})"
+                            + ("" if culprits else "; no party could be identified"),
+                            culprits, protocol=self.PROTOCOL, round=4)
 
     def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
         getattr(self, f"_finish_r{r}")(bcast, direct)

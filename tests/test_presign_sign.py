@@ -1,0 +1,180 @@
+"""Presign and sign: every quorum signs, independent verifiers accept, misbehaviour is named."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+
+import pytest
+
+from appliance.tss import simulate
+from appliance.tss.ecdsa import recover_public_key, verify, verify_with_libsecp256k1, verify_with_openssl
+from appliance.tss.group import G, Q, SeededRNG
+from appliance.tss.presign import PresignParty
+from appliance.tss.protocol import ProtocolAbort
+from appliance.tss.runner import Identities, run
+from appliance.tss.sign import PresignatureSpent, SignParty
+from tests.adversary import corrupt, replace_field
+
+
+def digest(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def check_signature(shares, d, sig, tweak=0):
+    pk = shares[0].public_key_point + G * tweak
+    pkb = pk.to_bytes()
+    assert sig.s <= Q // 2
+    assert verify(pk, d, sig, strict_low_s=True)
+    assert verify_with_libsecp256k1(pkb, d, sig)
+    assert verify_with_openssl(pkb, d, sig)
+    assert recover_public_key(d, sig) == pk
+
+
+def test_every_pair_of_a_2of3_key_signs(key_2of3):
+    for pair in itertools.combinations(key_2of3, 2):
+        d = digest(f"pair {pair[0].index}{pair[1].index}")
+        sig = simulate.sign(list(pair), d, rng=SeededRNG(str(pair)))
+        check_signature(key_2of3, d, sig)
+
+
+def test_3of5_subsets_sign(key_3of5):
+    for subset in [(0, 1, 2), (2, 3, 4), (0, 2, 4)]:
+        chosen = [key_3of5[i] for i in subset]
+        d = digest(f"subset {subset}")
+        check_signature(key_3of5, d, simulate.sign(chosen, d, rng=SeededRNG(str(subset))))
+
+
+def test_too_few_shares_refused(key_3of5):
+    with pytest.raises(Exception):
+        simulate.sign(key_3of5[:2], digest("x"))
+
+
+def test_derived_key_tweak_signs(key_2of3):
+    tweak = 0x1234567890ABCDEF
+    d = digest("tweaked")
+    sig = simulate.sign(key_2of3[1:], d, tweak=tweak, rng=SeededRNG("tweak"))
+    check_signature(key_2of3, d, sig, tweak)
+
+
+def test_presignature_cannot_be_used_twice(key_2of3):
+    rng = SeededRNG("twice")
+    ps = simulate.presign(key_2of3[:2], rng=rng)
+    spent: set[bytes] = set()
+    simulate.sign_with_presignature(key_2of3[:2], ps, digest("one"), rng=rng, spent=spent)
+    with pytest.raises(PresignatureSpent):
+        simulate.sign_with_presignature(key_2of3[:2], ps, digest("two"), rng=rng, spent=spent)
+
+
+def test_same_presignature_gives_unlinked_nonces(key_2of3):
+    """Re-randomization: two signings from copies of one presignature use different R."""
+    rng = SeededRNG("rerand")
+    ps = simulate.presign(key_2of3[:2], rng=rng)
+    s1 = simulate.sign_with_presignature(key_2of3[:2], ps, digest("a"), rng=rng)
+    s2 = simulate.sign_with_presignature(key_2of3[:2], ps, digest("a"), rng=rng)
+    assert s1.r != s2.r
+
+
+IDS = Identities(range(5), SeededRNG("presign-adversary"))
+
+
+def presign_parties(shares, cls_for=None, seed="p"):
+    signers = sorted(s.index for s in shares)
+    cls_for = cls_for or {}
+    return {s.index: cls_for.get(s.index, PresignParty)(b"presig-" + seed.encode(), s, signers, IDS.signers[s.index],
+                                                        IDS.directory, SeededRNG(f"{seed}{s.index}"))
+            for s in shares}
+
+
+PRESIGN_CASES = {
+    "r1 K not what the proof says": (1, True, replace_field("K", lambda K: K * 4)),
+    "r1 Y changed": (1, True, replace_field("Y", lambda Y: Y + G)),
+    "r1 enc-elg proof": (1, False, replace_field("psi1", lambda p: dataclasses.replace(p, w=(p.w + 1) % Q))),
+    "r2 Gamma changed": (2, True, replace_field("Gamma", lambda P: P + G)),
+    "r2 D changed": (2, True, replace_field("D", lambda D: {k: v * 4 for k, v in D.items()})),
+    "r2 aff-g proof": (2, False, replace_field("psi_hat", lambda p: dataclasses.replace(p, z1=p.z1 + 1))),
+    "r3 Delta changed": (3, True, replace_field("Delta", lambda P: P + G)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRESIGN_CASES))
+def test_presign_misbehaviour_names_the_party(key_2of3, case):
+    rnd, bcast, mutate = PRESIGN_CASES[case]
+    shares = key_2of3[:2]
+    with pytest.raises(ProtocolAbort) as err:
+        run(presign_parties(shares, seed=case), corrupt(IDS, PresignParty, 1, rnd, mutate, broadcast=bcast))
+    assert err.value.culprits == [1], err.value
+
+
+def test_presign_equivocated_delta_is_named(key_3of3):
+    tamper = corrupt(IDS, PresignParty, 2, 3, replace_field("delta", lambda d: (d + 1) % Q), only_to=0)
+    with pytest.raises(ProtocolAbort) as err:
+        run(presign_parties(key_3of3, seed="equivocate"), tamper)
+    assert err.value.culprits == [2]
+
+
+class LyingDelta(PresignParty):
+    """Announces a wrong δ_i and then goes through identification as if it were right."""
+
+    def _make_r3(self):
+        bc, d = super()._make_r3()
+        bc = dataclasses.replace(bc, delta=(bc.delta + 1) % Q)
+        self._r3[self.me] = bc
+        return bc, d
+
+
+class LyingChi(PresignParty):
+    def _make_r3(self):
+        bc, d = super()._make_r3()
+        bc = dataclasses.replace(bc, S=bc.S + G)
+        self._r3[self.me] = bc
+        return bc, d
+
+
+@pytest.mark.parametrize("liar", [LyingDelta, LyingChi], ids=["delta", "chi"])
+def test_identification_step_names_the_liar(key_2of3, liar):
+    """Fig. 9: the failure is only visible at the end; Π^dec and Π^aff-g* name the party."""
+    parties = presign_parties(key_2of3[1:], {2: liar}, seed=liar.__name__)
+
+    def tamper(msg, recipient):
+        return msg
+
+    tamper.corrupted = {2}
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties, tamper)
+    assert err.value.culprits == [2]
+    assert err.value.round == 4
+
+
+def sign_parties(shares, presigs, d, seed="s"):
+    by = {p.index: p for p in presigs}
+    return {s.index: SignParty(b"sign-" + seed.encode(), s, by[s.index], d, IDS.signers[s.index], IDS.directory,
+                               SeededRNG(f"{seed}{s.index}")) for s in shares}
+
+
+def test_bad_partial_signature_is_named(key_2of3):
+    shares = key_2of3[:2]
+    ps = simulate.presign(shares, rng=SeededRNG("bad-sigma"))
+    tamper = corrupt(IDS, SignParty, 0, 2, replace_field("sigma", lambda s: (s + 1) % Q))
+    with pytest.raises(ProtocolAbort) as err:
+        run(sign_parties(shares, ps, digest("m"), "bad-sigma"), tamper)
+    assert err.value.culprits == [0]
+
+
+def test_equivocated_sign_nonce_is_named(key_3of3):
+    ps = simulate.presign(key_3of3, rng=SeededRNG("nonce-eq"))
+    tamper = corrupt(IDS, SignParty, 1, 1, replace_field("nonce", lambda n: bytes(32)), only_to=2)
+    with pytest.raises(ProtocolAbort) as err:
+        run(sign_parties(key_3of3, ps, digest("m"), "nonce-eq"), tamper)
+    assert err.value.culprits == [1]
+
+
+def test_signers_disagreeing_on_the_digest_stop_without_blame(key_2of3):
+    shares = key_2of3[:2]
+    ps = simulate.presign(shares, rng=SeededRNG("digest"))
+    parties = sign_parties(shares, ps, digest("m"), "digest")
+    parties[1] = sign_parties(shares, ps, digest("other"), "digest")[1]
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties)
+    assert err.value.culprits == []
