@@ -13,9 +13,11 @@ from appliance.tss.primes import FreshPrimes, PrimePool
 TEST_ONLY_PRIMES = Path(__file__).parent / "data" / "test-only-primes.json"
 
 
-def test_prime_pool(seed: str = "pool") -> PrimePool:
-    """A fresh pool over the test-only primes (each pool hands each prime out once)."""
-    return PrimePool.from_file(TEST_ONLY_PRIMES, fallback=FreshPrimes(SeededRNG(seed)))
+def prime_pool_from_test_file(seed: str = "pool") -> PrimePool:
+    """A fresh pool over the test-only primes (each pool hands each prime out once), in an
+    order that depends on ``seed`` so that different pools rarely hand out the same primes."""
+    return PrimePool.from_file(TEST_ONLY_PRIMES, fallback=FreshPrimes(SeededRNG(seed)),
+                               shuffle_seed=seed.encode())
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def rng():
 
 @pytest.fixture(scope="session")
 def session_primes() -> PrimePool:
-    return test_prime_pool("session")
+    return prime_pool_from_test_file("session")
 
 
 @pytest.fixture(scope="session", params=[2048, 3072], ids=["N2048", "N3072"])
@@ -74,7 +76,7 @@ def _key_fixture(tmp_path_factory, n: int, t: int, bits: int):
 
     def build():
         shares = simulate.keygen(n, t, paillier_bits=bits, rng=SeededRNG(f"key-{n}-{t}-{bits}"),
-                                 primes=test_prime_pool(f"key-{n}-{t}-{bits}"))
+                                 primes=prime_pool_from_test_file(f"key-{n}-{t}-{bits}"))
         return cbor2.dumps([s.to_bytes() for s in shares])
 
     return [KeyShare.from_bytes(b) for b in cbor2.loads(_cached(tmp_path_factory, f"key-{n}-{t}-{bits}", build))]

@@ -11,6 +11,7 @@ from configuration (the node's sealed prime pool, or a test-only prime file in t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -143,10 +144,21 @@ class PrimePool:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: str | Path, fallback: PrimeSource | None = None) -> "PrimePool":
-        """Load ``{"safe": {"1024": [...]}, "blum": {...}}`` (hex strings)."""
+    def from_file(cls, path: str | Path, fallback: PrimeSource | None = None,
+                  shuffle_seed: bytes | None = None) -> "PrimePool":
+        """Load ``{"safe": {"1024": [...]}, "blum": {...}}`` (hex strings); ``shuffle_seed``
+        reorders each list deterministically."""
         data = json.loads(Path(path).read_text())
-        conv = lambda d: {int(b): [int(x, 16) for x in v] for b, v in d.items()}  # noqa: E731
+
+        def conv(d: dict) -> dict[int, list[int]]:
+            out = {}
+            for b, v in d.items():
+                items = [int(x, 16) for x in v]
+                if shuffle_seed is not None:
+                    items.sort(key=lambda x: hashlib.sha256(shuffle_seed + x.to_bytes(512, "big")).digest())
+                out[int(b)] = items
+            return out
+
         return cls(conv(data.get("safe", {})), conv(data.get("blum", {})), fallback)
 
     def counts(self) -> dict[str, dict[int, int]]:

@@ -1,0 +1,94 @@
+"""Aux-info and refresh: parameters proven, refresh keeps the key and retires old shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+from appliance.tss import simulate
+from appliance.tss.aux import AuxParty, generate_aux_keys
+from appliance.tss.ecdsa import verify_with_libsecp256k1
+from appliance.tss.group import G, Q, SeededRNG
+from appliance.tss.protocol import ProtocolAbort
+from appliance.tss.runner import Identities, run
+from tests.adversary import corrupt, replace_field
+from tests.conftest import prime_pool_from_test_file
+
+IDS = Identities(range(3), SeededRNG("aux-adversary"))
+
+
+@pytest.fixture(scope="module")
+def refreshed(key_2of3):
+    return simulate.refresh(key_2of3, rng=SeededRNG("refresh"), primes=prime_pool_from_test_file("refresh"))
+
+
+def test_aux_info_is_complete(key_2of3):
+    for s in key_2of3:
+        assert s.has_aux and s.paillier_bits == 2048
+        assert s.aux_secret.paillier().N == s.aux[s.index].N
+        assert len({a.N for a in s.aux.values()} | {a.Nhat for a in s.aux.values()}) == 6
+        assert s.public_fingerprint() == key_2of3[0].public_fingerprint()
+
+
+def test_refresh_keeps_public_key_and_changes_shares(key_2of3, refreshed):
+    for old, new in zip(key_2of3, refreshed):
+        assert new.public_key == old.public_key
+        assert new.epoch == old.epoch + 1
+        assert new.secret_share != old.secret_share
+        assert new.public_shares[new.index] == G * new.secret_share
+        assert new.aux[new.index].N != old.aux[old.index].N
+    d = hashlib.sha256(b"after refresh").digest()
+    sig = simulate.sign(refreshed[1:], d, rng=SeededRNG("after"))
+    assert verify_with_libsecp256k1(refreshed[0].public_key, d, sig)
+
+
+def test_old_and_new_epoch_shares_do_not_mix(key_2of3, refreshed):
+    # Interpolating an old share with a new one does not give the key ...
+    old, new = key_2of3[0], refreshed[1]
+    x = (old.secret_share * old.lagrange([0, 1]) + new.secret_share * new.lagrange([0, 1])) % Q
+    assert G * x != old.public_key_point
+    # ... and the protocol refuses to start a presignature across epochs.
+    with pytest.raises(ProtocolAbort) as err:
+        simulate.presign([old, new], rng=SeededRNG("mix"))
+    assert "key state" in err.value.reason
+
+
+def aux_parties(shares, refresh, seed):
+    pool = prime_pool_from_test_file(f"aux-{seed}")
+    return {s.index: AuxParty(b"aux-" + seed.encode(), s, generate_aux_keys(2048, pool, SeededRNG(seed)),
+                              IDS.signers[s.index], IDS.directory, SeededRNG(f"{seed}{s.index}"),
+                              refresh=refresh) for s in shares}
+
+
+AUX_CASES = {
+    "r2 modulus not committed": (2, True, replace_field("N", lambda N: N + 2)),
+    "r2 prm proof": (2, True, replace_field("psi_prm", lambda p: dataclasses.replace(p, z=(p.z[0] + 1,) + p.z[1:]))),
+    "r2 refresh share": (2, False, replace_field("sigma", lambda s: (s + 1) % Q)),
+    "r3 mod proof": (3, True, replace_field("psi_mod", lambda p: dataclasses.replace(p, w=p.w + 1))),
+    "r3 fac proof": (3, False, replace_field("psi_fac", lambda p: dataclasses.replace(p, z1=p.z1 + 1))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUX_CASES))
+def test_aux_misbehaviour_names_the_party(key_2of3, case):
+    rnd, bcast, mutate = AUX_CASES[case]
+    with pytest.raises(ProtocolAbort) as err:
+        run(aux_parties(key_2of3, True, case), corrupt(IDS, AuxParty, 2, rnd, mutate, broadcast=bcast))
+    assert err.value.culprits == [2], err.value
+
+
+def test_aux_rejects_a_short_modulus(key_2of3):
+    """A party that commits to and reveals a 1024-bit Paillier modulus is named."""
+    parties = aux_parties(key_2of3, False, "short")
+    parties[1]._reveal_fields["N"] = int(parties[1].keys.paillier.p)
+
+    def tamper(msg, recipient):
+        return msg
+
+    tamper.corrupted = {1}
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties, tamper)
+    assert err.value.culprits == [1]
+    assert "bits" in err.value.reason
