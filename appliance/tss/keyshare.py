@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from gmpy2 import mpz
 
@@ -30,11 +31,22 @@ class PartyAux:
 
     @property
     def paillier(self) -> PaillierPublicKey:
-        return PaillierPublicKey(mpz(self.N))
+        return _paillier_public(self.N)
 
     @property
     def ring_pedersen(self) -> RingPedersenParams:
-        return RingPedersenParams(mpz(self.Nhat), mpz(self.s), mpz(self.t))
+        return _ring_pedersen(self.Nhat, self.s, self.t)
+
+
+@lru_cache(maxsize=256)
+def _paillier_public(N: int) -> PaillierPublicKey:
+    """One object per modulus, so that its precomputations are shared across sessions."""
+    return PaillierPublicKey(mpz(N))
+
+
+@lru_cache(maxsize=256)
+def _ring_pedersen(Nhat: int, s: int, t: int) -> RingPedersenParams:
+    return RingPedersenParams(mpz(Nhat), mpz(s), mpz(t))
 
 
 @dataclass(frozen=True)

@@ -198,10 +198,16 @@ class PaillierSecretKey:
         return crt_combine(xp, xq, p, q, self._crt["q_inv_p"])
 
     def encrypt(self, m: int, rho: int) -> mpz:
-        """enc(m, ρ) with the factors: ρ^N by CRT mod p² and q²."""
+        """enc(m, ρ) with the factors: ρ^N by CRT mod p² and q².
+
+        The exponent N is public and is not reduced mod φ(p²) (that would make it depend on
+        the secret p), so the public-exponent ``powmod`` is the right one here."""
         N, N2 = self.N, self.public.N2
+        k = self._crt
         gm = (1 + (mpz(m) % N) * N) % N2
-        return gm * self.pow_n2(rho, N) % N2
+        xp = pow_pub(rho % k["p2"], N, k["p2"])
+        xq = pow_pub(rho % k["q2"], N, k["q2"])
+        return gm * crt_combine(xp, xq, k["p2"], k["q2"], k["q2_inv_p2"]) % N2
 
 
 def generate_paillier(bits: int, primes: PrimeSource) -> PaillierSecretKey:
@@ -246,12 +252,24 @@ class RingPedersenParams:
             raise EncodingError("ring-Pedersen s and t must differ")
 
     def commit(self, x: int, y: int, x_bits: int, y_bits: int) -> mpz:
-        """s^x t^y mod N̂ for secret signed x, y with |x| < 2^x_bits, |y| < 2^y_bits."""
+        """s^x t^y mod N̂ for secret signed x, y with |x| < 2^x_bits, |y| < 2^y_bits.
+
+        As ``pow_sec_signed``, with the public offset powers s^(-2^b), t^(-2^b) cached per
+        parameter set (s and t are fixed bases)."""
         return (
-            pow_sec_signed(self.s, x, self.N, x_bits)
-            * pow_sec_signed(self.t, y, self.N, y_bits)
-            % self.N
+            self._signed_pow(self.s, x, x_bits) * self._signed_pow(self.t, y, y_bits) % self.N
         )
+
+    def _signed_pow(self, base: mpz, exp: int, bits: int) -> mpz:
+        offset = 1 << bits
+        shifted = exp + offset
+        if not 0 < shifted < 2 * offset:
+            raise ParameterError("secret exponent outside its declared range")
+        cache = self.__dict__.setdefault("_offset_cache", {})
+        inv = cache.get((base, bits))
+        if inv is None:
+            inv = cache[(base, bits)] = gmpy2.powmod(base, -offset, self.N)
+        return gmpy2.powmod_sec(base, shifted, self.N) * inv % self.N
 
     def commit_public(self, x: int, y: int) -> mpz:
         """s^x t^y mod N̂ for public exponents (verification side)."""

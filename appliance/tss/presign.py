@@ -35,7 +35,7 @@ from appliance.errors import ProofError
 from appliance.tss import wire
 from appliance.tss.group import G, Q, RNG, Point, inverse, point_sum, random_scalar
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.paillier import PaillierPublicKey
+from appliance.tss.paillier import PaillierPublicKey, pow_sec
 from appliance.tss.params import security_params
 from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
 from appliance.tss.transcript import ProofContext
@@ -220,7 +220,7 @@ class PresignParty(Party):
                 beta = sample_signed(rng, p.ell_prime)
                 s = pkj.random_rho(rng)
                 r = self.pk.random_rho(rng)
-                d = pkj.mul_secret(Kj, x, p.ell + 1) * pkj.encrypt(-beta, s) % pkj.N2
+                d = pow_sec(Kj, x, pkj.N2) * pkj.encrypt(-beta, s) % pkj.N2  # 0 <= x < q
                 f = self.sk.encrypt(beta, r)
                 wit = aff_g.AffGWitness(x, beta, s, r)
                 self._witness[(hat, j)] = wit
