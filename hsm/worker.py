@@ -162,10 +162,12 @@ class ModuleState:
             else:
                 self.lib.initialize()
         except pkcs11.PKCS11Error as exc:
-            self.lib = None if self.lib is None else self.lib
+            hint = ""
+            if conf is not None or os.environ.get("SOFTHSM2_CONF"):
+                hint = "; for SoftHSM, check that the token directory of SOFTHSM2_CONF exists"
             raise HSMModuleError(
                 f"cannot load or initialize PKCS#11 module {self.path!r} "
-                f"({type(exc).__name__})"
+                f"({type(exc).__name__}){hint}"
             ) from None
         self.conf = conf if conf is not None else os.environ.get("SOFTHSM2_CONF")
         self.generation += 1
