@@ -10,9 +10,9 @@ from __future__ import annotations
 import gmpy2
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import Q, RNG, Point
-from appliance.tss.paillier import in_unit_group
+from appliance.tss.paillier import PaillierSecretKey, in_unit_group, pow_sec
 
 
 def require(condition: bool, what: str) -> None:
@@ -90,3 +90,40 @@ def sample_unit(rng: RNG, modulus: int) -> mpz:
         r = mpz(1 + rng.randbelow(int(modulus) - 1))
         if gmpy2.gcd(r, modulus) == 1:
             return r
+
+
+class SignedSecretPowers:
+    """base^x mod m for many secret signed exponents |x| < 2^bound_bits and one base.
+
+    As ``pow_sec_signed``: base^(x + 2^b) in constant time, times the public offset power
+    base^(-2^b); here the offset power is computed once for every exponent (proofs that
+    repeat m times raise the same base m times). ``own_key``: the caller's own
+    ``PaillierSecretKey`` when m is its N², so the constant-time part runs by CRT."""
+
+    def __init__(
+        self, base: int, mod: int, bound_bits: int, own_key: PaillierSecretKey | None = None
+    ) -> None:
+        if own_key is not None and own_key.public.N2 != mod:
+            raise ValueError("own_key is not the key of this modulus")
+        self._base = mpz(base) % mod
+        self._mod = mpz(mod)
+        self._offset = 1 << bound_bits
+        self._inv_part = gmpy2.powmod(self._base, -self._offset, self._mod)
+        self._own_key = own_key
+
+    def __call__(self, x: int) -> mpz:
+        shifted = x + self._offset
+        if not 0 < shifted < 2 * self._offset:
+            raise ParameterError("secret exponent outside its declared range")
+        if self._own_key is not None:
+            high = self._own_key.pow_n2(self._base, shifted)
+        else:
+            high = pow_sec(self._base, shifted, self._mod)
+        return high * self._inv_part % self._mod
+
+
+def check_repeated(x: object, m: int, name: str) -> tuple:
+    """A tuple or list of exactly m entries (one per repetition of a proof that repeats);
+    each entry is still to be checked by the caller."""
+    require(isinstance(x, (tuple, list)) and len(x) == m, f"{name} does not have {m} entries")
+    return tuple(x)  # type: ignore[arg-type]
