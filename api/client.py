@@ -1,0 +1,261 @@
+"""``ApplianceClient``: the async Python client of a node's HTTP API.
+
+    async with ApplianceClient("https://127.0.0.1:8443", "alice", key_pem,
+                               server_cert=node_cert_pem) as c:
+        key = await c.create_key(threshold=2)                 # waits for the DKG
+        req = await c.request_signature(key["key_id"], digest)
+        done = await c.wait_signature(req["request_id"])      # {"signature": {...}, "public_key"}
+
+Every request is signed with the user's key (RFC 9421, see :mod:`api.auth`). A refused call
+raises :class:`ApplianceAPIError` with ``status`` (HTTP) and ``code`` (and ``culprits`` /
+``missing_nodes`` when the node names them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from yarl import URL
+
+from api.auth import load_private_key, sign_request
+from api.tls import client_context
+
+
+class ApplianceAPIError(Exception):
+    """A call the node refused or that failed: ``status``, ``code``, ``message``, ``culprits``,
+    ``missing_nodes``."""
+
+    def __init__(self, status: int, code: str, message: str = "", *, culprits: list[str] | None = None,
+                 missing_nodes: list[str] | None = None, body: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.culprits = culprits
+        self.missing_nodes = missing_nodes
+        self.body = body
+
+    @classmethod
+    def from_error(cls, status: int, err: dict, body: Any = None) -> "ApplianceAPIError":
+        return cls(int(err.get("status", status)), str(err.get("code", "error")), str(err.get("message", "")),
+                   culprits=err.get("culprits"), missing_nodes=err.get("missing_nodes"), body=body)
+
+
+class ApplianceClient:
+    """One user talking to one node."""
+
+    def __init__(self, url: str, user: str, private_key: Any, *, server_cert: str | None = None,
+                 ca_file: str | Path | None = None, timeout: float = 120.0) -> None:
+        """``private_key``: PEM (str/bytes), a path to a PEM file, or a cryptography key
+        (Ed25519 or P-256). ``server_cert``: the node's certificate PEM to pin; ``ca_file``:
+        a CA bundle instead; neither: the system trust store."""
+        self.url = url.rstrip("/")
+        self.user = user
+        if isinstance(private_key, Path) or (isinstance(private_key, str) and "-----BEGIN" not in private_key):
+            private_key = Path(private_key).read_bytes()
+        if isinstance(private_key, (str, bytes)):
+            private_key = load_private_key(private_key)
+        self._key = private_key
+        self._ssl = client_context(server_cert, ca_file=ca_file) if self.url.startswith("https") else None
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "ApplianceClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            conn = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False, limit=100)
+            self._session = aiohttp.ClientSession(connector=conn)
+        return self._session
+
+    def signed_headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return sign_request(method, url, body, self.user, self._key)
+
+    async def request(self, method: str, path: str, body: Any = None, query: dict | None = None, *,
+                      sign: bool = True, timeout: float | None = None, raw: bool = False) -> Any:
+        """Send one request; the decoded JSON (or bytes with ``raw``), or ApplianceAPIError."""
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        url = self.url + path + ("?" + urlencode(q) if q else "")
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if sign:
+            headers.update(self.signed_headers(method, url, data))
+        t = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        try:
+            async with self._http().request(method, URL(url, encoded=True), data=data or None,
+                                            headers=headers, timeout=t) as resp:
+                content = await resp.read()
+                if resp.status >= 400:
+                    try:
+                        err = json.loads(content).get("error", {})
+                    except (ValueError, AttributeError):
+                        err = {}
+                    raise ApplianceAPIError(resp.status, err.get("code", "http_error"),
+                                            err.get("message", content[:200].decode(errors="replace")),
+                                            culprits=err.get("culprits"), missing_nodes=err.get("missing_nodes"))
+                if raw:
+                    return content
+                return json.loads(content) if content else {}
+        except aiohttp.ClientConnectionError as exc:
+            raise ApplianceAPIError(503, "node_unreachable", f"{self.url}: {type(exc).__name__}") from None
+
+    # -- open routes ----------------------------------------------------------------------
+
+    async def healthz(self) -> dict:
+        return await self.request("GET", "/healthz", sign=False)
+
+    async def readyz(self) -> dict:
+        return await self.request("GET", "/readyz", sign=False)
+
+    async def metrics(self) -> str:
+        return (await self.request("GET", "/metrics", raw=True)).decode()
+
+    async def openapi(self) -> dict:
+        return await self.request("GET", "/openapi.json")
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def operation(self, operation_id: str, wait: float = 0) -> dict:
+        return await self.request("GET", f"/v1/operations/{operation_id}", query={"wait": wait or None})
+
+    async def wait_operation(self, operation_id: str, timeout: float = 600.0) -> dict:
+        """Wait for a final status; the operation (done) or ApplianceAPIError (failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            op = await self.operation(operation_id, wait=max(0.1, min(30.0, remaining)))
+            if op["status"] == "done":
+                return op
+            if op["status"] in ("failed", "cancelled", "rejected", "expired"):
+                raise ApplianceAPIError.from_error(502, op.get("error") or {"code": op["status"]}, op)
+            if remaining <= 0:
+                raise TimeoutError(f"operation {operation_id} still {op['status']}")
+
+    async def create_key(self, threshold: int, nodes: list[str] | None = None, *,
+                         paillier_bits: int | None = None, timeout: float = 600.0) -> dict:
+        """Run a DKG and wait for it: ``key_id``, ``public_key`` (hex), ``threshold``, ``nodes``..."""
+        body: dict[str, Any] = {"threshold": threshold}
+        if nodes is not None:
+            body["nodes"] = nodes
+        if paillier_bits is not None:
+            body["paillier_bits"] = paillier_bits
+        op = await self.request("POST", "/v1/keys", body)
+        op = await self.wait_operation(op["operation_id"], timeout)
+        result = op.get("result") or {}
+        key = dict(result.get("key") or {})
+        key.setdefault("key_id", result.get("key_id", op.get("key_id")))
+        key.setdefault("public_key", result.get("public_key"))
+        key["operation_id"] = op["operation_id"]
+        return key
+
+    async def list_keys(self) -> list[dict]:
+        return (await self.request("GET", "/v1/keys"))["keys"]
+
+    async def get_key(self, key_id: str) -> dict:
+        return await self.request("GET", f"/v1/keys/{key_id}")
+
+    async def derive(self, key_id: str, path: str) -> dict:
+        return await self.request("GET", f"/v1/keys/{key_id}/derive", query={"path": path})
+
+    async def address(self, key_id: str, kind: str, path: str | None = None) -> dict:
+        return await self.request("GET", f"/v1/keys/{key_id}/address", query={"kind": kind, "path": path})
+
+    async def refresh(self, key_id: str, *, timeout: float = 600.0) -> dict:
+        op = await self.request("POST", f"/v1/keys/{key_id}/refresh", {})
+        return await self.wait_operation(op["operation_id"], timeout)
+
+    async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
+        op = await self.request("POST", f"/v1/keys/{key_id}/reshare", {"threshold": threshold, "nodes": nodes})
+        return await self.wait_operation(op["operation_id"], timeout)
+
+    # -- signing --------------------------------------------------------------------------
+
+    async def request_signature(self, key_id: str, digest: bytes | None = None, derivation_path: str | None = None,
+                                *, payload: Any = None, payload_type: str | None = None,
+                                signers: list[str] | None = None) -> dict:
+        """Create a sign request: ``request_id``, ``status``. ``signers`` names the nodes."""
+        body: dict[str, Any] = {}
+        if digest is not None:
+            if not isinstance(digest, (bytes, bytearray)):
+                raise TypeError("digest must be bytes")
+            body["digest"] = bytes(digest).hex()
+        if derivation_path is not None:
+            body["derivation_path"] = derivation_path
+        if payload is not None:
+            body["payload"] = payload
+        if payload_type is not None:
+            body["payload_type"] = payload_type
+        if signers is not None:
+            body["signers"] = signers
+        return await self.request("POST", f"/v1/keys/{key_id}/sign-requests", body)
+
+    async def get_sign_request(self, request_id: str, wait: float = 0) -> dict:
+        return await self.request("GET", f"/v1/sign-requests/{request_id}", query={"wait": wait or None})
+
+    async def pending_requests(self) -> list[dict]:
+        return (await self.request("GET", "/v1/sign-requests"))["sign_requests"]
+
+    async def approve(self, request_id: str) -> dict:
+        return await self.request("POST", f"/v1/sign-requests/{request_id}/approvals", {})
+
+    async def reject(self, request_id: str, reason: str | None = None) -> dict:
+        return await self.request("POST", f"/v1/sign-requests/{request_id}/rejections",
+                                  {"reason": reason} if reason else {})
+
+    async def wait_signature(self, request_id: str, timeout: float = 120.0) -> dict:
+        """Wait until signed: the request with ``signature`` {der, r, s, recovery_id} and
+        ``public_key``; ApplianceAPIError if it failed (e.g. 502 with culprits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            req = await self.get_sign_request(request_id, wait=max(0.1, min(30.0, remaining)))
+            if req["status"] == "signed":
+                return req
+            if req["status"] in ("failed", "rejected", "cancelled", "expired"):
+                raise ApplianceAPIError.from_error(502, req.get("error") or {"code": req["status"]}, req)
+            if remaining <= 0:
+                raise TimeoutError(f"sign request {request_id} still {req['status']}")
+
+    async def sign(self, key_id: str, digest: bytes, *, timeout: float = 120.0, **kw: Any) -> dict:
+        req = await self.request_signature(key_id, digest, **kw)
+        return await self.wait_signature(req["request_id"], timeout)
+
+    async def verify(self, digest: bytes, signature: dict | str, *, public_key: str | None = None,
+                     key_id: str | None = None) -> bool:
+        body: dict[str, Any] = {"digest": digest.hex(), "signature": signature}
+        if public_key is not None:
+            body["public_key"] = public_key
+        if key_id is not None:
+            body["key_id"] = key_id
+        return bool((await self.request("POST", "/v1/verify", body))["valid"])
+
+    # -- audit ----------------------------------------------------------------------------
+
+    async def audit(self, since: int = 0) -> list[dict]:
+        return (await self.request("GET", "/v1/audit", query={"since": since or None}))["entries"]
+
+
+__all__ = ["ApplianceClient", "ApplianceAPIError"]
+
+
+def run(coro):  # small convenience for scripts
+    return asyncio.run(coro)

@@ -1,0 +1,553 @@
+"""The node's HTTPS API (aiohttp): client routes, peer routes, OpenAPI.
+
+One table, :data:`ROUTES`, registers every route *and* generates ``/openapi.json``, so the
+document and what is served cannot drift apart.
+
+* Open: ``/healthz``, ``/readyz``, and ``/metrics`` unless ``metrics_open = false``.
+* Client routes: RFC 9421 signed requests (:mod:`api.auth`) by a configured user, and the
+  role the route names.
+* Peer routes (``/v1/peer/``): only over TLS with a client certificate pinned in the cluster
+  configuration (the TLS handshake checks it against the pins, the route maps its SHA-256
+  fingerprint to the node).
+
+Errors are ``{"error": {"code", "message", "culprits"?, "missing_nodes"?}}`` with 400 (bad
+input), 401 (not authenticated), 403 (forbidden), 404 (unknown), 409 (wrong state), 501 (not
+yet implemented), 502 (protocol abort, ``culprits``), 503 (quorum unreachable,
+``missing_nodes``). A refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from api.auth import AuthError, RequestVerifier, load_public_key
+from api.tls import fingerprint_der, fingerprint_pem
+from appliance import __version__
+from appliance.node import Node, NodeError, bad_request
+
+log = logging.getLogger("appliance.api")
+
+MAX_BODY = 1 << 20
+MAX_PEER_BODY = 16 << 20
+NODE_KEY = web.AppKey("node", Node)
+VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
+PEERS_KEY = web.AppKey("peers", dict)
+
+ANY_ROLE = ("initiator", "approver", "admin", "auditor")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    auth: str  # "open" | "user" | "peer" | "metrics"
+    roles: tuple[str, ...] = ()
+    body: dict | None = None  # JSON schema of the request body
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    responses: tuple[int, ...] = (200,)
+    content_type: str = "application/json"
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    err = {"code": code, "message": message}
+    err.update({k: v for k, v in extra.items() if v is not None})
+    return _json({"error": err}, status)
+
+
+async def _body_json(request: web.Request) -> dict:
+    raw = request.get("raw_body")
+    if raw is None:
+        raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise bad_request("bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("bad_json", "the body must be a JSON object")
+    return data
+
+
+def _wait_param(request: web.Request) -> float:
+    w = request.query.get("wait")
+    if w is None:
+        return 0.0
+    try:
+        v = float(w)
+    except ValueError:
+        raise bad_request("bad_wait", "wait must be a number of seconds") from None
+    if not 0 <= v <= 60:
+        raise bad_request("bad_wait", "wait must be between 0 and 60 seconds")
+    return v
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+def _user(request: web.Request):
+    return request["user"]
+
+
+def _peer_index(request: web.Request) -> int:
+    return request["peer_index"]
+
+
+# ---------------------------------------------------------------------------------------
+# open routes
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node = _node(request)
+    return _json({"status": "ok", "node_id": node.me.id, "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = _node(request)
+    hsm_ok = node.hsm is not None and await _hsm_health(node)
+    ready = node.ready and hsm_ok
+    body = {"ready": ready, "node_id": node.me.id, "hsm": hsm_ok, "primes": node.prime_counts() if node.store else {}}
+    return _json(body, 200 if ready else 503)
+
+
+async def _hsm_health(node: Node) -> bool:
+    import asyncio
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, node.hsm.health)
+    except Exception:
+        return False
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = _node(request).metrics.render()
+    return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(_node(request)))
+
+
+# ---------------------------------------------------------------------------------------
+# client routes
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    op = await _node(request).create_key(_user(request), body.get("threshold"), body.get("nodes"),
+                                         body.get("paillier_bits"))
+    return _json(op, 202)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    node = _node(request)
+    return _json({"keys": [node.key_view(r) for r in node.store.list_keys("active")]})
+
+
+async def get_key(request: web.Request) -> web.Response:
+    node = _node(request)
+    row = node.active_key(request.match_info["key_id"])
+    view = node.key_view(row)
+    view["presignatures"] = node.presign_counts(row["key_id"])
+    return _json(view)
+
+
+async def get_operation(request: web.Request) -> web.Response:
+    op = await _node(request).get_operation(request.match_info["op_id"], _wait_param(request))
+    return _json(op)
+
+
+async def create_sign_request(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    req = await _node(request).create_sign_request(
+        _user(request), request.match_info["key_id"], body.get("digest"), body.get("derivation_path"),
+        body.get("signers"), body.get("payload"), body.get("payload_type"))
+    return _json(req, 202)
+
+
+async def list_sign_requests(request: web.Request) -> web.Response:
+    return _json({"sign_requests": _node(request).pending_sign_requests()})
+
+
+async def get_sign_request(request: web.Request) -> web.Response:
+    req = await _node(request).get_sign_request(request.match_info["request_id"], _wait_param(request))
+    return _json(req)
+
+
+async def approve(request: web.Request) -> web.Response:
+    await _body_json(request)
+    return _json(_node(request).decide_sign_request(_user(request), request.match_info["request_id"], "approval"))
+
+
+async def reject(request: web.Request) -> web.Response:
+    await _body_json(request)
+    return _json(_node(request).decide_sign_request(_user(request), request.match_info["request_id"], "rejection"))
+
+
+async def verify(request: web.Request) -> web.Response:
+    return _json(_node(request).verify_signature(await _body_json(request)))
+
+
+async def derive(request: web.Request) -> web.Response:
+    _node(request).active_key(request.match_info["key_id"])
+    raise NodeError(501, "not_implemented", "BIP32 derivation is not implemented yet")
+
+
+async def address(request: web.Request) -> web.Response:
+    _node(request).active_key(request.match_info["key_id"])
+    kind = request.query.get("kind")
+    if kind not in ("p2wpkh", "eth"):
+        raise bad_request("bad_kind", "kind must be p2wpkh or eth")
+    raise NodeError(501, "not_implemented", "addresses are not implemented yet")
+
+
+async def refresh(request: web.Request) -> web.Response:
+    await _body_json(request)
+    op = await _node(request).refresh_key(_user(request), request.match_info["key_id"])
+    return _json(op, 202)
+
+
+async def reshare(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    node = _node(request)
+    node.active_key(request.match_info["key_id"])
+    if not isinstance(body.get("threshold"), int) or not isinstance(body.get("nodes"), list):
+        raise bad_request("bad_body", "threshold (integer) and nodes (list of node ids) are required")
+    raise NodeError(501, "not_implemented", "reshare is not implemented yet")
+
+
+async def audit(request: web.Request) -> web.Response:
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        raise bad_request("bad_since", "since must be an integer") from None
+    return _json({"entries": _node(request).audit.entries(since)})
+
+
+# ---------------------------------------------------------------------------------------
+# peer routes
+
+
+async def peer_health(request: web.Request) -> web.Response:
+    node = _node(request)
+    return _json({"node_id": node.me.id, "index": node.index, "ready": node.ready})
+
+
+async def peer_open_job(request: web.Request) -> web.Response:
+    spec = await _body_json(request)
+    await _node(request).accept_job(spec, _peer_index(request))
+    return _json({"accepted": True}, 202)
+
+
+async def peer_messages(request: web.Request) -> web.Response:
+    body = await request.read()
+    dropped = await _node(request).receive_frames(request.match_info["job_id"], _peer_index(request), body)
+    return _json({"dropped": dropped}, 202)
+
+
+async def peer_report(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    _node(request).take_report(request.match_info["job_id"], _peer_index(request), body)
+    return _json({"ok": True})
+
+
+async def peer_commit(request: web.Request) -> web.Response:
+    _node(request).commit_job(request.match_info["job_id"], _peer_index(request))
+    return _json({"ok": True})
+
+
+async def peer_cancel(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    _node(request).cancel_job(request.match_info["job_id"], _peer_index(request), body)
+    return _json({"ok": True})
+
+
+# ---------------------------------------------------------------------------------------
+# the route table
+
+_DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "32-byte digest, hex"}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz, "Liveness: the process answers", "open"),
+    Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", responses=(200, 503)),
+    Route("GET", "/metrics", metrics, "Prometheus metrics", "metrics", content_type="text/plain"),
+    Route("GET", "/openapi.json", openapi, "This document", "user", ANY_ROLE),
+    Route("POST", "/v1/keys", create_key, "Create a key (DKG); returns an operation", "user", ("admin",),
+          body={"type": "object", "required": ["threshold"], "properties": {
+              "threshold": {"type": "integer", "minimum": 1},
+              "nodes": {"type": "array", "items": {"type": "string"}, "description": "node ids (default all)"},
+              "paillier_bits": {"type": "integer", "enum": [2048, 3072]}}},
+          responses=(202, 400, 401, 403, 503)),
+    Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE),
+    Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, responses=(200, 401, 404)),
+    Route("GET", "/v1/operations/{op_id}", get_operation, "A key operation's status", "user", ANY_ROLE,
+          query=(("wait", "number", "long-poll up to this many seconds for a final status"),),
+          responses=(200, 401, 404)),
+    Route("POST", "/v1/keys/{key_id}/sign-requests", create_sign_request, "Request a signature", "user",
+          ("initiator",), body={"type": "object", "required": ["digest"], "properties": {
+              "digest": _DIGEST,
+              "derivation_path": {"type": "string"},
+              "signers": {"type": "array", "items": {"type": "string"}, "description": "node ids to sign"},
+              "payload": {}, "payload_type": {"type": "string", "enum": ["psbt", "eth_tx", "eip712"]}}},
+          responses=(202, 400, 401, 403, 404, 501, 503)),
+    Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE),
+    Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
+          ("approver",), body={"type": "object"}, responses=(200, 401, 403, 404, 409)),
+    Route("POST", "/v1/sign-requests/{request_id}/rejections", reject, "Reject a sign request", "user",
+          ("approver",), body={"type": "object"}, responses=(200, 401, 403, 404, 409)),
+    Route("GET", "/v1/sign-requests/{request_id}", get_sign_request, "A sign request (signature once signed)",
+          "user", ANY_ROLE, query=(("wait", "number", "long-poll up to this many seconds"),),
+          responses=(200, 401, 404)),
+    Route("POST", "/v1/verify", verify, "Verify an ECDSA signature", "user", ANY_ROLE,
+          body={"type": "object", "required": ["digest", "signature"], "properties": {
+              "public_key": {"type": "string"}, "key_id": {"type": "string"}, "digest": _DIGEST,
+              "signature": {}}}, responses=(200, 400, 401, 404)),
+    Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key", "user", ANY_ROLE,
+          query=(("path", "string", "e.g. m/0/1"),), responses=(200, 401, 404, 501)),
+    Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key", "user", ANY_ROLE,
+          query=(("kind", "string", "p2wpkh or eth"), ("path", "string", "e.g. m/0/1")),
+          responses=(200, 400, 401, 404, 501)),
+    Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key)", "user",
+          ("admin",), body={"type": "object"}, responses=(202, 401, 403, 404, 503)),
+    Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold", "user",
+          ("admin",), body={"type": "object", "required": ["threshold", "nodes"], "properties": {
+              "threshold": {"type": "integer"}, "nodes": {"type": "array", "items": {"type": "string"}}}},
+          responses=(202, 400, 401, 403, 404, 501)),
+    Route("GET", "/v1/audit", audit, "Audit entries", "user", ("auditor",),
+          query=(("since", "integer", "entries after this sequence number"),)),
+    Route("GET", "/v1/peer/health", peer_health, "Peer: liveness", "peer"),
+    Route("POST", "/v1/peer/jobs", peer_open_job, "Peer: join a protocol job", "peer",
+          body={"type": "object"}, responses=(202, 400, 403, 404, 409)),
+    Route("POST", "/v1/peer/jobs/{job_id}/messages", peer_messages, "Peer: protocol messages (CBOR)", "peer",
+          responses=(202, 400, 403), content_type="application/cbor"),
+    Route("POST", "/v1/peer/jobs/{job_id}/report", peer_report, "Peer: a party's outcome", "peer",
+          body={"type": "object"}),
+    Route("POST", "/v1/peer/jobs/{job_id}/commit", peer_commit, "Peer: commit a key change", "peer"),
+    Route("POST", "/v1/peer/jobs/{job_id}/cancel", peer_cancel, "Peer: cancel a job", "peer",
+          body={"type": "object"}),
+)
+
+
+def route_for(request: web.Request) -> Route | None:
+    info = request.match_info.route
+    return getattr(info, "_appliance_route", None) if info is not None else None
+
+
+# ---------------------------------------------------------------------------------------
+# middleware
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NodeError as exc:
+        if exc.status >= 500:
+            log.info("%s %s -> %s %s", request.method, request.path, exc.status, exc.code)
+        return error_response(exc.status, exc.code, exc.message, culprits=exc.culprits,
+                              missing_nodes=exc.missing_nodes)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal", "internal error")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+    route = route_for(request)
+    if route is None:
+        return await handler(request)
+    node = _node(request)
+    if route.auth == "open" or (route.auth == "metrics" and node.config.metrics_open):
+        return await handler(request)
+    if route.auth == "peer":
+        fp = _peer_fingerprint(request)
+        index = request.app[PEERS_KEY].get(fp) if fp else None
+        if index is None:
+            return error_response(403, "peer_not_pinned", "peer routes need a pinned node certificate")
+        request["peer_index"] = index
+        return await handler(request)
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_BODY:
+            return error_response(413, "body_too_large", "request body too large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request["raw_body"] = raw
+    try:
+        user_id = request.app[VERIFIER_KEY].verify(request.method, str(request.url),
+                                                   list(request.headers.items()), raw)
+    except AuthError as exc:
+        return error_response(401, "unauthenticated", exc.message)
+    user = node.cluster.user(user_id)
+    if user is None:
+        return error_response(401, "unauthenticated", "unknown user")
+    roles = route.roles or ANY_ROLE
+    if not any(user.has(r) for r in roles):
+        return error_response(403, "forbidden", f"needs one of the roles: {', '.join(roles)}")
+    request["user"] = user
+    return await handler(request)
+
+
+def _peer_fingerprint(request: web.Request) -> str | None:
+    ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_obj is None:
+        return None
+    der = ssl_obj.getpeercert(binary_form=True)
+    return fingerprint_der(der) if der else None
+
+
+def make_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_PEER_BODY)
+    app[NODE_KEY] = node
+    users = {u.id: load_public_key(u.public_key) for u in node.cluster.users}
+    app[VERIFIER_KEY] = RequestVerifier(users)
+    app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
+    for r in ROUTES:
+        res = app.router.add_route(r.method, r.path, r.handler)
+        res._appliance_route = r  # type: ignore[attr-defined]
+    return app
+
+
+# ---------------------------------------------------------------------------------------
+# OpenAPI
+
+
+def openapi_document(node: Node | None = None) -> dict:
+    paths: dict[str, dict] = {}
+    err_schema = {"$ref": "#/components/schemas/Error"}
+    for r in ROUTES:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in _path_params(r.path)]
+        params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+                   for n, t, d in r.query]
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {"required": r.method == "POST" and bool(r.body.get("required")),
+                                 "content": {"application/json": {"schema": r.body}}}
+        elif r.content_type == "application/cbor":
+            op["requestBody"] = {"required": True, "content": {"application/cbor": {"schema": {
+                "type": "string", "format": "binary"}}}}
+        responses: dict[str, Any] = {}
+        for status in r.responses:
+            if status < 400:
+                ctype = r.content_type if r.method == "GET" else "application/json"
+                if ctype == "application/cbor":
+                    ctype = "application/json"
+                responses[str(status)] = {"description": "OK" if status == 200 else "Accepted",
+                                          "content": {ctype: {"schema": {"type": "object"} if ctype == "application/json"
+                                                              else {"type": "string"}}}}
+            else:
+                responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Error"),
+                                          "content": {"application/json": {"schema": err_schema}}}
+        if r.auth == "user":
+            op["security"] = [{"httpMessageSignature": []}]
+            op["x-roles"] = list(r.roles)
+            responses.setdefault("401", {"description": _STATUS_TEXT[401],
+                                         "content": {"application/json": {"schema": err_schema}}})
+        elif r.auth == "peer":
+            op["security"] = [{"pinnedMutualTLS": []}]
+            op["tags"] = ["peer"]
+        elif r.auth == "metrics":
+            op["x-open"] = "unless metrics_open = false"
+        op["responses"] = responses
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    servers = [{"url": node.me.url}] if node is not None else []
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Threshold-signing appliance node", "version": __version__,
+                 "description": "Client requests are signed with RFC 9421 HTTP Message Signatures "
+                                "(label sig1, covering @method @path @query content-digest; created, "
+                                "keyid = user id, nonce). Peer routes need a pinned client certificate."},
+        "servers": servers,
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "httpMessageSignature": {"type": "apiKey", "in": "header", "name": "Signature",
+                                         "description": "RFC 9421 signature (with Signature-Input "
+                                                        "and Content-Digest)"},
+                "pinnedMutualTLS": {"type": "mutualTLS",
+                                    "description": "client certificate pinned in the cluster configuration"},
+            },
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "culprits": {"type": "array", "items": {"type": "string"}},
+                    "missing_nodes": {"type": "array", "items": {"type": "string"}}}}}}},
+        },
+    }
+
+
+_STATUS_TEXT = {400: "Bad input", 401: "Not authenticated", 403: "Forbidden", 404: "Unknown",
+                409: "Wrong state", 413: "Too large", 501: "Not implemented yet",
+                502: "Protocol abort (culprits)", 503: "Quorum unreachable (missing_nodes)"}
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return re.findall(r"{([^}]+)}", path)
+
+
+# ---------------------------------------------------------------------------------------
+# running a node
+
+
+async def serve(config_path: str, *, ready_file: str | None = None) -> None:
+    """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly."""
+    import asyncio
+    import signal
+
+    from api.tls import server_context
+    from appliance.config import load_node_config
+
+    cfg = load_node_config(config_path)
+    node = Node(cfg)
+    await node.start()
+    app = make_app(node)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes])
+    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, backlog=256,
+                       reuse_address=True)
+    await site.start()
+    log.info("node %s listening on %s:%s", cfg.node_id, cfg.listen_host, cfg.listen_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write("ready\n")
+    try:
+        await stop.wait()
+    finally:
+        log.info("node %s stopping", cfg.node_id)
+        await runner.cleanup()
+        await node.stop()

@@ -1,0 +1,364 @@
+"""The ``appliance`` command.
+
+Setting up a cluster by hand (each node on its own machine)::
+
+    appliance init --dir /var/lib/appliance --node-id node-1 --listen 0.0.0.0:8443 \\
+                   --url https://node-1.example:8443
+        # SoftHSM2 token, HSM identity + transport keys, TLS certificate, node.toml,
+        # and node-info.json (the public part to pin in the cluster configuration)
+    appliance user-key --out alice.pem                  # a user's Ed25519 key (+ alice.pub.pem)
+    appliance cluster-config --out cluster.toml --node-info n1/node-info.json n2/... n3/... \\
+                   --user alice:initiator:alice.pub.pem --user bob:admin:bob.pub.pem
+        # then copy cluster.toml next to every node.toml
+    appliance serve --config /var/lib/appliance/node.toml
+
+Using it (client commands take --url, --user, --key, --server-cert or APPLIANCE_URL,
+APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
+
+    appliance key create --threshold 2
+    appliance key list
+    appliance sign --key-id KEY --message "hello"        # or --digest HEX
+    appliance verify --public-key HEX --digest HEX --signature DERHEX
+
+    appliance demo [--nodes 3] [--threshold 2] [--json] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from appliance.config import ConfigError, ROLES, write_toml
+
+
+# ---------------------------------------------------------------------------------------
+# init
+
+
+def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", url: str | None = None,
+              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None) -> dict:
+    """Create a node's state in ``directory``: SoftHSM2 token with the node's keys, TLS
+    certificate, ``node.toml`` and ``node-info.json``; returns the node info (public)."""
+    from api.tls import make_node_certificate, write_private
+    from hsm import HSM
+    from hsm.softhsm import init_token
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / "node.toml").exists():
+        raise ConfigError(f"{directory}/node.toml exists already; refusing to overwrite a node")
+    host, _, port = listen.rpartition(":")
+    if url is None:
+        url = f"https://{host if host not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
+    tok = init_token(directory / "hsm", node_id)
+    cfg = tok.hsm_config()
+    hsm = HSM.open(cfg, node_id=node_id)
+    try:
+        identity, transport = hsm.identity_public_key, hsm.transport_public_key
+    finally:
+        hsm.close()
+    from urllib.parse import urlparse
+
+    names = list(hosts or []) + [urlparse(url).hostname or "127.0.0.1", "localhost", "127.0.0.1"]
+    cert_pem, key_pem = make_node_certificate(node_id, names)
+    (directory / "tls").mkdir(exist_ok=True)
+    (directory / "tls" / "node.crt").write_bytes(cert_pem)
+    write_private(directory / "tls" / "node.key", key_pem)
+    rel = lambda p: os.path.relpath(p, directory)  # noqa: E731
+    node_toml: dict = {
+        "cluster": "cluster.toml",
+        "node": {"id": node_id, "listen": listen, "db": "node.db", "paillier_bits": paillier_bits,
+                 "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "metrics_open": True,
+                 "presign_pool": 2},
+        "tls": {"cert": "tls/node.crt", "key": "tls/node.key"},
+        "hsm": {"token_label": node_id, "pin_file": rel(tok.pin_file), "softhsm_conf": rel(tok.conf),
+                "module": tok.module},
+        "primes": {"pool_target": 2},
+    }
+    for section, values in (extra or {}).items():
+        node_toml.setdefault(section, {}).update(values)
+    write_toml(directory / "node.toml", node_toml)
+    info = {"id": node_id, "url": url, "tls_cert": cert_pem.decode(), "identity_key": identity.hex(),
+            "transport_key": transport.hex()}
+    (directory / "node-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def cluster_mapping(cluster_id: str, infos: list[dict], users: list[dict]) -> dict:
+    return {
+        "cluster": {"id": cluster_id},
+        "nodes": [dict(info, index=i) for i, info in enumerate(infos)],
+        "users": users,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# client helpers
+
+
+def _client(args):
+    from api.client import ApplianceClient
+
+    url = args.url or os.environ.get("APPLIANCE_URL")
+    user = args.user or os.environ.get("APPLIANCE_USER")
+    key = args.key or os.environ.get("APPLIANCE_KEY")
+    cert = args.server_cert or os.environ.get("APPLIANCE_SERVER_CERT")
+    if not (url and user and key):
+        raise SystemExit("error: --url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
+    pem = Path(cert).read_text() if cert else None
+    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem)
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+async def _cmd_key(args) -> int:
+    async with _client(args) as c:
+        if args.key_cmd == "create":
+            nodes = args.nodes.split(",") if args.nodes else None
+            _print(await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
+        elif args.key_cmd == "list":
+            _print(await c.list_keys())
+        else:
+            _print(await c.get_key(args.key_id))
+    return 0
+
+
+async def _cmd_sign(args) -> int:
+    if (args.digest is None) == (args.message is None):
+        raise SystemExit("error: give exactly one of --digest and --message")
+    digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
+    async with _client(args) as c:
+        signers = args.signers.split(",") if args.signers else None
+        req = await c.request_signature(args.key_id, digest, signers=signers)
+        _print(await c.wait_signature(req["request_id"], timeout=args.timeout))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from appliance.tss.ecdsa import Signature, verify_with_libsecp256k1, verify_with_openssl
+
+    pk, digest = bytes.fromhex(args.public_key), bytes.fromhex(args.digest)
+    sig = Signature.from_der(bytes.fromhex(args.signature))
+    ok1, ok2 = verify_with_libsecp256k1(pk, digest, sig), verify_with_openssl(pk, digest, sig)
+    print(json.dumps({"valid": ok1 and ok2, "libsecp256k1": ok1, "openssl": ok2}))
+    return 0 if ok1 and ok2 else 1
+
+
+# ---------------------------------------------------------------------------------------
+# demo
+
+
+async def _demo(args) -> int:
+    import time
+
+    from appliance.testing import LocalCluster
+    from appliance.tss.ecdsa import Signature, verify_with_libsecp256k1, verify_with_openssl
+
+    out = sys.stdout
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # noqa: E731
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    keep = Path(args.keep).resolve() if args.keep else None
+    say(f"appliance demo: {args.threshold}-of-{args.nodes}, Paillier {args.paillier_bits} bits")
+    async with LocalCluster(nodes=args.nodes, threshold=args.threshold, paillier_bits=args.paillier_bits,
+                            base_dir=keep, keep=keep is not None, presign_pool=0) as cluster:
+        timings["start_nodes"] = (time.perf_counter() - t0) * 1000
+        for i, url in enumerate(cluster.urls):
+            say(f"  node {cluster.node_ids[i]}: {url}  (SoftHSM2 token in {cluster.data_dirs[i] / 'hsm'})")
+        admin = cluster.client("admin")
+        initiator = cluster.client("initiator")
+        try:
+            t = time.perf_counter()
+            await cluster.wait_primes()
+            timings["prime_pool"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            key = await admin.create_key(args.threshold)
+            timings["keygen"] = (time.perf_counter() - t) * 1000
+            say(f"  DKG done: key {key['key_id']}, public key {key['public_key']}")
+            message = b"threshold-appliance demo"
+            digest = hashlib.sha256(message).digest()
+            t = time.perf_counter()
+            req = await initiator.request_signature(key["key_id"], digest)
+            done = await initiator.wait_signature(req["request_id"], timeout=300)
+            timings["sign"] = (time.perf_counter() - t) * 1000
+            sigd = done["signature"]
+            say(f"  signed by {', '.join(done['signers'])}: r={sigd['r']} s={sigd['s']}")
+            pk = bytes.fromhex(key["public_key"])
+            sig = Signature.from_der(bytes.fromhex(sigd["der"]))
+            ok_secp = verify_with_libsecp256k1(pk, digest, sig)
+            ok_ossl = verify_with_openssl(pk, digest, sig)
+            say(f"  verified independently: libsecp256k1 (coincurve) {'OK' if ok_secp else 'FAILED'}, "
+                f"OpenSSL (cryptography) {'OK' if ok_ossl else 'FAILED'}")
+        finally:
+            await admin.close()
+            await initiator.close()
+        t = time.perf_counter()
+    timings["stop_nodes"] = (time.perf_counter() - t) * 1000
+    timings["total"] = (time.perf_counter() - t0) * 1000
+    ok = ok_secp and ok_ossl and sig.is_low_s()
+    say(f"  total {timings['total'] / 1000:.1f} s; nodes stopped" + (f"; state kept in {keep}" if keep else ""))
+    if args.json:
+        summary = {
+            "public_key": key["public_key"], "key_id": key["key_id"], "digest": digest.hex(),
+            "message": message.decode(),
+            "signature": {k: sigd[k] for k in ("der", "r", "s", "recovery_id")},
+            "signers": done["signers"], "nodes": args.nodes, "threshold": args.threshold,
+            "paillier_bits": args.paillier_bits,
+            "verified": {"libsecp256k1": ok_secp, "openssl": ok_ossl},
+            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+        }
+        out.write(json.dumps(summary) + "\n")
+        out.flush()
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="appliance", description="Threshold-signing appliance node")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("init", help="set up a node: HSM token and keys, TLS certificate, node.toml")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--listen", default="127.0.0.1:8443")
+    p.add_argument("--url", help="URL the peers and clients use (default from --listen)")
+    p.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
+    p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
+
+    p = sub.add_parser("user-key", help="generate a user key pair (Ed25519 or P-256)")
+    p.add_argument("--out", required=True, type=Path, help="private key PEM (public key: *.pub.pem)")
+    p.add_argument("--kind", default="ed25519", choices=("ed25519", "p256"))
+
+    p = sub.add_parser("cluster-config", help="write cluster.toml from node-info.json files and users")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--id", default="appliance")
+    p.add_argument("--node-info", nargs="+", required=True, type=Path)
+    p.add_argument("--user", action="append", default=[], help="ID:ROLE[,ROLE]:PUBLIC_KEY_PEM_FILE")
+
+    p = sub.add_parser("serve", help="run a node")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--ready-file", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("demo", help="a local cluster: DKG, a signature, verification")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--threshold", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", metavar="DIR")
+    p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
+
+    def client_args(p):
+        p.add_argument("--url")
+        p.add_argument("--user")
+        p.add_argument("--key", help="the user's private key PEM file")
+        p.add_argument("--server-cert", help="the node's certificate PEM to pin")
+
+    p = sub.add_parser("key", help="keys: create, list, show")
+    ks = p.add_subparsers(dest="key_cmd", required=True)
+    q = ks.add_parser("create")
+    client_args(q)
+    q.add_argument("--threshold", type=int, required=True)
+    q.add_argument("--nodes", help="comma-separated node ids (default all)")
+    q.add_argument("--paillier-bits", type=int, choices=(2048, 3072))
+    q = ks.add_parser("list")
+    client_args(q)
+    q = ks.add_parser("show")
+    client_args(q)
+    q.add_argument("key_id")
+
+    p = sub.add_parser("sign", help="request a signature and wait for it")
+    client_args(p)
+    p.add_argument("--key-id", required=True)
+    p.add_argument("--digest", help="32-byte digest, hex")
+    p.add_argument("--message", help="text to hash with SHA-256 and sign")
+    p.add_argument("--signers", help="comma-separated node ids")
+    p.add_argument("--timeout", type=float, default=300)
+
+    p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
+    p.add_argument("--public-key", required=True)
+    p.add_argument("--digest", required=True)
+    p.add_argument("--signature", required=True, help="DER, hex")
+
+    p = sub.add_parser("audit", help="audit log tools")
+    a = p.add_subparsers(dest="audit_cmd", required=True)
+    q = a.add_parser("verify")
+    q.add_argument("file", nargs="+")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.cmd == "init":
+            info = init_node(args.dir, args.node_id, listen=args.listen, url=args.url, hosts=args.host,
+                             paillier_bits=args.paillier_bits)
+            print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
+                              "node_info": str((args.dir / "node-info.json").resolve())}))
+            return 0
+        if args.cmd == "user-key":
+            from api.auth import generate_user_key
+            from api.tls import write_private
+
+            priv, pub = generate_user_key(args.kind)
+            write_private(args.out, priv)
+            pub_path = args.out.with_name(args.out.name.removesuffix(".pem") + ".pub.pem")
+            pub_path.write_bytes(pub)
+            print(json.dumps({"private_key": str(args.out), "public_key": str(pub_path)}))
+            return 0
+        if args.cmd == "cluster-config":
+            infos = [json.loads(p.read_text()) for p in args.node_info]
+            users = []
+            for spec in args.user:
+                uid, roles, path = spec.split(":", 2)
+                rl = [r for r in roles.split(",") if r]
+                if any(r not in ROLES for r in rl):
+                    raise SystemExit(f"error: roles are {', '.join(ROLES)}")
+                users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
+            write_toml(args.out, cluster_mapping(args.id, infos, users))
+            print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
+            return 0
+        if args.cmd == "serve":
+            from api.server import serve
+
+            try:
+                from appliance.hardening import disable_core_dumps
+
+                disable_core_dumps()
+            except Exception as exc:  # pragma: no cover
+                print(f"warning: could not disable core dumps: {exc}", file=sys.stderr)
+            asyncio.run(serve(str(args.config), ready_file=args.ready_file))
+            return 0
+        if args.cmd == "demo":
+            return asyncio.run(_demo(args))
+        if args.cmd == "key":
+            return asyncio.run(_cmd_key(args))
+        if args.cmd == "sign":
+            return asyncio.run(_cmd_sign(args))
+        if args.cmd == "verify":
+            return _cmd_verify(args)
+        if args.cmd == "audit":
+            print("appliance audit verify: not implemented until issue 6 (tamper-evident audit log)",
+                  file=sys.stderr)
+            return 2
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

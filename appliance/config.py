@@ -1,0 +1,287 @@
+"""Node and cluster configuration (TOML).
+
+A node reads one file, ``node.toml``, which names the cluster file (identical on every node)::
+
+    cluster = "cluster.toml"          # relative paths are relative to this file
+
+    [node]
+    id = "node-1"
+    listen = "127.0.0.1:8443"
+    db = "node.db"
+    paillier_bits = 3072              # 2048 selectable
+    round_timeout_s = 30.0            # a protocol round that makes no progress this long fails
+    job_timeout_s = 300.0
+    workers = 2                       # threads for CPU-heavy protocol steps
+    metrics_open = true               # /metrics without authentication
+    presign_pool = 0                  # presignatures kept ready per signer set (0: off)
+
+    [tls]
+    cert = "tls/node.crt"
+    key = "tls/node.key"
+
+    [hsm]                             # see hsm.config.HSMConfig
+    token_label = "node-1"
+    pin_file = "hsm/node-1.pin"
+    softhsm_conf = "hsm/softhsm2.conf"
+
+    [primes]
+    pool_target = 2                   # safe and Blum primes kept sealed per kind (background)
+
+    [testing]                         # never in production
+    prime_file = "test-only-primes.json"   # seeds the prime pool from a test-only file
+
+``cluster.toml``::
+
+    [cluster]
+    id = "demo"
+
+    [[nodes]]
+    id = "node-1"
+    index = 0                         # the node's fixed party index
+    url = "https://127.0.0.1:8443"
+    tls_cert = "-----BEGIN CERTIFICATE-----..."   # pinned
+    identity_key = "02..."            # HSM identity key, compressed secp256k1, hex
+    transport_key = "04..."           # HSM transport key, uncompressed P-256, hex
+
+    [[users]]
+    id = "alice"
+    roles = ["initiator"]
+    public_key = "-----BEGIN PUBLIC KEY-----..."  # Ed25519 or P-256 (SubjectPublicKeyInfo PEM)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ApplianceError
+
+ROLES = ("initiator", "approver", "admin", "auditor")
+
+
+class ConfigError(ApplianceError):
+    code = "bad_config"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    id: str
+    index: int
+    url: str
+    tls_cert: str
+    identity_key: bytes
+    transport_key: bytes
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: str
+    roles: tuple[str, ...]
+    public_key: str  # PEM
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    id: str
+    nodes: tuple[PeerInfo, ...]
+    users: tuple[UserInfo, ...]
+
+    def node(self, node_id: str) -> PeerInfo:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise ConfigError(f"unknown node {node_id!r}")
+
+    def by_index(self, index: int) -> PeerInfo:
+        for n in self.nodes:
+            if n.index == index:
+                return n
+        raise ConfigError(f"no node has index {index}")
+
+    def user(self, user_id: str) -> UserInfo | None:
+        for u in self.users:
+            if u.id == user_id:
+                return u
+        return None
+
+    @classmethod
+    def from_mapping(cls, m: dict) -> "ClusterConfig":
+        c = m.get("cluster", {})
+        nodes = []
+        for n in m.get("nodes", []):
+            try:
+                nodes.append(PeerInfo(
+                    id=str(n["id"]), index=int(n["index"]), url=str(n["url"]).rstrip("/"),
+                    tls_cert=str(n["tls_cert"]), identity_key=bytes.fromhex(n["identity_key"]),
+                    transport_key=bytes.fromhex(n["transport_key"]),
+                ))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ConfigError(f"bad [[nodes]] entry: {exc}") from None
+        if len({n.id for n in nodes}) != len(nodes) or len({n.index for n in nodes}) != len(nodes):
+            raise ConfigError("node ids and indices must be unique")
+        users = []
+        for u in m.get("users", []):
+            roles = tuple(u.get("roles", []))
+            bad = [r for r in roles if r not in ROLES]
+            if bad:
+                raise ConfigError(f"user {u.get('id')!r}: unknown roles {bad}")
+            users.append(UserInfo(id=str(u["id"]), roles=roles, public_key=str(u["public_key"])))
+        return cls(id=str(c.get("id", "cluster")), nodes=tuple(sorted(nodes, key=lambda n: n.index)),
+                   users=tuple(users))
+
+    def to_mapping(self) -> dict:
+        return {
+            "cluster": {"id": self.id},
+            "nodes": [{"id": n.id, "index": n.index, "url": n.url, "tls_cert": n.tls_cert,
+                       "identity_key": n.identity_key.hex(), "transport_key": n.transport_key.hex()}
+                      for n in self.nodes],
+            "users": [{"id": u.id, "roles": list(u.roles), "public_key": u.public_key} for u in self.users],
+        }
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    node_id: str
+    listen_host: str
+    listen_port: int
+    db: Path
+    tls_cert: Path
+    tls_key: Path
+    hsm: dict
+    cluster: ClusterConfig
+    paillier_bits: int = 3072
+    round_timeout_s: float = 30.0
+    job_timeout_s: float = 300.0
+    workers: int = 2
+    metrics_open: bool = True
+    presign_pool: int = 0
+    prime_pool_target: int = 2
+    prime_file: Path | None = None
+    testing: dict = field(default_factory=dict)
+
+    @property
+    def me(self) -> PeerInfo:
+        return self.cluster.node(self.node_id)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path.parent
+
+    def hsm_config(self):
+        from hsm.config import HSMConfig
+
+        return HSMConfig.from_mapping(self.hsm)
+
+
+def _resolve(base: Path, p: str | None) -> Path | None:
+    if p is None:
+        return None
+    q = Path(p)
+    return q if q.is_absolute() else (base / q)
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path).resolve()
+    m = load_toml(path)
+    base = path.parent
+    cluster_path = _resolve(base, m.get("cluster", "cluster.toml"))
+    cluster = ClusterConfig.from_mapping(load_toml(cluster_path))
+    node = m.get("node", {})
+    tls = m.get("tls", {})
+    hsm = dict(m.get("hsm", {}))
+    for k in ("pin_file", "softhsm_conf"):
+        if hsm.get(k):
+            hsm[k] = str(_resolve(base, hsm[k]))
+    testing = dict(m.get("testing", {}))
+    primes = m.get("primes", {})
+    try:
+        node_id = str(node["id"])
+        listen = str(node.get("listen", "127.0.0.1:8443"))
+        host, _, port = listen.rpartition(":")
+        cfg = NodeConfig(
+            path=path, node_id=node_id, listen_host=host or "127.0.0.1", listen_port=int(port),
+            db=_resolve(base, node.get("db", "node.db")),
+            tls_cert=_resolve(base, tls.get("cert", "tls/node.crt")),
+            tls_key=_resolve(base, tls.get("key", "tls/node.key")),
+            hsm=hsm, cluster=cluster,
+            paillier_bits=int(node.get("paillier_bits", 3072)),
+            round_timeout_s=float(node.get("round_timeout_s", 30.0)),
+            job_timeout_s=float(node.get("job_timeout_s", 300.0)),
+            workers=int(node.get("workers", 2)),
+            metrics_open=bool(node.get("metrics_open", True)),
+            presign_pool=int(node.get("presign_pool", 0)),
+            prime_pool_target=int(primes.get("pool_target", 2)),
+            prime_file=_resolve(base, testing.get("prime_file")),
+            testing=testing,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: bad [node] settings: {exc}") from None
+    if cfg.paillier_bits not in (2048, 3072):
+        raise ConfigError("paillier_bits must be 2048 or 3072")
+    cluster.node(node_id)  # must be in the cluster
+    return cfg
+
+
+# -- writing TOML (the small subset the appliance writes) ----------------------------------
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        if "\n" in v:
+            if "'''" in v:
+                raise ConfigError("cannot write this string to TOML")
+            return "'''\n" + v + "'''"
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Path):
+        return _toml_value(str(v))
+    raise ConfigError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps_toml(m: dict) -> str:
+    """Top-level scalars, then tables, then arrays of tables (one level deep)."""
+    out: list[str] = []
+    scalars = {k: v for k, v in m.items() if not isinstance(v, dict)
+               and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+    for k, v in scalars.items():
+        out.append(f"{k} = {_toml_value(v)}")
+    for k, v in m.items():
+        if isinstance(v, dict):
+            out.append(f"\n[{k}]")
+            out += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None]
+    for k, v in m.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                out.append(f"\n[[{k}]]")
+                out += [f"{kk} = {_toml_value(vv)}" for kk, vv in item.items() if vv is not None]
+    return "\n".join(out) + "\n"
+
+
+def write_toml(path: Path, m: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = dumps_toml(m)
+    tomllib.loads(text)  # round-trip check
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,1431 @@
+"""A signing node: runs protocol sessions with its peers; the one place where share, HSM,
+store, policy, audit and metrics meet.
+
+Jobs and sessions
+-----------------
+Every multi-party operation is a *job* with a random id, run by a set of party indices (fixed
+by the cluster configuration: node id -> index). The node that receives the client request
+*coordinates*: it checks the request, picks a quorum of healthy peers (or the one named),
+sends the job description to the others (``POST /v1/peer/jobs``), runs its own part if it is
+one of the parties, collects every party's report, and finishes (commits a key, releases a
+signature) or cancels the job everywhere with the cause and the culprits where known.
+
+A job has phases, each one protocol session with its own id ``H(job id, phase)[:16]``:
+
+=================  ==========================================================
+keygen             keygen (DKG) -> aux (Paillier, ring-Pedersen) -> pending key; commit
+refresh            aux with refresh=True -> pending share of epoch+1; commit
+presign            presign -> sealed presignature (own HSM key each)
+sign               [presign ->] sign (with a stored presignature: sign only)
+=================  ==========================================================
+
+Each party drives its state machine itself: messages it emits go straight to their
+recipients (broadcasts to every other party of the session, direct messages encrypted to
+the recipient's HSM transport key). Every round has a deadline (``round_timeout_s``); a
+round that does not complete names the parties whose messages are missing. A
+``ProtocolAbort`` names the culprits the state machine proved. CPU-heavy steps (``start``,
+``receive``, aux key generation) run in a thread pool whose threads let gmpy2 release the
+GIL, so the event loop keeps answering; fresh primes are made in worker processes.
+
+Hooks for what comes next (issue 6): ``Node.policy`` (checks every request and every job a
+peer asks this node to join), ``Node.audit`` (every decision) and ``Node.metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import multiprocessing
+import os
+import secrets
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gmpy2
+
+from appliance.config import NodeConfig, PeerInfo
+from appliance.errors import ApplianceError
+from appliance.node_store import NodeStore
+from appliance.transport import (
+    Frame,
+    PeerClient,
+    PeerError,
+    decode_batch,
+    encode_batch,
+    frame_context,
+    make_frame,
+)
+from appliance.tss import ecdsa
+from appliance.tss.keyshare import KeyShare
+from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
+from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, ProtocolAbort
+
+log = logging.getLogger("appliance.node")
+
+JOB_KINDS = ("keygen", "refresh", "presign", "sign")
+TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
+
+
+# ---------------------------------------------------------------------------------------
+# errors with an HTTP meaning
+
+
+class NodeError(ApplianceError):
+    """A refused or failed request: HTTP status, code, message, culprits / missing nodes."""
+
+    def __init__(self, status: int, code: str, message: str, *, culprits: list[str] | None = None,
+                 missing_nodes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.culprits = culprits
+        self.missing_nodes = missing_nodes
+
+    def to_error(self) -> dict:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.culprits is not None:
+            err["culprits"] = self.culprits
+        if self.missing_nodes is not None:
+            err["missing_nodes"] = self.missing_nodes
+        return err
+
+    @classmethod
+    def from_error(cls, status: int, err: dict) -> "NodeError":
+        return cls(status, err.get("code", "error"), err.get("message", ""),
+                   culprits=err.get("culprits"), missing_nodes=err.get("missing_nodes"))
+
+
+def bad_request(code: str, message: str) -> NodeError:
+    return NodeError(400, code, message)
+
+
+def not_found(what: str) -> NodeError:
+    return NodeError(404, "not_found", f"unknown {what}")
+
+
+# ---------------------------------------------------------------------------------------
+# hooks (issue 6 replaces these)
+
+
+class AllowAllPolicy:
+    """Until the policy issue: an authenticated user with the right role may act at once."""
+
+    def check_request(self, node: "Node", user, action: str, context: dict) -> None:
+        return None
+
+    def check_job(self, node: "Node", spec: dict, from_node: str) -> None:
+        return None
+
+
+class EventLog:
+    """Records decisions in the node's store (issue 6 makes this a hash-chained audit log)."""
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+
+    def record(self, actor: str | None, action: str, *, key_id: str | None = None,
+               subject: str | None = None, decision: str | None = None, reason: str | None = None) -> None:
+        self.store.add_event(actor, action, key_id, subject, decision, reason)
+
+    def entries(self, since: int = 0) -> list[dict]:
+        return self.store.events(since)
+
+
+class NodeMetrics:
+    """A few Prometheus metrics (issue 6 adds the full set)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.jobs = Counter("appliance_jobs_total", "Protocol jobs by kind and outcome",
+                            ["kind", "outcome"], registry=self.registry)
+        self.job_seconds = Histogram("appliance_job_duration_seconds", "Protocol job duration",
+                                     ["kind"], registry=self.registry)
+        self.sign_requests = Counter("appliance_sign_requests_total", "Sign requests by outcome",
+                                     ["outcome"], registry=self.registry)
+        self.dropped = Counter("appliance_peer_messages_dropped_total",
+                               "Peer messages dropped without blame", ["reason"], registry=self.registry)
+        self.peer_errors = Counter("appliance_peer_errors_total", "Failed calls to peers", ["peer"],
+                                   registry=self.registry)
+        self.presigs = Gauge("appliance_presignatures_available", "Presignatures ready (led here)",
+                             registry=self.registry)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+# ---------------------------------------------------------------------------------------
+# HSM adapter and CPU pool
+
+
+class HSMSigner:
+    """The node's HSM identity key as a protocol message signer (secp256k1, low-S r||s)."""
+
+    def __init__(self, hsm) -> None:
+        self.hsm = hsm
+        self._pub = hsm.identity_public_key
+
+    def sign(self, digest: bytes) -> bytes:
+        sig = self.hsm.sign_digest(digest)
+        from appliance.tss.group import Q
+
+        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+        if s > Q // 2:
+            s = Q - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def public_key(self) -> bytes:
+        return self._pub
+
+
+def _init_cpu_thread() -> None:
+    gmpy2.get_context().allow_release_gil = True
+
+
+def _init_prime_process() -> None:
+    try:
+        from appliance.hardening import disable_core_dumps
+
+        disable_core_dumps()
+    except Exception:
+        pass
+
+
+class FixedPrimes:
+    """Primes reserved for one aux-info run (taken from the pool beforehand, off the loop)."""
+
+    def __init__(self, blum: list[int], safe: list[int]) -> None:
+        self._blum, self._safe = list(blum), list(safe)
+
+    def blum_prime(self, bits: int) -> int:
+        if self._blum:
+            return self._blum.pop()
+        return random_blum_prime(bits)
+
+    def safe_prime(self, bits: int) -> int:
+        if self._safe:
+            return self._safe.pop()
+        return random_safe_prime(bits)
+
+
+def phase_sid(job_id: str, phase: str) -> bytes:
+    return hashlib.sha256(b"appliance/session/" + job_id.encode() + b"/" + phase.encode()).digest()[:16]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class JobFailed(Exception):
+    def __init__(self, error: NodeError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# ---------------------------------------------------------------------------------------
+# one job as run on this node
+
+
+@dataclass
+class JobRun:
+    node: "Node"
+    spec: dict
+    queues: dict[bytes, asyncio.Queue] = field(default_factory=dict)
+    phases: dict[bytes, str] = field(default_factory=dict)
+    received: dict[tuple[bytes, int], set[int]] = field(default_factory=dict)
+    reports: dict[int, dict] = field(default_factory=dict)
+    report_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+    dropped: int = 0
+    cancelled: dict | None = None
+    result: Any = None
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        for ph in self.phase_names():
+            sid = phase_sid(self.job_id, ph)
+            self.phases[sid] = ph
+            self.queues[sid] = asyncio.Queue()
+
+    @property
+    def job_id(self) -> str:
+        return self.spec["job_id"]
+
+    @property
+    def kind(self) -> str:
+        return self.spec["kind"]
+
+    @property
+    def parties(self) -> list[int]:
+        return list(self.spec["parties"])
+
+    def phase_names(self) -> list[str]:
+        k = self.kind
+        if k == "keygen":
+            return ["keygen", "aux"]
+        if k == "refresh":
+            return ["aux"]
+        if k == "presign":
+            return ["presign"]
+        if self.spec.get("presig_id"):
+            return ["sign"]
+        return ["presign", "sign"]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.cluster = config.cluster
+        self.me: PeerInfo = config.me
+        self.index = self.me.index
+        self.peers: dict[int, PeerInfo] = {n.index: n for n in self.cluster.nodes}
+        self.store: NodeStore | None = None
+        self.hsm = None
+        self.signer: HSMSigner | None = None
+        self.directory = IdentityDirectory({n.index: n.identity_key for n in self.cluster.nodes})
+        self.cpu = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="tss",
+                                      initializer=_init_cpu_thread)
+        self._procs: ProcessPoolExecutor | None = None
+        self.client = PeerClient(config)
+        self.jobs: dict[str, JobRun] = {}
+        self._finished_jobs: dict[str, float] = {}
+        self._early: dict[str, list[tuple[float, int, list]]] = {}
+        self._health: dict[int, tuple[float, bool]] = {}
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._bg: set[asyncio.Task] = set()
+        self._presign_running: set[tuple] = set()
+        self._presign_wakeup = asyncio.Event()
+        self.policy = AllowAllPolicy()
+        self.metrics = NodeMetrics()
+        self.audit: EventLog | None = None
+        self.test_primes: PrimePool | None = None
+        self.ready = False
+        self.stopping = False
+        self.tamper = set(config.testing.get("tamper", []))
+        self._sent_log: list[tuple[int, str, dict]] = []
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from hsm import HSM
+
+        self.store = NodeStore(self.config.db)
+        self.store.fail_running_operations({"code": "node_restarted",
+                                            "message": "the node stopped while this was running"})
+        self.store.purge_spent_presignatures()
+        self.audit = EventLog(self.store)
+        hcfg = self.config.hsm_config()
+        if hcfg.identity_curve != "secp256k1":
+            raise NodeError(500, "bad_config", "the identity key must be secp256k1")
+        self.hsm = await HSM.open_async(hcfg, node_id=self.me.id)
+        if self.hsm.identity_public_key != self.me.identity_key:
+            raise NodeError(500, "bad_config", "the HSM identity key differs from the cluster configuration")
+        if self.hsm.transport_public_key != self.me.transport_key:
+            raise NodeError(500, "bad_config", "the HSM transport key differs from the cluster configuration")
+        self.signer = HSMSigner(self.hsm)
+        if self.config.prime_file is not None:
+            # test-only primes: read only because the configuration names the file
+            self.test_primes = PrimePool.from_file(self.config.prime_file)
+        else:
+            self._spawn(self._fill_prime_pool())
+        self._spawn(self._presign_loop())
+        self._spawn(self._housekeeping())
+        self.audit.record(self.me.id, "node_start")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.ready = False
+        for job in list(self.jobs.values()):
+            if job.task is not None:
+                job.task.cancel()
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        await self.client.close()
+        if self.audit is not None:
+            try:
+                self.audit.record(self.me.id, "node_stop")
+            except Exception:
+                pass
+        if self.hsm is not None:
+            await self.hsm.close_async()
+        if self.store is not None:
+            self.store.close()
+        self.cpu.shutdown(wait=False, cancel_futures=True)
+        if self._procs is not None:
+            self._procs.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+        return t
+
+    async def cpu_call(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
+
+    @property
+    def procs(self) -> ProcessPoolExecutor:
+        if self._procs is None:
+            self._procs = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_init_prime_process)
+        return self._procs
+
+    def node_ids(self, indices) -> list[str]:
+        return [self.peers[i].id for i in sorted(indices) if i in self.peers]
+
+    def index_of(self, node_id: str) -> int:
+        for n in self.cluster.nodes:
+            if n.id == node_id:
+                return n.index
+        raise bad_request("unknown_node", f"unknown node {node_id!r}")
+
+    # -- primes -----------------------------------------------------------------------
+
+    async def _take_primes(self, bits: int) -> FixedPrimes:
+        """Two Blum and two safe primes of bits/2 bits: test pool, sealed pool, or fresh."""
+        from hsm import SealContext
+
+        half = bits // 2
+        out: dict[str, list[int]] = {"blum": [], "safe": []}
+        for kind in ("blum", "safe"):
+            for _ in range(2):
+                p = None
+                if self.test_primes is not None:
+                    try:
+                        p = (self.test_primes.blum_prime(half) if kind == "blum"
+                             else self.test_primes.safe_prime(half))
+                    except ApplianceError:
+                        p = None
+                if p is None:
+                    item = self.store.take_prime(kind, half)
+                    if item is not None:
+                        ctx = SealContext("prime", key_id=f"{kind}-{half}")
+                        p = int.from_bytes(await self.hsm.unseal_async(ctx, item[1]), "big")
+                if p is None:
+                    fn = random_blum_prime if kind == "blum" else random_safe_prime
+                    p = await asyncio.get_running_loop().run_in_executor(self.procs, fn, half)
+                out[kind].append(p)
+        if self.test_primes is None:
+            self._spawn(self._fill_prime_pool())
+        return FixedPrimes(out["blum"], out["safe"])
+
+    _filling = False
+
+    async def _fill_prime_pool(self) -> None:
+        """Keep ``pool_target`` sealed primes of each kind ready (worker process, sealed)."""
+        from hsm import SealContext
+
+        if self._filling or self.test_primes is not None:
+            return
+        self._filling = True
+        try:
+            half = self.config.paillier_bits // 2
+            loop = asyncio.get_running_loop()
+            for kind, fn in (("safe", random_safe_prime), ("blum", random_blum_prime)):
+                while not self.stopping and self.store.count_primes(kind, half) < self.config.prime_pool_target:
+                    p = await loop.run_in_executor(self.procs, fn, half)
+                    ctx = SealContext("prime", key_id=f"{kind}-{half}")
+                    blob = await self.hsm.seal_async(ctx, int(p).to_bytes((half + 7) // 8, "big"))
+                    self.store.add_prime(kind, half, blob)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # pragma: no cover - logged, retried on next use
+            log.warning("prime pool filling stopped: %s", exc)
+        finally:
+            self._filling = False
+
+    def prime_counts(self) -> dict:
+        half = self.config.paillier_bits // 2
+        if self.test_primes is not None:
+            c = self.test_primes.counts()
+            return {"source": "test-only file", "safe": c["safe"].get(half, 0), "blum": c["blum"].get(half, 0)}
+        return {"source": "sealed pool", "safe": self.store.count_primes("safe", half),
+                "blum": self.store.count_primes("blum", half)}
+
+    # -- health -----------------------------------------------------------------------
+
+    async def peer_healthy(self, index: int, *, max_age: float = 2.0) -> bool:
+        if index == self.index:
+            return True
+        now = time.monotonic()
+        cached = self._health.get(index)
+        if cached and cached[1] and now - cached[0] < max_age:
+            return True
+        try:
+            body = await self.client.request(self.peers[index], "GET", "/v1/peer/health", timeout=2.0)
+            ok = bool(body.get("ready"))
+        except PeerError:
+            ok = False
+        self._health[index] = (time.monotonic(), ok)
+        return ok
+
+    async def split_healthy(self, indices) -> tuple[list[int], list[int]]:
+        indices = sorted(indices)
+        oks = await asyncio.gather(*(self.peer_healthy(i) for i in indices))
+        return ([i for i, ok in zip(indices, oks) if ok], [i for i, ok in zip(indices, oks) if not ok])
+
+    def mark_unhealthy(self, index: int) -> None:
+        self._health[index] = (time.monotonic(), False)
+
+    # -- keys and shares ----------------------------------------------------------------
+
+    def key_view(self, row: dict) -> dict:
+        return {
+            "key_id": row["key_id"],
+            "public_key": row["public_key"].hex() if row["public_key"] else None,
+            "threshold": row["threshold"],
+            "nodes": self.node_ids(row["participants"]),
+            "epoch": row["epoch"],
+            "paillier_bits": row["paillier_bits"],
+            "status": row["status"],
+            "created": row["created"],
+        }
+
+    def active_key(self, key_id: str) -> dict:
+        row = self.store.get_key(key_id)
+        if row is None or row["status"] != "active":
+            raise not_found("key")
+        return row
+
+    async def load_share(self, row: dict) -> KeyShare:
+        from hsm import SealContext
+
+        ctx = SealContext("share", key_id=row["key_id"], epoch=row["epoch"])
+        data = await self.hsm.unseal_async(ctx, row["share_blob"])
+        return await self.cpu_call(KeyShare.from_bytes, data)
+
+    async def seal_share(self, key_id: str, share: KeyShare) -> bytes:
+        from hsm import SealContext
+
+        return await self.hsm.seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
+                                         share.to_bytes())
+
+    # ===================================================================================
+    # client-facing operations (api/server.py calls these after authentication)
+
+    async def create_key(self, user, threshold: Any, node_ids: Any = None,
+                         paillier_bits: Any = None) -> dict:
+        if not isinstance(threshold, int) or isinstance(threshold, bool):
+            raise bad_request("bad_threshold", "threshold must be an integer")
+        if node_ids is None:
+            parties = [n.index for n in self.cluster.nodes]
+        else:
+            if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
+                raise bad_request("bad_nodes", "nodes must be a list of node ids")
+            parties = sorted({self.index_of(x) for x in node_ids})
+            if len(parties) != len(node_ids):
+                raise bad_request("bad_nodes", "nodes must not repeat")
+        if len(parties) < 2:
+            raise bad_request("bad_nodes", "a key needs at least two nodes")
+        if not 1 <= threshold <= len(parties):
+            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(parties)}")
+        bits = self.config.paillier_bits if paillier_bits is None else paillier_bits
+        if bits not in (2048, 3072):
+            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+        self.policy.check_request(self, user, "create_key", {"threshold": threshold, "parties": parties})
+        _, missing = await self.split_healthy(parties)
+        if missing:
+            raise NodeError(503, "quorum_unreachable", "every node of a new key must be reachable",
+                            missing_nodes=self.node_ids(missing))
+        op_id = new_id("op")
+        key_id = new_id("key")
+        spec = {"job_id": new_id("job"), "kind": "keygen", "key_id": key_id, "parties": parties,
+                "threshold": threshold, "paillier_bits": bits, "coordinator": self.index,
+                "operation_id": op_id, "actor": user.id}
+        self.store.put_operation(op_id, "keygen", key_id, user.id)
+        self.audit.record(user.id, "create_key", key_id=key_id, subject=op_id, decision="accepted")
+        self._spawn(self._run_operation(op_id, spec))
+        return self.operation_view(self.store.get_operation(op_id))
+
+    async def refresh_key(self, user, key_id: str) -> dict:
+        row = self.active_key(key_id)
+        parties = row["participants"]
+        self.policy.check_request(self, user, "refresh_key", {"key_id": key_id})
+        _, missing = await self.split_healthy(parties)
+        if missing:
+            raise NodeError(503, "quorum_unreachable", "every node of the key must be reachable to refresh",
+                            missing_nodes=self.node_ids(missing))
+        op_id = new_id("op")
+        spec = {"job_id": new_id("job"), "kind": "refresh", "key_id": key_id, "parties": parties,
+                "threshold": row["threshold"], "paillier_bits": row["paillier_bits"],
+                "epoch": row["epoch"], "coordinator": self.index, "operation_id": op_id, "actor": user.id}
+        self.store.put_operation(op_id, "refresh", key_id, user.id)
+        self.audit.record(user.id, "refresh_key", key_id=key_id, subject=op_id, decision="accepted")
+        self._spawn(self._run_operation(op_id, spec))
+        return self.operation_view(self.store.get_operation(op_id))
+
+    def operation_view(self, op: dict) -> dict:
+        out = {"operation_id": op["op_id"], "kind": op["kind"], "key_id": op["key_id"],
+               "status": op["status"], "created": op["created"], "updated": op["updated"]}
+        if op["result"] is not None:
+            out["result"] = op["result"]
+        if op["error"] is not None:
+            out["error"] = op["error"]
+        return out
+
+    async def get_operation(self, op_id: str, wait: float = 0.0) -> dict:
+        op = self.store.get_operation(op_id)
+        if op is None:
+            raise not_found("operation")
+        if wait > 0 and op["status"] not in TERMINAL:
+            await self._wait_for(op_id, wait)
+            op = self.store.get_operation(op_id)
+        return self.operation_view(op)
+
+    async def _wait_for(self, ident: str, wait: float) -> None:
+        ev = self._waiters.setdefault(ident, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), min(wait, 60.0))
+        except asyncio.TimeoutError:
+            pass
+
+    def _notify(self, ident: str) -> None:
+        ev = self._waiters.pop(ident, None)
+        if ev is not None:
+            ev.set()
+
+    async def _run_operation(self, op_id: str, spec: dict) -> None:
+        try:
+            result = await self.coordinate(spec)
+            self.store.finish_operation(op_id, "done", result=result)
+            self.audit.record(spec.get("actor"), f"{spec['kind']}_done", key_id=spec.get("key_id"),
+                              subject=op_id, decision="done")
+        except JobFailed as exc:
+            self.store.finish_operation(op_id, "failed", error={"status": exc.error.status, **exc.error.to_error()})
+            self.audit.record(spec.get("actor"), f"{spec['kind']}_failed", key_id=spec.get("key_id"),
+                              subject=op_id, decision="failed", reason=exc.error.message)
+        except Exception as exc:  # pragma: no cover - defensive
+            log.exception("operation %s crashed", op_id)
+            self.store.finish_operation(op_id, "failed", error={"status": 500, "code": "internal",
+                                                                "message": type(exc).__name__})
+        finally:
+            self._notify(op_id)
+
+    # -- signing ------------------------------------------------------------------------
+
+    async def create_sign_request(self, user, key_id: str, digest_hex: Any, derivation_path: Any = None,
+                                  signers: Any = None, payload: Any = None, payload_type: Any = None) -> dict:
+        row = self.active_key(key_id)
+        if payload is not None or payload_type is not None:
+            raise NodeError(501, "not_implemented", "payload signing (psbt, eth_tx, eip712) comes later; "
+                            "send a 32-byte digest")
+        if derivation_path not in (None, "", "m"):
+            raise NodeError(501, "not_implemented", "derivation paths come with BIP32 support")
+        if not isinstance(digest_hex, str):
+            raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)")
+        try:
+            digest = bytes.fromhex(digest_hex)
+        except ValueError:
+            raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)") from None
+        if len(digest) != 32:
+            raise bad_request("bad_digest", "digest must be exactly 32 bytes")
+        t, participants = row["threshold"], row["participants"]
+        if signers is not None:
+            if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
+                raise bad_request("bad_signers", "signers must be a list of node ids")
+            chosen = sorted({self.index_of(s) for s in signers})
+            if len(chosen) != len(signers) or len(chosen) != t or not set(chosen) <= set(participants):
+                raise bad_request("bad_signers", f"signers must be {t} distinct nodes holding the key")
+        self.policy.check_request(self, user, "sign", {"key_id": key_id, "digest": digest_hex})
+        if signers is not None:
+            healthy, missing = await self.split_healthy(chosen)
+            if missing:
+                raise NodeError(503, "quorum_unreachable", "a named signer is unreachable",
+                                missing_nodes=self.node_ids(missing))
+        else:
+            healthy, missing = await self.split_healthy(participants)
+            if len(healthy) < t:
+                raise NodeError(503, "quorum_unreachable",
+                                f"{len(healthy)} of the {t} nodes needed are reachable",
+                                missing_nodes=self.node_ids(missing))
+            chosen = self._choose_signers(row, healthy, t)
+        request_id = new_id("req")
+        self.store.put_sign_request(request_id, key_id, digest, derivation_path, user.id, "signing")
+        self.store.update_sign_request(request_id, status="signing", signers=self.node_ids(chosen))
+        self.audit.record(user.id, "sign_request", key_id=key_id, subject=request_id, decision="accepted")
+        self._spawn(self._run_sign(request_id, row, digest, chosen, user.id))
+        return self.sign_request_view(self.store.get_sign_request(request_id))
+
+    def _choose_signers(self, row: dict, healthy: list[int], t: int) -> list[int]:
+        """Prefer a set that includes this node and has presignatures ready; else this node
+        and the first healthy others."""
+        if self.index in healthy:
+            ready = self.store.ready_signer_sets(row["key_id"], row["epoch"])
+            best = None
+            for s, n in ready.items():
+                if n > 0 and self.index in s and set(s) <= set(healthy):
+                    if best is None or n > ready[best]:
+                        best = s
+            if best is not None:
+                return list(best)
+            others = [i for i in healthy if i != self.index]
+            return sorted([self.index] + others[: t - 1])
+        return sorted(healthy[:t])
+
+    async def _run_sign(self, request_id: str, row: dict, digest: bytes, signers: list[int],
+                        actor: str) -> None:
+        try:
+            spec = {"job_id": new_id("job"), "kind": "sign", "key_id": row["key_id"], "parties": signers,
+                    "epoch": row["epoch"], "digest": digest.hex(), "tweak": 0, "coordinator": self.index,
+                    "request_id": request_id, "actor": actor}
+            presig = None
+            if self.index in signers:
+                presig = self.store.pick_presignature(row["key_id"], row["epoch"], signers)
+            if presig is not None:
+                spec["presig_id"] = presig.hex()
+                self._presign_wakeup.set()
+            try:
+                result = await self.coordinate(spec)
+            except JobFailed as exc:
+                if presig is None or exc.error.code not in ("presignature_unavailable",):
+                    raise
+                spec = dict(spec, job_id=new_id("job"))
+                spec.pop("presig_id")
+                result = await self.coordinate(spec)
+            sig = result["signature"]
+            self.store.update_sign_request(request_id, status="signed", signature=sig)
+            self.metrics.sign_requests.labels("signed").inc()
+            self.audit.record(actor, "signed", key_id=row["key_id"], subject=request_id, decision="signed")
+        except JobFailed as exc:
+            self.store.update_sign_request(request_id, status="failed",
+                                           error={"status": exc.error.status, **exc.error.to_error()})
+            self.metrics.sign_requests.labels("failed").inc()
+            self.audit.record(actor, "sign_failed", key_id=row["key_id"], subject=request_id,
+                              decision="failed", reason=exc.error.message)
+        except Exception as exc:  # pragma: no cover - defensive
+            log.exception("sign request %s crashed", request_id)
+            self.store.update_sign_request(request_id, status="failed",
+                                           error={"status": 500, "code": "internal", "message": type(exc).__name__})
+        finally:
+            self._notify(request_id)
+
+    def sign_request_view(self, req: dict) -> dict:
+        out = {"request_id": req["request_id"], "key_id": req["key_id"], "digest": req["digest"].hex(),
+               "derivation_path": req["derivation_path"], "initiator": req["initiator"],
+               "status": req["status"], "signers": req["signers"], "created": req["created"],
+               "updated": req["updated"]}
+        if req["signature"] is not None:
+            out["signature"] = req["signature"]
+            key = self.store.get_key(req["key_id"])
+            if key is not None:
+                out["public_key"] = key["public_key"].hex()
+        if req["error"] is not None:
+            out["error"] = req["error"]
+        return out
+
+    async def get_sign_request(self, request_id: str, wait: float = 0.0) -> dict:
+        req = self.store.get_sign_request(request_id)
+        if req is None:
+            raise not_found("sign request")
+        if wait > 0 and req["status"] not in TERMINAL:
+            await self._wait_for(request_id, wait)
+            req = self.store.get_sign_request(request_id)
+        return self.sign_request_view(req)
+
+    def pending_sign_requests(self) -> list[dict]:
+        return [self.sign_request_view(r) for r in self.store.list_sign_requests(("pending", "signing"))]
+
+    def decide_sign_request(self, user, request_id: str, decision: str) -> dict:
+        req = self.store.get_sign_request(request_id)
+        if req is None:
+            raise not_found("sign request")
+        # Until the policy issue there is no approval step: nothing ever waits for one.
+        raise NodeError(409, "not_pending_approval",
+                        f"request is {req['status']}; it does not wait for an {decision}")
+
+    # -- verify -------------------------------------------------------------------------
+
+    def verify_signature(self, body: dict) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("bad_body", "expected a JSON object")
+        pub = body.get("public_key")
+        if pub is None and body.get("key_id") is not None:
+            row = self.store.get_key(str(body["key_id"]))
+            if row is None or row["status"] != "active":
+                raise not_found("key")
+            pub = row["public_key"].hex()
+        try:
+            pk = bytes.fromhex(pub)
+            digest = bytes.fromhex(body["digest"])
+            sig_in = body["signature"]
+            if isinstance(sig_in, str):
+                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in))
+            elif isinstance(sig_in, dict) and "der" in sig_in:
+                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in["der"]))
+            else:
+                sig = ecdsa.Signature(int(sig_in["r"], 16), int(sig_in["s"], 16))
+        except (KeyError, TypeError, ValueError, ApplianceError):
+            raise bad_request("bad_body", "need public_key or key_id (hex), digest (hex, 32 bytes) and "
+                              "signature (DER hex, or {der} or {r, s})") from None
+        if len(digest) != 32:
+            raise bad_request("bad_digest", "digest must be exactly 32 bytes")
+        try:
+            valid = ecdsa.verify(pk, digest, sig)
+        except ApplianceError:
+            raise bad_request("bad_public_key", "public_key is not a valid secp256k1 point") from None
+        return {"valid": bool(valid), "low_s": sig.is_low_s()}
+
+    # ===================================================================================
+    # coordination
+
+    async def coordinate(self, spec: dict) -> dict:
+        """Run a job with the parties of ``spec``; return the finished result or raise JobFailed."""
+        job = JobRun(self, spec)
+        self.jobs[job.job_id] = job
+        t0 = time.monotonic()
+        kind = spec["kind"]
+        try:
+            others = [p for p in job.parties if p != self.index]
+            opened = await asyncio.gather(*(self._open_at(p, spec) for p in others), return_exceptions=True)
+            failures = [(p, r) for p, r in zip(others, opened) if isinstance(r, BaseException)]
+            if failures:
+                missing = [p for p, r in failures if isinstance(r, PeerError) and r.status is None]
+                for p in missing:
+                    self.mark_unhealthy(p)
+                if missing:
+                    err = NodeError(503, "quorum_unreachable", "nodes did not answer the job",
+                                    missing_nodes=self.node_ids(missing))
+                else:
+                    p, r = failures[0]
+                    body_err = getattr(r, "body", {}).get("error", {}) if isinstance(r, PeerError) else {}
+                    err = NodeError(502, body_err.get("code", "peer_refused"),
+                                    f"{self.peers[p].id} refused the job: {body_err.get('message', str(r))}")
+                await self._cancel_everywhere(job, err, others)
+                raise JobFailed(err)
+            if self.index in job.parties:
+                self._start_local(job)
+            result = await self._collect(job, others)
+            self.metrics.jobs.labels(kind, "done").inc()
+            return result
+        except JobFailed:
+            self.metrics.jobs.labels(kind, "failed").inc()
+            raise
+        finally:
+            self.metrics.job_seconds.labels(kind).observe(time.monotonic() - t0)
+            self._forget(job)
+
+    async def _open_at(self, p: int, spec: dict) -> None:
+        for attempt in range(2):
+            try:
+                await self.client.request(self.peers[p], "POST", "/v1/peer/jobs", json_body=spec, timeout=10.0)
+                return
+            except PeerError as exc:
+                if exc.status is not None or attempt == 1:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _collect(self, job: JobRun, others: list[int]) -> dict:
+        deadline = time.monotonic() + self.config.job_timeout_s
+        while True:
+            own_done = job.task is None or job.task.done()
+            if own_done and job.task is not None:
+                exc = job.task.exception() if not job.task.cancelled() else None
+                if job.task.cancelled():
+                    why = job.cancelled or {"code": "cancelled", "message": "the job was cancelled"}
+                    raise JobFailed(NodeError.from_error(why.get("status", 503), why))
+                if isinstance(exc, JobFailed):
+                    await self._cancel_everywhere(job, exc.error, others)
+                    raise exc
+                if exc is not None:
+                    err = NodeError(500, "internal", f"{type(exc).__name__}")
+                    await self._cancel_everywhere(job, err, others)
+                    raise JobFailed(err)
+            failed = [r for r in job.reports.values() if not r.get("ok")]
+            if failed:
+                err = NodeError.from_error(failed[0].get("error", {}).get("status", 502), failed[0]["error"])
+                await self._cancel_everywhere(job, err, others)
+                raise JobFailed(err)
+            if own_done and set(job.reports) >= set(others):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = [p for p in others if p not in job.reports]
+                err = NodeError(503, "job_timeout", "the job did not finish in time",
+                                missing_nodes=self.node_ids(missing))
+                if job.task is not None:
+                    job.task.cancel()
+                await self._cancel_everywhere(job, err, others)
+                raise JobFailed(err)
+            waiters = [asyncio.ensure_future(job.report_event.wait())]
+            if job.task is not None and not job.task.done():
+                waiters.append(job.task)
+            done, pending = await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                if w is not job.task:
+                    w.cancel()
+            job.report_event.clear()
+        return await self._finish(job, others)
+
+    async def _finish(self, job: JobRun, others: list[int]) -> dict:
+        spec = job.spec
+        own = job.result
+        reports = {p: r["result"] for p, r in job.reports.items()}
+        if own is not None:
+            reports[self.index] = own
+        kind = spec["kind"]
+        if kind in ("keygen", "refresh"):
+            fps = {r.get("fingerprint") for r in reports.values()}
+            pks = {r.get("public_key") for r in reports.values()}
+            if len(fps) != 1 or len(pks) != 1:
+                err = NodeError(502, "inconsistent_result", "the parties ended with different key states")
+                await self._cancel_everywhere(job, err, others)
+                raise JobFailed(err)
+            await asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/commit",
+                                                   {"from": self.index}) for p in others),
+                                 return_exceptions=True)
+            if self.index in job.parties:
+                self._commit_local(spec)
+            pk = pks.pop()
+            key = self.store.get_key(spec["key_id"])
+            if key is not None:
+                return {"key": self.key_view(key), "key_id": spec["key_id"], "public_key": pk}
+            return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
+                    "nodes": self.node_ids(spec["parties"]), "epoch": next(iter(reports.values()))["epoch"]}
+        if kind == "presign":
+            if self.index in job.parties:
+                self.store.set_presignature_state(bytes.fromhex(own["presig_id"]), "ready")
+            return {"presig_id": own["presig_id"] if own else None}
+        # sign
+        sigs = {tuple(sorted(r["signature"].items())) for r in reports.values()}
+        if len(sigs) != 1:
+            raise JobFailed(NodeError(502, "inconsistent_result", "the signers produced different signatures"))
+        sig = dict(next(iter(sigs)))
+        key = self.store.get_key(spec["key_id"])
+        s = ecdsa.Signature.from_der(bytes.fromhex(sig["der"]), recovery_id=sig["recovery_id"])
+        if key is None or not ecdsa.verify(key["public_key"], bytes.fromhex(spec["digest"]), s, strict_low_s=True):
+            raise JobFailed(NodeError(502, "bad_signature", "the combined signature does not verify"))
+        return {"signature": sig}
+
+    async def _peer_post(self, p: int, path: str, body: dict) -> None:
+        try:
+            await self.client.request(self.peers[p], "POST", path, json_body=body, timeout=5.0)
+        except PeerError as exc:
+            self.metrics.peer_errors.labels(self.peers[p].id).inc()
+            log.info("peer call %s %s failed: %s", self.peers[p].id, path, exc)
+
+    async def _cancel_everywhere(self, job: JobRun, err: NodeError, others: list[int]) -> None:
+        body = {"from": self.index, "status": err.status, **err.to_error()}
+        if job.task is not None and not job.task.done():
+            job.cancelled = body
+            job.task.cancel()
+        self._abandon_local(job)
+        await asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/cancel", body)
+                               for p in others), return_exceptions=True)
+
+    def _forget(self, job: JobRun) -> None:
+        self.jobs.pop(job.job_id, None)
+        self._finished_jobs[job.job_id] = time.monotonic()
+
+    # ===================================================================================
+    # participating (also used by the coordinator for its own part)
+
+    def _start_local(self, job: JobRun) -> None:
+        job.task = asyncio.ensure_future(self._run_job(job))
+        for item in self._early.pop(job.job_id, []):
+            _, sender, frames = item
+            self._spawn(self._deliver(job, sender, frames))
+
+    async def accept_job(self, spec: dict, from_index: int) -> None:
+        """A peer coordinator asks this node to take part (``POST /v1/peer/jobs``)."""
+        try:
+            job_id = str(spec["job_id"])
+            kind = spec["kind"]
+            parties = [int(p) for p in spec["parties"]]
+            coordinator = int(spec["coordinator"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_request("bad_job", "malformed job description") from None
+        if coordinator != from_index:
+            raise NodeError(403, "forbidden", "a job must come from its coordinator")
+        if kind not in JOB_KINDS or self.index not in parties or not set(parties) <= set(self.peers):
+            raise bad_request("bad_job", "unknown kind or parties")
+        if job_id in self.jobs or job_id in self._finished_jobs:
+            if job_id in self.jobs and self.jobs[job_id].spec == spec:
+                return
+            raise NodeError(409, "job_exists", "job id already used")
+        self.policy.check_job(self, spec, self.peers[from_index].id)
+        if kind == "keygen":
+            if self.store.get_key(str(spec["key_id"])) is not None:
+                raise NodeError(409, "key_exists", "key id already used")
+            if spec.get("paillier_bits") not in (2048, 3072):
+                raise bad_request("bad_job", "paillier_bits must be 2048 or 3072")
+        else:
+            row = self.store.get_key(str(spec["key_id"]))
+            if row is None or row["status"] != "active":
+                raise NodeError(404, "unknown_key", "this node does not hold that key")
+            if int(spec.get("epoch", -1)) != row["epoch"]:
+                raise NodeError(409, "epoch_mismatch", "the key's epoch differs on this node")
+            if not set(parties) <= set(row["participants"]):
+                raise bad_request("bad_job", "parties do not hold the key")
+            if kind == "sign":
+                digest = bytes.fromhex(str(spec.get("digest", "")))
+                if len(digest) != 32:
+                    raise bad_request("bad_job", "digest must be 32 bytes")
+                if len(parties) != row["threshold"]:
+                    raise bad_request("bad_job", "signer set must have threshold members")
+        job = JobRun(self, spec)
+        if spec.get("kind") == "sign" and spec.get("presig_id"):
+            # spent durably before anything of it is used (a refused job spends nothing else)
+            taken = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), spec["key_id"])
+            if taken is None:
+                raise NodeError(409, "presignature_unavailable", "this node has no such presignature")
+            job.spec = dict(spec)
+            job._presig_row = taken  # type: ignore[attr-defined]
+        self.jobs[job_id] = job
+        self.audit.record(self.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
+                          subject=job_id, decision="accepted")
+        job.task = asyncio.ensure_future(self._participate(job))
+        for item in self._early.pop(job_id, []):
+            _, sender, frames = item
+            self._spawn(self._deliver(job, sender, frames))
+
+    async def _participate(self, job: JobRun) -> None:
+        coord = int(job.spec["coordinator"])
+        try:
+            await self._run_job(job)
+            report = {"from": self.index, "ok": True, "result": job.result, "dropped": job.dropped}
+        except asyncio.CancelledError:
+            self._abandon_local(job)
+            self._forget(job)
+            return
+        except JobFailed as exc:
+            report = {"from": self.index, "ok": False, "dropped": job.dropped,
+                      "error": {"status": exc.error.status, **exc.error.to_error()}}
+            self._abandon_local(job)
+            # tell the other parties at once so that they stop waiting
+            others = [p for p in job.parties if p not in (self.index, coord)]
+            self._spawn(asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/cancel",
+                                                         {"from": self.index, **report["error"]})
+                                         for p in others), return_exceptions=True))
+        except Exception as exc:
+            log.exception("job %s crashed", job.job_id)
+            report = {"from": self.index, "ok": False,
+                      "error": {"status": 500, "code": "internal", "message": type(exc).__name__}}
+            self._abandon_local(job)
+        if job.kind in ("keygen", "refresh") and report.get("ok"):
+            # keep the job until the coordinator commits or cancels
+            self._spawn(self._expire_pending(job))
+        else:
+            self._forget(job)
+        await self._peer_post(coord, f"/v1/peer/jobs/{job.job_id}/report", report)
+
+    async def _expire_pending(self, job: JobRun) -> None:
+        await asyncio.sleep(self.config.job_timeout_s)
+        if job.job_id in self.jobs:
+            self._abandon_local(job)
+            self._forget(job)
+
+    def _commit_local(self, spec: dict) -> None:
+        key_id = spec["key_id"]
+        if spec["kind"] == "keygen":
+            self.store.set_key_status(key_id, "active")
+        elif spec["kind"] == "refresh":
+            if self.store.commit_pending_share(key_id):
+                row = self.store.get_key(key_id)
+                for pid in self.store.delete_presignatures(key_id, below_epoch=row["epoch"]):
+                    self._spawn(self._destroy_presig_key(pid))
+        self.audit.record(self.peers[int(spec["coordinator"])].id, f"{spec['kind']}_commit",
+                          key_id=key_id, subject=spec["job_id"], decision="committed")
+        self._presign_wakeup.set()
+
+    async def _destroy_presig_key(self, presig_id: bytes) -> None:
+        from hsm import presig_key_label
+
+        try:
+            await self.hsm.destroy_presignature_key_async(presig_key_label(presig_id))
+        except Exception:
+            pass
+
+    def commit_job(self, job_id: str, from_index: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or int(job.spec["coordinator"]) != from_index:
+            raise not_found("job")
+        self._commit_local(job.spec)
+        self._forget(job)
+
+    def cancel_job(self, job_id: str, from_index: int, body: dict) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            self._finished_jobs[job_id] = time.monotonic()
+            self._early.pop(job_id, None)
+            return
+        if from_index not in job.parties and from_index != int(job.spec["coordinator"]):
+            raise NodeError(403, "forbidden", "not a party of this job")
+        job.cancelled = {k: body.get(k) for k in ("status", "code", "message", "culprits", "missing_nodes")
+                         if body.get(k) is not None}
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+        self._abandon_local(job)
+        self.audit.record(self.peers[from_index].id, f"{job.kind}_cancelled", key_id=job.spec.get("key_id"),
+                          subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
+        if int(job.spec["coordinator"]) != self.index:
+            self._forget(job)
+
+    def _abandon_local(self, job: JobRun) -> None:
+        """Undo what a job that will not finish left in the store."""
+        spec = job.spec
+        try:
+            if spec["kind"] == "keygen":
+                row = self.store.get_key(spec["key_id"])
+                if row is not None and row["status"] == "pending":
+                    self.store.delete_key(spec["key_id"])
+            elif spec["kind"] == "refresh":
+                self.store.drop_pending_share(spec["key_id"])
+            elif spec["kind"] == "presign" and isinstance(job.result, dict):
+                pid = bytes.fromhex(job.result["presig_id"])
+                self.store.set_presignature_state(pid, "spent")
+                self._spawn(self._destroy_presig_key(pid))
+        except Exception:  # pragma: no cover
+            log.exception("cleaning up job %s", job.job_id)
+
+    def take_report(self, job_id: str, from_index: int, body: dict) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or int(job.spec["coordinator"]) != self.index:
+            return
+        if from_index not in job.parties:
+            raise NodeError(403, "forbidden", "not a party of this job")
+        job.reports[from_index] = body
+        job.report_event.set()
+
+    # -- running the phases -----------------------------------------------------------
+
+    async def _run_job(self, job: JobRun) -> None:
+        from appliance.tss.aux import AuxParty, generate_aux_keys
+        from appliance.tss.group import SystemRNG
+        from appliance.tss.keygen import KeygenParty
+        from appliance.tss.presign import Presignature, PresignParty
+        from appliance.tss.sign import SignParty
+
+        spec = job.spec
+        kind = spec["kind"]
+        rng = SystemRNG()
+        parties = job.parties
+        deadline = time.monotonic() + self.config.job_timeout_s
+        try:
+            if kind == "keygen":
+                sid = phase_sid(job.job_id, "keygen")
+                party = KeygenParty(sid, self.index, parties, int(spec["threshold"]), self.signer,
+                                    self.directory, rng)
+                share = await self._drive(job, sid, party)
+                bits = int(spec["paillier_bits"])
+                primes = await self._take_primes(bits)
+                keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
+                sid = phase_sid(job.job_id, "aux")
+                party = AuxParty(sid, share, keys, self.signer, self.directory, rng)
+                share = await self._drive(job, sid, party, first_deadline=deadline)
+                blob = await self.seal_share(spec["key_id"], share)
+                self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
+                                           share.participants, share.epoch, bits, blob,
+                                           share.public_fingerprint())
+                job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
+                              "fingerprint": share.public_fingerprint().hex()}
+            elif kind == "refresh":
+                row = self.active_key(spec["key_id"])
+                share = await self.load_share(row)
+                bits = row["paillier_bits"]
+                primes = await self._take_primes(bits)
+                keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
+                sid = phase_sid(job.job_id, "aux")
+                party = AuxParty(sid, share, keys, self.signer, self.directory, rng, refresh=True)
+                new = await self._drive(job, sid, party, first_deadline=deadline)
+                if new.public_key != share.public_key:
+                    raise JobFailed(NodeError(502, "inconsistent_result", "refresh changed the public key"))
+                blob = await self.seal_share(spec["key_id"], new)
+                self.store.put_pending_share(spec["key_id"], new.epoch, blob, new.public_fingerprint())
+                job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
+                              "fingerprint": new.public_fingerprint().hex()}
+            elif kind == "presign":
+                from hsm import SealContext
+
+                row = self.active_key(spec["key_id"])
+                share = await self.load_share(row)
+                sid = phase_sid(job.job_id, "presign")
+                party = await self.cpu_call(PresignParty, sid, share, parties, self.signer, self.directory, rng)
+                presig = await self._drive(job, sid, party)
+                ctx = SealContext.presignature(spec["key_id"], row["epoch"], presig.presig_id,
+                                               presig.R.to_bytes(), presig.signers)
+                blob = await self.hsm.seal_presignature_async(ctx, presig.to_bytes())
+                state = "pending" if int(spec["coordinator"]) == self.index else "ready"
+                self.store.put_presignature(presig.presig_id, spec["key_id"], row["epoch"], presig.signers,
+                                            presig.R.to_bytes(), blob, state=state)
+                job.result = {"presig_id": presig.presig_id.hex()}
+            else:  # sign
+                from hsm import SealContext
+
+                row = self.active_key(spec["key_id"])
+                share = await self.load_share(row)
+                digest = bytes.fromhex(spec["digest"])
+                if spec.get("presig_id"):
+                    prow = getattr(job, "_presig_row", None)
+                    if prow is None:  # the coordinator's own (reserved when it was picked)
+                        prow = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), spec["key_id"])
+                        if prow is None:
+                            raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
+                    ctx = SealContext.presignature(spec["key_id"], prow["epoch"], bytes(prow["presig_id"]),
+                                                   bytes(prow["R"]), prow["signers"])
+                    try:
+                        data = await self.hsm.consume_presignature_async(ctx, bytes(prow["blob"]))
+                    except Exception:
+                        raise JobFailed(NodeError(409, "presignature_unavailable",
+                                                  "presignature could not be unsealed")) from None
+                    presig = Presignature.from_bytes(data)
+                else:
+                    sid = phase_sid(job.job_id, "presign")
+                    party = await self.cpu_call(PresignParty, sid, share, parties, self.signer,
+                                                self.directory, rng)
+                    presig = await self._drive(job, sid, party)
+                sid = phase_sid(job.job_id, "sign")
+                party = SignParty(sid, share, presig, digest, self.signer, self.directory, rng,
+                                  tweak=int(spec.get("tweak", 0)))
+                sig = await self._drive(job, sid, party)
+                job.result = {"signature": sig.to_dict()}
+        except ProtocolAbort as exc:
+            culprits = self.node_ids(exc.culprits)
+            raise JobFailed(NodeError(502, "protocol_abort", f"{exc.reason}"[:300], culprits=culprits)) from None
+        except NodeError as exc:
+            raise JobFailed(exc) from None
+        except PeerUnreachable as exc:
+            raise JobFailed(NodeError(503, "quorum_unreachable", "a party could not be reached",
+                                      missing_nodes=self.node_ids([exc.index]))) from None
+
+    async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
+        """Run one state machine to its result; messages arrive on the job's queue."""
+        q = job.queues[sid]
+        out = await self.cpu_call(party.start)
+        await self._send(job, party, out)
+        rt = self.config.round_timeout_s
+        cur = party.round
+        deadline = first_deadline if first_deadline is not None else time.monotonic() + rt
+        deadline = max(deadline, time.monotonic() + rt)
+        while not party.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                got = job.received.get((sid, party.round), set())
+                missing = [p for p in party.others if p not in got]
+                raise JobFailed(NodeError(503, "round_timeout",
+                                          f"{party.PROTOCOL} round {party.round} timed out",
+                                          missing_nodes=self.node_ids(missing)))
+            try:
+                msg = await asyncio.wait_for(q.get(), remaining)
+            except asyncio.TimeoutError:
+                continue
+            try:
+                out = await self.cpu_call(party.receive, msg)
+            except MessageRejected as exc:
+                job.dropped += 1
+                self.metrics.dropped.labels("rejected").inc()
+                log.info("job %s: dropped a message claiming to be from %s: %s", job.job_id,
+                         msg.sender, exc)
+                continue
+            job.received.setdefault((sid, msg.round), set()).add(msg.sender)
+            if party.round != cur or party.done:
+                cur = party.round
+                deadline = time.monotonic() + rt
+            if out:
+                await self._send(job, party, out)
+        return party.result
+
+    async def _send(self, job: JobRun, party, out: list[Message]) -> None:
+        by_peer: dict[int, list[dict]] = {}
+        for m in out:
+            targets = party.others if m.recipient is None else [m.recipient]
+            for t in targets:
+                frame = make_frame(job.job_id, m, t, self.peers[t].transport_key)
+                by_peer.setdefault(t, []).extend(self._tamper(job, m, t, frame))
+        results = await asyncio.gather(*(self._post_frames(job, p, frames) for p, frames in by_peer.items()),
+                                       return_exceptions=True)
+        for p, r in zip(by_peer, results):
+            if isinstance(r, BaseException):
+                self.mark_unhealthy(p)
+                raise PeerUnreachable(p)
+
+    async def _post_frames(self, job: JobRun, p: int, frames: list[dict]) -> None:
+        body = encode_batch(job.job_id, self.index, frames)
+        last: Exception | None = None
+        for attempt in range(3):
+            try:
+                await self.client.request(self.peers[p], "POST", f"/v1/peer/jobs/{job.job_id}/messages",
+                                          data=body, content_type="application/cbor", timeout=10.0)
+                return
+            except PeerError as exc:
+                last = exc
+                self.metrics.peer_errors.labels(self.peers[p].id).inc()
+                if exc.status is not None:
+                    return  # the peer answered: it dropped or refused the batch (its own decision)
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise last  # type: ignore[misc]
+
+    # -- incoming protocol messages ----------------------------------------------------
+
+    async def receive_frames(self, job_id: str, from_index: int, body: bytes) -> int:
+        """``POST /v1/peer/jobs/{id}/messages``: queue the frames; returns how many were dropped."""
+        try:
+            bjob, sender, frames = decode_batch(body)
+        except MessageRejected:
+            self.metrics.dropped.labels("malformed").inc()
+            raise bad_request("bad_batch", "malformed message batch") from None
+        if bjob != job_id or sender != from_index:
+            self.metrics.dropped.labels("misrouted").inc()
+            raise bad_request("bad_batch", "batch does not match its route or sender")
+        job = self.jobs.get(job_id)
+        if job is None:
+            if job_id in self._finished_jobs:
+                self.metrics.dropped.labels("finished").inc()
+                return len(frames)
+            early = self._early.setdefault(job_id, [])
+            if len(self._early) > 256 or len(early) > 64:
+                self._early.pop(job_id, None)
+                self.metrics.dropped.labels("overflow").inc()
+                return len(frames)
+            early.append((time.monotonic(), from_index, frames))
+            return 0
+        return await self._deliver(job, from_index, frames)
+
+    async def _deliver(self, job: JobRun, from_index: int, frames: list) -> int:
+        from hsm import HSMError
+
+        dropped = 0
+        for raw in frames:
+            try:
+                frame = Frame.parse(raw)
+                if frame.sender != from_index or frame.session_id not in job.phases:
+                    raise MessageRejected("frame from another session or sender")
+                if frame.recipient is not None and frame.recipient != self.index:
+                    raise MessageRejected("frame for another node")
+                data = frame.data
+                if frame.encrypted:
+                    ctx = frame_context(job.job_id, frame.session_id, frame.protocol, frame.round,
+                                        frame.sender, self.index)
+                    try:
+                        data = await self.hsm.transport_decrypt_async(data, context=ctx)
+                    except (HSMError, ValueError):
+                        raise MessageRejected("direct message failed to decrypt") from None
+                msg = Message.decode(data)
+                frame.check(msg)
+            except MessageRejected as exc:
+                dropped += 1
+                job.dropped += 1
+                self.metrics.dropped.labels("frame").inc()
+                log.info("job %s: dropped a frame from %s: %s", job.job_id, from_index, exc)
+                continue
+            job.queues[frame.session_id].put_nowait(msg)
+        return dropped
+
+    # -- test-only fault injection ([testing] tamper = ["alter", "replay"]) -------------
+
+    def _tamper(self, job: JobRun, m: Message, t: int, frame: dict) -> list[dict]:
+        if not self.tamper:
+            return [frame]
+        out: list[dict] = []
+        if "replay" in self.tamper:
+            # frames from an earlier job to this peer, re-sent into this job
+            out += [f for (peer, jid, f) in self._sent_log[-6:] if peer == t and jid != job.job_id]
+        if "alter" in self.tamper:
+            payload = bytearray(m.payload)
+            if payload:
+                payload[len(payload) // 2] ^= 0x01
+            altered = Message(m.version, m.session_id, m.protocol, m.round, m.sender, m.recipient,
+                              bytes(payload), m.signature)
+            out.append(make_frame(job.job_id, altered, t, self.peers[t].transport_key))
+            if frame["e"]:
+                bad = dict(frame)
+                d = bytearray(bad["d"])
+                d[-1] ^= 0x01
+                bad["d"] = bytes(d)
+                out.append(bad)
+        out.append(frame)
+        if "replay" in self.tamper:
+            out.append(frame)  # the same frame twice
+        self._sent_log.append((t, job.job_id, frame))
+        del self._sent_log[:-32]
+        return out
+
+    # -- presignature pools -------------------------------------------------------------
+
+    async def _presign_loop(self) -> None:
+        target = self.config.presign_pool
+        if target <= 0:
+            return
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._presign_wakeup.wait(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+            self._presign_wakeup.clear()
+            try:
+                await self._presign_round(target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("presign pool: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _presign_round(self, target: int) -> None:
+        total = 0
+        for row in self.store.list_keys("active"):
+            if self.index not in row["participants"] or row["paillier_bits"] == 0:
+                continue
+            t = row["threshold"]
+            for s in itertools.combinations(sorted(row["participants"]), t):
+                if min(s) != self.index:
+                    continue  # the lowest index of a signer set fills its pool
+                have = self.store.count_presignatures(row["key_id"], row["epoch"], list(s))
+                total += have
+                tag = (row["key_id"], s)
+                if have >= target or tag in self._presign_running:
+                    continue
+                healthy, missing = await self.split_healthy(s)
+                if missing:
+                    continue
+                self._presign_running.add(tag)
+                try:
+                    spec = {"job_id": new_id("job"), "kind": "presign", "key_id": row["key_id"],
+                            "parties": list(s), "epoch": row["epoch"], "coordinator": self.index}
+                    await self.coordinate(spec)
+                    total += 1
+                except JobFailed as exc:
+                    log.info("presign for %s failed: %s", s, exc.error.message)
+                finally:
+                    self._presign_running.discard(tag)
+                self._presign_wakeup.set()
+                return  # one at a time: signing requests come first
+        self.metrics.presigs.set(total)
+
+    def presign_counts(self, key_id: str) -> dict[str, int]:
+        row = self.store.get_key(key_id)
+        if row is None:
+            return {}
+        return {",".join(self.node_ids(s)): n for s, n in self.store.ready_signer_sets(key_id, row["epoch"]).items()}
+
+    async def _housekeeping(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(5.0)
+            now = time.monotonic()
+            for jid, items in list(self._early.items()):
+                if items and now - items[0][0] > 60:
+                    self._early.pop(jid, None)
+            for jid, t in list(self._finished_jobs.items()):
+                if now - t > 600:
+                    self._finished_jobs.pop(jid, None)
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        return {"node_id": self.me.id, "index": self.index, "ready": self.ready,
+                "jobs": len(self.jobs), "primes": self.prime_counts() if self.store else {}}
+
+
+class PeerUnreachable(Exception):
+    def __init__(self, index: int) -> None:
+        super().__init__(f"party {index} unreachable")
+        self.index = index

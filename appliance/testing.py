@@ -1,0 +1,311 @@
+"""``LocalCluster``: a real appliance cluster on this machine, for tests and your own suites.
+
+    from appliance.testing import LocalCluster
+
+    async with LocalCluster(nodes=3, threshold=2, paillier_bits=2048,
+                            prime_file="tests/data/test-only-primes.json") as cluster:
+        admin = cluster.client("admin")
+        key = await admin.create_key(threshold=2)
+        c = cluster.client("initiator", node=1)
+        req = await c.request_signature(key["key_id"], hashlib.sha256(b"hi").digest())
+        sig = (await c.wait_signature(req["request_id"]))["signature"]
+
+What it starts: ``nodes`` real node processes (``appliance serve``), each with its own SoftHSM2
+token in its own directory (``cluster.data_dirs[i]``: node.toml, cluster.toml,
+hsm/softhsm2.conf, hsm/tokens/, tls/, node.db, node.log), serving HTTPS with pinned mutual TLS
+on loopback ports (``cluster.urls``). The cluster configuration has one user per role —
+``initiator``, ``approver``, ``admin``, ``auditor`` (user id = role name) — each with a
+freshly generated Ed25519 key; ``cluster.client(user, node=0)`` returns an
+:class:`api.client.ApplianceClient` for that user talking to that node (closed with the
+cluster).
+
+Fast start: Paillier keys need safe primes, which take seconds each to find. Pass
+``prime_file`` (a *test-only* prime file such as ``tests/data/test-only-primes.json``) and each
+node's prime pool is seeded from a disjoint slice of it through its configuration
+(``[testing] prime_file``); without it the nodes generate fresh primes in the background as
+in production (``await cluster.wait_primes()`` waits for them). ``paillier_bits`` is 3072 by
+default; 2048 is much faster for tests.
+
+Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same state),
+``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
+``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
+``node_extra`` (extra node.toml settings per node index, e.g. ``{"testing": {...}}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.config import write_toml
+
+ROLE_USERS = ("initiator", "approver", "admin", "auditor")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class LocalCluster:
+    def __init__(self, nodes: int = 3, threshold: int = 2, *, paillier_bits: int = 3072,
+                 prime_file: str | Path | None = None, base_dir: str | Path | None = None,
+                 keep: bool = False, round_timeout: float = 30.0, job_timeout: float = 300.0,
+                 presign_pool: int = 0, metrics_open: bool = True, startup_timeout: float = 60.0,
+                 node_extra: dict[int, dict] | None = None, python: str | None = None,
+                 log_level: str = "info") -> None:
+        if nodes < 2 or not 1 <= threshold <= nodes:
+            raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
+        self.n = nodes
+        self.threshold = threshold
+        self.paillier_bits = paillier_bits
+        self.prime_file = Path(prime_file).resolve() if prime_file else None
+        self.keep = keep
+        self._base_given = base_dir is not None
+        self.base_dir = Path(base_dir).resolve() if base_dir else None
+        self.round_timeout = round_timeout
+        self.job_timeout = job_timeout
+        self.presign_pool = presign_pool
+        self.metrics_open = metrics_open
+        self.startup_timeout = startup_timeout
+        self.node_extra = node_extra or {}
+        self.python = python or sys.executable
+        self.log_level = log_level
+        self.node_ids = [f"node-{i + 1}" for i in range(nodes)]
+        self.urls: list[str] = []
+        self.data_dirs: list[Path] = []
+        self.user_keys: dict[str, bytes] = {}
+        self.procs: list[subprocess.Popen | None] = []
+        self._clients: list[Any] = []
+        self._logs: list[Any] = []
+
+    # -- context manager ------------------------------------------------------------------
+
+    async def __aenter__(self) -> "LocalCluster":
+        try:
+            await self.setup()
+            await asyncio.gather(*(self.start_node(i) for i in range(self.n)))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- building -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        from api.auth import generate_user_key
+
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="appliance-cluster-"))
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        ports = _free_ports(self.n)
+        self.data_dirs = [self.base_dir / nid for nid in self.node_ids]
+        self.urls = [f"https://127.0.0.1:{p}" for p in ports]
+        slices = self._prime_slices()
+        procs = []
+        for i, nid in enumerate(self.node_ids):
+            extra: dict[str, dict] = {"node": {"round_timeout_s": self.round_timeout,
+                                               "job_timeout_s": self.job_timeout,
+                                               "presign_pool": self.presign_pool,
+                                               "metrics_open": self.metrics_open,
+                                               "paillier_bits": self.paillier_bits}}
+            for section, values in self.node_extra.get(i, {}).items():
+                extra.setdefault(section, {}).update(values)
+            d = self.data_dirs[i]
+            d.mkdir(parents=True, exist_ok=True)
+            if slices is not None:
+                (d / "test-only-primes.json").write_text(json.dumps(slices[i]))
+                extra.setdefault("testing", {})["prime_file"] = "test-only-primes.json"
+            code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
+                    "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
+                    "url=a['url'], paillier_bits=a['bits'], extra=a['extra'])")
+            arg = json.dumps({"dir": str(d), "id": nid, "listen": f"127.0.0.1:{ports[i]}", "url": self.urls[i],
+                              "bits": self.paillier_bits, "extra": extra})
+            procs.append(await asyncio.create_subprocess_exec(
+                self.python, "-c", code, arg, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=self._env()))
+        for i, p in enumerate(procs):
+            out, err = await p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"init of {self.node_ids[i]} failed: {err.decode()[-2000:]}")
+        infos = [json.loads((d / "node-info.json").read_text()) for d in self.data_dirs]
+        users = []
+        for role in ROLE_USERS:
+            priv, pub = generate_user_key("ed25519")
+            self.user_keys[role] = priv
+            users.append({"id": role, "roles": [role], "public_key": pub.decode()})
+        cluster = {"cluster": {"id": "local"},
+                   "nodes": [dict(info, index=i) for i, info in enumerate(infos)], "users": users}
+        for d in self.data_dirs:
+            write_toml(d / "cluster.toml", cluster)
+        keys_dir = self.base_dir / "users"
+        keys_dir.mkdir(exist_ok=True)
+        for role, priv in self.user_keys.items():
+            from api.tls import write_private
+
+            write_private(keys_dir / f"{role}.pem", priv)
+        self.procs = [None] * self.n
+
+    def _prime_slices(self) -> list[dict] | None:
+        if self.prime_file is None:
+            return None
+        data = json.loads(self.prime_file.read_text())
+        out = []
+        for i in range(self.n):
+            sl: dict[str, Any] = {"warning": data.get("warning", "TEST ONLY")}
+            for kind in ("safe", "blum"):
+                sl[kind] = {bits: v[i :: self.n] for bits, v in data.get(kind, {}).items()}
+            out.append(sl)
+        return out
+
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.pop("SOFTHSM2_CONF", None)
+        return env
+
+    # -- node processes -------------------------------------------------------------------
+
+    async def start_node(self, i: int) -> None:
+        if self.procs[i] is not None and self.procs[i].poll() is None:
+            return
+        d = self.data_dirs[i]
+        logf = open(d / "node.log", "ab")
+        self._logs.append(logf)
+        args = [self.python, "-m", "appliance.cli"]
+        if self.log_level == "info":
+            args.append("-v")
+        args += ["serve", "--config", str(d / "node.toml")]
+        self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=self._env(),
+                                         cwd=str(d), start_new_session=True)
+        await self.wait_ready(i)
+
+    async def wait_ready(self, i: int, timeout: float | None = None) -> None:
+        import aiohttp
+
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        ctx = self._server_ctx(i)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            while True:
+                proc = self.procs[i]
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{self.node_ids[i]} exited with {proc.returncode}; see "
+                                       f"{self.data_dirs[i] / 'node.log'}:\n{self.log_tail(i)}")
+                try:
+                    async with s.get(self.urls[i] + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.node_ids[i]} not ready; log:\n{self.log_tail(i)}")
+                await asyncio.sleep(0.1)
+
+    def log_tail(self, i: int, n: int = 4000) -> str:
+        try:
+            return (self.data_dirs[i] / "node.log").read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    async def stop_node(self, i: int, timeout: float = 10.0) -> None:
+        """SIGTERM (clean shutdown) and wait."""
+        p = self.procs[i]
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while p.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+    async def kill_node(self, i: int) -> None:
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+
+    def running(self, i: int) -> bool:
+        p = self.procs[i] if i < len(self.procs) else None
+        return p is not None and p.poll() is None
+
+    async def close(self) -> None:
+        for c in self._clients:
+            try:
+                await c.close()
+            except Exception:
+                pass
+        self._clients.clear()
+        await asyncio.gather(*(self.stop_node(i) for i in range(len(self.procs))), return_exceptions=True)
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+        if self.base_dir is not None and not self.keep and not self._base_given:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    # -- clients and helpers --------------------------------------------------------------
+
+    def server_cert(self, i: int) -> str:
+        return (self.data_dirs[i] / "tls" / "node.crt").read_text()
+
+    def _server_ctx(self, i: int) -> ssl.SSLContext:
+        from api.tls import client_context
+
+        return client_context(self.server_cert(i))
+
+    def client(self, user: str = "admin", node: int = 0):
+        """An ApplianceClient for ``user`` (a role name) talking to node ``node``."""
+        from api.client import ApplianceClient
+
+        if user not in self.user_keys:
+            raise KeyError(f"no user {user!r}; users: {', '.join(self.user_keys)}")
+        c = ApplianceClient(self.urls[node], user, self.user_keys[user], server_cert=self.server_cert(node))
+        self._clients.append(c)
+        return c
+
+    def peer_ssl_context(self, as_node: int, to_node: int) -> ssl.SSLContext:
+        """A TLS client context presenting ``as_node``'s pinned certificate to ``to_node``."""
+        from api.tls import peer_client_context
+
+        d = self.data_dirs[as_node]
+        return peer_client_context(d / "tls" / "node.crt", d / "tls" / "node.key", self.server_cert(to_node))
+
+    async def wait_primes(self, timeout: float = 600.0) -> None:
+        """Wait until every node has the primes for one aux-info run in its pool."""
+        import aiohttp
+
+        deadline = time.monotonic() + timeout
+        for i in range(self.n):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._server_ctx(i))) as s:
+                while True:
+                    async with s.get(self.urls[i] + "/readyz") as r:
+                        body = await r.json()
+                    pr = body.get("primes", {})
+                    if pr.get("safe", 0) >= 2 and pr.get("blum", 0) >= 2:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("prime pools not filled in time")
+                    await asyncio.sleep(0.25)

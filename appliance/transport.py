@@ -1,0 +1,154 @@
+"""Node-to-node transport: pinned mutual TLS (aiohttp) and the wire form of protocol messages.
+
+A protocol message travels inside a *frame* (CBOR map)::
+
+    {"s": session id, "p": protocol, "r": round, "f": sender index, "t": recipient or None,
+     "e": encrypted?, "d": bytes}
+
+For a broadcast, ``d`` is the signed message itself (``Message.encode()``). For a direct
+message (which carries secret shares) ``d`` is that encoding encrypted to the recipient's
+HSM transport key (``hsm.encrypt_to``: ephemeral ECDH P-256, HKDF, AES-256-GCM), bound to the
+frame header; the recipient decrypts inside its HSM. After decoding, the message's own
+fields must equal the frame header, and the state machine checks the sender's identity
+signature: an altered, replayed or misdirected frame is dropped and nobody is blamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import cbor2
+
+from api.tls import peer_client_context
+from appliance.config import NodeConfig, PeerInfo
+from appliance.tss.protocol import Message, MessageRejected
+
+FRAME_CONTEXT = b"threshold-appliance/peer-frame/v1"
+MAX_FRAMES = 64
+
+
+def frame_context(job_id: str, session_id: bytes, protocol: str, rnd: int, sender: int,
+                  recipient: int) -> bytes:
+    parts = [FRAME_CONTEXT, job_id.encode(), session_id, protocol.encode(), rnd.to_bytes(2, "big"),
+             sender.to_bytes(4, "big"), recipient.to_bytes(4, "big")]
+    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
+def make_frame(job_id: str, msg: Message, recipient: int, transport_key: bytes | None) -> dict:
+    data = msg.encode()
+    encrypted = msg.recipient is not None
+    if encrypted:
+        from hsm.transport import encrypt_to
+
+        ctx = frame_context(job_id, msg.session_id, msg.protocol, msg.round, msg.sender, recipient)
+        data = encrypt_to(transport_key, data, context=ctx)
+    return {"s": msg.session_id, "p": msg.protocol, "r": msg.round, "f": msg.sender,
+            "t": msg.recipient, "e": encrypted, "d": data}
+
+
+@dataclass(frozen=True)
+class Frame:
+    session_id: bytes
+    protocol: str
+    round: int
+    sender: int
+    recipient: int | None
+    encrypted: bool
+    data: bytes
+
+    @classmethod
+    def parse(cls, m: Any) -> "Frame":
+        try:
+            f = cls(bytes(m["s"]), str(m["p"]), int(m["r"]), int(m["f"]),
+                    None if m["t"] is None else int(m["t"]), bool(m["e"]), bytes(m["d"]))
+        except (KeyError, TypeError, ValueError):
+            raise MessageRejected("malformed frame") from None
+        if f.encrypted != (f.recipient is not None):
+            raise MessageRejected("direct messages must be encrypted, broadcasts not")
+        return f
+
+    def check(self, msg: Message) -> None:
+        if (msg.session_id, msg.protocol, msg.round, msg.sender, msg.recipient) != (
+                self.session_id, self.protocol, self.round, self.sender, self.recipient):
+            raise MessageRejected("message does not match its frame")
+
+
+def encode_batch(job_id: str, sender: int, frames: list[dict]) -> bytes:
+    return cbor2.dumps({"job": job_id, "from": sender, "frames": frames})
+
+
+def decode_batch(body: bytes) -> tuple[str, int, list[Any]]:
+    try:
+        m = cbor2.loads(body)
+        job, sender, frames = str(m["job"]), int(m["from"]), list(m["frames"])
+    except Exception:
+        raise MessageRejected("malformed message batch") from None
+    if len(frames) > MAX_FRAMES:
+        raise MessageRejected("too many frames in one batch")
+    return job, sender, frames
+
+
+class PeerError(Exception):
+    """A peer could not be reached or answered with an error."""
+
+    def __init__(self, peer: PeerInfo, message: str, status: int | None = None,
+                 body: dict | None = None) -> None:
+        super().__init__(f"{peer.id}: {message}")
+        self.peer = peer
+        self.status = status
+        self.body = body or {}
+
+
+class PeerClient:
+    """HTTPS client to the other nodes, each pinned to its own certificate."""
+
+    def __init__(self, config: NodeConfig, *, connect_timeout: float = 2.0) -> None:
+        self.config = config
+        self.connect_timeout = connect_timeout
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+
+    def _session(self, peer: PeerInfo) -> aiohttp.ClientSession:
+        s = self._sessions.get(peer.index)
+        if s is None or s.closed:
+            ctx = peer_client_context(self.config.tls_cert, self.config.tls_key, peer.tls_cert)
+            conn = aiohttp.TCPConnector(ssl=ctx, limit=64, keepalive_timeout=30)
+            s = aiohttp.ClientSession(connector=conn, base_url=peer.url)
+            self._sessions[peer.index] = s
+        return s
+
+    async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
+
+    async def request(self, peer: PeerInfo, method: str, path: str, *, json_body: Any = None,
+                      data: bytes | None = None, content_type: str | None = None,
+                      timeout: float = 10.0) -> dict:
+        headers = {}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            content_type = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        t = aiohttp.ClientTimeout(total=timeout, sock_connect=self.connect_timeout)
+        try:
+            async with self._session(peer).request(method, path, data=data, headers=headers,
+                                                   timeout=t) as resp:
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                if resp.status >= 400:
+                    err = body.get("error", {}) if isinstance(body, dict) else {}
+                    raise PeerError(peer, err.get("message", f"HTTP {resp.status}"), resp.status, body)
+                return body
+        except PeerError:
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PeerError(peer, f"unreachable ({type(exc).__name__})") from None
