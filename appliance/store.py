@@ -531,14 +531,17 @@ class Store:
         return PresignatureRecord(r[0], r[1], r[2], _ss_parse(r[3]), r[4], r[5], r[6], r[7],
                                   bool(r[8]))
 
-    def list_presignatures(self, key_id: str, *, state: str | None = None) -> list[PresignatureRecord]:
+    def list_presignatures(
+        self, key_id: str, *, state: str | None = None
+    ) -> list[PresignatureRecord]:
         sql = f"SELECT {self._PRESIG_COLS} FROM presignatures WHERE key_id = ?"
         args: list = [key_id]
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
         return [
-            PresignatureRecord(r[0], r[1], r[2], _ss_parse(r[3]), r[4], r[5], r[6], r[7], bool(r[8]))
+            PresignatureRecord(r[0], r[1], r[2], _ss_parse(r[3]), r[4], r[5], r[6], r[7],
+                               bool(r[8]))
             for r in self._q(sql + " ORDER BY created_at", args)
         ]
 
@@ -751,7 +754,8 @@ class Store:
             if row is None:
                 raise NotFoundError(f"no sign request {request_id!r}")
             if expected_status is not None:
-                allowed = (expected_status,) if isinstance(expected_status, str) else tuple(expected_status)
+                allowed = ((expected_status,) if isinstance(expected_status, str)
+                           else tuple(expected_status))
                 if row[0] not in allowed:
                     raise ConflictError(f"sign request {request_id!r} is {row[0]}")
             db.execute(

@@ -170,7 +170,8 @@ def init_token(
         env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().replace(pin, "<pin>").replace(so_pin, "<so-pin>")
+        detail = (proc.stderr or proc.stdout).strip()
+        detail = detail.replace(pin, "<pin>").replace(so_pin, "<so-pin>")
         raise HSMError(f"softhsm2-util could not initialize token {label!r}: {detail[:300]}")
     return SoftHSMToken(directory, conf, token_dir, label, pin_file, module)
 

@@ -117,7 +117,8 @@ def open_with_shared_secret(
     eph, nonce, ct = parse_envelope(envelope)
     key = _derive_key(bytes(z), eph, bytes(recipient_public_key), bytes(context))
     try:
-        return AESGCM(key).decrypt(nonce, ct, _aad(eph, bytes(recipient_public_key), bytes(context)))
+        aad = _aad(eph, bytes(recipient_public_key), bytes(context))
+        return AESGCM(key).decrypt(nonce, ct, aad)
     except InvalidTag:
         raise HSMIntegrityError(
             "transport envelope failed authentication (wrong recipient, context or tampered)"

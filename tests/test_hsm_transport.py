@@ -7,7 +7,12 @@ import os
 import pytest
 
 from hsm import HSMIntegrityError, encrypt_to
-from tests.hsm_fixtures import open_hsms, requires_softhsm, two_tokens  # noqa: F401
+
+pytest.register_assert_rewrite("tests.hsm_fixtures")
+from tests.hsm_fixtures import requires_softhsm  # noqa: E402
+
+# fixtures: softhsm_token, open_hsms, hsm, two_tokens
+pytest_plugins = ["tests.hsm_fixtures"]
 
 pytestmark = [pytest.mark.hsm, requires_softhsm]
 

@@ -17,13 +17,12 @@ from appliance.store import (
     StoreError,
 )
 from hsm import SealContext
-from tests.hsm_fixtures import (  # noqa: F401
-    hsm,
-    open_hsms,
-    requires_softhsm,
-    run_python,
-    softhsm_token,
-)
+
+pytest.register_assert_rewrite("tests.hsm_fixtures")
+from tests.hsm_fixtures import requires_softhsm  # noqa: E402
+
+# fixtures: softhsm_token, open_hsms, hsm, two_tokens
+pytest_plugins = ["tests.hsm_fixtures"]
 
 def fake_sealed() -> bytes:
     """A syntactically valid sealed blob (for tests of the store alone; never unsealed)."""
@@ -151,7 +150,7 @@ def test_database_file_never_holds_a_plaintext_secret(tmp_path, hsm):
     primes = [os.urandom(192) for _ in range(4)]
     store.add_sealed_primes(1536, [hsm.seal(SealContext("prime"), p) for p in primes])
     presigs = []
-    for i in range(3):
+    for _ in range(3):
         ctx = SealContext.presignature("key-1", 0, os.urandom(32), b"\x02" + os.urandom(32), (0, 1))
         plain = os.urandom(200)
         presigs.append(plain)
@@ -176,6 +175,7 @@ def test_database_file_never_holds_a_plaintext_secret(tmp_path, hsm):
     assert leaked() == []
     # and the stored values do unseal to the secrets
     for kind, value in secrets_.items():
-        assert hsm.unseal(SealContext(kind, "key-1", 0), store.get_sealed_secret("key-1", 0, kind)) == value
+        blob = store.get_sealed_secret("key-1", 0, kind)
+        assert hsm.unseal(SealContext(kind, "key-1", 0), blob) == value
     store.close()
     assert leaked() == []

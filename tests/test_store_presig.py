@@ -17,15 +17,17 @@ from appliance.store import (
     destroy_spent_presignature_keys,
 )
 from hsm import HSM, HSMKeyNotFoundError, SealContext, presig_key_label
-from tests.hsm_fixtures import (  # noqa: F401
+
+pytest.register_assert_rewrite("tests.hsm_fixtures")
+from tests.hsm_fixtures import (  # noqa: E402
     NODE_ID,
-    hsm,
-    open_hsms,
     popen_python,
     requires_softhsm,
     run_python,
-    softhsm_token,
 )
+
+# fixtures: softhsm_token, open_hsms, hsm, two_tokens
+pytest_plugins = ["tests.hsm_fixtures"]
 
 pytestmark = [pytest.mark.hsm, requires_softhsm]
 
@@ -79,48 +81,51 @@ def test_take_marks_spent_and_returns_the_blob_once(hsm, store):
     assert store.get_presignature(ctx.presig_id).hsm_key_destroyed
 
 
+def race(stores, fn):
+    """Run ``fn(store)`` in one thread per store, all released at once; returns the
+    results and the PresignatureUnavailable errors."""
+    barrier = threading.Barrier(len(stores))
+    wins, losses = [], []
+
+    def run(s):
+        barrier.wait()
+        try:
+            wins.append(fn(s))
+        except PresignatureUnavailable as exc:
+            losses.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return wins, losses
+
+
 def test_two_concurrent_takers_one_wins(hsm, store, db_path):
     rounds, takers = 8, 6
     for _ in range(rounds):
         make_presig(hsm, store)
-    stores = [Store(db_path) for _ in range(takers)]
+    stores = [Store(db_path) for _ in range(takers)]  # one connection each
     try:
         for _ in range(rounds):
-            # everyone goes for the same (only) oldest presignature at once
+            # everyone goes for the same presignature at once
             target = store.list_presignatures("key-1", state="available")[0].presig_id
-            barrier = threading.Barrier(takers)
-            wins, losses = [], []
-
-            def taker(s):
-                barrier.wait()
-                try:
-                    wins.append(s.take_presignature_by_id(target))
-                except PresignatureUnavailable:
-                    losses.append(s)
-
-            threads = [threading.Thread(target=taker, args=(s,)) for s in stores]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            wins, losses = race(stores, lambda s, t=target: s.take_presignature_by_id(t))
             assert len(wins) == 1 and len(losses) == takers - 1
             spend(hsm, store, wins[0])
         # and by (key, signer set): as many winners as presignatures, no double
         for _ in range(3):
             make_presig(hsm, store)
-        got = []
-        barrier = threading.Barrier(takers)
 
-        def grab(s):
-            barrier.wait()
+        def drain(s):
+            got = []
             while (t := s.take_presignature("key-1", SIGNERS)) is not None:
                 got.append(t.presig_id)
+            return got
 
-        threads = [threading.Thread(target=grab, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        wins, _ = race(stores, drain)
+        got = [pid for w in wins for pid in w]
         assert len(got) == len(set(got)) == 3
     finally:
         for s in stores:
@@ -161,7 +166,8 @@ def test_process_killed_mid_way_never_lets_the_presignature_be_used_again(
 
     again = Store(db_path)  # "the node restarts"
     try:
-        assert again.get_presignature(ctx.presig_id).state == ("reserved" if mode == "reserve" else "spent")
+        expected_state = "reserved" if mode == "reserve" else "spent"
+        assert again.get_presignature(ctx.presig_id).state == expected_state
         with pytest.raises(PresignatureUnavailable):
             again.take_presignature_by_id(ctx.presig_id)
         with pytest.raises(PresignatureUnavailable):
@@ -241,7 +247,8 @@ def test_restart_new_process_unseals_the_same_share(softhsm_token, db_path):
         with Store(db_path) as s:
             s.put_key("key-1", threshold=2, participants=["n0", "n1", "n2"],
                       public_key=b"\x02" + b"\x05" * 32, chain_code=b"\x00" * 32)
-            s.put_sealed_secret("key-1", 0, "share", h.seal(SealContext("share", "key-1", 0), share))
+            sealed = h.seal(SealContext("share", "key-1", 0), share)
+            s.put_sealed_secret("key-1", 0, "share", sealed)
     r = run_python(f"""
         import hashlib
         from pathlib import Path
@@ -249,7 +256,8 @@ def test_restart_new_process_unseals_the_same_share(softhsm_token, db_path):
         from hsm import HSM, HSMConfig, SealContext
         cfg = HSMConfig(token_label={cfg.token_label!r}, pin_file=Path({str(cfg.pin_file)!r}),
                         softhsm_conf=Path({str(cfg.softhsm_conf)!r}))
-        with HSM.open(cfg, node_id={NODE_ID!r}, create_keys=False) as h, Store({str(db_path)!r}) as s:
+        h = HSM.open(cfg, node_id={NODE_ID!r}, create_keys=False)
+        with h, Store({str(db_path)!r}) as s:
             blob = s.get_sealed_secret("key-1", 0, "share")
             share = h.unseal(SealContext("share", "key-1", 0), blob)
             print(h.identity_public_key.hex(), hashlib.sha256(share).hexdigest())
