@@ -24,6 +24,10 @@ from tests.hsm_fixtures import requires_softhsm  # noqa: E402
 # fixtures: softhsm_token, open_hsms, hsm, two_tokens
 pytest_plugins = ["tests.hsm_fixtures"]
 
+# The module runs with the HSM tests; only the tests that seal need SoftHSM2 itself.
+pytestmark = pytest.mark.hsm
+
+
 def fake_sealed() -> bytes:
     """A syntactically valid sealed blob (for tests of the store alone; never unsealed)."""
     return bytes([1, 13]) + b"appliance/kek" + os.urandom(12 + 40)
@@ -134,7 +138,6 @@ def test_sign_requests_and_approvals(store):
     assert len(store.list_sign_requests(key_id="key-1")) == 2
 
 
-@pytest.mark.hsm
 @requires_softhsm
 def test_database_file_never_holds_a_plaintext_secret(tmp_path, hsm):
     store = Store(tmp_path / "node.db")
