@@ -21,6 +21,7 @@ from appliance.tss.keygen import KeygenParty
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import DEFAULT_PAILLIER_BITS
 from appliance.tss.presign import Presignature, PresignParty
+from appliance.tss.reshare import OldKeyInfo, ReshareParty
 from appliance.tss.primes import FreshPrimes, PrimeSource
 from appliance.tss.runner import Identities, Tamper, run
 from appliance.tss.sign import SignParty
@@ -128,3 +129,24 @@ def sign(shares: Sequence[KeyShare], digest: bytes, *, tweak: int = 0,
     chosen = sorted(shares, key=lambda s: s.index)[:t]
     presigs = presign(chosen, rng=rng)
     return sign_with_presignature(chosen, presigs, digest, tweak=tweak, rng=rng)
+
+
+def reshare(shares: Sequence[KeyShare], new_members: Sequence[int], new_threshold: int, *,
+            paillier_bits: int | None = None, rng: RNG | None = None,
+            primes: PrimeSource | None = None, tamper: Tamper | None = None) -> list[KeyShare]:
+    """Reshare to ``new_members`` with ``new_threshold`` (the old ``shares`` are the senders),
+    then run aux-info on the new committee. Returns the new members' shares."""
+    rng = _rng(rng)
+    old = OldKeyInfo.of(shares[0])
+    senders = sorted(s.index for s in shares)
+    everyone = sorted(set(senders) | set(new_members))
+    ids = Identities(everyone, rng)
+    sid = _sid(rng, b"reshare")
+    by_index = {s.index: s for s in shares}
+    parties = {i: ReshareParty(sid, i, old, senders, list(new_members), new_threshold, ids.signers[i],
+                               ids.directory, _party_rng(rng, i), share=by_index.get(i))
+               for i in everyone}
+    out = run(parties, tamper)
+    new = [out[j] for j in sorted(new_members)]
+    bits = paillier_bits or shares[0].paillier_bits or DEFAULT_PAILLIER_BITS
+    return aux_info(new, paillier_bits=bits, rng=rng, primes=primes)

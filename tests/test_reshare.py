@@ -1,0 +1,70 @@
+"""Resharing keeps the public key, changes the committee, and retires removed members."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+from appliance.tss import simulate
+from appliance.tss.ecdsa import verify_with_libsecp256k1
+from appliance.tss.group import G, Q, SeededRNG
+from appliance.tss.protocol import ProtocolAbort
+from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
+from appliance.tss.runner import Identities, run
+from tests.adversary import corrupt, replace_field
+from tests.conftest import prime_pool_from_test_file
+
+D = hashlib.sha256(b"reshared").digest()
+
+
+@pytest.mark.parametrize("new_members,t_new", [([0, 1, 2, 3], 3), ([1, 7], 2)], ids=["3of4", "2of2-new"])
+def test_reshare_keeps_public_key(key_2of3, new_members, t_new):
+    new = simulate.reshare(key_2of3[:2], new_members, t_new, rng=SeededRNG(str(new_members)),
+                           primes=prime_pool_from_test_file(str(new_members)))
+    assert [s.index for s in new] == new_members
+    for s in new:
+        assert s.public_key == key_2of3[0].public_key
+        assert s.threshold == t_new and s.epoch == key_2of3[0].epoch + 1 and s.has_aux
+    sig = simulate.sign(new[-t_new:], D, rng=SeededRNG("after-reshare"))
+    assert verify_with_libsecp256k1(new[0].public_key, D, sig)
+    # a removed or old-epoch share does not combine with the new committee
+    old = key_2of3[0]
+    x = (old.secret_share * 1 + 0) % Q
+    assert G * x != new[0].public_key_point
+    with pytest.raises(ProtocolAbort):
+        simulate.presign([old, new[-1]] if t_new == 2 else [old] + new[-2:], rng=SeededRNG("mix"))
+
+
+IDS = Identities(range(4), SeededRNG("reshare-adv"))
+
+
+def parties(shares, new_members, t_new, seed):
+    old = OldKeyInfo.of(shares[0])
+    senders = [s.index for s in shares]
+    by = {s.index: s for s in shares}
+    every = sorted(set(senders) | set(new_members))
+    return {i: ReshareParty(seed.encode(), i, old, senders, new_members, t_new, IDS.signers[i], IDS.directory,
+                            SeededRNG(f"{seed}{i}"), share=by.get(i)) for i in every}
+
+
+def test_old_only_member_gets_confirmation(key_2of3):
+    out = run(parties(key_2of3[:2], [1, 2, 3], 2, "confirm"))
+    assert isinstance(out[0], ReshareConfirmed)
+    assert {out[j].public_key for j in (1, 2, 3)} == {key_2of3[0].public_key}
+
+
+@pytest.mark.parametrize("case", ["constant term", "share", "confirmation"])
+def test_reshare_misbehaviour_named(key_2of3, case):
+    if case == "constant term":
+        tamper = corrupt(IDS, ReshareParty, 1, 1, replace_field("F", lambda F: [F[0] + G] + F[1:]))
+    elif case == "share":
+        tamper = corrupt(IDS, ReshareParty, 1, 1, replace_field("sigma", lambda s: (s + 1) % Q), broadcast=False)
+    else:
+        tamper = corrupt(IDS, ReshareParty, 3, 2,
+                         replace_field("psi", lambda p: dataclasses.replace(p, z=(p.z + 1) % Q)))
+    bad = next(iter(tamper.corrupted))
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties(key_2of3[:2], [0, 1, 2, 3], 3, case), tamper)
+    assert err.value.culprits == [bad]
