@@ -15,6 +15,7 @@ from typing import Sequence
 
 from appliance.errors import ParameterError
 from appliance.tss.aux import AuxParty, generate_aux_keys
+from appliance.tss.dealer import accept_share, split_key
 from appliance.tss.ecdsa import Signature
 from appliance.tss.group import RNG, SystemRNG, SeededRNG
 from appliance.tss.keygen import KeygenParty
@@ -150,3 +151,15 @@ def reshare(shares: Sequence[KeyShare], new_members: Sequence[int], new_threshol
     new = [out[j] for j in sorted(new_members)]
     bits = paillier_bits or shares[0].paillier_bits or DEFAULT_PAILLIER_BITS
     return aux_info(new, paillier_bits=bits, rng=rng, primes=primes)
+
+
+def import_key(private_key: int, n: int, threshold: int, *, paillier_bits: int = DEFAULT_PAILLIER_BITS,
+               rng: RNG | None = None, primes: PrimeSource | None = None) -> list[KeyShare]:
+    """Split ``private_key`` as a dealer would, check every share as its node would, then run
+    aux-info (and a refresh is recommended next)."""
+    rng = _rng(rng)
+    parties = list(range(n))
+    bundle = split_key(private_key, threshold, parties, rng)
+    shares = [accept_share(bundle.import_id, j, parties, threshold, bundle.commitments, bundle.chain_code,
+                           bundle.shares[j]) for j in parties]
+    return aux_info(shares, paillier_bits=paillier_bits, rng=rng, primes=primes)
