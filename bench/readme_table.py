@@ -1,0 +1,42 @@
+"""Print the README's figures table from bench/results.json (`python -m bench.readme_table`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results.json")
+
+SECTIONS = [
+    ("Contract figures (DESIGN.md)", lambda n: n.split("_2048")[0] in {
+        "keygen_2of3_s", "presign_2of3_ms", "presign_3of3_ms", "sign_presigned_p50_ms",
+        "sign_full_p50_ms", "modexp_floor_ratio"} or n.startswith("modexp_floor_ratio")),
+    ("Protocols in memory", lambda n: n.startswith("inmemory_")),
+    ("Proofs", lambda n: n.startswith("zk_")),
+    ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
+    ("HSM", lambda n: n.startswith(("hsm_", "seal", "unseal", "presig_key"))),
+    ("End to end over HTTPS", lambda n: n.startswith(("e2e_", "sign_", "keygen_", "presign_", "healthz"))),
+]
+
+
+def main(path: Path = RESULTS) -> None:
+    figures = json.loads(path.read_text())
+    seen: set[str] = set()
+    for title, match in SECTIONS:
+        rows = [f for f in figures if f["name"] not in seen and match(f["name"])]
+        if not rows:
+            continue
+        print(f"\n**{title}**\n\n| figure | value | unit |\n|---|---:|---|")
+        for f in rows:
+            seen.add(f["name"])
+            print(f"| `{f['name']}` | {f['value']} | {f['unit']} |")
+    rest = [f for f in figures if f["name"] not in seen and f["name"] != "bench_meta"]
+    if rest:
+        print("\n**Other**\n\n| figure | value | unit |\n|---|---:|---|")
+        for f in rest:
+            print(f"| `{f['name']}` | {f['value']} | {f['unit']} |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS)
