@@ -63,6 +63,7 @@ def aux_parties(shares, refresh, seed):
 
 
 AUX_CASES = {
+    "r1 commitment": (1, True, replace_field("V", lambda v: bytes(32))),
     "r2 modulus not committed": (2, True, replace_field("N", lambda N: N + 2)),
     "r2 prm proof": (2, True, replace_field("psi_prm", lambda p: dataclasses.replace(p, z=(p.z[0] + 1,) + p.z[1:]))),
     "r2 refresh share": (2, False, replace_field("sigma", lambda s: (s + 1) % Q)),
