@@ -365,7 +365,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)

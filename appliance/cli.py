@@ -203,7 +203,7 @@ async def _demo(args) -> int:
         t = time.perf_counter()
     timings["stop_nodes"] = (time.perf_counter() - t) * 1000
     timings["total"] = (time.perf_counter() - t0) * 1000
-    ok = ok_secp and ok_ossl and sig.is_low_s()
+    ok = ok_secp and ok_ossl and sig.is_low_s
     say(f"  total {timings['total'] / 1000:.1f} s; nodes stopped" + (f"; state kept in {keep}" if keep else ""))
     if args.json:
         summary = {

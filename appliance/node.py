@@ -67,6 +67,8 @@ from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, 
 log = logging.getLogger("appliance.node")
 
 JOB_KINDS = ("keygen", "refresh", "presign", "sign")
+SHARE_CACHE_S = 300.0
+PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
 
 
@@ -189,6 +191,11 @@ def _init_cpu_thread() -> None:
 
 
 def _init_prime_process() -> None:
+    # background work: protocol rounds of this and the other nodes come first
+    try:
+        os.nice(10)
+    except OSError:
+        pass
     try:
         from appliance.hardening import disable_core_dumps
 
@@ -294,12 +301,16 @@ class Node:
         self.directory = IdentityDirectory({n.index: n.identity_key for n in self.cluster.nodes})
         self.cpu = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="tss",
                                       initializer=_init_cpu_thread)
+        # signing from a presignature is cheap: it never waits behind a presign or aux step
+        self.fast = ThreadPoolExecutor(2, thread_name_prefix="sign", initializer=_init_cpu_thread)
         self._procs: ProcessPoolExecutor | None = None
         self.client = PeerClient(config)
         self.jobs: dict[str, JobRun] = {}
         self._finished_jobs: dict[str, float] = {}
         self._early: dict[str, list[tuple[float, int, list]]] = {}
         self._health: dict[int, tuple[float, bool]] = {}
+        self._shares: dict[tuple[str, int], tuple[float, KeyShare]] = {}
+        self._last_sign = 0.0
         self._waiters: dict[str, asyncio.Event] = {}
         self._bg: set[asyncio.Task] = set()
         self._presign_running: set[tuple] = set()
@@ -319,9 +330,8 @@ class Node:
         from hsm import HSM
 
         self.store = NodeStore(self.config.db)
-        self.store.fail_running_operations({"code": "node_restarted",
-                                            "message": "the node stopped while this was running"})
-        self.store.purge_spent_presignatures()
+        self.store.recover_after_restart({"status": 503, "code": "node_restarted",
+                                          "message": "the node stopped while this was running"})
         self.audit = EventLog(self.store)
         hcfg = self.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
@@ -332,6 +342,11 @@ class Node:
         if self.hsm.transport_public_key != self.me.transport_key:
             raise NodeError(500, "bad_config", "the HSM transport key differs from the cluster configuration")
         self.signer = HSMSigner(self.hsm)
+        from appliance.store import destroy_spent_presignature_keys
+
+        # presignatures reserved by a process that died are burnt; spent ones lose their key
+        await asyncio.get_running_loop().run_in_executor(
+            None, destroy_spent_presignature_keys, self.store.core, self.hsm)
         if self.config.prime_file is not None:
             # test-only primes: read only because the configuration names the file
             self.test_primes = PrimePool.from_file(self.config.prime_file)
@@ -362,7 +377,14 @@ class Node:
         if self.store is not None:
             self.store.close()
         self.cpu.shutdown(wait=False, cancel_futures=True)
+        self.fast.shutdown(wait=False, cancel_futures=True)
         if self._procs is not None:
+            # a prime search can take seconds: stop it rather than wait for it
+            for proc in list(getattr(self._procs, "_processes", {}).values()):
+                try:
+                    proc.terminate()
+                except Exception:
+                    pass
             self._procs.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -371,8 +393,8 @@ class Node:
         t.add_done_callback(self._bg.discard)
         return t
 
-    async def cpu_call(self, fn: Callable, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
+    async def cpu_call(self, fn: Callable, *args: Any, fast: bool = False) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.fast if fast else self.cpu, fn, *args)
 
     @property
     def procs(self) -> ProcessPoolExecutor:
@@ -393,9 +415,9 @@ class Node:
     # -- primes -----------------------------------------------------------------------
 
     async def _take_primes(self, bits: int) -> FixedPrimes:
-        """Two Blum and two safe primes of bits/2 bits: test pool, sealed pool, or fresh."""
-        from hsm import SealContext
-
+        """Two Blum and two safe primes of bits/2 bits: from the test-only pool (when the
+        configuration names one), else safe primes from the sealed pool; Blum primes (cheap)
+        and missing safe primes are made fresh in a worker process."""
         half = bits // 2
         out: dict[str, list[int]] = {"blum": [], "safe": []}
         for kind in ("blum", "safe"):
@@ -407,11 +429,10 @@ class Node:
                              else self.test_primes.safe_prime(half))
                     except ApplianceError:
                         p = None
-                if p is None:
-                    item = self.store.take_prime(kind, half)
+                if p is None and kind == "safe":
+                    item = self.store.take_prime(half)
                     if item is not None:
-                        ctx = SealContext("prime", key_id=f"{kind}-{half}")
-                        p = int.from_bytes(await self.hsm.unseal_async(ctx, item[1]), "big")
+                        p = int.from_bytes(await self.hsm.unseal_async(self._prime_ctx(half), item[1]), "big")
                 if p is None:
                     fn = random_blum_prime if kind == "blum" else random_safe_prime
                     p = await asyncio.get_running_loop().run_in_executor(self.procs, fn, half)
@@ -422,22 +443,24 @@ class Node:
 
     _filling = False
 
-    async def _fill_prime_pool(self) -> None:
-        """Keep ``pool_target`` sealed primes of each kind ready (worker process, sealed)."""
+    @staticmethod
+    def _prime_ctx(half: int):
         from hsm import SealContext
 
+        return SealContext("prime", key_id=f"safe-{half}")
+
+    async def _fill_prime_pool(self) -> None:
+        """Keep ``pool_target`` sealed safe primes ready (made in a niced worker process)."""
         if self._filling or self.test_primes is not None:
             return
         self._filling = True
         try:
             half = self.config.paillier_bits // 2
             loop = asyncio.get_running_loop()
-            for kind, fn in (("safe", random_safe_prime), ("blum", random_blum_prime)):
-                while not self.stopping and self.store.count_primes(kind, half) < self.config.prime_pool_target:
-                    p = await loop.run_in_executor(self.procs, fn, half)
-                    ctx = SealContext("prime", key_id=f"{kind}-{half}")
-                    blob = await self.hsm.seal_async(ctx, int(p).to_bytes((half + 7) // 8, "big"))
-                    self.store.add_prime(kind, half, blob)
+            while not self.stopping and self.store.count_primes(half) < self.config.prime_pool_target:
+                p = await loop.run_in_executor(self.procs, random_safe_prime, half)
+                blob = await self.hsm.seal_async(self._prime_ctx(half), int(p).to_bytes((half + 7) // 8, "big"))
+                self.store.add_prime(half, blob)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pragma: no cover - logged, retried on next use
@@ -450,8 +473,8 @@ class Node:
         if self.test_primes is not None:
             c = self.test_primes.counts()
             return {"source": "test-only file", "safe": c["safe"].get(half, 0), "blum": c["blum"].get(half, 0)}
-        return {"source": "sealed pool", "safe": self.store.count_primes("safe", half),
-                "blum": self.store.count_primes("blum", half)}
+        n = self.store.count_primes(half)
+        return {"source": "sealed pool", "safe": n, "blum": n}
 
     # -- health -----------------------------------------------------------------------
 
@@ -499,11 +522,22 @@ class Node:
         return row
 
     async def load_share(self, row: dict) -> KeyShare:
+        """The key's share at its current epoch, unsealed by the HSM (kept decoded in this
+        process's memory for ``SHARE_CACHE_S`` seconds, never written anywhere)."""
         from hsm import SealContext
 
+        ck = (row["key_id"], row["epoch"])
+        hit = self._shares.get(ck)
+        if hit is not None and time.monotonic() - hit[0] < SHARE_CACHE_S:
+            return hit[1]
+
         ctx = SealContext("share", key_id=row["key_id"], epoch=row["epoch"])
-        data = await self.hsm.unseal_async(ctx, row["share_blob"])
-        return await self.cpu_call(KeyShare.from_bytes, data)
+        data = await self.hsm.unseal_async(ctx, self.store.share_blob(row["key_id"], row["epoch"]))
+        share = await self.cpu_call(KeyShare.from_bytes, data)
+        del data
+        self._shares = {k: v for k, v in self._shares.items() if k[0] != row["key_id"]}
+        self._shares[ck] = (time.monotonic(), share)
+        return share
 
     async def seal_share(self, key_id: str, share: KeyShare) -> bytes:
         from hsm import SealContext
@@ -651,8 +685,7 @@ class Node:
                                 missing_nodes=self.node_ids(missing))
             chosen = self._choose_signers(row, healthy, t)
         request_id = new_id("req")
-        self.store.put_sign_request(request_id, key_id, digest, derivation_path, user.id, "signing")
-        self.store.update_sign_request(request_id, status="signing", signers=self.node_ids(chosen))
+        self.store.put_sign_request(request_id, key_id, digest, derivation_path, user.id, self.node_ids(chosen))
         self.audit.record(user.id, "sign_request", key_id=key_id, subject=request_id, decision="accepted")
         self._spawn(self._run_sign(request_id, row, digest, chosen, user.id))
         return self.sign_request_view(self.store.get_sign_request(request_id))
@@ -661,7 +694,7 @@ class Node:
         """Prefer a set that includes this node and has presignatures ready; else this node
         and the first healthy others."""
         if self.index in healthy:
-            ready = self.store.ready_signer_sets(row["key_id"], row["epoch"])
+            ready = self.store.ready_signer_sets(row["key_id"])
             best = None
             for s, n in ready.items():
                 if n > 0 and self.index in s and set(s) <= set(healthy):
@@ -675,20 +708,22 @@ class Node:
 
     async def _run_sign(self, request_id: str, row: dict, digest: bytes, signers: list[int],
                         actor: str) -> None:
+        taken = None
+        self._last_sign = time.monotonic()
         try:
             spec = {"job_id": new_id("job"), "kind": "sign", "key_id": row["key_id"], "parties": signers,
                     "epoch": row["epoch"], "digest": digest.hex(), "tweak": 0, "coordinator": self.index,
                     "request_id": request_id, "actor": actor}
-            presig = None
             if self.index in signers:
-                presig = self.store.pick_presignature(row["key_id"], row["epoch"], signers)
-            if presig is not None:
-                spec["presig_id"] = presig.hex()
+                # spent durably here, before anything of it is used
+                taken = self.store.take_any_presignature(row["key_id"], signers, row["epoch"])
+            if taken is not None:
+                spec["presig_id"] = taken.presig_id.hex()
                 self._presign_wakeup.set()
             try:
-                result = await self.coordinate(spec)
+                result = await self.coordinate(spec, taken=taken)
             except JobFailed as exc:
-                if presig is None or exc.error.code not in ("presignature_unavailable",):
+                if taken is None or exc.error.code not in ("presignature_unavailable",):
                     raise
                 spec = dict(spec, job_id=new_id("job"))
                 spec.pop("presig_id")
@@ -708,6 +743,8 @@ class Node:
             self.store.update_sign_request(request_id, status="failed",
                                            error={"status": 500, "code": "internal", "message": type(exc).__name__})
         finally:
+            if taken is not None:  # its key goes (used or not: a presignature is used once)
+                self._spawn(self._destroy_presig_keys([taken.hsm_key_label]))
             self._notify(request_id)
 
     def sign_request_view(self, req: dict) -> dict:
@@ -774,19 +811,24 @@ class Node:
             valid = ecdsa.verify(pk, digest, sig)
         except ApplianceError:
             raise bad_request("bad_public_key", "public_key is not a valid secp256k1 point") from None
-        return {"valid": bool(valid), "low_s": sig.is_low_s()}
+        return {"valid": bool(valid), "low_s": sig.is_low_s}
 
     # ===================================================================================
     # coordination
 
-    async def coordinate(self, spec: dict) -> dict:
-        """Run a job with the parties of ``spec``; return the finished result or raise JobFailed."""
+    async def coordinate(self, spec: dict, *, taken=None) -> dict:
+        """Run a job with the parties of ``spec``; return the finished result or raise JobFailed.
+        ``taken``: the coordinator's own presignature, already spent in its store."""
         job = JobRun(self, spec)
+        job._presig_row = taken  # type: ignore[attr-defined]
         self.jobs[job.job_id] = job
         t0 = time.monotonic()
         kind = spec["kind"]
         try:
             others = [p for p in job.parties if p != self.index]
+            if self.index in job.parties:
+                # start at once: messages to peers that have not opened the job yet wait there
+                self._start_local(job)
             opened = await asyncio.gather(*(self._open_at(p, spec) for p in others), return_exceptions=True)
             failures = [(p, r) for p, r in zip(others, opened) if isinstance(r, BaseException)]
             if failures:
@@ -803,8 +845,6 @@ class Node:
                                     f"{self.peers[p].id} refused the job: {body_err.get('message', str(r))}")
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
-            if self.index in job.parties:
-                self._start_local(job)
             result = await self._collect(job, others)
             self.metrics.jobs.labels(kind, "done").inc()
             return result
@@ -848,6 +888,8 @@ class Node:
                 raise JobFailed(err)
             if own_done and set(job.reports) >= set(others):
                 break
+            if own_done and job.kind == "sign" and job.result is not None:
+                break  # the own, verified signature is the result; late reports are ignored
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = [p for p in others if p not in job.reports]
@@ -893,8 +935,10 @@ class Node:
             return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
                     "nodes": self.node_ids(spec["parties"]), "epoch": next(iter(reports.values()))["epoch"]}
         if kind == "presign":
-            if self.index in job.parties:
-                self.store.set_presignature_state(bytes.fromhex(own["presig_id"]), "ready")
+            held = getattr(job, "_presig_held", None)
+            if held is not None:  # the leader's own part: usable only now that all have theirs
+                self.store.add_presignature(*held)
+                job._presig_held = None  # type: ignore[attr-defined]
             return {"presig_id": own["presig_id"] if own else None}
         # sign
         sigs = {tuple(sorted(r["signature"].items())) for r in reports.values()}
@@ -974,10 +1018,12 @@ class Node:
                 if len(parties) != row["threshold"]:
                     raise bad_request("bad_job", "signer set must have threshold members")
         job = JobRun(self, spec)
+        if kind == "sign":
+            self._last_sign = time.monotonic()
         if spec.get("kind") == "sign" and spec.get("presig_id"):
             # spent durably before anything of it is used (a refused job spends nothing else)
-            taken = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), spec["key_id"])
-            if taken is None:
+            taken = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False)
+            if taken is None or taken.key_id != spec["key_id"]:
                 raise NodeError(409, "presignature_unavailable", "this node has no such presignature")
             job.spec = dict(spec)
             job._presig_row = taken  # type: ignore[attr-defined]
@@ -1030,21 +1076,27 @@ class Node:
         if spec["kind"] == "keygen":
             self.store.set_key_status(key_id, "active")
         elif spec["kind"] == "refresh":
-            if self.store.commit_pending_share(key_id):
-                row = self.store.get_key(key_id)
-                for pid in self.store.delete_presignatures(key_id, below_epoch=row["epoch"]):
-                    self._spawn(self._destroy_presig_key(pid))
+            labels = self.store.commit_pending_share(key_id)
+            if labels:
+                self._spawn(self._destroy_presig_keys(labels))
         self.audit.record(self.peers[int(spec["coordinator"])].id, f"{spec['kind']}_commit",
                           key_id=key_id, subject=spec["job_id"], decision="committed")
         self._presign_wakeup.set()
 
-    async def _destroy_presig_key(self, presig_id: bytes) -> None:
-        from hsm import presig_key_label
+    async def _mark_destroyed(self, labels: list[str]) -> None:
+        self.store.presignature_keys_destroyed(labels)
 
-        try:
-            await self.hsm.destroy_presignature_key_async(presig_key_label(presig_id))
-        except Exception:
-            pass
+    async def _destroy_presig_keys(self, labels: list[str]) -> None:
+        done = []
+        for label in labels:
+            try:
+                await self.hsm.destroy_presignature_key_async(label)
+                done.append(label)
+            except Exception:  # retried at the next start-up
+                log.info("could not destroy presignature key %s", label)
+        self.store.presignature_keys_destroyed(done)
+
+
 
     def commit_job(self, job_id: str, from_index: int) -> None:
         job = self.jobs.get(job_id)
@@ -1076,15 +1128,21 @@ class Node:
         spec = job.spec
         try:
             if spec["kind"] == "keygen":
-                row = self.store.get_key(spec["key_id"])
-                if row is not None and row["status"] == "pending":
-                    self.store.delete_key(spec["key_id"])
+                self.store.abandon_key(spec["key_id"])
             elif spec["kind"] == "refresh":
                 self.store.drop_pending_share(spec["key_id"])
+            elif spec["kind"] == "sign" and getattr(job, "_presig_row", None) is not None:
+                self._spawn(self._destroy_presig_keys([job._presig_row.hsm_key_label]))
             elif spec["kind"] == "presign" and isinstance(job.result, dict):
+                from hsm import presig_key_label
+
                 pid = bytes.fromhex(job.result["presig_id"])
-                self.store.set_presignature_state(pid, "spent")
-                self._spawn(self._destroy_presig_key(pid))
+                if getattr(job, "_presig_held", None) is None:
+                    taken = self.store.take_presignature(pid, reserved=False)
+                    if taken is None:
+                        return
+                job._presig_held = None  # type: ignore[attr-defined]
+                self._spawn(self._destroy_presig_keys([presig_key_label(pid)]))
         except Exception:  # pragma: no cover
             log.exception("cleaning up job %s", job.job_id)
 
@@ -1125,8 +1183,7 @@ class Node:
                 share = await self._drive(job, sid, party, first_deadline=deadline)
                 blob = await self.seal_share(spec["key_id"], share)
                 self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
-                                           share.participants, share.epoch, bits, blob,
-                                           share.public_fingerprint())
+                                           share.participants, share.epoch, bits, blob, share.chain_code)
                 job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
                               "fingerprint": share.public_fingerprint().hex()}
             elif kind == "refresh":
@@ -1141,7 +1198,7 @@ class Node:
                 if new.public_key != share.public_key:
                     raise JobFailed(NodeError(502, "inconsistent_result", "refresh changed the public key"))
                 blob = await self.seal_share(spec["key_id"], new)
-                self.store.put_pending_share(spec["key_id"], new.epoch, blob, new.public_fingerprint())
+                self.store.put_pending_share(spec["key_id"], new.epoch, blob)
                 job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
                               "fingerprint": new.public_fingerprint().hex()}
             elif kind == "presign":
@@ -1155,9 +1212,11 @@ class Node:
                 ctx = SealContext.presignature(spec["key_id"], row["epoch"], presig.presig_id,
                                                presig.R.to_bytes(), presig.signers)
                 blob = await self.hsm.seal_presignature_async(ctx, presig.to_bytes())
-                state = "pending" if int(spec["coordinator"]) == self.index else "ready"
-                self.store.put_presignature(presig.presig_id, spec["key_id"], row["epoch"], presig.signers,
-                                            presig.R.to_bytes(), blob, state=state)
+                held = (presig.presig_id, spec["key_id"], row["epoch"], presig.signers, presig.R.to_bytes(), blob)
+                if int(spec["coordinator"]) == self.index:
+                    job._presig_held = held  # type: ignore[attr-defined]
+                else:
+                    self.store.add_presignature(*held)
                 job.result = {"presig_id": presig.presig_id.hex()}
             else:  # sign
                 from hsm import SealContext
@@ -1166,18 +1225,15 @@ class Node:
                 share = await self.load_share(row)
                 digest = bytes.fromhex(spec["digest"])
                 if spec.get("presig_id"):
-                    prow = getattr(job, "_presig_row", None)
-                    if prow is None:  # the coordinator's own (reserved when it was picked)
-                        prow = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), spec["key_id"])
-                        if prow is None:
-                            raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
-                    ctx = SealContext.presignature(spec["key_id"], prow["epoch"], bytes(prow["presig_id"]),
-                                                   bytes(prow["R"]), prow["signers"])
+                    taken = getattr(job, "_presig_row", None)
+                    if taken is None:
+                        raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
                     try:
-                        data = await self.hsm.consume_presignature_async(ctx, bytes(prow["blob"]))
+                        data = await self.hsm.consume_presignature_async(taken.context, taken.sealed)
                     except Exception:
                         raise JobFailed(NodeError(409, "presignature_unavailable",
                                                   "presignature could not be unsealed")) from None
+                    self._spawn(self._mark_destroyed([taken.hsm_key_label]))
                     presig = Presignature.from_bytes(data)
                 else:
                     sid = phase_sid(job.job_id, "presign")
@@ -1201,7 +1257,8 @@ class Node:
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
         """Run one state machine to its result; messages arrive on the job's queue."""
         q = job.queues[sid]
-        out = await self.cpu_call(party.start)
+        fast = party.PROTOCOL == "sign"
+        out = await self.cpu_call(party.start, fast=fast)
         await self._send(job, party, out)
         rt = self.config.round_timeout_s
         cur = party.round
@@ -1220,7 +1277,7 @@ class Node:
             except asyncio.TimeoutError:
                 continue
             try:
-                out = await self.cpu_call(party.receive, msg)
+                out = await self.cpu_call(party.receive, msg, fast=fast)
             except MessageRejected as exc:
                 job.dropped += 1
                 self.metrics.dropped.labels("rejected").inc()
@@ -1362,6 +1419,11 @@ class Node:
             except asyncio.TimeoutError:
                 pass
             self._presign_wakeup.clear()
+            quiet = PRESIGN_QUIET_S - (time.monotonic() - self._last_sign)
+            if quiet > 0 or any(j.kind == "sign" for j in self.jobs.values()):
+                await asyncio.sleep(max(quiet, 0.05))
+                self._presign_wakeup.set()
+                continue
             try:
                 await self._presign_round(target)
             except asyncio.CancelledError:
@@ -1379,7 +1441,7 @@ class Node:
             for s in itertools.combinations(sorted(row["participants"]), t):
                 if min(s) != self.index:
                     continue  # the lowest index of a signer set fills its pool
-                have = self.store.count_presignatures(row["key_id"], row["epoch"], list(s))
+                have = self.store.count_presignatures(row["key_id"], list(s))
                 total += have
                 tag = (row["key_id"], s)
                 if have >= target or tag in self._presign_running:
@@ -1405,7 +1467,7 @@ class Node:
         row = self.store.get_key(key_id)
         if row is None:
             return {}
-        return {",".join(self.node_ids(s)): n for s, n in self.store.ready_signer_sets(key_id, row["epoch"]).items()}
+        return {",".join(self.node_ids(s)): n for s, n in self.store.ready_signer_sets(key_id).items()}
 
     async def _housekeeping(self) -> None:
         while not self.stopping:

@@ -1,9 +1,12 @@
-"""The node's SQLite state as the node layer needs it (keys with sealed shares, operations,
-sign-requests, sealed presignatures, sealed primes, an event log).
+"""The node's view of its durable state: :class:`appliance.store.Store` (keys, sealed shares,
+sealed primes, presignatures, sign requests) plus the few things the node layer adds in
+tables of its own in the same SQLite file (``node_*``: key life cycle, key operations,
+sign-request signer sets, the event log that issue 6's audit log replaces).
 
-This is the node's own thin store until ``appliance.store`` (owned by the storage work)
-offers the same; every secret column holds an HSM-sealed blob (``hsm.blob.looks_sealed``
-is checked on write), never a plaintext. Calls are short and made from the event loop.
+Key life cycle on a node: a DKG or refresh leaves its result *pending* (the sealed share is
+stored, the key or its new epoch is not in use) until the coordinator has seen every
+party's matching result and sends *commit*; a job that does not finish is *abandoned*.
+Every secret is an HSM-sealed blob (the core store refuses anything else).
 """
 
 from __future__ import annotations
@@ -14,27 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hsm.blob import looks_sealed
+from appliance.store import ConflictError, NotFoundError, PresignatureUnavailable, Store
+from hsm.blob import presig_key_label
 
 SCHEMA = """
-PRAGMA journal_mode=WAL;
-CREATE TABLE IF NOT EXISTS keys (
+CREATE TABLE IF NOT EXISTS node_keys (
     key_id TEXT PRIMARY KEY,
-    public_key BLOB,
-    threshold INTEGER NOT NULL,
-    participants TEXT NOT NULL,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    paillier_bits INTEGER NOT NULL DEFAULT 0,
-    share_blob BLOB,
-    fingerprint BLOB,
     status TEXT NOT NULL,
-    pending_blob BLOB,
+    paillier_bits INTEGER NOT NULL,
     pending_epoch INTEGER,
-    pending_fingerprint BLOB,
-    created REAL NOT NULL,
     updated REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS operations (
+CREATE TABLE IF NOT EXISTS node_operations (
     op_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     key_id TEXT,
@@ -45,37 +39,11 @@ CREATE TABLE IF NOT EXISTS operations (
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS sign_requests (
+CREATE TABLE IF NOT EXISTS node_requests (
     request_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    digest BLOB NOT NULL,
-    derivation_path TEXT,
-    initiator TEXT NOT NULL,
-    status TEXT NOT NULL,
-    signers TEXT,
-    signature TEXT,
-    error TEXT,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
+    signers TEXT
 );
-CREATE TABLE IF NOT EXISTS presignatures (
-    presig_id BLOB PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    signers TEXT NOT NULL,
-    R BLOB NOT NULL,
-    blob BLOB NOT NULL,
-    state TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS presig_ready ON presignatures (key_id, signers, state);
-CREATE TABLE IF NOT EXISTS primes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    bits INTEGER NOT NULL,
-    blob BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS node_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
     actor TEXT,
@@ -92,223 +60,221 @@ def _j(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
 
 
-def _uj(v: str | None) -> Any:
+def _uj(v: str | bytes | None) -> Any:
     return None if v is None else json.loads(v)
 
 
 class NodeStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
+        self.core = Store(path)
+        self.db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        # the node's own bookkeeping (operations, events) need not be fsynced per commit:
+        # secrets, keys, presignature spending and requests are in the core store (FULL)
+        self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
-        self.db.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         self.db.close()
+        self.core.close()
 
-    def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def _x(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, args)
 
     # -- keys -------------------------------------------------------------------------
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
-                        epoch: int, bits: int, blob: bytes, fingerprint: bytes) -> None:
-        if not looks_sealed(blob):
-            raise ValueError("refusing to store an unsealed share")
-        now = time.time()
-        self._tx("INSERT INTO keys (key_id, public_key, threshold, participants, epoch, paillier_bits,"
-                 " share_blob, fingerprint, status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                 (key_id, public_key, threshold, _j(participants), epoch, bits, blob, fingerprint,
-                  "pending", now, now))
+                        epoch: int, bits: int, blob: bytes, chain_code: bytes) -> None:
+        self.core.put_key(key_id, threshold=threshold, participants=participants, public_key=public_key,
+                          chain_code=chain_code, epoch=epoch)
+        self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
+        self._x("INSERT INTO node_keys (key_id, status, paillier_bits, updated) VALUES (?,?,?,?)",
+                (key_id, "pending", bits, time.time()))
 
     def set_key_status(self, key_id: str, status: str) -> None:
-        self._tx("UPDATE keys SET status=?, updated=? WHERE key_id=?", (status, time.time(), key_id))
+        self._x("UPDATE node_keys SET status=?, updated=? WHERE key_id=?", (status, time.time(), key_id))
 
-    def delete_key(self, key_id: str) -> None:
-        self._tx("DELETE FROM keys WHERE key_id=?", (key_id,))
+    def abandon_key(self, key_id: str) -> None:
+        """A DKG that did not finish: the key is never used (its sealed share stays sealed)."""
+        self._x("UPDATE node_keys SET status='abandoned', updated=? WHERE key_id=? AND status='pending'",
+                (time.time(), key_id))
 
-    def put_pending_share(self, key_id: str, epoch: int, blob: bytes, fingerprint: bytes) -> None:
-        if not looks_sealed(blob):
-            raise ValueError("refusing to store an unsealed share")
-        self._tx("UPDATE keys SET pending_blob=?, pending_epoch=?, pending_fingerprint=?, updated=?"
-                 " WHERE key_id=?", (blob, epoch, fingerprint, time.time(), key_id))
+    def put_pending_share(self, key_id: str, epoch: int, blob: bytes) -> None:
+        try:
+            self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
+        except ConflictError:
+            # left over from a refresh to this epoch that was abandoned: never in use
+            row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+            if self.core.get_key(key_id).epoch >= epoch or (row and row[0] == epoch):
+                raise
+            self._x("DELETE FROM key_secrets WHERE key_id=? AND epoch=?", (key_id, epoch))
+            self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
+        self._x("UPDATE node_keys SET pending_epoch=?, updated=? WHERE key_id=?", (epoch, time.time(), key_id))
 
-    def commit_pending_share(self, key_id: str) -> bool:
-        cur = self._tx("UPDATE keys SET share_blob=pending_blob, epoch=pending_epoch,"
-                       " fingerprint=pending_fingerprint, pending_blob=NULL, pending_epoch=NULL,"
-                       " pending_fingerprint=NULL, updated=? WHERE key_id=? AND pending_blob IS NOT NULL",
-                       (time.time(), key_id))
-        return cur.rowcount == 1
+    def commit_pending_share(self, key_id: str) -> list[str]:
+        """Move the key to its pending epoch; returns HSM key labels of presignatures to destroy."""
+        row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+        if row is None or row[0] is None:
+            return []
+        new = int(row[0])
+        old = self.core.get_key(key_id).epoch
+        self.core.set_key_epoch(key_id, new, expected=old)
+        self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))
+        self.core.delete_sealed_secrets(key_id, before_epoch=new)
+        return self.core.discard_presignatures(key_id, before_epoch=new)
 
     def drop_pending_share(self, key_id: str) -> None:
-        self._tx("UPDATE keys SET pending_blob=NULL, pending_epoch=NULL, pending_fingerprint=NULL"
-                 " WHERE key_id=?", (key_id,))
+        self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))
 
     def get_key(self, key_id: str) -> dict | None:
-        row = self._tx("SELECT * FROM keys WHERE key_id=?", (key_id,)).fetchone()
-        return self._key_row(row) if row else None
+        try:
+            rec = self.core.get_key(key_id)
+        except NotFoundError:
+            return None
+        row = self._x("SELECT status, paillier_bits FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+        return self._key_dict(rec, row)
+
+    def share_blob(self, key_id: str, epoch: int) -> bytes:
+        return self.core.get_sealed_secret(key_id, epoch, "share")
 
     def list_keys(self, status: str | None = "active") -> list[dict]:
-        if status is None:
-            rows = self._tx("SELECT * FROM keys ORDER BY created").fetchall()
-        else:
-            rows = self._tx("SELECT * FROM keys WHERE status=? ORDER BY created", (status,)).fetchall()
-        return [self._key_row(r) for r in rows]
+        meta = {r[0]: (r[1], r[2]) for r in self._x("SELECT key_id, status, paillier_bits FROM node_keys")}
+        out = [self._key_dict(rec, meta.get(rec.key_id)) for rec in self.core.list_keys()]
+        return [k for k in out if status is None or k["status"] == status]
 
     @staticmethod
-    def _key_row(row: sqlite3.Row) -> dict:
-        d = dict(row)
-        d["participants"] = _uj(d["participants"])
-        return d
+    def _key_dict(rec, row) -> dict:
+        return {"key_id": rec.key_id, "public_key": rec.public_key, "threshold": rec.threshold,
+                "participants": list(rec.participants), "epoch": rec.epoch, "chain_code": rec.chain_code,
+                "created": rec.created_at, "status": row[0] if row else "unknown",
+                "paillier_bits": row[1] if row else 0}
 
     # -- operations -------------------------------------------------------------------
 
     def put_operation(self, op_id: str, kind: str, key_id: str | None, actor: str | None,
                       status: str = "running") -> None:
         now = time.time()
-        self._tx("INSERT INTO operations (op_id, kind, key_id, status, actor, created, updated)"
-                 " VALUES (?,?,?,?,?,?,?)", (op_id, kind, key_id, status, actor, now, now))
+        self._x("INSERT INTO node_operations (op_id, kind, key_id, status, actor, created, updated)"
+                " VALUES (?,?,?,?,?,?,?)", (op_id, kind, key_id, status, actor, now, now))
 
     def finish_operation(self, op_id: str, status: str, result: dict | None = None,
                          error: dict | None = None) -> None:
-        self._tx("UPDATE operations SET status=?, result=?, error=?, updated=? WHERE op_id=?",
-                 (status, _j(result), _j(error), time.time(), op_id))
+        self._x("UPDATE node_operations SET status=?, result=?, error=?, updated=? WHERE op_id=?",
+                (status, _j(result), _j(error), time.time(), op_id))
 
     def get_operation(self, op_id: str) -> dict | None:
-        row = self._tx("SELECT * FROM operations WHERE op_id=?", (op_id,)).fetchone()
+        row = self._x("SELECT op_id, kind, key_id, status, actor, result, error, created, updated"
+                      " FROM node_operations WHERE op_id=?", (op_id,)).fetchone()
         if not row:
             return None
-        d = dict(row)
+        keys = ("op_id", "kind", "key_id", "status", "actor", "result", "error", "created", "updated")
+        d = dict(zip(keys, row))
         d["result"], d["error"] = _uj(d["result"]), _uj(d["error"])
         return d
 
-    def fail_running_operations(self, why: dict) -> None:
-        """At start-up: what was running when the node stopped did not finish."""
-        self._tx("UPDATE operations SET status='failed', error=?, updated=? WHERE status IN"
-                 " ('running','pending')", (_j(why), time.time()))
-        self._tx("UPDATE sign_requests SET status='failed', error=?, updated=? WHERE status IN"
-                 " ('signing')", (_j(why), time.time()))
+    def recover_after_restart(self, why: dict) -> None:
+        """What was running when the node stopped did not finish."""
+        now = time.time()
+        self._x("UPDATE node_operations SET status='failed', error=?, updated=? WHERE status IN"
+                " ('running','pending')", (_j(why), now))
+        for req in self.core.list_sign_requests(status="signing"):
+            self.core.update_sign_request(req.request_id, status="failed", error=_j(why))
+        self._x("UPDATE node_keys SET status='abandoned', updated=? WHERE status='pending'", (now,))
+        self._x("UPDATE node_keys SET pending_epoch=NULL WHERE pending_epoch IS NOT NULL")
 
     # -- sign requests ----------------------------------------------------------------
 
     def put_sign_request(self, request_id: str, key_id: str, digest: bytes, path: str | None,
-                         initiator: str, status: str) -> None:
-        now = time.time()
-        self._tx("INSERT INTO sign_requests (request_id, key_id, digest, derivation_path, initiator,"
-                 " status, created, updated) VALUES (?,?,?,?,?,?,?,?)",
-                 (request_id, key_id, digest, path, initiator, status, now, now))
+                         initiator: str, signers: list[str]) -> None:
+        self.core.create_sign_request(request_id, key_id=key_id, initiator=initiator, digest=digest,
+                                      derivation_path=path)
+        self._x("INSERT INTO node_requests (request_id, signers) VALUES (?,?)", (request_id, _j(signers)))
+        self.core.update_sign_request(request_id, status="signing", expected_status="pending")
 
     def update_sign_request(self, request_id: str, *, status: str, signers: list[str] | None = None,
                             signature: dict | None = None, error: dict | None = None) -> None:
-        self._tx("UPDATE sign_requests SET status=?, signers=COALESCE(?, signers), signature=?,"
-                 " error=?, updated=? WHERE request_id=?",
-                 (status, _j(signers), _j(signature), _j(error), time.time(), request_id))
+        if signers is not None:
+            self._x("UPDATE node_requests SET signers=? WHERE request_id=?", (_j(signers), request_id))
+        self.core.update_sign_request(
+            request_id, status=status,
+            result=None if signature is None else json.dumps(signature).encode(),
+            error=_j(error))
 
     def get_sign_request(self, request_id: str) -> dict | None:
-        row = self._tx("SELECT * FROM sign_requests WHERE request_id=?", (request_id,)).fetchone()
-        return self._req_row(row) if row else None
+        try:
+            r = self.core.get_sign_request(request_id)
+        except NotFoundError:
+            return None
+        return self._req_dict(r)
 
     def list_sign_requests(self, statuses: tuple[str, ...]) -> list[dict]:
-        q = ",".join("?" * len(statuses))
-        rows = self._tx(f"SELECT * FROM sign_requests WHERE status IN ({q}) ORDER BY created",
-                        statuses).fetchall()
-        return [self._req_row(r) for r in rows]
+        out = []
+        for st in statuses:
+            out += [self._req_dict(r) for r in self.core.list_sign_requests(status=st)]
+        return sorted(out, key=lambda d: d["created"])
 
-    @staticmethod
-    def _req_row(row: sqlite3.Row) -> dict:
-        d = dict(row)
-        for k in ("signers", "signature", "error"):
-            d[k] = _uj(d[k])
-        return d
+    def _req_dict(self, r) -> dict:
+        row = self._x("SELECT signers FROM node_requests WHERE request_id=?", (r.request_id,)).fetchone()
+        return {"request_id": r.request_id, "key_id": r.key_id, "digest": r.digest,
+                "derivation_path": r.derivation_path, "initiator": r.initiator, "status": r.status,
+                "signers": _uj(row[0]) if row else None,
+                "signature": _uj(r.result), "error": _uj(r.error),
+                "created": r.created_at, "updated": r.updated_at}
 
     # -- presignatures ----------------------------------------------------------------
 
-    def put_presignature(self, presig_id: bytes, key_id: str, epoch: int, signers: list[int],
-                         R: bytes, blob: bytes, state: str = "ready") -> None:
-        if not looks_sealed(blob):
-            raise ValueError("refusing to store an unsealed presignature")
-        self._tx("INSERT INTO presignatures (presig_id, key_id, epoch, signers, R, blob, state, created)"
-                 " VALUES (?,?,?,?,?,?,?,?)",
-                 (presig_id, key_id, epoch, _j(sorted(signers)), R, blob, state, time.time()))
+    def add_presignature(self, presig_id: bytes, key_id: str, epoch: int, signers: list[int],
+                         R: bytes, blob: bytes) -> None:
+        self.core.add_presignature(presig_id, key_id=key_id, epoch=epoch, signer_set=signers, R=R,
+                                   sealed=blob, hsm_key_label=presig_key_label(presig_id))
 
-    def set_presignature_state(self, presig_id: bytes, state: str) -> None:
-        self._tx("UPDATE presignatures SET state=? WHERE presig_id=?", (state, presig_id))
+    def count_presignatures(self, key_id: str, signers: list[int]) -> int:
+        return self.core.count_presignatures(key_id, signers)
 
-    def count_presignatures(self, key_id: str, epoch: int, signers: list[int]) -> int:
-        row = self._tx("SELECT COUNT(*) FROM presignatures WHERE key_id=? AND epoch=? AND signers=?"
-                       " AND state='ready'", (key_id, epoch, _j(sorted(signers)))).fetchone()
-        return int(row[0])
+    def ready_signer_sets(self, key_id: str) -> dict[tuple[int, ...], int]:
+        out: dict[tuple[int, ...], int] = {}
+        for rec in self.core.list_presignatures(key_id, state="available"):
+            out[tuple(rec.signer_set)] = out.get(tuple(rec.signer_set), 0) + 1
+        return out
 
-    def pick_presignature(self, key_id: str, epoch: int, signers: list[int]) -> bytes | None:
-        """Reserve a ready presignature of this signer set (state -> reserved)."""
-        row = self._tx("SELECT presig_id FROM presignatures WHERE key_id=? AND epoch=? AND signers=?"
-                       " AND state='ready' ORDER BY created LIMIT 1",
-                       (key_id, epoch, _j(sorted(signers)))).fetchone()
-        if row is None:
+    def take_any_presignature(self, key_id: str, signers: list[int], epoch: int):
+        """Pick one available presignature of this signer set and spend it (durably)."""
+        return self.core.take_presignature(key_id, signers, epoch=epoch)
+
+    def take_presignature(self, presig_id: bytes, *, reserved: bool):
+        """Spend it durably (mine: reserved by this node; a peer's job: by id); None if gone."""
+        try:
+            if reserved:
+                return self.core.spend_reserved(presig_id)
+            return self.core.take_presignature_by_id(presig_id)
+        except PresignatureUnavailable:
             return None
-        cur = self._tx("UPDATE presignatures SET state='reserved' WHERE presig_id=? AND state='ready'",
-                       (row[0],))
-        return bytes(row[0]) if cur.rowcount == 1 else None
 
-    def ready_signer_sets(self, key_id: str, epoch: int) -> dict[tuple[int, ...], int]:
-        rows = self._tx("SELECT signers, COUNT(*) FROM presignatures WHERE key_id=? AND epoch=?"
-                        " AND state='ready' GROUP BY signers", (key_id, epoch)).fetchall()
-        return {tuple(_uj(r[0])): int(r[1]) for r in rows}
+    def presignature_keys_destroyed(self, labels: list[str]) -> None:
+        self.core.mark_presignature_keys_destroyed(labels)
 
-    def take_presignature(self, presig_id: bytes, key_id: str) -> dict | None:
-        """Mark it spent, durably, before it is used; None if unknown or already spent."""
-        row = self._tx("SELECT * FROM presignatures WHERE presig_id=? AND key_id=?",
-                       (presig_id, key_id)).fetchone()
-        if row is None or row["state"] == "spent":
-            return None
-        cur = self._tx("UPDATE presignatures SET state='spent' WHERE presig_id=? AND state!='spent'",
-                       (presig_id,))
-        if cur.rowcount != 1:
-            return None
-        d = dict(row)
-        d["signers"] = _uj(d["signers"])
-        return d
+    # -- primes (safe primes; a safe prime also serves as a Blum prime) ----------------
 
-    def delete_presignatures(self, key_id: str, *, below_epoch: int | None = None) -> list[bytes]:
-        if below_epoch is None:
-            rows = self._tx("SELECT presig_id FROM presignatures WHERE key_id=?", (key_id,)).fetchall()
-            self._tx("DELETE FROM presignatures WHERE key_id=?", (key_id,))
-        else:
-            rows = self._tx("SELECT presig_id FROM presignatures WHERE key_id=? AND epoch<?",
-                            (key_id, below_epoch)).fetchall()
-            self._tx("DELETE FROM presignatures WHERE key_id=? AND epoch<?", (key_id, below_epoch))
-        return [bytes(r[0]) for r in rows]
+    def add_prime(self, bits: int, blob: bytes) -> None:
+        self.core.add_sealed_primes(bits, [blob])
 
-    def purge_spent_presignatures(self) -> None:
-        self._tx("DELETE FROM presignatures WHERE state='spent'")
+    def take_prime(self, bits: int) -> tuple[int, bytes] | None:
+        return self.core.take_sealed_prime(bits)
 
-    # -- primes -----------------------------------------------------------------------
-
-    def add_prime(self, kind: str, bits: int, blob: bytes) -> None:
-        if not looks_sealed(blob):
-            raise ValueError("refusing to store an unsealed prime")
-        self._tx("INSERT INTO primes (kind, bits, blob) VALUES (?,?,?)", (kind, bits, blob))
-
-    def take_prime(self, kind: str, bits: int) -> tuple[int, bytes] | None:
-        row = self._tx("SELECT id, blob FROM primes WHERE kind=? AND bits=? ORDER BY id LIMIT 1",
-                       (kind, bits)).fetchone()
-        if row is None:
-            return None
-        cur = self._tx("DELETE FROM primes WHERE id=?", (row[0],))
-        return (int(row[0]), bytes(row[1])) if cur.rowcount == 1 else None
-
-    def count_primes(self, kind: str, bits: int) -> int:
-        return int(self._tx("SELECT COUNT(*) FROM primes WHERE kind=? AND bits=?", (kind, bits)).fetchone()[0])
+    def count_primes(self, bits: int) -> int:
+        return self.core.count_sealed_primes(bits)
 
     # -- events (the hook issue 6's audit log replaces) -------------------------------
 
     def add_event(self, actor: str | None, action: str, key_id: str | None = None,
                   subject: str | None = None, decision: str | None = None, reason: str | None = None) -> int:
-        cur = self._tx("INSERT INTO events (time, actor, action, key_id, subject, decision, reason)"
-                       " VALUES (?,?,?,?,?,?,?)", (time.time(), actor, action, key_id, subject, decision, reason))
+        cur = self._x("INSERT INTO node_events (time, actor, action, key_id, subject, decision, reason)"
+                      " VALUES (?,?,?,?,?,?,?)", (time.time(), actor, action, key_id, subject, decision, reason))
         return int(cur.lastrowid)
 
     def events(self, since: int = 0, limit: int = 1000) -> list[dict]:
-        rows = self._tx("SELECT * FROM events WHERE seq>? ORDER BY seq LIMIT ?", (since, limit)).fetchall()
-        return [dict(r) for r in rows]
+        cols = ("seq", "time", "actor", "action", "key_id", "subject", "decision", "reason")
+        rows = self._x(f"SELECT {', '.join(cols)} FROM node_events WHERE seq>? ORDER BY seq LIMIT ?",
+                       (since, limit)).fetchall()
+        return [dict(zip(cols, r)) for r in rows]
