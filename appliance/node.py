@@ -493,9 +493,12 @@ class Node:
         self._health[index] = (time.monotonic(), ok)
         return ok
 
-    async def split_healthy(self, indices) -> tuple[list[int], list[int]]:
+    async def split_healthy(self, indices, *, max_age: float = 0.0) -> tuple[list[int], list[int]]:
+        """(reachable, unreachable) among ``indices``; asks each peer now unless it answered
+        within ``max_age`` seconds (client requests ask now: a refused request changes nothing,
+        so a stopped node must be found before anything is created)."""
         indices = sorted(indices)
-        oks = await asyncio.gather(*(self.peer_healthy(i) for i in indices))
+        oks = await asyncio.gather(*(self.peer_healthy(i, max_age=max_age) for i in indices))
         return ([i for i, ok in zip(indices, oks) if ok], [i for i, ok in zip(indices, oks) if not ok])
 
     def mark_unhealthy(self, index: int) -> None:
@@ -1446,7 +1449,7 @@ class Node:
                 tag = (row["key_id"], s)
                 if have >= target or tag in self._presign_running:
                     continue
-                healthy, missing = await self.split_healthy(s)
+                healthy, missing = await self.split_healthy(s, max_age=5.0)
                 if missing:
                     continue
                 self._presign_running.add(tag)

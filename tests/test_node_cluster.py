@@ -1,0 +1,224 @@
+"""A real 2-of-3 cluster (node processes, one SoftHSM2 token each, HTTPS with pinned mTLS):
+DKG, signing through every pair, independent verification, concurrency, refresh, the API
+surface, and nodes going away and coming back. One cluster for the whole module."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from api.client import ApplianceAPIError
+from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
+
+pytestmark = cluster_marks("node-cluster")  # one cluster per worker process
+
+cluster = cluster_fixture()
+STATE: dict = {}
+
+
+async def _key(cluster) -> dict:
+    if "key" not in STATE:
+        STATE["key"] = await cluster.client("admin").create_key(threshold=2)
+    return STATE["key"]
+
+
+async def test_dkg_2_of_3(cluster):
+    key = await _key(cluster)
+    assert key["threshold"] == 2 and key["nodes"] == ["node-1", "node-2", "node-3"]
+    assert len(bytes.fromhex(key["public_key"])) == 33 and key["epoch"] == 0
+    # every node holds the key with the same public key (a node holds only its share)
+    for i in range(3):
+        seen = await cluster.client("auditor", node=i).get_key(key["key_id"])
+        assert seen["public_key"] == key["public_key"] and seen["status"] == "active"
+        listed = await cluster.client("initiator", node=i).list_keys()
+        assert key["key_id"] in [k["key_id"] for k in listed]
+
+
+@pytest.mark.parametrize("pair", list(itertools.combinations(range(3), 2)))
+async def test_sign_through_each_pair(cluster, pair):
+    key = await _key(cluster)
+    # coordinate from a node outside the pair where there is one, else from the pair
+    via = ({0, 1, 2} - set(pair)).pop() if pair == (0, 1) else pair[1]
+    c = cluster.client("initiator", node=via)
+    digest = digest_of(f"pair {pair}")
+    names = [cluster.node_ids[i] for i in pair]
+    req = await c.request_signature(key["key_id"], digest, signers=names)
+    assert req["status"] == "signing" and req["signers"] == names
+    done = await c.wait_signature(req["request_id"], timeout=60)
+    assert done["status"] == "signed" and done["signers"] == names
+    assert done["public_key"] == key["public_key"]
+    check_signature(key["public_key"], digest, done["signature"])
+    # the node's own verify route agrees, and rejects another digest
+    assert await c.verify(digest, done["signature"], public_key=key["public_key"])
+    assert not await c.verify(digest_of("other"), done["signature"]["der"], key_id=key["key_id"])
+
+
+async def test_concurrent_signatures_while_healthz_answers(cluster):
+    key = await _key(cluster)
+    clients = [cluster.client("initiator", node=i) for i in range(3)]
+    digests = [digest_of(f"concurrent {i}") for i in range(20)]
+    health = cluster.client("auditor", node=0)
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def poll_health():
+        while not stop.is_set():
+            t = time.perf_counter()
+            assert (await health.healthz())["status"] == "ok"
+            latencies.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+
+    poller = asyncio.create_task(poll_health())
+    try:
+        reqs = await asyncio.gather(*(clients[i % 3].request_signature(key["key_id"], d)
+                                      for i, d in enumerate(digests)))
+        done = await asyncio.gather(*(clients[i % 3].wait_signature(r["request_id"], timeout=150)
+                                      for i, r in enumerate(reqs)))
+    finally:
+        stop.set()
+        await poller
+    sigs = [d["signature"] for d in done]
+    assert len({s["r"] for s in sigs}) == 20 and len({s["der"] for s in sigs}) == 20
+    for d, s in zip(digests, sigs):
+        check_signature(key["public_key"], d, s)
+    assert len(latencies) >= 5, "healthz stopped answering during the signing load"
+    print(f"healthz during load: {len(latencies)} answers, max {max(latencies) * 1000:.0f} ms")
+
+
+async def test_refused_requests_change_nothing(cluster):
+    key = await _key(cluster)
+    ini = cluster.client("initiator", node=0)
+    admin = cluster.client("admin", node=0)
+    before_keys = await admin.list_keys()
+    before_reqs = await ini.pending_requests()
+    cases = [
+        (ini.request_signature(key["key_id"], b"short"), 400, "bad_digest"),
+        (ini.request("POST", f"/v1/keys/{key['key_id']}/sign-requests", {"digest": "zz" * 32}), 400, "bad_digest"),
+        (ini.request("POST", f"/v1/keys/{key['key_id']}/sign-requests", ["not", "an", "object"]), 400, "bad_json"),
+        (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1"]), 400, "bad_signers"),
+        (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1", "node-9"]), 400, "unknown_node"),
+        (ini.request_signature("key_unknown", digest_of("x")), 404, "not_found"),
+        (cluster.client("approver").request_signature(key["key_id"], digest_of("x")), 403, "forbidden"),
+        (ini.create_key(threshold=2), 403, "forbidden"),
+        (admin.create_key(threshold=4), 400, "bad_threshold"),
+        (admin.create_key(threshold=2, nodes=["node-1", "node-1"]), 400, "bad_nodes"),
+        (admin.get_key("key_unknown"), 404, "not_found"),
+        (admin.operation("op_unknown"), 404, "not_found"),
+        (admin.get_sign_request("req_unknown"), 404, "not_found"),
+        (ini.audit(), 403, "forbidden"),
+        (admin.derive(key["key_id"], "m/0/1"), 501, "not_implemented"),
+        (admin.address(key["key_id"], "eth"), 501, "not_implemented"),
+        (admin.address(key["key_id"], "nope"), 400, "bad_kind"),
+        (admin.reshare(key["key_id"], 2, ["node-1", "node-2"]), 501, "not_implemented"),
+    ]
+    for coro, status, code in cases:
+        with pytest.raises(ApplianceAPIError) as ei:
+            await coro
+        assert (ei.value.status, ei.value.code) == (status, code), ei.value
+        body_err = ei.value
+        assert body_err.message
+    assert await admin.list_keys() == before_keys
+    assert await ini.pending_requests() == before_reqs
+    # there is no approval step before the policy issue: approving is a state error
+    req = await ini.request_signature(key["key_id"], digest_of("approve me"))
+    await ini.wait_signature(req["request_id"])
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("approver").approve(req["request_id"])
+    assert ei.value.status == 409
+    entries = await cluster.client("auditor").audit()
+    assert any(e["action"] == "sign_request" and e["subject"] == req["request_id"] for e in entries)
+
+
+async def test_openapi_matches_the_served_routes(cluster):
+    from aiohttp import web  # noqa: F401
+
+    from api.server import make_app, openapi_document
+    from appliance.config import load_node_config
+    from appliance.node import Node
+
+    admin = cluster.client("admin", node=0)
+    doc = await admin.openapi()
+    assert doc["openapi"].startswith("3.")
+    # every route the app serves is in the document, and nothing else
+    node = Node(load_node_config(cluster.data_dirs[0] / "node.toml"))
+    app = make_app(node)
+    served = {(r.method, r.resource.canonical) for r in app.router.routes()}
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented
+    assert doc == openapi_document(node) | {"servers": doc["servers"]}
+    for required in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/keys", "/v1/keys/{key_id}",
+                     "/v1/operations/{op_id}", "/v1/keys/{key_id}/sign-requests", "/v1/sign-requests",
+                     "/v1/sign-requests/{request_id}/approvals", "/v1/sign-requests/{request_id}/rejections",
+                     "/v1/sign-requests/{request_id}", "/v1/verify", "/v1/keys/{key_id}/derive",
+                     "/v1/keys/{key_id}/address", "/v1/keys/{key_id}/refresh", "/v1/keys/{key_id}/reshare",
+                     "/v1/audit"]:
+        assert required in doc["paths"], required
+    # every documented route exists on the live node (a router miss would be 404 no_route/405)
+    roles = {"admin": admin, "approver": cluster.client("approver"), "auditor": cluster.client("auditor"),
+             "initiator": cluster.client("initiator")}
+    for path, ops in doc["paths"].items():
+        concrete = path.replace("{key_id}", "key_unknown").replace("{op_id}", "op_unknown") \
+                       .replace("{request_id}", "req_unknown").replace("{job_id}", "job_unknown")
+        for method, op in ops.items():
+            who = (op.get("x-roles") or ["admin"])[0]
+            c = roles[who]
+            body = {} if method == "post" else None
+            try:
+                if path.startswith("/v1/peer/"):
+                    await c.request(method.upper(), concrete, body, sign=False)
+                elif path == "/metrics":
+                    await c.request("GET", concrete, raw=True, sign=False)
+                else:
+                    await c.request(method.upper(), concrete, body, raw=path == "/metrics")
+            except ApplianceAPIError as exc:
+                assert exc.code not in ("no_route", "method_not_allowed"), (method, path, exc)
+                if path.startswith("/v1/peer/"):
+                    assert (exc.status, exc.code) == (403, "peer_not_pinned")
+    # open routes need no signature; /metrics is open by default
+    assert (await admin.healthz())["status"] == "ok"
+    assert (await admin.readyz())["ready"] is True
+    assert "appliance_sign_requests_total" in await admin.metrics()
+
+
+async def test_refresh_keeps_the_public_key(cluster):
+    key = await _key(cluster)
+    op = await cluster.client("admin", node=1).refresh(key["key_id"], timeout=120)
+    assert op["status"] == "done" and op["result"]["public_key"] == key["public_key"]
+    for i in range(3):
+        k = await cluster.client("auditor", node=i).get_key(key["key_id"])
+        assert k["epoch"] == 1 and k["public_key"] == key["public_key"]
+    c = cluster.client("initiator", node=2)
+    digest = digest_of("after refresh")
+    done = await c.sign(key["key_id"], digest, timeout=60)
+    check_signature(key["public_key"], digest, done["signature"])
+
+
+async def test_nodes_stopped_and_restarted(cluster):
+    key = await _key(cluster)
+    c1 = cluster.client("initiator", node=0)
+    await cluster.stop_node(2)
+    # one node down: the other two sign
+    digest = digest_of("one node down")
+    done = await c1.sign(key["key_id"], digest, timeout=60)
+    assert done["signers"] == ["node-1", "node-2"]
+    check_signature(key["public_key"], digest, done["signature"])
+    # two down: 503 naming them, and nothing is created
+    await cluster.stop_node(1)
+    before = await c1.pending_requests()
+    with pytest.raises(ApplianceAPIError) as ei:
+        await c1.request_signature(key["key_id"], digest_of("two nodes down"))
+    assert ei.value.status == 503 and ei.value.code == "quorum_unreachable"
+    assert sorted(ei.value.missing_nodes) == ["node-2", "node-3"]
+    assert await c1.pending_requests() == before
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("admin", node=0).create_key(threshold=2)
+    assert ei.value.status == 503 and sorted(ei.value.missing_nodes) == ["node-2", "node-3"]
+    # restarted: their shares are unsealed from their stores and they sign together
+    await asyncio.gather(cluster.start_node(1), cluster.start_node(2))
+    c3 = cluster.client("initiator", node=2)
+    digest = digest_of("after restart")
+    done = await c3.sign(key["key_id"], digest, signers=["node-2", "node-3"], timeout=60)
+    check_signature(key["public_key"], digest, done["signature"])
