@@ -78,9 +78,10 @@ import hashlib
 import re
 import secrets
 import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -169,7 +170,7 @@ class UserKey:
     raw: bytes
 
     @classmethod
-    def parse(cls, value: str | bytes) -> "UserKey":
+    def parse(cls, value: str | bytes) -> UserKey:
         """PEM (SubjectPublicKeyInfo), ``ed25519:<hex>``, ``p256:<hex>``, or bare hex
         (32 bytes: Ed25519; 33 or 65 bytes: P-256 SEC1)."""
         if isinstance(value, bytes):
@@ -210,7 +211,7 @@ class UserKey:
         raise PolicyError(f"unknown key algorithm {alg!r} (ed25519 or p256)")
 
     @classmethod
-    def from_key(cls, key: Any) -> "UserKey":
+    def from_key(cls, key: Any) -> UserKey:
         if isinstance(key, ed25519.Ed25519PublicKey):
             return cls("ed25519", key.public_bytes(serialization.Encoding.Raw,
                                                    serialization.PublicFormat.Raw))
@@ -578,7 +579,7 @@ class Policy:
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
-    def from_mapping(cls, m: Mapping) -> "Policy":
+    def from_mapping(cls, m: Mapping) -> Policy:
         _want(isinstance(m, Mapping), "a policy is a table")
         _only(m, ("policy", "users", "signing", "key_changes", "policy_change",
                   "cluster", "nodes"), "the policy file")
@@ -625,14 +626,14 @@ class Policy:
         )
 
     @classmethod
-    def from_toml(cls, text: str) -> "Policy":
+    def from_toml(cls, text: str) -> Policy:
         try:
             return cls.from_mapping(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(f"policy is not valid TOML: {exc}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "Policy":
+    def load(cls, path: str | Path) -> Policy:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -640,7 +641,7 @@ class Policy:
         return cls.from_toml(text)
 
     @classmethod
-    def from_json(cls, data: bytes | str | Mapping) -> "Policy":
+    def from_json(cls, data: bytes | str | Mapping) -> Policy:
         if not isinstance(data, Mapping):
             data = _parse(data)
         return cls.from_mapping(data)
@@ -815,7 +816,7 @@ class Request:
         return bytes.fromhex(self.digest) if self.digest is not None else None
 
     @classmethod
-    def from_statement(cls, s: Any) -> "Request":
+    def from_statement(cls, s: Any) -> Request:
         if not isinstance(s, Mapping):
             raise PolicyError("a request statement is an object")
         want = set(cls.__dataclass_fields__) | {"type"}
@@ -870,7 +871,7 @@ class SignedRequest:
         return {"statement": self.request.statement(), "signature": self.signature.hex()}
 
     @classmethod
-    def from_json(cls, data: Any) -> "SignedRequest":
+    def from_json(cls, data: Any) -> SignedRequest:
         if isinstance(data, (bytes, str)):
             data = _parse(data)
         _want(isinstance(data, Mapping) and set(data) == {"statement", "signature"},
@@ -923,7 +924,7 @@ class Approval:
         return {"statement": self.statement(), "signature": self.signature.hex()}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Approval":
+    def from_json(cls, data: Any) -> Approval:
         if isinstance(data, (bytes, str)):
             data = _parse(data)
         _want(isinstance(data, Mapping) and set(data) == {"statement", "signature"},
@@ -1004,7 +1005,7 @@ class Decision:
     def denied(self) -> bool:
         return self.outcome == DENIED
 
-    def require_allowed(self) -> "Decision":
+    def require_allowed(self) -> Decision:
         """Raise :class:`PolicyDenied` unless allowed (what a signer node does)."""
         if not self.allowed:
             raise PolicyDenied(self.reason or "denied", self.message, subject=self.subject)
@@ -1274,7 +1275,7 @@ class PolicyUpdate:
         """The bytes each admin signs."""
         return canonical_json(self.statement())
 
-    def signed_by(self, admin: str, private_key: Any) -> "PolicyUpdate":
+    def signed_by(self, admin: str, private_key: Any) -> PolicyUpdate:
         sig = sign_message(private_key, self.message())
         return replace(self, signatures=(*self.signatures, (admin, sig)))
 
@@ -1284,7 +1285,7 @@ class PolicyUpdate:
                 "signatures": [{"user": u, "signature": s.hex()} for u, s in self.signatures]}
 
     @classmethod
-    def from_json(cls, data: Any) -> "PolicyUpdate":
+    def from_json(cls, data: Any) -> PolicyUpdate:
         if isinstance(data, (bytes, str)):
             data = _parse(data)
         _want(isinstance(data, Mapping)
