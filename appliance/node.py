@@ -145,8 +145,10 @@ class NodeMetrics:
         self.registry = CollectorRegistry()
         self.jobs = Counter("appliance_jobs_total", "Protocol jobs by kind and outcome",
                             ["kind", "outcome"], registry=self.registry)
-        self.job_seconds = Histogram("appliance_job_duration_seconds", "Protocol job duration",
-                                     ["kind"], registry=self.registry)
+        self.job_seconds = Histogram("appliance_job_duration_seconds",
+                                     "Protocol job duration, as seen by its coordinator",
+                                     ["kind", "parties"], registry=self.registry,
+                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
         self.sign_requests = Counter("appliance_sign_requests_total", "Sign requests by outcome",
                                      ["outcome"], registry=self.registry)
         self.dropped = Counter("appliance_peer_messages_dropped_total",
@@ -855,7 +857,7 @@ class Node:
             self.metrics.jobs.labels(kind, "failed").inc()
             raise
         finally:
-            self.metrics.job_seconds.labels(kind).observe(time.monotonic() - t0)
+            self.metrics.job_seconds.labels(kind, str(len(job.parties))).observe(time.monotonic() - t0)
             self._forget(job)
 
     async def _open_at(self, p: int, spec: dict) -> None:

@@ -186,6 +186,15 @@ class LocalCluster:
         env.pop("SOFTHSM2_CONF", None)
         return env
 
+    def configure_node(self, i: int, section: str, **values: Any) -> None:
+        """Change settings in node ``i``'s node.toml (effective at its next start)."""
+        import tomllib
+
+        path = self.data_dirs[i] / "node.toml"
+        m = tomllib.loads(path.read_text())
+        m.setdefault(section, {}).update(values)
+        write_toml(path, m)
+
     # -- node processes -------------------------------------------------------------------
 
     async def start_node(self, i: int) -> None:
