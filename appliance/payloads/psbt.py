@@ -475,9 +475,10 @@ def assemble_psbt(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]
             i = item.input_index
             inp = final.inputs[i]
             prev = inp.witness_utxo or inp.utxo.vout[tx.vin[i].prevout.n]
+            wit = tx.wit.vtxinwit[i].scriptWitness if i < len(tx.wit.vtxinwit) else None
             try:
                 VerifyScript(tx.vin[i].scriptSig, prev.scriptPubKey, tx, i, amount=prev.nValue,
-                             witness=tx.wit.vtxinwit[i].scriptWitness)
+                             witness=wit)
             except VerifyScriptError as exc:
                 raise SignatureMismatch(f"input {i} fails the script interpreter: {exc}") from exc
         from bitcointx.core import b2lx

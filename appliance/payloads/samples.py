@@ -20,6 +20,13 @@ from appliance.payloads.addresses import p2pkh_script, p2sh_p2wpkh_script, p2wpk
 from appliance.payloads.ethereum import encode_unsigned
 
 
+def p2tr_script(public_key: bytes) -> bytes:
+    """BIP86 key-path-only taproot output of ``public_key`` (which we cannot sign for)."""
+    from appliance.payloads.psbt import _bip86_output_key
+
+    return b"\x51\x20" + _bip86_output_key(public_key)
+
+
 def _out_script(dest: str | bytes, network: str) -> bytes:
     if isinstance(dest, bytes):
         return dest
@@ -32,11 +39,15 @@ def _out_script(dest: str | bytes, network: str) -> bytes:
 def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str | bytes, int]], *,
                 network: str = "regtest", script_type: str = "p2wpkh",
                 derivations: Sequence[tuple[bytes, str] | None] | None = None,
+                output_derivations: Sequence[tuple[bytes, bytes, str] | None] | None = None,
                 non_witness_utxo: bool = True, sighash_type: int | None = None,
                 seed: bytes = b"sample") -> str:
     """A base64 PSBT spending one output per ``(public_key, amount)`` in ``spends`` to
-    ``outputs`` (``(address or scriptPubKey, amount)``). ``derivations[i] = (master
-    fingerprint, "m/0/1")`` adds a BIP32 derivation record to input i."""
+    ``outputs`` (``(address or scriptPubKey, amount)``). ``script_type``: p2wpkh, p2pkh,
+    p2sh-p2wpkh or p2tr (BIP86). ``derivations[i] = (master
+    fingerprint, "m/0/1")`` adds a BIP32 derivation record to input i, and
+    ``output_derivations[j] = (public key, master fingerprint, path)`` one to output j (how a
+    wallet marks its change)."""
     _bitcoin.ensure_bitcointx()
     from bitcointx.core import (
         CMutableTransaction,
@@ -50,7 +61,8 @@ def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str
     from bitcointx.core.psbt import PartiallySignedTransaction, PSBT_KeyDerivationInfo
     from bitcointx.core.script import CScript
 
-    scripts = {"p2wpkh": p2wpkh_script, "p2pkh": p2pkh_script, "p2sh-p2wpkh": p2sh_p2wpkh_script}
+    scripts = {"p2wpkh": p2wpkh_script, "p2pkh": p2pkh_script, "p2sh-p2wpkh": p2sh_p2wpkh_script,
+               "p2tr": p2tr_script}
     with _bitcoin.chain_params(network):
         prevs = []
         for n, (pub, amount) in enumerate(spends):
@@ -78,6 +90,10 @@ def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str
             if derivations and derivations[i] is not None:
                 fp, path = derivations[i]
                 inp.derivation_map[CPubKey(pub)] = PSBT_KeyDerivationInfo(fp, BIP32Path(path))
+        for j, rec in enumerate(output_derivations or ()):
+            if rec is not None:
+                pub, fp, path = rec
+                psbt.outputs[j].derivation_map[CPubKey(pub)] = PSBT_KeyDerivationInfo(fp, BIP32Path(path))
         return psbt.to_base64()
 
 
