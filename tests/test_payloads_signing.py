@@ -66,7 +66,7 @@ def test_psbt_two_p2wpkh_inputs_signed_and_final_tx_passes_the_interpreter(signe
     from bitcointx.core.psbt import PartiallySignedTransaction
     from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS
 
-    kc, psbt, decoded, sigs, result = signed_psbt
+    kc, psbt, decoded, _, result = signed_psbt
     assert [it.input_index for it in decoded.items] == [0, 1]
     assert [it.path for it in decoded.items] == ["m", "m/0/5"]
     assert decoded.items[1].tweak == kc.derive("m/0/5").tweak != 0
@@ -75,7 +75,7 @@ def test_psbt_two_p2wpkh_inputs_signed_and_final_tx_passes_the_interpreter(signe
     signed = PartiallySignedTransaction.from_base64(result["psbt"])
     for item, inp in zip(decoded.items, signed.inputs):
         assert [bytes(k) for k in inp.partial_sigs] == [item.public_key]
-        assert list(inp.partial_sigs.values())[0][-1] == 1  # SIGHASH_ALL
+        assert next(iter(inp.partial_sigs.values()))[-1] == 1  # SIGHASH_ALL
     # the final transaction passes Bitcoin's script interpreter, input by input
     tx = verify_inputs(result["tx_hex"], psbt, {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS})
     verify_inputs(result["tx_hex"], psbt, None)  # python-bitcointx's standard flags too
@@ -85,7 +85,11 @@ def test_psbt_two_p2wpkh_inputs_signed_and_final_tx_passes_the_interpreter(signe
 def test_psbt_final_tx_with_another_amount_fails_the_interpreter(signed_psbt):
     """Negative control: the interpreter really checks our signatures."""
     from bitcointx.core import CMutableTransaction, CTransaction
-    from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScriptError
+    from bitcointx.core.scripteval import (
+        SCRIPT_VERIFY_P2SH,
+        SCRIPT_VERIFY_WITNESS,
+        VerifyScriptError,
+    )
 
     _, psbt, _, _, result = signed_psbt
     tx = CMutableTransaction.from_tx(CTransaction.deserialize(bytes.fromhex(result["tx_hex"])))
