@@ -359,3 +359,28 @@ def test_address_for_a_derived_key():
     assert P.normalize_address(ETH_TO.lower()) == ETH_TO
     with pytest.raises(P.PayloadError):
         P.normalize_address("0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed")  # bad checksum
+
+
+@pytest.mark.parametrize("allowed,unlimited", [(True, True), ("yes", True), ("true", True), (1, True),
+                                               (False, False), ("false", False), ("0", False), (0, False)])
+def test_eip712_dai_permit_reads_allowed_as_eth_account_encodes_it(allowed, unlimited):
+    from eth_account.messages import encode_typed_data
+
+    dai = "0x6B175474E89094C44Da98b954EedeAC495271d0F"
+    permit = {
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                   {"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
+                  "Permit": [{"name": "holder", "type": "address"}, {"name": "spender", "type": "address"},
+                             {"name": "nonce", "type": "uint256"}, {"name": "expiry", "type": "uint256"},
+                             {"name": "allowed", "type": "bool"}]},
+        "primaryType": "Permit",
+        "domain": {"name": "Dai Stablecoin", "version": "1", "chainId": 1, "verifyingContract": dai},
+        "message": {"holder": P.eth_address(KEY.public_key), "spender": ETH_TO, "nonce": 0,
+                    "expiry": 0, "allowed": allowed},
+    }
+    d = P.decode_payload("eip712", permit, KEY)
+    assert d.facts.transfers[0].amount == (2**256 - 1 if unlimited else 0)
+    # and it is what eth-account hashes: the same digest as with a real bool
+    real = {**permit, "message": {**permit["message"], "allowed": unlimited}}
+    assert encode_typed_data(full_message=real).body == encode_typed_data(full_message=permit).body

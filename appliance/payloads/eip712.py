@@ -133,7 +133,10 @@ def decode_eip712(payload: Any, key: KeyContext) -> DecodedPayload:
         if "value" in message:  # EIP-2612
             amount = _uint(message["value"], "message.value")
         elif "allowed" in message:  # DAI: allowed=true means unlimited
-            amount = UINT256_MAX if message["allowed"] in (True, "true", 1) else 0
+            # read as eth-account encodes a bool: false only for falsy values, "False", "false", "0"
+            allowed = message["allowed"]
+            falsy = not allowed or (isinstance(allowed, str) and allowed in ("False", "false", "0"))
+            amount = 0 if falsy else UINT256_MAX
         else:
             amount = None
         if amount is not None:
