@@ -97,7 +97,7 @@ def entry_lines(lines):
 
 
 def idx_of(lines, seq):
-    return [i for i in entry_lines(lines) if json.loads(lines[i])["entry"]["seq"] == seq][0]
+    return next(i for i in entry_lines(lines) if json.loads(lines[i])["entry"]["seq"] == seq)
 
 
 def check(lines, keys, **kw):
@@ -295,8 +295,8 @@ def test_non_canonical_line_is_named(exported, keys):
 
 
 def _cp_line(lines, seq):
-    return [i for i, ln in enumerate(lines)
-            if ln.startswith(b'{"checkpoint"') and json.loads(ln)["checkpoint"]["seq"] == seq][0]
+    return next(i for i, ln in enumerate(lines)
+                if ln.startswith(b'{"checkpoint"') and json.loads(ln)["checkpoint"]["seq"] == seq)
 
 
 @pytest.mark.parametrize("how", ["signature", "head", "seq", "time", "other_key", "node"])

@@ -1,0 +1,262 @@
+"""Prometheus metrics of one node (``GET /metrics``), on a per-node ``CollectorRegistry``.
+
+Names follow Prometheus conventions: prefix ``appliance_``, base units (seconds), ``_total``
+for counters. Labels stay low-cardinality: outcomes, reasons and operations come from fixed
+lists (anything else is counted as ``other``), peers are the cluster's configured node ids,
+keys are key ids (a cluster holds few keys); never request, session or user ids.
+
+=============================================== ========= =============================
+metric                                          type      labels
+=============================================== ========= =============================
+appliance_build_info                            gauge     version, python, protocol
+appliance_sign_requests_total                   counter   outcome
+appliance_policy_denials_total                  counter   reason
+appliance_protocol_round_duration_seconds       histogram protocol, round
+appliance_protocol_session_duration_seconds     histogram protocol, outcome
+appliance_jobs_total                            counter   kind, outcome
+appliance_job_duration_seconds                  histogram kind
+appliance_hsm_operation_duration_seconds        histogram operation
+appliance_hsm_errors_total                      counter   operation
+appliance_presignatures_available               gauge     key
+appliance_prime_pool_size                       gauge     kind, bits
+appliance_peer_errors_total                     counter   peer
+appliance_peer_messages_dropped_total           counter   reason
+appliance_audit_entries_total                   counter
+appliance_audit_write_failures_total            counter
+=============================================== ========= =============================
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from appliance import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+OTHER = "other"
+
+SIGN_OUTCOMES = ("created", "pending", "approved", "signed", "failed", "denied", "rejected",
+                 "cancelled", "expired")
+JOB_OUTCOMES = ("done", "failed", "cancelled", "timeout", "aborted")
+PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare")
+JOB_KINDS = ("keygen", "refresh", "presign", "sign", "reshare")
+HSM_OPERATIONS = ("seal", "unseal", "seal_presignature", "unseal_presignature",
+                  "consume_presignature", "destroy_key", "sign", "transport_decrypt", "open",
+                  "health")
+DROP_REASONS = ("rejected", "malformed", "misrouted", "finished", "overflow", "frame", "replayed",
+                "bad_signature")
+PRIME_KINDS = ("safe", "blum")
+MAX_ROUND = 10
+
+ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SESSION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+HSM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}$")
+
+
+def _pick(value: Any, allowed: Iterable[str]) -> str:
+    return value if isinstance(value, str) and value in allowed else OTHER
+
+
+class Metrics:
+    """All metrics of one node, in their own registry.
+
+    ``peers``: the configured node ids (peer labels are limited to them);
+    ``reasons``: the policy's reason codes (default :data:`appliance.policy.REASONS`).
+    """
+
+    def __init__(self, *, peers: Iterable[str] = (), reasons: Iterable[str] | None = None,
+                 registry: CollectorRegistry | None = None, version: str = __version__,
+                 protocol: str = "cggmp24") -> None:
+        if reasons is None:
+            from appliance.policy import REASONS
+
+            reasons = REASONS
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.peers = frozenset(peers)
+        self.reasons = frozenset(reasons)
+        r = self.registry
+        self.build = Info("appliance_build", "Build of this node (value is always 1)",
+                          registry=r)
+        self.build.info({"version": version, "python": platform.python_version(),
+                         "protocol": protocol})
+        self.sign_requests = Counter(
+            "appliance_sign_requests_total", "Sign requests by outcome", ["outcome"], registry=r)
+        self.policy_denials = Counter(
+            "appliance_policy_denials_total", "Requests and jobs refused by the policy, by reason",
+            ["reason"], registry=r)
+        self.round_seconds = Histogram(
+            "appliance_protocol_round_duration_seconds",
+            "Time from a protocol round's start until this node has every message of it",
+            ["protocol", "round"], buckets=ROUND_BUCKETS, registry=r)
+        self.session_seconds = Histogram(
+            "appliance_protocol_session_duration_seconds",
+            "Duration of protocol sessions this node took part in", ["protocol", "outcome"],
+            buckets=SESSION_BUCKETS, registry=r)
+        self.jobs = Counter("appliance_jobs_total", "Protocol jobs by kind and outcome",
+                            ["kind", "outcome"], registry=r)
+        self.job_seconds = Histogram("appliance_job_duration_seconds",
+                                     "Duration of protocol jobs (all their sessions)", ["kind"],
+                                     buckets=SESSION_BUCKETS, registry=r)
+        self.hsm_seconds = Histogram(
+            "appliance_hsm_operation_duration_seconds", "Duration of HSM (PKCS#11) operations",
+            ["operation"], buckets=HSM_BUCKETS, registry=r)
+        self.hsm_errors = Counter("appliance_hsm_errors_total", "Failed HSM operations",
+                                  ["operation"], registry=r)
+        self.presignatures = Gauge(
+            "appliance_presignatures_available", "Presignatures ready on this node, per key",
+            ["key"], registry=r)
+        self.prime_pool = Gauge("appliance_prime_pool_size",
+                                "Sealed primes ready in this node's pool", ["kind", "bits"],
+                                registry=r)
+        self.peer_errors = Counter("appliance_peer_errors_total",
+                                   "Failed calls to peers and misbehaviour blamed on them",
+                                   ["peer"], registry=r)
+        self.dropped = Counter("appliance_peer_messages_dropped_total",
+                               "Peer messages dropped without blaming their claimed sender",
+                               ["reason"], registry=r)
+        self.audit_entries = Counter("appliance_audit_entries_total",
+                                     "Audit log entries written", registry=r)
+        self.audit_failures = Counter("appliance_audit_write_failures_total",
+                                      "Audit entries that could not be written (action refused)",
+                                      registry=r)
+        for o in SIGN_OUTCOMES:  # zero series, so rates work from the start
+            self.sign_requests.labels(o)
+        self.audit_entries.inc(0)
+
+    # -- counters with checked labels ---------------------------------------------------
+    def sign_request(self, outcome: str) -> None:
+        self.sign_requests.labels(_pick(outcome, SIGN_OUTCOMES)).inc()
+
+    def policy_denied(self, reason: str) -> None:
+        self.policy_denials.labels(_pick(reason, self.reasons)).inc()
+
+    def peer_error(self, peer: str) -> None:
+        if self.peers:
+            label = _pick(peer, self.peers)
+        else:
+            label = peer if isinstance(peer, str) and _ID.match(peer) else OTHER
+        self.peer_errors.labels(label).inc()
+
+    def message_dropped(self, reason: str) -> None:
+        self.dropped.labels(_pick(reason, DROP_REASONS)).inc()
+
+    def job(self, kind: str, outcome: str, seconds: float | None = None) -> None:
+        k = _pick(kind, JOB_KINDS)
+        self.jobs.labels(k, _pick(outcome, JOB_OUTCOMES)).inc()
+        if seconds is not None:
+            self.job_seconds.labels(k).observe(max(0.0, seconds))
+
+    def audit_written(self, entry: Any = None) -> None:
+        """Count one audit entry (usable as ``AuditLog(on_append=metrics.audit_written)``)."""
+        self.audit_entries.inc()
+
+    def audit_failed(self) -> None:
+        self.audit_failures.inc()
+
+    # -- durations ----------------------------------------------------------------------
+    def observe_round(self, protocol: str, round_no: int | str, seconds: float) -> None:
+        r = str(round_no) if isinstance(round_no, int) and 1 <= round_no <= MAX_ROUND else OTHER
+        self.round_seconds.labels(_pick(protocol, PROTOCOLS), r).observe(max(0.0, seconds))
+
+    def observe_session(self, protocol: str, outcome: str, seconds: float) -> None:
+        self.session_seconds.labels(_pick(protocol, PROTOCOLS),
+                                    _pick(outcome, JOB_OUTCOMES)).observe(max(0.0, seconds))
+
+    def observe_hsm(self, operation: str, seconds: float, *, ok: bool = True) -> None:
+        op = _pick(operation, HSM_OPERATIONS)
+        self.hsm_seconds.labels(op).observe(max(0.0, seconds))
+        if not ok:
+            self.hsm_errors.labels(op).inc()
+
+    @contextmanager
+    def time_round(self, protocol: str, round_no: int) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_round(protocol, round_no, time.perf_counter() - t0)
+
+    @contextmanager
+    def time_session(self, protocol: str) -> Iterator[dict]:
+        """``with m.time_session("sign") as s: ...`` -- outcome ``done``, or ``failed`` on an
+        exception; set ``s["outcome"]`` to say otherwise (``aborted``, ``timeout``...)."""
+        t0 = time.perf_counter()
+        state = {"outcome": "done"}
+        try:
+            yield state
+        except BaseException:
+            if state["outcome"] == "done":
+                state["outcome"] = "failed"
+            raise
+        finally:
+            self.observe_session(protocol, state["outcome"], time.perf_counter() - t0)
+
+    @contextmanager
+    def time_hsm(self, operation: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.observe_hsm(operation, time.perf_counter() - t0, ok=ok)
+
+    # -- gauges -------------------------------------------------------------------------
+    def set_presignatures(self, key_id: str, available: int) -> None:
+        self.presignatures.labels(key_id).set(available)
+
+    def set_presignature_counts(self, counts: Mapping[str, int]) -> None:
+        """Set every key's count at once; keys no longer listed are removed."""
+        for (key,) in list(self._label_values(self.presignatures)):
+            if key not in counts:
+                self.presignatures.remove(key)
+        for key, n in counts.items():
+            self.presignatures.labels(key).set(n)
+
+    def set_prime_pool(self, kind: str, bits: int, size: int) -> None:
+        self.prime_pool.labels(_pick(kind, PRIME_KINDS), str(int(bits))).set(size)
+
+    @staticmethod
+    def _label_values(metric: Any) -> list[tuple[str, ...]]:
+        return list(metric._metrics.keys())  # prometheus_client keeps children here
+
+    # -- exposition ---------------------------------------------------------------------
+    def render(self) -> bytes:
+        """The text exposition format (``Content-Type``: :data:`CONTENT_TYPE`)."""
+        return render(self.registry)
+
+
+class _WithoutCreated:
+    """A registry view without the ``*_created`` timestamps prometheus_client adds to
+    counters and histograms (the text format shows them as extra gauge families)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.registry.collect():
+            if family.type in ("counter", "histogram", "summary"):
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """Text exposition of ``registry`` (without ``_created`` series)."""
+    return generate_latest(_WithoutCreated(registry))  # type: ignore[arg-type]

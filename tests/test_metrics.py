@@ -1,0 +1,205 @@
+"""Metrics: exposition checked by ``promtool check metrics`` (Debian package ``prometheus``,
+installed here when absent; prometheus_client's own parser if it cannot be), naming, label
+cardinality, per-node registries, counters moving as expected."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.metrics import Metrics
+
+INSTALL_TIMEOUT_S = 900
+
+
+def _install_promtool() -> str | None:
+    """``promtool`` from Debian's ``prometheus`` package; installed (once, under a lock, so
+    xdist workers do not race) when absent and this user may run apt-get."""
+    found = shutil.which("promtool")
+    if found or os.environ.get("APPLIANCE_NO_APT"):
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return None
+    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if prefix is None:
+        return None
+    from filelock import FileLock
+
+    with FileLock("/tmp/appliance-promtool-install.lock", timeout=INSTALL_TIMEOUT_S):
+        if shutil.which("promtool"):
+            return shutil.which("promtool")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        try:
+            subprocess.run([*prefix, apt, "update", "-qq"], env=env, check=True,
+                           capture_output=True, timeout=INSTALL_TIMEOUT_S)
+            subprocess.run([*prefix, apt, "install", "-y", "-qq", "--no-install-recommends",
+                            "prometheus"], env=env, check=True, capture_output=True,
+                           timeout=INSTALL_TIMEOUT_S)
+        except (subprocess.SubprocessError, OSError) as exc:
+            print(f"could not install promtool ({exc}); using prometheus_client's parser",
+                  file=sys.stderr)
+            return None
+    return shutil.which("promtool")
+
+
+@pytest.fixture(scope="session")
+def promtool():
+    return _install_promtool()
+
+
+def exercised() -> Metrics:
+    m = Metrics(peers=["node-1", "node-2", "node-3"])
+    m.sign_request("created")
+    m.sign_request("signed")
+    m.policy_denied("self_approval")
+    m.peer_error("node-2")
+    m.message_dropped("replayed")
+    m.job("presign", "done", 1.2)
+    m.observe_round("presign", 2, 0.04)
+    m.observe_session("sign", "done", 0.02)
+    m.observe_hsm("unseal", 0.0004)
+    m.observe_hsm("sign", 0.001, ok=False)
+    m.set_presignatures("key_1", 4)
+    m.set_prime_pool("safe", 3072, 2)
+    m.set_prime_pool("blum", 2048, 5)
+    m.audit_written()
+    m.audit_failed()
+    return m
+
+
+def value(m: Metrics, name: str, **labels) -> float:
+    v = m.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def test_promtool_check_metrics(promtool):
+    text = exercised().render()
+    if promtool is None:
+        pytest.skip("promtool unavailable: covered by test_exposition_parses_and_follows_naming")
+    r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    assert r.stdout.strip() == b"" and r.stderr.strip() == b"", (r.stdout + r.stderr).decode()
+
+
+def test_exposition_parses_and_follows_naming():
+    text = exercised().render().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {
+        "appliance_build_info": "gauge",
+        "appliance_sign_requests": "counter",
+        "appliance_policy_denials": "counter",
+        "appliance_protocol_round_duration_seconds": "histogram",
+        "appliance_protocol_session_duration_seconds": "histogram",
+        "appliance_jobs": "counter",
+        "appliance_job_duration_seconds": "histogram",
+        "appliance_hsm_operation_duration_seconds": "histogram",
+        "appliance_hsm_errors": "counter",
+        "appliance_presignatures_available": "gauge",
+        "appliance_prime_pool_size": "gauge",
+        "appliance_peer_errors": "counter",
+        "appliance_peer_messages_dropped": "counter",
+        "appliance_audit_entries": "counter",
+        "appliance_audit_write_failures": "counter",
+    }
+    assert {n: f.type for n, f in fams.items()} == expected
+    for f in fams.values():
+        assert f.documentation, f.name
+        for s in f.samples:
+            assert s.name.startswith("appliance_")
+            if f.type == "counter":
+                assert s.name.endswith("_total"), s.name
+            assert "request_id" not in s.labels and "user" not in s.labels
+    assert "_created" not in text
+    assert "appliance_build_info{" in text and 'version="' in text
+
+
+def test_counters_move_as_expected():
+    m = Metrics(peers=["node-1", "node-2"])
+    assert value(m, "appliance_sign_requests_total", outcome="signed") == 0
+    m.sign_request("signed")
+    m.sign_request("signed")
+    m.sign_request("denied")
+    assert value(m, "appliance_sign_requests_total", outcome="signed") == 2
+    assert value(m, "appliance_sign_requests_total", outcome="denied") == 1
+    m.policy_denied("rate_limited")
+    assert value(m, "appliance_policy_denials_total", reason="rate_limited") == 1
+    m.audit_written()
+    assert value(m, "appliance_audit_entries_total") == 1
+    m.job("sign", "failed", 0.5)
+    assert value(m, "appliance_jobs_total", kind="sign", outcome="failed") == 1
+    assert value(m, "appliance_job_duration_seconds_count", kind="sign") == 1
+
+
+def test_labels_stay_low_cardinality():
+    m = Metrics(peers=["node-1", "node-2"])
+    sizes = []
+    for i in range(200):
+        m.policy_denied(f"req_{i}")
+        m.sign_request(f"outcome_{i}")
+        m.peer_error(f"https://10.0.0.{i}")
+        m.observe_round("presign", i + 11, 0.1)
+        m.observe_hsm(f"op{i}", 0.1)
+        if i in (0, 199):
+            sizes.append(len(m.render().splitlines()))
+    text = m.render().decode()
+    assert sizes[0] == sizes[1]  # 200 distinct inputs, no new series
+    assert value(m, "appliance_policy_denials_total", reason="other") == 200
+    assert value(m, "appliance_sign_requests_total", outcome="other") == 200
+    assert value(m, "appliance_peer_errors_total", peer="other") == 200
+    assert "req_" not in text and "10.0.0" not in text
+
+
+def test_per_node_registries_are_separate():
+    a, b = Metrics(), Metrics()
+    a.sign_request("signed")
+    assert value(a, "appliance_sign_requests_total", outcome="signed") == 1
+    assert value(b, "appliance_sign_requests_total", outcome="signed") == 0
+    assert REGISTRY.get_sample_value("appliance_sign_requests_total", {"outcome": "signed"}) is None
+
+
+def test_timers_and_gauges():
+    m = Metrics()
+    with m.time_session("sign") as s:
+        pass
+    assert s["outcome"] == "done"
+    with pytest.raises(RuntimeError), m.time_session("presign"):
+        raise RuntimeError("abort")
+    with m.time_session("keygen") as s:
+        s["outcome"] = "aborted"
+    assert value(m, "appliance_protocol_session_duration_seconds_count", protocol="sign",
+                 outcome="done") == 1
+    assert value(m, "appliance_protocol_session_duration_seconds_count", protocol="presign",
+                 outcome="failed") == 1
+    assert value(m, "appliance_protocol_session_duration_seconds_count", protocol="keygen",
+                 outcome="aborted") == 1
+    with m.time_round("presign", 3):
+        pass
+    assert value(m, "appliance_protocol_round_duration_seconds_count", protocol="presign",
+                 round="3") == 1
+    with pytest.raises(OSError), m.time_hsm("seal"):
+        raise OSError("token gone")
+    assert value(m, "appliance_hsm_errors_total", operation="seal") == 1
+    assert value(m, "appliance_hsm_operation_duration_seconds_count", operation="seal") == 1
+    m.set_presignature_counts({"key_a": 3, "key_b": 1})
+    m.set_presignature_counts({"key_b": 2})
+    assert value(m, "appliance_presignatures_available", key="key_b") == 2
+    assert m.registry.get_sample_value("appliance_presignatures_available",
+                                       {"key": "key_a"}) is None
+
+
+def test_audit_hook(tmp_path):
+    from appliance.audit import AuditLog
+
+    m = Metrics()
+    log = AuditLog(tmp_path / "a.db", "node-1", on_append=m.audit_written)
+    log.append("initiator", "sign_request")
+    log.append("approver", "approval")
+    assert value(m, "appliance_audit_entries_total") == 2
