@@ -384,3 +384,29 @@ def test_eip712_dai_permit_reads_allowed_as_eth_account_encodes_it(allowed, unli
     # and it is what eth-account hashes: the same digest as with a real bool
     real = {**permit, "message": {**permit["message"], "allowed": unlimited}}
     assert encode_typed_data(full_message=real).body == encode_typed_data(full_message=permit).body
+
+
+def test_decode_request_takes_exactly_one_of_digest_or_payload():
+    class Share:  # what a node holds: public key and chain code
+        public_key = KEY.public_key
+        chain_code = KEY.chain_code
+
+    d = P.decode_request(Share(), digest=b"\x01" * 32, derivation_path="m/2")
+    assert d.payload_type == "digest" and d.items[0].tweak == KEY.derive("m/2").tweak
+    d = P.decode_request(KEY, payload=samples.sample_mail(), payload_type="eip712", derivation_path="m/2")
+    assert d.summary["signer"] == P.eth_address(KEY.derive("m/2").public_key)
+    for kw in ({}, {"digest": b"\x01" * 32, "payload": "x", "payload_type": "psbt"},
+               {"payload": "x"}, {"digest": b"\x01" * 32, "payload_type": "psbt"}):
+        with pytest.raises(P.PayloadError) as e:
+            P.decode_request(KEY, **kw)
+        assert e.value.code == "bad_request"
+
+
+def test_decoded_payloads_are_json_ready_for_the_audit_log():
+    for d in (P.decode_payload("psbt", good_psbt(), KEY, network="regtest"),
+              P.decode_payload("eth_tx", good_tx(), KEY),
+              P.decode_payload("eip712", samples.sample_mail(), KEY),
+              P.decode_digest(b"\x02" * 32, KEY)):
+        out = json.loads(json.dumps(d.to_dict()))
+        assert out["items"][0]["digest"] == d.digests[0].hex()
+        assert out["payload_type"] == d.payload_type

@@ -105,6 +105,27 @@ def decode_digest(digest: bytes | str, key: KeyContext) -> DecodedPayload:
     return DecodedPayload(DIGEST, (item,), summary, TxFacts(DIGEST), canonical=d)
 
 
+def decode_request(key: Any, *, digest: Any = None, payload: Any = None,
+                   payload_type: str | None = None, derivation_path: str | None = None,
+                   network: str = "mainnet", require_non_witness_utxo: bool = True) -> DecodedPayload:
+    """One entry point for a sign request's body: exactly one of ``digest`` or
+    (``payload``, ``payload_type``). ``key``: a KeyContext, or anything with ``public_key``
+    and ``chain_code`` (a KeyShare, a stored key record) plus ``derivation_path``."""
+    kc = key if isinstance(key, KeyContext) else KeyContext.of(key, derivation_path)
+    if isinstance(key, KeyContext) and derivation_path is not None:
+        kc = KeyContext(key.public_key, key.chain_code, derivation_path)
+    if (digest is None) == (payload is None):
+        raise PayloadError("bad_request", "give either a digest or a payload, not both or neither")
+    if digest is not None:
+        if payload_type is not None:
+            raise PayloadError("bad_request", "payload_type goes with a payload, not a digest")
+        return decode_digest(digest, kc)
+    if payload_type is None:
+        raise PayloadError("bad_request", "a payload needs its payload_type")
+    return decode_payload(payload_type, payload, kc, network=network,
+                          require_non_witness_utxo=require_non_witness_utxo)
+
+
 def check_claimed_digests(decoded: DecodedPayload, claimed: Sequence[Any] | bytes | str,
                           claimed_tweaks: Sequence[int] | None = None) -> None:
     """Raise :class:`DigestMismatch` unless ``claimed`` (what a coordinator or client says we
@@ -176,6 +197,7 @@ __all__ = [
     "check_claimed_digests",
     "decode_digest",
     "decode_payload",
+    "decode_request",
     "eth_address",
     "evaluate_tx_rules",
     "normalize_address",
