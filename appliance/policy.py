@@ -1359,3 +1359,42 @@ def default_policy(cluster_id: str, user_keys: Mapping[str, str | bytes], *,
         key_changes=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
         policy_change=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
     )
+
+
+# =========================================================================== node helpers
+
+
+def apply_updates(base: Policy, updates: Iterable[PolicyUpdate | Mapping | str | bytes]
+                  ) -> Policy:
+    """The policy in force after ``updates`` (in order), each verified against the one
+    before it: what a node does at start-up with the base file and the updates it stored."""
+    current = base
+    for u in updates:
+        upd = u if isinstance(u, PolicyUpdate) else PolicyUpdate.from_json(u)
+        current = verify_policy_update(current, upd)
+    return current
+
+
+def authorize(
+    policy: Policy, request: SignedRequest | Mapping | str | bytes,
+    approvals: Iterable[Approval | Mapping | str | bytes], *, now: float, usage: Usage = 0,
+    action: str | None = None, key_id: str | None = None, digest: bytes | str | None = None,
+    derivation_path: str | None = None, policy_hash: str | None = None,
+) -> Decision:
+    """Everything a signer node checks before it joins a job, in one call: the job's
+    ``policy_hash`` (if given) is ours, the request and approvals parse, the job is the
+    signed request's (when ``action`` is given: key, digest, path), and :func:`evaluate`.
+    Never raises on bad input: a malformed statement is ``denied``/``bad_request``."""
+    if policy_hash is not None and policy_hash != policy.hash:
+        return _deny("policy_mismatch", "the job was opened under another policy")
+    try:
+        sr = request if isinstance(request, SignedRequest) else SignedRequest.from_json(request)
+        appr = [a if isinstance(a, Approval) else Approval.from_json(a) for a in approvals]
+    except (PolicyError, CanonicalError) as exc:
+        return _deny("bad_request", f"malformed statement: {exc}")
+    if action is not None:
+        mismatch = check_job_binding(sr.request, action=action, key_id=key_id, digest=digest,
+                                     derivation_path=derivation_path)
+        if mismatch is not None:
+            return mismatch
+    return evaluate(policy, sr, appr, now, usage)

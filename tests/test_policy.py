@@ -498,3 +498,38 @@ def test_evaluator_never_allows_without_a_valid_approval(keys, pol):
     for n in range(len(pool) + 1):
         for subset in itertools.permutations(pool, min(n, 2)):
             assert not evaluate(pol, sr, list(subset), NOW).allowed
+
+
+def test_cluster_toml_users_are_the_default_policy(keys):
+    """A cluster.toml as LocalCluster writes it ([cluster], [[nodes]], [[users]]) reads as
+    the default policy."""
+    pems = {r: _pem(keys[r]) for r in P.DEFAULT_ROLES}
+    cluster = {"cluster": {"id": "local"},
+               "nodes": [{"id": "node-1", "index": 0, "url": "https://127.0.0.1:1"}],
+               "users": [{"id": r, "roles": [r], "public_key": pem} for r, pem in pems.items()]}
+    assert Policy.from_mapping(cluster) == P.default_policy("local", pems)
+
+
+def test_apply_updates_chain(keys, pol):
+    u1 = PolicyUpdate(_new_policy(keys, pol, 4), pol.hash).signed_by("admin", keys["admin"]) \
+        .signed_by("admin3", keys["admin3"])
+    p4 = u1.policy
+    u2 = PolicyUpdate(_new_policy(keys, pol, 5), p4.hash).signed_by("admin2", keys["admin2"]) \
+        .signed_by("admin3", keys["admin3"])
+    assert P.apply_updates(pol, [u1.to_json(), json.dumps(u2.to_json())]).version == 5
+    with pytest.raises(PolicyDenied):
+        P.apply_updates(pol, [u2])  # out of order
+
+
+def test_authorize_for_signer_nodes(keys, pol):
+    sr = req(pol, keys, derivation_path="m/0/3")
+    a = appr(keys, sr)
+    job = {"action": "sign", "key_id": "key_1", "digest": DIGEST, "derivation_path": "m/0/3"}
+    wire_req, wire_a = json.dumps(sr.to_json()), [json.dumps(a.to_json())]
+    assert P.authorize(pol, wire_req, wire_a, now=NOW, policy_hash=pol.hash, **job).allowed
+    assert P.authorize(pol, wire_req, wire_a, now=NOW, policy_hash="00" * 32,
+                       **job).reason == "policy_mismatch"
+    assert P.authorize(pol, wire_req, wire_a, now=NOW,
+                       **{**job, "digest": b"\x05" * 32}).reason == "request_mismatch"
+    assert P.authorize(pol, wire_req, ["{"], now=NOW, **job).reason == "bad_request"
+    assert P.authorize(pol, wire_req, [], now=NOW, **job).reason == "pending_approval"
