@@ -225,11 +225,9 @@ async def refresh(request: web.Request) -> web.Response:
 
 async def reshare(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    node = _node(request)
-    node.active_key(request.match_info["key_id"])
-    if not isinstance(body.get("threshold"), int) or not isinstance(body.get("nodes"), list):
-        raise bad_request("bad_body", "threshold (integer) and nodes (list of node ids) are required")
-    raise NodeError(501, "not_implemented", "reshare is not implemented yet")
+    op = await _node(request).reshare_key(_user(request), request.match_info["key_id"], body.get("threshold"),
+                                          body.get("nodes"))
+    return _json(op, 202)
 
 
 async def audit(request: web.Request) -> web.Response:
@@ -328,7 +326,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold", "user",
           ("admin",), body={"type": "object", "required": ["threshold", "nodes"], "properties": {
               "threshold": {"type": "integer"}, "nodes": {"type": "array", "items": {"type": "string"}}}},
-          responses=(202, 400, 401, 403, 404, 501)),
+          responses=(202, 400, 401, 403, 404, 503)),
     Route("GET", "/v1/audit", audit, "Audit entries", "user", ("auditor",),
           query=(("since", "integer", "entries after this sequence number"),)),
     Route("GET", "/v1/peer/health", peer_health, "Peer: liveness", "peer"),

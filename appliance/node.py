@@ -66,7 +66,7 @@ from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, 
 
 log = logging.getLogger("appliance.node")
 
-JOB_KINDS = ("keygen", "refresh", "presign", "sign")
+JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign")
 SHARE_CACHE_S = 300.0
 PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
@@ -280,6 +280,8 @@ class JobRun:
             return ["keygen", "aux"]
         if k == "refresh":
             return ["aux"]
+        if k == "reshare":
+            return ["reshare", "aux"]
         if k == "presign":
             return ["presign"]
         if self.spec.get("presig_id"):
@@ -604,6 +606,47 @@ class Node:
         self._spawn(self._run_operation(op_id, spec))
         return self.operation_view(self.store.get_operation(op_id))
 
+    async def reshare_key(self, user, key_id: str, threshold: Any, node_ids: Any) -> dict:
+        """Move the key to ``node_ids`` with ``threshold`` (same public key): the reachable
+        current holders send, the new committee receives, runs aux-info and confirms; old
+        shares are deleted only once every new member has confirmed (commit)."""
+        from appliance.tss import wire
+        from appliance.tss.reshare import OldKeyInfo
+
+        row = self.active_key(key_id)
+        if not isinstance(threshold, int) or isinstance(threshold, bool):
+            raise bad_request("bad_threshold", "threshold must be an integer")
+        if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
+            raise bad_request("bad_nodes", "nodes must be a list of node ids")
+        new = sorted({self.index_of(x) for x in node_ids})
+        if len(new) != len(node_ids) or len(new) < 2:
+            raise bad_request("bad_nodes", "nodes must be at least two distinct node ids")
+        if not 1 <= threshold <= len(new):
+            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(new)}")
+        self.policy.check_request(self, user, "reshare_key", {"key_id": key_id, "threshold": threshold,
+                                                              "parties": new})
+        old_holders = row["participants"]
+        healthy, missing = await self.split_healthy(sorted(set(old_holders) | set(new)))
+        missing_new = [p for p in missing if p in new]
+        senders = [p for p in old_holders if p in healthy]
+        if missing_new or len(senders) < row["threshold"] or any(p in missing for p in old_holders if p in new):
+            raise NodeError(503, "quorum_unreachable", "the new committee and a quorum of holders must be reachable",
+                            missing_nodes=self.node_ids(missing))
+        if self.index not in old_holders:
+            raise bad_request("not_a_holder", "send the reshare request to a node that holds the key")
+        share = await self.load_share(row)
+        old_info = wire.encode(OldKeyInfo.of(share)).hex()
+        op_id = new_id("op")
+        spec = {"job_id": new_id("job"), "kind": "reshare", "key_id": key_id,
+                "parties": sorted(set(senders) | set(new)), "senders": senders, "new_members": new,
+                "threshold": threshold, "old_threshold": row["threshold"], "old_info": old_info,
+                "paillier_bits": row["paillier_bits"], "epoch": row["epoch"], "coordinator": self.index,
+                "operation_id": op_id, "actor": user.id}
+        self.store.put_operation(op_id, "reshare", key_id, user.id)
+        self.audit.record(user.id, "reshare_key", key_id=key_id, subject=op_id, decision="accepted")
+        self._spawn(self._run_operation(op_id, spec))
+        return self.operation_view(self.store.get_operation(op_id))
+
     def operation_view(self, op: dict) -> dict:
         out = {"operation_id": op["op_id"], "kind": op["kind"], "key_id": op["key_id"],
                "status": op["status"], "created": op["created"], "updated": op["updated"]}
@@ -883,6 +926,7 @@ class Node:
                     await self._cancel_everywhere(job, exc.error, others)
                     raise exc
                 if exc is not None:
+                    log.error("job %s failed here", job.job_id, exc_info=exc)
                     err = NodeError(500, "internal", f"{type(exc).__name__}")
                     await self._cancel_everywhere(job, err, others)
                     raise JobFailed(err)
@@ -921,7 +965,9 @@ class Node:
         if own is not None:
             reports[self.index] = own
         kind = spec["kind"]
-        if kind in ("keygen", "refresh"):
+        if kind == "reshare":
+            reports = {p: r for p, r in reports.items() if not r.get("confirmed")}
+        if kind in ("keygen", "refresh", "reshare"):
             fps = {r.get("fingerprint") for r in reports.values()}
             pks = {r.get("public_key") for r in reports.values()}
             if len(fps) != 1 or len(pks) != 1:
@@ -933,6 +979,9 @@ class Node:
                                  return_exceptions=True)
             if self.index in job.parties:
                 self._commit_local(spec)
+            if kind == "reshare":
+                return {"key_id": spec["key_id"], "public_key": pks.pop(), "threshold": spec["threshold"],
+                        "nodes": self.node_ids(spec["new_members"]), "epoch": int(spec["epoch"]) + 1}
             pk = pks.pop()
             key = self.store.get_key(spec["key_id"])
             if key is not None:
@@ -1008,6 +1057,17 @@ class Node:
                 raise NodeError(409, "key_exists", "key id already used")
             if spec.get("paillier_bits") not in (2048, 3072):
                 raise bad_request("bad_job", "paillier_bits must be 2048 or 3072")
+        elif kind == "reshare":
+            row = self.store.get_key(str(spec["key_id"]))
+            senders = [int(p) for p in spec.get("senders", [])]
+            new = [int(p) for p in spec.get("new_members", [])]
+            if sorted(set(senders) | set(new)) != sorted(parties) or spec.get("paillier_bits") not in (2048, 3072):
+                raise bad_request("bad_job", "malformed reshare")
+            if self.index in senders:
+                if row is None or row["status"] != "active" or int(spec.get("epoch", -1)) != row["epoch"]:
+                    raise NodeError(409, "epoch_mismatch", "this node does not hold that key at that epoch")
+            elif row is not None and row["status"] == "active":
+                raise bad_request("bad_job", "a holder of the key must be a sender")
         else:
             row = self.store.get_key(str(spec["key_id"]))
             if row is None or row["status"] != "active":
@@ -1063,7 +1123,7 @@ class Node:
             report = {"from": self.index, "ok": False,
                       "error": {"status": 500, "code": "internal", "message": type(exc).__name__}}
             self._abandon_local(job)
-        if job.kind in ("keygen", "refresh") and report.get("ok"):
+        if job.kind in ("keygen", "refresh", "reshare") and report.get("ok"):
             # keep the job until the coordinator commits or cancels
             self._spawn(self._expire_pending(job))
         else:
@@ -1082,6 +1142,20 @@ class Node:
             self.store.set_key_status(key_id, "active")
         elif spec["kind"] == "refresh":
             labels = self.store.commit_pending_share(key_id)
+            if labels:
+                self._spawn(self._destroy_presig_keys(labels))
+        elif spec["kind"] == "reshare":
+            new = [int(p) for p in spec["new_members"]]
+            row = self.store.get_key(key_id)
+            if self.index not in new:
+                labels = self.store.retire_key(key_id)
+            elif row is not None and row["status"] == "pending":
+                self.store.set_key_status(key_id, "active")
+                labels = []
+            else:
+                labels = self.store.commit_pending_share(key_id, participants=new,
+                                                         threshold=int(spec["threshold"]))
+            self._shares = {k: v for k, v in self._shares.items() if k[0] != key_id}
             if labels:
                 self._spawn(self._destroy_presig_keys(labels))
         self.audit.record(self.peers[int(spec["coordinator"])].id, f"{spec['kind']}_commit",
@@ -1136,6 +1210,12 @@ class Node:
                 self.store.abandon_key(spec["key_id"])
             elif spec["kind"] == "refresh":
                 self.store.drop_pending_share(spec["key_id"])
+            elif spec["kind"] == "reshare":
+                row = self.store.get_key(spec["key_id"])
+                if row is not None and row["status"] == "pending":
+                    self.store.abandon_key(spec["key_id"])
+                else:
+                    self.store.drop_pending_share(spec["key_id"])
             elif spec["kind"] == "sign" and getattr(job, "_presig_row", None) is not None:
                 self._spawn(self._destroy_presig_keys([job._presig_row.hsm_key_label]))
             elif spec["kind"] == "presign" and isinstance(job.result, dict):
@@ -1206,6 +1286,36 @@ class Node:
                 self.store.put_pending_share(spec["key_id"], new.epoch, blob)
                 job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
                               "fingerprint": new.public_fingerprint().hex()}
+            elif kind == "reshare":
+                from appliance.tss import wire
+                from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
+
+                old = wire.decode(bytes.fromhex(spec["old_info"]), OldKeyInfo)
+                senders, new_members = list(spec["senders"]), list(spec["new_members"])
+                share = None
+                if self.index in senders:
+                    share = await self.load_share(self.active_key(spec["key_id"]))
+                sid = phase_sid(job.job_id, "reshare")
+                party = ReshareParty(sid, self.index, old, senders, new_members, int(spec["threshold"]),
+                                     self.signer, self.directory, rng, share=share)
+                out = await self._drive(job, sid, party)
+                if isinstance(out, ReshareConfirmed):
+                    job.result = {"public_key": out.public_key.to_bytes().hex(), "confirmed": True}
+                else:
+                    bits = int(spec["paillier_bits"])
+                    primes = await self._take_primes(bits)
+                    keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
+                    sid = phase_sid(job.job_id, "aux")
+                    aux_party = AuxParty(sid, out, keys, self.signer, self.directory, rng)
+                    new = await self._drive(job, sid, aux_party, first_deadline=deadline)
+                    blob = await self.seal_share(spec["key_id"], new)
+                    if self.store.get_key(spec["key_id"]) is None:
+                        self.store.put_pending_key(spec["key_id"], new.public_key, new.threshold,
+                                                   new.participants, new.epoch, bits, blob, new.chain_code)
+                    else:
+                        self.store.put_pending_share(spec["key_id"], new.epoch, blob)
+                    job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
+                                  "fingerprint": new.public_fingerprint().hex()}
             elif kind == "presign":
                 from hsm import SealContext
 

@@ -112,17 +112,28 @@ class NodeStore:
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
         self._x("UPDATE node_keys SET pending_epoch=?, updated=? WHERE key_id=?", (epoch, time.time(), key_id))
 
-    def commit_pending_share(self, key_id: str) -> list[str]:
-        """Move the key to its pending epoch; returns HSM key labels of presignatures to destroy."""
+    def commit_pending_share(self, key_id: str, *, participants: list[int] | None = None,
+                             threshold: int | None = None) -> list[str]:
+        """Move the key to its pending epoch (with a new committee after a reshare); returns
+        HSM key labels of presignatures to destroy."""
         row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
         if row is None or row[0] is None:
             return []
         new = int(row[0])
         old = self.core.get_key(key_id).epoch
-        self.core.set_key_epoch(key_id, new, expected=old)
+        self.core.set_key_epoch(key_id, new, expected=old, participants=participants, threshold=threshold)
         self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))
         self.core.delete_sealed_secrets(key_id, before_epoch=new)
         return self.core.discard_presignatures(key_id, before_epoch=new)
+
+    def retire_key(self, key_id: str) -> list[str]:
+        """This node left the key's committee (reshare confirmed by every new member): its
+        share is deleted; returns HSM key labels of presignatures to destroy."""
+        rec = self.core.get_key(key_id)
+        self._x("UPDATE node_keys SET status='retired', pending_epoch=NULL, updated=? WHERE key_id=?",
+                (time.time(), key_id))
+        self.core.delete_sealed_secrets(key_id, before_epoch=rec.epoch + 1)
+        return self.core.discard_presignatures(key_id)
 
     def drop_pending_share(self, key_id: str) -> None:
         self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))

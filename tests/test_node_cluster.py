@@ -112,7 +112,8 @@ async def test_refused_requests_change_nothing(cluster):
         (admin.derive(key["key_id"], "m/0/1"), 501, "not_implemented"),
         (admin.address(key["key_id"], "eth"), 501, "not_implemented"),
         (admin.address(key["key_id"], "nope"), 400, "bad_kind"),
-        (admin.reshare(key["key_id"], 2, ["node-1", "node-2"]), 501, "not_implemented"),
+        (admin.reshare(key["key_id"], 3, ["node-1", "node-2"]), 400, "bad_threshold"),
+        (admin.reshare(key["key_id"], 2, ["node-1"]), 400, "bad_nodes"),
     ]
     for coro, status, code in cases:
         with pytest.raises(ApplianceAPIError) as ei:
@@ -193,6 +194,25 @@ async def test_refresh_keeps_the_public_key(cluster):
     c = cluster.client("initiator", node=2)
     digest = digest_of("after refresh")
     done = await c.sign(key["key_id"], digest, timeout=60)
+    check_signature(key["public_key"], digest, done["signature"])
+
+
+async def test_reshare_to_a_new_committee(cluster):
+    admin = cluster.client("admin", node=0)
+    key = await admin.create_key(threshold=2)
+    op = await admin.reshare(key["key_id"], 2, ["node-2", "node-3"], timeout=120)
+    assert op["result"]["public_key"] == key["public_key"] and op["result"]["nodes"] == ["node-2", "node-3"]
+    for i in (1, 2):
+        k = await cluster.client("auditor", node=i).get_key(key["key_id"])
+        assert k["nodes"] == ["node-2", "node-3"] and k["epoch"] == 1 and k["public_key"] == key["public_key"]
+    # node-1 deleted its share once both new members had confirmed theirs
+    with pytest.raises(ApplianceAPIError) as ei:
+        await admin.get_key(key["key_id"])
+    assert ei.value.status == 404
+    c = cluster.client("initiator", node=1)
+    digest = digest_of("after reshare")
+    done = await c.sign(key["key_id"], digest, timeout=60)
+    assert done["signers"] == ["node-2", "node-3"]
     check_signature(key["public_key"], digest, done["signature"])
 
 
