@@ -50,6 +50,12 @@ def ensure_bitcointx() -> None:
             path = coincurve_secp256k1_path()
             if path is not None:
                 bitcointx.set_custom_secp256k1_path(path)
+        from bitcointx.core.secp256k1 import get_secp256k1
+
+        try:  # load now: a missing library must not look like a malformed payload later
+            get_secp256k1()
+        except ImportError as exc:
+            raise RuntimeError(f"python-bitcointx cannot load libsecp256k1: {exc}") from exc
         _ready = True
 
 
