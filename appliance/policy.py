@@ -946,6 +946,40 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+def payload_hash(payload_type: str, payload: Any) -> str:
+    """The hex SHA-256 a request carries for a payload, over its bytes: ``psbt`` the decoded
+    PSBT (base64 text or raw bytes), ``eth_tx`` the serialized transaction (hex text or raw
+    bytes), ``eip712`` the RFC 8785 JSON of the typed-data object (or the exact JSON bytes if
+    given as bytes/str)."""
+    import base64
+    import binascii
+    import json
+
+    if payload_type not in PAYLOAD_TYPES:
+        raise PolicyError(f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
+    if payload_type == "eip712" and isinstance(payload, Mapping):
+        try:
+            data = canonical_json(payload)
+        except CanonicalError:  # integers beyond 2**53: sorted compact JSON instead
+            data = json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False).encode()
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        data = bytes(payload)
+    elif isinstance(payload, str):
+        try:
+            if payload_type == "psbt":
+                data = base64.b64decode(payload, validate=True)
+            elif payload_type == "eth_tx":
+                data = bytes.fromhex(payload.removeprefix("0x"))
+            else:
+                data = payload.encode("utf-8")
+        except (binascii.Error, ValueError):
+            raise PolicyError(f"{payload_type} payload does not decode") from None
+    else:
+        raise PolicyError("a payload is bytes, text, or (eip712) a JSON object")
+    return hashlib.sha256(data).hexdigest()
+
+
 def make_request(
     private_key: Any, *, cluster_id: str, policy_hash: str, initiator: str, now: float,
     ttl_s: int, action: str = SIGN, key_id: str | None = None,
@@ -965,7 +999,7 @@ def make_request(
         derivation_path=normalize_path(derivation_path) if action == SIGN else None,
         digest=digest.lower() if isinstance(digest, str) else None,
         payload_type=payload_type if payload is not None else None,
-        payload_hash=hashlib.sha256(payload).hexdigest() if payload is not None else None,
+        payload_hash=payload_hash(payload_type, payload) if payload is not None else None,
         params=params if action != SIGN else None,
     )
     return SignedRequest(req, sign_message(private_key, req.message()))

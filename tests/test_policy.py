@@ -533,3 +533,20 @@ def test_authorize_for_signer_nodes(keys, pol):
                        **{**job, "digest": b"\x05" * 32}).reason == "request_mismatch"
     assert P.authorize(pol, wire_req, ["{"], now=NOW, **job).reason == "bad_request"
     assert P.authorize(pol, wire_req, [], now=NOW, **job).reason == "pending_approval"
+
+
+def test_payload_hash_conventions():
+    import base64
+    import hashlib as h
+
+    raw = b"psbt\xff\x01\x02"
+    assert P.payload_hash("psbt", base64.b64encode(raw).decode()) == h.sha256(raw).hexdigest()
+    assert P.payload_hash("psbt", raw) == h.sha256(raw).hexdigest()
+    assert P.payload_hash("eth_tx", "0x02f8") == P.payload_hash("eth_tx", "02f8") == \
+        h.sha256(bytes.fromhex("02f8")).hexdigest()
+    typed = {"types": {}, "primaryType": "Mail", "message": {"b": 1, "a": "x"}}
+    assert P.payload_hash("eip712", typed) == P.payload_hash("eip712", dict(reversed(typed.items())))
+    assert P.payload_hash("eip712", {"v": 2**60}) != P.payload_hash("eip712", {"v": 2**60 + 1})
+    for bad in (("psbt", "not base64!"), ("eth_tx", "zz"), ("bogus", b""), ("psbt", 5)):
+        with pytest.raises(PolicyError):
+            P.payload_hash(*bad)
