@@ -410,3 +410,24 @@ def test_decoded_payloads_are_json_ready_for_the_audit_log():
         out = json.loads(json.dumps(d.to_dict()))
         assert out["items"][0]["digest"] == d.digests[0].hex()
         assert out["payload_type"] == d.payload_type
+
+
+def test_psbt_p2wpkh_sighash_matches_the_bip143_example():
+    """BIP143's "native P2WPKH" example: our digest for input 1 is the specification's sigHash
+    (an independent check of the digest, beside the script interpreter's verdict)."""
+    from bitcointx.core import CTransaction, CTxOut
+    from bitcointx.core.psbt import PartiallySignedTransaction
+    from bitcointx.core.script import CScript
+
+    unsigned = bytes.fromhex(
+        "0100000002fff7f7881a8099afa6940d42d1e7f6362bec38171ea3edf433541db4e4ad969f0000000000eeffffff"
+        "ef51e1b804cc89d182d279655c3aa89e815b1b309fe287d9b2b55d57b90ec68a0100000000ffffffff02202cb206"
+        "000000001976a9148280b37df378db99f66f85c95a783a76ac7a6d5988ac9093510d000000001976a9143bde42db"
+        "ee7e4dbe6a21b2d50ce2f0167faa815988ac11000000")
+    pub = bytes.fromhex("025476c2e83188368da1ff3e292e7acafcdb3566bb0ad253f62fc70f07aeee6357")
+    psbt = PartiallySignedTransaction(unsigned_tx=CTransaction.deserialize(unsigned))
+    psbt.set_utxo(CTxOut(600_000_000, CScript(bytes.fromhex("00141d0f172a0ecb48aee1be1f2687d2963ae33f71a1"))), 1)
+    d = P.decode_payload("psbt", psbt.to_base64(), P.KeyContext(pub), require_non_witness_utxo=False)
+    assert [it.input_index for it in d.items] == [1]
+    assert d.digests[0].hex() == "c37af31116d1b27caf68aae9e3ac82f1477929014d5b917657d0eb49478cb670"
+    assert d.summary["fee"] is None  # input 0 carries no previous output
