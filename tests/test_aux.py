@@ -52,7 +52,7 @@ def test_old_and_new_epoch_shares_do_not_mix(key_2of3, refreshed):
     # ... and the protocol refuses to start a presignature across epochs.
     with pytest.raises(ProtocolAbort) as err:
         simulate.presign([old, new], rng=SeededRNG("mix"))
-    assert "key state" in err.value.reason
+    assert "different session parameters" in err.value.reason and err.value.culprits == []
 
 
 def aux_parties(shares, refresh, seed):

@@ -5,7 +5,8 @@ Each party i:
     (N̂_i, s_i, t_i) from two safe primes; for a refresh, a polynomial f_i of degree t-1 with
     f_i(0) = 0 and its Feldman commitments C_i = (g^{a_i1}, ..., g^{a_i,t-1}) — the constant
     term's commitment would be the point at infinity, so it is left out.
-  Round 1 (broadcast, echoed): V_i = H(sid, i, N_i, N̂_i, s_i, t_i, C_i, rid_i, u_i).
+  Round 1 (broadcast, echoed): a hash of the session parameters (parties, modulus size,
+    refresh or not, the key's public state; a mismatch stops without blame) and V_i = H(sid, i, N_i, N̂_i, s_i, t_i, C_i, rid_i, u_i).
   Round 2 (broadcast + direct): the reveal (N_i, N̂_i, s_i, t_i, C_i, rid_i, u_i) with
     Π^prm for (N̂_i, s_i, t_i); to each j the refresh share f_i(x_j) (direct; the node encrypts
     direct payloads to the recipient's transport key).
@@ -36,7 +37,7 @@ from appliance.tss.paillier import (
 )
 from appliance.tss.params import security_params
 from appliance.tss.primes import PrimeSource
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import fac, mod, prm
 
@@ -45,6 +46,7 @@ KAPPA_BYTES = 32
 
 @dataclass(frozen=True)
 class AuxCommit:
+    setup: bytes
     V: bytes
 
 
@@ -117,6 +119,8 @@ class AuxParty(Party):
         self.share, self.keys, self.refresh = share, keys, refresh
         self.bits = int(keys.paillier.N.bit_length())
         self.params = security_params(self.bits)
+        self._setup = setup_hash(self.PROTOCOL, parties=self.parties, bits=self.bits, refresh=refresh,
+                                 key=share.public_fingerprint())
         t = share.threshold
         self._coeffs = [0] + [random_scalar(rng) for _ in range(t - 1)] if refresh else [0]
         rp = keys.ring_pedersen.params
@@ -136,7 +140,7 @@ class AuxParty(Party):
     def _make_round(self, r: int):
         rng = self.rng
         if r == 1:
-            return AuxCommit(_commitment(self.session_id, self.me, self._reveal_fields)), {}
+            return AuxCommit(self._setup, _commitment(self.session_id, self.me, self._reveal_fields)), {}
         if r == 2:
             rp = self.keys.ring_pedersen
             psi = prm.prove(self._ctx(self.me, False), rp.params, rp, self.params, rng)
@@ -155,6 +159,7 @@ class AuxParty(Party):
 
     def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
         if r == 1:
+            self.require_same_setup(self._setup, {j: m.setup for j, m in bcast.items()})
             self._commits = {j: m.V for j, m in bcast.items()}
             return
         if r == 2:

@@ -1,7 +1,8 @@
 """t-of-n distributed key generation (CGGMP keygen with Feldman VSS).
 
 Each party i:
-  Round 1 (broadcast, echoed): samples f_i of degree t-1, its Feldman vector
+  Round 1 (broadcast, echoed): a hash of the session's parameters (parties, t) — a party
+    given other parameters stops the session without blame — and: samples f_i of degree t-1, its Feldman vector
     F_i = (g^{a_i0}, ..., g^{a_i,t-1}) (exactly t entries), rid_i, a chain-code contribution
     c_i, u_i, and a Schnorr commitment A_i = g^{α_i}; sends V_i = H(sid, i, F_i, A_i, rid_i, c_i, u_i).
   Round 2 (broadcast + direct): reveals (F_i, A_i, rid_i, c_i, u_i); sends σ_{i,j} = f_i(x_j) to
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from appliance.tss.group import Q, RNG, Point, hash_to_scalar, point_sum, poly_commit_eval, poly_eval, random_scalar
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import sch
 
@@ -40,6 +41,7 @@ def evaluation_points(session_id: bytes, parties: list[int]) -> dict[int, int]:
 
 @dataclass(frozen=True)
 class KeygenCommit:
+    setup: bytes
     V: bytes
 
 
@@ -82,6 +84,7 @@ class KeygenParty(Party):
         if not 1 <= threshold <= len(self.parties):
             raise ProtocolAbort("threshold must be between 1 and the number of parties")
         self.t = threshold
+        self._setup = setup_hash(self.PROTOCOL, parties=self.parties, threshold=threshold)
         self.points = evaluation_points(self.session_id, self.parties)
         self._coeffs = [random_scalar(rng) for _ in range(threshold)]
         self._sch = sch.commit(rng)
@@ -102,7 +105,7 @@ class KeygenParty(Party):
 
     def _make_round(self, r: int):
         if r == 1:
-            return KeygenCommit(_commitment(self.session_id, self.me, self._reveal)), {}
+            return KeygenCommit(self._setup, _commitment(self.session_id, self.me, self._reveal)), {}
         if r == 2:
             shares = {j: KeygenShare(poly_eval(self._coeffs, self.points[j])) for j in self.others}
             return self._reveal, shares
@@ -111,6 +114,7 @@ class KeygenParty(Party):
 
     def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
         if r == 1:
+            self.require_same_setup(self._setup, {j: m.setup for j, m in bcast.items()})
             self._commits = {j: m.V for j, m in bcast.items()}
             return
         if r == 2:

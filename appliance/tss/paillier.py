@@ -58,6 +58,21 @@ def pow_pub(base: int, exp: int, mod: int) -> mpz:
     return gmpy2.powmod(base, exp, mod)
 
 
+def pow_secret_base(base: int, exp: int, mod: int, rng: RNG) -> mpz:
+    """base^exp mod m for a secret base and a public exponent (a proof's ρ^e).
+
+    A negative exponent needs the inverse of the base; gmpy2 inverts in variable time, so the
+    base is blinded by a random unit b first: ρ^-1 = (ρ·b)^-1 · b."""
+    if exp >= 0:
+        return gmpy2.powmod(base, exp, mod)
+    while True:
+        b = mpz(1 + rng.randbelow(int(mod) - 1))
+        if gmpy2.gcd(b, mod) == 1:
+            break
+    inv = gmpy2.invert(mpz(base) * b % mod, mod) * b % mod
+    return gmpy2.powmod(inv, -exp, mod)
+
+
 def in_unit_group(x: int, mod: int) -> bool:
     """x in Z*_mod, given as its canonical representative."""
     return 0 < x < mod and gmpy2.gcd(x, mod) == 1

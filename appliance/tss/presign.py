@@ -37,7 +37,7 @@ from appliance.tss.group import G, Q, RNG, Point, inverse, point_sum, random_sca
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import PaillierPublicKey, pow_sec
 from appliance.tss.params import security_params
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import aff_g, aff_g_star, dec, elog, enc_elg
 from appliance.tss.zk._checks import sample_signed
@@ -122,6 +122,12 @@ class R4Bcast:
     psi_aff: dict[int, aff_g_star.AffGStarProof]
 
 
+#: Largest signer set: an honest party's identification message (one Π^dec and one Π^aff-g*
+#: per other signer, m = 128 repetitions each, about 360 KB apiece at 3072 bits) must fit the
+#: payload limit, or receivers would reject it and blame an honest sender.
+MAX_SIGNERS = 16
+
+
 class PresignParty(Party):
     PROTOCOL = "presign"
     ROUNDS = {
@@ -136,11 +142,14 @@ class PresignParty(Party):
         super().__init__(presig_id, share.index, signers, signer, verifier, rng)
         if not share.has_aux:
             raise ProtocolAbort("the key share has no aux info yet")
+        if len(self.parties) > MAX_SIGNERS:
+            raise ProtocolAbort(f"at most {MAX_SIGNERS} signers are supported")
         if len(self.parties) != share.threshold or not set(self.parties) <= set(share.participants):
             raise ProtocolAbort("the signer set must be exactly `threshold` key participants")
         self.share = share
         self.params = security_params(share.paillier_bits)
         self.fingerprint = share.public_fingerprint()
+        self._setup = setup_hash(self.PROTOCOL, key=self.fingerprint, signers=self.parties)
         self.sk = share.aux_secret.paillier()
         self.pk = self.sk.public
         self.rp_own = share.aux_secret.ring_pedersen(share.aux[self.me])
@@ -168,7 +177,7 @@ class PresignParty(Party):
         K = self.sk.encrypt(self.k, self.rho)
         Gc = self.sk.encrypt(self.gamma, self.nu)
         Y = G * self.y
-        bc = R1Bcast(self.fingerprint, int(K), int(Gc), Y, G * self.a, Y * self.a + G * self.k,
+        bc = R1Bcast(self._setup, int(K), int(Gc), Y, G * self.a, Y * self.a + G * self.k,
                      G * self.b, Y * self.b + G * self.gamma)
         self._r1[self.me] = bc
         pub_k = enc_elg.EncElgPublic(self.pk, bc.K, Y, bc.A1, bc.A2)
@@ -184,11 +193,9 @@ class PresignParty(Party):
         return bc, directs
 
     def _finish_r1(self, bcast: dict[int, R1Bcast], direct: dict[int, R1Direct]) -> None:
+        self.require_same_setup(self._setup, {j: bc.key_state for j, bc in bcast.items()})
         for j in self.others:
             bc = bcast[j]
-            if bc.key_state != self.fingerprint:
-                raise ProtocolAbort(f"party {j} holds a different key state (epoch or aux data)",
-                                    protocol=self.PROTOCOL, round=1)
             pkj = self.pks[j]
             for name, C, B, X, proof in (("K", bc.K, bc.A1, bc.A2, direct[j].psi0),
                                          ("G", bc.G, bc.B1, bc.B2, direct[j].psi1)):

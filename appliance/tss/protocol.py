@@ -165,6 +165,16 @@ class Message:
         return cls(version, sid, proto, rnd, sender, recipient, payload, sig)
 
 
+def setup_hash(protocol: str, **values: object) -> bytes:
+    """A hash of a session's public parameters, exchanged (and echoed) in round 1."""
+    from appliance.tss.transcript import Transcript
+
+    tr = Transcript(b"session-setup").append("protocol", protocol)
+    for name in sorted(values):
+        tr.append(name, values[name])  # type: ignore[arg-type]
+    return tr.digest()
+
+
 def signing_digest(version: str, session_id: bytes, protocol: str, rnd: int, sender: int,
                    recipient: int | None, payload_hash: bytes) -> bytes:
     h = hashlib.sha256(b"appliance/message/v1")
@@ -403,6 +413,15 @@ class Party:
     def _final_result(self) -> Any:
         """For protocols whose last round echoes: the result once the echoes agree."""
         raise NotImplementedError
+
+    def require_same_setup(self, mine: bytes, theirs: dict[int, bytes]) -> None:
+        """Stop, blaming nobody, if another party was given different session parameters
+        (threshold, parties, sizes...): that is the coordinator's doing or a configuration
+        mismatch, and no party's message proves which side is wrong."""
+        differ = sorted(j for j, h in theirs.items() if h != mine)
+        if differ:
+            raise ProtocolAbort(f"parties {differ} were given different session parameters",
+                                protocol=self.PROTOCOL, round=self.round)
 
     def blame(self, reason: str, *culprits: int) -> ProtocolAbort:
         return ProtocolAbort(reason, culprits, protocol=self.PROTOCOL, round=self.round)

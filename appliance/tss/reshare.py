@@ -4,15 +4,18 @@ Parties: the old senders S (at least t holders of the current epoch, all agreein
 public state) and the new committee N' (indices, new threshold t'); a party may be in both.
 Each new member j gets evaluation point y_j = H(sid, j).
 
-Round 1 (broadcast, echoed; direct): every old sender i turns its share additive,
+Round 1 (broadcast, echoed; direct): a hash of the session parameters (old key's public
+  state, senders, new committee, t'; a mismatch stops without blame), and every old sender i turns its share additive,
   w_i = λ_i·x_i over S, samples g_i of degree t'-1 with g_i(0) = w_i, and broadcasts its
-  Feldman vector G_i (t' points) and the old key's fingerprint; to each new member j it sends
+  Feldman vector G_i (t' points); to each new member j it sends
   g_i(y_j) (direct; the node encrypts direct payloads to the recipient's transport key).
   New members that are not old senders broadcast an empty contribution.
-Round 2 (broadcast): checks — every sender's G_i[0] equals λ_i·X_i from the *old* public
+Round 2 (broadcast, echoed): checks — every sender's G_i[0] equals λ_i·X_i from the *old* public
   shares (so the constant terms add up to the public key), every received share matches
   G_i — then each new member j sets x'_j = Σ_i g_i(y_j) and confirms with Π^sch for
   X'_j = Σ_i G_i(y_j) (the confirmation DESIGN.md requires before old shares are deleted).
+Round 3 (echo only): everyone confirms it saw the same valid confirmations, so an old sender
+  is never told to delete its share while a new member aborted.
 Output: for a new member, its new KeyShare (epoch + 1, no aux yet: run aux-info next); for
   an old sender outside the new committee, ``ReshareConfirmed`` — every new member has
   proven its share, so the node may delete the old one.
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 from appliance.tss.group import Q, RNG, Point, lagrange_coefficient, point_sum, poly_commit_eval, poly_eval, random_scalar
 from appliance.tss.keygen import evaluation_points
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
-from appliance.tss.transcript import ProofContext
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
+from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import sch
 
 
@@ -50,6 +53,7 @@ class OldKeyInfo:
 
 @dataclass(frozen=True)
 class ReshareR1:
+    setup: bytes
     contributes: bool
     F: list[Point]
 
@@ -76,7 +80,7 @@ class ReshareParty(Party):
     PROTOCOL = "reshare"
     ROUNDS = {
         1: RoundSpec(broadcast=ReshareR1, direct=ReshareShare, echo=True),
-        2: RoundSpec(broadcast=ReshareR2),
+        2: RoundSpec(broadcast=ReshareR2, echo=True),
     }
 
     def __init__(self, session_id: bytes, me: int, old: OldKeyInfo, senders: list[int],
@@ -94,6 +98,8 @@ class ReshareParty(Party):
         if share is not None and OldKeyInfo.of(share) != old:
             raise ProtocolAbort("this share is not of the key being reshared")
         self.share = share
+        self._setup = setup_hash(self.PROTOCOL, old=_old_fingerprint(old), senders=self.senders,
+                                 new=self.new, threshold=new_threshold)
         self.points = evaluation_points(self.session_id, self.new)
         xs = [old.eval_points[i] for i in self.senders]
         self.lam = {i: lagrange_coefficient(old.eval_points[i], xs) for i in self.senders}
@@ -110,14 +116,14 @@ class ReshareParty(Party):
     def _make_round(self, r: int):
         if r == 1:
             if not self._coeffs:
-                return ReshareR1(False, []), {j: ReshareShare(None) for j in self.others}
+                return ReshareR1(self._setup, False, []), {j: ReshareShare(None) for j in self.others}
             F = [Point.generator_mul(a) for a in self._coeffs]
             self._F[self.me] = F
             if self.me in self.new:
                 self._sigma[self.me] = poly_eval(self._coeffs, self.points[self.me])
             shares = {j: ReshareShare(poly_eval(self._coeffs, self.points[j]) if j in self.new else None)
                       for j in self.others}
-            return ReshareR1(True, F), shares
+            return ReshareR1(self._setup, True, F), shares
         if self.me not in self.new:
             return ReshareR2(None), {}
         self.x_new = sum(self._sigma.values()) % Q
@@ -126,6 +132,7 @@ class ReshareParty(Party):
 
     def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
         if r == 1:
+            self.require_same_setup(self._setup, {j: m.setup for j, m in bcast.items()})
             for j in self.others:
                 msg: ReshareR1 = bcast[j]
                 if msg.contributes != (j in self.senders):
@@ -166,12 +173,23 @@ class ReshareParty(Party):
         if self.me in self.new:
             if Point.generator_mul(self.x_new) != self.new_public[self.me]:
                 raise ProtocolAbort("internal: new share does not match its public share")
-            self.result = KeyShare(
+            self._result = KeyShare(
                 index=self.me, threshold=self.t_new, eval_points=dict(self.points),
                 secret_share=self.x_new, public_shares=self.new_public,
                 public_key_point=self.old.public_key, chain_code=self.old.chain_code,
                 rid=self.old.rid, epoch=self.old.epoch + 1,
             )
         else:
-            self.result = ReshareConfirmed(self.old.public_key, list(self.new))
-        self.done = True
+            self._result = ReshareConfirmed(self.old.public_key, list(self.new))
+
+    def _final_result(self) -> "KeyShare | ReshareConfirmed":
+        """After the echo round: every party saw every new member's valid confirmation."""
+        return self._result
+
+
+def _old_fingerprint(old: OldKeyInfo) -> bytes:
+    tr = Transcript(b"reshare-old-key").append("pk", old.public_key).append("t", old.threshold)
+    tr.append("epoch", old.epoch).append("chain", old.chain_code).append("rid", old.rid)
+    for j in sorted(old.eval_points):
+        tr.append("j", j).append("x", old.eval_points[j]).append("X", old.public_shares[j])
+    return tr.digest()

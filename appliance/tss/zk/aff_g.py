@@ -46,6 +46,7 @@ from appliance.tss.paillier import (
     RingPedersenParams,
     RingPedersenSecret,
     pow_pub,
+    pow_secret_base,
     rp_commit_public,
 )
 from appliance.tss.params import SecurityParams
@@ -165,15 +166,16 @@ def _affine_commit(
 
 
 def _affine_respond(
-    pub: AffGPublic, wit: AffGWitness, mask: _AffineMask, e: int
+    pub: AffGPublic, wit: AffGWitness, mask: _AffineMask, e: int, rng: RNG
 ) -> tuple[int, int, mpz, mpz]:
-    """z1 = α + e·x, z2 = β - e·y, w = r ρ^e mod N0, w_y = r_y ρ_y^(-e) mod N1 (e public)."""
+    """z1 = α + e·x, z2 = β - e·y, w = r ρ^e mod N0, w_y = r_y ρ_y^(-e) mod N1 (e public;
+    the secret ρ, ρ_y are inverted only blinded)."""
     N0, N1 = pub.N0.N, pub.N1.N
     return (
         mask.alpha + e * wit.x,
         mask.beta - e * wit.y,
-        mask.r * pow_pub(wit.rho, e, N0) % N0,
-        mask.r_y * pow_pub(wit.rho_y, -e, N1) % N1,
+        mask.r * pow_secret_base(wit.rho, e, N0, rng) % N0,
+        mask.r_y * pow_secret_base(wit.rho_y, -e, N1, rng) % N1,
     )
 
 
@@ -245,7 +247,7 @@ def prove(
     T = setup.commit(-wit.y, mu, ellp + 1, ell + nh_bits + 1)
 
     e = _challenge(ctx, pub, setup, A, B_x, B_y, E, S, F, T)
-    z1, z2, w, w_y = _affine_respond(pub, wit, mask, e)
+    z1, z2, w, w_y = _affine_respond(pub, wit, mask, e, rng)
     return AffGProof(
         A=int(A), B_x=B_x, B_y=int(B_y), E=int(E), S=int(S), F=int(F), T=int(T),
         z1=z1, z2=z2, z3=gamma + e * m, z4=delta + e * mu, w=int(w), w_y=int(w_y),

@@ -108,7 +108,7 @@ def prove(
     R = tuple(r for _, _, r, _ in rounds)
     B = tuple(int(b) for _, _, _, b in rounds)
     e = _challenge(ctx, pub, params.m, A, R, B)
-    responses = [_affine_respond(pub, wit, mask, e_j) for (mask, *_), e_j in zip(rounds, e)]
+    responses = [_affine_respond(pub, wit, mask, e_j, rng) for (mask, *_), e_j in zip(rounds, e)]
     return AffGStarProof(
         A=A, R=R, B=B,
         z=tuple(int(r[0]) for r in responses),

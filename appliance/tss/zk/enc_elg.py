@@ -34,6 +34,7 @@ from appliance.tss.paillier import (
     RingPedersenParams,
     RingPedersenSecret,
     pow_pub,
+    pow_secret_base,
     rp_commit_public,
 )
 from appliance.tss.params import SecurityParams
@@ -130,7 +131,7 @@ def prove(
         S=int(S), D=int(D), Y=Y, Z=Z, T=int(T),
         z1=alpha + e * wit.x,
         w=(beta + e * wit.b) % Q,
-        z2=int(r * pow_pub(wit.rho, e, N0) % N0),
+        z2=int(r * pow_secret_base(wit.rho, e, N0, rng) % N0),
         z3=gamma + e * mu,
     )
 
