@@ -437,9 +437,10 @@ class Node:
                     item = self.store.take_prime(half)
                     if item is not None:
                         p = int.from_bytes(await self.hsm.unseal_async(self._prime_ctx(half), item[1]), "big")
+                if p is None and kind == "blum":
+                    continue  # cheap: FixedPrimes makes it in the aux worker thread
                 if p is None:
-                    fn = random_blum_prime if kind == "blum" else random_safe_prime
-                    p = await asyncio.get_running_loop().run_in_executor(self.procs, fn, half)
+                    p = await asyncio.get_running_loop().run_in_executor(self.procs, random_safe_prime, half)
                 out[kind].append(p)
         if self.test_primes is None:
             self._spawn(self._fill_prime_pool())

@@ -100,6 +100,9 @@ class LocalCluster:
     # -- context manager ------------------------------------------------------------------
 
     async def __aenter__(self) -> "LocalCluster":
+        import atexit
+
+        atexit.register(self._kill_all)  # never leave node processes behind
         try:
             await self.setup()
             await asyncio.gather(*(self.start_node(i) for i in range(self.n)))
@@ -257,6 +260,11 @@ class LocalCluster:
             p.kill()
             p.wait()
 
+    def _kill_all(self) -> None:
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                p.kill()
+
     def running(self, i: int) -> bool:
         p = self.procs[i] if i < len(self.procs) else None
         return p is not None and p.poll() is None
@@ -269,6 +277,9 @@ class LocalCluster:
                 pass
         self._clients.clear()
         await asyncio.gather(*(self.stop_node(i) for i in range(len(self.procs))), return_exceptions=True)
+        import atexit
+
+        atexit.unregister(self._kill_all)
         for f in self._logs:
             f.close()
         self._logs.clear()
