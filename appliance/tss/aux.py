@@ -37,17 +37,11 @@ from appliance.tss.paillier import (
 )
 from appliance.tss.params import security_params
 from appliance.tss.primes import PrimeSource
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, SetupCommit, setup_hash, xor_bytes
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import fac, mod, prm
 
 KAPPA_BYTES = 32
-
-
-@dataclass(frozen=True)
-class AuxCommit:
-    setup: bytes
-    V: bytes
 
 
 @dataclass(frozen=True)
@@ -108,7 +102,7 @@ class AuxParty(Party):
 
     PROTOCOL = "aux"
     ROUNDS = {
-        1: RoundSpec(broadcast=AuxCommit, echo=True),
+        1: RoundSpec(broadcast=SetupCommit, echo=True),
         2: RoundSpec(broadcast=AuxReveal, direct=RefreshShare),
         3: RoundSpec(broadcast=AuxModProof, direct=AuxFacProof),
     }
@@ -140,7 +134,7 @@ class AuxParty(Party):
     def _make_round(self, r: int):
         rng = self.rng
         if r == 1:
-            return AuxCommit(self._setup, _commitment(self.session_id, self.me, self._reveal_fields)), {}
+            return SetupCommit(self._setup, _commitment(self.session_id, self.me, self._reveal_fields)), {}
         if r == 2:
             rp = self.keys.ring_pedersen
             psi = prm.prove(self._ctx(self.me, False), rp.params, rp, self.params, rng)
@@ -212,10 +206,7 @@ class AuxParty(Party):
                 raise self.blame("sent refresh data in an aux-only session", j)
             self._reveals[j] = rev
             self._shares[j] = sigma
-        rid = self.share.rid
-        for rev in self._reveals.values():
-            rid = bytes(a ^ b for a, b in zip(rid, rev.rid))
-        self._rid = rid
+        self._rid = xor_bytes(self.share.rid, *(rev.rid for rev in self._reveals.values()))
 
     def _output(self) -> KeyShare:
         aux = {j: PartyAux(rev.N, rev.Nhat, rev.s, rev.t) for j, rev in self._reveals.items()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from appliance.tss.group import Q, RNG, Point, hash_to_scalar, point_sum, poly_commit_eval, poly_eval, random_scalar
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
+from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, SetupCommit, setup_hash, xor_bytes
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import sch
 
@@ -37,12 +37,6 @@ def evaluation_points(session_id: bytes, parties: list[int]) -> dict[int, int]:
     if len(set(values)) != len(values) or any(v == 0 or v in parties for v in values):
         raise ProtocolAbort("evaluation points collide; choose another session id")
     return points
-
-
-@dataclass(frozen=True)
-class KeygenCommit:
-    setup: bytes
-    V: bytes
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ def _commitment(sid: bytes, i: int, r: KeygenReveal) -> bytes:
 class KeygenParty(Party):
     PROTOCOL = "keygen"
     ROUNDS = {
-        1: RoundSpec(broadcast=KeygenCommit, echo=True),
+        1: RoundSpec(broadcast=SetupCommit, echo=True),
         2: RoundSpec(broadcast=KeygenReveal, direct=KeygenShare),
         3: RoundSpec(broadcast=KeygenProof),
     }
@@ -105,7 +99,7 @@ class KeygenParty(Party):
 
     def _make_round(self, r: int):
         if r == 1:
-            return KeygenCommit(self._setup, _commitment(self.session_id, self.me, self._reveal)), {}
+            return SetupCommit(self._setup, _commitment(self.session_id, self.me, self._reveal)), {}
         if r == 2:
             shares = {j: KeygenShare(poly_eval(self._coeffs, self.points[j])) for j in self.others}
             return self._reveal, shares
@@ -134,10 +128,7 @@ class KeygenParty(Party):
                 self._reveals[j] = rev
                 self._shares[j] = sigma
             self._shares[self.me] = poly_eval(self._coeffs, self.points[self.me])
-            rid = bytes(KAPPA_BYTES)
-            for rev in self._reveals.values():
-                rid = bytes(a ^ b for a, b in zip(rid, rev.rid))
-            self._rid = rid
+            self._rid = xor_bytes(*(rev.rid for rev in self._reveals.values()))
             return
         for j in self.others:
             try:
@@ -158,9 +149,7 @@ class KeygenParty(Party):
         if Point.generator_mul(x_i) != public_shares[self.me]:
             raise ProtocolAbort("internal: own share does not match its public share")
         public_key = point_sum(rev.F[0] for rev in self._reveals.values())
-        chain = bytes(32)
-        for rev in self._reveals.values():
-            chain = bytes(a ^ b for a, b in zip(chain, rev.chain))
+        chain = xor_bytes(*(rev.chain for rev in self._reveals.values()))
         return KeyShare(
             index=self.me, threshold=self.t, eval_points=dict(self.points), secret_share=x_i,
             public_shares=public_shares, public_key_point=public_key, chain_code=chain,

@@ -134,41 +134,15 @@ class KeyShare:
     # -- sealing-friendly encoding (the bytes are secret: seal them, never log them) --
 
     def to_bytes(self) -> bytes:
-        return wire.encode(_KeyShareWire.from_share(self))
+        return wire.encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "KeyShare":
-        share = wire.decode(data, _KeyShareWire).to_share()
-        if Point.generator_mul(share.secret_share) != share.public_shares.get(share.index):
+        share = wire.decode(data, cls)
+        if not 0 <= share.secret_share < Q or (
+                Point.generator_mul(share.secret_share) != share.public_shares.get(share.index)):
             raise EncodingError("key share does not match its public share")
         return share
-
-
-@dataclass(frozen=True)
-class _KeyShareWire:
-    index: int
-    threshold: int
-    eval_points: dict[int, int]
-    secret_share: int
-    public_shares: dict[int, Point]
-    public_key_point: Point
-    chain_code: bytes
-    rid: bytes
-    epoch: int
-    paillier_bits: int
-    aux: dict[int, PartyAux]
-    aux_secret: AuxSecret | None
-
-    @classmethod
-    def from_share(cls, s: KeyShare) -> "_KeyShareWire":
-        return cls(s.index, s.threshold, s.eval_points, s.secret_share % Q, s.public_shares,
-                   s.public_key_point, s.chain_code, s.rid, s.epoch, s.paillier_bits, s.aux,
-                   s.aux_secret)
-
-    def to_share(self) -> KeyShare:
-        return KeyShare(self.index, self.threshold, self.eval_points, self.secret_share,
-                        self.public_shares, self.public_key_point, self.chain_code, self.rid,
-                        self.epoch, self.paillier_bits, self.aux, self.aux_secret)
 
 
 def session_hash(*parts: bytes) -> bytes:

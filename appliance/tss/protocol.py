@@ -186,6 +186,22 @@ def signing_digest(version: str, session_id: bytes, protocol: str, rnd: int, sen
 
 
 @dataclass(frozen=True)
+class SetupCommit:
+    """A first round's broadcast: the session-parameter hash and a hash commitment V."""
+
+    setup: bytes
+    V: bytes
+
+
+def xor_bytes(*items: bytes) -> bytes:
+    """⊕ of equal-length byte strings (joint randomness such as rid)."""
+    out = bytes(len(items[0]))
+    for item in items:
+        out = bytes(a ^ b for a, b in zip(out, item))
+    return out
+
+
+@dataclass(frozen=True)
 class EchoEntry:
     """What the echoing party received from ``sender`` in the echoed round."""
 
