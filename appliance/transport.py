@@ -63,11 +63,18 @@ class Frame:
 
     @classmethod
     def parse(cls, m: Any) -> "Frame":
+        # exact types and ranges: bytes(n) of a peer's integer would allocate n bytes, and an
+        # out-of-range round or index would overflow the frame context later
         try:
-            f = cls(bytes(m["s"]), str(m["p"]), int(m["r"]), int(m["f"]),
-                    None if m["t"] is None else int(m["t"]), bool(m["e"]), bytes(m["d"]))
-        except (KeyError, TypeError, ValueError):
+            s, p, r, f_, t, e, d = (m["s"], m["p"], m["r"], m["f"], m["t"], m["e"], m["d"])
+        except (KeyError, TypeError, IndexError):
             raise MessageRejected("malformed frame") from None
+        if not (isinstance(s, bytes) and len(s) <= 64 and isinstance(p, str) and len(p) <= 32
+                and type(r) is int and 0 < r < 64 and type(f_) is int and 0 <= f_ < 1 << 16
+                and (t is None or (type(t) is int and 0 <= t < 1 << 16))
+                and type(e) is bool and isinstance(d, bytes)):
+            raise MessageRejected("malformed frame")
+        f = cls(s, p, r, f_, t, e, d)
         if f.encrypted != (f.recipient is not None):
             raise MessageRejected("direct messages must be encrypted, broadcasts not")
         return f

@@ -162,7 +162,10 @@ class Message:
         )
         if not ok:
             raise MessageRejected("message fields have the wrong types or sizes")
-        return cls(version, sid, proto, rnd, sender, recipient, payload, sig)
+        msg = cls(version, sid, proto, rnd, sender, recipient, payload, sig)
+        if msg.encode() != bytes(data):  # trailing bytes, non-minimal lengths, indefinite items
+            raise MessageRejected("message is not in canonical encoding")
+        return msg
 
 
 def setup_hash(protocol: str, **values: object) -> bytes:
