@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SOFTHSM_LIB ?= /usr/lib/softhsm/libsofthsm2.so
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint setup system-deps clean
+.PHONY: demo test soak bench lint setup system-deps clean
 
 system-deps:
 	@if [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
@@ -25,6 +25,12 @@ setup: system-deps $(VENV)/.installed
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+# the long versions: 500 signatures from 20 clients, more fuzz examples (APPLIANCE_SOAK=1),
+# the soak-marked fault and partition runs; -m "" selects the soak-marked tests too
+SOAK_TESTS ?= tests/test_fuzz_protocol.py tests/test_fuzz_api.py tests/test_load.py tests/test_faults.py tests/test_netns.py
+soak: setup
+	APPLIANCE_SOAK=1 $(PY) -m pytest -n 2 --dist loadfile -q -s -m "" $(wildcard $(SOAK_TESTS)) $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/appliance demo
