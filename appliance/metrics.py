@@ -14,7 +14,7 @@ appliance_policy_denials_total                  counter   reason
 appliance_protocol_round_duration_seconds       histogram protocol, round
 appliance_protocol_session_duration_seconds     histogram protocol, outcome
 appliance_jobs_total                            counter   kind, outcome
-appliance_job_duration_seconds                  histogram kind
+appliance_job_duration_seconds                  histogram kind, parties
 appliance_hsm_operation_duration_seconds        histogram operation
 appliance_hsm_errors_total                      counter   operation
 appliance_presignatures_available               gauge     key
@@ -62,6 +62,7 @@ DROP_REASONS = ("rejected", "malformed", "misrouted", "finished", "overflow", "f
                 "bad_signature")
 PRIME_KINDS = ("safe", "blum")
 MAX_ROUND = 10
+MAX_PARTIES = 16
 
 ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SESSION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -112,7 +113,8 @@ class Metrics:
         self.jobs = Counter("appliance_jobs_total", "Protocol jobs by kind and outcome",
                             ["kind", "outcome"], registry=r)
         self.job_seconds = Histogram("appliance_job_duration_seconds",
-                                     "Duration of protocol jobs (all their sessions)", ["kind"],
+                                     "Duration of protocol jobs (all their sessions), by kind and "
+                                     "number of parties", ["kind", "parties"],
                                      buckets=SESSION_BUCKETS, registry=r)
         self.hsm_seconds = Histogram(
             "appliance_hsm_operation_duration_seconds", "Duration of HSM (PKCS#11) operations",
@@ -157,11 +159,13 @@ class Metrics:
     def message_dropped(self, reason: str) -> None:
         self.dropped.labels(_pick(reason, DROP_REASONS)).inc()
 
-    def job(self, kind: str, outcome: str, seconds: float | None = None) -> None:
+    def job(self, kind: str, outcome: str, seconds: float | None = None,
+            parties: int | None = None) -> None:
         k = _pick(kind, JOB_KINDS)
         self.jobs.labels(k, _pick(outcome, JOB_OUTCOMES)).inc()
         if seconds is not None:
-            self.job_seconds.labels(k).observe(max(0.0, seconds))
+            p = str(parties) if isinstance(parties, int) and 1 <= parties <= MAX_PARTIES else OTHER
+            self.job_seconds.labels(k, p).observe(max(0.0, seconds))
 
     def audit_written(self, entry: Any = None) -> None:
         """Count one audit entry (usable as ``AuditLog(on_append=metrics.audit_written)``)."""

@@ -29,9 +29,17 @@ Policy file::
     max_signatures = 100             # optional: per key, per window
     window_s = 3600
     derivation_paths = ["m", "m/0/*", "m/44'/60'/0'/0/*", "m/**"]
-    allow_raw_digest = true          # sign a bare 32-byte digest
+    allow_raw_digest = true          # sign a bare 32-byte digest (blind); default false
     payload_types = ["psbt", "eth_tx", "eip712"]
     hours_utc = [8, 18]              # optional: 08:00 to 17:59 UTC ([22, 6] wraps)
+
+    [signing.transactions]           # rules over decoded payloads (appliance.payloads.TxRules)
+    network = "mainnet"              # Bitcoin network of a PSBT when the request names none
+    allowed_destinations = ["bc1q..."]          # also denied_destinations, allowed_assets
+    allowed_chain_ids = [1]                     # Ethereum; allowed_networks for Bitcoin
+    max_fee = { BTC = 50000, ETH = "10000000000000000" }   # sat / wei (strings beyond 2**53)
+    limits = { BTC = { per_transaction = 1000000, per_window = 5000000 } }
+    window_seconds = 86400           # the per_window limits' window
 
     [signing.keys."key_0123"]        # this key's own rule; unset fields come from [signing]
     approvals = [{ roles = ["approver"], count = 2 }]
@@ -114,8 +122,8 @@ REASONS = (
     "not_yet_valid",               # a statement dated in the future (beyond clock skew)
     "rate_limited",                # the key's signature budget for the window is spent
     "path_not_allowed",            # derivation path matches no allowed pattern
-    "raw_digest_not_allowed",      # a bare digest where the rule wants a payload
-    "payload_not_allowed",         # a payload type the rule does not allow
+    "raw_digest_forbidden",        # a bare digest where the rule wants a payload
+    "payload_type_not_allowed",    # a payload type the rule does not allow
     "outside_hours",               # outside the rule's hours of the day (UTC)
     "rejected",                    # an approver rejected the request
     "cancelled",                   # the initiator cancelled the request
@@ -128,7 +136,16 @@ REASONS = (
     "request_mismatch",            # a job whose key/digest/path differ from its request
     "missing_quorum",              # a policy update without enough admin signatures
     "stale_policy",                # a policy update that does not raise the version
+    # transaction rules (appliance.payloads.rules), evaluated over the decoded payload
+    "chain_not_allowed", "destination_denied", "destination_not_allowed", "asset_not_allowed",
+    "amount_over_limit", "window_limit_exceeded", "fee_too_high", "fee_unknown",
+    "contract_call_not_allowed",
+    # a signer node's own checks of a job
+    "digest_mismatch",             # the coordinator's digests are not the payload's
+    "tweak_mismatch",              # the coordinator's derivation tweaks are not ours
+    "request_already_signed",      # this node already took part in signing the request
 )
+BITCOIN_NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 _ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -382,13 +399,34 @@ class SigningRule:
     max_signatures: int | None = None
     window_s: int = 3600
     derivation_paths: tuple[str, ...] = ("m/**",)
-    allow_raw_digest: bool = True
+    allow_raw_digest: bool = False  # blind signing: off unless the policy allows it
     payload_types: tuple[str, ...] = tuple(sorted(PAYLOAD_TYPES))
     hours_utc: tuple[int, int] | None = None
+    #: transaction rules over decoded payloads (:class:`appliance.payloads.TxRules` fields
+    #: except ``allow_raw_digest``/``allowed_payload_types``, which are the two above) and
+    #: ``network``, the Bitcoin network a PSBT is read for when the request names none
+    transactions: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # always the normalized, fully expanded table (so equal rules compare and hash alike)
+        object.__setattr__(self, "transactions",
+                           _parse_transactions(self.transactions, {}, "[signing]"))
 
     @property
     def approver_roles(self) -> frozenset[str]:
         return frozenset(r for g in self.approvals for r in g.roles)
+
+    @property
+    def network(self) -> str:
+        return self.transactions.get("network", "mainnet")
+
+    def tx_rules(self):
+        """This rule's :class:`appliance.payloads.TxRules` (what every signer evaluates)."""
+        from appliance.payloads.rules import TxRules
+
+        d = {k: v for k, v in self.transactions.items() if k != "network"}
+        return TxRules.from_dict({**d, "allow_raw_digest": self.allow_raw_digest,
+                                  "allowed_payload_types": list(self.payload_types)})
 
 
 @dataclass(frozen=True)
@@ -403,7 +441,36 @@ class QuorumRule:
 
 _SIGNING_FIELDS = ("initiator_roles", "approvals", "request_ttl_s", "approval_ttl_s",
                    "max_signatures", "window_s", "derivation_paths", "allow_raw_digest",
-                   "payload_types", "hours_utc")
+                   "payload_types", "hours_utc", "transactions")
+_TX_OWN = ("allow_raw_digest", "allowed_payload_types")  # set by the signing rule itself
+
+
+def _parse_transactions(m: Any, base: Mapping, where: str) -> dict:
+    """The normalized ``transactions`` table: ``base`` updated field by field with ``m``,
+    checked by building the TxRules, amounts as decimal strings (wei exceed 2**53)."""
+    from appliance.errors import ApplianceError as _AE
+    from appliance.payloads.rules import TxRules
+
+    _want(isinstance(m, Mapping), f"{where}.transactions must be a table")
+    bad = [k for k in m if k in _TX_OWN]
+    _want(not bad, f"{where}.transactions: {', '.join(bad)} is set in the signing rule itself "
+          "(allow_raw_digest, payload_types)")
+    merged = {**base, **m}
+    net = merged.pop("network", None)
+    if net is not None:
+        _want(net in BITCOIN_NETWORKS, f"{where}.transactions.network is one of "
+              f"{', '.join(BITCOIN_NETWORKS)}")
+    try:
+        rules = TxRules.from_dict(merged)
+    except (_AE, TypeError, ValueError) as exc:
+        raise PolicyError(f"{where}.transactions: {exc}") from None
+    out = {k: v for k, v in rules.to_dict().items() if v is not None and k not in _TX_OWN}
+    out["limits"] = {a: {k: str(v) for k, v in lim.items() if v is not None}
+                     for a, lim in out["limits"].items()}
+    out["max_fee"] = {a: str(v) for a, v in out["max_fee"].items()}
+    if net is not None:
+        out["network"] = net
+    return out
 _QUORUM_FIELDS = ("roles", "quorum", "request_ttl_s", "approval_ttl_s")
 
 
@@ -475,6 +542,8 @@ def _parse_signing(m: Mapping, base: SigningRule, where: str) -> SigningRule:
             h = (_int(h[0], "hours_utc start", 0, 23), _int(h[1], "hours_utc end", 1, 24))
             _want(h[0] != h[1] % 24 or h == (0, 24), f"{where}.hours_utc is empty")
         kw["hours_utc"] = h
+    if "transactions" in m:
+        kw["transactions"] = _parse_transactions(m["transactions"], base.transactions, where)
     return replace(base, **kw)
 
 
@@ -502,6 +571,7 @@ def _signing_dict(r: SigningRule) -> dict:
         "derivation_paths": sorted(r.derivation_paths), "allow_raw_digest": r.allow_raw_digest,
         "payload_types": sorted(r.payload_types),
         "hours_utc": list(r.hours_utc) if r.hours_utc is not None else None,
+        "transactions": r.transactions,
     }
 
 
@@ -551,6 +621,10 @@ class Policy:
         return [u for u in self.users if u.has(role)]
 
     # -- canonical form and hash -------------------------------------------------------
+    def tx_rules_for(self, key_id: str | None):
+        """The transaction rules (:class:`appliance.payloads.TxRules`) of ``key_id``."""
+        return self.rule_for(key_id).tx_rules()
+
     def canonical(self) -> dict:
         """The fully expanded policy as a JSON object (also a valid input of
         :meth:`from_mapping`)."""
@@ -753,6 +827,8 @@ class Request:
     payload_type: str | None = None
     payload_hash: str | None = None
     params: dict | None = None
+    #: the Bitcoin network a PSBT is read for (a PSBT does not say); None: the key rule's
+    network: str | None = None
 
     def __post_init__(self) -> None:
         _check_id(self.cluster_id, "cluster_id")
@@ -766,6 +842,8 @@ class Request:
         _check_time(self.expires_at, "expires_at")
         _want(self.expires_at > self.created_at, "expires_at must be after created_at")
         _check_params(self.action, self.params)
+        _want(self.network is None or (self.action == SIGN and self.network in BITCOIN_NETWORKS),
+              f"network is one of {', '.join(BITCOIN_NETWORKS)} (sign requests only)")
         if self.action == SIGN:
             _check_id(self.key_id, "key_id")
             _want(isinstance(self.derivation_path, str), "a sign request has a derivation_path")
@@ -798,7 +876,7 @@ class Request:
             "nonce": self.nonce, "created_at": self.created_at, "expires_at": self.expires_at,
             "derivation_path": self.derivation_path, "digest": self.digest,
             "payload_type": self.payload_type, "payload_hash": self.payload_hash,
-            "params": self.params,
+            "params": self.params, "network": self.network,
         }
 
     def message(self) -> bytes:
@@ -985,7 +1063,7 @@ def make_request(
     ttl_s: int, action: str = SIGN, key_id: str | None = None,
     digest: bytes | str | None = None, derivation_path: str | None = None,
     payload: bytes | None = None, payload_type: str | None = None,
-    params: dict | None = None, nonce: str | None = None,
+    params: dict | None = None, nonce: str | None = None, network: str | None = None,
 ) -> SignedRequest:
     """Build and sign a request (what the client library does for ``request_signature``,
     ``create_key``, ``refresh``, ``reshare``). ``nonce`` is the idempotency key."""
@@ -1001,6 +1079,7 @@ def make_request(
         payload_type=payload_type if payload is not None else None,
         payload_hash=payload_hash(payload_type, payload) if payload is not None else None,
         params=params if action != SIGN else None,
+        network=network if action == SIGN else None,
     )
     return SignedRequest(req, sign_message(private_key, req.message()))
 
@@ -1232,9 +1311,9 @@ def evaluate(
 
     if rule is not None:
         if req.digest is not None and not rule.allow_raw_digest:
-            return _deny("raw_digest_not_allowed", "this key signs payloads, not bare digests")
+            return _deny("raw_digest_forbidden", "this key signs payloads, not bare digests")
         if req.payload_type is not None and req.payload_type not in rule.payload_types:
-            return _deny("payload_not_allowed", f"payload type {req.payload_type} is not allowed")
+            return _deny("payload_type_not_allowed", f"payload type {req.payload_type} is not allowed")
         if not any(path_matches(p, req.derivation_path) for p in rule.derivation_paths):
             return _deny("path_not_allowed", f"derivation path {req.derivation_path} is not "
                          "allowed for this key")
@@ -1389,7 +1468,8 @@ def default_policy(cluster_id: str, user_keys: Mapping[str, str | bytes], *,
         users.append(User(uid, tuple(sorted(r)), UserKey.parse(key)))
     return Policy(
         cluster_id=cluster_id, version=1, users=tuple(sorted(users, key=lambda u: u.id)),
-        signing=SigningRule(request_ttl_s=request_ttl_s, approval_ttl_s=approval_ttl_s),
+        signing=SigningRule(request_ttl_s=request_ttl_s, approval_ttl_s=approval_ttl_s,
+                            allow_raw_digest=True),
         key_changes=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
         policy_change=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
     )

@@ -133,9 +133,9 @@ def test_counters_move_as_expected():
     assert value(m, "appliance_policy_denials_total", reason="rate_limited") == 1
     m.audit_written()
     assert value(m, "appliance_audit_entries_total") == 1
-    m.job("sign", "failed", 0.5)
+    m.job("sign", "failed", 0.5, parties=2)
     assert value(m, "appliance_jobs_total", kind="sign", outcome="failed") == 1
-    assert value(m, "appliance_job_duration_seconds_count", kind="sign") == 1
+    assert value(m, "appliance_job_duration_seconds_count", kind="sign", parties="2") == 1
 
 
 def test_labels_stay_low_cardinality():

@@ -64,6 +64,7 @@ approval_ttl_s = 1800
 max_signatures = 5
 window_s = 3600
 derivation_paths = ["m", "m/0/*", "m/44'/0'/0'/**"]
+allow_raw_digest = true
 {signing}
 
 [signing.keys."key_strict"]
@@ -335,7 +336,7 @@ def test_path_not_allowed(keys, pol):
 def test_hours_and_raw_digest(keys, pol):
     day = NOW - NOW % 86400
     sr = req(pol, keys, key_id="key_strict", now=day + 10 * 3600)
-    assert evaluate(pol, sr, [], day + 10 * 3600).reason == "raw_digest_not_allowed"
+    assert evaluate(pol, sr, [], day + 10 * 3600).reason == "raw_digest_forbidden"
     for hour, reason in ((8, "outside_hours"), (17, "outside_hours"), (9, "pending_approval"),
                          (16, "pending_approval")):
         t = day + hour * 3600 + 59
@@ -501,13 +502,48 @@ def test_evaluator_never_allows_without_a_valid_approval(keys, pol):
 
 
 def test_cluster_toml_users_are_the_default_policy(keys):
-    """A cluster.toml as LocalCluster writes it ([cluster], [[nodes]], [[users]]) reads as
-    the default policy."""
+    """A cluster.toml ([cluster], [[nodes]], [[users]]) reads as the default policy, except
+    that raw digests are off (production default) and on in LocalCluster's default."""
     pems = {r: _pem(keys[r]) for r in P.DEFAULT_ROLES}
     cluster = {"cluster": {"id": "local"},
                "nodes": [{"id": "node-1", "index": 0, "url": "https://127.0.0.1:1"}],
                "users": [{"id": r, "roles": [r], "public_key": pem} for r, pem in pems.items()]}
-    assert Policy.from_mapping(cluster) == P.default_policy("local", pems)
+    prod, local = Policy.from_mapping(cluster), P.default_policy("local", pems)
+    assert not prod.signing.allow_raw_digest and local.signing.allow_raw_digest
+    assert replace(prod, signing=replace(prod.signing, allow_raw_digest=True)) == local
+    cluster["signing"] = {"allow_raw_digest": True}
+    assert Policy.from_mapping(cluster) == local
+
+
+def test_transaction_rules_in_the_policy(keys):
+    """[signing.transactions] and per-key tables: merged field by field, amounts beyond 2**53
+    kept exactly, part of the hash; unknown fields and the signing rule's own ones refused."""
+    text = policy_toml(keys, signing="""
+[signing.transactions]
+network = "regtest"
+allowed_chain_ids = [1, 11155111]
+max_fee = { ETH = "20000000000000000" }
+limits = { ETH = { per_transaction = "1000000000000000000" } }
+""") + """
+[signing.keys."key_btc".transactions]
+allowed_destinations = ["bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"]
+limits = { BTC = { per_transaction = 100000, per_window = 150000 } }
+"""
+    pol = Policy.from_toml(text)
+    d, k = pol.tx_rules_for("key_other"), pol.tx_rules_for("key_btc")
+    assert d.allowed_chain_ids == {1, 11155111} and d.max_fee["ETH"] == 2 * 10**16
+    assert d.limits["ETH"].per_transaction == 10**18 and d.allow_raw_digest
+    assert k.allowed_chain_ids == d.allowed_chain_ids and k.limits["BTC"].per_window == 150000
+    assert "ETH" not in k.limits  # a per-key table replaces the field it names
+    assert pol.rule_for("key_btc").network == "regtest"
+    assert Policy.from_toml(pol.to_toml()).hash == pol.hash
+    assert Policy.from_json(json.dumps(pol.canonical())) == pol
+    assert Policy.from_toml(text.replace("11155111", "5")).hash != pol.hash
+    assert not pol.tx_rules_for("key_strict").allow_raw_digest
+    for bad in ("bogus = 1", "allow_raw_digest = true", 'network = "moon"',
+                'allowed_chain_ids = ["x"]'):
+        with pytest.raises(P.PolicyError):
+            Policy.from_toml(text + f'\n[signing.keys."key_x".transactions]\n{bad}\n')
 
 
 def test_apply_updates_chain(keys, pol):
