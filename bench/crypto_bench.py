@@ -129,7 +129,7 @@ def modexp_unit_costs(bits: int, rng: SeededRNG) -> list[Figure]:
     out = []
     for label, mod in (("N", N), ("N2", N2), ("p", p), ("p2", p * p)):
         for kind, fn in (("plain", gmpy2.powmod), ("sec", gmpy2.powmod_sec)):
-            t = _time_per_call(lambda: fn(x % mod, e, mod))
+            t = _time_per_call(lambda fn=fn, mod=mod: fn(x % mod, e, mod))
             out.append(fig(f"modexp_{label}_{kind}_{bits}_ms", t * 1e3, "ms",
                            detail=f"modulus {int(mod).bit_length()} bits, exponent {bits} bits"))
     # CRT for N² with known factors, public exponent N (as in our own encryptions)

@@ -47,7 +47,9 @@ def test_3of5_subsets_sign(key_3of5):
 
 
 def test_too_few_shares_refused(key_3of5):
-    with pytest.raises(Exception):
+    from appliance.errors import ParameterError
+
+    with pytest.raises(ParameterError):
         simulate.sign(key_3of5[:2], digest("x"))
 
 
