@@ -235,6 +235,8 @@ async def audit(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
     except ValueError:
         raise bad_request("bad_since", "since must be an integer") from None
+    if not 0 <= since < 1 << 63:  # SQLite integers are 64-bit (found by schemathesis)
+        raise bad_request("bad_since", "since must be between 0 and 2^63 - 1")
     return _json({"entries": _node(request).audit.entries(since)})
 
 
