@@ -3,6 +3,9 @@
 A node reads one file, ``node.toml``, which names the cluster file (identical on every node)::
 
     cluster = "cluster.toml"          # relative paths are relative to this file
+    policy = "policy.toml"            # optional: the cluster policy (appliance.policy); without
+                                      # it the policy is read from cluster.toml ([[users]],
+                                      # [signing], [key_changes], [policy_change])
 
     [node]
     id = "node-1"
@@ -26,6 +29,10 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
 
     [primes]
     pool_target = 2                   # safe and Blum primes kept sealed per kind (background)
+
+    [audit]
+    db = "audit.db"                   # the hash-chained audit log (its own SQLite file)
+    checkpoint_every = 100            # entries between HSM-signed, peer co-signed checkpoints
 
     [testing]                         # never in production
     prime_file = "test-only-primes.json"   # seeds the prime pool from a test-only file
@@ -51,6 +58,7 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +66,8 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 
-ROLES = ("initiator", "approver", "admin", "auditor")
+ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a policy may define more
 
 
 class ConfigError(ApplianceError):
@@ -127,9 +136,9 @@ class ClusterConfig:
         users = []
         for u in m.get("users", []):
             roles = tuple(u.get("roles", []))
-            bad = [r for r in roles if r not in ROLES]
+            bad = [r for r in roles if not isinstance(r, str) or ROLE_NAME.match(r) is None]
             if bad:
-                raise ConfigError(f"user {u.get('id')!r}: unknown roles {bad}")
+                raise ConfigError(f"user {u.get('id')!r}: bad role names {bad}")
             users.append(UserInfo(id=str(u["id"]), roles=roles, public_key=str(u["public_key"])))
         return cls(id=str(c.get("id", "cluster")), nodes=tuple(sorted(nodes, key=lambda n: n.index)),
                    users=tuple(users))
@@ -164,6 +173,10 @@ class NodeConfig:
     prime_pool_target: int = 2
     prime_file: Path | None = None
     testing: dict = field(default_factory=dict)
+    policy_file: Path | None = None
+    cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
+    audit_db: Path | None = None
+    audit_checkpoint_every: int = 100
 
     @property
     def me(self) -> PeerInfo:
@@ -201,7 +214,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
     m = load_toml(path)
     base = path.parent
     cluster_path = _resolve(base, m.get("cluster", "cluster.toml"))
-    cluster = ClusterConfig.from_mapping(load_toml(cluster_path))
+    cluster_raw = load_toml(cluster_path)
+    cluster = ClusterConfig.from_mapping(cluster_raw)
     node = m.get("node", {})
     tls = m.get("tls", {})
     hsm = dict(m.get("hsm", {}))
@@ -210,6 +224,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             hsm[k] = str(_resolve(base, hsm[k]))
     testing = dict(m.get("testing", {}))
     primes = m.get("primes", {})
+    audit = m.get("audit", {})
     try:
         node_id = str(node["id"])
         listen = str(node.get("listen", "127.0.0.1:8443"))
@@ -229,6 +244,10 @@ def load_node_config(path: str | Path) -> NodeConfig:
             prime_pool_target=int(primes.get("pool_target", 2)),
             prime_file=_resolve(base, testing.get("prime_file")),
             testing=testing,
+            policy_file=_resolve(base, m.get("policy")),
+            cluster_mapping=cluster_raw,
+            audit_db=_resolve(base, audit.get("db", "audit.db")),
+            audit_checkpoint_every=int(audit.get("checkpoint_every", 100)),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{path}: bad [node] settings: {exc}") from None

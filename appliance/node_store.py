@@ -56,6 +56,61 @@ CREATE TABLE IF NOT EXISTS node_events (
 """
 
 
+# the policy side (issue 6/7): signed statements and decisions, policy updates, and what
+# must survive a crash exactly (fsynced: synchronous=FULL on their own connection)
+POLICY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_statements (
+    request_id TEXT PRIMARY KEY,      -- the signed request's id (req_...)
+    subject TEXT NOT NULL,            -- the sign request (= request_id) or the operation id
+    action TEXT NOT NULL,
+    key_id TEXT,
+    request TEXT NOT NULL,            -- the SignedRequest as JSON
+    payload TEXT,                     -- the payload as sent (JSON), or the key operation's body
+    network TEXT,
+    decoded TEXT,                     -- what this node decoded (summary shown to approvers)
+    final TEXT,                       -- a status the core store has no name for (cancelled)
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_statements_subject ON node_statements (subject);
+CREATE TABLE IF NOT EXISTS node_decisions (
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    approval TEXT NOT NULL,           -- the signed Approval as JSON
+    created REAL NOT NULL,
+    PRIMARY KEY (request_id, approver)
+);
+CREATE TABLE IF NOT EXISTS node_policy_updates (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy_hash TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    time REAL NOT NULL
+);
+"""
+DURABLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_used_jobs (
+    job_id TEXT PRIMARY KEY,          -- every job id ever run or refused here (session ids
+    time REAL NOT NULL                -- are H(job id, phase): never twice)
+);
+CREATE TABLE IF NOT EXISTS node_used_requests (
+    request_id TEXT PRIMARY KEY,      -- a request this node signed for (or ran the key change of)
+    action TEXT NOT NULL,
+    key_id TEXT,
+    job_id TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_used_requests_key ON node_used_requests (key_id, action, time);
+CREATE TABLE IF NOT EXISTS node_usage (
+    request_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    amount TEXT NOT NULL,             -- decimal (wei exceed 64 bits)
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_usage_key ON node_usage (key_id, time);
+"""
+
+
 def _j(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
 
@@ -74,9 +129,16 @@ class NodeStore:
         # secrets, keys, presignature spending and requests are in the core store (FULL)
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
+        self.db.executescript(POLICY_SCHEMA)
+        self.durable = sqlite3.connect(str(path), timeout=10.0, isolation_level=None,
+                                       check_same_thread=False)
+        self.durable.execute("PRAGMA busy_timeout = 10000")
+        self.durable.execute("PRAGMA synchronous = FULL")
+        self.durable.executescript(DURABLE_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
+        self.durable.close()
         self.core.close()
 
     def _x(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
@@ -187,8 +249,9 @@ class NodeStore:
     def recover_after_restart(self, why: dict) -> None:
         """What was running when the node stopped did not finish."""
         now = time.time()
+        # (operations waiting for approvals stay pending: nothing of them was running)
         self._x("UPDATE node_operations SET status='failed', error=?, updated=? WHERE status IN"
-                " ('running','pending')", (_j(why), now))
+                " ('running')", (_j(why), now))
         for req in self.core.list_sign_requests(status="signing"):
             self.core.update_sign_request(req.request_id, status="failed", error=_j(why))
         self._x("UPDATE node_keys SET status='abandoned', updated=? WHERE status='pending'", (now,))
@@ -289,3 +352,114 @@ class NodeStore:
         rows = self._x(f"SELECT {', '.join(cols)} FROM node_events WHERE seq>? ORDER BY seq LIMIT ?",
                        (since, limit)).fetchall()
         return [dict(zip(cols, r)) for r in rows]
+
+    # -- policy: statements, decisions, updates (issue 6) -----------------------------
+
+    def put_statement(self, request_id: str, subject: str, action: str, key_id: str | None,
+                      request: dict, *, payload: Any = None, network: str | None = None,
+                      decoded: dict | None = None) -> None:
+        self._x("INSERT INTO node_statements (request_id, subject, action, key_id, request, payload,"
+                " network, decoded, created) VALUES (?,?,?,?,?,?,?,?,?)",
+                (request_id, subject, action, key_id, json.dumps(request), _j(payload), network,
+                 _j(decoded), time.time()))
+
+    def get_statement(self, request_id: str) -> dict | None:
+        cols = ("request_id", "subject", "action", "key_id", "request", "payload", "network",
+                "decoded", "final", "created")
+        row = self._x(f"SELECT {', '.join(cols)} FROM node_statements WHERE request_id=? OR subject=?"
+                      " ORDER BY created LIMIT 1", (request_id, request_id)).fetchone()
+        if row is None:
+            return None
+        d = dict(zip(cols, row))
+        for k in ("request", "payload", "decoded"):
+            d[k] = _uj(d[k])
+        return d
+
+    def set_statement_final(self, request_id: str, final: str) -> None:
+        self._x("UPDATE node_statements SET final=? WHERE request_id=?", (final, request_id))
+
+    def add_decision(self, request_id: str, approver: str, decision: str, approval: dict) -> bool:
+        """Record one person's signed decision; False if they already decided."""
+        try:
+            self._x("INSERT INTO node_decisions (request_id, approver, decision, approval, created)"
+                    " VALUES (?,?,?,?,?)", (request_id, approver, decision, json.dumps(approval),
+                                            time.time()))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def decisions(self, request_id: str) -> list[dict]:
+        rows = self._x("SELECT approval FROM node_decisions WHERE request_id=? ORDER BY created, approver",
+                       (request_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def last_approvals(self, exclude_request: str) -> list[dict]:
+        """Approvals recorded for the most recent other request (used by a test-only fault)."""
+        row = self._x("SELECT request_id FROM node_decisions WHERE request_id != ? AND decision='approve'"
+                      " ORDER BY created DESC LIMIT 1", (exclude_request,)).fetchone()
+        return self.decisions(row[0]) if row else []
+
+    def add_policy_update(self, policy_hash: str, body: dict) -> None:
+        self.durable.execute("INSERT OR IGNORE INTO node_policy_updates (policy_hash, body, time)"
+                             " VALUES (?,?,?)", (policy_hash, json.dumps(body), time.time()))
+
+    def policy_updates(self) -> list[dict]:
+        return [json.loads(r[0]) for r in
+                self.durable.execute("SELECT body FROM node_policy_updates ORDER BY seq").fetchall()]
+
+    # -- replay and double-signing protection (fsynced) -------------------------------
+
+    def use_job_id(self, job_id: str) -> bool:
+        """Record a job id durably; False if it was ever seen before (never run a session twice)."""
+        try:
+            self.durable.execute("INSERT INTO node_used_jobs (job_id, time) VALUES (?,?)",
+                                 (job_id, time.time()))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def job_id_used(self, job_id: str) -> bool:
+        return self.durable.execute("SELECT 1 FROM node_used_jobs WHERE job_id=?",
+                                    (job_id,)).fetchone() is not None
+
+    def use_request(self, request_id: str, action: str, key_id: str | None, job_id: str,
+                    amounts: dict[str, int] | None = None) -> bool:
+        """Mark a request as signed here (with the amounts it moves, for window limits) in one
+        fsynced transaction; False if it already was (a signer takes part once per request)."""
+        now = time.time()
+        c = self.durable
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("INSERT INTO node_used_requests (request_id, action, key_id, job_id, time)"
+                          " VALUES (?,?,?,?,?)", (request_id, action, key_id, job_id, now))
+            except sqlite3.IntegrityError:
+                c.execute("ROLLBACK")
+                return False
+            for asset, amount in (amounts or {}).items():
+                c.execute("INSERT INTO node_usage (request_id, key_id, asset, amount, time)"
+                          " VALUES (?,?,?,?,?)", (request_id, key_id, asset, str(int(amount)), now))
+            c.execute("COMMIT")
+        except BaseException:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        return True
+
+    def request_used(self, request_id: str) -> bool:
+        return self.durable.execute("SELECT 1 FROM node_used_requests WHERE request_id=?",
+                                    (request_id,)).fetchone() is not None
+
+    def signatures_since(self, key_id: str, since: float) -> int:
+        return int(self.durable.execute(
+            "SELECT count(*) FROM node_used_requests WHERE key_id=? AND action='sign' AND time>?",
+            (key_id, since)).fetchone()[0])
+
+    def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for asset, amount in self.durable.execute(
+                "SELECT asset, amount FROM node_usage WHERE key_id=? AND time>?", (key_id, since)):
+            out[asset] = out.get(asset, 0) + int(amount)
+        return out
