@@ -248,6 +248,16 @@ class ApplianceClient:
             body["key_id"] = key_id
         return bool((await self.request("POST", "/v1/verify", body))["valid"])
 
+    # -- quarantine -----------------------------------------------------------------------
+
+    async def quarantined(self) -> list[dict]:
+        """Nodes this node left out of quorums after an identifiable abort named them."""
+        return (await self.request("GET", "/v1/quarantine"))["nodes"]
+
+    async def clear_quarantine(self, node_id: str) -> dict:
+        """Admin: let ``node_id`` sign again (on the node this client talks to)."""
+        return await self.request("DELETE", f"/v1/quarantine/{node_id}")
+
     # -- audit ----------------------------------------------------------------------------
 
     async def audit(self, since: int = 0) -> list[dict]:

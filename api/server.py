@@ -123,6 +123,8 @@ async def readyz(request: web.Request) -> web.Response:
     hsm_ok = node.hsm is not None and await _hsm_health(node)
     ready = node.ready and hsm_ok
     body = {"ready": ready, "node_id": node.me.id, "hsm": hsm_ok, "primes": node.prime_counts() if node.store else {}}
+    if not ready:
+        body["reason"] = node.fault or ("the HSM is not answering" if not hsm_ok else "starting")
     return _json(body, 200 if ready else 503)
 
 
@@ -240,13 +242,24 @@ async def audit(request: web.Request) -> web.Response:
     return _json({"entries": _node(request).audit.entries(since)})
 
 
+async def list_quarantine(request: web.Request) -> web.Response:
+    return _json(_node(request).quarantine_view())
+
+
+async def clear_quarantine(request: web.Request) -> web.Response:
+    await _body_json(request)
+    return _json(_node(request).clear_quarantine(_user(request), request.match_info["node_id"]))
+
+
 # ---------------------------------------------------------------------------------------
 # peer routes
 
 
 async def peer_health(request: web.Request) -> web.Response:
     node = _node(request)
-    return _json({"node_id": node.me.id, "index": node.index, "ready": node.ready})
+    # a node whose HSM went away is not offered as a signer (it could not sign anyway)
+    ready = node.ready and await _hsm_health(node)
+    return _json({"node_id": node.me.id, "index": node.index, "ready": ready})
 
 
 async def peer_open_job(request: web.Request) -> web.Response:
@@ -331,6 +344,10 @@ ROUTES: tuple[Route, ...] = (
           responses=(202, 400, 401, 403, 404, 503)),
     Route("GET", "/v1/audit", audit, "Audit entries", "user", ("auditor",),
           query=(("since", "integer", "entries after this sequence number"),)),
+    Route("GET", "/v1/quarantine", list_quarantine, "Nodes quarantined here (named by an identifiable abort; "
+          "left out of quorums until an admin clears them)", "user", ANY_ROLE),
+    Route("DELETE", "/v1/quarantine/{node_id}", clear_quarantine, "Clear a node's quarantine", "user", ("admin",),
+          responses=(200, 401, 403, 404)),
     Route("GET", "/v1/peer/health", peer_health, "Peer: liveness", "peer"),
     Route("POST", "/v1/peer/jobs", peer_open_job, "Peer: join a protocol job", "peer",
           body={"type": "object"}, responses=(202, 400, 403, 404, 409)),
@@ -380,6 +397,8 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     node = _node(request)
     if route.auth == "open" or (route.auth == "metrics" and node.config.metrics_open):
         return await handler(request)
+    if node.store is None or node.hsm is None:
+        return error_response(503, "not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
     if route.auth == "peer":
         fp = _peer_fingerprint(request)
         index = request.app[PEERS_KEY].get(fp) if fp else None

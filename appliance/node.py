@@ -327,12 +327,25 @@ class Node:
         self.stopping = False
         self.tamper = set(config.testing.get("tamper", []))
         self._sent_log: list[tuple[int, str, dict]] = []
+        self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
+        from appliance.quarantine import Quarantine
+
+        self.quarantine = Quarantine(config.db.with_name(config.db.name + ".quarantine.json"),
+                                     [n.id for n in self.cluster.nodes], self.metrics.registry)
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         from hsm import HSM
+        from hsm.errors import (HSMConfigError, HSMModuleError, HSMPinError, HSMTokenNotFoundError,
+                                HSMUnavailableError)
 
+        problem = database_problem(self.config.db)
+        if problem is not None:
+            # fail closed but stay up: /healthz answers, /readyz says why, nothing is signed
+            self.fault = problem
+            log.error("%s", problem)
+            return
         self.store = NodeStore(self.config.db)
         self.store.recover_after_restart({"status": 503, "code": "node_restarted",
                                           "message": "the node stopped while this was running"})
@@ -340,7 +353,36 @@ class Node:
         hcfg = self.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
             raise NodeError(500, "bad_config", "the identity key must be secp256k1")
-        self.hsm = await HSM.open_async(hcfg, node_id=self.me.id)
+        try:
+            hsm = await HSM.open_async(hcfg, node_id=self.me.id)
+        except (HSMPinError, HSMTokenNotFoundError, HSMUnavailableError, HSMModuleError, HSMConfigError) as exc:
+            # wrong PIN, token directory gone...: not ready (503) and retried, never a crash
+            self.fault = f"HSM unavailable: {exc}"
+            log.error("%s; retrying", self.fault)
+            self._spawn(self._open_hsm_later(hcfg))
+            return
+        await self._started_with(hsm)
+
+    async def _open_hsm_later(self, hcfg) -> None:
+        from hsm import HSM
+        from hsm.errors import HSMError
+
+        delay = 1.0
+        while not self.stopping:
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+            try:
+                hsm = await HSM.open_async(hcfg, node_id=self.me.id)  # re-reads the PIN file
+            except HSMError as exc:
+                self.fault = f"HSM unavailable: {exc}"
+                continue
+            await self._started_with(hsm)
+            log.info("HSM available again; node ready")
+            return
+
+    async def _started_with(self, hsm) -> None:
+        self.hsm = hsm
+        self.fault = None
         if self.hsm.identity_public_key != self.me.identity_key:
             raise NodeError(500, "bad_config", "the HSM identity key differs from the cluster configuration")
         if self.hsm.transport_public_key != self.me.transport_key:
@@ -508,6 +550,54 @@ class Node:
 
     def mark_unhealthy(self, index: int) -> None:
         self._health[index] = (time.monotonic(), False)
+
+    async def hsm_healthy(self) -> bool:
+        if self.hsm is None:
+            return False
+        try:
+            return bool(await asyncio.get_running_loop().run_in_executor(None, self.hsm.health))
+        except Exception:
+            return False
+
+    async def require_hsm(self) -> None:
+        """Fail closed: without a working HSM this node neither signs nor coordinates."""
+        if not self.ready or not await self.hsm_healthy():
+            raise NodeError(503, "hsm_unavailable",
+                            f"{self.me.id}: the HSM is not available ({self.fault or 'token not answering'}); "
+                            "nothing is signed")
+
+    # -- quarantine ---------------------------------------------------------------------
+
+    def not_quarantined(self, indices) -> list[int]:
+        return [i for i in indices if self.peers[i].id not in self.quarantine]
+
+    def _quarantine_culprits(self, err: "NodeError", spec: dict) -> None:
+        """A node named by an identifiable abort is left out of quorums until an admin clears it."""
+        if err.code != "protocol_abort" or not err.culprits:
+            return
+        for node_id in err.culprits:
+            if node_id == self.me.id or node_id not in {n.id for n in self.cluster.nodes}:
+                continue
+            if self.quarantine.add(node_id, err.message, spec.get("job_id")):
+                log.warning("node %s quarantined: %s", node_id, err.message)
+                try:
+                    self.audit.record(self.me.id, "node_quarantined", key_id=spec.get("key_id"),
+                                      subject=node_id, decision="quarantined",
+                                      reason=f"job {spec.get('job_id')}: {err.message}"[:300])
+                except Exception:  # the quarantine holds even if the audit write fails
+                    log.exception("audit of quarantine failed")
+
+    def quarantine_view(self) -> dict:
+        return {"nodes": self.quarantine.view()}
+
+    def clear_quarantine(self, user, node_id: str) -> dict:
+        self.policy.check_request(self, user, "clear_quarantine", {"node_id": node_id})
+        entry = self.quarantine.clear(node_id)
+        if entry is None:
+            raise not_found("quarantined node")
+        self.audit.record(user.id, "quarantine_cleared", subject=node_id, decision="cleared",
+                          reason=str(entry.get("reason", ""))[:300])
+        return {"node_id": node_id, "cleared": True, **entry}
 
     # -- keys and shares ----------------------------------------------------------------
 
@@ -721,18 +811,26 @@ class Node:
             if len(chosen) != len(signers) or len(chosen) != t or not set(chosen) <= set(participants):
                 raise bad_request("bad_signers", f"signers must be {t} distinct nodes holding the key")
         self.policy.check_request(self, user, "sign", {"key_id": key_id, "digest": digest_hex})
+        await self.require_hsm()
         if signers is not None:
+            bad = [self.peers[i].id for i in chosen if self.peers[i].id in self.quarantine]
+            if bad:
+                raise NodeError(409, "node_quarantined", f"quarantined (an admin must clear them first): "
+                                f"{', '.join(bad)}", culprits=bad)
             healthy, missing = await self.split_healthy(chosen)
             if missing:
                 raise NodeError(503, "quorum_unreachable", "a named signer is unreachable",
                                 missing_nodes=self.node_ids(missing))
         else:
             healthy, missing = await self.split_healthy(participants)
-            if len(healthy) < t:
+            usable = self.not_quarantined(healthy)
+            if len(usable) < t:
+                held = sorted(set(healthy) - set(usable))
+                note = f" ({', '.join(self.node_ids(held))} quarantined)" if held else ""
                 raise NodeError(503, "quorum_unreachable",
-                                f"{len(healthy)} of the {t} nodes needed are reachable",
+                                f"{len(usable)} of the {t} nodes needed are reachable{note}",
                                 missing_nodes=self.node_ids(missing))
-            chosen = self._choose_signers(row, healthy, t)
+            chosen = self._choose_signers(row, usable, t)
         request_id = new_id("req")
         self.store.put_sign_request(request_id, key_id, digest, derivation_path, user.id, self.node_ids(chosen))
         self.audit.record(user.id, "sign_request", key_id=key_id, subject=request_id, decision="accepted")
@@ -897,8 +995,9 @@ class Node:
             result = await self._collect(job, others)
             self.metrics.jobs.labels(kind, "done").inc()
             return result
-        except JobFailed:
+        except JobFailed as exc:
             self.metrics.jobs.labels(kind, "failed").inc()
+            self._quarantine_culprits(exc.error, spec)
             raise
         finally:
             self.metrics.job_seconds.labels(kind, str(len(job.parties))).observe(time.monotonic() - t0)
@@ -1037,6 +1136,8 @@ class Node:
 
     async def accept_job(self, spec: dict, from_index: int) -> None:
         """A peer coordinator asks this node to take part (``POST /v1/peer/jobs``)."""
+        if not self.ready:
+            raise NodeError(503, "not_ready", f"{self.me.id} is not ready: {self.fault or 'starting'}")
         try:
             job_id = str(spec["job_id"])
             kind = spec["kind"]
@@ -1111,6 +1212,7 @@ class Node:
             self._forget(job)
             return
         except JobFailed as exc:
+            self._quarantine_culprits(exc.error, job.spec)
             report = {"from": self.index, "ok": False, "dropped": job.dropped,
                       "error": {"status": exc.error.status, **exc.error.to_error()}}
             self._abandon_local(job)
@@ -1369,6 +1471,19 @@ class Node:
         except PeerUnreachable as exc:
             raise JobFailed(NodeError(503, "quorum_unreachable", "a party could not be reached",
                                       missing_nodes=self.node_ids([exc.index]))) from None
+        except Exception as exc:
+            from hsm.errors import HSMError, HSMIntegrityError
+
+            if isinstance(exc, HSMIntegrityError):
+                raise JobFailed(NodeError(
+                    500, "sealed_data_corrupt",
+                    f"{self.me.id}: sealed data of key {spec.get('key_id')} does not unseal (corrupt or "
+                    "altered); nothing else is affected: other keys, and this key on the other nodes, "
+                    "still sign")) from None
+            if isinstance(exc, HSMError):
+                raise JobFailed(NodeError(503, "hsm_unavailable",
+                                          f"{self.me.id}: the HSM is not available ({exc})")) from None
+            raise
 
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
         """Run one state machine to its result; messages arrive on the job's queue."""
@@ -1409,6 +1524,9 @@ class Node:
         return party.result
 
     async def _send(self, job: JobRun, party, out: list[Message]) -> None:
+        delay = float(self.config.testing.get("delay_s", 0) or 0)  # test-only: a slow peer
+        if delay > 0 and party.PROTOCOL in self.config.testing.get("delay_protocols", [party.PROTOCOL]):
+            await asyncio.sleep(delay)
         by_peer: dict[int, list[dict]] = {}
         for m in out:
             targets = party.others if m.recipient is None else [m.recipient]
@@ -1500,6 +1618,8 @@ class Node:
         if not self.tamper:
             return [frame]
         out: list[dict] = []
+        if "bad_partial" in self.tamper and m.protocol == "sign" and m.round == 2:
+            return [make_frame(job.job_id, _bad_partial(m, self.signer), t, self.peers[t].transport_key)]
         if "replay" in self.tamper:
             # frames from an earlier job to this peer, re-sent into this job
             out += [f for (peer, jid, f) in self._sent_log[-6:] if peer == t and jid != job.job_id]
@@ -1557,6 +1677,8 @@ class Node:
             for s in itertools.combinations(sorted(row["participants"]), t):
                 if min(s) != self.index:
                     continue  # the lowest index of a signer set fills its pool
+                if len(self.not_quarantined(s)) != len(s):
+                    continue
                 have = self.store.count_presignatures(row["key_id"], list(s))
                 total += have
                 tag = (row["key_id"], s)
@@ -1601,6 +1723,43 @@ class Node:
     def status(self) -> dict:
         return {"node_id": self.me.id, "index": self.index, "ready": self.ready,
                 "jobs": len(self.jobs), "primes": self.prime_counts() if self.store else {}}
+
+
+def _bad_partial(m: Message, signer) -> Message:
+    """Test-only tamper: this node's sign round-2 message with σ_i + 1, validly signed by it."""
+    from dataclasses import replace
+
+    from appliance.tss import wire
+    from appliance.tss.group import Q
+    from appliance.tss.protocol import RoundPayload
+    from appliance.tss.sign import SignR2
+
+    rp = wire.decode(m.payload, RoundPayload)
+    body = wire.encode(SignR2((wire.decode(rp.body, SignR2).sigma + 1) % Q))
+    bare = replace(m, payload=wire.encode(RoundPayload(body, rp.echo)), signature=b"")
+    return replace(bare, signature=signer.sign(bare.signing_digest()))
+
+
+def database_problem(path) -> str | None:
+    """None if the node's database is sound (or new); else a clear description."""
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return f"database {path.name} is unreadable ({exc}); restore it from a backup"
+    if rows != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in rows[:3])
+        return f"database {path.name} is corrupt ({detail}); restore it from a backup"
+    return None
 
 
 class PeerUnreachable(Exception):
