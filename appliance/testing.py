@@ -30,6 +30,10 @@ Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same stat
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
 ``node_extra`` (extra node.toml settings per node index, e.g. ``{"testing": {...}}``).
+
+Separate hosts: ``hosts`` gives each node its own listen address (default 127.0.0.1) and
+``launchers`` a command prefix per node, e.g. ``["ip", "netns", "exec", "ns1"]`` to run it in
+its own network namespace (see tests/test_netns.py).
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ class LocalCluster:
                  keep: bool = False, round_timeout: float = 30.0, job_timeout: float = 300.0,
                  presign_pool: int = 0, metrics_open: bool = True, startup_timeout: float = 60.0,
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", hosts: list[str] | None = None,
+                 launchers: list[list[str]] | None = None) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -89,6 +94,10 @@ class LocalCluster:
         self.node_extra = node_extra or {}
         self.python = python or sys.executable
         self.log_level = log_level
+        self.hosts = list(hosts) if hosts else ["127.0.0.1"] * nodes
+        self.launchers = [list(x) for x in launchers] if launchers else [[] for _ in range(nodes)]
+        if len(self.hosts) != nodes or len(self.launchers) != nodes:
+            raise ValueError("hosts and launchers need one entry per node")
         self.node_ids = [f"node-{i + 1}" for i in range(nodes)]
         self.urls: list[str] = []
         self.data_dirs: list[Path] = []
@@ -124,7 +133,7 @@ class LocalCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         ports = _free_ports(self.n)
         self.data_dirs = [self.base_dir / nid for nid in self.node_ids]
-        self.urls = [f"https://127.0.0.1:{p}" for p in ports]
+        self.urls = [f"https://{h}:{p}" for h, p in zip(self.hosts, ports)]
         slices = self._prime_slices()
         procs = []
         for i, nid in enumerate(self.node_ids):
@@ -143,7 +152,7 @@ class LocalCluster:
             code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
                     "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
                     "url=a['url'], paillier_bits=a['bits'], extra=a['extra'])")
-            arg = json.dumps({"dir": str(d), "id": nid, "listen": f"127.0.0.1:{ports[i]}", "url": self.urls[i],
+            arg = json.dumps({"dir": str(d), "id": nid, "listen": f"{self.hosts[i]}:{ports[i]}", "url": self.urls[i],
                               "bits": self.paillier_bits, "extra": extra})
             procs.append(await asyncio.create_subprocess_exec(
                 self.python, "-c", code, arg, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -206,7 +215,7 @@ class LocalCluster:
         d = self.data_dirs[i]
         logf = open(d / "node.log", "ab")
         self._logs.append(logf)
-        args = [self.python, "-m", "appliance.cli"]
+        args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
         if self.log_level == "info":
             args.append("-v")
         args += ["serve", "--config", str(d / "node.toml")]
