@@ -187,6 +187,21 @@ class ApplianceClient:
         op = await self.request("POST", f"/v1/keys/{key_id}/reshare", {"threshold": threshold, "nodes": nodes})
         return await self.wait_operation(op["operation_id"], timeout)
 
+    async def import_key(self, bundle: dict, *, refresh: bool = False, paillier_bits: int | None = None,
+                         timeout: float = 600.0) -> dict:
+        """Hand an import bundle (from ``appliance key import``) to the nodes and wait: the
+        operation's result (``key_id``, ``public_key``, ``epoch``, ``refreshed``...).
+        ``refresh``: refresh the key right after (recommended)."""
+        body: dict[str, Any] = {"bundle": bundle, "refresh": refresh}
+        if paillier_bits is not None:
+            body["paillier_bits"] = paillier_bits
+        op = await self.request("POST", "/v1/keys/import", body)
+        op = await self.wait_operation(op["operation_id"], timeout)
+        result = dict(op.get("result") or {})
+        result.setdefault("key_id", op.get("key_id"))
+        result["operation_id"] = op["operation_id"]
+        return result
+
     # -- signing --------------------------------------------------------------------------
 
     async def request_signature(self, key_id: str, digest: bytes | None = None, derivation_path: str | None = None,

@@ -281,8 +281,28 @@ async def peer_report(request: web.Request) -> web.Response:
 
 
 async def peer_commit(request: web.Request) -> web.Response:
-    _node(request).commit_job(request.match_info["job_id"], _peer_index(request))
-    return _json({"ok": True})
+    body = await _body_json(request)
+    out = _node(request).commit_job(request.match_info["job_id"], _peer_index(request), body)
+    return _json({"ok": True, **out})
+
+
+async def peer_finalize(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    out = _node(request).finalize_job(request.match_info["job_id"], _peer_index(request), body)
+    return _json({"ok": True, **out})
+
+
+async def peer_decision(request: web.Request) -> web.Response:
+    return _json(_node(request).job_decision(request.match_info["job_id"], _peer_index(request)))
+
+
+async def import_key(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    return _json(await _node(request).import_key(_user(request), body), 202)
+
+
+async def peer_key_state(request: web.Request) -> web.Response:
+    return _json(await _node(request).peer_key_state(request.match_info["key_id"]))
 
 
 async def peer_cancel(request: web.Request) -> web.Response:
@@ -308,6 +328,13 @@ ROUTES: tuple[Route, ...] = (
               "paillier_bits": {"type": "integer", "enum": [2048, 3072]}}},
           responses=(202, 400, 401, 403, 503)),
     Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE),
+    Route("POST", "/v1/keys/import", import_key,
+          "Import a key from a dealer's bundle (appliance key import); returns an operation", "user",
+          ("admin",), body={"type": "object", "required": ["bundle"], "properties": {
+              "bundle": {"type": "object", "description": "made offline by `appliance key import`"},
+              "refresh": {"type": "boolean", "description": "refresh right after (recommended)"},
+              "paillier_bits": {"type": "integer", "enum": [2048, 3072]}}},
+          responses=(202, 400, 401, 403, 409, 503)),
     Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, responses=(200, 401, 404)),
     Route("GET", "/v1/operations/{op_id}", get_operation, "A key operation's status", "user", ANY_ROLE,
           query=(("wait", "number", "long-poll up to this many seconds for a final status"),),
@@ -355,7 +382,15 @@ ROUTES: tuple[Route, ...] = (
           responses=(202, 400, 403), content_type="application/cbor"),
     Route("POST", "/v1/peer/jobs/{job_id}/report", peer_report, "Peer: a party's outcome", "peer",
           body={"type": "object"}),
-    Route("POST", "/v1/peer/jobs/{job_id}/commit", peer_commit, "Peer: commit a key change", "peer"),
+    Route("POST", "/v1/peer/jobs/{job_id}/commit", peer_commit, "Peer: commit a key change (new epoch in use)",
+          "peer", body={"type": "object"}, responses=(200, 403, 404, 409)),
+    Route("POST", "/v1/peer/jobs/{job_id}/finalize", peer_finalize,
+          "Peer: every party confirmed the new epoch; destroy the old shares and presignatures", "peer",
+          body={"type": "object"}, responses=(200, 400, 403, 409)),
+    Route("GET", "/v1/peer/jobs/{job_id}/decision", peer_decision,
+          "Peer: the coordinator's decision on a key change (commit, running, abort)", "peer"),
+    Route("GET", "/v1/peer/keys/{key_id}", peer_key_state,
+          "Peer: whether this node holds a key, its epoch and public-state hash", "peer"),
     Route("POST", "/v1/peer/jobs/{job_id}/cancel", peer_cancel, "Peer: cancel a job", "peer",
           body={"type": "object"}),
 )

@@ -119,8 +119,71 @@ def _print(obj) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
+def _cmd_key_import(args) -> int:
+    """Offline: split a private key and encrypt each share to its node's transport key."""
+    from appliance.config import ClusterConfig, load_toml
+    from appliance.key_import import ImportBundleError, build_bundle, parse_private_key
+
+    try:
+        d = parse_private_key(args.private_key.read_text())
+        cluster = ClusterConfig.from_mapping(load_toml(args.cluster))
+        nodes = args.nodes.split(",") if args.nodes else None
+        chain = bytes.fromhex(args.chain_code) if args.chain_code else None
+        bundle = build_bundle(d, cluster, args.threshold, nodes, chain_code=chain)
+    except (ImportBundleError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        d = 0  # noqa: F841 - drop our reference to the key
+    if args.out.exists():
+        print(f"error: {args.out} exists", file=sys.stderr)
+        return 1
+    args.out.write_text(json.dumps(bundle.to_json(), indent=1) + "\n")
+    print(json.dumps({"bundle": str(args.out), "public_key": bundle.public_key.hex(),
+                      "threshold": bundle.threshold, "nodes": bundle.node_ids,
+                      "next": "appliance key submit-import --bundle FILE --refresh (a refresh right after "
+                              "import is recommended: this machine saw the whole key)"}))
+    return 0
+
+
+def _cmd_recovery_key(args) -> int:
+    from appliance.backup import BackupError, create_recovery_key
+
+    pw = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+    try:
+        pub = create_recovery_key(args.out, passphrase=pw or None)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"private_key": str(args.out), "public_key": str(pub)}))
+    return 0
+
+
+def _cmd_backup(args) -> int:
+    from appliance.backup import BackupError, export_backup, restore_backup
+
+    try:
+        if args.backup_cmd == "export":
+            header = export_backup(args.config, args.recovery_pub.read_bytes(), args.out)
+            print(json.dumps({"backup": str(args.out), **header}))
+        else:
+            pw = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+            print(json.dumps(restore_backup(args.config, args.recovery_key.read_bytes(), args.in_file,
+                                            passphrase=pw or None)))
+    except (BackupError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _cmd_key(args) -> int:
+    if args.key_cmd == "import":
+        return _cmd_key_import(args)
     async with _client(args) as c:
+        if args.key_cmd == "submit-import":
+            bundle = json.loads(args.bundle.read_text())
+            _print(await c.import_key(bundle, refresh=args.refresh))
+            return 0
         if args.key_cmd == "create":
             nodes = args.nodes.split(",") if args.nodes else None
             _print(await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
@@ -275,6 +338,35 @@ def build_parser() -> argparse.ArgumentParser:
     q = ks.add_parser("show")
     client_args(q)
     q.add_argument("key_id")
+    q = ks.add_parser("import", help="OFFLINE: split a private key into encrypted shares (a bundle)")
+    q.add_argument("--private-key", required=True, type=Path, help="file with the private key, hex")
+    q.add_argument("--cluster", required=True, type=Path, help="cluster.toml (the nodes' transport keys)")
+    q.add_argument("--threshold", type=int, required=True)
+    q.add_argument("--nodes", help="comma-separated node ids (default all)")
+    q.add_argument("--chain-code", help="BIP32 chain code, hex (default random)")
+    q.add_argument("--out", required=True, type=Path)
+    q = ks.add_parser("submit-import", help="hand an import bundle to the nodes (admin)")
+    client_args(q)
+    q.add_argument("--bundle", required=True, type=Path)
+    q.add_argument("--refresh", action="store_true", help="refresh right after (recommended)")
+
+    p = sub.add_parser("recovery-key", help="a node's disaster-recovery key pair (make it off the node)")
+    rs = p.add_subparsers(dest="recovery_cmd", required=True)
+    q = rs.add_parser("create")
+    q.add_argument("--out", required=True, type=Path, help="private key PEM (public key: *.pub.pem)")
+    q.add_argument("--passphrase-env", help="environment variable with a passphrase for the PEM")
+
+    p = sub.add_parser("backup", help="a node's secret state, encrypted to its recovery key")
+    bs = p.add_subparsers(dest="backup_cmd", required=True)
+    q = bs.add_parser("export")
+    q.add_argument("--config", required=True, type=Path)
+    q.add_argument("--recovery-pub", required=True, type=Path)
+    q.add_argument("--out", required=True, type=Path)
+    q = bs.add_parser("restore", help="onto this node's (fresh) token; the node must be stopped")
+    q.add_argument("--config", required=True, type=Path)
+    q.add_argument("--recovery-key", required=True, type=Path)
+    q.add_argument("--in", dest="in_file", required=True, type=Path)
+    q.add_argument("--passphrase-env", help="environment variable with the recovery key's passphrase")
 
     p = sub.add_parser("sign", help="request a signature and wait for it")
     client_args(p)
@@ -344,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.cmd == "key":
             return asyncio.run(_cmd_key(args))
+        if args.cmd == "recovery-key":
+            return _cmd_recovery_key(args)
+        if args.cmd == "backup":
+            return _cmd_backup(args)
         if args.cmd == "sign":
             return asyncio.run(_cmd_sign(args))
         if args.cmd == "verify":

@@ -66,7 +66,8 @@ from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, 
 
 log = logging.getLogger("appliance.node")
 
-JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign")
+JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign", "import")
+KEY_CHANGES = ("keygen", "refresh", "reshare", "import")  # prepared, then committed, then finalized
 SHARE_CACHE_S = 300.0
 PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
@@ -278,7 +279,7 @@ class JobRun:
         k = self.kind
         if k == "keygen":
             return ["keygen", "aux"]
-        if k == "refresh":
+        if k in ("refresh", "import"):
             return ["aux"]
         if k == "reshare":
             return ["reshare", "aux"]
@@ -326,6 +327,9 @@ class Node:
         self.ready = False
         self.stopping = False
         self.tamper = set(config.testing.get("tamper", []))
+        # test-only: the node process dies at these points ([testing] crash_points)
+        self.crash_points = set(config.testing.get("crash_points", []))
+        self.lifecycle_interval = float(config.testing.get("lifecycle_interval_s", 2.0))
         self._sent_log: list[tuple[int, str, dict]] = []
         self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
         from appliance.quarantine import Quarantine
@@ -400,6 +404,8 @@ class Node:
             self._spawn(self._fill_prime_pool())
         self._spawn(self._presign_loop())
         self._spawn(self._housekeeping())
+        self._spawn(self._lifecycle_loop())
+        self._report_presignatures()
         self.audit.record(self.me.id, "node_start")
         self.ready = True
 
@@ -867,6 +873,7 @@ class Node:
             if taken is not None:
                 spec["presig_id"] = taken.presig_id.hex()
                 self._presign_wakeup.set()
+                self._report_presignatures()
             try:
                 result = await self.coordinate(spec, taken=taken)
             except JobFailed as exc:
@@ -875,6 +882,8 @@ class Node:
                 spec = dict(spec, job_id=new_id("job"))
                 spec.pop("presig_id")
                 result = await self.coordinate(spec)
+            if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
+                self.store.core.note_presignature(request_id, bytes.fromhex(spec["presig_id"]))
             sig = result["signature"]
             self.store.update_sign_request(request_id, status="signed", signature=sig)
             self.metrics.sign_requests.labels("signed").inc()
@@ -899,6 +908,8 @@ class Node:
                "derivation_path": req["derivation_path"], "initiator": req["initiator"],
                "status": req["status"], "signers": req["signers"], "created": req["created"],
                "updated": req["updated"]}
+        if req.get("presignature"):
+            out["presignature"] = req["presignature"]  # the stored presignature it used
         if req["signature"] is not None:
             out["signature"] = req["signature"]
             key = self.store.get_key(req["key_id"])
@@ -1051,11 +1062,26 @@ class Node:
             waiters = [asyncio.ensure_future(job.report_event.wait())]
             if job.task is not None and not job.task.done():
                 waiters.append(job.task)
-            done, pending = await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(waiters, timeout=min(remaining, 3.0),
+                                               return_when=asyncio.FIRST_COMPLETED)
             for w in pending:
                 if w is not job.task:
                     w.cancel()
             job.report_event.clear()
+            if not done:
+                # quiet for a while: a party whose process is gone fails the job now (named),
+                # not at the job timeout
+                silent = [p for p in others if p not in job.reports]
+                _, down = await self.split_healthy(silent) if silent else ([], [])
+                strikes = getattr(job, "_down_strikes", 0) + 1 if down else 0
+                job._down_strikes = strikes  # type: ignore[attr-defined]
+                if strikes >= 2:
+                    err = NodeError(503, "quorum_unreachable", "a party stopped answering during the job",
+                                    missing_nodes=self.node_ids(down))
+                    if job.task is not None and not job.task.done():
+                        job.task.cancel()
+                    await self._cancel_everywhere(job, err, others)
+                    raise JobFailed(err)
         return await self._finish(job, others)
 
     async def _finish(self, job: JobRun, others: list[int]) -> dict:
@@ -1067,32 +1093,40 @@ class Node:
         kind = spec["kind"]
         if kind == "reshare":
             reports = {p: r for p, r in reports.items() if not r.get("confirmed")}
-        if kind in ("keygen", "refresh", "reshare"):
+        if kind in KEY_CHANGES:
             fps = {r.get("fingerprint") for r in reports.values()}
             pks = {r.get("public_key") for r in reports.values()}
             if len(fps) != 1 or len(pks) != 1:
                 err = NodeError(502, "inconsistent_result", "the parties ended with different key states")
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
-            await asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/commit",
-                                                   {"from": self.index}) for p in others),
-                                 return_exceptions=True)
-            if self.index in job.parties:
-                self._commit_local(spec)
-            if kind == "reshare":
-                return {"key_id": spec["key_id"], "public_key": pks.pop(), "threshold": spec["threshold"],
-                        "nodes": self.node_ids(spec["new_members"]), "epoch": int(spec["epoch"]) + 1}
             pk = pks.pop()
+            new_epoch = int(spec["epoch"]) + 1 if kind in ("refresh", "reshare") else \
+                int(next(iter(reports.values()))["epoch"])
+            # two phases: commit (new epoch in use, old shares kept) -> once every party
+            # confirmed, finalize (old shares and presignatures destroyed)
+            commit = await self._commit_everywhere(job.job_id, spec["key_id"], kind, new_epoch, job.parties)
+            if kind == "reshare":
+                return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
+                        "nodes": self.node_ids(spec["new_members"]), "epoch": new_epoch, **commit}
             key = self.store.get_key(spec["key_id"])
-            if key is not None:
-                return {"key": self.key_view(key), "key_id": spec["key_id"], "public_key": pk}
-            return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
-                    "nodes": self.node_ids(spec["parties"]), "epoch": next(iter(reports.values()))["epoch"]}
+            if key is not None and key["status"] == "active":
+                out = {"key": self.key_view(key), "key_id": spec["key_id"], "public_key": pk,
+                       "epoch": key["epoch"], **commit}
+            else:
+                out = {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
+                       "nodes": self.node_ids(spec["parties"]), "epoch": new_epoch, **commit}
+            if kind == "import":
+                out["recommendation"] = ("refresh this key now (POST /v1/keys/{key_id}/refresh): the "
+                                         "dealer's machine saw the whole private key").replace("{key_id}",
+                                                                                              spec["key_id"])
+            return out
         if kind == "presign":
             held = getattr(job, "_presig_held", None)
             if held is not None:  # the leader's own part: usable only now that all have theirs
                 self.store.add_presignature(*held)
                 job._presig_held = None  # type: ignore[attr-defined]
+            self._report_presignatures()
             return {"presig_id": own["presig_id"] if own else None}
         # sign
         sigs = {tuple(sorted(r["signature"].items())) for r in reports.values()}
@@ -1129,7 +1163,7 @@ class Node:
     # participating (also used by the coordinator for its own part)
 
     def _start_local(self, job: JobRun) -> None:
-        job.task = asyncio.ensure_future(self._run_job(job))
+        job.task = asyncio.ensure_future(self._run_and_prepare(job))
         for item in self._early.pop(job.job_id, []):
             _, sender, frames = item
             self._spawn(self._deliver(job, sender, frames))
@@ -1154,11 +1188,13 @@ class Node:
                 return
             raise NodeError(409, "job_exists", "job id already used")
         self.policy.check_job(self, spec, self.peers[from_index].id)
-        if kind == "keygen":
+        if kind in ("keygen", "import"):
             if self.store.get_key(str(spec["key_id"])) is not None:
                 raise NodeError(409, "key_exists", "key id already used")
             if spec.get("paillier_bits") not in (2048, 3072):
                 raise bad_request("bad_job", "paillier_bits must be 2048 or 3072")
+            if kind == "import":  # refused here, naming the problem, before anything is stored
+                await self._check_import_share(spec)
         elif kind == "reshare":
             row = self.store.get_key(str(spec["key_id"]))
             senders = [int(p) for p in spec.get("senders", [])]
@@ -1168,7 +1204,7 @@ class Node:
             if self.index in senders:
                 if row is None or row["status"] != "active" or int(spec.get("epoch", -1)) != row["epoch"]:
                     raise NodeError(409, "epoch_mismatch", "this node does not hold that key at that epoch")
-            elif row is not None and row["status"] == "active":
+            elif row is not None and row["status"] == "active" and row["epoch"] == int(spec.get("epoch", -1)):
                 raise bad_request("bad_job", "a holder of the key must be a sender")
         else:
             row = self.store.get_key(str(spec["key_id"]))
@@ -1184,6 +1220,8 @@ class Node:
                     raise bad_request("bad_job", "digest must be 32 bytes")
                 if len(parties) != row["threshold"]:
                     raise bad_request("bad_job", "signer set must have threshold members")
+        if kind in ("refresh", "reshare") and self._key_change_running(str(spec["key_id"])):
+            raise NodeError(409, "key_change_in_progress", f"{self.me.id}: another change of this key is under way")
         job = JobRun(self, spec)
         if kind == "sign":
             self._last_sign = time.monotonic()
@@ -1194,6 +1232,7 @@ class Node:
                 raise NodeError(409, "presignature_unavailable", "this node has no such presignature")
             job.spec = dict(spec)
             job._presig_row = taken  # type: ignore[attr-defined]
+            self._report_presignatures()
         self.jobs[job_id] = job
         self.audit.record(self.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
                           subject=job_id, decision="accepted")
@@ -1205,7 +1244,7 @@ class Node:
     async def _participate(self, job: JobRun) -> None:
         coord = int(job.spec["coordinator"])
         try:
-            await self._run_job(job)
+            await self._run_and_prepare(job)
             report = {"from": self.index, "ok": True, "result": job.result, "dropped": job.dropped}
         except asyncio.CancelledError:
             self._abandon_local(job)
@@ -1226,7 +1265,7 @@ class Node:
             report = {"from": self.index, "ok": False,
                       "error": {"status": 500, "code": "internal", "message": type(exc).__name__}}
             self._abandon_local(job)
-        if job.kind in ("keygen", "refresh", "reshare") and report.get("ok"):
+        if job.kind in KEY_CHANGES and report.get("ok"):
             # keep the job until the coordinator commits or cancels
             self._spawn(self._expire_pending(job))
         else:
@@ -1236,34 +1275,186 @@ class Node:
     async def _expire_pending(self, job: JobRun) -> None:
         await asyncio.sleep(self.config.job_timeout_s)
         if job.job_id in self.jobs:
-            self._abandon_local(job)
+            # no commit or cancel came: the prepared change stays; the lifecycle loop asks the
+            # coordinator what it decided (the old epoch stays usable meanwhile)
             self._forget(job)
 
-    def _commit_local(self, spec: dict) -> None:
-        key_id = spec["key_id"]
-        if spec["kind"] == "keygen":
-            self.store.set_key_status(key_id, "active")
-        elif spec["kind"] == "refresh":
-            labels = self.store.commit_pending_share(key_id)
-            if labels:
-                self._spawn(self._destroy_presig_keys(labels))
-        elif spec["kind"] == "reshare":
-            new = [int(p) for p in spec["new_members"]]
+    # -- key changes: prepare -> commit -> finalize ---------------------------------------
+
+    async def _run_and_prepare(self, job: JobRun) -> None:
+        await self._run_job(job)
+        if job.kind in KEY_CHANGES:
+            self._prepare_local(job)
+
+    def _crash(self, point: str) -> None:
+        """Test-only fault injection ([testing] crash_points): die here, as a power cut would."""
+        if point in self.crash_points:
+            log.error("test-only crash point %s reached: exiting", point)
+            os._exit(70)
+
+    def _prepare_local(self, job: JobRun) -> None:
+        """This party's part of a key change is done and sealed: record (fsynced) what it will
+        commit, so that a restart or a lost commit message is resolved with the coordinator."""
+        spec, res = job.spec, job.result or {}
+        kind, key_id = spec["kind"], spec["key_id"]
+        if kind in ("keygen", "import"):
+            role, epoch, parts, t = "new", int(res.get("epoch", 0)), job.parties, int(spec["threshold"])
+        elif kind == "refresh":
             row = self.store.get_key(key_id)
-            if self.index not in new:
-                labels = self.store.retire_key(key_id)
-            elif row is not None and row["status"] == "pending":
-                self.store.set_key_status(key_id, "active")
-                labels = []
+            role, epoch, parts, t = "member", int(spec["epoch"]) + 1, row["participants"], row["threshold"]
+        else:
+            parts, t, epoch = [int(p) for p in spec["new_members"]], int(spec["threshold"]), int(spec["epoch"]) + 1
+            if res.get("confirmed"):
+                role = "leaver"
             else:
-                labels = self.store.commit_pending_share(key_id, participants=new,
-                                                         threshold=int(spec["threshold"]))
-            self._shares = {k: v for k, v in self._shares.items() if k[0] != key_id}
-            if labels:
-                self._spawn(self._destroy_presig_keys(labels))
-        self.audit.record(self.peers[int(spec["coordinator"])].id, f"{spec['kind']}_commit",
-                          key_id=key_id, subject=spec["job_id"], decision="committed")
+                row = self.store.get_key(key_id)
+                role = "new" if row is not None and row["status"] == "pending" else "member"
+        self.store.prepare(key_id, job.job_id, kind, role, epoch, int(spec["coordinator"]), parts, t,
+                           res.get("fingerprint"))
+        self._crash(f"{kind}:prepared")
+
+    def _key_change_running(self, key_id: str) -> bool:
+        if any(j.kind in KEY_CHANGES and j.spec.get("key_id") == key_id for j in self.jobs.values()):
+            return True
+        p = self.store.pending(key_id) if self.store is not None else None
+        return p is not None and p["state"] == "prepared" and time.time() - p["created"] < 2 * self.config.job_timeout_s
+
+    def _commit_local(self, job_id: str) -> bool:
+        """Put this node's prepared change of ``job_id`` in use (the old share stays until
+        finalize). False if nothing was prepared for it."""
+        p = self.store.commit_prepared(job_id)
+        if p is None:
+            return False
+        key_id = p["key_id"]
+        self._shares = {k: v for k, v in self._shares.items() if k[0] != key_id}
+        self.audit.record(self.peers[p["coordinator"]].id, f"{p['kind']}_commit", key_id=key_id,
+                          subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
         self._presign_wakeup.set()
+        self._report_presignatures()
+        return True
+
+    def _finalize_local(self, key_id: str, epoch: int, job_id: str) -> None:
+        """Every party confirmed ``epoch``: this node's older sealed shares and presignatures go."""
+        labels = self.store.finalize_key(key_id, epoch)
+        self._shares = {k: v for k, v in self._shares.items() if not (k[0] == key_id and k[1] < epoch)}
+        if labels:
+            self._spawn(self._destroy_presig_keys(labels))
+        self.audit.record(self.me.id, "key_finalized", key_id=key_id, subject=job_id, decision="finalized",
+                          reason=f"shares and presignatures of epochs before {epoch} destroyed")
+        self._report_presignatures()
+
+    async def _peer_ok(self, p: int, path: str, body: dict) -> bool:
+        try:
+            await self.client.request(self.peers[p], "POST", path, json_body=body, timeout=5.0)
+            return True
+        except PeerError as exc:
+            self.metrics.peer_errors.labels(self.peers[p].id).inc()
+            log.info("peer call %s %s failed: %s", self.peers[p].id, path, exc)
+            return False
+
+    async def _commit_everywhere(self, job_id: str, key_id: str, kind: str, new_epoch: int,
+                                 parties: list[int]) -> dict:
+        """The coordinator's commit: the decision is recorded (fsynced) first, then every party
+        is told; finalize follows once all confirmed (else the lifecycle loop keeps trying)."""
+        self.store.record_commit(job_id, key_id, kind, new_epoch, parties)
+        if self.index in parties and self._commit_local(job_id):
+            self.store.commit_progress(job_id, acked=[self.index])
+        rec = await self._advance_commit(job_id)
+        unconfirmed = [p for p in rec["parties"] if p not in rec["acked"]]
+        return {"finalized": rec["state"] == "finalized", "unconfirmed_nodes": self.node_ids(unconfirmed)}
+
+    async def _advance_commit(self, job_id: str) -> dict:
+        rec = self.store.commit_record(job_id)
+        if rec is None or rec["state"] == "finalized":
+            return rec
+        body = {"from": self.index, "key_id": rec["key_id"], "epoch": rec["new_epoch"]}
+        todo = [p for p in rec["parties"] if p not in rec["acked"]]
+        if self.index in todo:  # own commit (after a restart, say)
+            if self._commit_local(job_id) or self._holds_epoch(rec["key_id"], rec["new_epoch"]):
+                rec = self.store.commit_progress(job_id, acked=[self.index])
+            todo.remove(self.index)
+        oks = await asyncio.gather(*(self._peer_ok(p, f"/v1/peer/jobs/{job_id}/commit", body) for p in todo))
+        rec = self.store.commit_progress(job_id, acked=[p for p, ok in zip(todo, oks) if ok])
+        if not set(rec["acked"]) >= set(rec["parties"]):
+            return rec  # someone has not confirmed the new epoch: every old share stays
+        todo = [p for p in rec["parties"] if p not in rec["finalized"]]
+        done = []
+        if self.index in todo:
+            self._finalize_local(rec["key_id"], rec["new_epoch"], job_id)
+            done.append(self.index)
+            todo.remove(self.index)
+        oks = await asyncio.gather(*(self._peer_ok(p, f"/v1/peer/jobs/{job_id}/finalize", body) for p in todo))
+        return self.store.commit_progress(job_id, finalized=done + [p for p, ok in zip(todo, oks) if ok])
+
+    async def _reshare_senders(self, row: dict, candidates: list[int]) -> list[int]:
+        """The reachable nodes that really hold the key at its current epoch (a node that lost
+        its token and database, or runs an old backup, is a newcomer, not a sender)."""
+        async def holds(p: int) -> bool:
+            if p == self.index:
+                return True
+            try:
+                v = await self.client.request(self.peers[p], "GET", f"/v1/peer/keys/{row['key_id']}", timeout=10.0)
+            except PeerError:
+                return False
+            return isinstance(v, dict) and v.get("status") == "active" and v.get("epoch") == row["epoch"]
+
+        oks = await asyncio.gather(*(holds(p) for p in candidates))
+        return [p for p, ok in zip(candidates, oks) if ok]
+
+    def _holds_epoch(self, key_id: str, epoch: int) -> bool:
+        """This node already runs ``epoch`` of the key (or has left its committee)."""
+        row = self.store.get_key(key_id)
+        return row is not None and (row["status"] == "retired" or
+                                    (row["status"] == "active" and row["epoch"] >= epoch))
+
+    async def _lifecycle_loop(self) -> None:
+        """Resolve prepared changes whose commit or cancel never came (ask the coordinator), and
+        as a coordinator, bring every committed change to every party and then finalize it."""
+        while not self.stopping:
+            await asyncio.sleep(self.lifecycle_interval)
+            try:
+                await self._resolve_prepared()
+                for rec in self.store.open_commits():
+                    if rec["job_id"] not in self.jobs:
+                        await self._advance_commit(rec["job_id"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("key lifecycle housekeeping")
+
+    def job_decision(self, job_id: str, from_index: int | None = None) -> dict:
+        """``GET /v1/peer/jobs/{id}/decision``: what this coordinator decided about a key change."""
+        if self.store.commit_record(job_id) is not None:
+            return {"job_id": job_id, "decision": "commit"}
+        if job_id in self.jobs:
+            return {"job_id": job_id, "decision": "running"}
+        return {"job_id": job_id, "decision": "abort"}  # never recorded a commit: it never will
+
+    async def _resolve_prepared(self) -> None:
+        for p in self.store.list_pending("prepared"):
+            job_id = p["job_id"]
+            if job_id in self.jobs or time.time() - p["created"] < self.lifecycle_interval:
+                continue
+            coord = p["coordinator"]
+            if coord == self.index:
+                decision = self.job_decision(job_id)["decision"]
+            else:
+                try:
+                    body = await self.client.request(self.peers[coord], "GET",
+                                                     f"/v1/peer/jobs/{job_id}/decision", timeout=5.0)
+                except PeerError:
+                    continue  # ask again later; the old epoch stays usable
+                decision = body.get("decision") if isinstance(body, dict) else None
+            if decision == "commit":
+                self._commit_local(job_id)
+            elif decision == "abort":
+                labels = self.store.abandon_prepared(job_id)
+                if labels:
+                    self._spawn(self._destroy_presig_keys(labels))
+                self.audit.record(self.peers[coord].id, f"{p['kind']}_abandoned", key_id=p["key_id"],
+                                  subject=job_id, decision="abandoned",
+                                  reason="the coordinator never committed it; the old epoch stays")
+                self._presign_wakeup.set()
 
     async def _mark_destroyed(self, labels: list[str]) -> None:
         self.store.presignature_keys_destroyed(labels)
@@ -1280,12 +1471,64 @@ class Node:
 
 
 
-    def commit_job(self, job_id: str, from_index: int) -> None:
+    def commit_job(self, job_id: str, from_index: int, body: dict | None = None) -> dict:
+        """``POST /v1/peer/jobs/{id}/commit`` from the job's coordinator (idempotent: a repeated
+        commit of a change already in use is confirmed again)."""
+        body = body or {}
         job = self.jobs.get(job_id)
-        if job is None or int(job.spec["coordinator"]) != from_index:
-            raise not_found("job")
-        self._commit_local(job.spec)
-        self._forget(job)
+        p = self.store.pending_for_job(job_id)
+        coord = p["coordinator"] if p is not None else (int(job.spec["coordinator"]) if job else None)
+        if coord is not None and coord != from_index:
+            raise NodeError(403, "forbidden", "only the job's coordinator commits it")
+        if p is None:
+            try:
+                key_id, epoch = str(body["key_id"]), int(body["epoch"])
+            except (KeyError, TypeError, ValueError):
+                raise not_found("prepared change") from None
+            if self._holds_epoch(key_id, epoch):
+                return {"committed": True, "epoch": epoch}
+            raise NodeError(409, "not_prepared", f"{self.me.id} has nothing prepared for job {job_id}")
+        self._crash("commit")
+        if p["state"] == "prepared":
+            self._commit_local(job_id)
+        if job is not None:
+            self._forget(job)
+        return {"committed": True, "epoch": p["new_epoch"]}
+
+    def finalize_job(self, job_id: str, from_index: int, body: dict) -> dict:
+        """``POST /v1/peer/jobs/{id}/finalize``: every party confirmed the new epoch; only the
+        coordinator of a change this node committed may say so."""
+        try:
+            key_id, epoch = str(body["key_id"]), int(body["epoch"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_request("bad_body", "need key_id and epoch") from None
+        p = self.store.pending_for_job(job_id)
+        if p is None:
+            return {"finalized": True}  # done before (or superseded by a later change)
+        if p["coordinator"] != from_index or p["key_id"] != key_id or p["new_epoch"] != epoch:
+            raise NodeError(403, "forbidden", "not the coordinator of this change")
+        if p["state"] != "committed":
+            raise NodeError(409, "not_committed", "this node has not committed that change")
+        self._finalize_local(key_id, epoch, job_id)
+        return {"finalized": True}
+
+    async def peer_key_state(self, key_id: str) -> dict:
+        """``GET /v1/peer/keys/{key_id}``: whether this node holds the key, at which epoch, and a
+        hash of the key's public state as its share says (newcomers compare it)."""
+        from appliance.tss import wire
+        from appliance.tss.reshare import OldKeyInfo
+
+        row = self.store.get_key(key_id)
+        if row is None:
+            return {"key_id": key_id, "status": "none"}
+        out = {"key_id": key_id, "status": row["status"], "epoch": row["epoch"]}
+        if row["status"] == "active":
+            try:
+                share = await self.load_share(row)
+                out["public_state"] = hashlib.sha256(wire.encode(OldKeyInfo.of(share))).hexdigest()
+            except Exception:  # a share that does not unseal: this node cannot send
+                out["status"] = "unusable"
+        return out
 
     def cancel_job(self, job_id: str, from_index: int, body: dict) -> None:
         job = self.jobs.get(job_id)
@@ -1299,7 +1542,11 @@ class Node:
                          if body.get(k) is not None}
         if job.task is not None and not job.task.done():
             job.task.cancel()
-        self._abandon_local(job)
+        if job.kind in KEY_CHANGES and from_index != int(job.spec["coordinator"]) \
+                and self.store.pending_for_job(job_id) is not None:
+            pass  # prepared: only the coordinator's decision undoes it (asked later if need be)
+        else:
+            self._abandon_local(job)
         self.audit.record(self.peers[from_index].id, f"{job.kind}_cancelled", key_id=job.spec.get("key_id"),
                           subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
         if int(job.spec["coordinator"]) != self.index:
@@ -1309,16 +1556,21 @@ class Node:
         """Undo what a job that will not finish left in the store."""
         spec = job.spec
         try:
-            if spec["kind"] == "keygen":
-                self.store.abandon_key(spec["key_id"])
-            elif spec["kind"] == "refresh":
-                self.store.drop_pending_share(spec["key_id"])
-            elif spec["kind"] == "reshare":
-                row = self.store.get_key(spec["key_id"])
-                if row is not None and row["status"] == "pending":
-                    self.store.abandon_key(spec["key_id"])
+            if spec["kind"] in KEY_CHANGES:
+                labels: list[str] = []
+                if self.store.pending_for_job(job.job_id) is not None:
+                    labels = self.store.abandon_prepared(job.job_id)
                 else:
-                    self.store.drop_pending_share(spec["key_id"])
+                    other = self.store.pending(spec["key_id"])
+                    if other is None or other["state"] != "prepared":
+                        # stopped before it prepared: drop what it may have stored
+                        row = self.store.get_key(spec["key_id"])
+                        if row is not None and row["status"] == "pending":
+                            labels = self.store.abandon_key(spec["key_id"])
+                        elif row is not None:
+                            self.store.drop_pending_share(spec["key_id"])
+                if labels:
+                    self._spawn(self._destroy_presig_keys(labels))
             elif spec["kind"] == "sign" and getattr(job, "_presig_row", None) is not None:
                 self._spawn(self._destroy_presig_keys([job._presig_row.hsm_key_label]))
             elif spec["kind"] == "presign" and isinstance(job.result, dict):
@@ -1374,6 +1626,21 @@ class Node:
                                            share.participants, share.epoch, bits, blob, share.chain_code)
                 job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
                               "fingerprint": share.public_fingerprint().hex()}
+            elif kind == "import":
+                # the share was decrypted in the HSM and checked against the dealer's
+                # commitments when the job was accepted; now aux-info, as after a DKG
+                share = getattr(job, "_import_share", None) or await self._check_import_share(spec)
+                bits = int(spec["paillier_bits"])
+                primes = await self._take_primes(bits)
+                keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
+                sid = phase_sid(job.job_id, "aux")
+                party = AuxParty(sid, share, keys, self.signer, self.directory, rng)
+                share = await self._drive(job, sid, party, first_deadline=deadline)
+                blob = await self.seal_share(spec["key_id"], share)
+                self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
+                                           share.participants, share.epoch, bits, blob, share.chain_code)
+                job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
+                              "fingerprint": share.public_fingerprint().hex()}
             elif kind == "refresh":
                 row = self.active_key(spec["key_id"])
                 share = await self.load_share(row)
@@ -1398,6 +1665,8 @@ class Node:
                 share = None
                 if self.index in senders:
                     share = await self.load_share(self.active_key(spec["key_id"]))
+                else:
+                    await self._confirm_old_state(spec, old, senders)
                 sid = phase_sid(job.job_id, "reshare")
                 party = ReshareParty(sid, self.index, old, senders, new_members, int(spec["threshold"]),
                                      self.signer, self.directory, rng, share=share)
@@ -1435,6 +1704,7 @@ class Node:
                     job._presig_held = held  # type: ignore[attr-defined]
                 else:
                     self.store.add_presignature(*held)
+                    self._report_presignatures()
                 job.result = {"presig_id": presig.presig_id.hex()}
             else:  # sign
                 from hsm import SealContext
@@ -1484,6 +1754,147 @@ class Node:
                 raise JobFailed(NodeError(503, "hsm_unavailable",
                                           f"{self.me.id}: the HSM is not available ({exc})")) from None
             raise
+
+    async def _confirm_old_state(self, spec: dict, old, senders: list[int]) -> None:
+        """A node that does not hold the key takes its public state (public key, threshold,
+        public shares, chain code) from the coordinator's job description. Before it accepts a
+        share of that key it asks every other node (pinned mutual TLS) what it holds: at least the
+        old threshold of holders, every sender among them, must report exactly this state at this
+        epoch, and no holder another one. (Inside the protocol the same state is hashed into the
+        round-1 setup that every party signs and echoes.)"""
+        key_id, epoch = str(spec["key_id"]), int(spec["epoch"])
+        want = hashlib.sha256(bytes.fromhex(spec["old_info"])).hexdigest()
+
+        async def ask(p: int):
+            try:
+                return p, await self.client.request(self.peers[p], "GET", f"/v1/peer/keys/{key_id}", timeout=10.0)
+            except PeerError:
+                return p, None
+
+        views = await asyncio.gather(*(ask(n.index) for n in self.cluster.nodes if n.index != self.index))
+        held = [(p, v) for p, v in views if isinstance(v, dict) and v.get("status") == "active"
+                and v.get("epoch") == epoch]
+        agree = [p for p, v in held if v.get("public_state") == want]
+        disagree = [p for p, v in held if v.get("public_state") != want]
+        if disagree:
+            raise JobFailed(NodeError(409, "old_state_mismatch",
+                                      f"{self.me.id}: {', '.join(self.node_ids(disagree))} hold this key at epoch "
+                                      f"{epoch} with another public state than the job describes"))
+        if len(agree) < old.threshold or not set(senders) <= set(agree):
+            raise JobFailed(NodeError(409, "old_state_unconfirmed",
+                                      f"{self.me.id}: only {len(agree)} holders confirm the key's public state "
+                                      f"(needs {old.threshold}, every sender among them)"))
+
+    # -- key import -----------------------------------------------------------------------
+
+    async def _check_import_share(self, spec: dict):
+        """Decrypt this node's share of an import bundle inside the HSM and check it against the
+        dealer's commitments; the KeyShare (no aux yet) or a NodeError naming the problem."""
+        from appliance.key_import import ImportBundleError, parse_bundle, share_context
+        from appliance.tss.dealer import ImportError_, accept_share
+        from hsm import HSMError
+
+        try:
+            bundle = parse_bundle(spec.get("bundle"), self.cluster)
+        except ImportBundleError as exc:
+            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: {exc}") from None
+        if bundle.parties != sorted(int(p) for p in spec["parties"]) or bundle.threshold != int(spec["threshold"]):
+            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: the job's parties or threshold differ "
+                            "from the bundle's")
+        env = bundle.envelopes.get(self.me.id)
+        if env is None:
+            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: the bundle has no share for this node")
+        try:
+            data = await self.hsm.transport_decrypt_async(env, context=share_context(bundle.import_id, self.me.id))
+        except (HSMError, ValueError):
+            raise NodeError(422, "import_share_unreadable",
+                            f"{self.me.id}: its share does not decrypt with this node's HSM transport key "
+                            "(encrypted to another key, or altered)") from None
+        if len(data) != 32:
+            raise NodeError(422, "import_share_rejected", f"{self.me.id}: the share is not 32 bytes")
+        try:
+            share = await self.cpu_call(accept_share, bundle.import_id, self.index, bundle.parties,
+                                        bundle.threshold, bundle.commitments, bundle.chain_code,
+                                        int.from_bytes(data, "big"))
+        except ImportError_ as exc:
+            raise NodeError(422, "import_share_rejected", f"{self.me.id}: {exc}") from None
+        finally:
+            del data
+        return share
+
+    async def import_key(self, user, body: Any) -> dict:
+        """``POST /v1/keys/import`` (admin): hand an import bundle to the nodes. Every node checks
+        its own share before anything is stored; then aux-info; ``refresh: true`` refreshes the
+        new key at once (recommended: the dealer's machine saw the whole key)."""
+        from appliance.key_import import ImportBundleError, parse_bundle
+
+        if not isinstance(body, dict):
+            raise bad_request("bad_body", "expected a JSON object")
+        try:
+            bundle = parse_bundle(body.get("bundle"), self.cluster)
+        except ImportBundleError as exc:
+            raise bad_request("bad_import_bundle", str(exc)) from None
+        refresh = body.get("refresh", False)
+        if not isinstance(refresh, bool):
+            raise bad_request("bad_refresh", "refresh must be true or false")
+        bits = body.get("paillier_bits", self.config.paillier_bits)
+        if bits not in (2048, 3072):
+            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+        for k in self.store.list_keys(None):
+            if k["public_key"] == bundle.public_key and k["status"] in ("active", "pending"):
+                raise NodeError(409, "key_exists", f"this public key is already held as {k['key_id']}")
+        self.policy.check_request(self, user, "import_key", {"threshold": bundle.threshold,
+                                                             "parties": bundle.parties})
+        _, missing = await self.split_healthy(bundle.parties)
+        if missing:
+            raise NodeError(503, "quorum_unreachable", "every node of an imported key must be reachable",
+                            missing_nodes=self.node_ids(missing))
+        op_id, key_id = new_id("op"), new_id("key")
+        spec = {"job_id": new_id("job"), "kind": "import", "key_id": key_id, "parties": bundle.parties,
+                "threshold": bundle.threshold, "paillier_bits": bits, "bundle": bundle.to_json(),
+                "coordinator": self.index, "operation_id": op_id, "actor": user.id}
+        if self.index in bundle.parties:
+            await self._check_import_share(spec)  # this node's own share first: refused before anything
+        self.store.put_operation(op_id, "import", key_id, user.id)
+        self.audit.record(user.id, "import_key", key_id=key_id, subject=op_id, decision="accepted",
+                          reason=f"public key {bundle.public_key.hex()}, import {bundle.import_id.hex()}")
+        self._spawn(self._run_import(op_id, spec, refresh))
+        return self.operation_view(self.store.get_operation(op_id))
+
+    async def _run_import(self, op_id: str, spec: dict, refresh: bool) -> None:
+        key_id = spec["key_id"]
+        try:
+            result = await self.coordinate(spec)
+            if refresh:
+                row = self.active_key(key_id)
+                rspec = {"job_id": new_id("job"), "kind": "refresh", "key_id": key_id,
+                         "parties": row["participants"], "threshold": row["threshold"],
+                         "paillier_bits": row["paillier_bits"], "epoch": row["epoch"],
+                         "coordinator": self.index, "operation_id": op_id, "actor": spec.get("actor"),
+                         "after_import": spec["job_id"]}
+                try:
+                    r = await self.coordinate(rspec)
+                    result.update(refreshed=True, epoch=r.get("epoch", row["epoch"] + 1),
+                                  finalized=r.get("finalized"))
+                    result.pop("recommendation", None)
+                    key = self.store.get_key(key_id)
+                    if key is not None:
+                        result["key"] = self.key_view(key)
+                except JobFailed as exc:  # the key is imported; only the refresh failed
+                    result["refreshed"] = False
+                    result["refresh_error"] = exc.error.to_error()
+            self.store.finish_operation(op_id, "done", result=result)
+            self.audit.record(spec.get("actor"), "import_done", key_id=key_id, subject=op_id, decision="done")
+        except JobFailed as exc:
+            self.store.finish_operation(op_id, "failed", error={"status": exc.error.status, **exc.error.to_error()})
+            self.audit.record(spec.get("actor"), "import_failed", key_id=key_id, subject=op_id,
+                              decision="failed", reason=exc.error.message[:300])
+        except Exception as exc:  # pragma: no cover - defensive
+            log.exception("import %s crashed", op_id)
+            self.store.finish_operation(op_id, "failed", error={"status": 500, "code": "internal",
+                                                                "message": type(exc).__name__})
+        finally:
+            self._notify(op_id)
 
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
         """Run one state machine to its result; messages arrive on the job's queue."""
@@ -1679,7 +2090,9 @@ class Node:
                     continue  # the lowest index of a signer set fills its pool
                 if len(self.not_quarantined(s)) != len(s):
                     continue
-                have = self.store.count_presignatures(row["key_id"], list(s))
+                if self._key_change_running(row["key_id"]):
+                    continue  # a refresh/reshare is about to replace this epoch
+                have = self.store.count_presignatures(row["key_id"], list(s), epoch=row["epoch"])
                 total += have
                 tag = (row["key_id"], s)
                 if have >= target or tag in self._presign_running:
@@ -1699,7 +2112,23 @@ class Node:
                     self._presign_running.discard(tag)
                 self._presign_wakeup.set()
                 return  # one at a time: signing requests come first
-        self.metrics.presigs.set(total)
+        self._report_presignatures()
+
+    def _report_presignatures(self) -> None:
+        """The presignatures gauge: presignatures available on this node at each key's current
+        epoch (every signer set it belongs to), updated as they are made, spent or discarded."""
+        if self.store is None:
+            return
+        try:
+            counts = {row["key_id"]: self.store.count_presignatures(row["key_id"], epoch=row["epoch"])
+                      for row in self.store.list_keys("active")}
+        except Exception:  # pragma: no cover - a metric never breaks a job
+            return
+        m = self.metrics
+        if hasattr(m, "set_presignature_counts"):
+            m.set_presignature_counts(counts)
+        elif hasattr(m, "presigs"):
+            m.presigs.set(sum(counts.values()))
 
     def presign_counts(self, key_id: str) -> dict[str, int]:
         row = self.store.get_key(key_id)

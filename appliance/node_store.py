@@ -111,6 +111,40 @@ CREATE INDEX IF NOT EXISTS node_usage_key ON node_usage (key_id, time);
 """
 
 
+# key changes in two phases (issue 8): a party *prepares* (its new sealed share is stored,
+# not in use) and records what it would commit; the coordinator records its commit decision
+# before telling anyone, then asks every party to *commit* (the new epoch is in use, the old
+# share kept) and, once every party has confirmed, to *finalize* (old shares and old
+# presignatures destroyed). A party that missed a commit asks the coordinator later.
+LIFECYCLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_pending (
+    key_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- keygen | import | refresh | reshare
+    role TEXT NOT NULL,               -- new (no share before) | member | leaver
+    new_epoch INTEGER NOT NULL,
+    coordinator INTEGER NOT NULL,
+    participants TEXT NOT NULL,       -- the committee once committed (JSON)
+    threshold INTEGER NOT NULL,
+    fingerprint TEXT,
+    state TEXT NOT NULL DEFAULT 'prepared',  -- prepared | committed (until finalized)
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS node_commits (
+    job_id TEXT PRIMARY KEY,          -- a key change this node coordinated and decided to commit
+    key_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    new_epoch INTEGER NOT NULL,
+    parties TEXT NOT NULL,
+    acked TEXT NOT NULL,              -- parties that confirmed the commit
+    finalized TEXT NOT NULL,          -- parties that destroyed the old epoch
+    state TEXT NOT NULL,              -- committing | finalized
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
 def _j(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
 
@@ -129,6 +163,11 @@ class NodeStore:
         # secrets, keys, presignature spending and requests are in the core store (FULL)
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
+        # key-change bookkeeping must survive a crash: its own fsynced connection
+        self.lc = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self.lc.execute("PRAGMA busy_timeout = 10000")
+        self.lc.execute("PRAGMA synchronous = FULL")
+        self.lc.executescript(LIFECYCLE_SCHEMA)
         self.db.executescript(POLICY_SCHEMA)
         self.durable = sqlite3.connect(str(path), timeout=10.0, isolation_level=None,
                                        check_same_thread=False)
@@ -137,6 +176,7 @@ class NodeStore:
         self.durable.executescript(DURABLE_SCHEMA)
 
     def close(self) -> None:
+        self.lc.close()
         self.db.close()
         self.durable.close()
         self.core.close()
@@ -157,48 +197,179 @@ class NodeStore:
     def set_key_status(self, key_id: str, status: str) -> None:
         self._x("UPDATE node_keys SET status=?, updated=? WHERE key_id=?", (status, time.time(), key_id))
 
-    def abandon_key(self, key_id: str) -> None:
-        """A DKG that did not finish: the key is never used (its sealed share stays sealed)."""
-        self._x("UPDATE node_keys SET status='abandoned', updated=? WHERE key_id=? AND status='pending'",
-                (time.time(), key_id))
-
     def put_pending_share(self, key_id: str, epoch: int, blob: bytes) -> None:
+        """The sealed share of a refresh/reshare's new epoch, not in use until committed."""
         try:
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
         except ConflictError:
-            # left over from a refresh to this epoch that was abandoned: never in use
-            row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
-            if self.core.get_key(key_id).epoch >= epoch or (row and row[0] == epoch):
+            # left over from a key change to this epoch that did not finish: never in use
+            prepared = self.pending(key_id)
+            if self.core.get_key(key_id).epoch >= epoch or (prepared is not None and prepared["state"] == "prepared"):
                 raise
-            self._x("DELETE FROM key_secrets WHERE key_id=? AND epoch=?", (key_id, epoch))
+            self.core.delete_sealed_secrets(key_id, epoch=epoch)
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
         self._x("UPDATE node_keys SET pending_epoch=?, updated=? WHERE key_id=?", (epoch, time.time(), key_id))
 
-    def commit_pending_share(self, key_id: str, *, participants: list[int] | None = None,
-                             threshold: int | None = None) -> list[str]:
-        """Move the key to its pending epoch (with a new committee after a reshare); returns
-        HSM key labels of presignatures to destroy."""
-        row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
-        if row is None or row[0] is None:
+    # -- two-phase key changes: prepare -> commit -> finalize (or abandon) -------------
+
+    _PENDING = ("key_id", "job_id", "kind", "role", "new_epoch", "coordinator", "participants",
+                "threshold", "fingerprint", "state", "created")
+
+    def prepare(self, key_id: str, job_id: str, kind: str, role: str, new_epoch: int, coordinator: int,
+                participants: list[int], threshold: int, fingerprint: str | None = None) -> None:
+        """Record (fsynced) what this party commits when the coordinator says so: ``role`` is
+        ``new`` (the key was not held here: its pending key becomes active), ``member`` (the
+        pending share of ``new_epoch`` becomes the key's share) or ``leaver`` (the key stops
+        being usable here)."""
+        if role not in ("new", "member", "leaver"):
+            raise ValueError(f"unknown role {role!r}")
+        self.lc.execute(f"INSERT OR REPLACE INTO node_pending ({', '.join(self._PENDING)}) VALUES "
+                        f"({', '.join('?' * len(self._PENDING))})",
+                        (key_id, job_id, kind, role, new_epoch, coordinator, json.dumps(list(participants)),
+                         threshold, fingerprint, "prepared", time.time()))
+
+    def _pending_row(self, row) -> dict | None:
+        if row is None:
+            return None
+        d = dict(zip(self._PENDING, row))
+        d["participants"] = json.loads(d["participants"])
+        return d
+
+    def pending(self, key_id: str) -> dict | None:
+        return self._pending_row(self.lc.execute(
+            f"SELECT {', '.join(self._PENDING)} FROM node_pending WHERE key_id=?", (key_id,)).fetchone())
+
+    def pending_for_job(self, job_id: str) -> dict | None:
+        return self._pending_row(self.lc.execute(
+            f"SELECT {', '.join(self._PENDING)} FROM node_pending WHERE job_id=?", (job_id,)).fetchone())
+
+    def list_pending(self, state: str = "prepared") -> list[dict]:
+        rows = self.lc.execute(f"SELECT {', '.join(self._PENDING)} FROM node_pending WHERE state=?"
+                               " ORDER BY created", (state,))
+        return [self._pending_row(r) for r in rows.fetchall()]
+
+    def commit_prepared(self, job_id: str) -> dict | None:
+        """Put the prepared change of ``job_id`` in use (old shares stay until finalize);
+        returns the pending record, or None if there is none (already committed/abandoned)."""
+        p = self.pending_for_job(job_id)
+        if p is None or p["state"] != "prepared":
+            return None
+        key_id, now = p["key_id"], time.time()
+        if p["role"] == "new":
+            self.set_key_status(key_id, "active")
+        elif p["role"] == "member":
+            rec = self.core.get_key(key_id)
+            if rec.epoch < p["new_epoch"]:
+                self.core.set_key_epoch(key_id, p["new_epoch"], expected=rec.epoch,
+                                        participants=p["participants"], threshold=p["threshold"])
+            self._x("UPDATE node_keys SET status='active', pending_epoch=NULL, updated=? WHERE key_id=?",
+                    (now, key_id))
+        else:
+            self._x("UPDATE node_keys SET status='retired', pending_epoch=NULL, updated=? WHERE key_id=?",
+                    (now, key_id))
+        # kept (committed) until the coordinator's finalize, which only it may send
+        self.lc.execute("UPDATE node_pending SET state='committed' WHERE job_id=?", (job_id,))
+        return p
+
+    def abandon_prepared(self, job_id: str) -> list[str]:
+        """The change of ``job_id`` will not happen: drop what it prepared (the old epoch stays
+        in use). Returns HSM key labels of presignatures to destroy."""
+        p = self.pending_for_job(job_id)
+        if p is None or p["state"] != "prepared":
             return []
-        new = int(row[0])
-        old = self.core.get_key(key_id).epoch
-        self.core.set_key_epoch(key_id, new, expected=old, participants=participants, threshold=threshold)
-        self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))
-        self.core.delete_sealed_secrets(key_id, before_epoch=new)
-        return self.core.discard_presignatures(key_id, before_epoch=new)
+        labels: list[str] = []
+        if p["role"] == "new":
+            labels = self.abandon_key(p["key_id"])
+        elif p["role"] == "member":
+            self.drop_pending_share(p["key_id"], p["new_epoch"])
+        self.lc.execute("DELETE FROM node_pending WHERE job_id=?", (job_id,))
+        return labels
 
-    def retire_key(self, key_id: str) -> list[str]:
-        """This node left the key's committee (reshare confirmed by every new member): its
-        share is deleted; returns HSM key labels of presignatures to destroy."""
-        rec = self.core.get_key(key_id)
-        self._x("UPDATE node_keys SET status='retired', pending_epoch=NULL, updated=? WHERE key_id=?",
-                (time.time(), key_id))
-        self.core.delete_sealed_secrets(key_id, before_epoch=rec.epoch + 1)
-        return self.core.discard_presignatures(key_id)
+    def finalize_key(self, key_id: str, epoch: int) -> list[str]:
+        """Every party confirmed ``epoch``: destroy this node's sealed shares of earlier epochs
+        (all of them where this node left the committee) and discard older presignatures.
+        Idempotent; does nothing before this node committed. Returns HSM key labels to destroy."""
+        try:
+            rec = self.core.get_key(key_id)
+        except NotFoundError:
+            return []
+        row = self._x("SELECT status FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+        retired = row is not None and row[0] == "retired"
+        if not retired and rec.epoch < epoch:
+            return []
+        self.core.delete_sealed_secrets(key_id, before_epoch=epoch)
+        self.lc.execute("DELETE FROM node_pending WHERE key_id=? AND state='committed' AND new_epoch<=?",
+                        (key_id, epoch))
+        return self.core.discard_presignatures(key_id, before_epoch=None if retired else epoch)
 
-    def drop_pending_share(self, key_id: str) -> None:
+    def abandon_key(self, key_id: str) -> list[str]:
+        """A key that never came into use here (unfinished DKG, import, or reshare to this node):
+        deleted with its sealed share. Returns HSM key labels of presignatures to destroy."""
+        row = self._x("SELECT status FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+        if row is None or row[0] not in ("pending", "abandoned"):
+            return []
+        try:
+            labels = self.core.delete_key(key_id)
+        except NotFoundError:
+            labels = []
+        except ConflictError:  # pragma: no cover - a pending key has no sign requests
+            self.set_key_status(key_id, "abandoned")
+            return []
+        self._x("DELETE FROM node_keys WHERE key_id=?", (key_id,))
+        return labels
+
+    def drop_pending_share(self, key_id: str, epoch: int | None = None) -> None:
+        """Forget the pending share of a refresh/reshare that did not finish."""
+        row = self._x("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,)).fetchone()
+        pend = epoch if epoch is not None else (row[0] if row else None)
+        if pend is not None:
+            try:
+                if self.core.get_key(key_id).epoch < pend:
+                    self.core.delete_sealed_secrets(key_id, epoch=pend)
+            except NotFoundError:
+                pass
         self._x("UPDATE node_keys SET pending_epoch=NULL, updated=? WHERE key_id=?", (time.time(), key_id))
+
+    # -- the coordinator's commit decisions --------------------------------------------
+
+    _COMMITS = ("job_id", "key_id", "kind", "new_epoch", "parties", "acked", "finalized", "state",
+                "created", "updated")
+
+    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
+        """The coordinator's decision to commit (fsynced before any party is told)."""
+        now = time.time()
+        self.lc.execute("INSERT OR IGNORE INTO node_commits (job_id, key_id, kind, new_epoch, parties, acked,"
+                        " finalized, state, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (job_id, key_id, kind, new_epoch, json.dumps(sorted(parties)), "[]", "[]",
+                         "committing", now, now))
+
+    def _commit_row(self, row) -> dict | None:
+        if row is None:
+            return None
+        d = dict(zip(self._COMMITS, row))
+        for k in ("parties", "acked", "finalized"):
+            d[k] = json.loads(d[k])
+        return d
+
+    def commit_record(self, job_id: str) -> dict | None:
+        return self._commit_row(self.lc.execute(
+            f"SELECT {', '.join(self._COMMITS)} FROM node_commits WHERE job_id=?", (job_id,)).fetchone())
+
+    def open_commits(self) -> list[dict]:
+        rows = self.lc.execute(f"SELECT {', '.join(self._COMMITS)} FROM node_commits WHERE state != 'finalized'"
+                               " ORDER BY created").fetchall()
+        return [self._commit_row(r) for r in rows]
+
+    def commit_progress(self, job_id: str, *, acked: list[int] = (), finalized: list[int] = ()) -> dict | None:
+        rec = self.commit_record(job_id)
+        if rec is None:
+            return None
+        a = sorted(set(rec["acked"]) | set(acked))
+        f = sorted(set(rec["finalized"]) | set(finalized))
+        state = "finalized" if set(f) >= set(rec["parties"]) else "committing"
+        self.lc.execute("UPDATE node_commits SET acked=?, finalized=?, state=?, updated=? WHERE job_id=?",
+                        (json.dumps(a), json.dumps(f), state, time.time(), job_id))
+        return self.commit_record(job_id)
 
     def get_key(self, key_id: str) -> dict | None:
         try:
@@ -254,8 +425,16 @@ class NodeStore:
                 " ('running')", (_j(why), now))
         for req in self.core.list_sign_requests(status="signing"):
             self.core.update_sign_request(req.request_id, status="failed", error=_j(why))
-        self._x("UPDATE node_keys SET status='abandoned', updated=? WHERE status='pending'", (now,))
-        self._x("UPDATE node_keys SET pending_epoch=NULL WHERE pending_epoch IS NOT NULL")
+        # prepared key changes (node_pending) stay: the node asks their coordinator whether
+        # they were committed; anything else pending did not finish
+        prepared = {r[0] for r in self.lc.execute("SELECT key_id FROM node_pending WHERE state='prepared'")}
+        for (key_id,) in self._x("SELECT key_id FROM node_keys WHERE status='pending'").fetchall():
+            if key_id not in prepared:
+                self.abandon_key(key_id)
+        for key_id, epoch in self._x("SELECT key_id, pending_epoch FROM node_keys"
+                                     " WHERE pending_epoch IS NOT NULL").fetchall():
+            if key_id not in prepared:
+                self.drop_pending_share(key_id, epoch)
 
     # -- sign requests ----------------------------------------------------------------
 
@@ -294,6 +473,7 @@ class NodeStore:
                 "derivation_path": r.derivation_path, "initiator": r.initiator, "status": r.status,
                 "signers": _uj(row[0]) if row else None,
                 "signature": _uj(r.result), "error": _uj(r.error),
+                "presignature": r.presig_id.hex() if r.presig_id else None,
                 "created": r.created_at, "updated": r.updated_at}
 
     # -- presignatures ----------------------------------------------------------------
@@ -303,8 +483,8 @@ class NodeStore:
         self.core.add_presignature(presig_id, key_id=key_id, epoch=epoch, signer_set=signers, R=R,
                                    sealed=blob, hsm_key_label=presig_key_label(presig_id))
 
-    def count_presignatures(self, key_id: str, signers: list[int]) -> int:
-        return self.core.count_presignatures(key_id, signers)
+    def count_presignatures(self, key_id: str, signers: list[int] | None = None, epoch: int | None = None) -> int:
+        return self.core.count_presignatures(key_id, signers, epoch=epoch)
 
     def ready_signer_sets(self, key_id: str) -> dict[tuple[int, ...], int]:
         out: dict[tuple[int, ...], int] = {}

@@ -458,13 +458,42 @@ class Store:
             "SELECT kind, sealed FROM key_secrets WHERE key_id = ? AND epoch = ?", (key_id, epoch)
         ))
 
-    def delete_sealed_secrets(self, key_id: str, *, before_epoch: int) -> int:
-        """Forget the secrets of epochs before ``before_epoch`` (after a refresh or
-        reshare has been confirmed by every member)."""
+    def delete_sealed_secrets(self, key_id: str, *, before_epoch: int | None = None,
+                              epoch: int | None = None) -> int:
+        """Forget sealed secrets of ``key_id``: those of epochs before ``before_epoch`` (after a
+        refresh or reshare has been confirmed by every member), or those of exactly ``epoch``
+        (the pending epoch of a refresh that did not finish). Give exactly one of them.
+        Returns the number of secrets deleted (``secure_delete`` overwrites them)."""
+        if (before_epoch is None) == (epoch is None):
+            raise ValueError("give exactly one of before_epoch and epoch")
+        if before_epoch is not None:
+            where, arg = "epoch < ?", before_epoch
+        else:
+            where, arg = "epoch = ?", epoch
         with self._tx() as db:
             return db.execute(
-                "DELETE FROM key_secrets WHERE key_id = ? AND epoch < ?", (key_id, before_epoch)
+                f"DELETE FROM key_secrets WHERE key_id = ? AND {where}", (key_id, arg)
             ).rowcount
+
+    def delete_key(self, key_id: str) -> list[str]:
+        """Delete a key that never came into use (an unfinished DKG, import or reshare to a
+        new member) with its sealed secrets and presignatures. Returns the HSM key labels of
+        its presignatures whose keys are not recorded as destroyed (destroy them, then
+        nothing of the key is left). A key that sign requests refer to is a
+        :class:`ConflictError` (its history stays); an unknown key is :class:`NotFoundError`."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone() is None:
+                raise NotFoundError(f"no key {key_id!r}")
+            if db.execute("SELECT 1 FROM sign_requests WHERE key_id = ? LIMIT 1",
+                          (key_id,)).fetchone() is not None:
+                raise ConflictError(f"key {key_id!r} has sign requests; it cannot be deleted")
+            labels = [r[0] for r in db.execute(
+                "SELECT hsm_key_label FROM presignatures WHERE key_id = ? AND hsm_key_destroyed = 0",
+                (key_id,))]
+            db.execute("DELETE FROM key_secrets WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM presignatures WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+        return labels
 
     # -- sealed prime pool -----------------------------------------------------------
     def add_sealed_primes(self, bits: int, sealed: Iterable[bytes]) -> int:
@@ -546,13 +575,17 @@ class Store:
         ]
 
     def count_presignatures(
-        self, key_id: str, signer_set: Iterable[int] | None = None, *, state: str = "available"
+        self, key_id: str, signer_set: Iterable[int] | None = None, *, state: str = "available",
+        epoch: int | None = None,
     ) -> int:
         sql = "SELECT count(*) FROM presignatures WHERE key_id = ? AND state = ?"
         args: list = [key_id, state]
         if signer_set is not None:
             sql += " AND signer_set = ?"
             args.append(_ss(signer_set))
+        if epoch is not None:
+            sql += " AND epoch = ?"
+            args.append(epoch)
         return self._q(sql, args)[0][0]
 
     def take_presignature(
@@ -765,6 +798,13 @@ class Store:
                 (status, result, error, presig_id, time.time(), request_id),
             )
         return self.get_sign_request(request_id)
+
+    def note_presignature(self, request_id: str, presig_id: bytes) -> None:
+        """Record which stored presignature a request's signature used (its status is
+        left alone)."""
+        with self._tx() as db:
+            db.execute("UPDATE sign_requests SET presig_id = ?, updated_at = ? WHERE request_id = ?",
+                       (bytes(presig_id), time.time(), request_id))
 
     def add_approval(
         self, request_id: str, *, user: str, role: str, decision: str = "approve",

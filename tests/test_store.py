@@ -95,6 +95,40 @@ def test_keys_and_sealed_secrets(store):
     assert [k.key_id for k in store.list_keys()] == ["key-1"]
 
 
+def test_delete_pending_epoch_and_unfinished_key(store):
+    add_key(store)
+    store.put_sealed_secrets("key-1", 0, {"share": fake_sealed()})
+    store.put_sealed_secrets("key-1", 1, {"share": fake_sealed()})  # a refresh that did not finish
+    with pytest.raises(ValueError):
+        store.delete_sealed_secrets("key-1")
+    with pytest.raises(ValueError):
+        store.delete_sealed_secrets("key-1", before_epoch=1, epoch=1)
+    assert store.delete_sealed_secrets("key-1", epoch=1) == 1
+    assert list(store.get_sealed_secrets("key-1", 0)) == ["share"]
+    assert store.get_sealed_secrets("key-1", 1) == {}
+    # the epoch can be filled again by the next refresh
+    store.put_sealed_secrets("key-1", 1, {"share": fake_sealed()})
+    # an unfinished DKG: the key, its secrets and presignatures go; labels to destroy come back
+    add_key(store, "key-2")
+    store.put_sealed_secrets("key-2", 0, {"share": fake_sealed()})
+    store.add_presignature(b"\x01" * 16, key_id="key-2", epoch=0, signer_set=[0, 1], R=b"\x02" * 33,
+                           sealed=fake_sealed(), hsm_key_label="presig-0101")
+    assert store.count_presignatures("key-2", epoch=0) == 1 and store.count_presignatures("key-2", epoch=1) == 0
+    assert store.delete_key("key-2") == ["presig-0101"]
+    with pytest.raises(NotFoundError):
+        store.get_key("key-2")
+    assert store.list_presignatures("key-2") == []
+    with pytest.raises(NotFoundError):
+        store.delete_key("key-2")
+    # a key with sign requests keeps its history
+    store.create_sign_request("req-1", key_id="key-1", initiator="alice", digest=b"\x00" * 32)
+    with pytest.raises(ConflictError):
+        store.delete_key("key-1")
+    store.note_presignature("req-1", b"\x09" * 16)
+    assert store.get_sign_request("req-1").presig_id == b"\x09" * 16
+    assert store.get_sign_request("req-1").status == "pending"
+
+
 def test_prime_pool_hands_each_prime_out_once(store):
     blobs = [fake_sealed() for _ in range(3)]
     assert store.add_sealed_primes(1536, blobs) == 3
