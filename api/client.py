@@ -158,7 +158,8 @@ class ApplianceClient:
             body["nodes"] = nodes
         if paillier_bits is not None:
             body["paillier_bits"] = paillier_bits
-        op = await self.request("POST", "/v1/keys", body)
+        params = {"threshold": threshold, **({"nodes": nodes} if nodes is not None else {})}
+        op = await self._signed_post("/v1/keys", body, action="keygen", params=params)
         op = await self.wait_operation(op["operation_id"], timeout)
         result = op.get("result") or {}
         key = dict(result.get("key") or {})
@@ -180,12 +181,80 @@ class ApplianceClient:
         return await self.request("GET", f"/v1/keys/{key_id}/address", query={"kind": kind, "path": path})
 
     async def refresh(self, key_id: str, *, timeout: float = 600.0) -> dict:
-        op = await self.request("POST", f"/v1/keys/{key_id}/refresh", {})
+        op = await self._signed_post(f"/v1/keys/{key_id}/refresh", {}, action="refresh", key_id=key_id,
+                                     params={})
         return await self.wait_operation(op["operation_id"], timeout)
 
     async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
-        op = await self.request("POST", f"/v1/keys/{key_id}/reshare", {"threshold": threshold, "nodes": nodes})
+        body = {"threshold": threshold, "nodes": nodes}
+        op = await self._signed_post(f"/v1/keys/{key_id}/reshare", body, action="reshare", key_id=key_id,
+                                     params=dict(body))
         return await self.wait_operation(op["operation_id"], timeout)
+
+    async def approve_operation(self, operation_id: str) -> dict:
+        """An admin's approval of a key operation waiting for the policy's admin quorum."""
+        op = await self.operation(operation_id)
+        return await self.request("POST", f"/v1/operations/{operation_id}/approvals",
+                                  {"approval": (await self._decision(op["request"], "approve")).to_json()})
+
+    # -- the policy: signed statements ------------------------------------------------------
+
+    async def policy(self, refresh: bool = False) -> dict:
+        """``GET /v1/policy`` (cached): ``cluster_id``, ``policy_hash``, ``version``, ``policy``."""
+        if refresh or getattr(self, "_policy_cache", None) is None:
+            self._policy_cache = await self.request("GET", "/v1/policy")
+        return self._policy_cache
+
+    async def update_policy(self, update: dict) -> dict:
+        """``POST /v1/policy`` with a :class:`appliance.policy.PolicyUpdate` (as JSON) signed by
+        the current policy's admins; the node forwards it to every node."""
+        out = await self.request("POST", "/v1/policy", update)
+        self._policy_cache = None
+        return out
+
+    def _rule(self, pol: dict, action: str, key_id: str | None) -> dict:
+        p = pol["policy"]
+        if action != "sign":
+            return p["key_changes"]
+        return p["signing"].get("keys", {}).get(key_id) or p["signing"]
+
+    async def _statement(self, action: str, *, key_id: str | None = None, nonce: str | None = None,
+                         refresh: bool = False, **fields: Any):
+        from appliance.policy import make_request
+
+        pol = await self.policy(refresh)
+        rule = self._rule(pol, action, key_id)
+        return make_request(self._key, cluster_id=pol["cluster_id"], policy_hash=pol["policy_hash"],
+                            initiator=self.user, now=time.time(), ttl_s=rule["request_ttl_s"],
+                            action=action, key_id=key_id, nonce=nonce, **fields)
+
+    async def _signed_post(self, path: str, body: dict, *, action: str, key_id: str | None = None,
+                           nonce: str | None = None, **fields: Any) -> dict:
+        """POST ``body`` with the user's signed request statement; once more with a fresh
+        policy if the node's changed meanwhile (policy_mismatch)."""
+        from appliance.policy import new_nonce
+
+        nonce = nonce or new_nonce()
+        for attempt in (0, 1):
+            sr = await self._statement(action, key_id=key_id, nonce=nonce, refresh=attempt == 1, **fields)
+            try:
+                return await self.request("POST", path, {**body, "request": sr.to_json()})
+            except ApplianceAPIError as exc:
+                if exc.code != "policy_mismatch" or attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _decision(self, request_json: dict, decision: str):
+        """The user's signed decision on a request (its statement as the node shows it)."""
+        from appliance.policy import Request, make_approval
+
+        req = Request.from_statement(request_json["statement"])
+        pol = await self.policy()
+        if pol["policy_hash"] != req.policy_hash:
+            pol = await self.policy(refresh=True)
+        rule = self._rule(pol, req.action, req.key_id)
+        return make_approval(self._key, req, approver=self.user, now=time.time(),
+                             ttl_s=rule["approval_ttl_s"], decision=decision)
 
     async def import_key(self, bundle: dict, *, refresh: bool = False, paillier_bits: int | None = None,
                          timeout: float = 600.0) -> dict:
@@ -206,8 +275,12 @@ class ApplianceClient:
 
     async def request_signature(self, key_id: str, digest: bytes | None = None, derivation_path: str | None = None,
                                 *, payload: Any = None, payload_type: str | None = None,
-                                signers: list[str] | None = None) -> dict:
-        """Create a sign request: ``request_id``, ``status``. ``signers`` names the nodes."""
+                                signers: list[str] | None = None, network: str | None = None,
+                                nonce: str | None = None) -> dict:
+        """Create a sign request, signed with this user's key (the initiator's statement the
+        policy asks for): ``request_id``, ``status`` (``pending`` until approved, or
+        ``signing``). ``signers`` names the nodes; ``network`` the Bitcoin network of a PSBT;
+        ``nonce`` is the idempotency key (the same nonce again returns the same request)."""
         body: dict[str, Any] = {}
         if digest is not None:
             if not isinstance(digest, (bytes, bytearray)):
@@ -221,7 +294,30 @@ class ApplianceClient:
             body["payload_type"] = payload_type
         if signers is not None:
             body["signers"] = signers
-        return await self.request("POST", f"/v1/keys/{key_id}/sign-requests", body)
+        if network is not None:
+            body["network"] = network
+        path = f"/v1/keys/{key_id}/sign-requests"
+        try:
+            from appliance.policy import PolicyError
+
+            cache = self.__dict__.setdefault("_sent", {})
+            if nonce is not None and (key_id, nonce) in cache:  # a retry: the same statement
+                return await self.request("POST", path, {**body, "request": cache[(key_id, nonce)]})
+            fields = dict(digest=body.get("digest"), derivation_path=derivation_path,
+                          payload=payload, payload_type=payload_type, network=network)
+            for attempt in (0, 1):
+                sr = await self._statement("sign", key_id=key_id, nonce=nonce, refresh=attempt == 1,
+                                           **fields)
+                if nonce is not None:
+                    cache[(key_id, nonce)] = sr.to_json()
+                try:
+                    return await self.request("POST", path, {**body, "request": sr.to_json()})
+                except ApplianceAPIError as exc:
+                    if exc.code != "policy_mismatch" or attempt == 1 or nonce is not None:
+                        raise
+        except PolicyError as exc:  # what cannot even be put in a statement: let the node say it
+            return await self.request("POST", path, {**body, "request": {"invalid": str(exc)[:200]}})
+        raise AssertionError("unreachable")
 
     async def get_sign_request(self, request_id: str, wait: float = 0) -> dict:
         return await self.request("GET", f"/v1/sign-requests/{request_id}", query={"wait": wait or None})
@@ -230,11 +326,25 @@ class ApplianceClient:
         return (await self.request("GET", "/v1/sign-requests"))["sign_requests"]
 
     async def approve(self, request_id: str) -> dict:
-        return await self.request("POST", f"/v1/sign-requests/{request_id}/approvals", {})
+        """Approve a pending request: this user signs a decision bound to the request as the
+        node shows it (``GET /v1/sign-requests/{id}``: its statement and what the node decoded)."""
+        return await self._decide(request_id, "approve", "approvals")
 
     async def reject(self, request_id: str, reason: str | None = None) -> dict:
-        return await self.request("POST", f"/v1/sign-requests/{request_id}/rejections",
-                                  {"reason": reason} if reason else {})
+        return await self._decide(request_id, "reject", "rejections", reason=reason)
+
+    async def cancel(self, request_id: str) -> dict:
+        """The initiator withdraws their own pending request."""
+        return await self._decide(request_id, "cancel", "cancel")
+
+    async def _decide(self, request_id: str, decision: str, route: str, reason: str | None = None) -> dict:
+        req = await self.get_sign_request(request_id)
+        if "request" not in req:
+            raise ApplianceAPIError(409, "not_pending", f"request {request_id} carries no statement")
+        body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision)).to_json()}
+        if reason:
+            body["reason"] = reason
+        return await self.request("POST", f"/v1/sign-requests/{request_id}/{route}", body)
 
     async def wait_signature(self, request_id: str, timeout: float = 120.0) -> dict:
         """Wait until signed: the request with ``signature`` {der, r, s, recovery_id} and
@@ -250,8 +360,13 @@ class ApplianceClient:
             if remaining <= 0:
                 raise TimeoutError(f"sign request {request_id} still {req['status']}")
 
-    async def sign(self, key_id: str, digest: bytes, *, timeout: float = 120.0, **kw: Any) -> dict:
+    async def sign(self, key_id: str, digest: bytes, *, timeout: float = 120.0,
+                   approver: "ApplianceClient | None" = None, **kw: Any) -> dict:
+        """request_signature -> approve (by ``approver``, if the request waits for one) ->
+        wait_signature."""
         req = await self.request_signature(key_id, digest, **kw)
+        if approver is not None and req.get("status") == "pending":
+            await approver.approve(req["request_id"])
         return await self.wait_signature(req["request_id"], timeout)
 
     async def verify(self, digest: bytes, signature: dict | str, *, public_key: str | None = None,
@@ -276,7 +391,20 @@ class ApplianceClient:
     # -- audit ----------------------------------------------------------------------------
 
     async def audit(self, since: int = 0) -> list[dict]:
-        return (await self.request("GET", "/v1/audit", query={"since": since or None}))["entries"]
+        """The node's audit entries after ``since`` (each with its ``hash``), from the JSON
+        Lines export (checkpoint lines left out: :meth:`audit_export` has everything)."""
+        out = []
+        for line in (await self.audit_export(since)).splitlines():
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if "entry" in obj:
+                out.append({**obj["entry"], "hash": obj["hash"]})
+        return out
+
+    async def audit_export(self, since: int = 0) -> bytes:
+        """``GET /v1/audit`` as served: JSON Lines for ``appliance audit verify FILE``."""
+        return await self.request("GET", "/v1/audit", query={"since": since or None}, raw=True)
 
 
 __all__ = ["ApplianceClient", "ApplianceAPIError"]

@@ -70,6 +70,7 @@ JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign", "import")
 KEY_CHANGES = ("keygen", "refresh", "reshare", "import")  # prepared, then committed, then finalized
 SHARE_CACHE_S = 300.0
 PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
+MAX_SIGN_ITEMS = 64  # signatures in one sign job (PSBT inputs of ours)
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
 
 
@@ -110,59 +111,8 @@ def not_found(what: str) -> NodeError:
 
 
 # ---------------------------------------------------------------------------------------
-# hooks (issue 6 replaces these)
-
-
-class AllowAllPolicy:
-    """Until the policy issue: an authenticated user with the right role may act at once."""
-
-    def check_request(self, node: "Node", user, action: str, context: dict) -> None:
-        return None
-
-    def check_job(self, node: "Node", spec: dict, from_node: str) -> None:
-        return None
-
-
-class EventLog:
-    """Records decisions in the node's store (issue 6 makes this a hash-chained audit log)."""
-
-    def __init__(self, store: NodeStore) -> None:
-        self.store = store
-
-    def record(self, actor: str | None, action: str, *, key_id: str | None = None,
-               subject: str | None = None, decision: str | None = None, reason: str | None = None) -> None:
-        self.store.add_event(actor, action, key_id, subject, decision, reason)
-
-    def entries(self, since: int = 0) -> list[dict]:
-        return self.store.events(since)
-
-
-class NodeMetrics:
-    """A few Prometheus metrics (issue 6 adds the full set)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.jobs = Counter("appliance_jobs_total", "Protocol jobs by kind and outcome",
-                            ["kind", "outcome"], registry=self.registry)
-        self.job_seconds = Histogram("appliance_job_duration_seconds",
-                                     "Protocol job duration, as seen by its coordinator",
-                                     ["kind", "parties"], registry=self.registry,
-                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-        self.sign_requests = Counter("appliance_sign_requests_total", "Sign requests by outcome",
-                                     ["outcome"], registry=self.registry)
-        self.dropped = Counter("appliance_peer_messages_dropped_total",
-                               "Peer messages dropped without blame", ["reason"], registry=self.registry)
-        self.peer_errors = Counter("appliance_peer_errors_total", "Failed calls to peers", ["peer"],
-                                   registry=self.registry)
-        self.presigs = Gauge("appliance_presignatures_available", "Presignatures ready (led here)",
-                             registry=self.registry)
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
+# policy, audit and metrics: appliance/node_policy.py (PolicyMixin), appliance/policy.py,
+# appliance/audit.py, appliance/metrics.py
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,15 +235,26 @@ class JobRun:
             return ["reshare", "aux"]
         if k == "presign":
             return ["presign"]
-        if self.spec.get("presig_id"):
-            return ["sign"]
-        return ["presign", "sign"]
+        # sign: one presign + sign per item (a PSBT input each); item 0 may use a stored
+        # presignature. Phase names of item 0 are the historic "presign"/"sign".
+        items = self.spec.get("items") or [None]
+        out: list[str] = []
+        for i in range(min(len(items), MAX_SIGN_ITEMS)):
+            sfx = "" if i == 0 else f"/{i}"
+            if not (i == 0 and self.spec.get("presig_id")):
+                out.append(f"presign{sfx}")
+            out.append(f"sign{sfx}")
+        return out
 
 
 # ---------------------------------------------------------------------------------------
 
 
-class Node:
+from appliance.metrics import Metrics  # noqa: E402
+from appliance.node_policy import MeteredHSM, PolicyMixin, fault_digest  # noqa: E402
+
+
+class Node(PolicyMixin):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.cluster = config.cluster
@@ -320,9 +281,10 @@ class Node:
         self._bg: set[asyncio.Task] = set()
         self._presign_running: set[tuple] = set()
         self._presign_wakeup = asyncio.Event()
-        self.policy = AllowAllPolicy()
-        self.metrics = NodeMetrics()
-        self.audit: EventLog | None = None
+        self.metrics = Metrics(peers=[n.id for n in self.cluster.nodes])
+        self.policy = self.base_policy()  # plus the stored updates, at start
+        self.audit = None  # AuditLog, opened at start
+        self.audit_ok = True
         self.test_primes: PrimePool | None = None
         self.ready = False
         self.stopping = False
@@ -353,7 +315,8 @@ class Node:
         self.store = NodeStore(self.config.db)
         self.store.recover_after_restart({"status": 503, "code": "node_restarted",
                                           "message": "the node stopped while this was running"})
-        self.audit = EventLog(self.store)
+        self._open_policy()
+        self._open_audit()
         hcfg = self.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
             raise NodeError(500, "bad_config", "the identity key must be secp256k1")
@@ -385,7 +348,7 @@ class Node:
             return
 
     async def _started_with(self, hsm) -> None:
-        self.hsm = hsm
+        self.hsm = MeteredHSM(hsm, self.metrics)
         self.fault = None
         if self.hsm.identity_public_key != self.me.identity_key:
             raise NodeError(500, "bad_config", "the HSM identity key differs from the cluster configuration")
@@ -406,7 +369,10 @@ class Node:
         self._spawn(self._housekeeping())
         self._spawn(self._lifecycle_loop())
         self._report_presignatures()
-        self.audit.record(self.me.id, "node_start")
+        self._spawn(self._cosign_loop())
+        self._spawn(self._sync_policy())
+        self._audit_quiet(self.me.id, "node_start", decision="started",
+                          reason=f"policy version {self.policy.version}")
         self.ready = True
 
     async def stop(self) -> None:
@@ -418,12 +384,16 @@ class Node:
         for t in list(self._bg):
             t.cancel()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        if self.audit is not None:
+            self._audit_quiet(self.me.id, "node_stop", decision="stopped")
+            try:  # the final checkpoint, co-signed by the peers that still answer
+                if self.signer is not None and self.audit.checkpoint() is not None:
+                    await asyncio.wait_for(self._cosign_pending(timeout=2.0), 3.0)
+            except Exception as exc:  # noqa: BLE001
+                log.info("final audit checkpoint: %s", exc)
         await self.client.close()
         if self.audit is not None:
-            try:
-                self.audit.record(self.me.id, "node_stop")
-            except Exception:
-                pass
+            self.audit.close()  # (checkpoints the head if anything came after)
         if self.hsm is not None:
             await self.hsm.close_async()
         if self.store is not None:
@@ -597,7 +567,7 @@ class Node:
         return {"nodes": self.quarantine.view()}
 
     def clear_quarantine(self, user, node_id: str) -> dict:
-        self.policy.check_request(self, user, "clear_quarantine", {"node_id": node_id})
+        self.require_admin(user, "clear_quarantine")
         entry = self.quarantine.clear(node_id)
         if entry is None:
             raise not_found("quarantined node")
@@ -653,7 +623,51 @@ class Node:
     # client-facing operations (api/server.py calls these after authentication)
 
     async def create_key(self, user, threshold: Any, node_ids: Any = None,
-                         paillier_bits: Any = None) -> dict:
+                         paillier_bits: Any = None, request: Any = None) -> dict:
+        """A DKG, once the signed request (action keygen, params {threshold, nodes?}) meets the
+        policy's key-change quorum (else a pending operation waiting for admin approvals)."""
+        self._key_params(threshold, node_ids)
+        bits = self.config.paillier_bits if paillier_bits is None else paillier_bits
+        if bits not in (2048, 3072):
+            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+        params = {"threshold": threshold, **({"nodes": node_ids} if node_ids is not None else {})}
+        body = {"threshold": threshold, "nodes": node_ids, "paillier_bits": bits}
+        view, sr = await self._key_operation(user, "keygen", None, params, request, body)
+        if view is not None:
+            return view
+        return await self._launch_key_op("keygen", user.id, sr, [], body)
+
+    async def refresh_key(self, user, key_id: str, request: Any = None) -> dict:
+        self.active_key(key_id)
+        view, sr = await self._key_operation(user, "refresh", key_id, {}, request, {})
+        if view is not None:
+            return view
+        return await self._launch_key_op("refresh", user.id, sr, [], {})
+
+    async def reshare_key(self, user, key_id: str, threshold: Any, node_ids: Any,
+                          request: Any = None) -> dict:
+        """Move the key to ``node_ids`` with ``threshold`` (same public key): the reachable
+        current holders send, the new committee receives, runs aux-info and confirms; old
+        shares are deleted only once every new member has confirmed (commit)."""
+        row = self.active_key(key_id)
+        if not isinstance(threshold, int) or isinstance(threshold, bool):
+            raise bad_request("bad_threshold", "threshold must be an integer")
+        if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
+            raise bad_request("bad_nodes", "nodes must be a list of node ids")
+        new = sorted({self.index_of(x) for x in node_ids})
+        if len(new) != len(node_ids) or len(new) < 2:
+            raise bad_request("bad_nodes", "nodes must be at least two distinct node ids")
+        if not 1 <= threshold <= len(new):
+            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(new)}")
+        if self.index not in row["participants"]:
+            raise bad_request("not_a_holder", "send the reshare request to a node that holds the key")
+        params = {"threshold": threshold, "nodes": node_ids}
+        view, sr = await self._key_operation(user, "reshare", key_id, params, request, params)
+        if view is not None:
+            return view
+        return await self._launch_key_op("reshare", user.id, sr, [], params)
+
+    def _key_params(self, threshold: Any, node_ids: Any) -> list[int]:
         if not isinstance(threshold, int) or isinstance(threshold, bool):
             raise bad_request("bad_threshold", "threshold must be an integer")
         if node_ids is None:
@@ -668,79 +682,70 @@ class Node:
             raise bad_request("bad_nodes", "a key needs at least two nodes")
         if not 1 <= threshold <= len(parties):
             raise bad_request("bad_threshold", f"threshold must be between 1 and {len(parties)}")
-        bits = self.config.paillier_bits if paillier_bits is None else paillier_bits
-        if bits not in (2048, 3072):
-            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
-        self.policy.check_request(self, user, "create_key", {"threshold": threshold, "parties": parties})
-        _, missing = await self.split_healthy(parties)
-        if missing:
-            raise NodeError(503, "quorum_unreachable", "every node of a new key must be reachable",
-                            missing_nodes=self.node_ids(missing))
-        op_id = new_id("op")
-        key_id = new_id("key")
-        spec = {"job_id": new_id("job"), "kind": "keygen", "key_id": key_id, "parties": parties,
-                "threshold": threshold, "paillier_bits": bits, "coordinator": self.index,
-                "operation_id": op_id, "actor": user.id}
-        self.store.put_operation(op_id, "keygen", key_id, user.id)
-        self.audit.record(user.id, "create_key", key_id=key_id, subject=op_id, decision="accepted")
-        self._spawn(self._run_operation(op_id, spec))
-        return self.operation_view(self.store.get_operation(op_id))
+        return parties
 
-    async def refresh_key(self, user, key_id: str) -> dict:
-        row = self.active_key(key_id)
-        parties = row["participants"]
-        self.policy.check_request(self, user, "refresh_key", {"key_id": key_id})
-        _, missing = await self.split_healthy(parties)
-        if missing:
-            raise NodeError(503, "quorum_unreachable", "every node of the key must be reachable to refresh",
-                            missing_nodes=self.node_ids(missing))
-        op_id = new_id("op")
-        spec = {"job_id": new_id("job"), "kind": "refresh", "key_id": key_id, "parties": parties,
-                "threshold": row["threshold"], "paillier_bits": row["paillier_bits"],
-                "epoch": row["epoch"], "coordinator": self.index, "operation_id": op_id, "actor": user.id}
-        self.store.put_operation(op_id, "refresh", key_id, user.id)
-        self.audit.record(user.id, "refresh_key", key_id=key_id, subject=op_id, decision="accepted")
-        self._spawn(self._run_operation(op_id, spec))
-        return self.operation_view(self.store.get_operation(op_id))
-
-    async def reshare_key(self, user, key_id: str, threshold: Any, node_ids: Any) -> dict:
-        """Move the key to ``node_ids`` with ``threshold`` (same public key): the reachable
-        current holders send, the new committee receives, runs aux-info and confirms; old
-        shares are deleted only once every new member has confirmed (commit)."""
+    async def _launch_key_op(self, kind: str, actor: str, sr, approvals: list, body: dict, *,
+                             op_id: str | None = None) -> dict:
+        """Run an allowed key change (its job carries the signed request and approvals, which
+        every party checks); ``op_id``: the pending operation it was waiting as."""
         from appliance.tss import wire
         from appliance.tss.reshare import OldKeyInfo
 
-        row = self.active_key(key_id)
-        if not isinstance(threshold, int) or isinstance(threshold, bool):
-            raise bad_request("bad_threshold", "threshold must be an integer")
-        if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
-            raise bad_request("bad_nodes", "nodes must be a list of node ids")
-        new = sorted({self.index_of(x) for x in node_ids})
-        if len(new) != len(node_ids) or len(new) < 2:
-            raise bad_request("bad_nodes", "nodes must be at least two distinct node ids")
-        if not 1 <= threshold <= len(new):
-            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(new)}")
-        self.policy.check_request(self, user, "reshare_key", {"key_id": key_id, "threshold": threshold,
-                                                              "parties": new})
-        old_holders = row["participants"]
-        healthy, missing = await self.split_healthy(sorted(set(old_holders) | set(new)))
-        missing_new = [p for p in missing if p in new]
-        senders = [p for p in old_holders if p in healthy]
-        if missing_new or len(senders) < row["threshold"] or any(p in missing for p in old_holders if p in new):
-            raise NodeError(503, "quorum_unreachable", "the new committee and a quorum of holders must be reachable",
-                            missing_nodes=self.node_ids(missing))
-        if self.index not in old_holders:
-            raise bad_request("not_a_holder", "send the reshare request to a node that holds the key")
-        share = await self.load_share(row)
-        old_info = wire.encode(OldKeyInfo.of(share)).hex()
-        op_id = new_id("op")
-        spec = {"job_id": new_id("job"), "kind": "reshare", "key_id": key_id,
-                "parties": sorted(set(senders) | set(new)), "senders": senders, "new_members": new,
-                "threshold": threshold, "old_threshold": row["threshold"], "old_info": old_info,
-                "paillier_bits": row["paillier_bits"], "epoch": row["epoch"], "coordinator": self.index,
-                "operation_id": op_id, "actor": user.id}
-        self.store.put_operation(op_id, "reshare", key_id, user.id)
-        self.audit.record(user.id, "reshare_key", key_id=key_id, subject=op_id, decision="accepted")
+        job_id = new_id("job")
+        if kind == "keygen":
+            parties = self._key_params(body["threshold"], body.get("nodes"))
+            _, missing = await self.split_healthy(parties)
+            if missing:
+                raise NodeError(503, "quorum_unreachable", "every node of a new key must be reachable",
+                                missing_nodes=self.node_ids(missing))
+            key_id = new_id("key")
+            spec = {"job_id": job_id, "kind": "keygen", "key_id": key_id, "parties": parties,
+                    "threshold": body["threshold"], "paillier_bits": body["paillier_bits"]}
+        elif kind == "refresh":
+            key_id = sr.request.key_id
+            row = self.active_key(key_id)
+            if self._key_change_running(key_id):
+                raise NodeError(409, "key_change_in_progress", "another change of this key is under way")
+            parties = row["participants"]
+            _, missing = await self.split_healthy(parties)
+            if missing:
+                raise NodeError(503, "quorum_unreachable", "every node of the key must be reachable to refresh",
+                                missing_nodes=self.node_ids(missing))
+            spec = {"job_id": job_id, "kind": "refresh", "key_id": key_id, "parties": parties,
+                    "threshold": row["threshold"], "paillier_bits": row["paillier_bits"],
+                    "epoch": row["epoch"]}
+        else:
+            key_id = sr.request.key_id
+            row = self.active_key(key_id)
+            threshold, new = body["threshold"], sorted(self.index_of(x) for x in body["nodes"])
+            if self._key_change_running(key_id):
+                raise NodeError(409, "key_change_in_progress", "another change of this key is under way")
+            old_holders = row["participants"]
+            healthy, missing = await self.split_healthy(sorted(set(old_holders) | set(new)))
+            missing_new = [p for p in missing if p in new]
+            senders = await self._reshare_senders(row, [p for p in old_holders if p in healthy])
+            if missing_new or len(senders) < row["threshold"]:
+                raise NodeError(503, "quorum_unreachable", "the new committee and a quorum of holders must be reachable",
+                                missing_nodes=self.node_ids(missing))
+            share = await self.load_share(row)
+            old_info = wire.encode(OldKeyInfo.of(share)).hex()
+            spec = {"job_id": job_id, "kind": "reshare", "key_id": key_id,
+                    "parties": sorted(set(senders) | set(new)), "senders": senders, "new_members": new,
+                    "threshold": threshold, "old_threshold": row["threshold"], "old_info": old_info,
+                    "paillier_bits": row["paillier_bits"], "epoch": row["epoch"]}
+        if op_id is None:
+            op_id = new_id("op")
+            self._audit(actor, f"{kind}_request", key_id=key_id, subject=op_id, decision="allowed",
+                        reason=f"request {sr.request_id}")
+            self.store.put_operation(op_id, kind, key_id, actor)
+            self.store.put_statement(sr.request_id, op_id, kind, key_id, sr.to_json(), payload=body)
+        else:
+            self._audit(actor, f"{kind}_approved", key_id=key_id, subject=op_id, decision="allowed",
+                        reason=f"request {sr.request_id}")
+            self.store.set_operation_running(op_id, key_id)
+        spec.update({"coordinator": self.index, "operation_id": op_id, "actor": actor,
+                     "request_id": sr.request_id, "request": sr.to_json(),
+                     "approvals": [a.to_json() for a in approvals], "policy_hash": self.policy.hash})
         self._spawn(self._run_operation(op_id, spec))
         return self.operation_view(self.store.get_operation(op_id))
 
@@ -751,6 +756,12 @@ class Node:
             out["result"] = op["result"]
         if op["error"] is not None:
             out["error"] = op["error"]
+        st = self.store.get_statement(op["op_id"])
+        if st is not None:  # the signed request (what an approving admin signs over) and decisions
+            out["request"] = st["request"]
+            out["decisions"] = [{"approver": a["statement"]["approver"],
+                                 "decision": a["statement"]["decision"]}
+                                for a in self.store.decisions(st["request_id"])]
         return out
 
     async def get_operation(self, op_id: str, wait: float = 0.0) -> dict:
@@ -778,12 +789,12 @@ class Node:
         try:
             result = await self.coordinate(spec)
             self.store.finish_operation(op_id, "done", result=result)
-            self.audit.record(spec.get("actor"), f"{spec['kind']}_done", key_id=spec.get("key_id"),
+            self._audit_quiet(spec.get("actor"), f"{spec['kind']}_done", key_id=spec.get("key_id"),
                               subject=op_id, decision="done")
         except JobFailed as exc:
             self.store.finish_operation(op_id, "failed", error={"status": exc.error.status, **exc.error.to_error()})
-            self.audit.record(spec.get("actor"), f"{spec['kind']}_failed", key_id=spec.get("key_id"),
-                              subject=op_id, decision="failed", reason=exc.error.message)
+            self._audit_quiet(spec.get("actor"), f"{spec['kind']}_failed", key_id=spec.get("key_id"),
+                              subject=op_id, decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("operation %s crashed", op_id)
             self.store.finish_operation(op_id, "failed", error={"status": 500, "code": "internal",
@@ -793,55 +804,7 @@ class Node:
 
     # -- signing ------------------------------------------------------------------------
 
-    async def create_sign_request(self, user, key_id: str, digest_hex: Any, derivation_path: Any = None,
-                                  signers: Any = None, payload: Any = None, payload_type: Any = None) -> dict:
-        row = self.active_key(key_id)
-        if payload is not None or payload_type is not None:
-            raise NodeError(501, "not_implemented", "payload signing (psbt, eth_tx, eip712) comes later; "
-                            "send a 32-byte digest")
-        if derivation_path not in (None, "", "m"):
-            raise NodeError(501, "not_implemented", "derivation paths come with BIP32 support")
-        if not isinstance(digest_hex, str):
-            raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)")
-        try:
-            digest = bytes.fromhex(digest_hex)
-        except ValueError:
-            raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)") from None
-        if len(digest) != 32:
-            raise bad_request("bad_digest", "digest must be exactly 32 bytes")
-        t, participants = row["threshold"], row["participants"]
-        if signers is not None:
-            if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
-                raise bad_request("bad_signers", "signers must be a list of node ids")
-            chosen = sorted({self.index_of(s) for s in signers})
-            if len(chosen) != len(signers) or len(chosen) != t or not set(chosen) <= set(participants):
-                raise bad_request("bad_signers", f"signers must be {t} distinct nodes holding the key")
-        self.policy.check_request(self, user, "sign", {"key_id": key_id, "digest": digest_hex})
-        await self.require_hsm()
-        if signers is not None:
-            bad = [self.peers[i].id for i in chosen if self.peers[i].id in self.quarantine]
-            if bad:
-                raise NodeError(409, "node_quarantined", f"quarantined (an admin must clear them first): "
-                                f"{', '.join(bad)}", culprits=bad)
-            healthy, missing = await self.split_healthy(chosen)
-            if missing:
-                raise NodeError(503, "quorum_unreachable", "a named signer is unreachable",
-                                missing_nodes=self.node_ids(missing))
-        else:
-            healthy, missing = await self.split_healthy(participants)
-            usable = self.not_quarantined(healthy)
-            if len(usable) < t:
-                held = sorted(set(healthy) - set(usable))
-                note = f" ({', '.join(self.node_ids(held))} quarantined)" if held else ""
-                raise NodeError(503, "quorum_unreachable",
-                                f"{len(usable)} of the {t} nodes needed are reachable{note}",
-                                missing_nodes=self.node_ids(missing))
-            chosen = self._choose_signers(row, usable, t)
-        request_id = new_id("req")
-        self.store.put_sign_request(request_id, key_id, digest, derivation_path, user.id, self.node_ids(chosen))
-        self.audit.record(user.id, "sign_request", key_id=key_id, subject=request_id, decision="accepted")
-        self._spawn(self._run_sign(request_id, row, digest, chosen, user.id))
-        return self.sign_request_view(self.store.get_sign_request(request_id))
+    # create_sign_request, decide_sign_request, sign_request_view: appliance/node_policy.py
 
     def _choose_signers(self, row: dict, healthy: list[int], t: int) -> list[int]:
         """Prefer a set that includes this node and has presignatures ready; else this node
@@ -859,14 +822,25 @@ class Node:
             return sorted([self.index] + others[: t - 1])
         return sorted(healthy[:t])
 
-    async def _run_sign(self, request_id: str, row: dict, digest: bytes, signers: list[int],
-                        actor: str) -> None:
+    async def _run_sign(self, request_id: str, row: dict, dec, signers: list[int], actor: str,
+                        sr, approvals: list, payload: Any = None) -> None:
+        """Coordinate the signing of an allowed request: one signature per item this node
+        decoded (a PSBT input each; one for a digest, a transaction or typed data). The job
+        carries the signed request and its approvals, which every signer checks itself."""
         taken = None
         self._last_sign = time.monotonic()
         try:
+            r = sr.request
+            items = [{"digest": it.digest.hex(), "tweak": format(it.tweak, "x")} for it in dec.items]
             spec = {"job_id": new_id("job"), "kind": "sign", "key_id": row["key_id"], "parties": signers,
-                    "epoch": row["epoch"], "digest": digest.hex(), "tweak": 0, "coordinator": self.index,
-                    "request_id": request_id, "actor": actor}
+                    "epoch": row["epoch"], "digest": items[0]["digest"], "items": items,
+                    "coordinator": self.index, "request_id": request_id, "actor": actor,
+                    "policy_hash": self.policy.hash, "request": sr.to_json(),
+                    "approvals": [a.to_json() for a in approvals],
+                    "derivation_path": r.derivation_path}
+            if r.payload_type is not None:
+                spec.update(payload=payload, payload_type=r.payload_type)
+            self._coordinator_fault(spec, r)
             if self.index in signers:
                 # spent durably here, before anything of it is used
                 taken = self.store.take_any_presignature(row["key_id"], signers, row["epoch"])
@@ -875,69 +849,71 @@ class Node:
                 self._presign_wakeup.set()
                 self._report_presignatures()
             try:
-                result = await self.coordinate(spec, taken=taken)
+                result = await self.coordinate(spec, taken=taken, items=dec)
             except JobFailed as exc:
                 if taken is None or exc.error.code not in ("presignature_unavailable",):
                     raise
                 spec = dict(spec, job_id=new_id("job"))
                 spec.pop("presig_id")
-                result = await self.coordinate(spec)
+                result = await self.coordinate(spec, items=dec)
             if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
                 self.store.core.note_presignature(request_id, bytes.fromhex(spec["presig_id"]))
-            sig = result["signature"]
-            self.store.update_sign_request(request_id, status="signed", signature=sig)
-            self.metrics.sign_requests.labels("signed").inc()
-            self.audit.record(actor, "signed", key_id=row["key_id"], subject=request_id, decision="signed")
+            sigs = [ecdsa.Signature.from_der(bytes.fromhex(d["der"]), recovery_id=d["recovery_id"])
+                    for d in result["signatures"]]
+            stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
+                      "public_key": dec.items[0].public_key.hex(), "result": None}
+            if dec.payload_type != "digest":
+                from appliance import payloads
+
+                stored["result"] = payloads.assemble(dec, sigs)
+            self.store.update_sign_request(request_id, status="signed", signature=stored)
+            self.metrics.sign_request("signed")
+            self._audit_quiet(actor, "signed", key_id=row["key_id"], subject=request_id,
+                              digest=r.digest or r.payload_hash, decision="signed",
+                              reason=f"{len(sigs)} signature(s)")
         except JobFailed as exc:
             self.store.update_sign_request(request_id, status="failed",
                                            error={"status": exc.error.status, **exc.error.to_error()})
-            self.metrics.sign_requests.labels("failed").inc()
-            self.audit.record(actor, "sign_failed", key_id=row["key_id"], subject=request_id,
-                              decision="failed", reason=exc.error.message)
+            self.metrics.sign_request("failed")
+            self._audit_quiet(actor, "sign_failed", key_id=row["key_id"], subject=request_id,
+                              decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("sign request %s crashed", request_id)
             self.store.update_sign_request(request_id, status="failed",
                                            error={"status": 500, "code": "internal", "message": type(exc).__name__})
+            self.metrics.sign_request("failed")
         finally:
             if taken is not None:  # its key goes (used or not: a presignature is used once)
                 self._spawn(self._destroy_presig_keys([taken.hsm_key_label]))
             self._notify(request_id)
 
-    def sign_request_view(self, req: dict) -> dict:
-        out = {"request_id": req["request_id"], "key_id": req["key_id"], "digest": req["digest"].hex(),
-               "derivation_path": req["derivation_path"], "initiator": req["initiator"],
-               "status": req["status"], "signers": req["signers"], "created": req["created"],
-               "updated": req["updated"]}
-        if req.get("presignature"):
-            out["presignature"] = req["presignature"]  # the stored presignature it used
-        if req["signature"] is not None:
-            out["signature"] = req["signature"]
-            key = self.store.get_key(req["key_id"])
-            if key is not None:
-                out["public_key"] = key["public_key"].hex()
-        if req["error"] is not None:
-            out["error"] = req["error"]
-        return out
+    def _coordinator_fault(self, spec: dict, request) -> None:
+        """Test-only ([testing] coordinator_faults): what a malicious coordinator would send."""
+        fault = self._fault(request)
+        if fault == "forge-approval":
+            for a in spec["approvals"]:
+                a["signature"] = secrets.token_hex(64)
+            if not spec["approvals"]:
+                spec["approvals"] = []
+        elif fault == "replay-approval":
+            spec["approvals"] = self.store.last_approvals(spec["request_id"])
+        elif fault == "substitute-digest":
+            for it in spec["items"][:1]:
+                it["digest"] = fault_digest(it["digest"])
+            spec["digest"] = spec["items"][0]["digest"]
 
     async def get_sign_request(self, request_id: str, wait: float = 0.0) -> dict:
-        req = self.store.get_sign_request(request_id)
+        req = self._expire_if_due(self.store.get_sign_request(request_id))
         if req is None:
             raise not_found("sign request")
         if wait > 0 and req["status"] not in TERMINAL:
             await self._wait_for(request_id, wait)
-            req = self.store.get_sign_request(request_id)
+            req = self._expire_if_due(self.store.get_sign_request(request_id))
         return self.sign_request_view(req)
 
     def pending_sign_requests(self) -> list[dict]:
-        return [self.sign_request_view(r) for r in self.store.list_sign_requests(("pending", "signing"))]
-
-    def decide_sign_request(self, user, request_id: str, decision: str) -> dict:
-        req = self.store.get_sign_request(request_id)
-        if req is None:
-            raise not_found("sign request")
-        # Until the policy issue there is no approval step: nothing ever waits for one.
-        raise NodeError(409, "not_pending_approval",
-                        f"request is {req['status']}; it does not wait for an {decision}")
+        reqs = [self._expire_if_due(r) for r in self.store.list_sign_requests(("pending", "signing"))]
+        return [self.sign_request_view(r) for r in reqs if r["status"] in ("pending", "signing")]
 
     # -- verify -------------------------------------------------------------------------
 
@@ -974,11 +950,16 @@ class Node:
     # ===================================================================================
     # coordination
 
-    async def coordinate(self, spec: dict, *, taken=None) -> dict:
+    async def coordinate(self, spec: dict, *, taken=None, items=None) -> dict:
         """Run a job with the parties of ``spec``; return the finished result or raise JobFailed.
-        ``taken``: the coordinator's own presignature, already spent in its store."""
+        ``taken``: the coordinator's own presignature, already spent in its store. ``items``:
+        for a sign job, what this node decoded itself (the digests it signs and checks)."""
+        spec.setdefault("policy_hash", self.policy.hash)
         job = JobRun(self, spec)
         job._presig_row = taken  # type: ignore[attr-defined]
+        job._dec = items  # type: ignore[attr-defined]
+        if not self.store.use_job_id(job.job_id):  # a session id is never run twice
+            raise JobFailed(NodeError(409, "job_exists", "job id already used"))
         self.jobs[job.job_id] = job
         t0 = time.monotonic()
         kind = spec["kind"]
@@ -999,7 +980,9 @@ class Node:
                 else:
                     p, r = failures[0]
                     body_err = getattr(r, "body", {}).get("error", {}) if isinstance(r, PeerError) else {}
-                    err = NodeError(502, body_err.get("code", "peer_refused"),
+                    # a signer's policy refusal keeps its status (403/409) and reason code
+                    status = r.status if isinstance(r, PeerError) and r.status in (400, 403, 409) else 502
+                    err = NodeError(status, body_err.get("code", "peer_refused"),
                                     f"{self.peers[p].id} refused the job: {body_err.get('message', str(r))}")
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
@@ -1128,16 +1111,26 @@ class Node:
                 job._presig_held = None  # type: ignore[attr-defined]
             self._report_presignatures()
             return {"presig_id": own["presig_id"] if own else None}
-        # sign
-        sigs = {tuple(sorted(r["signature"].items())) for r in reports.values()}
-        if len(sigs) != 1:
+        # sign: every signer reports the same signatures, and each verifies for the digest and
+        # (derived) key this node computed itself
+        seen = {tuple(tuple(sorted(d.items())) for d in r.get("signatures") or [r["signature"]])
+                for r in reports.values()}
+        if len(seen) != 1:
             raise JobFailed(NodeError(502, "inconsistent_result", "the signers produced different signatures"))
-        sig = dict(next(iter(sigs)))
-        key = self.store.get_key(spec["key_id"])
-        s = ecdsa.Signature.from_der(bytes.fromhex(sig["der"]), recovery_id=sig["recovery_id"])
-        if key is None or not ecdsa.verify(key["public_key"], bytes.fromhex(spec["digest"]), s, strict_low_s=True):
-            raise JobFailed(NodeError(502, "bad_signature", "the combined signature does not verify"))
-        return {"signature": sig}
+        sig_dicts = [dict(t) for t in next(iter(seen))]
+        dec = getattr(job, "_dec", None)
+        if dec is not None:
+            checks = [(it.public_key, it.digest) for it in dec.items]
+        else:
+            key = self.store.get_key(spec["key_id"])
+            checks = [(key["public_key"] if key else b"", bytes.fromhex(spec["digest"]))]
+        if len(checks) != len(sig_dicts):
+            raise JobFailed(NodeError(502, "inconsistent_result", "wrong number of signatures"))
+        for (pk, digest), sig in zip(checks, sig_dicts):
+            s = ecdsa.Signature.from_der(bytes.fromhex(sig["der"]), recovery_id=sig["recovery_id"])
+            if not pk or not ecdsa.verify(pk, digest, s, strict_low_s=True):
+                raise JobFailed(NodeError(502, "bad_signature", "the combined signature does not verify"))
+        return {"signature": sig_dicts[0], "signatures": sig_dicts}
 
     async def _peer_post(self, p: int, path: str, body: dict) -> None:
         try:
@@ -1187,7 +1180,11 @@ class Node:
             if job_id in self.jobs and self.jobs[job_id].spec == spec:
                 return
             raise NodeError(409, "job_exists", "job id already used")
-        self.policy.check_job(self, spec, self.peers[from_index].id)
+        if not self.store.use_job_id(job_id):
+            # never a job id (hence a protocol session id) twice: a replayed job is refused
+            raise NodeError(409, "job_exists", "job id already used")
+        # the policy: this node checks the request, approvals and payload itself
+        checked = self._authorize_job(spec, from_index)
         if kind in ("keygen", "import"):
             if self.store.get_key(str(spec["key_id"])) is not None:
                 raise NodeError(409, "key_exists", "key id already used")
@@ -1222,7 +1219,16 @@ class Node:
                     raise bad_request("bad_job", "signer set must have threshold members")
         if kind in ("refresh", "reshare") and self._key_change_running(str(spec["key_id"])):
             raise NodeError(409, "key_change_in_progress", f"{self.me.id}: another change of this key is under way")
+        dec = None
+        if kind == "sign":
+            # decoded here from the signed request, never the coordinator's digests
+            dec = await self._authorize_sign_payload(spec, checked)
+        rid = spec.get("request_id") if kind in ("sign", "keygen", "refresh", "reshare") else None
+        self._audit(self.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
+                    subject=job_id, decision="accepted",
+                    reason=f"request {rid}" if isinstance(rid, str) else None)
         job = JobRun(self, spec)
+        job._dec = dec  # type: ignore[attr-defined]
         if kind == "sign":
             self._last_sign = time.monotonic()
         if spec.get("kind") == "sign" and spec.get("presig_id"):
@@ -1234,8 +1240,6 @@ class Node:
             job._presig_row = taken  # type: ignore[attr-defined]
             self._report_presignatures()
         self.jobs[job_id] = job
-        self.audit.record(self.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
-                          subject=job_id, decision="accepted")
         job.task = asyncio.ensure_future(self._participate(job))
         for item in self._early.pop(job_id, []):
             _, sender, frames = item
@@ -1610,6 +1614,8 @@ class Node:
         parties = job.parties
         deadline = time.monotonic() + self.config.job_timeout_s
         try:
+            if kind in ("keygen", "refresh", "reshare") and spec.get("request_id"):
+                self._mark_request_used(spec)  # a key change runs once per signed request
             if kind == "keygen":
                 sid = phase_sid(job.job_id, "keygen")
                 party = KeygenParty(sid, self.index, parties, int(spec["threshold"]), self.signer,
@@ -1707,32 +1713,40 @@ class Node:
                     self._report_presignatures()
                 job.result = {"presig_id": presig.presig_id.hex()}
             else:  # sign
-                from hsm import SealContext
-
                 row = self.active_key(spec["key_id"])
                 share = await self.load_share(row)
-                digest = bytes.fromhex(spec["digest"])
-                if spec.get("presig_id"):
-                    taken = getattr(job, "_presig_row", None)
-                    if taken is None:
-                        raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
-                    try:
-                        data = await self.hsm.consume_presignature_async(taken.context, taken.sealed)
-                    except Exception:
-                        raise JobFailed(NodeError(409, "presignature_unavailable",
-                                                  "presignature could not be unsealed")) from None
-                    self._spawn(self._mark_destroyed([taken.hsm_key_label]))
-                    presig = Presignature.from_bytes(data)
-                else:
-                    sid = phase_sid(job.job_id, "presign")
+                dec = getattr(job, "_dec", None)  # what this node decoded itself
+                if dec is None:
+                    raise JobFailed(NodeError(403, "bad_request", "a sign job without a checked request"))
+                items = list(dec.items)[:MAX_SIGN_ITEMS]
+
+                async def presign_for(i: int):
+                    if i == 0 and spec.get("presig_id"):
+                        taken = getattr(job, "_presig_row", None)
+                        if taken is None:
+                            raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
+                        try:
+                            data = await self.hsm.consume_presignature_async(taken.context, taken.sealed)
+                        except Exception:
+                            raise JobFailed(NodeError(409, "presignature_unavailable",
+                                                      "presignature could not be unsealed")) from None
+                        self._spawn(self._mark_destroyed([taken.hsm_key_label]))
+                        return Presignature.from_bytes(data)
+                    sid = phase_sid(job.job_id, "presign" + ("" if i == 0 else f"/{i}"))
                     party = await self.cpu_call(PresignParty, sid, share, parties, self.signer,
                                                 self.directory, rng)
-                    presig = await self._drive(job, sid, party)
-                sid = phase_sid(job.job_id, "sign")
-                party = SignParty(sid, share, presig, digest, self.signer, self.directory, rng,
-                                  tweak=int(spec.get("tweak", 0)))
-                sig = await self._drive(job, sid, party)
-                job.result = {"signature": sig.to_dict()}
+                    return await self._drive(job, sid, party)
+
+                presigs = await asyncio.gather(*(presign_for(i) for i in range(len(items))))
+                # durably: this node signs this request once, before a partial signature leaves
+                self._mark_request_used(spec, dec.facts.amounts)
+                sigs = []
+                for i, (it, presig) in enumerate(zip(items, presigs)):
+                    sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
+                    party = SignParty(sid, share, presig, it.digest, self.signer, self.directory, rng,
+                                      tweak=it.tweak)
+                    sigs.append(await self._drive(job, sid, party))
+                job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
         except ProtocolAbort as exc:
             culprits = self.node_ids(exc.culprits)
             raise JobFailed(NodeError(502, "protocol_abort", f"{exc.reason}"[:300], culprits=culprits)) from None
@@ -1897,6 +1911,27 @@ class Node:
             self._notify(op_id)
 
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
+        """Run one state machine to its result (session and round durations in the metrics)."""
+        t0 = time.perf_counter()
+        outcome = "failed"
+        try:
+            out = await self._drive_session(job, sid, party, first_deadline=first_deadline)
+            outcome = "done"
+            return out
+        except ProtocolAbort:
+            outcome = "aborted"
+            raise
+        except JobFailed as exc:
+            outcome = "timeout" if exc.error.code == "round_timeout" else "failed"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.metrics.observe_session(party.PROTOCOL, outcome, time.perf_counter() - t0)
+
+    async def _drive_session(self, job: JobRun, sid: bytes, party, *,
+                             first_deadline: float | None = None):
         """Run one state machine to its result; messages arrive on the job's queue."""
         q = job.queues[sid]
         fast = party.PROTOCOL == "sign"
@@ -1904,6 +1939,7 @@ class Node:
         await self._send(job, party, out)
         rt = self.config.round_timeout_s
         cur = party.round
+        round_t0 = time.perf_counter()
         deadline = first_deadline if first_deadline is not None else time.monotonic() + rt
         deadline = max(deadline, time.monotonic() + rt)
         while not party.done:
@@ -1928,6 +1964,9 @@ class Node:
                 continue
             job.received.setdefault((sid, msg.round), set()).add(msg.sender)
             if party.round != cur or party.done:
+                now = time.perf_counter()
+                self.metrics.observe_round(party.PROTOCOL, cur, now - round_t0)
+                round_t0 = now
                 cur = party.round
                 deadline = time.monotonic() + rt
             if out:

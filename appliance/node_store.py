@@ -407,6 +407,13 @@ class NodeStore:
         self._x("UPDATE node_operations SET status=?, result=?, error=?, updated=? WHERE op_id=?",
                 (status, _j(result), _j(error), time.time(), op_id))
 
+    def set_operation_running(self, op_id: str, key_id: str | None) -> None:
+        self._x("UPDATE node_operations SET status='running', key_id=coalesce(?, key_id), updated=?"
+                " WHERE op_id=?", (key_id, time.time(), op_id))
+
+    def pending_operation_ids(self) -> list[str]:
+        return [r[0] for r in self._x("SELECT op_id FROM node_operations WHERE status='pending'")]
+
     def get_operation(self, op_id: str) -> dict | None:
         row = self._x("SELECT op_id, kind, key_id, status, actor, result, error, created, updated"
                       " FROM node_operations WHERE op_id=?", (op_id,)).fetchone()
@@ -438,12 +445,20 @@ class NodeStore:
 
     # -- sign requests ----------------------------------------------------------------
 
-    def put_sign_request(self, request_id: str, key_id: str, digest: bytes, path: str | None,
-                         initiator: str, signers: list[str]) -> None:
-        self.core.create_sign_request(request_id, key_id=key_id, initiator=initiator, digest=digest,
-                                      derivation_path=path)
+    def put_sign_request(self, request_id: str, key_id: str, digest: bytes | None, path: str | None,
+                         initiator: str, signers: list[str] | None, *, payload: Any = None,
+                         payload_type: str | None = None, request: dict | None = None,
+                         status: str = "signing") -> None:
+        """A new sign request (``payload``: as sent, stored as JSON; ``request``: the signed
+        statement); ``status`` pending (waiting for approvals) or signing."""
+        self.core.create_sign_request(
+            request_id, key_id=key_id, initiator=initiator, digest=digest, derivation_path=path,
+            payload=None if payload is None else json.dumps(payload).encode(),
+            payload_type=payload_type,
+            request=None if request is None else json.dumps(request).encode())
         self._x("INSERT INTO node_requests (request_id, signers) VALUES (?,?)", (request_id, _j(signers)))
-        self.core.update_sign_request(request_id, status="signing", expected_status="pending")
+        if status != "pending":
+            self.core.update_sign_request(request_id, status=status, expected_status="pending")
 
     def update_sign_request(self, request_id: str, *, status: str, signers: list[str] | None = None,
                             signature: dict | None = None, error: dict | None = None) -> None:

@@ -31,6 +31,17 @@ Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same stat
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
 ``node_extra`` (extra node.toml settings per node index, e.g. ``{"testing": {...}}``).
 
+Policy: each node reads ``policy.toml`` (identical on every node), LocalCluster's default
+policy (:meth:`LocalCluster.default_policy`): signing needs the initiator and one approver,
+key changes one admin, raw digests allowed. ``users={"approver2": ["approver"]}`` adds users
+(each with a fresh Ed25519 key, ``cluster.client("approver2")``); ``policy={...}`` merges
+tables into the default policy, e.g. ``{"signing": {"transactions": {"network": "regtest"}}}``.
+The flow a user follows::
+
+    req = await cluster.client("initiator").request_signature(key_id, digest)   # pending
+    await cluster.client("approver").approve(req["request_id"])
+    done = await cluster.client("initiator").wait_signature(req["request_id"])
+
 Separate hosts: ``hosts`` gives each node its own listen address (default 127.0.0.1) and
 ``launchers`` a command prefix per node, e.g. ``["ip", "netns", "exec", "ns1"]`` to run it in
 its own network namespace (see tests/test_netns.py).
@@ -49,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +88,8 @@ class LocalCluster:
                  presign_pool: int = 0, metrics_open: bool = True, startup_timeout: float = 60.0,
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
                  log_level: str = "info", hosts: list[str] | None = None,
-                 launchers: list[list[str]] | None = None) -> None:
+                 launchers: list[list[str]] | None = None, policy: dict | None = None,
+                 users: dict[str, list[str]] | None = None) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -92,6 +105,8 @@ class LocalCluster:
         self.metrics_open = metrics_open
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
+        self.policy_overrides = policy or {}
+        self.extra_users = dict(users or {})
         self.python = python or sys.executable
         self.log_level = log_level
         self.hosts = list(hosts) if hosts else ["127.0.0.1"] * nodes
@@ -163,14 +178,21 @@ class LocalCluster:
                 raise RuntimeError(f"init of {self.node_ids[i]} failed: {err.decode()[-2000:]}")
         infos = [json.loads((d / "node-info.json").read_text()) for d in self.data_dirs]
         users = []
-        for role in ROLE_USERS:
+        roles = {role: [role] for role in ROLE_USERS}
+        roles.update(self.extra_users)
+        for uid, user_roles in roles.items():
             priv, pub = generate_user_key("ed25519")
-            self.user_keys[role] = priv
-            users.append({"id": role, "roles": [role], "public_key": pub.decode()})
+            self.user_keys[uid] = priv
+            users.append({"id": uid, "roles": list(user_roles), "public_key": pub.decode()})
         cluster = {"cluster": {"id": "local"},
                    "nodes": [dict(info, index=i) for i, info in enumerate(infos)], "users": users}
+        policy_toml = self.default_policy(users).to_toml()
         for d in self.data_dirs:
             write_toml(d / "cluster.toml", cluster)
+            (d / "policy.toml").write_text(policy_toml)
+            node_toml = tomllib.loads((d / "node.toml").read_text())
+            node_toml["policy"] = "policy.toml"
+            write_toml(d / "node.toml", node_toml)
         keys_dir = self.base_dir / "users"
         keys_dir.mkdir(exist_ok=True)
         for role, priv in self.user_keys.items():
@@ -178,6 +200,23 @@ class LocalCluster:
 
             write_private(keys_dir / f"{role}.pem", priv)
         self.procs = [None] * self.n
+
+    def default_policy(self, users: list[dict]):
+        """LocalCluster's policy: :func:`appliance.policy.default_policy` (signing needs the
+        initiator and one approver, key changes one admin, raw digests allowed) over the
+        cluster's users, with ``policy=`` overrides merged in (tables merged key by key)."""
+        from appliance.policy import Policy, default_policy
+
+        base = default_policy("local", {u["id"]: u["public_key"] for u in users},
+                              roles={u["id"]: u["roles"] for u in users}).canonical()
+
+        def merge(a: dict, b: dict) -> dict:
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+            return out
+
+        return Policy.from_mapping(merge(base, self.policy_overrides))
 
     def _prime_slices(self) -> list[dict] | None:
         if self.prime_file is None:
@@ -209,7 +248,9 @@ class LocalCluster:
 
     # -- node processes -------------------------------------------------------------------
 
-    async def start_node(self, i: int) -> None:
+    async def start_node(self, i: int, wait: str = "ready") -> None:
+        """Start node ``i``; ``wait``: until ``/readyz`` says ready, or (``"health"``) only until
+        the process answers (a node that is up but not ready, e.g. its audit store refuses)."""
         if self.procs[i] is not None and self.procs[i].poll() is None:
             return
         d = self.data_dirs[i]
@@ -221,9 +262,9 @@ class LocalCluster:
         args += ["serve", "--config", str(d / "node.toml")]
         self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=self._env(),
                                          cwd=str(d), start_new_session=True)
-        await self.wait_ready(i)
+        await self.wait_ready(i, path="/readyz" if wait == "ready" else "/healthz")
 
-    async def wait_ready(self, i: int, timeout: float | None = None) -> None:
+    async def wait_ready(self, i: int, timeout: float | None = None, path: str = "/readyz") -> None:
         import aiohttp
 
         deadline = time.monotonic() + (timeout or self.startup_timeout)
@@ -235,7 +276,7 @@ class LocalCluster:
                     raise RuntimeError(f"{self.node_ids[i]} exited with {proc.returncode}; see "
                                        f"{self.data_dirs[i] / 'node.log'}:\n{self.log_tail(i)}")
                 try:
-                    async with s.get(self.urls[i] + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    async with s.get(self.urls[i] + path, timeout=aiohttp.ClientTimeout(total=2)) as r:
                         if r.status == 200:
                             return
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError):

@@ -1,6 +1,7 @@
 """A real 2-of-3 cluster (node processes, one SoftHSM2 token each, HTTPS with pinned mTLS):
-DKG, signing through every pair, independent verification, concurrency, refresh, the API
-surface, and nodes going away and coming back. One cluster for the whole module."""
+DKG, signing through every pair (request -> approve -> signature, as the default policy asks),
+independent verification, concurrency, refresh, the API surface, and nodes going away and
+coming back. One cluster for the whole module."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_mar
 
 pytestmark = cluster_marks("node-cluster")  # one cluster per worker process
 
-cluster = cluster_fixture()
+cluster = cluster_fixture(users={"approver2": ["approver"]})
 STATE: dict = {}
 
 
@@ -46,7 +47,9 @@ async def test_sign_through_each_pair(cluster, pair):
     digest = digest_of(f"pair {pair}")
     names = [cluster.node_ids[i] for i in pair]
     req = await c.request_signature(key["key_id"], digest, signers=names)
-    assert req["status"] == "signing" and req["signers"] == names
+    assert req["status"] == "pending" and req["signers"] == names  # the policy wants an approver
+    approved = await cluster.client("approver", node=via).approve(req["request_id"])
+    assert approved["status"] in ("signing", "signed")
     done = await c.wait_signature(req["request_id"], timeout=60)
     assert done["status"] == "signed" and done["signers"] == names
     assert done["public_key"] == key["public_key"]
@@ -59,6 +62,7 @@ async def test_sign_through_each_pair(cluster, pair):
 async def test_concurrent_signatures_while_healthz_answers(cluster):
     key = await _key(cluster)
     clients = [cluster.client("initiator", node=i) for i in range(3)]
+    approvers = [cluster.client("approver", node=i) for i in range(3)]
     digests = [digest_of(f"concurrent {i}") for i in range(20)]
     health = cluster.client("auditor", node=0)
     latencies: list[float] = []
@@ -75,6 +79,7 @@ async def test_concurrent_signatures_while_healthz_answers(cluster):
     try:
         reqs = await asyncio.gather(*(clients[i % 3].request_signature(key["key_id"], d)
                                       for i, d in enumerate(digests)))
+        await asyncio.gather(*(approvers[i % 3].approve(r["request_id"]) for i, r in enumerate(reqs)))
         done = await asyncio.gather(*(clients[i % 3].wait_signature(r["request_id"], timeout=150)
                                       for i, r in enumerate(reqs)))
     finally:
@@ -101,16 +106,18 @@ async def test_refused_requests_change_nothing(cluster):
         (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1"]), 400, "bad_signers"),
         (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1", "node-9"]), 400, "unknown_node"),
         (ini.request_signature("key_unknown", digest_of("x")), 404, "not_found"),
-        (cluster.client("approver").request_signature(key["key_id"], digest_of("x")), 403, "forbidden"),
-        (ini.create_key(threshold=2), 403, "forbidden"),
+        (cluster.client("approver").request_signature(key["key_id"], digest_of("x")), 403, "missing_role"),
+        (ini.create_key(threshold=2), 403, "missing_role"),
+        (ini.request("POST", f"/v1/keys/{key['key_id']}/sign-requests", {"digest": "ab" * 32}), 400,
+         "missing_request"),
         (admin.create_key(threshold=4), 400, "bad_threshold"),
         (admin.create_key(threshold=2, nodes=["node-1", "node-1"]), 400, "bad_nodes"),
         (admin.get_key("key_unknown"), 404, "not_found"),
         (admin.operation("op_unknown"), 404, "not_found"),
         (admin.get_sign_request("req_unknown"), 404, "not_found"),
         (ini.audit(), 403, "forbidden"),
-        (admin.derive(key["key_id"], "m/0/1"), 501, "not_implemented"),
-        (admin.address(key["key_id"], "eth"), 501, "not_implemented"),
+        (admin.derive(key["key_id"], "m/0'/1"), 400, "bad_derivation_path"),
+        (admin.address(key["key_id"], "eth", "m/1h"), 400, "bad_derivation_path"),
         (admin.address(key["key_id"], "nope"), 400, "bad_kind"),
         (admin.reshare(key["key_id"], 3, ["node-1", "node-2"]), 400, "bad_threshold"),
         (admin.reshare(key["key_id"], 2, ["node-1"]), 400, "bad_nodes"),
@@ -123,14 +130,13 @@ async def test_refused_requests_change_nothing(cluster):
         assert body_err.message
     assert await admin.list_keys() == before_keys
     assert await ini.pending_requests() == before_reqs
-    # there is no approval step before the policy issue: approving is a state error
-    req = await ini.request_signature(key["key_id"], digest_of("approve me"))
-    await ini.wait_signature(req["request_id"])
+    # approving a request that no longer waits for approval is a state error
+    done = await ini.sign(key["key_id"], digest_of("approve me"), approver=cluster.client("approver"))
     with pytest.raises(ApplianceAPIError) as ei:
-        await cluster.client("approver").approve(req["request_id"])
-    assert ei.value.status == 409
+        await cluster.client("approver2").approve(done["request_id"])
+    assert (ei.value.status, ei.value.code) == (409, "not_pending")
     entries = await cluster.client("auditor").audit()
-    assert any(e["action"] == "sign_request" and e["subject"] == req["request_id"] for e in entries)
+    assert any(e["action"] == "sign_request" and e["subject"] == done["request_id"] for e in entries)
 
 
 async def test_openapi_matches_the_served_routes(cluster):
@@ -174,7 +180,7 @@ async def test_openapi_matches_the_served_routes(cluster):
                 elif path == "/metrics":
                     await c.request("GET", concrete, raw=True, sign=False)
                 else:
-                    await c.request(method.upper(), concrete, body, raw=path == "/metrics")
+                    await c.request(method.upper(), concrete, body, raw=path in ("/metrics", "/v1/audit"))
             except ApplianceAPIError as exc:
                 assert exc.code not in ("no_route", "method_not_allowed"), (method, path, exc)
                 if path.startswith("/v1/peer/"):
@@ -194,7 +200,7 @@ async def test_refresh_keeps_the_public_key(cluster):
         assert k["epoch"] == 1 and k["public_key"] == key["public_key"]
     c = cluster.client("initiator", node=2)
     digest = digest_of("after refresh")
-    done = await c.sign(key["key_id"], digest, timeout=60)
+    done = await c.sign(key["key_id"], digest, timeout=60, approver=cluster.client("approver", node=2))
     check_signature(key["public_key"], digest, done["signature"])
 
 
@@ -212,7 +218,7 @@ async def test_reshare_to_a_new_committee(cluster):
     assert ei.value.status == 404
     c = cluster.client("initiator", node=1)
     digest = digest_of("after reshare")
-    done = await c.sign(key["key_id"], digest, timeout=60)
+    done = await c.sign(key["key_id"], digest, timeout=60, approver=cluster.client("approver", node=1))
     assert done["signers"] == ["node-2", "node-3"]
     check_signature(key["public_key"], digest, done["signature"])
 
@@ -223,7 +229,7 @@ async def test_nodes_stopped_and_restarted(cluster):
     await cluster.stop_node(2)
     # one node down: the other two sign
     digest = digest_of("one node down")
-    done = await c1.sign(key["key_id"], digest, timeout=60)
+    done = await c1.sign(key["key_id"], digest, timeout=60, approver=cluster.client("approver", node=0))
     assert done["signers"] == ["node-1", "node-2"]
     check_signature(key["public_key"], digest, done["signature"])
     # two down: 503 naming them, and nothing is created
@@ -241,5 +247,6 @@ async def test_nodes_stopped_and_restarted(cluster):
     await asyncio.gather(cluster.start_node(1), cluster.start_node(2))
     c3 = cluster.client("initiator", node=2)
     digest = digest_of("after restart")
-    done = await c3.sign(key["key_id"], digest, signers=["node-2", "node-3"], timeout=60)
+    done = await c3.sign(key["key_id"], digest, signers=["node-2", "node-3"], timeout=60,
+                         approver=cluster.client("approver", node=2))
     check_signature(key["public_key"], digest, done["signature"])

@@ -29,7 +29,8 @@ async def test_altered_and_replayed_messages_are_dropped_without_blame(cluster):
     for i, via in ((0, 0), (1, 2), (2, 0)):
         c = cluster.client("initiator", node=via)
         digest = digest_of(f"tamper {i}")
-        done = await c.sign(key["key_id"], digest, signers=["node-1", "node-3"], timeout=60)
+        done = await c.sign(key["key_id"], digest, signers=["node-1", "node-3"], timeout=60,
+                            approver=cluster.client("approver", node=via))
         assert "error" not in done
         check_signature(key["public_key"], digest, done["signature"])
     dropped = [_dropped(await cluster.client("auditor", node=i).metrics()) for i in range(3)]
