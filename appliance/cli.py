@@ -17,8 +17,13 @@ APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
 
     appliance key create --threshold 2
     appliance key list
-    appliance sign --key-id KEY --message "hello"        # or --digest HEX
+    appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
+    appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX
+    appliance audit verify audit.jsonl --cluster cluster.toml   # an export of GET /v1/audit
+
+The cluster policy (who requests, who approves, limits) is read from cluster.toml or from
+the file node.toml names (``policy = "policy.toml"``); see appliance/policy.py.
 
     appliance demo [--nodes 3] [--threshold 2] [--json] [--keep DIR]
 """
@@ -34,7 +39,7 @@ import os
 import sys
 from pathlib import Path
 
-from appliance.config import ConfigError, ROLES, write_toml
+from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,8 +205,27 @@ async def _cmd_sign(args) -> int:
     digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
     async with _client(args) as c:
         signers = args.signers.split(",") if args.signers else None
-        req = await c.request_signature(args.key_id, digest, signers=signers)
+        req = await c.request_signature(args.key_id, digest, signers=signers,
+                                        derivation_path=args.derivation_path)
+        if req["status"] == "pending":
+            print(f"request {req['request_id']} waits for approval "
+                  f"(appliance approve {req['request_id']} as an approver)", file=sys.stderr)
+        if args.no_wait:
+            _print(req)
+            return 0
         _print(await c.wait_signature(req["request_id"], timeout=args.timeout))
+    return 0
+
+
+async def _cmd_approve(args) -> int:
+    async with _client(args) as c:
+        if args.show:
+            _print(await c.get_sign_request(args.request_id))
+            return 0
+        if args.reject:
+            _print(await c.reject(args.request_id))
+        else:
+            _print(await c.approve(args.request_id))
     return 0
 
 
@@ -238,6 +262,7 @@ async def _demo(args) -> int:
             say(f"  node {cluster.node_ids[i]}: {url}  (SoftHSM2 token in {cluster.data_dirs[i] / 'hsm'})")
         admin = cluster.client("admin")
         initiator = cluster.client("initiator")
+        approver = cluster.client("approver")
         try:
             t = time.perf_counter()
             await cluster.wait_primes()
@@ -250,6 +275,9 @@ async def _demo(args) -> int:
             digest = hashlib.sha256(message).digest()
             t = time.perf_counter()
             req = await initiator.request_signature(key["key_id"], digest)
+            # the default policy: the initiator's request waits for one approver
+            await approver.approve(req["request_id"])
+            say(f"  request {req['request_id']} by initiator, approved by approver")
             done = await initiator.wait_signature(req["request_id"], timeout=300)
             timings["sign"] = (time.perf_counter() - t) * 1000
             sigd = done["signature"]
@@ -374,7 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", help="32-byte digest, hex")
     p.add_argument("--message", help="text to hash with SHA-256 and sign")
     p.add_argument("--signers", help="comma-separated node ids")
+    p.add_argument("--derivation-path", help="BIP32 non-hardened path, e.g. m/0/1")
+    p.add_argument("--no-wait", action="store_true", help="print the request and return")
     p.add_argument("--timeout", type=float, default=300)
+
+    p = sub.add_parser("approve", help="approve (or --reject) a pending sign request")
+    client_args(p)
+    p.add_argument("request_id")
+    p.add_argument("--reject", action="store_true")
+    p.add_argument("--show", action="store_true", help="only show the request (what the node decoded)")
 
     p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
     p.add_argument("--public-key", required=True)
@@ -383,8 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit log tools")
     a = p.add_subparsers(dest="audit_cmd", required=True)
-    q = a.add_parser("verify")
-    q.add_argument("file", nargs="+")
+    from appliance.audit import add_verify_arguments
+
+    add_verify_arguments(a.add_parser(
+        "verify", help="check an export (GET /v1/audit): the hash chain, checkpoint signatures and "
+        "co-signatures; names the first entry missing, altered or out of order"))
     return ap
 
 
@@ -415,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             for spec in args.user:
                 uid, roles, path = spec.split(":", 2)
                 rl = [r for r in roles.split(",") if r]
-                if any(r not in ROLES for r in rl):
-                    raise SystemExit(f"error: roles are {', '.join(ROLES)}")
+                if any(ROLE_NAME.match(r) is None for r in rl):
+                    raise SystemExit(f"error: role names are [a-z][a-z0-9_-]* (built in: {', '.join(ROLES)})")
                 users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
             write_toml(args.out, cluster_mapping(args.id, infos, users))
             print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
@@ -444,10 +483,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_cmd_sign(args))
         if args.cmd == "verify":
             return _cmd_verify(args)
+        if args.cmd == "approve":
+            return asyncio.run(_cmd_approve(args))
         if args.cmd == "audit":
-            print("appliance audit verify: not implemented until issue 6 (tamper-evident audit log)",
-                  file=sys.stderr)
-            return 2
+            from appliance.audit import run_verify_args
+
+            return run_verify_args(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

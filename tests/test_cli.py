@@ -1,5 +1,6 @@
 """The `appliance` command: `demo --json --keep` end to end (real node processes, fresh primes,
-2048-bit Paillier to keep it short), `verify`, and the `audit verify` placeholder."""
+2048-bit Paillier to keep it short; the request is approved as the default policy asks),
+`verify`, and `audit verify` over the kept nodes' audit logs."""
 
 from __future__ import annotations
 
@@ -25,10 +26,16 @@ def _appliance(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_demo_json_keep(tmp_path):
-    keep = tmp_path / "state"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    keep = tmp_path_factory.mktemp("demo") / "state"
     p = _appliance("demo", "--nodes", "3", "--threshold", "2", "--json", "--keep", str(keep),
                    "--paillier-bits", "2048")
+    return keep, p
+
+
+def test_demo_json_keep(demo):
+    keep, p = demo
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     for field in ("public_key", "digest", "signature", "nodes", "threshold", "timings_ms"):
@@ -39,7 +46,7 @@ def test_demo_json_keep(tmp_path):
     check_signature(summary["public_key"], bytes.fromhex(summary["digest"]), summary["signature"])
     assert {"keygen", "sign", "total"} <= set(summary["timings_ms"])
     # the readable summary went to stderr, the JSON is the last line of stdout
-    assert "verified independently" in p.stderr
+    assert "verified independently" in p.stderr and "approved by approver" in p.stderr
     # --keep: each node's state is left in DIR/<node-id>/
     for nid in ("node-1", "node-2", "node-3"):
         d = keep / nid
@@ -55,8 +62,31 @@ def test_demo_json_keep(tmp_path):
     assert bad.returncode == 1 and json.loads(bad.stdout)["valid"] is False
 
 
-def test_audit_verify_is_a_placeholder(tmp_path):
-    f = tmp_path / "audit.jsonl"
-    f.write_text("")
-    p = _appliance("audit", "verify", str(f), timeout=60)
-    assert p.returncode == 2 and "issue 6" in p.stderr
+def test_audit_verify_names_the_altered_entry(demo, tmp_path):
+    """Each kept node's audit log, exported as GET /v1/audit serves it, verifies against the
+    cluster's node keys; one altered entry makes `appliance audit verify` fail naming it."""
+    from appliance.audit import AuditLog
+
+    keep, p = demo
+    assert p.returncode == 0, p.stderr[-3000:]
+    for nid in ("node-1", "node-2", "node-3"):
+        d = keep / nid
+        log = AuditLog(d / "audit.db", nid)
+        export = tmp_path / f"{nid}.jsonl"
+        log.export(export)
+        log.close()
+        ok = _appliance("audit", "verify", str(export), "--cluster", str(d / "cluster.toml"),
+                        "--node", nid, "--require-checkpoint", timeout=60)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "checkpoint" in ok.stdout
+    lines = export.read_bytes().splitlines()
+    entry_lines = [i for i, ln in enumerate(lines) if ln.startswith(b'{"entry"')]
+    i = entry_lines[len(entry_lines) // 2]
+    obj = json.loads(lines[i])
+    seq = obj["entry"]["seq"]
+    lines[i] = lines[i].replace(b'"actor":"', b'"actor":"x', 1)
+    bad = tmp_path / "altered.jsonl"
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    r = _appliance("audit", "verify", str(bad), "--cluster", str(keep / "node-3" / "cluster.toml"),
+                   timeout=60)
+    assert r.returncode == 1 and "FAIL" in r.stdout and str(seq) in r.stdout, r.stdout
