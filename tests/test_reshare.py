@@ -68,3 +68,25 @@ def test_reshare_misbehaviour_named(key_2of3, case):
     with pytest.raises(ProtocolAbort) as err:
         run(parties(key_2of3[:2], [0, 1, 2, 3], 3, case), tamper)
     assert err.value.culprits == [bad]
+
+
+@pytest.mark.parametrize("forge", ["threshold", "public share", "chain code"])
+def test_newcomer_given_a_forged_old_state_stops_before_any_share(key_2of3, forge):
+    """A newcomer takes the old key's public state from the coordinator; the old senders hash
+    their own view of it into the round-1 setup they sign and echo, so a newcomer handed another
+    state stops at round 1 (blaming nobody: it cannot tell who lied) and gets no share."""
+    old = OldKeyInfo.of(key_2of3[0])
+    if forge == "threshold":
+        fake = dataclasses.replace(old, threshold=1)
+    elif forge == "public share":
+        fake = dataclasses.replace(old, public_shares={**old.public_shares, 2: old.public_shares[2] + G})
+    else:
+        fake = dataclasses.replace(old, chain_code=bytes(32))
+    senders, new = [0, 1], [0, 1, 3]
+    by = {s.index: s for s in key_2of3[:2]}
+    ps = {i: ReshareParty(b"forged-" + forge.encode(), i, fake if i == 3 else old, senders, new, 2,
+                          IDS.signers[i], IDS.directory, SeededRNG(f"forged{forge}{i}"), share=by.get(i))
+          for i in sorted(set(senders) | set(new))}
+    with pytest.raises(ProtocolAbort) as err:
+        run(ps)
+    assert "different session parameters" in str(err.value) and not err.value.culprits
