@@ -35,7 +35,7 @@ from appliance.policy import PolicyDenied
 
 log = logging.getLogger("appliance.api")
 
-MAX_BODY = 1 << 20
+MAX_BODY = 2 << 20  # a PSBT up to the decoder's limit (1 MB, base64) fits; larger ones get a 400
 MAX_PEER_BODY = 16 << 20
 NODE_KEY = web.AppKey("node", Node)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)

@@ -215,11 +215,17 @@ class PolicyMixin:
     async def _decode(self, row: dict, request, payload: Any, network: str | None):
         """Decode the request's digest or payload for this node's copy of the key."""
         r = request
-        net = network or r.network or self.policy.rule_for(r.key_id).network
-        fn = functools.partial(payloads.decode_request, self._key_context(row, r.derivation_path),
-                               digest=r.digest, payload=payload if r.digest is None else None,
-                               payload_type=r.payload_type, network=net)
-        if r.digest is not None and r.derivation_path == "m":
+        return await self._decode_fields(row, digest=r.digest, payload=payload,
+                                         payload_type=r.payload_type, path=r.derivation_path,
+                                         network=network or r.network)
+
+    async def _decode_fields(self, row: dict, *, digest: str | None, payload: Any,
+                             payload_type: str | None, path: str, network: str | None):
+        net = network or self.policy.rule_for(row["key_id"]).network
+        fn = functools.partial(payloads.decode_request, self._key_context(row, path),
+                               digest=digest, payload=payload if digest is None else None,
+                               payload_type=payload_type if digest is None else None, network=net)
+        if digest is not None and path == "m":
             return fn()  # nothing to parse or derive
         # parsing (and BIP32 derivation) off the event loop, never behind protocol work
         return await asyncio.get_running_loop().run_in_executor(None, fn)
@@ -258,6 +264,13 @@ class PolicyMixin:
         if network is not None and network not in BITCOIN_NETWORKS:
             raise bad_request("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
         named = self._named_signers(row, signers)
+        # the node reads what it is asked to sign: a malformed payload is a clear 400, nothing stored
+        try:
+            dec = await self._decode_fields(row, digest=digest_hex if payload is None else None,
+                                            payload=payload, payload_type=payload_type, path=path,
+                                            network=network)
+        except payloads.PayloadError as exc:
+            raise bad_request(exc.code, exc.message) from None
         sr = self._signed_request(request, user)
         await self.require_hsm()
         r = sr.request
@@ -286,12 +299,6 @@ class PolicyMixin:
         if existing is not None:  # the same signed statement again: the same request
             return self.sign_request_view(existing)
         adigest = r.digest or r.payload_hash
-        try:
-            dec = await self._decode(row, r, payload, None)
-        except payloads.PayloadError as exc:
-            self._audit(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
-                        decision="invalid", reason=exc.code)
-            raise bad_request(exc.code, exc.message) from None
         now = time.time()
         fault = self._fault(r)
         decision = evaluate(self.policy, sr, [], now, usage=self._rate_usage)
@@ -494,6 +501,9 @@ class PolicyMixin:
                                key_id=req["key_id"], subject=request_id, digest=dig)
         req = self._expire_if_due(req)
         status = (st.get("final") or req["status"])
+        if status == "expired":
+            raise self._refuse(403, "expired", "the request has expired", actor=user.id,
+                               action=action, key_id=req["key_id"], subject=request_id, digest=dig)
         if status != "pending":
             raise NodeError(409, "not_pending", f"the request is {status}; it does not wait for "
                             f"an {action}")
