@@ -508,6 +508,9 @@ class PolicyMixin:
             raise NodeError(409, "not_pending", f"the request is {status}; it does not wait for "
                             f"an {action}")
         outcome = evaluate(self.policy, sr, [*existing, a], now, usage=self._rate_usage)
+        if (outcome.denied and self._fault(sr.request) == "skip-checks"
+                and outcome.reason not in ("rejected", "cancelled", "expired")):
+            outcome = Decision("allowed", None, "test-only fault: the coordinator's checks skipped")
         if outcome.allowed:
             # a request nobody can sign now stays as it was (the approval is not recorded)
             row = self.active_key(req["key_id"])
