@@ -29,6 +29,7 @@ import pytest
 
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
 from tests.fuzzing import SOAK, examples
+from tests.signing_flow import approve_if_needed
 
 pytestmark = cluster_marks("fuzz-api")
 
@@ -198,6 +199,7 @@ async def test_schemathesis_openapi_no_5xx_no_state_change(cluster):
     # one signed request so that sign-request routes have a real request id to look at
     ini = cluster.client("initiator", node=0)
     req = await ini.request_signature(key["key_id"], digest_of("fuzz-api"))
+    await approve_if_needed(cluster.client("approver", node=0), req)  # the default policy's step
     await ini.wait_signature(req["request_id"], timeout=120)
     doc = await admin.openapi()
     n = examples(30, 300)
@@ -214,6 +216,7 @@ async def test_schemathesis_openapi_no_5xx_no_state_change(cluster):
         assert (await cluster.client("auditor", node=i).readyz())["ready"]
     # and the node still signs
     again = await ini.request_signature(key["key_id"], digest_of("after fuzzing"))
+    await approve_if_needed(cluster.client("approver", node=0), again)
     assert (await ini.wait_signature(again["request_id"], timeout=120))["status"] == "signed"
 
 
