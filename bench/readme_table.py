@@ -16,6 +16,8 @@ SECTIONS = [
     ("Proofs", lambda n: n.startswith("zk_")),
     ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
     ("HSM", lambda n: n.startswith(("hsm_", "seal", "unseal", "presig_key"))),
+    ("Committee size (end to end, median with min to max)", lambda n: any(
+        f"_{c}_" in n + "_" for c in ("3of5", "5of7")) or n.startswith("sustained_")),
     ("End to end over HTTPS", lambda n: n.startswith(("e2e_", "sign_", "keygen_", "presign_", "healthz"))),
 ]
 
@@ -30,7 +32,8 @@ def main(path: Path = RESULTS) -> None:
         print(f"\n**{title}**\n\n| figure | value | unit |\n|---|---:|---|")
         for f in rows:
             seen.add(f["name"])
-            print(f"| `{f['name']}` | {f['value']} | {f['unit']} |")
+            spread = f" ({f['min']} to {f['max']}, {f['runs']} runs)" if "runs" in f and "min" in f else ""
+            print(f"| `{f['name']}` | {f['value']}{spread} | {f['unit']} |")
     rest = [f for f in figures if f["name"] not in seen and f["name"] != "bench_meta"]
     if rest:
         print("\n**Other**\n\n| figure | value | unit |\n|---|---:|---|")

@@ -1,7 +1,11 @@
 """`make bench`: run every benchmark and write bench/results.json (a list of
 {"name", "value", "unit", ...}); print the same JSON.
 
-    python -m bench.run [--quick] [--only crypto,hsm,e2e]
+    python -m bench.run [--quick] [--only crypto,hsm,e2e,committee]
+
+Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) and sustained
+signatures per second come from bench/committee_bench.py, which also draws bench/latency.png
+(latency against committee size).
 
 Primes for the in-memory protocol benchmarks are generated fresh (in parallel processes) once
 per run and re-served to every keygen, so that keygen figures measure the protocol, and the
@@ -47,7 +51,7 @@ def pool_factory(bits: int, safe: list[int], blum: list[int]):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 2048 bits only")
-    ap.add_argument("--only", default="crypto,hsm,e2e")
+    ap.add_argument("--only", default="crypto,hsm,e2e,committee")
     args = ap.parse_args()
     only = set(args.only.split(","))
     sizes = (2048,) if args.quick else (2048, 3072)
@@ -88,6 +92,21 @@ def main() -> None:
                 add(e2e_bench.run(bits), f"e2e {bits}")
         except Exception as exc:
             print(f"[bench] end-to-end benchmark failed: {exc!r}", file=sys.stderr)
+
+    if "committee" in only:
+        try:
+            from bench import committee_bench
+
+            add(committee_bench.run(2048, reps=2 if args.quick else 3), "committee 2048")
+        except Exception as exc:
+            print(f"[bench] committee benchmark failed: {exc!r}", file=sys.stderr)
+    try:
+        from bench import committee_bench
+
+        png = committee_bench.plot(figures, RESULTS.with_name("latency.png"))
+        print(f"[bench] plot: {png}", file=sys.stderr)
+    except Exception as exc:
+        print(f"[bench] plot failed: {exc!r}", file=sys.stderr)
 
     meta = {"name": "bench_meta", "value": round(time.time() - started, 1), "unit": "s",
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version()}
