@@ -259,9 +259,10 @@ class ApplianceClient:
     async def import_key(self, bundle: dict, *, refresh: bool = False, paillier_bits: int | None = None,
                          timeout: float = 600.0) -> dict:
         """Hand an import bundle (from ``appliance key import``) to the nodes and wait: the
-        operation's result (``key_id``, ``public_key``, ``epoch``, ``refreshed``...).
-        ``refresh``: refresh the key right after (recommended)."""
-        body: dict[str, Any] = {"bundle": bundle, "refresh": refresh}
+        operation's result (``key_id``, ``public_key``, ``epoch``, ``recommendation``...).
+        ``refresh``: refresh the key right after (recommended: the dealer's machine saw the
+        whole key) — an ordinary signed refresh request; ``refreshed`` and ``epoch`` tell."""
+        body: dict[str, Any] = {"bundle": bundle}
         if paillier_bits is not None:
             body["paillier_bits"] = paillier_bits
         op = await self.request("POST", "/v1/keys/import", body)
@@ -269,7 +270,13 @@ class ApplianceClient:
         result = dict(op.get("result") or {})
         result.setdefault("key_id", op.get("key_id"))
         result["operation_id"] = op["operation_id"]
+        if refresh:
+            r = await self.refresh(result["key_id"], timeout=timeout)
+            rr = r.get("result") or {}
+            result.update(refreshed=True, epoch=rr.get("epoch"), refresh_operation_id=r["operation_id"])
+            result.pop("recommendation", None)
         return result
+
 
     # -- signing --------------------------------------------------------------------------
 

@@ -393,7 +393,6 @@ ROUTES: tuple[Route, ...] = (
           "Import a key from a dealer's bundle (appliance key import); returns an operation", "user",
           ("admin",), body={"type": "object", "required": ["bundle"], "properties": {
               "bundle": {"type": "object", "description": "made offline by `appliance key import`"},
-              "refresh": {"type": "boolean", "description": "refresh right after (recommended)"},
               "paillier_bits": {"type": "integer", "enum": [2048, 3072]}}},
           responses=(202, 400, 401, 403, 409, 503)),
     Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, responses=(200, 401, 404)),

@@ -1838,8 +1838,9 @@ class Node(PolicyMixin):
 
     async def import_key(self, user, body: Any) -> dict:
         """``POST /v1/keys/import`` (admin): hand an import bundle to the nodes. Every node checks
-        its own share before anything is stored; then aux-info; ``refresh: true`` refreshes the
-        new key at once (recommended: the dealer's machine saw the whole key)."""
+        its own share before anything is stored; then aux-info. The result recommends a refresh
+        (the dealer's machine saw the whole key): the client library and ``appliance key
+        submit-import --refresh`` request it right after, as an ordinary signed refresh."""
         from appliance.key_import import ImportBundleError, parse_bundle
 
         if not isinstance(body, dict):
@@ -1848,17 +1849,13 @@ class Node(PolicyMixin):
             bundle = parse_bundle(body.get("bundle"), self.cluster)
         except ImportBundleError as exc:
             raise bad_request("bad_import_bundle", str(exc)) from None
-        refresh = body.get("refresh", False)
-        if not isinstance(refresh, bool):
-            raise bad_request("bad_refresh", "refresh must be true or false")
         bits = body.get("paillier_bits", self.config.paillier_bits)
         if bits not in (2048, 3072):
             raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
         for k in self.store.list_keys(None):
             if k["public_key"] == bundle.public_key and k["status"] in ("active", "pending"):
                 raise NodeError(409, "key_exists", f"this public key is already held as {k['key_id']}")
-        self.policy.check_request(self, user, "import_key", {"threshold": bundle.threshold,
-                                                             "parties": bundle.parties})
+        await self.require_hsm()
         _, missing = await self.split_healthy(bundle.parties)
         if missing:
             raise NodeError(503, "quorum_unreachable", "every node of an imported key must be reachable",
@@ -1866,37 +1863,20 @@ class Node(PolicyMixin):
         op_id, key_id = new_id("op"), new_id("key")
         spec = {"job_id": new_id("job"), "kind": "import", "key_id": key_id, "parties": bundle.parties,
                 "threshold": bundle.threshold, "paillier_bits": bits, "bundle": bundle.to_json(),
-                "coordinator": self.index, "operation_id": op_id, "actor": user.id}
+                "coordinator": self.index, "operation_id": op_id, "actor": user.id,
+                "policy_hash": self.policy.hash}
         if self.index in bundle.parties:
             await self._check_import_share(spec)  # this node's own share first: refused before anything
         self.store.put_operation(op_id, "import", key_id, user.id)
         self.audit.record(user.id, "import_key", key_id=key_id, subject=op_id, decision="accepted",
-                          reason=f"public key {bundle.public_key.hex()}, import {bundle.import_id.hex()}")
-        self._spawn(self._run_import(op_id, spec, refresh))
+                          reason=f"{bundle.threshold}-of-{len(bundle.parties)} import from a dealer's bundle")
+        self._spawn(self._run_import(op_id, spec))
         return self.operation_view(self.store.get_operation(op_id))
 
-    async def _run_import(self, op_id: str, spec: dict, refresh: bool) -> None:
+    async def _run_import(self, op_id: str, spec: dict) -> None:
         key_id = spec["key_id"]
         try:
             result = await self.coordinate(spec)
-            if refresh:
-                row = self.active_key(key_id)
-                rspec = {"job_id": new_id("job"), "kind": "refresh", "key_id": key_id,
-                         "parties": row["participants"], "threshold": row["threshold"],
-                         "paillier_bits": row["paillier_bits"], "epoch": row["epoch"],
-                         "coordinator": self.index, "operation_id": op_id, "actor": spec.get("actor"),
-                         "after_import": spec["job_id"]}
-                try:
-                    r = await self.coordinate(rspec)
-                    result.update(refreshed=True, epoch=r.get("epoch", row["epoch"] + 1),
-                                  finalized=r.get("finalized"))
-                    result.pop("recommendation", None)
-                    key = self.store.get_key(key_id)
-                    if key is not None:
-                        result["key"] = self.key_view(key)
-                except JobFailed as exc:  # the key is imported; only the refresh failed
-                    result["refreshed"] = False
-                    result["refresh_error"] = exc.error.to_error()
             self.store.finish_operation(op_id, "done", result=result)
             self.audit.record(spec.get("actor"), "import_done", key_id=key_id, subject=op_id, decision="done")
         except JobFailed as exc:
