@@ -185,7 +185,7 @@ def plot(figures: list[dict], path: Path) -> Path:
                                       (ax2, "sign_presigned", "ms", "sign (presigned)")):
             pts = []
             for n, t in SIZES:
-                f = by.get(f"{stem}_{t}of{n}_{unit}{sfx}")
+                f = by.get(f"committee_{stem}_{t}of{n}_{unit}{sfx}") or by.get(f"{stem}_{t}of{n}_{unit}{sfx}")
                 if f:
                     pts.append((n, f["value"], f.get("min", f["value"]), f.get("max", f["value"])))
             if not pts:
