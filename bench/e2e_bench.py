@@ -9,7 +9,8 @@ Phase A (no presignature pools): DKG 2-of-3 and 3-of-3 (``keygen_2of3_s``), full
 Phase B (node-1 restarted with a presignature pool; it alone fills, one presign at a time):
 presign jobs as timed by their coordinator (``presign_2of3_ms``, ``presign_3of3_ms``) and
 signatures that use a stored presignature (``sign_presigned_p50_ms``/``p95``), each measured
-from the client: signed request, quorum check, job, signature, long-poll answer.
+from the client: signed request, approval (the default policy's one approver), quorum check,
+job, signature, long-poll answer.
 
 Names carry no suffix at 3072 bits and ``_2048`` at 2048 (as the other benchmarks). Prime pools
 are seeded from the test-only prime file through the nodes' configuration, so keygen measures
@@ -65,6 +66,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
                             round_timeout=60, job_timeout=600, log_level="warning") as cluster:
         admin = cluster.client("admin", 0)
         ini = [cluster.client("initiator", i) for i in range(3)]
+        app = [cluster.client("approver", i) for i in range(3)]  # the default policy's approval step
         # -- phase A: keygen, full signatures
         t = time.perf_counter()
         key = await admin.create_key(2)
@@ -76,7 +78,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
         for i in range(full_reps):
             d = digest(i)
             t = time.perf_counter()
-            done = await ini[i % 3].sign(key["key_id"], d, timeout=600)
+            done = await ini[i % 3].sign(key["key_id"], d, timeout=600, approver=app[i % 3])
             lat.append((time.perf_counter() - t) * 1000)
             check_signature(key["public_key"], d, done["signature"])
         fig("sign_full_p50_ms", statistics.median(lat), "ms", detail="2 signers, presign + sign on demand",
@@ -86,7 +88,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
         for i in range(max(3, full_reps // 2)):
             d = digest(f"3-{i}")
             t = time.perf_counter()
-            done = await ini[i % 3].sign(key3["key_id"], d, timeout=600)
+            done = await ini[i % 3].sign(key3["key_id"], d, timeout=600, approver=app[i % 3])
             lat3.append((time.perf_counter() - t) * 1000)
             check_signature(key3["public_key"], d, done["signature"])
         fig("sign_full_3signers_p50_ms", statistics.median(lat3), "ms", samples=len(lat3))
@@ -104,7 +106,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
 
         poller = asyncio.create_task(poll())
         t = time.perf_counter()
-        await asyncio.gather(*(ini[i % 3].sign(key["key_id"], digest(f"load {i}"), timeout=600) for i in range(8)))
+        await asyncio.gather(*(ini[i % 3].sign(key["key_id"], digest(f"load {i}"), timeout=600, approver=app[i % 3]) for i in range(8)))
         load_s = time.perf_counter() - t
         stop.set()
         await poller
@@ -118,6 +120,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
         await cluster.start_node(0)
         admin = cluster.client("admin", 0)
         c1 = cluster.client("initiator", 0)
+        a1 = cluster.client("approver", 0)
         want = {"node-1,node-2": presig_pool, "node-1,node-3": presig_pool}
         deadline = time.monotonic() + 900
         while True:
@@ -139,6 +142,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
             d = digest(f"pre {i}")
             t = time.perf_counter()
             req = await c1.request_signature(key["key_id"], d)
+            await a1.approve(req["request_id"])
             done = await c1.wait_signature(req["request_id"], timeout=60)
             lat.append((time.perf_counter() - t) * 1000)
             check_signature(key["public_key"], d, done["signature"])
