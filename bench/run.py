@@ -1,7 +1,10 @@
 """`make bench`: run every benchmark and write bench/results.json (a list of
 {"name", "value", "unit", ...}); print the same JSON.
 
-    python -m bench.run [--quick] [--only crypto,hsm,e2e,committee]
+    python -m bench.run [--quick] [--only crypto,hsm,e2e,committee,lifecycle]
+
+Key lifecycle (refresh and reshare of a 2-of-3 and a 3-of-5 key, end to end) comes from
+bench/lifecycle_bench.py.
 
 Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) and sustained
 signatures per second come from bench/committee_bench.py, which also draws bench/latency.png
@@ -51,7 +54,7 @@ def pool_factory(bits: int, safe: list[int], blum: list[int]):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 2048 bits only")
-    ap.add_argument("--only", default="crypto,hsm,e2e,committee")
+    ap.add_argument("--only", default="crypto,hsm,e2e,committee,lifecycle")
     args = ap.parse_args()
     only = set(args.only.split(","))
     sizes = (2048,) if args.quick else (2048, 3072)
@@ -113,6 +116,14 @@ def main() -> None:
     except Exception as exc:
         print(f"[bench] plot failed: {exc!r}", file=sys.stderr)
 
+    if "lifecycle" in only:
+        try:
+            from bench import lifecycle_bench
+
+            for bits in sizes:
+                add(lifecycle_bench.run(bits), f"lifecycle {bits}")
+        except Exception as exc:
+            print(f"[bench] key-lifecycle benchmark failed: {exc!r}", file=sys.stderr)
     meta = {"name": "bench_meta", "value": round(time.time() - started, 1), "unit": "s",
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version()}
     figures.append(meta)
