@@ -16,6 +16,7 @@ SECTIONS = [
     ("Proofs", lambda n: n.startswith("zk_")),
     ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
     ("HSM", lambda n: n.startswith(("hsm_", "seal", "unseal", "presig_key"))),
+    ("Key lifecycle (end to end, request to finalized)", lambda n: n.startswith(("refresh_", "reshare_"))),
     ("Committee size (end to end, median with min to max)", lambda n: any(
         f"_{c}_" in n + "_" for c in ("3of5", "5of7")) or n.startswith("sustained_")),
     ("End to end over HTTPS", lambda n: n.startswith(("e2e_", "sign_", "keygen_", "presign_", "healthz"))),
