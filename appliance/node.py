@@ -15,9 +15,18 @@ A job has phases, each one protocol session with its own id ``H(job id, phase)[:
 =================  ==========================================================
 keygen             keygen (DKG) -> aux (Paillier, ring-Pedersen) -> pending key; commit
 refresh            aux with refresh=True -> pending share of epoch+1; commit
+reshare            reshare (senders -> new committee) -> aux on the new committee; commit
+import             (share decrypted in the HSM, checked against the dealer's commitments) -> aux; commit
 presign            presign -> sealed presignature (own HSM key each)
 sign               [presign ->] sign (with a stored presignature: sign only)
 =================  ==========================================================
+
+Key changes (keygen, refresh, reshare, import) end in two phases: every party *prepares*
+(sealed result stored, an fsynced record of what it will commit); the coordinator records its
+decision, then asks each party to *commit* (the new epoch in use, the old share kept) and,
+once all confirmed, to *finalize* (older shares and presignatures destroyed). A party that
+missed the outcome asks the coordinator (``_lifecycle_loop``); a change that does not finish
+leaves the old epoch in use.
 
 Each party drives its state machine itself: messages it emits go straight to their
 recipients (broadcasts to every other party of the session, direct messages encrypted to

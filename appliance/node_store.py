@@ -4,8 +4,11 @@ tables of its own in the same SQLite file (``node_*``: key life cycle, key opera
 sign-request signer sets, the event log that issue 6's audit log replaces).
 
 Key life cycle on a node: a DKG or refresh leaves its result *pending* (the sealed share is
-stored, the key or its new epoch is not in use) until the coordinator has seen every
-party's matching result and sends *commit*; a job that does not finish is *abandoned*.
+stored, the key or its new epoch is not in use; ``node_pending`` records what it would commit)
+until the coordinator has seen every party's matching result, recorded its decision
+(``node_commits``) and sends *commit*; old shares stay until every party confirmed and the
+coordinator sends *finalize*. A job that does not finish is *abandoned* (its pending share
+deleted, the old epoch stays in use).
 Every secret is an HSM-sealed blob (the core store refuses anything else).
 """
 
