@@ -353,6 +353,16 @@ async def peer_policy_chain(request: web.Request) -> web.Response:
     return _json({"updates": _node(request).policy_chain()})
 
 
+async def peer_sign_request(request: web.Request) -> web.Response:
+    return _json(await _node(request).peer_sign_request(request.match_info["request_id"], _wait_param(request)))
+
+
+async def peer_sign_request_decision(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    return _json(await _node(request).peer_decision(request.match_info["request_id"], body,
+                                                    _peer_index(request)))
+
+
 async def peer_checkpoint(request: web.Request) -> web.Response:
     body = await _body_json(request)
     return _json(_node(request).witness_checkpoint(body, _peer_index(request)))
@@ -478,6 +488,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/peer/policy", peer_policy, "Peer: a policy update (verified here too)", "peer",
           body={"type": "object"}, responses=(200, 400, 403)),
     Route("GET", "/v1/peer/policy", peer_policy_chain, "Peer: the policy updates this node applied", "peer"),
+    Route("GET", "/v1/peer/sign-requests/{request_id}", peer_sign_request,
+          "Peer: a sign request this node keeps (another node answers a client for it)", "peer",
+          query=(("wait", "number", "long-poll up to this many seconds"),), responses=(200, 403, 404)),
+    Route("POST", "/v1/peer/sign-requests/{request_id}/decisions", peer_sign_request_decision,
+          "Peer: a user's signed decision on a sign request this node keeps, received by another "
+          "node", "peer", body={"type": "object"}, responses=(200, 400, 403, 404, 409)),
     Route("POST", "/v1/peer/audit/checkpoints", peer_checkpoint,
           "Peer: co-sign another node's audit checkpoint", "peer", body={"type": "object"},
           responses=(200, 400, 403, 409)),

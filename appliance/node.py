@@ -911,9 +911,12 @@ class Node(PolicyMixin):
                 it["digest"] = fault_digest(it["digest"])
             spec["digest"] = spec["items"][0]["digest"]
 
-    async def get_sign_request(self, request_id: str, wait: float = 0.0) -> dict:
+    async def get_sign_request(self, request_id: str, wait: float = 0.0, *,
+                               forward: bool = True) -> dict:
         req = self._expire_if_due(self.store.get_sign_request(request_id))
         if req is None:
+            if forward:  # kept by the node that received it (its coordinator): ask the others
+                return await self._forward_to_owner(request_id, "GET", f"?wait={wait}")
             raise not_found("sign request")
         if wait > 0 and req["status"] not in TERMINAL:
             await self._wait_for(request_id, wait)

@@ -480,7 +480,7 @@ class PolicyMixin:
         return self.store.get_sign_request(req["request_id"])
 
     async def decide_sign_request(self, user, request_id: str, decision: str,
-                                  body: dict | None = None) -> dict:
+                                  body: dict | None = None, *, forwarded: bool = False) -> dict:
         """An approval, rejection or (the initiator's) cancel: ``body["approval"]`` is the
         signed statement, by the authenticated user; ``decision`` the route's kind."""
         NodeError, bad_request, not_found = _errors()
@@ -488,6 +488,10 @@ class PolicyMixin:
         req = self.store.get_sign_request(request_id)
         st = self.store.get_statement(request_id)
         if req is None or st is None:
+            if not forwarded:  # the request lives on its coordinator: the decision goes there
+                return await self._forward_to_owner(
+                    request_id, "POST", "/decisions",
+                    {"decision": decision, "user": user.id, "body": body or {}})
             raise not_found("sign request")
         a = self._parse_approval(body, decision, user)
         sr = SignedRequest.from_json(st["request"])
@@ -524,6 +528,41 @@ class PolicyMixin:
                                subject=request_id, digest=dig)
         await self._apply_outcome(req, sr, [*existing, a], outcome, actor=user.id)
         return self.sign_request_view(self.store.get_sign_request(request_id))
+
+    async def _forward_to_owner(self, request_id: str, method: str, suffix: str,
+                                body: dict | None = None) -> dict:
+        """A sign request is kept by the node that received it. Another node answers for it by
+        asking its peers (pinned mutual TLS): reads, and decisions (which the owner checks as
+        its own: the decision is signed by the approver, whom this node authenticated)."""
+        NodeError, _, not_found = _errors()
+        from appliance.transport import PeerError
+
+        if not isinstance(request_id, str) or not request_id.startswith("req_") or len(request_id) > 64:
+            raise not_found("sign request")
+        for p in [p for p in self.peers if p != self.index]:
+            path = f"/v1/peer/sign-requests/{request_id}" + (suffix if method == "POST" else "")
+            if method == "GET":
+                path += suffix
+            try:
+                return await self.client.request(self.peers[p], method, path, json_body=body,
+                                                 timeout=75.0)
+            except PeerError as exc:
+                if exc.status == 404 or exc.status is None:
+                    continue  # not there (or that node is down): ask the next
+                err = (exc.body or {}).get("error") or {}
+                raise NodeError.from_error(exc.status, err) from None
+        raise not_found("sign request")
+
+    async def peer_sign_request(self, request_id: str, wait: float) -> dict:
+        return await self.get_sign_request(request_id, wait, forward=False)
+
+    async def peer_decision(self, request_id: str, body: dict, from_index: int) -> dict:
+        _, bad_request, _ = _errors()
+        user = self.policy.user(body.get("user")) if isinstance(body, dict) else None
+        if user is None or body.get("decision") not in DECISION_ROUTES:
+            raise bad_request("bad_forward", "a forwarded decision names a user and a decision")
+        return await self.decide_sign_request(user, request_id, body["decision"], body.get("body"),
+                                              forwarded=True)
 
     def _parse_approval(self, body: Any, decision: str, user) -> Approval:
         NodeError, bad_request, _ = _errors()

@@ -120,6 +120,20 @@ async def test_request_approve_sign(cluster):
         _metric(before, "appliance_jobs_total", kind="sign", outcome="done") + 1
 
 
+async def test_approve_and_wait_on_other_nodes(cluster):
+    """A request is kept by the node that received it; the others answer for it (reads,
+    long-polls and decisions go to it over the peer link)."""
+    key = await _key(cluster)
+    req = await cluster.client("initiator", node=0).request_signature(key["key_id"], digest_of("elsewhere"))
+    seen = await cluster.client("approver", node=2).get_sign_request(req["request_id"])
+    assert seen["status"] == "pending" and seen["request"]["statement"]["initiator"] == "initiator"
+    await _refused(cluster.client("initiator", node=1).approve(req["request_id"]), 403, "self_approval")
+    await cluster.client("approver", node=2).approve(req["request_id"])
+    done = await cluster.client("initiator", node=1).wait_signature(req["request_id"], timeout=60)
+    check_signature(key["public_key"], digest_of("elsewhere"), done["signature"])
+    await _refused(cluster.client("auditor", node=1).get_sign_request("req_" + "0" * 32), 404, "not_found")
+
+
 async def test_policy_matrix(cluster):
     """Each way a request can fail the policy: refused with 403 and its reason code (or the
     documented status), and written to the audit log."""
