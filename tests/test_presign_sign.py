@@ -134,8 +134,19 @@ class LyingChi(PresignParty):
         return bc, d
 
 
+@pytest.fixture
+def fewer_repetitions(monkeypatch):
+    """m = 16 instead of 128 for Π^aff-g* and Π^dec in presign: the same code with fewer
+    repetitions keeps the suite fast (the proofs are tested with the real m on their own)."""
+    import appliance.tss.presign as presign_module
+    from appliance.tss.params import security_params
+
+    monkeypatch.setattr(presign_module, "security_params",
+                        lambda bits: dataclasses.replace(security_params(bits), m=16))
+
+
 @pytest.mark.parametrize("liar", [LyingDelta, LyingChi], ids=["delta", "chi"])
-def test_identification_step_names_the_liar(key_2of3, liar):
+def test_identification_step_names_the_liar(key_2of3, liar, fewer_repetitions):
     """Fig. 9: the failure is only visible at the end; Π^dec and Π^aff-g* name the party."""
     parties = presign_parties(key_2of3[1:], {2: liar}, seed=liar.__name__)
 
