@@ -202,7 +202,7 @@ async def test_schemathesis_openapi_no_5xx_no_state_change(cluster):
     await approve_if_needed(cluster.client("approver", node=0), req)  # the default policy's step
     await ini.wait_signature(req["request_id"], timeout=120)
     doc = await admin.openapi()
-    n = examples(30, 300)
+    n = examples(15, 300)
     t0 = time.perf_counter()
     stats = await asyncio.to_thread(_run_fuzz, cluster.urls[0], cluster._server_ctx(0), doc,
                                     cluster.user_keys, key["key_id"], n)
@@ -230,7 +230,7 @@ async def test_schemathesis_soak_every_node(cluster):
     doc = await admin.openapi()
     for i in range(1, cluster.n):
         stats = await asyncio.to_thread(_run_fuzz, cluster.urls[i], cluster._server_ctx(i), doc,
-                                        cluster.user_keys, key_id, examples(10, 40))
+                                        cluster.user_keys, key_id, examples(5, 40))
         print(f"\nnode {i}: {stats['requests']} requests, statuses {stats['by_status']}")
         assert not stats["failures"], "\n".join(stats["failures"][:20])
         assert cluster.running(i)
