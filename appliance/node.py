@@ -1431,8 +1431,14 @@ class Node(PolicyMixin):
             try:
                 await self._resolve_prepared()
                 for rec in self.store.open_commits():
-                    if rec["job_id"] not in self.jobs:
-                        await self._advance_commit(rec["job_id"])
+                    if rec["job_id"] in self.jobs:
+                        continue
+                    row = self.store.get_key(rec["key_id"])
+                    if row is None or (row["status"] == "active" and row["epoch"] > rec["new_epoch"]):
+                        # superseded by a later change (whose finalize covers older epochs)
+                        self.store.commit_progress(rec["job_id"], finalized=rec["parties"])
+                        continue
+                    await self._advance_commit(rec["job_id"])
             except asyncio.CancelledError:
                 raise
             except Exception:
