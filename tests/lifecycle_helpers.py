@@ -13,15 +13,18 @@ from tests.signing_flow import sign as flow_sign
 
 
 async def sign(cluster, key: dict, text: str, *, node: int = 0, signers: list[str] | None = None,
-               timeout: float = 90.0) -> dict:
+               timeout: float = 90.0, derivation_path: str | None = None, public_key: str | None = None) -> dict:
     """request -> approve (a no-op while no policy asks for it) -> wait; checked against the
-    key's public key (libsecp256k1 and OpenSSL, low-S, recovery id)."""
+    key's public key, or ``public_key`` (a derived child's) with ``derivation_path``
+    (libsecp256k1 and OpenSSL, low-S, recovery id)."""
     digest = digest_of(text)
-    kw = {"signers": signers} if signers is not None else {}
+    kw: dict = {"signers": signers} if signers is not None else {}
+    if derivation_path is not None:
+        kw["derivation_path"] = derivation_path
     done = await flow_sign(cluster.client("initiator", node=node), cluster.client("approver", node=node),
                            key["key_id"], digest, timeout=timeout, **kw)
-    check_signature(key["public_key"], digest, done["signature"])
-    if "public_key" in done:
+    check_signature(public_key or key["public_key"], digest, done["signature"])
+    if "public_key" in done and derivation_path is None:
         assert done["public_key"] == key["public_key"]
     return done
 

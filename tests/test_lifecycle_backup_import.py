@@ -173,3 +173,30 @@ async def test_a_share_that_does_not_match_the_commitments_is_refused_by_its_nod
     # nothing was created on any node
     for i in range(3):
         assert {k["key_id"] for k in await cluster.client("admin", node=i).list_keys()} <= before
+
+
+async def test_bip32_derivation_of_an_imported_wallet_matches_the_bip32_package(cluster):
+    """A wallet's master key (BIP32 test vector 1) imported with its chain code: our child
+    public keys and xpubs equal those of the `bip32` package, computed from our xpub and from
+    the wallet itself, and signatures for derived paths verify under the child keys."""
+    from bip32 import BIP32
+
+    wallet = BIP32.from_seed(bytes.fromhex("000102030405060708090a0b0c0d0e0f"))
+    d = int.from_bytes(wallet.get_privkey_from_path("m"), "big")
+    bundle = build_bundle(d, _cluster_config(cluster), 2, chain_code=wallet.chaincode).to_json()
+    res = await cluster.client("admin", node=1).import_key(bundle)
+    key = {"key_id": res["key_id"], "public_key": res["public_key"]}
+    c = cluster.client("auditor", node=2)
+    root = await c.derive(key["key_id"], "m")
+    assert root["xpub"] == wallet.get_xpub_from_path("m")
+    ref = BIP32.from_xpub(root["xpub"])
+    for path in ("m/0", "m/0/1", "m/1/2/3", "m/44/0/0/0/5", "m/2147483647/7"):
+        got = await c.derive(key["key_id"], path)
+        assert got["public_key"] == ref.get_pubkey_from_path(path).hex() == wallet.get_pubkey_from_path(path).hex()
+        assert got["xpub"] == ref.get_xpub_from_path(path) == wallet.get_xpub_from_path(path)
+    for path, node in (("m/0/1", 0), ("m/44/0/0/0/5", 2)):
+        child = ref.get_pubkey_from_path(path).hex()
+        await sign(cluster, key, f"derived {path}", node=node, derivation_path=path, public_key=child)
+    with pytest.raises(ApplianceAPIError) as ei:
+        await c.derive(key["key_id"], "m/0'/1")
+    assert (ei.value.status, ei.value.code) == (400, "bad_derivation_path")
