@@ -148,7 +148,12 @@ async def metrics(request: web.Request) -> web.Response:
 
     node = _node(request)
     if node.store is not None:
-        node.prime_counts()  # refreshes the prime pool gauge
+        try:  # the prime pool gauge, as of now
+            pc = node.prime_counts()
+            for kind in ("safe", "blum"):
+                node.metrics.set_prime_pool(kind, node.config.paillier_bits // 2, int(pc.get(kind, 0)))
+        except Exception:  # noqa: BLE001 - a gauge never fails the scrape
+            pass
     return web.Response(body=node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

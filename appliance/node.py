@@ -975,6 +975,10 @@ class Node(PolicyMixin):
         self.jobs[job.job_id] = job
         t0 = time.monotonic()
         kind = spec["kind"]
+        outcome = None
+        self._audit_quiet(self.me.id, f"{kind}_session_start", key_id=spec.get("key_id"),
+                          subject=job.job_id, decision="started",
+                          reason=",".join(self.node_ids(job.parties)))
         try:
             others = [p for p in job.parties if p != self.index]
             if self.index in job.parties:
@@ -1004,8 +1008,12 @@ class Node(PolicyMixin):
         except JobFailed as exc:
             self.metrics.jobs.labels(kind, "failed").inc()
             self._quarantine_culprits(exc.error, spec)
+            outcome = exc.error.code
             raise
         finally:
+            self._audit_quiet(self.me.id, f"{kind}_session_end", key_id=spec.get("key_id"),
+                              subject=job.job_id, decision="failed" if outcome else "done",
+                              reason=outcome)
             self.metrics.job_seconds.labels(kind, str(len(job.parties))).observe(time.monotonic() - t0)
             self._forget(job)
 
@@ -1281,6 +1289,9 @@ class Node(PolicyMixin):
             report = {"from": self.index, "ok": False,
                       "error": {"status": 500, "code": "internal", "message": type(exc).__name__}}
             self._abandon_local(job)
+        self._audit_quiet(self.peers[coord].id, f"{job.kind}_session_end", key_id=job.spec.get("key_id"),
+                          subject=job.job_id, decision="done" if report.get("ok") else "failed",
+                          reason=None if report.get("ok") else report["error"].get("code"))
         if job.kind in KEY_CHANGES and report.get("ok"):
             # keep the job until the coordinator commits or cancels
             self._spawn(self._expire_pending(job))

@@ -144,6 +144,9 @@ REASONS = (
     "digest_mismatch",             # the coordinator's digests are not the payload's
     "tweak_mismatch",              # the coordinator's derivation tweaks are not ours
     "request_already_signed",      # this node already took part in signing the request
+    # the node's checks of a client's statement against the HTTP-authenticated user
+    "initiator_mismatch",          # a request signed for another user than the caller
+    "approver_mismatch",           # a decision signed for another user than the caller
 )
 BITCOIN_NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 
