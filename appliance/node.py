@@ -2029,7 +2029,9 @@ class Node(PolicyMixin):
             raise bad_request("bad_batch", "batch does not match its route or sender")
         job = self.jobs.get(job_id)
         if job is None:
-            if job_id in self._finished_jobs:
+            if job_id in self._finished_jobs or self.store.job_id_used(job_id, older_than=60.0):
+                # a job that ran (or was refused) here, however long ago: its sessions are over
+                # (one seen in the last minute may still be being accepted: its frames wait)
                 self.metrics.dropped.labels("finished").inc()
                 return len(frames)
             early = self._early.setdefault(job_id, [])

@@ -616,9 +616,10 @@ class NodeStore:
             return False
         return True
 
-    def job_id_used(self, job_id: str) -> bool:
-        return self.durable.execute("SELECT 1 FROM node_used_jobs WHERE job_id=?",
-                                    (job_id,)).fetchone() is not None
+    def job_id_used(self, job_id: str, *, older_than: float = 0.0) -> bool:
+        """Was this job id ever run or refused here (at least ``older_than`` seconds ago)?"""
+        return self.durable.execute("SELECT 1 FROM node_used_jobs WHERE job_id=? AND time<=?",
+                                    (job_id, time.time() - older_than)).fetchone() is not None
 
     def use_request(self, request_id: str, action: str, key_id: str | None, job_id: str,
                     amounts: dict[str, int] | None = None) -> bool:
