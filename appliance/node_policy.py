@@ -302,6 +302,10 @@ class PolicyMixin:
         now = time.time()
         fault = self._fault(r)
         decision = evaluate(self.policy, sr, [], now, usage=self._rate_usage)
+        if decision.denied or (dec.payload_type != "digest" and not self._tx_check(key_id, dec)[0]):
+            # what was refused, as this node read it
+            self._audit(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
+                        decision="decoded", reason=summary_text(dec))
         if decision.denied and fault != "skip-checks":
             self.metrics.sign_request("denied")
             raise self._refuse(403, decision.reason, decision.message, actor=user.id,
@@ -314,6 +318,8 @@ class PolicyMixin:
         allowed = decision.allowed or fault == "skip-approval"
         # a request that nobody could sign now is not created
         await self._reachable_signers(row, named)
+        self._audit(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
+                    decision="decoded", reason=summary_text(dec))
         self._audit(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
                     decision="allowed" if allowed else "pending", reason=decision.reason)
         self.store.put_sign_request(
@@ -684,6 +690,8 @@ class PolicyMixin:
             dec = await self._decode(row, r, spec.get("payload"), None)
         except payloads.PayloadError as exc:
             raise refuse(400, exc.code, exc.message, dig) from None
+        self._audit(self.peers[int(spec["coordinator"])].id, "payload_decoded", key_id=spec["key_id"],
+                    subject=str(spec["job_id"]), digest=dig, decision="decoded", reason=summary_text(dec))
         ok, code, message = self._tx_check(spec["key_id"], dec)
         if not ok:
             raise refuse(403, code, message, dig)
@@ -1026,6 +1034,27 @@ class MeteredHSM:
             finally:
                 m.observe_hsm(op, time.perf_counter() - t0, ok=ok)
         return timed
+
+
+def summary_text(dec) -> str:
+    """One line for the audit log: what the node decoded (type, chain, each transfer, fee,
+    contract and method), at most 300 characters; no payload bytes, only what an approver saw."""
+    f = dec.facts
+    if dec.payload_type == "digest":
+        return f"raw digest, {len(dec.items)} signature(s), path {dec.items[0].path}"
+    parts = [dec.payload_type]
+    if f.chain:
+        parts.append(f"{f.chain} {f.network or ''}{f' chain {f.chain_id}' if f.chain_id else ''}".strip())
+    for t in f.transfers[:4]:
+        parts.append(f"{t.kind} {t.amount} {t.asset or '-'} to {t.destination or 'none'}")
+    if len(f.transfers) > 4:
+        parts.append(f"+{len(f.transfers) - 4} more")
+    if f.fee is not None:
+        parts.append(f"fee {f.fee} {f.fee_asset or ''}".strip())
+    if f.contract:
+        parts.append(f"contract {f.contract} {f.method or ''}".strip())
+    parts.append(f"{len(dec.items)} signature(s)")
+    return "; ".join(parts)[:300]
 
 
 def fault_digest(digest_hex: str) -> str:

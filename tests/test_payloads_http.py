@@ -115,6 +115,14 @@ async def test_psbt_two_p2wpkh_inputs_signed_and_final_tx_verifies(cluster):
     entries = await cluster.client("auditor").audit()
     e = next(e for e in entries if e["action"] == "sign_request" and e["subject"] == done["request_id"])
     assert e["digest"] == shown["payload_hash"]
+    # what the node decoded is in its audit log, and in each signer's
+    d = next(e for e in entries if e["action"] == "payload_decoded" and e["subject"] == done["request_id"])
+    assert DEST in d["reason"] and "80000 BTC" in d["reason"] and "fee 1500" in d["reason"], d
+    for i in (1, 2):
+        if cluster.node_ids[i] in done["signers"]:
+            theirs = await cluster.client("auditor", node=i).audit()
+            assert any(x["action"] == "payload_decoded" and DEST in x["reason"]
+                       and x["digest"] == shown["payload_hash"] for x in theirs)
 
 
 async def test_eip1559_transaction_sender_is_the_key_address(cluster):
