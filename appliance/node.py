@@ -36,8 +36,11 @@ round that does not complete names the parties whose messages are missing. A
 ``receive``, aux key generation) run in a thread pool whose threads let gmpy2 release the
 GIL, so the event loop keeps answering; fresh primes are made in worker processes.
 
-Hooks for what comes next (issue 6): ``Node.policy`` (checks every request and every job a
-peer asks this node to join), ``Node.audit`` (every decision) and ``Node.metrics``.
+Policy, audit and metrics (appliance/node_policy.py, :class:`PolicyMixin`): ``Node.policy``
+(the cluster policy in force: every request, approval and job a peer asks this node to join
+is checked against it here, and a sign job's payload decoded here), ``Node.audit`` (the
+hash-chained audit log: no entry, no action) and ``Node.metrics``. Job ids are recorded
+durably: a job id, hence a session id, is never run twice.
 """
 
 from __future__ import annotations
