@@ -82,7 +82,7 @@ JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign", "import")
 KEY_CHANGES = ("keygen", "refresh", "reshare", "import")  # prepared, then committed, then finalized
 SHARE_CACHE_S = 300.0
 PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
-MAX_SIGN_ITEMS = 64  # signatures in one sign job (PSBT inputs of ours)
+MAX_SIGN_ITEMS = 100  # signatures in one sign job: PSBT inputs of ours (the decoder allows 100)
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
 
 
