@@ -467,7 +467,9 @@ class PolicyMixin:
         st = self.store.get_statement(req["request_id"])
         if st is None or st.get("final"):
             return req
-        if time.time() < st["request"]["statement"]["expires_at"]:
+        stmt = st["request"]["statement"]
+        until = min(stmt["expires_at"], stmt["created_at"] + self.policy.rule_for(req["key_id"]).request_ttl_s)
+        if time.time() < until:
             return req
         from appliance.store import ConflictError
 
