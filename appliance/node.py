@@ -1633,6 +1633,23 @@ class Node(PolicyMixin):
 
     # -- running the phases -----------------------------------------------------------
 
+
+    async def _aux_and_stage(self, job: JobRun, spec: dict, share: KeyShare, rng, deadline) -> None:
+        """Aux-info for a fresh share (after a DKG or an import), then seal and stage it
+        until the coordinator commits the key."""
+        from appliance.tss.aux import AuxParty, generate_aux_keys
+
+        bits = int(spec["paillier_bits"])
+        primes = await self._take_primes(bits)
+        keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
+        sid = phase_sid(job.job_id, "aux")
+        party = AuxParty(sid, share, keys, self.signer, self.directory, rng)
+        share = await self._drive(job, sid, party, first_deadline=deadline)
+        blob = await self.seal_share(spec["key_id"], share)
+        self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
+                                   share.participants, share.epoch, bits, blob, share.chain_code)
+        job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
+                      "fingerprint": share.public_fingerprint().hex()}
     async def _run_job(self, job: JobRun) -> None:
         from appliance.tss.aux import AuxParty, generate_aux_keys
         from appliance.tss.group import SystemRNG
@@ -1653,32 +1670,12 @@ class Node(PolicyMixin):
                 party = KeygenParty(sid, self.index, parties, int(spec["threshold"]), self.signer,
                                     self.directory, rng)
                 share = await self._drive(job, sid, party)
-                bits = int(spec["paillier_bits"])
-                primes = await self._take_primes(bits)
-                keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
-                sid = phase_sid(job.job_id, "aux")
-                party = AuxParty(sid, share, keys, self.signer, self.directory, rng)
-                share = await self._drive(job, sid, party, first_deadline=deadline)
-                blob = await self.seal_share(spec["key_id"], share)
-                self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
-                                           share.participants, share.epoch, bits, blob, share.chain_code)
-                job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
-                              "fingerprint": share.public_fingerprint().hex()}
+                await self._aux_and_stage(job, spec, share, rng, deadline)
             elif kind == "import":
                 # the share was decrypted in the HSM and checked against the dealer's
                 # commitments when the job was accepted; now aux-info, as after a DKG
                 share = getattr(job, "_import_share", None) or await self._check_import_share(spec)
-                bits = int(spec["paillier_bits"])
-                primes = await self._take_primes(bits)
-                keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
-                sid = phase_sid(job.job_id, "aux")
-                party = AuxParty(sid, share, keys, self.signer, self.directory, rng)
-                share = await self._drive(job, sid, party, first_deadline=deadline)
-                blob = await self.seal_share(spec["key_id"], share)
-                self.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
-                                           share.participants, share.epoch, bits, blob, share.chain_code)
-                job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
-                              "fingerprint": share.public_fingerprint().hex()}
+                await self._aux_and_stage(job, spec, share, rng, deadline)
             elif kind == "refresh":
                 row = self.active_key(spec["key_id"])
                 share = await self.load_share(row)
