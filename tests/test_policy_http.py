@@ -182,11 +182,11 @@ async def test_policy_matrix(cluster):
     # ... and when approved after its validity
     short = make_request(cluster.user_keys["initiator"], cluster_id=pol["cluster_id"],
                          policy_hash=pol["policy_hash"], initiator="initiator", now=time.time(),
-                         ttl_s=1, key_id=kid, digest=digest_of("matrix: expires"))
+                         ttl_s=5, key_id=kid, digest=digest_of("matrix: expires"))
     s = await ini.request("POST", f"/v1/keys/{kid}/sign-requests",
                           {"digest": digest_of("matrix: expires").hex(), "request": short.to_json()})
     assert s["status"] == "pending"
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(max(0.0, short.request.expires_at - time.time()) + 1.0)
     await _refused(app.approve(s["request_id"]), 403, "expired")
     assert (await ini.get_sign_request(s["request_id"]))["status"] == "expired"
     with pytest.raises(ApplianceAPIError) as ei:
