@@ -42,6 +42,14 @@ def check_signed_range_scaled(x: object, bits: int, scale: int, name: str) -> in
     return v
 
 
+def check_modulus(x: object, bits: int, name: str) -> mpz:
+    """A modulus of exactly ``bits`` bits that is odd (what Π^mod and Π^prm require first)."""
+    n = mpz(check_int(x, name))
+    require(n > 0 and n.bit_length() == bits, f"{name} is not {bits} bits")
+    require(n % 2 == 1, f"{name} is even")
+    return n
+
+
 def check_unit(x: object, modulus: int, name: str) -> mpz:
     """x ∈ Z*_modulus, as its canonical representative in (0, modulus)."""
     v = check_int(x, name)

@@ -43,7 +43,7 @@ from appliance.tss.group import RNG
 from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey, crt_combine, pow_sec
 from appliance.tss.params import SecurityParams
 from appliance.tss.transcript import ProofContext, Transcript
-from appliance.tss.zk._checks import check_bit, check_int, check_repeated, check_unit, require
+from appliance.tss.zk._checks import check_bit, check_modulus, check_repeated, check_unit, require
 
 DOMAIN = b"pi-mod"
 
@@ -155,10 +155,7 @@ def verify(
         raise ProofError("not a Π^mod proof")
     m = params.m
     # 1. the modulus
-    N = mpz(check_int(pub.N, "N"))
-    bits = params.paillier_bits
-    require(N > 0 and N.bit_length() == bits, f"Π^mod: N is not {bits} bits")
-    require(N % 2 == 1, "Π^mod: N is even")
+    N = check_modulus(pub.N, params.paillier_bits, "Π^mod: N")
     require(not gmpy2.is_prime(N), "Π^mod: N is prime")
     require(not gmpy2.is_power(N), "Π^mod: N is a perfect power")
     # 2. w

@@ -34,7 +34,7 @@ from appliance.tss.paillier import RingPedersenParams, RingPedersenSecret
 from appliance.tss.params import SecurityParams
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk._checks import (
-    check_int,
+    check_modulus,
     check_repeated,
     check_residue,
     check_unit,
@@ -88,10 +88,7 @@ def verify(
         raise ProofError("not a Π^prm proof")
     m = params.m
     # 1, 2. the parameters
-    Nh = mpz(check_int(setup.N, "N̂"))
-    bits = params.paillier_bits
-    require(Nh > 0 and Nh.bit_length() == bits, f"Π^prm: N̂ is not {bits} bits")
-    require(Nh % 2 == 1, "Π^prm: N̂ is even")
+    Nh = check_modulus(setup.N, params.paillier_bits, "Π^prm: N̂")
     s = check_unit(setup.s, Nh, "s")
     t = check_unit(setup.t, Nh, "t")
     require(t != 1 and s != 1, "Π^prm: s or t is 1")
