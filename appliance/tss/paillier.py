@@ -40,17 +40,20 @@ def pow_sec(base: int, exp: int, mod: int) -> mpz:
     return gmpy2.powmod_sec(base, exp, mod)
 
 
-def pow_sec_signed(base: int, exp: int, mod: int, bound_bits: int) -> mpz:
+def pow_sec_signed(base: int, exp: int, mod: int, bound_bits: int,
+                   inv_offset: int | None = None) -> mpz:
     """base^exp mod m for a secret signed exponent with |exp| < 2^bound_bits.
 
     Computed as base^(exp + 2^b) · base^(-2^b): the secret exponent is always positive and
-    its sign never decides a branch. ``base`` must be invertible mod m."""
+    its sign never decides a branch. ``base`` must be invertible mod m. ``inv_offset`` is
+    base^(-2^b) when the caller has it already (a fixed base)."""
     offset = 1 << bound_bits
     shifted = exp + offset
     if not 0 < shifted < 2 * offset:
         raise ParameterError("secret exponent outside its declared range")
-    inv_part = gmpy2.powmod(base, -offset, mod)
-    return gmpy2.powmod_sec(base, shifted, mod) * inv_part % mod
+    if inv_offset is None:
+        inv_offset = gmpy2.powmod(base, -offset, mod)
+    return gmpy2.powmod_sec(base, shifted, mod) * inv_offset % mod
 
 
 def pow_pub(base: int, exp: int, mod: int) -> mpz:
@@ -276,15 +279,11 @@ class RingPedersenParams:
         )
 
     def _signed_pow(self, base: mpz, exp: int, bits: int) -> mpz:
-        offset = 1 << bits
-        shifted = exp + offset
-        if not 0 < shifted < 2 * offset:
-            raise ParameterError("secret exponent outside its declared range")
         cache = self.__dict__.setdefault("_offset_cache", {})
         inv = cache.get((base, bits))
         if inv is None:
-            inv = cache[(base, bits)] = gmpy2.powmod(base, -offset, self.N)
-        return gmpy2.powmod_sec(base, shifted, self.N) * inv % self.N
+            inv = cache[(base, bits)] = gmpy2.powmod(base, -(1 << bits), self.N)
+        return pow_sec_signed(base, exp, self.N, bits, inv_offset=inv)
 
     def commit_public(self, x: int, y: int) -> mpz:
         """s^x t^y mod N̂ for public exponents (verification side)."""
