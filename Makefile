@@ -11,7 +11,8 @@ system-deps:
 	@if [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
 	  echo "installing softhsm2"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
