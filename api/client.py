@@ -25,6 +25,7 @@ from yarl import URL
 
 from api.auth import load_private_key, sign_request
 from api.tls import client_context
+from appliance.ids import url_path
 
 
 class ApplianceAPIError(Exception):
@@ -88,11 +89,12 @@ class ApplianceClient:
     def signed_headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
         return sign_request(method, url, body, self.user, self._key)
 
-    async def request(self, method: str, path: str, body: Any = None, query: dict | None = None, *,
+    async def request(self, method: str, path: str | URL, body: Any = None, query: dict | None = None, *,
                       sign: bool = True, timeout: float | None = None, raw: bool = False) -> Any:
-        """Send one request; the decoded JSON (or bytes with ``raw``), or ApplianceAPIError."""
+        """Send one request; the decoded JSON (or bytes with ``raw``), or ApplianceAPIError.
+        ``path``: a fixed route, or one with ids made by :func:`appliance.ids.url_path`."""
         q = {k: v for k, v in (query or {}).items() if v is not None}
-        url = self.url + path + ("?" + urlencode(q) if q else "")
+        url = self.url + str(path) + ("?" + urlencode(q) if q else "")
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -135,7 +137,7 @@ class ApplianceClient:
     # -- keys -----------------------------------------------------------------------------
 
     async def operation(self, operation_id: str, wait: float = 0) -> dict:
-        return await self.request("GET", f"/v1/operations/{operation_id}", query={"wait": wait or None})
+        return await self.request("GET", url_path("v1", "operations", operation_id), query={"wait": wait or None})
 
     async def wait_operation(self, operation_id: str, timeout: float = 600.0) -> dict:
         """Wait for a final status; the operation (done) or ApplianceAPIError (failed)."""
@@ -172,29 +174,29 @@ class ApplianceClient:
         return (await self.request("GET", "/v1/keys"))["keys"]
 
     async def get_key(self, key_id: str) -> dict:
-        return await self.request("GET", f"/v1/keys/{key_id}")
+        return await self.request("GET", url_path("v1", "keys", key_id))
 
     async def derive(self, key_id: str, path: str) -> dict:
-        return await self.request("GET", f"/v1/keys/{key_id}/derive", query={"path": path})
+        return await self.request("GET", url_path("v1", "keys", key_id, "derive"), query={"path": path})
 
     async def address(self, key_id: str, kind: str, path: str | None = None) -> dict:
-        return await self.request("GET", f"/v1/keys/{key_id}/address", query={"kind": kind, "path": path})
+        return await self.request("GET", url_path("v1", "keys", key_id, "address"), query={"kind": kind, "path": path})
 
     async def refresh(self, key_id: str, *, timeout: float = 600.0) -> dict:
-        op = await self._signed_post(f"/v1/keys/{key_id}/refresh", {}, action="refresh", key_id=key_id,
+        op = await self._signed_post(url_path("v1", "keys", key_id, "refresh"), {}, action="refresh", key_id=key_id,
                                      params={})
         return await self.wait_operation(op["operation_id"], timeout)
 
     async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
         body = {"threshold": threshold, "nodes": nodes}
-        op = await self._signed_post(f"/v1/keys/{key_id}/reshare", body, action="reshare", key_id=key_id,
+        op = await self._signed_post(url_path("v1", "keys", key_id, "reshare"), body, action="reshare", key_id=key_id,
                                      params=dict(body))
         return await self.wait_operation(op["operation_id"], timeout)
 
     async def approve_operation(self, operation_id: str) -> dict:
         """An admin's approval of a key operation waiting for the policy's admin quorum."""
         op = await self.operation(operation_id)
-        return await self.request("POST", f"/v1/operations/{operation_id}/approvals",
+        return await self.request("POST", url_path("v1", "operations", operation_id, "approvals"),
                                   {"approval": (await self._decision(op["request"], "approve")).to_json()})
 
     # -- the policy: signed statements ------------------------------------------------------
@@ -228,7 +230,7 @@ class ApplianceClient:
                             initiator=self.user, now=time.time(), ttl_s=rule["request_ttl_s"],
                             action=action, key_id=key_id, nonce=nonce, **fields)
 
-    async def _signed_post(self, path: str, body: dict, *, action: str, key_id: str | None = None,
+    async def _signed_post(self, path: str | URL, body: dict, *, action: str, key_id: str | None = None,
                            nonce: str | None = None, **fields: Any) -> dict:
         """POST ``body`` with the user's signed request statement; once more with a fresh
         policy if the node's changed meanwhile (policy_mismatch)."""
@@ -262,10 +264,17 @@ class ApplianceClient:
         operation's result (``key_id``, ``public_key``, ``epoch``, ``recommendation``...).
         ``refresh``: refresh the key right after (recommended: the dealer's machine saw the
         whole key) — an ordinary signed refresh request; ``refreshed`` and ``epoch`` tell."""
+        from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
+
         body: dict[str, Any] = {"bundle": bundle}
         if paillier_bits is not None:
             body["paillier_bits"] = paillier_bits
-        op = await self.request("POST", "/v1/keys/import", body)
+        try:
+            params = request_params(parse_bundle_public(bundle))
+        except ImportBundleError:
+            # a request naming no bundle: the node reads the bundle first and names its problem
+            params = {"bundle_hash": "0" * 64, "public_key": "0" * 66, "threshold": 1, "nodes": []}
+        op = await self._signed_post("/v1/keys/import", body, action="import", params=params)
         op = await self.wait_operation(op["operation_id"], timeout)
         result = dict(op.get("result") or {})
         result.setdefault("key_id", op.get("key_id"))
@@ -303,7 +312,7 @@ class ApplianceClient:
             body["signers"] = signers
         if network is not None:
             body["network"] = network
-        path = f"/v1/keys/{key_id}/sign-requests"
+        path = url_path("v1", "keys", key_id, "sign-requests")
         try:
             from appliance.policy import PolicyError
 
@@ -327,7 +336,7 @@ class ApplianceClient:
         raise AssertionError("unreachable")
 
     async def get_sign_request(self, request_id: str, wait: float = 0) -> dict:
-        return await self.request("GET", f"/v1/sign-requests/{request_id}", query={"wait": wait or None})
+        return await self.request("GET", url_path("v1", "sign-requests", request_id), query={"wait": wait or None})
 
     async def pending_requests(self) -> list[dict]:
         return (await self.request("GET", "/v1/sign-requests"))["sign_requests"]
@@ -351,7 +360,7 @@ class ApplianceClient:
         body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision)).to_json()}
         if reason:
             body["reason"] = reason
-        return await self.request("POST", f"/v1/sign-requests/{request_id}/{route}", body)
+        return await self.request("POST", url_path("v1", "sign-requests", request_id, route), body)
 
     async def wait_signature(self, request_id: str, timeout: float = 120.0) -> dict:
         """Wait until signed: the request with ``signature`` {der, r, s, recovery_id} and
@@ -393,7 +402,7 @@ class ApplianceClient:
 
     async def clear_quarantine(self, node_id: str) -> dict:
         """Admin: let ``node_id`` sign again (on the node this client talks to)."""
-        return await self.request("DELETE", f"/v1/quarantine/{node_id}")
+        return await self.request("DELETE", url_path("v1", "quarantine", node_id))
 
     # -- audit ----------------------------------------------------------------------------
 

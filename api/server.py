@@ -29,6 +29,7 @@ from api.auth import AuthError, RequestVerifier
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
+from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
@@ -342,7 +343,7 @@ async def peer_decision(request: web.Request) -> web.Response:
 
 async def import_key(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).import_key(_user(request), body), 202)
+    return _json(await _node(request).import_key(_user(request), body, request=body.get("request")), 202)
 
 
 async def peer_key_state(request: web.Request) -> web.Response:
@@ -405,10 +406,13 @@ ROUTES: tuple[Route, ...] = (
           responses=(202, 400, 401, 403, 503)),
     Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE),
     Route("POST", "/v1/keys/import", import_key,
-          "Import a key from a dealer's bundle (appliance key import); returns an operation", "user",
-          ("admin",), body={"type": "object", "required": ["bundle"], "properties": {
+          "Import a key from a dealer's bundle (appliance key import); an operation, pending until "
+          "the policy's admin quorum approved it", "user",
+          ANY_ROLE, body={"type": "object", "required": ["bundle", "request"], "properties": {
               "bundle": {"type": "object", "description": "made offline by `appliance key import`"},
-              "paillier_bits": {"type": "integer", "enum": [2048, 3072]}}},
+              "paillier_bits": {"type": "integer", "enum": [2048, 3072]},
+              "request": dict(_REQUEST, description="the initiator's signed import request: params "
+                              "bundle_hash, public_key, threshold, nodes (the client library makes it)")}},
           responses=(202, 400, 401, 403, 409, 503)),
     Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, responses=(200, 401, 404)),
     Route("GET", "/v1/operations/{op_id}", get_operation, "A key operation's status", "user", ANY_ROLE,
@@ -528,12 +532,22 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
-    except (PolicyDenied, PayloadError, AuditUnavailable) as exc:
+    except (PolicyDenied, PayloadError, AuditUnavailable, BadId) as exc:
         status = getattr(exc, "http_status", None) or getattr(exc, "status", 400)
         return error_response(int(status), exc.code, getattr(exc, "message", str(exc)))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal", "internal error")
+
+
+@web.middleware
+async def ids_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every id in a route's path is checked against its exact grammar once the caller is
+    authenticated, before any handler sees it (a malformed one is a 400 ``bad_id``)."""
+    for name, value in request.match_info.items():
+        if name in GRAMMARS:
+            check_id(name, value)
+    return await handler(request)
 
 
 @web.middleware
@@ -593,7 +607,7 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_PEER_BODY)
+    app = web.Application(middlewares=[errors_middleware, auth_middleware, ids_middleware], client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
     app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users})
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
@@ -613,7 +627,7 @@ def openapi_document(node: Node | None = None) -> dict:
     err_schema = {"$ref": "#/components/schemas/Error"}
     for r in ROUTES:
         op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        params = [{"name": name, "in": "path", "required": True, "schema": _id_schema(name)}
                   for name in _path_params(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
                    for n, t, d in r.query]
@@ -626,7 +640,8 @@ def openapi_document(node: Node | None = None) -> dict:
             op["requestBody"] = {"required": True, "content": {"application/cbor": {"schema": {
                 "type": "string", "format": "binary"}}}}
         responses: dict[str, Any] = {}
-        for status in r.responses:
+        statuses = (*r.responses, 400) if any(n in GRAMMARS for n in _path_params(r.path)) else r.responses
+        for status in sorted(set(statuses)):
             if status < 400:
                 ctype = r.content_type if r.method == "GET" else "application/json"
                 if ctype == "application/cbor":
@@ -678,6 +693,12 @@ def openapi_document(node: Node | None = None) -> dict:
 _STATUS_TEXT = {400: "Bad input", 401: "Not authenticated", 403: "Forbidden", 404: "Unknown",
                 409: "Wrong state", 413: "Too large", 501: "Not implemented yet",
                 502: "Protocol abort (culprits)", 503: "Quorum unreachable (missing_nodes)"}
+
+
+def _id_schema(name: str) -> dict:
+    if name in GRAMMARS:
+        return {"type": "string", "pattern": f"^{GRAMMARS[name].pattern}$"}
+    return {"type": "string"}
 
 
 def _path_params(path: str) -> list[str]:

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.ids import GRAMMARS, is_id
 
 ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a policy may define more
@@ -131,6 +132,9 @@ class ClusterConfig:
                 ))
             except (KeyError, ValueError, TypeError) as exc:
                 raise ConfigError(f"bad [[nodes]] entry: {exc}") from None
+        bad_ids = [n.id for n in nodes if not is_id("node_id", n.id)]
+        if bad_ids:
+            raise ConfigError(f"node ids must match {GRAMMARS['node_id'].pattern}: {bad_ids}")
         if len({n.id for n in nodes}) != len(nodes) or len({n.index for n in nodes}) != len(nodes):
             raise ConfigError("node ids and indices must be unique")
         users = []

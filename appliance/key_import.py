@@ -24,7 +24,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from appliance.config import ClusterConfig
+from appliance.canonical import canonical_hash
+from appliance.config import ClusterConfig, PeerInfo
 from appliance.errors import ApplianceError
 from appliance.tss.group import Q, Point
 
@@ -83,6 +84,14 @@ class Bundle:
         }
 
 
+def request_params(bundle: Bundle) -> dict:
+    """The params of the signed ``import`` request that authorizes this bundle (what the
+    initiating admin signs and the other admins approve): the hash of the bundle's canonical
+    JSON, its public key, threshold and nodes. Every node recomputes them from the bundle."""
+    return {"bundle_hash": canonical_hash(bundle.to_json()), "public_key": bundle.public_key.hex(),
+            "threshold": bundle.threshold, "nodes": list(bundle.node_ids)}
+
+
 def build_bundle(private_key: int, cluster: ClusterConfig, threshold: int,
                  node_ids: list[str] | None = None, *, chain_code: bytes | None = None) -> Bundle:
     """Split and encrypt (run this offline). ``node_ids``: the key's nodes (default all)."""
@@ -104,6 +113,21 @@ def build_bundle(private_key: int, cluster: ClusterConfig, threshold: int,
                                      context=share_context(import_id, n.id))
     return Bundle(import_id, threshold, parties, [n.id for n in sorted(nodes, key=lambda n: n.index)],
                   list(split.commitments), split.chain_code, envelopes)
+
+
+def parse_bundle_public(obj: object) -> Bundle:
+    """A bundle read without the cluster configuration (a client making the signed import
+    request): node ids and party indices as the bundle states them. The nodes check them."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("parties"), list):
+        raise ImportBundleError("the bundle must be a JSON object with its party indices")
+    try:
+        parties = {int(p): str(n) for p, n in zip(obj["parties"], list(obj.get("nodes") or []))}
+    except (TypeError, ValueError):
+        raise ImportBundleError("the bundle's parties and nodes do not pair up") from None
+    cluster = ClusterConfig(id="bundle", nodes=tuple(
+        PeerInfo(id=n, index=p, url="", tls_cert="", identity_key=b"", transport_key=b"")
+        for p, n in parties.items()), users=())
+    return parse_bundle(obj, cluster)
 
 
 def parse_bundle(obj: object, cluster: ClusterConfig) -> Bundle:

@@ -58,9 +58,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gmpy2
+from yarl import URL
 
 from appliance.config import NodeConfig, PeerInfo
 from appliance.errors import ApplianceError
+from appliance.ids import check_id, peer_path
+from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
+from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
 from appliance.node_store import NodeStore
 from appliance.transport import (
     Frame,
@@ -72,13 +76,13 @@ from appliance.transport import (
     make_frame,
 )
 from appliance.tss import ecdsa
+from appliance.tss.dealer import ImportError_, accept_share
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
 from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, ProtocolAbort
 
 log = logging.getLogger("appliance.node")
 
-JOB_KINDS = ("keygen", "refresh", "reshare", "presign", "sign", "import")
 KEY_CHANGES = ("keygen", "refresh", "reshare", "import")  # prepared, then committed, then finalized
 SHARE_CACHE_S = 300.0
 PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
@@ -521,7 +525,7 @@ class Node(PolicyMixin):
         if cached and cached[1] and now - cached[0] < max_age:
             return True
         try:
-            body = await self.client.request(self.peers[index], "GET", "/v1/peer/health", timeout=2.0)
+            body = await self.client.request(self.peers[index], "GET", peer_path("health"), timeout=2.0)
             ok = bool(body.get("ready"))
         except PeerError:
             ok = False
@@ -704,7 +708,20 @@ class Node(PolicyMixin):
         from appliance.tss.reshare import OldKeyInfo
 
         job_id = new_id("job")
-        if kind == "keygen":
+        if kind == "import":
+            bundle = self._import_bundle(body["bundle"])
+            await self.require_hsm()
+            _, missing = await self.split_healthy(bundle.parties)
+            if missing:
+                raise NodeError(503, "quorum_unreachable", "every node of an imported key must be reachable",
+                                missing_nodes=self.node_ids(missing))
+            key_id = new_id("key")
+            spec = {"job_id": job_id, "kind": "import", "key_id": key_id, "parties": bundle.parties,
+                    "threshold": bundle.threshold, "paillier_bits": body["paillier_bits"],
+                    "bundle": bundle.to_json()}
+            if self.index in bundle.parties:  # this node's own share first: refused before anything
+                await self._check_import_share(spec)
+        elif kind == "keygen":
             parties = self._key_params(body["threshold"], body.get("nodes"))
             _, missing = await self.split_healthy(parties)
             if missing:
@@ -919,7 +936,7 @@ class Node(PolicyMixin):
         req = self._expire_if_due(self.store.get_sign_request(request_id))
         if req is None:
             if forward:  # kept by the node that received it (its coordinator): ask the others
-                return await self._forward_to_owner(request_id, "GET", f"?wait={wait}")
+                return await self._forward_to_owner(request_id, "GET", query={"wait": wait})
             raise not_found("sign request")
         if wait > 0 and req["status"] not in TERMINAL:
             await self._wait_for(request_id, wait)
@@ -970,6 +987,9 @@ class Node(PolicyMixin):
         ``taken``: the coordinator's own presignature, already spent in its store. ``items``:
         for a sign job, what this node decoded itself (the digests it signs and checks)."""
         spec.setdefault("policy_hash", self.policy.hash)
+        # every party checks this signature first (appliance/job_authority.py)
+        sig = await self.hsm.sign_digest_async(job_digest(as_wire(spec)))
+        spec[COORDINATOR_SIG] = sig.hex()
         job = JobRun(self, spec)
         job._presig_row = taken  # type: ignore[attr-defined]
         job._dec = items  # type: ignore[attr-defined]
@@ -1023,7 +1043,7 @@ class Node(PolicyMixin):
     async def _open_at(self, p: int, spec: dict) -> None:
         for attempt in range(2):
             try:
-                await self.client.request(self.peers[p], "POST", "/v1/peer/jobs", json_body=spec, timeout=10.0)
+                await self.client.request(self.peers[p], "POST", peer_path("jobs"), json_body=spec, timeout=10.0)
                 return
             except PeerError as exc:
                 if exc.status is not None or attempt == 1:
@@ -1155,7 +1175,7 @@ class Node(PolicyMixin):
                 raise JobFailed(NodeError(502, "bad_signature", "the combined signature does not verify"))
         return {"signature": sig_dicts[0], "signatures": sig_dicts}
 
-    async def _peer_post(self, p: int, path: str, body: dict) -> None:
+    async def _peer_post(self, p: int, path: URL, body: dict) -> None:
         try:
             await self.client.request(self.peers[p], "POST", path, json_body=body, timeout=5.0)
         except PeerError as exc:
@@ -1168,7 +1188,7 @@ class Node(PolicyMixin):
             job.cancelled = body
             job.task.cancel()
         self._abandon_local(job)
-        await asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/cancel", body)
+        await asyncio.gather(*(self._peer_post(p, peer_path("jobs", job.job_id, "cancel"), body)
                                for p in others), return_exceptions=True)
 
     def _forget(self, job: JobRun) -> None:
@@ -1189,16 +1209,26 @@ class Node(PolicyMixin):
         if not self.ready:
             raise NodeError(503, "not_ready", f"{self.me.id} is not ready: {self.fault or 'starting'}")
         try:
-            job_id = str(spec["job_id"])
+            job_id = check_id("job_id", spec["job_id"])
+            check_id("key_id", spec["key_id"])
+            if spec.get("request_id") is not None:
+                check_id("request_id", spec["request_id"])
             kind = spec["kind"]
             parties = [int(p) for p in spec["parties"]]
             coordinator = int(spec["coordinator"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # BadId is a ValueError
             raise bad_request("bad_job", "malformed job description") from None
         if coordinator != from_index:
             raise NodeError(403, "forbidden", "a job must come from its coordinator")
-        if kind not in JOB_KINDS or self.index not in parties or not set(parties) <= set(self.peers):
+        if kind not in JOB_AUTHORITY or self.index not in parties or not set(parties) <= set(self.peers):
             raise bad_request("bad_job", "unknown kind or parties")
+        # the rule (appliance/job_authority.py): no job without an authorizing statement that
+        # this node checks itself -- first the coordinator's HSM identity signature over the
+        # whole job, then (in _authorize_job) the user's signed request and its approvals
+        if not coordinator_signature_ok(spec, from_index, self.directory):
+            raise self._refuse(403, "bad_coordinator_signature", "the job is not signed by its "
+                               "coordinator's identity key", actor=self.peers[from_index].id,
+                               action=f"{kind}_job_refused", key_id=spec["key_id"], subject=job_id)
         if job_id in self.jobs or job_id in self._finished_jobs:
             if job_id in self.jobs and self.jobs[job_id].spec == spec:
                 return
@@ -1246,7 +1276,7 @@ class Node(PolicyMixin):
         if kind == "sign":
             # decoded here from the signed request, never the coordinator's digests
             dec = await self._authorize_sign_payload(spec, checked)
-        rid = spec.get("request_id") if kind in ("sign", "keygen", "refresh", "reshare") else None
+        rid = spec.get("request_id")
         self._audit(self.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
                     subject=job_id, decision="accepted",
                     reason=f"request {rid}" if isinstance(rid, str) else None)
@@ -1284,7 +1314,7 @@ class Node(PolicyMixin):
             self._abandon_local(job)
             # tell the other parties at once so that they stop waiting
             others = [p for p in job.parties if p not in (self.index, coord)]
-            self._spawn(asyncio.gather(*(self._peer_post(p, f"/v1/peer/jobs/{job.job_id}/cancel",
+            self._spawn(asyncio.gather(*(self._peer_post(p, peer_path("jobs", job.job_id, "cancel"),
                                                          {"from": self.index, **report["error"]})
                                          for p in others), return_exceptions=True))
         except Exception as exc:
@@ -1300,7 +1330,7 @@ class Node(PolicyMixin):
             self._spawn(self._expire_pending(job))
         else:
             self._forget(job)
-        await self._peer_post(coord, f"/v1/peer/jobs/{job.job_id}/report", report)
+        await self._peer_post(coord, peer_path("jobs", job.job_id, "report"), report)
 
     async def _expire_pending(self, job: JobRun) -> None:
         await asyncio.sleep(self.config.job_timeout_s)
@@ -1373,7 +1403,7 @@ class Node(PolicyMixin):
                           reason=f"shares and presignatures of epochs before {epoch} destroyed")
         self._report_presignatures()
 
-    async def _peer_ok(self, p: int, path: str, body: dict) -> bool:
+    async def _peer_ok(self, p: int, path: URL, body: dict) -> bool:
         try:
             await self.client.request(self.peers[p], "POST", path, json_body=body, timeout=5.0)
             return True
@@ -1403,7 +1433,7 @@ class Node(PolicyMixin):
             if self._commit_local(job_id) or self._holds_epoch(rec["key_id"], rec["new_epoch"]):
                 rec = self.store.commit_progress(job_id, acked=[self.index])
             todo.remove(self.index)
-        oks = await asyncio.gather(*(self._peer_ok(p, f"/v1/peer/jobs/{job_id}/commit", body) for p in todo))
+        oks = await asyncio.gather(*(self._peer_ok(p, peer_path("jobs", job_id, "commit"), body) for p in todo))
         rec = self.store.commit_progress(job_id, acked=[p for p, ok in zip(todo, oks) if ok])
         if not set(rec["acked"]) >= set(rec["parties"]):
             return rec  # someone has not confirmed the new epoch: every old share stays
@@ -1413,7 +1443,7 @@ class Node(PolicyMixin):
             self._finalize_local(rec["key_id"], rec["new_epoch"], job_id)
             done.append(self.index)
             todo.remove(self.index)
-        oks = await asyncio.gather(*(self._peer_ok(p, f"/v1/peer/jobs/{job_id}/finalize", body) for p in todo))
+        oks = await asyncio.gather(*(self._peer_ok(p, peer_path("jobs", job_id, "finalize"), body) for p in todo))
         return self.store.commit_progress(job_id, finalized=done + [p for p, ok in zip(todo, oks) if ok])
 
     async def _reshare_senders(self, row: dict, candidates: list[int]) -> list[int]:
@@ -1423,7 +1453,7 @@ class Node(PolicyMixin):
             if p == self.index:
                 return True
             try:
-                v = await self.client.request(self.peers[p], "GET", f"/v1/peer/keys/{row['key_id']}", timeout=10.0)
+                v = await self.client.request(self.peers[p], "GET", peer_path("keys", row["key_id"]), timeout=10.0)
             except PeerError:
                 return False
             return isinstance(v, dict) and v.get("status") == "active" and v.get("epoch") == row["epoch"]
@@ -1477,7 +1507,7 @@ class Node(PolicyMixin):
             else:
                 try:
                     body = await self.client.request(self.peers[coord], "GET",
-                                                     f"/v1/peer/jobs/{job_id}/decision", timeout=5.0)
+                                                     peer_path("jobs", job_id, "decision"), timeout=5.0)
                 except PeerError:
                     continue  # ask again later; the old epoch stays usable
                 decision = body.get("decision") if isinstance(body, dict) else None
@@ -1663,7 +1693,7 @@ class Node(PolicyMixin):
         parties = job.parties
         deadline = time.monotonic() + self.config.job_timeout_s
         try:
-            if kind in ("keygen", "refresh", "reshare") and spec.get("request_id"):
+            if kind in KEY_CHANGES:
                 self._mark_request_used(spec)  # a key change runs once per signed request
             if kind == "keygen":
                 sid = phase_sid(job.job_id, "keygen")
@@ -1810,7 +1840,7 @@ class Node(PolicyMixin):
 
         async def ask(p: int):
             try:
-                return p, await self.client.request(self.peers[p], "GET", f"/v1/peer/keys/{key_id}", timeout=10.0)
+                return p, await self.client.request(self.peers[p], "GET", peer_path("keys", key_id), timeout=10.0)
             except PeerError:
                 return p, None
 
@@ -1833,8 +1863,6 @@ class Node(PolicyMixin):
     async def _check_import_share(self, spec: dict):
         """Decrypt this node's share of an import bundle inside the HSM and check it against the
         dealer's commitments; the KeyShare (no aux yet) or a NodeError naming the problem."""
-        from appliance.key_import import ImportBundleError, parse_bundle, share_context
-        from appliance.tss.dealer import ImportError_, accept_share
         from hsm import HSMError
 
         try:
@@ -1865,59 +1893,38 @@ class Node(PolicyMixin):
             del data
         return share
 
-    async def import_key(self, user, body: Any) -> dict:
-        """``POST /v1/keys/import`` (admin): hand an import bundle to the nodes. Every node checks
-        its own share before anything is stored; then aux-info. The result recommends a refresh
-        (the dealer's machine saw the whole key): the client library and ``appliance key
-        submit-import --refresh`` request it right after, as an ordinary signed refresh."""
-        from appliance.key_import import ImportBundleError, parse_bundle
-
+    async def import_key(self, user, body: Any, request: Any = None) -> dict:
+        """``POST /v1/keys/import``: a key change like a keygen. The body carries the bundle and
+        the initiator's signed ``import`` request (params: the bundle's hash, public key,
+        threshold and nodes), which must meet the policy's key-change quorum (else a pending
+        operation that admins approve); every node re-checks the request, its approvals and
+        the bundle before it does anything. Every node checks its own share before anything is
+        stored; then aux-info. A refresh right after is recommended (the dealer's machine saw
+        the whole key): the client library and ``appliance key submit-import --refresh`` ask
+        for it as an ordinary signed refresh."""
         if not isinstance(body, dict):
             raise bad_request("bad_body", "expected a JSON object")
-        try:
-            bundle = parse_bundle(body.get("bundle"), self.cluster)
-        except ImportBundleError as exc:
-            raise bad_request("bad_import_bundle", str(exc)) from None
+        bundle = self._import_bundle(body.get("bundle"))
         bits = body.get("paillier_bits", self.config.paillier_bits)
         if bits not in (2048, 3072):
             raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+        spec_body = {"bundle": bundle.to_json(), "paillier_bits": bits}
+        view, sr = await self._key_operation(user, "import", None, request_params(bundle), request,
+                                             spec_body)
+        if view is not None:
+            return view
+        return await self._launch_key_op("import", user.id, sr, [], spec_body)
+
+    def _import_bundle(self, obj: Any):
+        """The parsed bundle, refused if its public key is already held here."""
+        try:
+            bundle = parse_bundle(obj, self.cluster)
+        except ImportBundleError as exc:
+            raise bad_request("bad_import_bundle", str(exc)) from None
         for k in self.store.list_keys(None):
             if k["public_key"] == bundle.public_key and k["status"] in ("active", "pending"):
                 raise NodeError(409, "key_exists", f"this public key is already held as {k['key_id']}")
-        await self.require_hsm()
-        _, missing = await self.split_healthy(bundle.parties)
-        if missing:
-            raise NodeError(503, "quorum_unreachable", "every node of an imported key must be reachable",
-                            missing_nodes=self.node_ids(missing))
-        op_id, key_id = new_id("op"), new_id("key")
-        spec = {"job_id": new_id("job"), "kind": "import", "key_id": key_id, "parties": bundle.parties,
-                "threshold": bundle.threshold, "paillier_bits": bits, "bundle": bundle.to_json(),
-                "coordinator": self.index, "operation_id": op_id, "actor": user.id,
-                "policy_hash": self.policy.hash}
-        if self.index in bundle.parties:
-            await self._check_import_share(spec)  # this node's own share first: refused before anything
-        self.store.put_operation(op_id, "import", key_id, user.id)
-        self.audit.record(user.id, "import_key", key_id=key_id, subject=op_id, decision="accepted",
-                          reason=f"{bundle.threshold}-of-{len(bundle.parties)} import from a dealer's bundle")
-        self._spawn(self._run_import(op_id, spec))
-        return self.operation_view(self.store.get_operation(op_id))
-
-    async def _run_import(self, op_id: str, spec: dict) -> None:
-        key_id = spec["key_id"]
-        try:
-            result = await self.coordinate(spec)
-            self.store.finish_operation(op_id, "done", result=result)
-            self.audit.record(spec.get("actor"), "import_done", key_id=key_id, subject=op_id, decision="done")
-        except JobFailed as exc:
-            self.store.finish_operation(op_id, "failed", error={"status": exc.error.status, **exc.error.to_error()})
-            self.audit.record(spec.get("actor"), "import_failed", key_id=key_id, subject=op_id,
-                              decision="failed", reason=exc.error.message[:300])
-        except Exception as exc:  # pragma: no cover - defensive
-            log.exception("import %s crashed", op_id)
-            self.store.finish_operation(op_id, "failed", error={"status": 500, "code": "internal",
-                                                                "message": type(exc).__name__})
-        finally:
-            self._notify(op_id)
+        return bundle
 
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
         """Run one state machine to its result (session and round durations in the metrics)."""
@@ -2004,7 +2011,7 @@ class Node(PolicyMixin):
         last: Exception | None = None
         for attempt in range(3):
             try:
-                await self.client.request(self.peers[p], "POST", f"/v1/peer/jobs/{job.job_id}/messages",
+                await self.client.request(self.peers[p], "POST", peer_path("jobs", job.job_id, "messages"),
                                           data=body, content_type="application/cbor", timeout=10.0)
                 return
             except PeerError as exc:

@@ -46,6 +46,9 @@ from typing import Any
 from appliance import payloads
 from appliance.audit import AuditError, AuditFieldError, AuditLog, AuditUnavailable, Checkpoint
 from appliance.canonical import CanonicalError
+from appliance.ids import is_id, peer_path
+from appliance.job_authority import JOB_AUTHORITY
+from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.policy import (
     BITCOIN_NETWORKS,
     KEY_ACTIONS,
@@ -498,8 +501,8 @@ class PolicyMixin:
         if req is None or st is None:
             if not forwarded:  # the request lives on its coordinator: the decision goes there
                 return await self._forward_to_owner(
-                    request_id, "POST", "/decisions",
-                    {"decision": decision, "user": user.id, "body": body or {}})
+                    request_id, "POST",
+                    body={"decision": decision, "user": user.id, "body": body or {}})
             raise not_found("sign request")
         a = self._parse_approval(body, decision, user)
         sr = SignedRequest.from_json(st["request"])
@@ -537,22 +540,25 @@ class PolicyMixin:
         await self._apply_outcome(req, sr, [*existing, a], outcome, actor=user.id)
         return self.sign_request_view(self.store.get_sign_request(request_id))
 
-    async def _forward_to_owner(self, request_id: str, method: str, suffix: str,
+    async def _forward_to_owner(self, request_id: str, method: str, *, query: dict | None = None,
                                 body: dict | None = None) -> dict:
         """A sign request is kept by the node that received it. Another node answers for it by
-        asking its peers (pinned mutual TLS): reads, and decisions (which the owner checks as
-        its own: the decision is signed by the approver, whom this node authenticated)."""
+        asking its peers (pinned mutual TLS): reads (``GET``, ``query``: the long-poll), and
+        decisions (``POST``, which the owner checks as its own: the decision is signed by the
+        approver, whom this node authenticated). The id is checked against its exact grammar
+        and the peer URL built from encoded segments, so nothing in it can leave its segment."""
         NodeError, _, not_found = _errors()
         from appliance.transport import PeerError
 
-        if not isinstance(request_id, str) or not request_id.startswith("req_") or len(request_id) > 64:
+        if not is_id("request_id", request_id):
             raise not_found("sign request")
+        segments = ("sign-requests", request_id) + (("decisions",) if method == "POST" else ())
+        url = peer_path(*segments)
+        if query:
+            url = url.with_query({k: str(v) for k, v in query.items()})
         for p in [p for p in self.peers if p != self.index]:
-            path = f"/v1/peer/sign-requests/{request_id}" + (suffix if method == "POST" else "")
-            if method == "GET":
-                path += suffix
             try:
-                return await self.client.request(self.peers[p], method, path, json_body=body,
+                return await self.client.request(self.peers[p], method, url, json_body=body,
                                                  timeout=75.0)
             except PeerError as exc:
                 if exc.status == 404 or exc.status is None:
@@ -641,8 +647,8 @@ class PolicyMixin:
         if spec.get("policy_hash") != pol.hash:
             self._spawn(self._sync_policy())
             raise refuse(403, "policy_mismatch", "the job was opened under another policy")
-        if kind not in (SIGN, *KEY_ACTIONS):
-            return None  # presign (no signature comes of it), key import
+        if JOB_AUTHORITY[kind] == "coordinator":
+            return None  # presign: the coordinator's signature (checked) authorizes it
         now = time.time()
         try:
             sr = SignedRequest.from_json(spec.get("request"))
@@ -664,7 +670,7 @@ class PolicyMixin:
                                  derivation_path=spec.get("derivation_path"))
         else:
             decision = authorize(pol, sr, approvals, now=now, action=kind,
-                                 key_id=None if kind == "keygen" else key_id)
+                                 key_id=None if kind in ("keygen", "import") else key_id)
         if not decision.allowed:
             raise refuse(403, decision.reason or "denied", decision.message, dig)
         if kind in KEY_ACTIONS:
@@ -710,6 +716,16 @@ class PolicyMixin:
     def _key_job_params_problem(self, spec: dict, params: dict) -> str | None:
         kind = spec["kind"]
         if kind == "refresh":
+            return None
+        if kind == "import":
+            try:
+                bundle = parse_bundle(spec.get("bundle"), self.cluster)
+            except ImportBundleError:
+                return "the job's bundle is malformed"
+            if request_params(bundle) != params:
+                return "the bundle differs from the signed import request"
+            if bundle.parties != sorted(spec.get("parties") or []) or bundle.threshold != spec.get("threshold"):
+                return "the job's parties or threshold differ from the bundle's"
             return None
         if params.get("threshold") != spec.get("threshold"):
             return "threshold differs from the signed request"
@@ -842,7 +858,7 @@ class PolicyMixin:
         if from_peer is None:
             nodes = {self.me.id: "applied" if result["applied"] else "current"}
             others = [p for p in self.peers if p != self.index]
-            res = await asyncio.gather(*(self.client.request(self.peers[p], "POST", "/v1/peer/policy",
+            res = await asyncio.gather(*(self.client.request(self.peers[p], "POST", peer_path("policy"),
                                                              json_body=upd.to_json(), timeout=10.0)
                                          for p in others), return_exceptions=True)
             for p, r in zip(others, res):
@@ -888,7 +904,7 @@ class PolicyMixin:
         try:
             for p in [p for p in self.peers if p != self.index]:
                 try:
-                    body = await self.client.request(self.peers[p], "GET", "/v1/peer/policy",
+                    body = await self.client.request(self.peers[p], "GET", peer_path("policy"),
                                                      timeout=5.0)
                 except Exception:  # noqa: BLE001 - a peer that is down has nothing to give
                     continue
@@ -926,7 +942,7 @@ class PolicyMixin:
         for cp in cps:
             missing = [p for p in peers if self.peers[p].id not in cp.cosignatures]
             res = await asyncio.gather(*(self.client.request(self.peers[p], "POST",
-                                                             "/v1/peer/audit/checkpoints",
+                                                             peer_path("audit", "checkpoints"),
                                                              json_body=cp.to_json(), timeout=timeout)
                                          for p in missing), return_exceptions=True)
             done = len(peers) - len(missing)

@@ -105,7 +105,7 @@ APPROVAL_TYPE = "appliance/approval/v1"
 POLICY_UPDATE_TYPE = "appliance/policy-update/v1"
 
 SIGN = "sign"
-KEY_ACTIONS = ("keygen", "refresh", "reshare")
+KEY_ACTIONS = ("keygen", "refresh", "reshare", "import")
 ACTIONS = (SIGN, *KEY_ACTIONS)
 DECISIONS = ("approve", "reject", "cancel")
 PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712")
@@ -805,6 +805,16 @@ def _check_params(action: str, params: Any) -> dict | None:
         if nodes is not None:
             _want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
                   "params.nodes must be a list of node ids")
+    elif action == "import":
+        _only(params, ("bundle_hash", "public_key", "threshold", "nodes"), "import params")
+        _want(isinstance(params.get("bundle_hash"), str) and _HEX32.match(params["bundle_hash"]) is not None,
+              "params.bundle_hash must be 64 lowercase hex characters")
+        _want(isinstance(params.get("public_key"), str) and len(params["public_key"]) == 66,
+              "params.public_key must be a compressed public key in hex")
+        _int(params.get("threshold"), "params.threshold", 1, 1000)
+        nodes = params.get("nodes")
+        _want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
+              "params.nodes must be a list of node ids")
     else:
         _only(params, (), f"{action} params")
     return params
@@ -864,8 +874,8 @@ class Request:
                       and _HEX32.match(self.payload_hash) is not None,
                       "payload_hash must be 64 lowercase hex characters")
         else:
-            if self.action == "keygen":
-                _want(self.key_id is None, "a keygen request has no key_id")
+            if self.action in ("keygen", "import"):
+                _want(self.key_id is None, f"a {self.action} request has no key_id")
             else:
                 _check_id(self.key_id, "key_id")
             _want(self.derivation_path is None and self.digest is None

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import cbor2
+from yarl import URL
 
 from api.tls import peer_client_context
 from appliance.config import NodeConfig, PeerInfo
@@ -133,9 +134,13 @@ class PeerClient:
             await s.close()
         self._sessions.clear()
 
-    async def request(self, peer: PeerInfo, method: str, path: str, *, json_body: Any = None,
+    async def request(self, peer: PeerInfo, method: str, path: URL, *, json_body: Any = None,
                       data: bytes | None = None, content_type: str | None = None,
                       timeout: float = 10.0) -> dict:
+        """``path``: a relative URL made by :func:`appliance.ids.peer_path` from encoded
+        segments (a string is refused: ids are never pasted into a URL)."""
+        if not isinstance(path, URL) or path.is_absolute():
+            raise TypeError("a peer path is a relative yarl.URL from appliance.ids.peer_path")
         headers = {}
         if json_body is not None:
             data = json.dumps(json_body).encode()

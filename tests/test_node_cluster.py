@@ -14,6 +14,10 @@ import pytest
 from api.client import ApplianceAPIError
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 
+#: well-formed ids that name nothing (a malformed id is a 400 bad_id, not a 404)
+UNKNOWN = {"key_id": "key_" + "0" * 24, "op_id": "op_" + "0" * 24, "request_id": "req_" + "0" * 32,
+           "job_id": "job_" + "0" * 24, "node_id": "node-9"}
+
 pytestmark = cluster_marks("node-cluster")  # one cluster per worker process
 
 cluster = cluster_fixture(users={"approver2": ["approver"]})
@@ -105,16 +109,20 @@ async def test_refused_requests_change_nothing(cluster):
         (ini.request("POST", f"/v1/keys/{key['key_id']}/sign-requests", ["not", "an", "object"]), 400, "bad_json"),
         (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1"]), 400, "bad_signers"),
         (ini.request_signature(key["key_id"], digest_of("x"), signers=["node-1", "node-9"]), 400, "unknown_node"),
-        (ini.request_signature("key_unknown", digest_of("x")), 404, "not_found"),
+        (ini.request_signature(UNKNOWN["key_id"], digest_of("x")), 404, "not_found"),
+        (ini.request_signature("key_unknown", digest_of("x")), 400, "bad_id"),
         (cluster.client("approver").request_signature(key["key_id"], digest_of("x")), 403, "missing_role"),
         (ini.create_key(threshold=2), 403, "missing_role"),
         (ini.request("POST", f"/v1/keys/{key['key_id']}/sign-requests", {"digest": "ab" * 32}), 400,
          "missing_request"),
         (admin.create_key(threshold=4), 400, "bad_threshold"),
         (admin.create_key(threshold=2, nodes=["node-1", "node-1"]), 400, "bad_nodes"),
-        (admin.get_key("key_unknown"), 404, "not_found"),
-        (admin.operation("op_unknown"), 404, "not_found"),
-        (admin.get_sign_request("req_unknown"), 404, "not_found"),
+        (admin.get_key(UNKNOWN["key_id"]), 404, "not_found"),
+        (admin.operation(UNKNOWN["op_id"]), 404, "not_found"),
+        (admin.get_sign_request(UNKNOWN["request_id"]), 404, "not_found"),
+        (admin.get_key("key_unknown"), 400, "bad_id"),
+        (admin.operation("op_unknown"), 400, "bad_id"),
+        (admin.get_sign_request("req_unknown"), 400, "bad_id"),
         (ini.audit(), 403, "forbidden"),
         (admin.derive(key["key_id"], "m/0'/1"), 400, "bad_derivation_path"),
         (admin.address(key["key_id"], "eth", "m/1h"), 400, "bad_derivation_path"),
@@ -167,9 +175,9 @@ async def test_openapi_matches_the_served_routes(cluster):
     roles = {"admin": admin, "approver": cluster.client("approver"), "auditor": cluster.client("auditor"),
              "initiator": cluster.client("initiator")}
     for path, ops in doc["paths"].items():
-        concrete = path.replace("{key_id}", "key_unknown").replace("{op_id}", "op_unknown") \
-                       .replace("{request_id}", "req_unknown").replace("{job_id}", "job_unknown") \
-                       .replace("{node_id}", "node-9")
+        concrete = path
+        for name, value in UNKNOWN.items():
+            concrete = concrete.replace("{" + name + "}", value)
         for method, op in ops.items():
             who = (op.get("x-roles") or ["admin"])[0]
             c = roles[who]

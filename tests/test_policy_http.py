@@ -26,6 +26,7 @@ import pytest
 from api.client import ApplianceAPIError
 from appliance import audit as A
 from appliance.policy import Policy, PolicyUpdate, make_request
+from tests.stolen_node import stolen_node
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 from tests.test_metrics import _install_promtool
 
@@ -258,8 +259,6 @@ async def test_lying_coordinator_is_refused_by_every_honest_signer(cluster, faul
 async def test_replayed_job_id_is_refused(cluster):
     """A job id a node has seen once (hence its protocol session ids) is never run again, even
     long after: a coordinator replaying an old job (and its signed messages) is refused."""
-    import aiohttp
-
     key = await _key(cluster)
     done = await cluster.client("initiator").sign(key["key_id"], digest_of("job id replay"),
                                                   signers=["node-1", "node-2"],
@@ -271,11 +270,9 @@ async def test_replayed_job_id_is_refused(cluster):
     await cluster.start_node(1)
     spec = {"job_id": job_id, "kind": "presign", "key_id": key["key_id"], "parties": [0, 1],
             "epoch": key["epoch"], "coordinator": 0, "policy_hash": (await cluster.client("admin").policy())["policy_hash"]}
-    ctx = cluster.peer_ssl_context(0, 1)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
-        async with s.post(cluster.urls[1] + "/v1/peer/jobs", json=spec) as r:
-            body = await r.json()
-    assert r.status == 409 and body["error"]["code"] == "job_exists", body
+    async with stolen_node(cluster, 0) as coordinator:  # even signed by the coordinator's identity
+        status, body = await coordinator.post(1, "/v1/peer/jobs", coordinator.sign_job(spec))
+    assert status == 409 and body["error"]["code"] == "job_exists", body
 
 
 # ------------------------------------------------------------------------------ policy changes

@@ -1,0 +1,70 @@
+"""Which statement authorizes each kind of job, and the coordinator's signature over a job.
+
+The rule, checked by every party in ``Node.accept_job`` before it does anything: **no job
+reaches a party without an authorizing statement that the party checks itself.**
+
+============================  ==============================================================
+kind                          authorizing statement (checked by every party)
+============================  ==============================================================
+every kind                    the job description signed by its coordinator's HSM identity
+                              key; the coordinator is the TLS-authenticated peer. A stolen TLS
+                              key alone opens no job.
+sign                          and the initiator's signed request with approvals meeting the
+                              policy in force (re-evaluated here), the payload decoded and
+                              the digests recomputed here, the transaction rules applied here
+keygen, import,               and the initiator's signed key-change request with the policy's
+refresh, reshare              key-change quorum of admins, its params equal to the job's (for
+                              an import: the hash of the very bundle, its public key,
+                              threshold and nodes)
+presign                       the coordinator's signature alone: a presignature signs nothing;
+                              the party checks it holds the key at that epoch with the parties
+============================  ==============================================================
+
+A kind missing from :data:`JOB_AUTHORITY` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from appliance.tss.protocol import IdentityDirectory
+
+#: kind -> what authorizes it (the table above)
+JOB_AUTHORITY: dict[str, str] = {
+    "sign": "user_request",
+    "keygen": "user_request",
+    "import": "user_request",
+    "refresh": "user_request",
+    "reshare": "user_request",
+    "presign": "coordinator",
+}
+
+COORDINATOR_SIG = "coordinator_sig"
+_CONTEXT = b"threshold-appliance/job-statement/v1\x00"
+
+
+def job_digest(spec: dict[str, Any]) -> bytes:
+    """SHA-256 over the job description without its signature, as JSON with sorted keys (both
+    sides serialize what the JSON wire carries, so the bytes agree)."""
+    body = {k: v for k, v in spec.items() if k != COORDINATOR_SIG}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(_CONTEXT + text.encode()).digest()
+
+
+def as_wire(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` as the receiving party will see it (tuples become lists, and so on)."""
+    return json.loads(json.dumps(spec))
+
+
+def coordinator_signature_ok(spec: dict[str, Any], coordinator: int,
+                             directory: IdentityDirectory) -> bool:
+    sig = spec.get(COORDINATOR_SIG)
+    if not isinstance(sig, str) or len(sig) != 128:
+        return False
+    try:
+        raw = bytes.fromhex(sig)
+    except ValueError:
+        return False
+    return directory.verify(coordinator, job_digest(spec), raw)
