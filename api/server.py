@@ -29,6 +29,7 @@ from api.auth import AuthError, RequestVerifier
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
+from appliance.fsmodes import tighten_tree
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
@@ -699,6 +700,8 @@ async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     from appliance.config import load_node_config
 
     cfg = load_node_config(config_path)
+    for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
+        log.warning("%s was readable by others: now 0700/0600", path)
     node = Node(cfg)
     await node.start()
     app = make_app(node)

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.fsmodes import make_private_dir, write_private_file
 
 ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a policy may define more
@@ -298,9 +299,10 @@ def dumps_toml(m: dict) -> str:
 
 
 def write_toml(path: Path, m: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``m`` atomically to a 0600 file (a missing parent directory is made 0700)."""
+    path = Path(path)
+    if not path.parent.exists():
+        make_private_dir(path.parent)
     text = dumps_toml(m)
     tomllib.loads(text)  # round-trip check
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_private_file(path, text)

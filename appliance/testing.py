@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import write_toml
+from appliance.fsmodes import make_private_dir, open_private_append, write_private_file
 
 ROLE_USERS = ("initiator", "approver", "admin", "auditor")
 
@@ -145,7 +146,7 @@ class LocalCluster:
 
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="appliance-cluster-"))
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.base_dir)  # node state and user keys: this user's only
         ports = _free_ports(self.n)
         self.data_dirs = [self.base_dir / nid for nid in self.node_ids]
         self.urls = [f"https://{h}:{p}" for h, p in zip(self.hosts, ports)]
@@ -160,9 +161,9 @@ class LocalCluster:
             for section, values in self.node_extra.get(i, {}).items():
                 extra.setdefault(section, {}).update(values)
             d = self.data_dirs[i]
-            d.mkdir(parents=True, exist_ok=True)
+            make_private_dir(d)
             if slices is not None:
-                (d / "test-only-primes.json").write_text(json.dumps(slices[i]))
+                write_private_file(d / "test-only-primes.json", json.dumps(slices[i]))
                 extra.setdefault("testing", {})["prime_file"] = "test-only-primes.json"
             code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
                     "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
@@ -189,12 +190,12 @@ class LocalCluster:
         policy_toml = self.default_policy(users).to_toml()
         for d in self.data_dirs:
             write_toml(d / "cluster.toml", cluster)
-            (d / "policy.toml").write_text(policy_toml)
+            write_private_file(d / "policy.toml", policy_toml)
             node_toml = tomllib.loads((d / "node.toml").read_text())
             node_toml["policy"] = "policy.toml"
             write_toml(d / "node.toml", node_toml)
         keys_dir = self.base_dir / "users"
-        keys_dir.mkdir(exist_ok=True)
+        make_private_dir(keys_dir)
         for role, priv in self.user_keys.items():
             from api.tls import write_private
 
@@ -254,7 +255,7 @@ class LocalCluster:
         if self.procs[i] is not None and self.procs[i].poll() is None:
             return
         d = self.data_dirs[i]
-        logf = open(d / "node.log", "ab")
+        logf = open_private_append(d / "node.log")
         self._logs.append(logf)
         args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
         if self.log_level == "info":
@@ -379,7 +380,7 @@ class LocalCluster:
         cluster_map = tomllib.loads((d / "cluster.toml").read_text())
         await self.kill_node(i)
         shutil.rmtree(d)
-        d.mkdir(parents=True)
+        make_private_dir(d)
         node = {k: v for k, v in old.get("node", {}).items() if k not in ("id", "listen", "db")}
         extra = {k: v for k, v in old.items() if isinstance(v, dict) and k not in ("tls", "hsm", "node")}
         extra["node"] = node
@@ -394,7 +395,7 @@ class LocalCluster:
         if p.returncode != 0:
             raise RuntimeError(f"init of {self.node_ids[i]} failed: {err.decode()[-2000:]}")
         for name, data in keep.items():
-            (d / name).write_bytes(data)
+            write_private_file(d / name, data)
         new_toml = tomllib.loads((d / "node.toml").read_text())
         new_toml.update({k: v for k, v in old.items() if not isinstance(v, dict) and k != "cluster"})
         write_toml(d / "node.toml", new_toml)
