@@ -5,14 +5,23 @@ from the 401 about which user ids exist; ``/metrics`` needs credentials by defau
 
 from __future__ import annotations
 
+import datetime
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from api.tls import client_context, make_node_certificate, server_context, write_private
 from appliance.fsmodes import mode_violations, tighten_tree
 from appliance.testing import LocalCluster
 from tests.cluster_fixtures import TEST_ONLY_PRIMES, check_signature, cluster_marks, digest_of
@@ -55,6 +64,81 @@ def test_tighten_tree_fixes_state_of_an_older_release(tmp_path):
                                          ("tls/node.key", "0o640")]
     assert len(tighten_tree(tmp_path)) == 4
     assert mode_violations(tmp_path) == []
+
+
+# -- item 9: leaf certificates -----------------------------------------------------------------
+
+
+def test_node_certificate_is_a_leaf():
+    cert = x509.load_pem_x509_certificate(make_node_certificate("node-1", ["127.0.0.1", "node-1"])[0])
+    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and bc.value.ca is False and bc.value.path_length is None
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature
+    assert not (ku.value.key_cert_sign or ku.value.crl_sign or ku.value.key_agreement
+                or ku.value.key_encipherment or ku.value.content_commitment)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert cert.issuer == cert.subject  # self-signed, pinned as itself
+    cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+
+
+def _issued_by(issuer_cert_pem: bytes, issuer_key_pem: bytes) -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 signed with a node's TLS key (as a thief of that key would)."""
+    issuer = x509.load_pem_x509_certificate(issuer_cert_pem)
+    issuer_key = serialization.load_pem_private_key(issuer_key_pem, None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "impostor")]))
+            .issuer_name(issuer.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> str:
+    """TLS over loopback; "ok" or the client's verification error."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve_one() -> None:
+            conn, _ = listener.accept()
+            try:
+                with server_ctx.wrap_socket(conn, server_side=True) as s:
+                    s.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+        t = threading.Thread(target=serve_one)
+        t.start()
+        try:
+            with client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", port))) as c:
+                c.sendall(b"x")
+            return "ok"
+        except ssl.SSLCertVerificationError as exc:
+            return exc.verify_message
+        finally:
+            t.join(10)
+
+
+def test_pinning_accepts_the_leaf_and_nothing_it_signs(tmp_path):
+    cert, key = make_node_certificate("node-1", ["127.0.0.1"])
+    (tmp_path / "node.crt").write_bytes(cert)
+    write_private(tmp_path / "node.key", key)
+    pinned = client_context(cert.decode())
+    assert _handshake(server_context(tmp_path / "node.crt", tmp_path / "node.key", []), pinned) == "ok"
+    # a certificate made with the node's key, presented with the node's certificate as its chain
+    impostor, impostor_key = _issued_by(cert, key)
+    (tmp_path / "impostor.crt").write_bytes(impostor + cert)
+    write_private(tmp_path / "impostor.key", impostor_key)
+    result = _handshake(server_context(tmp_path / "impostor.crt", tmp_path / "impostor.key", []), pinned)
+    assert result == "invalid CA certificate"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
