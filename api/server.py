@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from api.auth import AuthError, RequestVerifier
+from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
@@ -576,7 +576,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(401, "unauthenticated", exc.message)
     user = node.policy.user(user_id)
     if user is None:
-        return error_response(401, "unauthenticated", "unknown user")
+        return error_response(401, "unauthenticated", SIGNATURE_REJECTED)
     # routes the policy rules on (requests, approvals, key changes) let it decide, with its
     # reason codes; the others name their roles here
     if route.roles and not any(user.has(r) for r in route.roles):

@@ -14,13 +14,16 @@ import sys
 import threading
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from yarl import URL
 
+from api.auth import generate_user_key, load_private_key, sign_request
 from api.tls import client_context, make_node_certificate, server_context, write_private
 from appliance.fsmodes import mode_violations, tighten_tree
 from appliance.testing import LocalCluster
@@ -141,6 +144,24 @@ def test_pinning_accepts_the_leaf_and_nothing_it_signs(tmp_path):
     assert result == "invalid CA certificate"
 
 
+# -- item 9: an outsider cannot tell which user ids exist ---------------------------------------
+
+
+def test_verifier_answers_unknown_and_known_key_ids_alike():
+    from api.auth import AuthError, RequestVerifier, load_public_key
+
+    v = RequestVerifier({"alice": load_public_key(generate_user_key("ed25519")[1])})
+    stranger = load_private_key(generate_user_key("ed25519")[0])
+    url = "https://n:1/v1/keys"
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)
+    for created, message in ((None, "signature rejected"), (old, "signature is too old")):
+        for key_id in ("alice", "mallory"):
+            h = sign_request("GET", url, b"", key_id, stranger, created=created)
+            with pytest.raises(AuthError) as exc:
+                v.verify("GET", url, list(h.items()), b"")
+            assert exc.value.message == message, (key_id, created)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster():
     old = os.umask(PERMISSIVE_UMASK)  # the node processes must not depend on their parent's umask
@@ -177,3 +198,29 @@ async def test_state_is_private_after_serving_and_signing(cluster):
         assert any(n.startswith("hsm/tokens/") and n.endswith(".object") for n in names)
         assert mode_violations(d) == [], d
     assert mode_violations(cluster.base_dir) == []  # users/ (their private keys) too
+
+
+async def _raw(cluster, method: str, path: str, headers: dict | None = None, body: bytes = b"",
+               node: int = 0) -> tuple[int, bytes]:
+    ctx = client_context(cluster.server_cert(node))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        async with s.request(method, URL(cluster.urls[node] + path, encoded=True), data=body or None,
+                             headers=headers or {}) as r:
+            return r.status, await r.read()
+
+
+@on_cluster
+async def test_unknown_key_id_and_bad_signature_are_answered_alike(cluster):
+    stranger = load_private_key(generate_user_key("ed25519")[0])
+    answers = []
+    for key_id in ("mallory", "admin"):  # nobody's id; a real user's id, signed with another key
+        for method, path, body in (("GET", "/v1/keys", b""),
+                                   ("POST", "/v1/keys", b'{"threshold": 2}')):
+            h = sign_request(method, cluster.urls[0] + path, body, key_id, stranger)
+            answers.append((key_id, path, *await _raw(cluster, method, path, h, body)))
+    expected = b'{"error":{"code":"unauthenticated","message":"signature rejected"}}'
+    assert [(status, text) for _, _, status, text in answers] == [(401, expected)] * 4, answers
+    # a body changed after signing is answered alike too
+    h = sign_request("POST", cluster.urls[0] + "/v1/keys", b'{"threshold": 2}', "admin",
+                     load_private_key(cluster.user_keys["admin"]))
+    assert await _raw(cluster, "POST", "/v1/keys", h, b'{"threshold": 1}') == (401, expected)
