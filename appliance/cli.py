@@ -5,7 +5,8 @@ Setting up a cluster by hand (each node on its own machine)::
     appliance init --dir /var/lib/appliance --node-id node-1 --listen 0.0.0.0:8443 \\
                    --url https://node-1.example:8443
         # SoftHSM2 token, HSM identity + transport keys, TLS certificate, node.toml,
-        # and node-info.json (the public part to pin in the cluster configuration)
+        # metrics.token (the Prometheus scraper's bearer token) and node-info.json (the
+        # public part to pin in the cluster configuration)
     appliance user-key --out alice.pem                  # a user's Ed25519 key (+ alice.pub.pem)
     appliance cluster-config --out cluster.toml --node-info n1/node-info.json n2/... n3/... \\
                    --user alice:initiator:alice.pub.pem --user bob:admin:bob.pub.pem
@@ -36,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -88,8 +90,8 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     node_toml: dict = {
         "cluster": "cluster.toml",
         "node": {"id": node_id, "listen": listen, "db": "node.db", "paillier_bits": paillier_bits,
-                 "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "metrics_open": True,
-                 "presign_pool": 2},
+                 "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "presign_pool": 2},
+        "metrics": {"auth": "bearer", "bearer_token_file": "metrics.token"},
         "tls": {"cert": "tls/node.crt", "key": "tls/node.key"},
         "hsm": {"token_label": node_id, "pin_file": rel(tok.pin_file), "softhsm_conf": rel(tok.conf),
                 "module": tok.module},
@@ -97,6 +99,7 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     }
     for section, values in (extra or {}).items():
         node_toml.setdefault(section, {}).update(values)
+    write_private_file(directory / "metrics.token", secrets.token_urlsafe(32) + "\n")  # the scraper's
     write_toml(directory / "node.toml", node_toml)
     info = {"id": node_id, "url": url, "tls_cert": cert_pem.decode(), "identity_key": identity.hex(),
             "transport_key": transport.hex()}

@@ -26,6 +26,11 @@ node's prime pool is seeded from a disjoint slice of it through its configuratio
 in production (``await cluster.wait_primes()`` waits for them). ``paillier_bits`` is 3072 by
 default; 2048 is much faster for tests.
 
+Metrics: ``await cluster.metrics(i)`` scrapes node ``i``'s ``/metrics`` as Prometheus would,
+with its bearer token (``metrics_auth="bearer"``, the default; ``cluster.metrics_token(i)``), or
+with a scraper certificate LocalCluster makes (``metrics_auth="mtls"``,
+``cluster.scraper_dir``); ``metrics_auth="none"`` leaves ``/metrics`` open.
+
 Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same state),
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
@@ -86,7 +91,8 @@ class LocalCluster:
     def __init__(self, nodes: int = 3, threshold: int = 2, *, paillier_bits: int = 3072,
                  prime_file: str | Path | None = None, base_dir: str | Path | None = None,
                  keep: bool = False, round_timeout: float = 30.0, job_timeout: float = 300.0,
-                 presign_pool: int = 0, metrics_open: bool = True, startup_timeout: float = 60.0,
+                 presign_pool: int = 0, metrics_auth: str = "bearer", metrics_open: bool | None = None,
+                 startup_timeout: float = 60.0,
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
@@ -103,7 +109,9 @@ class LocalCluster:
         self.round_timeout = round_timeout
         self.job_timeout = job_timeout
         self.presign_pool = presign_pool
-        self.metrics_open = metrics_open
+        if metrics_auth not in ("bearer", "mtls", "none"):
+            raise ValueError('metrics_auth is "bearer", "mtls" or "none"')
+        self.metrics_auth = "none" if metrics_open else metrics_auth  # metrics_open=True: older spelling
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
         self.policy_overrides = policy or {}
@@ -156,8 +164,8 @@ class LocalCluster:
             extra: dict[str, dict] = {"node": {"round_timeout_s": self.round_timeout,
                                                "job_timeout_s": self.job_timeout,
                                                "presign_pool": self.presign_pool,
-                                               "metrics_open": self.metrics_open,
-                                               "paillier_bits": self.paillier_bits}}
+                                               "paillier_bits": self.paillier_bits},
+                                     "metrics": self._metrics_settings()}
             for section, values in self.node_extra.get(i, {}).items():
                 extra.setdefault(section, {}).update(values)
             d = self.data_dirs[i]
@@ -201,6 +209,45 @@ class LocalCluster:
 
             write_private(keys_dir / f"{role}.pem", priv)
         self.procs = [None] * self.n
+
+    @property
+    def scraper_dir(self) -> Path:
+        """The Prometheus scraper's TLS certificate and key (``metrics_auth="mtls"``)."""
+        return self.base_dir / "scraper"
+
+    def _metrics_settings(self) -> dict:
+        if self.metrics_auth != "mtls":
+            return {"auth": self.metrics_auth}
+        from api.tls import make_node_certificate, write_private
+
+        if not (self.scraper_dir / "scraper.crt").exists():
+            cert, key = make_node_certificate("prometheus-scraper", ["localhost"])
+            make_private_dir(self.scraper_dir)
+            write_private_file(self.scraper_dir / "scraper.crt", cert)
+            write_private(self.scraper_dir / "scraper.key", key)
+        return {"auth": "mtls", "client_certs": [str(self.scraper_dir / "scraper.crt")]}
+
+    def metrics_token(self, i: int) -> str:
+        """Node ``i``'s metrics bearer token (``[metrics] bearer_token_file``)."""
+        return (self.data_dirs[i] / "metrics.token").read_text().strip()
+
+    async def metrics(self, i: int = 0) -> str:
+        """Scrape node ``i``'s ``/metrics`` as a Prometheus scraper would: with the node's
+        bearer token, or the scraper's client certificate (``metrics_auth="mtls"``)."""
+        import aiohttp
+
+        ctx = self._server_ctx(i)
+        headers = {}
+        if self.metrics_auth == "mtls":
+            ctx.load_cert_chain(self.scraper_dir / "scraper.crt", self.scraper_dir / "scraper.key")
+        elif self.metrics_auth == "bearer":
+            headers["Authorization"] = f"Bearer {self.metrics_token(i)}"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            async with s.get(self.urls[i] + "/metrics", headers=headers) as r:
+                text = await r.text()
+                if r.status != 200:
+                    raise RuntimeError(f"{self.node_ids[i]} /metrics: {r.status} {text[:200]}")
+                return text
 
     def default_policy(self, users: list[dict]):
         """LocalCluster's policy: :func:`appliance.policy.default_policy` (signing needs the

@@ -224,3 +224,99 @@ async def test_unknown_key_id_and_bad_signature_are_answered_alike(cluster):
     h = sign_request("POST", cluster.urls[0] + "/v1/keys", b'{"threshold": 2}', "admin",
                      load_private_key(cluster.user_keys["admin"]))
     assert await _raw(cluster, "POST", "/v1/keys", h, b'{"threshold": 1}') == (401, expected)
+
+
+# -- item 9: /metrics authenticated by default -------------------------------------------------
+
+
+def _node_toml(tmp_path: Path, text: str):
+    from appliance.config import load_node_config
+
+    (tmp_path / "cluster.toml").write_text(
+        '[cluster]\nid = "c"\n[[nodes]]\nid = "node-1"\nindex = 0\nurl = "https://127.0.0.1:1"\n'
+        'tls_cert = "x"\nidentity_key = "02"\ntransport_key = "04"\n')
+    (tmp_path / "node.toml").write_text('[node]\nid = "node-1"\n' + text)
+    return load_node_config(tmp_path / "node.toml")
+
+
+def test_metrics_config_is_authenticated_unless_explicitly_open(tmp_path):
+    from appliance.config import ConfigError
+
+    cfg = _node_toml(tmp_path, "metrics_open = true\n")  # an older release's node.toml
+    assert (cfg.metrics.auth, cfg.metrics.legacy_open) == ("bearer", True)
+    assert cfg.metrics.bearer_token_file == tmp_path / "metrics.token"
+    assert _node_toml(tmp_path, '[metrics]\nauth = "none"\n').metrics.auth == "none"
+    for bad, message in (('[metrics]\nauth = "open"\n', "auth must be one of bearer, mtls, none"),
+                         ('[metrics]\nauth = "mtls"\n', "needs client_certs")):
+        with pytest.raises(ConfigError, match=message):
+            _node_toml(tmp_path, bad)
+
+
+def test_metrics_auth_checks_the_exact_bearer_grammar(tmp_path):
+    from api.metrics_auth import MetricsAuth
+    from appliance.config import ConfigError, MetricsConfig
+
+    missing = MetricsAuth.from_config(MetricsConfig(bearer_token_file=tmp_path / "none.token"))
+    assert missing.problem and not missing.allows("Bearer " + "a" * 43, None)
+    (tmp_path / "short.token").write_text("abc\n")
+    with pytest.raises(ConfigError, match="32 to 512 characters"):
+        MetricsAuth.from_config(MetricsConfig(bearer_token_file=tmp_path / "short.token"))
+    token = "T0k-en_" + "x" * 36
+    (tmp_path / "m.token").write_text(token + "\n")
+    auth = MetricsAuth.from_config(MetricsConfig(bearer_token_file=tmp_path / "m.token"))
+    assert auth.allows(f"Bearer {token}", None) and auth.allows(f"bearer {token}", None)
+    for bad in (None, token, f"Bearer {token}\n", f"Bearer {token}=x", f"Bearer  {token}x", "Bearer " + "x" * 2000):
+        assert not auth.allows(bad, None), bad
+
+
+async def _scrape(cluster, node: int, headers: dict | None = None, cert: tuple[Path, Path] | None = None):
+    ctx = client_context(cluster.server_cert(node))
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        async with s.get(cluster.urls[node] + "/metrics", headers=headers or {}) as r:
+            return r.status, await r.read(), r.headers.get("WWW-Authenticate")
+
+
+REFUSED = b'{"error":{"code":"unauthenticated","message":"metrics need the scraper\'s credentials"}}'
+
+
+@on_cluster
+async def test_metrics_need_the_scrapers_bearer_token(cluster):
+    from tests.test_metrics import _install_promtool
+
+    assert await _scrape(cluster, 0) == (401, REFUSED, 'Bearer realm="appliance-metrics"')
+    token0, token1 = cluster.metrics_token(0), cluster.metrics_token(1)
+    assert token0 != token1 and len(token0) >= 32
+    for bad in (f"Bearer {token1}", f"Bearer {token0[:-1]}", f"Basic {token0}", token0, f"Bearer {token0} x"):
+        assert (await _scrape(cluster, 0, {"Authorization": bad}))[:2] == (401, REFUSED), bad
+    status, text, _ = await _scrape(cluster, 0, {"Authorization": f"Bearer {token0}"})
+    assert status == 200 and b"appliance_sign_requests_total" in text
+    assert "appliance_build_info" in await cluster.metrics(1)
+    # a user's signed request still reads them (ApplianceClient.metrics)
+    assert "appliance_sign_requests_total" in await cluster.client("auditor").metrics()
+    promtool = _install_promtool()
+    if promtool is None:
+        pytest.skip("promtool unavailable")
+    r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), (r.stdout + r.stderr).decode()
+
+
+@on_cluster
+async def test_metrics_over_mtls_and_explicitly_open(cluster, tmp_path):
+    scraper = make_node_certificate("prometheus", ["localhost"])
+    (tmp_path / "scraper.crt").write_bytes(scraper[0])
+    write_private(tmp_path / "scraper.key", scraper[1])
+    await cluster.stop_node(1)
+    cluster.configure_node(1, "metrics", auth="mtls", client_certs=[str(tmp_path / "scraper.crt")])
+    await cluster.start_node(1)
+    status, text, _ = await _scrape(cluster, 1, cert=(tmp_path / "scraper.crt", tmp_path / "scraper.key"))
+    assert status == 200 and b"appliance_build_info" in text
+    node0 = (cluster.data_dirs[0] / "tls" / "node.crt", cluster.data_dirs[0] / "tls" / "node.key")
+    for headers, cert in (({}, None), ({}, node0),  # a pinned node is no scraper
+                          ({"Authorization": f"Bearer {cluster.metrics_token(1)}"}, None)):
+        assert (await _scrape(cluster, 1, headers, cert))[:2] == (401, REFUSED)
+    await cluster.stop_node(1)
+    cluster.configure_node(1, "metrics", auth="none")
+    await cluster.start_node(1)
+    assert (await _scrape(cluster, 1))[0] == 200
