@@ -4,7 +4,8 @@
 #   docker compose up            # three nodes, see docker-compose.yml
 #
 # A node's state (node.toml, cluster.toml, TLS key and certificate, the SoftHSM2 token
-# directory and its PIN file, node.db) lives in one directory on a volume (/data/node by
+# directory and its PIN file, node.db, audit.db, metrics.token; directories 0700, files
+# 0600) lives in one directory on a volume (/data/node by
 # default). softhsm2.conf names its token directory by absolute path, so mount a node's
 # volume at the same path for `appliance init` and `appliance serve`:
 #   docker run --rm -v n1:/data/node threshold-appliance init --dir /data/node --node-id node-1 \

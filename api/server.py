@@ -3,7 +3,9 @@
 One table, :data:`ROUTES`, registers every route *and* generates ``/openapi.json``, so the
 document and what is served cannot drift apart.
 
-* Open: ``/healthz``, ``/readyz``, and ``/metrics`` unless ``metrics_open = false``.
+* Open: ``/healthz``, ``/readyz``. ``/metrics``: the scraper's bearer token or pinned client
+  certificate (``[metrics]``, :mod:`api.metrics_auth`) or a signed user request; open only
+  with ``[metrics] auth = "none"``.
 * Client routes: RFC 9421 signed requests (:mod:`api.auth`) by a configured user, and the
   role the route names.
 * Peer routes (``/v1/peer/``): only over TLS with a client certificate pinned in the cluster
@@ -25,10 +27,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from api.auth import AuthError, RequestVerifier
+from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier
+from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
+from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
@@ -41,6 +45,7 @@ MAX_PEER_BODY = 16 << 20
 NODE_KEY = web.AppKey("node", Node)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
 PEERS_KEY = web.AppKey("peers", dict)
+METRICS_AUTH_KEY = web.AppKey("metrics_auth", MetricsAuth)
 
 ANY_ROLE: tuple[str, ...] = ()  # any user of the policy
 POLICY_STATE_KEY = web.AppKey("policy_state", dict)
@@ -395,7 +400,8 @@ _APPROVAL_BODY = {"type": "object", "required": ["approval"], "properties": {
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "open"),
     Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", responses=(200, 503)),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "metrics", content_type="text/plain"),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (the scraper's bearer token or certificate, or a "
+          "signed user request)", "metrics", responses=(200, 401), content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This document", "user", ANY_ROLE),
     Route("POST", "/v1/keys", create_key, "Create a key (DKG); an operation, pending until the policy's "
           "admin quorum approved it", "user", ANY_ROLE,
@@ -556,8 +562,16 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     if route is None:
         return await handler(request)
     node = _node(request)
-    if route.auth == "open" or (route.auth == "metrics" and node.config.metrics_open):
+    if route.auth == "open":
         return await handler(request)
+    if route.auth == "metrics":
+        scraper = request.app[METRICS_AUTH_KEY]
+        if scraper.allows(request.headers.get("Authorization"), _peer_fingerprint(request)):
+            return await handler(request)
+        if "Signature-Input" not in request.headers:  # else: a user's signed request
+            resp = error_response(401, "unauthenticated", "metrics need the scraper's credentials")
+            resp.headers.update(scraper.challenge())
+            return resp
     if node.store is None or node.hsm is None:
         return error_response(503, "not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
     if route.auth == "peer":
@@ -589,7 +603,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(401, "unauthenticated", exc.message)
     user = node.policy.user(user_id)
     if user is None:
-        return error_response(401, "unauthenticated", "unknown user")
+        return error_response(401, "unauthenticated", SIGNATURE_REJECTED)
     # routes the policy rules on (requests, approvals, key changes) let it decide, with its
     # reason codes; the others name their roles here
     if route.roles and not any(user.has(r) for r in route.roles):
@@ -612,6 +626,7 @@ def make_app(node: Node) -> web.Application:
     app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users})
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
+    app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)
     for r in ROUTES:
         res = app.router.add_route(r.method, r.path, r.handler)
         res._appliance_route = r  # type: ignore[attr-defined]
@@ -661,7 +676,8 @@ def openapi_document(node: Node | None = None) -> dict:
             op["security"] = [{"pinnedMutualTLS": []}]
             op["tags"] = ["peer"]
         elif r.auth == "metrics":
-            op["x-open"] = "unless metrics_open = false"
+            op["security"] = [{"metricsBearer": []}, {"metricsMutualTLS": []}, {"httpMessageSignature": []}]
+            op["x-open"] = 'only with [metrics] auth = "none"'
         op["responses"] = responses
         paths.setdefault(r.path, {})[r.method.lower()] = op
     servers = [{"url": node.me.url}] if node is not None else []
@@ -680,6 +696,10 @@ def openapi_document(node: Node | None = None) -> dict:
                                                         "and Content-Digest)"},
                 "pinnedMutualTLS": {"type": "mutualTLS",
                                     "description": "client certificate pinned in the cluster configuration"},
+                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                  "description": "the scraper's token ([metrics] bearer_token_file)"},
+                "metricsMutualTLS": {"type": "mutualTLS",
+                                     "description": "the scraper's certificate ([metrics] client_certs)"},
             },
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"], "properties": {
@@ -720,12 +740,18 @@ async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     from appliance.config import load_node_config
 
     cfg = load_node_config(config_path)
+    for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
+        log.warning("%s was readable by others: now 0700/0600", path)
     node = Node(cfg)
     await node.start()
     app = make_app(node)
+    scraper = app[METRICS_AUTH_KEY]
+    if scraper.problem or cfg.metrics.legacy_open:
+        log.warning("/metrics needs authentication (see [metrics] in node.toml)%s",
+                    f": {scraper.problem}" if scraper.problem else "; [node] metrics_open is ignored")
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes])
+    ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes] + list(scraper.cert_pems))
     site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, backlog=256,
                        reuse_address=True)
     await site.start()

@@ -1,8 +1,11 @@
 """TLS for the appliance: node certificates, pinned mutual TLS between nodes.
 
-Each node has its own self-signed certificate (P-256, made by ``appliance init`` with
-``cryptography``). The cluster configuration pins every node's certificate (its PEM), so
-there is no certificate authority to compromise:
+Each node has its own self-signed leaf certificate (P-256, made by ``appliance init`` with
+``cryptography``: ``CA:FALSE``, key usage digitalSignature, extended key usage serverAuth and
+clientAuth). The cluster configuration pins every node's certificate (its PEM), so there is no
+certificate authority to compromise. A pinned certificate is the trust anchor itself
+(``VERIFY_X509_PARTIAL_CHAIN``); since it is no CA, a certificate signed with a node's TLS key
+is accepted by nobody:
 
 * a node *serving* trusts exactly the pinned peer certificates for client certificates
   (``CERT_OPTIONAL``: users connect without one; ``/v1/peer/`` routes additionally require
@@ -55,13 +58,14 @@ def make_node_certificate(node_id: str, hosts: list[str], *, days: int = 3650) -
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        # a self-signed trust anchor: CA so that OpenSSL accepts it as its own issuer
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=True,
+        # a leaf: pinned as itself, it can issue nothing that a peer would accept
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH,
                                               x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -95,6 +99,7 @@ def server_context(cert_file: Path, key_file: Path, pinned_peer_pems: list[str])
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert_file), str(key_file))
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a pinned leaf is its own trust anchor
     if pinned_peer_pems:
         ctx.load_verify_locations(cadata="\n".join(pinned_peer_pems))
     return ctx
@@ -106,6 +111,7 @@ def peer_client_context(cert_file: Path, key_file: Path, peer_pem: str) -> ssl.S
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False  # pinned certificate: identity is the certificate itself
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     ctx.load_verify_locations(cadata=peer_pem)
     ctx.load_cert_chain(str(cert_file), str(key_file))
     return ctx
@@ -120,6 +126,7 @@ def client_context(server_pem: str | None = None, *, ca_file: str | Path | None 
     ctx.verify_mode = ssl.CERT_REQUIRED
     if server_pem is not None:
         ctx.check_hostname = False
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.load_verify_locations(cadata=server_pem)
     else:
         ctx.check_hostname = True

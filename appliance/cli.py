@@ -5,7 +5,8 @@ Setting up a cluster by hand (each node on its own machine)::
     appliance init --dir /var/lib/appliance --node-id node-1 --listen 0.0.0.0:8443 \\
                    --url https://node-1.example:8443
         # SoftHSM2 token, HSM identity + transport keys, TLS certificate, node.toml,
-        # and node-info.json (the public part to pin in the cluster configuration)
+        # metrics.token (the Prometheus scraper's bearer token) and node-info.json (the
+        # public part to pin in the cluster configuration)
     appliance user-key --out alice.pem                  # a user's Ed25519 key (+ alice.pub.pem)
     appliance cluster-config --out cluster.toml --node-info n1/node-info.json n2/... n3/... \\
                    --user alice:initiator:alice.pub.pem --user bob:admin:bob.pub.pem
@@ -36,10 +37,12 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
 from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
+from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
 
 
 # ---------------------------------------------------------------------------------------
@@ -49,13 +52,21 @@ from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", url: str | None = None,
               hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None) -> dict:
     """Create a node's state in ``directory``: SoftHSM2 token with the node's keys, TLS
-    certificate, ``node.toml`` and ``node-info.json``; returns the node info (public)."""
+    certificate, ``node.toml`` and ``node-info.json``; returns the node info (public).
+    Everything it creates is the node user's only (directories 0700, files 0600), whatever
+    the caller's umask."""
+    with private_umask():
+        return _init_node(directory, node_id, listen=listen, url=url, hosts=hosts,
+                          paillier_bits=paillier_bits, extra=extra)
+
+
+def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, hosts: list[str] | None,
+               paillier_bits: int, extra: dict | None) -> dict:
     from api.tls import make_node_certificate, write_private
     from hsm import HSM
     from hsm.softhsm import init_token
 
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_private_dir(Path(directory).resolve())
     if (directory / "node.toml").exists():
         raise ConfigError(f"{directory}/node.toml exists already; refusing to overwrite a node")
     host, _, port = listen.rpartition(":")
@@ -72,15 +83,15 @@ def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", 
 
     names = list(hosts or []) + [urlparse(url).hostname or "127.0.0.1", "localhost", "127.0.0.1"]
     cert_pem, key_pem = make_node_certificate(node_id, names)
-    (directory / "tls").mkdir(exist_ok=True)
-    (directory / "tls" / "node.crt").write_bytes(cert_pem)
+    make_private_dir(directory / "tls")
+    write_private_file(directory / "tls" / "node.crt", cert_pem)
     write_private(directory / "tls" / "node.key", key_pem)
     rel = lambda p: os.path.relpath(p, directory)  # noqa: E731
     node_toml: dict = {
         "cluster": "cluster.toml",
         "node": {"id": node_id, "listen": listen, "db": "node.db", "paillier_bits": paillier_bits,
-                 "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "metrics_open": True,
-                 "presign_pool": 2},
+                 "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "presign_pool": 2},
+        "metrics": {"auth": "bearer", "bearer_token_file": "metrics.token"},
         "tls": {"cert": "tls/node.crt", "key": "tls/node.key"},
         "hsm": {"token_label": node_id, "pin_file": rel(tok.pin_file), "softhsm_conf": rel(tok.conf),
                 "module": tok.module},
@@ -88,10 +99,11 @@ def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", 
     }
     for section, values in (extra or {}).items():
         node_toml.setdefault(section, {}).update(values)
+    write_private_file(directory / "metrics.token", secrets.token_urlsafe(32) + "\n")  # the scraper's
     write_toml(directory / "node.toml", node_toml)
     info = {"id": node_id, "url": url, "tls_cert": cert_pem.decode(), "identity_key": identity.hex(),
             "transport_key": transport.hex()}
-    (directory / "node-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_private_file(directory / "node-info.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -428,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_private_umask()  # node state, keys, configs and logs: for this user only
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

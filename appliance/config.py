@@ -15,8 +15,12 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     round_timeout_s = 30.0            # a protocol round that makes no progress this long fails
     job_timeout_s = 300.0
     workers = 2                       # threads for CPU-heavy protocol steps
-    metrics_open = true               # /metrics without authentication
     presign_pool = 0                  # presignatures kept ready per signer set (0: off)
+
+    [metrics]                         # who may scrape GET /metrics (besides signed user requests)
+    auth = "bearer"                   # "bearer" (default), "mtls", or "none" (open: only if set)
+    bearer_token_file = "metrics.token"   # bearer: the scraper's token, one line (0600)
+    client_certs = ["scraper.crt"]    # mtls: the scraper's certificate(s), PEM, pinned
 
     [tls]
     cert = "tls/node.crt"
@@ -65,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.fsmodes import make_private_dir, write_private_file
 from appliance.ids import GRAMMARS, is_id
 
 ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
@@ -157,6 +162,40 @@ class ClusterConfig:
         }
 
 
+METRICS_AUTH = ("bearer", "mtls", "none")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: how a scraper authenticates to ``GET /metrics``. Authenticated unless
+    ``auth = "none"`` is set explicitly; ``[node] metrics_open`` (older releases) is ignored
+    (``legacy_open`` records that it was set, for a warning)."""
+
+    auth: str = "bearer"
+    bearer_token_file: Path | None = None
+    client_certs: tuple[Path, ...] = ()
+    legacy_open: bool = False
+
+
+def _metrics_config(base: Path, m: dict, node: dict) -> MetricsConfig:
+    if not isinstance(m, dict):
+        raise ConfigError("[metrics] must be a table")
+    auth = m.get("auth", "bearer")
+    if auth not in METRICS_AUTH:
+        raise ConfigError(f"[metrics] auth must be one of {', '.join(METRICS_AUTH)}")
+    certs = m.get("client_certs", [])
+    if not isinstance(certs, list) or not all(isinstance(c, str) and c for c in certs):
+        raise ConfigError("[metrics] client_certs must be a list of PEM file names")
+    if auth == "mtls" and not certs:
+        raise ConfigError('[metrics] auth = "mtls" needs client_certs (the scraper\'s certificates)')
+    token = m.get("bearer_token_file", "metrics.token")
+    if not isinstance(token, str) or not token:
+        raise ConfigError("[metrics] bearer_token_file must be a file name")
+    return MetricsConfig(auth=auth, bearer_token_file=_resolve(base, token),
+                         client_certs=tuple(_resolve(base, c) for c in certs),
+                         legacy_open=node.get("metrics_open") is True and "auth" not in m)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     path: Path
@@ -172,7 +211,7 @@ class NodeConfig:
     round_timeout_s: float = 30.0
     job_timeout_s: float = 300.0
     workers: int = 2
-    metrics_open: bool = True
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     presign_pool: int = 0
     prime_pool_target: int = 2
     prime_file: Path | None = None
@@ -243,7 +282,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             round_timeout_s=float(node.get("round_timeout_s", 30.0)),
             job_timeout_s=float(node.get("job_timeout_s", 300.0)),
             workers=int(node.get("workers", 2)),
-            metrics_open=bool(node.get("metrics_open", True)),
+            metrics=_metrics_config(base, m.get("metrics", {}), node),
             presign_pool=int(node.get("presign_pool", 0)),
             prime_pool_target=int(primes.get("pool_target", 2)),
             prime_file=_resolve(base, testing.get("prime_file")),
@@ -302,9 +341,10 @@ def dumps_toml(m: dict) -> str:
 
 
 def write_toml(path: Path, m: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``m`` atomically to a 0600 file (a missing parent directory is made 0700)."""
+    path = Path(path)
+    if not path.parent.exists():
+        make_private_dir(path.parent)
     text = dumps_toml(m)
     tomllib.loads(text)  # round-trip check
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_private_file(path, text)

@@ -26,6 +26,11 @@ node's prime pool is seeded from a disjoint slice of it through its configuratio
 in production (``await cluster.wait_primes()`` waits for them). ``paillier_bits`` is 3072 by
 default; 2048 is much faster for tests.
 
+Metrics: ``await cluster.metrics(i)`` scrapes node ``i``'s ``/metrics`` as Prometheus would,
+with its bearer token (``metrics_auth="bearer"``, the default; ``cluster.metrics_token(i)``), or
+with a scraper certificate LocalCluster makes (``metrics_auth="mtls"``,
+``cluster.scraper_dir``); ``metrics_auth="none"`` leaves ``/metrics`` open.
+
 Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same state),
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
@@ -65,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import write_toml
+from appliance.fsmodes import make_private_dir, open_private_append, write_private_file
 
 ROLE_USERS = ("initiator", "approver", "admin", "auditor")
 
@@ -85,7 +91,8 @@ class LocalCluster:
     def __init__(self, nodes: int = 3, threshold: int = 2, *, paillier_bits: int = 3072,
                  prime_file: str | Path | None = None, base_dir: str | Path | None = None,
                  keep: bool = False, round_timeout: float = 30.0, job_timeout: float = 300.0,
-                 presign_pool: int = 0, metrics_open: bool = True, startup_timeout: float = 60.0,
+                 presign_pool: int = 0, metrics_auth: str = "bearer", metrics_open: bool | None = None,
+                 startup_timeout: float = 60.0,
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
@@ -102,7 +109,9 @@ class LocalCluster:
         self.round_timeout = round_timeout
         self.job_timeout = job_timeout
         self.presign_pool = presign_pool
-        self.metrics_open = metrics_open
+        if metrics_auth not in ("bearer", "mtls", "none"):
+            raise ValueError('metrics_auth is "bearer", "mtls" or "none"')
+        self.metrics_auth = "none" if metrics_open else metrics_auth  # metrics_open=True: older spelling
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
         self.policy_overrides = policy or {}
@@ -145,7 +154,7 @@ class LocalCluster:
 
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="appliance-cluster-"))
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.base_dir)  # node state and user keys: this user's only
         ports = _free_ports(self.n)
         self.data_dirs = [self.base_dir / nid for nid in self.node_ids]
         self.urls = [f"https://{h}:{p}" for h, p in zip(self.hosts, ports)]
@@ -155,14 +164,14 @@ class LocalCluster:
             extra: dict[str, dict] = {"node": {"round_timeout_s": self.round_timeout,
                                                "job_timeout_s": self.job_timeout,
                                                "presign_pool": self.presign_pool,
-                                               "metrics_open": self.metrics_open,
-                                               "paillier_bits": self.paillier_bits}}
+                                               "paillier_bits": self.paillier_bits},
+                                     "metrics": self._metrics_settings()}
             for section, values in self.node_extra.get(i, {}).items():
                 extra.setdefault(section, {}).update(values)
             d = self.data_dirs[i]
-            d.mkdir(parents=True, exist_ok=True)
+            make_private_dir(d)
             if slices is not None:
-                (d / "test-only-primes.json").write_text(json.dumps(slices[i]))
+                write_private_file(d / "test-only-primes.json", json.dumps(slices[i]))
                 extra.setdefault("testing", {})["prime_file"] = "test-only-primes.json"
             code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
                     "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
@@ -189,17 +198,56 @@ class LocalCluster:
         policy_toml = self.default_policy(users).to_toml()
         for d in self.data_dirs:
             write_toml(d / "cluster.toml", cluster)
-            (d / "policy.toml").write_text(policy_toml)
+            write_private_file(d / "policy.toml", policy_toml)
             node_toml = tomllib.loads((d / "node.toml").read_text())
             node_toml["policy"] = "policy.toml"
             write_toml(d / "node.toml", node_toml)
         keys_dir = self.base_dir / "users"
-        keys_dir.mkdir(exist_ok=True)
+        make_private_dir(keys_dir)
         for role, priv in self.user_keys.items():
             from api.tls import write_private
 
             write_private(keys_dir / f"{role}.pem", priv)
         self.procs = [None] * self.n
+
+    @property
+    def scraper_dir(self) -> Path:
+        """The Prometheus scraper's TLS certificate and key (``metrics_auth="mtls"``)."""
+        return self.base_dir / "scraper"
+
+    def _metrics_settings(self) -> dict:
+        if self.metrics_auth != "mtls":
+            return {"auth": self.metrics_auth}
+        from api.tls import make_node_certificate, write_private
+
+        if not (self.scraper_dir / "scraper.crt").exists():
+            cert, key = make_node_certificate("prometheus-scraper", ["localhost"])
+            make_private_dir(self.scraper_dir)
+            write_private_file(self.scraper_dir / "scraper.crt", cert)
+            write_private(self.scraper_dir / "scraper.key", key)
+        return {"auth": "mtls", "client_certs": [str(self.scraper_dir / "scraper.crt")]}
+
+    def metrics_token(self, i: int) -> str:
+        """Node ``i``'s metrics bearer token (``[metrics] bearer_token_file``)."""
+        return (self.data_dirs[i] / "metrics.token").read_text().strip()
+
+    async def metrics(self, i: int = 0) -> str:
+        """Scrape node ``i``'s ``/metrics`` as a Prometheus scraper would: with the node's
+        bearer token, or the scraper's client certificate (``metrics_auth="mtls"``)."""
+        import aiohttp
+
+        ctx = self._server_ctx(i)
+        headers = {}
+        if self.metrics_auth == "mtls":
+            ctx.load_cert_chain(self.scraper_dir / "scraper.crt", self.scraper_dir / "scraper.key")
+        elif self.metrics_auth == "bearer":
+            headers["Authorization"] = f"Bearer {self.metrics_token(i)}"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            async with s.get(self.urls[i] + "/metrics", headers=headers) as r:
+                text = await r.text()
+                if r.status != 200:
+                    raise RuntimeError(f"{self.node_ids[i]} /metrics: {r.status} {text[:200]}")
+                return text
 
     def default_policy(self, users: list[dict]):
         """LocalCluster's policy: :func:`appliance.policy.default_policy` (signing needs the
@@ -254,7 +302,7 @@ class LocalCluster:
         if self.procs[i] is not None and self.procs[i].poll() is None:
             return
         d = self.data_dirs[i]
-        logf = open(d / "node.log", "ab")
+        logf = open_private_append(d / "node.log")
         self._logs.append(logf)
         args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
         if self.log_level == "info":
@@ -379,7 +427,7 @@ class LocalCluster:
         cluster_map = tomllib.loads((d / "cluster.toml").read_text())
         await self.kill_node(i)
         shutil.rmtree(d)
-        d.mkdir(parents=True)
+        make_private_dir(d)
         node = {k: v for k, v in old.get("node", {}).items() if k not in ("id", "listen", "db")}
         extra = {k: v for k, v in old.items() if isinstance(v, dict) and k not in ("tls", "hsm", "node")}
         extra["node"] = node
@@ -394,7 +442,7 @@ class LocalCluster:
         if p.returncode != 0:
             raise RuntimeError(f"init of {self.node_ids[i]} failed: {err.decode()[-2000:]}")
         for name, data in keep.items():
-            (d / name).write_bytes(data)
+            write_private_file(d / name, data)
         new_toml = tomllib.loads((d / "node.toml").read_text())
         new_toml.update({k: v for k, v in old.items() if not isinstance(v, dict) and k != "cluster"})
         write_toml(d / "node.toml", new_toml)

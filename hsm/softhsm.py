@@ -7,7 +7,7 @@ The one implementation behind ``softhsm-config/init-token.sh``, the tests and th
 
 Layout of ``directory``::
 
-    softhsm2.conf        from softhsm-config/softhsm2.conf.template, tokendir below
+    softhsm2.conf        from softhsm-config/softhsm2.conf.template, tokendir below (0600)
     tokens/              SoftHSM's token directory (0700); several tokens may share it
     <label>.pin          the user PIN (0600), unless the caller supplied a PIN
 
@@ -94,15 +94,21 @@ class SoftHSMToken:
 def write_conf(directory: Path) -> tuple[Path, Path]:
     """Create ``directory/tokens`` and ``directory/softhsm2.conf``; (conf, token_dir)."""
     directory = Path(directory).resolve()
+    directory.parent.mkdir(parents=True, exist_ok=True)
     token_dir = directory / "tokens"
-    token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(token_dir, 0o700)
+    for d in (directory, token_dir):  # only the node's user reads its token and PIN
+        d.mkdir(exist_ok=True, mode=0o700)
+        os.chmod(d, 0o700)
     conf = directory / "softhsm2.conf"
     text = conf_template().replace("@TOKENDIR@", str(token_dir))
     if not conf.exists() or conf.read_text() != text:
         tmp = conf.with_suffix(".tmp")
-        tmp.write_text(text)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         os.replace(tmp, conf)
+    os.chmod(conf, 0o600)
     return conf, token_dir
 
 

@@ -13,6 +13,7 @@
 # The work is done by hsm/softhsm.py (one implementation for this script, the tests, the
 # demo and the Dockerfile); PYTHON selects the interpreter (default: the repo's .venv).
 set -euo pipefail
+umask 077  # the token directory, its PIN file and softhsm2.conf are for this user only
 if [ $# -ne 2 ]; then
   echo "usage: $0 DIR LABEL" >&2
   exit 2

@@ -118,9 +118,12 @@ async def test_unauthenticated_and_forged_requests_get_401(cluster):
 @pytest.mark.xdist_group("api-auth")
 @pytest.mark.hsm
 async def test_open_routes(cluster):
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz"):
         status, _ = await _raw(cluster, "GET", path)
         assert status == 200, path
+    # /metrics is not open by default (the scraper's token, see tests/test_node_hardening.py)
+    assert await _raw(cluster, "GET", "/metrics") == (401, {"error": {
+        "code": "unauthenticated", "message": "metrics need the scraper's credentials"}})
     status, body = await _raw(cluster, "GET", "/openapi.json")
     assert status == 401
 

@@ -193,7 +193,7 @@ async def test_openapi_matches_the_served_routes(cluster):
                 assert exc.code not in ("no_route", "method_not_allowed"), (method, path, exc)
                 if path.startswith("/v1/peer/"):
                     assert (exc.status, exc.code) == (403, "peer_not_pinned")
-    # open routes need no signature; /metrics is open by default
+    # open routes need no signature; /metrics a signed user request (or the scraper's token)
     assert (await admin.healthz())["status"] == "ok"
     assert (await admin.readyz())["ready"] is True
     assert "appliance_sign_requests_total" in await admin.metrics()
