@@ -422,6 +422,12 @@ class ApplianceClient:
         """``GET /v1/audit`` as served: JSON Lines for ``appliance audit verify FILE``."""
         return await self.request("GET", "/v1/audit", query={"since": since or None}, raw=True)
 
+    async def audit_checkpoints(self, *, raw: bool = False) -> dict | bytes:
+        """``GET /v1/audit/checkpoints``: the newest checkpoint this node witnessed for each
+        peer and its own newest co-signed one (the anchor of ``appliance audit verify``);
+        ``raw``: the body as served."""
+        return await self.request("GET", "/v1/audit/checkpoints", raw=raw)
+
 
 __all__ = ["ApplianceClient", "ApplianceAPIError"]
 

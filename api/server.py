@@ -20,6 +20,7 @@ yet implemented), 502 (protocol abort, ``culprits``), 503 (quorum unreachable,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
+from appliance.audit_anchor import anchor_document
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
@@ -292,6 +294,15 @@ async def audit(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": "application/jsonl"})
 
 
+async def audit_checkpoints(request: web.Request) -> web.Response:
+    node = _node(request)
+    if node.audit is None:
+        raise NodeError(503, "audit_unavailable", "the audit log is not open")
+    ids = [n.id for n in node.cluster.nodes]
+    doc = await asyncio.get_running_loop().run_in_executor(None, anchor_document, node.audit, ids)
+    return _json(doc)
+
+
 async def list_quarantine(request: web.Request) -> web.Response:
     return _json(_node(request).quarantine_view())
 
@@ -472,6 +483,10 @@ ROUTES: tuple[Route, ...] = (
           "co-signed checkpoints)", "user", ("auditor",),
           query=(("since", "integer", "entries after this sequence number"),), responses=(200, 400, 401, 403),
           content_type="application/jsonl"),
+    Route("GET", "/v1/audit/checkpoints", audit_checkpoints, "The newest audit checkpoint this "
+          "node witnessed (co-signed) for each peer, and its own newest co-signed one: the anchor "
+          "`appliance audit verify` checks an export against", "user", ("auditor",),
+          responses=(200, 401, 403, 503)),
     Route("GET", "/v1/policy", get_policy, "The policy in force (canonical form, hash, version)", "user",
           ANY_ROLE),
     Route("POST", "/v1/policy", post_policy, "Replace the policy (signed by the current policy's "

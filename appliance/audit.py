@@ -47,20 +47,20 @@ If an entry cannot be written (database gone, read-only, disk full, locked), the
 
 Verification
 ------------
-:func:`verify_export` (and :func:`verify_command`, for ``appliance audit verify FILE``)
-checks every line, the chain, each checkpoint's signature and co-signatures against the
-configured node keys, and names the first entry that is missing, altered or out of order.
+:func:`verify_export` checks every line, the chain, each checkpoint's signature and
+co-signatures against the configured node keys, and names the first entry that is missing,
+altered or out of order. Entries cut off the end (with their checkpoints) only show against
+the checkpoints the peers witnessed: :mod:`appliance.audit_anchor`; the command
+``appliance audit verify FILE`` (:mod:`appliance.audit_verify`) requires them by default.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import logging
 import re
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -573,11 +573,22 @@ class AuditLog:
             raise AuditUnavailable(f"cannot store the witnessed checkpoint: {exc}") from None
         return bytes(self.signer(cp.digest()))
 
-    def witnessed(self, node: str) -> list[Checkpoint]:
+    def latest_witnessed(self, node: str) -> Checkpoint | None:
+        """The newest checkpoint of ``node`` this node co-signed (what it serves auditors)."""
+        cps = self.witnessed(node, newest_only=True)
+        return cps[0] if cps else None
+
+    def latest_cosigned_checkpoint(self) -> Checkpoint | None:
+        """This node's newest checkpoint that at least one peer co-signed."""
+        seq = self._read("SELECT max(seq) FROM audit_cosignatures")[0][0]
+        return next((c for c in self.checkpoints(seq - 1) if c.seq == seq), None) if seq else None
+
+    def witnessed(self, node: str, *, newest_only: bool = False) -> list[Checkpoint]:
         """Checkpoints of ``node`` this node co-signed (an auditor's outside anchor)."""
         return [Checkpoint.from_json({"checkpoint": parse_json(bytes(b)), "signature": s.hex()})
                 for b, s in self._read("SELECT body, signature FROM audit_witnessed WHERE "
-                                       "node = ? ORDER BY seq", (node,))]
+                                       "node = ? ORDER BY seq DESC LIMIT ?",
+                                       (node, 1 if newest_only else -1))][::-1]
 
     def close(self) -> Checkpoint | None:
         """Checkpoint the head (when there is a signer and something new) and close."""
@@ -610,6 +621,7 @@ class VerifyReport:
     error: str | None = None
     bad_seq: int | None = None  # the entry named
     line: int | None = None  # 1-based line of the export where it was found
+    code: str | None = None  # a failure's name (see appliance.audit_anchor), when it has one
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -861,67 +873,3 @@ def verify_file(path: str | Path, node_keys: Mapping[str, bytes | str], **kw: An
                 ) -> VerifyReport:
     with open(path, "rb") as f:
         return verify_export(f.read().split(b"\n"), node_keys, **kw)
-
-
-def verify_command(file: str | Path, *, cluster: Any = None,
-                   node_keys: Mapping[str, bytes | str] | None = None,
-                   node_id: str | None = None, min_cosignatures: int = 0,
-                   require_checkpoint: bool = False, anchors: Iterable[Any] = (),
-                   out: IO[str] | None = None) -> int:
-    """``appliance audit verify FILE``: print the verdict; exit code 0 (verified), 1 (an
-    entry missing, altered or out of order, or a forged checkpoint), 2 (cannot run)."""
-    out = out or sys.stdout
-    try:
-        keys = dict(node_keys or {})
-        if cluster is not None:
-            keys.update(node_keys_from_cluster(cluster))
-        if not keys:
-            print("error: no node keys (give --cluster cluster.toml or --node-key ID=HEX)",
-                  file=out)
-            return 2
-        report = verify_file(file, keys, node_id=node_id, min_cosignatures=min_cosignatures,
-                             require_checkpoint=require_checkpoint, anchors=anchors)
-    except (OSError, ValueError, KeyError, ApplianceError) as exc:
-        print(f"error: {exc}", file=out)
-        return 2
-    print(report.summary(), file=out)
-    return 0 if report.ok else 1
-
-
-def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="JSON Lines export (GET /v1/audit)")
-    p.add_argument("--cluster", help="cluster.toml (or node.toml) with the nodes' identity keys")
-    p.add_argument("--node-key", action="append", default=[], metavar="ID=HEX",
-                   help="a node's identity key (compressed secp256k1, hex); repeatable")
-    p.add_argument("--node", help="the node whose log this must be")
-    p.add_argument("--min-cosignatures", type=int, default=0)
-    p.add_argument("--require-checkpoint", action="store_true",
-                   help="the last entry must be covered by a signed checkpoint")
-    p.add_argument("--anchors", help="JSON Lines of checkpoints witnessed by peers")
-
-
-def run_verify_args(args: argparse.Namespace, out: IO[str] | None = None) -> int:
-    keys = {}
-    for spec in args.node_key:
-        nid, _, hexkey = spec.partition("=")
-        keys[nid] = hexkey
-    anchors = []
-    if args.anchors:
-        with open(args.anchors, "rb") as f:
-            anchors = [ln for ln in f.read().split(b"\n") if ln.strip()]
-    return verify_command(args.file, cluster=args.cluster, node_keys=keys, node_id=args.node,
-                          min_cosignatures=args.min_cosignatures,
-                          require_checkpoint=args.require_checkpoint, anchors=anchors, out=out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m appliance.audit verify FILE --cluster cluster.toml``."""
-    parser = argparse.ArgumentParser(prog="appliance audit")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    add_verify_arguments(sub.add_parser("verify", help="verify an audit export"))
-    args = parser.parse_args(argv)
-    return run_verify_args(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -21,7 +21,8 @@ APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
     appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX
-    appliance audit verify audit.jsonl --cluster cluster.toml   # an export of GET /v1/audit
+    appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
+        # an export of GET /v1/audit, against GET /v1/audit/checkpoints of a peer
 
 The cluster policy (who requests, who approves, limits) is read from cluster.toml or from
 the file node.toml names (``policy = "policy.toml"``); see appliance/policy.py.
@@ -431,11 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit log tools")
     a = p.add_subparsers(dest="audit_cmd", required=True)
-    from appliance.audit import add_verify_arguments
+    from appliance.audit_verify import add_verify_arguments
 
     add_verify_arguments(a.add_parser(
         "verify", help="check an export (GET /v1/audit): the hash chain, checkpoint signatures and "
-        "co-signatures; names the first entry missing, altered or out of order"))
+        "co-signatures, and that it reaches the newest checkpoint the peers witnessed (--anchor "
+        "FILE or --anchor-url URL); names the first entry missing, altered or out of order, or "
+        "the cut"))
     return ap
 
 
@@ -499,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "approve":
             return asyncio.run(_cmd_approve(args))
         if args.cmd == "audit":
-            from appliance.audit import run_verify_args
+            from appliance.audit_verify import run_verify_args
 
             return run_verify_args(args)
     except ConfigError as exc:
