@@ -39,6 +39,7 @@ from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
+from appliance.request_use import RequestUseRefused
 
 log = logging.getLogger("appliance.api")
 
@@ -385,6 +386,11 @@ async def peer_sign_request_decision(request: web.Request) -> web.Response:
                                                     _peer_index(request)))
 
 
+async def peer_reserve_request(request: web.Request) -> web.Response:
+    body = await _body_json(request)
+    return _json(await _node(request).request_use.confirm(request.match_info["request_id"], body))
+
+
 async def peer_checkpoint(request: web.Request) -> web.Response:
     body = await _body_json(request)
     return _json(_node(request).witness_checkpoint(body, _peer_index(request)))
@@ -524,6 +530,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/peer/sign-requests/{request_id}/decisions", peer_sign_request_decision,
           "Peer: a user's signed decision on a sign request this node keeps, received by another "
           "node", "peer", body={"type": "object"}, responses=(200, 400, 403, 404, 409)),
+    Route("POST", "/v1/peer/sign-requests/{request_id}/use", peer_reserve_request,
+          "Peer: reserve a sign request for one signer set (every holder of the key; the first "
+          "set wins) and confirm it with this node's identity signature", "peer",
+          body={"type": "object"}, responses=(200, 400, 403, 404, 409)),
     Route("POST", "/v1/peer/audit/checkpoints", peer_checkpoint,
           "Peer: co-sign another node's audit checkpoint", "peer", body={"type": "object"},
           responses=(200, 400, 403, 409)),
@@ -553,7 +563,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
-    except (PolicyDenied, PayloadError, AuditUnavailable, BadId) as exc:
+    except (PolicyDenied, PayloadError, AuditUnavailable, BadId, RequestUseRefused) as exc:
         status = getattr(exc, "http_status", None) or getattr(exc, "status", 400)
         return error_response(int(status), exc.code, getattr(exc, "message", str(exc)))
     except Exception:

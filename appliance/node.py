@@ -66,6 +66,7 @@ from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
 from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
 from appliance.node_store import NodeStore
+from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.transport import (
     Frame,
     PeerClient,
@@ -281,6 +282,7 @@ class Node(PolicyMixin):
         self.hsm = None
         self.signer: HSMSigner | None = None
         self.directory = IdentityDirectory({n.index: n.identity_key for n in self.cluster.nodes})
+        self.request_use = RequestUse(self)
         self.cpu = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="tss",
                                       initializer=_init_cpu_thread)
         # signing from a presignature is cheap: it never waits behind a presign or aux step
@@ -869,6 +871,10 @@ class Node(PolicyMixin):
                     "derivation_path": r.derivation_path}
             if r.payload_type is not None:
                 spec.update(payload=payload, payload_type=r.payload_type)
+            try:  # one signer set per request, cluster-wide (appliance/request_use.py)
+                spec[USE_MARKS] = await self.request_use.reserve_everywhere(sr, row, signers)
+            except RequestUseRefused as exc:
+                raise JobFailed(NodeError(exc.status, exc.code, exc.message)) from None
             self._coordinator_fault(spec, r)
             if self.index in signers:
                 # spent durably here, before anything of it is used

@@ -48,6 +48,7 @@ from appliance.audit import AuditError, AuditFieldError, AuditLog, AuditUnavaila
 from appliance.canonical import CanonicalError
 from appliance.ids import is_id, peer_path
 from appliance.job_authority import JOB_AUTHORITY
+from appliance.request_use import RequestUseRefused
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.policy import (
     BITCOIN_NETWORKS,
@@ -678,6 +679,13 @@ class PolicyMixin:
             if problem:
                 raise refuse(403, "request_mismatch", problem, dig)
             return None
+        row = self.store.get_key(key_id) if isinstance(key_id, str) else None
+        if row is None or row["status"] != "active":
+            raise refuse(404, "unknown_key", "this node does not hold that key", dig)
+        try:  # the request is reserved for this signer set on a quorum of holders, here too
+            self.request_use.check_job(spec, row)
+        except RequestUseRefused as exc:
+            raise refuse(exc.status, exc.code, exc.message, dig) from None
         # sign: what does this node itself read in the request?
         if r.payload_type is not None:
             try:

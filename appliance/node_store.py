@@ -111,6 +111,13 @@ CREATE TABLE IF NOT EXISTS node_usage (
     time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS node_usage_key ON node_usage (key_id, time);
+CREATE TABLE IF NOT EXISTS node_request_marks (
+    request_id TEXT PRIMARY KEY,      -- a sign request reserved cluster-wide for one signer set
+    key_id TEXT NOT NULL,             -- (appliance/request_use.py): every holder of the key
+    signers TEXT NOT NULL,            -- records it, signers or not; comma-separated indices
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_request_marks_key ON node_request_marks (key_id, time);
 """
 
 
@@ -651,9 +658,22 @@ class NodeStore:
         return self.durable.execute("SELECT 1 FROM node_used_requests WHERE request_id=?",
                                     (request_id,)).fetchone() is not None
 
+    def mark_request(self, request_id: str, key_id: str, signers: list[int]) -> bool:
+        """Reserve a sign request for one signer set (fsynced). True if it now is, or already
+        was, reserved for exactly that set; False if another set holds it."""
+        want = ",".join(str(i) for i in sorted(signers))
+        # one autocommitted (synchronous=FULL) insert: the first set to arrive holds the request
+        self.durable.execute("INSERT OR IGNORE INTO node_request_marks (request_id, key_id, signers, time)"
+                             " VALUES (?,?,?,?)", (request_id, key_id, want, time.time()))
+        row = self.durable.execute("SELECT signers, key_id FROM node_request_marks WHERE request_id=?",
+                                   (request_id,)).fetchone()
+        return row is not None and row[0] == want and row[1] == key_id
+
     def signatures_since(self, key_id: str, since: float) -> int:
+        """Sign requests of the key reserved since ``since``: each counts once, on every holder
+        that recorded its reservation, whether or not this node signed it."""
         return int(self.durable.execute(
-            "SELECT count(*) FROM node_used_requests WHERE key_id=? AND action='sign' AND time>?",
+            "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>?",
             (key_id, since)).fetchone()[0])
 
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:

@@ -17,7 +17,8 @@ from api.client import ApplianceAPIError
 from appliance.config import ClusterConfig, load_toml
 from appliance.job_authority import JOB_AUTHORITY
 from appliance.key_import import build_bundle, parse_bundle_public, request_params
-from appliance.policy import load_private_key, make_approval, make_request
+from appliance.policy import SignedRequest, load_private_key, make_approval, make_request
+from appliance.request_use import use_digest
 from appliance.tss.group import Q
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
 from tests.stolen_node import stolen_node
@@ -217,3 +218,43 @@ async def test_a_request_id_with_path_tricks_never_reaches_a_peer_route(cluster)
         with pytest.raises(ApplianceAPIError) as ei:
             await auditor.request("GET", URL(path, encoded=True))
         assert (ei.value.status, ei.value.code) == (400, "bad_id"), path
+
+
+# ------------------------------------------------------------------ finding 7: single use
+
+
+async def test_a_signed_request_is_not_signed_again_with_another_signer(cluster):
+    """Signed by node-1 and node-2; a coordinator with node-1's stolen identity then asks
+    node-3 (which did not sign) for a second signature of the same request: refused, however
+    the coordinator presents it."""
+    key = await _key(cluster)
+    ini, app = cluster.client("initiator"), cluster.client("approver")
+    req = await ini.request_signature(key["key_id"], digest_of("issue 12: sign once"),
+                                      signers=["node-1", "node-2"])
+    await app.approve(req["request_id"])
+    await ini.wait_signature(req["request_id"], 120)
+    seen = await ini.get_sign_request(req["request_id"])
+    sr_json = seen["request"]
+    ph = (await cluster.client("admin").policy(refresh=True))["policy_hash"]
+    sr = SignedRequest.from_json(sr_json)
+    approvals = [make_approval(load_private_key(cluster.user_keys["approver"]), sr.request,
+                               approver="approver", now=time.time(), ttl_s=3600).to_json()]
+    digest = sr.request.digest
+    base = {"kind": "sign", "key_id": key["key_id"], "parties": [0, 2], "epoch": key["epoch"],
+            "coordinator": 0, "policy_hash": ph, "request": sr_json, "request_id": sr.request_id,
+            "approvals": approvals, "digest": digest, "derivation_path": "m",
+            "items": [{"digest": digest, "tweak": "0"}]}
+    async with stolen_node(cluster, 0) as thief:
+        # node-3 recorded the first signer set when the request was reserved
+        status, body = await thief.post(2, f"/v1/peer/sign-requests/{sr.request_id}/use",
+                                        {"request": sr_json, "key_id": key["key_id"], "signers": [0, 2]})
+        assert (status, body["error"]["code"]) == (409, "request_already_signed"), body
+        own = thief.hsm.sign_digest(use_digest(sr.request_id, key["key_id"], [0, 2])).hex()
+        forged = thief.hsm.sign_digest(b"\x01" * 32).hex()
+        for marks in ({}, {"node-1": own}, {"node-1": own, "node-3": forged},
+                      {"node-1": own, "node-2": own}):
+            spec = {**base, "job_id": _job_id(), "use_marks": marks}
+            status, body = await thief.post(2, "/v1/peer/jobs", thief.sign_job(spec))
+            assert (status, body["error"]["code"]) == (403, "use_not_confirmed"), (marks, body)
+    # the request's one signature stands; node-3 took part in nothing
+    assert (await ini.get_sign_request(req["request_id"]))["status"] == "signed"
