@@ -192,8 +192,8 @@ class PolicyMixin:
 
     # =================================================================== usage
 
-    def _rate_usage(self, key_id: str, window_s: int) -> int:
-        return self.store.signatures_since(key_id, time.time() - window_s)
+    def _rate_usage(self, key_id: str, window_s: int, besides: str | None = None) -> int:
+        return self.store.signatures_since(key_id, time.time() - window_s, besides=besides)
 
     def _window_usage(self, key_id: str, rules) -> dict[str, int]:
         return self.store.amounts_since(key_id, time.time() - rules.window_seconds)
@@ -666,7 +666,8 @@ class PolicyMixin:
         if not isinstance(approvals, list):
             raise refuse(403, "bad_request", "the job carries no approvals list", dig)
         if kind == SIGN:
-            decision = authorize(pol, sr, approvals, now=now, usage=self._rate_usage, action=SIGN,
+            usage = functools.partial(self._rate_usage, besides=sr.request_id)  # reserved already
+            decision = authorize(pol, sr, approvals, now=now, usage=usage, action=SIGN,
                                  key_id=key_id, digest=spec.get("digest") if r.digest else None,
                                  derivation_path=spec.get("derivation_path"))
         else:

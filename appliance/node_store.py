@@ -669,12 +669,13 @@ class NodeStore:
                                    (request_id,)).fetchone()
         return row is not None and row[0] == want and row[1] == key_id
 
-    def signatures_since(self, key_id: str, since: float) -> int:
-        """Sign requests of the key reserved since ``since``: each counts once, on every holder
-        that recorded its reservation, whether or not this node signed it."""
+    def signatures_since(self, key_id: str, since: float, *, besides: str | None = None) -> int:
+        """Sign requests of the key reserved since ``since`` (``besides``: not counting that
+        request, the one being decided): each counts once, on every holder that recorded its
+        reservation, whether or not this node signed it."""
         return int(self.durable.execute(
-            "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>?",
-            (key_id, since)).fetchone()[0])
+            "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>? AND request_id IS NOT ?",
+            (key_id, since, besides)).fetchone()[0])
 
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -60,7 +60,8 @@ def test_tighten_tree_fixes_state_of_an_older_release(tmp_path):
     (tmp_path / "tls").mkdir(mode=0o755)
     (tmp_path / "node.db").write_bytes(b"x")
     (tmp_path / "tls" / "node.key").write_bytes(b"k")
-    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path, 0o755)  # explicit modes: the process umask may be 077 already
+    os.chmod(tmp_path / "tls", 0o755)
     os.chmod(tmp_path / "node.db", 0o644)
     os.chmod(tmp_path / "tls" / "node.key", 0o640)
     assert mode_violations(tmp_path) == [(".", "0o755"), ("node.db", "0o644"), ("tls", "0o755"),
