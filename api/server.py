@@ -34,6 +34,7 @@ from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
+from appliance.bounded import MAX_JSON_DEPTH, TooDeep, check_depth, loads_json
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
@@ -89,7 +90,9 @@ async def _body_json(request: web.Request) -> dict:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = loads_json(raw)  # depth-bounded before json recurses
+    except TooDeep:
+        raise bad_request("too_deep", f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError:
         raise bad_request("bad_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -332,6 +335,7 @@ async def peer_open_job(request: web.Request) -> web.Response:
 
 async def peer_messages(request: web.Request) -> web.Response:
     body = await request.read()
+    check_depth(body)  # TooDeep: 400 too_deep before anything parses the CBOR
     dropped = await _node(request).receive_frames(request.match_info["job_id"], _peer_index(request), body)
     return _json({"dropped": dropped}, 202)
 
@@ -563,6 +567,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except TooDeep as exc:  # a JSON or CBOR body past the nesting bound, refused unparsed
+        return error_response(400, "too_deep", str(exc))
     except (PolicyDenied, PayloadError, AuditUnavailable, BadId, RequestUseRefused) as exc:
         status = getattr(exc, "http_status", None) or getattr(exc, "status", 400)
         return error_response(int(status), exc.code, getattr(exc, "message", str(exc)))

@@ -60,6 +60,7 @@ from typing import Any, Callable
 import gmpy2
 from yarl import URL
 
+from appliance.bounded import check_recursion_limit
 from appliance.config import NodeConfig, PeerInfo
 from appliance.errors import ApplianceError
 from appliance.ids import check_id, peer_path
@@ -324,6 +325,9 @@ class Node(PolicyMixin):
         from hsm.errors import (HSMConfigError, HSMModuleError, HSMPinError, HSMTokenNotFoundError,
                                 HSMUnavailableError)
 
+        from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
+
+        check_recursion_limit()  # a raised limit lets a deep body overflow the C stack
         problem = database_problem(self.config.db)
         if problem is not None:
             # fail closed but stay up: /healthz answers, /readyz says why, nothing is signed

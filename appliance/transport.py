@@ -26,6 +26,8 @@ import cbor2
 from yarl import URL
 
 from api.tls import peer_client_context
+from appliance.bounded import loads_json
+from appliance.tss.cbor_depth import check_depth
 from appliance.config import NodeConfig, PeerInfo
 from appliance.tss.protocol import Message, MessageRejected
 
@@ -91,7 +93,10 @@ def encode_batch(job_id: str, sender: int, frames: list[dict]) -> bytes:
 
 
 def decode_batch(body: bytes) -> tuple[str, int, list[Any]]:
+    """The batch's job id, sender and frames, or MessageRejected (a body nested deeper than
+    the CBOR bound is refused before cbor2 parses it)."""
     try:
+        check_depth(body)
         m = cbor2.loads(body)
         job, sender, frames = str(m["job"]), int(m["from"]), list(m["frames"])
     except Exception:
@@ -153,8 +158,8 @@ class PeerClient:
                                                    timeout=t) as resp:
                 raw = await resp.read()
                 try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
+                    body = loads_json(raw) if raw else {}
+                except ValueError:  # TooDeep is one too
                     body = {}
                 if resp.status >= 400:
                     err = body.get("error", {}) if isinstance(body, dict) else {}
