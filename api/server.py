@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier
+from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier, authority_of
 from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
@@ -612,6 +612,18 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
             return error_response(403, "peer_not_pinned", "peer routes need a pinned node certificate")
         request["peer_index"] = index
         return await handler(request)
+    verifier = request.app[VERIFIER_KEY]
+    state = request.app[POLICY_STATE_KEY]
+    if state.get("hash") != node.policy.hash:  # the users of the policy in force
+        verifier.users = {u.id: u.key.public_key() for u in node.policy.users}
+        state["hash"] = node.policy.hash
+    headers = list(request.headers.items())
+    try:  # key id, covered components, created, nonce: refused before any body byte is read
+        verifier.precheck(headers)
+    except AuthError as exc:
+        return _refuse_unread(request, error_response(401, "unauthenticated", exc.message))
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _refuse_unread(request, error_response(413, "body_too_large", "request body too large"))
     chunks, size = [], 0
     while True:
         chunk = await request.content.read(65536)
@@ -623,13 +635,8 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         chunks.append(chunk)
     raw = b"".join(chunks)
     request["raw_body"] = raw
-    verifier = request.app[VERIFIER_KEY]
-    state = request.app[POLICY_STATE_KEY]
-    if state.get("hash") != node.policy.hash:  # the users of the policy in force
-        verifier.users = {u.id: u.key.public_key() for u in node.policy.users}
-        state["hash"] = node.policy.hash
     try:
-        user_id = verifier.verify(request.method, str(request.url), list(request.headers.items()), raw)
+        user_id = verifier.verify(request.method, str(request.url), headers, raw)
     except AuthError as exc:
         return error_response(401, "unauthenticated", exc.message)
     user = node.policy.user(user_id)
@@ -643,6 +650,14 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
+def _refuse_unread(request: web.Request, resp: web.Response) -> web.Response:
+    """Answer without reading a body the client may still be sending, and close the
+    connection afterwards (its unread rest is not drained)."""
+    if request.body_exists:
+        resp.force_close()
+    return resp
+
+
 def _peer_fingerprint(request: web.Request) -> str | None:
     ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
     if ssl_obj is None:
@@ -654,7 +669,9 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware, ids_middleware], client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
-    app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users})
+    app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users},
+                                        authority=authority_of(node.me.url),
+                                        nonces=node.store.nonces if node.store is not None else None)
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
     app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)
@@ -716,8 +733,8 @@ def openapi_document(node: Node | None = None) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Threshold-signing appliance node", "version": __version__,
                  "description": "Client requests are signed with RFC 9421 HTTP Message Signatures "
-                                "(label sig1, covering @method @path @query content-digest; created, "
-                                "keyid = user id, nonce). Peer routes need a pinned client certificate."},
+                                "(label sig1, covering @method @authority @path @query content-digest; "
+                                "created, keyid = user id, nonce). Peer routes need a pinned client certificate."},
         "servers": servers,
         "paths": paths,
         "components": {
