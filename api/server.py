@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier, authority_of
+from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
 from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
@@ -567,6 +568,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except BodyTimeout as exc:  # the edge's body clock ran out (the connection then closes)
+        return error_response(408, "body_timeout", str(exc))
     except TooDeep as exc:  # a JSON or CBOR body past the nesting bound, refused unparsed
         return error_response(400, "too_deep", str(exc))
     except (PolicyDenied, PayloadError, AuditUnavailable, BadId, RequestUseRefused) as exc:
@@ -667,7 +670,8 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware, ids_middleware], client_max_size=MAX_PEER_BODY)
+    app = web.Application(middlewares=[edge_middleware(node.config.http), errors_middleware, auth_middleware,
+                                       ids_middleware], client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
     app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users},
                                         authority=authority_of(node.me.url),
@@ -797,11 +801,11 @@ async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     if scraper.problem or cfg.metrics.legacy_open:
         log.warning("/metrics needs authentication (see [metrics] in node.toml)%s",
                     f": {scraper.problem}" if scraper.problem else "; [node] metrics_open is ignored")
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = runner_for(app, cfg.http)
     await runner.setup()
     ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes] + list(scraper.cert_pems))
-    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, backlog=256,
-                       reuse_address=True)
+    site = GuardedSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, limits=cfg.http,
+                       peer_fingerprints=frozenset(app[PEERS_KEY]))
     await site.start()
     log.info("node %s listening on %s:%s", cfg.node_id, cfg.listen_host, cfg.listen_port)
     stop = asyncio.Event()
