@@ -28,14 +28,15 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier, authority_of
+from api.auth import SIGNATURE_REJECTED, RequestVerifier
 from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
+from api.signed_request import Refusal, authenticate, node_verifier
 from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
-from appliance.bounded import MAX_JSON_DEPTH, TooDeep, check_depth, loads_json
+from appliance.bounded import TooDeep, check_depth, loads_json
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
@@ -93,7 +94,7 @@ async def _body_json(request: web.Request) -> dict:
     try:
         data = loads_json(raw)  # depth-bounded before json recurses
     except TooDeep:
-        raise bad_request("too_deep", f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise  # errors_middleware: 400 too_deep
     except ValueError:
         raise bad_request("bad_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -620,28 +621,13 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     if state.get("hash") != node.policy.hash:  # the users of the policy in force
         verifier.users = {u.id: u.key.public_key() for u in node.policy.users}
         state["hash"] = node.policy.hash
-    headers = list(request.headers.items())
-    try:  # key id, covered components, created, nonce: refused before any body byte is read
-        verifier.precheck(headers)
-    except AuthError as exc:
-        return _refuse_unread(request, error_response(401, "unauthenticated", exc.message))
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return _refuse_unread(request, error_response(413, "body_too_large", "request body too large"))
-    chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_BODY:
-            return error_response(413, "body_too_large", "request body too large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    request["raw_body"] = raw
     try:
-        user_id = verifier.verify(request.method, str(request.url), headers, raw)
-    except AuthError as exc:
-        return error_response(401, "unauthenticated", exc.message)
+        user_id, request["raw_body"] = await authenticate(request, verifier, MAX_BODY)
+    except Refusal as r:
+        resp = error_response(r.status, r.code, r.message)
+        if r.unread and request.body_exists:
+            resp.force_close()  # the rest of an unread body is not drained
+        return resp
     user = node.policy.user(user_id)
     if user is None:
         return error_response(401, "unauthenticated", SIGNATURE_REJECTED)
@@ -651,14 +637,6 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(403, "forbidden", f"needs one of the roles: {', '.join(route.roles)}")
     request["user"] = user
     return await handler(request)
-
-
-def _refuse_unread(request: web.Request, resp: web.Response) -> web.Response:
-    """Answer without reading a body the client may still be sending, and close the
-    connection afterwards (its unread rest is not drained)."""
-    if request.body_exists:
-        resp.force_close()
-    return resp
 
 
 def _peer_fingerprint(request: web.Request) -> str | None:
@@ -673,9 +651,7 @@ def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[edge_middleware(node.config.http), errors_middleware, auth_middleware,
                                        ids_middleware], client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
-    app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users},
-                                        authority=authority_of(node.me.url),
-                                        nonces=node.store.nonces if node.store is not None else None)
+    app[VERIFIER_KEY] = node_verifier(node)
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
     app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.auth import generate_user_key
-from appliance.config import ClusterConfig, NodeConfig, PeerInfo
+from appliance.config import ClusterConfig, MetricsConfig, NodeConfig, PeerInfo
 from appliance.node import Node
 from appliance.node_store import NodeStore
 from appliance.policy import default_policy
@@ -24,7 +24,7 @@ def bare_node(tmp: Path, *, nodes: int = 3, me: int = 0, urls: list[str] | None 
     cfg = NodeConfig(path=tmp / "node.toml", node_id=f"node-{me + 1}", listen_host="127.0.0.1",
                      listen_port=9000 + me, db=tmp / "node.db", tls_cert=tls_cert or tmp / "tls.crt",
                      tls_key=tls_key or tmp / "tls.key", hsm={}, cluster=ClusterConfig("bare", peers, ()),
-                     cluster_mapping=policy)
+                     cluster_mapping=policy, metrics=MetricsConfig(auth="none"))
     node = Node(cfg)
     node.store = NodeStore(cfg.db)
     return node

@@ -276,7 +276,7 @@ async def test_deeply_nested_bodies_get_400_and_the_node_lives(cluster):
                                    {"Content-Type": "application/json"})
     assert (status, body["error"]["code"]) == (400, "too_deep"), body
     deep_cbor = b"\x81" * 99_000 + b"\x00"
-    status, body = await _post_raw(cluster.urls[0] + "/v1/peer/jobs/job_deep/messages", peer, deep_cbor,
+    status, body = await _post_raw(cluster.urls[0] + "/v1/peer/jobs/job_0123456789abcdef01234567/messages", peer, deep_cbor,
                                    {"Content-Type": "application/cbor"})
     assert (status, body["error"]["code"]) == (400, "too_deep"), body
 

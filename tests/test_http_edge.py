@@ -122,7 +122,7 @@ async def test_a_body_sent_slowly_gets_408_and_the_connection_closes(tmp_path):
     limits = dataclasses.replace(SHORT, idle_timeout_s=600.0, header_timeout_s=600.0)
     async with Edge(tmp_path, limits) as edge:
         reader, writer = await edge.connect(as_peer=True)  # a peer route reads its body
-        writer.write(b"POST /v1/peer/jobs/job_x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        writer.write(b"POST /v1/peer/jobs/job_0123456789abcdef01234567/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"Content-Type: application/cbor\r\nContent-Length: 2000000\r\n\r\n")
         await writer.drain()
         dripping = asyncio.ensure_future(_drip(writer, b"\x00"))
