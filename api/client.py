@@ -25,6 +25,7 @@ from yarl import URL
 
 from api.auth import load_private_key, sign_request
 from api.tls import client_context
+from appliance.bounded import loads_json
 from appliance.ids import url_path
 
 
@@ -108,7 +109,7 @@ class ApplianceClient:
                 content = await resp.read()
                 if resp.status >= 400:
                     try:
-                        err = json.loads(content).get("error", {})
+                        err = loads_json(content).get("error", {})
                     except (ValueError, AttributeError):
                         err = {}
                     raise ApplianceAPIError(resp.status, err.get("code", "http_error"),
@@ -116,7 +117,7 @@ class ApplianceClient:
                                             culprits=err.get("culprits"), missing_nodes=err.get("missing_nodes"))
                 if raw:
                     return content
-                return json.loads(content) if content else {}
+                return loads_json(content) if content else {}
         except aiohttp.ClientConnectionError as exc:
             raise ApplianceAPIError(503, "node_unreachable", f"{self.url}: {type(exc).__name__}") from None
 

@@ -28,12 +28,15 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from api.auth import SIGNATURE_REJECTED, AuthError, RequestVerifier
+from api.auth import SIGNATURE_REJECTED, RequestVerifier
+from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
+from api.signed_request import Refusal, authenticate, node_verifier
 from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
+from appliance.bounded import TooDeep, check_depth, loads_json
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
@@ -89,7 +92,9 @@ async def _body_json(request: web.Request) -> dict:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = loads_json(raw)  # depth-bounded before json recurses
+    except TooDeep:
+        raise  # errors_middleware: 400 too_deep
     except ValueError:
         raise bad_request("bad_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -332,6 +337,7 @@ async def peer_open_job(request: web.Request) -> web.Response:
 
 async def peer_messages(request: web.Request) -> web.Response:
     body = await request.read()
+    check_depth(body)  # TooDeep: 400 too_deep before anything parses the CBOR
     dropped = await _node(request).receive_frames(request.match_info["job_id"], _peer_index(request), body)
     return _json({"dropped": dropped}, 202)
 
@@ -563,6 +569,10 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except BodyTimeout as exc:  # the edge's body clock ran out (the connection then closes)
+        return error_response(408, "body_timeout", str(exc))
+    except TooDeep as exc:  # a JSON or CBOR body past the nesting bound, refused unparsed
+        return error_response(400, "too_deep", str(exc))
     except (PolicyDenied, PayloadError, AuditUnavailable, BadId, RequestUseRefused) as exc:
         status = getattr(exc, "http_status", None) or getattr(exc, "status", 400)
         return error_response(int(status), exc.code, getattr(exc, "message", str(exc)))
@@ -606,26 +616,18 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
             return error_response(403, "peer_not_pinned", "peer routes need a pinned node certificate")
         request["peer_index"] = index
         return await handler(request)
-    chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_BODY:
-            return error_response(413, "body_too_large", "request body too large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    request["raw_body"] = raw
     verifier = request.app[VERIFIER_KEY]
     state = request.app[POLICY_STATE_KEY]
     if state.get("hash") != node.policy.hash:  # the users of the policy in force
         verifier.users = {u.id: u.key.public_key() for u in node.policy.users}
         state["hash"] = node.policy.hash
     try:
-        user_id = verifier.verify(request.method, str(request.url), list(request.headers.items()), raw)
-    except AuthError as exc:
-        return error_response(401, "unauthenticated", exc.message)
+        user_id, request["raw_body"] = await authenticate(request, verifier, MAX_BODY)
+    except Refusal as r:
+        resp = error_response(r.status, r.code, r.message)
+        if r.unread and request.body_exists:
+            resp.force_close()  # the rest of an unread body is not drained
+        return resp
     user = node.policy.user(user_id)
     if user is None:
         return error_response(401, "unauthenticated", SIGNATURE_REJECTED)
@@ -646,9 +648,10 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware, ids_middleware], client_max_size=MAX_PEER_BODY)
+    app = web.Application(middlewares=[edge_middleware(node.config.http), errors_middleware, auth_middleware,
+                                       ids_middleware], client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
-    app[VERIFIER_KEY] = RequestVerifier({u.id: u.key.public_key() for u in node.policy.users})
+    app[VERIFIER_KEY] = node_verifier(node)
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
     app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)
@@ -710,8 +713,8 @@ def openapi_document(node: Node | None = None) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Threshold-signing appliance node", "version": __version__,
                  "description": "Client requests are signed with RFC 9421 HTTP Message Signatures "
-                                "(label sig1, covering @method @path @query content-digest; created, "
-                                "keyid = user id, nonce). Peer routes need a pinned client certificate."},
+                                "(label sig1, covering @method @authority @path @query content-digest; "
+                                "created, keyid = user id, nonce). Peer routes need a pinned client certificate."},
         "servers": servers,
         "paths": paths,
         "components": {
@@ -774,11 +777,11 @@ async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     if scraper.problem or cfg.metrics.legacy_open:
         log.warning("/metrics needs authentication (see [metrics] in node.toml)%s",
                     f": {scraper.problem}" if scraper.problem else "; [node] metrics_open is ignored")
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = runner_for(app, cfg.http)
     await runner.setup()
     ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes] + list(scraper.cert_pems))
-    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, backlog=256,
-                       reuse_address=True)
+    site = GuardedSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, limits=cfg.http,
+                       peer_fingerprints=frozenset(app[PEERS_KEY]))
     await site.start()
     log.info("node %s listening on %s:%s", cfg.node_id, cfg.listen_host, cfg.listen_port)
     stop = asyncio.Event()

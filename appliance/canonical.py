@@ -25,6 +25,7 @@ from typing import Any
 
 import rfc8785
 
+from appliance.bounded import check_json_depth
 from appliance.errors import EncodingError
 
 MAX_SAFE_INT = 2**53 - 1
@@ -110,11 +111,12 @@ def parse_json(data: bytes | str) -> Any:
         except UnicodeDecodeError:
             raise CanonicalError("not UTF-8") from None
     try:
+        check_json_depth(data)  # before json recurses
         return json.loads(data, object_pairs_hook=_unique_keys, parse_float=_no_floats,
                           parse_constant=_no_constants)
     except CanonicalError:
         raise
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # TooDeep is a ValueError too
         raise CanonicalError(f"not JSON: {exc}") from None
 
 

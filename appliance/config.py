@@ -38,6 +38,13 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     db = "audit.db"                   # the hash-chained audit log (its own SQLite file)
     checkpoint_every = 100            # entries between HSM-signed, peer co-signed checkpoints
 
+    [http]                            # the HTTPS server's edge limits (api/edge.py)
+    header_timeout_s = 20.0           # first byte of a request to the end of its headers (and TLS)
+    body_timeout_s = 60.0             # end of the headers to the end of the body
+    idle_timeout_s = 60.0             # a connection with no request in progress
+    max_connections_per_client = 128  # open connections per source IP
+    max_connections_per_peer = 256    # per pinned peer node (its certificate)
+
     [testing]                         # never in production
     prime_file = "test-only-primes.json"   # seeds the prime pool from a test-only file
 
@@ -197,6 +204,26 @@ def _metrics_config(base: Path, m: dict, node: dict) -> MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    header_timeout_s: float = 20.0
+    body_timeout_s: float = 60.0
+    idle_timeout_s: float = 60.0
+    max_connections_per_client: int = 128
+    max_connections_per_peer: int = 256
+
+    @classmethod
+    def from_mapping(cls, m: dict) -> "HttpLimits":
+        unknown = set(m) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown [http] settings: {sorted(unknown)}")
+        lim = cls(**{k: type(getattr(cls, k))(v) for k, v in m.items()})
+        if min(lim.header_timeout_s, lim.body_timeout_s, lim.idle_timeout_s) <= 0 \
+                or min(lim.max_connections_per_client, lim.max_connections_per_peer) < 1:
+            raise ConfigError("[http] timeouts must be positive and connection caps at least 1")
+        return lim
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     node_id: str
@@ -220,6 +247,7 @@ class NodeConfig:
     cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
     audit_db: Path | None = None
     audit_checkpoint_every: int = 100
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def me(self) -> PeerInfo:
@@ -291,6 +319,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             cluster_mapping=cluster_raw,
             audit_db=_resolve(base, audit.get("db", "audit.db")),
             audit_checkpoint_every=int(audit.get("checkpoint_every", 100)),
+            http=HttpLimits.from_mapping(dict(m.get("http", {}))),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{path}: bad [node] settings: {exc}") from None

@@ -15,6 +15,12 @@ class EncodingError(ApplianceError, ValueError):
     code = "bad_encoding"
 
 
+class TooDeep(EncodingError):
+    """A JSON or CBOR document nests deeper than its bound (refused before parsing)."""
+
+    code = "too_deep"
+
+
 class ProofError(ApplianceError):
     """A zero-knowledge proof failed to verify.
 

@@ -60,7 +60,9 @@ from typing import Any, Callable
 import gmpy2
 from yarl import URL
 
+from appliance.bounded import check_recursion_limit
 from appliance.config import NodeConfig, PeerInfo
+from appliance.early_frames import EarlyFrames
 from appliance.errors import ApplianceError
 from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
@@ -291,7 +293,7 @@ class Node(PolicyMixin):
         self.client = PeerClient(config)
         self.jobs: dict[str, JobRun] = {}
         self._finished_jobs: dict[str, float] = {}
-        self._early: dict[str, list[tuple[float, int, list]]] = {}
+        self._early = EarlyFrames()  # frames of jobs not opened yet, bounded in bytes per peer
         self._health: dict[int, tuple[float, bool]] = {}
         self._shares: dict[tuple[str, int], tuple[float, KeyShare]] = {}
         self._last_sign = 0.0
@@ -324,6 +326,9 @@ class Node(PolicyMixin):
         from hsm.errors import (HSMConfigError, HSMModuleError, HSMPinError, HSMTokenNotFoundError,
                                 HSMUnavailableError)
 
+        from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
+
+        check_recursion_limit()  # a raised limit lets a deep body overflow the C stack
         problem = database_problem(self.config.db)
         if problem is not None:
             # fail closed but stay up: /healthz answers, /readyz says why, nothing is signed
@@ -2047,12 +2052,9 @@ class Node(PolicyMixin):
                 # (one seen in the last minute may still be being accepted: its frames wait)
                 self.metrics.dropped.labels("finished").inc()
                 return len(frames)
-            early = self._early.setdefault(job_id, [])
-            if len(self._early) > 256 or len(early) > 64:
-                self._early.pop(job_id, None)
+            if not self._early.add(job_id, from_index, frames, len(body)):  # bytes per peer
                 self.metrics.dropped.labels("overflow").inc()
                 return len(frames)
-            early.append((time.monotonic(), from_index, frames))
             return 0
         return await self._deliver(job, from_index, frames)
 
@@ -2203,9 +2205,7 @@ class Node(PolicyMixin):
         while not self.stopping:
             await asyncio.sleep(5.0)
             now = time.monotonic()
-            for jid, items in list(self._early.items()):
-                if items and now - items[0][0] > 60:
-                    self._early.pop(jid, None)
+            self._early.expire(60.0)
             for jid, t in list(self._finished_jobs.items()):
                 if now - t > 600:
                     self._finished_jobs.pop(jid, None)

@@ -549,7 +549,7 @@ class PolicyMixin:
         approver, whom this node authenticated). The id is checked against its exact grammar
         and the peer URL built from encoded segments, so nothing in it can leave its segment."""
         NodeError, _, not_found = _errors()
-        from appliance.transport import PeerError
+        from appliance.transport import FORWARD_POOL, PeerError
 
         if not is_id("request_id", request_id):
             raise not_found("sign request")
@@ -560,7 +560,7 @@ class PolicyMixin:
         for p in [p for p in self.peers if p != self.index]:
             try:
                 return await self.client.request(self.peers[p], method, url, json_body=body,
-                                                 timeout=75.0)
+                                                 timeout=75.0, pool=FORWARD_POOL)
             except PeerError as exc:
                 if exc.status == 404 or exc.status is None:
                     continue  # not there (or that node is down): ask the next

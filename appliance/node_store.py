@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance.nonce_ledger import NonceLedger
 from appliance.store import ConflictError, NotFoundError, PresignatureUnavailable, Store
 from hsm.blob import presig_key_label
 
@@ -184,11 +185,13 @@ class NodeStore:
         self.durable.execute("PRAGMA busy_timeout = 10000")
         self.durable.execute("PRAGMA synchronous = FULL")
         self.durable.executescript(DURABLE_SCHEMA)
+        self.nonces = NonceLedger(path)  # RFC 9421 nonces accepted here, kept across restarts
 
     def close(self) -> None:
         self.lc.close()
         self.db.close()
         self.durable.close()
+        self.nonces.close()
         self.core.close()
 
     def _x(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:

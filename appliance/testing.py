@@ -165,7 +165,9 @@ class LocalCluster:
                                                "job_timeout_s": self.job_timeout,
                                                "presign_pool": self.presign_pool,
                                                "paillier_bits": self.paillier_bits},
-                                     "metrics": self._metrics_settings()}
+                                      "metrics": self._metrics_settings(),
+                                      # every test client shares the loopback address
+                                      "http": {"max_connections_per_client": 1024}}
             for section, values in self.node_extra.get(i, {}).items():
                 extra.setdefault(section, {}).update(values)
             d = self.data_dirs[i]

@@ -26,6 +26,8 @@ import cbor2
 from yarl import URL
 
 from api.tls import peer_client_context
+from appliance.bounded import loads_json
+from appliance.tss.cbor_depth import check_depth
 from appliance.config import NodeConfig, PeerInfo
 from appliance.tss.protocol import Message, MessageRejected
 
@@ -91,7 +93,10 @@ def encode_batch(job_id: str, sender: int, frames: list[dict]) -> bytes:
 
 
 def decode_batch(body: bytes) -> tuple[str, int, list[Any]]:
+    """The batch's job id, sender and frames, or MessageRejected (a body nested deeper than
+    the CBOR bound is refused before cbor2 parses it)."""
     try:
+        check_depth(body)
         m = cbor2.loads(body)
         job, sender, frames = str(m["job"]), int(m["from"]), list(m["frames"])
     except Exception:
@@ -112,21 +117,33 @@ class PeerError(Exception):
         self.body = body or {}
 
 
-class PeerClient:
-    """HTTPS client to the other nodes, each pinned to its own certificate."""
+PROTOCOL_POOL = "protocol"
+FORWARD_POOL = "forward"
+POOL_LIMITS = {PROTOCOL_POOL: 64, FORWARD_POOL: 16}  # connections per peer
 
-    def __init__(self, config: NodeConfig, *, connect_timeout: float = 2.0) -> None:
+
+class PeerClient:
+    """HTTPS client to the other nodes, each pinned to its own certificate.
+
+    Two connection pools per peer: ``protocol`` (jobs, frames, reports, health, everything the
+    node itself needs) and ``forward`` (clients' reads, long-polls and decisions passed on to
+    the node that keeps a request). A long-poll holds its connection up to a minute; in their
+    own bounded pool, 140 of them wait for one another instead of starving the protocol."""
+
+    def __init__(self, config: NodeConfig, *, connect_timeout: float = 2.0,
+                 pool_limits: dict[str, int] | None = None) -> None:
         self.config = config
         self.connect_timeout = connect_timeout
-        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self.pool_limits = dict(POOL_LIMITS, **(pool_limits or {}))
+        self._sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
 
-    def _session(self, peer: PeerInfo) -> aiohttp.ClientSession:
-        s = self._sessions.get(peer.index)
+    def _session(self, peer: PeerInfo, pool: str = PROTOCOL_POOL) -> aiohttp.ClientSession:
+        s = self._sessions.get((pool, peer.index))
         if s is None or s.closed:
             ctx = peer_client_context(self.config.tls_cert, self.config.tls_key, peer.tls_cert)
-            conn = aiohttp.TCPConnector(ssl=ctx, limit=64, keepalive_timeout=30)
+            conn = aiohttp.TCPConnector(ssl=ctx, limit=self.pool_limits[pool], keepalive_timeout=30)
             s = aiohttp.ClientSession(connector=conn, base_url=peer.url)
-            self._sessions[peer.index] = s
+            self._sessions[(pool, peer.index)] = s
         return s
 
     async def close(self) -> None:
@@ -136,9 +153,10 @@ class PeerClient:
 
     async def request(self, peer: PeerInfo, method: str, path: URL, *, json_body: Any = None,
                       data: bytes | None = None, content_type: str | None = None,
-                      timeout: float = 10.0) -> dict:
+                      timeout: float = 10.0, pool: str = PROTOCOL_POOL) -> dict:
         """``path``: a relative URL made by :func:`appliance.ids.peer_path` from encoded
-        segments (a string is refused: ids are never pasted into a URL)."""
+        segments (a string is refused: ids are never pasted into a URL). ``pool``: the
+        connection pool (``protocol``, or ``forward`` for clients' forwarded reads)."""
         if not isinstance(path, URL) or path.is_absolute():
             raise TypeError("a peer path is a relative yarl.URL from appliance.ids.peer_path")
         headers = {}
@@ -149,12 +167,12 @@ class PeerClient:
             headers["Content-Type"] = content_type
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=self.connect_timeout)
         try:
-            async with self._session(peer).request(method, path, data=data, headers=headers,
+            async with self._session(peer, pool).request(method, path, data=data, headers=headers,
                                                    timeout=t) as resp:
                 raw = await resp.read()
                 try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
+                    body = loads_json(raw) if raw else {}
+                except ValueError:  # TooDeep is one too
                     body = {}
                 if resp.status >= 400:
                     err = body.get("error", {}) if isinstance(body, dict) else {}

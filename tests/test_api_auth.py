@@ -25,9 +25,10 @@ cluster = cluster_fixture(nodes=2, threshold=2)
 def test_sign_and_verify_request(kind):
     priv, pub = generate_user_key(kind)
     key = load_private_key(priv)
-    v = RequestVerifier({"u": load_public_key(pub)})
+    v = RequestVerifier({"u": load_public_key(pub)}, authority="n:1")
     body = b'{"digest":"00"}'
     h = sign_request("POST", "https://n:1/v1/keys/k/sign-requests?x=1", body, "u", key)
+    # the verifier checks its own authority, not the one the request's URL (Host) claims
     assert v.verify("POST", "https://other:2/v1/keys/k/sign-requests?x=1", list(h.items()), body) == "u"
     with pytest.raises(AuthError, match="nonce"):
         v.verify("POST", "https://n:1/v1/keys/k/sign-requests?x=1", list(h.items()), body)
@@ -44,10 +45,68 @@ def test_algorithm_comes_from_the_users_key():
     # a P-256 user's request signed with some Ed25519 key (claiming alg ed25519) is refused
     _, pub = generate_user_key("p256")
     other, _ = generate_user_key("ed25519")
-    v = RequestVerifier({"u": load_public_key(pub)})
+    v = RequestVerifier({"u": load_public_key(pub)}, authority="n")
     h = sign_request("GET", "https://n/v1/keys", b"", "u", load_private_key(other))
     with pytest.raises(AuthError):
         v.verify("GET", "https://n/v1/keys", list(h.items()), b"")
+
+
+def test_a_request_signed_for_one_authority_is_refused_by_another():
+    """Issue 12 item 6: @authority is covered and compared with the verifier's own."""
+    from api.auth import authority_of
+
+    priv, pub = generate_user_key("ed25519")
+    key = load_private_key(priv)
+    h = sign_request("GET", "https://127.0.0.1:8441/v1/keys", b"", "u", key)
+    assert '"@authority"' in h["Signature-Input"]
+    node2 = RequestVerifier({"u": load_public_key(pub)}, authority=authority_of("https://127.0.0.1:8442"))
+    with pytest.raises(AuthError, match="signature rejected"):
+        node2.verify("GET", "https://127.0.0.1:8442/v1/keys", list(h.items()), b"")
+    node1 = RequestVerifier({"u": load_public_key(pub)}, authority=authority_of("https://127.0.0.1:8441/"))
+    assert node1.verify("GET", "https://127.0.0.1:8442/v1/keys", list(h.items()), b"") == "u"
+    # a signature that leaves @authority out is refused before anything else is looked at
+    from api import auth
+
+    signer = auth.HTTPMessageSigner(signature_algorithm=auth.algorithms.ED25519,
+                                    key_resolver=auth._OneKey("u", private=key))
+    msg = auth._Message("GET", "https://127.0.0.1:8441/v1/keys", auth._Headers([]))
+    signer.sign(msg, key_id="u", label="sig1", covered_component_ids=("@method", "@path", "@query",
+                                                                         "content-digest"),
+                body=b"", created=datetime.datetime.now(datetime.timezone.utc), nonce="n" * 16)
+    with pytest.raises(AuthError, match="must cover @authority"):
+        node1.precheck(list(msg.headers.items()))
+
+
+def test_nonces_are_forgotten_only_outside_the_window(tmp_path):
+    """The durable ledger keeps a nonce across a reopen (a restart), and evicts only rows whose
+    created is before ``forget_before`` (never one that could still be accepted)."""
+    from appliance.nonce_ledger import NonceLedger
+
+    t = [0.0]
+    ledger = NonceLedger(tmp_path / "node.db", clock=lambda: t[0])
+    assert ledger.check_and_add("u", "nonce-a", 1000, forget_before=0)
+    assert not ledger.check_and_add("u", "nonce-a", 1000, forget_before=0)
+    assert ledger.check_and_add("v", "nonce-a", 1000, forget_before=0)  # per key id
+    ledger.close()
+    ledger = NonceLedger(tmp_path / "node.db", clock=lambda: t[0])
+    assert not ledger.check_and_add("u", "nonce-a", 1000, forget_before=0)  # survived the reopen
+    t[0] += 5  # eviction runs (at most once a second); created 1000 is not before 1000
+    assert ledger.check_and_add("u", "nonce-b", 1500, forget_before=1000)
+    assert not ledger.check_and_add("u", "nonce-a", 1000, forget_before=1000)
+    t[0] += 5
+    assert ledger.check_and_add("u", "nonce-c", 1500, forget_before=1001)
+    assert len(ledger) == 2  # nonce-a (both key ids) went, nonce-b and nonce-c stay
+    assert not ledger.check_and_add("u", "nonce-b", 1500, forget_before=1001)
+    ledger.close()
+
+
+def test_precheck_refuses_unknown_key_ids_without_a_body():
+    _, pub = generate_user_key("ed25519")
+    other, _ = generate_user_key("ed25519")
+    v = RequestVerifier({"u": load_public_key(pub)}, authority="n")
+    h = sign_request("POST", "https://n/v1/keys", b"x" * 100, "mallory", load_private_key(other))
+    with pytest.raises(AuthError, match="signature rejected"):
+        v.precheck(list(h.items()))
 
 
 # -- against a running node ----------------------------------------------------------------------
@@ -164,3 +223,70 @@ async def test_peer_routes_need_a_pinned_certificate(cluster, tmp_path):
         batch = cbor2.dumps({"job": "job_x", "from": 1, "frames": []})
         async with s.post(cluster.urls[1] + "/v1/peer/jobs/job_x/messages", data=batch) as r:
             assert r.status == 400
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.xdist_group("api-auth")
+@pytest.mark.hsm
+async def test_unknown_key_id_gets_401_before_the_body_is_read(cluster):
+    """Issue 12 item 5b: the headers of a 2 MiB POST under an unknown key id, and 16 bytes of
+    its body: the 401 comes back without the rest being sent (and the connection is closed)."""
+    import asyncio
+
+    stranger, _ = generate_user_key("ed25519")
+    path = "/v1/keys"
+    length = (2 << 20) - 1
+    h = sign_request("POST", cluster.urls[0] + path, b"\0" * length, "mallory", load_private_key(stranger))
+    host = URL(cluster.urls[0])
+    head = [f"POST {path} HTTP/1.1", f"Host: {host.host}:{host.port}", "Content-Type: application/json",
+            f"Content-Length: {length}"] + [f"{k}: {v}" for k, v in h.items()]
+    reader, writer = await asyncio.open_connection(host.host, host.port, ssl=client_context(cluster.server_cert(0)),
+                                                   server_hostname="127.0.0.1")
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b"\0" * 16)
+        await writer.drain()
+        # the answer must come while 2 MiB are still unsent (a bound on waiting, not a sleep)
+        response = await asyncio.wait_for(reader.read(65536), timeout=20)
+        assert response.startswith(b"HTTP/1.1 401"), response[:200]
+        body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+        assert body["error"]["code"] == "unauthenticated"
+        assert await asyncio.wait_for(reader.read(), timeout=20) == b""  # closed by the node
+    finally:
+        writer.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.xdist_group("api-auth")
+@pytest.mark.hsm
+async def test_a_request_signed_for_node_1_is_refused_by_node_2(cluster):
+    """Issue 12 item 6: replayed to another node (with node-1's Host header even), a signed
+    request gets the same 401 as a bad signature; on node-1 it is accepted once."""
+    path = "/v1/keys"
+    h = _signed(cluster, "admin", "GET", path, b"")  # signed for node-1's URL
+    status, body = await _raw(cluster, "GET", path, headers=h, node=1)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    assert body["error"]["message"].startswith("signature rejected")
+    host = URL(cluster.urls[0])
+    status, body = await _raw(cluster, "GET", path, headers={**h, "Host": f"{host.host}:{host.port}"}, node=1)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    stranger, _ = generate_user_key("ed25519")  # what a bad signature gets: the same code
+    bad = sign_request("GET", cluster.urls[1] + path, b"", "admin", load_private_key(stranger))
+    assert (await _raw(cluster, "GET", path, headers=bad, node=1))[1]["error"]["code"] == "unauthenticated"
+    assert (await _raw(cluster, "GET", path, headers=h, node=0))[0] == 200
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.xdist_group("api-auth")
+@pytest.mark.hsm
+async def test_a_replay_after_a_restart_is_refused(cluster):
+    """Issue 12 item 6: the node keeps used nonces in its database, not in memory only."""
+    path = "/v1/keys"
+    h = _signed(cluster, "admin", "GET", path, b"")
+    assert (await _raw(cluster, "GET", path, headers=h))[0] == 200
+    await cluster.stop_node(0)
+    await cluster.start_node(0)
+    status, body = await _raw(cluster, "GET", path, headers=h)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    assert "nonce already used" in body["error"]["message"]
+    fresh = _signed(cluster, "admin", "GET", path, b"")
+    assert (await _raw(cluster, "GET", path, headers=fresh))[0] == 200

@@ -234,3 +234,51 @@ async def test_schemathesis_soak_every_node(cluster):
         print(f"\nnode {i}: {stats['requests']} requests, statuses {stats['by_status']}")
         assert not stats["failures"], "\n".join(stats["failures"][:20])
         assert cluster.running(i)
+
+
+async def _post_raw(url: str, ctx: ssl.SSLContext, body: bytes, headers: dict) -> tuple[int, dict]:
+    import aiohttp
+    from yarl import URL
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        async with s.post(URL(url, encoded=True), data=body, headers=headers) as r:
+            return r.status, json.loads(await r.read())
+
+
+async def test_deeply_nested_bodies_get_400_and_the_node_lives(cluster):
+    """Issue 12 item 3: once an EIP-712 request had loaded eth-account (whose py_ecc raised the
+    recursion limit to 100000), a 198 KB JSON body nested 99,000 deep segfaulted the node; CBOR
+    peer bodies likewise. Now: 400 ``too_deep`` for a user's JSON, a peer's JSON and a peer's
+    CBOR, and the node still runs and is ready."""
+    from api.auth import load_private_key, sign_request
+    from appliance.payloads import samples
+
+    admin = cluster.client("admin", node=0)
+    keys = await admin.list_keys()
+    key_id = keys[0]["key_id"] if keys else (await admin.create_key(threshold=2))["key_id"]
+    ini = cluster.client("initiator", node=0)
+    owner = (await ini.address(key_id, "eth"))["address"]
+    typed = samples.sample_permit(chain_id=1, token="0xdAC17F958D2ee523a2206206994597C13D831ec7", owner=owner,
+                                  spender="0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", value=5)
+    req = await ini.request_signature(key_id, payload=typed, payload_type="eip712")  # eth-account loaded
+    assert req["status"] in ("pending", "signing")
+
+    deep_json = b"[" * 99_000 + b"]" * 99_000
+    path = f"/v1/keys/{key_id}/sign-requests"
+    headers = sign_request("POST", cluster.urls[0] + path, deep_json, "initiator",
+                           load_private_key(cluster.user_keys["initiator"]))
+    headers["Content-Type"] = "application/json"
+    status, body = await _post_raw(cluster.urls[0] + path, cluster._server_ctx(0), deep_json, headers)
+    assert (status, body["error"]["code"]) == (400, "too_deep"), body
+
+    peer = cluster.peer_ssl_context(1, 0)
+    status, body = await _post_raw(cluster.urls[0] + "/v1/peer/jobs", peer, deep_json,
+                                   {"Content-Type": "application/json"})
+    assert (status, body["error"]["code"]) == (400, "too_deep"), body
+    deep_cbor = b"\x81" * 99_000 + b"\x00"
+    status, body = await _post_raw(cluster.urls[0] + "/v1/peer/jobs/job_0123456789abcdef01234567/messages", peer, deep_cbor,
+                                   {"Content-Type": "application/cbor"})
+    assert (status, body["error"]["code"]) == (400, "too_deep"), body
+
+    assert cluster.running(0), cluster.log_tail(0)
+    assert (await cluster.client("auditor", node=0).readyz())["ready"]

@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.errors import EncodingError
+from appliance.errors import EncodingError, TooDeep
 from appliance.tss import wire
+from appliance.tss.cbor_depth import MAX_CBOR_DEPTH, check_depth
 from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.group import SeededRNG
 from appliance.tss.keygen import KeygenParty
@@ -209,6 +210,25 @@ def test_batch_and_frame_decoders(tree):
             Frame.parse(f)
         except MessageRejected:
             pass
+
+
+@settings(max_examples=examples(60, 600), **SETTINGS)
+@given(st.integers(MAX_CBOR_DEPTH + 1, 120_000),
+       st.lists(st.sampled_from([b"\x81", b"\xa1\x00", b"\xc1", b"\x9f", b"\xbf\x61a", b"\x82\x00"]),
+                min_size=1, max_size=4),
+       st.binary(max_size=8))
+def test_deep_nesting_is_refused_before_parsing(depth, heads, tail):
+    """Arrays, maps, tags, indefinite containers nested past the bound (up to the 99,000
+    levels that crashed a node): every peer decoder refuses them with its typed error."""
+    raw = b"".join(heads[i % len(heads)] for i in range(depth)) + tail
+    with pytest.raises(MessageRejected):
+        decode_batch(raw)
+    with pytest.raises(MessageRejected):
+        Message.decode(raw[:MAX_MESSAGE_BYTES])
+    with pytest.raises(EncodingError):
+        wire.decode(raw[:wire.MAX_PAYLOAD_BYTES], PAYLOAD_TYPES[0])
+    with pytest.raises(TooDeep):
+        check_depth(raw)
 
 
 @settings(max_examples=examples(200, 2000), **SETTINGS)

@@ -151,7 +151,7 @@ def test_pinning_accepts_the_leaf_and_nothing_it_signs(tmp_path):
 def test_verifier_answers_unknown_and_known_key_ids_alike():
     from api.auth import AuthError, RequestVerifier, load_public_key
 
-    v = RequestVerifier({"alice": load_public_key(generate_user_key("ed25519")[1])})
+    v = RequestVerifier({"alice": load_public_key(generate_user_key("ed25519")[1])}, authority="n:1")
     stranger = load_private_key(generate_user_key("ed25519")[0])
     url = "https://n:1/v1/keys"
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)

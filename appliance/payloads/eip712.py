@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from appliance.bounded import TooDeep, loads_json
 from appliance.payloads.addresses import eth_address, normalize_eth_address
 from appliance.payloads.errors import PayloadError, SignatureMismatch
 from appliance.payloads.ethereum import CHAIN_NAMES, UINT256_MAX, recoverable
@@ -58,7 +59,9 @@ def _typed_data(payload: Any) -> dict:
         if len(payload) > MAX_JSON_BYTES:
             raise PayloadError("payload_too_large", f"typed data larger than {MAX_JSON_BYTES} bytes")
         try:
-            payload = json.loads(payload)
+            payload = loads_json(payload)
+        except TooDeep as exc:
+            raise PayloadError("too_deep", f"typed data nested deeper than {MAX_DEPTH}") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError("malformed_eip712", "typed data is not valid JSON") from exc
     if not isinstance(payload, dict):
@@ -104,7 +107,7 @@ def _uint(value: Any, what: str) -> int:
 
 def decode_eip712(payload: Any, key: KeyContext) -> DecodedPayload:
     """Decode EIP-712 typed data and compute the digest to sign."""
-    from eth_account.messages import encode_typed_data
+    from appliance.payloads.eth_typed import encode_typed_data
     from eth_utils import keccak
 
     data = _typed_data(payload)

@@ -33,6 +33,7 @@ from coincurve.ecdsa import cdata_to_der, der_to_cdata, deserialize_compact, ser
 
 from appliance.errors import ApplianceError, EncodingError
 from appliance.tss import wire
+from appliance.tss.cbor_depth import check_depth
 from appliance.tss.group import RNG
 from appliance.tss.transcript import PROTOCOL_VERSION
 
@@ -146,6 +147,7 @@ class Message:
         if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_MESSAGE_BYTES:
             raise MessageRejected("message missing or too large")
         try:
+            check_depth(data)  # before cbor2 recurses
             items = cbor2.loads(bytes(data))
         except Exception as exc:
             raise MessageRejected("message is not valid CBOR") from exc

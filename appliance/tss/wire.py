@@ -25,6 +25,7 @@ import cbor2
 from gmpy2 import mpz
 
 from appliance.errors import EncodingError
+from appliance.tss.cbor_depth import check_depth
 from appliance.tss.group import Point
 
 T = TypeVar("T")
@@ -127,6 +128,7 @@ def decode(data: bytes, tp: type[T]) -> T:
     if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_PAYLOAD_BYTES:
         raise EncodingError("payload missing or too large")
     try:
+        check_depth(data)  # before cbor2 recurses
         obj = cbor2.loads(bytes(data))
     except Exception as exc:
         raise EncodingError("payload is not valid CBOR") from exc

@@ -1,0 +1,62 @@
+"""The RFC 9421 nonces this node has accepted, kept in its SQLite database.
+
+A signed client request may be sent once. The nonces of accepted requests are kept durably
+(an fsynced table in the node's database) so a restart does not forget them, and a nonce is
+deleted only once its request's ``created`` lies outside the acceptance window (older than
+``max_age`` plus the clock skew): nothing evicted could be accepted again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS auth_nonces (
+    key_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    created INTEGER NOT NULL,       -- the signature's created (unix seconds)
+    PRIMARY KEY (key_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS auth_nonces_created ON auth_nonces (created);
+"""
+
+
+class NonceLedger:
+    """``check_and_add(key_id, nonce, created, forget_before=...)``: True the first time, False
+    after (durably)."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # paces eviction only
+        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db.execute("PRAGMA synchronous = FULL")  # an accepted nonce survives a crash
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._last_evict = 0.0
+
+    def check_and_add(self, key_id: str, nonce: str, created: int, *, forget_before: int) -> bool:
+        """Record the nonce; False if it was recorded before. ``forget_before``: the verifier
+        accepts no ``created`` below this any more, so rows older than it may go."""
+        now = self.clock()
+        with self._lock:
+            if now - self._last_evict >= 1.0:
+                self._db.execute("DELETE FROM auth_nonces WHERE created < ?", (int(forget_before),))
+                self._last_evict = now
+            try:
+                self._db.execute("INSERT INTO auth_nonces (key_id, nonce, created) VALUES (?, ?, ?)",
+                                 (key_id, nonce, int(created)))
+            except sqlite3.IntegrityError:
+                return False
+            return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM auth_nonces").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
