@@ -287,3 +287,15 @@ def test_tss_calls_gmpy2_arithmetic_only_through_the_module():
                 if names:
                     offenders.append(f"{path.relative_to(root)}: {sorted(names)}")
     assert offenders == []
+
+
+def test_key_objects_and_their_constants_are_built_once_per_key(key_2of3):
+    """A presign asks its AuxSecret for the keys: the same objects (and CRT constants) each time."""
+    share = KeyShare.from_bytes(key_2of3[0].to_bytes())
+    a = share.aux_secret
+    assert a.paillier() is a.paillier()
+    assert a.ring_pedersen(share.aux[share.index]) is a.ring_pedersen(share.aux[share.index])
+    a.paillier().decrypt(a.paillier().public.encrypt(1, 2))
+    with recording() as rec:
+        a.paillier().decrypt(a.paillier().public.encrypt(3, 5))
+    assert not any("ctinv.py" in c.where for c in rec.calls)
