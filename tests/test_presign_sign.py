@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import itertools
+import pickle
 
 import pytest
 
 from appliance.tss import simulate
 from appliance.tss.ecdsa import recover_public_key, verify, verify_with_libsecp256k1, verify_with_openssl
 from appliance.tss.group import G, Q, SeededRNG
-from appliance.tss.presign import PresignParty
+from appliance.tss.presign import Presignature, PresignParty
 from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.runner import Identities, run
 from appliance.tss.sign import PresignatureSpent, SignParty
@@ -70,12 +72,49 @@ def test_presignature_cannot_be_used_twice(key_2of3):
 
 
 def test_same_presignature_gives_unlinked_nonces(key_2of3):
-    """Re-randomization: two signings from copies of one presignature use different R."""
+    """Re-randomization: two signings from copies of one presignature use different R (the
+    copies are decoded from bytes, as a restored database would hand them out: only the
+    node's store stops that)."""
     rng = SeededRNG("rerand")
     ps = simulate.presign(key_2of3[:2], rng=rng)
-    s1 = simulate.sign_with_presignature(key_2of3[:2], ps, digest("a"), rng=rng)
-    s2 = simulate.sign_with_presignature(key_2of3[:2], ps, digest("a"), rng=rng)
+    copies = [[Presignature.from_bytes(p.to_bytes()) for p in ps] for _ in range(2)]
+    s1 = simulate.sign_with_presignature(key_2of3[:2], copies[0], digest("a"), rng=rng)
+    s2 = simulate.sign_with_presignature(key_2of3[:2], copies[1], digest("a"), rng=rng)
     assert s1.r != s2.r
+
+
+def test_sign_party_consumes_its_presignature(key_2of3):
+    """Single use by construction (issue 12, item 12): no caller-supplied set needed."""
+    shares = key_2of3[:2]
+    ps = simulate.presign(shares, rng=SeededRNG("consume"))
+    first = sign_parties(shares, ps, digest("one"), "consume-1")
+    with pytest.raises(PresignatureSpent) as err:
+        SignParty(b"sign-again", shares[0], ps[0], digest("two"), IDS.signers[0], IDS.directory,
+                  SeededRNG("again"))
+    assert all(p.spent for p in ps)
+    assert err.value.code == "presignature_spent"
+    assert str(err.value) == "this presignature was already used"
+    # the first session still completes; a copy of a spent object is spent too
+    assert len(set(run(first).values())) == 1
+    points = [ps[1].R, *ps[1].Delta_tilde.values(), *ps[1].S_tilde.values()]  # coincurve: shared
+    for dup in (copy.copy(ps[1]), copy.deepcopy(ps[1], {id(pt): pt for pt in points})):
+        with pytest.raises(PresignatureSpent):
+            SignParty(b"sign-copy", shares[1], dup, digest("two"), IDS.signers[1], IDS.directory,
+                      SeededRNG("copy"))
+    with pytest.raises(PresignatureSpent, match="not serialized again"):
+        ps[0].to_bytes()
+    with pytest.raises(TypeError):
+        pickle.dumps(ps[0])
+
+
+def test_a_refused_sign_party_does_not_spend_the_presignature(key_2of3):
+    shares = key_2of3[:2]
+    ps = simulate.presign(shares, rng=SeededRNG("refused"))
+    with pytest.raises(ProtocolAbort, match="32 bytes"):
+        SignParty(b"sign-bad", shares[0], ps[0], b"short", IDS.signers[0], IDS.directory, SeededRNG("b"))
+    assert not ps[0].spent
+    assert Presignature.from_bytes(ps[0].to_bytes()) == ps[0]
+    check_signature(key_2of3, digest("ok"), simulate.sign_with_presignature(shares, ps, digest("ok")))
 
 
 IDS = Identities(range(5), SeededRNG("presign-adversary"))
@@ -186,8 +225,7 @@ def test_equivocated_sign_nonce_is_named(key_3of3):
 def test_signers_disagreeing_on_the_digest_stop_without_blame(key_2of3):
     shares = key_2of3[:2]
     ps = simulate.presign(shares, rng=SeededRNG("digest"))
-    parties = sign_parties(shares, ps, digest("m"), "digest")
-    parties[1] = sign_parties(shares, ps, digest("other"), "digest")[1]
+    parties = sign_parties(shares[:1], ps, digest("m"), "digest") | sign_parties(shares[1:], ps, digest("other"), "digest")
     with pytest.raises(ProtocolAbort) as err:
         run(parties)
     assert err.value.culprits == []

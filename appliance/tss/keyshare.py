@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from gmpy2 import mpz
 
@@ -63,10 +63,22 @@ class AuxSecret:
         return "AuxSecret(<hidden>)"
 
     def paillier(self) -> PaillierSecretKey:
+        """The Paillier key, one object per ``AuxSecret``: its CRT constants are computed once
+        per key, not once per session."""
+        return self._paillier
+
+    @cached_property
+    def _paillier(self) -> PaillierSecretKey:
         return PaillierSecretKey(mpz(self.p), mpz(self.q))
 
     def ring_pedersen(self, public: PartyAux) -> RingPedersenSecret:
-        return RingPedersenSecret(mpz(self.P), mpz(self.Q), mpz(self.lam), public.ring_pedersen)
+        """The ring-Pedersen secret for ``public`` (one object per parameter set, cached)."""
+        params = public.ring_pedersen
+        cached = self.__dict__.get("_rp")
+        if cached is None or cached.params != params:
+            cached = RingPedersenSecret(mpz(self.P), mpz(self.Q), mpz(self.lam), params)
+            self.__dict__["_rp"] = cached
+        return cached
 
 
 @dataclass(frozen=True)

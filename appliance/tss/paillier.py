@@ -22,6 +22,7 @@ import gmpy2
 from gmpy2 import mpz
 
 from appliance.errors import EncodingError, ParameterError
+from appliance.tss.ctinv import crt_combine, crt_inverses, inv_mod_prime, lift_inverse, n_inverse_mod_phi
 from appliance.tss.group import RNG
 from appliance.tss.primes import PrimeSource
 
@@ -79,12 +80,6 @@ def pow_secret_base(base: int, exp: int, mod: int, rng: RNG) -> mpz:
 def in_unit_group(x: int, mod: int) -> bool:
     """x in Z*_mod, given as its canonical representative."""
     return 0 < x < mod and gmpy2.gcd(x, mod) == 1
-
-
-def crt_combine(xp: int, xq: int, p: int, q: int, q_inv_p: int) -> mpz:
-    """The x mod pq with x ≡ xp (mod p) and x ≡ xq (mod q); q_inv_p = q^-1 mod p."""
-    h = (xp - xq) * q_inv_p % p
-    return mpz(xq + h * q)
 
 
 # --------------------------------------------------------------------------------------
@@ -167,19 +162,35 @@ class PaillierSecretKey:
 
     @cached_property
     def _crt(self) -> dict[str, mpz]:
+        """The CRT constants, once per key object and without inverting a secret by GCD.
+
+        q^-1 mod p by Fermat, p^-1 mod q from it (``crt_inverses``), (q²)^-1 mod p² by a
+        Newton step. hp = L_p((1+N)^(p-1) mod p²)^-1 has a closed form: (1+N)^(p-1) ≡
+        1 + (p-1)N (mod p²), so L_p(...) = (p-1)q ≡ -q (mod p) and hp = -(q^-1) mod p."""
         p, q = self.p, self.q
+        q_inv_p, p_inv_q = crt_inverses(p, q)
         p2, q2 = p * p, q * q
+        q_inv_p2 = lift_inverse(q, q_inv_p, p)
         return {
             "p2": p2,
             "q2": q2,
-            "q2_inv_p2": gmpy2.invert(q2, p2),
-            "q_inv_p": gmpy2.invert(q, p),
-            "hp": gmpy2.invert((pow_pub(1 + self.N, p - 1, p2) - 1) // p, p),
-            "hq": gmpy2.invert((pow_pub(1 + self.N, q - 1, q2) - 1) // q, q),
+            "q2_inv_p2": q_inv_p2 * q_inv_p2 % p2,
+            "q_inv_p": q_inv_p,
+            "hp": p - q_inv_p,
+            "hq": q - p_inv_q,
             "phi_p2": p * (p - 1),
             "phi_q2": q * (q - 1),
-            "n_inv_phi": gmpy2.invert(self.N, self.phi),
         }
+
+    @property
+    def q_inv_p(self) -> mpz:
+        """q^-1 mod p (secret)."""
+        return self._crt["q_inv_p"]
+
+    @cached_property
+    def n_inv_phi(self) -> mpz:
+        """N^-1 mod φ(N) (secret; ParameterError when gcd(N, φ(N)) != 1)."""
+        return n_inverse_mod_phi(self.p, self.q, self.q_inv_p)
 
     def decrypt(self, c: int) -> mpz:
         """The plaintext in [0, N), by CRT (Paillier's decryption with the factors)."""
@@ -195,11 +206,13 @@ class PaillierSecretKey:
         return m - self.N if m > self.N // 2 else m
 
     def recover_rho(self, c: int, m: int) -> mpz:
-        """The ρ with c = enc(m, ρ): (c (1+N)^-m)^(N^-1 mod φ) mod N (needed by Π^dec)."""
+        """The ρ with c = enc(m, ρ), m = dec(c) (needed by Π^dec): ρ = (c mod N)^(N^-1 mod φ).
+
+        c = (1+N)^m ρ^N and (1+N)^m ≡ 1 (mod N), so c ≡ ρ^N (mod N): the secret plaintext m
+        takes no part (no inverse of 1 + mN is needed); it stays in the signature as the
+        statement's other half."""
         c = self.public.check_ciphertext(c)
-        N = self.N
-        r_n = c * gmpy2.invert((1 + (mpz(m) % N) * N) % self.public.N2, self.public.N2) % N
-        return pow_sec(r_n, self._crt["n_inv_phi"], N)
+        return self.pow_n(c % self.N, self.n_inv_phi)
 
     def pow_n2(self, base: int, exp: int) -> mpz:
         """base^exp mod N² for a secret exp >= 0 and base in Z*_{N²}, by CRT."""
@@ -213,7 +226,7 @@ class PaillierSecretKey:
         p, q = self.p, self.q
         xp = pow_sec(base % p, exp % (p - 1), p)
         xq = pow_sec(base % q, exp % (q - 1), q)
-        return crt_combine(xp, xq, p, q, self._crt["q_inv_p"])
+        return crt_combine(xp, xq, p, q, self.q_inv_p)
 
     def encrypt(self, m: int, rho: int) -> mpz:
         """enc(m, ρ) with the factors: ρ^N by CRT mod p² and q².
@@ -307,8 +320,9 @@ class RingPedersenSecret:
         return (self.p - 1) * (self.q - 1)
 
     @cached_property
-    def _q_inv_p(self) -> mpz:
-        return gmpy2.invert(self.q, self.p)
+    def q_inv_p(self) -> mpz:
+        """Q^-1 mod P (secret), by Fermat in constant time."""
+        return inv_mod_prime(self.q, self.p)
 
     def commit_fast(self, x: int, y: int) -> mpz:
         """s^x t^y mod N̂ for the holder of the secret: t^(λx + y) by CRT over P and Q.
@@ -319,7 +333,7 @@ class RingPedersenSecret:
         t = self.params.t
         xp = pow_sec(t % self.p, e % (self.p - 1), self.p)
         xq = pow_sec(t % self.q, e % (self.q - 1), self.q)
-        return crt_combine(xp, xq, self.p, self.q, self._q_inv_p)
+        return crt_combine(xp, xq, self.p, self.q, self.q_inv_p)
 
 
 def rp_commit_public(

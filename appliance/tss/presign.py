@@ -29,9 +29,10 @@ epochs stop at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
-from appliance.errors import ProofError
+from appliance.errors import ApplianceError, ProofError
 from appliance.tss import wire
 from appliance.tss.group import G, Q, RNG, Point, inverse, point_sum, random_scalar
 from appliance.tss.keyshare import KeyShare
@@ -43,9 +44,56 @@ from appliance.tss.zk import aff_g, aff_g_star, dec, elog, enc_elg
 from appliance.tss.zk._checks import sample_signed
 
 
+class PresignatureSpent(ApplianceError):
+    """A presignature was offered for a second signature."""
+
+    code = "presignature_spent"
+
+
+class _SingleUse:
+    """The spent flag of one presignature object, shared with its copies (``copy.copy``,
+    ``copy.deepcopy``), set once under a lock. Not picklable: a presignature leaves memory
+    only as ``to_bytes()`` under a seal, and from then on the node's durable store keeps it
+    single-use."""
+
+    __slots__ = ("_lock", "_spent")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spent = False
+
+    @property
+    def spent(self) -> bool:
+        return self._spent
+
+    def claim(self) -> bool:
+        """True the first time, False on every later call."""
+        with self._lock:
+            if self._spent:
+                return False
+            self._spent = True
+            return True
+
+    def __copy__(self) -> "_SingleUse":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "_SingleUse":
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a presignature is single-use and is not pickled; seal its to_bytes()")
+
+
 @dataclass(frozen=True)
 class Presignature:
-    """One party's part of a presignature. Secret (k̃_i, χ̃_i): seal it, use it once."""
+    """One party's part of a presignature. Secret (k̃_i, χ̃_i): seal it, use it once.
+
+    Single use is enforced on the object: ``SignParty`` calls ``consume()``, and a second
+    ``consume()`` on it or on a copy of it raises ``PresignatureSpent`` (two signatures from
+    one presignature reveal the key: two linear equations in γ and x). A spent presignature
+    is not serialized again. Bytes decoded by ``from_bytes`` make a new object: across a
+    seal, the node's store (one HSM key per presignature, destroyed when spent) is the
+    guard."""
 
     presig_id: bytes
     index: int
@@ -57,11 +105,23 @@ class Presignature:
     chi_tilde: int
     Delta_tilde: dict[int, Point]
     S_tilde: dict[int, Point]
+    _use: _SingleUse = field(default_factory=_SingleUse, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"Presignature(id={self.presig_id.hex()}, index={self.index}, signers={self.signers})"
 
+    @property
+    def spent(self) -> bool:
+        return self._use.spent
+
+    def consume(self) -> None:
+        """Mark this presignature used; PresignatureSpent if it (or a copy of it) was already."""
+        if not self._use.claim():
+            raise PresignatureSpent("this presignature was already used")
+
     def to_bytes(self) -> bytes:
+        if self._use.spent:
+            raise PresignatureSpent("a spent presignature is not serialized again")
         return wire.encode(self)
 
     @classmethod

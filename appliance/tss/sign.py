@@ -23,19 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.errors import ApplianceError
 from appliance.tss.ecdsa import Signature, normalize_low_s, recovery_id_for, verify
 from appliance.tss.group import G, Q, RNG, Point, inverse
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.presign import Presignature
+from appliance.tss.presign import Presignature, PresignatureSpent
 from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
 from appliance.tss.transcript import Transcript
-
-
-class PresignatureSpent(ApplianceError):
-    """A presignature was offered for a second signature."""
-
-    code = "presignature_spent"
 
 
 @dataclass(frozen=True)
@@ -77,8 +70,9 @@ class SignParty(Party):
     }
 
     def __init__(self, session_id: bytes, share: KeyShare, presig: Presignature, digest: bytes,
-                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *, tweak: int = 0,
-                 consume: "set[bytes] | None" = None) -> None:
+                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *, tweak: int = 0) -> None:
+        if not isinstance(presig, Presignature):
+            raise ProtocolAbort("not a presignature")
         super().__init__(session_id, share.index, presig.signers, signer, verifier, rng)
         if len(digest) != 32:
             raise ProtocolAbort("the digest must be exactly 32 bytes")
@@ -86,11 +80,10 @@ class SignParty(Party):
             raise ProtocolAbort("the presignature belongs to another key, epoch or party")
         if not 0 <= tweak < Q:
             raise ProtocolAbort("the derivation tweak must be a scalar")
-        if consume is not None:
-            # the in-memory guard; nodes use the store's durable single-use transition
-            if presig.presig_id in consume:
-                raise PresignatureSpent("this presignature was already used")
-            consume.add(presig.presig_id)
+        # single use by construction: once a party holds the presignature it is spent, even if
+        # the session fails later (its partial signature may have left). Across a seal, nodes
+        # also use the store's durable single-use transition.
+        presig.consume()
         self.share, self.presig, self.digest, self.tweak = share, presig, bytes(digest), tweak
         self.child = share.public_key_point + G * tweak
         self.m = int.from_bytes(digest, "big") % Q

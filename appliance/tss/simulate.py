@@ -21,7 +21,7 @@ from appliance.tss.group import RNG, SystemRNG, SeededRNG
 from appliance.tss.keygen import KeygenParty
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import DEFAULT_PAILLIER_BITS
-from appliance.tss.presign import Presignature, PresignParty
+from appliance.tss.presign import Presignature, PresignatureSpent, PresignParty
 from appliance.tss.reshare import OldKeyInfo, ReshareParty
 from appliance.tss.primes import FreshPrimes, PrimeSource
 from appliance.tss.runner import Identities, Tamper, run
@@ -104,13 +104,17 @@ def sign_with_presignature(shares: Sequence[KeyShare], presigs: Sequence[Presign
     by_index = {p.index: p for p in presigs}
     ids = identities or Identities(sorted(by_index), rng)
     sid = _sid(rng, b"sign")
-    spent = spent if spent is not None else set()
+    # each SignParty consumes its Presignature object; ``spent`` also refuses ids used before
+    # (as a node's store does for presignatures decoded again from their sealed bytes)
+    if spent is not None and any(p.presig_id in spent for p in presigs):
+        raise PresignatureSpent("this presignature was already used")
     parties = {}
     for s in shares:
         parties[s.index] = SignParty(sid, s, by_index[s.index], digest, ids.signers[s.index], ids.directory,
-                                     _party_rng(rng, s.index), tweak=tweak, consume=set(spent))
+                                     _party_rng(rng, s.index), tweak=tweak)
+    if spent is not None:
+        spent.update(p.presig_id for p in presigs)
     out = run(parties, tamper)
-    spent.update(p.presig_id for p in presigs)
     sigs = set(out.values())
     if len(sigs) != 1:
         raise RuntimeError("parties produced different signatures")

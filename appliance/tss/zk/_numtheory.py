@@ -112,4 +112,4 @@ def rp_pow_public(
     p, q = own.p, own.q
     xp = pow_sec(mpz(base) % p, mpz(exp) % (p - 1), p)
     xq = pow_sec(mpz(base) % q, mpz(exp) % (q - 1), q)
-    return crt_combine(xp, xq, p, q, gmpy2.invert(q, p))
+    return crt_combine(xp, xq, p, q, own.q_inv_p)

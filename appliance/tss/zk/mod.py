@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import RNG
 from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey, crt_combine, pow_sec
 from appliance.tss.params import SecurityParams
@@ -101,17 +101,20 @@ def prove(
         w = mpz(1 + rng.randbelow(int(N) - 1))
         if gmpy2.jacobi(w, N) == -1:
             break
-    return _respond(ctx, N, sk.p, sk.q, w, params.m)
+    return _respond(ctx, sk, w, params.m)
 
 
-def _respond(ctx: ProofContext, N: mpz, p: mpz, q: mpz, w: mpz, m: int) -> ModProof:
-    """The prover's steps after sampling w: challenge, then (x_i, a_i, b_i, z_i) per i."""
+def _respond(ctx: ProofContext, sk: PaillierSecretKey, w: mpz, m: int) -> ModProof:
+    """The prover's steps after sampling w: challenge, then (x_i, a_i, b_i, z_i) per i.
+
+    N^-1 mod φ(N) and q^-1 mod p are the key's own constants (computed once per key, without
+    inverting a secret by extended GCD)."""
+    N, p, q = sk.N, sk.p, sk.q
     try:
-        n_inv = gmpy2.invert(N, (p - 1) * (q - 1))
-    except ZeroDivisionError:
-        raise ProofError("Π^mod: gcd(N, φ(N)) != 1") from None
+        q_inv_p, n_inv = sk.q_inv_p, sk.n_inv_phi
+    except ParameterError:
+        raise ProofError("Π^mod: the factors are not two primes with gcd(N, φ(N)) = 1") from None
     rp, rq = _BlumRoots(p), _BlumRoots(q)
-    q_inv_p = gmpy2.invert(q, p)
     np_, nq_ = n_inv % (p - 1), n_inv % (q - 1)
     # 4th roots of ±w mod p and mod q, and (w|p), (w|q); (w|p)(w|q) = (w|N) = -1
     om_p, wl_p = rp.root(w)
