@@ -18,11 +18,11 @@ from appliance.transport import PeerClient
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("kind,good", [("request_id", "req_" + "a" * 32), ("key_id", new_id("key_id")),
-                                       ("op_id", new_id("op_id")), ("job_id", new_id("job_id")),
-                                       ("node_id", "node-1")])
-def test_grammars_accept_what_the_appliance_makes(kind, good):
+@pytest.mark.parametrize("kind", ["key_id", "op_id", "job_id"])
+def test_grammars_accept_what_the_appliance_makes(kind):
+    good = new_id(kind)
     assert check_id(kind, good) == good
+    assert check_id("request_id", "req_" + "a" * 32) and check_id("node_id", "node-1")
 
 
 @pytest.mark.parametrize("kind,bad", [
