@@ -47,7 +47,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from appliance.config import load_node_config
 from appliance.errors import ApplianceError
+from appliance.node_store import NodeStore
+from appliance.sealed import SealContext
+from appliance.tss.keyshare import KeyShare
+from hsm import HSM
 
 MAGIC = b"APPLIANCE-BACKUP\n"
 FORMAT = "appliance-backup"
@@ -170,11 +175,6 @@ def open_backup(data: bytes, key: X25519PrivateKey) -> tuple[dict, bytes]:
 
 def export_backup(config_path: str | Path, recovery_pub_pem: bytes, out: str | Path) -> dict:
     """Encrypt this node's current shares to its recovery public key; returns the header."""
-    from appliance.config import load_node_config
-    from appliance.node_store import NodeStore
-    from appliance.tss.keyshare import KeyShare
-    from hsm import HSM, SealContext
-
     cfg = load_node_config(config_path)
     recipient = load_recovery_public(recovery_pub_pem)
     if not Path(cfg.db).exists():
@@ -226,11 +226,6 @@ def restore_backup(config_path: str | Path, recovery_key_pem: bytes, in_path: st
     """Decrypt a backup with the recovery private key and seal its shares under this node's
     token (node stopped). Refuses a changed file, another node's backup, and keys this node
     already holds. Returns a summary."""
-    from appliance.config import load_node_config
-    from appliance.node_store import NodeStore
-    from appliance.tss.keyshare import KeyShare
-    from hsm import HSM, SealContext
-
     cfg = load_node_config(config_path)
     key = load_recovery_private(recovery_key_pem, passphrase)
     header, plaintext = open_backup(Path(in_path).read_bytes(), key)

@@ -68,7 +68,9 @@ from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
 from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
 from appliance.node_store import NodeStore
+from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
+from appliance.sealed import SealContext, presig_key_label
 from appliance.transport import (
     Frame,
     PeerClient,
@@ -378,8 +380,6 @@ class Node(PolicyMixin):
         if self.hsm.transport_public_key != self.me.transport_key:
             raise NodeError(500, "bad_config", "the HSM transport key differs from the cluster configuration")
         self.signer = HSMSigner(self.hsm)
-        from appliance.store import destroy_spent_presignature_keys
-
         # presignatures reserved by a process that died are burnt; spent ones lose their key
         await asyncio.get_running_loop().run_in_executor(
             None, destroy_spent_presignature_keys, self.store.core, self.hsm)
@@ -491,8 +491,6 @@ class Node(PolicyMixin):
 
     @staticmethod
     def _prime_ctx(half: int):
-        from hsm import SealContext
-
         return SealContext("prime", key_id=f"safe-{half}")
 
     async def _fill_prime_pool(self) -> None:
@@ -621,8 +619,6 @@ class Node(PolicyMixin):
     async def load_share(self, row: dict) -> KeyShare:
         """The key's share at its current epoch, unsealed by the HSM (kept decoded in this
         process's memory for ``SHARE_CACHE_S`` seconds, never written anywhere)."""
-        from hsm import SealContext
-
         ck = (row["key_id"], row["epoch"])
         hit = self._shares.get(ck)
         if hit is not None and time.monotonic() - hit[0] < SHARE_CACHE_S:
@@ -637,8 +633,6 @@ class Node(PolicyMixin):
         return share
 
     async def seal_share(self, key_id: str, share: KeyShare) -> bytes:
-        from hsm import SealContext
-
         return await self.hsm.seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
                                          share.to_bytes())
 
@@ -1651,8 +1645,6 @@ class Node(PolicyMixin):
             elif spec["kind"] == "sign" and getattr(job, "_presig_row", None) is not None:
                 self._spawn(self._destroy_presig_keys([job._presig_row.hsm_key_label]))
             elif spec["kind"] == "presign" and isinstance(job.result, dict):
-                from hsm import presig_key_label
-
                 pid = bytes.fromhex(job.result["presig_id"])
                 if getattr(job, "_presig_held", None) is None:
                     taken = self.store.take_presignature(pid, reserved=False)
@@ -1765,8 +1757,6 @@ class Node(PolicyMixin):
                     job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
                                   "fingerprint": new.public_fingerprint().hex()}
             elif kind == "presign":
-                from hsm import SealContext
-
                 row = self.active_key(spec["key_id"])
                 share = await self.load_share(row)
                 sid = phase_sid(job.job_id, "presign")

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.nonce_ledger import NonceLedger
+from appliance.sealed import presig_key_label
 from appliance.store import ConflictError, NotFoundError, PresignatureUnavailable, Store
-from hsm.blob import presig_key_label
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS node_keys (

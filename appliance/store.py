@@ -1,5 +1,5 @@
 """A node's durable state on SQLite: keys, sealed secrets, the sealed prime pool,
-presignatures, sign requests and their approvals.
+presignatures and sign requests (approvals are the node's: :mod:`appliance.node_store`).
 
 Every secret reaches the store already sealed by the node's HSM (:mod:`hsm`): values are
 opaque bytes here, and the store refuses one that does not even parse as a sealed blob
@@ -28,7 +28,7 @@ Presignatures: available -> reserved -> spent, or available -> spent. Never back
   (:meth:`Store.mark_presignature_keys_destroyed`), and only then computes its partial
   signature. Keys of spent presignatures whose destruction was not recorded (crash, HSM
   away) are listed by :meth:`Store.presignature_keys_to_destroy`; the node destroys them
-  at start-up. Because the key is gone, a database restored from an old copy cannot
+  at start-up (:func:`appliance.presig_keys.destroy_spent_presignature_keys`). Because the key is gone, a database restored from an old copy cannot
   unseal a spent presignature.
 
 The node's sequence::
@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from appliance.errors import ApplianceError
-from hsm.blob import SealContext, canonical_signer_set, looks_sealed
+from appliance.sealed import SealContext, canonical_signer_set, looks_sealed
 
 # --------------------------------------------------------------------------- errors
 
@@ -88,7 +88,6 @@ class PresignatureUnavailable(StoreError):
 
 SECRET_KINDS = ("share", "paillier", "ring_pedersen")
 REQUEST_STATUSES = ("pending", "approved", "rejected", "signing", "signed", "failed", "expired")
-DECISIONS = ("approve", "reject")
 
 
 @dataclass(frozen=True)
@@ -164,16 +163,6 @@ class SignRequest:
     updated_at: float
 
 
-@dataclass(frozen=True)
-class Approval:
-    request_id: str
-    user: str
-    role: str
-    decision: str
-    evidence: bytes
-    created_at: float
-
-
 # --------------------------------------------------------------------------- schema
 
 MIGRATIONS: list[list[str]] = [
@@ -242,6 +231,8 @@ MIGRATIONS: list[list[str]] = [
             updated_at      REAL NOT NULL
         )""",
         "CREATE INDEX sign_requests_status ON sign_requests (status, created_at)",
+        # unused since the node keeps signed decisions (node_decisions); kept because
+        # migration 1 is history: dropping it would be a migration of its own
         """CREATE TABLE approvals (
             request_id TEXT NOT NULL REFERENCES sign_requests(request_id) ON DELETE CASCADE,
             user       TEXT NOT NULL,
@@ -711,7 +702,7 @@ class Store:
                 "WHERE hsm_key_label = ? AND state = 'spent'", [(lb,) for lb in labels],
             )
 
-    # -- sign requests and approvals -------------------------------------------------
+    # -- sign requests ----------------------------------------------------------------
     def create_sign_request(
         self,
         request_id: str,
@@ -805,39 +796,3 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE sign_requests SET presig_id = ?, updated_at = ? WHERE request_id = ?",
                        (bytes(presig_id), time.time(), request_id))
-
-    def add_approval(
-        self, request_id: str, *, user: str, role: str, decision: str = "approve",
-        evidence: bytes = b"",
-    ) -> Approval:
-        """Record one user's decision on a request (once per user; the policy decides
-        what it counts for). ``evidence``: e.g. the signed HTTP request."""
-        if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {DECISIONS}")
-        now = time.time()
-        try:
-            with self._tx() as db:
-                db.execute("INSERT INTO approvals VALUES (?, ?, ?, ?, ?, ?)",
-                           (request_id, user, role, decision, bytes(evidence), now))
-        except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
-                raise NotFoundError(f"no sign request {request_id!r}") from None
-            raise ConflictError(f"{user!r} already decided on {request_id!r}") from None
-        return Approval(request_id, user, role, decision, bytes(evidence), now)
-
-    def list_approvals(self, request_id: str) -> list[Approval]:
-        return [Approval(*r) for r in self._q(
-            "SELECT request_id, user, role, decision, evidence, created_at FROM approvals "
-            "WHERE request_id = ? ORDER BY created_at", (request_id,))]
-
-
-def destroy_spent_presignature_keys(store: Store, hsm: Any) -> int:
-    """Start-up housekeeping for a node: burn reservations left by a dead process, then
-    destroy the HSM keys of spent presignatures whose destruction was not recorded.
-    ``hsm`` is an :class:`hsm.HSM` (duck-typed). Returns the number of labels handled."""
-    store.burn_stale_reservations()
-    labels = store.presignature_keys_to_destroy()
-    for label in labels:
-        hsm.destroy_presignature_key(label)  # False if already gone: fine
-    store.mark_presignature_keys_destroyed(labels)
-    return len(labels)

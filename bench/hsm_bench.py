@@ -18,7 +18,8 @@ import statistics
 import tempfile
 import time
 
-from hsm import HSM, SealContext
+from appliance.sealed import SealContext
+from hsm import HSM
 from hsm.softhsm import init_token
 
 SEAL_N = 400

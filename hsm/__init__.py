@@ -1,9 +1,11 @@
 """PKCS#11 layer of a node: its token (by label), seal/unseal, per-presignature keys,
-identity signatures and transport decryption, every call on one worker thread.
+identity signatures and transport decryption, every call on one worker thread. The blob
+format and :class:`~appliance.sealed.SealContext` are :mod:`appliance.sealed` (the store
+uses them without this package).
 
 Public names (imported lazily, so ``python -m hsm.softhsm`` works without python-pkcs11)::
 
-    HSM, HSMConfig, Pin, SealContext, PublicKeys
+    HSM, HSMConfig, Pin, PublicKeys
     encrypt_to                              (software sender side of transport)
     init_token, SoftHSMToken                (SoftHSM2 token set-up helper)
     HSMError and subclasses                 (hsm.errors)
@@ -30,8 +32,6 @@ _LAZY = {
     "PublicKeys": "hsm.token",
     "HSMConfig": "hsm.config",
     "Pin": "hsm.config",
-    "SealContext": "hsm.blob",
-    "presig_key_label": "hsm.blob",
     "encrypt_to": "hsm.transport",
     "init_token": "hsm.softhsm",
     "SoftHSMToken": "hsm.softhsm",

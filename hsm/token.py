@@ -36,8 +36,7 @@ from pkcs11 import Attribute as A
 from pkcs11 import KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hsm import transport
-from hsm.blob import (
+from appliance.sealed import (
     BLOB_VERSION,
     IDENTITY_LABEL,
     KEK_LABEL,
@@ -45,11 +44,13 @@ from hsm.blob import (
     PRESIG_LABEL_PREFIX,
     TRANSPORT_LABEL,
     BlobHeader,
+    MalformedBlob,
     SealContext,
     build_blob,
     parse_blob,
     presig_key_label,
 )
+from hsm import transport
 from hsm.config import HSMConfig, Pin
 from hsm.errors import (
     HSMConfigError,
@@ -101,6 +102,14 @@ def _is_lost(exc: BaseException) -> bool:
     if isinstance(exc, (_TokenLost, *_LOST)):
         return True
     return isinstance(exc, pkcs11.PKCS11Error) and "not initialized" in str(exc)
+
+
+def _parse(blob: bytes) -> tuple[BlobHeader, bytes]:
+    """:func:`appliance.sealed.parse_blob`; a malformed blob fails authentication here."""
+    try:
+        return parse_blob(blob)
+    except MalformedBlob as exc:
+        raise HSMIntegrityError(str(exc)) from None
 
 
 # ---- key templates and policies ------------------------------------------------------
@@ -282,7 +291,7 @@ class HSM:
     # ---- presignatures: one HSM key each -------------------------------------------
     def seal_presignature(self, context: SealContext, plaintext: bytes) -> bytes:
         """Create the presignature's own AES-256 token key and seal under it. The blob
-        names that key (:func:`hsm.blob.presig_key_label`)."""
+        names that key (:func:`appliance.sealed.presig_key_label`)."""
         return self._worker.call(self._run, self._w_seal_presig, context, bytes(plaintext))
 
     async def seal_presignature_async(self, context: SealContext, plaintext: bytes) -> bytes:
@@ -630,7 +639,7 @@ class HSM:
     def _w_unseal(self, context: SealContext, blob: bytes) -> bytes:
         if context.is_presignature:
             raise ValueError("presignatures are unsealed with consume_presignature()")
-        header, ct = parse_blob(blob)
+        header, ct = _parse(blob)
         if header.label != KEK_LABEL:
             raise HSMIntegrityError("sealed blob names a key other than the node's KEK")
         return self._w_decrypt(self._keys[KEK_LABEL], header, ct, context)
@@ -663,7 +672,7 @@ class HSM:
     def _w_unseal_presig(self, context: SealContext, blob: bytes, destroy: bool) -> bytes:
         if not context.is_presignature:
             raise ValueError("a presignature context is required")
-        header, ct = parse_blob(blob)
+        header, ct = _parse(blob)
         label = presig_key_label(context.presig_id)
         if header.label != label:
             raise HSMIntegrityError("sealed presignature names another presignature's key")

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from appliance.sealed import KEK_LABEL, SealContext, parse_blob, presig_key_label
 from hsm import (
     HSM,
     HSMConfigError,
@@ -23,9 +24,7 @@ from hsm import (
     HSMTokenNotFoundError,
     HSMUnavailableError,
     Pin,
-    SealContext,
 )
-from hsm.blob import KEK_LABEL, parse_blob, presig_key_label
 from hsm.config import HSMConfig
 
 pytest.register_assert_rewrite("tests.hsm_fixtures")

@@ -474,7 +474,8 @@ async def test_no_secret_of_the_run_in_any_audit_log(cluster):
     from appliance.config import load_node_config
     from appliance.node_store import NodeStore
     from appliance.tss.keyshare import KeyShare
-    from hsm import HSM, SealContext
+    from appliance.sealed import SealContext
+    from hsm import HSM
 
     await _key(cluster)
     exports = b"".join([await cluster.client("auditor", node=i).audit_export() for i in range(N)])

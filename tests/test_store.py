@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from appliance.sealed import SealContext
 from appliance.store import (
     SCHEMA_VERSION,
     ConflictError,
@@ -16,7 +17,6 @@ from appliance.store import (
     Store,
     StoreError,
 )
-from hsm import SealContext
 
 pytest.register_assert_rewrite("tests.hsm_fixtures")
 from tests.hsm_fixtures import requires_softhsm  # noqa: E402
@@ -141,7 +141,7 @@ def test_prime_pool_hands_each_prime_out_once(store):
         store.add_sealed_primes(1536, [b"\x01" * 5])
 
 
-def test_sign_requests_and_approvals(store):
+def test_sign_requests(store):
     add_key(store)
     r = store.create_sign_request("req-1", key_id="key-1", initiator="alice", digest=b"\x01" * 32,
                                   request=b"signed http request")
@@ -154,14 +154,6 @@ def test_sign_requests_and_approvals(store):
         store.create_sign_request("req-3", key_id="key-1", initiator="a", digest=b"short")
     store.create_sign_request("req-4", key_id="key-1", initiator="alice", payload=b"{}",
                               payload_type="eip712")
-    store.add_approval("req-1", user="bob", role="approver", evidence=b"sig")
-    with pytest.raises(ConflictError):
-        store.add_approval("req-1", user="bob", role="approver", decision="reject")
-    with pytest.raises(NotFoundError):
-        store.add_approval("nope", user="bob", role="approver")
-    store.add_approval("req-1", user="carol", role="approver", decision="reject")
-    assert [(a.user, a.decision) for a in store.list_approvals("req-1")] == [
-        ("bob", "approve"), ("carol", "reject")]
     store.update_sign_request("req-1", status="approved", expected_status="pending")
     with pytest.raises(ConflictError):
         store.update_sign_request("req-1", status="signing", expected_status="pending")

@@ -11,12 +11,10 @@ import threading
 
 import pytest
 
-from appliance.store import (
-    PresignatureUnavailable,
-    Store,
-    destroy_spent_presignature_keys,
-)
-from hsm import HSM, HSMKeyNotFoundError, SealContext, presig_key_label
+from appliance.presig_keys import destroy_spent_presignature_keys
+from appliance.sealed import SealContext, presig_key_label
+from appliance.store import PresignatureUnavailable, Store
+from hsm import HSM, HSMKeyNotFoundError
 
 pytest.register_assert_rewrite("tests.hsm_fixtures")
 from tests.hsm_fixtures import (  # noqa: E402
@@ -253,7 +251,8 @@ def test_restart_new_process_unseals_the_same_share(softhsm_token, db_path):
         import hashlib
         from pathlib import Path
         from appliance.store import Store
-        from hsm import HSM, HSMConfig, SealContext
+        from appliance.sealed import SealContext
+        from hsm import HSM, HSMConfig
         cfg = HSMConfig(token_label={cfg.token_label!r}, pin_file=Path({str(cfg.pin_file)!r}),
                         softhsm_conf=Path({str(cfg.softhsm_conf)!r}))
         h = HSM.open(cfg, node_id={NODE_ID!r}, create_keys=False)

@@ -1,6 +1,7 @@
 """Sealed-blob format and the associated data (AAD) that binds a blob to its place.
 
-Pure Python, no PKCS#11: the store imports it to refuse values that are not sealed.
+Pure Python, no PKCS#11: the store uses it to refuse values that are not sealed and the HSM
+layer (:mod:`hsm`) to build and parse the blobs it seals, so neither imports the other.
 
 Blob, version 1 (all lengths in bytes)::
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from hsm.errors import HSMIntegrityError
+from appliance.errors import EncodingError
 
 BLOB_VERSION = 1
 NONCE_LEN = 12
@@ -42,6 +43,13 @@ PRESIGNATURE = "presignature"
 KINDS = frozenset(
     {"share", "paillier", "ring_pedersen", "prime", "presignature", "aux", "generic"}
 )
+
+
+class MalformedBlob(EncodingError):
+    """A value is not a well-formed sealed blob of a known version (the HSM layer reports
+    it as a failed authentication, :class:`hsm.errors.HSMIntegrityError`)."""
+
+    code = "malformed_blob"
 
 
 def presig_key_label(presig_id: bytes) -> str:
@@ -144,22 +152,22 @@ def build_blob(label: str, nonce: bytes, ciphertext_and_tag: bytes) -> bytes:
 
 
 def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
-    """Split a blob into header and ciphertext||tag; :class:`HSMIntegrityError` if it is
-    not a well-formed version-1 blob."""
+    """Split a blob into header and ciphertext||tag; :class:`MalformedBlob` if it is not a
+    well-formed version-1 blob."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
-        raise HSMIntegrityError("a sealed blob must be bytes")
+        raise MalformedBlob("a sealed blob must be bytes")
     b = bytes(blob)
     if len(b) < 2 or b[0] != BLOB_VERSION:
-        raise HSMIntegrityError("not a sealed blob of a known version")
+        raise MalformedBlob("not a sealed blob of a known version")
     n = b[1]
     if not 1 <= n <= MAX_LABEL_LEN or len(b) < 2 + n + NONCE_LEN + TAG_LEN:
-        raise HSMIntegrityError("sealed blob is truncated or malformed")
+        raise MalformedBlob("sealed blob is truncated or malformed")
     try:
         label = b[2 : 2 + n].decode("ascii")
     except UnicodeDecodeError:
-        raise HSMIntegrityError("sealed blob is malformed") from None
+        raise MalformedBlob("sealed blob is malformed") from None
     if not label.isprintable():
-        raise HSMIntegrityError("sealed blob is malformed")
+        raise MalformedBlob("sealed blob is malformed")
     nonce = b[2 + n : 2 + n + NONCE_LEN]
     return BlobHeader(b[0], label, nonce), b[2 + n + NONCE_LEN :]
 
@@ -168,6 +176,6 @@ def looks_sealed(value: bytes) -> bool:
     """True if ``value`` parses as a sealed blob (a cheap guard, not a proof)."""
     try:
         parse_blob(value)
-    except HSMIntegrityError:
+    except MalformedBlob:
         return False
     return True
