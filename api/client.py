@@ -24,9 +24,9 @@ import aiohttp
 from yarl import URL
 
 from api.auth import load_private_key, sign_request
-from api.tls import client_context
 from appliance.bounded import loads_json
 from appliance.ids import url_path
+from appliance.tls import client_context
 
 
 class ApplianceAPIError(Exception):

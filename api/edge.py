@@ -21,8 +21,8 @@ from typing import Any, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from api.tls import fingerprint_der
 from appliance.config import HttpLimits
+from appliance.tls import fingerprint_der
 
 PROTOCOL_KEY = "edge_protocol"
 

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.tls import fingerprint_pem
 from appliance.config import ConfigError, MetricsConfig
+from appliance.tls import fingerprint_pem
 
 # RFC 6750 section 2.1: "Bearer" 1*SP b64token
 _BEARER = re.compile(r"(?i:Bearer) +([A-Za-z0-9\-._~+/]+=*)")

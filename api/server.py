@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import signal
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -32,17 +34,19 @@ from api.auth import SIGNATURE_REJECTED, RequestVerifier
 from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
 from api.signed_request import Refusal, authenticate, node_verifier
 from api.metrics_auth import MetricsAuth
-from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
 from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
 from appliance.bounded import TooDeep, check_depth, loads_json
+from appliance.config import load_node_config
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
+from appliance.metrics import CONTENT_TYPE
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
 from appliance.request_use import RequestUseRefused
+from appliance.tls import fingerprint_der, fingerprint_pem, server_context
 
 log = logging.getLogger("appliance.api")
 
@@ -149,8 +153,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def _hsm_health(node: Node) -> bool:
-    import asyncio
-
     try:
         return await asyncio.get_running_loop().run_in_executor(None, node.hsm.health)
     except Exception:
@@ -158,8 +160,6 @@ async def _hsm_health(node: Node) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from appliance.metrics import CONTENT_TYPE
-
     node = _node(request)
     if node.store is not None:
         try:  # the prime pool gauge, as of now
@@ -289,8 +289,6 @@ async def audit(request: web.Request) -> web.Response:
         raise bad_request("bad_since", "since must be an integer") from None
     if not 0 <= since < 1 << 63:  # SQLite integers are 64-bit (found by schemathesis)
         raise bad_request("bad_since", "since must be between 0 and 2^63 - 1")
-    import asyncio
-
     node = _node(request)
     if node.audit is None:
         raise NodeError(503, "audit_unavailable", "the audit log is not open")
@@ -750,8 +748,6 @@ def _id_schema(name: str) -> dict:
 
 
 def _path_params(path: str) -> list[str]:
-    import re
-
     return re.findall(r"{([^}]+)}", path)
 
 
@@ -761,12 +757,6 @@ def _path_params(path: str) -> list[str]:
 
 async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly."""
-    import asyncio
-    import signal
-
-    from api.tls import server_context
-    from appliance.config import load_node_config
-
     cfg = load_node_config(config_path)
     for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
         log.warning("%s was readable by others: now 0700/0600", path)

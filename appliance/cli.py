@@ -63,7 +63,7 @@ def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", 
 
 def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, hosts: list[str] | None,
                paillier_bits: int, extra: dict | None) -> dict:
-    from api.tls import make_node_certificate, write_private
+    from appliance.tls import make_node_certificate, write_private
     from hsm import HSM
     from hsm.softhsm import init_token
 
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "user-key":
             from api.auth import generate_user_key
-            from api.tls import write_private
+            from appliance.tls import write_private
 
             priv, pub = generate_user_key(args.kind)
             write_private(args.out, priv)

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from appliance.canonical import canonical_hash
 from appliance.config import ClusterConfig, PeerInfo
 from appliance.errors import ApplianceError
-from appliance.tss.group import Q, Point
+from appliance.tss.dealer import split_key
+from appliance.tss.group import Q, Point, SystemRNG
+from hsm.transport import encrypt_to
 
 FORMAT = "appliance-key-import"
 VERSION = 1
@@ -95,10 +97,6 @@ def request_params(bundle: Bundle) -> dict:
 def build_bundle(private_key: int, cluster: ClusterConfig, threshold: int,
                  node_ids: list[str] | None = None, *, chain_code: bytes | None = None) -> Bundle:
     """Split and encrypt (run this offline). ``node_ids``: the key's nodes (default all)."""
-    from appliance.tss.dealer import split_key
-    from appliance.tss.group import SystemRNG
-    from hsm.transport import encrypt_to
-
     nodes = [cluster.node(n) for n in node_ids] if node_ids else list(cluster.nodes)
     if len({n.id for n in nodes}) != len(nodes) or len(nodes) < 2:
         raise ImportBundleError("a key needs at least two distinct nodes")

@@ -207,7 +207,7 @@ class LocalCluster:
         keys_dir = self.base_dir / "users"
         make_private_dir(keys_dir)
         for role, priv in self.user_keys.items():
-            from api.tls import write_private
+            from appliance.tls import write_private
 
             write_private(keys_dir / f"{role}.pem", priv)
         self.procs = [None] * self.n
@@ -220,7 +220,7 @@ class LocalCluster:
     def _metrics_settings(self) -> dict:
         if self.metrics_auth != "mtls":
             return {"auth": self.metrics_auth}
-        from api.tls import make_node_certificate, write_private
+        from appliance.tls import make_node_certificate, write_private
 
         if not (self.scraper_dir / "scraper.crt").exists():
             cert, key = make_node_certificate("prometheus-scraper", ["localhost"])
@@ -392,7 +392,7 @@ class LocalCluster:
         return (self.data_dirs[i] / "tls" / "node.crt").read_text()
 
     def _server_ctx(self, i: int) -> ssl.SSLContext:
-        from api.tls import client_context
+        from appliance.tls import client_context
 
         return client_context(self.server_cert(i))
 
@@ -408,7 +408,7 @@ class LocalCluster:
 
     def peer_ssl_context(self, as_node: int, to_node: int) -> ssl.SSLContext:
         """A TLS client context presenting ``as_node``'s pinned certificate to ``to_node``."""
-        from api.tls import peer_client_context
+        from appliance.tls import peer_client_context
 
         d = self.data_dirs[as_node]
         return peer_client_context(d / "tls" / "node.crt", d / "tls" / "node.key", self.server_cert(to_node))

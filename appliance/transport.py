@@ -25,11 +25,12 @@ import aiohttp
 import cbor2
 from yarl import URL
 
-from api.tls import peer_client_context
 from appliance.bounded import loads_json
-from appliance.tss.cbor_depth import check_depth
 from appliance.config import NodeConfig, PeerInfo
+from appliance.tls import peer_client_context
+from appliance.tss.cbor_depth import check_depth
 from appliance.tss.protocol import Message, MessageRejected
+from hsm.transport import encrypt_to
 
 FRAME_CONTEXT = b"threshold-appliance/peer-frame/v1"
 MAX_FRAMES = 64
@@ -46,8 +47,6 @@ def make_frame(job_id: str, msg: Message, recipient: int, transport_key: bytes |
     data = msg.encode()
     encrypted = msg.recipient is not None
     if encrypted:
-        from hsm.transport import encrypt_to
-
         ctx = frame_context(job_id, msg.session_id, msg.protocol, msg.round, msg.sender, recipient)
         data = encrypt_to(transport_key, data, context=ctx)
     return {"s": msg.session_id, "p": msg.protocol, "r": msg.round, "f": msg.sender,

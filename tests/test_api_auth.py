@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 from api.auth import AuthError, RequestVerifier, generate_user_key, load_private_key, load_public_key, sign_request
-from api.tls import client_context, make_node_certificate, write_private
+from appliance.tls import client_context, make_node_certificate, write_private
 from tests.cluster_fixtures import cluster_fixture
 
 cluster = cluster_fixture(nodes=2, threshold=2)

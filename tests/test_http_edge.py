@@ -14,7 +14,7 @@ import pytest
 
 from api.edge import GuardedSite, runner_for
 from api.server import PEERS_KEY, make_app
-from api.tls import client_context, make_node_certificate, peer_client_context, server_context, write_private
+from appliance.tls import client_context, make_node_certificate, peer_client_context, server_context, write_private
 from appliance.config import ConfigError, HttpLimits
 from tests.bare_node import bare_node
 

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from yarl import URL
 
 from api.auth import generate_user_key, load_private_key, sign_request
-from api.tls import client_context, make_node_certificate, server_context, write_private
+from appliance.tls import client_context, make_node_certificate, server_context, write_private
 from appliance.fsmodes import mode_violations, tighten_tree
 from appliance.testing import LocalCluster
 from tests.cluster_fixtures import TEST_ONLY_PRIMES, check_signature, cluster_marks, digest_of

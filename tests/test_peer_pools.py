@@ -9,7 +9,7 @@ import socket
 import pytest
 from aiohttp import web
 
-from api.tls import make_node_certificate, server_context, write_private
+from appliance.tls import make_node_certificate, server_context, write_private
 from appliance.ids import peer_path
 from appliance.transport import POOL_LIMITS
 from tests.bare_node import bare_node
