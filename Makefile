@@ -24,7 +24,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: system-deps $(VENV)/.installed
 
-test: setup
+# the walls (import-linter contracts in pyproject.toml) and ruff first: a violation fails the run
+test: lint
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
 # the long versions: 500 signatures from 20 clients, more fuzz examples (APPLIANCE_SOAK=1),
@@ -40,7 +41,7 @@ bench: setup
 	$(PY) -m bench.run
 
 lint: setup
-	$(PY) -m pip install -q ruff
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check appliance hsm api tests bench
 
 clean:

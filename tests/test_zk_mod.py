@@ -160,11 +160,11 @@ def test_bad_w_rejected(paillier_keys, rng):
             mod.verify(CTX, sk.public, dataclasses.replace(proof, w=w), params)
     # Jacobi +1: w a non-residue modulo both p and q; w a square; w = 1
     while True:
-        w = 1 + rng.randbelow(int(N) - 1)
-        if gmpy2.legendre(w, p) == -1 and gmpy2.legendre(w, q) == -1:
+        nonres = 1 + rng.randbelow(int(N) - 1)
+        if gmpy2.legendre(nonres, p) == -1 and gmpy2.legendre(nonres, q) == -1:
             break
-    proof = cheat_mod_proof(CTX, N, [p, q], w, params.m)
-    for w in (w, w * w % N, 1):
+    proof = cheat_mod_proof(CTX, N, [p, q], nonres, params.m)
+    for w in (nonres, nonres * nonres % N, 1):
         assert gmpy2.jacobi(w, N) == 1
         with pytest.raises(ProofError, match="Jacobi"):
             mod.verify(CTX, sk.public, dataclasses.replace(proof, w=w), params)
