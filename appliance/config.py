@@ -98,20 +98,9 @@ class PeerInfo:
 
 
 @dataclass(frozen=True)
-class UserInfo:
-    id: str
-    roles: tuple[str, ...]
-    public_key: str  # PEM
-
-    def has(self, role: str) -> bool:
-        return role in self.roles
-
-
-@dataclass(frozen=True)
 class ClusterConfig:
     id: str
     nodes: tuple[PeerInfo, ...]
-    users: tuple[UserInfo, ...]
 
     def node(self, node_id: str) -> PeerInfo:
         for n in self.nodes:
@@ -124,12 +113,6 @@ class ClusterConfig:
             if n.index == index:
                 return n
         raise ConfigError(f"no node has index {index}")
-
-    def user(self, user_id: str) -> UserInfo | None:
-        for u in self.users:
-            if u.id == user_id:
-                return u
-        return None
 
     @classmethod
     def from_mapping(cls, m: dict) -> "ClusterConfig":
@@ -149,24 +132,8 @@ class ClusterConfig:
             raise ConfigError(f"node ids must match {GRAMMARS['node_id'].pattern}: {bad_ids}")
         if len({n.id for n in nodes}) != len(nodes) or len({n.index for n in nodes}) != len(nodes):
             raise ConfigError("node ids and indices must be unique")
-        users = []
-        for u in m.get("users", []):
-            roles = tuple(u.get("roles", []))
-            bad = [r for r in roles if not isinstance(r, str) or ROLE_NAME.match(r) is None]
-            if bad:
-                raise ConfigError(f"user {u.get('id')!r}: bad role names {bad}")
-            users.append(UserInfo(id=str(u["id"]), roles=roles, public_key=str(u["public_key"])))
-        return cls(id=str(c.get("id", "cluster")), nodes=tuple(sorted(nodes, key=lambda n: n.index)),
-                   users=tuple(users))
-
-    def to_mapping(self) -> dict:
-        return {
-            "cluster": {"id": self.id},
-            "nodes": [{"id": n.id, "index": n.index, "url": n.url, "tls_cert": n.tls_cert,
-                       "identity_key": n.identity_key.hex(), "transport_key": n.transport_key.hex()}
-                      for n in self.nodes],
-            "users": [{"id": u.id, "roles": list(u.roles), "public_key": u.public_key} for u in self.users],
-        }
+        # [[users]] belong to the policy (appliance.policy.Policy.from_mapping checks them)
+        return cls(id=str(c.get("id", "cluster")), nodes=tuple(sorted(nodes, key=lambda n: n.index)))
 
 
 METRICS_AUTH = ("bearer", "mtls", "none")

@@ -124,7 +124,7 @@ def parse_bundle_public(obj: object) -> Bundle:
         raise ImportBundleError("the bundle's parties and nodes do not pair up") from None
     cluster = ClusterConfig(id="bundle", nodes=tuple(
         PeerInfo(id=n, index=p, url="", tls_cert="", identity_key=b"", transport_key=b"")
-        for p, n in parties.items()), users=())
+        for p, n in parties.items()))
     return parse_bundle(obj, cluster)
 
 

@@ -1,7 +1,7 @@
 """The node's view of its durable state: :class:`appliance.store.Store` (keys, sealed shares,
 sealed primes, presignatures, sign requests) plus the few things the node layer adds in
 tables of its own in the same SQLite file (``node_*``: key life cycle, key operations,
-sign-request signer sets, the event log that issue 6's audit log replaces).
+sign-request signer sets, policy statements and decisions).
 
 Key life cycle on a node: a DKG or refresh leaves its result *pending* (the sealed share is
 stored, the key or its new epoch is not in use; ``node_pending`` records what it would commit)
@@ -46,16 +46,6 @@ CREATE TABLE IF NOT EXISTS node_operations (
 CREATE TABLE IF NOT EXISTS node_requests (
     request_id TEXT PRIMARY KEY,
     signers TEXT
-);
-CREATE TABLE IF NOT EXISTS node_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    actor TEXT,
-    action TEXT NOT NULL,
-    key_id TEXT,
-    subject TEXT,
-    decision TEXT,
-    reason TEXT
 );
 """
 
@@ -170,7 +160,7 @@ class NodeStore:
         self.core = Store(path)
         self.db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout = 10000")
-        # the node's own bookkeeping (operations, events) need not be fsynced per commit:
+        # the node's own bookkeeping (operations, signer sets) need not be fsynced per commit:
         # secrets, keys, presignature spending and requests are in the core store (FULL)
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
@@ -546,20 +536,6 @@ class NodeStore:
 
     def count_primes(self, bits: int) -> int:
         return self.core.count_sealed_primes(bits)
-
-    # -- events (the hook issue 6's audit log replaces) -------------------------------
-
-    def add_event(self, actor: str | None, action: str, key_id: str | None = None,
-                  subject: str | None = None, decision: str | None = None, reason: str | None = None) -> int:
-        cur = self._x("INSERT INTO node_events (time, actor, action, key_id, subject, decision, reason)"
-                      " VALUES (?,?,?,?,?,?,?)", (time.time(), actor, action, key_id, subject, decision, reason))
-        return int(cur.lastrowid)
-
-    def events(self, since: int = 0, limit: int = 1000) -> list[dict]:
-        cols = ("seq", "time", "actor", "action", "key_id", "subject", "decision", "reason")
-        rows = self._x(f"SELECT {', '.join(cols)} FROM node_events WHERE seq>? ORDER BY seq LIMIT ?",
-                       (since, limit)).fetchall()
-        return [dict(zip(cols, r)) for r in rows]
 
     # -- policy: statements, decisions, updates (issue 6) -----------------------------
 

@@ -620,9 +620,6 @@ class Policy:
                 return r
         return self.signing
 
-    def users_with(self, role: str) -> list[User]:
-        return [u for u in self.users if u.has(role)]
-
     # -- canonical form and hash -------------------------------------------------------
     def tx_rules_for(self, key_id: str | None):
         """The transaction rules (:class:`appliance.payloads.TxRules`) of ``key_id``."""
@@ -764,10 +761,6 @@ def _toml(v: Any) -> str:
     raise PolicyError(f"cannot write {type(v).__name__} as TOML")
 
 
-def load_policy(path: str | Path) -> Policy:
-    return Policy.load(path)
-
-
 # =========================================================================== statements
 
 
@@ -901,10 +894,6 @@ class Request:
         """``req_`` + 32 hex characters of SHA-256 over :meth:`message`: the same statement
         (same nonce) always gives the same id, a different one another id."""
         return "req_" + hashlib.sha256(self.message()).hexdigest()[:32]
-
-    @property
-    def digest_bytes(self) -> bytes | None:
-        return bytes.fromhex(self.digest) if self.digest is not None else None
 
     @classmethod
     def from_statement(cls, s: Any) -> Request:

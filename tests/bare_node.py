@@ -23,7 +23,7 @@ def bare_node(tmp: Path, *, nodes: int = 3, me: int = 0, urls: list[str] | None 
                            b"\x04" * 65) for i in range(nodes))
     cfg = NodeConfig(path=tmp / "node.toml", node_id=f"node-{me + 1}", listen_host="127.0.0.1",
                      listen_port=9000 + me, db=tmp / "node.db", tls_cert=tls_cert or tmp / "tls.crt",
-                     tls_key=tls_key or tmp / "tls.key", hsm={}, cluster=ClusterConfig("bare", peers, ()),
+                     tls_key=tls_key or tmp / "tls.key", hsm={}, cluster=ClusterConfig("bare", peers),
                      cluster_mapping=policy, metrics=MetricsConfig(auth="none"))
     node = Node(cfg)
     node.store = NodeStore(cfg.db)
