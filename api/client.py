@@ -26,6 +26,8 @@ from yarl import URL
 from api.auth import load_private_key, sign_request
 from appliance.bounded import loads_json
 from appliance.ids import url_path
+from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
+from appliance.policy import PolicyError, Request, make_approval, make_request, new_nonce
 from appliance.tls import client_context
 
 
@@ -223,7 +225,6 @@ class ApplianceClient:
 
     async def _statement(self, action: str, *, key_id: str | None = None, nonce: str | None = None,
                          refresh: bool = False, **fields: Any):
-        from appliance.policy import make_request
 
         pol = await self.policy(refresh)
         rule = self._rule(pol, action, key_id)
@@ -235,7 +236,6 @@ class ApplianceClient:
                            nonce: str | None = None, **fields: Any) -> dict:
         """POST ``body`` with the user's signed request statement; once more with a fresh
         policy if the node's changed meanwhile (policy_mismatch)."""
-        from appliance.policy import new_nonce
 
         nonce = nonce or new_nonce()
         for attempt in (0, 1):
@@ -249,7 +249,6 @@ class ApplianceClient:
 
     async def _decision(self, request_json: dict, decision: str):
         """The user's signed decision on a request (its statement as the node shows it)."""
-        from appliance.policy import Request, make_approval
 
         req = Request.from_statement(request_json["statement"])
         pol = await self.policy()
@@ -265,7 +264,6 @@ class ApplianceClient:
         operation's result (``key_id``, ``public_key``, ``epoch``, ``recommendation``...).
         ``refresh``: refresh the key right after (recommended: the dealer's machine saw the
         whole key) — an ordinary signed refresh request; ``refreshed`` and ``epoch`` tell."""
-        from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
 
         body: dict[str, Any] = {"bundle": bundle}
         if paillier_bits is not None:
@@ -315,8 +313,6 @@ class ApplianceClient:
             body["network"] = network
         path = url_path("v1", "keys", key_id, "sign-requests")
         try:
-            from appliance.policy import PolicyError
-
             cache = self.__dict__.setdefault("_sent", {})
             if nonce is not None and (key_id, nonce) in cache:  # a retry: the same statement
                 return await self.request("POST", path, {**body, "request": cache[(key_id, nonce)]})

@@ -63,6 +63,7 @@ import re
 import sqlite3
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ from typing import IO, Any
 
 from appliance.canonical import CanonicalError, canonical_json, parse_canonical, parse_json
 from appliance.errors import ApplianceError
+from appliance.tss import ecdsa
 
 log = logging.getLogger("appliance.audit")
 
@@ -200,8 +202,6 @@ class Checkpoint:
 
 def verify_node_signature(public_key: bytes | str, digest: bytes, signature: bytes) -> bool:
     """A node identity-key signature: secp256k1 ECDSA, 64-byte r||s over a 32-byte digest."""
-    from appliance.tss import ecdsa
-
     try:
         pk = bytes.fromhex(public_key) if isinstance(public_key, str) else bytes(public_key)
         if len(signature) != 64:
@@ -856,8 +856,6 @@ def node_keys_from_cluster(cluster: Any) -> dict[str, bytes]:
     """node id -> identity key from a ``ClusterConfig``, a cluster.toml mapping, or a path
     to cluster.toml (or to a node.toml that names it)."""
     if isinstance(cluster, (str, Path)):
-        import tomllib
-
         path = Path(cluster)
         with open(path, "rb") as f:
             m = tomllib.load(f)

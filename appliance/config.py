@@ -78,6 +78,7 @@ from typing import Any
 from appliance.errors import ApplianceError
 from appliance.fsmodes import make_private_dir, write_private_file
 from appliance.ids import GRAMMARS, is_id
+from hsm.config import HSMConfig
 
 ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a policy may define more
@@ -225,8 +226,6 @@ class NodeConfig:
         return self.path.parent
 
     def hsm_config(self):
-        from hsm.config import HSMConfig
-
         return HSMConfig.from_mapping(self.hsm)
 
 

@@ -46,6 +46,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from appliance import __version__
+from appliance.policy import REASONS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER = "other"
@@ -86,8 +87,6 @@ class Metrics:
                  registry: CollectorRegistry | None = None, version: str = __version__,
                  protocol: str = "cggmp24") -> None:
         if reasons is None:
-            from appliance.policy import REASONS
-
             reasons = REASONS
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.peers = frozenset(peers)

@@ -52,23 +52,29 @@ import logging
 import multiprocessing
 import os
 import secrets
+import sqlite3
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import gmpy2
 from yarl import URL
 
+from appliance import payloads
 from appliance.bounded import check_recursion_limit
 from appliance.config import NodeConfig, PeerInfo
 from appliance.early_frames import EarlyFrames
 from appliance.errors import ApplianceError
+from appliance.hardening import disable_core_dumps
 from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
 from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
 from appliance.node_store import NodeStore
+from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
 from appliance.presig_keys import destroy_spent_presignature_keys
+from appliance.quarantine import Quarantine
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.sealed import SealContext, presig_key_label
 from appliance.transport import (
@@ -80,11 +86,20 @@ from appliance.transport import (
     frame_context,
     make_frame,
 )
-from appliance.tss import ecdsa
+from appliance.tss import ecdsa, wire
+from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.dealer import ImportError_, accept_share
+from appliance.tss.group import Q, SystemRNG
+from appliance.tss.keygen import KeygenParty
 from appliance.tss.keyshare import KeyShare
+from appliance.tss.presign import Presignature, PresignParty
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
-from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, ProtocolAbort
+from appliance.tss.protocol import IdentityDirectory, Message, MessageRejected, ProtocolAbort, RoundPayload
+from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
+from appliance.tss.sign import SignParty, SignR2
+from hsm import HSM
+from hsm.errors import (HSMConfigError, HSMError, HSMIntegrityError, HSMModuleError, HSMPinError,
+                        HSMTokenNotFoundError, HSMUnavailableError)
 
 log = logging.getLogger("appliance.node")
 
@@ -149,8 +164,6 @@ class HSMSigner:
 
     def sign(self, digest: bytes) -> bytes:
         sig = self.hsm.sign_digest(digest)
-        from appliance.tss.group import Q
-
         r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
         if s > Q // 2:
             s = Q - s
@@ -171,8 +184,6 @@ def _init_prime_process() -> None:
     except OSError:
         pass
     try:
-        from appliance.hardening import disable_core_dumps
-
         disable_core_dumps()
     except Exception:
         pass
@@ -316,20 +327,12 @@ class Node(PolicyMixin):
         self.lifecycle_interval = float(config.testing.get("lifecycle_interval_s", 2.0))
         self._sent_log: list[tuple[int, str, dict]] = []
         self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
-        from appliance.quarantine import Quarantine
-
         self.quarantine = Quarantine(config.db.with_name(config.db.name + ".quarantine.json"),
                                      [n.id for n in self.cluster.nodes], self.metrics.registry)
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        from hsm import HSM
-        from hsm.errors import (HSMConfigError, HSMModuleError, HSMPinError, HSMTokenNotFoundError,
-                                HSMUnavailableError)
-
-        from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
-
         check_recursion_limit()  # a raised limit lets a deep body overflow the C stack
         problem = database_problem(self.config.db)
         if problem is not None:
@@ -356,9 +359,6 @@ class Node(PolicyMixin):
         await self._started_with(hsm)
 
     async def _open_hsm_later(self, hcfg) -> None:
-        from hsm import HSM
-        from hsm.errors import HSMError
-
         delay = 1.0
         while not self.stopping:
             await asyncio.sleep(delay)
@@ -705,9 +705,6 @@ class Node(PolicyMixin):
                              op_id: str | None = None) -> dict:
         """Run an allowed key change (its job carries the signed request and approvals, which
         every party checks); ``op_id``: the pending operation it was waiting as."""
-        from appliance.tss import wire
-        from appliance.tss.reshare import OldKeyInfo
-
         job_id = new_id("job")
         if kind == "import":
             bundle = self._import_bundle(body["bundle"])
@@ -897,8 +894,6 @@ class Node(PolicyMixin):
             stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
                       "public_key": dec.items[0].public_key.hex(), "result": None}
             if dec.payload_type != "digest":
-                from appliance import payloads
-
                 stored["result"] = payloads.assemble(dec, sigs)
             self.store.update_sign_request(request_id, status="signed", signature=stored)
             self.metrics.sign_request("signed")
@@ -1586,9 +1581,6 @@ class Node(PolicyMixin):
     async def peer_key_state(self, key_id: str) -> dict:
         """``GET /v1/peer/keys/{key_id}``: whether this node holds the key, at which epoch, and a
         hash of the key's public state as its share says (newcomers compare it)."""
-        from appliance.tss import wire
-        from appliance.tss.reshare import OldKeyInfo
-
         row = self.store.get_key(key_id)
         if row is None:
             return {"key_id": key_id, "status": "none"}
@@ -1670,8 +1662,6 @@ class Node(PolicyMixin):
     async def _aux_and_stage(self, job: JobRun, spec: dict, share: KeyShare, rng, deadline) -> None:
         """Aux-info for a fresh share (after a DKG or an import), then seal and stage it
         until the coordinator commits the key."""
-        from appliance.tss.aux import AuxParty, generate_aux_keys
-
         bits = int(spec["paillier_bits"])
         primes = await self._take_primes(bits)
         keys = await self.cpu_call(generate_aux_keys, bits, primes, rng)
@@ -1684,12 +1674,6 @@ class Node(PolicyMixin):
         job.result = {"public_key": share.public_key.hex(), "epoch": share.epoch,
                       "fingerprint": share.public_fingerprint().hex()}
     async def _run_job(self, job: JobRun) -> None:
-        from appliance.tss.aux import AuxParty, generate_aux_keys
-        from appliance.tss.group import SystemRNG
-        from appliance.tss.keygen import KeygenParty
-        from appliance.tss.presign import Presignature, PresignParty
-        from appliance.tss.sign import SignParty
-
         spec = job.spec
         kind = spec["kind"]
         rng = SystemRNG()
@@ -1725,9 +1709,6 @@ class Node(PolicyMixin):
                 job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
                               "fingerprint": new.public_fingerprint().hex()}
             elif kind == "reshare":
-                from appliance.tss import wire
-                from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
-
                 old = wire.decode(bytes.fromhex(spec["old_info"]), OldKeyInfo)
                 senders, new_members = list(spec["senders"]), list(spec["new_members"])
                 share = None
@@ -1816,8 +1797,6 @@ class Node(PolicyMixin):
             raise JobFailed(NodeError(503, "quorum_unreachable", "a party could not be reached",
                                       missing_nodes=self.node_ids([exc.index]))) from None
         except Exception as exc:
-            from hsm.errors import HSMError, HSMIntegrityError
-
             if isinstance(exc, HSMIntegrityError):
                 raise JobFailed(NodeError(
                     500, "sealed_data_corrupt",
@@ -1864,8 +1843,6 @@ class Node(PolicyMixin):
     async def _check_import_share(self, spec: dict):
         """Decrypt this node's share of an import bundle inside the HSM and check it against the
         dealer's commitments; the KeyShare (no aux yet) or a NodeError naming the problem."""
-        from hsm import HSMError
-
         try:
             bundle = parse_bundle(spec.get("bundle"), self.cluster)
         except ImportBundleError as exc:
@@ -2049,8 +2026,6 @@ class Node(PolicyMixin):
         return await self._deliver(job, from_index, frames)
 
     async def _deliver(self, job: JobRun, from_index: int, frames: list) -> int:
-        from hsm import HSMError
-
         dropped = 0
         for raw in frames:
             try:
@@ -2209,13 +2184,6 @@ class Node(PolicyMixin):
 
 def _bad_partial(m: Message, signer) -> Message:
     """Test-only tamper: this node's sign round-2 message with σ_i + 1, validly signed by it."""
-    from dataclasses import replace
-
-    from appliance.tss import wire
-    from appliance.tss.group import Q
-    from appliance.tss.protocol import RoundPayload
-    from appliance.tss.sign import SignR2
-
     rp = wire.decode(m.payload, RoundPayload)
     body = wire.encode(SignR2((wire.decode(rp.body, SignR2).sigma + 1) % Q))
     bare = replace(m, payload=wire.encode(RoundPayload(body, rp.echo)), signature=b"")
@@ -2224,9 +2192,6 @@ def _bad_partial(m: Message, signer) -> Message:
 
 def database_problem(path) -> str | None:
     """None if the node's database is sound (or new); else a clear description."""
-    import sqlite3
-    from pathlib import Path
-
     path = Path(path)
     if not path.exists():
         return None

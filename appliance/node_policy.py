@@ -46,6 +46,7 @@ from typing import Any
 from appliance import payloads
 from appliance.audit import AuditError, AuditFieldError, AuditLog, AuditUnavailable, Checkpoint
 from appliance.canonical import CanonicalError
+from appliance.config import ConfigError
 from appliance.ids import is_id, peer_path
 from appliance.job_authority import JOB_AUTHORITY
 from appliance.request_use import RequestUseRefused
@@ -71,6 +72,10 @@ from appliance.policy import (
     payload_hash,
     verify_policy_update,
 )
+from appliance.store import ConflictError
+from appliance.transport import FORWARD_POOL, PeerError
+from appliance.tss import bip32
+from appliance.tss.group import Point
 
 log = logging.getLogger("appliance.node")
 
@@ -101,8 +106,6 @@ class PolicyMixin:
                 return Policy.load(cfg.policy_file)
             return Policy.from_mapping(cfg.cluster_mapping)
         except PolicyError as exc:
-            from appliance.config import ConfigError
-
             raise ConfigError(f"the cluster policy does not load: {exc}") from None
 
     def _open_policy(self) -> None:
@@ -405,8 +408,6 @@ class PolicyMixin:
 
     async def _start_signing(self, request_id: str, approvals: list[Approval], *, actor: str) -> None:
         """The rule is met: pick reachable signers, mark the request signing, run the job."""
-        from appliance.store import ConflictError
-
         req = self.store.get_sign_request(request_id)
         st = self.store.get_statement(request_id)
         row = self.active_key(req["key_id"])
@@ -475,8 +476,6 @@ class PolicyMixin:
         until = min(stmt["expires_at"], stmt["created_at"] + self.policy.rule_for(req["key_id"]).request_ttl_s)
         if time.time() < until:
             return req
-        from appliance.store import ConflictError
-
         try:
             self.store.core.update_sign_request(req["request_id"], status="expired",
                                                 expected_status="pending",
@@ -549,8 +548,6 @@ class PolicyMixin:
         approver, whom this node authenticated). The id is checked against its exact grammar
         and the peer URL built from encoded segments, so nothing in it can leave its segment."""
         NodeError, _, not_found = _errors()
-        from appliance.transport import FORWARD_POOL, PeerError
-
         if not is_id("request_id", request_id):
             raise not_found("sign request")
         segments = ("sign-requests", request_id) + (("decisions",) if method == "POST" else ())
@@ -599,8 +596,6 @@ class PolicyMixin:
 
     async def _apply_outcome(self, req: dict, sr: SignedRequest, approvals: list[Approval],
                              outcome: Decision, *, actor: str) -> None:
-        from appliance.store import ConflictError
-
         rid = req["request_id"]
         if outcome.allowed:
             await self._start_signing(rid, approvals, actor=actor)
@@ -882,8 +877,6 @@ class PolicyMixin:
     def _invalidate_pending(self, code: str) -> None:
         """A policy change: requests and operations waiting for approvals under the old policy
         can never be approved (their statements name its hash)."""
-        from appliance.store import ConflictError
-
         err = {"status": 409, "code": code, "message": "the policy changed while it was pending"}
         n = 0
         for req in self.store.list_sign_requests(("pending",)):
@@ -992,9 +985,6 @@ class PolicyMixin:
 
     def derive_key(self, key_id: str, path: Any) -> dict:
         _, bad_request, _ = _errors()
-        from appliance.tss import bip32
-        from appliance.tss.group import Point
-
         row = self.active_key(key_id)
         if not row.get("chain_code"):
             raise bad_request("no_chain_code", "this key has no chain code")

@@ -82,7 +82,10 @@ machine reason code from :data:`REASONS`. A signer node takes part only if it is
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import re
 import secrets
 import tomllib
@@ -98,6 +101,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from appliance.canonical import CanonicalError, canonical_json, parse_json, sha256_hex
 from appliance.errors import ApplianceError
+from appliance.payloads.rules import TxRules
 
 POLICY_FORMAT = "appliance-policy/1"
 REQUEST_TYPE = "appliance/request/v1"
@@ -425,8 +429,6 @@ class SigningRule:
 
     def tx_rules(self):
         """This rule's :class:`appliance.payloads.TxRules` (what every signer evaluates)."""
-        from appliance.payloads.rules import TxRules
-
         d = {k: v for k, v in self.transactions.items() if k != "network"}
         return TxRules.from_dict({**d, "allow_raw_digest": self.allow_raw_digest,
                                   "allowed_payload_types": list(self.payload_types)})
@@ -451,9 +453,6 @@ _TX_OWN = ("allow_raw_digest", "allowed_payload_types")  # set by the signing ru
 def _parse_transactions(m: Any, base: Mapping, where: str) -> dict:
     """The normalized ``transactions`` table: ``base`` updated field by field with ``m``,
     checked by building the TxRules, amounts as decimal strings (wei exceed 2**53)."""
-    from appliance.errors import ApplianceError as _AE
-    from appliance.payloads.rules import TxRules
-
     _want(isinstance(m, Mapping), f"{where}.transactions must be a table")
     bad = [k for k in m if k in _TX_OWN]
     _want(not bad, f"{where}.transactions: {', '.join(bad)} is set in the signing rule itself "
@@ -465,7 +464,7 @@ def _parse_transactions(m: Any, base: Mapping, where: str) -> dict:
               f"{', '.join(BITCOIN_NETWORKS)}")
     try:
         rules = TxRules.from_dict(merged)
-    except (_AE, TypeError, ValueError) as exc:
+    except (ApplianceError, TypeError, ValueError) as exc:
         raise PolicyError(f"{where}.transactions: {exc}") from None
     out = {k: v for k, v in rules.to_dict().items() if v is not None and k not in _TX_OWN}
     out["limits"] = {a: {k: str(v) for k, v in lim.items() if v is not None}
@@ -1031,10 +1030,6 @@ def payload_hash(payload_type: str, payload: Any) -> str:
     PSBT (base64 text or raw bytes), ``eth_tx`` the serialized transaction (hex text or raw
     bytes), ``eip712`` the RFC 8785 JSON of the typed-data object (or the exact JSON bytes if
     given as bytes/str)."""
-    import base64
-    import binascii
-    import json
-
     if payload_type not in PAYLOAD_TYPES:
         raise PolicyError(f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
     if payload_type == "eip712" and isinstance(payload, Mapping):

@@ -55,6 +55,7 @@ its own network namespace (see tests/test_netns.py).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -69,8 +70,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from api.auth import generate_user_key
+from api.client import ApplianceClient
 from appliance.config import write_toml
 from appliance.fsmodes import make_private_dir, open_private_append, write_private_file
+from appliance.policy import Policy, default_policy
+from appliance.tls import client_context, make_node_certificate, peer_client_context, write_private
 
 ROLE_USERS = ("initiator", "approver", "admin", "auditor")
 
@@ -133,8 +140,6 @@ class LocalCluster:
     # -- context manager ------------------------------------------------------------------
 
     async def __aenter__(self) -> "LocalCluster":
-        import atexit
-
         atexit.register(self._kill_all)  # never leave node processes behind
         try:
             await self.setup()
@@ -150,8 +155,6 @@ class LocalCluster:
     # -- building -------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        from api.auth import generate_user_key
-
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="appliance-cluster-"))
         make_private_dir(self.base_dir)  # node state and user keys: this user's only
@@ -207,8 +210,6 @@ class LocalCluster:
         keys_dir = self.base_dir / "users"
         make_private_dir(keys_dir)
         for role, priv in self.user_keys.items():
-            from appliance.tls import write_private
-
             write_private(keys_dir / f"{role}.pem", priv)
         self.procs = [None] * self.n
 
@@ -220,7 +221,6 @@ class LocalCluster:
     def _metrics_settings(self) -> dict:
         if self.metrics_auth != "mtls":
             return {"auth": self.metrics_auth}
-        from appliance.tls import make_node_certificate, write_private
 
         if not (self.scraper_dir / "scraper.crt").exists():
             cert, key = make_node_certificate("prometheus-scraper", ["localhost"])
@@ -236,7 +236,6 @@ class LocalCluster:
     async def metrics(self, i: int = 0) -> str:
         """Scrape node ``i``'s ``/metrics`` as a Prometheus scraper would: with the node's
         bearer token, or the scraper's client certificate (``metrics_auth="mtls"``)."""
-        import aiohttp
 
         ctx = self._server_ctx(i)
         headers = {}
@@ -255,7 +254,6 @@ class LocalCluster:
         """LocalCluster's policy: :func:`appliance.policy.default_policy` (signing needs the
         initiator and one approver, key changes one admin, raw digests allowed) over the
         cluster's users, with ``policy=`` overrides merged in (tables merged key by key)."""
-        from appliance.policy import Policy, default_policy
 
         base = default_policy("local", {u["id"]: u["public_key"] for u in users},
                               roles={u["id"]: u["roles"] for u in users}).canonical()
@@ -289,7 +287,6 @@ class LocalCluster:
 
     def configure_node(self, i: int, section: str, **values: Any) -> None:
         """Change settings in node ``i``'s node.toml (effective at its next start)."""
-        import tomllib
 
         path = self.data_dirs[i] / "node.toml"
         m = tomllib.loads(path.read_text())
@@ -315,8 +312,6 @@ class LocalCluster:
         await self.wait_ready(i, path="/readyz" if wait == "ready" else "/healthz")
 
     async def wait_ready(self, i: int, timeout: float | None = None, path: str = "/readyz") -> None:
-        import aiohttp
-
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         ctx = self._server_ctx(i)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
@@ -377,7 +372,6 @@ class LocalCluster:
                 pass
         self._clients.clear()
         await asyncio.gather(*(self.stop_node(i) for i in range(len(self.procs))), return_exceptions=True)
-        import atexit
 
         atexit.unregister(self._kill_all)
         for f in self._logs:
@@ -392,13 +386,10 @@ class LocalCluster:
         return (self.data_dirs[i] / "tls" / "node.crt").read_text()
 
     def _server_ctx(self, i: int) -> ssl.SSLContext:
-        from appliance.tls import client_context
-
         return client_context(self.server_cert(i))
 
     def client(self, user: str = "admin", node: int = 0):
         """An ApplianceClient for ``user`` (a role name) talking to node ``node``."""
-        from api.client import ApplianceClient
 
         if user not in self.user_keys:
             raise KeyError(f"no user {user!r}; users: {', '.join(self.user_keys)}")
@@ -408,7 +399,6 @@ class LocalCluster:
 
     def peer_ssl_context(self, as_node: int, to_node: int) -> ssl.SSLContext:
         """A TLS client context presenting ``as_node``'s pinned certificate to ``to_node``."""
-        from appliance.tls import peer_client_context
 
         d = self.data_dirs[as_node]
         return peer_client_context(d / "tls" / "node.crt", d / "tls" / "node.key", self.server_cert(to_node))
@@ -420,7 +410,6 @@ class LocalCluster:
         and TLS keys). ``cluster.toml`` is updated on every node with the new node info and the
         other running nodes are restarted to load it; node ``i`` starts unless ``start=False``
         (e.g. to restore a backup into it first). Returns the new node info."""
-        import tomllib
 
         d = self.data_dirs[i]
         old = tomllib.loads((d / "node.toml").read_text())
@@ -461,7 +450,6 @@ class LocalCluster:
 
     async def wait_primes(self, timeout: float = 600.0) -> None:
         """Wait until every node has the primes for one aux-info run in its pool."""
-        import aiohttp
 
         deadline = time.monotonic() + timeout
         for i in range(self.n):

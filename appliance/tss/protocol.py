@@ -35,7 +35,7 @@ from appliance.errors import ApplianceError, EncodingError
 from appliance.tss import wire
 from appliance.tss.cbor_depth import check_depth
 from appliance.tss.group import RNG
-from appliance.tss.transcript import PROTOCOL_VERSION
+from appliance.tss.transcript import PROTOCOL_VERSION, Transcript
 
 VERSION = PROTOCOL_VERSION.decode()
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -172,8 +172,6 @@ class Message:
 
 def setup_hash(protocol: str, **values: object) -> bytes:
     """A hash of a session's public parameters, exchanged (and echoed) in round 1."""
-    from appliance.tss.transcript import Transcript
-
     tr = Transcript(b"session-setup").append("protocol", protocol)
     for name in sorted(values):
         tr.append(name, values[name])  # type: ignore[arg-type]
