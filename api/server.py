@@ -37,6 +37,7 @@ from appliance import __version__
 from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
 from appliance.bounded import TooDeep, check_depth, loads_json
+from appliance.faults import NO_FAULTS, FaultPlan
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
@@ -759,8 +760,9 @@ def _path_params(path: str) -> list[str]:
 # running a node
 
 
-async def serve(config_path: str, *, ready_file: str | None = None) -> None:
-    """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly."""
+async def serve(config_path: str, *, ready_file: str | None = None, faults: FaultPlan = NO_FAULTS) -> None:
+    """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly.
+    ``faults``: test-only (only ``python -m appliance.testing serve`` passes one)."""
     import asyncio
     import signal
 
@@ -770,7 +772,7 @@ async def serve(config_path: str, *, ready_file: str | None = None) -> None:
     cfg = load_node_config(config_path)
     for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
         log.warning("%s was readable by others: now 0700/0600", path)
-    node = Node(cfg)
+    node = Node(cfg, faults=faults)
     await node.start()
     app = make_app(node)
     scraper = app[METRICS_AUTH_KEY]

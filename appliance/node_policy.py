@@ -119,7 +119,7 @@ class PolicyMixin:
         self.audit = AuditLog(path, self.me.id, signer=self._checkpoint_signer,
                               checkpoint_every=max(1, cfg.audit_checkpoint_every),
                               on_append=self.metrics.audit_written)
-        if self.config.testing.get("audit_read_only"):
+        if self.faults.audit_read_only:
             # test-only fault: the audit store refuses writes (as a read-only or full disk does)
             self.audit._db.execute("PRAGMA query_only = ON")
 
@@ -393,10 +393,10 @@ class PolicyMixin:
         return self._choose_signers(row, usable, t)
 
     def _fault(self, request) -> str | None:
-        """Test-only coordinator faults ([testing] coordinator_faults = true), chosen by a
+        """Test-only coordinator faults (FaultPlan.coordinator_faults), chosen by a
         request nonce ``testfault.<name>.<random>``: forge-approval, replay-approval,
         skip-approval, skip-checks, substitute-digest."""
-        if not self.config.testing.get("coordinator_faults"):
+        if not self.faults.coordinator_faults:
             return None
         nonce = getattr(request, "nonce", "") or ""
         if not nonce.startswith(FAULT_PREFIX):

@@ -34,7 +34,13 @@ with a scraper certificate LocalCluster makes (``metrics_auth="mtls"``,
 Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same state),
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
-``node_extra`` (extra node.toml settings per node index, e.g. ``{"testing": {...}}``).
+``node_extra`` (extra node.toml settings per node index, e.g. ``{"node": {...}}``).
+
+Faults (test-only): ``faults={i: {"tamper": ["alter"]}}`` or ``cluster.configure_faults(i, ...)``
+give node ``i`` a :class:`appliance.faults.FaultPlan` (slow peer, tampered frames, crash points,
+a malicious coordinator, a read-only audit store); such a node is started through this module's
+test-only entry point (``python -m appliance.testing serve --config ... --faults ...``), never
+through a setting production code reads.
 
 Policy: each node reads ``policy.toml`` (identical on every node), LocalCluster's default
 policy (:meth:`LocalCluster.default_policy`): signing needs the initiator and one approver,
@@ -70,7 +76,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import write_toml
-from appliance.fsmodes import make_private_dir, open_private_append, write_private_file
+from appliance.faults import FaultPlan
+from appliance.fsmodes import make_private_dir, open_private_append, set_private_umask, write_private_file
 
 ROLE_USERS = ("initiator", "approver", "admin", "auditor")
 
@@ -96,7 +103,8 @@ class LocalCluster:
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
-                 users: dict[str, list[str]] | None = None) -> None:
+                 users: dict[str, list[str]] | None = None,
+                 faults: dict[int, dict] | None = None) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -114,6 +122,7 @@ class LocalCluster:
         self.metrics_auth = "none" if metrics_open else metrics_auth  # metrics_open=True: older spelling
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
+        self.faults = faults or {}
         self.policy_overrides = policy or {}
         self.extra_users = dict(users or {})
         self.python = python or sys.executable
@@ -210,6 +219,8 @@ class LocalCluster:
             from api.tls import write_private
 
             write_private(keys_dir / f"{role}.pem", priv)
+        for i, plan in self.faults.items():
+            self.configure_faults(i, **plan)
         self.procs = [None] * self.n
 
     @property
@@ -287,6 +298,17 @@ class LocalCluster:
         env.pop("SOFTHSM2_CONF", None)
         return env
 
+    def configure_faults(self, i: int, **values: Any) -> None:
+        """Node ``i``'s test-only fault plan (:class:`appliance.faults.FaultPlan` fields), from
+        its next start; no values: none. Written to ``faults.json`` in its data directory and
+        handed to the node by this module's test-only entry point, never by its config."""
+        FaultPlan.from_mapping(values)  # refuse unknown keys here, not in the node
+        path = self.data_dirs[i] / FAULTS_FILE
+        if values:
+            write_private_file(path, json.dumps(values, default=sorted))
+        elif path.exists():
+            path.unlink()
+
     def configure_node(self, i: int, section: str, **values: Any) -> None:
         """Change settings in node ``i``'s node.toml (effective at its next start)."""
         import tomllib
@@ -306,10 +328,14 @@ class LocalCluster:
         d = self.data_dirs[i]
         logf = open_private_append(d / "node.log")
         self._logs.append(logf)
-        args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
-        if self.log_level == "info":
-            args.append("-v")
-        args += ["serve", "--config", str(d / "node.toml")]
+        if (d / FAULTS_FILE).exists():  # the test-only entry point: a node with a fault plan
+            args = self.launchers[i] + [self.python, "-m", "appliance.testing", "serve",
+                                        "--config", str(d / "node.toml"), "--faults", str(d / FAULTS_FILE)]
+        else:
+            args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
+            if self.log_level == "info":
+                args.append("-v")
+            args += ["serve", "--config", str(d / "node.toml")]
         self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=self._env(),
                                          cwd=str(d), start_new_session=True)
         await self.wait_ready(i, path="/readyz" if wait == "ready" else "/healthz")
@@ -475,3 +501,34 @@ class LocalCluster:
                     if time.monotonic() > deadline:
                         raise TimeoutError("prime pools not filled in time")
                     await asyncio.sleep(0.25)
+
+
+FAULTS_FILE = "faults.json"  # a node's test-only fault plan (LocalCluster.configure_faults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The test-only entry point: ``python -m appliance.testing serve --config node.toml
+    --faults faults.json`` serves a node built with that fault plan (what ``appliance serve``
+    does, with a FaultPlan no configuration file can give)."""
+    import argparse
+    import logging
+
+    from api.server import serve
+
+    ap = argparse.ArgumentParser(prog="python -m appliance.testing")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="serve a node with a test-only fault plan")
+    p.add_argument("--config", required=True)
+    p.add_argument("--faults", required=True)
+    p.add_argument("--ready-file")
+    args = ap.parse_args(argv)
+    set_private_umask()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    plan = FaultPlan.from_mapping(json.loads(Path(args.faults).read_text()))
+    logging.getLogger("appliance.testing").warning("TEST-ONLY fault plan: %s", plan)
+    asyncio.run(serve(args.config, ready_file=args.ready_file, faults=plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,7 +4,7 @@
   its round timeout naming that node; a presignature is never used twice (each node's store
   says it is spent, before and after the restart); a retry with another quorum succeeds; the
   killed node restarts and signs again;
-- a slow peer (test-only ``[testing] delay_s``: its protocol messages go out late) makes the
+- a slow peer (test-only fault plan ``delay_s``: its protocol messages go out late) makes the
   round time out cleanly, naming it, and nothing else is disturbed;
 - the HSM goes away (token directory removed) or never opens (wrong PIN): ``/readyz`` is 503
   with the reason, signing through or with that node is refused, the process stays up, and
@@ -47,7 +47,7 @@ async def _key(cluster, name: str = "key") -> dict:
 
 async def _restart(cluster, i: int, *, node: dict | None = None, **testing) -> None:
     await cluster.stop_node(i)
-    cluster.configure_node(i, "testing", **{**NEUTRAL, **testing})
+    cluster.configure_faults(i, **{**NEUTRAL, **testing})
     if node:
         cluster.configure_node(i, "node", **node)
     await cluster.start_node(i)
