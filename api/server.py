@@ -43,6 +43,7 @@ from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
+from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.request_use import RequestUseRefused
 
 log = logging.getLogger("appliance.api")
@@ -760,9 +761,11 @@ def _path_params(path: str) -> list[str]:
 # running a node
 
 
-async def serve(config_path: str, *, ready_file: str | None = None, faults: FaultPlan = NO_FAULTS) -> None:
+async def serve(config_path: str, *, ready_file: str | None = None, faults: FaultPlan = NO_FAULTS,
+                clock: Clock = SYSTEM_CLOCK, events: EventSink = NO_EVENTS) -> None:
     """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly.
-    ``faults``: test-only (only ``python -m appliance.testing serve`` passes one)."""
+    ``faults``, ``clock``, ``events``: test-only (only ``python -m appliance.testing serve``
+    passes others than the production ones)."""
     import asyncio
     import signal
 
@@ -772,7 +775,7 @@ async def serve(config_path: str, *, ready_file: str | None = None, faults: Faul
     cfg = load_node_config(config_path)
     for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
         log.warning("%s was readable by others: now 0700/0600", path)
-    node = Node(cfg, faults=faults)
+    node = Node(cfg, faults=faults, clock=clock, events=events)
     await node.start()
     app = make_app(node)
     scraper = app[METRICS_AUTH_KEY]

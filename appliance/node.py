@@ -65,6 +65,7 @@ from appliance.config import NodeConfig, PeerInfo
 from appliance.early_frames import EarlyFrames
 from appliance.errors import ApplianceError
 from appliance.faults import NO_FAULTS, FaultPlan
+from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
 from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
@@ -275,7 +276,8 @@ from appliance.node_policy import MeteredHSM, PolicyMixin, fault_digest  # noqa:
 
 
 class Node(PolicyMixin):
-    def __init__(self, config: NodeConfig, *, faults: FaultPlan = NO_FAULTS) -> None:
+    def __init__(self, config: NodeConfig, *, faults: FaultPlan = NO_FAULTS, clock: Clock = SYSTEM_CLOCK,
+                 events: EventSink = NO_EVENTS) -> None:
         self.config = config
         self.cluster = config.cluster
         self.me: PeerInfo = config.me
@@ -310,6 +312,8 @@ class Node(PolicyMixin):
         self.ready = False
         self.stopping = False
         self.faults = faults  # test-only fault injection (appliance/faults.py); production: none
+        self.clock = clock  # policy time (validity windows, expiry)
+        self.events = events  # what tests wait on instead of sleeping (appliance/ports.py)
         self.lifecycle_interval = config.lifecycle_interval_s
         self._sent_log: list[tuple[int, str, dict]] = []
         self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
@@ -2000,6 +2004,8 @@ class Node(PolicyMixin):
         return party.result
 
     async def _send(self, job: JobRun, party, out: list[Message]) -> None:
+        if out:
+            self.events.emit("round", job=job.job_id, protocol=party.PROTOCOL, round=out[0].round)
         delay = self.faults.delay_for(party.PROTOCOL)  # test-only: a slow peer
         if delay > 0:
             await asyncio.sleep(delay)

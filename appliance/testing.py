@@ -104,7 +104,7 @@ class LocalCluster:
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
                  users: dict[str, list[str]] | None = None,
-                 faults: dict[int, dict] | None = None) -> None:
+                 faults: dict[int, dict] | None = None, test_hooks: bool = False) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -123,6 +123,7 @@ class LocalCluster:
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
         self.faults = faults or {}
+        self.test_hooks = test_hooks
         self.policy_overrides = policy or {}
         self.extra_users = dict(users or {})
         self.python = python or sys.executable
@@ -298,6 +299,40 @@ class LocalCluster:
         env.pop("SOFTHSM2_CONF", None)
         return env
 
+    # -- test hooks (test_hooks=True): a clock the test moves, events it waits on ---------------
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Every node's policy clock runs ``seconds`` ahead of the wall clock from now on."""
+        for d in self.data_dirs:
+            write_private_file(d / CLOCK_FILE, json.dumps({"offset_s": float(seconds)}))
+
+    def events_mark(self, i: int) -> int:
+        """Where node ``i``'s event log ends now (pass it to :meth:`wait_event`)."""
+        path = self.data_dirs[i] / EVENTS_FILE
+        return path.stat().st_size if path.exists() else 0
+
+    async def wait_event(self, i: int, event: str, *, since: int = 0, timeout: float = 60.0,
+                         **match: Any) -> dict:
+        """The first event ``event`` node ``i`` emitted after ``since`` whose fields include
+        ``match`` (e.g. ``protocol="presign", round=2``); TimeoutError after ``timeout``."""
+        path = self.data_dirs[i] / EVENTS_FILE
+        deadline = time.monotonic() + timeout
+        pos = since
+        while True:
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                pos += len(complete)
+                for line in complete.splitlines():
+                    e = json.loads(line)
+                    if e.get("event") == event and all(e.get(k) == v for k, v in match.items()):
+                        return e
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.node_ids[i]} emitted no {event} {match}")
+            await asyncio.sleep(0.02)  # polling the node's event log, not standing in for it
+
     def configure_faults(self, i: int, **values: Any) -> None:
         """Node ``i``'s test-only fault plan (:class:`appliance.faults.FaultPlan` fields), from
         its next start; no values: none. Written to ``faults.json`` in its data directory and
@@ -328,9 +363,13 @@ class LocalCluster:
         d = self.data_dirs[i]
         logf = open_private_append(d / "node.log")
         self._logs.append(logf)
-        if (d / FAULTS_FILE).exists():  # the test-only entry point: a node with a fault plan
+        if self.test_hooks or (d / FAULTS_FILE).exists():  # the test-only entry point
             args = self.launchers[i] + [self.python, "-m", "appliance.testing", "serve",
-                                        "--config", str(d / "node.toml"), "--faults", str(d / FAULTS_FILE)]
+                                        "--config", str(d / "node.toml")]
+            if (d / FAULTS_FILE).exists():
+                args += ["--faults", str(d / FAULTS_FILE)]
+            if self.test_hooks:
+                args += ["--hooks", str(d)]
         else:
             args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
             if self.log_level == "info":
@@ -504,6 +543,38 @@ class LocalCluster:
 
 
 FAULTS_FILE = "faults.json"  # a node's test-only fault plan (LocalCluster.configure_faults)
+CLOCK_FILE = "test-clock.json"  # the offset of its test clock (LocalCluster.set_clock_offset)
+EVENTS_FILE = "test-events.jsonl"  # what it emitted (LocalCluster.wait_event)
+
+
+class OffsetClock:
+    """Test-only: the wall clock plus an offset read from a file when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: int | None = None
+        self._offset = 0.0
+
+    def now(self) -> float:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._offset = json.loads(self.path.read_text())["offset_s"] if stamp is not None else 0.0
+            self._stamp = stamp
+        return time.time() + self._offset
+
+
+class FileEvents:
+    """Test-only: each event a JSON line, written at once."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open_private_append(path)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._f.write((json.dumps({"event": event, **fields}) + "\n").encode())
+        self._f.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,14 +590,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve", help="serve a node with a test-only fault plan")
     p.add_argument("--config", required=True)
-    p.add_argument("--faults", required=True)
+    p.add_argument("--faults", help="a FaultPlan as JSON")
+    p.add_argument("--hooks", help="a directory: the test clock's offset file and the event log")
     p.add_argument("--ready-file")
     args = ap.parse_args(argv)
     set_private_umask()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    plan = FaultPlan.from_mapping(json.loads(Path(args.faults).read_text()))
-    logging.getLogger("appliance.testing").warning("TEST-ONLY fault plan: %s", plan)
-    asyncio.run(serve(args.config, ready_file=args.ready_file, faults=plan))
+    plan = FaultPlan.from_mapping(json.loads(Path(args.faults).read_text())) if args.faults else FaultPlan()
+    hooks: dict[str, Any] = {}
+    if args.hooks:
+        hooks = {"clock": OffsetClock(Path(args.hooks) / CLOCK_FILE),
+                 "events": FileEvents(Path(args.hooks) / EVENTS_FILE)}
+    logging.getLogger("appliance.testing").warning("TEST-ONLY node: fault plan %s, hooks %s", plan, sorted(hooks))
+    asyncio.run(serve(args.config, ready_file=args.ready_file, faults=plan, **hooks))
     return 0
 
 

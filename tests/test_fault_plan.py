@@ -31,3 +31,15 @@ def test_a_node_config_asking_for_a_fault_is_refused(tmp_path, key):
     (d / "node.toml").write_text(text + f"\n[testing]\n{key} = true\n")
     with pytest.raises(ConfigError, match=r"\[testing\] takes only prime_file"):
         load_node_config(d / "node.toml")
+
+
+def test_the_test_clock_follows_its_offset_file(tmp_path):
+    import json
+    import time
+
+    from appliance.testing import OffsetClock
+
+    clock = OffsetClock(tmp_path / "clock.json")
+    assert abs(clock.now() - time.time()) < 5  # no file: the wall clock
+    (tmp_path / "clock.json").write_text(json.dumps({"offset_s": 3600.0}))
+    assert 3595 < clock.now() - time.time() < 3605

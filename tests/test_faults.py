@@ -34,7 +34,7 @@ from tests.signing_flow import approve_if_needed, sign
 pytestmark = cluster_marks("faults")
 
 ROUND_TIMEOUT = 4.0
-cluster = cluster_fixture(round_timeout=ROUND_TIMEOUT, job_timeout=60.0)
+cluster = cluster_fixture(round_timeout=ROUND_TIMEOUT, job_timeout=60.0, test_hooks=True)
 STATE: dict = {}
 NEUTRAL = {"delay_s": 0.0, "delay_protocols": [], "tamper": []}
 
@@ -126,10 +126,12 @@ async def _start_not_ready(cluster, i: int) -> None:
 
 async def test_kill_9_in_the_middle_of_presign(cluster):
     key = await _key(cluster)
-    # node-3's presign messages go out 1.5 s late, so the job is surely inside presign
+    # node-3's presign messages go out 1.5 s late; it is killed when it is about to send its
+    # second presign round (the event its driver emits), so the job is inside presign
     await _restart(cluster, 2, delay_s=1.5, delay_protocols=["presign"])
+    mark = cluster.events_mark(2)
     ini, req = await _start_request(cluster, key, 0, [0, 2], "kill mid presign")
-    await asyncio.sleep(1.0)
+    await cluster.wait_event(2, "round", since=mark, protocol="presign", round=2)
     assert (await ini.get_sign_request(req["request_id"]))["status"] == "signing"
     await cluster.kill_node(2)
     err = await _expect_failure(ini, req, timeout=3 * ROUND_TIMEOUT + 10)
@@ -154,8 +156,10 @@ async def test_kill_9_in_the_middle_of_sign_never_reuses_a_presignature(cluster)
     await _wait_for(pool_ready, 90, "presignatures for node-1,node-3")
     await _restart(cluster, 2, delay_s=1.5, delay_protocols=["sign"])
     before = {i: _presig_states(cluster, i) for i in (0, 2)}
+    mark = cluster.events_mark(2)
     ini, req = await _start_request(cluster, key, 0, [0, 2], "kill mid sign")
-    await asyncio.sleep(0.8)
+    # killed as its partial signature is about to leave (spent durably before that)
+    await cluster.wait_event(2, "round", since=mark, protocol="sign", round=2)
     await cluster.kill_node(2)
     err = await _expect_failure(ini, req, timeout=3 * ROUND_TIMEOUT + 10)
     print(f"\nkilled mid-sign: {err.status} {err.code} {err.message!r} missing={err.missing_nodes} "

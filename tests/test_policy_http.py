@@ -38,7 +38,7 @@ cluster = cluster_fixture(
     users={"approver2": ["approver"], "admin2": ["admin"]},
     policy={"policy_change": {"quorum": 2}},
     node_extra={i: {"audit": {"checkpoint_every": 10}} for i in range(3)},
-    faults={0: {"coordinator_faults": True}},
+    faults={0: {"coordinator_faults": True}}, test_hooks=True,
 )
 STATE: dict = {}
 
@@ -188,12 +188,15 @@ async def test_policy_matrix(cluster):
     s = await ini.request("POST", f"/v1/keys/{kid}/sign-requests",
                           {"digest": digest_of("matrix: expires").hex(), "request": short.to_json()})
     assert s["status"] == "pending"
-    await asyncio.sleep(max(0.0, short.request.expires_at - time.time()) + 1.0)
-    await _refused(app.approve(s["request_id"]), 403, "expired")
-    assert (await ini.get_sign_request(s["request_id"]))["status"] == "expired"
-    with pytest.raises(ApplianceAPIError) as ei:
-        await ini.wait_signature(s["request_id"], timeout=5)
-    assert ei.value.code == "expired"
+    cluster.set_clock_offset(short.request.expires_at - time.time() + 1.0)  # the nodes' clocks move on
+    try:
+        await _refused(app.approve(s["request_id"]), 403, "expired")
+        assert (await ini.get_sign_request(s["request_id"]))["status"] == "expired"
+        with pytest.raises(ApplianceAPIError) as ei:
+            await ini.wait_signature(s["request_id"], timeout=5)
+        assert ei.value.code == "expired"
+    finally:
+        cluster.set_clock_offset(0)
 
     # rejected: the request is closed (status rejected), a later approval does not revive it
     await app.reject(b["request_id"])
