@@ -39,12 +39,14 @@ from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
 from appliance.bounded import TooDeep, check_depth, loads_json
 from appliance.config import load_node_config
+from appliance.faults import NO_FAULTS, FaultPlan
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, BadId, check_id
 from appliance.metrics import CONTENT_TYPE
 from appliance.node import Node, NodeError, bad_request
 from appliance.payloads.errors import PayloadError
 from appliance.policy import PolicyDenied
+from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.request_use import RequestUseRefused
 from appliance.tls import fingerprint_der, fingerprint_pem, server_context
 
@@ -755,12 +757,15 @@ def _path_params(path: str) -> list[str]:
 # running a node
 
 
-async def serve(config_path: str, *, ready_file: str | None = None) -> None:
-    """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly."""
+async def serve(config_path: str, *, ready_file: str | None = None, faults: FaultPlan = NO_FAULTS,
+                clock: Clock = SYSTEM_CLOCK, events: EventSink = NO_EVENTS) -> None:
+    """Start the node and its HTTPS server; run until SIGTERM or SIGINT, then stop cleanly.
+    ``faults``, ``clock``, ``events``: test-only (only ``python -m appliance.testing serve``
+    passes others than the production ones)."""
     cfg = load_node_config(config_path)
     for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
         log.warning("%s was readable by others: now 0700/0600", path)
-    node = Node(cfg)
+    node = Node(cfg, faults=faults, clock=clock, events=events)
     await node.start()
     app = make_app(node)
     scraper = app[METRICS_AUTH_KEY]

@@ -14,6 +14,7 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     paillier_bits = 3072              # 2048 selectable
     round_timeout_s = 30.0            # a protocol round that makes no progress this long fails
     job_timeout_s = 300.0
+    lifecycle_interval_s = 2.0        # how often pending key changes are resolved with peers
     workers = 2                       # threads for CPU-heavy protocol steps
     presign_pool = 0                  # presignatures kept ready per signer set (0: off)
 
@@ -45,8 +46,9 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     max_connections_per_client = 128  # open connections per source IP
     max_connections_per_peer = 256    # per pinned peer node (its certificate)
 
-    [testing]                         # never in production
+    [testing]                         # never in production; fault injection is not a setting
     prime_file = "test-only-primes.json"   # seeds the prime pool from a test-only file
+                                      # (appliance/faults.py: a FaultPlan object tests pass in)
 
 ``cluster.toml``::
 
@@ -210,7 +212,7 @@ class NodeConfig:
     presign_pool: int = 0
     prime_pool_target: int = 2
     prime_file: Path | None = None
-    testing: dict = field(default_factory=dict)
+    lifecycle_interval_s: float = 2.0  # how often pending key changes are resolved
     policy_file: Path | None = None
     cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
     audit_db: Path | None = None
@@ -249,6 +251,10 @@ def load_toml(path: Path) -> dict:
 def load_node_config(path: str | Path) -> NodeConfig:
     path = Path(path).resolve()
     m = load_toml(path)
+    if set(m.get("testing", {})) - {"prime_file"}:
+        # fault injection is an object a test passes in (appliance/faults.py), never a setting
+        raise ConfigError(f"{path}: [testing] takes only prime_file, not "
+                          f"{sorted(set(m['testing']) - {'prime_file'})}")
     base = path.parent
     cluster_path = _resolve(base, m.get("cluster", "cluster.toml"))
     cluster_raw = load_toml(cluster_path)
@@ -280,7 +286,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             presign_pool=int(node.get("presign_pool", 0)),
             prime_pool_target=int(primes.get("pool_target", 2)),
             prime_file=_resolve(base, testing.get("prime_file")),
-            testing=testing,
+            lifecycle_interval_s=float(node.get("lifecycle_interval_s", 2.0)),
             policy_file=_resolve(base, m.get("policy")),
             cluster_mapping=cluster_raw,
             audit_db=_resolve(base, audit.get("db", "audit.db")),

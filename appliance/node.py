@@ -67,7 +67,9 @@ from appliance.bounded import check_recursion_limit
 from appliance.config import NodeConfig, PeerInfo
 from appliance.early_frames import EarlyFrames
 from appliance.errors import ApplianceError
+from appliance.faults import NO_FAULTS, FaultPlan
 from appliance.hardening import disable_core_dumps
+from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.ids import check_id, peer_path
 from appliance.job_authority import COORDINATOR_SIG, JOB_AUTHORITY, as_wire, coordinator_signature_ok, job_digest
 from appliance.key_import import ImportBundleError, parse_bundle, request_params, share_context
@@ -287,7 +289,8 @@ from appliance.node_policy import MeteredHSM, PolicyMixin, fault_digest  # noqa:
 
 
 class Node(PolicyMixin):
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, faults: FaultPlan = NO_FAULTS, clock: Clock = SYSTEM_CLOCK,
+                 events: EventSink = NO_EVENTS) -> None:
         self.config = config
         self.cluster = config.cluster
         self.me: PeerInfo = config.me
@@ -321,10 +324,10 @@ class Node(PolicyMixin):
         self.test_primes: PrimePool | None = None
         self.ready = False
         self.stopping = False
-        self.tamper = set(config.testing.get("tamper", []))
-        # test-only: the node process dies at these points ([testing] crash_points)
-        self.crash_points = set(config.testing.get("crash_points", []))
-        self.lifecycle_interval = float(config.testing.get("lifecycle_interval_s", 2.0))
+        self.faults = faults  # test-only fault injection (appliance/faults.py); production: none
+        self.clock = clock  # policy time (validity windows, expiry)
+        self.events = events  # what tests wait on instead of sleeping (appliance/ports.py)
+        self.lifecycle_interval = config.lifecycle_interval_s
         self._sent_log: list[tuple[int, str, dict]] = []
         self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
         self.quarantine = Quarantine(config.db.with_name(config.db.name + ".quarantine.json"),
@@ -917,7 +920,7 @@ class Node(PolicyMixin):
             self._notify(request_id)
 
     def _coordinator_fault(self, spec: dict, request) -> None:
-        """Test-only ([testing] coordinator_faults): what a malicious coordinator would send."""
+        """Test-only (FaultPlan.coordinator_faults): what a malicious coordinator would send."""
         fault = self._fault(request)
         if fault == "forge-approval":
             for a in spec["approvals"]:
@@ -1347,8 +1350,8 @@ class Node(PolicyMixin):
             self._prepare_local(job)
 
     def _crash(self, point: str) -> None:
-        """Test-only fault injection ([testing] crash_points): die here, as a power cut would."""
-        if point in self.crash_points:
+        """Test-only fault injection (FaultPlan.crash_points): die here, as a power cut would."""
+        if point in self.faults.crash_points:
             log.error("test-only crash point %s reached: exiting", point)
             os._exit(70)
 
@@ -1968,8 +1971,10 @@ class Node(PolicyMixin):
         return party.result
 
     async def _send(self, job: JobRun, party, out: list[Message]) -> None:
-        delay = float(self.config.testing.get("delay_s", 0) or 0)  # test-only: a slow peer
-        if delay > 0 and party.PROTOCOL in self.config.testing.get("delay_protocols", [party.PROTOCOL]):
+        if out:
+            self.events.emit("round", job=job.job_id, protocol=party.PROTOCOL, round=out[0].round)
+        delay = self.faults.delay_for(party.PROTOCOL)  # test-only: a slow peer
+        if delay > 0:
             await asyncio.sleep(delay)
         by_peer: dict[int, list[dict]] = {}
         for m in out:
@@ -2053,18 +2058,18 @@ class Node(PolicyMixin):
             job.queues[frame.session_id].put_nowait(msg)
         return dropped
 
-    # -- test-only fault injection ([testing] tamper = ["alter", "replay"]) -------------
+    # -- test-only fault injection (FaultPlan.tamper: "alter", "replay", "bad_partial") --------
 
     def _tamper(self, job: JobRun, m: Message, t: int, frame: dict) -> list[dict]:
-        if not self.tamper:
+        if not self.faults.tamper:
             return [frame]
         out: list[dict] = []
-        if "bad_partial" in self.tamper and m.protocol == "sign" and m.round == 2:
+        if "bad_partial" in self.faults.tamper and m.protocol == "sign" and m.round == 2:
             return [make_frame(job.job_id, _bad_partial(m, self.signer), t, self.peers[t].transport_key)]
-        if "replay" in self.tamper:
+        if "replay" in self.faults.tamper:
             # frames from an earlier job to this peer, re-sent into this job
             out += [f for (peer, jid, f) in self._sent_log[-6:] if peer == t and jid != job.job_id]
-        if "alter" in self.tamper:
+        if "alter" in self.faults.tamper:
             payload = bytearray(m.payload)
             if payload:
                 payload[len(payload) // 2] ^= 0x01
@@ -2078,7 +2083,7 @@ class Node(PolicyMixin):
                 bad["d"] = bytes(d)
                 out.append(bad)
         out.append(frame)
-        if "replay" in self.tamper:
+        if "replay" in self.faults.tamper:
             out.append(frame)  # the same frame twice
         self._sent_log.append((t, job.job_id, frame))
         del self._sent_log[:-32]

@@ -122,7 +122,7 @@ class PolicyMixin:
         self.audit = AuditLog(path, self.me.id, signer=self._checkpoint_signer,
                               checkpoint_every=max(1, cfg.audit_checkpoint_every),
                               on_append=self.metrics.audit_written)
-        if self.config.testing.get("audit_read_only"):
+        if self.faults.audit_read_only:
             # test-only fault: the audit store refuses writes (as a read-only or full disk does)
             self.audit._db.execute("PRAGMA query_only = ON")
 
@@ -306,7 +306,7 @@ class PolicyMixin:
         if existing is not None:  # the same signed statement again: the same request
             return self.sign_request_view(existing)
         adigest = r.digest or r.payload_hash
-        now = time.time()
+        now = self.clock.now()
         fault = self._fault(r)
         decision = evaluate(self.policy, sr, [], now, usage=self._rate_usage)
         if decision.denied or (dec.payload_type != "digest" and not self._tx_check(key_id, dec)[0]):
@@ -396,10 +396,10 @@ class PolicyMixin:
         return self._choose_signers(row, usable, t)
 
     def _fault(self, request) -> str | None:
-        """Test-only coordinator faults ([testing] coordinator_faults = true), chosen by a
+        """Test-only coordinator faults (FaultPlan.coordinator_faults), chosen by a
         request nonce ``testfault.<name>.<random>``: forge-approval, replay-approval,
         skip-approval, skip-checks, substitute-digest."""
-        if not self.config.testing.get("coordinator_faults"):
+        if not self.faults.coordinator_faults:
             return None
         nonce = getattr(request, "nonce", "") or ""
         if not nonce.startswith(FAULT_PREFIX):
@@ -474,7 +474,7 @@ class PolicyMixin:
             return req
         stmt = st["request"]["statement"]
         until = min(stmt["expires_at"], stmt["created_at"] + self.policy.rule_for(req["key_id"]).request_ttl_s)
-        if time.time() < until:
+        if self.clock.now() < until:
             return req
         try:
             self.store.core.update_sign_request(req["request_id"], status="expired",
@@ -509,7 +509,7 @@ class PolicyMixin:
         existing = [Approval.from_json(x) for x in self.store.decisions(request_id)]
         dig = sr.request.digest or sr.request.payload_hash
         action = DECISION_ROUTES[decision]
-        now = time.time()
+        now = self.clock.now()
         problem = check_approval(self.policy, sr.request, a, now, existing)
         if problem is not None:
             raise self._refuse(403, problem.reason, problem.message, actor=user.id, action=action,
@@ -645,7 +645,7 @@ class PolicyMixin:
             raise refuse(403, "policy_mismatch", "the job was opened under another policy")
         if JOB_AUTHORITY[kind] == "coordinator":
             return None  # presign: the coordinator's signature (checked) authorizes it
-        now = time.time()
+        now = self.clock.now()
         try:
             sr = SignedRequest.from_json(spec.get("request"))
         except (PolicyError, CanonicalError):
@@ -781,7 +781,7 @@ class PolicyMixin:
             op = self.store.get_operation(existing["subject"])
             if op is not None:
                 return self.operation_view(op), sr
-        decision = evaluate(self.policy, sr, [], time.time())
+        decision = evaluate(self.policy, sr, [], self.clock.now())
         if decision.denied:
             raise self._refuse(403, decision.reason, decision.message, actor=user.id,
                                action=f"{action}_request", key_id=key_id, subject=sr.request_id)
@@ -807,7 +807,7 @@ class PolicyMixin:
         a = self._parse_approval(body, "approve", user)
         sr = SignedRequest.from_json(st["request"])
         existing = [Approval.from_json(x) for x in self.store.decisions(sr.request_id)]
-        now = time.time()
+        now = self.clock.now()
         problem = check_approval(self.policy, sr.request, a, now, existing)
         if problem is not None:
             raise self._refuse(403, problem.reason, problem.message, actor=user.id,

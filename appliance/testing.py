@@ -34,7 +34,13 @@ with a scraper certificate LocalCluster makes (``metrics_auth="mtls"``,
 Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same state),
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
-``node_extra`` (extra node.toml settings per node index, e.g. ``{"testing": {...}}``).
+``node_extra`` (extra node.toml settings per node index, e.g. ``{"node": {...}}``).
+
+Faults (test-only): ``faults={i: {"tamper": ["alter"]}}`` or ``cluster.configure_faults(i, ...)``
+give node ``i`` a :class:`appliance.faults.FaultPlan` (slow peer, tampered frames, crash points,
+a malicious coordinator, a read-only audit store); such a node is started through this module's
+test-only entry point (``python -m appliance.testing serve --config ... --faults ...``), never
+through a setting production code reads.
 
 Policy: each node reads ``policy.toml`` (identical on every node), LocalCluster's default
 policy (:meth:`LocalCluster.default_policy`): signing needs the initiator and one approver,
@@ -74,8 +80,10 @@ import aiohttp
 
 from api.auth import generate_user_key
 from api.client import ApplianceClient
+from api.server import serve
 from appliance.config import write_toml
-from appliance.fsmodes import make_private_dir, open_private_append, write_private_file
+from appliance.faults import FaultPlan
+from appliance.fsmodes import make_private_dir, open_private_append, set_private_umask, write_private_file
 from appliance.policy import Policy, default_policy
 from appliance.tls import client_context, make_node_certificate, peer_client_context, write_private
 
@@ -103,7 +111,8 @@ class LocalCluster:
                  node_extra: dict[int, dict] | None = None, python: str | None = None,
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
-                 users: dict[str, list[str]] | None = None) -> None:
+                 users: dict[str, list[str]] | None = None,
+                 faults: dict[int, dict] | None = None, test_hooks: bool = False) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -121,6 +130,8 @@ class LocalCluster:
         self.metrics_auth = "none" if metrics_open else metrics_auth  # metrics_open=True: older spelling
         self.startup_timeout = startup_timeout
         self.node_extra = node_extra or {}
+        self.faults = faults or {}
+        self.test_hooks = test_hooks
         self.policy_overrides = policy or {}
         self.extra_users = dict(users or {})
         self.python = python or sys.executable
@@ -211,6 +222,8 @@ class LocalCluster:
         make_private_dir(keys_dir)
         for role, priv in self.user_keys.items():
             write_private(keys_dir / f"{role}.pem", priv)
+        for i, plan in self.faults.items():
+            self.configure_faults(i, **plan)
         self.procs = [None] * self.n
 
     @property
@@ -285,6 +298,51 @@ class LocalCluster:
         env.pop("SOFTHSM2_CONF", None)
         return env
 
+    # -- test hooks (test_hooks=True): a clock the test moves, events it waits on ---------------
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Every node's policy clock runs ``seconds`` ahead of the wall clock from now on."""
+        for d in self.data_dirs:
+            write_private_file(d / CLOCK_FILE, json.dumps({"offset_s": float(seconds)}))
+
+    def events_mark(self, i: int) -> int:
+        """Where node ``i``'s event log ends now (pass it to :meth:`wait_event`)."""
+        path = self.data_dirs[i] / EVENTS_FILE
+        return path.stat().st_size if path.exists() else 0
+
+    async def wait_event(self, i: int, event: str, *, since: int = 0, timeout: float = 60.0,
+                         **match: Any) -> dict:
+        """The first event ``event`` node ``i`` emitted after ``since`` whose fields include
+        ``match`` (e.g. ``protocol="presign", round=2``); TimeoutError after ``timeout``."""
+        path = self.data_dirs[i] / EVENTS_FILE
+        deadline = time.monotonic() + timeout
+        pos = since
+        while True:
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                pos += len(complete)
+                for line in complete.splitlines():
+                    e = json.loads(line)
+                    if e.get("event") == event and all(e.get(k) == v for k, v in match.items()):
+                        return e
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.node_ids[i]} emitted no {event} {match}")
+            await asyncio.sleep(0.02)  # polling the node's event log, not standing in for it
+
+    def configure_faults(self, i: int, **values: Any) -> None:
+        """Node ``i``'s test-only fault plan (:class:`appliance.faults.FaultPlan` fields), from
+        its next start; no values: none. Written to ``faults.json`` in its data directory and
+        handed to the node by this module's test-only entry point, never by its config."""
+        FaultPlan.from_mapping(values)  # refuse unknown keys here, not in the node
+        path = self.data_dirs[i] / FAULTS_FILE
+        if values:
+            write_private_file(path, json.dumps(values, default=sorted))
+        elif path.exists():
+            path.unlink()
+
     def configure_node(self, i: int, section: str, **values: Any) -> None:
         """Change settings in node ``i``'s node.toml (effective at its next start)."""
 
@@ -303,10 +361,18 @@ class LocalCluster:
         d = self.data_dirs[i]
         logf = open_private_append(d / "node.log")
         self._logs.append(logf)
-        args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
-        if self.log_level == "info":
-            args.append("-v")
-        args += ["serve", "--config", str(d / "node.toml")]
+        if self.test_hooks or (d / FAULTS_FILE).exists():  # the test-only entry point
+            args = self.launchers[i] + [self.python, "-m", "appliance.testing", "serve",
+                                        "--config", str(d / "node.toml")]
+            if (d / FAULTS_FILE).exists():
+                args += ["--faults", str(d / FAULTS_FILE)]
+            if self.test_hooks:
+                args += ["--hooks", str(d)]
+        else:
+            args = self.launchers[i] + [self.python, "-m", "appliance.cli"]
+            if self.log_level == "info":
+                args.append("-v")
+            args += ["serve", "--config", str(d / "node.toml")]
         self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=self._env(),
                                          cwd=str(d), start_new_session=True)
         await self.wait_ready(i, path="/readyz" if wait == "ready" else "/healthz")
@@ -463,3 +529,70 @@ class LocalCluster:
                     if time.monotonic() > deadline:
                         raise TimeoutError("prime pools not filled in time")
                     await asyncio.sleep(0.25)
+
+
+FAULTS_FILE = "faults.json"  # a node's test-only fault plan (LocalCluster.configure_faults)
+CLOCK_FILE = "test-clock.json"  # the offset of its test clock (LocalCluster.set_clock_offset)
+EVENTS_FILE = "test-events.jsonl"  # what it emitted (LocalCluster.wait_event)
+
+
+class OffsetClock:
+    """Test-only: the wall clock plus an offset read from a file when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: int | None = None
+        self._offset = 0.0
+
+    def now(self) -> float:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._offset = json.loads(self.path.read_text())["offset_s"] if stamp is not None else 0.0
+            self._stamp = stamp
+        return time.time() + self._offset
+
+
+class FileEvents:
+    """Test-only: each event a JSON line, written at once."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open_private_append(path)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._f.write((json.dumps({"event": event, **fields}) + "\n").encode())
+        self._f.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The test-only entry point: ``python -m appliance.testing serve --config node.toml
+    --faults faults.json`` serves a node built with that fault plan (what ``appliance serve``
+    does, with a FaultPlan no configuration file can give)."""
+    import argparse
+    import logging
+
+
+    ap = argparse.ArgumentParser(prog="python -m appliance.testing")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="serve a node with a test-only fault plan")
+    p.add_argument("--config", required=True)
+    p.add_argument("--faults", help="a FaultPlan as JSON")
+    p.add_argument("--hooks", help="a directory: the test clock's offset file and the event log")
+    p.add_argument("--ready-file")
+    args = ap.parse_args(argv)
+    set_private_umask()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    plan = FaultPlan.from_mapping(json.loads(Path(args.faults).read_text())) if args.faults else FaultPlan()
+    hooks: dict[str, Any] = {}
+    if args.hooks:
+        hooks = {"clock": OffsetClock(Path(args.hooks) / CLOCK_FILE),
+                 "events": FileEvents(Path(args.hooks) / EVENTS_FILE)}
+    logging.getLogger("appliance.testing").warning("TEST-ONLY node: fault plan %s, hooks %s", plan, sorted(hooks))
+    asyncio.run(serve(args.config, ready_file=args.ready_file, faults=plan, **hooks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

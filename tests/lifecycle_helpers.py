@@ -76,10 +76,10 @@ async def eventually(check, timeout: float = 60.0, interval: float = 0.25, what:
         await asyncio.sleep(interval)
 
 
-async def restart_with(cluster, i: int, section: str = "testing", **values) -> None:
-    """Stop node ``i`` (if running), change node.toml settings, start it."""
+async def restart_with(cluster, i: int, **faults) -> None:
+    """Stop node ``i`` (if running), give it a test-only fault plan, start it."""
     await cluster.stop_node(i)
-    cluster.configure_node(i, section, **values)
+    cluster.configure_faults(i, **faults)
     await cluster.start_node(i)
 
 

@@ -39,7 +39,7 @@ async def main(cfg: dict) -> dict:
     async with LocalCluster(nodes=n, threshold=2, paillier_bits=2048, prime_file=TEST_ONLY_PRIMES,
                             round_timeout=ROUND_TIMEOUT, job_timeout=60.0, hosts=cfg["addresses"],
                             launchers=[["ip", "netns", "exec", ns] for ns in cfg["nodes"]],
-                            node_extra={2: {"testing": {"delay_s": 1.5, "delay_protocols": ["presign"]}}}) as c:
+                            faults={2: {"delay_s": 1.5, "delay_protocols": ["presign"]}}) as c:
         say(step="cluster", urls=c.urls)
         admin = c.client("admin", node=0)
         key = await admin.create_key(threshold=2)

@@ -4,7 +4,7 @@
   its round timeout naming that node; a presignature is never used twice (each node's store
   says it is spent, before and after the restart); a retry with another quorum succeeds; the
   killed node restarts and signs again;
-- a slow peer (test-only ``[testing] delay_s``: its protocol messages go out late) makes the
+- a slow peer (test-only fault plan ``delay_s``: its protocol messages go out late) makes the
   round time out cleanly, naming it, and nothing else is disturbed;
 - the HSM goes away (token directory removed) or never opens (wrong PIN): ``/readyz`` is 503
   with the reason, signing through or with that node is refused, the process stays up, and
@@ -34,7 +34,7 @@ from tests.signing_flow import approve_if_needed, sign
 pytestmark = cluster_marks("faults")
 
 ROUND_TIMEOUT = 4.0
-cluster = cluster_fixture(round_timeout=ROUND_TIMEOUT, job_timeout=60.0)
+cluster = cluster_fixture(round_timeout=ROUND_TIMEOUT, job_timeout=60.0, test_hooks=True)
 STATE: dict = {}
 NEUTRAL = {"delay_s": 0.0, "delay_protocols": [], "tamper": []}
 
@@ -47,7 +47,7 @@ async def _key(cluster, name: str = "key") -> dict:
 
 async def _restart(cluster, i: int, *, node: dict | None = None, **testing) -> None:
     await cluster.stop_node(i)
-    cluster.configure_node(i, "testing", **{**NEUTRAL, **testing})
+    cluster.configure_faults(i, **{**NEUTRAL, **testing})
     if node:
         cluster.configure_node(i, "node", **node)
     await cluster.start_node(i)
@@ -126,10 +126,12 @@ async def _start_not_ready(cluster, i: int) -> None:
 
 async def test_kill_9_in_the_middle_of_presign(cluster):
     key = await _key(cluster)
-    # node-3's presign messages go out 1.5 s late, so the job is surely inside presign
+    # node-3's presign messages go out 1.5 s late; it is killed when it is about to send its
+    # second presign round (the event its driver emits), so the job is inside presign
     await _restart(cluster, 2, delay_s=1.5, delay_protocols=["presign"])
+    mark = cluster.events_mark(2)
     ini, req = await _start_request(cluster, key, 0, [0, 2], "kill mid presign")
-    await asyncio.sleep(1.0)
+    await cluster.wait_event(2, "round", since=mark, protocol="presign", round=2)
     assert (await ini.get_sign_request(req["request_id"]))["status"] == "signing"
     await cluster.kill_node(2)
     err = await _expect_failure(ini, req, timeout=3 * ROUND_TIMEOUT + 10)
@@ -154,8 +156,10 @@ async def test_kill_9_in_the_middle_of_sign_never_reuses_a_presignature(cluster)
     await _wait_for(pool_ready, 90, "presignatures for node-1,node-3")
     await _restart(cluster, 2, delay_s=1.5, delay_protocols=["sign"])
     before = {i: _presig_states(cluster, i) for i in (0, 2)}
+    mark = cluster.events_mark(2)
     ini, req = await _start_request(cluster, key, 0, [0, 2], "kill mid sign")
-    await asyncio.sleep(0.8)
+    # killed as its partial signature is about to leave (spent durably before that)
+    await cluster.wait_event(2, "round", since=mark, protocol="sign", round=2)
     await cluster.kill_node(2)
     err = await _expect_failure(ini, req, timeout=3 * ROUND_TIMEOUT + 10)
     print(f"\nkilled mid-sign: {err.status} {err.code} {err.message!r} missing={err.missing_nodes} "

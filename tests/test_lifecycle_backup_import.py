@@ -25,7 +25,7 @@ from tests.lifecycle_helpers import secret_epochs, sign
 
 pytestmark = cluster_marks("lifecycle-backup-import")
 
-cluster = cluster_fixture(node_extra={i: {"testing": {"lifecycle_interval_s": 0.5}} for i in range(3)})
+cluster = cluster_fixture(node_extra={i: {"node": {"lifecycle_interval_s": 0.5}} for i in range(3)})
 
 
 def cli(cluster, *args: str) -> subprocess.CompletedProcess:

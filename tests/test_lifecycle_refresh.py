@@ -24,7 +24,7 @@ from tests.lifecycle_helpers import (
 pytestmark = cluster_marks("lifecycle-refresh")
 
 POOL = 2
-cluster = cluster_fixture(presign_pool=POOL, node_extra={i: {"testing": {"lifecycle_interval_s": 0.5}}
+cluster = cluster_fixture(presign_pool=POOL, node_extra={i: {"node": {"lifecycle_interval_s": 0.5}}
                                                          for i in range(3)})
 STATE: dict = {}
 
@@ -127,7 +127,7 @@ async def test_a_refresh_that_fails_half_way_leaves_the_old_epoch_usable(cluster
         await eventually(lambda i=i: secret_epochs(cluster, i, key["key_id"]) == {e}, what="pending share dropped")
     await sign(cluster, key, "old epoch still works", signers=["node-1", "node-2"])
     # node-3 comes back with a prepared share: the coordinator never committed, so it is dropped
-    cluster.configure_node(2, "testing", crash_points=[])
+    cluster.configure_faults(2)
     await cluster.start_node(2)
     await eventually(lambda: secret_epochs(cluster, 2, key["key_id"]) == {e}, what="node-3 drops its prepared share")
     assert await _epochs(cluster, key) == [e] * 3
@@ -149,7 +149,7 @@ async def test_old_shares_stay_until_every_node_confirmed_the_new_epoch(cluster)
         assert secret_epochs(cluster, i, key["key_id"]) == {e, e + 1}
     await sign(cluster, key, "new epoch, node-3 away", signers=["node-1", "node-2"])
     # node-3 restarts, learns the coordinator's decision, commits; then everyone finalizes
-    cluster.configure_node(2, "testing", crash_points=[])
+    cluster.configure_faults(2)
     await cluster.start_node(2)
     for i in range(3):
         await eventually(lambda i=i: secret_epochs(cluster, i, key["key_id"]) == {e + 1}, timeout=60,

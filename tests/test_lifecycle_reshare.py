@@ -14,7 +14,7 @@ from tests.lifecycle_helpers import eventually, secret_epochs, sign
 pytestmark = cluster_marks("lifecycle-reshare")
 
 # four nodes; keys are made on the first three (node-4 is a spare until a reshare adds it)
-cluster = cluster_fixture(nodes=4, node_extra={i: {"testing": {"lifecycle_interval_s": 0.5}} for i in range(4)})
+cluster = cluster_fixture(nodes=4, node_extra={i: {"node": {"lifecycle_interval_s": 0.5}} for i in range(4)})
 THREE = ["node-1", "node-2", "node-3"]
 
 

@@ -1,6 +1,6 @@
 """Peer messages altered or replayed in transit are dropped and nobody is blamed.
 
-node-3 runs with the test-only fault injection ``[testing] tamper = ["alter", "replay"]``:
+node-3 runs with the test-only fault plan ``tamper = ["alter", "replay"]`` (appliance/faults.py):
 before each genuine protocol frame it sends a copy with one payload bit flipped (its identity
 signature no longer matches) and, for direct messages, a copy whose encrypted envelope is
 corrupted; after it, the same frame again; and frames of its earlier jobs into the current
@@ -15,7 +15,7 @@ from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_mar
 
 pytestmark = cluster_marks("node-tamper")
 
-cluster = cluster_fixture(node_extra={2: {"testing": {"tamper": ["alter", "replay"]}}})
+cluster = cluster_fixture(faults={2: {"tamper": ["alter", "replay"]}})
 
 
 def _dropped(metrics_text: str) -> float:

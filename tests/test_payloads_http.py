@@ -41,7 +41,7 @@ cluster = cluster_fixture(
         "max_fee": {"BTC": "5000", "ETH": str(10**16)},
         "limits": {"BTC": {"per_transaction": "150000"}, "ETH": {"per_transaction": str(ETHER)}},
     }}},
-    node_extra={0: {"testing": {"coordinator_faults": True}}},
+    faults={0: {"coordinator_faults": True}},
 )
 STATE: dict = {}
 

@@ -2,7 +2,7 @@
 
 LocalCluster's default policy (signing: the initiator and one approver; key changes: one
 admin) with a second approver and a second admin, and a policy-change quorum of two admins.
-node-1 runs with the test-only coordinator faults ([testing] coordinator_faults): a request
+node-1 runs with the test-only coordinator faults (FaultPlan.coordinator_faults): a request
 whose nonce is ``testfault.<fault>.<random>`` makes it send its signers a forged or replayed
 approval, none at all, or another digest; the honest signers must refuse and audit it.
 
@@ -37,8 +37,8 @@ N = 3
 cluster = cluster_fixture(
     users={"approver2": ["approver"], "admin2": ["admin"]},
     policy={"policy_change": {"quorum": 2}},
-    node_extra={0: {"testing": {"coordinator_faults": True}, "audit": {"checkpoint_every": 10}},
-                1: {"audit": {"checkpoint_every": 10}}, 2: {"audit": {"checkpoint_every": 10}}},
+    node_extra={i: {"audit": {"checkpoint_every": 10}} for i in range(3)},
+    faults={0: {"coordinator_faults": True}}, test_hooks=True,
 )
 STATE: dict = {}
 
@@ -188,12 +188,15 @@ async def test_policy_matrix(cluster):
     s = await ini.request("POST", f"/v1/keys/{kid}/sign-requests",
                           {"digest": digest_of("matrix: expires").hex(), "request": short.to_json()})
     assert s["status"] == "pending"
-    await asyncio.sleep(max(0.0, short.request.expires_at - time.time()) + 1.0)
-    await _refused(app.approve(s["request_id"]), 403, "expired")
-    assert (await ini.get_sign_request(s["request_id"]))["status"] == "expired"
-    with pytest.raises(ApplianceAPIError) as ei:
-        await ini.wait_signature(s["request_id"], timeout=5)
-    assert ei.value.code == "expired"
+    cluster.set_clock_offset(short.request.expires_at - time.time() + 1.0)  # the nodes' clocks move on
+    try:
+        await _refused(app.approve(s["request_id"]), 403, "expired")
+        assert (await ini.get_sign_request(s["request_id"]))["status"] == "expired"
+        with pytest.raises(ApplianceAPIError) as ei:
+            await ini.wait_signature(s["request_id"], timeout=5)
+        assert ei.value.code == "expired"
+    finally:
+        cluster.set_clock_offset(0)
 
     # rejected: the request is closed (status rejected), a later approval does not revive it
     await app.reject(b["request_id"])
@@ -412,7 +415,7 @@ async def test_unwritable_audit_store_refuses_signing(cluster):
     request nor joins a job (fail closed); the other nodes go on."""
     key = await _key(cluster)
     await cluster.stop_node(2)
-    cluster.configure_node(2, "testing", audit_read_only=True)
+    cluster.configure_faults(2, audit_read_only=True)
     try:
         await cluster.start_node(2, wait="health")
         import aiohttp
@@ -438,7 +441,7 @@ async def test_unwritable_audit_store_refuses_signing(cluster):
         assert _metric(m, "appliance_audit_write_failures_total") >= 2
     finally:
         await cluster.stop_node(2)
-        cluster.configure_node(2, "testing", audit_read_only=False)
+        cluster.configure_faults(2)
         await cluster.start_node(2)
     done = await cluster.client("initiator", node=2).sign(
         key["key_id"], digest_of("audit back"), signers=["node-1", "node-3"],
