@@ -21,7 +21,6 @@ yet implemented), 502 (protocol abort, ``culprits``), 503 (quorum unreachable,
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -30,19 +29,18 @@ from aiohttp import web
 
 from api.auth import SIGNATURE_REJECTED, RequestVerifier
 from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
+from api.errors import DOMAIN_ERRORS, error_response, refusal, with_public_errors
+from api.errors import json_response as _json
 from api.signed_request import Refusal, authenticate, node_verifier
 from api.metrics_auth import MetricsAuth
 from api.tls import fingerprint_der, fingerprint_pem
 from appliance import __version__
-from appliance.audit import AuditUnavailable
 from appliance.audit_anchor import anchor_document
 from appliance.bounded import TooDeep, check_depth, loads_json
+from appliance.errors import ServiceError
 from appliance.fsmodes import tighten_tree
-from appliance.ids import GRAMMARS, BadId, check_id
-from appliance.node import Node, NodeError, bad_request
-from appliance.payloads.errors import PayloadError
-from appliance.policy import PolicyDenied
-from appliance.request_use import RequestUseRefused
+from appliance.ids import GRAMMARS, check_id
+from appliance.node import Node
 
 log = logging.getLogger("appliance.api")
 
@@ -75,16 +73,6 @@ class Route:
 # helpers
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":")))
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    err = {"code": code, "message": message}
-    err.update({k: v for k, v in extra.items() if v is not None})
-    return _json({"error": err}, status)
-
-
 async def _body_json(request: web.Request) -> dict:
     raw = request.get("raw_body")
     if raw is None:
@@ -96,9 +84,9 @@ async def _body_json(request: web.Request) -> dict:
     except TooDeep:
         raise  # errors_middleware: 400 too_deep
     except ValueError:
-        raise bad_request("bad_json", "the body is not valid JSON") from None
+        raise ServiceError("bad_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise bad_request("bad_json", "the body must be a JSON object")
+        raise ServiceError("bad_json", "the body must be a JSON object")
     return data
 
 
@@ -109,9 +97,9 @@ def _wait_param(request: web.Request) -> float:
     try:
         v = float(w)
     except ValueError:
-        raise bad_request("bad_wait", "wait must be a number of seconds") from None
+        raise ServiceError("bad_wait", "wait must be a number of seconds") from None
     if not 0 <= v <= 60:
-        raise bad_request("bad_wait", "wait must be between 0 and 60 seconds")
+        raise ServiceError("bad_wait", "wait must be between 0 and 60 seconds")
     return v
 
 
@@ -183,7 +171,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await _body_json(request)
     op = await _node(request).create_key(_user(request), body.get("threshold"), body.get("nodes"),
                                          body.get("paillier_bits"), request=body.get("request"))
-    return _json(op, 202)
+    return _json(with_public_errors(op), 202)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -201,7 +189,7 @@ async def get_key(request: web.Request) -> web.Response:
 
 async def get_operation(request: web.Request) -> web.Response:
     op = await _node(request).get_operation(request.match_info["op_id"], _wait_param(request))
-    return _json(op)
+    return _json(with_public_errors(op))
 
 
 async def create_sign_request(request: web.Request) -> web.Response:
@@ -210,39 +198,40 @@ async def create_sign_request(request: web.Request) -> web.Response:
         _user(request), request.match_info["key_id"], body.get("digest"), body.get("derivation_path"),
         body.get("signers"), body.get("payload"), body.get("payload_type"),
         request=body.get("request"), network=body.get("network"))
-    return _json(req, 202)
+    return _json(with_public_errors(req), 202)
 
 
 async def list_sign_requests(request: web.Request) -> web.Response:
-    return _json({"sign_requests": _node(request).pending_sign_requests()})
+    return _json(with_public_errors({"sign_requests": _node(request).pending_sign_requests()}))
 
 
 async def get_sign_request(request: web.Request) -> web.Response:
     req = await _node(request).get_sign_request(request.match_info["request_id"], _wait_param(request))
-    return _json(req)
+    return _json(with_public_errors(req))
 
 
 async def approve(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).decide_sign_request(_user(request), request.match_info["request_id"],
-                                                          "approve", body))
+    view = await _node(request).decide_sign_request(_user(request), request.match_info["request_id"], "approve", body)
+    return _json(with_public_errors(view))
 
 
 async def reject(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).decide_sign_request(_user(request), request.match_info["request_id"],
-                                                          "reject", body))
+    view = await _node(request).decide_sign_request(_user(request), request.match_info["request_id"], "reject", body)
+    return _json(with_public_errors(view))
 
 
 async def cancel(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).decide_sign_request(_user(request), request.match_info["request_id"],
-                                                          "cancel", body))
+    view = await _node(request).decide_sign_request(_user(request), request.match_info["request_id"], "cancel", body)
+    return _json(with_public_errors(view))
 
 
 async def approve_operation(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).decide_operation(_user(request), request.match_info["op_id"], body))
+    view = await _node(request).decide_operation(_user(request), request.match_info["op_id"], body)
+    return _json(with_public_errors(view))
 
 
 async def get_policy(request: web.Request) -> web.Response:
@@ -272,28 +261,28 @@ async def refresh(request: web.Request) -> web.Response:
     body = await _body_json(request)
     op = await _node(request).refresh_key(_user(request), request.match_info["key_id"],
                                           request=body.get("request"))
-    return _json(op, 202)
+    return _json(with_public_errors(op), 202)
 
 
 async def reshare(request: web.Request) -> web.Response:
     body = await _body_json(request)
     op = await _node(request).reshare_key(_user(request), request.match_info["key_id"], body.get("threshold"),
                                           body.get("nodes"), request=body.get("request"))
-    return _json(op, 202)
+    return _json(with_public_errors(op), 202)
 
 
 async def audit(request: web.Request) -> web.Response:
     try:
         since = int(request.query.get("since", "0"))
     except ValueError:
-        raise bad_request("bad_since", "since must be an integer") from None
+        raise ServiceError("bad_since", "since must be an integer") from None
     if not 0 <= since < 1 << 63:  # SQLite integers are 64-bit (found by schemathesis)
-        raise bad_request("bad_since", "since must be between 0 and 2^63 - 1")
+        raise ServiceError("bad_since", "since must be between 0 and 2^63 - 1")
     import asyncio
 
     node = _node(request)
     if node.audit is None:
-        raise NodeError(503, "audit_unavailable", "the audit log is not open")
+        raise ServiceError("audit_unavailable", "the audit log is not open")
     # JSON Lines: each entry's exact stored bytes and its hash, checkpoints after the entry they
     # cover (what `appliance audit verify FILE` checks)
     data = await asyncio.get_running_loop().run_in_executor(None, node.audit.export_bytes, since)
@@ -303,7 +292,7 @@ async def audit(request: web.Request) -> web.Response:
 async def audit_checkpoints(request: web.Request) -> web.Response:
     node = _node(request)
     if node.audit is None:
-        raise NodeError(503, "audit_unavailable", "the audit log is not open")
+        raise ServiceError("audit_unavailable", "the audit log is not open")
     ids = [n.id for n in node.cluster.nodes]
     doc = await asyncio.get_running_loop().run_in_executor(None, anchor_document, node.audit, ids)
     return _json(doc)
@@ -366,7 +355,8 @@ async def peer_decision(request: web.Request) -> web.Response:
 
 async def import_key(request: web.Request) -> web.Response:
     body = await _body_json(request)
-    return _json(await _node(request).import_key(_user(request), body, request=body.get("request")), 202)
+    op = await _node(request).import_key(_user(request), body, request=body.get("request"))
+    return _json(with_public_errors(op), 202)
 
 
 async def peer_key_state(request: web.Request) -> web.Response:
@@ -383,7 +373,8 @@ async def peer_policy_chain(request: web.Request) -> web.Response:
 
 
 async def peer_sign_request(request: web.Request) -> web.Response:
-    return _json(await _node(request).peer_sign_request(request.match_info["request_id"], _wait_param(request)))
+    view = await _node(request).peer_sign_request(request.match_info["request_id"], _wait_param(request))
+    return _json(with_public_errors(view))
 
 
 async def peer_sign_request_decision(request: web.Request) -> web.Response:
@@ -559,26 +550,21 @@ def route_for(request: web.Request) -> Route | None:
 async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except NodeError as exc:
-        if exc.status >= 500:
-            log.info("%s %s -> %s %s", request.method, request.path, exc.status, exc.code)
-        return error_response(exc.status, exc.code, exc.message, culprits=exc.culprits,
-                              missing_nodes=exc.missing_nodes)
+    except DOMAIN_ERRORS as exc:  # TooDeep: a JSON or CBOR body past the nesting bound, unparsed
+        resp = error_response(exc)
+        if resp.status >= 500:
+            log.info("%s %s -> %s %s", request.method, request.path, resp.status, exc.code)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        return refusal(code, exc.reason, exc.status)
     except BodyTimeout as exc:  # the edge's body clock ran out (the connection then closes)
-        return error_response(408, "body_timeout", str(exc))
-    except TooDeep as exc:  # a JSON or CBOR body past the nesting bound, refused unparsed
-        return error_response(400, "too_deep", str(exc))
-    except (PolicyDenied, PayloadError, AuditUnavailable, BadId, RequestUseRefused) as exc:
-        status = getattr(exc, "http_status", None) or getattr(exc, "status", 400)
-        return error_response(int(status), exc.code, getattr(exc, "message", str(exc)))
+        return refusal("body_timeout", str(exc))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, "internal", "internal error")
+        return refusal("internal", "internal error")
 
 
 @web.middleware
@@ -604,16 +590,16 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         if scraper.allows(request.headers.get("Authorization"), _peer_fingerprint(request)):
             return await handler(request)
         if "Signature-Input" not in request.headers:  # else: a user's signed request
-            resp = error_response(401, "unauthenticated", "metrics need the scraper's credentials")
+            resp = refusal("unauthenticated", "metrics need the scraper's credentials")
             resp.headers.update(scraper.challenge())
             return resp
     if node.store is None or node.hsm is None:
-        return error_response(503, "not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
+        return refusal("not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
     if route.auth == "peer":
         fp = _peer_fingerprint(request)
         index = request.app[PEERS_KEY].get(fp) if fp else None
         if index is None:
-            return error_response(403, "peer_not_pinned", "peer routes need a pinned node certificate")
+            return refusal("peer_not_pinned", "peer routes need a pinned node certificate")
         request["peer_index"] = index
         return await handler(request)
     verifier = request.app[VERIFIER_KEY]
@@ -624,17 +610,17 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         user_id, request["raw_body"] = await authenticate(request, verifier, MAX_BODY)
     except Refusal as r:
-        resp = error_response(r.status, r.code, r.message)
+        resp = refusal(r.code, r.message)
         if r.unread and request.body_exists:
             resp.force_close()  # the rest of an unread body is not drained
         return resp
     user = node.policy.user(user_id)
     if user is None:
-        return error_response(401, "unauthenticated", SIGNATURE_REJECTED)
+        return refusal("unauthenticated", SIGNATURE_REJECTED)
     # routes the policy rules on (requests, approvals, key changes) let it decide, with its
     # reason codes; the others name their roles here
     if route.roles and not any(user.has(r) for r in route.roles):
-        return error_response(403, "forbidden", f"needs one of the roles: {', '.join(route.roles)}")
+        return refusal("forbidden", f"needs one of the roles: {', '.join(route.roles)}")
     request["user"] = user
     return await handler(request)
 
