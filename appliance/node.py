@@ -611,7 +611,7 @@ class Node(PolicyMixin):
                                          share.to_bytes())
 
     # ===================================================================================
-    # client-facing operations (api/server.py calls these after authentication)
+    # client-facing operations (api/routes/ call these after authentication)
 
     async def create_key(self, user, threshold: Any, node_ids: Any = None,
                          paillier_bits: Any = None, request: Any = None) -> dict:
