@@ -1,6 +1,6 @@
 """The node's HTTPS server (aiohttp): the app, its middleware, and ``serve``.
 
-* Open: ``/healthz``, ``/readyz``. ``/metrics``: the scraper's bearer token
+* Open: ``/healthz``, ``/readyz``, ``/openapi.json``. ``/metrics``: the scraper's bearer token
   or pinned client certificate (``[metrics]``, :mod:`api.metrics_auth`) or a signed user
   request; open only with ``[metrics] auth = "none"``.
 * Client routes (:mod:`api.routes.client`): RFC 9421 signed requests (:mod:`api.auth`) by a

@@ -228,7 +228,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", responses=(200, 503)),
     Route("GET", "/metrics", metrics, "Prometheus metrics (the scraper's bearer token or certificate, or a "
           "signed user request)", "metrics", responses=(200, 401), content_type="text/plain"),
-    Route("GET", "/openapi.json", openapi, "This document", "user", ANY_ROLE),
+    Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open"),
     Route("POST", "/v1/keys", create_key, "Create a key (DKG); an operation, pending until the policy's "
           "admin quorum approved it", "user", ANY_ROLE,
           body={"type": "object", "required": ["threshold", "request"], "properties": {
