@@ -10,12 +10,12 @@ from api.auth import AuthError, RequestVerifier, authority_of
 
 
 class Refusal(Exception):
-    """The request is refused: ``status``, ``code``, ``message``; ``unread``: its body was not
-    read (the connection is closed after the answer rather than drained)."""
+    """The request is refused: ``code`` (its status in api/errors.py), ``message``; ``unread``:
+    its body was not read (the connection is closed after the answer rather than drained)."""
 
-    def __init__(self, status: int, code: str, message: str, *, unread: bool = False) -> None:
+    def __init__(self, code: str, message: str, *, unread: bool = False) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.unread = status, code, message, unread
+        self.code, self.message, self.unread = code, message, unread
 
 
 def node_verifier(node) -> RequestVerifier:
@@ -32,17 +32,17 @@ async def authenticate(request: web.Request, verifier: RequestVerifier, max_body
     try:  # nonce, created, covered components, key id: before any body byte is read
         verifier.precheck(headers)
     except AuthError as exc:
-        raise Refusal(401, "unauthenticated", exc.message, unread=True) from None
+        raise Refusal("unauthenticated", exc.message, unread=True) from None
     if request.content_length is not None and request.content_length > max_body:
-        raise Refusal(413, "body_too_large", "request body too large", unread=True)
+        raise Refusal("body_too_large", "request body too large", unread=True)
     chunks, size = [], 0
     while chunk := await request.content.read(65536):
         size += len(chunk)
         if size > max_body:
-            raise Refusal(413, "body_too_large", "request body too large", unread=True)
+            raise Refusal("body_too_large", "request body too large", unread=True)
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
         return verifier.verify(request.method, str(request.url), headers, raw), raw
     except AuthError as exc:
-        raise Refusal(401, "unauthenticated", exc.message) from None
+        raise Refusal("unauthenticated", exc.message) from None

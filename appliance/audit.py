@@ -102,10 +102,9 @@ class AuditError(ApplianceError):
 
 
 class AuditUnavailable(AuditError):
-    """The audit log cannot record: refuse the action (fail closed). HTTP 503."""
+    """The audit log cannot record: refuse the action (fail closed)."""
 
     code = "audit_unavailable"
-    status = 503
 
 
 class AuditFieldError(AuditError, ValueError):

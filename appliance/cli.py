@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
             return 0
         if args.cmd == "serve":
-            from api.server import serve
+            from api.app import serve
 
             try:
                 from appliance.hardening import disable_core_dumps

@@ -66,7 +66,7 @@ from appliance import payloads
 from appliance.bounded import check_recursion_limit
 from appliance.config import NodeConfig, PeerInfo
 from appliance.early_frames import EarlyFrames
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, PolicyDenied, ServiceError
 from appliance.faults import NO_FAULTS, FaultPlan
 from appliance.hardening import disable_core_dumps
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
@@ -114,38 +114,6 @@ TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
 
 # ---------------------------------------------------------------------------------------
 # errors with an HTTP meaning
-
-
-class NodeError(ApplianceError):
-    """A refused or failed request: HTTP status, code, message, culprits / missing nodes."""
-
-    def __init__(self, status: int, code: str, message: str, *, culprits: list[str] | None = None,
-                 missing_nodes: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.culprits = culprits
-        self.missing_nodes = missing_nodes
-
-    def to_error(self) -> dict:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.culprits is not None:
-            err["culprits"] = self.culprits
-        if self.missing_nodes is not None:
-            err["missing_nodes"] = self.missing_nodes
-        return err
-
-    @classmethod
-    def from_error(cls, status: int, err: dict) -> "NodeError":
-        return cls(status, err.get("code", "error"), err.get("message", ""),
-                   culprits=err.get("culprits"), missing_nodes=err.get("missing_nodes"))
-
-
-def bad_request(code: str, message: str) -> NodeError:
-    return NodeError(400, code, message)
-
-
-def not_found(what: str) -> NodeError:
-    return NodeError(404, "not_found", f"unknown {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,7 +185,7 @@ def new_id(prefix: str) -> str:
 
 
 class JobFailed(Exception):
-    def __init__(self, error: NodeError) -> None:
+    def __init__(self, error: ServiceError) -> None:
         super().__init__(error.message)
         self.error = error
 
@@ -344,13 +312,13 @@ class Node(PolicyMixin):
             log.error("%s", problem)
             return
         self.store = NodeStore(self.config.db)
-        self.store.recover_after_restart({"status": 503, "code": "node_restarted",
+        self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self._open_policy()
         self._open_audit()
         hcfg = self.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
-            raise NodeError(500, "bad_config", "the identity key must be secp256k1")
+            raise ServiceError("bad_config", "the identity key must be secp256k1")
         try:
             hsm = await HSM.open_async(hcfg, node_id=self.me.id)
         except (HSMPinError, HSMTokenNotFoundError, HSMUnavailableError, HSMModuleError, HSMConfigError) as exc:
@@ -379,9 +347,9 @@ class Node(PolicyMixin):
         self.hsm = MeteredHSM(hsm, self.metrics)
         self.fault = None
         if self.hsm.identity_public_key != self.me.identity_key:
-            raise NodeError(500, "bad_config", "the HSM identity key differs from the cluster configuration")
+            raise ServiceError("bad_config", "the HSM identity key differs from the cluster configuration")
         if self.hsm.transport_public_key != self.me.transport_key:
-            raise NodeError(500, "bad_config", "the HSM transport key differs from the cluster configuration")
+            raise ServiceError("bad_config", "the HSM transport key differs from the cluster configuration")
         self.signer = HSMSigner(self.hsm)
         # presignatures reserved by a process that died are burnt; spent ones lose their key
         await asyncio.get_running_loop().run_in_executor(
@@ -458,7 +426,7 @@ class Node(PolicyMixin):
         for n in self.cluster.nodes:
             if n.id == node_id:
                 return n.index
-        raise bad_request("unknown_node", f"unknown node {node_id!r}")
+        raise ServiceError("unknown_node", f"unknown node {node_id!r}")
 
     # -- primes -----------------------------------------------------------------------
 
@@ -562,7 +530,7 @@ class Node(PolicyMixin):
     async def require_hsm(self) -> None:
         """Fail closed: without a working HSM this node neither signs nor coordinates."""
         if not self.ready or not await self.hsm_healthy():
-            raise NodeError(503, "hsm_unavailable",
+            raise ServiceError("hsm_unavailable",
                             f"{self.me.id}: the HSM is not available ({self.fault or 'token not answering'}); "
                             "nothing is signed")
 
@@ -571,7 +539,7 @@ class Node(PolicyMixin):
     def not_quarantined(self, indices) -> list[int]:
         return [i for i in indices if self.peers[i].id not in self.quarantine]
 
-    def _quarantine_culprits(self, err: "NodeError", spec: dict) -> None:
+    def _quarantine_culprits(self, err: ServiceError, spec: dict) -> None:
         """A node named by an identifiable abort is left out of quorums until an admin clears it."""
         if err.code != "protocol_abort" or not err.culprits:
             return
@@ -594,7 +562,7 @@ class Node(PolicyMixin):
         self.require_admin(user, "clear_quarantine")
         entry = self.quarantine.clear(node_id)
         if entry is None:
-            raise not_found("quarantined node")
+            raise ServiceError("not_found", "unknown quarantined node")
         self.audit.record(user.id, "quarantine_cleared", subject=node_id, decision="cleared",
                           reason=str(entry.get("reason", ""))[:300])
         return {"node_id": node_id, "cleared": True, **entry}
@@ -616,7 +584,7 @@ class Node(PolicyMixin):
     def active_key(self, key_id: str) -> dict:
         row = self.store.get_key(key_id)
         if row is None or row["status"] != "active":
-            raise not_found("key")
+            raise ServiceError("not_found", "unknown key")
         return row
 
     async def load_share(self, row: dict) -> KeyShare:
@@ -640,7 +608,7 @@ class Node(PolicyMixin):
                                          share.to_bytes())
 
     # ===================================================================================
-    # client-facing operations (api/server.py calls these after authentication)
+    # client-facing operations (api/routes/ call these after authentication)
 
     async def create_key(self, user, threshold: Any, node_ids: Any = None,
                          paillier_bits: Any = None, request: Any = None) -> dict:
@@ -649,7 +617,7 @@ class Node(PolicyMixin):
         self._key_params(threshold, node_ids)
         bits = self.config.paillier_bits if paillier_bits is None else paillier_bits
         if bits not in (2048, 3072):
-            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+            raise ServiceError("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
         params = {"threshold": threshold, **({"nodes": node_ids} if node_ids is not None else {})}
         body = {"threshold": threshold, "nodes": node_ids, "paillier_bits": bits}
         view, sr = await self._key_operation(user, "keygen", None, params, request, body)
@@ -671,16 +639,16 @@ class Node(PolicyMixin):
         shares are deleted only once every new member has confirmed (commit)."""
         row = self.active_key(key_id)
         if not isinstance(threshold, int) or isinstance(threshold, bool):
-            raise bad_request("bad_threshold", "threshold must be an integer")
+            raise ServiceError("bad_threshold", "threshold must be an integer")
         if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
-            raise bad_request("bad_nodes", "nodes must be a list of node ids")
+            raise ServiceError("bad_nodes", "nodes must be a list of node ids")
         new = sorted({self.index_of(x) for x in node_ids})
         if len(new) != len(node_ids) or len(new) < 2:
-            raise bad_request("bad_nodes", "nodes must be at least two distinct node ids")
+            raise ServiceError("bad_nodes", "nodes must be at least two distinct node ids")
         if not 1 <= threshold <= len(new):
-            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(new)}")
+            raise ServiceError("bad_threshold", f"threshold must be between 1 and {len(new)}")
         if self.index not in row["participants"]:
-            raise bad_request("not_a_holder", "send the reshare request to a node that holds the key")
+            raise ServiceError("not_a_holder", "send the reshare request to a node that holds the key")
         params = {"threshold": threshold, "nodes": node_ids}
         view, sr = await self._key_operation(user, "reshare", key_id, params, request, params)
         if view is not None:
@@ -689,19 +657,19 @@ class Node(PolicyMixin):
 
     def _key_params(self, threshold: Any, node_ids: Any) -> list[int]:
         if not isinstance(threshold, int) or isinstance(threshold, bool):
-            raise bad_request("bad_threshold", "threshold must be an integer")
+            raise ServiceError("bad_threshold", "threshold must be an integer")
         if node_ids is None:
             parties = [n.index for n in self.cluster.nodes]
         else:
             if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
-                raise bad_request("bad_nodes", "nodes must be a list of node ids")
+                raise ServiceError("bad_nodes", "nodes must be a list of node ids")
             parties = sorted({self.index_of(x) for x in node_ids})
             if len(parties) != len(node_ids):
-                raise bad_request("bad_nodes", "nodes must not repeat")
+                raise ServiceError("bad_nodes", "nodes must not repeat")
         if len(parties) < 2:
-            raise bad_request("bad_nodes", "a key needs at least two nodes")
+            raise ServiceError("bad_nodes", "a key needs at least two nodes")
         if not 1 <= threshold <= len(parties):
-            raise bad_request("bad_threshold", f"threshold must be between 1 and {len(parties)}")
+            raise ServiceError("bad_threshold", f"threshold must be between 1 and {len(parties)}")
         return parties
 
     async def _launch_key_op(self, kind: str, actor: str, sr, approvals: list, body: dict, *,
@@ -714,7 +682,7 @@ class Node(PolicyMixin):
             await self.require_hsm()
             _, missing = await self.split_healthy(bundle.parties)
             if missing:
-                raise NodeError(503, "quorum_unreachable", "every node of an imported key must be reachable",
+                raise ServiceError("quorum_unreachable", "every node of an imported key must be reachable",
                                 missing_nodes=self.node_ids(missing))
             key_id = new_id("key")
             spec = {"job_id": job_id, "kind": "import", "key_id": key_id, "parties": bundle.parties,
@@ -726,7 +694,7 @@ class Node(PolicyMixin):
             parties = self._key_params(body["threshold"], body.get("nodes"))
             _, missing = await self.split_healthy(parties)
             if missing:
-                raise NodeError(503, "quorum_unreachable", "every node of a new key must be reachable",
+                raise ServiceError("quorum_unreachable", "every node of a new key must be reachable",
                                 missing_nodes=self.node_ids(missing))
             key_id = new_id("key")
             spec = {"job_id": job_id, "kind": "keygen", "key_id": key_id, "parties": parties,
@@ -735,11 +703,11 @@ class Node(PolicyMixin):
             key_id = sr.request.key_id
             row = self.active_key(key_id)
             if self._key_change_running(key_id):
-                raise NodeError(409, "key_change_in_progress", "another change of this key is under way")
+                raise ServiceError("key_change_in_progress", "another change of this key is under way")
             parties = row["participants"]
             _, missing = await self.split_healthy(parties)
             if missing:
-                raise NodeError(503, "quorum_unreachable", "every node of the key must be reachable to refresh",
+                raise ServiceError("quorum_unreachable", "every node of the key must be reachable to refresh",
                                 missing_nodes=self.node_ids(missing))
             spec = {"job_id": job_id, "kind": "refresh", "key_id": key_id, "parties": parties,
                     "threshold": row["threshold"], "paillier_bits": row["paillier_bits"],
@@ -749,13 +717,13 @@ class Node(PolicyMixin):
             row = self.active_key(key_id)
             threshold, new = body["threshold"], sorted(self.index_of(x) for x in body["nodes"])
             if self._key_change_running(key_id):
-                raise NodeError(409, "key_change_in_progress", "another change of this key is under way")
+                raise ServiceError("key_change_in_progress", "another change of this key is under way")
             old_holders = row["participants"]
             healthy, missing = await self.split_healthy(sorted(set(old_holders) | set(new)))
             missing_new = [p for p in missing if p in new]
             senders = await self._reshare_senders(row, [p for p in old_holders if p in healthy])
             if missing_new or len(senders) < row["threshold"]:
-                raise NodeError(503, "quorum_unreachable", "the new committee and a quorum of holders must be reachable",
+                raise ServiceError("quorum_unreachable", "the new committee and a quorum of holders must be reachable",
                                 missing_nodes=self.node_ids(missing))
             share = await self.load_share(row)
             old_info = wire.encode(OldKeyInfo.of(share)).hex()
@@ -797,7 +765,7 @@ class Node(PolicyMixin):
     async def get_operation(self, op_id: str, wait: float = 0.0) -> dict:
         op = self.store.get_operation(op_id)
         if op is None:
-            raise not_found("operation")
+            raise ServiceError("not_found", "unknown operation")
         if wait > 0 and op["status"] not in TERMINAL:
             await self._wait_for(op_id, wait)
             op = self.store.get_operation(op_id)
@@ -822,12 +790,12 @@ class Node(PolicyMixin):
             self._audit_quiet(spec.get("actor"), f"{spec['kind']}_done", key_id=spec.get("key_id"),
                               subject=op_id, decision="done")
         except JobFailed as exc:
-            self.store.finish_operation(op_id, "failed", error={"status": exc.error.status, **exc.error.to_error()})
+            self.store.finish_operation(op_id, "failed", error=exc.error.to_error())
             self._audit_quiet(spec.get("actor"), f"{spec['kind']}_failed", key_id=spec.get("key_id"),
                               subject=op_id, decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("operation %s crashed", op_id)
-            self.store.finish_operation(op_id, "failed", error={"status": 500, "code": "internal",
+            self.store.finish_operation(op_id, "failed", error={"code": "internal",
                                                                 "message": type(exc).__name__})
         finally:
             self._notify(op_id)
@@ -873,7 +841,7 @@ class Node(PolicyMixin):
             try:  # one signer set per request, cluster-wide (appliance/request_use.py)
                 spec[USE_MARKS] = await self.request_use.reserve_everywhere(sr, row, signers)
             except RequestUseRefused as exc:
-                raise JobFailed(NodeError(exc.status, exc.code, exc.message)) from None
+                raise JobFailed(exc) from None
             self._coordinator_fault(spec, r)
             if self.index in signers:
                 # spent durably here, before anything of it is used
@@ -905,14 +873,14 @@ class Node(PolicyMixin):
                               reason=f"{len(sigs)} signature(s)")
         except JobFailed as exc:
             self.store.update_sign_request(request_id, status="failed",
-                                           error={"status": exc.error.status, **exc.error.to_error()})
+                                           error=exc.error.to_error())
             self.metrics.sign_request("failed")
             self._audit_quiet(actor, "sign_failed", key_id=row["key_id"], subject=request_id,
                               decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("sign request %s crashed", request_id)
             self.store.update_sign_request(request_id, status="failed",
-                                           error={"status": 500, "code": "internal", "message": type(exc).__name__})
+                                           error={"code": "internal", "message": type(exc).__name__})
             self.metrics.sign_request("failed")
         finally:
             if taken is not None:  # its key goes (used or not: a presignature is used once)
@@ -940,7 +908,7 @@ class Node(PolicyMixin):
         if req is None:
             if forward:  # kept by the node that received it (its coordinator): ask the others
                 return await self._forward_to_owner(request_id, "GET", query={"wait": wait})
-            raise not_found("sign request")
+            raise ServiceError("not_found", "unknown sign request")
         if wait > 0 and req["status"] not in TERMINAL:
             await self._wait_for(request_id, wait)
             req = self._expire_if_due(self.store.get_sign_request(request_id))
@@ -954,12 +922,12 @@ class Node(PolicyMixin):
 
     def verify_signature(self, body: dict) -> dict:
         if not isinstance(body, dict):
-            raise bad_request("bad_body", "expected a JSON object")
+            raise ServiceError("bad_body", "expected a JSON object")
         pub = body.get("public_key")
         if pub is None and body.get("key_id") is not None:
             row = self.store.get_key(str(body["key_id"]))
             if row is None or row["status"] != "active":
-                raise not_found("key")
+                raise ServiceError("not_found", "unknown key")
             pub = row["public_key"].hex()
         try:
             pk = bytes.fromhex(pub)
@@ -972,14 +940,14 @@ class Node(PolicyMixin):
             else:
                 sig = ecdsa.Signature(int(sig_in["r"], 16), int(sig_in["s"], 16))
         except (KeyError, TypeError, ValueError, ApplianceError):
-            raise bad_request("bad_body", "need public_key or key_id (hex), digest (hex, 32 bytes) and "
+            raise ServiceError("bad_body", "need public_key or key_id (hex), digest (hex, 32 bytes) and "
                               "signature (DER hex, or {der} or {r, s})") from None
         if len(digest) != 32:
-            raise bad_request("bad_digest", "digest must be exactly 32 bytes")
+            raise ServiceError("bad_digest", "digest must be exactly 32 bytes")
         try:
             valid = ecdsa.verify(pk, digest, sig)
         except ApplianceError:
-            raise bad_request("bad_public_key", "public_key is not a valid secp256k1 point") from None
+            raise ServiceError("bad_public_key", "public_key is not a valid secp256k1 point") from None
         return {"valid": bool(valid), "low_s": sig.is_low_s}
 
     # ===================================================================================
@@ -997,7 +965,7 @@ class Node(PolicyMixin):
         job._presig_row = taken  # type: ignore[attr-defined]
         job._dec = items  # type: ignore[attr-defined]
         if not self.store.use_job_id(job.job_id):  # a session id is never run twice
-            raise JobFailed(NodeError(409, "job_exists", "job id already used"))
+            raise JobFailed(ServiceError("job_exists", "job id already used"))
         self.jobs[job.job_id] = job
         t0 = time.monotonic()
         kind = spec["kind"]
@@ -1017,15 +985,15 @@ class Node(PolicyMixin):
                 for p in missing:
                     self.mark_unhealthy(p)
                 if missing:
-                    err = NodeError(503, "quorum_unreachable", "nodes did not answer the job",
+                    err = ServiceError("quorum_unreachable", "nodes did not answer the job",
                                     missing_nodes=self.node_ids(missing))
                 else:
                     p, r = failures[0]
-                    body_err = getattr(r, "body", {}).get("error", {}) if isinstance(r, PeerError) else {}
-                    # a signer's policy refusal keeps its status (403/409) and reason code
-                    status = r.status if isinstance(r, PeerError) and r.status in (400, 403, 409) else 502
-                    err = NodeError(status, body_err.get("code", "peer_refused"),
-                                    f"{self.peers[p].id} refused the job: {body_err.get('message', str(r))}")
+                    # a signer's refusal keeps its reason code
+                    body_err = r.error if isinstance(r, PeerError) else {}
+                    message = f"{self.peers[p].id} refused the job: {body_err.get('message', str(r))}"
+                    err = (r.service_error(message) if isinstance(r, PeerError)
+                           else ServiceError("peer_refused", message))
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
             result = await self._collect(job, others)
@@ -1061,18 +1029,18 @@ class Node(PolicyMixin):
                 exc = job.task.exception() if not job.task.cancelled() else None
                 if job.task.cancelled():
                     why = job.cancelled or {"code": "cancelled", "message": "the job was cancelled"}
-                    raise JobFailed(NodeError.from_error(why.get("status", 503), why))
+                    raise JobFailed(ServiceError.from_error(why))
                 if isinstance(exc, JobFailed):
                     await self._cancel_everywhere(job, exc.error, others)
                     raise exc
                 if exc is not None:
                     log.error("job %s failed here", job.job_id, exc_info=exc)
-                    err = NodeError(500, "internal", f"{type(exc).__name__}")
+                    err = ServiceError("internal", f"{type(exc).__name__}")
                     await self._cancel_everywhere(job, err, others)
                     raise JobFailed(err)
             failed = [r for r in job.reports.values() if not r.get("ok")]
             if failed:
-                err = NodeError.from_error(failed[0].get("error", {}).get("status", 502), failed[0]["error"])
+                err = ServiceError.from_error(failed[0].get("error") or {})
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
             if own_done and set(job.reports) >= set(others):
@@ -1082,7 +1050,7 @@ class Node(PolicyMixin):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = [p for p in others if p not in job.reports]
-                err = NodeError(503, "job_timeout", "the job did not finish in time",
+                err = ServiceError("job_timeout", "the job did not finish in time",
                                 missing_nodes=self.node_ids(missing))
                 if job.task is not None:
                     job.task.cancel()
@@ -1105,7 +1073,7 @@ class Node(PolicyMixin):
                 strikes = getattr(job, "_down_strikes", 0) + 1 if down else 0
                 job._down_strikes = strikes  # type: ignore[attr-defined]
                 if strikes >= 2:
-                    err = NodeError(503, "quorum_unreachable", "a party stopped answering during the job",
+                    err = ServiceError("quorum_unreachable", "a party stopped answering during the job",
                                     missing_nodes=self.node_ids(down))
                     if job.task is not None and not job.task.done():
                         job.task.cancel()
@@ -1126,7 +1094,7 @@ class Node(PolicyMixin):
             fps = {r.get("fingerprint") for r in reports.values()}
             pks = {r.get("public_key") for r in reports.values()}
             if len(fps) != 1 or len(pks) != 1:
-                err = NodeError(502, "inconsistent_result", "the parties ended with different key states")
+                err = ServiceError("inconsistent_result", "the parties ended with different key states")
                 await self._cancel_everywhere(job, err, others)
                 raise JobFailed(err)
             pk = pks.pop()
@@ -1162,7 +1130,7 @@ class Node(PolicyMixin):
         seen = {tuple(tuple(sorted(d.items())) for d in r.get("signatures") or [r["signature"]])
                 for r in reports.values()}
         if len(seen) != 1:
-            raise JobFailed(NodeError(502, "inconsistent_result", "the signers produced different signatures"))
+            raise JobFailed(ServiceError("inconsistent_result", "the signers produced different signatures"))
         sig_dicts = [dict(t) for t in next(iter(seen))]
         dec = getattr(job, "_dec", None)
         if dec is not None:
@@ -1171,11 +1139,11 @@ class Node(PolicyMixin):
             key = self.store.get_key(spec["key_id"])
             checks = [(key["public_key"] if key else b"", bytes.fromhex(spec["digest"]))]
         if len(checks) != len(sig_dicts):
-            raise JobFailed(NodeError(502, "inconsistent_result", "wrong number of signatures"))
+            raise JobFailed(ServiceError("inconsistent_result", "wrong number of signatures"))
         for (pk, digest), sig in zip(checks, sig_dicts):
             s = ecdsa.Signature.from_der(bytes.fromhex(sig["der"]), recovery_id=sig["recovery_id"])
             if not pk or not ecdsa.verify(pk, digest, s, strict_low_s=True):
-                raise JobFailed(NodeError(502, "bad_signature", "the combined signature does not verify"))
+                raise JobFailed(ServiceError("combined_signature_invalid", "the combined signature does not verify"))
         return {"signature": sig_dicts[0], "signatures": sig_dicts}
 
     async def _peer_post(self, p: int, path: URL, body: dict) -> None:
@@ -1185,8 +1153,8 @@ class Node(PolicyMixin):
             self.metrics.peer_errors.labels(self.peers[p].id).inc()
             log.info("peer call %s %s failed: %s", self.peers[p].id, path, exc)
 
-    async def _cancel_everywhere(self, job: JobRun, err: NodeError, others: list[int]) -> None:
-        body = {"from": self.index, "status": err.status, **err.to_error()}
+    async def _cancel_everywhere(self, job: JobRun, err: ServiceError, others: list[int]) -> None:
+        body = {"from": self.index, **err.to_error()}
         if job.task is not None and not job.task.done():
             job.cancelled = body
             job.task.cancel()
@@ -1210,7 +1178,7 @@ class Node(PolicyMixin):
     async def accept_job(self, spec: dict, from_index: int) -> None:
         """A peer coordinator asks this node to take part (``POST /v1/peer/jobs``)."""
         if not self.ready:
-            raise NodeError(503, "not_ready", f"{self.me.id} is not ready: {self.fault or 'starting'}")
+            raise ServiceError("not_ready", f"{self.me.id} is not ready: {self.fault or 'starting'}")
         try:
             job_id = check_id("job_id", spec["job_id"])
             check_id("key_id", spec["key_id"])
@@ -1220,32 +1188,32 @@ class Node(PolicyMixin):
             parties = [int(p) for p in spec["parties"]]
             coordinator = int(spec["coordinator"])
         except (KeyError, TypeError, ValueError):  # BadId is a ValueError
-            raise bad_request("bad_job", "malformed job description") from None
+            raise ServiceError("bad_job", "malformed job description") from None
         if coordinator != from_index:
-            raise NodeError(403, "forbidden", "a job must come from its coordinator")
+            raise ServiceError("forbidden", "a job must come from its coordinator")
         if kind not in JOB_AUTHORITY or self.index not in parties or not set(parties) <= set(self.peers):
-            raise bad_request("bad_job", "unknown kind or parties")
+            raise ServiceError("bad_job", "unknown kind or parties")
         # the rule (appliance/job_authority.py): no job without an authorizing statement that
         # this node checks itself -- first the coordinator's HSM identity signature over the
         # whole job, then (in _authorize_job) the user's signed request and its approvals
         if not coordinator_signature_ok(spec, from_index, self.directory):
-            raise self._refuse(403, "bad_coordinator_signature", "the job is not signed by its "
-                               "coordinator's identity key", actor=self.peers[from_index].id,
+            raise self._refuse(PolicyDenied("bad_coordinator_signature", "the job is not signed by its "
+                               "coordinator's identity key"), actor=self.peers[from_index].id,
                                action=f"{kind}_job_refused", key_id=spec["key_id"], subject=job_id)
         if job_id in self.jobs or job_id in self._finished_jobs:
             if job_id in self.jobs and self.jobs[job_id].spec == spec:
                 return
-            raise NodeError(409, "job_exists", "job id already used")
+            raise ServiceError("job_exists", "job id already used")
         if not self.store.use_job_id(job_id):
             # never a job id (hence a protocol session id) twice: a replayed job is refused
-            raise NodeError(409, "job_exists", "job id already used")
+            raise ServiceError("job_exists", "job id already used")
         # the policy: this node checks the request, approvals and payload itself
         checked = self._authorize_job(spec, from_index)
         if kind in ("keygen", "import"):
             if self.store.get_key(str(spec["key_id"])) is not None:
-                raise NodeError(409, "key_exists", "key id already used")
+                raise ServiceError("key_exists", "key id already used")
             if spec.get("paillier_bits") not in (2048, 3072):
-                raise bad_request("bad_job", "paillier_bits must be 2048 or 3072")
+                raise ServiceError("bad_job", "paillier_bits must be 2048 or 3072")
             if kind == "import":  # refused here, naming the problem, before anything is stored
                 await self._check_import_share(spec)
         elif kind == "reshare":
@@ -1253,28 +1221,28 @@ class Node(PolicyMixin):
             senders = [int(p) for p in spec.get("senders", [])]
             new = [int(p) for p in spec.get("new_members", [])]
             if sorted(set(senders) | set(new)) != sorted(parties) or spec.get("paillier_bits") not in (2048, 3072):
-                raise bad_request("bad_job", "malformed reshare")
+                raise ServiceError("bad_job", "malformed reshare")
             if self.index in senders:
                 if row is None or row["status"] != "active" or int(spec.get("epoch", -1)) != row["epoch"]:
-                    raise NodeError(409, "epoch_mismatch", "this node does not hold that key at that epoch")
+                    raise ServiceError("epoch_mismatch", "this node does not hold that key at that epoch")
             elif row is not None and row["status"] == "active" and row["epoch"] == int(spec.get("epoch", -1)):
-                raise bad_request("bad_job", "a holder of the key must be a sender")
+                raise ServiceError("bad_job", "a holder of the key must be a sender")
         else:
             row = self.store.get_key(str(spec["key_id"]))
             if row is None or row["status"] != "active":
-                raise NodeError(404, "unknown_key", "this node does not hold that key")
+                raise ServiceError("unknown_key", "this node does not hold that key")
             if int(spec.get("epoch", -1)) != row["epoch"]:
-                raise NodeError(409, "epoch_mismatch", "the key's epoch differs on this node")
+                raise ServiceError("epoch_mismatch", "the key's epoch differs on this node")
             if not set(parties) <= set(row["participants"]):
-                raise bad_request("bad_job", "parties do not hold the key")
+                raise ServiceError("bad_job", "parties do not hold the key")
             if kind == "sign":
                 digest = bytes.fromhex(str(spec.get("digest", "")))
                 if len(digest) != 32:
-                    raise bad_request("bad_job", "digest must be 32 bytes")
+                    raise ServiceError("bad_job", "digest must be 32 bytes")
                 if len(parties) != row["threshold"]:
-                    raise bad_request("bad_job", "signer set must have threshold members")
+                    raise ServiceError("bad_job", "signer set must have threshold members")
         if kind in ("refresh", "reshare") and self._key_change_running(str(spec["key_id"])):
-            raise NodeError(409, "key_change_in_progress", f"{self.me.id}: another change of this key is under way")
+            raise ServiceError("key_change_in_progress", f"{self.me.id}: another change of this key is under way")
         dec = None
         if kind == "sign":
             # decoded here from the signed request, never the coordinator's digests
@@ -1291,7 +1259,7 @@ class Node(PolicyMixin):
             # spent durably before anything of it is used (a refused job spends nothing else)
             taken = self.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False)
             if taken is None or taken.key_id != spec["key_id"]:
-                raise NodeError(409, "presignature_unavailable", "this node has no such presignature")
+                raise ServiceError("presignature_unavailable", "this node has no such presignature")
             job.spec = dict(spec)
             job._presig_row = taken  # type: ignore[attr-defined]
             self._report_presignatures()
@@ -1313,7 +1281,7 @@ class Node(PolicyMixin):
         except JobFailed as exc:
             self._quarantine_culprits(exc.error, job.spec)
             report = {"from": self.index, "ok": False, "dropped": job.dropped,
-                      "error": {"status": exc.error.status, **exc.error.to_error()}}
+                      "error": exc.error.to_error()}
             self._abandon_local(job)
             # tell the other parties at once so that they stop waiting
             others = [p for p in job.parties if p not in (self.index, coord)]
@@ -1323,7 +1291,7 @@ class Node(PolicyMixin):
         except Exception as exc:
             log.exception("job %s crashed", job.job_id)
             report = {"from": self.index, "ok": False,
-                      "error": {"status": 500, "code": "internal", "message": type(exc).__name__}}
+                      "error": {"code": "internal", "message": type(exc).__name__}}
             self._abandon_local(job)
         self._audit_quiet(self.peers[coord].id, f"{job.kind}_session_end", key_id=job.spec.get("key_id"),
                           subject=job.job_id, decision="done" if report.get("ok") else "failed",
@@ -1548,15 +1516,15 @@ class Node(PolicyMixin):
         p = self.store.pending_for_job(job_id)
         coord = p["coordinator"] if p is not None else (int(job.spec["coordinator"]) if job else None)
         if coord is not None and coord != from_index:
-            raise NodeError(403, "forbidden", "only the job's coordinator commits it")
+            raise ServiceError("forbidden", "only the job's coordinator commits it")
         if p is None:
             try:
                 key_id, epoch = str(body["key_id"]), int(body["epoch"])
             except (KeyError, TypeError, ValueError):
-                raise not_found("prepared change") from None
+                raise ServiceError("not_found", "unknown prepared change") from None
             if self._holds_epoch(key_id, epoch):
                 return {"committed": True, "epoch": epoch}
-            raise NodeError(409, "not_prepared", f"{self.me.id} has nothing prepared for job {job_id}")
+            raise ServiceError("not_prepared", f"{self.me.id} has nothing prepared for job {job_id}")
         self._crash("commit")
         if p["state"] == "prepared":
             self._commit_local(job_id)
@@ -1570,14 +1538,14 @@ class Node(PolicyMixin):
         try:
             key_id, epoch = str(body["key_id"]), int(body["epoch"])
         except (KeyError, TypeError, ValueError):
-            raise bad_request("bad_body", "need key_id and epoch") from None
+            raise ServiceError("bad_body", "need key_id and epoch") from None
         p = self.store.pending_for_job(job_id)
         if p is None:
             return {"finalized": True}  # done before (or superseded by a later change)
         if p["coordinator"] != from_index or p["key_id"] != key_id or p["new_epoch"] != epoch:
-            raise NodeError(403, "forbidden", "not the coordinator of this change")
+            raise ServiceError("forbidden", "not the coordinator of this change")
         if p["state"] != "committed":
-            raise NodeError(409, "not_committed", "this node has not committed that change")
+            raise ServiceError("not_committed", "this node has not committed that change")
         self._finalize_local(key_id, epoch, job_id)
         return {"finalized": True}
 
@@ -1603,9 +1571,9 @@ class Node(PolicyMixin):
             self._early.pop(job_id, None)
             return
         if from_index not in job.parties and from_index != int(job.spec["coordinator"]):
-            raise NodeError(403, "forbidden", "not a party of this job")
-        job.cancelled = {k: body.get(k) for k in ("status", "code", "message", "culprits", "missing_nodes")
-                         if body.get(k) is not None}
+            raise ServiceError("forbidden", "not a party of this job")
+        fields = ("code", "message", "culprits", "missing_nodes", "denied", "status")  # status: an older peer's
+        job.cancelled = {k: body.get(k) for k in fields if body.get(k) is not None}
         if job.task is not None and not job.task.done():
             job.task.cancel()
         if job.kind in KEY_CHANGES and from_index != int(job.spec["coordinator"]) \
@@ -1655,7 +1623,7 @@ class Node(PolicyMixin):
         if job is None or int(job.spec["coordinator"]) != self.index:
             return
         if from_index not in job.parties:
-            raise NodeError(403, "forbidden", "not a party of this job")
+            raise ServiceError("forbidden", "not a party of this job")
         job.reports[from_index] = body
         job.report_event.set()
 
@@ -1706,7 +1674,7 @@ class Node(PolicyMixin):
                 party = AuxParty(sid, share, keys, self.signer, self.directory, rng, refresh=True)
                 new = await self._drive(job, sid, party, first_deadline=deadline)
                 if new.public_key != share.public_key:
-                    raise JobFailed(NodeError(502, "inconsistent_result", "refresh changed the public key"))
+                    raise JobFailed(ServiceError("inconsistent_result", "refresh changed the public key"))
                 blob = await self.seal_share(spec["key_id"], new)
                 self.store.put_pending_share(spec["key_id"], new.epoch, blob)
                 job.result = {"public_key": new.public_key.hex(), "epoch": new.epoch,
@@ -1761,18 +1729,18 @@ class Node(PolicyMixin):
                 share = await self.load_share(row)
                 dec = getattr(job, "_dec", None)  # what this node decoded itself
                 if dec is None:
-                    raise JobFailed(NodeError(403, "bad_request", "a sign job without a checked request"))
+                    raise JobFailed(PolicyDenied("bad_request", "a sign job without a checked request"))
                 items = list(dec.items)[:MAX_SIGN_ITEMS]
 
                 async def presign_for(i: int):
                     if i == 0 and spec.get("presig_id"):
                         taken = getattr(job, "_presig_row", None)
                         if taken is None:
-                            raise JobFailed(NodeError(409, "presignature_unavailable", "presignature gone"))
+                            raise JobFailed(ServiceError("presignature_unavailable", "presignature gone"))
                         try:
                             data = await self.hsm.consume_presignature_async(taken.context, taken.sealed)
                         except Exception:
-                            raise JobFailed(NodeError(409, "presignature_unavailable",
+                            raise JobFailed(ServiceError("presignature_unavailable",
                                                       "presignature could not be unsealed")) from None
                         self._spawn(self._mark_destroyed([taken.hsm_key_label]))
                         return Presignature.from_bytes(data)
@@ -1793,21 +1761,20 @@ class Node(PolicyMixin):
                 job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
         except ProtocolAbort as exc:
             culprits = self.node_ids(exc.culprits)
-            raise JobFailed(NodeError(502, "protocol_abort", f"{exc.reason}"[:300], culprits=culprits)) from None
-        except NodeError as exc:
+            raise JobFailed(ServiceError("protocol_abort", f"{exc.reason}"[:300], culprits=culprits)) from None
+        except ServiceError as exc:
             raise JobFailed(exc) from None
         except PeerUnreachable as exc:
-            raise JobFailed(NodeError(503, "quorum_unreachable", "a party could not be reached",
+            raise JobFailed(ServiceError("quorum_unreachable", "a party could not be reached",
                                       missing_nodes=self.node_ids([exc.index]))) from None
         except Exception as exc:
             if isinstance(exc, HSMIntegrityError):
-                raise JobFailed(NodeError(
-                    500, "sealed_data_corrupt",
+                raise JobFailed(ServiceError("sealed_data_corrupt",
                     f"{self.me.id}: sealed data of key {spec.get('key_id')} does not unseal (corrupt or "
                     "altered); nothing else is affected: other keys, and this key on the other nodes, "
                     "still sign")) from None
             if isinstance(exc, HSMError):
-                raise JobFailed(NodeError(503, "hsm_unavailable",
+                raise JobFailed(ServiceError("hsm_unavailable",
                                           f"{self.me.id}: the HSM is not available ({exc})")) from None
             raise
 
@@ -1833,11 +1800,11 @@ class Node(PolicyMixin):
         agree = [p for p, v in held if v.get("public_state") == want]
         disagree = [p for p, v in held if v.get("public_state") != want]
         if disagree:
-            raise JobFailed(NodeError(409, "old_state_mismatch",
+            raise JobFailed(ServiceError("old_state_mismatch",
                                       f"{self.me.id}: {', '.join(self.node_ids(disagree))} hold this key at epoch "
                                       f"{epoch} with another public state than the job describes"))
         if len(agree) < old.threshold or not set(senders) <= set(agree):
-            raise JobFailed(NodeError(409, "old_state_unconfirmed",
+            raise JobFailed(ServiceError("old_state_unconfirmed",
                                       f"{self.me.id}: only {len(agree)} holders confirm the key's public state "
                                       f"(needs {old.threshold}, every sender among them)"))
 
@@ -1845,31 +1812,31 @@ class Node(PolicyMixin):
 
     async def _check_import_share(self, spec: dict):
         """Decrypt this node's share of an import bundle inside the HSM and check it against the
-        dealer's commitments; the KeyShare (no aux yet) or a NodeError naming the problem."""
+        dealer's commitments; the KeyShare (no aux yet) or a ServiceError naming the problem."""
         try:
             bundle = parse_bundle(spec.get("bundle"), self.cluster)
         except ImportBundleError as exc:
-            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: {exc}") from None
+            raise ServiceError("bad_import_bundle", f"{self.me.id}: {exc}") from None
         if bundle.parties != sorted(int(p) for p in spec["parties"]) or bundle.threshold != int(spec["threshold"]):
-            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: the job's parties or threshold differ "
+            raise ServiceError("bad_import_bundle", f"{self.me.id}: the job's parties or threshold differ "
                             "from the bundle's")
         env = bundle.envelopes.get(self.me.id)
         if env is None:
-            raise NodeError(400, "bad_import_bundle", f"{self.me.id}: the bundle has no share for this node")
+            raise ServiceError("bad_import_bundle", f"{self.me.id}: the bundle has no share for this node")
         try:
             data = await self.hsm.transport_decrypt_async(env, context=share_context(bundle.import_id, self.me.id))
         except (HSMError, ValueError):
-            raise NodeError(422, "import_share_unreadable",
+            raise ServiceError("import_share_unreadable",
                             f"{self.me.id}: its share does not decrypt with this node's HSM transport key "
                             "(encrypted to another key, or altered)") from None
         if len(data) != 32:
-            raise NodeError(422, "import_share_rejected", f"{self.me.id}: the share is not 32 bytes")
+            raise ServiceError("import_share_rejected", f"{self.me.id}: the share is not 32 bytes")
         try:
             share = await self.cpu_call(accept_share, bundle.import_id, self.index, bundle.parties,
                                         bundle.threshold, bundle.commitments, bundle.chain_code,
                                         int.from_bytes(data, "big"))
         except ImportError_ as exc:
-            raise NodeError(422, "import_share_rejected", f"{self.me.id}: {exc}") from None
+            raise ServiceError("import_share_rejected", f"{self.me.id}: {exc}") from None
         finally:
             del data
         return share
@@ -1884,11 +1851,11 @@ class Node(PolicyMixin):
         the whole key): the client library and ``appliance key submit-import --refresh`` ask
         for it as an ordinary signed refresh."""
         if not isinstance(body, dict):
-            raise bad_request("bad_body", "expected a JSON object")
+            raise ServiceError("bad_body", "expected a JSON object")
         bundle = self._import_bundle(body.get("bundle"))
         bits = body.get("paillier_bits", self.config.paillier_bits)
         if bits not in (2048, 3072):
-            raise bad_request("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+            raise ServiceError("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
         spec_body = {"bundle": bundle.to_json(), "paillier_bits": bits}
         view, sr = await self._key_operation(user, "import", None, request_params(bundle), request,
                                              spec_body)
@@ -1901,10 +1868,10 @@ class Node(PolicyMixin):
         try:
             bundle = parse_bundle(obj, self.cluster)
         except ImportBundleError as exc:
-            raise bad_request("bad_import_bundle", str(exc)) from None
+            raise ServiceError("bad_import_bundle", str(exc)) from None
         for k in self.store.list_keys(None):
             if k["public_key"] == bundle.public_key and k["status"] in ("active", "pending"):
-                raise NodeError(409, "key_exists", f"this public key is already held as {k['key_id']}")
+                raise ServiceError("key_exists", f"this public key is already held as {k['key_id']}")
         return bundle
 
     async def _drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
@@ -1944,7 +1911,7 @@ class Node(PolicyMixin):
             if remaining <= 0:
                 got = job.received.get((sid, party.round), set())
                 missing = [p for p in party.others if p not in got]
-                raise JobFailed(NodeError(503, "round_timeout",
+                raise JobFailed(ServiceError("round_timeout",
                                           f"{party.PROTOCOL} round {party.round} timed out",
                                           missing_nodes=self.node_ids(missing)))
             try:
@@ -2013,10 +1980,10 @@ class Node(PolicyMixin):
             bjob, sender, frames = decode_batch(body)
         except MessageRejected:
             self.metrics.dropped.labels("malformed").inc()
-            raise bad_request("bad_batch", "malformed message batch") from None
+            raise ServiceError("bad_batch", "malformed message batch") from None
         if bjob != job_id or sender != from_index:
             self.metrics.dropped.labels("misrouted").inc()
-            raise bad_request("bad_batch", "batch does not match its route or sender")
+            raise ServiceError("bad_batch", "batch does not match its route or sender")
         job = self.jobs.get(job_id)
         if job is None:
             if job_id in self._finished_jobs or self.store.job_id_used(job_id, older_than=60.0):

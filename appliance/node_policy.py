@@ -47,6 +47,7 @@ from appliance import payloads
 from appliance.audit import AuditError, AuditFieldError, AuditLog, AuditUnavailable, Checkpoint
 from appliance.canonical import CanonicalError
 from appliance.config import ConfigError
+from appliance.errors import PolicyDenied, ServiceError
 from appliance.ids import is_id, peer_path
 from appliance.job_authority import JOB_AUTHORITY
 from appliance.request_use import RequestUseRefused
@@ -59,7 +60,6 @@ from appliance.policy import (
     Approval,
     Decision,
     Policy,
-    PolicyDenied,
     PolicyError,
     PolicyUpdate,
     SignedRequest,
@@ -81,12 +81,6 @@ log = logging.getLogger("appliance.node")
 
 FAULT_PREFIX = "testfault."
 DECISION_ROUTES = {"approve": "approval", "reject": "rejection", "cancel": "cancel"}
-
-
-def _errors():
-    from appliance import node as n
-
-    return n.NodeError, n.bad_request, n.not_found
 
 
 def _is_int(v: Any) -> bool:
@@ -113,8 +107,7 @@ class PolicyMixin:
         try:
             self.policy = apply_updates(self.base_policy(), self.store.policy_updates())
         except (PolicyError, PolicyDenied) as exc:
-            NodeError, _, _ = _errors()
-            raise NodeError(500, "bad_policy", f"stored policy updates do not verify: {exc}") from None
+            raise ServiceError("bad_policy", f"stored policy updates do not verify: {exc}") from None
 
     def _open_audit(self) -> None:
         cfg = self.config
@@ -138,9 +131,8 @@ class PolicyMixin:
                subject: str | None = None, digest: Any = None, decision: str | None = None,
                reason: str | None = None) -> None:
         """Write one audit entry or refuse the action (503 ``audit_unavailable``)."""
-        NodeError, _, _ = _errors()
         if self.audit is None:
-            raise NodeError(503, "audit_unavailable", "the audit log is not open")
+            raise ServiceError("audit_unavailable", "the audit log is not open")
         try:
             self.audit.append(actor, action, key=key_id, subject=subject, digest=digest,
                               decision=decision, reason=reason)
@@ -151,11 +143,11 @@ class PolicyMixin:
                                   decision=decision, reason="redacted")
             except AuditUnavailable:
                 self._audit_down()
-                raise NodeError(503, "audit_unavailable",
+                raise ServiceError("audit_unavailable",
                                 "the audit log cannot record; the action is refused") from None
         except AuditUnavailable:
             self._audit_down()
-            raise NodeError(503, "audit_unavailable",
+            raise ServiceError("audit_unavailable",
                             "the audit log cannot record; the action is refused") from None
         self.audit_ok = True
 
@@ -172,17 +164,16 @@ class PolicyMixin:
             log.warning("audit entry %s not written: %s", action, getattr(exc, "code", exc))
             return False
 
-    def _refuse(self, status: int, code: str, message: str, *, actor: str | None, action: str,
+    def _refuse(self, error: ServiceError, *, actor: str | None, action: str,
                 key_id: str | None = None, subject: str | None = None, digest: Any = None,
-                policy: bool = True):
-        """Audit a refusal (fail closed: if even that cannot be written, 503) and return the
-        NodeError to raise. ``policy``: count it in appliance_policy_denials_total."""
-        NodeError, _, _ = _errors()
+                policy: bool = True) -> ServiceError:
+        """Audit a refusal (fail closed: if even that cannot be written, 503) and return
+        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total."""
         self._audit(actor, action, key_id=key_id, subject=subject, digest=digest,
-                    decision="denied", reason=code)
+                    decision="denied", reason=error.code)
         if policy:
-            self.metrics.policy_denied(code)
-        return NodeError(status, code, message)
+            self.metrics.policy_denied(error.code)
+        return error
 
     def require_admin(self, user, action: str) -> None:
         """An administrative act of one person (e.g. clearing a quarantine): the user must
@@ -190,8 +181,8 @@ class PolicyMixin:
         roles = self.policy.key_changes.roles
         u = self.policy.user(getattr(user, "id", None))
         if u is None or not any(u.has(r) for r in roles):
-            raise self._refuse(403, "missing_role", f"{action} needs one of the roles "
-                               f"{', '.join(roles)}", actor=getattr(user, "id", None), action=action)
+            raise self._refuse(PolicyDenied("missing_role", f"{action} needs one of the roles "
+                               f"{', '.join(roles)}"), actor=getattr(user, "id", None), action=action)
 
     # =================================================================== usage
 
@@ -243,33 +234,32 @@ class PolicyMixin:
                                   derivation_path: Any = None, signers: Any = None,
                                   payload: Any = None, payload_type: Any = None, *,
                                   request: Any = None, network: Any = None) -> dict:
-        NodeError, bad_request, _ = _errors()
         row = self.active_key(key_id)
         # -- the body, checked before anything is looked at or stored
         if payload is None and payload_type is None:
             if not isinstance(digest_hex, str):
-                raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)")
+                raise ServiceError("bad_digest", "digest must be 64 hex characters (32 bytes)")
             try:
                 digest = bytes.fromhex(digest_hex)
             except ValueError:
-                raise bad_request("bad_digest", "digest must be 64 hex characters (32 bytes)") from None
+                raise ServiceError("bad_digest", "digest must be 64 hex characters (32 bytes)") from None
             if len(digest) != 32:
-                raise bad_request("bad_digest", "digest must be exactly 32 bytes")
+                raise ServiceError("bad_digest", "digest must be exactly 32 bytes")
             digest_hex = digest.hex()
         else:
             if digest_hex is not None:
-                raise bad_request("bad_request", "give a digest or a payload, not both")
+                raise ServiceError("bad_request", "give a digest or a payload, not both")
             if payload_type not in PAYLOAD_TYPES:
-                raise bad_request("bad_payload_type",
+                raise ServiceError("bad_payload_type",
                                   f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
             if payload is None:
-                raise bad_request("bad_payload", "payload_type goes with a payload")
+                raise ServiceError("bad_payload", "payload_type goes with a payload")
         try:
             path = normalize_path(derivation_path)
         except PolicyError as exc:
-            raise bad_request("bad_derivation_path", str(exc)) from None
+            raise ServiceError("bad_derivation_path", str(exc)) from None
         if network is not None and network not in BITCOIN_NETWORKS:
-            raise bad_request("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
+            raise ServiceError("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
         named = self._named_signers(row, signers)
         # the node reads what it is asked to sign: a malformed payload is a clear 400, nothing stored
         try:
@@ -277,7 +267,7 @@ class PolicyMixin:
                                             payload=payload, payload_type=payload_type, path=path,
                                             network=network)
         except payloads.PayloadError as exc:
-            raise bad_request(exc.code, exc.message) from None
+            raise ServiceError(exc.code, exc.message) from None
         sr = self._signed_request(request, user)
         await self.require_hsm()
         r = sr.request
@@ -295,11 +285,11 @@ class PolicyMixin:
             try:
                 ph = payload_hash(payload_type, payload)
             except PolicyError as exc:
-                raise bad_request("bad_payload", str(exc)) from None
+                raise ServiceError("bad_payload", str(exc)) from None
             if r.payload_type != payload_type or r.payload_hash != ph:
                 diff.append("payload")
         if diff:
-            raise bad_request("request_mismatch", "the body differs from the signed request in "
+            raise ServiceError("request_mismatch", "the body differs from the signed request in "
                               + ", ".join(diff))
         rid = sr.request_id
         existing = self.store.get_sign_request(rid)
@@ -315,12 +305,12 @@ class PolicyMixin:
                         decision="decoded", reason=summary_text(dec))
         if decision.denied and fault != "skip-checks":
             self.metrics.sign_request("denied")
-            raise self._refuse(403, decision.reason, decision.message, actor=user.id,
+            raise self._refuse(PolicyDenied(decision.reason, decision.message), actor=user.id,
                                action="sign_request", key_id=key_id, subject=rid, digest=adigest)
         ok, code, message = self._tx_check(key_id, dec)
         if not ok and fault != "skip-checks":
             self.metrics.sign_request("denied")
-            raise self._refuse(403, code, message, actor=user.id, action="sign_request",
+            raise self._refuse(PolicyDenied(code, message), actor=user.id, action="sign_request",
                                key_id=key_id, subject=rid, digest=adigest)
         allowed = decision.allowed or fault == "skip-approval"
         # a request that nobody could sign now is not created
@@ -344,45 +334,42 @@ class PolicyMixin:
 
     def _signed_request(self, body: Any, user) -> SignedRequest:
         """The signed request statement of a client body, made by the authenticated user."""
-        NodeError, bad_request, _ = _errors()
         if body is None:
-            raise bad_request("missing_request", "the body carries the initiator's signed request "
+            raise ServiceError("missing_request", "the body carries the initiator's signed request "
                               "statement (request: {statement, signature}); the client library "
                               "makes it")
         try:
             sr = SignedRequest.from_json(body)
         except (PolicyError, CanonicalError) as exc:
-            raise bad_request("bad_request_statement", str(exc)[:300]) from None
+            raise ServiceError("bad_request_statement", str(exc)[:300]) from None
         if sr.request.initiator != user.id:
-            raise self._refuse(403, "initiator_mismatch", "the request is signed for another "
-                               "initiator than the authenticated user", actor=user.id,
+            raise self._refuse(PolicyDenied("initiator_mismatch", "the request is signed for another "
+                               "initiator than the authenticated user"), actor=user.id,
                                action="request_refused", key_id=sr.request.key_id,
                                subject=sr.request_id)
         return sr
 
     def _named_signers(self, row: dict, signers: Any) -> list[int] | None:
-        _, bad_request, _ = _errors()
         if signers is None:
             return None
         t, participants = row["threshold"], row["participants"]
         if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
-            raise bad_request("bad_signers", "signers must be a list of node ids")
+            raise ServiceError("bad_signers", "signers must be a list of node ids")
         chosen = sorted({self.index_of(s) for s in signers})
         if len(chosen) != len(signers) or len(chosen) != t or not set(chosen) <= set(participants):
-            raise bad_request("bad_signers", f"signers must be {t} distinct nodes holding the key")
+            raise ServiceError("bad_signers", f"signers must be {t} distinct nodes holding the key")
         return chosen
 
     async def _reachable_signers(self, row: dict, named: list[int] | None) -> list[int]:
-        NodeError, _, _ = _errors()
         t = row["threshold"]
         if named is not None:
             bad = [self.peers[i].id for i in named if self.peers[i].id in self.quarantine]
             if bad:
-                raise NodeError(409, "node_quarantined", f"quarantined (an admin must clear them first): "
+                raise ServiceError("node_quarantined", f"quarantined (an admin must clear them first): "
                                 f"{', '.join(bad)}", culprits=bad)
             _, missing = await self.split_healthy(named)
             if missing:
-                raise NodeError(503, "quorum_unreachable", "a named signer is unreachable",
+                raise ServiceError("quorum_unreachable", "a named signer is unreachable",
                                 missing_nodes=self.node_ids(missing))
             return named
         healthy, missing = await self.split_healthy(row["participants"])
@@ -390,7 +377,7 @@ class PolicyMixin:
         if len(usable) < t:
             held = sorted(set(healthy) - set(usable))
             note = f" ({', '.join(self.node_ids(held))} quarantined)" if held else ""
-            raise NodeError(503, "quorum_unreachable",
+            raise ServiceError("quorum_unreachable",
                             f"{len(usable)} of the {t} nodes needed are reachable{note}",
                             missing_nodes=self.node_ids(missing))
         return self._choose_signers(row, usable, t)
@@ -479,8 +466,7 @@ class PolicyMixin:
         try:
             self.store.core.update_sign_request(req["request_id"], status="expired",
                                                 expected_status="pending",
-                                                error=json.dumps({"status": 403, "code": "expired",
-                                                                  "message": "the request expired"}))
+                                                error=json.dumps(PolicyDenied("expired", "the request expired").to_error()))
         except ConflictError:
             pass
         else:
@@ -494,7 +480,6 @@ class PolicyMixin:
                                   body: dict | None = None, *, forwarded: bool = False) -> dict:
         """An approval, rejection or (the initiator's) cancel: ``body["approval"]`` is the
         signed statement, by the authenticated user; ``decision`` the route's kind."""
-        NodeError, bad_request, not_found = _errors()
         decision = {"approval": "approve", "rejection": "reject"}.get(decision, decision)
         req = self.store.get_sign_request(request_id)
         st = self.store.get_statement(request_id)
@@ -503,7 +488,7 @@ class PolicyMixin:
                 return await self._forward_to_owner(
                     request_id, "POST",
                     body={"decision": decision, "user": user.id, "body": body or {}})
-            raise not_found("sign request")
+            raise ServiceError("not_found", "unknown sign request")
         a = self._parse_approval(body, decision, user)
         sr = SignedRequest.from_json(st["request"])
         existing = [Approval.from_json(x) for x in self.store.decisions(request_id)]
@@ -512,15 +497,15 @@ class PolicyMixin:
         now = self.clock.now()
         problem = check_approval(self.policy, sr.request, a, now, existing)
         if problem is not None:
-            raise self._refuse(403, problem.reason, problem.message, actor=user.id, action=action,
+            raise self._refuse(PolicyDenied(problem.reason, problem.message), actor=user.id, action=action,
                                key_id=req["key_id"], subject=request_id, digest=dig)
         req = self._expire_if_due(req)
         status = (st.get("final") or req["status"])
         if status == "expired":
-            raise self._refuse(403, "expired", "the request has expired", actor=user.id,
+            raise self._refuse(PolicyDenied("expired", "the request has expired"), actor=user.id,
                                action=action, key_id=req["key_id"], subject=request_id, digest=dig)
         if status != "pending":
-            raise NodeError(409, "not_pending", f"the request is {status}; it does not wait for "
+            raise ServiceError("not_pending", f"the request is {status}; it does not wait for "
                             f"an {action}")
         outcome = evaluate(self.policy, sr, [*existing, a], now, usage=self._rate_usage)
         if (outcome.denied and self._fault(sr.request) == "skip-checks"
@@ -534,7 +519,7 @@ class PolicyMixin:
         self._audit(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
                     decision="accepted", reason=outcome.reason)
         if not self.store.add_decision(request_id, a.approver, a.decision, a.to_json()):
-            raise self._refuse(403, "duplicate_approver", f"{a.approver} already decided",
+            raise self._refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),
                                actor=user.id, action=action, key_id=req["key_id"],
                                subject=request_id, digest=dig)
         await self._apply_outcome(req, sr, [*existing, a], outcome, actor=user.id)
@@ -547,9 +532,8 @@ class PolicyMixin:
         decisions (``POST``, which the owner checks as its own: the decision is signed by the
         approver, whom this node authenticated). The id is checked against its exact grammar
         and the peer URL built from encoded segments, so nothing in it can leave its segment."""
-        NodeError, _, not_found = _errors()
         if not is_id("request_id", request_id):
-            raise not_found("sign request")
+            raise ServiceError("not_found", "unknown sign request")
         segments = ("sign-requests", request_id) + (("decisions",) if method == "POST" else ())
         url = peer_path(*segments)
         if query:
@@ -561,36 +545,33 @@ class PolicyMixin:
             except PeerError as exc:
                 if exc.status == 404 or exc.status is None:
                     continue  # not there (or that node is down): ask the next
-                err = (exc.body or {}).get("error") or {}
-                raise NodeError.from_error(exc.status, err) from None
-        raise not_found("sign request")
+                raise exc.service_error(code="error") from None
+        raise ServiceError("not_found", "unknown sign request")
 
     async def peer_sign_request(self, request_id: str, wait: float) -> dict:
         return await self.get_sign_request(request_id, wait, forward=False)
 
     async def peer_decision(self, request_id: str, body: dict, from_index: int) -> dict:
-        _, bad_request, _ = _errors()
         user = self.policy.user(body.get("user")) if isinstance(body, dict) else None
         if user is None or body.get("decision") not in DECISION_ROUTES:
-            raise bad_request("bad_forward", "a forwarded decision names a user and a decision")
+            raise ServiceError("bad_forward", "a forwarded decision names a user and a decision")
         return await self.decide_sign_request(user, request_id, body["decision"], body.get("body"),
                                               forwarded=True)
 
     def _parse_approval(self, body: Any, decision: str, user) -> Approval:
-        NodeError, bad_request, _ = _errors()
         if not isinstance(body, dict) or body.get("approval") is None:
-            raise bad_request("missing_approval", "the body carries the signed decision "
+            raise ServiceError("missing_approval", "the body carries the signed decision "
                               "(approval: {statement, signature}); the client library makes it")
         try:
             a = Approval.from_json(body["approval"])
         except (PolicyError, CanonicalError) as exc:
-            raise bad_request("bad_approval", str(exc)[:300]) from None
+            raise ServiceError("bad_approval", str(exc)[:300]) from None
         if a.decision != decision:
-            raise bad_request("decision_mismatch", f"this route takes a {decision!r} decision, "
+            raise ServiceError("decision_mismatch", f"this route takes a {decision!r} decision, "
                               f"the statement says {a.decision!r}")
         if a.approver != user.id:
-            raise self._refuse(403, "approver_mismatch", "the decision is signed for another user "
-                               "than the authenticated one", actor=user.id,
+            raise self._refuse(PolicyDenied("approver_mismatch", "the decision is signed for another user "
+                               "than the authenticated one"), actor=user.id,
                                action=DECISION_ROUTES[decision], subject=a.request_id)
         return a
 
@@ -604,7 +585,7 @@ class PolicyMixin:
             return
         status = {"rejected": "rejected", "cancelled": "rejected", "expired": "expired"}.get(
             outcome.reason, "failed")
-        err = {"status": 403, "code": outcome.reason, "message": outcome.message}
+        err = PolicyDenied(outcome.reason, outcome.message).to_error()
         try:
             self.store.core.update_sign_request(rid, status=status, expected_status="pending",
                                                 error=json.dumps(err))
@@ -626,40 +607,39 @@ class PolicyMixin:
 
     def _authorize_job(self, spec: dict, from_index: int):
         """Everything this node checks before it joins a job a peer coordinates; returns what
-        it decoded itself for a sign job (the digests it will sign), or None. Raises NodeError
+        it decoded itself for a sign job (the digests it will sign), or None. Raises ServiceError
         (audited) when it refuses."""
-        NodeError, bad_request, _ = _errors()
         coord = self.peers[from_index].id
         kind = spec["kind"]
         key_id = spec.get("key_id")
         job_id = str(spec["job_id"])
         pol = self.policy
 
-        def refuse(status: int, code: str, message: str, digest: Any = None):
-            return self._refuse(status, code, message, actor=coord, action=f"{kind}_job_refused",
+        def refuse(error: ServiceError, digest: Any = None) -> ServiceError:
+            return self._refuse(error, actor=coord, action=f"{kind}_job_refused",
                                 key_id=key_id if isinstance(key_id, str) else None,
                                 subject=job_id, digest=digest)
 
         if spec.get("policy_hash") != pol.hash:
             self._spawn(self._sync_policy())
-            raise refuse(403, "policy_mismatch", "the job was opened under another policy")
+            raise refuse(PolicyDenied("policy_mismatch", "the job was opened under another policy"))
         if JOB_AUTHORITY[kind] == "coordinator":
             return None  # presign: the coordinator's signature (checked) authorizes it
         now = self.clock.now()
         try:
             sr = SignedRequest.from_json(spec.get("request"))
         except (PolicyError, CanonicalError):
-            raise refuse(403, "bad_request", "the job does not carry a well-formed signed request") from None
+            raise refuse(PolicyDenied("bad_request", "the job does not carry a well-formed signed request")) from None
         r = sr.request
         dig = r.digest or r.payload_hash
         if spec.get("request_id") != sr.request_id:
-            raise refuse(403, "request_mismatch", "the job names another request", dig)
+            raise refuse(PolicyDenied("request_mismatch", "the job names another request"), dig)
         if self.store.request_used(sr.request_id):
-            raise refuse(409, "request_already_signed", "this node already took part in this "
-                         "request", dig)
+            raise refuse(ServiceError("request_already_signed", "this node already took part in this "
+                                      "request"), dig)
         approvals = spec.get("approvals")
         if not isinstance(approvals, list):
-            raise refuse(403, "bad_request", "the job carries no approvals list", dig)
+            raise refuse(PolicyDenied("bad_request", "the job carries no approvals list"), dig)
         if kind == SIGN:
             usage = functools.partial(self._rate_usage, besides=sr.request_id)  # reserved already
             decision = authorize(pol, sr, approvals, now=now, usage=usage, action=SIGN,
@@ -669,19 +649,19 @@ class PolicyMixin:
             decision = authorize(pol, sr, approvals, now=now, action=kind,
                                  key_id=None if kind in ("keygen", "import") else key_id)
         if not decision.allowed:
-            raise refuse(403, decision.reason or "denied", decision.message, dig)
+            raise refuse(PolicyDenied(decision.reason or "denied", decision.message), dig)
         if kind in KEY_ACTIONS:
             problem = self._key_job_params_problem(spec, r.params or {})
             if problem:
-                raise refuse(403, "request_mismatch", problem, dig)
+                raise refuse(PolicyDenied("request_mismatch", problem), dig)
             return None
         row = self.store.get_key(key_id) if isinstance(key_id, str) else None
         if row is None or row["status"] != "active":
-            raise refuse(404, "unknown_key", "this node does not hold that key", dig)
+            raise refuse(ServiceError("unknown_key", "this node does not hold that key"), dig)
         try:  # the request is reserved for this signer set on a quorum of holders, here too
             self.request_use.check_job(spec, row)
         except RequestUseRefused as exc:
-            raise refuse(exc.status, exc.code, exc.message, dig) from None
+            raise refuse(exc, dig) from None
         # sign: what does this node itself read in the request?
         if r.payload_type is not None:
             try:
@@ -689,8 +669,8 @@ class PolicyMixin:
             except PolicyError:
                 ph = None
             if spec.get("payload_type") != r.payload_type or ph != r.payload_hash:
-                raise refuse(403, "request_mismatch", "the job's payload is not the signed "
-                             "request's", dig)
+                raise refuse(PolicyDenied("request_mismatch", "the job's payload is not the signed "
+                                          "request's"), dig)
         return (sr, refuse, dig)
 
     async def _authorize_sign_payload(self, spec: dict, checked) -> Any:
@@ -701,20 +681,20 @@ class PolicyMixin:
         try:
             dec = await self._decode(row, r, spec.get("payload"), None)
         except payloads.PayloadError as exc:
-            raise refuse(400, exc.code, exc.message, dig) from None
+            raise refuse(ServiceError(exc.code, exc.message), dig) from None
         self._audit(self.peers[int(spec["coordinator"])].id, "payload_decoded", key_id=spec["key_id"],
                     subject=str(spec["job_id"]), digest=dig, decision="decoded", reason=summary_text(dec))
         ok, code, message = self._tx_check(spec["key_id"], dec)
         if not ok:
-            raise refuse(403, code, message, dig)
+            raise refuse(PolicyDenied(code, message), dig)
         try:
             items = spec.get("items") or []
             payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
                                            [int(str(it.get("tweak", "0")), 16) for it in items])
         except (payloads.DigestMismatch, AttributeError, TypeError, ValueError) as exc:
             code = getattr(exc, "code", "digest_mismatch")
-            raise refuse(409, code, "the coordinator's digests or tweaks are not the ones this "
-                         "node computed from the request", dig) from None
+            raise refuse(ServiceError(code, "the coordinator's digests or tweaks are not the ones this "
+                                      "node computed from the request"), dig) from None
         return dec
 
     def _key_job_params_problem(self, spec: dict, params: dict) -> str | None:
@@ -752,14 +732,13 @@ class PolicyMixin:
     def _mark_request_used(self, spec: dict, amounts: dict | None = None) -> None:
         """Durably record that this node signs (or runs the key change of) the job's request,
         before anything of it leaves; a second time is refused."""
-        NodeError, _, _ = _errors()
         rid = spec.get("request_id")
         if not rid:
             return
         if not self.store.use_request(rid, spec["kind"], spec.get("key_id"), spec["job_id"], amounts):
             from appliance.node import JobFailed
 
-            raise JobFailed(NodeError(409, "request_already_signed",
+            raise JobFailed(ServiceError("request_already_signed",
                                       "this node already took part in this request"))
 
     # =================================================================== key operations
@@ -770,11 +749,10 @@ class PolicyMixin:
         run now (the caller runs it with :meth:`_launch_key_op`), else ``(the operation's view,
         request)`` (pending approvals, or the same request sent again). ``spec_body``: what
         is needed to build the job later (kept with a pending operation)."""
-        NodeError, bad_request, _ = _errors()
         sr = self._signed_request(request, user)
         r = sr.request
         if r.action != action or r.key_id != key_id or (r.params or {}) != params:
-            raise bad_request("request_mismatch", "the body differs from the signed request "
+            raise ServiceError("request_mismatch", "the body differs from the signed request "
                               "(action, key_id or params)")
         existing = self.store.get_statement(sr.request_id)
         if existing is not None:
@@ -783,7 +761,7 @@ class PolicyMixin:
                 return self.operation_view(op), sr
         decision = evaluate(self.policy, sr, [], self.clock.now())
         if decision.denied:
-            raise self._refuse(403, decision.reason, decision.message, actor=user.id,
+            raise self._refuse(PolicyDenied(decision.reason, decision.message), actor=user.id,
                                action=f"{action}_request", key_id=key_id, subject=sr.request_id)
         if decision.allowed:
             return None, sr
@@ -799,21 +777,20 @@ class PolicyMixin:
 
     async def decide_operation(self, user, op_id: str, body: dict | None) -> dict:
         """``POST /v1/operations/{id}/approvals``: an admin's approval of a key change."""
-        NodeError, bad_request, not_found = _errors()
         op = self.store.get_operation(op_id)
         st = self.store.get_statement(op_id)
         if op is None or st is None:
-            raise not_found("operation")
+            raise ServiceError("not_found", "unknown operation")
         a = self._parse_approval(body, "approve", user)
         sr = SignedRequest.from_json(st["request"])
         existing = [Approval.from_json(x) for x in self.store.decisions(sr.request_id)]
         now = self.clock.now()
         problem = check_approval(self.policy, sr.request, a, now, existing)
         if problem is not None:
-            raise self._refuse(403, problem.reason, problem.message, actor=user.id,
+            raise self._refuse(PolicyDenied(problem.reason, problem.message), actor=user.id,
                                action="operation_approval", key_id=op["key_id"], subject=op_id)
         if op["status"] != "pending":
-            raise NodeError(409, "not_pending", f"the operation is {op['status']}")
+            raise ServiceError("not_pending", f"the operation is {op['status']}")
         outcome = evaluate(self.policy, sr, [*existing, a], now)
         self._audit(user.id, "operation_approval", key_id=op["key_id"], subject=op_id,
                     decision="accepted", reason=outcome.reason)
@@ -822,8 +799,8 @@ class PolicyMixin:
                                       op_id=op_id)
         self.store.add_decision(sr.request_id, a.approver, a.decision, a.to_json())
         if outcome.denied:
-            self.store.finish_operation(op_id, "failed", error={"status": 403, "code": outcome.reason,
-                                                                "message": outcome.message})
+            self.store.finish_operation(op_id, "failed", error=PolicyDenied(outcome.reason,
+                                                                             outcome.message).to_error())
             self.metrics.policy_denied(outcome.reason)
             self._notify(op_id)
         return self.operation_view(self.store.get_operation(op_id))
@@ -838,12 +815,11 @@ class PolicyMixin:
     async def update_policy(self, user, body: Any, *, from_peer: int | None = None) -> dict:
         """A new policy signed by the current policy's ``policy_change`` quorum: verified,
         stored, in force here at once; forwarded to every peer (each verifies it itself)."""
-        NodeError, bad_request, _ = _errors()
         actor = user.id if user is not None else self.peers[from_peer].id
         try:
             upd = PolicyUpdate.from_json(body)
         except (PolicyError, CanonicalError) as exc:
-            raise bad_request("bad_policy_update", str(exc)[:300]) from None
+            raise ServiceError("bad_policy_update", str(exc)[:300]) from None
         if upd.policy.hash == self.policy.hash:
             result = {"policy_hash": self.policy.hash, "version": self.policy.version,
                       "applied": False}
@@ -851,7 +827,7 @@ class PolicyMixin:
             try:
                 new = verify_policy_update(self.policy, upd)
             except PolicyDenied as exc:
-                raise self._refuse(403, exc.code, exc.message, actor=actor, action="policy_change",
+                raise self._refuse(PolicyDenied(exc.code, exc.message), actor=actor, action="policy_change",
                                    digest=upd.policy.hash) from None
             self._audit(actor, "policy_change", digest=new.hash, decision="applied",
                         reason=f"version {new.version}")
@@ -877,7 +853,7 @@ class PolicyMixin:
     def _invalidate_pending(self, code: str) -> None:
         """A policy change: requests and operations waiting for approvals under the old policy
         can never be approved (their statements name its hash)."""
-        err = {"status": 409, "code": code, "message": "the policy changed while it was pending"}
+        err = {"code": code, "message": "the policy changed while it was pending"}
         n = 0
         for req in self.store.list_sign_requests(("pending",)):
             try:
@@ -963,51 +939,48 @@ class PolicyMixin:
 
     def witness_checkpoint(self, body: Any, from_index: int) -> dict:
         """Peer route: co-sign another node's checkpoint (never two heads for one entry)."""
-        NodeError, bad_request, _ = _errors()
         try:
             cp = Checkpoint.from_json(body)
         except (AuditError, CanonicalError, TypeError, ValueError):
-            raise bad_request("bad_checkpoint", "malformed checkpoint") from None
+            raise ServiceError("bad_checkpoint", "malformed checkpoint") from None
         if cp.node != self.peers[from_index].id:
-            raise NodeError(403, "forbidden", "a node sends only its own checkpoints")
+            raise ServiceError("forbidden", "a node sends only its own checkpoints")
         try:
             sig = self.audit.witness(cp, self.node_keys())
         except AuditUnavailable:
             self._audit_down()
-            raise NodeError(503, "audit_unavailable", "cannot keep the checkpoint") from None
+            raise ServiceError("audit_unavailable", "cannot keep the checkpoint") from None
         except AuditError as exc:
             self._audit_quiet(self.peers[from_index].id, "checkpoint_refused", decision="denied",
                               reason="contradicting_checkpoint")
-            raise NodeError(409, "checkpoint_refused", str(exc)[:200]) from None
+            raise ServiceError("checkpoint_refused", str(exc)[:200]) from None
         return {"signature": sig.hex()}
 
     # =================================================================== derivation
 
     def derive_key(self, key_id: str, path: Any) -> dict:
-        _, bad_request, _ = _errors()
         row = self.active_key(key_id)
         if not row.get("chain_code"):
-            raise bad_request("no_chain_code", "this key has no chain code")
+            raise ServiceError("no_chain_code", "this key has no chain code")
         try:
             d = bip32.derive(Point.from_bytes(row["public_key"]), row["chain_code"], path or "m")
         except bip32.DerivationError as exc:
-            raise bad_request("bad_derivation_path", str(exc)) from None
+            raise ServiceError("bad_derivation_path", str(exc)) from None
         norm = "m" + "".join(f"/{i}" for i in bip32.parse_path(path or "m"))
         return {"key_id": key_id, "path": norm, "public_key": d.public_key.to_bytes().hex(),
                 "xpub": d.xpub(), "chain_code": d.chain_code.hex(), "depth": d.depth}
 
     def key_address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
-        _, bad_request, _ = _errors()
         row = self.active_key(key_id)
         if kind not in ("p2wpkh", "eth"):
-            raise bad_request("bad_kind", "kind must be p2wpkh or eth")
+            raise ServiceError("bad_kind", "kind must be p2wpkh or eth")
         net = network or self.policy.rule_for(key_id).network
         if net not in BITCOIN_NETWORKS:
-            raise bad_request("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
+            raise ServiceError("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
         try:
             out = payloads.address_for(kind, self._key_context(row, path or "m"), net)
         except payloads.PayloadError as exc:
-            raise bad_request(exc.code, exc.message) from None
+            raise ServiceError(exc.code, exc.message) from None
         return {"key_id": key_id, **out}
 
 

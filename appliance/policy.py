@@ -100,7 +100,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from appliance.canonical import CanonicalError, canonical_json, parse_json, sha256_hex
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, PolicyDenied
 from appliance.payloads.rules import TxRules
 
 POLICY_FORMAT = "appliance-policy/1"
@@ -169,18 +169,6 @@ class PolicyError(ApplianceError, ValueError):
     """A policy file or a statement that cannot be parsed (not a decision)."""
 
     code = "bad_policy"
-
-
-class PolicyDenied(ApplianceError):
-    """The policy refuses: ``code`` is a reason from :data:`REASONS` (HTTP 403)."""
-
-    status = 403
-
-    def __init__(self, code: str, message: str = "", *, subject: str | None = None) -> None:
-        super().__init__(message or code)
-        self.code = code
-        self.message = message or code
-        self.subject = subject
 
 
 # =========================================================================== user keys

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from appliance.errors import ApplianceError
+from appliance.errors import ServiceError
 from appliance.ids import peer_path
 from appliance.policy import PolicyError, SignedRequest
 from appliance.transport import PeerError
@@ -35,12 +35,8 @@ USE_MARKS = "use_marks"
 _CONTEXT = b"threshold-appliance/request-use/v1\x00"
 
 
-class RequestUseRefused(ApplianceError):
+class RequestUseRefused(ServiceError):
     """A reservation or a sign job's use marks refused: ``code`` names the check."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def use_digest(request_id: str, key_id: str, signers: list[int]) -> bytes:
@@ -66,20 +62,20 @@ class RequestUse:
             sr = SignedRequest.from_json(body.get("request") if isinstance(body, dict) else None)
             key_id, signers = body["key_id"], sorted(int(i) for i in body["signers"])
         except (PolicyError, KeyError, TypeError, ValueError):
-            raise RequestUseRefused(400, "bad_reservation", "a reservation carries the signed "
+            raise RequestUseRefused("bad_reservation", "a reservation carries the signed "
                                     "request, its key and the signer set") from None
         r = sr.request
         if sr.request_id != request_id or r.action != "sign" or r.key_id != key_id:
-            raise RequestUseRefused(400, "request_mismatch", "the reservation names another request")
+            raise RequestUseRefused("request_mismatch", "the reservation names another request")
         if not sr.verify(node.policy):
-            raise RequestUseRefused(403, "bad_signature", "the request is not signed by its initiator")
+            raise RequestUseRefused("bad_signature", "the request is not signed by its initiator")
         row = node.store.get_key(key_id)
         if row is None or row["status"] != "active":
-            raise RequestUseRefused(404, "unknown_key", "this node does not hold that key")
+            raise RequestUseRefused("unknown_key", "this node does not hold that key")
         if len(signers) != row["threshold"] or not set(signers) <= set(row["participants"]):
-            raise RequestUseRefused(400, "bad_signers", "the signer set is not threshold holders of the key")
+            raise RequestUseRefused("bad_signers", "the signer set is not threshold holders of the key")
         if not node.store.mark_request(request_id, key_id, signers):
-            raise RequestUseRefused(409, "request_already_signed", "the request is reserved for "
+            raise RequestUseRefused("request_already_signed", "the request is reserved for "
                                     "another signer set")
         sig = await node.hsm.sign_digest_async(use_digest(request_id, key_id, signers))
         return {"node_id": node.me.id, "signature": sig.hex()}
@@ -103,14 +99,15 @@ class RequestUse:
         for p, a in zip(holders, answers):
             if isinstance(a, dict) and isinstance(a.get("signature"), str):
                 marks[node.peers[p].id] = a["signature"]
-            elif isinstance(a, RequestUseRefused) or (isinstance(a, PeerError) and a.status == 409):
-                raise RequestUseRefused(409, "request_already_signed",
+            elif isinstance(a, RequestUseRefused) or (
+                    isinstance(a, PeerError) and a.code == "request_already_signed"):
+                raise RequestUseRefused("request_already_signed",
                                         f"{node.peers[p].id}: the request is reserved for another signer set")
             else:
                 missing.append(node.peers[p].id)
         need = use_quorum(len(holders), row["threshold"])
         if len(marks) < need:
-            raise RequestUseRefused(503, "quorum_unreachable", f"{len(marks)} of the {need} holders "
+            raise RequestUseRefused("quorum_unreachable", f"{len(marks)} of the {need} holders "
                                     f"needed confirmed the request's single use ({', '.join(missing)} did not)")
         return marks
 
@@ -134,8 +131,8 @@ class RequestUse:
                 good.add(p)
         need = use_quorum(len(row["participants"]), row["threshold"])
         if len(good) < need:
-            raise RequestUseRefused(403, "use_not_confirmed", f"the job carries {len(good)} valid "
+            raise RequestUseRefused("use_not_confirmed", f"the job carries {len(good)} valid "
                                     f"confirmations of the request's single use; {need} are needed")
         if not node.store.mark_request(rid, key_id, signers):
-            raise RequestUseRefused(409, "request_already_signed", "this node reserved the request "
+            raise RequestUseRefused("request_already_signed", "this node reserved the request "
                                     "for another signer set")

@@ -80,7 +80,7 @@ import aiohttp
 
 from api.auth import generate_user_key
 from api.client import ApplianceClient
-from api.server import serve
+from api.app import serve
 from appliance.config import write_toml
 from appliance.faults import FaultPlan
 from appliance.fsmodes import make_private_dir, open_private_append, set_private_umask, write_private_file

@@ -27,6 +27,7 @@ from yarl import URL
 
 from appliance.bounded import loads_json
 from appliance.config import NodeConfig, PeerInfo
+from appliance.errors import ServiceError
 from appliance.tls import peer_client_context
 from appliance.tss.cbor_depth import check_depth
 from appliance.tss.protocol import Message, MessageRejected
@@ -106,7 +107,8 @@ def decode_batch(body: bytes) -> tuple[str, int, list[Any]]:
 
 
 class PeerError(Exception):
-    """A peer could not be reached or answered with an error."""
+    """A peer could not be reached (``status`` None) or answered with an error: its HTTP
+    ``status`` and ``body`` (``{"error": {"code", "message", ...}}``)."""
 
     def __init__(self, peer: PeerInfo, message: str, status: int | None = None,
                  body: dict | None = None) -> None:
@@ -114,6 +116,26 @@ class PeerError(Exception):
         self.peer = peer
         self.status = status
         self.body = body or {}
+
+    @property
+    def error(self) -> dict:
+        """The peer's error object (empty if it sent none)."""
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        return err if isinstance(err, dict) else {}
+
+    @property
+    def code(self) -> str | None:
+        return self.error.get("code")
+
+    def service_error(self, message: str | None = None, *, code: str = "peer_refused") -> ServiceError:
+        """The peer's error, relayed with its code (``code`` if it sent none); a 403 is a
+        refusal (:class:`PolicyDenied`), whatever check it names."""
+        err = dict(self.error)
+        if message is not None:
+            err["message"] = message
+        if self.status == 403:
+            err["denied"] = True
+        return ServiceError.from_error(err, code=code)
 
 
 PROTOCOL_POOL = "protocol"

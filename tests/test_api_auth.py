@@ -183,8 +183,10 @@ async def test_open_routes(cluster):
     # /metrics is not open by default (the scraper's token, see tests/test_node_hardening.py)
     assert await _raw(cluster, "GET", "/metrics") == (401, {"error": {
         "code": "unauthenticated", "message": "metrics need the scraper's credentials"}})
+    # the OpenAPI document needs no authentication (a DESIGN.md contract: client generators read it)
     status, body = await _raw(cluster, "GET", "/openapi.json")
-    assert status == 401
+    assert status == 200 and "/v1/keys" in body["paths"]
+    assert "security" not in body["paths"]["/openapi.json"]["get"]
 
 
 @pytest.mark.asyncio(loop_scope="module")

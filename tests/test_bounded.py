@@ -134,7 +134,8 @@ def test_deep_bodies_do_not_crash_even_with_a_raised_limit():
     code = textwrap.dedent("""
         import asyncio, json, sys
         sys.setrecursionlimit(100000)   # what importing eth-account did to a node
-        from api.server import _body_json, errors_middleware
+        from api.app import errors_middleware
+        from api.routes.common import body_json
         from appliance.canonical import CanonicalError, parse_json
         from appliance.errors import EncodingError
         from appliance.transport import decode_batch
@@ -143,7 +144,7 @@ def test_deep_bodies_do_not_crash_even_with_a_raised_limit():
         from appliance.tss.protocol import Message, MessageRejected
         deep_json = b"[" * 99_000 + b"]" * 99_000
         deep_cbor = b"\\x81" * 99_000 + b"\\x00"
-        resp = asyncio.run(errors_middleware({"raw_body": deep_json}, _body_json))  # as a route sees it
+        resp = asyncio.run(errors_middleware({"raw_body": deep_json}, body_json))  # as a route sees it
         assert (resp.status, json.loads(resp.body)["error"]["code"]) == (400, "too_deep"), resp.body
         for fn, data, err in [(parse_json, deep_json, CanonicalError), (decode_batch, deep_cbor, MessageRejected),
                               (Message.decode, deep_cbor, MessageRejected),

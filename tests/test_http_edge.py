@@ -1,5 +1,5 @@
 """The HTTPS server's edge limits (issue 12 item 5a), with raw TLS sockets against the node's
-app and site as ``api.server.serve`` builds them, the timeouts made short through the node
+app and site as ``api.app.serve`` builds them, the timeouts made short through the node
 configuration ([http]). Each check waits for the server to close the connection, bounded by
 ``asyncio.wait_for``; nothing asserts how long it took."""
 
@@ -13,7 +13,7 @@ import ssl
 import pytest
 
 from api.edge import GuardedSite, runner_for
-from api.server import PEERS_KEY, make_app
+from api.app import PEERS_KEY, make_app
 from appliance.tls import client_context, make_node_certificate, peer_client_context, server_context, write_private
 from appliance.config import ConfigError, HttpLimits
 from tests.bare_node import bare_node

@@ -150,7 +150,8 @@ async def test_refused_requests_change_nothing(cluster):
 async def test_openapi_matches_the_served_routes(cluster):
     from aiohttp import web  # noqa: F401
 
-    from api.server import make_app, openapi_document
+    from api.app import make_app
+    from api.openapi import openapi_document
     from appliance.config import load_node_config
     from appliance.node import Node
 

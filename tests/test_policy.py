@@ -236,7 +236,7 @@ def test_no_approval_is_pending(keys, pol):
     assert d.pending and d.reason == "pending_approval" and d.missing == ((("approver",), 1),)
     with pytest.raises(PolicyDenied) as e:
         d.require_allowed()
-    assert e.value.code == "pending_approval" and e.value.status == 403
+    assert e.value.code == "pending_approval" and e.value.denied  # a refusal: HTTP 403
 
 
 def test_one_approver_allows(keys, pol):

@@ -14,8 +14,8 @@ A signer node, for a sign request on key ``key`` (its KeyShare or stored public 
     result = payloads.assemble(decoded, sigs)      # the contract's `result` dict
 
 ``decoded.to_dict()`` (summary, facts, digests) goes to the sign-request record, to approvers
-and to the audit log. Every error a client can cause is a :class:`PayloadError` (``code``,
-HTTP 400); :class:`DigestMismatch` (409) is a coordinator claiming other digests.
+and to the audit log. Every error a client can cause is a :class:`PayloadError` (``code``;
+the API's 400); :class:`DigestMismatch` (the API's 409) is a coordinator claiming other digests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Errors of the payload layer. Every one carries a stable ``code`` and maps to an HTTP status.
+"""Errors of the payload layer. Every one carries a stable ``code`` (api/errors.py maps it to an
+HTTP status).
 
 ``PayloadError`` is what a client caused (a malformed, truncated, oversized or unsupported
 payload): the API answers 400 with ``{"error": {"code": e.code, "message": str(e)}}`` and
@@ -19,7 +20,6 @@ class PayloadError(ApplianceError, ValueError):
     ``malformed_psbt``, ``payload_too_large``, ``taproot_unsupported``."""
 
     code = "bad_payload"
-    http_status = 400
 
     def __init__(self, code: str, message: str) -> None:
         if len(message) > _MAX_MESSAGE:
@@ -38,8 +38,6 @@ class PayloadError(ApplianceError, ValueError):
 class DigestMismatch(PayloadError):
     """The digests someone asks us to sign are not the ones the payload decodes to."""
 
-    http_status = 409
-
     def __init__(self, message: str, code: str = "digest_mismatch") -> None:
         super().__init__(code, message)
 
@@ -51,9 +49,7 @@ class SignatureMismatch(PayloadError):
     """A signature handed to an assembler does not verify for its digest and key (a protocol
     or wiring bug, never the client's fault): nothing is assembled."""
 
-    http_status = 500
-
-    def __init__(self, message: str, code: str = "bad_signature") -> None:
+    def __init__(self, message: str, code: str = "signature_mismatch") -> None:
         super().__init__(code, message)
 
     def __reduce__(self):

@@ -1,0 +1,105 @@
+"""``GET /openapi.json``: generated from the route tables (api/routes/), so the document and
+what is served cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from api.routes import client, peer
+from api.routes.common import Route
+from appliance import __version__
+from appliance.ids import GRAMMARS
+from appliance.node import Node
+
+#: every route, in the order they are registered
+ROUTES: tuple[Route, ...] = client.ROUTES + peer.ROUTES
+
+
+def openapi_document(node: Node | None = None) -> dict:
+    """The document of every route :data:`ROUTES` serves (``node``: its URL as the server)."""
+    paths: dict[str, dict] = {}
+    err_schema = {"$ref": "#/components/schemas/Error"}
+    for r in ROUTES:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
+        params = [{"name": name, "in": "path", "required": True, "schema": _id_schema(name)}
+                  for name in _path_params(r.path)]
+        params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+                   for n, t, d in r.query]
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {"required": r.method == "POST" and bool(r.body.get("required")),
+                                 "content": {"application/json": {"schema": r.body}}}
+        elif r.content_type == "application/cbor":
+            op["requestBody"] = {"required": True, "content": {"application/cbor": {"schema": {
+                "type": "string", "format": "binary"}}}}
+        responses: dict[str, Any] = {}
+        statuses = (*r.responses, 400) if any(n in GRAMMARS for n in _path_params(r.path)) else r.responses
+        for status in sorted(set(statuses)):
+            if status < 400:
+                ctype = r.content_type if r.method == "GET" else "application/json"
+                if ctype == "application/cbor":
+                    ctype = "application/json"
+                responses[str(status)] = {"description": "OK" if status == 200 else "Accepted",
+                                          "content": {ctype: {"schema": {"type": "object"} if ctype == "application/json"
+                                                              else {"type": "string"}}}}
+            else:
+                responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Error"),
+                                          "content": {"application/json": {"schema": err_schema}}}
+        if r.auth == "user":
+            op["security"] = [{"httpMessageSignature": []}]
+            op["x-roles"] = list(r.roles)
+            responses.setdefault("401", {"description": _STATUS_TEXT[401],
+                                         "content": {"application/json": {"schema": err_schema}}})
+        elif r.auth == "peer":
+            op["security"] = [{"pinnedMutualTLS": []}]
+            op["tags"] = ["peer"]
+        elif r.auth == "metrics":
+            op["security"] = [{"metricsBearer": []}, {"metricsMutualTLS": []}, {"httpMessageSignature": []}]
+            op["x-open"] = 'only with [metrics] auth = "none"'
+        op["responses"] = responses
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    servers = [{"url": node.me.url}] if node is not None else []
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Threshold-signing appliance node", "version": __version__,
+                 "description": "Client requests are signed with RFC 9421 HTTP Message Signatures "
+                                "(label sig1, covering @method @authority @path @query content-digest; "
+                                "created, keyid = user id, nonce). Peer routes need a pinned client certificate."},
+        "servers": servers,
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "httpMessageSignature": {"type": "apiKey", "in": "header", "name": "Signature",
+                                         "description": "RFC 9421 signature (with Signature-Input "
+                                                        "and Content-Digest)"},
+                "pinnedMutualTLS": {"type": "mutualTLS",
+                                    "description": "client certificate pinned in the cluster configuration"},
+                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                  "description": "the scraper's token ([metrics] bearer_token_file)"},
+                "metricsMutualTLS": {"type": "mutualTLS",
+                                     "description": "the scraper's certificate ([metrics] client_certs)"},
+            },
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "culprits": {"type": "array", "items": {"type": "string"}},
+                    "missing_nodes": {"type": "array", "items": {"type": "string"}}}}}}},
+        },
+    }
+
+
+_STATUS_TEXT = {400: "Bad input", 401: "Not authenticated", 403: "Forbidden", 404: "Unknown",
+                409: "Wrong state", 413: "Too large", 501: "Not implemented yet",
+                502: "Protocol abort (culprits)", 503: "Quorum unreachable (missing_nodes)"}
+
+
+def _id_schema(name: str) -> dict:
+    if name in GRAMMARS:
+        return {"type": "string", "pattern": f"^{GRAMMARS[name].pattern}$"}
+    return {"type": "string"}
+
+
+def _path_params(path: str) -> list[str]:
+    return re.findall(r"{([^}]+)}", path)
