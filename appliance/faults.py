@@ -15,7 +15,7 @@ What a plan can do:
   ``refresh:prepared``, ...);
 * ``delay_s`` / ``delay_protocols``: its protocol messages go out late (a slow peer);
 * ``coordinator_faults``: as a coordinator it sends what a malicious one would, chosen by a
-  request's nonce prefix (see ``node_policy._fault``);
+  request's nonce prefix (see ``appliance.signing.requests.SignRequests._fault``);
 * ``audit_read_only``: its audit store refuses writes (it must then refuse to sign).
 """
 

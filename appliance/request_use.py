@@ -29,7 +29,7 @@ from appliance.policy import PolicyError, SignedRequest
 from appliance.transport import PeerError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from appliance.node import Node
+    from appliance.runtime import Runtime
 
 USE_MARKS = "use_marks"
 _CONTEXT = b"threshold-appliance/request-use/v1\x00"
@@ -52,7 +52,7 @@ def use_quorum(holders: int, threshold: int) -> int:
 class RequestUse:
     """The three steps above for one node (``node``: its store, HSM, peers, policy)."""
 
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: "Runtime") -> None:
         self.node = node
 
     async def confirm(self, request_id: str, body: Any) -> dict:

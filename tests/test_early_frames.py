@@ -81,11 +81,11 @@ async def test_a_peer_flooding_unknown_job_ids_is_held_to_its_budget(tmp_path):
         big = b"\x00" * (5 << 20)
         per_batch = len(encode_batch("job_0000", 1, [{"d": big}]))
         fits = MAX_BYTES_PER_PEER // per_batch
-        dropped = [await node.receive_frames(f"job_{i:04d}", 1, encode_batch(f"job_{i:04d}", 1, [{"d": big}]))
+        dropped = [await node.frames.receive(f"job_{i:04d}", 1, encode_batch(f"job_{i:04d}", 1, [{"d": big}]))
                    for i in range(fits + 3)]
         assert dropped == [0] * fits + [1, 1, 1]
         assert node.metrics.dropped.labels("overflow")._value.get() == 3
-        assert await node.receive_frames("job_peer2", 2, encode_batch("job_peer2", 2, [{"d": big}])) == 0
+        assert await node.frames.receive("job_peer2", 2, encode_batch("job_peer2", 2, [{"d": big}])) == 0
     finally:
         node.store.close()
         node.cpu.shutdown(wait=False)

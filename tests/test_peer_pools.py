@@ -55,7 +55,7 @@ async def test_protocol_traffic_gets_through_while_forwarded_long_polls_wait(tmp
     node = bare_node(tmp_path, nodes=2, urls=["https://127.0.0.1:1", f"https://127.0.0.1:{port}"],
                      tls_certs=certs, tls_cert=tmp_path / "n0.crt", tls_key=tmp_path / "n0.key")
     try:
-        polls = [asyncio.ensure_future(node._forward_to_owner(f"req_{i:032x}", "GET", query={"wait": 60}))
+        polls = [asyncio.ensure_future(node.signing._forward_to_owner(f"req_{i:032x}", "GET", query={"wait": 60}))
                  for i in range(140)]
         # the owner sees the forwarding pool's worth of them, the rest wait for a connection
         await asyncio.wait_for(saturated.wait(), 20)

@@ -38,7 +38,7 @@ async def readyz(request: web.Request) -> web.Response:
     audit_ok = node.audit is not None and node.audit_ok
     ready = node.ready and hsm_ok and audit_ok
     body = {"ready": ready, "node_id": node.me.id, "hsm": hsm_ok, "audit": audit_ok,
-            "primes": node.prime_counts() if node.store else {}}
+            "primes": node.primes.counts() if node.store else {}}
     if not ready:
         body["reason"] = node.fault or ("the HSM is not answering" if not hsm_ok else "starting")
     return json_response(body, 200 if ready else 503)
@@ -48,7 +48,7 @@ async def metrics(request: web.Request) -> web.Response:
     node = node_of(request)
     if node.store is not None:
         try:  # the prime pool gauge, as of now
-            pc = node.prime_counts()
+            pc = node.primes.counts()
             for kind in ("safe", "blum"):
                 node.metrics.set_prime_pool(kind, node.config.paillier_bits // 2, int(pc.get(kind, 0)))
         except Exception:  # noqa: BLE001 - a gauge never fails the scrape
@@ -69,32 +69,32 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     body = await body_json(request)
-    op = await node_of(request).create_key(user_of(request), body.get("threshold"), body.get("nodes"),
+    op = await node_of(request).keys.create(user_of(request), body.get("threshold"), body.get("nodes"),
                                          body.get("paillier_bits"), request=body.get("request"))
     return json_response(with_public_errors(op), 202)
 
 
 async def list_keys(request: web.Request) -> web.Response:
     node = node_of(request)
-    return json_response({"keys": [node.key_view(r) for r in node.store.list_keys("active")]})
+    return json_response({"keys": node.keys.list_keys()})
 
 
 async def get_key(request: web.Request) -> web.Response:
     node = node_of(request)
-    row = node.active_key(request.match_info["key_id"])
-    view = node.key_view(row)
-    view["presignatures"] = node.presign_counts(row["key_id"])
+    row = node.shares.active_key(request.match_info["key_id"])
+    view = node.shares.key_view(row)
+    view["presignatures"] = node.pools.counts(row["key_id"])
     return json_response(view)
 
 
 async def get_operation(request: web.Request) -> web.Response:
-    op = await node_of(request).get_operation(request.match_info["op_id"], wait_param(request))
+    op = await node_of(request).keys.get_operation(request.match_info["op_id"], wait_param(request))
     return json_response(with_public_errors(op))
 
 
 async def create_sign_request(request: web.Request) -> web.Response:
     body = await body_json(request)
-    req = await node_of(request).create_sign_request(
+    req = await node_of(request).signing.create(
         user_of(request), request.match_info["key_id"], body.get("digest"), body.get("derivation_path"),
         body.get("signers"), body.get("payload"), body.get("payload_type"),
         request=body.get("request"), network=body.get("network"))
@@ -102,71 +102,71 @@ async def create_sign_request(request: web.Request) -> web.Response:
 
 
 async def list_sign_requests(request: web.Request) -> web.Response:
-    return json_response(with_public_errors({"sign_requests": node_of(request).pending_sign_requests()}))
+    return json_response(with_public_errors({"sign_requests": node_of(request).signing.pending()}))
 
 
 async def get_sign_request(request: web.Request) -> web.Response:
-    req = await node_of(request).get_sign_request(request.match_info["request_id"], wait_param(request))
+    req = await node_of(request).signing.get(request.match_info["request_id"], wait_param(request))
     return json_response(with_public_errors(req))
 
 
 async def approve(request: web.Request) -> web.Response:
     body = await body_json(request)
-    view = await node_of(request).decide_sign_request(user_of(request), request.match_info["request_id"], "approve", body)
+    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "approve", body)
     return json_response(with_public_errors(view))
 
 
 async def reject(request: web.Request) -> web.Response:
     body = await body_json(request)
-    view = await node_of(request).decide_sign_request(user_of(request), request.match_info["request_id"], "reject", body)
+    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "reject", body)
     return json_response(with_public_errors(view))
 
 
 async def cancel(request: web.Request) -> web.Response:
     body = await body_json(request)
-    view = await node_of(request).decide_sign_request(user_of(request), request.match_info["request_id"], "cancel", body)
+    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "cancel", body)
     return json_response(with_public_errors(view))
 
 
 async def approve_operation(request: web.Request) -> web.Response:
     body = await body_json(request)
-    view = await node_of(request).decide_operation(user_of(request), request.match_info["op_id"], body)
+    view = await node_of(request).keys.decide_operation(user_of(request), request.match_info["op_id"], body)
     return json_response(with_public_errors(view))
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    return json_response(node_of(request).policy_view())
+    return json_response(node_of(request).policy_sync.view())
 
 
 async def post_policy(request: web.Request) -> web.Response:
     body = await body_json(request)
-    return json_response(await node_of(request).update_policy(user_of(request), body))
+    return json_response(await node_of(request).policy_sync.update(user_of(request), body))
 
 
 async def verify(request: web.Request) -> web.Response:
-    return json_response(node_of(request).verify_signature(await body_json(request)))
+    return json_response(node_of(request).signing.verify(await body_json(request)))
 
 
 async def derive(request: web.Request) -> web.Response:
-    return json_response(node_of(request).derive_key(request.match_info["key_id"], request.query.get("path")))
+    return json_response(node_of(request).keys.derive(request.match_info["key_id"], request.query.get("path")))
 
 
 async def address(request: web.Request) -> web.Response:
     q = request.query
-    return json_response(node_of(request).key_address(request.match_info["key_id"], q.get("kind"), q.get("path"),
+    return json_response(node_of(request).keys.address(request.match_info["key_id"], q.get("kind"), q.get("path"),
                                             q.get("network")))
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await body_json(request)
-    op = await node_of(request).refresh_key(user_of(request), request.match_info["key_id"],
+    op = await node_of(request).keys.refresh(user_of(request), request.match_info["key_id"],
                                           request=body.get("request"))
     return json_response(with_public_errors(op), 202)
 
 
 async def reshare(request: web.Request) -> web.Response:
     body = await body_json(request)
-    op = await node_of(request).reshare_key(user_of(request), request.match_info["key_id"], body.get("threshold"),
+    op = await node_of(request).keys.reshare(user_of(request), request.match_info["key_id"], body.get("threshold"),
                                           body.get("nodes"), request=body.get("request"))
     return json_response(with_public_errors(op), 202)
 
@@ -197,17 +197,17 @@ async def audit_checkpoints(request: web.Request) -> web.Response:
 
 
 async def list_quarantine(request: web.Request) -> web.Response:
-    return json_response(node_of(request).quarantine_view())
+    return json_response(node_of(request).quarantine.view())
 
 
 async def clear_quarantine(request: web.Request) -> web.Response:
     await body_json(request)
-    return json_response(node_of(request).clear_quarantine(user_of(request), request.match_info["node_id"]))
+    return json_response(node_of(request).quarantine.clear(user_of(request), request.match_info["node_id"]))
 
 
 async def import_key(request: web.Request) -> web.Response:
     body = await body_json(request)
-    op = await node_of(request).import_key(user_of(request), body, request=body.get("request"))
+    op = await node_of(request).keys.import_key(user_of(request), body, request=body.get("request"))
     return json_response(with_public_errors(op), 202)
 
 

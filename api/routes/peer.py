@@ -19,60 +19,60 @@ async def peer_health(request: web.Request) -> web.Response:
 
 async def peer_open_job(request: web.Request) -> web.Response:
     spec = await body_json(request)
-    await node_of(request).accept_job(spec, peer_index_of(request))
+    await node_of(request).participant.accept(spec, peer_index_of(request))
     return json_response({"accepted": True}, 202)
 
 
 async def peer_messages(request: web.Request) -> web.Response:
     body = await request.read()
     check_depth(body)  # TooDeep: 400 too_deep before anything parses the CBOR
-    dropped = await node_of(request).receive_frames(request.match_info["job_id"], peer_index_of(request), body)
+    dropped = await node_of(request).frames.receive(request.match_info["job_id"], peer_index_of(request), body)
     return json_response({"dropped": dropped}, 202)
 
 
 async def peer_report(request: web.Request) -> web.Response:
     body = await body_json(request)
-    node_of(request).take_report(request.match_info["job_id"], peer_index_of(request), body)
+    node_of(request).coordinator.take_report(request.match_info["job_id"], peer_index_of(request), body)
     return json_response({"ok": True})
 
 
 async def peer_commit(request: web.Request) -> web.Response:
     body = await body_json(request)
-    out = node_of(request).commit_job(request.match_info["job_id"], peer_index_of(request), body)
+    out = node_of(request).two_phase.commit_job(request.match_info["job_id"], peer_index_of(request), body)
     return json_response({"ok": True, **out})
 
 
 async def peer_finalize(request: web.Request) -> web.Response:
     body = await body_json(request)
-    out = node_of(request).finalize_job(request.match_info["job_id"], peer_index_of(request), body)
+    out = node_of(request).two_phase.finalize_job(request.match_info["job_id"], peer_index_of(request), body)
     return json_response({"ok": True, **out})
 
 
 async def peer_decision(request: web.Request) -> web.Response:
-    return json_response(node_of(request).job_decision(request.match_info["job_id"], peer_index_of(request)))
+    return json_response(node_of(request).two_phase.decision(request.match_info["job_id"], peer_index_of(request)))
 
 
 async def peer_key_state(request: web.Request) -> web.Response:
-    return json_response(await node_of(request).peer_key_state(request.match_info["key_id"]))
+    return json_response(await node_of(request).keys.peer_key_state(request.match_info["key_id"]))
 
 
 async def peer_policy(request: web.Request) -> web.Response:
     body = await body_json(request)
-    return json_response(await node_of(request).update_policy(None, body, from_peer=peer_index_of(request)))
+    return json_response(await node_of(request).policy_sync.update(None, body, from_peer=peer_index_of(request)))
 
 
 async def peer_policy_chain(request: web.Request) -> web.Response:
-    return json_response({"updates": node_of(request).policy_chain()})
+    return json_response({"updates": node_of(request).policy_sync.chain()})
 
 
 async def peer_sign_request(request: web.Request) -> web.Response:
-    view = await node_of(request).peer_sign_request(request.match_info["request_id"], wait_param(request))
+    view = await node_of(request).signing.peer_get(request.match_info["request_id"], wait_param(request))
     return json_response(with_public_errors(view))
 
 
 async def peer_sign_request_decision(request: web.Request) -> web.Response:
     body = await body_json(request)
-    return json_response(await node_of(request).peer_decision(request.match_info["request_id"], body,
+    return json_response(await node_of(request).signing.peer_decide(request.match_info["request_id"], body,
                                                     peer_index_of(request)))
 
 
@@ -83,12 +83,12 @@ async def peer_reserve_request(request: web.Request) -> web.Response:
 
 async def peer_checkpoint(request: web.Request) -> web.Response:
     body = await body_json(request)
-    return json_response(node_of(request).witness_checkpoint(body, peer_index_of(request)))
+    return json_response(node_of(request).cosigning.witness(body, peer_index_of(request)))
 
 
 async def peer_cancel(request: web.Request) -> web.Response:
     body = await body_json(request)
-    node_of(request).cancel_job(request.match_info["job_id"], peer_index_of(request), body)
+    node_of(request).participant.cancel(request.match_info["job_id"], peer_index_of(request), body)
     return json_response({"ok": True})
 
 

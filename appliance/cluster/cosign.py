@@ -1,0 +1,100 @@
+"""The node's audit log (hash-chained; no entry, no action) and its checkpoints co-signed by
+the peers: this node has each of its checkpoints witnessed, and witnesses theirs (never two
+heads for one entry)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from appliance.audit import AuditError, AuditLog, AuditUnavailable, Checkpoint
+from appliance.canonical import CanonicalError
+from appliance.errors import ServiceError
+from appliance.ids import peer_path
+from appliance.recorder import Recorder
+from appliance.runtime import Runtime
+
+log = logging.getLogger("appliance.node")
+
+
+class AuditCosigning:
+    def __init__(self, rt: Runtime, recorder: Recorder) -> None:
+        self.rt = rt
+        self.recorder = recorder
+        self._cosigned_upto = 0
+
+    def open(self) -> None:
+        rt, cfg = self.rt, self.rt.config
+        path = cfg.audit_db if cfg.audit_db is not None else cfg.data_dir / "audit.db"
+        rt.audit = AuditLog(path, rt.me.id, signer=lambda digest: rt.signer.sign(digest),
+                            checkpoint_every=max(1, cfg.audit_checkpoint_every),
+                            on_append=rt.metrics.audit_written)
+        if rt.faults.audit_read_only:
+            # test-only fault: the audit store refuses writes (as a read-only or full disk does)
+            rt.audit._db.execute("PRAGMA query_only = ON")
+
+    async def loop(self) -> None:
+        """Have every checkpoint of this node's audit log co-signed by its peers."""
+        while not self.rt.stopping:
+            await asyncio.sleep(2.0)
+            try:
+                await self.pending(timeout=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.info("audit co-signing: %s", exc)
+
+    async def pending(self, timeout: float) -> None:
+        rt = self.rt
+        if rt.audit is None:
+            return
+        peers = [p for p in rt.peers if p != rt.index]
+        cps = rt.audit.checkpoints(self._cosigned_upto)[-20:]
+        prefix_done = True
+        for cp in cps:
+            missing = [p for p in peers if rt.peers[p].id not in cp.cosignatures]
+            res = await asyncio.gather(*(rt.client.request(rt.peers[p], "POST", peer_path("audit", "checkpoints"),
+                                                           json_body=cp.to_json(), timeout=timeout)
+                                         for p in missing), return_exceptions=True)
+            done = len(peers) - len(missing)
+            for p, r in zip(missing, res):
+                if isinstance(r, BaseException):
+                    continue
+                try:
+                    rt.audit.add_cosignature(cp.seq, rt.peers[p].id, bytes.fromhex(r["signature"]), rt.node_keys())
+                    done += 1
+                except (AuditError, KeyError, TypeError, ValueError) as exc:
+                    log.warning("co-signature of %s refused: %s", rt.peers[p].id, exc)
+            prefix_done = prefix_done and done == len(peers)
+            if prefix_done:
+                self._cosigned_upto = cp.seq
+
+    async def final(self) -> None:
+        """At stop: the final checkpoint, co-signed by the peers that still answer."""
+        rt = self.rt
+        try:
+            if rt.signer is not None and rt.audit.checkpoint() is not None:
+                await asyncio.wait_for(self.pending(timeout=2.0), 3.0)
+        except Exception as exc:  # noqa: BLE001
+            log.info("final audit checkpoint: %s", exc)
+
+    def witness(self, body: Any, from_index: int) -> dict:
+        """Peer route: co-sign another node's checkpoint (never two heads for one entry)."""
+        rt = self.rt
+        try:
+            cp = Checkpoint.from_json(body)
+        except (AuditError, CanonicalError, TypeError, ValueError):
+            raise ServiceError("bad_checkpoint", "malformed checkpoint") from None
+        if cp.node != rt.peers[from_index].id:
+            raise ServiceError("forbidden", "a node sends only its own checkpoints")
+        try:
+            sig = rt.audit.witness(cp, rt.node_keys())
+        except AuditUnavailable:
+            self.recorder.down()
+            raise ServiceError("audit_unavailable", "cannot keep the checkpoint") from None
+        except AuditError as exc:
+            self.recorder.quiet(rt.peers[from_index].id, "checkpoint_refused", decision="denied",
+                                reason="contradicting_checkpoint")
+            raise ServiceError("checkpoint_refused", str(exc)[:200]) from None
+        return {"signature": sig.hex()}

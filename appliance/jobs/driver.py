@@ -1,0 +1,86 @@
+"""The session driver: one protocol state machine run to its result. Messages it emits go
+straight to their recipients; messages for it arrive on the job's queue. Every round has a
+deadline (``round_timeout_s``); a round that does not complete names the parties whose
+messages are missing. CPU-heavy steps run in the worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from appliance.errors import ServiceError
+from appliance.jobs.frames import FrameExchange
+from appliance.jobs.model import JobFailed, JobRun
+from appliance.runtime import Runtime
+from appliance.tss.protocol import MessageRejected, ProtocolAbort
+
+log = logging.getLogger("appliance.node")
+
+
+class SessionDriver:
+    def __init__(self, rt: Runtime, frames: FrameExchange) -> None:
+        self.rt = rt
+        self.frames = frames
+
+    async def drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
+        """Run one state machine to its result (session and round durations in the metrics)."""
+        t0 = time.perf_counter()
+        outcome = "failed"
+        try:
+            out = await self._session(job, sid, party, first_deadline=first_deadline)
+            outcome = "done"
+            return out
+        except ProtocolAbort:
+            outcome = "aborted"
+            raise
+        except JobFailed as exc:
+            outcome = "timeout" if exc.error.code == "round_timeout" else "failed"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.rt.metrics.observe_session(party.PROTOCOL, outcome, time.perf_counter() - t0)
+
+    async def _session(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
+        rt = self.rt
+        q = job.queues[sid]
+        fast = party.PROTOCOL == "sign"
+        out = await rt.cpu_call(party.start, fast=fast)
+        await self.frames.send(job, party, out)
+        rt_s = rt.config.round_timeout_s
+        cur = party.round
+        round_t0 = time.perf_counter()
+        deadline = first_deadline if first_deadline is not None else time.monotonic() + rt_s
+        deadline = max(deadline, time.monotonic() + rt_s)
+        while not party.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                got = job.received.get((sid, party.round), set())
+                missing = [p for p in party.others if p not in got]
+                raise JobFailed(ServiceError("round_timeout",
+                                             f"{party.PROTOCOL} round {party.round} timed out",
+                                             missing_nodes=rt.node_ids(missing)))
+            try:
+                msg = await asyncio.wait_for(q.get(), remaining)
+            except asyncio.TimeoutError:
+                continue
+            try:
+                out = await rt.cpu_call(party.receive, msg, fast=fast)
+            except MessageRejected as exc:
+                job.dropped += 1
+                rt.metrics.dropped.labels("rejected").inc()
+                log.info("job %s: dropped a message claiming to be from %s: %s", job.job_id,
+                         msg.sender, exc)
+                continue
+            job.received.setdefault((sid, msg.round), set()).add(msg.sender)
+            if party.round != cur or party.done:
+                now = time.perf_counter()
+                rt.metrics.observe_round(party.PROTOCOL, cur, now - round_t0)
+                round_t0 = now
+                cur = party.round
+                deadline = time.monotonic() + rt_s
+            if out:
+                await self.frames.send(job, party, out)
+        return party.result

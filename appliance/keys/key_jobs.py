@@ -1,0 +1,281 @@
+"""Key-change jobs on one party (keygen, import, refresh, reshare): the party's own checks,
+its sessions (DKG or reshare, then aux-info), the sealed result staged until the coordinator
+commits, and the coordinator's end (every party holds the same key state -> commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from appliance.errors import ServiceError
+from appliance.ids import peer_path
+from appliance.jobs.authorization import mark_request_used
+from appliance.jobs.driver import SessionDriver
+from appliance.jobs.kinds import Cancel
+from appliance.jobs.model import JobFailed, JobRun, phase_sid
+from appliance.key_import import ImportBundleError, parse_bundle, share_context
+from appliance.keys import states
+from appliance.keys.shares import ShareVault
+from appliance.keys.two_phase import TwoPhase
+from appliance.pools.presign import PresignPool
+from appliance.pools.primes import PrimeSupply
+from appliance.runtime import Runtime
+from appliance.transport import PeerError
+from appliance.tss import wire
+from appliance.tss.aux import AuxParty, generate_aux_keys
+from appliance.tss.dealer import ImportError_, accept_share
+from appliance.tss.group import SystemRNG
+from appliance.tss.keygen import KeygenParty
+from appliance.tss.keyshare import KeyShare
+from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
+from hsm.errors import HSMError
+
+
+class KeyChangeJob:
+    def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, primes: PrimeSupply,
+                 two_phase: TwoPhase, pool: PresignPool) -> None:
+        self.rt = rt
+        self.driver = driver
+        self.shares = shares
+        self.primes = primes
+        self.two_phase = two_phase
+        self.pool = pool
+
+    # -- a participant's checks -----------------------------------------------------------
+
+    async def admit(self, spec: dict, checked: Any) -> None:
+        rt = self.rt
+        kind = spec["kind"]
+        parties = [int(p) for p in spec["parties"]]
+        if kind in ("keygen", "import"):
+            if rt.store.get_key(str(spec["key_id"])) is not None:
+                raise ServiceError("key_exists", "key id already used")
+            if spec.get("paillier_bits") not in (2048, 3072):
+                raise ServiceError("bad_job", "paillier_bits must be 2048 or 3072")
+            if kind == "import":  # refused here, naming the problem, before anything is stored
+                await self.check_import_share(spec)
+        elif kind == "reshare":
+            row = rt.store.get_key(str(spec["key_id"]))
+            senders = [int(p) for p in spec.get("senders", [])]
+            new = [int(p) for p in spec.get("new_members", [])]
+            if sorted(set(senders) | set(new)) != sorted(parties) or spec.get("paillier_bits") not in (2048, 3072):
+                raise ServiceError("bad_job", "malformed reshare")
+            if rt.index in senders:
+                if row is None or row["status"] != "active" or int(spec.get("epoch", -1)) != row["epoch"]:
+                    raise ServiceError("epoch_mismatch", "this node does not hold that key at that epoch")
+            elif row is not None and row["status"] == "active" and row["epoch"] == int(spec.get("epoch", -1)):
+                raise ServiceError("bad_job", "a holder of the key must be a sender")
+        else:  # refresh
+            self.shares.check_holder_job(spec)
+        if kind in ("refresh", "reshare") and self.two_phase.key_change_running(str(spec["key_id"])):
+            raise ServiceError("key_change_in_progress", f"{rt.me.id}: another change of this key is under way")
+
+    def attach(self, job: JobRun) -> None:
+        return None
+
+    # -- this party's sessions ------------------------------------------------------------
+
+    async def run(self, job: JobRun) -> None:
+        rt, spec = self.rt, job.spec
+        kind = spec["kind"]
+        rng = SystemRNG()
+        deadline = time.monotonic() + rt.config.job_timeout_s
+        mark_request_used(rt.store, spec)  # a key change runs once per signed request
+        if kind == "keygen":
+            sid = phase_sid(job.job_id, "keygen")
+            party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), rt.signer, rt.directory, rng)
+            share = await self.driver.drive(job, sid, party)
+            await self._aux_and_stage(job, share, rng, deadline)
+        elif kind == "import":
+            # the share was decrypted in the HSM and checked against the dealer's commitments
+            # when the job was accepted; now aux-info, as after a DKG
+            share = await self.check_import_share(spec)
+            await self._aux_and_stage(job, share, rng, deadline)
+        elif kind == "refresh":
+            row = self.shares.active_key(spec["key_id"])
+            share = await self.shares.load(row)
+            new = await self._aux(job, share, row["paillier_bits"], rng, deadline, refresh=True)
+            if new.public_key != share.public_key:
+                raise JobFailed(ServiceError("inconsistent_result", "refresh changed the public key"))
+            blob = await self.shares.seal(spec["key_id"], new)
+            rt.store.put_pending_share(spec["key_id"], new.epoch, blob)
+            job.result = _result(new)
+        else:
+            await self._reshare(job, rng, deadline)
+
+    async def _aux(self, job: JobRun, share: KeyShare, bits: int, rng, deadline: float, *,
+                   refresh: bool = False) -> KeyShare:
+        rt = self.rt
+        primes = await self.primes.take(bits)
+        keys = await rt.cpu_call(generate_aux_keys, bits, primes, rng)
+        sid = phase_sid(job.job_id, "aux")
+        party = AuxParty(sid, share, keys, rt.signer, rt.directory, rng, refresh=refresh)
+        return await self.driver.drive(job, sid, party, first_deadline=deadline)
+
+    async def _aux_and_stage(self, job: JobRun, share: KeyShare, rng, deadline: float) -> None:
+        """Aux-info for a fresh share (after a DKG or an import), then seal and stage it
+        until the coordinator commits the key."""
+        spec = job.spec
+        bits = int(spec["paillier_bits"])
+        share = await self._aux(job, share, bits, rng, deadline)
+        blob = await self.shares.seal(spec["key_id"], share)
+        self.rt.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
+                                      share.participants, share.epoch, bits, blob, share.chain_code)
+        job.result = _result(share)
+
+    async def _reshare(self, job: JobRun, rng, deadline: float) -> None:
+        rt, spec = self.rt, job.spec
+        old = wire.decode(bytes.fromhex(spec["old_info"]), OldKeyInfo)
+        senders, new_members = list(spec["senders"]), list(spec["new_members"])
+        share = None
+        if rt.index in senders:
+            share = await self.shares.load(self.shares.active_key(spec["key_id"]))
+        else:
+            await self._confirm_old_state(spec, old, senders)
+        sid = phase_sid(job.job_id, "reshare")
+        party = ReshareParty(sid, rt.index, old, senders, new_members, int(spec["threshold"]),
+                             rt.signer, rt.directory, rng, share=share)
+        out = await self.driver.drive(job, sid, party)
+        if isinstance(out, ReshareConfirmed):
+            job.result = {"public_key": out.public_key.to_bytes().hex(), "confirmed": True}
+            return
+        bits = int(spec["paillier_bits"])
+        new = await self._aux(job, out, bits, rng, deadline)
+        blob = await self.shares.seal(spec["key_id"], new)
+        if rt.store.get_key(spec["key_id"]) is None:
+            rt.store.put_pending_key(spec["key_id"], new.public_key, new.threshold,
+                                     new.participants, new.epoch, bits, blob, new.chain_code)
+        else:
+            rt.store.put_pending_share(spec["key_id"], new.epoch, blob)
+        job.result = _result(new)
+
+    async def _confirm_old_state(self, spec: dict, old, senders: list[int]) -> None:
+        """A node that does not hold the key takes its public state (public key, threshold,
+        public shares, chain code) from the coordinator's job description. Before it accepts a
+        share of that key it asks every other node (pinned mutual TLS) what it holds: at least the
+        old threshold of holders, every sender among them, must report exactly this state at this
+        epoch, and no holder another one. (Inside the protocol the same state is hashed into the
+        round-1 setup that every party signs and echoes.)"""
+        rt = self.rt
+        key_id, epoch = str(spec["key_id"]), int(spec["epoch"])
+        want = hashlib.sha256(bytes.fromhex(spec["old_info"])).hexdigest()
+
+        async def ask(p: int):
+            try:
+                return p, await rt.client.request(rt.peers[p], "GET", peer_path("keys", key_id), timeout=10.0)
+            except PeerError:
+                return p, None
+
+        views = await asyncio.gather(*(ask(n.index) for n in rt.cluster.nodes if n.index != rt.index))
+        held = [(p, v) for p, v in views if isinstance(v, dict) and v.get("status") == "active"
+                and v.get("epoch") == epoch]
+        agree = [p for p, v in held if v.get("public_state") == want]
+        disagree = [p for p, v in held if v.get("public_state") != want]
+        if disagree:
+            raise JobFailed(ServiceError("old_state_mismatch",
+                                         f"{rt.me.id}: {', '.join(rt.node_ids(disagree))} hold this key at epoch "
+                                         f"{epoch} with another public state than the job describes"))
+        if len(agree) < old.threshold or not set(senders) <= set(agree):
+            raise JobFailed(ServiceError("old_state_unconfirmed",
+                                         f"{rt.me.id}: only {len(agree)} holders confirm the key's public state "
+                                         f"(needs {old.threshold}, every sender among them)"))
+
+    async def check_import_share(self, spec: dict) -> KeyShare:
+        """Decrypt this node's share of an import bundle inside the HSM and check it against the
+        dealer's commitments; the KeyShare (no aux yet) or a ServiceError naming the problem."""
+        rt = self.rt
+        try:
+            bundle = parse_bundle(spec.get("bundle"), rt.cluster)
+        except ImportBundleError as exc:
+            raise ServiceError("bad_import_bundle", f"{rt.me.id}: {exc}") from None
+        if bundle.parties != sorted(int(p) for p in spec["parties"]) or bundle.threshold != int(spec["threshold"]):
+            raise ServiceError("bad_import_bundle", f"{rt.me.id}: the job's parties or threshold differ "
+                               "from the bundle's")
+        env = bundle.envelopes.get(rt.me.id)
+        if env is None:
+            raise ServiceError("bad_import_bundle", f"{rt.me.id}: the bundle has no share for this node")
+        try:
+            data = await rt.hsm.transport_decrypt_async(env, context=share_context(bundle.import_id, rt.me.id))
+        except (HSMError, ValueError):
+            raise ServiceError("import_share_unreadable",
+                               f"{rt.me.id}: its share does not decrypt with this node's HSM transport key "
+                               "(encrypted to another key, or altered)") from None
+        if len(data) != 32:
+            raise ServiceError("import_share_rejected", f"{rt.me.id}: the share is not 32 bytes")
+        try:
+            share = await rt.cpu_call(accept_share, bundle.import_id, rt.index, bundle.parties,
+                                      bundle.threshold, bundle.commitments, bundle.chain_code,
+                                      int.from_bytes(data, "big"))
+        except ImportError_ as exc:
+            raise ServiceError("import_share_rejected", f"{rt.me.id}: {exc}") from None
+        finally:
+            del data
+        return share
+
+    def prepare(self, job: JobRun) -> None:
+        self.two_phase.prepare(job)
+
+    # -- the coordinator's end ------------------------------------------------------------
+
+    async def finish(self, job: JobRun, others: list[int], cancel: Cancel) -> dict:
+        rt, spec = self.rt, job.spec
+        reports = {p: r["result"] for p, r in job.reports.items()}
+        if job.result is not None:
+            reports[rt.index] = job.result
+        kind = spec["kind"]
+        if kind == "reshare":
+            reports = {p: r for p, r in reports.items() if not r.get("confirmed")}
+        fps = {r.get("fingerprint") for r in reports.values()}
+        pks = {r.get("public_key") for r in reports.values()}
+        if len(fps) != 1 or len(pks) != 1:
+            err = ServiceError("inconsistent_result", "the parties ended with different key states")
+            await cancel(err)
+            raise JobFailed(err)
+        pk = pks.pop()
+        new_epoch = int(spec["epoch"]) + 1 if kind in ("refresh", "reshare") else \
+            int(next(iter(reports.values()))["epoch"])
+        # two phases: commit (new epoch in use, old shares kept) -> once every party
+        # confirmed, finalize (old shares and presignatures destroyed)
+        commit = await self.two_phase.commit_everywhere(job.job_id, spec["key_id"], kind, new_epoch, job.parties)
+        if kind == "reshare":
+            return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
+                    "nodes": rt.node_ids(spec["new_members"]), "epoch": new_epoch, **commit}
+        key = rt.store.get_key(spec["key_id"])
+        if key is not None and key["status"] == "active":
+            out = {"key": self.shares.key_view(key), "key_id": spec["key_id"], "public_key": pk,
+                   "epoch": key["epoch"], **commit}
+        else:
+            out = {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
+                   "nodes": rt.node_ids(spec["parties"]), "epoch": new_epoch, **commit}
+        if kind == "import":
+            out["recommendation"] = ("refresh this key now (POST /v1/keys/{key_id}/refresh): the "
+                                     "dealer's machine saw the whole private key").replace("{key_id}", spec["key_id"])
+        return out
+
+    def abandon(self, job: JobRun) -> None:
+        """Undo what a key change that will not finish left in the store."""
+        rt, spec = self.rt, job.spec
+        labels: list[str] = []
+        p = rt.store.pending_for_job(job.job_id)
+        if p is not None:
+            if p["state"] == states.PREPARED:
+                self.two_phase.abandon_prepared(job.job_id, p["state"])
+            return
+        other = rt.store.pending(spec["key_id"])
+        if other is None or other["state"] != states.PREPARED:
+            # stopped before it prepared: drop what it may have stored
+            row = rt.store.get_key(spec["key_id"])
+            if row is not None and row["status"] == "pending":
+                labels = rt.store.abandon_key(spec["key_id"])
+            elif row is not None:
+                rt.store.drop_pending_share(spec["key_id"])
+        if labels:
+            rt.spawn(self.pool.destroy_keys(labels))
+
+
+def _result(share: KeyShare) -> dict:
+    return {"public_key": share.public_key.hex(), "epoch": share.epoch,
+            "fingerprint": share.public_fingerprint().hex()}
+

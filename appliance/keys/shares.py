@@ -1,0 +1,73 @@
+"""This node's key shares: sealed by the HSM in the store, unsealed on use and kept decoded in
+memory for ``SHARE_CACHE_S`` seconds (never written anywhere)."""
+
+from __future__ import annotations
+
+import time
+
+from appliance.errors import ServiceError
+from appliance.runtime import Runtime
+from appliance.sealed import SealContext
+from appliance.tss.keyshare import KeyShare
+
+SHARE_CACHE_S = 300.0
+
+
+class ShareVault:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._cache: dict[tuple[str, int], tuple[float, KeyShare]] = {}
+
+    def active_key(self, key_id: str) -> dict:
+        row = self.rt.store.get_key(key_id)
+        if row is None or row["status"] != "active":
+            raise ServiceError("not_found", "unknown key")
+        return row
+
+    def key_view(self, row: dict) -> dict:
+        return {
+            "key_id": row["key_id"],
+            "public_key": row["public_key"].hex() if row["public_key"] else None,
+            "threshold": row["threshold"],
+            "nodes": self.rt.node_ids(row["participants"]),
+            "epoch": row["epoch"],
+            "paillier_bits": row["paillier_bits"],
+            "status": row["status"],
+            "created": row["created"],
+        }
+
+    async def load(self, row: dict) -> KeyShare:
+        """The key's share at its current epoch, unsealed by the HSM."""
+        rt = self.rt
+        ck = (row["key_id"], row["epoch"])
+        hit = self._cache.get(ck)
+        if hit is not None and time.monotonic() - hit[0] < SHARE_CACHE_S:
+            return hit[1]
+        ctx = SealContext("share", key_id=row["key_id"], epoch=row["epoch"])
+        data = await rt.hsm.unseal_async(ctx, rt.store.share_blob(row["key_id"], row["epoch"]))
+        share = await rt.cpu_call(KeyShare.from_bytes, data)
+        del data
+        self.forget(row["key_id"])
+        self._cache[ck] = (time.monotonic(), share)
+        return share
+
+    async def seal(self, key_id: str, share: KeyShare) -> bytes:
+        return await self.rt.hsm.seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
+                                            share.to_bytes())
+
+    def forget(self, key_id: str, *, below_epoch: int | None = None) -> None:
+        """Drop the decoded shares of ``key_id`` (only those of epochs below ``below_epoch``)."""
+        self._cache = {k: v for k, v in self._cache.items()
+                       if not (k[0] == key_id and (below_epoch is None or k[1] < below_epoch))}
+
+    def check_holder_job(self, spec: dict) -> dict:
+        """A presign or sign job of a key: this node holds it at the job's epoch, and every
+        party does. Returns the key's row."""
+        row = self.rt.store.get_key(str(spec["key_id"]))
+        if row is None or row["status"] != "active":
+            raise ServiceError("unknown_key", "this node does not hold that key")
+        if int(spec.get("epoch", -1)) != row["epoch"]:
+            raise ServiceError("epoch_mismatch", "the key's epoch differs on this node")
+        if not set(int(p) for p in spec["parties"]) <= set(row["participants"]):
+            raise ServiceError("bad_job", "parties do not hold the key")
+        return row

@@ -1,0 +1,1 @@
+"""Pools filled in the background: presignatures (per key and signer set) and safe primes."""

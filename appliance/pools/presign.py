@@ -1,0 +1,136 @@
+"""The presignature pool: for every active key and every signer set it leads (its lowest
+index), this node keeps ``presign_pool`` presignatures ready, made while signing is quiet.
+Each presignature is sealed under its own HSM key, destroyed when it is spent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Callable
+
+from appliance.cluster.health import PeerHealth
+from appliance.cluster.quarantine import QuarantineService
+from appliance.ids import new_id
+from appliance.jobs.model import JobFailed
+from appliance.runtime import Runtime
+
+log = logging.getLogger("appliance.node")
+
+PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
+
+
+class PresignPool:
+    def __init__(self, rt: Runtime, health: PeerHealth, quarantine: QuarantineService,
+                 coordinate: Callable, signing_now: Callable[[], bool],
+                 key_change_running: Callable[[str], bool]) -> None:
+        self.rt = rt
+        self.health = health
+        self.quarantine = quarantine
+        self.coordinate = coordinate  # Coordinator.run
+        self.signing_now = signing_now  # a sign job runs here
+        self.key_change_running = key_change_running
+        self.wakeup = asyncio.Event()
+        self.last_sign = 0.0
+        self._running: set[tuple] = set()
+
+    def signed(self) -> None:
+        """A sign job started here: refills wait until signing has been quiet."""
+        self.last_sign = time.monotonic()
+
+    async def loop(self) -> None:
+        rt = self.rt
+        target = rt.config.presign_pool
+        if target <= 0:
+            return
+        while not rt.stopping:
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
+            quiet = PRESIGN_QUIET_S - (time.monotonic() - self.last_sign)
+            if quiet > 0 or self.signing_now():
+                await asyncio.sleep(max(quiet, 0.05))
+                self.wakeup.set()
+                continue
+            try:
+                await self._round(target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("presign pool: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _round(self, target: int) -> None:
+        rt = self.rt
+        for row in rt.store.list_keys("active"):
+            if rt.index not in row["participants"] or row["paillier_bits"] == 0:
+                continue
+            t = row["threshold"]
+            for s in itertools.combinations(sorted(row["participants"]), t):
+                if min(s) != rt.index:
+                    continue  # the lowest index of a signer set fills its pool
+                if len(self.quarantine.not_quarantined(s)) != len(s):
+                    continue
+                if self.key_change_running(row["key_id"]):
+                    continue  # a refresh/reshare is about to replace this epoch
+                have = rt.store.count_presignatures(row["key_id"], list(s), epoch=row["epoch"])
+                tag = (row["key_id"], s)
+                if have >= target or tag in self._running:
+                    continue
+                healthy, missing = await self.health.split_healthy(s, max_age=5.0)
+                if missing:
+                    continue
+                self._running.add(tag)
+                try:
+                    spec = {"job_id": new_id("job_id"), "kind": "presign", "key_id": row["key_id"],
+                            "parties": list(s), "epoch": row["epoch"], "coordinator": rt.index}
+                    await self.coordinate(spec)
+                except JobFailed as exc:
+                    log.info("presign for %s failed: %s", s, exc.error.message)
+                finally:
+                    self._running.discard(tag)
+                self.wakeup.set()
+                return  # one at a time: signing requests come first
+        self.report()
+
+    def report(self) -> None:
+        """The presignatures gauge: presignatures available on this node at each key's current
+        epoch (every signer set it belongs to), updated as they are made, spent or discarded."""
+        rt = self.rt
+        if rt.store is None:
+            return
+        try:
+            counts = {row["key_id"]: rt.store.count_presignatures(row["key_id"], epoch=row["epoch"])
+                      for row in rt.store.list_keys("active")}
+        except Exception:  # pragma: no cover - a metric never breaks a job
+            return
+        rt.metrics.set_presignature_counts(counts)
+
+    def counts(self, key_id: str) -> dict[str, int]:
+        rt = self.rt
+        if rt.store.get_key(key_id) is None:
+            return {}
+        return {",".join(rt.node_ids(s)): n for s, n in rt.store.ready_signer_sets(key_id).items()}
+
+    def changed(self) -> None:
+        """Keys or presignatures changed: report, and let the loop look again."""
+        self.wakeup.set()
+        self.report()
+
+    async def destroy_keys(self, labels: list[str]) -> None:
+        """Destroy spent presignatures' HSM keys (those that fail are retried at the next start)."""
+        rt = self.rt
+        done = []
+        for label in labels:
+            try:
+                await rt.hsm.destroy_presignature_key_async(label)
+                done.append(label)
+            except Exception:  # retried at the next start-up
+                log.info("could not destroy presignature key %s", label)
+        rt.store.presignature_keys_destroyed(done)
+
+    async def mark_destroyed(self, labels: list[str]) -> None:
+        self.rt.store.presignature_keys_destroyed(labels)

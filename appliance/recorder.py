@@ -1,0 +1,81 @@
+"""Writing the node's audit log: no entry, no action.
+
+:meth:`Recorder.write` records one decision or refuses the action (``audit_unavailable``);
+:meth:`Recorder.quiet` records what already happened (best effort); :meth:`Recorder.refuse`
+records a refusal and hands back the error to raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from appliance.audit import AuditFieldError, AuditUnavailable
+from appliance.errors import PolicyDenied, ServiceError
+from appliance.runtime import Runtime
+
+log = logging.getLogger("appliance.node")
+
+
+class Recorder:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def write(self, actor: str | None, action: str, *, key_id: str | None = None,
+              subject: str | None = None, digest: Any = None, decision: str | None = None,
+              reason: str | None = None) -> None:
+        """Write one audit entry or refuse the action (503 ``audit_unavailable``)."""
+        rt = self.rt
+        if rt.audit is None:
+            raise ServiceError("audit_unavailable", "the audit log is not open")
+        try:
+            rt.audit.append(actor, action, key=key_id, subject=subject, digest=digest,
+                            decision=decision, reason=reason)
+        except AuditFieldError:
+            # never a secret in the log: keep the entry, without the refused text
+            try:
+                rt.audit.append(actor, action, key=key_id, subject=subject, digest=digest,
+                                decision=decision, reason="redacted")
+            except AuditUnavailable:
+                self.down()
+                raise ServiceError("audit_unavailable",
+                                   "the audit log cannot record; the action is refused") from None
+        except AuditUnavailable:
+            self.down()
+            raise ServiceError("audit_unavailable",
+                               "the audit log cannot record; the action is refused") from None
+        rt.audit_ok = True
+
+    def down(self) -> None:
+        self.rt.audit_ok = False
+        self.rt.metrics.audit_failed()
+
+    def quiet(self, actor: str | None, action: str, **kw: Any) -> bool:
+        """Best effort (for what already happened and cannot be refused any more)."""
+        try:
+            self.write(actor, action, **kw)
+            return True
+        except Exception as exc:  # noqa: BLE001 - logged; metrics count the failure
+            log.warning("audit entry %s not written: %s", action, getattr(exc, "code", exc))
+            return False
+
+    def refuse(self, error: ServiceError, *, actor: str | None, action: str,
+               key_id: str | None = None, subject: str | None = None, digest: Any = None,
+               policy: bool = True) -> ServiceError:
+        """Audit a refusal (fail closed: if even that cannot be written, 503) and return
+        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total."""
+        self.write(actor, action, key_id=key_id, subject=subject, digest=digest,
+                   decision="denied", reason=error.code)
+        if policy:
+            self.rt.metrics.policy_denied(error.code)
+        return error
+
+    def require_admin(self, user, action: str) -> None:
+        """An administrative act of one person (e.g. clearing a quarantine): the user must
+        hold one of the policy's key-change roles."""
+        policy = self.rt.policy
+        roles = policy.key_changes.roles
+        u = policy.user(getattr(user, "id", None))
+        if u is None or not any(u.has(r) for r in roles):
+            raise self.refuse(PolicyDenied("missing_role", f"{action} needs one of the roles "
+                              f"{', '.join(roles)}"), actor=getattr(user, "id", None), action=action)

@@ -1,0 +1,155 @@
+"""What every service of a node shares: its configuration and place in the cluster, the
+adapters opened at start (store, HSM, identity signer, audit log), the policy in force, the
+ports passed in (clock, events, faults), the worker pools and the background tasks.
+
+:class:`appliance.node.Node` (the composition root) builds one :class:`Runtime` and hands it
+to every service; the adapters are filled in when the node starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Callable
+
+import gmpy2
+
+from appliance.config import NodeConfig, PeerInfo
+from appliance.errors import ServiceError
+from appliance.faults import FaultPlan
+from appliance.hardening import disable_core_dumps
+from appliance.metrics import Metrics
+from appliance.ports import Clock, EventSink
+from appliance.transport import PeerClient
+from appliance.tss.group import Q
+from appliance.tss.protocol import IdentityDirectory
+
+log = logging.getLogger("appliance.node")
+
+
+def _init_cpu_thread() -> None:
+    gmpy2.get_context().allow_release_gil = True
+
+
+def _init_prime_process() -> None:
+    # background work: protocol rounds of this and the other nodes come first
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    try:
+        disable_core_dumps()
+    except Exception:
+        pass
+
+
+class HSMSigner:
+    """The node's HSM identity key as a protocol message signer (secp256k1, low-S r||s)."""
+
+    def __init__(self, hsm) -> None:
+        self.hsm = hsm
+        self._pub = hsm.identity_public_key
+
+    def sign(self, digest: bytes) -> bytes:
+        sig = self.hsm.sign_digest(digest)
+        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+        if s > Q // 2:
+            s = Q - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def public_key(self) -> bytes:
+        return self._pub
+
+
+class Waiters:
+    """Long-polls: a reader waits on an id (a sign request, an operation) until it changes."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    async def wait(self, ident: str, wait: float) -> None:
+        ev = self._events.setdefault(ident, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), min(wait, 60.0))
+        except asyncio.TimeoutError:
+            pass
+
+    def notify(self, ident: str) -> None:
+        ev = self._events.pop(ident, None)
+        if ev is not None:
+            ev.set()
+
+
+class Runtime:
+    def __init__(self, config: NodeConfig, *, faults: FaultPlan, clock: Clock, events: EventSink) -> None:
+        self.config = config
+        self.cluster = config.cluster
+        self.me: PeerInfo = config.me
+        self.index = self.me.index
+        self.peers: dict[int, PeerInfo] = {n.index: n for n in self.cluster.nodes}
+        self.directory = IdentityDirectory({n.index: n.identity_key for n in self.cluster.nodes})
+        self.client = PeerClient(config)
+        self.metrics = Metrics(peers=[n.id for n in self.cluster.nodes])
+        self.faults = faults  # test-only fault injection (appliance/faults.py); production: none
+        self.clock = clock  # policy time (validity windows, expiry)
+        self.events = events  # what tests wait on instead of sleeping (appliance/ports.py)
+        self.waiters = Waiters()
+        # opened at start
+        self.store: Any = None  # NodeStore
+        self.hsm: Any = None  # MeteredHSM
+        self.signer: HSMSigner | None = None
+        self.audit: Any = None  # AuditLog
+        self.audit_ok = True
+        self.policy: Any = None  # Policy in force
+        self.ready = False
+        self.stopping = False
+        self.fault: str | None = None  # why the node is not ready (HSM away, database corrupt)
+        self.cpu = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="tss",
+                                      initializer=_init_cpu_thread)
+        # signing from a presignature is cheap: it never waits behind a presign or aux step
+        self.fast = ThreadPoolExecutor(2, thread_name_prefix="sign", initializer=_init_cpu_thread)
+        self._procs: ProcessPoolExecutor | None = None
+        self.bg: set[asyncio.Task] = set()
+
+    def spawn(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self.bg.add(t)
+        t.add_done_callback(self.bg.discard)
+        return t
+
+    async def cpu_call(self, fn: Callable, *args: Any, fast: bool = False) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.fast if fast else self.cpu, fn, *args)
+
+    @property
+    def procs(self) -> ProcessPoolExecutor:
+        if self._procs is None:
+            self._procs = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_init_prime_process)
+        return self._procs
+
+    def shutdown_pools(self) -> None:
+        self.cpu.shutdown(wait=False, cancel_futures=True)
+        self.fast.shutdown(wait=False, cancel_futures=True)
+        if self._procs is not None:
+            # a prime search can take seconds: stop it rather than wait for it
+            for proc in list(getattr(self._procs, "_processes", {}).values()):
+                try:
+                    proc.terminate()
+                except Exception:
+                    pass
+            self._procs.shutdown(wait=False, cancel_futures=True)
+
+    def node_ids(self, indices) -> list[str]:
+        return [self.peers[i].id for i in sorted(indices) if i in self.peers]
+
+    def index_of(self, node_id: str) -> int:
+        for n in self.cluster.nodes:
+            if n.id == node_id:
+                return n.index
+        raise ServiceError("unknown_node", f"unknown node {node_id!r}")
+
+    def node_keys(self) -> dict[str, bytes]:
+        return {n.id: bytes(n.identity_key) for n in self.cluster.nodes}

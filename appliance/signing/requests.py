@@ -1,0 +1,586 @@
+"""Sign requests, as a client sees them.
+
+A client sends ``POST /v1/keys/{key_id}/sign-requests`` with the initiator's signed request
+statement and what it names: a ``digest``, or a ``payload`` with its ``payload_type``, a
+``derivation_path`` and, for a PSBT, a ``network``. The node checks that the body is the
+statement, decodes the payload itself once (:class:`PayloadReader`), evaluates the policy and
+the key's transaction rules once, audits the decision, and stores the request ``pending`` (or
+starts signing at once if the rule needs no approval). The request id is the statement's hash:
+the same statement again returns the same request. Approvals, rejections and the initiator's
+cancel are signed statements too. Every status change goes through
+:func:`appliance.signing.states.transition`, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from typing import Any, Callable
+
+from appliance import payloads
+from appliance.cluster.health import PeerHealth
+from appliance.cluster.quarantine import QuarantineService
+from appliance.errors import ApplianceError, PolicyDenied, ServiceError
+from appliance.ids import is_id, new_id, peer_path
+from appliance.jobs.model import JobFailed
+from appliance.keys.shares import ShareVault
+from appliance.pools.presign import PresignPool
+from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
+                              SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
+from appliance.recorder import Recorder
+from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
+from appliance.runtime import Runtime
+from appliance.signing import states
+from appliance.signing.reading import PayloadReader, summary_text
+from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
+from appliance.store import ConflictError
+from appliance.transport import FORWARD_POOL, PeerError
+from appliance.tss import ecdsa
+
+log = logging.getLogger("appliance.node")
+
+FAULT_PREFIX = "testfault."
+
+
+def fault_digest(digest_hex: str) -> str:
+    """What a test-only substituting coordinator sends instead of a digest."""
+    return hashlib.sha256(b"substituted" + bytes.fromhex(digest_hex)).hexdigest()
+
+
+class SignRequests:
+    def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, reader: PayloadReader,
+                 health: PeerHealth, quarantine: QuarantineService, request_use: RequestUse,
+                 pool: PresignPool, coordinate: Callable) -> None:
+        self.rt = rt
+        self.recorder = recorder
+        self.shares = shares
+        self.reader = reader
+        self.health = health
+        self.quarantine = quarantine
+        self.request_use = request_use
+        self.pool = pool
+        self.coordinate = coordinate  # Coordinator.run
+
+    # -- status changes: the one place -----------------------------------------------------
+
+    def _move(self, rid: str, state: str, event: str, *, conditional: bool, signers: list[str] | None = None,
+              signature: dict | None = None, error: dict | None = None) -> str:
+        """Step ``rid`` from ``state`` by ``event`` (the table refuses anything else);
+        ``conditional``: only if the stored status is still ``state`` (ConflictError if not)."""
+        store = self.rt.store
+        new = states.transition(state, event)
+        if conditional:
+            store.core.update_sign_request(rid, status=new, expected_status=state,
+                                           error=None if error is None else json.dumps(error))
+            if signers is not None or signature is not None:
+                store.update_sign_request(rid, status=new, signers=signers, signature=signature)
+        else:
+            store.update_sign_request(rid, status=new, signers=signers, signature=signature, error=error)
+        return new
+
+    # -- creating ---------------------------------------------------------------------------
+
+    async def create(self, user, key_id: str, digest_hex: Any = None, derivation_path: Any = None,
+                     signers: Any = None, payload: Any = None, payload_type: Any = None, *,
+                     request: Any = None, network: Any = None) -> dict:
+        rt = self.rt
+        row = self.shares.active_key(key_id)
+        # -- the body, checked before anything is looked at or stored
+        if payload is None and payload_type is None:
+            if not isinstance(digest_hex, str):
+                raise ServiceError("bad_digest", "digest must be 64 hex characters (32 bytes)")
+            try:
+                digest = bytes.fromhex(digest_hex)
+            except ValueError:
+                raise ServiceError("bad_digest", "digest must be 64 hex characters (32 bytes)") from None
+            if len(digest) != 32:
+                raise ServiceError("bad_digest", "digest must be exactly 32 bytes")
+            digest_hex = digest.hex()
+        else:
+            if digest_hex is not None:
+                raise ServiceError("bad_request", "give a digest or a payload, not both")
+            if payload_type not in PAYLOAD_TYPES:
+                raise ServiceError("bad_payload_type", f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
+            if payload is None:
+                raise ServiceError("bad_payload", "payload_type goes with a payload")
+        try:
+            path = normalize_path(derivation_path)
+        except PolicyError as exc:
+            raise ServiceError("bad_derivation_path", str(exc)) from None
+        if network is not None and network not in BITCOIN_NETWORKS:
+            raise ServiceError("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
+        named = self._named_signers(row, signers)
+        # the node reads what it is asked to sign (once): a malformed payload is a clear 400
+        try:
+            dec = await self.reader.decode(row, digest=digest_hex if payload is None else None, payload=payload,
+                                           payload_type=payload_type, path=path, network=network)
+        except payloads.PayloadError as exc:
+            raise ServiceError(exc.code, exc.message) from None
+        sr = signed_request(self.recorder, request, user)
+        await self.health.require_hsm()
+        r = sr.request
+        self._check_body_is_request(sr, key_id, path, network, digest_hex, payload, payload_type)
+        rid = sr.request_id
+        existing = rt.store.get_sign_request(rid)
+        if existing is not None:  # the same signed statement again: the same request
+            return self.view(existing)
+        adigest = r.digest or r.payload_hash
+        fault = self._fault(r)
+        decision = evaluate(rt.policy, sr, [], rt.clock.now(), usage=self.reader.rate_usage)
+        tx_ok, code, message = self.reader.tx_check(key_id, dec)
+        if decision.denied or (dec.payload_type != "digest" and not tx_ok):
+            # what was refused, as this node read it
+            self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
+                                decision="decoded", reason=summary_text(dec))
+        if decision.denied and fault != "skip-checks":
+            rt.metrics.sign_request("denied")
+            raise self.recorder.refuse(PolicyDenied(decision.reason, decision.message), actor=user.id,
+                                       action="sign_request", key_id=key_id, subject=rid, digest=adigest)
+        if not tx_ok and fault != "skip-checks":
+            rt.metrics.sign_request("denied")
+            raise self.recorder.refuse(PolicyDenied(code, message), actor=user.id, action="sign_request",
+                                       key_id=key_id, subject=rid, digest=adigest)
+        allowed = decision.allowed or fault == "skip-approval"
+        # a request that nobody could sign now is not created
+        await self._reachable_signers(row, named)
+        self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
+                            decision="decoded", reason=summary_text(dec))
+        self.recorder.write(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
+                            decision="allowed" if allowed else "pending", reason=decision.reason)
+        rt.store.put_sign_request(
+            rid, key_id, bytes.fromhex(r.digest) if r.digest else None, path, user.id,
+            rt.node_ids(named) if named else None, payload=payload,
+            payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
+        rt.store.put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
+                               network=dec.network, decoded=dec.to_dict())
+        rt.metrics.sign_request("created")
+        if allowed:
+            await self._start(rid, [], actor=user.id, dec=dec)
+        else:
+            rt.metrics.sign_request("pending")
+        return self.view(rt.store.get_sign_request(rid))
+
+    @staticmethod
+    def _check_body_is_request(sr: SignedRequest, key_id: str, path: str, network: Any, digest_hex: Any,
+                               payload: Any, payload_type: Any) -> None:
+        r = sr.request
+        diff = []
+        if r.action != SIGN or r.key_id != key_id:
+            diff.append("action/key_id")
+        if r.derivation_path != path:
+            diff.append("derivation_path")
+        if r.network != network:
+            diff.append("network")
+        if payload is None:
+            if r.digest != digest_hex or r.payload_type is not None:
+                diff.append("digest")
+        else:
+            try:
+                ph = payload_hash(payload_type, payload)
+            except PolicyError as exc:
+                raise ServiceError("bad_payload", str(exc)) from None
+            if r.payload_type != payload_type or r.payload_hash != ph:
+                diff.append("payload")
+        if diff:
+            raise ServiceError("request_mismatch", "the body differs from the signed request in " + ", ".join(diff))
+
+    def _named_signers(self, row: dict, signers: Any) -> list[int] | None:
+        if signers is None:
+            return None
+        t, participants = row["threshold"], row["participants"]
+        if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
+            raise ServiceError("bad_signers", "signers must be a list of node ids")
+        chosen = sorted({self.rt.index_of(s) for s in signers})
+        if len(chosen) != len(signers) or len(chosen) != t or not set(chosen) <= set(participants):
+            raise ServiceError("bad_signers", f"signers must be {t} distinct nodes holding the key")
+        return chosen
+
+    async def _reachable_signers(self, row: dict, named: list[int] | None) -> list[int]:
+        rt = self.rt
+        t = row["threshold"]
+        if named is not None:
+            bad = self.quarantine.named(named)
+            if bad:
+                raise ServiceError("node_quarantined", f"quarantined (an admin must clear them first): "
+                                   f"{', '.join(bad)}", culprits=bad)
+            _, missing = await self.health.split_healthy(named)
+            if missing:
+                raise ServiceError("quorum_unreachable", "a named signer is unreachable",
+                                   missing_nodes=rt.node_ids(missing))
+            return named
+        healthy, missing = await self.health.split_healthy(row["participants"])
+        usable = self.quarantine.not_quarantined(healthy)
+        if len(usable) < t:
+            held = sorted(set(healthy) - set(usable))
+            note = f" ({', '.join(rt.node_ids(held))} quarantined)" if held else ""
+            raise ServiceError("quorum_unreachable", f"{len(usable)} of the {t} nodes needed are reachable{note}",
+                               missing_nodes=rt.node_ids(missing))
+        return self._choose_signers(row, usable, t)
+
+    def _choose_signers(self, row: dict, healthy: list[int], t: int) -> list[int]:
+        """Prefer a set that includes this node and has presignatures ready; else this node
+        and the first healthy others."""
+        rt = self.rt
+        if rt.index in healthy:
+            ready = rt.store.ready_signer_sets(row["key_id"])
+            best = None
+            for s, n in ready.items():
+                if n > 0 and rt.index in s and set(s) <= set(healthy):
+                    if best is None or n > ready[best]:
+                        best = s
+            if best is not None:
+                return list(best)
+            others = [i for i in healthy if i != rt.index]
+            return sorted([rt.index] + others[: t - 1])
+        return sorted(healthy[:t])
+
+    def _fault(self, request) -> str | None:
+        """Test-only coordinator faults (FaultPlan.coordinator_faults), chosen by a
+        request nonce ``testfault.<name>.<random>``: forge-approval, replay-approval,
+        skip-approval, skip-checks, substitute-digest."""
+        if not self.rt.faults.coordinator_faults:
+            return None
+        nonce = getattr(request, "nonce", "") or ""
+        if not nonce.startswith(FAULT_PREFIX):
+            return None
+        return nonce[len(FAULT_PREFIX):].split(".", 1)[0]
+
+    # -- signing ----------------------------------------------------------------------------
+
+    async def _start(self, rid: str, approvals: list[Approval], *, actor: str, dec: Any = None) -> None:
+        """The rule is met: pick reachable signers, mark the request signing, run the job.
+        ``dec``: the request as this node decoded it (decoded here only if not given)."""
+        rt = self.rt
+        req = rt.store.get_sign_request(rid)
+        st = rt.store.get_statement(rid)
+        row = self.shares.active_key(req["key_id"])
+        named = [rt.index_of(s) for s in req["signers"]] if req["signers"] else None
+        chosen = await self._reachable_signers(row, sorted(named) if named else None)
+        sr = SignedRequest.from_json(st["request"])
+        if dec is None:
+            dec = await self.reader.decode_request(row, sr.request, st["payload"], st["network"])
+        try:
+            self._move(rid, states.PENDING, "approve", conditional=True, signers=rt.node_ids(chosen))
+        except ConflictError:
+            return  # started already (a concurrent approval)
+        rt.metrics.sign_request("approved")
+        rt.spawn(self._run(rid, row, dec, chosen, actor, sr, approvals, st["payload"]))
+
+    async def _run(self, rid: str, row: dict, dec, signers: list[int], actor: str, sr, approvals: list,
+                   payload: Any = None) -> None:
+        """Coordinate the signing of an allowed request: one signature per item this node
+        decoded (a PSBT input each; one for a digest, a transaction or typed data). The job
+        carries the signed request and its approvals, which every signer checks itself."""
+        rt = self.rt
+        taken = None
+        self.pool.signed()
+        try:
+            r = sr.request
+            items = [{"digest": it.digest.hex(), "tweak": format(it.tweak, "x")} for it in dec.items]
+            spec = {"job_id": new_id("job_id"), "kind": "sign", "key_id": row["key_id"], "parties": signers,
+                    "epoch": row["epoch"], "digest": items[0]["digest"], "items": items,
+                    "coordinator": rt.index, "request_id": rid, "actor": actor,
+                    "policy_hash": rt.policy.hash, "request": sr.to_json(),
+                    "approvals": [a.to_json() for a in approvals], "derivation_path": r.derivation_path}
+            if r.payload_type is not None:
+                spec.update(payload=payload, payload_type=r.payload_type)
+            try:  # one signer set per request, cluster-wide (appliance/request_use.py)
+                spec[USE_MARKS] = await self.request_use.reserve_everywhere(sr, row, signers)
+            except RequestUseRefused as exc:
+                raise JobFailed(exc) from None
+            self._coordinator_fault(spec, r)
+            if rt.index in signers:
+                # spent durably here, before anything of it is used
+                taken = rt.store.take_any_presignature(row["key_id"], signers, row["epoch"])
+            if taken is not None:
+                spec["presig_id"] = taken.presig_id.hex()
+                self.pool.changed()
+            try:
+                result = await self.coordinate(spec, taken=taken, items=dec)
+            except JobFailed as exc:
+                if taken is None or exc.error.code not in ("presignature_unavailable",):
+                    raise
+                spec = dict(spec, job_id=new_id("job_id"))
+                spec.pop("presig_id")
+                result = await self.coordinate(spec, items=dec)
+            if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
+                rt.store.core.note_presignature(rid, bytes.fromhex(spec["presig_id"]))
+            sigs = [ecdsa.Signature.from_der(bytes.fromhex(d["der"]), recovery_id=d["recovery_id"])
+                    for d in result["signatures"]]
+            stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
+                      "public_key": dec.items[0].public_key.hex(), "result": None}
+            if dec.payload_type != "digest":
+                stored["result"] = payloads.assemble(dec, sigs)
+            self._move(rid, states.SIGNING, "sign", conditional=False, signature=stored)
+            rt.metrics.sign_request("signed")
+            self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
+                                digest=r.digest or r.payload_hash, decision="signed",
+                                reason=f"{len(sigs)} signature(s)")
+        except JobFailed as exc:
+            self._move(rid, states.SIGNING, "fail", conditional=False, error=exc.error.to_error())
+            rt.metrics.sign_request("failed")
+            self.recorder.quiet(actor, "sign_failed", key_id=row["key_id"], subject=rid,
+                                decision="failed", reason=exc.error.code)
+        except Exception as exc:  # pragma: no cover - defensive
+            log.exception("sign request %s crashed", rid)
+            self._move(rid, states.SIGNING, "fail", conditional=False,
+                       error={"code": "internal", "message": type(exc).__name__})
+            rt.metrics.sign_request("failed")
+        finally:
+            if taken is not None:  # its key goes (used or not: a presignature is used once)
+                rt.spawn(self.pool.destroy_keys([taken.hsm_key_label]))
+            rt.waiters.notify(rid)
+
+    def _coordinator_fault(self, spec: dict, request) -> None:
+        """Test-only (FaultPlan.coordinator_faults): what a malicious coordinator would send."""
+        fault = self._fault(request)
+        if fault == "forge-approval":
+            for a in spec["approvals"]:
+                a["signature"] = secrets.token_hex(64)
+        elif fault == "replay-approval":
+            spec["approvals"] = self.rt.store.last_approvals(spec["request_id"])
+        elif fault == "substitute-digest":
+            for it in spec["items"][:1]:
+                it["digest"] = fault_digest(it["digest"])
+            spec["digest"] = spec["items"][0]["digest"]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get(self, request_id: str, wait: float = 0.0, *, forward: bool = True) -> dict:
+        rt = self.rt
+        req = self._expire_if_due(rt.store.get_sign_request(request_id))
+        if req is None:
+            if forward:  # kept by the node that received it (its coordinator): ask the others
+                return await self._forward_to_owner(request_id, "GET", query={"wait": wait})
+            raise ServiceError("not_found", "unknown sign request")
+        if wait > 0 and req["status"] not in states.TERMINAL:
+            await rt.waiters.wait(request_id, wait)
+            req = self._expire_if_due(rt.store.get_sign_request(request_id))
+        return self.view(req)
+
+    def pending(self) -> list[dict]:
+        open_ = (states.PENDING, states.SIGNING)
+        reqs = [self._expire_if_due(r) for r in self.rt.store.list_sign_requests(open_)]
+        return [self.view(r) for r in reqs if r["status"] in open_]
+
+    def view(self, req: dict) -> dict:
+        store = self.rt.store
+        st = store.get_statement(req["request_id"])
+        status = req["status"]
+        if st is not None and st.get("final"):
+            status = st["final"]
+        out = {"request_id": req["request_id"], "key_id": req["key_id"],
+               "digest": req["digest"].hex() if req["digest"] else None,
+               "derivation_path": req["derivation_path"], "initiator": req["initiator"],
+               "status": status, "signers": req["signers"], "created": req["created"],
+               "updated": req["updated"]}
+        if req.get("presignature"):
+            out["presignature"] = req["presignature"]  # the stored presignature it used
+        if st is not None:
+            sr = st["request"]
+            stmt = sr["statement"]
+            out.update(payload_type=stmt.get("payload_type"), payload_hash=stmt.get("payload_hash"),
+                       network=st["network"], expires_at=stmt["expires_at"], request=sr)
+            if st["decoded"] is not None:
+                out["decoded"] = st["decoded"]
+            out["decisions"] = [{"approver": a["statement"]["approver"], "decision": a["statement"]["decision"],
+                                 "signed_at": a["statement"]["signed_at"]}
+                                for a in store.decisions(req["request_id"])]
+        stored = req["signature"]
+        if isinstance(stored, dict) and "signatures" in stored:
+            out["signature"] = stored["signature"]
+            out["signatures"] = stored["signatures"]
+            if stored.get("result") is not None:
+                out["result"] = stored["result"]
+            if stored.get("public_key"):
+                out["public_key"] = stored["public_key"]
+        elif stored is not None:
+            out["signature"] = stored
+        if stored is not None and "public_key" not in out:
+            key = store.get_key(req["key_id"])
+            if key is not None:
+                out["public_key"] = key["public_key"].hex()
+        if req["error"] is not None:
+            out["error"] = req["error"]
+        return out
+
+    def _expire_if_due(self, req: dict | None) -> dict | None:
+        """A pending request past its validity window becomes ``expired`` (audited)."""
+        rt = self.rt
+        if req is None or req["status"] != states.PENDING:
+            return req
+        st = rt.store.get_statement(req["request_id"])
+        if st is None or st.get("final"):
+            return req
+        stmt = st["request"]["statement"]
+        until = min(stmt["expires_at"], stmt["created_at"] + rt.policy.rule_for(req["key_id"]).request_ttl_s)
+        if rt.clock.now() < until:
+            return req
+        try:
+            self._move(req["request_id"], states.PENDING, "expire", conditional=True,
+                       error=PolicyDenied("expired", "the request expired").to_error())
+        except ConflictError:
+            pass
+        else:
+            rt.metrics.sign_request("expired")
+            self.recorder.quiet(None, "request_expired", key_id=req["key_id"], subject=req["request_id"],
+                                decision="expired", reason="expired")
+            rt.waiters.notify(req["request_id"])
+        return rt.store.get_sign_request(req["request_id"])
+
+    def expire_all_pending(self, err: dict) -> int:
+        """A policy change: requests waiting for approvals under the old policy can never be
+        approved (their statements name its hash)."""
+        n = 0
+        for req in self.rt.store.list_sign_requests((states.PENDING,)):
+            try:
+                self._move(req["request_id"], states.PENDING, "expire", conditional=True, error=err)
+            except ConflictError:
+                continue
+            n += 1
+            self.rt.waiters.notify(req["request_id"])
+        return n
+
+    # -- decisions --------------------------------------------------------------------------
+
+    async def decide(self, user, request_id: str, decision: str, body: dict | None = None, *,
+                     forwarded: bool = False) -> dict:
+        """An approval, rejection or (the initiator's) cancel: ``body["approval"]`` is the
+        signed statement, by the authenticated user; ``decision`` the route's kind."""
+        rt = self.rt
+        decision = {"approval": "approve", "rejection": "reject"}.get(decision, decision)
+        req = rt.store.get_sign_request(request_id)
+        st = rt.store.get_statement(request_id)
+        if req is None or st is None:
+            if not forwarded:  # the request lives on its coordinator: the decision goes there
+                return await self._forward_to_owner(
+                    request_id, "POST", body={"decision": decision, "user": user.id, "body": body or {}})
+            raise ServiceError("not_found", "unknown sign request")
+        a = parse_approval(self.recorder, body, decision, user)
+        sr = SignedRequest.from_json(st["request"])
+        existing = [Approval.from_json(x) for x in rt.store.decisions(request_id)]
+        dig = sr.request.digest or sr.request.payload_hash
+        action = DECISION_ROUTES[decision]
+        now = rt.clock.now()
+        problem = check_approval(rt.policy, sr.request, a, now, existing)
+        if problem is not None:
+            raise self.recorder.refuse(PolicyDenied(problem.reason, problem.message), actor=user.id, action=action,
+                                       key_id=req["key_id"], subject=request_id, digest=dig)
+        req = self._expire_if_due(req)
+        status = (st.get("final") or req["status"])
+        if status == states.EXPIRED:
+            raise self.recorder.refuse(PolicyDenied("expired", "the request has expired"), actor=user.id,
+                                       action=action, key_id=req["key_id"], subject=request_id, digest=dig)
+        if status != states.PENDING:
+            raise ServiceError("not_pending", f"the request is {status}; it does not wait for an {action}")
+        outcome = evaluate(rt.policy, sr, [*existing, a], now, usage=self.reader.rate_usage)
+        if (outcome.denied and self._fault(sr.request) == "skip-checks"
+                and outcome.reason not in ("rejected", "cancelled", "expired")):
+            outcome = Decision("allowed", None, "test-only fault: the coordinator's checks skipped")
+        if outcome.allowed:
+            # a request nobody can sign now stays as it was (the approval is not recorded)
+            row = self.shares.active_key(req["key_id"])
+            named = [rt.index_of(s) for s in req["signers"]] if req["signers"] else None
+            await self._reachable_signers(row, sorted(named) if named else None)
+        self.recorder.write(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
+                            decision="accepted", reason=outcome.reason)
+        if not rt.store.add_decision(request_id, a.approver, a.decision, a.to_json()):
+            raise self.recorder.refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),
+                                       actor=user.id, action=action, key_id=req["key_id"],
+                                       subject=request_id, digest=dig)
+        await self._apply_outcome(req, [*existing, a], outcome, actor=user.id)
+        return self.view(rt.store.get_sign_request(request_id))
+
+    async def _apply_outcome(self, req: dict, approvals: list[Approval], outcome: Decision, *,
+                             actor: str) -> None:
+        rt = self.rt
+        rid = req["request_id"]
+        if outcome.allowed:
+            await self._start(rid, approvals, actor=actor)
+            return
+        if outcome.pending:
+            return
+        event = {"rejected": "reject", "cancelled": "reject", "expired": "expire"}.get(outcome.reason, "deny")
+        try:
+            self._move(rid, states.PENDING, event, conditional=True,
+                       error=PolicyDenied(outcome.reason, outcome.message).to_error())
+        except ConflictError:
+            return
+        if outcome.reason == "cancelled":
+            rt.store.set_statement_final(rid, "cancelled")
+        closed = outcome.reason in ("rejected", "cancelled", "expired")
+        rt.metrics.sign_request(outcome.reason if closed else "denied")
+        if not closed:
+            rt.metrics.policy_denied(outcome.reason)
+        self.recorder.quiet(actor, "request_closed", key_id=req["key_id"], subject=rid,
+                            decision=outcome.reason if closed else "denied", reason=outcome.reason)
+        rt.waiters.notify(rid)
+
+    # -- another node's requests --------------------------------------------------------------
+
+    async def _forward_to_owner(self, request_id: str, method: str, *, query: dict | None = None,
+                                body: dict | None = None) -> dict:
+        """A sign request is kept by the node that received it. Another node answers for it by
+        asking its peers (pinned mutual TLS): reads (``GET``, ``query``: the long-poll), and
+        decisions (``POST``, which the owner checks as its own: the decision is signed by the
+        approver, whom this node authenticated). The id is checked against its exact grammar
+        and the peer URL built from encoded segments, so nothing in it can leave its segment."""
+        rt = self.rt
+        if not is_id("request_id", request_id):
+            raise ServiceError("not_found", "unknown sign request")
+        segments = ("sign-requests", request_id) + (("decisions",) if method == "POST" else ())
+        url = peer_path(*segments)
+        if query:
+            url = url.with_query({k: str(v) for k, v in query.items()})
+        for p in [p for p in rt.peers if p != rt.index]:
+            try:
+                return await rt.client.request(rt.peers[p], method, url, json_body=body,
+                                               timeout=75.0, pool=FORWARD_POOL)
+            except PeerError as exc:
+                if exc.status == 404 or exc.status is None:
+                    continue  # not there (or that node is down): ask the next
+                raise exc.service_error(code="error") from None
+        raise ServiceError("not_found", "unknown sign request")
+
+    async def peer_get(self, request_id: str, wait: float) -> dict:
+        return await self.get(request_id, wait, forward=False)
+
+    async def peer_decide(self, request_id: str, body: dict, from_index: int) -> dict:
+        user = self.rt.policy.user(body.get("user")) if isinstance(body, dict) else None
+        if user is None or body.get("decision") not in DECISION_ROUTES:
+            raise ServiceError("bad_forward", "a forwarded decision names a user and a decision")
+        return await self.decide(user, request_id, body["decision"], body.get("body"), forwarded=True)
+
+    # -- verification ---------------------------------------------------------------------------
+
+    def verify(self, body: dict) -> dict:
+        if not isinstance(body, dict):
+            raise ServiceError("bad_body", "expected a JSON object")
+        pub = body.get("public_key")
+        if pub is None and body.get("key_id") is not None:
+            row = self.rt.store.get_key(str(body["key_id"]))
+            if row is None or row["status"] != "active":
+                raise ServiceError("not_found", "unknown key")
+            pub = row["public_key"].hex()
+        try:
+            pk = bytes.fromhex(pub)
+            digest = bytes.fromhex(body["digest"])
+            sig_in = body["signature"]
+            if isinstance(sig_in, str):
+                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in))
+            elif isinstance(sig_in, dict) and "der" in sig_in:
+                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in["der"]))
+            else:
+                sig = ecdsa.Signature(int(sig_in["r"], 16), int(sig_in["s"], 16))
+        except (KeyError, TypeError, ValueError, ApplianceError):
+            raise ServiceError("bad_body", "need public_key or key_id (hex), digest (hex, 32 bytes) and "
+                               "signature (DER hex, or {der} or {r, s})") from None
+        if len(digest) != 32:
+            raise ServiceError("bad_digest", "digest must be exactly 32 bytes")
+        try:
+            valid = ecdsa.verify(pk, digest, sig)
+        except ApplianceError:
+            raise ServiceError("bad_public_key", "public_key is not a valid secp256k1 point") from None
+        return {"valid": bool(valid), "low_s": sig.is_low_s}

@@ -1,0 +1,151 @@
+"""A sign job on one party: the party decodes the signed request itself (never the
+coordinator's digests), checks the key's transaction rules and that the coordinator's digests
+and tweaks are the ones it computed; then [presign ->] sign for each item. The coordinator's
+end: every signer reports the same signatures, each verifying for what this node decoded."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from appliance import payloads
+from appliance.errors import PolicyDenied, ServiceError
+from appliance.jobs.authorization import CheckedRequest, mark_request_used
+from appliance.jobs.driver import SessionDriver
+from appliance.jobs.kinds import Cancel
+from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, phase_sid
+from appliance.keys.shares import ShareVault
+from appliance.pools.presign import PresignPool
+from appliance.recorder import Recorder
+from appliance.runtime import Runtime
+from appliance.signing.reading import PayloadReader, summary_text
+from appliance.tss import ecdsa
+from appliance.tss.group import SystemRNG
+from appliance.tss.presign import Presignature, PresignParty
+from appliance.tss.sign import SignParty
+
+
+class SignJob:
+    def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, pool: PresignPool,
+                 reader: PayloadReader, recorder: Recorder) -> None:
+        self.rt = rt
+        self.driver = driver
+        self.shares = shares
+        self.pool = pool
+        self.reader = reader
+        self.recorder = recorder
+
+    # -- a participant's checks -----------------------------------------------------------
+
+    async def admit(self, spec: dict, checked: CheckedRequest) -> Any:
+        """The key, the digest and the signer set; then what this node itself reads in the
+        signed request (decoded here, off the event loop). Returns the decoded request."""
+        row = self.shares.check_holder_job(spec)
+        digest = bytes.fromhex(str(spec.get("digest", "")))
+        if len(digest) != 32:
+            raise ServiceError("bad_job", "digest must be 32 bytes")
+        if len(spec["parties"]) != row["threshold"]:
+            raise ServiceError("bad_job", "signer set must have threshold members")
+        sr, refuse, dig = checked
+        try:
+            dec = await self.reader.decode_request(row, sr.request, spec.get("payload"), None)
+        except payloads.PayloadError as exc:
+            raise refuse(ServiceError(exc.code, exc.message), dig) from None
+        self.recorder.write(self.rt.peers[int(spec["coordinator"])].id, "payload_decoded",
+                            key_id=spec["key_id"], subject=str(spec["job_id"]), digest=dig,
+                            decision="decoded", reason=summary_text(dec))
+        ok, code, message = self.reader.tx_check(spec["key_id"], dec)
+        if not ok:
+            raise refuse(PolicyDenied(code, message), dig)
+        try:
+            items = spec.get("items") or []
+            payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
+                                           [int(str(it.get("tweak", "0")), 16) for it in items])
+        except (payloads.DigestMismatch, AttributeError, TypeError, ValueError) as exc:
+            code = getattr(exc, "code", "digest_mismatch")
+            raise refuse(ServiceError(code, "the coordinator's digests or tweaks are not the ones this "
+                                      "node computed from the request"), dig) from None
+        return dec
+
+    def attach(self, job: JobRun) -> None:
+        spec = job.spec
+        if not spec.get("presig_id"):
+            return
+        # spent durably before anything of it is used (a refused job spends nothing else)
+        taken = self.rt.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False)
+        if taken is None or taken.key_id != spec["key_id"]:
+            raise ServiceError("presignature_unavailable", "this node has no such presignature")
+        job.presig_taken = taken
+        self.pool.report()
+
+    # -- this party's sessions ------------------------------------------------------------
+
+    async def run(self, job: JobRun) -> None:
+        rt, spec = self.rt, job.spec
+        rng = SystemRNG()
+        row = self.shares.active_key(spec["key_id"])
+        share = await self.shares.load(row)
+        dec = job.dec  # what this node decoded itself
+        if dec is None:
+            raise JobFailed(PolicyDenied("bad_request", "a sign job without a checked request"))
+        items = list(dec.items)[:MAX_SIGN_ITEMS]
+
+        async def presign_for(i: int):
+            if i == 0 and spec.get("presig_id"):
+                taken = job.presig_taken
+                if taken is None:
+                    raise JobFailed(ServiceError("presignature_unavailable", "presignature gone"))
+                try:
+                    data = await rt.hsm.consume_presignature_async(taken.context, taken.sealed)
+                except Exception:
+                    raise JobFailed(ServiceError("presignature_unavailable",
+                                                 "presignature could not be unsealed")) from None
+                rt.spawn(self.pool.mark_destroyed([taken.hsm_key_label]))
+                return Presignature.from_bytes(data)
+            sid = phase_sid(job.job_id, "presign" + ("" if i == 0 else f"/{i}"))
+            party = await rt.cpu_call(PresignParty, sid, share, job.parties, rt.signer, rt.directory, rng)
+            return await self.driver.drive(job, sid, party)
+
+        presigs = await asyncio.gather(*(presign_for(i) for i in range(len(items))))
+        # durably: this node signs this request once, before a partial signature leaves
+        mark_request_used(rt.store, spec, dec.facts.amounts)
+        sigs = []
+        for i, (it, presig) in enumerate(zip(items, presigs)):
+            sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
+            party = SignParty(sid, share, presig, it.digest, rt.signer, rt.directory, rng, tweak=it.tweak)
+            sigs.append(await self.driver.drive(job, sid, party))
+        job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
+
+    def prepare(self, job: JobRun) -> None:
+        return None
+
+    # -- the coordinator's end ------------------------------------------------------------
+
+    async def finish(self, job: JobRun, others: list[int], cancel: Cancel) -> dict:
+        """Every signer reports the same signatures, and each verifies for the digest and
+        (derived) key this node computed itself."""
+        rt, spec = self.rt, job.spec
+        reports = {p: r["result"] for p, r in job.reports.items()}
+        if job.result is not None:
+            reports[rt.index] = job.result
+        seen = {tuple(tuple(sorted(d.items())) for d in r.get("signatures") or [r["signature"]])
+                for r in reports.values()}
+        if len(seen) != 1:
+            raise JobFailed(ServiceError("inconsistent_result", "the signers produced different signatures"))
+        sig_dicts = [dict(t) for t in next(iter(seen))]
+        if job.dec is not None:
+            checks = [(it.public_key, it.digest) for it in job.dec.items]
+        else:
+            key = rt.store.get_key(spec["key_id"])
+            checks = [(key["public_key"] if key else b"", bytes.fromhex(spec["digest"]))]
+        if len(checks) != len(sig_dicts):
+            raise JobFailed(ServiceError("inconsistent_result", "wrong number of signatures"))
+        for (pk, digest), sig in zip(checks, sig_dicts):
+            s = ecdsa.Signature.from_der(bytes.fromhex(sig["der"]), recovery_id=sig["recovery_id"])
+            if not pk or not ecdsa.verify(pk, digest, s, strict_low_s=True):
+                raise JobFailed(ServiceError("combined_signature_invalid", "the combined signature does not verify"))
+        return {"signature": sig_dicts[0], "signatures": sig_dicts}
+
+    def abandon(self, job: JobRun) -> None:
+        if job.presig_taken is not None:
+            self.rt.spawn(self.pool.destroy_keys([job.presig_taken.hsm_key_label]))
