@@ -1,0 +1,116 @@
+"""Fakes of the ports services depend on (a runtime without sockets, HSM or SQLite): a clock
+tests move, an audit log in a list, a sign-request store in a dict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import types
+from typing import Any
+
+from api.auth import generate_user_key
+from appliance.faults import NO_FAULTS
+from appliance.policy import default_policy, make_request
+from appliance.runtime import Waiters
+from appliance.store import ConflictError
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+
+    def append(self, actor, action, **kw: Any) -> None:
+        self.entries.append({"actor": actor, "action": action, **kw})
+
+    record = append
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.counted: list[tuple] = []
+
+    def __getattr__(self, name: str):
+        return lambda *a, **kw: self.counted.append((name, *a))
+
+
+class FakeCore:
+    """The sign-request rows (status, error), with the store's compare-and-set."""
+
+    def __init__(self, rows: dict) -> None:
+        self.rows = rows
+
+    def update_sign_request(self, rid: str, *, status: str, expected_status=None, error=None, **kw) -> None:
+        row = self.rows[rid]
+        if expected_status is not None and row["status"] != expected_status:
+            raise ConflictError(f"{rid} is {row['status']}")
+        row["status"] = status
+        if error is not None:
+            row["error"] = json.loads(error)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.requests: dict[str, dict] = {}
+        self.statements: dict[str, dict] = {}
+        self.core = FakeCore(self.requests)
+        self.used_requests: set[str] = set()
+
+    def get_sign_request(self, rid: str) -> dict | None:
+        row = self.requests.get(rid)
+        return None if row is None else dict(row)
+
+    def list_sign_requests(self, statuses) -> list[dict]:
+        return [dict(r) for r in self.requests.values() if r["status"] in statuses]
+
+    def update_sign_request(self, rid: str, *, status: str, signers=None, signature=None, error=None) -> None:
+        row = self.requests[rid]
+        row["status"] = status
+        if signers is not None:
+            row["signers"] = signers
+        if signature is not None:
+            row["signature"] = signature
+        if error is not None:
+            row["error"] = error
+
+    def get_statement(self, rid: str) -> dict | None:
+        return self.statements.get(rid)
+
+    def request_used(self, rid: str) -> bool:
+        return rid in self.used_requests
+
+
+class Users:
+    """One key per role, and the default policy over them."""
+
+    def __init__(self) -> None:
+        self.keys = {}
+        public = {}
+        for role in ("admin", "initiator", "approver"):
+            priv, pub = generate_user_key()
+            self.keys[role], public[role] = priv, pub.decode()
+        self.policy = default_policy("fake", public)
+
+    def request(self, now: float, **kw: Any):
+        return make_request(self.keys["initiator"], cluster_id="fake", policy_hash=self.policy.hash,
+                            initiator="initiator", now=now, ttl_s=600, **kw)
+
+
+def fake_runtime(policy, *, clock: FakeClock | None = None, store: FakeStore | None = None):
+    """What a service reads of :class:`appliance.runtime.Runtime`, with fakes behind it."""
+    peers = {i: types.SimpleNamespace(id=f"node-{i + 1}", index=i) for i in range(3)}
+    spawned: list = []
+    rt = types.SimpleNamespace(
+        index=0, peers=peers, me=peers[0], policy=policy, clock=clock or FakeClock(),
+        store=store or FakeStore(), audit=FakeAudit(), audit_ok=True, metrics=FakeMetrics(),
+        faults=NO_FAULTS, waiters=Waiters(), ready=True, spawned=spawned,
+        node_ids=lambda idx: [peers[i].id for i in sorted(idx)],
+        spawn=lambda coro: spawned.append(asyncio.ensure_future(coro)))
+    return rt
