@@ -24,18 +24,24 @@ class TooDeep(EncodingError):
 class ProofError(ApplianceError):
     """A zero-knowledge proof failed to verify.
 
+    ``check`` is the number of the verifier's check that failed, as numbered in the proof
+    module's docstring (``appliance/tss/zk/``); the message starts with "check <n>: ".
     ``culprit`` is the index of the party whose proof failed, when the caller knows it.
     """
 
     code = "bad_proof"
 
-    def __init__(self, message: str, culprit: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, check: int, culprit: int | None = None) -> None:
+        if type(check) is not int or check < 1:
+            raise TypeError("ProofError needs the number of the failed check (an int >= 1)")
+        super().__init__(f"check {check}: {message}")
+        self.check = check
+        self.reason = message
         self.culprit = culprit
 
     def blame(self, culprit: int) -> "ProofError":
         """The same failure, attributed to ``culprit``."""
-        return type(self)(str(self), culprit=culprit)
+        return type(self)(self.reason, check=self.check, culprit=culprit)
 
 
 class ParameterError(ApplianceError, ValueError):

@@ -4,18 +4,27 @@
 dataclass: small offsets, negation, adding a modulus (which canonical ranges must catch),
 zero, a random value, and for points another point and the negation. Lists are mutated
 one element at a time.
+
+``assert_rejected(cases, verify, expected)`` checks that each mutation is rejected by the
+check its proof's docstring numbers for it (``ProofError.check``), and ``rejected_by(n)`` is
+``pytest.raises(ProofError)`` for one case.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Iterator
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
+import pytest
 from gmpy2 import mpz
 
+from appliance.errors import ProofError
+
 from appliance.tss.group import Q, Point
-from appliance.tss.paillier import PaillierPublicKey
+from appliance.tss.paillier import PaillierPublicKey, in_unit_group
 
 
 def _int_variants(v: int, moduli: list[int], rnd: random.Random) -> Iterator[tuple[str, Any]]:
@@ -73,3 +82,94 @@ def mutations(obj: Any, moduli: list[int], rnd: random.Random | None = None) -> 
                 continue
             if mutated != obj:
                 yield f"{f.name}:{desc}", mutated
+
+
+# --------------------------------------------------------------------------------------
+# which check rejects a mutation
+#
+# A table maps each field to the check that must reject any change of it: a number, or a
+# rule of the mutated value (for a list field, of the mutated entry). The rules below say
+# "a value outside its canonical range fails the range check, any other the equation".
+
+Rule = Union[int, Callable[[Any], int]]
+
+
+def _then(then: Rule, v: Any) -> int:
+    return then if isinstance(then, int) else then(v)
+
+
+def unit(modulus: int, range_check: int, then: Rule) -> Callable[[Any], int]:
+    """For a value that must lie in Z*_modulus."""
+    return lambda v: _then(then, v) if in_unit_group(int(v), int(modulus)) else range_check
+
+
+def residue(modulus: int, range_check: int, then: Rule) -> Callable[[Any], int]:
+    """For a value that must lie in [0, modulus)."""
+    return lambda v: _then(then, v) if 0 <= v < modulus else range_check
+
+
+def signed(bits: int, range_check: int, then: Rule, scale: int = 1) -> Callable[[Any], int]:
+    """For a value that must lie in ±2^bits · scale."""
+    return lambda v: _then(then, v) if abs(int(v)) <= (1 << bits) * int(scale) else range_check
+
+
+def scalar(range_check: int, then: Rule) -> Callable[[Any], int]:
+    """For a value that must lie in [0, q)."""
+    return residue(Q, range_check, then)
+
+
+def point(range_check: int, then: Rule) -> Callable[[Any], int]:
+    """For a curve point (not infinity)."""
+    return lambda v: range_check if v.is_infinity else _then(then, v)
+
+
+def bit(range_check: int, then: Rule) -> Callable[[Any], int]:
+    return lambda v: _then(then, v) if v in (0, 1) else range_check
+
+
+def same_mod_q(originals: Iterable[int], same: int, other: int) -> Callable[[Any], int]:
+    """For an integer response that also appears as an exponent of a curve point: a change by
+    a multiple of q (from the original value, or from one of a list's original entries)
+    leaves the group equation true, so a later (Paillier) equation fails."""
+    residues = {int(o) % Q for o in originals}
+    return lambda v: same if int(v) % Q in residues else other
+
+
+def check_for(expected: Mapping[str, Rule], desc: str, bad: Any) -> int:
+    """The number of the check that must reject mutation ``desc`` ("field:variant" or
+    "field:[i]variant") whose result is ``bad``."""
+    field, variant = desc.split(":", 1)
+    rule = expected[field]
+    if isinstance(rule, int):
+        return rule
+    value = getattr(bad, field)
+    index = re.match(r"\[(\d+)\]", variant)
+    return rule(value[int(index.group(1))] if index else value)
+
+
+def assert_rejected(cases: Iterable[tuple[str, Any]], verify: Callable[[Any], None],
+                    expected: Mapping[str, Rule]) -> int:
+    """Every mutated value in ``cases`` fails ``verify`` with ProofError, at the check that
+    ``expected`` names for it; returns how many there were. Lists every wrong one at once."""
+    wrong: dict[str, str] = {}
+    count = 0
+    for desc, bad in cases:
+        try:
+            verify(bad)
+        except ProofError as exc:
+            want = check_for(expected, desc, bad)
+            if exc.check != want:
+                wrong[desc] = f"check {exc.check} (expected {want}): {exc}"
+        else:
+            wrong[desc] = "accepted"
+        count += 1
+    assert not wrong, "\n".join(f"{d}: {w}" for d, w in sorted(wrong.items()))
+    return count
+
+
+@contextmanager
+def rejected_by(check: int, match: str | None = None) -> Iterator[Any]:
+    """``pytest.raises(ProofError)`` that also asserts the number of the failed check."""
+    with pytest.raises(ProofError, match=match) as err:
+        yield err
+    assert err.value.check == check, f"rejected by {err.value}, expected check {check}"

@@ -10,13 +10,13 @@ import gmpy2
 import pytest
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError
 from appliance.tss.group import SeededRNG
-from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey
+from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey, in_unit_group
 from appliance.tss.params import security_params
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import fac
-from tests.mutation import mutations
+from tests.mutation import assert_rejected, mutations, rejected_by, signed, unit
 from tests.zk_attacks import bitforge_modulus
 
 CTX = ProofContext(b"session-1", prover=1, rid=b"rid-1")
@@ -44,35 +44,58 @@ def test_completeness(paillier_bits, paillier_keys, ring_pedersen, rng):
     fac.verify(CTX, sk.public, proof, rp.params, params, setup_secret=other)
 
 
+def proof_checks(N0, Nh, params):
+    """The check of fac's docstring that rejects a change of each proof field: out of its
+    range, 2. (P, Q, A, B, T), 3. (σ, w1, w2, v) or 4. (z1, z2); else a commitment or σ
+    changes the challenge and 6. fails, and a response fails the first equation it is in."""
+    ell, eps = params.ell, params.eps
+    root = gmpy2.isqrt(N0)
+    return {
+        **{name: unit(Nh, 2, 6) for name in ("P", "Q", "A", "B", "T")},
+        "sigma": signed(ell, 3, 6, scale=N0 * Nh),
+        "w1": signed(ell + eps + 1, 3, 6, scale=Nh), "w2": signed(ell + eps + 1, 3, 7, scale=Nh),
+        "v": signed(ell + eps + 1, 3, 8, scale=N0 * Nh),
+        "z1": signed(ell + eps, 4, 6, scale=root), "z2": signed(ell + eps, 4, 7, scale=root),
+    }
+
+
+def setup_checks(proof, setup):
+    """The verifier's own modulus N̂ changed: not odd with s, t units, check 1; the proof's
+    P, Q, A, B, T not units under it, 2.; else another challenge, 6."""
+
+    def modulus(Nh):
+        if Nh % 2 == 0 or not all(in_unit_group(int(v), int(Nh)) for v in (setup.s, setup.t)):
+            return 1
+        return 6 if all(in_unit_group(int(v), int(Nh)) for v in (proof.P, proof.Q, proof.A, proof.B, proof.T)) else 2
+
+    return modulus
+
+
 def test_proof_mutations_rejected(instance):
     sk, rp, params, proof = instance
-    count = 0
-    for desc, bad in mutations(proof, [sk.N, rp.params.N, sk.N * rp.params.N, gmpy2.isqrt(sk.N)]):
-        with pytest.raises(ProofError):
-            fac.verify(CTX, sk.public, bad, rp.params, params, setup_secret=rp)
-            pytest.fail(f"accepted mutated proof field {desc}")
-        count += 1
+    count = assert_rejected(mutations(proof, [sk.N, rp.params.N, sk.N * rp.params.N, gmpy2.isqrt(sk.N)]),
+                            lambda bad: fac.verify(CTX, sk.public, bad, rp.params, params, setup_secret=rp),
+                            proof_checks(sk.N, rp.params.N, params))
     assert count > 150
 
 
 def test_public_input_mutations_rejected(instance, paillier_keys, ring_pedersen, paillier_bits):
     sk, rp, params, proof = instance
-    for desc, bad in mutations(sk.public, [sk.N]):
-        with pytest.raises(ProofError):
-            fac.verify(CTX, bad, proof, rp.params, params)
-            pytest.fail(f"accepted mutated public input {desc}")
-    with pytest.raises(ProofError):
+    # N0 of another size: check 1; else another challenge: 6.
+    assert_rejected(mutations(sk.public, [sk.N]), lambda bad: fac.verify(CTX, bad, proof, rp.params, params),
+                    {"N": lambda N: 6 if N > 0 and N.bit_length() == params.paillier_bits else 1})
+    with rejected_by(6):
         fac.verify(CTX, paillier_keys[paillier_bits][1].public, proof, rp.params, params)
     # another verifier's setup, with or without that verifier's secret
     other = ring_pedersen[paillier_bits][0]
-    with pytest.raises(ProofError):
+    check = setup_checks(proof, other.params)(other.params.N)
+    with rejected_by(check):
         fac.verify(CTX, sk.public, proof, other.params, params)
-    with pytest.raises(ProofError):
+    with rejected_by(check):
         fac.verify(CTX, sk.public, proof, other.params, params, setup_secret=other)
-    for desc, bad in mutations(rp.params, [rp.params.N]):
-        with pytest.raises(ProofError):
-            fac.verify(CTX, sk.public, proof, bad, params)
-            pytest.fail(f"accepted mutated setup {desc}")
+    N = rp.params.N
+    assert_rejected(mutations(rp.params, [N]), lambda bad: fac.verify(CTX, sk.public, proof, bad, params),
+                    {"N": setup_checks(proof, rp.params), "s": unit(N, 1, 6), "t": unit(N, 1, 6)})
 
 
 def test_bound_to_context(instance):
@@ -82,7 +105,7 @@ def test_bound_to_context(instance):
         ProofContext(b"session-1", 2, b"rid-1"),
         ProofContext(b"session-1", 1, b"rid-2"),
     ):
-        with pytest.raises(ProofError):
+        with rejected_by(6):
             fac.verify(other, sk.public, proof, rp.params, params, setup_secret=rp)
 
 
@@ -90,7 +113,7 @@ def test_modulus_size_is_part_of_the_statement(paillier_keys, ring_pedersen, rng
     sk = paillier_keys[2048][0]
     rp = ring_pedersen[3072][1]
     proof = fac.prove(CTX, sk.public, sk, rp.params, security_params(2048), rng)
-    with pytest.raises(ProofError, match="bits"):
+    with rejected_by(1, match="bits"):
         fac.verify(CTX, sk.public, proof, rp.params, security_params(3072))
 
 
@@ -104,23 +127,24 @@ def test_bitforge_modulus_rejected(ring_pedersen, rng):
     pub = PaillierPublicKey(bf.N)
     small_product = mpz(prod(bf.small))
     assert small_product.bit_length() <= params.ell
-    with pytest.raises(ProofError, match="factor"):
+    with pytest.raises(ParameterError, match="factor"):
         fac.prove(CTX, pub, PaillierSecretKey(small_product, bf.large), rp.params, params, rng)
 
     splits = []
     for k in range(0, len(bf.small) + 1, 2):
         p = mpz(prod(bf.small[:k]))  # k small primes on one side...
         q = bf.N // p  # ...the large prime and the rest on the other
-        splits.append((p, q))
+        splits.append((p, q, 4))  # a factor beyond 2^ℓ·√N0: the range check
     root = gmpy2.isqrt(bf.N)
-    splits.append((root, root))  # "balanced" factors that are not a factorization
-    splits.append((root, bf.N // root))
-    for p, q in splits:
+    # "balanced" factors that are not a factorization: in range, but the last equation fails
+    splits.append((root, root, 8))
+    splits.append((root, bf.N // root, 8))
+    for p, q, check in splits:
         for ctx in (CTX, ProofContext(b"session-1", 1, b"rid-1", b"retry")):
             proof = fac._prove_with_factors(ctx, bf.N, p, q, rp.params, params, rng)
-            with pytest.raises(ProofError):
+            with rejected_by(check):
                 fac.verify(ctx, pub, proof, rp.params, params, setup_secret=rp)
-            with pytest.raises(ProofError):
+            with rejected_by(check):
                 fac.verify(ctx, pub, proof, rp.params, params)
 
 
@@ -132,7 +156,7 @@ def test_range_check_is_what_stops_small_factors(ring_pedersen, rng):
     bf = bitforge_modulus(rng)
     p, q = mpz(prod(bf.small)), bf.large
     proof = fac._prove_with_factors(CTX, bf.N, p, q, rp.params, params, rng)
-    with pytest.raises(ProofError, match="z2 outside"):
+    with rejected_by(4, match="z2 outside"):
         fac.verify(CTX, PaillierPublicKey(bf.N), proof, rp.params, params, setup_secret=rp)
 
 
@@ -140,7 +164,7 @@ def test_prove_checks_its_witness(paillier_keys, ring_pedersen, rng):
     params = security_params(2048)
     a, b = paillier_keys[2048]
     rp = ring_pedersen[2048][1]
-    with pytest.raises(ProofError):
+    with pytest.raises(ParameterError, match="not the key"):
         fac.prove(CTX, a.public, b, rp.params, params, rng)
 
 

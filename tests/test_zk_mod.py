@@ -9,12 +9,12 @@ import gmpy2
 import pytest
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
-from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey
+from appliance.errors import ParameterError
+from appliance.tss.paillier import PaillierPublicKey, PaillierSecretKey, in_unit_group
 from appliance.tss.params import security_params
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import mod
-from tests.mutation import mutations
+from tests.mutation import assert_rejected, bit, mutations, rejected_by, unit
 from tests.zk_attacks import bitforge_modulus, cheat_mod_proof, jacobi_minus_one, prime_1_mod_4
 
 CTX = ProofContext(b"session-1", prover=1, rid=b"rid-1")
@@ -43,37 +43,60 @@ def test_completeness(paillier_bits, paillier_keys, rng):
         assert gmpy2.legendre(principal, sk.p) == 1 and gmpy2.legendre(principal, sk.q) == 1
 
 
+def proof_checks(N):
+    """The check of mod's docstring that rejects a change of each proof field (of one entry
+    of a list): w not a unit with Jacobi symbol -1, check 2 (else the challenge changes and
+    5. fails); x_i not a canonical root, a_i, b_i not bits, z_i not a unit, 3.; else x_i,
+    a_i, b_i fail 5. and z_i fails 6."""
+    canonical_root = lambda x: in_unit_group(int(x), int(N)) and 2 * x < N and gmpy2.jacobi(x, N) == 1  # noqa: E731
+    return {
+        "w": lambda w: 5 if in_unit_group(int(w), int(N)) and gmpy2.jacobi(w, N) == -1 else 2,
+        "x": lambda x: 5 if canonical_root(x) else 3,
+        "a": bit(3, 5), "b": bit(3, 5), "z": unit(N, 3, 6),
+    }
+
+
+def modulus_checks(proof, bits):
+    """N changed: of another size, even, prime or a power, check 1; w no longer a unit with
+    Jacobi symbol -1 under it, 2.; an x_i or z_i no longer a canonical unit, 3.; else 5."""
+
+    def check(N):
+        N = mpz(N)
+        if N <= 0 or N.bit_length() != bits or N % 2 == 0 or gmpy2.is_prime(N) or gmpy2.is_power(N):
+            return 1
+        if not (in_unit_group(int(proof.w), int(N)) and gmpy2.jacobi(proof.w, N) == -1):
+            return 2
+        roots = all(in_unit_group(int(x), int(N)) and 2 * x < N and gmpy2.jacobi(x, N) == 1 for x in proof.x)
+        return 5 if roots and all(in_unit_group(int(z), int(N)) for z in proof.z) else 3
+
+    return {"N": check}
+
+
 def test_proof_mutations_rejected(proof_2048):
     sk, proof = proof_2048
     params = security_params(2048)
-    count = 0
-    for desc, bad in mutations(proof, [sk.N]):
-        with pytest.raises(ProofError):
-            mod.verify(CTX, sk.public, bad, params)
-            pytest.fail(f"accepted mutated proof field {desc}")
-        count += 1
+    count = assert_rejected(mutations(proof, [sk.N]), lambda bad: mod.verify(CTX, sk.public, bad, params),
+                            proof_checks(sk.N))
     assert count > 120
     # lists of the wrong length, a bool for a bit
     for field in ("x", "a", "b", "z"):
         v = getattr(proof, field)
         for bad_list in (v[:-1], v + (v[0],), list(v)[:-1]):
-            with pytest.raises(ProofError):
+            with rejected_by(3):
                 mod.verify(CTX, sk.public, dataclasses.replace(proof, **{field: bad_list}), params)
     bad_a = tuple(bool(v) for v in proof.a)
-    with pytest.raises(ProofError):
+    with rejected_by(3):
         mod.verify(CTX, sk.public, dataclasses.replace(proof, a=bad_a), params)
 
 
 def test_public_input_mutations_rejected(proof_2048, paillier_keys):
     sk, proof = proof_2048
     params = security_params(2048)
-    for desc, bad in mutations(sk.public, [sk.N]):
-        with pytest.raises(ProofError):
-            mod.verify(CTX, bad, proof, params)
-            pytest.fail(f"accepted mutated public input {desc}")
-    with pytest.raises(ProofError):
+    assert_rejected(mutations(sk.public, [sk.N]), lambda bad: mod.verify(CTX, bad, proof, params),
+                    modulus_checks(proof, 2048))
+    with rejected_by(2):
         mod.verify(CTX, paillier_keys[2048][1].public, proof, params)
-    with pytest.raises(ProofError):  # the modulus size is part of the statement
+    with rejected_by(1):  # the modulus size is part of the statement
         mod.verify(CTX, sk.public, proof, security_params(3072))
 
 
@@ -87,7 +110,7 @@ def test_bound_to_context(proof_2048):
         ProofContext(b"session-1", 1, b"rid-2"),
         ProofContext(b"session-1", 1, b"rid-1", b"extra"),
     ):
-        with pytest.raises(ProofError):
+        with rejected_by(5):
             mod.verify(other, sk.public, proof, params)
 
 
@@ -110,17 +133,12 @@ def test_bitforge_modulus_rejected(rng):
     for _ in range(2):
         w = jacobi_minus_one(rng, bf.N)
         proof = cheat_mod_proof(CTX, bf.N, bf.primes, w, params.m)
-        with pytest.raises(ProofError, match="x\\["):
+        with rejected_by(5, match="x\\["):
             mod.verify(CTX, pub, proof, params)
     # the honest prover, handed a 'key' splitting N into two composite parts, refuses or fails
     fake = PaillierSecretKey(mpz(bf.N // bf.large), bf.large)
-    try:
-        proof = mod.prove(CTX, pub, fake, params, rng)
-    except ProofError:
-        pass
-    else:
-        with pytest.raises(ProofError):
-            mod.verify(CTX, pub, proof, params)
+    with pytest.raises(ParameterError, match="Π\\^mod"):
+        mod.prove(CTX, pub, fake, params, rng)
 
 
 def test_non_blum_modulus_rejected(paillier_keys, rng):
@@ -132,12 +150,12 @@ def test_non_blum_modulus_rejected(paillier_keys, rng):
     assert N.bit_length() == 2048
     pub = PaillierPublicKey(N)
     fake = PaillierSecretKey(p, q)
-    with pytest.raises(ProofError, match="Blum"):
+    with pytest.raises(ParameterError, match="Blum"):
         mod.prove(CTX, pub, fake, params, rng)
     for _ in range(3):
         w = jacobi_minus_one(rng, N)
         proof = cheat_mod_proof(CTX, N, [int(p), int(q)], w, params.m)
-        with pytest.raises(ProofError, match="x\\["):
+        with rejected_by(3, match="x\\["):
             mod.verify(CTX, pub, proof, params)
 
 
@@ -150,13 +168,13 @@ def test_bad_w_rejected(paillier_keys, rng):
     honest = cheat_mod_proof(CTX, N, [p, q], 0, params.m)
     m = params.m
     zero_attack = mod.ModProof(w=0, x=(0,) * m, a=(0,) * m, b=(1,) * m, z=honest.z)
-    with pytest.raises(ProofError, match="w"):
+    with rejected_by(2, match="w"):
         mod.verify(CTX, sk.public, zero_attack, params)
     # w not in Z*_N: a best-effort proof for w = p (a factor), then other encodings of
     # non-units in place of w (the verifier stops at w before the challenge)
     proof = cheat_mod_proof(CTX, N, [p, q], p, params.m)
     for w in (p, q, 0, int(N), int(N) + 5, -1, 2 * int(N) + 1, q * 7):
-        with pytest.raises(ProofError, match="w not in"):
+        with rejected_by(2, match="w not in"):
             mod.verify(CTX, sk.public, dataclasses.replace(proof, w=w), params)
     # Jacobi +1: w a non-residue modulo both p and q; w a square; w = 1
     while True:
@@ -166,7 +184,7 @@ def test_bad_w_rejected(paillier_keys, rng):
     proof = cheat_mod_proof(CTX, N, [p, q], nonres, params.m)
     for w in (nonres, nonres * nonres % N, 1):
         assert gmpy2.jacobi(w, N) == 1
-        with pytest.raises(ProofError, match="Jacobi"):
+        with rejected_by(2, match="Jacobi"):
             mod.verify(CTX, sk.public, dataclasses.replace(proof, w=w), params)
 
 
@@ -179,17 +197,17 @@ def test_prime_even_and_power_moduli_rejected(paillier_keys, rng):
             break
     w = jacobi_minus_one(rng, P)
     proof = cheat_mod_proof(CTX, P, [int(P)], w, params.m)
-    with pytest.raises(ProofError, match="prime"):
+    with rejected_by(1, match="prime"):
         mod.verify(CTX, PaillierPublicKey(P), proof, params)
     # a perfect square of a Blum prime
     r = paillier_keys[2048][0].p
-    with pytest.raises(ProofError, match="power"):
+    with rejected_by(1, match="power"):
         mod.verify(CTX, PaillierPublicKey(r * r), proof, params)
-    with pytest.raises(ProofError, match="even"):
+    with rejected_by(1, match="even"):
         mod.verify(CTX, PaillierPublicKey(paillier_keys[2048][0].N + 1), proof, params)
 
 
 def test_prove_refuses_foreign_key(paillier_keys, rng):
     a, b = paillier_keys[2048]
-    with pytest.raises(ProofError):
+    with pytest.raises(ParameterError, match="not the key of N"):
         mod.prove(CTX, a.public, b, security_params(2048), rng)

@@ -9,14 +9,14 @@ import gmpy2
 import pytest
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import SeededRNG
-from appliance.tss.paillier import RingPedersenParams, RingPedersenSecret
+from appliance.tss.paillier import RingPedersenParams, RingPedersenSecret, in_unit_group
 from appliance.tss.params import security_params
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import prm
 from appliance.tss.zk._numtheory import FixedBasePowers
-from tests.mutation import mutations
+from tests.mutation import assert_rejected, mutations, rejected_by, residue, unit
 
 CTX = ProofContext(b"session-1", prover=1, rid=b"rid-1")
 
@@ -35,20 +35,36 @@ def test_completeness(paillier_bits, ring_pedersen, rng):
     prm.verify(CTX, rp.params, proof, params)
 
 
+def setup_checks(proof, setup, bits):
+    """The check of prm's docstring that rejects a change of the parameters: N̂ of another
+    size or even, 1.; s, t not non-trivial distinct units, 2.; the proof's A_i, z_i out of
+    range under the new N̂, 3.; else the challenge changes and 5. fails."""
+
+    def check(Nh, s, t):
+        if Nh <= 0 or Nh.bit_length() != bits or Nh % 2 == 0:
+            return 1
+        if not (in_unit_group(int(s), int(Nh)) and in_unit_group(int(t), int(Nh))) or 1 in (s, t) or s == t:
+            return 2
+        in_range = all(in_unit_group(int(a), int(Nh)) for a in proof.A) and all(0 <= z < Nh for z in proof.z)
+        return 5 if in_range else 3
+
+    return {"N": lambda v: check(v, setup.s, setup.t), "s": lambda v: check(setup.N, v, setup.t),
+            "t": lambda v: check(setup.N, setup.s, v)}
+
+
 def test_proof_mutations_rejected(proof_2048):
     rp, proof = proof_2048
     params = security_params(2048)
-    count = 0
-    for desc, bad in mutations(proof, [rp.params.N]):
-        with pytest.raises(ProofError):
-            prm.verify(CTX, rp.params, bad, params)
-            pytest.fail(f"accepted mutated proof field {desc}")
-        count += 1
+    Nh = rp.params.N
+    # out of range, check 3; else A_i changes the challenge and z_i its equation: 5.
+    count = assert_rejected(mutations(proof, [Nh]), lambda bad: prm.verify(CTX, rp.params, bad, params),
+                            {"A": unit(Nh, 3, 5), "z": residue(Nh, 3, 5)})
     assert count > 60
     for field in ("A", "z"):
         v = getattr(proof, field)
-        for bad_list in (v[:-1], v + (v[0],), v[1:] + (v[0],)):
-            with pytest.raises(ProofError):
+        # a list one entry short or long, check 3; rotated, 5.
+        for bad_list, check in ((v[:-1], 3), (v + (v[0],), 3), (v[1:] + (v[0],), 5)):
+            with rejected_by(check):
                 prm.verify(CTX, rp.params, dataclasses.replace(proof, **{field: bad_list}), params)
 
 
@@ -56,22 +72,20 @@ def test_public_input_mutations_rejected(proof_2048, ring_pedersen):
     rp, proof = proof_2048
     params = security_params(2048)
     N = rp.params.N
-    for desc, bad in mutations(rp.params, [N]):
-        with pytest.raises(ProofError):
-            prm.verify(CTX, bad, proof, params)
-            pytest.fail(f"accepted mutated public input {desc}")
+    assert_rejected(mutations(rp.params, [N]), lambda bad: prm.verify(CTX, bad, proof, params),
+                    setup_checks(proof, rp.params, 2048))
     s, t = rp.params.s, rp.params.t
-    for bad in (
-        RingPedersenParams(N, t, t),  # s = t
-        RingPedersenParams(N, s, 1),  # t = 1
-        RingPedersenParams(N, 1, t),  # s = 1
-        RingPedersenParams(N, s, rp.p),  # t not a unit
-        RingPedersenParams(N, t, s),  # swapped
-        ring_pedersen[2048][1].params,
+    for bad, check in (
+        (RingPedersenParams(N, t, t), 2),  # s = t
+        (RingPedersenParams(N, s, 1), 2),  # t = 1
+        (RingPedersenParams(N, 1, t), 2),  # s = 1
+        (RingPedersenParams(N, s, rp.p), 2),  # t not a unit
+        (RingPedersenParams(N, t, s), 5),  # swapped: another challenge
+        (ring_pedersen[2048][1].params, 5),
     ):
-        with pytest.raises(ProofError):
+        with rejected_by(check):
             prm.verify(CTX, bad, proof, params)
-    with pytest.raises(ProofError):
+    with rejected_by(1):
         prm.verify(CTX, rp.params, proof, security_params(3072))
 
 
@@ -84,17 +98,17 @@ def test_bound_to_context(proof_2048):
         ProofContext(b"session-1", 2, b"rid-1"),
         ProofContext(b"session-1", 1, b"rid-2"),
     ):
-        with pytest.raises(ProofError):
+        with rejected_by(5):
             prm.verify(other, rp.params, proof, params)
 
 
 def test_prove_refuses_foreign_secret(ring_pedersen, rng):
     a, b = ring_pedersen[2048]
     params = security_params(2048)
-    with pytest.raises(ProofError):
+    with pytest.raises(ParameterError, match="not the secret"):
         prm.prove(CTX, a.params, b, params, rng)
     wrong_lambda = RingPedersenSecret(a.p, a.q, a.lam + 1, a.params)
-    with pytest.raises(ProofError):
+    with pytest.raises(ParameterError, match="t\\^λ"):
         prm.prove(CTX, a.params, wrong_lambda, params, rng)
 
 
@@ -154,14 +168,14 @@ def test_s_outside_subgroup_rejected(ring_pedersen, rng):
     params = security_params(2048)
     for name, setup in _bad_setups(rp, rng):
         fake = RingPedersenSecret(rp.p, rp.q, mpz(12345), setup)
-        with pytest.raises(ProofError, match="t\\^λ"):
+        with pytest.raises(ParameterError, match="t\\^λ"):
             prm.prove(CTX, setup, fake, params, rng)
         for _ in range(2):
             proof = _guessing_prover(CTX, setup, rp.phi, params.m, rng)
-            with pytest.raises(ProofError, match="t\\^z"):
+            with rejected_by(5, match="t\\^z"):
                 prm.verify(CTX, setup, proof, params)
             proof = _fake_lambda_prover(CTX, setup, rp, params.m, rng)
-            with pytest.raises(ProofError, match="t\\^z"):
+            with rejected_by(5, match="t\\^z"):
                 prm.verify(CTX, setup, proof, params)
 
 

@@ -435,9 +435,10 @@ class PresignParty(Party):
         for i in self.others:
             msg = bcast[i]
             ctx = self._ctx(i)
+            if msg.psi_dec is None or sorted(msg.psi_aff) != [j for j in self.parties if j != i]:
+                culprits.append(i)  # identification proofs missing
+                continue
             try:
-                if msg.psi_dec is None or sorted(msg.psi_aff) != [j for j in self.parties if j != i]:
-                    raise ProofError("identification proofs missing")
                 dec.verify(ctx, self._dec_public(i, hat), msg.psi_dec, self.params)
                 for j, proof in msg.psi_aff.items():
                     aff_g_star.verify(ctx, self._aff_public(i, j, hat), proof, self.params)

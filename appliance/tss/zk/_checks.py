@@ -2,7 +2,9 @@
 
 Every verifier calls these on every proof field before using it, so a value outside its
 canonical range (x -> x + N, x -> N - x where that leaves the range, a point that is not on
-the curve) fails with ``ProofError`` instead of being reduced silently.
+the curve) fails with ``ProofError`` instead of being reduced silently. Each takes ``check``,
+the number of the verifier's check (in the proof module's docstring) that it is part of, and
+the ``ProofError`` it raises carries that number.
 """
 
 from __future__ import annotations
@@ -15,69 +17,70 @@ from appliance.tss.group import Q, RNG, Point
 from appliance.tss.paillier import PaillierSecretKey, in_unit_group, pow_sec
 
 
-def require(condition: bool, what: str) -> None:
-    """Raise ProofError(what) unless ``condition``."""
+def require(condition: bool, what: str, *, check: int) -> None:
+    """Raise ``ProofError(what, check=check)`` unless ``condition``."""
     if not condition:
-        raise ProofError(what)
+        raise ProofError(what, check=check)
 
 
-def check_int(x: object, name: str) -> int:
+def check_int(x: object, name: str, *, check: int) -> int:
+    """An int (or mpz), never a bool."""
     if isinstance(x, bool) or not isinstance(x, (int, type(mpz(0)))):
-        raise ProofError(f"{name} is not an integer")
+        raise ProofError(f"{name} is not an integer", check=check)
     return int(x)
 
 
-def check_signed_range(x: object, bits: int, name: str) -> int:
+def check_signed_range(x: object, bits: int, name: str, *, check: int) -> int:
     """|x| <= 2^bits (the paper's x ∈ ±2^bits)."""
-    v = check_int(x, name)
-    require(-(1 << bits) <= v <= (1 << bits), f"{name} outside ±2^{bits}")
+    v = check_int(x, name, check=check)
+    require(-(1 << bits) <= v <= (1 << bits), f"{name} outside ±2^{bits}", check=check)
     return v
 
 
-def check_signed_range_scaled(x: object, bits: int, scale: int, name: str) -> int:
+def check_signed_range_scaled(x: object, bits: int, scale: int, name: str, *, check: int) -> int:
     """|x| <= 2^bits · scale (the paper's ±2^bits · N̂)."""
-    v = check_int(x, name)
+    v = check_int(x, name, check=check)
     bound = (1 << bits) * int(scale)
-    require(-bound <= v <= bound, f"{name} outside ±2^{bits}·N")
+    require(-bound <= v <= bound, f"{name} outside ±2^{bits}·N", check=check)
     return v
 
 
-def check_modulus(x: object, bits: int, name: str) -> mpz:
+def check_modulus(x: object, bits: int, name: str, *, check: int) -> mpz:
     """A modulus of exactly ``bits`` bits that is odd (what Π^mod and Π^prm require first)."""
-    n = mpz(check_int(x, name))
-    require(n > 0 and n.bit_length() == bits, f"{name} is not {bits} bits")
-    require(n % 2 == 1, f"{name} is even")
+    n = mpz(check_int(x, name, check=check))
+    require(n > 0 and n.bit_length() == bits, f"{name} is not {bits} bits", check=check)
+    require(n % 2 == 1, f"{name} is even", check=check)
     return n
 
 
-def check_unit(x: object, modulus: int, name: str) -> mpz:
+def check_unit(x: object, modulus: int, name: str, *, check: int) -> mpz:
     """x ∈ Z*_modulus, as its canonical representative in (0, modulus)."""
-    v = check_int(x, name)
-    require(in_unit_group(v, modulus), f"{name} not in Z*_N")
+    v = check_int(x, name, check=check)
+    require(in_unit_group(v, modulus), f"{name} not in Z*_N", check=check)
     return mpz(v)
 
 
-def check_residue(x: object, modulus: int, name: str) -> mpz:
+def check_residue(x: object, modulus: int, name: str, *, check: int) -> mpz:
     """x ∈ [0, modulus)."""
-    v = check_int(x, name)
-    require(0 <= v < modulus, f"{name} not in [0, N)")
+    v = check_int(x, name, check=check)
+    require(0 <= v < modulus, f"{name} not in [0, N)", check=check)
     return mpz(v)
 
 
-def check_scalar(x: object, name: str) -> int:
-    v = check_int(x, name)
-    require(0 <= v < Q, f"{name} not a scalar in [0, q)")
+def check_scalar(x: object, name: str, *, check: int) -> int:
+    v = check_int(x, name, check=check)
+    require(0 <= v < Q, f"{name} not a scalar in [0, q)", check=check)
     return v
 
 
-def check_point(x: object, name: str) -> Point:
-    require(isinstance(x, Point) and not x.is_infinity, f"{name} is not a curve point")
+def check_point(x: object, name: str, *, check: int) -> Point:
+    require(isinstance(x, Point) and not x.is_infinity, f"{name} is not a curve point", check=check)
     return x  # type: ignore[return-value]
 
 
-def check_bit(x: object, name: str) -> int:
-    v = check_int(x, name)
-    require(v in (0, 1), f"{name} is not a bit")
+def check_bit(x: object, name: str, *, check: int) -> int:
+    v = check_int(x, name, check=check)
+    require(v in (0, 1), f"{name} is not a bit", check=check)
     return v
 
 
@@ -130,8 +133,8 @@ class SignedSecretPowers:
         return high * self._inv_part % self._mod
 
 
-def check_repeated(x: object, m: int, name: str) -> tuple:
+def check_repeated(x: object, m: int, name: str, *, check: int) -> tuple:
     """A tuple or list of exactly m entries (one per repetition of a proof that repeats);
     each entry is still to be checked by the caller."""
-    require(isinstance(x, (tuple, list)) and len(x) == m, f"{name} does not have {m} entries")
+    require(isinstance(x, (tuple, list)) and len(x) == m, f"{name} does not have {m} entries", check=check)
     return tuple(x)  # type: ignore[arg-type]

@@ -16,8 +16,9 @@ Prover:
   z1 = α + e·x, z2 = β - e·y (erratum), z3 = γ + e·m, z4 = δ + e·μ,
   w = r·ρ^e mod N0, w_y = r_y·ρ_y^(-e) mod N1 (erratum).
 
-Verifier checks (every field in its canonical range first):
-  1. A ∈ Z*_{N0²}; B_y ∈ Z*_{N1²}; B_x a curve point; E, S, F, T ∈ Z*_{N̂}; w ∈ Z*_{N0};
+Verifier checks (every field in its canonical range first; the first that fails raises
+``ProofError(check=n)``):
+  1. The proof is a Π^aff-g proof; A ∈ Z*_{N0²}; B_y ∈ Z*_{N1²}; B_x a curve point; E, S, F, T ∈ Z*_{N̂}; w ∈ Z*_{N0};
      w_y ∈ Z*_{N1}; z3, z4 ∈ ±2^(ℓ+ε+1)·N̂; the public C, D ∈ Z*_{N0²}, Y ∈ Z*_{N1²} and
      X a curve point.
   2. z1 ∈ ±2^(ℓ+ε) and z2 ∈ ±2^(ℓ'+ε)  (the range checks).
@@ -38,7 +39,7 @@ from typing import Callable
 
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import RNG, Q, Point
 from appliance.tss.paillier import (
     PaillierPublicKey,
@@ -123,9 +124,9 @@ class _AffineMask:
 
 def _check_witness(wit: AffGWitness, params: SecurityParams, what: str) -> None:
     if not -(1 << params.ell) <= wit.x <= (1 << params.ell):
-        raise ProofError(f"{what}: witness x outside ±2^ℓ")
+        raise ParameterError(f"{what}: witness x outside ±2^ℓ")
     if not -(1 << params.ell_prime) <= wit.y <= (1 << params.ell_prime):
-        raise ProofError(f"{what}: witness y outside ±2^ℓ'")
+        raise ParameterError(f"{what}: witness y outside ±2^ℓ'")
 
 
 def _encryptor(
@@ -180,27 +181,27 @@ def _affine_respond(
 
 
 def _check_affine_public(pub: AffGPublic) -> None:
-    """C, D ∈ Z*_{N0²}, Y ∈ Z*_{N1²}, X a curve point."""
-    check_unit(pub.C, pub.N0.N2, "C")
-    check_unit(pub.D, pub.N0.N2, "D")
-    check_unit(pub.Y, pub.N1.N2, "Y")
-    check_point(pub.X, "X")
+    """Check 1 for the statement: C, D ∈ Z*_{N0²}, Y ∈ Z*_{N1²}, X a curve point."""
+    check_unit(pub.C, pub.N0.N2, "C", check=1)
+    check_unit(pub.D, pub.N0.N2, "D", check=1)
+    check_unit(pub.Y, pub.N1.N2, "Y", check=1)
+    check_point(pub.X, "X", check=1)
 
 
 def _check_affine_group(pub: AffGPublic, e: int, B_x: Point, z1: int, what: str) -> None:
-    """g^z1 = B_x · X^e."""
-    require(Point.generator_mul(z1) == B_x + pub.X * e, f"{what}: g^z1 != B_x X^e")
+    """Check 3: g^z1 = B_x · X^e."""
+    require(Point.generator_mul(z1) == B_x + pub.X * e, f"{what}: g^z1 != B_x X^e", check=3)
 
 
 def _check_affine_paillier(
     pub: AffGPublic, e: int, A: int, B_y: int, z1: int, z2: int, w: int, w_y: int, what: str
 ) -> None:
-    """C^z1 enc0(z2, w) = A D^e mod N0² and enc1(z2, w_y) = B_y Y^(-e) mod N1²."""
+    """Checks 4 and 5: C^z1 enc0(z2, w) = A D^e mod N0² and enc1(z2, w_y) = B_y Y^(-e) mod N1²."""
     N02, N12 = pub.N0.N2, pub.N1.N2
     lhs0 = pow_pub(pub.C, z1, N02) * pub.N0.encrypt(z2, w) % N02
-    require(lhs0 == A * pow_pub(pub.D, e, N02) % N02, f"{what}: C^z1 enc0(z2, w) != A D^e")
+    require(lhs0 == A * pow_pub(pub.D, e, N02) % N02, f"{what}: C^z1 enc0(z2, w) != A D^e", check=4)
     lhs1 = pub.N1.encrypt(z2, w_y)
-    require(lhs1 == B_y * pow_pub(pub.Y, -e, N12) % N12, f"{what}: enc1(z2, w_y) != B_y Y^-e")
+    require(lhs1 == B_y * pow_pub(pub.Y, -e, N12) % N12, f"{what}: enc1(z2, w_y) != B_y Y^-e", check=5)
 
 
 # --------------------------------------------------------------------------------------
@@ -267,30 +268,30 @@ def verify(
 
     ``setup_secret``: the verifier's own ring-Pedersen secret, to check 6. and 7. by CRT."""
     if not isinstance(proof, AffGProof):
-        raise ProofError("not a Π^aff-g proof")
+        raise ProofError("not a Π^aff-g proof", check=1)
     ell, ellp, eps = params.ell, params.ell_prime, params.eps
     Nh = setup.N
     # 1. canonical ranges
     _check_affine_public(pub)
-    A = check_unit(proof.A, pub.N0.N2, "A")
-    B_x = check_point(proof.B_x, "B_x")
-    B_y = check_unit(proof.B_y, pub.N1.N2, "B_y")
-    E = check_unit(proof.E, Nh, "E")
-    S = check_unit(proof.S, Nh, "S")
-    F = check_unit(proof.F, Nh, "F")
-    T = check_unit(proof.T, Nh, "T")
-    w = check_unit(proof.w, pub.N0.N, "w")
-    w_y = check_unit(proof.w_y, pub.N1.N, "w_y")
-    z3 = check_signed_range_scaled(proof.z3, ell + eps + 1, Nh, "z3")
-    z4 = check_signed_range_scaled(proof.z4, ell + eps + 1, Nh, "z4")
+    A = check_unit(proof.A, pub.N0.N2, "A", check=1)
+    B_x = check_point(proof.B_x, "B_x", check=1)
+    B_y = check_unit(proof.B_y, pub.N1.N2, "B_y", check=1)
+    E = check_unit(proof.E, Nh, "E", check=1)
+    S = check_unit(proof.S, Nh, "S", check=1)
+    F = check_unit(proof.F, Nh, "F", check=1)
+    T = check_unit(proof.T, Nh, "T", check=1)
+    w = check_unit(proof.w, pub.N0.N, "w", check=1)
+    w_y = check_unit(proof.w_y, pub.N1.N, "w_y", check=1)
+    z3 = check_signed_range_scaled(proof.z3, ell + eps + 1, Nh, "z3", check=1)
+    z4 = check_signed_range_scaled(proof.z4, ell + eps + 1, Nh, "z4", check=1)
     # 2. the range checks
-    z1 = check_signed_range(proof.z1, ell + eps, "z1")
-    z2 = check_signed_range(proof.z2, ellp + eps, "z2")
+    z1 = check_signed_range(proof.z1, ell + eps, "z1", check=2)
+    z2 = check_signed_range(proof.z2, ellp + eps, "z2", check=2)
 
     e = _challenge(ctx, pub, setup, A, B_x, B_y, E, S, F, T)
     _check_affine_group(pub, e, B_x, z1, "Π^aff-g")  # 3.
     _check_affine_paillier(pub, e, A, B_y, z1, z2, w, w_y, "Π^aff-g")  # 4., 5.
     lhs = rp_commit_public(setup, z1, z3, setup_secret)  # 6.
-    require(lhs == E * pow_pub(S, e, Nh) % Nh, "Π^aff-g: s^z1 t^z3 != E S^e")
+    require(lhs == E * pow_pub(S, e, Nh) % Nh, "Π^aff-g: s^z1 t^z3 != E S^e", check=6)
     lhs = rp_commit_public(setup, z2, z4, setup_secret)  # 7.
-    require(lhs == F * pow_pub(T, e, Nh) % Nh, "Π^aff-g: s^z2 t^z4 != F T^e")
+    require(lhs == F * pow_pub(T, e, Nh) % Nh, "Π^aff-g: s^z2 t^z4 != F T^e", check=7)

@@ -19,8 +19,9 @@ Prover, for j = 1..m:
   z_j = α_j + e_j·x, z'_j = β_j - e_j·y (erratum), w_j = r_j·ρ^e_j mod N0,
   λ_j = s_j·μ^(-e_j) mod N1 (erratum).
 
-Verifier checks (every field in its canonical range first):
-  1. A, R, B, z, z', w, λ have m entries each; A_j ∈ Z*_{N0²}; R_j curve points;
+Verifier checks (every field in its canonical range first; the first that fails raises
+``ProofError(check=n)``, numbered as Π^aff-g's checks 1-5):
+  1. The proof is a Π^aff-g* proof; A, R, B, z, z', w, λ have m entries each; A_j ∈ Z*_{N0²}; R_j curve points;
      B_j ∈ Z*_{N1²}; w_j ∈ Z*_{N0}; λ_j ∈ Z*_{N1}; the public C, D ∈ Z*_{N0²},
      Y ∈ Z*_{N1²} and X a curve point.
   2. z_j ∈ ±2^(ℓ+ε) and z'_j ∈ ±2^(ℓ'+ε) for every j  (the range checks).
@@ -126,25 +127,23 @@ def verify(
 ) -> None:
     """Raise ProofError unless every check in the module docstring holds."""
     if not isinstance(proof, AffGStarProof):
-        raise ProofError("not a Π^aff-g* proof")
+        raise ProofError("not a Π^aff-g* proof", check=1)
     ell, ellp, eps, m = params.ell, params.ell_prime, params.eps, params.m
     N0, N02, N1, N12 = pub.N0.N, pub.N0.N2, pub.N1.N, pub.N1.N2
     # 1. canonical ranges
     _check_affine_public(pub)
-    A = tuple(check_unit(a, N02, f"A[{j}]") for j, a in enumerate(check_repeated(proof.A, m, "A")))
-    R = tuple(check_point(r, f"R[{j}]") for j, r in enumerate(check_repeated(proof.R, m, "R")))
-    B = tuple(check_unit(b, N12, f"B[{j}]") for j, b in enumerate(check_repeated(proof.B, m, "B")))
-    w = [check_unit(v, N0, f"w[{j}]") for j, v in enumerate(check_repeated(proof.w, m, "w"))]
-    lam = [check_unit(v, N1, f"λ[{j}]") for j, v in enumerate(check_repeated(proof.lam, m, "λ"))]
+    A_in, R_in, B_in, w_in, lam_in, z_in, zp_in = (
+        check_repeated(getattr(proof, name), m, name, check=1)
+        for name in ("A", "R", "B", "w", "lam", "z", "z_prime")
+    )
+    A = tuple(check_unit(a, N02, f"A[{j}]", check=1) for j, a in enumerate(A_in))
+    R = tuple(check_point(r, f"R[{j}]", check=1) for j, r in enumerate(R_in))
+    B = tuple(check_unit(b, N12, f"B[{j}]", check=1) for j, b in enumerate(B_in))
+    w = [check_unit(v, N0, f"w[{j}]", check=1) for j, v in enumerate(w_in)]
+    lam = [check_unit(v, N1, f"λ[{j}]", check=1) for j, v in enumerate(lam_in)]
     # 2. the range checks
-    z = [
-        check_signed_range(v, ell + eps, f"z[{j}]")
-        for j, v in enumerate(check_repeated(proof.z, m, "z"))
-    ]
-    zp = [
-        check_signed_range(v, ellp + eps, f"z'[{j}]")
-        for j, v in enumerate(check_repeated(proof.z_prime, m, "z'"))
-    ]
+    z = [check_signed_range(v, ell + eps, f"z[{j}]", check=2) for j, v in enumerate(z_in)]
+    zp = [check_signed_range(v, ellp + eps, f"z'[{j}]", check=2) for j, v in enumerate(zp_in)]
 
     e = _challenge(ctx, pub, m, A, R, B)
     for j in range(m):  # 3.

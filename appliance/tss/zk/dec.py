@@ -31,8 +31,9 @@ Prover, for j = 1..m:
   e = (e_1..e_m) ← {0,1}^m from the transcript (ctx, N0, K, X, D, S, Γ, n, A, B, C);
   z_j = α_j + e_j·x, w_j = β_j + e_j·y, ν_j = r_j·ρ^e_j mod N0.
 
-Verifier checks (every field in its canonical range first):
-  1. n ∈ [1, 2^20]; N0 of at least ``params.paillier_bits`` bits (so N0 ≥ 2^(w_bits+3));
+Verifier checks (every field in its canonical range first; the first that fails raises
+``ProofError(check=n)``):
+  1. The proof is a Π^dec proof; n ∈ [1, 2^20]; N0 of at least ``params.paillier_bits`` bits (so N0 ≥ 2^(w_bits+3));
      A, B, C, z, w, ν have m entries each;
      A_j ∈ Z*_{N0²}; B_j, C_j curve points; ν_j ∈ Z*_{N0}; the public K, D ∈ Z*_{N0²} and
      X, S, Γ curve points.
@@ -40,7 +41,8 @@ Verifier checks (every field in its canonical range first):
   3. g^z_j = C_j · X^e_j for every j.
   4. Γ^w_j = B_j · S^e_j for every j.
   5. enc0(w_j, ν_j) · K^(-z_j) = A_j · D^e_j mod N0² for every j.
-  (3. and 4. run for every j before 5., the costly one.)
+  (3. runs for every j, then 4. for every j, then 5., the costly one: a changed challenge
+  fails 3. whichever commitment changed it.)
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ def prove(
     ell, eps, m = params.ell, params.eps, params.m
     y_bits, w_bits = ranges(params, pub.n_parties)
     if not -(1 << ell) <= wit.x <= (1 << ell):
-        raise ProofError("Π^dec: witness x outside ±2^ℓ")
+        raise ParameterError("Π^dec: witness x outside ±2^ℓ")
     if not -(1 << y_bits) <= wit.y <= (1 << y_bits):
-        raise ProofError("Π^dec: witness y outside ±2^(ℓ'+ε+1+⌈log2 n⌉)")
+        raise ParameterError("Π^dec: witness y outside ±2^(ℓ'+ε+1+⌈log2 n⌉)")
     N0 = pub.N0.N
     if paillier_sk is not None and paillier_sk.N != N0:
         raise ValueError("paillier_sk is not the prover's key N0")
@@ -172,37 +174,38 @@ def verify(
 ) -> None:
     """Raise ProofError unless every check in the module docstring holds."""
     if not isinstance(proof, DecProof):
-        raise ProofError("not a Π^dec proof")
+        raise ProofError("not a Π^dec proof", check=1)
     ell, eps, m = params.ell, params.eps, params.m
     # 1. canonical ranges
-    n = check_int(pub.n_parties, "n")
-    require(1 <= n <= 1 << MAX_PARTIES_LOG2, "Π^dec: number of parties out of range")
+    n = check_int(pub.n_parties, "n", check=1)
+    require(1 <= n <= 1 << MAX_PARTIES_LOG2, "Π^dec: number of parties out of range", check=1)
     _, w_bits = ranges(params, n)
     N0, N02 = pub.N0.N, pub.N0.N2
-    require(pub.N0.bits >= params.paillier_bits, "Π^dec: N0 smaller than the parameters' size")
-    K = check_unit(pub.K, N02, "K")
-    D = check_unit(pub.D, N02, "D")
-    X, S, Gamma = check_point(pub.X, "X"), check_point(pub.S, "S"), check_point(pub.Gamma, "Γ")
-    A = tuple(check_unit(a, N02, f"A[{j}]") for j, a in enumerate(check_repeated(proof.A, m, "A")))
-    B = tuple(check_point(b, f"B[{j}]") for j, b in enumerate(check_repeated(proof.B, m, "B")))
-    C = tuple(check_point(c, f"C[{j}]") for j, c in enumerate(check_repeated(proof.C, m, "C")))
-    nu = [check_unit(v, N0, f"ν[{j}]") for j, v in enumerate(check_repeated(proof.nu, m, "ν"))]
+    require(pub.N0.bits >= params.paillier_bits, "Π^dec: N0 smaller than the parameters' size", check=1)
+    K = check_unit(pub.K, N02, "K", check=1)
+    D = check_unit(pub.D, N02, "D", check=1)
+    X, S = check_point(pub.X, "X", check=1), check_point(pub.S, "S", check=1)
+    Gamma = check_point(pub.Gamma, "Γ", check=1)
+    A_in, B_in, C_in, nu_in, z_in, w_in = (
+        check_repeated(getattr(proof, name), m, name, check=1)
+        for name in ("A", "B", "C", "nu", "z", "w")
+    )
+    A = tuple(check_unit(a, N02, f"A[{j}]", check=1) for j, a in enumerate(A_in))
+    B = tuple(check_point(b, f"B[{j}]", check=1) for j, b in enumerate(B_in))
+    C = tuple(check_point(c, f"C[{j}]", check=1) for j, c in enumerate(C_in))
+    nu = [check_unit(v, N0, f"ν[{j}]", check=1) for j, v in enumerate(nu_in)]
     # 2. the range checks
-    z = [
-        check_signed_range(v, ell + eps, f"z[{j}]")
-        for j, v in enumerate(check_repeated(proof.z, m, "z"))
-    ]
-    w = [
-        check_signed_range(v, w_bits, f"w[{j}]")
-        for j, v in enumerate(check_repeated(proof.w, m, "w"))
-    ]
+    z = [check_signed_range(v, ell + eps, f"z[{j}]", check=2) for j, v in enumerate(z_in)]
+    w = [check_signed_range(v, w_bits, f"w[{j}]", check=2) for j, v in enumerate(w_in)]
 
     e = _challenge(ctx, pub, m, A, B, C)
     for j in range(m):
-        X_e, S_e = (X, S) if e[j] else (Point.INFINITY, Point.INFINITY)
-        require(Point.generator_mul(z[j]) == C[j] + X_e, f"Π^dec[{j}]: g^z != C X^e")  # 3.
-        require(Gamma * w[j] == B[j] + S_e, f"Π^dec[{j}]: Γ^w != B S^e")  # 4.
-    for j in range(m):  # 5.
+        X_e = X if e[j] else Point.INFINITY
+        require(Point.generator_mul(z[j]) == C[j] + X_e, f"Π^dec[{j}]: g^z != C X^e", check=3)
+    for j in range(m):
+        S_e = S if e[j] else Point.INFINITY
+        require(Gamma * w[j] == B[j] + S_e, f"Π^dec[{j}]: Γ^w != B S^e", check=4)
+    for j in range(m):
         lhs = pub.N0.encrypt(w[j], nu[j]) * pow_pub(K, -z[j], N02) % N02
         rhs = A[j] * D % N02 if e[j] else A[j]
-        require(lhs == rhs, f"Π^dec[{j}]: enc0(w, ν) K^-z != A D^e")
+        require(lhs == rhs, f"Π^dec[{j}]: enc0(w, ν) K^-z != A D^e", check=5)

@@ -14,8 +14,9 @@ Prover:
 Everything here lives in the group, so the challenge is a scalar e ∈ F_q as in Fig. 23 and
 Π^sch (the ±q of the Paillier proofs is for integer responses).
 
-Verifier checks (every field in its canonical range first):
-  1. A, N, B curve points (not infinity); z, u ∈ [0, q); the public L, M, X, Y, h curve points.
+Verifier checks (every field in its canonical range first; the first that fails raises
+``ProofError(check=n)``):
+  1. The proof is a Π^elog proof; A, N, B curve points (not infinity); z, u ∈ [0, q); the public L, M, X, Y, h curve points.
   2. g^z = A · L^e.
   3. g^u · X^z = N · M^e.
   4. h^u = B · Y^e.
@@ -80,15 +81,17 @@ def prove(ctx: ProofContext, pub: ElogPublic, wit: ElogWitness, rng: RNG) -> Elo
 def verify(ctx: ProofContext, pub: ElogPublic, proof: ElogProof) -> None:
     """Raise ProofError unless every check in the module docstring holds."""
     if not isinstance(proof, ElogProof):
-        raise ProofError("not a Π^elog proof")
+        raise ProofError("not a Π^elog proof", check=1)
     # 1. canonical ranges
-    L, M = check_point(pub.L, "L"), check_point(pub.M, "M")
-    X, Y, h = check_point(pub.X, "X"), check_point(pub.Y, "Y"), check_point(pub.h, "h")
-    A, N, B = check_point(proof.A, "A"), check_point(proof.N, "N"), check_point(proof.B, "B")
-    z = check_scalar(proof.z, "z")
-    u = check_scalar(proof.u, "u")
+    L, M = check_point(pub.L, "L", check=1), check_point(pub.M, "M", check=1)
+    X, Y, h = (check_point(pub.X, "X", check=1), check_point(pub.Y, "Y", check=1),
+               check_point(pub.h, "h", check=1))
+    A, N, B = (check_point(proof.A, "A", check=1), check_point(proof.N, "N", check=1),
+               check_point(proof.B, "B", check=1))
+    z = check_scalar(proof.z, "z", check=1)
+    u = check_scalar(proof.u, "u", check=1)
 
     e = _challenge(ctx, pub, A, N, B)
-    require(Point.generator_mul(z) == A + L * e, "Π^elog: g^z != A L^e")  # 2.
-    require(Point.generator_mul(u) + X * z == N + M * e, "Π^elog: g^u X^z != N M^e")  # 3.
-    require(h * u == B + Y * e, "Π^elog: h^u != B Y^e")  # 4.
+    require(Point.generator_mul(z) == A + L * e, "Π^elog: g^z != A L^e", check=2)
+    require(Point.generator_mul(u) + X * z == N + M * e, "Π^elog: g^u X^z != N M^e", check=3)
+    require(h * u == B + Y * e, "Π^elog: h^u != B Y^e", check=4)

@@ -12,8 +12,9 @@ Prover:
   e ← ±q from the transcript (ctx, N0, C, A, B, X, N̂, s, t, S, D, Y, Z, T);
   z1 = α + e·x, w = β + e·b mod q, z2 = r·ρ^e mod N0, z3 = γ + e·μ.
 
-Verifier checks (every field in its canonical range first):
-  1. S, T ∈ Z*_{N̂}; D ∈ Z*_{N0²}; Y, Z curve points; w ∈ [0, q); z2 ∈ Z*_{N0};
+Verifier checks (every field in its canonical range first; the first that fails raises
+``ProofError(check=n)``):
+  1. The proof is a Π^enc-elg proof; S, T ∈ Z*_{N̂}; D ∈ Z*_{N0²}; Y, Z curve points; w ∈ [0, q); z2 ∈ Z*_{N0};
      z3 ∈ ±2^(ℓ+ε+1)·N̂; the public C ∈ Z*_{N0²} and A, B, X curve points.
   2. z1 ∈ ±2^(ℓ+ε)  (the range check that makes this a range proof).
   3. enc0(z1, z2) = D · C^e mod N0².
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import RNG, Q, Point, random_scalar
 from appliance.tss.paillier import (
     PaillierPublicKey,
@@ -110,7 +111,7 @@ def prove(
     """``paillier_sk``, the prover's own key for N0, makes the encryption use CRT."""
     ell, eps = params.ell, params.eps
     if not -(1 << ell) <= wit.x <= (1 << ell):
-        raise ProofError("Π^enc-elg: witness x outside ±2^ℓ")
+        raise ParameterError("Π^enc-elg: witness x outside ±2^ℓ")
     Nh = setup.N
     alpha = sample_signed(rng, ell + eps)
     mu = sample_signed_scaled(rng, ell, Nh)
@@ -149,26 +150,26 @@ def verify(
 
     ``setup_secret``: the verifier's own ring-Pedersen secret, to check 6. by CRT."""
     if not isinstance(proof, EncElgProof):
-        raise ProofError("not a Π^enc-elg proof")
+        raise ProofError("not a Π^enc-elg proof", check=1)
     ell, eps = params.ell, params.eps
     N0 = pub.N0.N
     N02 = pub.N0.N2
     Nh = setup.N
-    C = check_unit(pub.C, N02, "C")
-    A, B, X = check_point(pub.A, "A"), check_point(pub.B, "B"), check_point(pub.X, "X")
-    S = check_unit(proof.S, Nh, "S")
-    T = check_unit(proof.T, Nh, "T")
-    D = check_unit(proof.D, N02, "D")
-    Y = check_point(proof.Y, "Y")
-    Z = check_point(proof.Z, "Z")
-    w = check_scalar(proof.w, "w")
-    z2 = check_unit(proof.z2, N0, "z2")
-    z3 = check_signed_range_scaled(proof.z3, ell + eps + 1, Nh, "z3")
-    z1 = check_signed_range(proof.z1, ell + eps, "z1")
+    C = check_unit(pub.C, N02, "C", check=1)
+    A, B, X = check_point(pub.A, "A", check=1), check_point(pub.B, "B", check=1), check_point(pub.X, "X", check=1)
+    S = check_unit(proof.S, Nh, "S", check=1)
+    T = check_unit(proof.T, Nh, "T", check=1)
+    D = check_unit(proof.D, N02, "D", check=1)
+    Y = check_point(proof.Y, "Y", check=1)
+    Z = check_point(proof.Z, "Z", check=1)
+    w = check_scalar(proof.w, "w", check=1)
+    z2 = check_unit(proof.z2, N0, "z2", check=1)
+    z3 = check_signed_range_scaled(proof.z3, ell + eps + 1, Nh, "z3", check=1)
+    z1 = check_signed_range(proof.z1, ell + eps, "z1", check=2)
 
     e = _challenge(ctx, pub, setup, S, D, Y, Z, T)
-    require(pub.N0.encrypt(z1, z2) == D * pow_pub(C, e, N02) % N02, "Π^enc-elg: enc(z1, z2) != D·C^e")
-    require(A * w + Point.generator_mul(z1) == Y + X * e, "Π^enc-elg: A^w g^z1 != Y X^e")
-    require(Point.generator_mul(w) == Z + B * e, "Π^enc-elg: g^w != Z B^e")
+    require(pub.N0.encrypt(z1, z2) == D * pow_pub(C, e, N02) % N02, "Π^enc-elg: enc(z1, z2) != D·C^e", check=3)
+    require(A * w + Point.generator_mul(z1) == Y + X * e, "Π^enc-elg: A^w g^z1 != Y X^e", check=4)
+    require(Point.generator_mul(w) == Z + B * e, "Π^enc-elg: g^w != Z B^e", check=5)
     lhs = rp_commit_public(setup, z1, z3, setup_secret)
-    require(lhs == T * pow_pub(S, e, Nh) % Nh, "Π^enc-elg: s^z1 t^z3 != T S^e")
+    require(lhs == T * pow_pub(S, e, Nh) % Nh, "Π^enc-elg: s^z1 t^z3 != T S^e", check=6)

@@ -16,15 +16,15 @@ Prover:
   The proof is (P, Q, A, B, T, σ, z1, z2, w1, w2, v); every exponent is raised through
   ``powmod_sec`` (the prover does not know N̂'s factors, so no CRT here).
 
-Verifier checks (first failure raises ProofError), with R = s^N0 t^σ mod N̂:
-  0. (its own setup, so that a bad one fails cleanly) N̂ odd, s, t ∈ Z*_N̂.
-  1. N0 has params.paillier_bits bits (the bound in 4. proves p, q > 2^ℓ only because
+Verifier checks (the first that fails raises ``ProofError(check=n)``), with R = s^N0 t^σ mod N̂:
+  1. The proof is a Π^fac proof; the verifier's own setup is sound (N̂ odd, s, t ∈ Z*_N̂, so
+     that a bad one fails cleanly); N0 has params.paillier_bits bits (the bound in 4. proves p, q > 2^ℓ only because
      2ℓ + ε = log √N0: a shorter N0 would void it).
   2. P, Q, A, B, T ∈ Z*_N̂.
   3. σ ∈ ±2^ℓ·N0·N̂; w1, w2 ∈ ±2^(ℓ+ε+1)·N̂; v ∈ ±2^(ℓ+ε+1)·N0·N̂ (canonical ranges: the
      honest values lie there because ε > ℓ and |e| < 2^ℓ).
   4. z1, z2 ∈ ±2^(ℓ+ε)·√N0 (the range check: p, q < 2^(ℓ+ε)·√N0, hence p, q > 2^ℓ).
-  5. e is recomputed from the transcript.
+  5. e is recomputed from the transcript (nothing to fail).
   6. s^z1 t^w1 = A · P^e mod N̂.
   7. s^z2 t^w2 = B · Q^e mod N̂.
   8. Q^z1 t^v = T · R^e mod N̂.
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
-from appliance.errors import ProofError
+from appliance.errors import ParameterError, ProofError
 from appliance.tss.group import RNG, Q as CURVE_Q
 from appliance.tss.paillier import (
     PaillierPublicKey,
@@ -99,13 +99,13 @@ def prove(
 ) -> FacProof:
     """Prove that ``pub.N`` has no factor below 2^ℓ, knowing its factors ``sk``."""
     if sk.public != pub:
-        raise ProofError("Π^fac: the secret key is not the key of N0")
+        raise ParameterError("Π^fac: the secret key is not the key of N0")
     N0 = pub.N
     root = gmpy2.isqrt(N0)
     bound = root << params.ell
     lo = 1 << params.ell
     if not (lo < sk.p < bound and lo < sk.q < bound):
-        raise ProofError("Π^fac: a factor is outside (2^ℓ, 2^ℓ·√N0)")
+        raise ParameterError("Π^fac: a factor is outside (2^ℓ, 2^ℓ·√N0)")
     return _prove_with_factors(ctx, N0, sk.p, sk.q, setup, params, rng)
 
 
@@ -167,41 +167,40 @@ def verify(
 
     ``setup_secret``: the verifier's own ring-Pedersen secret, to check 6-8 by CRT."""
     if not isinstance(proof, FacProof):
-        raise ProofError("not a Π^fac proof")
+        raise ProofError("not a Π^fac proof", check=1)
     ell, eps = params.ell, params.eps
-    # the verifier's own setup, checked anyway so that a bad one fails cleanly
-    Nh = mpz(check_int(setup.N, "N̂"))
-    require(Nh > 2 and Nh % 2 == 1, "Π^fac: N̂ is not an odd modulus")
-    check_unit(setup.s, Nh, "s")
-    check_unit(setup.t, Nh, "t")
-    # 1. the modulus
-    N0 = mpz(check_int(pub.N, "N0"))
+    # 1. the verifier's own setup, checked anyway so that a bad one fails cleanly; the modulus
+    Nh = mpz(check_int(setup.N, "N̂", check=1))
+    require(Nh > 2 and Nh % 2 == 1, "Π^fac: N̂ is not an odd modulus", check=1)
+    check_unit(setup.s, Nh, "s", check=1)
+    check_unit(setup.t, Nh, "t", check=1)
+    N0 = mpz(check_int(pub.N, "N0", check=1))
     bits = params.paillier_bits
-    require(N0 > 0 and N0.bit_length() == bits, f"Π^fac: N0 is not {bits} bits")
+    require(N0 > 0 and N0.bit_length() == bits, f"Π^fac: N0 is not {bits} bits", check=1)
     root = gmpy2.isqrt(N0)
     # 2, 3. every field in its canonical range
-    P = check_unit(proof.P, Nh, "P")
-    Q = check_unit(proof.Q, Nh, "Q")
-    A = check_unit(proof.A, Nh, "A")
-    B = check_unit(proof.B, Nh, "B")
-    T = check_unit(proof.T, Nh, "T")
-    sigma = check_signed_range_scaled(proof.sigma, ell, N0 * Nh, "sigma")
-    w1 = check_signed_range_scaled(proof.w1, ell + eps + 1, Nh, "w1")
-    w2 = check_signed_range_scaled(proof.w2, ell + eps + 1, Nh, "w2")
-    v = check_signed_range_scaled(proof.v, ell + eps + 1, N0 * Nh, "v")
+    P = check_unit(proof.P, Nh, "P", check=2)
+    Q = check_unit(proof.Q, Nh, "Q", check=2)
+    A = check_unit(proof.A, Nh, "A", check=2)
+    B = check_unit(proof.B, Nh, "B", check=2)
+    T = check_unit(proof.T, Nh, "T", check=2)
+    sigma = check_signed_range_scaled(proof.sigma, ell, N0 * Nh, "sigma", check=3)
+    w1 = check_signed_range_scaled(proof.w1, ell + eps + 1, Nh, "w1", check=3)
+    w2 = check_signed_range_scaled(proof.w2, ell + eps + 1, Nh, "w2", check=3)
+    v = check_signed_range_scaled(proof.v, ell + eps + 1, N0 * Nh, "v", check=3)
     # 4. the range check
-    z1 = check_signed_range_scaled(proof.z1, ell + eps, root, "z1")
-    z2 = check_signed_range_scaled(proof.z2, ell + eps, root, "z2")
+    z1 = check_signed_range_scaled(proof.z1, ell + eps, root, "z1", check=4)
+    z2 = check_signed_range_scaled(proof.z2, ell + eps, root, "z2", check=4)
     # 5. the challenge
     e = _challenge(ctx, N0, setup, P, Q, A, B, T, sigma)
     # 6. s^z1 t^w1 = A P^e
     lhs = rp_commit_public(setup, z1, w1, setup_secret)
-    require(lhs == A * pow_pub(P, e, Nh) % Nh, "Π^fac: s^z1 t^w1 != A P^e")
+    require(lhs == A * pow_pub(P, e, Nh) % Nh, "Π^fac: s^z1 t^w1 != A P^e", check=6)
     # 7. s^z2 t^w2 = B Q^e
     lhs = rp_commit_public(setup, z2, w2, setup_secret)
-    require(lhs == B * pow_pub(Q, e, Nh) % Nh, "Π^fac: s^z2 t^w2 != B Q^e")
+    require(lhs == B * pow_pub(Q, e, Nh) % Nh, "Π^fac: s^z2 t^w2 != B Q^e", check=7)
     # 8. Q^z1 t^v = T R^e, R = s^N0 t^σ
     R = rp_commit_public(setup, N0, sigma, setup_secret)
     lhs = rp_pow_public(setup, Q, z1, setup_secret)
     lhs = lhs * rp_commit_public(setup, 0, v, setup_secret) % Nh
-    require(lhs == T * pow_pub(R, e, Nh) % Nh, "Π^fac: Q^z1 t^v != T R^e")
+    require(lhs == T * pow_pub(R, e, Nh) % Nh, "Π^fac: Q^z1 t^v != T R^e", check=8)

@@ -21,12 +21,12 @@ Prover:
   x_i^4 = y'_i before answering (a faulty CRT half would otherwise leak a factor; z_i is
   not re-checked, which would cost a full exponentiation per repetition).
 
-Verifier checks (first failure raises ProofError):
-  1. N has params.paillier_bits bits, is odd, not prime and not a perfect power.
+Verifier checks (the first that fails raises ``ProofError(check=n)``):
+  1. The proof is a Π^mod proof; N has params.paillier_bits bits, is odd, not prime and not a perfect power.
   2. w ∈ Z*_N (so w ≠ 0 and w < N, gcd(w, N) = 1) and the Jacobi symbol (w|N) = -1.
   3. x, a, b, z have exactly m entries each; every x_i, z_i ∈ Z*_N; every a_i, b_i a bit;
      every x_i < N/2 with Jacobi symbol (x_i|N) = +1 (the canonical 4th root).
-  4. y_1..y_m are recomputed from the transcript (ctx, N, w).
+  4. y_1..y_m are recomputed from the transcript (ctx, N, w) (nothing to fail).
   5. x_i^4 = (-1)^a_i w^b_i y_i mod N for every i (cheap, so checked first).
   6. z_i^N = y_i mod N for every i.
 """
@@ -93,9 +93,9 @@ def prove(
 ) -> ModProof:
     """Prove that ``pub.N`` is a Paillier-Blum modulus, knowing its factors ``sk``."""
     if sk.public != pub:
-        raise ProofError("Π^mod: the secret key is not the key of N")
+        raise ParameterError("Π^mod: the secret key is not the key of N")
     if sk.p % 4 != 3 or sk.q % 4 != 3:
-        raise ProofError("Π^mod: the factors are not Blum primes")
+        raise ParameterError("Π^mod: the factors are not Blum primes")
     N = pub.N
     while True:
         w = mpz(1 + rng.randbelow(int(N) - 1))
@@ -113,7 +113,7 @@ def _respond(ctx: ProofContext, sk: PaillierSecretKey, w: mpz, m: int) -> ModPro
     try:
         q_inv_p, n_inv = sk.q_inv_p, sk.n_inv_phi
     except ParameterError:
-        raise ProofError("Π^mod: the factors are not two primes with gcd(N, φ(N)) = 1") from None
+        raise ParameterError("Π^mod: the factors are not two primes with gcd(N, φ(N)) = 1") from None
     rp, rq = _BlumRoots(p), _BlumRoots(q)
     np_, nq_ = n_inv % (p - 1), n_inv % (q - 1)
     # 4th roots of ±w mod p and mod q, and (w|p), (w|q); (w|p)(w|q) = (w|N) = -1
@@ -140,7 +140,7 @@ def _respond(ctx: ProofContext, sk: PaillierSecretKey, w: mpz, m: int) -> ModPro
             x = N - x
         y_prime = (-1) ** a * (w if b else 1) * y % N
         if pow(x, 4, N) != y_prime:
-            raise ProofError("Π^mod: no 4th root (N is not a Paillier-Blum modulus or w is bad)")
+            raise ParameterError("Π^mod: no 4th root (N is not a Paillier-Blum modulus or w is bad)")
         zp = pow_sec(mpz(y) % p, np_, p)
         zq = pow_sec(mpz(y) % q, nq_, q)
         xs.append(int(x))
@@ -155,26 +155,26 @@ def verify(
 ) -> None:
     """Raise ProofError unless every check in the module docstring holds."""
     if not isinstance(proof, ModProof):
-        raise ProofError("not a Π^mod proof")
+        raise ProofError("not a Π^mod proof", check=1)
     m = params.m
     # 1. the modulus
-    N = check_modulus(pub.N, params.paillier_bits, "Π^mod: N")
-    require(not gmpy2.is_prime(N), "Π^mod: N is prime")
-    require(not gmpy2.is_power(N), "Π^mod: N is a perfect power")
+    N = check_modulus(pub.N, params.paillier_bits, "Π^mod: N", check=1)
+    require(not gmpy2.is_prime(N), "Π^mod: N is prime", check=1)
+    require(not gmpy2.is_power(N), "Π^mod: N is a perfect power", check=1)
     # 2. w
-    w = check_unit(proof.w, N, "w")
-    require(gmpy2.jacobi(w, N) == -1, "Π^mod: Jacobi symbol (w|N) != -1")
+    w = check_unit(proof.w, N, "w", check=2)
+    require(gmpy2.jacobi(w, N) == -1, "Π^mod: Jacobi symbol (w|N) != -1", check=2)
     # 3. every field in its canonical range
-    x_in = check_repeated(proof.x, m, "Π^mod: x")
-    a_in = check_repeated(proof.a, m, "Π^mod: a")
-    b_in = check_repeated(proof.b, m, "Π^mod: b")
-    z_in = check_repeated(proof.z, m, "Π^mod: z")
-    xs = [check_unit(v, N, f"x[{i}]") for i, v in enumerate(x_in)]
+    x_in = check_repeated(proof.x, m, "Π^mod: x", check=3)
+    a_in = check_repeated(proof.a, m, "Π^mod: a", check=3)
+    b_in = check_repeated(proof.b, m, "Π^mod: b", check=3)
+    z_in = check_repeated(proof.z, m, "Π^mod: z", check=3)
+    xs = [check_unit(v, N, f"x[{i}]", check=3) for i, v in enumerate(x_in)]
     for i, x in enumerate(xs):
-        require(2 * x < N and gmpy2.jacobi(x, N) == 1, f"Π^mod: x[{i}] is not the canonical root")
-    as_ = [check_bit(v, f"a[{i}]") for i, v in enumerate(a_in)]
-    bs = [check_bit(v, f"b[{i}]") for i, v in enumerate(b_in)]
-    zs = [check_unit(v, N, f"z[{i}]") for i, v in enumerate(z_in)]
+        require(2 * x < N and gmpy2.jacobi(x, N) == 1, f"Π^mod: x[{i}] is not the canonical root", check=3)
+    as_ = [check_bit(v, f"a[{i}]", check=3) for i, v in enumerate(a_in)]
+    bs = [check_bit(v, f"b[{i}]", check=3) for i, v in enumerate(b_in)]
+    zs = [check_unit(v, N, f"z[{i}]", check=3) for i, v in enumerate(z_in)]
     # 4. the challenge
     ys = _challenge(ctx, N, w, m)
     # 5. x_i^4 = (-1)^a_i w^b_i y_i
@@ -183,7 +183,7 @@ def verify(
         if as_[i]:
             rhs = N - rhs
         x2 = xs[i] * xs[i] % N
-        require(x2 * x2 % N == rhs, f"Π^mod: x[{i}]^4 != (-1)^a w^b y")
+        require(x2 * x2 % N == rhs, f"Π^mod: x[{i}]^4 != (-1)^a w^b y", check=5)
     # 6. z_i^N = y_i
     for i in range(m):
-        require(gmpy2.powmod(zs[i], N, N) == ys[i], f"Π^mod: z[{i}]^N != y")
+        require(gmpy2.powmod(zs[i], N, N) == ys[i], f"Π^mod: z[{i}]^N != y", check=6)

@@ -6,9 +6,9 @@ Witness: x ∈ F_q with X = g^x.
 Prover: α ← F_q, A = g^α (the commitment, which keygen sends ahead of the proof),
 e = H(ctx, X, A) ∈ F_q, z = α + e·x mod q.
 
-Verifier checks:
-1. A and X are curve points (not infinity); z ∈ [0, q).
-2. e is recomputed from the transcript.
+Verifier checks (the first that fails raises ``ProofError(check=n)``):
+1. The proof is a Π^sch proof; A and X are curve points (not infinity); z ∈ [0, q).
+2. e is recomputed from the transcript (nothing to fail: any A gives some e).
 3. g^z = A · X^e.
 """
 
@@ -75,9 +75,9 @@ def prove(
 def verify(ctx: ProofContext, X: Point, proof: SchProof) -> None:
     """Raise ProofError unless ``proof`` shows knowledge of log_g X under ``ctx``."""
     if not isinstance(proof, SchProof):
-        raise ProofError("not a Π^sch proof")
-    check_point(X, "X")
-    A = check_point(proof.A, "A")
-    z = check_scalar(proof.z, "z")
-    e = _challenge(ctx, X, A)
-    require(Point.generator_mul(z) == A + X * e, "Π^sch: g^z != A·X^e")
+        raise ProofError("not a Π^sch proof", check=1)
+    check_point(X, "X", check=1)
+    A = check_point(proof.A, "A", check=1)
+    z = check_scalar(proof.z, "z", check=1)
+    e = _challenge(ctx, X, A)  # 2.
+    require(Point.generator_mul(z) == A + X * e, "Π^sch: g^z != A·X^e", check=3)
