@@ -43,3 +43,18 @@ def corrupt(ids: Identities, cls: type[Party], bad: int, rnd: int, mutate: Calla
 
 def replace_field(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda body: dataclasses.replace(body, **{name: fn(getattr(body, name))})
+
+
+def together(*tampers):
+    """Several adversaries at once: each tamper function in turn, every party they play."""
+
+    def tamper(msg: Message, recipient: int):
+        out: Any = msg
+        for t in tampers:
+            if not isinstance(out, Message):
+                break
+            out = t(out, recipient)
+        return out
+
+    tamper.corrupted = set().union(*(t.corrupted for t in tampers))  # type: ignore[attr-defined]
+    return tamper

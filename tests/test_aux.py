@@ -13,7 +13,7 @@ from appliance.tss.ecdsa import verify_with_libsecp256k1
 from appliance.tss.group import G, Q, SeededRNG
 from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.runner import Identities, run
-from tests.adversary import corrupt, replace_field
+from tests.adversary import corrupt, replace_field, together
 from tests.conftest import prime_pool_from_test_file
 
 IDS = Identities(range(3), SeededRNG("aux-adversary"))
@@ -80,10 +80,32 @@ def test_aux_misbehaviour_names_the_party(key_2of3, case):
     assert err.value.culprits == [2], err.value
 
 
+class ShortModulus(AuxParty):
+    """Commits to and reveals one of its primes as its Paillier modulus."""
+
+    def _first_round(self):
+        first = super()._first_round()
+        first.fields["N"] = int(self.keys.paillier.p)
+        return first
+
+
+def test_aux_names_every_party_with_a_bad_proof(key_2of3):
+    """Parties 1 and 2 both send a bad Π^mod in round 3: party 0 names both."""
+    mutate = AUX_CASES["r3 mod proof"][2]
+    tamper = together(*(corrupt(IDS, AuxParty, bad, 3, mutate) for bad in (1, 2)))
+    parties = aux_parties(key_2of3, False, "two-bad")
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties, tamper)
+    assert err.value.culprits == [1, 2] and err.value.round == 3
+    assert "party 1: Π^mod failed: check 2:" in err.value.reason  # (w|N) = -1 no longer holds, or w
+    assert "party 2: Π^mod failed: check 2:" in err.value.reason
+
+
 def test_aux_rejects_a_short_modulus(key_2of3):
     """A party that commits to and reveals a 1024-bit Paillier modulus is named."""
     parties = aux_parties(key_2of3, False, "short")
-    parties[1]._reveal_fields["N"] = int(parties[1].keys.paillier.p)
+    parties[1] = ShortModulus(b"aux-short", key_2of3[1], parties[1].keys, IDS.signers[1], IDS.directory,
+                              SeededRNG("short1"))
 
     def tamper(msg, recipient):
         return msg

@@ -7,13 +7,14 @@ import itertools
 
 import pytest
 
+from appliance.errors import ParameterError
 from appliance.tss import wire
 from appliance.tss.group import G, Q, Point, SeededRNG
 from appliance.tss.keygen import KeygenParty, evaluation_points
 from appliance.tss.protocol import Message, ProtocolAbort, RoundPayload
 from appliance.tss.runner import run
 from appliance.tss.runner import Identities
-from tests.adversary import corrupt, replace_field, resign
+from tests.adversary import corrupt, replace_field, resign, together
 
 
 def parties(n, t, ids, sid=b"keygen-session", seed=0):
@@ -62,6 +63,40 @@ def test_misbehaving_party_is_named(case, bad):
     with pytest.raises(ProtocolAbort) as err:
         run(parties(3, 2, IDS), corrupt(IDS, KeygenParty, bad, rnd, mutate, broadcast=bcast))
     assert err.value.culprits == [bad], err.value
+
+
+@pytest.mark.parametrize("rnd,bcast,mutate", [
+    CASES["r2 share"], CASES["r2 reveal F"], CASES["r3 proof"], CASES["r1 commitment"],
+], ids=["r2 shares", "r2 reveals", "r3 proofs", "r1 commitments (found in r2)"])
+def test_every_misbehaving_party_of_a_round_is_named(rnd, bcast, mutate):
+    """Parties 1 and 3 of 5 both misbehave in the same round: both are named, not only the
+    first one checked (as cggmp21 collects faulty_parties)."""
+    ids = Identities(range(5), SeededRNG("two-bad"))
+    tamper = together(*(corrupt(ids, KeygenParty, bad, rnd, mutate, broadcast=bcast) for bad in (1, 3)))
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties(5, 3, ids), tamper)
+    assert err.value.culprits == [1, 3], err.value
+    assert "party 1: " in err.value.reason and "party 3: " in err.value.reason
+
+
+def test_two_kinds_of_misbehaviour_in_one_round_are_both_named():
+    ids = Identities(range(4), SeededRNG("two-kinds"))
+    tamper = together(corrupt(ids, KeygenParty, 0, 2, replace_field("sigma", lambda s: s + Q), broadcast=False),
+                      corrupt(ids, KeygenParty, 2, 2, replace_field("F", lambda F: F[:-1])))
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties(4, 2, ids), tamper)
+    assert err.value.culprits == [0, 2]
+    assert err.value.round == 2
+    assert err.value.reason == ("party 0: share is not a scalar; "
+                                "party 2: reveal does not match its commitment")
+
+
+def test_bad_arguments_are_not_protocol_aborts():
+    """A caller's mistake (here a threshold above n) is a ParameterError: nobody misbehaved."""
+    with pytest.raises(ParameterError, match="threshold"):
+        KeygenParty(b"sid", 0, [0, 1, 2], 4, IDS.signers[0], IDS.directory, SeededRNG("x"))
+    with pytest.raises(ParameterError, match="threshold"):
+        KeygenParty(b"sid", 0, [0, 1, 2], 0, IDS.signers[0], IDS.directory, SeededRNG("x"))
 
 
 def test_equivocating_broadcast_is_named():

@@ -10,14 +10,15 @@ import pickle
 
 import pytest
 
+from appliance.errors import ParameterError
 from appliance.tss import simulate
 from appliance.tss.ecdsa import recover_public_key, verify, verify_with_libsecp256k1, verify_with_openssl
 from appliance.tss.group import G, Q, SeededRNG
-from appliance.tss.presign import Presignature, PresignParty
+from appliance.tss.presign import Presignature, PresignParty, PresignRound3
 from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.runner import Identities, run
 from appliance.tss.sign import PresignatureSpent, SignParty
-from tests.adversary import corrupt, replace_field
+from tests.adversary import corrupt, replace_field, together
 
 
 def digest(label: str) -> bytes:
@@ -110,7 +111,7 @@ def test_sign_party_consumes_its_presignature(key_2of3):
 def test_a_refused_sign_party_does_not_spend_the_presignature(key_2of3):
     shares = key_2of3[:2]
     ps = simulate.presign(shares, rng=SeededRNG("refused"))
-    with pytest.raises(ProtocolAbort, match="32 bytes"):
+    with pytest.raises(ParameterError, match="32 bytes"):
         SignParty(b"sign-bad", shares[0], ps[0], b"short", IDS.signers[0], IDS.directory, SeededRNG("b"))
     assert not ps[0].spent
     assert Presignature.from_bytes(ps[0].to_bytes()) == ps[0]
@@ -148,6 +149,24 @@ def test_presign_misbehaviour_names_the_party(key_2of3, case):
     assert err.value.culprits == [1], err.value
 
 
+@pytest.mark.parametrize("case", ["r1 K not what the proof says", "r2 aff-g proof", "r3 Delta changed"])
+def test_presign_names_every_misbehaving_party_of_a_round(key_3of3, case):
+    rnd, bcast, mutate = PRESIGN_CASES[case]
+    tamper = together(*(corrupt(IDS, PresignParty, bad, rnd, mutate, broadcast=bcast) for bad in (1, 2)))
+    with pytest.raises(ProtocolAbort) as err:
+        run(presign_parties(key_3of3, seed="two-" + case), tamper)
+    assert err.value.culprits == [1, 2], err.value
+    assert err.value.round == rnd
+
+
+def test_presign_refuses_bad_arguments_without_blame(key_2of3, key_3of3):
+    """A signer set that is not `threshold` participants is the caller's mistake."""
+    with pytest.raises(ParameterError, match="signer set"):
+        PresignParty(b"args", key_2of3[0], [0, 1, 2], IDS.signers[0], IDS.directory, SeededRNG("a"))
+    with pytest.raises(ParameterError, match="signer set"):
+        PresignParty(b"args", key_3of3[0], [0, 1], IDS.signers[0], IDS.directory, SeededRNG("a"))
+
+
 def test_presign_equivocated_delta_is_named(key_3of3):
     tamper = corrupt(IDS, PresignParty, 2, 3, replace_field("delta", lambda d: (d + 1) % Q), only_to=0)
     with pytest.raises(ProtocolAbort) as err:
@@ -155,22 +174,29 @@ def test_presign_equivocated_delta_is_named(key_3of3):
     assert err.value.culprits == [2]
 
 
-class LyingDelta(PresignParty):
+class LyingDeltaRound3(PresignRound3):
     """Announces a wrong δ_i and then goes through identification as if it were right."""
 
-    def _make_r3(self):
-        bc, d = super()._make_r3()
-        bc = dataclasses.replace(bc, delta=(bc.delta + 1) % Q)
-        self._r3[self.me] = bc
-        return bc, d
+    def send(self):
+        self.delta_i = (self.delta_i + 1) % Q
+        return super().send()
+
+
+class LyingChiRound3(PresignRound3):
+    """Announces S_i = Γ^χ_i · g and goes on as if it were right."""
+
+    def send(self):
+        bc, d = super().send()
+        self.sent = dataclasses.replace(bc, S=bc.S + G)
+        return self.sent, d
+
+
+class LyingDelta(PresignParty):
+    ROUNDS = {**PresignParty.ROUNDS, 3: LyingDeltaRound3}
 
 
 class LyingChi(PresignParty):
-    def _make_r3(self):
-        bc, d = super()._make_r3()
-        bc = dataclasses.replace(bc, S=bc.S + G)
-        self._r3[self.me] = bc
-        return bc, d
+    ROUNDS = {**PresignParty.ROUNDS, 3: LyingChiRound3}
 
 
 @pytest.fixture
@@ -212,6 +238,30 @@ def test_bad_partial_signature_is_named(key_2of3):
     with pytest.raises(ProtocolAbort) as err:
         run(sign_parties(shares, ps, digest("m"), "bad-sigma"), tamper)
     assert err.value.culprits == [0]
+
+
+def test_every_bad_partial_signature_is_named(key_3of3):
+    ps = simulate.presign(key_3of3, rng=SeededRNG("two-bad-sigma"))
+    tamper = together(*(corrupt(IDS, SignParty, bad, 2, replace_field("sigma", lambda s: (s + 1) % Q))
+                        for bad in (0, 2)))
+    with pytest.raises(ProtocolAbort) as err:
+        run(sign_parties(key_3of3, ps, digest("m"), "two-bad-sigma"), tamper)
+    assert err.value.culprits == [0, 2]
+    assert err.value.reason == ("party 0: partial signature does not match the presignature; "
+                                "party 2: partial signature does not match the presignature")
+
+
+def test_sign_refuses_bad_arguments_without_blame(key_2of3):
+    shares = key_2of3[:2]
+    ps = simulate.presign(shares, rng=SeededRNG("sign-args"))
+    with pytest.raises(ParameterError, match="tweak"):
+        SignParty(b"sign-args", shares[0], ps[0], digest("m"), IDS.signers[0], IDS.directory,
+                  SeededRNG("t"), tweak=Q)
+    with pytest.raises(ParameterError, match="another key, epoch or party"):
+        SignParty(b"sign-args", shares[1], ps[0], digest("m"), IDS.signers[1], IDS.directory, SeededRNG("t"))
+    with pytest.raises(ParameterError, match="not a presignature"):
+        SignParty(b"sign-args", shares[0], object(), digest("m"), IDS.signers[0], IDS.directory, SeededRNG("t"))
+    assert not ps[0].spent and not ps[1].spent
 
 
 def test_equivocated_sign_nonce_is_named(key_3of3):

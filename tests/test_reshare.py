@@ -7,13 +7,14 @@ import hashlib
 
 import pytest
 
+from appliance.errors import ParameterError
 from appliance.tss import simulate
 from appliance.tss.ecdsa import verify_with_libsecp256k1
 from appliance.tss.group import G, Q, SeededRNG
 from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
 from appliance.tss.runner import Identities, run
-from tests.adversary import corrupt, replace_field
+from tests.adversary import corrupt, replace_field, together
 from tests.conftest import prime_pool_from_test_file
 
 D = hashlib.sha256(b"reshared").digest()
@@ -33,7 +34,8 @@ def test_reshare_keeps_public_key(key_2of3, new_members, t_new):
     old = key_2of3[0]
     x = (old.secret_share * 1 + 0) % Q
     assert G * x != new[0].public_key_point
-    with pytest.raises(ProtocolAbort):
+    # (the old share's signer set is not `threshold` of its participants: refused up front)
+    with pytest.raises(ParameterError, match="signer set"):
         simulate.presign([old, new[-1]] if t_new == 2 else [old] + new[-2:], rng=SeededRNG("mix"))
 
 
@@ -68,6 +70,21 @@ def test_reshare_misbehaviour_named(key_2of3, case):
     with pytest.raises(ProtocolAbort) as err:
         run(parties(key_2of3[:2], [0, 1, 2, 3], 3, case), tamper)
     assert err.value.culprits == [bad]
+
+
+def test_reshare_names_every_sender_with_a_bad_share(key_3of5):
+    """Senders 0 and 2 both deal a share that does not match their Feldman vector."""
+    ids = Identities(range(6), SeededRNG("reshare-two-bad"))
+    shares, new_members = key_3of5[:3], [2, 3, 4, 5]
+    old, by = OldKeyInfo.of(shares[0]), {s.index: s for s in shares}
+    every = sorted({0, 1, 2} | set(new_members))
+    parties = {i: ReshareParty(b"two-bad", i, old, [0, 1, 2], new_members, 2, ids.signers[i], ids.directory,
+                               SeededRNG(f"two-bad{i}"), share=by.get(i)) for i in every}
+    tamper = together(*(corrupt(ids, ReshareParty, bad, 1, replace_field("sigma", lambda s: (s + 1) % Q),
+                                broadcast=False, only_to=4) for bad in (0, 2)))
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties, tamper)
+    assert err.value.culprits == [0, 2]
 
 
 @pytest.mark.parametrize("forge", ["threshold", "public share", "chain code"])

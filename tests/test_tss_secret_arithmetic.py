@@ -34,8 +34,8 @@ from appliance.tss.group import Q, SeededRNG
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import PaillierSecretKey, RingPedersenSecret
 from appliance.tss.params import security_params
-from appliance.tss.presign import PresignParty
-from appliance.tss.protocol import ProtocolAbort
+from appliance.tss.presign import PresignParty, PresignRound3
+from appliance.tss.protocol import ProtocolAbort, Round
 from appliance.tss.runner import Identities, run
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import fac, mod, prm
@@ -210,17 +210,31 @@ def test_pi_prm_prover(ring_pedersen):
     assert rec.count("powmod_sec") >= 8
 
 
-def _presign_family(shares: list[KeyShare], parties: dict[int, PresignParty]) -> SecretFamily:
+def _presign_family(shares: list[KeyShare], parties: dict[int, PresignParty],
+                    rounds: list[Round]) -> SecretFamily:
     family = SecretFamily()
     for s in shares:
         a = s.aux_secret
         family.add_factors(a.p, a.q).add_factors(a.P, a.Q).add(a.lam, s.secret_share)
     for party in parties.values():
-        family.add(party.w, party.k, party.gamma)
-        family.add(*getattr(party, "beta", {}).values(), *getattr(party, "beta_hat", {}).values())
-        if hasattr(party, "chi_i"):
-            family.add(party.chi_i)
+        family.add(party.w)
+    for rnd in rounds:  # the round objects hold k_i, γ_i, β_{i,j}, β̂_{i,j}, χ_i
+        family.add(*(getattr(rnd, name) for name in ("k", "gamma", "chi_i") if hasattr(rnd, name)))
+        family.add(*getattr(rnd, "beta", {}).values(), *getattr(rnd, "beta_hat", {}).values())
     return family
+
+
+def _recording_rounds(parties: dict[int, PresignParty], rounds: list[Round], corrupted=()):
+    """A pass-through tamper that keeps every round object a message was sent from."""
+
+    def tamper(msg, recipient):
+        current = parties[msg.sender]._current
+        if current is not None and all(current is not r for r in rounds):
+            rounds.append(current)
+        return msg
+
+    tamper.corrupted = set(corrupted)
+    return tamper
 
 
 IDS = Identities(range(3), SeededRNG("ct-presign-ids"))
@@ -238,22 +252,26 @@ def _parties(shares, cls_for=None, seed="ct"):
 def test_presign_from_freshly_decoded_shares(key_2of3):
     """As a node runs it: the share comes out of its seal, so every key object is new."""
     shares = [KeyShare.from_bytes(s.to_bytes()) for s in key_2of3[:2]]
+    rounds: list[Round] = []
     with recording() as rec:
         parties = _parties(shares)
-        run(parties)
-    assert rec.violations(_presign_family(shares, parties)) == []
+        run(parties, _recording_rounds(parties, rounds))
+    assert len(rounds) == 2 * 4
+    assert rec.violations(_presign_family(shares, parties, rounds)) == []
     assert rec.count("powmod_sec") > 0
 
 
-class LyingDelta(PresignParty):
+class LyingDeltaRound3(PresignRound3):
     """Announces a wrong δ_i, so that every party goes through the identification step
     (Π^dec with recover_rho, Π^aff-g*)."""
 
-    def _make_r3(self):
-        bc, d = super()._make_r3()
-        bc = dataclasses.replace(bc, delta=(bc.delta + 1) % Q)
-        self._r3[self.me] = bc
-        return bc, d
+    def send(self):
+        self.delta_i = (self.delta_i + 1) % Q
+        return super().send()
+
+
+class LyingDelta(PresignParty):
+    ROUNDS = {**PresignParty.ROUNDS, 3: LyingDeltaRound3}
 
 
 def test_presign_identification_step(key_2of3, monkeypatch):
@@ -263,17 +281,14 @@ def test_presign_identification_step(key_2of3, monkeypatch):
                         lambda bits: dataclasses.replace(security_params(bits), m=8))
     shares = [KeyShare.from_bytes(s.to_bytes()) for s in key_2of3[1:]]
 
-    def tamper(msg, recipient):
-        return msg
-
-    tamper.corrupted = {2}
+    rounds: list[Round] = []
     with recording() as rec:
         parties = _parties(shares, {2: LyingDelta}, seed="ct-ident")
         with pytest.raises(ProtocolAbort) as err:
-            run(parties, tamper)
+            run(parties, _recording_rounds(parties, rounds, corrupted={2}))
     assert err.value.culprits == [2] and err.value.round == 4
     assert any(":recover_rho:" in c.where for c in rec.calls if c.fn == "powmod_sec")
-    assert rec.violations(_presign_family(shares, parties)) == []
+    assert rec.violations(_presign_family(shares, parties, rounds)) == []
 
 
 def test_tss_calls_gmpy2_arithmetic_only_through_the_module():

@@ -17,6 +17,7 @@ import dataclasses
 
 import pytest
 
+from appliance.errors import ParameterError
 from appliance.tss import wire
 from appliance.tss.group import Q, SeededRNG
 from appliance.tss.keygen import KeygenParty
@@ -43,7 +44,7 @@ class _PresignEnvelope(Party):
 
 def test_too_many_signers_refused_up_front(key_2of3):
     ids = Identities(range(17), SeededRNG("many"))
-    with pytest.raises(ProtocolAbort, match="at most"):
+    with pytest.raises(ParameterError, match="at most"):
         PresignParty(b"many", key_2of3[0], list(range(MAX_SIGNERS + 1)), ids.signers[0], ids.directory,
                      SeededRNG("many"))
 

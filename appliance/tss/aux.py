@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from appliance.errors import ProofError
+from appliance.errors import EncodingError, ProofError
 from appliance.tss.group import Q, RNG, Point, point_sum, poly_eval, random_scalar
 from appliance.tss.keyshare import AuxSecret, KeyShare, PartyAux
 from appliance.tss.paillier import (
@@ -37,7 +37,18 @@ from appliance.tss.paillier import (
 )
 from appliance.tss.params import security_params
 from appliance.tss.primes import PrimeSource
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, SetupCommit, setup_hash, xor_bytes
+from appliance.tss.protocol import (
+    Done,
+    MessageSigner,
+    MessageVerifier,
+    Misbehaviour,
+    Party,
+    ProtocolAbort,
+    Round,
+    SetupCommit,
+    setup_hash,
+    xor_bytes,
+)
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import fac, mod, prm
 
@@ -101,11 +112,6 @@ class AuxParty(Party):
     """Aux-info for a key share; with ``refresh=True`` also re-shares zero (new epoch)."""
 
     PROTOCOL = "aux"
-    ROUNDS = {
-        1: RoundSpec(broadcast=SetupCommit, echo=True),
-        2: RoundSpec(broadcast=AuxReveal, direct=RefreshShare),
-        3: RoundSpec(broadcast=AuxModProof, direct=AuxFacProof),
-    }
 
     def __init__(self, session_id: bytes, share: KeyShare, keys: AuxKeys, signer: MessageSigner,
                  verifier: MessageVerifier, rng: RNG, *, refresh: bool = False) -> None:
@@ -113,119 +119,176 @@ class AuxParty(Party):
         self.share, self.keys, self.refresh = share, keys, refresh
         self.bits = int(keys.paillier.N.bit_length())
         self.params = security_params(self.bits)
-        self._setup = setup_hash(self.PROTOCOL, parties=self.parties, bits=self.bits, refresh=refresh,
-                                 key=share.public_fingerprint())
-        t = share.threshold
-        self._coeffs = [0] + [random_scalar(rng) for _ in range(t - 1)] if refresh else [0]
-        rp = keys.ring_pedersen.params
-        self._reveal_fields = dict(
-            N=int(keys.paillier.N), Nhat=int(rp.N), s=int(rp.s), t=int(rp.t),
-            C=[Point.generator_mul(a) for a in self._coeffs[1:]],
+        self.setup = setup_hash(self.PROTOCOL, parties=self.parties, bits=self.bits, refresh=refresh,
+                                key=share.public_fingerprint())
+
+    def ctx(self, prover: int, rid: bytes) -> ProofContext:
+        return ProofContext(self.session_id, prover, rid, b"aux")
+
+    def _first_round(self) -> "AuxRound1":
+        rng, t = self.rng, self.share.threshold
+        coeffs = [0] + [random_scalar(rng) for _ in range(t - 1)] if self.refresh else [0]
+        rp = self.keys.ring_pedersen.params
+        fields = dict(
+            N=int(self.keys.paillier.N), Nhat=int(rp.N), s=int(rp.s), t=int(rp.t),
+            C=[Point.generator_mul(a) for a in coeffs[1:]],
             rid=rng.token_bytes(KAPPA_BYTES), u=rng.token_bytes(KAPPA_BYTES),
         )
-        self._commits: dict[int, bytes] = {}
-        self._reveals: dict[int, AuxReveal] = {}
-        self._shares: dict[int, int] = {}
-        self._rid = b""
+        return AuxRound1(self, coeffs, fields)
 
-    def _ctx(self, prover: int, with_rid: bool) -> ProofContext:
-        return ProofContext(self.session_id, prover, self._rid if with_rid else self.share.rid, b"aux")
 
-    def _make_round(self, r: int):
-        rng = self.rng
-        if r == 1:
-            return SetupCommit(self._setup, _commitment(self.session_id, self.me, self._reveal_fields)), {}
-        if r == 2:
-            rp = self.keys.ring_pedersen
-            psi = prm.prove(self._ctx(self.me, False), rp.params, rp, self.params, rng)
-            reveal = AuxReveal(psi_prm=psi, **self._reveal_fields)
-            self._reveals[self.me] = reveal
-            pts = self.share.eval_points
-            return reveal, {j: RefreshShare(poly_eval(self._coeffs, pts[j])) for j in self.others}
-        ctx = self._ctx(self.me, True)
-        sk = self.keys.paillier
-        psi_mod = mod.prove(ctx, sk.public, sk, self.params, rng)
-        directs = {
-            j: AuxFacProof(fac.prove(ctx, sk.public, sk, _rp(self._reveals[j]), self.params, rng))
-            for j in self.others
-        }
+@dataclass(eq=False)
+class AuxRound1(Round):
+    """Commit to the reveal (and the session parameters)."""
+
+    broadcast = SetupCommit
+    echo = True
+    party: AuxParty
+    coeffs: list[int]
+    fields: dict
+
+    def __repr__(self) -> str:
+        return "AuxRound1(<secret>)"
+
+    def send(self):
+        p = self.party
+        return SetupCommit(p.setup, _commitment(p.session_id, p.me, self.fields)), {}
+
+    def agree(self, broadcasts: dict[int, SetupCommit]) -> None:
+        self.party.require_same_setup(self.party.setup, {j: m.setup for j, m in broadcasts.items()})
+
+    def finish(self, broadcasts: dict[int, SetupCommit], directs: dict) -> Round:
+        return self.next(coeffs=self.coeffs, fields=self.fields,
+                         commits={j: m.V for j, m in broadcasts.items()})
+
+
+@dataclass(eq=False)
+class AuxRound2(Round):
+    """Reveal with Π^prm; refresh shares to every party; check every reveal and share."""
+
+    broadcast = AuxReveal
+    direct = RefreshShare
+    party: AuxParty
+    coeffs: list[int]
+    fields: dict
+    commits: dict[int, bytes]
+    sent: AuxReveal | None = None
+
+    def __repr__(self) -> str:
+        return "AuxRound2(<secret>)"
+
+    def send(self):
+        p = self.party
+        rp = p.keys.ring_pedersen
+        psi = prm.prove(p.ctx(p.me, p.share.rid), rp.params, rp, p.params, p.rng)
+        self.sent = AuxReveal(psi_prm=psi, **self.fields)
+        pts = p.share.eval_points
+        return self.sent, {j: RefreshShare(poly_eval(self.coeffs, pts[j])) for j in p.others}
+
+    def check(self, j: int, rev: AuxReveal, share: RefreshShare) -> None:
+        p = self.party
+        if _commitment(p.session_id, j, vars(rev)) != self.commits[j]:
+            raise Misbehaviour("reveal does not match its commitment")
+        if len(rev.rid) != KAPPA_BYTES or len(rev.u) != KAPPA_BYTES:
+            raise Misbehaviour("reveal fields have the wrong sizes")
+        if rev.N.bit_length() != p.bits or rev.Nhat.bit_length() != p.bits:
+            raise Misbehaviour(f"moduli must be exactly {p.bits} bits")
+        if rev.N == rev.Nhat or {rev.N, rev.Nhat} & {self.fields["N"], self.fields["Nhat"]}:
+            raise Misbehaviour("reused a modulus")
+        try:
+            _rp(rev).check()
+            prm.verify(p.ctx(j, p.share.rid), _rp(rev), rev.psi_prm, p.params)
+        except (EncodingError, ProofError) as exc:
+            raise Misbehaviour(f"ring-Pedersen parameters rejected: {exc}") from exc
+        sigma = share.sigma
+        if p.refresh:
+            if len(rev.C) != p.share.threshold - 1:
+                raise Misbehaviour("refresh commitments must have exactly t-1 entries")
+            if not 0 <= sigma < Q:
+                raise Misbehaviour("refresh share is not a scalar")
+            if Point.generator_mul(sigma) != _eval_zero_poly(rev.C, p.share.eval_points[p.me]):
+                raise Misbehaviour("refresh share does not match its commitments")
+        elif rev.C or sigma != 0:
+            raise Misbehaviour("sent refresh data in an aux-only session")
+
+    def finish(self, broadcasts: dict[int, AuxReveal], directs: dict[int, RefreshShare]) -> Round:
+        p = self.party
+        # moduli were committed before any was revealed, so two parties revealing the same
+        # one both broke the protocol (one copied, the other told it): both are named
+        owners: dict[int, set[int]] = {}
+        for j, rev in broadcasts.items():
+            for n in (rev.N, rev.Nhat):
+                owners.setdefault(n, set()).add(j)
+        shared = sorted({j for js in owners.values() if len(js) > 1 for j in js})
+        if shared:
+            raise ProtocolAbort("reused a modulus", shared)
+        assert self.sent is not None
+        reveals = {p.me: self.sent, **broadcasts}
+        rid = xor_bytes(p.share.rid, *(rev.rid for _, rev in sorted(reveals.items())))
+        shares = {j: d.sigma for j, d in directs.items()}
+        return self.next(coeffs=self.coeffs, reveals=reveals, shares=shares, rid=rid)
+
+
+@dataclass(eq=False)
+class AuxRound3(Round):
+    """Π^mod for N_i (broadcast) and Π^fac under each j's setup (direct to j); output."""
+
+    broadcast = AuxModProof
+    direct = AuxFacProof
+    party: AuxParty
+    coeffs: list[int]
+    reveals: dict[int, AuxReveal]
+    shares: dict[int, int]
+    rid: bytes
+
+    def __repr__(self) -> str:
+        return "AuxRound3(<secret>)"
+
+    def send(self):
+        p = self.party
+        ctx = p.ctx(p.me, self.rid)
+        sk = p.keys.paillier
+        psi_mod = mod.prove(ctx, sk.public, sk, p.params, p.rng)
+        directs = {j: AuxFacProof(fac.prove(ctx, sk.public, sk, _rp(self.reveals[j]), p.params, p.rng))
+                   for j in p.others}
         return AuxModProof(psi_mod), directs
 
-    def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
-        if r == 1:
-            self.require_same_setup(self._setup, {j: m.setup for j, m in bcast.items()})
-            self._commits = {j: m.V for j, m in bcast.items()}
-            return
-        if r == 2:
-            self._finish_reveals(bcast, direct)
-            return
-        own_rp = self.keys.ring_pedersen
-        for j in self.others:
-            ctx = self._ctx(j, True)
-            try:
-                mod.verify(ctx, _paillier(self._reveals[j]), bcast[j].psi_mod, self.params)
-            except ProofError as exc:
-                raise self.blame(f"Π^mod failed: {exc}", j) from exc
-            try:
-                fac.verify(ctx, _paillier(self._reveals[j]), direct[j].psi_fac, own_rp.params, self.params,
-                           setup_secret=own_rp)
-            except ProofError as exc:
-                raise self.blame(f"Π^fac failed: {exc}", j) from exc
-        self.result = self._output()
-        self.done = True
+    def check(self, j: int, msg: AuxModProof, direct: AuxFacProof) -> None:
+        p = self.party
+        ctx = p.ctx(j, self.rid)
+        own_rp = p.keys.ring_pedersen
+        try:
+            mod.verify(ctx, _paillier(self.reveals[j]), msg.psi_mod, p.params)
+        except ProofError as exc:
+            raise Misbehaviour(f"Π^mod failed: {exc}") from exc
+        try:
+            fac.verify(ctx, _paillier(self.reveals[j]), direct.psi_fac, own_rp.params, p.params,
+                       setup_secret=own_rp)
+        except ProofError as exc:
+            raise Misbehaviour(f"Π^fac failed: {exc}") from exc
 
-    def _finish_reveals(self, bcast: dict, direct: dict) -> None:
-        seen: set[int] = {self._reveals[self.me].N, self._reveals[self.me].Nhat}
-        pts = self.share.eval_points
-        for j in self.others:
-            rev: AuxReveal = bcast[j]
-            if _commitment(self.session_id, j, vars(rev)) != self._commits[j]:
-                raise self.blame("reveal does not match its commitment", j)
-            if len(rev.rid) != KAPPA_BYTES or len(rev.u) != KAPPA_BYTES:
-                raise self.blame("reveal fields have the wrong sizes", j)
-            if rev.N.bit_length() != self.bits or rev.Nhat.bit_length() != self.bits:
-                raise self.blame(f"moduli must be exactly {self.bits} bits", j)
-            if rev.N in seen or rev.Nhat in seen or rev.N == rev.Nhat:
-                raise self.blame("reused a modulus", j)
-            seen |= {rev.N, rev.Nhat}
-            try:
-                _rp(rev).check()
-                prm.verify(self._ctx(j, False), _rp(rev), rev.psi_prm, self.params)
-            except Exception as exc:
-                raise self.blame(f"ring-Pedersen parameters rejected: {exc}", j) from exc
-            sigma = direct[j].sigma
-            if self.refresh:
-                if len(rev.C) != self.share.threshold - 1:
-                    raise self.blame("refresh commitments must have exactly t-1 entries", j)
-                if not 0 <= sigma < Q:
-                    raise self.blame("refresh share is not a scalar", j)
-                expected = _eval_zero_poly(rev.C, pts[self.me])
-                if Point.generator_mul(sigma) != expected:
-                    raise self.blame("refresh share does not match its commitments", j)
-            elif rev.C or sigma != 0:
-                raise self.blame("sent refresh data in an aux-only session", j)
-            self._reveals[j] = rev
-            self._shares[j] = sigma
-        self._rid = xor_bytes(self.share.rid, *(rev.rid for rev in self._reveals.values()))
-
-    def _output(self) -> KeyShare:
-        aux = {j: PartyAux(rev.N, rev.Nhat, rev.s, rev.t) for j, rev in self._reveals.items()}
-        secret = AuxSecret(int(self.keys.paillier.p), int(self.keys.paillier.q),
-                           int(self.keys.ring_pedersen.p), int(self.keys.ring_pedersen.q),
-                           int(self.keys.ring_pedersen.lam))
-        share = self.share
-        if self.refresh:
+    def finish(self, broadcasts: dict, directs: dict) -> Done:
+        p = self.party
+        aux = {j: PartyAux(rev.N, rev.Nhat, rev.s, rev.t) for j, rev in self.reveals.items()}
+        keys = p.keys
+        secret = AuxSecret(int(keys.paillier.p), int(keys.paillier.q), int(keys.ring_pedersen.p),
+                           int(keys.ring_pedersen.q), int(keys.ring_pedersen.lam))
+        share = p.share
+        if p.refresh:
             pts = share.eval_points
-            own = poly_eval(self._coeffs, pts[self.me])
-            x_new = (share.secret_share + own + sum(self._shares.values())) % Q
+            own = poly_eval(self.coeffs, pts[p.me])
+            x_new = (share.secret_share + own + sum(self.shares.values())) % Q
             publics = {
-                k: share.public_shares[k] + point_sum(_eval_zero_poly(rev.C, pts[k]) for rev in self._reveals.values())
+                k: share.public_shares[k] + point_sum(_eval_zero_poly(rev.C, pts[k]) for rev in self.reveals.values())
                 for k in share.participants
             }
-            if Point.generator_mul(x_new) != publics[self.me]:
+            if Point.generator_mul(x_new) != publics[p.me]:
                 raise ProtocolAbort("internal: refreshed share does not match its public share")
             share = replace(share, secret_share=x_new, public_shares=publics, epoch=share.epoch + 1)
-        return replace(share, rid=self._rid).with_aux(aux, secret, self.bits)
+        return Done(replace(share, rid=self.rid).with_aux(aux, secret, p.bits))
+
+
+AuxParty.ROUNDS = {1: AuxRound1, 2: AuxRound2, 3: AuxRound3}
 
 
 def _rp(rev: AuxReveal) -> RingPedersenParams:

@@ -32,13 +32,22 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from appliance.errors import ApplianceError, ProofError
+from appliance.errors import ApplianceError, EncodingError, ParameterError, ProofError
 from appliance.tss import wire
 from appliance.tss.group import G, Q, RNG, Point, inverse, point_sum, random_scalar
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import PaillierPublicKey, pow_sec
 from appliance.tss.params import security_params
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
+from appliance.tss.protocol import (
+    Done,
+    MessageSigner,
+    MessageVerifier,
+    Misbehaviour,
+    Party,
+    ProtocolAbort,
+    Round,
+    setup_hash,
+)
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import aff_g, aff_g_star, dec, elog, enc_elg
 from appliance.tss.zk._checks import sample_signed
@@ -190,26 +199,20 @@ MAX_SIGNERS = 16
 
 class PresignParty(Party):
     PROTOCOL = "presign"
-    ROUNDS = {
-        1: RoundSpec(broadcast=R1Bcast, direct=R1Direct, echo=True),
-        2: RoundSpec(broadcast=R2Bcast, direct=R2Direct, echo=True),
-        3: RoundSpec(broadcast=R3Bcast, echo=True),
-        4: RoundSpec(broadcast=R4Bcast),
-    }
 
     def __init__(self, presig_id: bytes, share: KeyShare, signers: list[int],
                  signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
         super().__init__(presig_id, share.index, signers, signer, verifier, rng)
         if not share.has_aux:
-            raise ProtocolAbort("the key share has no aux info yet")
+            raise ParameterError("the key share has no aux info yet")
         if len(self.parties) > MAX_SIGNERS:
-            raise ProtocolAbort(f"at most {MAX_SIGNERS} signers are supported")
+            raise ParameterError(f"at most {MAX_SIGNERS} signers are supported")
         if len(self.parties) != share.threshold or not set(self.parties) <= set(share.participants):
-            raise ProtocolAbort("the signer set must be exactly `threshold` key participants")
+            raise ParameterError("the signer set must be exactly `threshold` key participants")
         self.share = share
         self.params = security_params(share.paillier_bits)
         self.fingerprint = share.public_fingerprint()
-        self._setup = setup_hash(self.PROTOCOL, key=self.fingerprint, signers=self.parties)
+        self.setup = setup_hash(self.PROTOCOL, key=self.fingerprint, signers=self.parties)
         self.sk = share.aux_secret.paillier()
         self.pk = self.sk.public
         self.rp_own = share.aux_secret.ring_pedersen(share.aux[self.me])
@@ -217,236 +220,328 @@ class PresignParty(Party):
         self.rps = {j: share.aux[j].ring_pedersen for j in self.parties}
         self.w = share.secret_share * share.lagrange(self.parties) % Q
         self.W = {j: share.additive_public_share(j, self.parties) for j in self.parties}
-        self._r1: dict[int, R1Bcast] = {}
-        self._r2: dict[int, R2Bcast] = {}
-        self._r3: dict[int, R3Bcast] = {}
 
-    def _ctx(self, prover: int) -> ProofContext:
+    def ctx(self, prover: int) -> ProofContext:
         return ProofContext(self.session_id, prover, self.share.rid, b"presign")
 
-    # -- round 1 ----------------------------------------------------------------------
-
-    def _make_round(self, r: int):
-        return getattr(self, f"_make_r{r}")()
-
-    def _make_r1(self):
+    def _first_round(self) -> "PresignRound1":
         rng = self.rng
-        self.k, self.gamma = random_scalar(rng), random_scalar(rng)
-        self.rho, self.nu = self.pk.random_rho(rng), self.pk.random_rho(rng)
-        self.y, self.a, self.b = random_scalar(rng), random_scalar(rng), random_scalar(rng)
-        K = self.sk.encrypt(self.k, self.rho)
-        Gc = self.sk.encrypt(self.gamma, self.nu)
+        k, gamma = random_scalar(rng), random_scalar(rng)
+        rho, nu = self.pk.random_rho(rng), self.pk.random_rho(rng)
+        y, a, b = random_scalar(rng), random_scalar(rng), random_scalar(rng)
+        return PresignRound1(self, k, gamma, rho, nu, y, a, b)
+
+
+@dataclass(eq=False)
+class PresignRound1(Round):
+    """K_i = enc(k_i), G_i = enc(γ_i) with El-Gamal commitments; Π^enc-elg to each j."""
+
+    broadcast = R1Bcast
+    direct = R1Direct
+    echo = True
+    party: PresignParty
+    k: int
+    gamma: int
+    rho: int
+    nu: int
+    y: int
+    a: int
+    b: int
+    sent: R1Bcast | None = None
+
+    def __repr__(self) -> str:
+        return "PresignRound1(<secret>)"
+
+    def send(self):
+        p, rng = self.party, self.party.rng
+        K = p.sk.encrypt(self.k, self.rho)
+        Gc = p.sk.encrypt(self.gamma, self.nu)
         Y = G * self.y
-        bc = R1Bcast(self._setup, int(K), int(Gc), Y, G * self.a, Y * self.a + G * self.k,
+        bc = R1Bcast(p.setup, int(K), int(Gc), Y, G * self.a, Y * self.a + G * self.k,
                      G * self.b, Y * self.b + G * self.gamma)
-        self._r1[self.me] = bc
-        pub_k = enc_elg.EncElgPublic(self.pk, bc.K, Y, bc.A1, bc.A2)
-        pub_g = enc_elg.EncElgPublic(self.pk, bc.G, Y, bc.B1, bc.B2)
+        self.sent = bc
+        pub_k = enc_elg.EncElgPublic(p.pk, bc.K, Y, bc.A1, bc.A2)
+        pub_g = enc_elg.EncElgPublic(p.pk, bc.G, Y, bc.B1, bc.B2)
         wit_k = enc_elg.EncElgWitness(self.k, self.rho, self.a)
         wit_g = enc_elg.EncElgWitness(self.gamma, self.nu, self.b)
-        directs = {}
-        for j in self.others:
-            directs[j] = R1Direct(
-                enc_elg.prove(self._ctx(self.me), pub_k, wit_k, self.rps[j], self.params, rng, paillier_sk=self.sk),
-                enc_elg.prove(self._ctx(self.me), pub_g, wit_g, self.rps[j], self.params, rng, paillier_sk=self.sk),
-            )
+        ctx = p.ctx(p.me)
+        directs = {
+            j: R1Direct(enc_elg.prove(ctx, pub_k, wit_k, p.rps[j], p.params, rng, paillier_sk=p.sk),
+                        enc_elg.prove(ctx, pub_g, wit_g, p.rps[j], p.params, rng, paillier_sk=p.sk))
+            for j in p.others
+        }
         return bc, directs
 
-    def _finish_r1(self, bcast: dict[int, R1Bcast], direct: dict[int, R1Direct]) -> None:
-        self.require_same_setup(self._setup, {j: bc.key_state for j, bc in bcast.items()})
-        for j in self.others:
-            bc = bcast[j]
-            pkj = self.pks[j]
-            for name, C, B, X, proof in (("K", bc.K, bc.A1, bc.A2, direct[j].psi0),
-                                         ("G", bc.G, bc.B1, bc.B2, direct[j].psi1)):
-                try:
-                    pkj.check_ciphertext(C)
-                    enc_elg.verify(self._ctx(j), enc_elg.EncElgPublic(pkj, C, bc.Y, B, X), proof,
-                                   self.rps[self.me], self.params, setup_secret=self.rp_own)
-                except Exception as exc:
-                    raise self.blame(f"Π^enc-elg for {name} failed: {exc}", j) from exc
-            self._r1[j] = bc
+    def agree(self, broadcasts: dict[int, R1Bcast]) -> None:
+        self.party.require_same_setup(self.party.setup, {j: bc.key_state for j, bc in broadcasts.items()})
 
-    # -- round 2 ----------------------------------------------------------------------
+    def check(self, j: int, bc: R1Bcast, direct: R1Direct) -> None:
+        p = self.party
+        pkj = p.pks[j]
+        for name, C, B, X, proof in (("K", bc.K, bc.A1, bc.A2, direct.psi0),
+                                     ("G", bc.G, bc.B1, bc.B2, direct.psi1)):
+            try:
+                pkj.check_ciphertext(C)
+                enc_elg.verify(p.ctx(j), enc_elg.EncElgPublic(pkj, C, bc.Y, B, X), proof,
+                               p.rps[p.me], p.params, setup_secret=p.rp_own)
+            except (EncodingError, ProofError) as exc:
+                raise Misbehaviour(f"Π^enc-elg for {name} failed: {exc}") from exc
 
-    def _make_r2(self):
-        rng, p = self.rng, self.params
-        me = self._r1[self.me]
-        self.Gamma_i = G * self.gamma
-        psi_elog = elog.prove(self._ctx(self.me), elog.ElogPublic(me.B1, me.B2, me.Y, self.Gamma_i, G),
+    def finish(self, broadcasts: dict[int, R1Bcast], directs: dict) -> Round:
+        assert self.sent is not None
+        return self.next(k=self.k, gamma=self.gamma, a=self.a, b=self.b,
+                         r1={self.party.me: self.sent, **broadcasts})
+
+
+@dataclass(eq=False)
+class PresignRound2(Round):
+    """Γ_i with Π^elog; the affine ciphertexts D, F (for γ_i) and D̂, F̂ (for w_i) with
+    Π^aff-g to each j."""
+
+    broadcast = R2Bcast
+    direct = R2Direct
+    echo = True
+    party: PresignParty
+    k: int
+    gamma: int
+    a: int
+    b: int
+    r1: dict[int, R1Bcast]
+    beta: dict[int, int] = field(default_factory=dict)
+    beta_hat: dict[int, int] = field(default_factory=dict)
+    witness: dict[tuple[bool, int], aff_g.AffGWitness] = field(default_factory=dict)
+    sent: R2Bcast | None = None
+
+    def __repr__(self) -> str:
+        return "PresignRound2(<secret>)"
+
+    def send(self):
+        p, rng, params = self.party, self.party.rng, self.party.params
+        me = self.r1[p.me]
+        Gamma_i = G * self.gamma
+        ctx = p.ctx(p.me)
+        psi_elog = elog.prove(ctx, elog.ElogPublic(me.B1, me.B2, me.Y, Gamma_i, G),
                               elog.ElogWitness(self.gamma, self.b), rng)
-        self.beta, self.beta_hat = {}, {}
-        self._witness: dict[tuple[bool, int], aff_g.AffGWitness] = {}
         D, F, D_hat, F_hat, directs = {}, {}, {}, {}, {}
-        for j in self.others:
-            pkj: PaillierPublicKey = self.pks[j]
-            Kj = self._r1[j].K
+        for j in p.others:
+            pkj: PaillierPublicKey = p.pks[j]
+            Kj = self.r1[j].K
+            proofs = {}
             for hat in (False, True):
-                x = self.w if hat else self.gamma
-                X = self.W[self.me] if hat else self.Gamma_i
-                beta = sample_signed(rng, p.ell_prime)
+                x = p.w if hat else self.gamma
+                X = p.W[p.me] if hat else Gamma_i
+                beta = sample_signed(rng, params.ell_prime)
                 s = pkj.random_rho(rng)
-                r = self.pk.random_rho(rng)
+                r = p.pk.random_rho(rng)
                 d = pow_sec(Kj, x, pkj.N2) * pkj.encrypt(-beta, s) % pkj.N2  # 0 <= x < q
-                f = self.sk.encrypt(beta, r)
+                f = p.sk.encrypt(beta, r)
                 wit = aff_g.AffGWitness(x, beta, s, r)
-                self._witness[(hat, j)] = wit
-                proof = aff_g.prove(self._ctx(self.me),
-                                    aff_g.AffGPublic(pkj, self.pk, Kj, int(d), int(f), X), wit,
-                                    self.rps[j], p, rng, paillier_sk=self.sk)
+                self.witness[(hat, j)] = wit
+                proofs[hat] = aff_g.prove(ctx, aff_g.AffGPublic(pkj, p.pk, Kj, int(d), int(f), X), wit,
+                                          p.rps[j], params, rng, paillier_sk=p.sk)
                 if hat:
-                    self.beta_hat[j], D_hat[j], F_hat[j], ph = beta, int(d), int(f), proof
+                    self.beta_hat[j], D_hat[j], F_hat[j] = beta, int(d), int(f)
                 else:
-                    self.beta[j], D[j], F[j], pp = beta, int(d), int(f), proof
-            directs[j] = R2Direct(pp, ph)
-        bc = R2Bcast(self.Gamma_i, psi_elog, D, F, D_hat, F_hat)
-        self._r2[self.me] = bc
-        return bc, directs
+                    self.beta[j], D[j], F[j] = beta, int(d), int(f)
+            directs[j] = R2Direct(proofs[False], proofs[True])
+        self.sent = R2Bcast(Gamma_i, psi_elog, D, F, D_hat, F_hat)
+        return self.sent, directs
 
-    def _finish_r2(self, bcast: dict[int, R2Bcast], direct: dict[int, R2Direct]) -> None:
-        p = self.params
-        for j in self.others:
-            bc = bcast[j]
-            r1 = self._r1[j]
-            targets = [k for k in self.parties if k != j]
-            if any(sorted(m) != targets for m in (bc.D, bc.F, bc.D_hat, bc.F_hat)):
-                raise self.blame("round-2 ciphertext maps must name every other signer", j)
+    def check(self, j: int, bc: R2Bcast, direct: R2Direct) -> None:
+        p = self.party
+        r1 = self.r1[j]
+        targets = [k for k in p.parties if k != j]
+        if any(sorted(m) != targets for m in (bc.D, bc.F, bc.D_hat, bc.F_hat)):
+            raise Misbehaviour("round-2 ciphertext maps must name every other signer")
+        try:
+            elog.verify(p.ctx(j), elog.ElogPublic(r1.B1, r1.B2, r1.Y, bc.Gamma, G), bc.psi_elog)
+        except ProofError as exc:
+            raise Misbehaviour(f"Π^elog for Γ failed: {exc}") from exc
+        try:
+            for k in targets:
+                p.pks[k].check_ciphertext(bc.D[k])
+                p.pks[k].check_ciphertext(bc.D_hat[k])
+                p.pks[j].check_ciphertext(bc.F[k])
+                p.pks[j].check_ciphertext(bc.F_hat[k])
+        except EncodingError as exc:
+            raise Misbehaviour(f"round-2 ciphertext out of range: {exc}") from exc
+        for hat, proof, X in ((False, direct.psi, bc.Gamma), (True, direct.psi_hat, p.W[j])):
+            Dm, Fm = (bc.D_hat, bc.F_hat) if hat else (bc.D, bc.F)
+            pub = aff_g.AffGPublic(p.pk, p.pks[j], self.r1[p.me].K, Dm[p.me], Fm[p.me], X)
             try:
-                elog.verify(self._ctx(j), elog.ElogPublic(r1.B1, r1.B2, r1.Y, bc.Gamma, G), bc.psi_elog)
+                aff_g.verify(p.ctx(j), pub, proof, p.rps[p.me], p.params, setup_secret=p.rp_own)
             except ProofError as exc:
-                raise self.blame(f"Π^elog for Γ failed: {exc}", j) from exc
-            try:
-                for k in targets:
-                    self.pks[k].check_ciphertext(bc.D[k])
-                    self.pks[k].check_ciphertext(bc.D_hat[k])
-                    self.pks[j].check_ciphertext(bc.F[k])
-                    self.pks[j].check_ciphertext(bc.F_hat[k])
-            except Exception as exc:
-                raise self.blame(f"round-2 ciphertext out of range: {exc}", j) from exc
-            for hat, proof, X in ((False, direct[j].psi, bc.Gamma), (True, direct[j].psi_hat, self.W[j])):
-                Dm, Fm = (bc.D_hat, bc.F_hat) if hat else (bc.D, bc.F)
-                pub = aff_g.AffGPublic(self.pk, self.pks[j], self._r1[self.me].K, Dm[self.me], Fm[self.me], X)
-                try:
-                    aff_g.verify(self._ctx(j), pub, proof, self.rps[self.me], p, setup_secret=self.rp_own)
-                except ProofError as exc:
-                    raise self.blame(f"Π^aff-g for {'D̂' if hat else 'D'} failed: {exc}", j) from exc
-            self._r2[j] = bc
+                raise Misbehaviour(f"Π^aff-g for {'D̂' if hat else 'D'} failed: {exc}") from exc
 
-    # -- round 3 ----------------------------------------------------------------------
+    def finish(self, broadcasts: dict[int, R2Bcast], directs: dict) -> Round:
+        p = self.party
+        assert self.sent is not None
+        r2 = {p.me: self.sent, **broadcasts}
+        Gamma = point_sum(r2[j].Gamma for j in p.parties)
+        alpha = sum(p.sk.decrypt_signed(r2[j].D[p.me]) for j in p.others)
+        alpha_hat = sum(p.sk.decrypt_signed(r2[j].D_hat[p.me]) for j in p.others)
+        delta_i = int((self.gamma * self.k + alpha + sum(self.beta.values())) % Q)
+        chi_i = int((p.w * self.k + alpha_hat + sum(self.beta_hat.values())) % Q)
+        return self.next(k=self.k, gamma=self.gamma, a=self.a, r1=self.r1, r2=r2, witness=self.witness,
+                         Gamma=Gamma, delta_i=delta_i, chi_i=chi_i)
 
-    def _make_r3(self):
-        self.Gamma = point_sum(self._r2[j].Gamma for j in self.parties)
-        alpha = sum(self.sk.decrypt_signed(self._r2[j].D[self.me]) for j in self.others)
-        alpha_hat = sum(self.sk.decrypt_signed(self._r2[j].D_hat[self.me]) for j in self.others)
-        self.delta_i = int((self.gamma * self.k + alpha + sum(self.beta.values())) % Q)
-        self.chi_i = int((self.w * self.k + alpha_hat + sum(self.beta_hat.values())) % Q)
+
+@dataclass(eq=False)
+class PresignRound3(Round):
+    """δ_i, Δ_i = Γ^k_i, S_i = Γ^χ_i with Π^elog for Δ_i."""
+
+    broadcast = R3Bcast
+    echo = True
+    party: PresignParty
+    k: int
+    gamma: int
+    a: int
+    r1: dict[int, R1Bcast]
+    r2: dict[int, R2Bcast]
+    witness: dict[tuple[bool, int], aff_g.AffGWitness]
+    Gamma: Point
+    delta_i: int
+    chi_i: int
+    sent: R3Bcast | None = None
+
+    def __repr__(self) -> str:
+        return "PresignRound3(<secret>)"
+
+    def send(self):
+        p = self.party
         Delta = self.Gamma * self.k
         S = self.Gamma * self.chi_i
-        me = self._r1[self.me]
-        psi = elog.prove(self._ctx(self.me), elog.ElogPublic(me.A1, me.A2, me.Y, Delta, self.Gamma),
-                         elog.ElogWitness(self.k, self.a), self.rng)
-        bc = R3Bcast(self.delta_i, Delta, S, psi)
-        self._r3[self.me] = bc
-        return bc, {}
+        me = self.r1[p.me]
+        psi = elog.prove(p.ctx(p.me), elog.ElogPublic(me.A1, me.A2, me.Y, Delta, self.Gamma),
+                         elog.ElogWitness(self.k, self.a), p.rng)
+        self.sent = R3Bcast(self.delta_i, Delta, S, psi)
+        return self.sent, {}
 
-    def _finish_r3(self, bcast: dict[int, R3Bcast], direct: dict) -> None:
-        for j in self.others:
-            bc, r1 = bcast[j], self._r1[j]
-            if not 0 <= bc.delta < Q:
-                raise self.blame("δ is not a scalar", j)
-            try:
-                elog.verify(self._ctx(j), elog.ElogPublic(r1.A1, r1.A2, r1.Y, bc.Delta, self.Gamma), bc.psi_elog)
-            except ProofError as exc:
-                raise self.blame(f"Π^elog for Δ failed: {exc}", j) from exc
-            self._r3[j] = bc
+    def check(self, j: int, bc: R3Bcast, direct: None) -> None:
+        r1 = self.r1[j]
+        if not 0 <= bc.delta < Q:
+            raise Misbehaviour("δ is not a scalar")
+        try:
+            elog.verify(self.party.ctx(j), elog.ElogPublic(r1.A1, r1.A2, r1.Y, bc.Delta, self.Gamma), bc.psi_elog)
+        except ProofError as exc:
+            raise Misbehaviour(f"Π^elog for Δ failed: {exc}") from exc
 
-    # -- round 4 ----------------------------------------------------------------------
+    def finish(self, broadcasts: dict[int, R3Bcast], directs: dict) -> Round:
+        p = self.party
+        assert self.sent is not None
+        r3 = {p.me: self.sent, **broadcasts}
+        delta = sum(r3[j].delta for j in p.parties) % Q
+        if delta == 0 or G * delta != point_sum(r3[j].Delta for j in p.parties):
+            outcome = "delta"
+        elif point_sum(r3[j].S for j in p.parties) != p.share.public_key_point * delta:
+            outcome = "chi"
+        else:
+            outcome = ""
+        return self.next(k=self.k, gamma=self.gamma, r1=self.r1, r2=self.r2, r3=r3, witness=self.witness,
+                         Gamma=self.Gamma, chi_i=self.chi_i, delta=delta, outcome=outcome)
 
-    def _check_outcome(self) -> str:
-        self.delta = sum(self._r3[j].delta for j in self.parties) % Q
-        if self.delta == 0 or G * self.delta != point_sum(self._r3[j].Delta for j in self.parties):
-            return "delta"
-        if point_sum(self._r3[j].S for j in self.parties) != self.share.public_key_point * self.delta:
-            return "chi"
-        return ""
 
-    def _make_r4(self):
-        self.outcome = self._check_outcome()
+@dataclass(eq=False)
+class PresignRound4(Round):
+    """The outcome; on failure the identification proofs (Fig. 9) of every party."""
+
+    broadcast = R4Bcast
+    party: PresignParty
+    k: int
+    gamma: int
+    r1: dict[int, R1Bcast]
+    r2: dict[int, R2Bcast]
+    r3: dict[int, R3Bcast]
+    witness: dict[tuple[bool, int], aff_g.AffGWitness]
+    Gamma: Point
+    chi_i: int
+    delta: int
+    outcome: str
+
+    def __repr__(self) -> str:
+        return "PresignRound4(<secret>)"
+
+    def send(self):
         if not self.outcome:
             return R4Bcast("", None, {}), {}
+        p = self.party
         hat = self.outcome == "chi"
-        x = self.w if hat else self.gamma
-        ctx = self._ctx(self.me)
-        psi_aff = {j: aff_g_star.prove(ctx, self._aff_public(self.me, j, hat), self._witness[(hat, j)],
-                                       self.params, self.rng, paillier_sk=self.sk)
-                   for j in self.others}
-        pub = self._dec_public(self.me, hat)
-        combined = self.sk.pow_n2(pub.K, x) * pub.D % self.pk.N2
-        y = self.sk.decrypt_signed(combined)
-        rho = self.sk.recover_rho(combined, y)
-        psi_dec = dec.prove(ctx, pub, dec.DecWitness(x, int(y), int(rho)), self.params, self.rng,
-                            paillier_sk=self.sk)
+        x = p.w if hat else self.gamma
+        ctx = p.ctx(p.me)
+        psi_aff = {j: aff_g_star.prove(ctx, self._aff_public(p.me, j, hat), self.witness[(hat, j)],
+                                       p.params, p.rng, paillier_sk=p.sk)
+                   for j in p.others}
+        pub = self._dec_public(p.me, hat)
+        combined = p.sk.pow_n2(pub.K, x) * pub.D % p.pk.N2
+        y = p.sk.decrypt_signed(combined)
+        rho = p.sk.recover_rho(combined, y)
+        psi_dec = dec.prove(ctx, pub, dec.DecWitness(x, int(y), int(rho)), p.params, p.rng,
+                            paillier_sk=p.sk)
         return R4Bcast(self.outcome, psi_dec, psi_aff), {}
 
     def _aff_public(self, i: int, j: int, hat: bool) -> aff_g.AffGPublic:
         """The statement of D_{j,i} (or D̂_{j,i}), which party i made for party j."""
-        r2 = self._r2[i]
+        p = self.party
+        r2 = self.r2[i]
         D, F = (r2.D_hat, r2.F_hat) if hat else (r2.D, r2.F)
-        X = self.W[i] if hat else r2.Gamma
-        return aff_g.AffGPublic(self.pks[j], self.pks[i], self._r1[j].K, D[j], F[j], X)
+        X = p.W[i] if hat else r2.Gamma
+        return aff_g.AffGPublic(p.pks[j], p.pks[i], self.r1[j].K, D[j], F[j], X)
 
     def _dec_public(self, i: int, hat: bool) -> dec.DecPublic:
         """δ_i (χ_i) is the decryption of K_i^{γ_i} · Π_j D_{i,j} F_{j,i} (hatted for χ_i)."""
-        pk = self.pks[i]
+        p = self.party
+        pk = p.pks[i]
         acc = 1
-        for j in self.parties:
+        for j in p.parties:
             if j == i:
                 continue
-            D = (self._r2[j].D_hat if hat else self._r2[j].D)[i]
-            F = (self._r2[i].F_hat if hat else self._r2[i].F)[j]
+            D = (self.r2[j].D_hat if hat else self.r2[j].D)[i]
+            F = (self.r2[i].F_hat if hat else self.r2[i].F)[j]
             acc = acc * D * F % pk.N2
-        r3 = self._r3[i]
+        r3 = self.r3[i]
         if hat:
-            return dec.DecPublic(pk, self._r1[i].K, self.W[i], int(acc), r3.S, self.Gamma, len(self.parties))
-        return dec.DecPublic(pk, self._r1[i].K, self._r2[i].Gamma, int(acc), G * r3.delta, G,
-                             len(self.parties))
+            return dec.DecPublic(pk, self.r1[i].K, p.W[i], int(acc), r3.S, self.Gamma, len(p.parties))
+        return dec.DecPublic(pk, self.r1[i].K, self.r2[i].Gamma, int(acc), G * r3.delta, G,
+                             len(p.parties))
 
-    def _finish_r4(self, bcast: dict[int, R4Bcast], direct: dict) -> None:
-        for j in self.others:
-            if bcast[j].outcome != self.outcome:
-                # the outcome follows from echoed values, so a different one is a lie
-                raise self.blame("reported a different presignature outcome", j)
+    def check(self, j: int, bc: R4Bcast, direct: None) -> None:
+        if bc.outcome != self.outcome:
+            # the outcome follows from echoed values, so a different one is a lie
+            raise Misbehaviour("reported a different presignature outcome")
+
+    def finish(self, broadcasts: dict[int, R4Bcast], directs: dict) -> Done:
+        p = self.party
         if self.outcome:
-            self._identify(bcast)
+            raise self._identify(broadcasts)
         d_inv = inverse(self.delta)
-        self.result = Presignature(
-            presig_id=self.session_id, index=self.me, signers=list(self.parties),
-            key_fingerprint=self.fingerprint, epoch=self.share.epoch, R=self.Gamma,
+        return Done(Presignature(
+            presig_id=p.session_id, index=p.me, signers=list(p.parties),
+            key_fingerprint=p.fingerprint, epoch=p.share.epoch, R=self.Gamma,
             k_tilde=self.k * d_inv % Q, chi_tilde=self.chi_i * d_inv % Q,
-            Delta_tilde={j: self._r3[j].Delta * d_inv for j in self.parties},
-            S_tilde={j: self._r3[j].S * d_inv for j in self.parties},
-        )
-        self.done = True
+            Delta_tilde={j: self.r3[j].Delta * d_inv for j in p.parties},
+            S_tilde={j: self.r3[j].S * d_inv for j in p.parties},
+        ))
 
-    def _identify(self, bcast: dict[int, R4Bcast]) -> None:
+    def _identify(self, bcast: dict[int, R4Bcast]) -> ProtocolAbort:
         """Fig. 9: check every other party's Π^dec and Π^aff-g* proofs; name who fails."""
+        p = self.party
         hat = self.outcome == "chi"
         culprits = []
-        for i in self.others:
+        for i in p.others:
             msg = bcast[i]
-            ctx = self._ctx(i)
-            if msg.psi_dec is None or sorted(msg.psi_aff) != [j for j in self.parties if j != i]:
+            if msg.psi_dec is None or sorted(msg.psi_aff) != [j for j in p.parties if j != i]:
                 culprits.append(i)  # identification proofs missing
                 continue
+            ctx = p.ctx(i)
             try:
-                dec.verify(ctx, self._dec_public(i, hat), msg.psi_dec, self.params)
+                dec.verify(ctx, self._dec_public(i, hat), msg.psi_dec, p.params)
                 for j, proof in msg.psi_aff.items():
-                    aff_g_star.verify(ctx, self._aff_public(i, j, hat), proof, self.params)
+                    aff_g_star.verify(ctx, self._aff_public(i, j, hat), proof, p.params)
             except ProofError:
                 culprits.append(i)
-        raise ProtocolAbort(f"presignature check failed ({self.outcome})"
-                            + ("" if culprits else "; no party could be identified"),
-                            culprits, protocol=self.PROTOCOL, round=4)
+        return ProtocolAbort(f"presignature check failed ({self.outcome})"
+                             + ("" if culprits else "; no party could be identified"),
+                             culprits, protocol=p.PROTOCOL, round=4)
 
-    def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
-        getattr(self, f"_finish_r{r}")(bcast, direct)
+
+PresignParty.ROUNDS = {1: PresignRound1, 2: PresignRound2, 3: PresignRound3, 4: PresignRound4}

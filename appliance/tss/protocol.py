@@ -13,7 +13,17 @@ transit, replayed from elsewhere). A message that *is* validly signed by its sen
 whose content is wrong (malformed payload, failed proof, equivocation) aborts the protocol
 with ``ProtocolAbort`` naming that sender: its signature proves it sent it.
 
-Echo broadcast: a round whose ``RoundSpec.echo`` is set has its broadcasts confirmed in the
+Rounds are objects (as in taurushq-io/multi-party-sig's ``protocols/cmp/sign/round*.go``): one
+``Round`` subclass per round, its state in its fields. ``send()`` makes the round's messages;
+``agree()`` stops without blame when the session parameters differ; ``check(j, ...)`` checks
+sender j's messages and raises ``Misbehaviour`` if they prove j misbehaved; ``finish()``
+computes from everything received and returns the next round or ``Done(result)``. Every
+sender's messages are checked before the round aborts, and the abort names every sender
+proven at fault (as LFDT-Lockness/cggmp21 collects ``faulty_parties``). ``ProtocolAbort`` is
+only for that (and for stops without blame); a caller's wrong arguments raise
+``ParameterError``.
+
+Echo broadcast: a round whose ``echo`` is set has its broadcasts confirmed in the
 next round: every party's next broadcast carries, for each other party, the hash of the
 broadcast it received and the sender's signature. A sender that signed two different
 broadcasts for one round is thereby proven and named; a party that echoes a signature its
@@ -25,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, Protocol
 
 import cbor2
 import coincurve
@@ -46,6 +56,11 @@ class MessageRejected(ApplianceError):
     """A message that was dropped without blaming anyone."""
 
     code = "message_rejected"
+
+
+class Misbehaviour(Exception):
+    """Raised by ``Round.check`` (and the envelope checks) for the sender being checked: its
+    signed messages prove it misbehaved. The party collects every sender's before aborting."""
 
 
 class ProtocolAbort(ApplianceError):
@@ -223,11 +238,52 @@ class RoundPayload:
 
 @dataclass(frozen=True)
 class RoundSpec:
-    """What a round sends: a broadcast payload type, a direct payload type, whether echoed."""
+    """What a round sends: a broadcast payload type, a direct payload type, whether echoed
+    (the extra echo-only round; every ``Round`` class carries the same three attributes)."""
 
     broadcast: type | None = None
     direct: type | None = None
     echo: bool = False
+
+
+@dataclass(frozen=True)
+class Done:
+    """What the last round's ``finish`` returns: the protocol's result."""
+
+    result: Any
+
+
+class Round:
+    """One round of a protocol. Subclasses are dataclasses whose first field is ``party``
+    (the session: indices, keys, RNG, proof contexts) and whose other fields are the state
+    the round was handed by the previous one; they set the class attributes ``broadcast``,
+    ``direct`` (payload types, or None) and ``echo``."""
+
+    broadcast: ClassVar[type | None] = None
+    direct: ClassVar[type | None] = None
+    echo: ClassVar[bool] = False
+    party: "Party"
+
+    def send(self) -> tuple[Any, dict[int, Any]]:
+        """This party's broadcast body (or None) and direct bodies (one per other party)."""
+        return None, {}
+
+    def agree(self, broadcasts: dict[int, Any]) -> None:
+        """Stop without blame (``ProtocolAbort`` with no culprits) if another party was given
+        other session parameters; runs before any sender's messages are judged."""
+
+    def check(self, sender: int, broadcast: Any, direct: Any) -> None:
+        """Check what ``sender`` sent this round; raise ``Misbehaviour`` if it proves the
+        sender misbehaved. May keep what it accepted in the round's fields."""
+
+    def finish(self, broadcasts: dict[int, Any], directs: dict[int, Any]) -> "Round | Done":
+        """Compute from everything received (all checked): the next round, or ``Done``."""
+        raise NotImplementedError
+
+    def next(self, **state: Any) -> "Round":
+        """The party's next round (its ``ROUNDS[r + 1]``, so that a test's party can swap
+        in a misbehaving round), handed ``state``; called from ``finish`` of round r."""
+        return self.party.ROUNDS[self.party.round + 1](self.party, **state)
 
 
 @dataclass
@@ -237,13 +293,11 @@ class _Inbox:
 
 
 class Party:
-    """Base of every protocol party; subclasses set PROTOCOL and ROUNDS and implement
-    ``_make_round(r)`` (returns the broadcast payload or None and a dict of direct payloads)
-    and ``_finish_round(r, broadcasts, directs)`` (checks everything received, computes, and
-    sets ``self.result`` after the last round)."""
+    """Base of every protocol party; subclasses set PROTOCOL and ROUNDS (round number ->
+    ``Round`` class) and implement ``_first_round()``."""
 
     PROTOCOL: str = ""
-    ROUNDS: dict[int, RoundSpec] = {}
+    ROUNDS: dict[int, type[Round]] = {}
 
     def __init__(self, session_id: bytes, me: int, parties: Iterable[int],
                  signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
@@ -261,12 +315,14 @@ class Party:
         self.round = 0
         self.done = False
         self.result: Any = None
-        self._rounds = dict(self.ROUNDS)
+        self._rounds: dict[int, type[Round] | RoundSpec] = dict(self.ROUNDS)
         last = max(self._rounds)
         if self._rounds[last].echo:
             self._rounds[last + 1] = RoundSpec(broadcast=_EchoOnly)
         self._inbox: dict[int, _Inbox] = {r: _Inbox() for r in self._rounds}
         self._sent_broadcast: dict[int, Message] = {}
+        self._current: Round | None = None
+        self._echoed_result: Done | None = None
 
     # -- public interface ------------------------------------------------------------
 
@@ -277,6 +333,7 @@ class Party:
     def start(self) -> list[Message]:
         if self.round != 0:
             raise ProtocolAbort("already started", protocol=self.PROTOCOL)
+        self._current = self._first_round()
         return self._enter_round(1)
 
     def receive(self, message: Message | bytes) -> list[Message]:
@@ -346,8 +403,9 @@ class Party:
         if spec.broadcast is _EchoOnly:
             bcast, directs = _EchoOnly(), {}
         else:
-            bcast, directs = self._make_round(r)
-        echo = self._echo_entries(r - 1) if self._rounds.get(r - 1, RoundSpec()).echo else []
+            assert self._current is not None
+            bcast, directs = self._current.send()
+        echo = self._echo_entries(r - 1) if self._echoes(r - 1) else []
         out: list[Message] = []
         if spec.broadcast is not None:
             msg = self._sign(r, None, wire.encode(bcast, spec.broadcast), echo)
@@ -359,24 +417,27 @@ class Party:
             out += [self._sign(r, j, wire.encode(directs[j], spec.direct), []) for j in self.others]
         return out
 
+    def _echoes(self, r: int) -> bool:
+        return r in self._rounds and self._rounds[r].echo
+
     def _echo_entries(self, r: int) -> list[EchoEntry]:
         box = self._inbox[r].broadcast
         return [EchoEntry(j, hashlib.sha256(m.payload).digest(), m.signature)
                 for j, m in sorted(box.items())]
 
     def _unwrap(self, msg: Message, tp: type) -> tuple[Any, list[EchoEntry]]:
+        """The body and echo of a signed message; Misbehaviour (its sender's) if malformed."""
         try:
             rp = wire.decode(msg.payload, RoundPayload)
             return wire.decode(rp.body, tp), rp.echo
         except EncodingError as exc:
-            raise ProtocolAbort(f"malformed payload: {exc}", [msg.sender],
-                                protocol=self.PROTOCOL, round=msg.round) from exc
+            raise Misbehaviour(f"malformed payload: {exc}") from exc
 
-    def _check_echo(self, r: int, echoer: int, entries: list[EchoEntry]) -> None:
-        """Compare ``echoer``'s view of round r's broadcasts with ours."""
-        abort = lambda why, who: ProtocolAbort(why, [who], protocol=self.PROTOCOL, round=r + 1)  # noqa: E731
+    def _check_echo(self, r: int, echoer: int, entries: list[EchoEntry]) -> tuple[int, str] | None:
+        """Compare ``echoer``'s view of round r's broadcasts with ours: None when they agree,
+        else (the party proven at fault, why)."""
         if [e.sender for e in entries] != [p for p in self.parties if p != echoer]:
-            raise abort("echo does not list every other party", echoer)
+            return echoer, "echo does not list every other party"
         for e in entries:
             mine = self._sent_broadcast[r] if e.sender == self.me else self._inbox[r].broadcast[e.sender]
             if e.payload_hash == hashlib.sha256(mine.payload).digest():
@@ -384,53 +445,76 @@ class Party:
             digest = signing_digest(VERSION, self.session_id, self.PROTOCOL, r, e.sender, None,
                                     e.payload_hash)
             if e.sender != self.me and self.verifier.verify(e.sender, digest, e.signature):
-                raise abort("sent different broadcasts to different parties", e.sender)
-            raise abort("echoed a broadcast its sender never signed", echoer)
+                return e.sender, "sent different broadcasts to different parties"
+            return echoer, "echoed a broadcast its sender never signed"
+        return None
+
+    def _abort_naming(self, faults: dict[int, str], r: int) -> ProtocolAbort:
+        reason = "; ".join(f"party {j}: {why}" for j, why in sorted(faults.items()))
+        return ProtocolAbort(reason, faults, protocol=self.PROTOCOL, round=r)
 
     def _close_round(self, r: int) -> None:
         spec, box = self._rounds[r], self._inbox[r]
         bcasts: dict[int, Any] = {}
         directs: dict[int, Any] = {}
-        echoes: dict[int, list[EchoEntry]] = {}
+        faults: dict[int, str] = {}
         for j in self.others:
-            if spec.broadcast is not None:
-                bcasts[j], echoes[j] = self._unwrap(box.broadcast[j], spec.broadcast)
-            if spec.direct is not None:
-                directs[j], stray = self._unwrap(box.direct[j], spec.direct)
-                if stray:
-                    raise ProtocolAbort("echo in a direct message", [j], protocol=self.PROTOCOL, round=r)
-        prev_echo = self._rounds.get(r - 1, RoundSpec()).echo
-        for j in self.others:
-            if prev_echo:
-                self._check_echo(r - 1, j, echoes.get(j, []))
-            elif echoes.get(j):
-                raise ProtocolAbort("unexpected echo", [j], protocol=self.PROTOCOL, round=r)
-        if spec.broadcast is _EchoOnly:
-            self._finish_echo_round()
-        else:
             try:
-                self._finish_round(r, bcasts, directs)
-            except ProtocolAbort as exc:
-                exc.protocol = exc.protocol or self.PROTOCOL
-                exc.round = exc.round or r
-                raise
-        if r == self.last_round and not self.done:
-            raise ProtocolAbort("internal: last round closed without a result", protocol=self.PROTOCOL)
+                echo: list[EchoEntry] = []
+                if spec.broadcast is not None:
+                    bcasts[j], echo = self._unwrap(box.broadcast[j], spec.broadcast)
+                if spec.direct is not None:
+                    directs[j], stray = self._unwrap(box.direct[j], spec.direct)
+                    if stray:
+                        raise Misbehaviour("echo in a direct message")
+                if self._echoes(r - 1):
+                    found = self._check_echo(r - 1, j, echo)
+                    if found is not None:
+                        faults.setdefault(found[0], found[1])
+                elif echo:
+                    raise Misbehaviour("unexpected echo")
+            except Misbehaviour as exc:
+                faults.setdefault(j, str(exc))
+        if faults:
+            raise self._abort_naming(faults, r)
+        if spec.broadcast is _EchoOnly:
+            assert self._echoed_result is not None
+            self.result, self.done = self._echoed_result.result, True
+            return
+        assert self._current is not None
+        try:
+            out = self._run_round(self._current, bcasts, directs, r)
+        except ProtocolAbort as exc:
+            exc.protocol = exc.protocol or self.PROTOCOL
+            exc.round = exc.round or r
+            raise
+        if isinstance(out, Round):
+            self._current = out
+        elif isinstance(out, Done) and r == self.last_round:
+            self._current, self.result, self.done = None, out.result, True
+        elif isinstance(out, Done) and self._echoes(r) and r + 1 == self.last_round:
+            self._current, self._echoed_result = None, out  # released after the echo round
+        else:
+            raise ProtocolAbort("internal: a round ended without a next round or a result",
+                                protocol=self.PROTOCOL, round=r)
 
-    def _finish_echo_round(self) -> None:
-        self.result = self._final_result()
-        self.done = True
+    def _run_round(self, rnd: Round, bcasts: dict[int, Any], directs: dict[int, Any],
+                   r: int) -> "Round | Done":
+        """Agree on the parameters, check every sender (naming all who misbehaved), finish."""
+        rnd.agree(bcasts)
+        faults: dict[int, str] = {}
+        for j in self.others:
+            try:
+                rnd.check(j, bcasts.get(j), directs.get(j))
+            except Misbehaviour as exc:
+                faults[j] = str(exc)
+        if faults:
+            raise self._abort_naming(faults, r)
+        return rnd.finish(bcasts, directs)
 
     # -- subclass hooks --------------------------------------------------------------
 
-    def _make_round(self, r: int) -> tuple[Any, dict[int, Any]]:
-        raise NotImplementedError
-
-    def _finish_round(self, r: int, broadcasts: dict[int, Any], directs: dict[int, Any]) -> None:
-        raise NotImplementedError
-
-    def _final_result(self) -> Any:
-        """For protocols whose last round echoes: the result once the echoes agree."""
+    def _first_round(self) -> Round:
         raise NotImplementedError
 
     def require_same_setup(self, mine: bytes, theirs: dict[int, bytes]) -> None:
@@ -441,9 +525,6 @@ class Party:
         if differ:
             raise ProtocolAbort(f"parties {differ} were given different session parameters",
                                 protocol=self.PROTOCOL, round=self.round)
-
-    def blame(self, reason: str, *culprits: int) -> ProtocolAbort:
-        return ProtocolAbort(reason, culprits, protocol=self.PROTOCOL, round=self.round)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.errors import ParameterError, ProofError
+
 from appliance.tss.group import Q, RNG, Point, lagrange_coefficient, point_sum, poly_commit_eval, poly_eval, random_scalar
 from appliance.tss.keygen import evaluation_points
 from appliance.tss.keyshare import KeyShare
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec, setup_hash
+from appliance.tss.protocol import (
+    Done,
+    MessageSigner,
+    MessageVerifier,
+    Misbehaviour,
+    Party,
+    ProtocolAbort,
+    Round,
+    setup_hash,
+)
 from appliance.tss.transcript import ProofContext, Transcript
 from appliance.tss.zk import sch
 
@@ -78,10 +89,6 @@ class ReshareConfirmed:
 
 class ReshareParty(Party):
     PROTOCOL = "reshare"
-    ROUNDS = {
-        1: RoundSpec(broadcast=ReshareR1, direct=ReshareShare, echo=True),
-        2: RoundSpec(broadcast=ReshareR2, echo=True),
-    }
 
     def __init__(self, session_id: bytes, me: int, old: OldKeyInfo, senders: list[int],
                  new_members: list[int], new_threshold: int, signer: MessageSigner,
@@ -90,101 +97,138 @@ class ReshareParty(Party):
         self.old, self.senders, self.new = old, sorted(set(senders)), sorted(set(new_members))
         self.t_new = new_threshold
         if len(self.senders) < old.threshold or not set(self.senders) <= set(old.eval_points):
-            raise ProtocolAbort("resharing needs at least t holders of the current key")
+            raise ParameterError("resharing needs at least t holders of the current key")
         if not 1 <= new_threshold <= len(self.new):
-            raise ProtocolAbort("new threshold must be between 1 and the new committee size")
+            raise ParameterError("new threshold must be between 1 and the new committee size")
         if (me in self.senders) != (share is not None):
-            raise ProtocolAbort("old senders, and only they, bring their share")
+            raise ParameterError("old senders, and only they, bring their share")
         if share is not None and OldKeyInfo.of(share) != old:
-            raise ProtocolAbort("this share is not of the key being reshared")
+            raise ParameterError("this share is not of the key being reshared")
         self.share = share
-        self._setup = setup_hash(self.PROTOCOL, old=_old_fingerprint(old), senders=self.senders,
-                                 new=self.new, threshold=new_threshold)
+        self.setup = setup_hash(self.PROTOCOL, old=_old_fingerprint(old), senders=self.senders,
+                                new=self.new, threshold=new_threshold)
         self.points = evaluation_points(self.session_id, self.new)
         xs = [old.eval_points[i] for i in self.senders]
         self.lam = {i: lagrange_coefficient(old.eval_points[i], xs) for i in self.senders}
-        self._coeffs: list[int] = []
-        if share is not None:
-            w = share.secret_share * self.lam[me] % Q
-            self._coeffs = [w] + [random_scalar(rng) for _ in range(new_threshold - 1)]
-        self._F: dict[int, list[Point]] = {}
-        self._sigma: dict[int, int] = {}
 
-    def _ctx(self, prover: int) -> ProofContext:
+    def ctx(self, prover: int) -> ProofContext:
         return ProofContext(self.session_id, prover, self.old.rid, b"reshare")
 
-    def _make_round(self, r: int):
-        if r == 1:
-            if not self._coeffs:
-                return ReshareR1(self._setup, False, []), {j: ReshareShare(None) for j in self.others}
-            F = [Point.generator_mul(a) for a in self._coeffs]
-            self._F[self.me] = F
-            if self.me in self.new:
-                self._sigma[self.me] = poly_eval(self._coeffs, self.points[self.me])
-            shares = {j: ReshareShare(poly_eval(self._coeffs, self.points[j]) if j in self.new else None)
-                      for j in self.others}
-            return ReshareR1(self._setup, True, F), shares
-        if self.me not in self.new:
-            return ReshareR2(None), {}
-        self.x_new = sum(self._sigma.values()) % Q
-        X = Point.generator_mul(self.x_new)
-        return ReshareR2(sch.prove(self._ctx(self.me), X, self.x_new, self.rng)), {}
+    def _first_round(self) -> "ReshareRound1":
+        coeffs: list[int] = []
+        if self.share is not None:
+            w = self.share.secret_share * self.lam[self.me] % Q
+            coeffs = [w] + [random_scalar(self.rng) for _ in range(self.t_new - 1)]
+        return ReshareRound1(self, coeffs)
 
-    def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
-        if r == 1:
-            self.require_same_setup(self._setup, {j: m.setup for j, m in bcast.items()})
-            for j in self.others:
-                msg: ReshareR1 = bcast[j]
-                if msg.contributes != (j in self.senders):
-                    raise self.blame("contributes to the reshare against the agreed sender set", j)
-                if j not in self.senders:
-                    if direct[j].sigma is not None:
-                        raise self.blame("sent a share without being a sender", j)
-                    continue
-                if len(msg.F) != self.t_new:
-                    raise self.blame("Feldman vector must have exactly t' entries", j)
-                if msg.F[0] != self.old.public_shares[j] * self.lam[j]:
-                    raise self.blame("constant term is not the sender's share of the key", j)
-                self._F[j] = msg.F
-                sigma = direct[j].sigma
-                if self.me in self.new:
-                    if sigma is None or not 0 <= sigma < Q:
-                        raise self.blame("missing or malformed share", j)
-                    if Point.generator_mul(sigma) != poly_commit_eval(msg.F, self.points[self.me]):
-                        raise self.blame("share does not match the Feldman commitments", j)
-                    self._sigma[j] = sigma
-                elif sigma is not None:
-                    raise self.blame("sent a share to a party outside the new committee", j)
-            if point_sum(F[0] for F in self._F.values()) != self.old.public_key:
-                raise ProtocolAbort("internal: the constant terms do not add up to the public key")
+
+@dataclass(eq=False)
+class ReshareRound1(Round):
+    """Old senders deal their additive share to the new committee (Feldman VSS)."""
+
+    broadcast = ReshareR1
+    direct = ReshareShare
+    echo = True
+    party: ReshareParty
+    coeffs: list[int]
+
+    def __repr__(self) -> str:
+        return "ReshareRound1(<secret>)"
+
+    def send(self):
+        p = self.party
+        if not self.coeffs:
+            return ReshareR1(p.setup, False, []), {j: ReshareShare(None) for j in p.others}
+        F = [Point.generator_mul(a) for a in self.coeffs]
+        shares = {j: ReshareShare(poly_eval(self.coeffs, p.points[j]) if j in p.new else None)
+                  for j in p.others}
+        return ReshareR1(p.setup, True, F), shares
+
+    def agree(self, broadcasts: dict[int, ReshareR1]) -> None:
+        self.party.require_same_setup(self.party.setup, {j: m.setup for j, m in broadcasts.items()})
+
+    def check(self, j: int, msg: ReshareR1, direct: ReshareShare) -> None:
+        p = self.party
+        if msg.contributes != (j in p.senders):
+            raise Misbehaviour("contributes to the reshare against the agreed sender set")
+        sigma = direct.sigma
+        if j not in p.senders:
+            if sigma is not None:
+                raise Misbehaviour("sent a share without being a sender")
             return
-        self.new_public = {k: point_sum(poly_commit_eval(F, self.points[k]) for F in self._F.values())
-                           for k in self.new}
-        for j in self.others:
-            psi = bcast[j].psi
-            if (psi is not None) != (j in self.new):
-                raise self.blame("confirmation missing or unexpected", j)
-            if psi is None:
-                continue
-            try:
-                sch.verify(self._ctx(j), self.new_public[j], psi)
-            except Exception as exc:
-                raise self.blame(f"confirmation proof failed: {exc}", j) from exc
-        if self.me in self.new:
-            if Point.generator_mul(self.x_new) != self.new_public[self.me]:
-                raise ProtocolAbort("internal: new share does not match its public share")
-            self._result = KeyShare(
-                index=self.me, threshold=self.t_new, eval_points=dict(self.points),
-                secret_share=self.x_new, public_shares=self.new_public,
-                public_key_point=self.old.public_key, chain_code=self.old.chain_code,
-                rid=self.old.rid, epoch=self.old.epoch + 1,
-            )
-        else:
-            self._result = ReshareConfirmed(self.old.public_key, list(self.new))
+        if len(msg.F) != p.t_new:
+            raise Misbehaviour("Feldman vector must have exactly t' entries")
+        if msg.F[0] != p.old.public_shares[j] * p.lam[j]:
+            raise Misbehaviour("constant term is not the sender's share of the key")
+        if p.me in p.new:
+            if sigma is None or not 0 <= sigma < Q:
+                raise Misbehaviour("missing or malformed share")
+            if Point.generator_mul(sigma) != poly_commit_eval(msg.F, p.points[p.me]):
+                raise Misbehaviour("share does not match the Feldman commitments")
+        elif sigma is not None:
+            raise Misbehaviour("sent a share to a party outside the new committee")
 
-    def _final_result(self) -> "KeyShare | ReshareConfirmed":
-        """After the echo round: every party saw every new member's valid confirmation."""
-        return self._result
+    def finish(self, broadcasts: dict[int, ReshareR1], directs: dict[int, ReshareShare]) -> Round:
+        p = self.party
+        F = {j: m.F for j, m in broadcasts.items() if j in p.senders}
+        sigma = {j: directs[j].sigma for j in F} if p.me in p.new else {}
+        if self.coeffs:
+            F[p.me] = [Point.generator_mul(a) for a in self.coeffs]
+            if p.me in p.new:
+                sigma[p.me] = poly_eval(self.coeffs, p.points[p.me])
+        if point_sum(Fj[0] for Fj in F.values()) != p.old.public_key:
+            raise ProtocolAbort("internal: the constant terms do not add up to the public key")
+        x_new = sum(sigma.values()) % Q if p.me in p.new else None
+        new_public = {k: point_sum(poly_commit_eval(Fj, p.points[k]) for Fj in F.values()) for k in p.new}
+        return self.next(x_new=x_new, new_public=new_public)
+
+
+@dataclass(eq=False)
+class ReshareRound2(Round):
+    """New members confirm their new share with Π^sch; the round is echoed, so an old
+    sender learns ``ReshareConfirmed`` only when everyone saw the same valid confirmations."""
+
+    broadcast = ReshareR2
+    echo = True
+    party: ReshareParty
+    x_new: int | None
+    new_public: dict[int, Point]
+
+    def __repr__(self) -> str:
+        return "ReshareRound2(<secret>)"
+
+    def send(self):
+        p = self.party
+        if self.x_new is None:
+            return ReshareR2(None), {}
+        return ReshareR2(sch.prove(p.ctx(p.me), Point.generator_mul(self.x_new), self.x_new, p.rng)), {}
+
+    def check(self, j: int, msg: ReshareR2, direct: None) -> None:
+        p = self.party
+        if (msg.psi is not None) != (j in p.new):
+            raise Misbehaviour("confirmation missing or unexpected")
+        if msg.psi is None:
+            return
+        try:
+            sch.verify(p.ctx(j), self.new_public[j], msg.psi)
+        except ProofError as exc:
+            raise Misbehaviour(f"confirmation proof failed: {exc}") from exc
+
+    def finish(self, broadcasts: dict, directs: dict) -> Done:
+        p = self.party
+        if self.x_new is None:
+            return Done(ReshareConfirmed(p.old.public_key, list(p.new)))
+        if Point.generator_mul(self.x_new) != self.new_public[p.me]:
+            raise ProtocolAbort("internal: new share does not match its public share")
+        return Done(KeyShare(
+            index=p.me, threshold=p.t_new, eval_points=dict(p.points),
+            secret_share=self.x_new, public_shares=self.new_public,
+            public_key_point=p.old.public_key, chain_code=p.old.chain_code,
+            rid=p.old.rid, epoch=p.old.epoch + 1,
+        ))
+
+
+ReshareParty.ROUNDS = {1: ReshareRound1, 2: ReshareRound2}
 
 
 def _old_fingerprint(old: OldKeyInfo) -> bytes:

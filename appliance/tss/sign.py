@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.errors import ParameterError
 from appliance.tss.ecdsa import Signature, normalize_low_s, recovery_id_for, verify
 from appliance.tss.group import G, Q, RNG, Point, inverse
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.presign import Presignature, PresignatureSpent
-from appliance.tss.protocol import MessageSigner, MessageVerifier, Party, ProtocolAbort, RoundSpec
+from appliance.tss.protocol import Done, MessageSigner, MessageVerifier, Misbehaviour, Party, ProtocolAbort, Round
 from appliance.tss.transcript import Transcript
 
 
@@ -64,22 +65,18 @@ def rerandomizer(public_key: Point, tweak: int, digest: bytes, presig: Presignat
 
 class SignParty(Party):
     PROTOCOL = "sign"
-    ROUNDS = {
-        1: RoundSpec(broadcast=SignR1, echo=True),
-        2: RoundSpec(broadcast=SignR2),
-    }
 
     def __init__(self, session_id: bytes, share: KeyShare, presig: Presignature, digest: bytes,
                  signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *, tweak: int = 0) -> None:
         if not isinstance(presig, Presignature):
-            raise ProtocolAbort("not a presignature")
+            raise ParameterError("not a presignature")
         super().__init__(session_id, share.index, presig.signers, signer, verifier, rng)
         if len(digest) != 32:
-            raise ProtocolAbort("the digest must be exactly 32 bytes")
+            raise ParameterError("the digest must be exactly 32 bytes")
         if presig.index != share.index or presig.key_fingerprint != share.public_fingerprint():
-            raise ProtocolAbort("the presignature belongs to another key, epoch or party")
+            raise ParameterError("the presignature belongs to another key, epoch or party")
         if not 0 <= tweak < Q:
-            raise ProtocolAbort("the derivation tweak must be a scalar")
+            raise ParameterError("the derivation tweak must be a scalar")
         # single use by construction: once a party holds the presignature it is spent, even if
         # the session fails later (its partial signature may have left). Across a seal, nodes
         # also use the store's durable single-use transition.
@@ -87,49 +84,81 @@ class SignParty(Party):
         self.share, self.presig, self.digest, self.tweak = share, presig, bytes(digest), tweak
         self.child = share.public_key_point + G * tweak
         self.m = int.from_bytes(digest, "big") % Q
-        self._nonces: dict[int, bytes] = {}
+        self.binding = _binding(share, presig, self.child, self.digest)
 
-    def _make_round(self, r: int):
-        if r == 1:
-            self._nonces[self.me] = self.rng.token_bytes(32)
-            return SignR1(self._nonces[self.me], _binding(self.share, self.presig, self.child, self.digest)), {}
-        self.rho = rerandomizer(self.share.public_key_point, self.tweak, self.digest, self.presig, self._nonces)
-        self.R = self.presig.R * self.rho
-        if self.R.is_infinity:
+    def _first_round(self) -> "SignRound1":
+        return SignRound1(self, self.rng.token_bytes(32))
+
+
+@dataclass(eq=False)
+class SignRound1(Round):
+    """Send a fresh nonce and what this party is about to sign."""
+
+    broadcast = SignR1
+    echo = True
+    party: SignParty
+    nonce: bytes
+
+    def send(self):
+        return SignR1(self.nonce, self.party.binding), {}
+
+    def agree(self, broadcasts: dict[int, SignR1]) -> None:
+        differ = sorted(j for j, m in broadcasts.items() if m.binding != self.party.binding)
+        if differ:
+            raise ProtocolAbort(f"parties {differ} are signing something else (key, presignature or digest)")
+
+    def check(self, j: int, msg: SignR1, direct: None) -> None:
+        if len(msg.nonce) != 32:
+            raise Misbehaviour("nonce must be 32 bytes")
+
+    def finish(self, broadcasts: dict[int, SignR1], directs: dict) -> Round:
+        p = self.party
+        nonces = {p.me: self.nonce, **{j: m.nonce for j, m in broadcasts.items()}}
+        rho = rerandomizer(p.share.public_key_point, p.tweak, p.digest, p.presig, nonces)
+        R = p.presig.R * rho
+        if R.is_infinity:
             raise ProtocolAbort("re-randomized nonce point is infinity")
-        self.r = self.R.x % Q
-        p = self.presig
-        self.sigma = inverse(self.rho) * (p.k_tilde * (self.m + self.r * self.tweak) + p.chi_tilde * self.r) % Q
+        r = R.x % Q
+        sigma = inverse(rho) * (p.presig.k_tilde * (p.m + r * p.tweak) + p.presig.chi_tilde * r) % Q
+        return self.next(R=R, r=r, sigma=sigma)
+
+
+@dataclass(eq=False)
+class SignRound2(Round):
+    """Send σ_i; check every σ_j against the presignature; combine and verify."""
+
+    broadcast = SignR2
+    party: SignParty
+    R: Point
+    r: int
+    sigma: int
+
+    def __repr__(self) -> str:
+        return "SignRound2(<secret>)"
+
+    def send(self):
         return SignR2(self.sigma), {}
 
-    def _finish_round(self, r: int, bcast: dict, direct: dict) -> None:
-        if r == 1:
-            mine = _binding(self.share, self.presig, self.child, self.digest)
-            for j in self.others:
-                if len(bcast[j].nonce) != 32:
-                    raise self.blame("nonce must be 32 bytes", j)
-                if bcast[j].binding != mine:
-                    raise ProtocolAbort(f"party {j} is signing something else (key, presignature or digest)",
-                                        protocol=self.PROTOCOL, round=1)
-                self._nonces[j] = bcast[j].nonce
-            return
-        sigmas = {self.me: self.sigma}
-        e = (self.m + self.r * self.tweak) % Q
-        for j in self.others:
-            s_j = bcast[j].sigma
-            if not 0 <= s_j < Q:
-                raise self.blame("partial signature is not a scalar", j)
-            if self.R * s_j != self.presig.Delta_tilde[j] * e + self.presig.S_tilde[j] * self.r:
-                raise self.blame("partial signature does not match the presignature", j)
-            sigmas[j] = s_j
-        s = sum(sigmas.values()) % Q
+    def check(self, j: int, msg: SignR2, direct: None) -> None:
+        p = self.party
+        if not 0 <= msg.sigma < Q:
+            raise Misbehaviour("partial signature is not a scalar")
+        e = (p.m + self.r * p.tweak) % Q
+        if self.R * msg.sigma != p.presig.Delta_tilde[j] * e + p.presig.S_tilde[j] * self.r:
+            raise Misbehaviour("partial signature does not match the presignature")
+
+    def finish(self, broadcasts: dict[int, SignR2], directs: dict) -> Done:
+        p = self.party
+        s = (self.sigma + sum(m.sigma for m in broadcasts.values())) % Q
         if s == 0 or self.r == 0:
             raise ProtocolAbort("degenerate signature (r or s is zero)")
         sig = normalize_low_s(self.r, s, recovery_id_for(self.R))
-        if not verify(self.child, self.digest, sig, strict_low_s=True):
+        if not verify(p.child, p.digest, sig, strict_low_s=True):
             raise ProtocolAbort("internal: combined signature does not verify")
-        self.result = sig
-        self.done = True
+        return Done(sig)
 
 
-__all__ = ["SignParty", "Signature", "PresignatureSpent", "rerandomizer"]
+SignParty.ROUNDS = {1: SignRound1, 2: SignRound2}
+
+
+__all__ = ["SignParty", "SignRound1", "SignRound2", "Signature", "PresignatureSpent", "rerandomizer"]
