@@ -25,7 +25,7 @@ APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
         # an export of GET /v1/audit, against GET /v1/audit/checkpoints of a peer
 
 The cluster policy (who requests, who approves, limits) is read from cluster.toml or from
-the file node.toml names (``policy = "policy.toml"``); see appliance/policy.py.
+the file node.toml names (``policy = "policy.toml"``); see appliance/policy/.
 
     appliance demo [--nodes 3] [--threshold 2] [--json] [--keep DIR]
 """

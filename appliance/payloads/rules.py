@@ -1,6 +1,6 @@
 """Transaction rules of a key's policy, evaluated over the facts a node decoded itself.
 
-``appliance/policy.py`` (approvals, roles) calls :func:`evaluate_tx_rules` with the key's
+``appliance/policy/`` (approvals, roles) calls :func:`evaluate_tx_rules` with the key's
 :class:`TxRules`; this module knows nothing about users or quorums.
 
 Rules (all optional; an unset list means "any"):
