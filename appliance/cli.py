@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit log tools")
     a = p.add_subparsers(dest="audit_cmd", required=True)
-    from appliance.audit_verify import add_verify_arguments
+    from appliance.audit.command import add_verify_arguments
 
     add_verify_arguments(a.add_parser(
         "verify", help="check an export (GET /v1/audit): the hash chain, checkpoint signatures and "
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "approve":
             return asyncio.run(_cmd_approve(args))
         if args.cmd == "audit":
-            from appliance.audit_verify import run_verify_args
+            from appliance.audit.command import run_verify_args
 
             return run_verify_args(args)
     except ConfigError as exc:

@@ -12,8 +12,9 @@ import threading
 import coincurve
 import pytest
 
+from api.errors import error_status
 from appliance import audit as A
-from appliance import audit_verify as AV
+from appliance.audit import command as AV
 from appliance.audit import AuditFieldError, AuditLog, AuditUnavailable, verify_export
 from appliance.canonical import canonical_json
 
@@ -418,7 +419,7 @@ def test_unwritable_store_raises_audit_unavailable(tmp_path, nodes):
     log._db.execute("PRAGMA query_only = ON")
     with pytest.raises(AuditUnavailable) as e:
         log.append("initiator", "sign_request", subject="req_x")
-    assert e.value.code == "audit_unavailable" and e.value.status == 503
+    assert e.value.code == "audit_unavailable" and error_status(e.value) == 503  # api/errors.py
     log._db.execute("PRAGMA query_only = OFF")
     assert log.append("initiator", "sign_request", subject="req_x").seq == 3
 

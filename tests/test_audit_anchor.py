@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from appliance import audit_anchor as AA
+from appliance.audit import anchor as AA
 from appliance.audit import Checkpoint
 from appliance.canonical import canonical_json
 from appliance.cli import main as cli_main

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from api.client import ApplianceAPIError
-from appliance.audit_anchor import ANCHOR_TYPE
+from appliance.audit import ANCHOR_TYPE
 from appliance.cli import main as cli_main
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
 

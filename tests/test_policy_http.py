@@ -25,7 +25,7 @@ import pytest
 
 from api.client import ApplianceAPIError
 from appliance import audit as A
-from appliance import audit_verify as AV
+from appliance.audit import command as AV
 from appliance.policy import Policy, PolicyUpdate, make_request
 from tests.stolen_node import stolen_node
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of

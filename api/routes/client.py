@@ -19,7 +19,7 @@ from api.routes.common import (
     wait_param,
 )
 from appliance import __version__
-from appliance.audit_anchor import anchor_document
+from appliance.audit import anchor_document
 from appliance.errors import ServiceError
 from appliance.metrics import CONTENT_TYPE
 

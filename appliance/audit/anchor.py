@@ -32,15 +32,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.audit import _ID as _NODE_ID  # the same id grammar as the log's
-from appliance.audit import (
-    AuditError,
-    AuditLog,
-    Checkpoint,
-    VerifyReport,
-    verify_export,
-    verify_node_signature,
-)
+from appliance.audit.log import AuditLog
+from appliance.audit.records import ID as NODE_ID  # the same id grammar as the log's
+from appliance.audit.records import AuditError, Checkpoint, verify_node_signature
+from appliance.audit.verify import VerifyReport, verify_export
 from appliance.canonical import CanonicalError, parse_json
 
 ANCHOR_TYPE = "appliance/audit-anchor/v1"
@@ -129,7 +124,7 @@ def parse_anchor_document(value: Any, source: str | None = None) -> list[Anchor]
             or value["type"] != ANCHOR_TYPE:
         raise AnchorError(f"{label}: not an anchor document ({ANCHOR_TYPE})")
     server, witnessed, own = value["node"], value["witnessed"], value["own"]
-    if not isinstance(server, str) or _NODE_ID.match(server) is None:
+    if not isinstance(server, str) or NODE_ID.match(server) is None:
         raise AnchorError(f"{label}: bad node id")
     if not isinstance(witnessed, list) or len(witnessed) > MAX_ANCHOR_CHECKPOINTS:
         raise AnchorError(f"{label}: 'witnessed' must be a list of checkpoints")

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from api.client import ApplianceAPIError, ApplianceClient
-from appliance.audit import node_keys_from_cluster
-from appliance.audit_anchor import (
+from appliance.audit.anchor import (
     MAX_ANCHOR_BYTES,
     Anchor,
     AnchorError,
     parse_anchor_bytes,
     verify_with_anchors,
 )
+from appliance.audit.verify import node_keys_from_cluster
 from appliance.config import load_toml
 from appliance.errors import ApplianceError
 
@@ -180,7 +180,7 @@ def run_verify_args(args: argparse.Namespace, out: IO[str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m appliance.audit_verify verify FILE ...`` (as ``appliance audit verify``)."""
+    """``python -m appliance.audit.command verify FILE ...`` (as ``appliance audit verify``)."""
     parser = argparse.ArgumentParser(prog="appliance audit")
     sub = parser.add_subparsers(dest="cmd", required=True)
     add_verify_arguments(sub.add_parser("verify", help="verify an audit export"))
