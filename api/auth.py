@@ -14,7 +14,7 @@ future (beyond a small skew); every required component is covered; ``keyid`` nam
 configured user. Then, with the body: the algorithm is the one of that user's key (never
 the one the request claims); the digest matches the body; the signature verifies against
 the node's own authority; the nonce is fresh (kept durably by the node, see
-:mod:`appliance.nonce_ledger`, until the signature would expire anyway). Any failure: 401.
+:mod:`appliance.storage.nonces`, until the signature would expire anyway). Any failure: 401.
 An unknown key id, a bad signature and a body that does not match its digest get the same
 answer (:data:`SIGNATURE_REJECTED`), so the 401 does not tell which user ids exist (an
 unknown key id is answered before the body is read: it must not cost the node a body).
@@ -173,7 +173,7 @@ class NonceStore(Protocol):
 
 class NonceCache:
     """Nonces seen within the acceptance window (per key id), in memory: for a verifier used
-    outside a node (a node passes its durable :class:`appliance.nonce_ledger.NonceLedger`).
+    outside a node (a node passes its durable :class:`appliance.storage.NonceLedger`).
     Evicts only nonces whose ``created`` is before ``forget_before``: never an unexpired one."""
 
     def __init__(self) -> None:

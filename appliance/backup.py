@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.config import load_node_config
 from appliance.errors import ApplianceError
-from appliance.node_store import NodeStore
+from appliance.storage import NodeStore
 from appliance.sealed import SealContext
 from appliance.tss.keyshare import KeyShare
 from hsm import HSM

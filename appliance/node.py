@@ -46,7 +46,7 @@ from appliance.keys.service import KeyService
 from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
 from appliance.metered_hsm import MeteredHSM
-from appliance.node_store import NodeStore
+from appliance.storage import NodeStore
 from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.pools.presign import PresignPool

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from appliance.store import Store
+from appliance.storage import Store
 
 
 class PresignatureKeyDestroyer(Protocol):

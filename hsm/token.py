@@ -310,7 +310,7 @@ class HSM:
         """Unseal, then destroy the presignature's key (also when unsealing fails).
 
         Call only after the store has durably marked the presignature spent
-        (:meth:`appliance.store.Store.take_presignature`). :class:`HSMKeyNotFoundError`
+        (:meth:`appliance.storage.Store.take_presignature`). :class:`HSMKeyNotFoundError`
         if its key is already gone (spent before, e.g. a restored database).
         """
         return self._worker.call(self._run, self._w_unseal_presig, context, bytes(blob), True)

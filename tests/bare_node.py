@@ -8,7 +8,7 @@ from pathlib import Path
 from api.auth import generate_user_key
 from appliance.config import ClusterConfig, MetricsConfig, NodeConfig, PeerInfo
 from appliance.node import Node
-from appliance.node_store import NodeStore
+from appliance.storage import NodeStore
 from appliance.policy import default_policy
 
 

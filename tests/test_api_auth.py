@@ -80,7 +80,7 @@ def test_a_request_signed_for_one_authority_is_refused_by_another():
 def test_nonces_are_forgotten_only_outside_the_window(tmp_path):
     """The durable ledger keeps a nonce across a reopen (a restart), and evicts only rows whose
     created is before ``forget_before`` (never one that could still be accepted)."""
-    from appliance.nonce_ledger import NonceLedger
+    from appliance.storage import NonceLedger
 
     t = [0.0]
     ledger = NonceLedger(tmp_path / "node.db", clock=lambda: t[0])

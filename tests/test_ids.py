@@ -12,7 +12,7 @@ import pytest
 
 from appliance.config import ConfigError, PeerInfo
 from appliance.ids import BadId, check_id, is_id, new_id, peer_path, url_path
-from appliance.node_store import NodeStore
+from appliance.storage import NodeStore
 from appliance.transport import PeerClient
 
 ROOT = Path(__file__).resolve().parent.parent

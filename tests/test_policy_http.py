@@ -475,7 +475,7 @@ async def test_no_secret_of_the_run_in_any_audit_log(cluster):
     from cryptography.hazmat.primitives import serialization
 
     from appliance.config import load_node_config
-    from appliance.node_store import NodeStore
+    from appliance.storage import NodeStore
     from appliance.tss.keyshare import KeyShare
     from appliance.sealed import SealContext
     from hsm import HSM

@@ -1,4 +1,4 @@
-"""appliance.store: schema, keys, sealed secrets, prime pool, sign requests; and the raw
+"""appliance.storage (the core Store): schema, keys, sealed secrets, prime pool, sign requests; and the raw
 database file never holds a plaintext secret."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from appliance.sealed import SealContext
-from appliance.store import (
+from appliance.storage import (
     SCHEMA_VERSION,
     ConflictError,
     NotFoundError,
@@ -46,8 +46,8 @@ def add_key(store, key_id="key-1", epoch=0):
 
 
 def test_schema_wal_foreign_keys_and_migrations(tmp_path, store):
-    assert store.schema_version == SCHEMA_VERSION == 1
-    db = store._db
+    assert store.schema_version == SCHEMA_VERSION == 3
+    db = store.db.conn
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.sealed import SealContext, presig_key_label
-from appliance.store import PresignatureUnavailable, Store
+from appliance.storage import PresignatureUnavailable, Store
 from hsm import HSM, HSMKeyNotFoundError
 
 pytest.register_assert_rewrite("tests.hsm_fixtures")
@@ -132,7 +132,7 @@ def test_two_concurrent_takers_one_wins(hsm, store, db_path):
 
 CHILD = """
     import sys, time
-    from appliance.store import Store
+    from appliance.storage import Store
     s = Store({db!r})
     pid = bytes.fromhex({pid!r})
     if {mode!r} == "reserve":
@@ -250,7 +250,7 @@ def test_restart_new_process_unseals_the_same_share(softhsm_token, db_path):
     r = run_python(f"""
         import hashlib
         from pathlib import Path
-        from appliance.store import Store
+        from appliance.storage import Store
         from appliance.sealed import SealContext
         from hsm import HSM, HSMConfig
         cfg = HSMConfig(token_label={cfg.token_label!r}, pin_file=Path({str(cfg.pin_file)!r}),

@@ -35,7 +35,7 @@ from appliance.runtime import Runtime
 from appliance.signing import states
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
-from appliance.store import ConflictError
+from appliance.storage import ConflictError
 from appliance.transport import FORWARD_POOL, PeerError
 from appliance.tss import ecdsa
 

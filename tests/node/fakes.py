@@ -12,7 +12,7 @@ from api.auth import generate_user_key
 from appliance.faults import NO_FAULTS
 from appliance.policy import default_policy, make_request
 from appliance.runtime import Waiters
-from appliance.store import ConflictError
+from appliance.storage import ConflictError
 
 
 class FakeClock:

@@ -11,30 +11,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS auth_nonces (
-    key_id TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    created INTEGER NOT NULL,       -- the signature's created (unix seconds)
-    PRIMARY KEY (key_id, nonce)
-);
-CREATE INDEX IF NOT EXISTS auth_nonces_created ON auth_nonces (created);
-"""
+from appliance.storage.database import Database
 
 
 class NonceLedger:
     """``check_and_add(key_id, nonce, created, forget_before=...)``: True the first time, False
-    after (durably)."""
+    after (durably). ``db``: the node's :class:`Database`, or a path (a ledger of its own)."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Database | Path | str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock  # paces eviction only
-        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        self._db.execute("PRAGMA synchronous = FULL")  # an accepted nonce survives a crash
-        self._db.executescript(SCHEMA)
+        self._own = not isinstance(db, Database)
+        self.db = Database(db) if self._own else db
         self._lock = threading.Lock()
         self._last_evict = 0.0
 
@@ -44,19 +35,18 @@ class NonceLedger:
         now = self.clock()
         with self._lock:
             if now - self._last_evict >= 1.0:
-                self._db.execute("DELETE FROM auth_nonces WHERE created < ?", (int(forget_before),))
+                self.db.execute("DELETE FROM auth_nonces WHERE created < ?", (int(forget_before),))
                 self._last_evict = now
             try:
-                self._db.execute("INSERT INTO auth_nonces (key_id, nonce, created) VALUES (?, ?, ?)",
-                                 (key_id, nonce, int(created)))
+                self.db.execute("INSERT INTO auth_nonces (key_id, nonce, created) VALUES (?, ?, ?)",
+                                (key_id, nonce, int(created)))
             except sqlite3.IntegrityError:
                 return False
             return True
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM auth_nonces").fetchone()[0]
+        return self.db.one("SELECT COUNT(*) FROM auth_nonces")[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        if self._own:
+            self.db.close()

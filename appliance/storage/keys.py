@@ -1,0 +1,198 @@
+"""Keys: the key record (threshold, participants, public key, chain code, epoch), its
+sealed secrets per epoch, and the node's status of each key (pending, active, retired)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from appliance.storage.database import Database
+from appliance.storage.errors import ConflictError, NotFoundError
+from appliance.storage.records import SECRET_KINDS, KeyRecord, require_sealed
+
+
+class KeyRepository:
+    """``keys`` and ``key_secrets``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put_key(
+        self,
+        key_id: str,
+        *,
+        threshold: int,
+        participants: Sequence,
+        public_key: bytes,
+        chain_code: bytes,
+        epoch: int = 0,
+    ) -> KeyRecord:
+        if not key_id:
+            raise ValueError("key_id is required")
+        if not 1 <= threshold <= len(participants):
+            raise ValueError("threshold must be between 1 and the number of participants")
+        parts = json.dumps(list(participants))
+        now = time.time()
+        try:
+            with self.db.tx() as db:
+                db.execute(
+                    "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key_id, threshold, parts, bytes(public_key), bytes(chain_code), epoch, now),
+                )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"key {key_id!r} already exists") from None
+        return self.get_key(key_id)
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        rows = self.db.query("SELECT * FROM keys WHERE key_id = ?", (key_id,))
+        if not rows:
+            raise NotFoundError(f"no key {key_id!r}")
+        return self._key(rows[0])
+
+    def list_keys(self) -> list[KeyRecord]:
+        return [self._key(r) for r in self.db.query("SELECT * FROM keys ORDER BY created_at, key_id")]
+
+    @staticmethod
+    def _key(r: tuple) -> KeyRecord:
+        return KeyRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6])
+
+    def set_key_epoch(
+        self, key_id: str, epoch: int, *, expected: int, participants: Sequence | None = None,
+        threshold: int | None = None,
+    ) -> KeyRecord:
+        """Move a key to a new epoch (refresh/reshare) if it is still at ``expected``."""
+        if epoch <= expected:
+            raise ValueError("a new epoch must be greater than the current one")
+        with self.db.tx() as db:
+            row = db.execute("SELECT epoch FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no key {key_id!r}")
+            if row[0] != expected:
+                raise ConflictError(f"key {key_id!r} is at epoch {row[0]}, not {expected}")
+            db.execute("UPDATE keys SET epoch = ? WHERE key_id = ?", (epoch, key_id))
+            if participants is not None:
+                db.execute("UPDATE keys SET participants = ? WHERE key_id = ?",
+                           (json.dumps(list(participants)), key_id))
+            if threshold is not None:
+                db.execute("UPDATE keys SET threshold = ? WHERE key_id = ?", (threshold, key_id))
+        return self.get_key(key_id)
+
+    # -- sealed secrets per key and epoch --------------------------------------------
+    def put_sealed_secrets(self, key_id: str, epoch: int, sealed: dict[str, bytes]) -> None:
+        """Store sealed secrets of ``key_id`` at ``epoch`` (kinds: share, paillier,
+        ring_pedersen) in one transaction. Replacing an existing one is a conflict."""
+        rows = []
+        for kind, value in sealed.items():
+            if kind not in SECRET_KINDS:
+                raise ValueError(f"unknown secret kind {kind!r}")
+            rows.append((key_id, epoch, kind, require_sealed(value, f"the {kind}"), time.time()))
+        try:
+            with self.db.tx() as db:
+                db.executemany("INSERT INTO key_secrets VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" in str(exc):
+                raise NotFoundError(f"no key {key_id!r}") from None
+            raise ConflictError(f"secrets of key {key_id!r} epoch {epoch} already stored") from None
+
+    def put_sealed_secret(self, key_id: str, epoch: int, kind: str, sealed: bytes) -> None:
+        self.put_sealed_secrets(key_id, epoch, {kind: sealed})
+
+    def get_sealed_secret(self, key_id: str, epoch: int, kind: str) -> bytes:
+        rows = self.db.query(
+            "SELECT sealed FROM key_secrets WHERE key_id = ? AND epoch = ? AND kind = ?",
+            (key_id, epoch, kind),
+        )
+        if not rows:
+            raise NotFoundError(f"no sealed {kind} for key {key_id!r} epoch {epoch}")
+        return rows[0][0]
+
+    def get_sealed_secrets(self, key_id: str, epoch: int) -> dict[str, bytes]:
+        return dict(self.db.query(
+            "SELECT kind, sealed FROM key_secrets WHERE key_id = ? AND epoch = ?", (key_id, epoch)
+        ))
+
+    def delete_sealed_secrets(self, key_id: str, *, before_epoch: int | None = None,
+                              epoch: int | None = None) -> int:
+        """Forget sealed secrets of ``key_id``: those of epochs before ``before_epoch`` (after a
+        refresh or reshare has been confirmed by every member), or those of exactly ``epoch``
+        (the pending epoch of a refresh that did not finish). Give exactly one of them.
+        Returns the number of secrets deleted (``secure_delete`` overwrites them)."""
+        if (before_epoch is None) == (epoch is None):
+            raise ValueError("give exactly one of before_epoch and epoch")
+        if before_epoch is not None:
+            where, arg = "epoch < ?", before_epoch
+        else:
+            where, arg = "epoch = ?", epoch
+        with self.db.tx() as db:
+            return db.execute(
+                f"DELETE FROM key_secrets WHERE key_id = ? AND {where}", (key_id, arg)
+            ).rowcount
+
+    def delete_key(self, key_id: str) -> list[str]:
+        """Delete a key that never came into use (an unfinished DKG, import or reshare to a
+        new member) with its sealed secrets and presignatures. Returns the HSM key labels of
+        its presignatures whose keys are not recorded as destroyed (destroy them, then
+        nothing of the key is left). A key that sign requests refer to is a
+        :class:`ConflictError` (its history stays); an unknown key is :class:`NotFoundError`."""
+        with self.db.tx() as db:
+            if db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone() is None:
+                raise NotFoundError(f"no key {key_id!r}")
+            if db.execute("SELECT 1 FROM sign_requests WHERE key_id = ? LIMIT 1",
+                          (key_id,)).fetchone() is not None:
+                raise ConflictError(f"key {key_id!r} has sign requests; it cannot be deleted")
+            labels = [r[0] for r in db.execute(
+                "SELECT hsm_key_label FROM presignatures WHERE key_id = ? AND hsm_key_destroyed = 0",
+                (key_id,))]
+            db.execute("DELETE FROM key_secrets WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM presignatures WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+        return labels
+
+
+class KeyStatusRepository:
+    """``node_keys``: the node's life-cycle status of a key, its Paillier size and the epoch
+    of a refresh/reshare not yet committed."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, key_id: str, status: str, paillier_bits: int) -> None:
+        self.db.execute("INSERT INTO node_keys (key_id, status, paillier_bits, updated) VALUES (?,?,?,?)",
+                        (key_id, status, paillier_bits, time.time()))
+
+    def set_status(self, key_id: str, status: str, *, clear_pending_epoch: bool = False) -> None:
+        sql = "UPDATE node_keys SET status=?, updated=?" + (", pending_epoch=NULL" if clear_pending_epoch else "")
+        self.db.execute(sql + " WHERE key_id=?", (status, time.time(), key_id))
+
+    def set_pending_epoch(self, key_id: str, epoch: int | None) -> None:
+        self.db.execute("UPDATE node_keys SET pending_epoch=?, updated=? WHERE key_id=?",
+                        (epoch, time.time(), key_id))
+
+    def status(self, key_id: str) -> str | None:
+        row = self.db.one("SELECT status FROM node_keys WHERE key_id=?", (key_id,))
+        return row[0] if row else None
+
+    def pending_epoch(self, key_id: str) -> int | None:
+        row = self.db.one("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,))
+        return row[0] if row else None
+
+    def meta(self, key_id: str) -> tuple[str, int] | None:
+        """(status, paillier_bits), or None for a key the node has no status of."""
+        row = self.db.one("SELECT status, paillier_bits FROM node_keys WHERE key_id=?", (key_id,))
+        return (row[0], row[1]) if row else None
+
+    def all_meta(self) -> dict[str, tuple[str, int]]:
+        return {r[0]: (r[1], r[2]) for r in
+                self.db.query("SELECT key_id, status, paillier_bits FROM node_keys")}
+
+    def with_status(self, status: str) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT key_id FROM node_keys WHERE status=?", (status,))]
+
+    def with_pending_epoch(self) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self.db.query(
+            "SELECT key_id, pending_epoch FROM node_keys WHERE pending_epoch IS NOT NULL")]
+
+    def delete(self, key_id: str) -> None:
+        self.db.execute("DELETE FROM node_keys WHERE key_id=?", (key_id,))

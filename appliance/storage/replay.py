@@ -1,0 +1,84 @@
+"""Replay and double-signing protection (fsynced): every job id ever run or refused here,
+the requests this node signed for (with the amounts they move, for window limits), and the
+cluster-wide reservation of a sign request for one signer set."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from appliance.storage.database import Database
+
+
+class UsedJobs:
+    """``node_used_jobs``: session ids are H(job id, phase), so a job id never runs twice."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def use(self, job_id: str) -> bool:
+        """Record a job id durably; False if it was ever seen before."""
+        try:
+            self.db.execute("INSERT INTO node_used_jobs (job_id, time) VALUES (?,?)",
+                            (job_id, time.time()))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def used(self, job_id: str, *, older_than: float = 0.0) -> bool:
+        """Was this job id ever run or refused here (at least ``older_than`` seconds ago)?"""
+        return self.db.one("SELECT 1 FROM node_used_jobs WHERE job_id=? AND time<=?",
+                           (job_id, time.time() - older_than)) is not None
+
+
+class UsedRequests:
+    """``node_used_requests``, ``node_usage`` and ``node_request_marks``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def use(self, request_id: str, action: str, key_id: str | None, job_id: str,
+            amounts: dict[str, int] | None = None) -> bool:
+        """Mark a request as signed here (with the amounts it moves) in one fsynced
+        transaction; False if it already was (a signer takes part once per request)."""
+        now = time.time()
+        try:
+            with self.db.tx(durable=True) as c:
+                c.execute("INSERT INTO node_used_requests (request_id, action, key_id, job_id, time)"
+                          " VALUES (?,?,?,?,?)", (request_id, action, key_id, job_id, now))
+                for asset, amount in (amounts or {}).items():
+                    c.execute("INSERT INTO node_usage (request_id, key_id, asset, amount, time)"
+                              " VALUES (?,?,?,?,?)", (request_id, key_id, asset, str(int(amount)), now))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def used(self, request_id: str) -> bool:
+        return self.db.one("SELECT 1 FROM node_used_requests WHERE request_id=?",
+                           (request_id,)) is not None
+
+    def mark(self, request_id: str, key_id: str, signers: list[int]) -> bool:
+        """Reserve a sign request for one signer set (fsynced). True if it now is, or already
+        was, reserved for exactly that set; False if another set holds it."""
+        want = ",".join(str(i) for i in sorted(signers))
+        with self.db.tx(durable=True) as c:
+            # the first set to arrive holds the request
+            c.execute("INSERT OR IGNORE INTO node_request_marks (request_id, key_id, signers, time)"
+                      " VALUES (?,?,?,?)", (request_id, key_id, want, time.time()))
+            row = c.execute("SELECT signers, key_id FROM node_request_marks WHERE request_id=?",
+                            (request_id,)).fetchone()
+        return row is not None and row[0] == want and row[1] == key_id
+
+    def marked_since(self, key_id: str, since: float, *, besides: str | None = None) -> int:
+        """Sign requests of the key reserved since ``since`` (``besides``: not counting that
+        request): each counts once, on every holder that recorded its reservation."""
+        return int(self.db.one(
+            "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>? AND request_id IS NOT ?",
+            (key_id, since, besides))[0])
+
+    def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for asset, amount in self.db.query(
+                "SELECT asset, amount FROM node_usage WHERE key_id=? AND time>?", (key_id, since)):
+            out[asset] = out.get(asset, 0) + int(amount)
+        return out
