@@ -30,7 +30,7 @@ test: lint
 
 # the long versions: 500 signatures from 20 clients, more fuzz examples (APPLIANCE_SOAK=1),
 # the soak-marked fault and partition runs; -m "" selects the soak-marked tests too
-SOAK_TESTS ?= tests/test_fuzz_protocol.py tests/test_fuzz_api.py tests/test_load.py tests/test_faults.py tests/test_netns.py
+SOAK_TESTS ?= tests/tss/test_fuzz_protocol.py tests/api/test_fuzz_api.py tests/cluster/test_load.py tests/cluster/test_faults.py tests/cluster/test_netns.py
 soak: setup
 	APPLIANCE_SOAK=1 $(PY) -m pytest -n 2 --dist loadfile -q -s -m "" $(wildcard $(SOAK_TESTS)) $(PYTEST_ARGS)
 

@@ -4,7 +4,7 @@
 Domain errors (:mod:`appliance.errors`) carry a code and no status. A refusal by the policy or
 an authorization check (:class:`~appliance.errors.PolicyDenied`, whatever check its code names)
 is 403; every other error's status is its code's here. A code missing from the table is a bug
-(tests/test_api_errors.py checks every code the services raise): it answers 500.
+(tests/api/test_api_errors.py checks every code the services raise): it answers 500.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ The flow a user follows::
 
 Separate hosts: ``hosts`` gives each node its own listen address (default 127.0.0.1) and
 ``launchers`` a command prefix per node, e.g. ``["ip", "netns", "exec", "ns1"]`` to run it in
-its own network namespace (see tests/test_netns.py).
+its own network namespace (see tests/cluster/test_netns.py).
 """
 
 from __future__ import annotations

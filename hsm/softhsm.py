@@ -42,7 +42,7 @@ from hsm.errors import HSMConfigError, HSMError
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "softhsm-config" / "softhsm2.conf.template"
 # Used when the package is installed without the repository's softhsm-config/ (a wheel).
-# tests/test_hsm_softhsm.py checks that it equals the template file.
+# tests/node/test_hsm_softhsm.py checks that it equals the template file.
 DEFAULT_TEMPLATE = """\
 # SoftHSM v2 configuration for one appliance node.
 # Generated from softhsm-config/softhsm2.conf.template by hsm/softhsm.py

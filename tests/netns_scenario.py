@@ -1,4 +1,4 @@
-"""The separate-hosts scenario, run by tests/test_netns.py *inside* the client's network
+"""The separate-hosts scenario, run by tests/cluster/test_netns.py *inside* the client's network
 namespace (``ip netns exec <client> python -m tests.netns_scenario CONFIG``), so that every
 connection it makes goes to the test hosts' own addresses and never leaves this machine.
 

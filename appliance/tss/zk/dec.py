@@ -22,7 +22,7 @@ Ranges (``ranges(params, n)``; b = params.paillier_bits, the size of N0):
     Why not ε_d = ε as PAPER.md has it: then w_bits = ℓ' + 2ε + 1 + ⌈log2 n⌉ > b, and the
     y' = w_j(e_j=1) - w_j(e_j=0) that soundness extracts is pinned only mod N0, so a prover
     can run the protocol with y* = y + k·N0 for any k and "prove" S = Γ^y* for any δ mod q
-    (tests/test_zk_dec.py shows such a forgery). With w_bits <= b - 4,
+    (tests/tss/test_zk_dec.py shows such a forgery). With w_bits <= b - 4,
     |y'| <= 2^(w_bits+1) < N0/2: y' is the decryption itself, and y' mod q is log_Γ S.
 
 Prover, for j = 1..m:

@@ -180,7 +180,7 @@ async def test_open_routes(cluster):
     for path in ("/healthz", "/readyz"):
         status, _ = await _raw(cluster, "GET", path)
         assert status == 200, path
-    # /metrics is not open by default (the scraper's token, see tests/test_node_hardening.py)
+    # /metrics is not open by default (the scraper's token, see tests/cluster/test_node_hardening.py)
     assert await _raw(cluster, "GET", "/metrics") == (401, {"error": {
         "code": "unauthenticated", "message": "metrics need the scraper's credentials"}})
     # the OpenAPI document needs no authentication (a DESIGN.md contract: client generators read it)

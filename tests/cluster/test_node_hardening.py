@@ -29,7 +29,7 @@ from appliance.fsmodes import mode_violations, tighten_tree
 from appliance.testing import LocalCluster
 from tests.cluster_fixtures import TEST_ONLY_PRIMES, check_signature, cluster_marks, digest_of
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PERMISSIVE_UMASK = 0o022  # an operator's usual shell
 
 
@@ -284,7 +284,7 @@ REFUSED = b'{"error":{"code":"unauthenticated","message":"metrics need the scrap
 
 @on_cluster
 async def test_metrics_need_the_scrapers_bearer_token(cluster):
-    from tests.test_metrics import _install_promtool
+    from tests.cluster.test_metrics import _install_promtool
 
     assert await _scrape(cluster, 0) == (401, REFUSED, 'Bearer realm="appliance-metrics"')
     token0, token1 = cluster.metrics_token(0), cluster.metrics_token(1)

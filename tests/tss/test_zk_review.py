@@ -51,8 +51,8 @@ def test_too_many_signers_refused_up_front(key_2of3):
 
 @pytest.mark.slow
 def test_honest_identification_message_decodes_for_max_signers(paillier_keys):
-    from tests.test_zk_aff_g import make_instance as aff_instance
-    from tests.test_zk_dec import make_instance as dec_instance
+    from tests.tss.test_zk_aff_g import make_instance as aff_instance
+    from tests.tss.test_zk_dec import make_instance as dec_instance
 
     t = MAX_SIGNERS  # the largest signer set presign accepts
     bits = 3072  # DEFAULT_PAILLIER_BITS

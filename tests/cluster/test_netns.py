@@ -23,7 +23,7 @@ import pytest
 
 pytestmark = [pytest.mark.xdist_group("netns"), pytest.mark.hsm]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.213.77"
 
 

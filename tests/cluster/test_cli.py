@@ -16,7 +16,7 @@ from tests.cluster_fixtures import check_signature
 
 pytestmark = pytest.mark.hsm
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _appliance(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -77,7 +77,7 @@ def test_audit_verify_names_the_altered_entry(demo, tmp_path):
         log.close()
         # the demo's nodes stop together, so no peer need have witnessed a checkpoint: check
         # the log as left after shutdown (its last entry covered by the node's own checkpoint),
-        # without the peers' anchors (tests/test_audit_tail_cluster.py checks those), loudly
+        # without the peers' anchors (tests/cluster/test_audit_tail_cluster.py checks those), loudly
         ok = _appliance("audit", "verify", str(export), "--cluster", str(d / "cluster.toml"),
                         "--node", nid, "--no-require-checkpoint", "--require-final-checkpoint",
                         timeout=60)

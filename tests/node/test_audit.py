@@ -501,7 +501,7 @@ def test_verify_command(tmp_path, exported, keys):
     cluster.write_text('[cluster]\nid = "c"\n' + "".join(
         f'[[nodes]]\nid = "{n}"\nindex = {i}\nidentity_key = "{k.hex()}"\n'
         for i, (n, k) in enumerate(keys.items())))
-    # (without the peers' checkpoints, which tests/test_audit_anchor.py covers)
+    # (without the peers' checkpoints, which tests/node/test_audit_anchor.py covers)
     def verify(path, **kw):
         out = io.StringIO()
         code = AV.verify_command(path, cluster=cluster, require_checkpoint=False, out=out,

@@ -15,7 +15,7 @@ from appliance.audit import anchor as AA
 from appliance.audit import Checkpoint
 from appliance.canonical import canonical_json
 from appliance.cli import main as cli_main
-from tests.test_audit import Node, fill, idx_of, make_log
+from tests.node.test_audit import Node, fill, idx_of, make_log
 
 IDS = ("node-1", "node-2", "node-3")
 

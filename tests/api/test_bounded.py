@@ -25,7 +25,7 @@ from appliance.bounded import (
 )
 from tests.fuzzing import any_cbor, examples
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _nest_json(depth: int, open_: str = "[", close: str = "]") -> bytes:

@@ -41,7 +41,7 @@ from appliance.tss.ecdsa import (
     verify_with_openssl,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VECTOR_DIR = REPO.parent / "shared" / "vectors" / "wycheproof"
 
 if not VECTOR_DIR.is_dir():

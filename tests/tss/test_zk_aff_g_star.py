@@ -17,7 +17,7 @@ from appliance.tss.params import M_REPETITIONS, security_params
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import aff_g, aff_g_star
 from tests.mutation import assert_rejected, mutations, point, rejected_by, same_mod_q, signed, unit
-from tests.test_zk_aff_g import edge_witnesses, honest_masks, make_instance, public_checks
+from tests.tss.test_zk_aff_g import edge_witnesses, honest_masks, make_instance, public_checks
 
 CTX = ProofContext(b"session-1", prover=1, rid=b"rid-1")
 

@@ -29,7 +29,7 @@ from appliance.audit import command as AV
 from appliance.policy import Policy, PolicyUpdate, make_request
 from tests.stolen_node import stolen_node
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
-from tests.test_metrics import _install_promtool
+from tests.cluster.test_metrics import _install_promtool
 
 pytestmark = cluster_marks("policy-http")
 
@@ -388,7 +388,7 @@ async def test_audit_export_verifies_and_tampering_is_named(cluster):
     rep = verify(forged)
     assert not rep.ok and rep.bad_seq is not None, rep.summary()
     # what `appliance audit verify FILE` prints and returns (here without the peers'
-    # checkpoints: tests/test_audit_tail_cluster.py checks a cut tail against them)
+    # checkpoints: tests/cluster/test_audit_tail_cluster.py checks a cut tail against them)
     import io
 
     out = io.StringIO()

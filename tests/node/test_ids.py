@@ -15,7 +15,7 @@ from appliance.ids import BadId, check_id, is_id, new_id, peer_path, url_path
 from appliance.storage import NodeStore
 from appliance.transport import PeerClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("kind", ["key_id", "op_id", "job_id"])

@@ -22,7 +22,7 @@ pytestmark = cluster_marks("audit-tail")
 
 EVERY = 3  # a checkpoint every 3 entries, so that one covers the signature soon
 cluster = cluster_fixture(node_extra={i: {"audit": {"checkpoint_every": EVERY}} for i in range(3)})
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _entries(lines: list[bytes]) -> list[dict]:
