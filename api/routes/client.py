@@ -7,12 +7,15 @@ import asyncio
 
 from aiohttp import web
 
+from msgspec import UNSET, to_builtins
+
+from api import bodies
 from api.errors import json_response, with_public_errors
 from api.routes.common import (
     ANY_ROLE,
     OPENAPI_KEY,
     Route,
-    body_json,
+    body_of,
     hsm_health,
     node_of,
     user_of,
@@ -68,9 +71,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    body = await body_json(request)
-    op = await node_of(request).keys.create(user_of(request), body.get("threshold"), body.get("nodes"),
-                                         body.get("paillier_bits"), request=body.get("request"))
+    body = await body_of(request, bodies.CreateKey)
+    op = await node_of(request).keys.create(user_of(request), body.threshold, body.nodes, body.paillier_bits,
+                                            request=to_builtins(body.request))
     return json_response(with_public_errors(op), 202)
 
 
@@ -93,11 +96,10 @@ async def get_operation(request: web.Request) -> web.Response:
 
 
 async def create_sign_request(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await body_of(request, bodies.CreateSignRequest)
     req = await node_of(request).signing.create(
-        user_of(request), request.match_info["key_id"], body.get("digest"), body.get("derivation_path"),
-        body.get("signers"), body.get("payload"), body.get("payload_type"),
-        request=body.get("request"), network=body.get("network"))
+        user_of(request), request.match_info["key_id"], body.digest, body.derivation_path,
+        body.signers, body.payload, body.payload_type, request=body.request, network=body.network)
     return json_response(with_public_errors(req), 202)
 
 
@@ -110,26 +112,31 @@ async def get_sign_request(request: web.Request) -> web.Response:
     return json_response(with_public_errors(req))
 
 
+async def decision_of(request: web.Request) -> dict:
+    """A decision body: the signed decision, handed on as signed."""
+    return {"approval": to_builtins((await body_of(request, bodies.Decide)).approval)}
+
+
 async def approve(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await decision_of(request)
     view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "approve", body)
     return json_response(with_public_errors(view))
 
 
 async def reject(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await decision_of(request)
     view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "reject", body)
     return json_response(with_public_errors(view))
 
 
 async def cancel(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await decision_of(request)
     view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "cancel", body)
     return json_response(with_public_errors(view))
 
 
 async def approve_operation(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await decision_of(request)
     view = await node_of(request).keys.decide_operation(user_of(request), request.match_info["op_id"], body)
     return json_response(with_public_errors(view))
 
@@ -139,12 +146,13 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def post_policy(request: web.Request) -> web.Response:
-    body = await body_json(request)
-    return json_response(await node_of(request).policy_sync.update(user_of(request), body))
+    body = await body_of(request, bodies.PolicyUpdate)
+    return json_response(await node_of(request).policy_sync.update(user_of(request), to_builtins(body)))
 
 
 async def verify(request: web.Request) -> web.Response:
-    return json_response(node_of(request).signing.verify(await body_json(request)))
+    body = await body_of(request, bodies.Verify)
+    return json_response(node_of(request).signing.verify(to_builtins(body)))
 
 
 async def derive(request: web.Request) -> web.Response:
@@ -158,16 +166,16 @@ async def address(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
-    body = await body_json(request)
+    body = await body_of(request, bodies.Refresh)
     op = await node_of(request).keys.refresh(user_of(request), request.match_info["key_id"],
-                                          request=body.get("request"))
+                                             request=to_builtins(body.request))
     return json_response(with_public_errors(op), 202)
 
 
 async def reshare(request: web.Request) -> web.Response:
-    body = await body_json(request)
-    op = await node_of(request).keys.reshare(user_of(request), request.match_info["key_id"], body.get("threshold"),
-                                          body.get("nodes"), request=body.get("request"))
+    body = await body_of(request, bodies.Reshare)
+    op = await node_of(request).keys.reshare(user_of(request), request.match_info["key_id"], body.threshold,
+                                             body.nodes, request=to_builtins(body.request))
     return json_response(with_public_errors(op), 202)
 
 
@@ -201,27 +209,37 @@ async def list_quarantine(request: web.Request) -> web.Response:
 
 
 async def clear_quarantine(request: web.Request) -> web.Response:
-    await body_json(request)
+    await body_of(request, bodies.Empty)
     return json_response(node_of(request).quarantine.clear(user_of(request), request.match_info["node_id"]))
 
 
 async def import_key(request: web.Request) -> web.Response:
-    body = await body_json(request)
-    op = await node_of(request).keys.import_key(user_of(request), body, request=body.get("request"))
+    body = await body_of(request, bodies.ImportKey)
+    spec = {"bundle": body.bundle, **({} if body.paillier_bits is UNSET else {"paillier_bits": body.paillier_bits})}
+    op = await node_of(request).keys.import_key(user_of(request), spec, request=to_builtins(body.request))
     return json_response(with_public_errors(op), 202)
 
 
 # ---------------------------------------------------------------------------------------
 # the route table
 
-_DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "32-byte digest, hex"}
-_STATEMENT = {"type": "object", "required": ["statement", "signature"], "properties": {
-    "statement": {"type": "object"}, "signature": {"type": "string"}}}
-_REQUEST = dict(_STATEMENT, description="the initiator's signed request statement "
-                "(appliance.policy.make_request; the client library makes it)")
-_APPROVAL_BODY = {"type": "object", "required": ["approval"], "properties": {
-    "approval": dict(_STATEMENT, description="the user's signed decision (appliance.policy."
-                     "make_approval) on the request; its approver is the authenticated user")}}
+# an example statement (the client library makes and signs the real one)
+_STATEMENT = {"type": "appliance/request/v1", "cluster_id": "cluster-1", "policy_hash": "ab" * 32,
+              "action": "sign", "key_id": "key_" + "0" * 24, "initiator": "initiator",
+              "nonce": "n-1", "created_at": 1765000000, "expires_at": 1765086400,
+              "derivation_path": "m/0/1", "digest": "11" * 32, "payload_type": None, "payload_hash": None,
+              "params": None, "network": None}
+_SIGNED = {"statement": _STATEMENT, "signature": "30" * 64}
+
+
+def _signed(**fields) -> dict:
+    return {"statement": {**_STATEMENT, **fields}, "signature": _SIGNED["signature"]}
+
+
+_DECISION = {"approval": {"statement": {"type": "appliance/approval/v1", "decision": "approve",
+                                        "approver": "approver"}, "signature": "30" * 64}}
+_KEYGEN = {"action": "keygen", "key_id": None, "derivation_path": None, "digest": None,
+           "params": {"threshold": 2}}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "open"),
@@ -231,55 +249,50 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open"),
     Route("POST", "/v1/keys", create_key, "Create a key (DKG); an operation, pending until the policy's "
           "admin quorum approved it", "user", ANY_ROLE,
-          body={"type": "object", "required": ["threshold", "request"], "properties": {
-              "threshold": {"type": "integer", "minimum": 1},
-              "nodes": {"type": "array", "items": {"type": "string"}, "description": "node ids (default all)"},
-              "paillier_bits": {"type": "integer", "enum": [2048, 3072]}, "request": _REQUEST}},
+          body=bodies.CreateKey, response=bodies.Operation,
+          example={"threshold": 2, "request": _signed(**_KEYGEN)},
           responses=(202, 400, 401, 403, 503)),
-    Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE),
+    Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE, response=bodies.KeyList),
     Route("POST", "/v1/keys/import", import_key,
           "Import a key from a dealer's bundle (appliance key import); an operation, pending until "
           "the policy's admin quorum approved it", "user",
-          ANY_ROLE, body={"type": "object", "required": ["bundle", "request"], "properties": {
-              "bundle": {"type": "object", "description": "made offline by `appliance key import`"},
-              "paillier_bits": {"type": "integer", "enum": [2048, 3072]},
-              "request": dict(_REQUEST, description="the initiator's signed import request: params "
-                              "bundle_hash, public_key, threshold, nodes (the client library makes it)")}},
+          ANY_ROLE, body=bodies.ImportKey, response=bodies.Operation,
+          example={"bundle": {}, "request": _signed(**{**_KEYGEN, "action": "import"})},
           responses=(202, 400, 401, 403, 409, 503)),
-    Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, responses=(200, 401, 404)),
+    Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, response=bodies.Key, responses=(200, 401, 404)),
     Route("GET", "/v1/operations/{op_id}", get_operation, "A key operation's status", "user", ANY_ROLE,
+          response=bodies.Operation,
           query=(("wait", "number", "long-poll up to this many seconds for a final status"),),
           responses=(200, 401, 404)),
     Route("POST", "/v1/operations/{op_id}/approvals", approve_operation,
-          "Approve a key operation waiting for the admin quorum", "user", ANY_ROLE, body=_APPROVAL_BODY,
-          responses=(200, 400, 401, 403, 404, 409, 503)),
+          "Approve a key operation waiting for the admin quorum", "user", ANY_ROLE, body=bodies.Decide,
+          response=bodies.Operation, example=_DECISION, responses=(200, 400, 401, 403, 404, 409, 503)),
     Route("POST", "/v1/keys/{key_id}/sign-requests", create_sign_request,
           "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved",
-          "user", ANY_ROLE, body={"type": "object", "required": ["request"], "properties": {
-              "digest": _DIGEST,
-              "derivation_path": {"type": "string"},
-              "signers": {"type": "array", "items": {"type": "string"}, "description": "node ids to sign"},
-              "payload": {"description": "psbt: base64; eth_tx: hex of the unsigned transaction; "
-                                         "eip712: the typed-data object"},
-              "payload_type": {"type": "string", "enum": ["psbt", "eth_tx", "eip712"]},
-              "network": {"type": "string", "enum": ["mainnet", "testnet", "signet", "regtest"],
-                          "description": "Bitcoin network of a PSBT (default: the key rule's)"},
-              "request": _REQUEST}},
+          "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
+          example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
           responses=(202, 400, 401, 403, 404, 503)),
-    Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE),
+    Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE,
+          response=bodies.SignRequestList),
     Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
-          ANY_ROLE, body=_APPROVAL_BODY, responses=(200, 400, 401, 403, 404, 409, 503)),
+          ANY_ROLE, body=bodies.Decide, response=bodies.SignRequest, example=_DECISION, responses=(200, 400, 401, 403, 404, 409, 503)),
     Route("POST", "/v1/sign-requests/{request_id}/rejections", reject, "Reject a sign request", "user",
-          ANY_ROLE, body=_APPROVAL_BODY, responses=(200, 400, 401, 403, 404, 409, 503)),
+          ANY_ROLE, body=bodies.Decide, response=bodies.SignRequest,
+          example={"approval": {**_DECISION["approval"], "statement": {**_DECISION["approval"]["statement"],
+                                                                      "decision": "reject"}}}, responses=(200, 400, 401, 403, 404, 409, 503)),
     Route("POST", "/v1/sign-requests/{request_id}/cancel", cancel, "The initiator cancels a sign request",
-          "user", ANY_ROLE, body=_APPROVAL_BODY, responses=(200, 400, 401, 403, 404, 409, 503)),
+          "user", ANY_ROLE, body=bodies.Decide, response=bodies.SignRequest,
+          example={"approval": {**_DECISION["approval"], "statement": {**_DECISION["approval"]["statement"],
+                                                                      "decision": "cancel",
+                                                                      "approver": "initiator"}}},
+          responses=(200, 400, 401, 403, 404, 409, 503)),
     Route("GET", "/v1/sign-requests/{request_id}", get_sign_request, "A sign request (signature once signed)",
-          "user", ANY_ROLE, query=(("wait", "number", "long-poll up to this many seconds"),),
+          "user", ANY_ROLE, response=bodies.SignRequest, query=(("wait", "number", "long-poll up to this many seconds"),),
           responses=(200, 401, 404)),
     Route("POST", "/v1/verify", verify, "Verify an ECDSA signature", "user", ANY_ROLE,
-          body={"type": "object", "required": ["digest", "signature"], "properties": {
-              "public_key": {"type": "string"}, "key_id": {"type": "string"}, "digest": _DIGEST,
-              "signature": {}}}, responses=(200, 400, 401, 404)),
+          body=bodies.Verify,
+          response=bodies.VerifyResult, example={"public_key": "02" + "11" * 32, "digest": "11" * 32,
+                                                 "signature": {"r": "22" * 32, "s": "33" * 32}}, responses=(200, 400, 401, 404)),
     Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key and xpub (non-hardened path)",
           "user", ANY_ROLE, query=(("path", "string", "e.g. m/0/1"),), responses=(200, 400, 401, 404)),
     Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key", "user", ANY_ROLE,
@@ -287,12 +300,14 @@ ROUTES: tuple[Route, ...] = (
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
           responses=(200, 400, 401, 404)),
     Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key)", "user",
-          ANY_ROLE, body={"type": "object", "required": ["request"], "properties": {"request": _REQUEST}},
+          ANY_ROLE, body=bodies.Refresh, response=bodies.Operation,
+          example={"request": _signed(action="refresh", derivation_path=None, digest=None, params={})},
           responses=(202, 400, 401, 403, 404, 503)),
     Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold", "user",
-          ANY_ROLE, body={"type": "object", "required": ["threshold", "nodes", "request"], "properties": {
-              "threshold": {"type": "integer"}, "nodes": {"type": "array", "items": {"type": "string"}},
-              "request": _REQUEST}},
+          ANY_ROLE, body=bodies.Reshare, response=bodies.Operation,
+          example={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"],
+                   "request": _signed(action="reshare", derivation_path=None, digest=None,
+                                      params={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"]})},
           responses=(202, 400, 401, 403, 404, 503)),
     Route("GET", "/v1/audit", audit, "The audit log as JSON Lines (entries' exact bytes, signed and "
           "co-signed checkpoints)", "user", ("auditor",),
@@ -306,10 +321,13 @@ ROUTES: tuple[Route, ...] = (
           ANY_ROLE),
     Route("POST", "/v1/policy", post_policy, "Replace the policy (signed by the current policy's "
           "policy_change quorum); forwarded to every node", "user", ANY_ROLE,
-          body={"type": "object", "required": ["policy", "previous_policy_hash", "signatures"]},
+          body=bodies.PolicyUpdate,
+          example={"policy": {"cluster_id": "cluster-1", "version": 2, "users": []},
+                   "previous_policy_hash": "ab" * 32, "signatures": [{"user": "admin", "signature": "30" * 64}]},
           responses=(200, 400, 401, 403, 503)),
     Route("GET", "/v1/quarantine", list_quarantine, "Nodes quarantined here (named by an identifiable abort; "
           "left out of quorums until an admin clears them)", "user", ANY_ROLE),
     Route("DELETE", "/v1/quarantine/{node_id}", clear_quarantine, "Clear a node's quarantine", "user", ("admin",),
+          body=bodies.Empty,
           responses=(200, 401, 403, 404)),
 )

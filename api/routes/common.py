@@ -5,10 +5,14 @@ that turn a request's body and query into values (or a 400)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
+import msgspec
 from aiohttp import web
+
+from api.bodies import Body
 
 from appliance.bounded import TooDeep, loads_json
 from appliance.errors import ServiceError
@@ -28,7 +32,9 @@ class Route:
     summary: str
     auth: str  # "open" | "user" | "peer" | "metrics"
     roles: tuple[str, ...] = ()
-    body: dict | None = None  # JSON schema of the request body
+    body: type[Body] | None = None  # the JSON request body (api/bodies.py)
+    response: type[msgspec.Struct] | None = None  # the JSON body of a success (api/bodies.py)
+    example: dict[str, Any] | None = None  # an example request body
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     responses: tuple[int, ...] = (200,)
     content_type: str = "application/json"
@@ -51,6 +57,34 @@ async def body_json(request: web.Request) -> dict:
     if not isinstance(data, dict):
         raise ServiceError("bad_json", "the body must be a JSON object")
     return data
+
+
+B = TypeVar("B", bound=Body)
+
+_AT = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
+_MISSING = re.compile(r"^Object missing required field `([^`]+)`$")
+
+
+async def body_of(request: web.Request, body: type[B]) -> B:
+    """The body decoded once as ``body`` (``{}`` if empty): depth-bounded, parsed, then
+    converted strictly. A field that does not fit answers the code the service gives for it
+    (``body.field_codes``; ``body.missing_codes`` when it is missing or null), else ``bad_body``."""
+    data = await body_json(request)
+    try:
+        return msgspec.convert(data, body, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ServiceError(_code_of(body, data, str(exc)), f"the body does not fit: {exc}"[:300]) from None
+
+
+def _code_of(body: type[Body], data: dict, message: str) -> str:
+    at = _AT.search(message)
+    missing = _MISSING.match(message)
+    field = at.group(1) if at else missing.group(1) if missing else None
+    if field is None:
+        return "bad_body"
+    if data.get(field) is None and field in body.missing_codes:
+        return body.missing_codes[field]
+    return body.field_codes.get(field, "bad_body")
 
 
 def wait_param(request: web.Request) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.errors import json_response, with_public_errors
+from api import bodies
 from api.routes.common import Route, body_json, hsm_health, node_of, peer_index_of, wait_param
 from appliance.bounded import check_depth
 
@@ -95,36 +96,36 @@ async def peer_cancel(request: web.Request) -> web.Response:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/peer/health", peer_health, "Peer: liveness", "peer"),
     Route("POST", "/v1/peer/jobs", peer_open_job, "Peer: join a protocol job", "peer",
-          body={"type": "object"}, responses=(202, 400, 403, 404, 409)),
+          body=bodies.PeerObject, responses=(202, 400, 403, 404, 409)),
     Route("POST", "/v1/peer/jobs/{job_id}/messages", peer_messages, "Peer: protocol messages (CBOR)", "peer",
           responses=(202, 400, 403), content_type="application/cbor"),
     Route("POST", "/v1/peer/jobs/{job_id}/report", peer_report, "Peer: a party's outcome", "peer",
-          body={"type": "object"}),
+          body=bodies.PeerObject),
     Route("POST", "/v1/peer/jobs/{job_id}/commit", peer_commit, "Peer: commit a key change (new epoch in use)",
-          "peer", body={"type": "object"}, responses=(200, 403, 404, 409)),
+          "peer", body=bodies.PeerObject, responses=(200, 403, 404, 409)),
     Route("POST", "/v1/peer/jobs/{job_id}/finalize", peer_finalize,
           "Peer: every party confirmed the new epoch; destroy the old shares and presignatures", "peer",
-          body={"type": "object"}, responses=(200, 400, 403, 409)),
+          body=bodies.PeerObject, responses=(200, 400, 403, 409)),
     Route("GET", "/v1/peer/jobs/{job_id}/decision", peer_decision,
           "Peer: the coordinator's decision on a key change (commit, running, abort)", "peer"),
     Route("GET", "/v1/peer/keys/{key_id}", peer_key_state,
           "Peer: whether this node holds a key, its epoch and public-state hash", "peer"),
     Route("POST", "/v1/peer/jobs/{job_id}/cancel", peer_cancel, "Peer: cancel a job", "peer",
-          body={"type": "object"}),
+          body=bodies.PeerObject),
     Route("POST", "/v1/peer/policy", peer_policy, "Peer: a policy update (verified here too)", "peer",
-          body={"type": "object"}, responses=(200, 400, 403)),
+          body=bodies.PeerObject, responses=(200, 400, 403)),
     Route("GET", "/v1/peer/policy", peer_policy_chain, "Peer: the policy updates this node applied", "peer"),
     Route("GET", "/v1/peer/sign-requests/{request_id}", peer_sign_request,
           "Peer: a sign request this node keeps (another node answers a client for it)", "peer",
           query=(("wait", "number", "long-poll up to this many seconds"),), responses=(200, 403, 404)),
     Route("POST", "/v1/peer/sign-requests/{request_id}/decisions", peer_sign_request_decision,
           "Peer: a user's signed decision on a sign request this node keeps, received by another "
-          "node", "peer", body={"type": "object"}, responses=(200, 400, 403, 404, 409)),
+          "node", "peer", body=bodies.PeerObject, responses=(200, 400, 403, 404, 409)),
     Route("POST", "/v1/peer/sign-requests/{request_id}/use", peer_reserve_request,
           "Peer: reserve a sign request for one signer set (every holder of the key; the first "
           "set wins) and confirm it with this node's identity signature", "peer",
-          body={"type": "object"}, responses=(200, 400, 403, 404, 409)),
+          body=bodies.PeerObject, responses=(200, 400, 403, 404, 409)),
     Route("POST", "/v1/peer/audit/checkpoints", peer_checkpoint,
-          "Peer: co-sign another node's audit checkpoint", "peer", body={"type": "object"},
+          "Peer: co-sign another node's audit checkpoint", "peer", body=bodies.PeerObject,
           responses=(200, 400, 403, 409)),
 )

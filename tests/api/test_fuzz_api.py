@@ -123,6 +123,8 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
         signed_route = any("httpMessageSignature" in sec for sec in raw.get("security", []))
         body_schema = (raw.get("requestBody", {}).get("content", {}).get("application/json", {})
                        .get("schema"))
+        if body_schema is not None:  # a $ref into the document's components/schemas
+            body_schema = {**body_schema, "components": doc["components"]}
         modes = [GenerationMode.NEGATIVE] if op_id in NO_POSITIVE else [GenerationMode.POSITIVE,
                                                                         GenerationMode.NEGATIVE]
         strategies = []

@@ -1,0 +1,294 @@
+"""The JSON bodies of the client routes as msgspec Structs: decoded once at the edge
+(:func:`api.routes.common.body_of`) and the source of ``/openapi.json``'s schemas.
+
+Each request body names, per field, the error code the service gives for a bad value of it
+(:attr:`field_codes`) and for a missing or null one (:attr:`missing_codes`), so a body refused
+here answers the same code the service would have; anything else is ``bad_body``.
+
+Signed statements are typed (:class:`SignedStatement`, its :class:`RequestStatement` with the
+fields of :class:`appliance.policy.Request`) and refuse unknown fields, as the policy does: a
+statement is handed on with exactly the fields it was signed with.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from appliance.ids import GRAMMARS
+from appliance.policy import BITCOIN_NETWORKS, PAYLOAD_TYPES
+
+Digest = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$", description="32-byte digest, hex")]
+Hex32 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+NodeId = Annotated[str, Meta(pattern=f"^{GRAMMARS['node_id'].pattern}$")]
+KeyId = Annotated[str, Meta(pattern=f"^{GRAMMARS['key_id'].pattern}$")]
+PaillierBits = Literal[2048, 3072]
+PayloadType = Literal[PAYLOAD_TYPES]  # type: ignore[valid-type]
+Network = Literal[BITCOIN_NETWORKS]  # type: ignore[valid-type]
+
+
+class Body(Struct):
+    """A request body: which code a bad (``field_codes``) or missing (``missing_codes``) field
+    answers."""
+
+    field_codes: ClassVar[dict[str, str]] = {}
+    missing_codes: ClassVar[dict[str, str]] = {}
+
+
+# ---------------------------------------------------------------------------------------
+# signed statements
+
+
+class RequestStatement(Struct, forbid_unknown_fields=True):
+    """What an initiator signs (appliance.policy.Request; every field present, null allowed
+    where the policy allows it)."""
+
+    type: str
+    cluster_id: str
+    policy_hash: Hex32
+    action: str
+    key_id: str | None
+    initiator: str
+    nonce: str
+    created_at: int
+    expires_at: int
+    derivation_path: str | None
+    digest: str | None
+    payload_type: str | None
+    payload_hash: str | None
+    params: dict[str, Any] | None
+    network: str | None
+
+
+class SignedStatement(Struct, forbid_unknown_fields=True):
+    """The initiator's signed request (appliance.policy.make_request; the client library makes it)."""
+
+    statement: RequestStatement
+    signature: Annotated[str, Meta(description="the initiator's signature of the canonical statement, hex")]
+
+
+class SignedDecision(Struct, forbid_unknown_fields=True):
+    """A user's signed decision on a request (appliance.policy.make_approval): approve, reject
+    or the initiator's cancel; its approver is the authenticated user."""
+
+    statement: dict[str, Any]
+    signature: str
+
+
+_REQUEST_CODES = {"request": "bad_request_statement"}
+_REQUEST_MISSING = {"request": "missing_request"}
+
+
+# ---------------------------------------------------------------------------------------
+# request bodies
+
+
+class CreateKey(Body):
+    field_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes",
+                             "paillier_bits": "bad_paillier_bits", **_REQUEST_CODES}
+    missing_codes: ClassVar = {"threshold": "bad_threshold", **_REQUEST_MISSING}
+
+    threshold: Annotated[int, Meta(ge=1)]
+    request: SignedStatement
+    nodes: Annotated[list[NodeId], Meta(description="node ids (default all)")] | None = None
+    paillier_bits: PaillierBits | None = None
+
+
+class ImportKey(Body):
+    field_codes: ClassVar = {"bundle": "bad_import_bundle", "paillier_bits": "bad_paillier_bits",
+                             **_REQUEST_CODES}
+    missing_codes: ClassVar = {"bundle": "bad_import_bundle", **_REQUEST_MISSING}
+
+    bundle: Annotated[dict[str, Any], Meta(description="made offline by `appliance key import`")]
+    request: Annotated[SignedStatement, Meta(description="the initiator's signed import request: params "
+                                             "bundle_hash, public_key, threshold, nodes")]
+    paillier_bits: PaillierBits | UnsetType = UNSET
+
+
+#: a signed statement the service checks itself, after the fields it reads first (documented
+#: as a SignedStatement): the sign-request service names a malformed payload before the
+#: statement, whose payload_hash a client could not make for it
+LateStatement = Annotated[Any, Meta(extra_json_schema={"$ref": "#/components/schemas/SignedStatement"})]
+
+
+class CreateSignRequest(Body):
+    field_codes: ClassVar = {"digest": "bad_digest", "derivation_path": "bad_derivation_path",
+                             "signers": "bad_signers", "payload_type": "bad_payload_type",
+                             "network": "bad_network"}
+    missing_codes: ClassVar = _REQUEST_MISSING
+
+    request: LateStatement
+    digest: Digest | None = None
+    derivation_path: str | None = None
+    signers: Annotated[list[NodeId], Meta(description="node ids to sign")] | None = None
+    payload: Annotated[Any, Meta(description="psbt: base64; eth_tx: hex of the unsigned "
+                                 "transaction; eip712: the typed-data object")] = None
+    payload_type: PayloadType | None = None
+    network: Annotated[Network, Meta(description="Bitcoin network of a PSBT (default: the key "
+                                     "rule's)")] | None = None
+
+
+class Decide(Body):
+    """An approval, rejection or cancel of a sign request, or an approval of a key operation."""
+
+    field_codes: ClassVar = {"approval": "bad_approval"}
+    missing_codes: ClassVar = {"approval": "missing_approval"}
+
+    approval: SignedDecision
+
+
+class SignatureParts(Struct, omit_defaults=True):
+    der: str | None = None
+    r: str | None = None
+    s: str | None = None
+
+
+class Verify(Body):
+    # the service answers bad_body for every malformed field (bad_digest: a wrong length)
+    digest: Annotated[str, Meta(description="32-byte digest, hex")]
+    signature: Annotated[str | SignatureParts, Meta(description="DER hex, or {der} or {r, s}")]
+    public_key: str | None = None
+    key_id: str | None = None
+
+
+class Refresh(Body):
+    field_codes: ClassVar = _REQUEST_CODES
+    missing_codes: ClassVar = _REQUEST_MISSING
+
+    request: SignedStatement
+
+
+class Reshare(Body):
+    field_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes", **_REQUEST_CODES}
+    missing_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes", **_REQUEST_MISSING}
+
+    threshold: Annotated[int, Meta(ge=1)]
+    nodes: list[NodeId]
+    request: SignedStatement
+
+
+class PolicySignature(Struct, forbid_unknown_fields=True):
+    user: str
+    signature: str
+
+
+class PolicyUpdate(Body):
+    field_codes: ClassVar = {"policy": "bad_policy_update", "previous_policy_hash": "bad_policy_update",
+                             "signatures": "bad_policy_update"}
+    missing_codes: ClassVar = field_codes
+
+    policy: Annotated[dict[str, Any], Meta(description="the new policy (canonical form)")]
+    previous_policy_hash: Hex32
+    signatures: list[PolicySignature]
+
+
+class Empty(Body):
+    """A body with nothing in it (``{}`` or none)."""
+
+
+class PeerObject(Body):
+    """A peer's JSON object, checked field by field by the service it goes to (peer routes
+    are not typed here yet)."""
+
+
+# ---------------------------------------------------------------------------------------
+# response bodies (documented; the services build them)
+
+
+class Key(Struct):
+    key_id: str
+    public_key: str | None
+    threshold: int
+    nodes: list[str]
+    epoch: int
+    paillier_bits: int
+    status: str
+    created: float
+    presignatures: dict[str, Any] | None = None
+
+
+class KeyList(Struct):
+    keys: list[dict[str, Any]]
+
+
+class Decision(Struct):
+    approver: str
+    decision: str
+    signed_at: int | None = None
+
+
+class PublicError(Struct):
+    """A failed operation's or request's recorded error, with its HTTP status."""
+
+    status: int
+    code: str
+    message: str | None = None
+    culprits: list[str] | None = None
+    missing_nodes: list[str] | None = None
+
+
+class Operation(Struct):
+    operation_id: str
+    kind: str
+    key_id: str | None
+    status: str
+    created: float
+    updated: float
+    result: dict[str, Any] | None = None
+    error: PublicError | None = None
+    request: SignedStatement | None = None
+    decisions: list[Decision] | None = None
+
+
+class SignRequest(Struct):
+    request_id: str
+    key_id: str
+    status: str
+    digest: str | None = None
+    derivation_path: str | None = None
+    initiator: str | None = None
+    signers: Any = None
+    created: float | None = None
+    updated: float | None = None
+    payload_type: str | None = None
+    payload_hash: str | None = None
+    network: str | None = None
+    expires_at: int | None = None
+    request: SignedStatement | None = None
+    decoded: Any = None
+    decisions: list[Decision] | None = None
+    signature: Any = None
+    signatures: Any = None
+    result: Any = None
+    public_key: str | None = None
+    error: PublicError | None = None
+
+
+class SignRequestList(Struct):
+    sign_requests: list[SignRequest]
+
+
+class VerifyResult(Struct):
+    valid: bool
+    low_s: bool
+
+
+class ErrorDetail(Struct):
+    code: str
+    message: str
+    culprits: list[str] | None = None
+    missing_nodes: list[str] | None = None
+
+
+class Error(Struct):
+    """Every refusal: ``{"error": {"code", "message", "culprits"?, "missing_nodes"?}}``."""
+
+    error: ErrorDetail
+
+
+def required_fields(body: type[Struct]) -> tuple[str, ...]:
+    """The fields a body must carry."""
+    info = msgspec.inspect.type_info(body)
+    return tuple(f.name for f in info.fields if f.required)
