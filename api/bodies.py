@@ -213,7 +213,7 @@ class KeyList(Struct):
     keys: list[dict[str, Any]]
 
 
-class Decision(Struct):
+class DecisionView(Struct):
     approver: str
     decision: str
     signed_at: int | None = None
@@ -239,7 +239,7 @@ class Operation(Struct):
     result: dict[str, Any] | None = None
     error: PublicError | None = None
     request: SignedStatement | None = None
-    decisions: list[Decision] | None = None
+    decisions: list[DecisionView] | None = None
 
 
 class SignRequest(Struct):
@@ -258,7 +258,7 @@ class SignRequest(Struct):
     expires_at: int | None = None
     request: SignedStatement | None = None
     decoded: Any = None
-    decisions: list[Decision] | None = None
+    decisions: list[DecisionView] | None = None
     signature: Any = None
     signatures: Any = None
     result: Any = None
