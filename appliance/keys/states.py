@@ -7,7 +7,7 @@ stays). :func:`transition` refuses every step not in :data:`TRANSITIONS`."""
 
 from __future__ import annotations
 
-from appliance.errors import ServiceError
+from appliance.state_table import InvalidTransition, make_transition  # noqa: F401 (InvalidTransition: the table's error)
 
 NONE = "none"
 PREPARED = "prepared"
@@ -27,16 +27,4 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 
-class InvalidTransition(ServiceError):
-    def __init__(self, state: str, event: str) -> None:
-        super().__init__("invalid_transition", f"a key change that is {state} cannot {event}")
-        self.state = state
-        self.event = event
-
-
-def transition(state: str, event: str) -> str:
-    """The state after ``event``; InvalidTransition if the table has no such step."""
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise InvalidTransition(state, event) from None
+transition = make_transition("a key change", TRANSITIONS)

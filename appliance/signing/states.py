@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.errors import ServiceError
+from appliance.state_table import InvalidTransition, make_transition  # noqa: F401 (InvalidTransition: the table's error)
 
 PENDING = "pending"
 SIGNING = "signing"
@@ -33,19 +33,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 
-class InvalidTransition(ServiceError):
-    def __init__(self, state: str, event: str) -> None:
-        super().__init__("invalid_transition", f"a sign request that is {state} cannot {event}")
-        self.state = state
-        self.event = event
-
-
-def transition(state: str, event: str) -> str:
-    """The state after ``event``; InvalidTransition if the table has no such step."""
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise InvalidTransition(state, event) from None
+transition = make_transition("a sign request", TRANSITIONS)
 
 
 @dataclass(frozen=True)
