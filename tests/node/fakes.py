@@ -15,6 +15,7 @@ from appliance.policy import default_policy, make_approval, make_request
 from appliance.policy.model import ApprovalGroup
 from appliance.runtime import Waiters
 from appliance.storage import ConflictError
+from appliance.tss.protocol import IdentityDirectory, SoftwareSigner
 
 
 class FakeClock:
@@ -148,3 +149,13 @@ def fake_runtime(policy, *, clock: FakeClock | None = None, store: FakeStore | N
         index_of=lambda node_id: next(p.index for p in peers.values() if p.id == node_id),
         spawn=lambda coro: spawned.append(asyncio.ensure_future(coro)))
     return rt
+
+
+def with_identities(rt) -> dict:
+    """Give ``rt`` real secp256k1 identity keys (coincurve): ``rt.cluster.nodes``, an
+    :class:`IdentityDirectory` as ``rt.directory``; returns index -> its SoftwareSigner."""
+    signers = {i: SoftwareSigner(bytes([i + 1]) * 32) for i in rt.peers}
+    rt.cluster = types.SimpleNamespace(nodes=[
+        types.SimpleNamespace(id=p.id, index=i, identity_key=signers[i].public_key()) for i, p in rt.peers.items()])
+    rt.directory = IdentityDirectory({i: s.public_key() for i, s in signers.items()})
+    return signers
