@@ -4,15 +4,18 @@ tests move, an audit log in a list, a sign-request store in a dict."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import types
 from typing import Any
 
 from api.auth import generate_user_key
 from appliance.faults import NO_FAULTS
-from appliance.policy import default_policy, make_request
+from appliance.policy import default_policy, make_approval, make_request
+from appliance.policy.model import ApprovalGroup
 from appliance.runtime import Waiters
 from appliance.storage import ConflictError
+from appliance.tss.protocol import IdentityDirectory, SoftwareSigner
 
 
 class FakeClock:
@@ -62,6 +65,24 @@ class FakeStore:
         self.statements: dict[str, dict] = {}
         self.core = FakeCore(self.requests)
         self.used_requests: set[str] = set()
+        self.decided: dict[str, dict[str, dict]] = {}  # request id -> approver -> signed decision
+        self.presignatures: dict[tuple[int, ...], int] = {}  # signer set -> available (any key)
+
+    def ready_signer_sets(self, key_id: str) -> dict[tuple[int, ...], int]:
+        return dict(self.presignatures)
+
+    def decisions(self, rid: str) -> list[dict]:
+        return list(self.decided.get(rid, {}).values())
+
+    def add_decision(self, rid: str, approver: str, decision: str, approval: dict) -> bool:
+        got = self.decided.setdefault(rid, {})
+        if approver in got:
+            return False
+        got[approver] = approval
+        return True
+
+    def set_statement_final(self, rid: str, final: str) -> None:
+        self.statements[rid]["final"] = final
 
     def get_sign_request(self, rid: str) -> dict | None:
         row = self.requests.get(rid)
@@ -88,15 +109,28 @@ class FakeStore:
 
 
 class Users:
-    """One key per role, and the default policy over them."""
+    """One key per role, and the default policy over them; ``approvers`` > 1: that many
+    approvers (``approver``, ``approver2``, ...) and a rule needing all of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, approvers: int = 1) -> None:
         self.keys = {}
         public = {}
-        for role in ("admin", "initiator", "approver"):
+        roles = {"admin": ["admin"], "initiator": ["initiator"]}
+        for i in range(approvers):
+            roles["approver" if i == 0 else f"approver{i + 1}"] = ["approver"]
+        for uid in roles:
             priv, pub = generate_user_key()
-            self.keys[role], public[role] = priv, pub.decode()
-        self.policy = default_policy("fake", public)
+            self.keys[uid], public[uid] = priv, pub.decode()
+        self.policy = default_policy("fake", public, roles=roles)
+        if approvers > 1:
+            rule = dataclasses.replace(self.policy.signing,
+                                       approvals=(ApprovalGroup(("approver",), approvers),))
+            self.policy = dataclasses.replace(self.policy, signing=rule)
+
+    def decision(self, uid: str, sr, now: float, decision: str = "approve", ttl_s: int = 600):
+        """``uid``'s signed decision on ``sr``, as a client body carries it."""
+        a = make_approval(self.keys[uid], sr.request, approver=uid, now=now, ttl_s=ttl_s, decision=decision)
+        return {"approval": a.to_json()}
 
     def request(self, now: float, **kw: Any):
         return make_request(self.keys["initiator"], cluster_id="fake", policy_hash=self.policy.hash,
@@ -112,5 +146,16 @@ def fake_runtime(policy, *, clock: FakeClock | None = None, store: FakeStore | N
         store=store or FakeStore(), audit=FakeAudit(), audit_ok=True, metrics=FakeMetrics(),
         faults=NO_FAULTS, waiters=Waiters(), ready=True, spawned=spawned,
         node_ids=lambda idx: [peers[i].id for i in sorted(idx)],
+        index_of=lambda node_id: next(p.index for p in peers.values() if p.id == node_id),
         spawn=lambda coro: spawned.append(asyncio.ensure_future(coro)))
     return rt
+
+
+def with_identities(rt) -> dict:
+    """Give ``rt`` real secp256k1 identity keys (coincurve): ``rt.cluster.nodes``, an
+    :class:`IdentityDirectory` as ``rt.directory``; returns index -> its SoftwareSigner."""
+    signers = {i: SoftwareSigner(bytes([i + 1]) * 32) for i in rt.peers}
+    rt.cluster = types.SimpleNamespace(nodes=[
+        types.SimpleNamespace(id=p.id, index=i, identity_key=signers[i].public_key()) for i, p in rt.peers.items()])
+    rt.directory = IdentityDirectory({i: s.public_key() for i, s in signers.items()})
+    return signers
