@@ -71,9 +71,12 @@ class SignJob:
         spec = job.spec
         if not spec.get("presig_id"):
             return
-        # spent durably before anything of it is used (a refused job spends nothing else)
-        taken = self.rt.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False)
-        if taken is None or taken.key_id != spec["key_id"]:
+        # spent durably before anything of it is used, and only if it is this key's, for this
+        # signer set and epoch (a presignature of anything else is not touched)
+        taken = self.rt.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False,
+                                                key_id=spec["key_id"], signer_set=sorted(spec["parties"]),
+                                                epoch=int(spec["epoch"]))
+        if taken is None:
             raise ServiceError("presignature_unavailable", "this node has no such presignature")
         job.presig_taken = taken
         self.pool.report()

@@ -331,12 +331,15 @@ class NodeStore:
         """Pick one available presignature of this signer set and spend it (durably)."""
         return self.core.take_presignature(key_id, signers, epoch=epoch)
 
-    def take_presignature(self, presig_id: bytes, *, reserved: bool):
-        """Spend it durably (mine: reserved by this node; a peer's job: by id); None if gone."""
+    def take_presignature(self, presig_id: bytes, *, reserved: bool, key_id: str | None = None,
+                          signer_set: list[int] | None = None, epoch: int | None = None):
+        """Spend it durably (mine: reserved by this node; a peer's job: by id, and only if it is
+        of ``key_id``/``signer_set``/``epoch`` when given); None if gone or not that one."""
         try:
             if reserved:
                 return self.core.spend_reserved(presig_id)
-            return self.core.take_presignature_by_id(presig_id)
+            return self.core.take_presignature_by_id(presig_id, key_id=key_id, signer_set=signer_set,
+                                                     epoch=epoch)
         except PresignatureUnavailable:
             return None
 

@@ -108,13 +108,21 @@ class PresignatureRepository:
             args.append(epoch)
         return self._take(where, args)
 
-    def take_presignature_by_id(self, presig_id: bytes) -> TakenPresignature:
-        """Spend a given presignature: available, or reserved by this Store object.
-        :class:`PresignatureUnavailable` otherwise (spent, reserved by someone else)."""
-        taken = self._take(
-            "presig_id = ? AND (state = 'available' OR (state = 'reserved' AND reserved_by = ?))",
-            [bytes(presig_id), self.instance_id],
-        )
+    def take_presignature_by_id(self, presig_id: bytes, *, key_id: str | None = None,
+                                signer_set: Iterable[int] | None = None,
+                                epoch: int | None = None) -> TakenPresignature:
+        """Spend a given presignature: available, or reserved by this Store object, and (when
+        given) of exactly this key, signer set and epoch -- a presignature of anything else is
+        not touched. :class:`PresignatureUnavailable` otherwise (spent, reserved by someone
+        else, or not the one asked for)."""
+        where = "presig_id = ? AND (state = 'available' OR (state = 'reserved' AND reserved_by = ?))"
+        args: list = [bytes(presig_id), self.instance_id]
+        for column, value in (("key_id", key_id), ("epoch", epoch),
+                              ("signer_set", None if signer_set is None else signer_set_text(signer_set))):
+            if value is not None:
+                where += f" AND {column} = ?"
+                args.append(value)
+        taken = self._take(where, args)
         if taken is None:
             raise PresignatureUnavailable("this presignature is spent or reserved elsewhere")
         return taken

@@ -112,7 +112,7 @@ def test_a_sign_request_picks_a_ready_set_and_not_one_whose_presignatures_are_sp
 def test_a_sign_job_naming_a_spent_presignature_is_refused(node):
     (pid,) = _add(node.store, [0, 1])
     job = SignJob(node.rt, driver=None, shares=None, pool=node.pool, reader=None, recorder=Recorder(node.rt))
-    spec = {"job_id": "job_" + "d" * 24, "kind": "sign", "key_id": KEY, "parties": [0, 1],
+    spec = {"job_id": "job_" + "d" * 24, "kind": "sign", "key_id": KEY, "parties": [0, 1], "epoch": 0,
             "presig_id": pid.hex()}
     first = types.SimpleNamespace(spec=spec, presig_taken=None)
     job.attach(first)
@@ -122,3 +122,20 @@ def test_a_sign_job_naming_a_spent_presignature_is_refused(node):
         with pytest.raises(ServiceError) as ei:
             job.attach(types.SimpleNamespace(spec={**spec, "presig_id": presig_id}, presig_taken=None))
         assert ei.value.code == "presignature_unavailable"
+
+
+def test_a_sign_job_naming_another_keys_set_or_epochs_presignature_spends_nothing(node):
+    """A coordinator's job may only name a presignature of its own key, signer set and epoch:
+    one of anything else is refused and left available (it was once spent before the check)."""
+    (pid,) = _add(node.store, [0, 1])
+    job = SignJob(node.rt, driver=None, shares=None, pool=node.pool, reader=None, recorder=Recorder(node.rt))
+    spec = {"job_id": "job_" + "e" * 24, "kind": "sign", "key_id": KEY, "parties": [0, 1], "epoch": 0,
+            "presig_id": pid.hex()}
+    for other in ({"key_id": "key_" + "b" * 24}, {"parties": [0, 2]}, {"epoch": 1}):
+        with pytest.raises(ServiceError) as ei:
+            job.attach(types.SimpleNamespace(spec={**spec, **other}, presig_taken=None))
+        assert ei.value.code == "presignature_unavailable", other
+        assert node.store.count_presignatures(KEY) == 1, other  # still there, still available
+    first = types.SimpleNamespace(spec=spec, presig_taken=None)
+    job.attach(first)  # its own job takes it
+    assert first.presig_taken.presig_id == pid and node.store.count_presignatures(KEY) == 0
