@@ -1,7 +1,8 @@
 """Which statement authorizes each kind of job, and the coordinator's signature over a job.
 
-The rule, checked by every party in ``Node.accept_job`` before it does anything: **no job
-reaches a party without an authorizing statement that the party checks itself.**
+The rule, checked by every party in ``appliance.jobs.participant.Participant.accept`` before it
+does anything: **no job reaches a party without an authorizing statement that the party checks
+itself.**
 
 ============================  ==============================================================
 kind                          authorizing statement (checked by every party)
