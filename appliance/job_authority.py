@@ -59,13 +59,18 @@ def as_wire(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(spec))
 
 
-def coordinator_signature_ok(spec: dict[str, Any], coordinator: int,
-                             directory: IdentityDirectory) -> bool:
-    sig = spec.get(COORDINATOR_SIG)
+def identity_signed(directory: IdentityDirectory, party: int, digest: bytes, sig: Any) -> bool:
+    """``sig`` (hex of a 64-byte compact signature, as the wire carries it) is ``party``'s
+    HSM identity signature over ``digest``."""
     if not isinstance(sig, str) or len(sig) != 128:
         return False
     try:
         raw = bytes.fromhex(sig)
     except ValueError:
         return False
-    return directory.verify(coordinator, job_digest(spec), raw)
+    return directory.verify(party, digest, raw)
+
+
+def coordinator_signature_ok(spec: dict[str, Any], coordinator: int,
+                             directory: IdentityDirectory) -> bool:
+    return identity_signed(directory, coordinator, job_digest(spec), spec.get(COORDINATOR_SIG))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
+from appliance.job_authority import identity_signed
 from appliance.policy import PolicyError, SignedRequest
 from appliance.transport import PeerError
 
@@ -121,13 +122,7 @@ class RequestUse:
         good = set()
         for node_id, sig in (marks.items() if isinstance(marks, dict) else ()):
             p = by_id.get(node_id)
-            if p is None or p not in row["participants"] or not isinstance(sig, str) or len(sig) != 128:
-                continue
-            try:
-                raw = bytes.fromhex(sig)
-            except ValueError:
-                continue
-            if node.directory.verify(p, digest, raw):
+            if p in row["participants"] and identity_signed(node.directory, p, digest, sig):
                 good.add(p)
         need = use_quorum(len(row["participants"]), row["threshold"])
         if len(good) < need:
