@@ -117,22 +117,21 @@ async def decision_of(request: web.Request) -> dict:
     return {"approval": to_builtins((await body_of(request, bodies.Decide)).approval)}
 
 
-async def approve(request: web.Request) -> web.Response:
-    body = await decision_of(request)
-    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "approve", body)
-    return json_response(with_public_errors(view))
+def _decision_route(decision: str):
+    """The handler of one kind of signed decision on a sign request (its name is the OpenAPI
+    operationId)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await decision_of(request)
+        view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"],
+                                                     decision, body)
+        return json_response(with_public_errors(view))
+
+    handler.__name__ = handler.__qualname__ = decision
+    return handler
 
 
-async def reject(request: web.Request) -> web.Response:
-    body = await decision_of(request)
-    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "reject", body)
-    return json_response(with_public_errors(view))
-
-
-async def cancel(request: web.Request) -> web.Response:
-    body = await decision_of(request)
-    view = await node_of(request).signing.decide(user_of(request), request.match_info["request_id"], "cancel", body)
-    return json_response(with_public_errors(view))
+approve, reject, cancel = (_decision_route(d) for d in ("approve", "reject", "cancel"))
 
 
 async def approve_operation(request: web.Request) -> web.Response:
