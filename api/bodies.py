@@ -206,11 +206,21 @@ class Key(Struct):
     paillier_bits: int
     status: str
     created: float
-    presignatures: dict[str, Any] | None = None
+    presignatures: Annotated[dict[str, int], Meta(
+        description="presignatures ready on this node per signer set (node ids joined by commas)")] | None = None
 
 
 class KeyList(Struct):
-    keys: list[dict[str, Any]]
+    keys: list[Key]
+
+
+class Signature(Struct):
+    """An ECDSA signature over secp256k1, low-S."""
+
+    der: Annotated[str, Meta(description="DER, hex")]
+    r: Hex32
+    s: Hex32
+    recovery_id: Annotated[int, Meta(ge=0, le=3)] | None = None
 
 
 class DecisionView(Struct):
@@ -249,7 +259,7 @@ class SignRequest(Struct):
     digest: str | None = None
     derivation_path: str | None = None
     initiator: str | None = None
-    signers: Any = None
+    signers: list[NodeId] | None = None
     created: float | None = None
     updated: float | None = None
     payload_type: str | None = None
@@ -257,12 +267,15 @@ class SignRequest(Struct):
     network: str | None = None
     expires_at: int | None = None
     request: SignedStatement | None = None
-    decoded: Any = None
+    decoded: Annotated[dict[str, Any], Meta(description="what the node decoded from the payload")] | None = None
     decisions: list[DecisionView] | None = None
-    signature: Any = None
-    signatures: Any = None
-    result: Any = None
+    signature: Signature | None = None
+    signatures: Annotated[list[Signature], Meta(description="one per input signed (a PSBT)")] | None = None
+    result: Annotated[dict[str, Any], Meta(
+        description="the signed payload: psbt {psbt, complete, tx_hex?, txid?}; eth_tx {raw_tx, tx_hash, "
+                    "v, r, s}; eip712 {signature, r, s, v}")] | None = None
     public_key: str | None = None
+    presignature: Annotated[str, Meta(description="the presignature it used, if one")] | None = None
     error: PublicError | None = None
 
 
@@ -273,6 +286,87 @@ class SignRequestList(Struct):
 class VerifyResult(Struct):
     valid: bool
     low_s: bool
+
+
+class Health(Struct):
+    status: Literal["ok"]
+    node_id: NodeId
+    version: str
+
+
+class Readiness(Struct):
+    """``/readyz``: 200 when ready, else 503 with the same body and a ``reason``."""
+
+    ready: bool
+    node_id: NodeId
+    hsm: bool
+    audit: bool
+    primes: Annotated[dict[str, Any], Meta(description="the prime pool: source and counts per kind")]
+    reason: str | None = None
+
+
+class Derived(Struct):
+    key_id: KeyId
+    path: str
+    public_key: str
+    xpub: str
+    chain_code: Hex32
+    depth: int
+
+
+class Address(Struct):
+    key_id: KeyId
+    kind: Literal["p2wpkh", "eth"]
+    address: str
+    public_key: str
+    path: str
+    network: Network | None
+
+
+class PolicyView(Struct):
+    cluster_id: str
+    policy_hash: Hex32
+    version: int
+    policy: Annotated[dict[str, Any], Meta(description="the policy in force (canonical form)")]
+    updates: Annotated[int, Meta(description="policy updates applied since the base policy")]
+
+
+class PolicyApplied(Struct):
+    policy_hash: Hex32
+    version: int
+    applied: Annotated[bool, Meta(description="false: this policy was already in force")]
+    nodes: Annotated[dict[str, str], Meta(
+        description="per node: applied, current, or the code it refused with")] | None = None
+
+
+class Quarantined(Struct):
+    node_id: NodeId
+    since: float
+    reason: str
+    job_id: str | None = None
+
+
+class QuarantineList(Struct):
+    nodes: list[Quarantined]
+
+
+class QuarantineCleared(Quarantined):
+    cleared: bool = True
+
+
+class SignedCheckpoint(Struct):
+    checkpoint: Annotated[dict[str, Any], Meta(description="type, node, seq, head, time")]
+    signature: str
+    cosignatures: dict[str, str]
+
+
+class AuditAnchor(Struct):
+    """``GET /v1/audit/checkpoints``: what ``appliance audit verify --anchor`` reads."""
+
+    type: Literal["appliance/audit-anchor/v1"]
+    node: NodeId
+    witnessed: list[SignedCheckpoint]
+    own: SignedCheckpoint | None
 
 
 class ErrorDetail(Struct):

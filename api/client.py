@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import aiohttp
@@ -55,10 +55,13 @@ class ApplianceClient:
     """One user talking to one node."""
 
     def __init__(self, url: str, user: str, private_key: Any, *, server_cert: str | None = None,
-                 ca_file: str | Path | None = None, timeout: float = 120.0) -> None:
+                 ca_file: str | Path | None = None, timeout: float = 120.0,
+                 observe: Callable[[str, str, int, str, bytes], None] | None = None) -> None:
         """``private_key``: PEM (str/bytes), a path to a PEM file, or a cryptography key
         (Ed25519 or P-256). ``server_cert``: the node's certificate PEM to pin; ``ca_file``:
-        a CA bundle instead; neither: the system trust store."""
+        a CA bundle instead; neither: the system trust store. ``observe(method, path, status,
+        content_type, body)``: called with every response before it is decoded (e.g.
+        :meth:`api.conformance.ResponseContract.check`; what it raises, the call raises)."""
         self.url = url.rstrip("/")
         self.user = user
         if isinstance(private_key, Path) or (isinstance(private_key, str) and "-----BEGIN" not in private_key):
@@ -68,6 +71,7 @@ class ApplianceClient:
         self._key = private_key
         self._ssl = client_context(server_cert, ca_file=ca_file) if self.url.startswith("https") else None
         self.timeout = timeout
+        self.observe = observe
         self._session: aiohttp.ClientSession | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -109,6 +113,8 @@ class ApplianceClient:
             async with self._http().request(method, URL(url, encoded=True), data=data or None,
                                             headers=headers, timeout=t) as resp:
                 content = await resp.read()
+                if self.observe is not None:
+                    self.observe(method, URL(url, encoded=True).raw_path, resp.status, resp.content_type, content)
                 if resp.status >= 400:
                     try:
                         err = loads_json(content).get("error", {})

@@ -42,15 +42,15 @@ def openapi_document(node: Node | None = None) -> dict:
             op["requestBody"] = {"required": True, "content": {"application/cbor": {"schema": {
                 "type": "string", "format": "binary"}}}}
         responses: dict[str, Any] = {}
-        statuses = (*r.responses, 400) if any(n in GRAMMARS for n in _path_params(r.path)) else r.responses
-        for status in sorted(set(statuses)):
-            if status < 400:
+        for status in documented_statuses(r):
+            if status < 400 or (r.failure_is_response and status in r.responses):
                 ctype = r.content_type if r.method == "GET" else "application/json"
                 if ctype == "application/cbor":
                     ctype = "application/json"
                 schema = (refs[r.response] if r.response is not None else {"type": "object"}) \
                     if ctype == "application/json" else {"type": "string"}
-                responses[str(status)] = {"description": "OK" if status == 200 else "Accepted",
+                text = "OK" if status == 200 else "Accepted" if status < 400 else _STATUS_TEXT.get(status, "Error")
+                responses[str(status)] = {"description": text,
                                           "content": {ctype: {"schema": schema}}}
             else:
                 responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Error"),
@@ -58,8 +58,6 @@ def openapi_document(node: Node | None = None) -> dict:
         if r.auth == "user":
             op["security"] = [{"httpMessageSignature": []}]
             op["x-roles"] = list(r.roles)
-            responses.setdefault("401", {"description": _STATUS_TEXT[401],
-                                         "content": {"application/json": {"schema": err_schema}}})
         elif r.auth == "peer":
             op["security"] = [{"pinnedMutualTLS": []}]
             op["tags"] = ["peer"]
@@ -94,9 +92,33 @@ def openapi_document(node: Node | None = None) -> dict:
     }
 
 
+def documented_statuses(r: Route) -> list[int]:
+    """Every status route ``r`` answers with: its own (``r.responses``) and what the edge
+    answers for any route of its kind: 400 for a malformed id in the path or a body that is
+    not JSON or too deep, 408 and 413 for a body too slow or too large, 401 for a user route
+    not signed by a user, 403 for a user without the route's roles or a peer route without a
+    pinned certificate, 503 before the
+    node is ready (or while its HSM or audit log is away), 500 for a bug."""
+    out = set(r.responses) | {500}
+    if r.auth != "open":
+        out.add(503)
+    if any(n in GRAMMARS for n in _path_params(r.path)):
+        out.add(400)
+    if r.method == "POST":
+        out |= {400, 408, 413}
+    if r.auth in ("user", "metrics"):
+        out.add(401)
+    if r.roles:
+        out.add(403)
+    if r.auth == "peer":
+        out.add(403)
+    return sorted(out)
+
+
 _STATUS_TEXT = {400: "Bad input", 401: "Not authenticated", 403: "Forbidden", 404: "Unknown",
-                409: "Wrong state", 413: "Too large", 501: "Not implemented yet",
-                502: "Protocol abort (culprits)", 503: "Quorum unreachable (missing_nodes)"}
+                408: "Body too slow", 409: "Wrong state", 413: "Too large", 422: "Unusable import",
+                500: "Internal error", 501: "Not implemented yet",
+                502: "Protocol abort (culprits)", 503: "Not ready or quorum unreachable (missing_nodes)"}
 
 
 def _schemas() -> tuple[dict[type, dict], dict[str, dict]]:

@@ -35,6 +35,9 @@ Other controls: ``stop_node(i)`` / ``start_node(i)`` (restart with the same stat
 ``kill_node(i)`` (SIGKILL), ``base_dir`` + ``keep=True`` to keep the state,
 ``round_timeout``, ``presign_pool`` (presignatures kept ready per signer set; 0 = off),
 ``node_extra`` (extra node.toml settings per node index, e.g. ``{"node": {...}}``).
+Every client it hands out checks every answer against ``/openapi.json``
+(:class:`api.conformance.ResponseContract`: a documented status, a body that fits its schema
+with no undocumented field); ``check_responses=False`` turns that off.
 
 Faults (test-only): ``faults={i: {"tamper": ["alter"]}}`` or ``cluster.configure_faults(i, ...)``
 give node ``i`` a :class:`appliance.faults.FaultPlan` (slow peer, tampered frames, crash points,
@@ -80,6 +83,7 @@ import aiohttp
 
 from api.auth import generate_user_key
 from api.client import ApplianceClient
+from api.conformance import ResponseContract
 from api.app import serve
 from appliance.config import write_toml
 from appliance.faults import FaultPlan
@@ -112,7 +116,8 @@ class LocalCluster:
                  log_level: str = "info", hosts: list[str] | None = None,
                  launchers: list[list[str]] | None = None, policy: dict | None = None,
                  users: dict[str, list[str]] | None = None,
-                 faults: dict[int, dict] | None = None, test_hooks: bool = False) -> None:
+                 faults: dict[int, dict] | None = None, test_hooks: bool = False,
+                 check_responses: bool = True) -> None:
         if nodes < 2 or not 1 <= threshold <= nodes:
             raise ValueError("need nodes >= 2 and 1 <= threshold <= nodes")
         self.n = nodes
@@ -132,6 +137,8 @@ class LocalCluster:
         self.node_extra = node_extra or {}
         self.faults = faults or {}
         self.test_hooks = test_hooks
+        # every client checks every answer against /openapi.json (api/conformance.py)
+        self.contract = ResponseContract() if check_responses else None
         self.policy_overrides = policy or {}
         self.extra_users = dict(users or {})
         self.python = python or sys.executable
@@ -459,7 +466,8 @@ class LocalCluster:
 
         if user not in self.user_keys:
             raise KeyError(f"no user {user!r}; users: {', '.join(self.user_keys)}")
-        c = ApplianceClient(self.urls[node], user, self.user_keys[user], server_cert=self.server_cert(node))
+        c = ApplianceClient(self.urls[node], user, self.user_keys[user], server_cert=self.server_cert(node),
+                            observe=self.contract.check if self.contract is not None else None)
         self._clients.append(c)
         return c
 

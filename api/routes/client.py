@@ -241,8 +241,9 @@ _KEYGEN = {"action": "keygen", "key_id": None, "derivation_path": None, "digest"
            "params": {"threshold": 2}}
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", healthz, "Liveness: the process answers", "open"),
-    Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", responses=(200, 503)),
+    Route("GET", "/healthz", healthz, "Liveness: the process answers", "open", response=bodies.Health),
+    Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", response=bodies.Readiness,
+          responses=(200, 503), failure_is_response=True),
     Route("GET", "/metrics", metrics, "Prometheus metrics (the scraper's bearer token or certificate, or a "
           "signed user request)", "metrics", responses=(200, 401), content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open"),
@@ -270,7 +271,7 @@ ROUTES: tuple[Route, ...] = (
           "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved",
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
-          responses=(202, 400, 401, 403, 404, 503)),
+          responses=(202, 400, 401, 403, 404, 409, 503)),
     Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE,
           response=bodies.SignRequestList),
     Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
@@ -293,8 +294,10 @@ ROUTES: tuple[Route, ...] = (
           response=bodies.VerifyResult, example={"public_key": "02" + "11" * 32, "digest": "11" * 32,
                                                  "signature": {"r": "22" * 32, "s": "33" * 32}}, responses=(200, 400, 401, 404)),
     Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key and xpub (non-hardened path)",
-          "user", ANY_ROLE, query=(("path", "string", "e.g. m/0/1"),), responses=(200, 400, 401, 404)),
+          "user", ANY_ROLE, response=bodies.Derived, query=(("path", "string", "e.g. m/0/1"),),
+          responses=(200, 400, 401, 404)),
     Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key", "user", ANY_ROLE,
+          response=bodies.Address,
           query=(("kind", "string", "p2wpkh or eth"), ("path", "string", "e.g. m/0/1"),
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
           responses=(200, 400, 401, 404)),
@@ -314,19 +317,19 @@ ROUTES: tuple[Route, ...] = (
           content_type="application/jsonl"),
     Route("GET", "/v1/audit/checkpoints", audit_checkpoints, "The newest audit checkpoint this "
           "node witnessed (co-signed) for each peer, and its own newest co-signed one: the anchor "
-          "`appliance audit verify` checks an export against", "user", ("auditor",),
+          "`appliance audit verify` checks an export against", "user", ("auditor",), response=bodies.AuditAnchor,
           responses=(200, 401, 403, 503)),
     Route("GET", "/v1/policy", get_policy, "The policy in force (canonical form, hash, version)", "user",
-          ANY_ROLE),
+          ANY_ROLE, response=bodies.PolicyView),
     Route("POST", "/v1/policy", post_policy, "Replace the policy (signed by the current policy's "
           "policy_change quorum); forwarded to every node", "user", ANY_ROLE,
-          body=bodies.PolicyUpdate,
+          body=bodies.PolicyUpdate, response=bodies.PolicyApplied,
           example={"policy": {"cluster_id": "cluster-1", "version": 2, "users": []},
                    "previous_policy_hash": "ab" * 32, "signatures": [{"user": "admin", "signature": "30" * 64}]},
           responses=(200, 400, 401, 403, 503)),
     Route("GET", "/v1/quarantine", list_quarantine, "Nodes quarantined here (named by an identifiable abort; "
-          "left out of quorums until an admin clears them)", "user", ANY_ROLE),
+          "left out of quorums until an admin clears them)", "user", ANY_ROLE, response=bodies.QuarantineList),
     Route("DELETE", "/v1/quarantine/{node_id}", clear_quarantine, "Clear a node's quarantine", "user", ("admin",),
-          body=bodies.Empty,
+          body=bodies.Empty, response=bodies.QuarantineCleared,
           responses=(200, 401, 403, 404)),
 )

@@ -38,6 +38,7 @@ class Route:
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     responses: tuple[int, ...] = (200,)
     content_type: str = "application/json"
+    failure_is_response: bool = False  # an error status of ``responses`` answers ``response``, not Error (/readyz)
 
 
 async def body_json(request: web.Request) -> dict:
