@@ -1,7 +1,9 @@
-"""A signing node: the composition root. It builds the shared :class:`Runtime`, the services
-(each in its own package) and the adapters opened at start (store, HSM, audit log), starts the
-background tasks and stops them. api/ handlers reach the services as attributes
-(``node.signing.create(...)``).
+"""A signing node: the composition root. It builds the shared :class:`Runtime`, the peer client,
+one :class:`appliance.ports.Opened` slot for each adapter opened at start (store, HSM, identity
+signer, audit log) and the services (each in its own package), handing each service exactly
+the ports it uses; at start it opens the adapters into the slots, starts the background tasks,
+and stops them. api/ handlers reach the services as attributes (``node.signing.create(...)``)
+and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None until open).
 
 =============================  ==========================================================
 ``node.signing``               sign requests (appliance/signing/)
@@ -155,7 +157,7 @@ class Node:
             return
         self.store = NodeStore(rt.config.db)
         self.store.recover_after_restart({"code": "node_restarted",
-                                        "message": "the node stopped while this was running"})
+                                          "message": "the node stopped while this was running"})
         self.policy_sync.open()
         self.cosigning.open()
         hcfg = rt.config.hsm_config()

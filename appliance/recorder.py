@@ -32,12 +32,12 @@ class Recorder:
             raise ServiceError("audit_unavailable", "the audit log is not open")
         try:
             audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                            decision=decision, reason=reason)
+                         decision=decision, reason=reason)
         except AuditFieldError:
             # never a secret in the log: keep the entry, without the refused text
             try:
                 audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                                decision=decision, reason="redacted")
+                             decision=decision, reason="redacted")
             except AuditUnavailable:
                 self.down()
                 raise ServiceError("audit_unavailable",

@@ -42,8 +42,8 @@ class QuarantineService:
                 log.warning("node %s quarantined: %s", node_id, err.message)
                 try:
                     self.audit().record(rt.me.id, "node_quarantined", key_id=spec.get("key_id"),
-                                    subject=node_id, decision="quarantined",
-                                    reason=f"job {spec.get('job_id')}: {err.message}"[:300])
+                                        subject=node_id, decision="quarantined",
+                                        reason=f"job {spec.get('job_id')}: {err.message}"[:300])
                 except Exception:  # the quarantine holds even if the audit write fails
                     log.exception("audit of quarantine failed")
 
@@ -56,5 +56,5 @@ class QuarantineService:
         if entry is None:
             raise ServiceError("not_found", "unknown quarantined node")
         self.audit().record(user.id, "quarantine_cleared", subject=node_id, decision="cleared",
-                             reason=str(entry.get("reason", ""))[:300])
+                            reason=str(entry.get("reason", ""))[:300])
         return {"node_id": node_id, "cleared": True, **entry}

@@ -151,6 +151,6 @@ class Participant:
         else:
             self.local.abandon(job)
         self.audit().record(rt.peers[from_index].id, f"{job.kind}_cancelled", key_id=job.spec.get("key_id"),
-                        subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
+                            subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
         if job.coordinator != rt.index:
             self.table.forget(job)

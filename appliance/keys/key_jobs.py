@@ -130,7 +130,7 @@ class KeyChangeJob:
         share = await self._aux(job, share, bits, rng, deadline)
         blob = await self.shares.seal(spec["key_id"], share)
         self.key_store().put_pending_key(spec["key_id"], share.public_key, share.threshold,
-                                      share.participants, share.epoch, bits, blob, share.chain_code)
+                                         share.participants, share.epoch, bits, blob, share.chain_code)
         job.result = _result(share)
 
     async def _reshare(self, job: JobRun, rng, deadline: float) -> None:
@@ -154,7 +154,7 @@ class KeyChangeJob:
         blob = await self.shares.seal(spec["key_id"], new)
         if self.key_store().get_key(spec["key_id"]) is None:
             self.key_store().put_pending_key(spec["key_id"], new.public_key, new.threshold,
-                                     new.participants, new.epoch, bits, blob, new.chain_code)
+                                             new.participants, new.epoch, bits, blob, new.chain_code)
         else:
             self.key_store().put_pending_share(spec["key_id"], new.epoch, blob)
         job.result = _result(new)

@@ -56,7 +56,7 @@ class ShareVault:
 
     async def seal(self, key_id: str, share: KeyShare) -> bytes:
         return await self.hsm().seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
-                                            share.to_bytes())
+                                           share.to_bytes())
 
     def forget(self, key_id: str, *, below_epoch: int | None = None) -> None:
         """Drop the decoded shares of ``key_id`` (only those of epochs below ``below_epoch``)."""

@@ -97,7 +97,7 @@ class TwoPhase:
         key_id = p["key_id"]
         self.shares.forget(key_id)
         self.audit().record(rt.peers[p["coordinator"]].id, f"{p['kind']}_commit", key_id=key_id,
-                        subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
+                            subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
         self.pool.changed()
         return True
 
@@ -109,7 +109,7 @@ class TwoPhase:
         if labels:
             rt.spawn(self.pool.destroy_keys(labels))
         self.audit().record(rt.me.id, "key_finalized", key_id=key_id, subject=job_id, decision="finalized",
-                        reason=f"shares and presignatures of epochs before {epoch} destroyed")
+                            reason=f"shares and presignatures of epochs before {epoch} destroyed")
         self.pool.report()
 
     def abandon_prepared(self, job_id: str, state: str) -> None:
@@ -258,6 +258,6 @@ class TwoPhase:
             elif decision == "abort":
                 self.abandon_prepared(job_id, p["state"])
                 self.audit().record(rt.peers[coord].id, f"{p['kind']}_abandoned", key_id=p["key_id"],
-                                subject=job_id, decision="abandoned",
-                                reason="the coordinator never committed it; the old epoch stays")
+                                    subject=job_id, decision="abandoned",
+                                    reason="the coordinator never committed it; the old epoch stays")
                 self.pool.wakeup.set()

@@ -160,7 +160,7 @@ class SignRequests:
             rt.node_ids(named) if named else None, payload=payload,
             payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
         self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
-                               network=dec.network, decoded=dec.to_dict())
+                                        network=dec.network, decoded=dec.to_dict())
         rt.metrics.sign_request("created")
         if allowed:
             await self._start(rid, [], actor=user.id, dec=dec)

@@ -82,8 +82,8 @@ class SignJob:
         # spent durably before anything of it is used, and only if it is this key's, for this
         # signer set and epoch (a presignature of anything else is not touched)
         taken = self.presigs().take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False,
-                                                key_id=spec["key_id"], signer_set=sorted(spec["parties"]),
-                                                epoch=int(spec["epoch"]))
+                                                 key_id=spec["key_id"], signer_set=sorted(spec["parties"]),
+                                                 epoch=int(spec["epoch"]))
         if taken is None:
             raise ServiceError("presignature_unavailable", "this node has no such presignature")
         job.presig_taken = taken
