@@ -23,6 +23,7 @@ from appliance.sealed import SealContext
 from appliance.storage import ConflictError, PresignatureUnavailable
 from appliance.transport import PeerError
 from appliance.tss.protocol import IdentityDirectory, SoftwareSigner
+from hsm.errors import HSMIntegrityError
 
 
 class FakeClock:
@@ -109,9 +110,9 @@ class FakeSealer:
         return blob
 
     async def unseal_async(self, context: SealContext, blob: bytes) -> bytes:
-        ctx, plaintext = self.blobs[blob]
+        ctx, plaintext = self.blobs.get(blob, (None, b""))
         if ctx != context:
-            raise ValueError("sealed under another context")
+            raise HSMIntegrityError("not sealed under this context (fake)")
         return plaintext
 
     async def seal_presignature_async(self, context: SealContext, plaintext: bytes) -> bytes:
