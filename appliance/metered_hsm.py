@@ -2,48 +2,71 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
+
+from appliance.sealed import SealContext
 
 
 class MeteredHSM:
-    """The HSM with each PKCS#11 operation's duration (and failures) in the metrics."""
-
-    OPS = {"seal_async": "seal", "unseal_async": "unseal", "seal_presignature_async": "seal_presignature",
-           "unseal_presignature_async": "unseal_presignature",
-           "consume_presignature_async": "consume_presignature",
-           "destroy_presignature_key_async": "destroy_key", "destroy_presignature_key": "destroy_key",
-           "sign_digest": "sign", "sign_digest_async": "sign",
-           "transport_decrypt_async": "transport_decrypt", "health": "health"}
+    """The HSM with each PKCS#11 operation's duration (and failures) in the metrics: the
+    :class:`appliance.ports.Sealer` port of a node; anything else is the HSM's own."""
 
     def __init__(self, hsm, metrics) -> None:
         self._hsm = hsm
         self._metrics = metrics
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._hsm, name)
-        op = self.OPS.get(name)
-        if op is None or not callable(attr):
-            return attr
-        m = self._metrics
-        if asyncio.iscoroutinefunction(attr):
-            async def timed_async(*a: Any, **kw: Any) -> Any:
-                t0, ok = time.perf_counter(), False
-                try:
-                    out = await attr(*a, **kw)
-                    ok = True
-                    return out
-                finally:
-                    m.observe_hsm(op, time.perf_counter() - t0, ok=ok)
-            return timed_async
+        return getattr(self._hsm, name)  # public keys, close_async, ... (not timed)
 
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0, ok = time.perf_counter(), False
-            try:
-                out = attr(*a, **kw)
-                ok = True
-                return out
-            finally:
-                m.observe_hsm(op, time.perf_counter() - t0, ok=ok)
-        return timed
+    def _timed(self, op: str, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        t0, ok = time.perf_counter(), False
+        try:
+            out = fn(*a, **kw)
+            ok = True
+            return out
+        finally:
+            self._metrics.observe_hsm(op, time.perf_counter() - t0, ok=ok)
+
+    async def _timed_async(self, op: str, fn: Callable[..., Awaitable[Any]], *a: Any, **kw: Any) -> Any:
+        t0, ok = time.perf_counter(), False
+        try:
+            out = await fn(*a, **kw)
+            ok = True
+            return out
+        finally:
+            self._metrics.observe_hsm(op, time.perf_counter() - t0, ok=ok)
+
+    async def seal_async(self, context: SealContext, plaintext: bytes) -> bytes:
+        return await self._timed_async("seal", self._hsm.seal_async, context, plaintext)
+
+    async def unseal_async(self, context: SealContext, blob: bytes) -> bytes:
+        return await self._timed_async("unseal", self._hsm.unseal_async, context, blob)
+
+    async def seal_presignature_async(self, context: SealContext, plaintext: bytes) -> bytes:
+        return await self._timed_async("seal_presignature", self._hsm.seal_presignature_async, context, plaintext)
+
+    async def unseal_presignature_async(self, context: SealContext, blob: bytes) -> bytes:
+        return await self._timed_async("unseal_presignature", self._hsm.unseal_presignature_async, context, blob)
+
+    async def consume_presignature_async(self, context: SealContext, blob: bytes) -> bytes:
+        return await self._timed_async("consume_presignature", self._hsm.consume_presignature_async, context, blob)
+
+    async def destroy_presignature_key_async(self, label: str) -> bool:
+        return await self._timed_async("destroy_key", self._hsm.destroy_presignature_key_async, label)
+
+    def destroy_presignature_key(self, label: str) -> bool:
+        return self._timed("destroy_key", self._hsm.destroy_presignature_key, label)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self._timed("sign", self._hsm.sign_digest, digest)
+
+    async def sign_digest_async(self, digest: bytes) -> bytes:
+        return await self._timed_async("sign", self._hsm.sign_digest_async, digest)
+
+    async def transport_decrypt_async(self, envelope: bytes, *, context: bytes = b"") -> bytes:
+        return await self._timed_async("transport_decrypt", self._hsm.transport_decrypt_async, envelope,
+                                       context=context)
+
+    def health(self) -> bool:
+        return self._timed("health", self._hsm.health)

@@ -1,7 +1,9 @@
-"""A signing node: the composition root. It builds the shared :class:`Runtime`, the services
-(each in its own package) and the adapters opened at start (store, HSM, audit log), starts the
-background tasks and stops them. api/ handlers reach the services as attributes
-(``node.signing.create(...)``).
+"""A signing node: the composition root. It builds the shared :class:`Runtime`, the peer client,
+one :class:`appliance.ports.Opened` slot for each adapter opened at start (store, HSM, identity
+signer, audit log) and the services (each in its own package), handing each service exactly
+the ports it uses; at start it opens the adapters into the slots, starts the background tasks,
+and stops them. api/ handlers reach the services as attributes (``node.signing.create(...)``)
+and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None until open).
 
 =============================  ==========================================================
 ``node.signing``               sign requests (appliance/signing/)
@@ -45,10 +47,11 @@ from appliance.keys.key_jobs import KeyChangeJob
 from appliance.keys.service import KeyService
 from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
+from appliance.audit import AuditLog
 from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
 from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
-from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
+from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
 from appliance.pools.presign import PresignPool
 from appliance.pools.presign_job import PresignJob
 from appliance.pools.primes import PrimeSupply
@@ -59,15 +62,15 @@ from appliance.runtime import HSMSigner, Runtime
 from appliance.signing.reading import PayloadReader
 from appliance.signing.requests import SignRequests
 from appliance.signing.sign_job import SignJob
+from appliance.transport import PeerClient
 from hsm import HSM
 from hsm.errors import (HSMConfigError, HSMError, HSMModuleError, HSMPinError, HSMTokenNotFoundError,
                         HSMUnavailableError)
 
 log = logging.getLogger("appliance.node")
 
-_SHARED = ("config", "cluster", "me", "index", "peers", "directory", "client", "metrics", "faults", "clock",
-           "events", "cpu", "fast", "store", "hsm", "signer", "audit", "audit_ok", "policy", "ready",
-           "stopping", "fault")
+_SHARED = ("config", "cluster", "me", "index", "peers", "directory", "metrics", "faults", "clock", "events", "cpu",
+           "fast", "audit_ok", "policy", "ready", "stopping", "fault")
 
 
 class Node:
@@ -75,40 +78,62 @@ class Node:
                  events: EventSink = NO_EVENTS) -> None:
         rt = self.rt = Runtime(config, faults=faults, clock=clock, events=events)
         rt.policy = base_policy(config)  # plus the stored updates, at start
-        self.recorder = Recorder(rt)
-        self.health = PeerHealth(rt)
-        self.quarantine = QuarantineService(rt, self.recorder)
-        self.request_use = RequestUse(rt)
+        # the adapters: the peer client now, the others opened at start (appliance/runtime.py)
+        self.client = link = PeerClient(config)
+        self.opened_store: Opened[NodeStore] = Opened("store")
+        self.opened_hsm: Opened[MeteredHSM] = Opened("HSM")
+        self.opened_signer: Opened[HSMSigner] = Opened("identity signer")
+        self.opened_audit: Opened[AuditLog] = Opened("audit log")
+        store, hsm, signer, audit = self.opened_store, self.opened_hsm, self.opened_signer, self.opened_audit
+        self.recorder = Recorder(rt, audit)
+        self.health = PeerHealth(rt, link, hsm)
+        self.quarantine = QuarantineService(rt, self.recorder, audit)
+        self.request_use = RequestUse(rt, key_store=store, replay=store, hsm=hsm, peers=link)
         self.table = JobTable()
         kinds: dict[str, JobKind] = {}
-        self.frames = FrameExchange(rt, self.table, self.health)
+        self.frames = FrameExchange(rt, self.table, self.health, hsm=hsm, signer=signer, replay=store, peers=link)
         self.driver = SessionDriver(rt, self.frames)
-        self.local = LocalRun(rt, self.frames, kinds)
+        self.local = LocalRun(rt, self.frames, kinds, peers=link)
         self.coordinator = Coordinator(rt, self.table, self.local, kinds, self.health, self.quarantine,
-                                       self.recorder)
-        self.shares = ShareVault(rt)
-        self.primes = PrimeSupply(rt)
+                                       self.recorder, hsm=hsm, replay=store, peers=link)
+        self.shares = ShareVault(rt, key_store=store, hsm=hsm)
+        self.primes = PrimeSupply(rt, primes=store, hsm=hsm)
         self.pools = PresignPool(rt, self.health, self.quarantine, self.coordinator.run,
                                  signing_now=lambda: self.table.any_of_kind("sign"),
-                                 key_change_running=lambda key_id: self.two_phase.key_change_running(key_id))
-        self.two_phase = TwoPhase(rt, self.table, self.local, self.shares, self.pools)
-        self.reader = PayloadReader(rt)
-        key_jobs = KeyChangeJob(rt, self.driver, self.shares, self.primes, self.two_phase, self.pools)
+                                 key_change_running=lambda key_id: self.two_phase.key_change_running(key_id),
+                                 key_store=store, presigs=store, hsm=hsm)
+        self.two_phase = TwoPhase(rt, self.table, self.local, self.shares, self.pools, key_store=store,
+                                  changes=store, audit=audit, peers=link)
+        self.reader = PayloadReader(rt, replay=store)
+        key_jobs = KeyChangeJob(rt, self.driver, self.shares, self.primes, self.two_phase, self.pools,
+                                key_store=store, changes=store, replay=store, hsm=hsm, signer=signer, peers=link)
         kinds.update({kind: key_jobs for kind in ("keygen", "refresh", "reshare", "import")})
-        kinds["presign"] = PresignJob(rt, self.driver, self.shares, self.pools)
-        kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder)
-        self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run)
+        kinds["presign"] = PresignJob(rt, self.driver, self.shares, self.pools, presigs=store, hsm=hsm,
+                                      signer=signer)
+        kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder,
+                                key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer)
+        self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run,
+                               key_store=store, operations=store, statements=store, peers=link)
         self.signing = SignRequests(rt, self.recorder, self.shares, self.reader, self.health, self.quarantine,
-                                    self.request_use, self.pools, self.coordinator.run)
-        self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending])
-        self.cosigning = AuditCosigning(rt, self.recorder)
+                                    self.request_use, self.pools, self.coordinator.run, requests=store,
+                                    statements=store, key_store=store, presigs=store, peers=link)
+        self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
+                                      updates=store, peers=link)
+        self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link)
         authorizer = JobAuthorizer(rt, self.recorder, self.request_use, self.reader.rate_usage,
-                                   self.policy_sync.catch_up_soon)
+                                   self.policy_sync.catch_up_soon, key_store=store, replay=store)
         self.participant = Participant(rt, self.table, self.local, kinds, authorizer, self.quarantine,
-                                       self.recorder, on_sign=self.pools.signed)
+                                       self.recorder, on_sign=self.pools.signed, replay=store, changes=store,
+                                       audit=audit)
+
+    # the adapters opened at start (None before): api/ checks readiness with them
+    store = property(lambda self: self.opened_store.value, lambda self, v: self.opened_store.set(v))
+    hsm = property(lambda self: self.opened_hsm.value, lambda self, v: self.opened_hsm.set(v))
+    signer = property(lambda self: self.opened_signer.value, lambda self, v: self.opened_signer.set(v))
+    audit = property(lambda self: self.opened_audit.value, lambda self, v: self.opened_audit.set(v))
 
     def __getattr__(self, name: str):
-        # the shared state (config, store, hsm, policy, audit, metrics, ...) lives in the runtime
+        # the shared state (config, policy, metrics, flags, ...) lives in the runtime
         if name in _SHARED:
             return getattr(self.rt, name)
         raise AttributeError(name)
@@ -130,9 +155,9 @@ class Node:
             rt.fault = problem
             log.error("%s", problem)
             return
-        rt.store = NodeStore(rt.config.db)
-        rt.store.recover_after_restart({"code": "node_restarted",
-                                        "message": "the node stopped while this was running"})
+        self.store = NodeStore(rt.config.db)
+        self.store.recover_after_restart({"code": "node_restarted",
+                                          "message": "the node stopped while this was running"})
         self.policy_sync.open()
         self.cosigning.open()
         hcfg = rt.config.hsm_config()
@@ -165,16 +190,16 @@ class Node:
 
     async def _started_with(self, hsm) -> None:
         rt = self.rt
-        rt.hsm = MeteredHSM(hsm, rt.metrics)
+        self.hsm = MeteredHSM(hsm, rt.metrics)
         rt.fault = None
-        if rt.hsm.identity_public_key != rt.me.identity_key:
+        if self.hsm.identity_public_key != rt.me.identity_key:
             raise ServiceError("bad_config", "the HSM identity key differs from the cluster configuration")
-        if rt.hsm.transport_public_key != rt.me.transport_key:
+        if self.hsm.transport_public_key != rt.me.transport_key:
             raise ServiceError("bad_config", "the HSM transport key differs from the cluster configuration")
-        rt.signer = HSMSigner(rt.hsm)
+        self.signer = HSMSigner(self.hsm)
         # presignatures reserved by a process that died are burnt; spent ones lose their key
         await asyncio.get_running_loop().run_in_executor(None, destroy_spent_presignature_keys,
-                                                         rt.store.core, rt.hsm)
+                                                         self.store.core, self.hsm)
         self.primes.start()
         rt.spawn(self.pools.loop())
         rt.spawn(self._housekeeping())
@@ -201,14 +226,14 @@ class Node:
         for t in list(rt.bg):
             t.cancel()
         await asyncio.gather(*rt.bg, return_exceptions=True)
-        if rt.audit is not None:
+        if self.audit is not None:
             self.recorder.quiet(rt.me.id, "node_stop", decision="stopped")
             await self.cosigning.final()
-        await rt.client.close()
-        if rt.audit is not None:
-            rt.audit.close()  # (checkpoints the head if anything came after)
-        if rt.hsm is not None:
-            await rt.hsm.close_async()
-        if rt.store is not None:
-            rt.store.close()
+        await self.client.close()
+        if self.audit is not None:
+            self.audit.close()  # (checkpoints the head if anything came after)
+        if self.hsm is not None:
+            await self.hsm.close_async()
+        if self.store is not None:
+            self.store.close()
         rt.shutdown_pools()

@@ -12,30 +12,32 @@ from typing import Any
 
 from appliance.audit import AuditFieldError, AuditUnavailable
 from appliance.errors import PolicyDenied, ServiceError
+from appliance.ports import AuditSink, Late
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
 
 
 class Recorder:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, audit: Late[AuditSink]) -> None:
         self.rt = rt
+        self.audit = audit
 
     def write(self, actor: str | None, action: str, *, key_id: str | None = None,
               subject: str | None = None, digest: Any = None, decision: str | None = None,
               reason: str | None = None) -> None:
         """Write one audit entry or refuse the action (503 ``audit_unavailable``)."""
-        rt = self.rt
-        if rt.audit is None:
+        audit = self.audit.value
+        if audit is None:
             raise ServiceError("audit_unavailable", "the audit log is not open")
         try:
-            rt.audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                            decision=decision, reason=reason)
+            audit.append(actor, action, key=key_id, subject=subject, digest=digest,
+                         decision=decision, reason=reason)
         except AuditFieldError:
             # never a secret in the log: keep the entry, without the refused text
             try:
-                rt.audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                                decision=decision, reason="redacted")
+                audit.append(actor, action, key=key_id, subject=subject, digest=digest,
+                             decision=decision, reason="redacted")
             except AuditUnavailable:
                 self.down()
                 raise ServiceError("audit_unavailable",
@@ -44,7 +46,7 @@ class Recorder:
             self.down()
             raise ServiceError("audit_unavailable",
                                "the audit log cannot record; the action is refused") from None
-        rt.audit_ok = True
+        self.rt.audit_ok = True
 
     def down(self) -> None:
         self.rt.audit_ok = False

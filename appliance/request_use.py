@@ -27,6 +27,7 @@ from appliance.errors import ServiceError
 from appliance.ids import peer_path
 from appliance.job_authority import identity_signed
 from appliance.policy import PolicyError, SignedRequest
+from appliance.ports import KeyStore, Late, PeerLink, ReplayStore, Sealer
 from appliance.transport import PeerError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,10 +52,15 @@ def use_quorum(holders: int, threshold: int) -> int:
 
 
 class RequestUse:
-    """The three steps above for one node (``node``: its store, HSM, peers, policy)."""
+    """The three steps above for one node (``node``: its identity, peers and policy)."""
 
-    def __init__(self, node: "Runtime") -> None:
+    def __init__(self, node: "Runtime", *, key_store: Late[KeyStore], replay: Late[ReplayStore], hsm: Late[Sealer],
+                 peers: PeerLink) -> None:
         self.node = node
+        self.key_store = key_store
+        self.replay = replay
+        self.hsm = hsm
+        self.link = peers
 
     async def confirm(self, request_id: str, body: Any) -> dict:
         """A holder's step 1: check, reserve, and sign the confirmation."""
@@ -70,15 +76,15 @@ class RequestUse:
             raise RequestUseRefused("request_mismatch", "the reservation names another request")
         if not sr.verify(node.policy):
             raise RequestUseRefused("bad_signature", "the request is not signed by its initiator")
-        row = node.store.get_key(key_id)
+        row = self.key_store().get_key(key_id)
         if row is None or row["status"] != "active":
             raise RequestUseRefused("unknown_key", "this node does not hold that key")
         if len(signers) != row["threshold"] or not set(signers) <= set(row["participants"]):
             raise RequestUseRefused("bad_signers", "the signer set is not threshold holders of the key")
-        if not node.store.mark_request(request_id, key_id, signers):
+        if not self.replay().mark_request(request_id, key_id, signers):
             raise RequestUseRefused("request_already_signed", "the request is reserved for "
                                     "another signer set")
-        sig = await node.hsm.sign_digest_async(use_digest(request_id, key_id, signers))
+        sig = await self.hsm().sign_digest_async(use_digest(request_id, key_id, signers))
         return {"node_id": node.me.id, "signature": sig.hex()}
 
     async def reserve_everywhere(self, sr: SignedRequest, row: dict, signers: list[int]) -> dict[str, str]:
@@ -91,9 +97,9 @@ class RequestUse:
         async def ask(p: int) -> dict:
             if p == node.index:
                 return await self.confirm(sr.request_id, body)
-            return await node.client.request(node.peers[p], "POST",
-                                             peer_path("sign-requests", sr.request_id, "use"),
-                                             json_body=body, timeout=5.0)
+            return await self.link.request(node.peers[p], "POST",
+                                           peer_path("sign-requests", sr.request_id, "use"),
+                                           json_body=body, timeout=5.0)
 
         answers = await asyncio.gather(*(ask(p) for p in holders), return_exceptions=True)
         marks, missing = {}, []
@@ -128,6 +134,6 @@ class RequestUse:
         if len(good) < need:
             raise RequestUseRefused("use_not_confirmed", f"the job carries {len(good)} valid "
                                     f"confirmations of the request's single use; {need} are needed")
-        if not node.store.mark_request(rid, key_id, signers):
+        if not self.replay().mark_request(rid, key_id, signers):
             raise RequestUseRefused("request_already_signed", "this node reserved the request "
                                     "for another signer set")

@@ -1,9 +1,23 @@
-"""What every service of a node shares: its configuration and place in the cluster, the
-adapters opened at start (store, HSM, identity signer, audit log), the policy in force, the
-ports passed in (clock, events, faults), the worker pools and the background tasks.
+"""What every service of a node shares: its configuration and place in the cluster (``me``,
+``index``, ``peers``, ``directory``), the policy in force, the plumbing passed in (clock,
+events, faults), the metrics, long-poll waiters, the worker pools, the background tasks and
+the ready/stopping/fault flags. Nothing else: no store, HSM, peer client or audit log.
 
-:class:`appliance.node.Node` (the composition root) builds one :class:`Runtime` and hands it
-to every service; the adapters are filled in when the node starts.
+A service takes the ports it uses (:mod:`appliance.ports`) as constructor arguments, typed by
+those Protocols, besides this :class:`Runtime`. The store, the HSM, the identity signer and
+the audit log are only opened in :meth:`appliance.node.Node.start` (the database is checked
+first, the HSM may be away and is retried), while the services are built once, in
+``Node.__init__``, because api/ reaches them from the first request (``/healthz``,
+``/readyz``, and the 503 ``not_ready`` answers stay exactly as they were). So each of those
+four adapters sits in an :class:`appliance.ports.Opened` slot that the composition root fills
+at start; a service holds the slots of its ports (typed ``Late[SomePort]``) and calls one when
+it needs the adapter (``self.requests().get_sign_request(rid)``), which is ``not_ready``
+before start. We chose this over building the services at start because the services must
+exist while the HSM is away (the stop path, the readiness answers, tests that run a node
+without an HSM), and a slot per port keeps each service's dependencies narrow and named.
+
+:class:`appliance.node.Node` (the composition root) builds one :class:`Runtime`, the slots
+and the services.
 """
 
 from __future__ import annotations
@@ -23,7 +37,6 @@ from appliance.faults import FaultPlan
 from appliance.hardening import disable_core_dumps
 from appliance.metrics import Metrics
 from appliance.ports import Clock, EventSink
-from appliance.transport import PeerClient
 from appliance.tss.group import Q
 from appliance.tss.protocol import IdentityDirectory
 
@@ -47,7 +60,8 @@ def _init_prime_process() -> None:
 
 
 class HSMSigner:
-    """The node's HSM identity key as a protocol message signer (secp256k1, low-S r||s)."""
+    """The node's HSM identity key as a protocol message signer (secp256k1, low-S r||s): the
+    :class:`appliance.ports.IdentitySigner` of a node."""
 
     def __init__(self, hsm) -> None:
         self.hsm = hsm
@@ -91,18 +105,12 @@ class Runtime:
         self.index = self.me.index
         self.peers: dict[int, PeerInfo] = {n.index: n for n in self.cluster.nodes}
         self.directory = IdentityDirectory({n.index: n.identity_key for n in self.cluster.nodes})
-        self.client = PeerClient(config)
         self.metrics = Metrics(peers=[n.id for n in self.cluster.nodes])
         self.faults = faults  # test-only fault injection (appliance/faults.py); production: none
         self.clock = clock  # policy time (validity windows, expiry)
         self.events = events  # what tests wait on instead of sleeping (appliance/ports.py)
         self.waiters = Waiters()
-        # opened at start
-        self.store: Any = None  # NodeStore
-        self.hsm: Any = None  # MeteredHSM
-        self.signer: HSMSigner | None = None
-        self.audit: Any = None  # AuditLog
-        self.audit_ok = True
+        self.audit_ok = True  # the last audit write succeeded
         self.policy: Any = None  # Policy in force
         self.ready = False
         self.stopping = False

@@ -12,6 +12,7 @@ from appliance.audit import AuditError, AuditLog, AuditUnavailable, Checkpoint
 from appliance.canonical import CanonicalError
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
+from appliance.ports import CheckpointLog, IdentitySigner, Late, Opened, PeerLink
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 
@@ -19,20 +20,26 @@ log = logging.getLogger("appliance.node")
 
 
 class AuditCosigning:
-    def __init__(self, rt: Runtime, recorder: Recorder) -> None:
+    def __init__(self, rt: Runtime, recorder: Recorder, *, audit: Opened[AuditLog],
+                 signer: Late[IdentitySigner], peers: PeerLink) -> None:
         self.rt = rt
         self.recorder = recorder
+        self.opened = audit  # filled by open()
+        self.audit: Late[CheckpointLog] = audit
+        self.signer = signer
+        self.link = peers
         self._cosigned_upto = 0
 
     def open(self) -> None:
-        rt, cfg = self.rt, self.rt.config
+        rt, cfg, signer = self.rt, self.rt.config, self.signer
         path = cfg.audit_db if cfg.audit_db is not None else cfg.data_dir / "audit.db"
-        rt.audit = AuditLog(path, rt.me.id, signer=lambda digest: rt.signer.sign(digest),
-                            checkpoint_every=max(1, cfg.audit_checkpoint_every),
-                            on_append=rt.metrics.audit_written)
+        audit = AuditLog(path, rt.me.id, signer=lambda digest: signer().sign(digest),
+                         checkpoint_every=max(1, cfg.audit_checkpoint_every),
+                         on_append=rt.metrics.audit_written)
         if rt.faults.audit_read_only:
             # test-only fault: the audit store refuses writes (as a read-only or full disk does)
-            rt.audit._db.execute("PRAGMA query_only = ON")
+            audit._db.execute("PRAGMA query_only = ON")
+        self.opened.set(audit)
 
     async def loop(self) -> None:
         """Have every checkpoint of this node's audit log co-signed by its peers."""
@@ -46,15 +53,15 @@ class AuditCosigning:
                 log.info("audit co-signing: %s", exc)
 
     async def pending(self, timeout: float) -> None:
-        rt = self.rt
-        if rt.audit is None:
+        rt, audit = self.rt, self.audit.value
+        if audit is None:
             return
         peers = [p for p in rt.peers if p != rt.index]
-        cps = rt.audit.checkpoints(self._cosigned_upto)[-20:]
+        cps = audit.checkpoints(self._cosigned_upto)[-20:]
         prefix_done = True
         for cp in cps:
             missing = [p for p in peers if rt.peers[p].id not in cp.cosignatures]
-            res = await asyncio.gather(*(rt.client.request(rt.peers[p], "POST", peer_path("audit", "checkpoints"),
+            res = await asyncio.gather(*(self.link.request(rt.peers[p], "POST", peer_path("audit", "checkpoints"),
                                                            json_body=cp.to_json(), timeout=timeout)
                                          for p in missing), return_exceptions=True)
             done = len(peers) - len(missing)
@@ -62,7 +69,7 @@ class AuditCosigning:
                 if isinstance(r, BaseException):
                     continue
                 try:
-                    rt.audit.add_cosignature(cp.seq, rt.peers[p].id, bytes.fromhex(r["signature"]), rt.node_keys())
+                    audit.add_cosignature(cp.seq, rt.peers[p].id, bytes.fromhex(r["signature"]), rt.node_keys())
                     done += 1
                 except (AuditError, KeyError, TypeError, ValueError) as exc:
                     log.warning("co-signature of %s refused: %s", rt.peers[p].id, exc)
@@ -72,9 +79,8 @@ class AuditCosigning:
 
     async def final(self) -> None:
         """At stop: the final checkpoint, co-signed by the peers that still answer."""
-        rt = self.rt
         try:
-            if rt.signer is not None and rt.audit.checkpoint() is not None:
+            if self.signer.value is not None and self.audit().checkpoint() is not None:
                 await asyncio.wait_for(self.pending(timeout=2.0), 3.0)
         except Exception as exc:  # noqa: BLE001
             log.info("final audit checkpoint: %s", exc)
@@ -89,7 +95,7 @@ class AuditCosigning:
         if cp.node != rt.peers[from_index].id:
             raise ServiceError("forbidden", "a node sends only its own checkpoints")
         try:
-            sig = rt.audit.witness(cp, rt.node_keys())
+            sig = self.audit().witness(cp, rt.node_keys())
         except AuditUnavailable:
             self.recorder.down()
             raise ServiceError("audit_unavailable", "cannot keep the checkpoint") from None

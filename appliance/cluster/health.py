@@ -8,13 +8,16 @@ import time
 
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
+from appliance.ports import Late, PeerLink, Sealer
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 
 
 class PeerHealth:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, peers: PeerLink, hsm: Late[Sealer]) -> None:
         self.rt = rt
+        self.link = peers
+        self.hsm = hsm
         self._seen: dict[int, tuple[float, bool]] = {}
 
     async def peer_healthy(self, index: int, *, max_age: float = 2.0) -> bool:
@@ -26,7 +29,7 @@ class PeerHealth:
         if cached and cached[1] and now - cached[0] < max_age:
             return True
         try:
-            body = await rt.client.request(rt.peers[index], "GET", peer_path("health"), timeout=2.0)
+            body = await self.link.request(rt.peers[index], "GET", peer_path("health"), timeout=2.0)
             ok = bool(body.get("ready"))
         except PeerError:
             ok = False
@@ -45,10 +48,11 @@ class PeerHealth:
         self._seen[index] = (time.monotonic(), False)
 
     async def hsm_healthy(self) -> bool:
-        if self.rt.hsm is None:
+        hsm = self.hsm.value
+        if hsm is None:
             return False
         try:
-            return bool(await asyncio.get_running_loop().run_in_executor(None, self.rt.hsm.health))
+            return bool(await asyncio.get_running_loop().run_in_executor(None, hsm.health))
         except Exception:
             return False
 

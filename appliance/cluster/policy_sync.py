@@ -13,6 +13,7 @@ from appliance.canonical import CanonicalError
 from appliance.config import ConfigError
 from appliance.errors import PolicyDenied, ServiceError
 from appliance.ids import peer_path
+from appliance.ports import Late, PeerLink, PolicyUpdateStore
 from appliance.policy import Policy, PolicyError, PolicyUpdate, apply_updates, verify_policy_update
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
@@ -31,8 +32,11 @@ def base_policy(config) -> Policy:
 
 
 class PolicySync:
-    def __init__(self, rt: Runtime, recorder: Recorder, invalidators: list[Callable[[dict], int]]) -> None:
+    def __init__(self, rt: Runtime, recorder: Recorder, invalidators: list[Callable[[dict], int]], *,
+                 updates: Late[PolicyUpdateStore], peers: PeerLink) -> None:
         self.rt = rt
+        self.updates = updates
+        self.link = peers
         self.recorder = recorder
         self.invalidators = invalidators  # pending requests and operations fail on a change
         self._syncing = False
@@ -40,17 +44,17 @@ class PolicySync:
     def open(self) -> None:
         """The policy in force: the base policy and the updates stored here, each verified."""
         try:
-            self.rt.policy = apply_updates(base_policy(self.rt.config), self.rt.store.policy_updates())
+            self.rt.policy = apply_updates(base_policy(self.rt.config), self.updates().policy_updates())
         except (PolicyError, PolicyDenied) as exc:
             raise ServiceError("bad_policy", f"stored policy updates do not verify: {exc}") from None
 
     def view(self) -> dict:
         out = self.rt.policy.summary()
-        out["updates"] = len(self.rt.store.policy_updates()) if self.rt.store is not None else 0
+        out["updates"] = len(self.updates.value.policy_updates()) if self.updates.value is not None else 0
         return out
 
     def chain(self) -> list[dict]:
-        return self.rt.store.policy_updates()
+        return self.updates().policy_updates()
 
     async def update(self, user, body: Any, *, from_peer: int | None = None) -> dict:
         """A new policy signed by the current policy's ``policy_change`` quorum: verified,
@@ -71,14 +75,14 @@ class PolicySync:
                                            action="policy_change", digest=upd.policy.hash) from None
             self.recorder.write(actor, "policy_change", digest=new.hash, decision="applied",
                                 reason=f"version {new.version}")
-            rt.store.add_policy_update(new.hash, upd.to_json())
+            self.updates().add_policy_update(new.hash, upd.to_json())
             rt.policy = new
             self._invalidate_pending("policy_changed")
             result = {"policy_hash": new.hash, "version": new.version, "applied": True}
         if from_peer is None:
             nodes = {rt.me.id: "applied" if result["applied"] else "current"}
             others = [p for p in rt.peers if p != rt.index]
-            res = await asyncio.gather(*(rt.client.request(rt.peers[p], "POST", peer_path("policy"),
+            res = await asyncio.gather(*(self.link.request(rt.peers[p], "POST", peer_path("policy"),
                                                            json_body=upd.to_json(), timeout=10.0)
                                          for p in others), return_exceptions=True)
             for p, r in zip(others, res):
@@ -111,7 +115,7 @@ class PolicySync:
         try:
             for p in [p for p in rt.peers if p != rt.index]:
                 try:
-                    body = await rt.client.request(rt.peers[p], "GET", peer_path("policy"), timeout=5.0)
+                    body = await self.link.request(rt.peers[p], "GET", peer_path("policy"), timeout=5.0)
                 except Exception:  # noqa: BLE001 - a peer that is down has nothing to give
                     continue
                 for u in body.get("updates", []):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from appliance.errors import ServiceError
+from appliance.ports import AuditSink, Late
 from appliance.quarantine import Quarantine
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
@@ -14,8 +15,9 @@ log = logging.getLogger("appliance.node")
 
 
 class QuarantineService:
-    def __init__(self, rt: Runtime, recorder: Recorder) -> None:
+    def __init__(self, rt: Runtime, recorder: Recorder, audit: Late[AuditSink]) -> None:
         self.rt = rt
+        self.audit = audit
         self.recorder = recorder
         cfg = rt.config
         self.list = Quarantine(cfg.db.with_name(cfg.db.name + ".quarantine.json"),
@@ -39,9 +41,9 @@ class QuarantineService:
             if self.list.add(node_id, err.message, spec.get("job_id")):
                 log.warning("node %s quarantined: %s", node_id, err.message)
                 try:
-                    rt.audit.record(rt.me.id, "node_quarantined", key_id=spec.get("key_id"),
-                                    subject=node_id, decision="quarantined",
-                                    reason=f"job {spec.get('job_id')}: {err.message}"[:300])
+                    self.audit().record(rt.me.id, "node_quarantined", key_id=spec.get("key_id"),
+                                        subject=node_id, decision="quarantined",
+                                        reason=f"job {spec.get('job_id')}: {err.message}"[:300])
                 except Exception:  # the quarantine holds even if the audit write fails
                     log.exception("audit of quarantine failed")
 
@@ -53,6 +55,6 @@ class QuarantineService:
         entry = self.list.clear(node_id)
         if entry is None:
             raise ServiceError("not_found", "unknown quarantined node")
-        self.rt.audit.record(user.id, "quarantine_cleared", subject=node_id, decision="cleared",
-                             reason=str(entry.get("reason", ""))[:300])
+        self.audit().record(user.id, "quarantine_cleared", subject=node_id, decision="cleared",
+                            reason=str(entry.get("reason", ""))[:300])
         return {"node_id": node_id, "cleared": True, **entry}

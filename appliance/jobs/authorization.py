@@ -16,6 +16,7 @@ from appliance.job_authority import JOB_AUTHORITY
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.policy import KEY_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
+from appliance.ports import KeyStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.request_use import RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
@@ -30,8 +31,11 @@ class CheckedRequest(NamedTuple):
 
 class JobAuthorizer:
     def __init__(self, rt: Runtime, recorder: Recorder, request_use: RequestUse,
-                 rate_usage: Callable[..., int], on_policy_mismatch: Callable[[], None]) -> None:
+                 rate_usage: Callable[..., int], on_policy_mismatch: Callable[[], None], *,
+                 key_store: Late[KeyStore], replay: Late[ReplayStore]) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.replay = replay
         self.recorder = recorder
         self.request_use = request_use
         self.rate_usage = rate_usage
@@ -66,7 +70,7 @@ class JobAuthorizer:
         dig = r.digest or r.payload_hash
         if spec.get("request_id") != sr.request_id:
             raise refuse(PolicyDenied("request_mismatch", "the job names another request"), dig)
-        if rt.store.request_used(sr.request_id):
+        if self.replay().request_used(sr.request_id):
             raise refuse(ServiceError("request_already_signed", "this node already took part in this "
                                       "request"), dig)
         approvals = spec.get("approvals")
@@ -87,7 +91,7 @@ class JobAuthorizer:
             if problem:
                 raise refuse(PolicyDenied("request_mismatch", problem), dig)
             return None
-        row = rt.store.get_key(key_id) if isinstance(key_id, str) else None
+        row = self.key_store().get_key(key_id) if isinstance(key_id, str) else None
         if row is None or row["status"] != "active":
             raise refuse(ServiceError("unknown_key", "this node does not hold that key"), dig)
         try:  # the request is reserved for this signer set on a quorum of holders, here too
@@ -139,7 +143,7 @@ class JobAuthorizer:
         return None
 
 
-def mark_request_used(store, spec: dict, amounts: dict | None = None) -> None:
+def mark_request_used(store: ReplayStore, spec: dict, amounts: dict | None = None) -> None:
     """Durably record that this node signs (or runs the key change of) the job's request,
     before anything of it leaves; a second time is refused."""
     rid = spec.get("request_id")

@@ -18,6 +18,7 @@ from appliance.jobs.kinds import JobKind
 from appliance.jobs.local import LocalRun
 from appliance.jobs.model import JobFailed, JobRun
 from appliance.jobs.table import JobTable
+from appliance.ports import Late, PeerLink, ReplayStore, Sealer
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
@@ -27,8 +28,12 @@ log = logging.getLogger("appliance.node")
 
 class Coordinator:
     def __init__(self, rt: Runtime, table: JobTable, local: LocalRun, kinds: Mapping[str, JobKind],
-                 health: PeerHealth, quarantine: QuarantineService, recorder: Recorder) -> None:
+                 health: PeerHealth, quarantine: QuarantineService, recorder: Recorder, *,
+                 hsm: Late[Sealer], replay: Late[ReplayStore], peers: PeerLink) -> None:
         self.rt = rt
+        self.hsm = hsm
+        self.replay = replay
+        self.link = peers
         self.table = table
         self.local = local
         self.kinds = kinds
@@ -43,10 +48,10 @@ class Coordinator:
         rt = self.rt
         spec.setdefault("policy_hash", rt.policy.hash)
         # every party checks this signature first (appliance/job_authority.py)
-        sig = await rt.hsm.sign_digest_async(job_digest(as_wire(spec)))
+        sig = await self.hsm().sign_digest_async(job_digest(as_wire(spec)))
         spec[COORDINATOR_SIG] = sig.hex()
         job = JobRun(spec, presig_taken=taken, dec=items)
-        if not rt.store.use_job_id(job.job_id):  # a session id is never run twice
+        if not self.replay().use_job_id(job.job_id):  # a session id is never run twice
             raise JobFailed(ServiceError("job_exists", "job id already used"))
         self.table.add(job)
         t0 = time.monotonic()
@@ -95,7 +100,7 @@ class Coordinator:
         rt = self.rt
         for attempt in range(2):
             try:
-                await rt.client.request(rt.peers[p], "POST", peer_path("jobs"), json_body=spec, timeout=10.0)
+                await self.link.request(rt.peers[p], "POST", peer_path("jobs"), json_body=spec, timeout=10.0)
                 return
             except PeerError as exc:
                 if exc.status is not None or attempt == 1:

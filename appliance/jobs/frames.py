@@ -13,6 +13,7 @@ from appliance.errors import ServiceError
 from appliance.ids import peer_path
 from appliance.jobs.model import JobRun, PeerUnreachable
 from appliance.jobs.table import JobTable
+from appliance.ports import IdentitySigner, Late, PeerLink, ReplayStore, Sealer
 from appliance.runtime import Runtime
 from appliance.transport import Frame, PeerError, decode_batch, encode_batch, frame_context, make_frame
 from appliance.tss import wire
@@ -25,8 +26,13 @@ log = logging.getLogger("appliance.node")
 
 
 class FrameExchange:
-    def __init__(self, rt: Runtime, table: JobTable, health: PeerHealth) -> None:
+    def __init__(self, rt: Runtime, table: JobTable, health: PeerHealth, *, hsm: Late[Sealer],
+                 signer: Late[IdentitySigner], replay: Late[ReplayStore], peers: PeerLink) -> None:
         self.rt = rt
+        self.hsm = hsm
+        self.signer = signer
+        self.replay = replay
+        self.link = peers
         self.table = table
         self.health = health
         self._sent_log: list[tuple[int, str, dict]] = []
@@ -59,7 +65,7 @@ class FrameExchange:
         last: Exception | None = None
         for attempt in range(3):
             try:
-                await rt.client.request(rt.peers[p], "POST", peer_path("jobs", job.job_id, "messages"),
+                await self.link.request(rt.peers[p], "POST", peer_path("jobs", job.job_id, "messages"),
                                         data=body, content_type="application/cbor", timeout=10.0)
                 return
             except PeerError as exc:
@@ -85,7 +91,7 @@ class FrameExchange:
             raise ServiceError("bad_batch", "batch does not match its route or sender")
         job = self.table.get(job_id)
         if job is None:
-            if job_id in self.table.finished or rt.store.job_id_used(job_id, older_than=60.0):
+            if job_id in self.table.finished or self.replay().job_id_used(job_id, older_than=60.0):
                 # a job that ran (or was refused) here, however long ago: its sessions are over
                 # (one seen in the last minute may still be being accepted: its frames wait)
                 rt.metrics.dropped.labels("finished").inc()
@@ -117,7 +123,7 @@ class FrameExchange:
                     ctx = frame_context(job.job_id, frame.session_id, frame.protocol, frame.round,
                                         frame.sender, rt.index)
                     try:
-                        data = await rt.hsm.transport_decrypt_async(data, context=ctx)
+                        data = await self.hsm().transport_decrypt_async(data, context=ctx)
                     except (HSMError, ValueError):
                         raise MessageRejected("direct message failed to decrypt") from None
                 msg = Message.decode(data)
@@ -140,7 +146,7 @@ class FrameExchange:
             return [frame]
         out: list[dict] = []
         if "bad_partial" in tamper and m.protocol == "sign" and m.round == 2:
-            return [make_frame(job.job_id, _bad_partial(m, rt.signer), t, rt.peers[t].transport_key)]
+            return [make_frame(job.job_id, _bad_partial(m, self.signer()), t, rt.peers[t].transport_key)]
         if "replay" in tamper:
             # frames from an earlier job to this peer, re-sent into this job
             out += [f for (peer, jid, f) in self._sent_log[-6:] if peer == t and jid != job.job_id]

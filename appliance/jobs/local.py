@@ -12,6 +12,7 @@ from appliance.ids import peer_path
 from appliance.jobs.frames import FrameExchange
 from appliance.jobs.kinds import JobKind
 from appliance.jobs.model import JobFailed, JobRun, PeerUnreachable
+from appliance.ports import PeerLink
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 from appliance.tss.protocol import ProtocolAbort
@@ -21,8 +22,9 @@ log = logging.getLogger("appliance.node")
 
 
 class LocalRun:
-    def __init__(self, rt: Runtime, frames: FrameExchange, kinds: Mapping[str, JobKind]) -> None:
+    def __init__(self, rt: Runtime, frames: FrameExchange, kinds: Mapping[str, JobKind], *, peers: PeerLink) -> None:
         self.rt = rt
+        self.link = peers
         self.frames = frames
         self.kinds = kinds
 
@@ -67,7 +69,7 @@ class LocalRun:
         """POST to a peer; False (logged, counted) if it failed."""
         rt = self.rt
         try:
-            await rt.client.request(rt.peers[p], "POST", path, json_body=body, timeout=5.0)
+            await self.link.request(rt.peers[p], "POST", path, json_body=body, timeout=5.0)
             return True
         except PeerError as exc:
             rt.metrics.peer_errors.labels(rt.peers[p].id).inc()

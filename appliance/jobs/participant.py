@@ -18,6 +18,7 @@ from appliance.jobs.kinds import JobKind
 from appliance.jobs.local import LocalRun
 from appliance.jobs.model import KEY_CHANGES, JobFailed, JobRun
 from appliance.jobs.table import JobTable
+from appliance.ports import AuditSink, KeyChangeStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 
@@ -27,8 +28,12 @@ log = logging.getLogger("appliance.node")
 class Participant:
     def __init__(self, rt: Runtime, table: JobTable, local: LocalRun, kinds: Mapping[str, JobKind],
                  authorizer: JobAuthorizer, quarantine: QuarantineService, recorder: Recorder,
-                 on_sign: Callable[[], None]) -> None:
+                 on_sign: Callable[[], None], *, replay: Late[ReplayStore], changes: Late[KeyChangeStore],
+                 audit: Late[AuditSink]) -> None:
         self.rt = rt
+        self.replay = replay
+        self.changes = changes
+        self.audit = audit
         self.table = table
         self.local = local
         self.kinds = kinds
@@ -68,7 +73,7 @@ class Participant:
             if running is not None and running.spec == spec:
                 return
             raise ServiceError("job_exists", "job id already used")
-        if not rt.store.use_job_id(job_id):
+        if not self.replay().use_job_id(job_id):
             # never a job id (hence a protocol session id) twice: a replayed job is refused
             raise ServiceError("job_exists", "job id already used")
         # the policy: this node checks the request, approvals and payload itself
@@ -141,11 +146,11 @@ class Participant:
         if job.task is not None and not job.task.done():
             job.task.cancel()
         if job.kind in KEY_CHANGES and from_index != job.coordinator \
-                and rt.store.pending_for_job(job_id) is not None:
+                and self.changes().pending_for_job(job_id) is not None:
             pass  # prepared: only the coordinator's decision undoes it (asked later if need be)
         else:
             self.local.abandon(job)
-        rt.audit.record(rt.peers[from_index].id, f"{job.kind}_cancelled", key_id=job.spec.get("key_id"),
-                        subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
+        self.audit().record(rt.peers[from_index].id, f"{job.kind}_cancelled", key_id=job.spec.get("key_id"),
+                            subject=job_id, decision="cancelled", reason=str(body.get("message", ""))[:200])
         if job.coordinator != rt.index:
             self.table.forget(job)

@@ -21,6 +21,7 @@ from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
 from appliance.pools.presign import PresignPool
 from appliance.pools.primes import PrimeSupply
+from appliance.ports import IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ReplayStore, Sealer
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 from appliance.tss import wire
@@ -35,8 +36,15 @@ from hsm.errors import HSMError
 
 class KeyChangeJob:
     def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, primes: PrimeSupply,
-                 two_phase: TwoPhase, pool: PresignPool) -> None:
+                 two_phase: TwoPhase, pool: PresignPool, *, key_store: Late[KeyStore], changes: Late[KeyChangeStore],
+                 replay: Late[ReplayStore], hsm: Late[Sealer], signer: Late[IdentitySigner], peers: PeerLink) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.changes = changes
+        self.replay = replay
+        self.hsm = hsm
+        self.signer = signer
+        self.link = peers
         self.driver = driver
         self.shares = shares
         self.primes = primes
@@ -50,14 +58,14 @@ class KeyChangeJob:
         kind = spec["kind"]
         parties = [int(p) for p in spec["parties"]]
         if kind in ("keygen", "import"):
-            if rt.store.get_key(str(spec["key_id"])) is not None:
+            if self.key_store().get_key(str(spec["key_id"])) is not None:
                 raise ServiceError("key_exists", "key id already used")
             if spec.get("paillier_bits") not in (2048, 3072):
                 raise ServiceError("bad_job", "paillier_bits must be 2048 or 3072")
             if kind == "import":  # refused here, naming the problem, before anything is stored
                 await self.check_import_share(spec)
         elif kind == "reshare":
-            row = rt.store.get_key(str(spec["key_id"]))
+            row = self.key_store().get_key(str(spec["key_id"]))
             senders = [int(p) for p in spec.get("senders", [])]
             new = [int(p) for p in spec.get("new_members", [])]
             if sorted(set(senders) | set(new)) != sorted(parties) or spec.get("paillier_bits") not in (2048, 3072):
@@ -82,10 +90,10 @@ class KeyChangeJob:
         kind = spec["kind"]
         rng = SystemRNG()
         deadline = time.monotonic() + rt.config.job_timeout_s
-        mark_request_used(rt.store, spec)  # a key change runs once per signed request
+        mark_request_used(self.replay(), spec)  # a key change runs once per signed request
         if kind == "keygen":
             sid = phase_sid(job.job_id, "keygen")
-            party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), rt.signer, rt.directory, rng)
+            party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng)
             share = await self.driver.drive(job, sid, party)
             await self._aux_and_stage(job, share, rng, deadline)
         elif kind == "import":
@@ -100,7 +108,7 @@ class KeyChangeJob:
             if new.public_key != share.public_key:
                 raise JobFailed(ServiceError("inconsistent_result", "refresh changed the public key"))
             blob = await self.shares.seal(spec["key_id"], new)
-            rt.store.put_pending_share(spec["key_id"], new.epoch, blob)
+            self.key_store().put_pending_share(spec["key_id"], new.epoch, blob)
             job.result = _result(new)
         else:
             await self._reshare(job, rng, deadline)
@@ -111,7 +119,7 @@ class KeyChangeJob:
         primes = await self.primes.take(bits)
         keys = await rt.cpu_call(generate_aux_keys, bits, primes, rng)
         sid = phase_sid(job.job_id, "aux")
-        party = AuxParty(sid, share, keys, rt.signer, rt.directory, rng, refresh=refresh)
+        party = AuxParty(sid, share, keys, self.signer(), rt.directory, rng, refresh=refresh)
         return await self.driver.drive(job, sid, party, first_deadline=deadline)
 
     async def _aux_and_stage(self, job: JobRun, share: KeyShare, rng, deadline: float) -> None:
@@ -121,8 +129,8 @@ class KeyChangeJob:
         bits = int(spec["paillier_bits"])
         share = await self._aux(job, share, bits, rng, deadline)
         blob = await self.shares.seal(spec["key_id"], share)
-        self.rt.store.put_pending_key(spec["key_id"], share.public_key, share.threshold,
-                                      share.participants, share.epoch, bits, blob, share.chain_code)
+        self.key_store().put_pending_key(spec["key_id"], share.public_key, share.threshold,
+                                         share.participants, share.epoch, bits, blob, share.chain_code)
         job.result = _result(share)
 
     async def _reshare(self, job: JobRun, rng, deadline: float) -> None:
@@ -136,7 +144,7 @@ class KeyChangeJob:
             await self._confirm_old_state(spec, old, senders)
         sid = phase_sid(job.job_id, "reshare")
         party = ReshareParty(sid, rt.index, old, senders, new_members, int(spec["threshold"]),
-                             rt.signer, rt.directory, rng, share=share)
+                             self.signer(), rt.directory, rng, share=share)
         out = await self.driver.drive(job, sid, party)
         if isinstance(out, ReshareConfirmed):
             job.result = {"public_key": out.public_key.to_bytes().hex(), "confirmed": True}
@@ -144,11 +152,11 @@ class KeyChangeJob:
         bits = int(spec["paillier_bits"])
         new = await self._aux(job, out, bits, rng, deadline)
         blob = await self.shares.seal(spec["key_id"], new)
-        if rt.store.get_key(spec["key_id"]) is None:
-            rt.store.put_pending_key(spec["key_id"], new.public_key, new.threshold,
-                                     new.participants, new.epoch, bits, blob, new.chain_code)
+        if self.key_store().get_key(spec["key_id"]) is None:
+            self.key_store().put_pending_key(spec["key_id"], new.public_key, new.threshold,
+                                             new.participants, new.epoch, bits, blob, new.chain_code)
         else:
-            rt.store.put_pending_share(spec["key_id"], new.epoch, blob)
+            self.key_store().put_pending_share(spec["key_id"], new.epoch, blob)
         job.result = _result(new)
 
     async def _confirm_old_state(self, spec: dict, old, senders: list[int]) -> None:
@@ -164,7 +172,7 @@ class KeyChangeJob:
 
         async def ask(p: int):
             try:
-                return p, await rt.client.request(rt.peers[p], "GET", peer_path("keys", key_id), timeout=10.0)
+                return p, await self.link.request(rt.peers[p], "GET", peer_path("keys", key_id), timeout=10.0)
             except PeerError:
                 return p, None
 
@@ -197,7 +205,7 @@ class KeyChangeJob:
         if env is None:
             raise ServiceError("bad_import_bundle", f"{rt.me.id}: the bundle has no share for this node")
         try:
-            data = await rt.hsm.transport_decrypt_async(env, context=share_context(bundle.import_id, rt.me.id))
+            data = await self.hsm().transport_decrypt_async(env, context=share_context(bundle.import_id, rt.me.id))
         except (HSMError, ValueError):
             raise ServiceError("import_share_unreadable",
                                f"{rt.me.id}: its share does not decrypt with this node's HSM transport key "
@@ -242,7 +250,7 @@ class KeyChangeJob:
         if kind == "reshare":
             return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
                     "nodes": rt.node_ids(spec["new_members"]), "epoch": new_epoch, **commit}
-        key = rt.store.get_key(spec["key_id"])
+        key = self.key_store().get_key(spec["key_id"])
         if key is not None and key["status"] == "active":
             out = {"key": self.shares.key_view(key), "key_id": spec["key_id"], "public_key": pk,
                    "epoch": key["epoch"], **commit}
@@ -258,19 +266,19 @@ class KeyChangeJob:
         """Undo what a key change that will not finish left in the store."""
         rt, spec = self.rt, job.spec
         labels: list[str] = []
-        p = rt.store.pending_for_job(job.job_id)
+        p = self.changes().pending_for_job(job.job_id)
         if p is not None:
             if p["state"] == states.PREPARED:
                 self.two_phase.abandon_prepared(job.job_id, p["state"])
             return
-        other = rt.store.pending(spec["key_id"])
+        other = self.changes().pending(spec["key_id"])
         if other is None or other["state"] != states.PREPARED:
             # stopped before it prepared: drop what it may have stored
-            row = rt.store.get_key(spec["key_id"])
+            row = self.key_store().get_key(spec["key_id"])
             if row is not None and row["status"] == "pending":
-                labels = rt.store.abandon_key(spec["key_id"])
+                labels = self.key_store().abandon_key(spec["key_id"])
             elif row is not None:
-                rt.store.drop_pending_share(spec["key_id"])
+                self.key_store().drop_pending_share(spec["key_id"])
         if labels:
             rt.spawn(self.pool.destroy_keys(labels))
 

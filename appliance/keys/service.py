@@ -19,6 +19,7 @@ from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.keys.key_jobs import KeyChangeJob
 from appliance.keys.shares import ShareVault
 from appliance.policy import BITCOIN_NETWORKS, Approval, SignedRequest, check_approval, evaluate
+from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 from appliance.statements import parse_approval, signed_request
@@ -38,8 +39,13 @@ def key_context(row: dict, path: str | None) -> payloads.KeyContext:
 
 class KeyService:
     def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, health: PeerHealth,
-                 jobs: KeyChangeJob, coordinate: Callable) -> None:
+                 jobs: KeyChangeJob, coordinate: Callable, *, key_store: Late[KeyStore],
+                 operations: Late[OperationStore], statements: Late[StatementStore], peers: PeerLink) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.operations = operations
+        self.statements = statements
+        self.link = peers
         self.recorder = recorder
         self.shares = shares
         self.health = health
@@ -119,7 +125,7 @@ class KeyService:
             bundle = parse_bundle(obj, self.rt.cluster)
         except ImportBundleError as exc:
             raise ServiceError("bad_import_bundle", str(exc)) from None
-        for k in self.rt.store.list_keys(None):
+        for k in self.key_store().list_keys(None):
             if k["public_key"] == bundle.public_key and k["status"] in ("active", "pending"):
                 raise ServiceError("key_exists", f"this public key is already held as {k['key_id']}")
         return bundle
@@ -153,9 +159,9 @@ class KeyService:
         if r.action != action or r.key_id != key_id or (r.params or {}) != params:
             raise ServiceError("request_mismatch", "the body differs from the signed request "
                                "(action, key_id or params)")
-        existing = rt.store.get_statement(sr.request_id)
+        existing = self.statements().get_statement(sr.request_id)
         if existing is not None:
-            op = rt.store.get_operation(existing["subject"])
+            op = self.operations().get_operation(existing["subject"])
             if op is not None:
                 return self.operation_view(op), sr
         decision = evaluate(rt.policy, sr, [], rt.clock.now())
@@ -167,9 +173,9 @@ class KeyService:
         op_id = new_id("op_id")
         self.recorder.write(user.id, f"{action}_request", key_id=key_id, subject=op_id,
                             decision="pending", reason=decision.reason)
-        rt.store.put_operation(op_id, action, key_id, user.id, status="pending")
-        rt.store.put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
-        return self.operation_view(rt.store.get_operation(op_id)), sr
+        self.operations().put_operation(op_id, action, key_id, user.id, status="pending")
+        self.statements().put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
+        return self.operation_view(self.operations().get_operation(op_id)), sr
 
     async def _launch(self, kind: str, actor: str, sr, approvals: list, body: dict, *,
                       op_id: str | None = None) -> dict:
@@ -234,17 +240,17 @@ class KeyService:
             op_id = new_id("op_id")
             self.recorder.write(actor, f"{kind}_request", key_id=key_id, subject=op_id, decision="allowed",
                                 reason=f"request {sr.request_id}")
-            rt.store.put_operation(op_id, kind, key_id, actor)
-            rt.store.put_statement(sr.request_id, op_id, kind, key_id, sr.to_json(), payload=body)
+            self.operations().put_operation(op_id, kind, key_id, actor)
+            self.statements().put_statement(sr.request_id, op_id, kind, key_id, sr.to_json(), payload=body)
         else:
             self.recorder.write(actor, f"{kind}_approved", key_id=key_id, subject=op_id, decision="allowed",
                                 reason=f"request {sr.request_id}")
-            rt.store.set_operation_running(op_id, key_id)
+            self.operations().set_operation_running(op_id, key_id)
         spec.update({"coordinator": rt.index, "operation_id": op_id, "actor": actor,
                      "request_id": sr.request_id, "request": sr.to_json(),
                      "approvals": [a.to_json() for a in approvals], "policy_hash": rt.policy.hash})
         rt.spawn(self._run_operation(op_id, spec))
-        return self.operation_view(rt.store.get_operation(op_id))
+        return self.operation_view(self.operations().get_operation(op_id))
 
     async def _reshare_senders(self, row: dict, candidates: list[int]) -> list[int]:
         """The reachable nodes that really hold the key at its current epoch (a node that lost
@@ -255,7 +261,7 @@ class KeyService:
             if p == rt.index:
                 return True
             try:
-                v = await rt.client.request(rt.peers[p], "GET", peer_path("keys", row["key_id"]), timeout=10.0)
+                v = await self.link.request(rt.peers[p], "GET", peer_path("keys", row["key_id"]), timeout=10.0)
             except PeerError:
                 return False
             return isinstance(v, dict) and v.get("status") == "active" and v.get("epoch") == row["epoch"]
@@ -267,56 +273,56 @@ class KeyService:
         rt = self.rt
         try:
             result = await self.coordinate(spec)
-            rt.store.finish_operation(op_id, "done", result=result)
+            self.operations().finish_operation(op_id, "done", result=result)
             self.recorder.quiet(spec.get("actor"), f"{spec['kind']}_done", key_id=spec.get("key_id"),
                                 subject=op_id, decision="done")
         except JobFailed as exc:
-            rt.store.finish_operation(op_id, "failed", error=exc.error.to_error())
+            self.operations().finish_operation(op_id, "failed", error=exc.error.to_error())
             self.recorder.quiet(spec.get("actor"), f"{spec['kind']}_failed", key_id=spec.get("key_id"),
                                 subject=op_id, decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("operation %s crashed", op_id)
-            rt.store.finish_operation(op_id, "failed", error={"code": "internal", "message": type(exc).__name__})
+            self.operations().finish_operation(op_id, "failed", error={"code": "internal", "message": type(exc).__name__})
         finally:
             rt.waiters.notify(op_id)
 
     # -- operations -----------------------------------------------------------------------
 
     def operation_view(self, op: dict) -> dict:
-        store = self.rt.store
+        statements = self.statements()
         out = {"operation_id": op["op_id"], "kind": op["kind"], "key_id": op["key_id"],
                "status": op["status"], "created": op["created"], "updated": op["updated"]}
         if op["result"] is not None:
             out["result"] = op["result"]
         if op["error"] is not None:
             out["error"] = op["error"]
-        st = store.get_statement(op["op_id"])
+        st = statements.get_statement(op["op_id"])
         if st is not None:  # the signed request (what an approving admin signs over) and decisions
             out["request"] = st["request"]
             out["decisions"] = [{"approver": a["statement"]["approver"], "decision": a["statement"]["decision"]}
-                                for a in store.decisions(st["request_id"])]
+                                for a in statements.decisions(st["request_id"])]
         return out
 
     async def get_operation(self, op_id: str, wait: float = 0.0) -> dict:
         rt = self.rt
-        op = rt.store.get_operation(op_id)
+        op = self.operations().get_operation(op_id)
         if op is None:
             raise ServiceError("not_found", "unknown operation")
         if wait > 0 and op["status"] not in TERMINAL:
             await rt.waiters.wait(op_id, wait)
-            op = rt.store.get_operation(op_id)
+            op = self.operations().get_operation(op_id)
         return self.operation_view(op)
 
     async def decide_operation(self, user, op_id: str, body: dict | None) -> dict:
         """``POST /v1/operations/{id}/approvals``: an admin's approval of a key change."""
         rt = self.rt
-        op = rt.store.get_operation(op_id)
-        st = rt.store.get_statement(op_id)
+        op = self.operations().get_operation(op_id)
+        st = self.statements().get_statement(op_id)
         if op is None or st is None:
             raise ServiceError("not_found", "unknown operation")
         a = parse_approval(self.recorder, body, "approve", user)
         sr = SignedRequest.from_json(st["request"])
-        existing = [Approval.from_json(x) for x in rt.store.decisions(sr.request_id)]
+        existing = [Approval.from_json(x) for x in self.statements().decisions(sr.request_id)]
         now = rt.clock.now()
         problem = check_approval(rt.policy, sr.request, a, now, existing)
         if problem is not None:
@@ -329,18 +335,18 @@ class KeyService:
                             decision="accepted", reason=outcome.reason)
         if outcome.allowed:  # (a 503 from here records nothing: approve again later)
             await self._launch(op["kind"], user.id, sr, [*existing, a], st["payload"] or {}, op_id=op_id)
-        rt.store.add_decision(sr.request_id, a.approver, a.decision, a.to_json())
+        self.statements().add_decision(sr.request_id, a.approver, a.decision, a.to_json())
         if outcome.denied:
-            rt.store.finish_operation(op_id, "failed", error=PolicyDenied(outcome.reason, outcome.message).to_error())
+            self.operations().finish_operation(op_id, "failed", error=PolicyDenied(outcome.reason, outcome.message).to_error())
             rt.metrics.policy_denied(outcome.reason)
             rt.waiters.notify(op_id)
-        return self.operation_view(rt.store.get_operation(op_id))
+        return self.operation_view(self.operations().get_operation(op_id))
 
     def fail_pending(self, err: dict) -> int:
         """A policy change: operations waiting for approvals under the old policy fail."""
         n = 0
-        for op_id in self.rt.store.pending_operation_ids():
-            self.rt.store.finish_operation(op_id, "failed", error=err)
+        for op_id in self.operations().pending_operation_ids():
+            self.operations().finish_operation(op_id, "failed", error=err)
             self.rt.waiters.notify(op_id)
             n += 1
         return n
@@ -348,7 +354,7 @@ class KeyService:
     # -- public data ----------------------------------------------------------------------
 
     def list_keys(self) -> list[dict]:
-        return [self.shares.key_view(r) for r in self.rt.store.list_keys("active")]
+        return [self.shares.key_view(r) for r in self.key_store().list_keys("active")]
 
     def derive(self, key_id: str, path: Any) -> dict:
         row = self.shares.active_key(key_id)
@@ -378,7 +384,7 @@ class KeyService:
     async def peer_key_state(self, key_id: str) -> dict:
         """``GET /v1/peer/keys/{key_id}``: whether this node holds the key, at which epoch, and a
         hash of the key's public state as its share says (newcomers compare it)."""
-        row = self.rt.store.get_key(key_id)
+        row = self.key_store().get_key(key_id)
         if row is None:
             return {"key_id": key_id, "status": "none"}
         out = {"key_id": key_id, "status": row["status"], "epoch": row["epoch"]}

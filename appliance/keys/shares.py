@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from appliance.errors import ServiceError
+from appliance.ports import KeyStore, Late, Sealer
 from appliance.runtime import Runtime
 from appliance.sealed import SealContext
 from appliance.tss.keyshare import KeyShare
@@ -14,12 +15,14 @@ SHARE_CACHE_S = 300.0
 
 
 class ShareVault:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, key_store: Late[KeyStore], hsm: Late[Sealer]) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.hsm = hsm
         self._cache: dict[tuple[str, int], tuple[float, KeyShare]] = {}
 
     def active_key(self, key_id: str) -> dict:
-        row = self.rt.store.get_key(key_id)
+        row = self.key_store().get_key(key_id)
         if row is None or row["status"] != "active":
             raise ServiceError("not_found", "unknown key")
         return row
@@ -44,7 +47,7 @@ class ShareVault:
         if hit is not None and time.monotonic() - hit[0] < SHARE_CACHE_S:
             return hit[1]
         ctx = SealContext("share", key_id=row["key_id"], epoch=row["epoch"])
-        data = await rt.hsm.unseal_async(ctx, rt.store.share_blob(row["key_id"], row["epoch"]))
+        data = await self.hsm().unseal_async(ctx, self.key_store().share_blob(row["key_id"], row["epoch"]))
         share = await rt.cpu_call(KeyShare.from_bytes, data)
         del data
         self.forget(row["key_id"])
@@ -52,8 +55,8 @@ class ShareVault:
         return share
 
     async def seal(self, key_id: str, share: KeyShare) -> bytes:
-        return await self.rt.hsm.seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
-                                            share.to_bytes())
+        return await self.hsm().seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
+                                           share.to_bytes())
 
     def forget(self, key_id: str, *, below_epoch: int | None = None) -> None:
         """Drop the decoded shares of ``key_id`` (only those of epochs below ``below_epoch``)."""
@@ -63,7 +66,7 @@ class ShareVault:
     def check_holder_job(self, spec: dict) -> dict:
         """A presign or sign job of a key: this node holds it at the job's epoch, and every
         party does. Returns the key's row."""
-        row = self.rt.store.get_key(str(spec["key_id"]))
+        row = self.key_store().get_key(str(spec["key_id"]))
         if row is None or row["status"] != "active":
             raise ServiceError("unknown_key", "this node does not hold that key")
         if int(spec.get("epoch", -1)) != row["epoch"]:

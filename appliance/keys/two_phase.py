@@ -18,6 +18,7 @@ from appliance.jobs.table import JobTable
 from appliance.keys import states
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
+from appliance.ports import AuditSink, KeyChangeStore, KeyStore, Late, PeerLink
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 
@@ -26,8 +27,13 @@ log = logging.getLogger("appliance.node")
 
 class TwoPhase:
     def __init__(self, rt: Runtime, table: JobTable, local: LocalRun, shares: ShareVault,
-                 pool: PresignPool) -> None:
+                 pool: PresignPool, *, key_store: Late[KeyStore], changes: Late[KeyChangeStore],
+                 audit: Late[AuditSink], peers: PeerLink) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.changes = changes
+        self.audit = audit
+        self.link = peers
         self.table = table
         self.local = local
         self.shares = shares
@@ -43,13 +49,13 @@ class TwoPhase:
         rt = self.rt
         if self.table.key_change_running(key_id):
             return True
-        p = rt.store.pending(key_id) if rt.store is not None else None
+        p = self.changes().pending(key_id) if self.changes.value is not None else None
         return p is not None and p["state"] == states.PREPARED \
             and time.time() - p["created"] < 2 * rt.config.job_timeout_s
 
     def holds_epoch(self, key_id: str, epoch: int) -> bool:
         """This node already runs ``epoch`` of the key (or has left its committee)."""
-        row = self.rt.store.get_key(key_id)
+        row = self.key_store().get_key(key_id)
         return row is not None and (row["status"] == "retired" or
                                     (row["status"] == "active" and row["epoch"] >= epoch))
 
@@ -58,58 +64,57 @@ class TwoPhase:
     def prepare(self, job: JobRun) -> None:
         """This party's part of a key change is done and sealed: record (fsynced) what it will
         commit, so that a restart or a lost commit message is resolved with the coordinator."""
-        rt = self.rt
         spec, res = job.spec, job.result or {}
         kind, key_id = spec["kind"], spec["key_id"]
-        p = rt.store.pending_for_job(job.job_id)
+        p = self.changes().pending_for_job(job.job_id)
         states.transition(p["state"] if p is not None else states.NONE, "prepare")
         if kind in ("keygen", "import"):
             role, epoch, parts, t = "new", int(res.get("epoch", 0)), job.parties, int(spec["threshold"])
         elif kind == "refresh":
-            row = rt.store.get_key(key_id)
+            row = self.key_store().get_key(key_id)
             role, epoch, parts, t = "member", int(spec["epoch"]) + 1, row["participants"], row["threshold"]
         else:
             parts, t, epoch = [int(p) for p in spec["new_members"]], int(spec["threshold"]), int(spec["epoch"]) + 1
             if res.get("confirmed"):
                 role = "leaver"
             else:
-                row = rt.store.get_key(key_id)
+                row = self.key_store().get_key(key_id)
                 role = "new" if row is not None and row["status"] == "pending" else "member"
-        rt.store.prepare(key_id, job.job_id, kind, role, epoch, job.coordinator, parts, t, res.get("fingerprint"))
+        self.changes().prepare(key_id, job.job_id, kind, role, epoch, job.coordinator, parts, t, res.get("fingerprint"))
         self.crash(f"{kind}:prepared")
 
     def commit_local(self, job_id: str) -> bool:
         """Put this node's prepared change of ``job_id`` in use (the old share stays until
         finalize). False if nothing was prepared for it."""
         rt = self.rt
-        p = rt.store.pending_for_job(job_id)
+        p = self.changes().pending_for_job(job_id)
         if p is None or p["state"] != states.PREPARED:
             return False
         states.transition(p["state"], "commit")
-        p = rt.store.commit_prepared(job_id)
+        p = self.changes().commit_prepared(job_id)
         if p is None:
             return False
         key_id = p["key_id"]
         self.shares.forget(key_id)
-        rt.audit.record(rt.peers[p["coordinator"]].id, f"{p['kind']}_commit", key_id=key_id,
-                        subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
+        self.audit().record(rt.peers[p["coordinator"]].id, f"{p['kind']}_commit", key_id=key_id,
+                            subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
         self.pool.changed()
         return True
 
     def finalize_local(self, key_id: str, epoch: int, job_id: str) -> None:
         """Every party confirmed ``epoch``: this node's older sealed shares and presignatures go."""
         rt = self.rt
-        labels = rt.store.finalize_key(key_id, epoch)
+        labels = self.changes().finalize_key(key_id, epoch)
         self.shares.forget(key_id, below_epoch=epoch)
         if labels:
             rt.spawn(self.pool.destroy_keys(labels))
-        rt.audit.record(rt.me.id, "key_finalized", key_id=key_id, subject=job_id, decision="finalized",
-                        reason=f"shares and presignatures of epochs before {epoch} destroyed")
+        self.audit().record(rt.me.id, "key_finalized", key_id=key_id, subject=job_id, decision="finalized",
+                            reason=f"shares and presignatures of epochs before {epoch} destroyed")
         self.pool.report()
 
     def abandon_prepared(self, job_id: str, state: str) -> None:
         states.transition(state, "abandon")
-        labels = self.rt.store.abandon_prepared(job_id)
+        labels = self.changes().abandon_prepared(job_id)
         if labels:
             self.rt.spawn(self.pool.destroy_keys(labels))
 
@@ -121,7 +126,7 @@ class TwoPhase:
         rt = self.rt
         body = body or {}
         job = self.table.get(job_id)
-        p = rt.store.pending_for_job(job_id)
+        p = self.changes().pending_for_job(job_id)
         coord = p["coordinator"] if p is not None else (job.coordinator if job else None)
         if coord is not None and coord != from_index:
             raise ServiceError("forbidden", "only the job's coordinator commits it")
@@ -148,7 +153,7 @@ class TwoPhase:
             key_id, epoch = str(body["key_id"]), int(body["epoch"])
         except (KeyError, TypeError, ValueError):
             raise ServiceError("bad_body", "need key_id and epoch") from None
-        p = self.rt.store.pending_for_job(job_id)
+        p = self.changes().pending_for_job(job_id)
         if p is None:
             return {"finalized": True}  # done before (or superseded by a later change)
         if p["coordinator"] != from_index or p["key_id"] != key_id or p["new_epoch"] != epoch:
@@ -162,7 +167,7 @@ class TwoPhase:
 
     def decision(self, job_id: str, from_index: int | None = None) -> dict:
         """``GET /v1/peer/jobs/{id}/decision``: what this coordinator decided about a key change."""
-        if self.rt.store.commit_record(job_id) is not None:
+        if self.changes().commit_record(job_id) is not None:
             return {"job_id": job_id, "decision": "commit"}
         if self.table.get(job_id) is not None:
             return {"job_id": job_id, "decision": "running"}
@@ -175,27 +180,27 @@ class TwoPhase:
         """The coordinator's commit: the decision is recorded (fsynced) first, then every party
         is told; finalize follows once all confirmed (else the lifecycle loop keeps trying)."""
         rt = self.rt
-        rt.store.record_commit(job_id, key_id, kind, new_epoch, parties)
+        self.changes().record_commit(job_id, key_id, kind, new_epoch, parties)
         if rt.index in parties and self.commit_local(job_id):
-            rt.store.commit_progress(job_id, acked=[rt.index])
+            self.changes().commit_progress(job_id, acked=[rt.index])
         rec = await self._advance(job_id)
         unconfirmed = [p for p in rec["parties"] if p not in rec["acked"]]
         return {"finalized": rec["state"] == "finalized", "unconfirmed_nodes": rt.node_ids(unconfirmed)}
 
     async def _advance(self, job_id: str) -> dict:
         rt = self.rt
-        rec = rt.store.commit_record(job_id)
+        rec = self.changes().commit_record(job_id)
         if rec is None or rec["state"] == "finalized":
             return rec
         body = {"from": rt.index, "key_id": rec["key_id"], "epoch": rec["new_epoch"]}
         todo = [p for p in rec["parties"] if p not in rec["acked"]]
         if rt.index in todo:  # own commit (after a restart, say)
             if self.commit_local(job_id) or self.holds_epoch(rec["key_id"], rec["new_epoch"]):
-                rec = rt.store.commit_progress(job_id, acked=[rt.index])
+                rec = self.changes().commit_progress(job_id, acked=[rt.index])
             todo.remove(rt.index)
         oks = await asyncio.gather(*(self.local.peer_post(p, peer_path("jobs", job_id, "commit"), body)
                                      for p in todo))
-        rec = rt.store.commit_progress(job_id, acked=[p for p, ok in zip(todo, oks) if ok])
+        rec = self.changes().commit_progress(job_id, acked=[p for p, ok in zip(todo, oks) if ok])
         if not set(rec["acked"]) >= set(rec["parties"]):
             return rec  # someone has not confirmed the new epoch: every old share stays
         todo = [p for p in rec["parties"] if p not in rec["finalized"]]
@@ -206,7 +211,7 @@ class TwoPhase:
             todo.remove(rt.index)
         oks = await asyncio.gather(*(self.local.peer_post(p, peer_path("jobs", job_id, "finalize"), body)
                                      for p in todo))
-        return rt.store.commit_progress(job_id, finalized=done + [p for p, ok in zip(todo, oks) if ok])
+        return self.changes().commit_progress(job_id, finalized=done + [p for p, ok in zip(todo, oks) if ok])
 
     # -- the lifecycle loop ---------------------------------------------------------------
 
@@ -218,13 +223,13 @@ class TwoPhase:
             await asyncio.sleep(rt.config.lifecycle_interval_s)
             try:
                 await self._resolve_prepared()
-                for rec in rt.store.open_commits():
+                for rec in self.changes().open_commits():
                     if self.table.get(rec["job_id"]) is not None:
                         continue
-                    row = rt.store.get_key(rec["key_id"])
+                    row = self.key_store().get_key(rec["key_id"])
                     if row is None or (row["status"] == "active" and row["epoch"] > rec["new_epoch"]):
                         # superseded by a later change (whose finalize covers older epochs)
-                        rt.store.commit_progress(rec["job_id"], finalized=rec["parties"])
+                        self.changes().commit_progress(rec["job_id"], finalized=rec["parties"])
                         continue
                     await self._advance(rec["job_id"])
             except asyncio.CancelledError:
@@ -234,7 +239,7 @@ class TwoPhase:
 
     async def _resolve_prepared(self) -> None:
         rt = self.rt
-        for p in rt.store.list_pending(states.PREPARED):
+        for p in self.changes().list_pending(states.PREPARED):
             job_id = p["job_id"]
             if self.table.get(job_id) is not None or time.time() - p["created"] < rt.config.lifecycle_interval_s:
                 continue
@@ -243,7 +248,7 @@ class TwoPhase:
                 decision = self.decision(job_id)["decision"]
             else:
                 try:
-                    body = await rt.client.request(rt.peers[coord], "GET",
+                    body = await self.link.request(rt.peers[coord], "GET",
                                                    peer_path("jobs", job_id, "decision"), timeout=5.0)
                 except PeerError:
                     continue  # ask again later; the old epoch stays usable
@@ -252,7 +257,7 @@ class TwoPhase:
                 self.commit_local(job_id)
             elif decision == "abort":
                 self.abandon_prepared(job_id, p["state"])
-                rt.audit.record(rt.peers[coord].id, f"{p['kind']}_abandoned", key_id=p["key_id"],
-                                subject=job_id, decision="abandoned",
-                                reason="the coordinator never committed it; the old epoch stays")
+                self.audit().record(rt.peers[coord].id, f"{p['kind']}_abandoned", key_id=p["key_id"],
+                                    subject=job_id, decision="abandoned",
+                                    reason="the coordinator never committed it; the old epoch stays")
                 self.pool.wakeup.set()

@@ -14,6 +14,7 @@ from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.ids import new_id
 from appliance.jobs.model import JobFailed
+from appliance.ports import KeyStore, Late, PresignatureStore, Sealer
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
@@ -24,8 +25,12 @@ PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this lon
 class PresignPool:
     def __init__(self, rt: Runtime, health: PeerHealth, quarantine: QuarantineService,
                  coordinate: Callable, signing_now: Callable[[], bool],
-                 key_change_running: Callable[[str], bool]) -> None:
+                 key_change_running: Callable[[str], bool], *, key_store: Late[KeyStore],
+                 presigs: Late[PresignatureStore], hsm: Late[Sealer]) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.presigs = presigs
+        self.hsm = hsm
         self.health = health
         self.quarantine = quarantine
         self.coordinate = coordinate  # Coordinator.run
@@ -65,7 +70,7 @@ class PresignPool:
 
     async def _round(self, target: int) -> None:
         rt = self.rt
-        for row in rt.store.list_keys("active"):
+        for row in self.key_store().list_keys("active"):
             if rt.index not in row["participants"] or row["paillier_bits"] == 0:
                 continue
             t = row["threshold"]
@@ -76,7 +81,7 @@ class PresignPool:
                     continue
                 if self.key_change_running(row["key_id"]):
                     continue  # a refresh/reshare is about to replace this epoch
-                have = rt.store.count_presignatures(row["key_id"], list(s), epoch=row["epoch"])
+                have = self.presigs().count_presignatures(row["key_id"], list(s), epoch=row["epoch"])
                 tag = (row["key_id"], s)
                 if have >= target or tag in self._running:
                     continue
@@ -100,20 +105,20 @@ class PresignPool:
         """The presignatures gauge: presignatures available on this node at each key's current
         epoch (every signer set it belongs to), updated as they are made, spent or discarded."""
         rt = self.rt
-        if rt.store is None:
+        if self.presigs.value is None:
             return
         try:
-            counts = {row["key_id"]: rt.store.count_presignatures(row["key_id"], epoch=row["epoch"])
-                      for row in rt.store.list_keys("active")}
+            counts = {row["key_id"]: self.presigs().count_presignatures(row["key_id"], epoch=row["epoch"])
+                      for row in self.key_store().list_keys("active")}
         except Exception:  # pragma: no cover - a metric never breaks a job
             return
         rt.metrics.set_presignature_counts(counts)
 
     def counts(self, key_id: str) -> dict[str, int]:
         rt = self.rt
-        if rt.store.get_key(key_id) is None:
+        if self.key_store().get_key(key_id) is None:
             return {}
-        return {",".join(rt.node_ids(s)): n for s, n in rt.store.ready_signer_sets(key_id).items()}
+        return {",".join(rt.node_ids(s)): n for s, n in self.presigs().ready_signer_sets(key_id).items()}
 
     def changed(self) -> None:
         """Keys or presignatures changed: report, and let the loop look again."""
@@ -122,15 +127,14 @@ class PresignPool:
 
     async def destroy_keys(self, labels: list[str]) -> None:
         """Destroy spent presignatures' HSM keys (those that fail are retried at the next start)."""
-        rt = self.rt
         done = []
         for label in labels:
             try:
-                await rt.hsm.destroy_presignature_key_async(label)
+                await self.hsm().destroy_presignature_key_async(label)
                 done.append(label)
             except Exception:  # retried at the next start-up
                 log.info("could not destroy presignature key %s", label)
-        rt.store.presignature_keys_destroyed(done)
+        self.presigs().presignature_keys_destroyed(done)
 
     async def mark_destroyed(self, labels: list[str]) -> None:
-        self.rt.store.presignature_keys_destroyed(labels)
+        self.presigs().presignature_keys_destroyed(labels)

@@ -10,6 +10,7 @@ from appliance.jobs.kinds import Cancel
 from appliance.jobs.model import JobRun, phase_sid
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
+from appliance.ports import IdentitySigner, Late, PresignatureStore, Sealer
 from appliance.runtime import Runtime
 from appliance.sealed import SealContext, presig_key_label
 from appliance.tss.group import SystemRNG
@@ -17,8 +18,12 @@ from appliance.tss.presign import PresignParty
 
 
 class PresignJob:
-    def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, pool: PresignPool) -> None:
+    def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, pool: PresignPool, *,
+                 presigs: Late[PresignatureStore], hsm: Late[Sealer], signer: Late[IdentitySigner]) -> None:
         self.rt = rt
+        self.presigs = presigs
+        self.hsm = hsm
+        self.signer = signer
         self.driver = driver
         self.shares = shares
         self.pool = pool
@@ -34,16 +39,16 @@ class PresignJob:
         row = self.shares.active_key(spec["key_id"])
         share = await self.shares.load(row)
         sid = phase_sid(job.job_id, "presign")
-        party = await rt.cpu_call(PresignParty, sid, share, job.parties, rt.signer, rt.directory, SystemRNG())
+        party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, SystemRNG())
         presig = await self.driver.drive(job, sid, party)
         ctx = SealContext.presignature(spec["key_id"], row["epoch"], presig.presig_id,
                                        presig.R.to_bytes(), presig.signers)
-        blob = await rt.hsm.seal_presignature_async(ctx, presig.to_bytes())
+        blob = await self.hsm().seal_presignature_async(ctx, presig.to_bytes())
         held = (presig.presig_id, spec["key_id"], row["epoch"], presig.signers, presig.R.to_bytes(), blob)
         if job.coordinator == rt.index:
             job.presig_held = held
         else:
-            rt.store.add_presignature(*held)
+            self.presigs().add_presignature(*held)
             self.pool.report()
         job.result = {"presig_id": presig.presig_id.hex()}
 
@@ -53,7 +58,7 @@ class PresignJob:
     async def finish(self, job: JobRun, others: list[int], cancel: Cancel) -> dict:
         own = job.result
         if job.presig_held is not None:  # the leader's own part: usable only now that all have theirs
-            self.rt.store.add_presignature(*job.presig_held)
+            self.presigs().add_presignature(*job.presig_held)
             job.presig_held = None
         self.pool.report()
         return {"presig_id": own["presig_id"] if own else None}
@@ -63,7 +68,7 @@ class PresignJob:
             return
         pid = bytes.fromhex(job.result["presig_id"])
         if job.presig_held is None:
-            taken = self.rt.store.take_presignature(pid, reserved=False)
+            taken = self.presigs().take_presignature(pid, reserved=False)
             if taken is None:
                 return
         job.presig_held = None

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from appliance.errors import ApplianceError
+from appliance.ports import Late, PrimeStore, Sealer
 from appliance.runtime import Runtime
 from appliance.sealed import SealContext
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
@@ -36,8 +37,10 @@ def _prime_ctx(half: int) -> SealContext:
 
 
 class PrimeSupply:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, primes: Late[PrimeStore], hsm: Late[Sealer]) -> None:
         self.rt = rt
+        self.prime_store = primes
+        self.hsm = hsm
         self.test_primes: PrimePool | None = None
         self._filling = False
 
@@ -65,9 +68,9 @@ class PrimeSupply:
                     except ApplianceError:
                         p = None
                 if p is None and kind == "safe":
-                    item = rt.store.take_prime(half)
+                    item = self.prime_store().take_prime(half)
                     if item is not None:
-                        p = int.from_bytes(await rt.hsm.unseal_async(_prime_ctx(half), item[1]), "big")
+                        p = int.from_bytes(await self.hsm().unseal_async(_prime_ctx(half), item[1]), "big")
                 if p is None and kind == "blum":
                     continue  # cheap: FixedPrimes makes it in the aux worker thread
                 if p is None:
@@ -86,10 +89,10 @@ class PrimeSupply:
         try:
             half = rt.config.paillier_bits // 2
             loop = asyncio.get_running_loop()
-            while not rt.stopping and rt.store.count_primes(half) < rt.config.prime_pool_target:
+            while not rt.stopping and self.prime_store().count_primes(half) < rt.config.prime_pool_target:
                 p = await loop.run_in_executor(rt.procs, random_safe_prime, half)
-                blob = await rt.hsm.seal_async(_prime_ctx(half), int(p).to_bytes((half + 7) // 8, "big"))
-                rt.store.add_prime(half, blob)
+                blob = await self.hsm().seal_async(_prime_ctx(half), int(p).to_bytes((half + 7) // 8, "big"))
+                self.prime_store().add_prime(half, blob)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pragma: no cover - logged, retried on next use
@@ -103,5 +106,5 @@ class PrimeSupply:
         if self.test_primes is not None:
             c = self.test_primes.counts()
             return {"source": "test-only file", "safe": c["safe"].get(half, 0), "blum": c["blum"].get(half, 0)}
-        n = rt.store.count_primes(half)
+        n = self.prime_store().count_primes(half)
         return {"source": "sealed pool", "safe": n, "blum": n}

@@ -12,12 +12,14 @@ from typing import Any
 from appliance import payloads
 from appliance.keys.service import key_context
 from appliance.policy import path_matches
+from appliance.ports import Late, ReplayStore
 from appliance.runtime import Runtime
 
 
 class PayloadReader:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, replay: Late[ReplayStore]) -> None:
         self.rt = rt
+        self.replay = replay
 
     async def decode(self, row: dict, *, digest: str | None, payload: Any, payload_type: str | None,
                      path: str, network: str | None):
@@ -38,14 +40,14 @@ class PayloadReader:
                                  path=r.derivation_path, network=network or r.network)
 
     def rate_usage(self, key_id: str, window_s: int, besides: str | None = None) -> int:
-        return self.rt.store.signatures_since(key_id, time.time() - window_s, besides=besides)
+        return self.replay().signatures_since(key_id, time.time() - window_s, besides=besides)
 
     def tx_check(self, key_id: str, dec) -> tuple[bool, str, str]:
         """The key's transaction rules over what this node decoded, and every derivation path
         it signs for (a PSBT input's path too) against the rule's patterns."""
         rule = self.rt.policy.rule_for(key_id)
         rules = rule.tx_rules()
-        usage = self.rt.store.amounts_since(key_id, time.time() - rules.window_seconds)
+        usage = self.replay().amounts_since(key_id, time.time() - rules.window_seconds)
         d = payloads.evaluate_tx_rules(dec, rules, usage)
         if not d.allowed:
             return False, d.code, d.message

@@ -14,7 +14,6 @@ cancel are signed statements too. Every status change goes through
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 from typing import Any, Callable
@@ -29,6 +28,7 @@ from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
+from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, SignRequestStore, StatementStore
 from appliance.recorder import Recorder
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
@@ -52,8 +52,15 @@ def fault_digest(digest_hex: str) -> str:
 class SignRequests:
     def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, reader: PayloadReader,
                  health: PeerHealth, quarantine: QuarantineService, request_use: RequestUse,
-                 pool: PresignPool, coordinate: Callable) -> None:
+                 pool: PresignPool, coordinate: Callable, *, requests: Late[SignRequestStore],
+                 statements: Late[StatementStore], key_store: Late[KeyStore], presigs: Late[PresignatureStore],
+                 peers: PeerLink) -> None:
         self.rt = rt
+        self.requests = requests
+        self.statements = statements
+        self.key_store = key_store
+        self.presigs = presigs
+        self.link = peers
         self.recorder = recorder
         self.shares = shares
         self.reader = reader
@@ -69,15 +76,14 @@ class SignRequests:
               signature: dict | None = None, error: dict | None = None) -> str:
         """Step ``rid`` from ``state`` by ``event`` (the table refuses anything else);
         ``conditional``: only if the stored status is still ``state`` (ConflictError if not)."""
-        store = self.rt.store
+        requests = self.requests()
         new = states.transition(state, event)
         if conditional:
-            store.core.update_sign_request(rid, status=new, expected_status=state,
-                                           error=None if error is None else json.dumps(error))
+            requests.move_sign_request(rid, status=new, expected_status=state, error=error)
             if signers is not None or signature is not None:
-                store.update_sign_request(rid, status=new, signers=signers, signature=signature)
+                requests.update_sign_request(rid, status=new, signers=signers, signature=signature)
         else:
-            store.update_sign_request(rid, status=new, signers=signers, signature=signature, error=error)
+            requests.update_sign_request(rid, status=new, signers=signers, signature=signature, error=error)
         return new
 
     # -- creating ---------------------------------------------------------------------------
@@ -123,7 +129,7 @@ class SignRequests:
         r = sr.request
         self._check_body_is_request(sr, key_id, path, network, digest_hex, payload, payload_type)
         rid = sr.request_id
-        existing = rt.store.get_sign_request(rid)
+        existing = self.requests().get_sign_request(rid)
         if existing is not None:  # the same signed statement again: the same request
             return self.view(existing)
         adigest = r.digest or r.payload_hash
@@ -149,18 +155,18 @@ class SignRequests:
                             decision="decoded", reason=summary_text(dec))
         self.recorder.write(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
                             decision="allowed" if allowed else "pending", reason=decision.reason)
-        rt.store.put_sign_request(
+        self.requests().put_sign_request(
             rid, key_id, bytes.fromhex(r.digest) if r.digest else None, path, user.id,
             rt.node_ids(named) if named else None, payload=payload,
             payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
-        rt.store.put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
-                               network=dec.network, decoded=dec.to_dict())
+        self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
+                                        network=dec.network, decoded=dec.to_dict())
         rt.metrics.sign_request("created")
         if allowed:
             await self._start(rid, [], actor=user.id, dec=dec)
         else:
             rt.metrics.sign_request("pending")
-        return self.view(rt.store.get_sign_request(rid))
+        return self.view(self.requests().get_sign_request(rid))
 
     @staticmethod
     def _check_body_is_request(sr: SignedRequest, key_id: str, path: str, network: Any, digest_hex: Any,
@@ -224,7 +230,7 @@ class SignRequests:
         and the first healthy others."""
         rt = self.rt
         if rt.index in healthy:
-            ready = rt.store.ready_signer_sets(row["key_id"])
+            ready = self.presigs().ready_signer_sets(row["key_id"])
             best = None
             for s, n in ready.items():
                 if n > 0 and rt.index in s and set(s) <= set(healthy):
@@ -253,8 +259,8 @@ class SignRequests:
         """The rule is met: pick reachable signers, mark the request signing, run the job.
         ``dec``: the request as this node decoded it (decoded here only if not given)."""
         rt = self.rt
-        req = rt.store.get_sign_request(rid)
-        st = rt.store.get_statement(rid)
+        req = self.requests().get_sign_request(rid)
+        st = self.statements().get_statement(rid)
         row = self.shares.active_key(req["key_id"])
         named = [rt.index_of(s) for s in req["signers"]] if req["signers"] else None
         chosen = await self._reachable_signers(row, sorted(named) if named else None)
@@ -293,7 +299,7 @@ class SignRequests:
             self._coordinator_fault(spec, r)
             if rt.index in signers:
                 # spent durably here, before anything of it is used
-                taken = rt.store.take_any_presignature(row["key_id"], signers, row["epoch"])
+                taken = self.presigs().take_any_presignature(row["key_id"], signers, row["epoch"])
             if taken is not None:
                 spec["presig_id"] = taken.presig_id.hex()
                 self.pool.changed()
@@ -306,7 +312,7 @@ class SignRequests:
                 spec.pop("presig_id")
                 result = await self.coordinate(spec, items=dec)
             if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
-                rt.store.core.note_presignature(rid, bytes.fromhex(spec["presig_id"]))
+                self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
             sigs = [ecdsa.Signature.from_der(bytes.fromhex(d["der"]), recovery_id=d["recovery_id"])
                     for d in result["signatures"]]
             stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
@@ -340,7 +346,7 @@ class SignRequests:
             for a in spec["approvals"]:
                 a["signature"] = secrets.token_hex(64)
         elif fault == "replay-approval":
-            spec["approvals"] = self.rt.store.last_approvals(spec["request_id"])
+            spec["approvals"] = self.statements().last_approvals(spec["request_id"])
         elif fault == "substitute-digest":
             for it in spec["items"][:1]:
                 it["digest"] = fault_digest(it["digest"])
@@ -350,24 +356,24 @@ class SignRequests:
 
     async def get(self, request_id: str, wait: float = 0.0, *, forward: bool = True) -> dict:
         rt = self.rt
-        req = self._expire_if_due(rt.store.get_sign_request(request_id))
+        req = self._expire_if_due(self.requests().get_sign_request(request_id))
         if req is None:
             if forward:  # kept by the node that received it (its coordinator): ask the others
                 return await self._forward_to_owner(request_id, "GET", query={"wait": wait})
             raise ServiceError("not_found", "unknown sign request")
         if wait > 0 and req["status"] not in states.TERMINAL:
             await rt.waiters.wait(request_id, wait)
-            req = self._expire_if_due(rt.store.get_sign_request(request_id))
+            req = self._expire_if_due(self.requests().get_sign_request(request_id))
         return self.view(req)
 
     def pending(self) -> list[dict]:
         open_ = (states.PENDING, states.SIGNING)
-        reqs = [self._expire_if_due(r) for r in self.rt.store.list_sign_requests(open_)]
+        reqs = [self._expire_if_due(r) for r in self.requests().list_sign_requests(open_)]
         return [self.view(r) for r in reqs if r["status"] in open_]
 
     def view(self, req: dict) -> dict:
-        store = self.rt.store
-        st = store.get_statement(req["request_id"])
+        statements = self.statements()
+        st = statements.get_statement(req["request_id"])
         status = req["status"]
         if st is not None and st.get("final"):
             status = st["final"]
@@ -387,7 +393,7 @@ class SignRequests:
                 out["decoded"] = st["decoded"]
             out["decisions"] = [{"approver": a["statement"]["approver"], "decision": a["statement"]["decision"],
                                  "signed_at": a["statement"]["signed_at"]}
-                                for a in store.decisions(req["request_id"])]
+                                for a in statements.decisions(req["request_id"])]
         stored = req["signature"]
         if isinstance(stored, dict) and "signatures" in stored:
             out["signature"] = stored["signature"]
@@ -399,7 +405,7 @@ class SignRequests:
         elif stored is not None:
             out["signature"] = stored
         if stored is not None and "public_key" not in out:
-            key = store.get_key(req["key_id"])
+            key = self.key_store().get_key(req["key_id"])
             if key is not None:
                 out["public_key"] = key["public_key"].hex()
         if req["error"] is not None:
@@ -411,7 +417,7 @@ class SignRequests:
         rt = self.rt
         if req is None or req["status"] != states.PENDING:
             return req
-        st = rt.store.get_statement(req["request_id"])
+        st = self.statements().get_statement(req["request_id"])
         if st is None or st.get("final"):
             return req
         stmt = st["request"]["statement"]
@@ -428,13 +434,13 @@ class SignRequests:
             self.recorder.quiet(None, "request_expired", key_id=req["key_id"], subject=req["request_id"],
                                 decision="expired", reason="expired")
             rt.waiters.notify(req["request_id"])
-        return rt.store.get_sign_request(req["request_id"])
+        return self.requests().get_sign_request(req["request_id"])
 
     def expire_all_pending(self, err: dict) -> int:
         """A policy change: requests waiting for approvals under the old policy can never be
         approved (their statements name its hash)."""
         n = 0
-        for req in self.rt.store.list_sign_requests((states.PENDING,)):
+        for req in self.requests().list_sign_requests((states.PENDING,)):
             try:
                 self._move(req["request_id"], states.PENDING, "expire", conditional=True, error=err)
             except ConflictError:
@@ -451,8 +457,8 @@ class SignRequests:
         signed statement, by the authenticated user; ``decision`` the route's kind."""
         rt = self.rt
         decision = {"approval": "approve", "rejection": "reject"}.get(decision, decision)
-        req = rt.store.get_sign_request(request_id)
-        st = rt.store.get_statement(request_id)
+        req = self.requests().get_sign_request(request_id)
+        st = self.statements().get_statement(request_id)
         if req is None or st is None:
             if not forwarded:  # the request lives on its coordinator: the decision goes there
                 return await self._forward_to_owner(
@@ -460,7 +466,7 @@ class SignRequests:
             raise ServiceError("not_found", "unknown sign request")
         a = parse_approval(self.recorder, body, decision, user)
         sr = SignedRequest.from_json(st["request"])
-        existing = [Approval.from_json(x) for x in rt.store.decisions(request_id)]
+        existing = [Approval.from_json(x) for x in self.statements().decisions(request_id)]
         dig = sr.request.digest or sr.request.payload_hash
         action = DECISION_ROUTES[decision]
         now = rt.clock.now()
@@ -486,12 +492,12 @@ class SignRequests:
             await self._reachable_signers(row, sorted(named) if named else None)
         self.recorder.write(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
                             decision="accepted", reason=outcome.reason)
-        if not rt.store.add_decision(request_id, a.approver, a.decision, a.to_json()):
+        if not self.statements().add_decision(request_id, a.approver, a.decision, a.to_json()):
             raise self.recorder.refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),
                                        actor=user.id, action=action, key_id=req["key_id"],
                                        subject=request_id, digest=dig)
         await self._apply_outcome(req, [*existing, a], outcome, actor=user.id)
-        return self.view(rt.store.get_sign_request(request_id))
+        return self.view(self.requests().get_sign_request(request_id))
 
     async def _apply_outcome(self, req: dict, approvals: list[Approval], outcome: Decision, *,
                              actor: str) -> None:
@@ -509,7 +515,7 @@ class SignRequests:
         except ConflictError:
             return
         if outcome.reason == "cancelled":
-            rt.store.set_statement_final(rid, "cancelled")
+            self.statements().set_statement_final(rid, "cancelled")
         closed = outcome.reason in ("rejected", "cancelled", "expired")
         rt.metrics.sign_request(outcome.reason if closed else "denied")
         if not closed:
@@ -536,7 +542,7 @@ class SignRequests:
             url = url.with_query({k: str(v) for k, v in query.items()})
         for p in [p for p in rt.peers if p != rt.index]:
             try:
-                return await rt.client.request(rt.peers[p], method, url, json_body=body,
+                return await self.link.request(rt.peers[p], method, url, json_body=body,
                                                timeout=75.0, pool=FORWARD_POOL)
             except PeerError as exc:
                 if exc.status == 404 or exc.status is None:
@@ -560,7 +566,7 @@ class SignRequests:
             raise ServiceError("bad_body", "expected a JSON object")
         pub = body.get("public_key")
         if pub is None and body.get("key_id") is not None:
-            row = self.rt.store.get_key(str(body["key_id"]))
+            row = self.key_store().get_key(str(body["key_id"]))
             if row is None or row["status"] != "active":
                 raise ServiceError("not_found", "unknown key")
             pub = row["public_key"].hex()

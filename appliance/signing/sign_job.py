@@ -17,6 +17,7 @@ from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, phase_sid
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
 from appliance.recorder import Recorder
+from appliance.ports import IdentitySigner, KeyStore, Late, PresignatureStore, ReplayStore, Sealer
 from appliance.runtime import Runtime
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.tss import ecdsa
@@ -27,8 +28,15 @@ from appliance.tss.sign import SignParty
 
 class SignJob:
     def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, pool: PresignPool,
-                 reader: PayloadReader, recorder: Recorder) -> None:
+                 reader: PayloadReader, recorder: Recorder, *, key_store: Late[KeyStore],
+                 presigs: Late[PresignatureStore], replay: Late[ReplayStore], hsm: Late[Sealer],
+                 signer: Late[IdentitySigner]) -> None:
         self.rt = rt
+        self.key_store = key_store
+        self.presigs = presigs
+        self.replay = replay
+        self.hsm = hsm
+        self.signer = signer
         self.driver = driver
         self.shares = shares
         self.pool = pool
@@ -73,9 +81,9 @@ class SignJob:
             return
         # spent durably before anything of it is used, and only if it is this key's, for this
         # signer set and epoch (a presignature of anything else is not touched)
-        taken = self.rt.store.take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False,
-                                                key_id=spec["key_id"], signer_set=sorted(spec["parties"]),
-                                                epoch=int(spec["epoch"]))
+        taken = self.presigs().take_presignature(bytes.fromhex(spec["presig_id"]), reserved=False,
+                                                 key_id=spec["key_id"], signer_set=sorted(spec["parties"]),
+                                                 epoch=int(spec["epoch"]))
         if taken is None:
             raise ServiceError("presignature_unavailable", "this node has no such presignature")
         job.presig_taken = taken
@@ -99,23 +107,23 @@ class SignJob:
                 if taken is None:
                     raise JobFailed(ServiceError("presignature_unavailable", "presignature gone"))
                 try:
-                    data = await rt.hsm.consume_presignature_async(taken.context, taken.sealed)
+                    data = await self.hsm().consume_presignature_async(taken.context, taken.sealed)
                 except Exception:
                     raise JobFailed(ServiceError("presignature_unavailable",
                                                  "presignature could not be unsealed")) from None
                 rt.spawn(self.pool.mark_destroyed([taken.hsm_key_label]))
                 return Presignature.from_bytes(data)
             sid = phase_sid(job.job_id, "presign" + ("" if i == 0 else f"/{i}"))
-            party = await rt.cpu_call(PresignParty, sid, share, job.parties, rt.signer, rt.directory, rng)
+            party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, rng)
             return await self.driver.drive(job, sid, party)
 
         presigs = await asyncio.gather(*(presign_for(i) for i in range(len(items))))
         # durably: this node signs this request once, before a partial signature leaves
-        mark_request_used(rt.store, spec, dec.facts.amounts)
+        mark_request_used(self.replay(), spec, dec.facts.amounts)
         sigs = []
         for i, (it, presig) in enumerate(zip(items, presigs)):
             sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
-            party = SignParty(sid, share, presig, it.digest, rt.signer, rt.directory, rng, tweak=it.tweak)
+            party = SignParty(sid, share, presig, it.digest, self.signer(), rt.directory, rng, tweak=it.tweak)
             sigs.append(await self.driver.drive(job, sid, party))
         job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
 
@@ -139,7 +147,7 @@ class SignJob:
         if job.dec is not None:
             checks = [(it.public_key, it.digest) for it in job.dec.items]
         else:
-            key = rt.store.get_key(spec["key_id"])
+            key = self.key_store().get_key(spec["key_id"])
             checks = [(key["public_key"] if key else b"", bytes.fromhex(spec["digest"]))]
         if len(checks) != len(sig_dicts):
             raise JobFailed(ServiceError("inconsistent_result", "wrong number of signatures"))

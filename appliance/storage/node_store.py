@@ -290,6 +290,16 @@ class NodeStore:
                 result=None if signature is None else json.dumps(signature).encode(),
                 error=_j(error))
 
+    def move_sign_request(self, request_id: str, *, status: str, expected_status: str,
+                          error: dict | None = None) -> None:
+        """Set the status only if it is still ``expected_status`` (ConflictError if not)."""
+        self.core.update_sign_request(request_id, status=status, expected_status=expected_status,
+                                      error=_j(error))
+
+    def note_presignature(self, request_id: str, presig_id: bytes) -> None:
+        """Record which stored presignature the request's signature used."""
+        self.core.note_presignature(request_id, presig_id)
+
     def get_sign_request(self, request_id: str) -> dict | None:
         try:
             r = self.core.get_sign_request(request_id)

@@ -15,7 +15,7 @@ from appliance.signing import states
 from appliance.signing.reading import PayloadReader
 from appliance.signing.requests import SignRequests
 from appliance.tss.group import G
-from tests.node.fakes import FakeClock, FakeStore, Users, fake_runtime
+from tests.node.fakes import FakeClock, FakePorts, FakeStore, Users, fake_runtime
 
 KEY = "key_" + "a" * 24
 JOB = "job_" + "b" * 24
@@ -30,24 +30,29 @@ def _pending(store: FakeStore, users: Users, now: float) -> str:
     return rid
 
 
-def _signing(rt) -> SignRequests:
-    return SignRequests(rt, Recorder(rt), shares=None, reader=None, health=None, quarantine=None,
-                        request_use=None, pool=None, coordinate=None)
+def _signing(rt, ports: FakePorts, **kw) -> SignRequests:
+    args = dict(shares=None, reader=None, health=None, quarantine=None, request_use=None, pool=None,
+                coordinate=None, peers=ports.peers)
+    return SignRequests(rt, Recorder(rt, ports.slot("audit")), **{**args, **kw},
+                        **ports.slots("requests", "statements", "key_store", "presigs"))
+
+
+def _authorizer(rt, ports: FakePorts, on_policy_mismatch) -> JobAuthorizer:
+    return JobAuthorizer(rt, Recorder(rt, ports.slot("audit")), request_use=None, rate_usage=None,
+                         on_policy_mismatch=on_policy_mismatch, **ports.slots("key_store", "replay"))
 
 
 def test_participant_refuses_a_sign_job_without_its_signed_request():
     users = Users()
-    rt = fake_runtime(users.policy)
-    rt.store.used_requests = set()
-    authorizer = JobAuthorizer(rt, Recorder(rt), request_use=None, rate_usage=None,
-                               on_policy_mismatch=lambda: pytest.fail("the policy is the same"))
+    rt, ports = fake_runtime(users.policy), FakePorts()
+    authorizer = _authorizer(rt, ports, on_policy_mismatch=lambda: pytest.fail("the policy is the same"))
     spec = {"job_id": JOB, "kind": "sign", "key_id": KEY, "parties": [0, 1], "coordinator": 1,
             "policy_hash": users.policy.hash, "approvals": []}
     with pytest.raises(PolicyDenied) as ei:
         authorizer.authorize(spec, 1)
     assert (ei.value.code, ei.value.denied) == ("bad_request", True)
     # audited as a refusal by the coordinator, and counted
-    assert rt.audit.entries[-1] | {} == {"actor": "node-2", "action": "sign_job_refused", "key": KEY,
+    assert ports.audit.entries[-1] | {} == {"actor": "node-2", "action": "sign_job_refused", "key": KEY,
                                           "subject": JOB, "digest": None, "decision": "denied",
                                           "reason": "bad_request"}
     assert ("policy_denied", "bad_request") in rt.metrics.counted
@@ -55,10 +60,9 @@ def test_participant_refuses_a_sign_job_without_its_signed_request():
 
 def test_participant_refuses_a_job_under_another_policy_and_catches_up():
     users = Users()
-    rt = fake_runtime(users.policy)
+    rt, ports = fake_runtime(users.policy), FakePorts()
     asked = []
-    authorizer = JobAuthorizer(rt, Recorder(rt), request_use=None, rate_usage=None,
-                               on_policy_mismatch=lambda: asked.append(True))
+    authorizer = _authorizer(rt, ports, on_policy_mismatch=lambda: asked.append(True))
     spec = {"job_id": JOB, "kind": "presign", "key_id": KEY, "parties": [0, 1], "coordinator": 1,
             "policy_hash": "0" * 64}
     with pytest.raises(PolicyDenied) as ei:
@@ -70,31 +74,31 @@ def test_participant_refuses_a_job_under_another_policy_and_catches_up():
 def test_a_pending_request_expires_when_the_clock_passes_its_window():
     users = Users()
     clock = FakeClock()
-    rt = fake_runtime(users.policy, clock=clock)
-    rid = _pending(rt.store, users, clock.now())
-    svc = _signing(rt)
-    assert svc._expire_if_due(rt.store.get_sign_request(rid))["status"] == states.PENDING
+    rt, ports = fake_runtime(users.policy, clock=clock), FakePorts()
+    rid = _pending(ports.requests, users, clock.now())
+    svc = _signing(rt, ports)
+    assert svc._expire_if_due(ports.requests.get_sign_request(rid))["status"] == states.PENDING
     clock.t += 601  # the request's ttl_s is 600
-    after = svc._expire_if_due(rt.store.get_sign_request(rid))
+    after = svc._expire_if_due(ports.requests.get_sign_request(rid))
     assert after["status"] == states.EXPIRED
     assert after["error"]["code"] == "expired"
-    assert [e["action"] for e in rt.audit.entries] == ["request_expired"]
+    assert [e["action"] for e in ports.audit.entries] == ["request_expired"]
 
 
 def test_a_status_change_outside_the_table_changes_nothing():
     users = Users()
-    rt = fake_runtime(users.policy)
-    rid = _pending(rt.store, users, rt.clock.now())
-    svc = _signing(rt)
+    rt, ports = fake_runtime(users.policy), FakePorts()
+    rid = _pending(ports.requests, users, rt.clock.now())
+    svc = _signing(rt, ports)
     with pytest.raises(states.InvalidTransition) as ei:
         svc._move(rid, states.PENDING, "sign", conditional=True)  # signed without signing
     assert (ei.value.code, ei.value.state, ei.value.event) == ("invalid_transition", "pending", "sign")
-    assert rt.store.requests[rid]["status"] == states.PENDING
+    assert ports.requests.requests[rid]["status"] == states.PENDING
 
 
 class _CountingReader(PayloadReader):
-    def __init__(self, rt) -> None:
-        super().__init__(rt)
+    def __init__(self, rt, ports: FakePorts) -> None:
+        super().__init__(rt, replay=ports.slot("replay"))
         self.decoded = 0
         self.checked = 0
 
@@ -112,17 +116,11 @@ class _CountingReader(PayloadReader):
 
 def test_an_allowed_request_is_decoded_and_checked_once_on_its_way_to_signing():
     users = Users()
-    rt = fake_runtime(users.policy)
+    rt, ports = fake_runtime(users.policy), FakePorts()
     rt.faults = FaultPlan(coordinator_faults=True)  # test-only: the nonce below skips the approval
     row = {"key_id": KEY, "public_key": G.to_bytes(), "chain_code": None, "threshold": 2,
            "participants": [0, 1, 2], "epoch": 0}
-    store = rt.store
-    store.put_sign_request = lambda rid, *a, **kw: store.requests.__setitem__(
-        rid, {"request_id": rid, "key_id": KEY, "status": kw["status"], "signers": None, "error": None})
-    store.put_statement = lambda rid, *a, **kw: store.statements.__setitem__(
-        rid, {"request": a[3], "payload": kw.get("payload"), "network": kw.get("network"), "final": None,
-              "decoded": None})
-    reader = _CountingReader(rt)
+    reader = _CountingReader(rt, ports)
     ran = []
 
     async def healthy(indices, **kw):
@@ -131,11 +129,10 @@ def test_an_allowed_request_is_decoded_and_checked_once_on_its_way_to_signing():
     async def hsm_ok():
         return None
 
-    svc = SignRequests(
-        rt, Recorder(rt), shares=types.SimpleNamespace(active_key=lambda key_id: row), reader=reader,
+    svc = _signing(
+        rt, ports, shares=types.SimpleNamespace(active_key=lambda key_id: row), reader=reader,
         health=types.SimpleNamespace(split_healthy=healthy, require_hsm=hsm_ok),
-        quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)),
-        request_use=None, pool=None, coordinate=None)
+        quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)))
     svc._choose_signers = lambda row, usable, t: usable[:t]
     svc._run = lambda rid, row, dec, *a: ran.append((rid, dec))
     svc.view = lambda req: req

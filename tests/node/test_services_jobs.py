@@ -18,7 +18,7 @@ from appliance.recorder import Recorder
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused, use_digest
 from appliance.storage import NodeStore
 from appliance.tss.group import G
-from tests.node.fakes import Users, fake_runtime, with_identities
+from tests.node.fakes import FakePorts, Users, fake_runtime, with_identities
 
 KEY = "key_" + "a" * 24
 COORD = 1
@@ -44,23 +44,29 @@ class _Table:
         self.jobs[job.job_id] = job
 
 
+def _request_use(rt, ports: FakePorts) -> RequestUse:
+    return RequestUse(rt, peers=ports.peers, **ports.slots("key_store", "replay", "hsm"))
+
+
 @pytest.fixture
 def node(tmp_path):
     users = Users()
     store = NodeStore(tmp_path / "node.db")
     store.put_pending_key(KEY, G.to_bytes(), 2, [0, 1, 2], 0, 2048, _sealed(), b"\x07" * 32)
     store.set_key_status(KEY, "active")
-    rt = fake_runtime(users.policy, store=store)
+    rt, ports = fake_runtime(users.policy), FakePorts(store)
     signers = with_identities(rt)
-    recorder = Recorder(rt)
+    recorder = Recorder(rt, ports.slot("audit"))
     mismatches: list = []
-    authorizer = JobAuthorizer(rt, recorder, request_use=RequestUse(rt), rate_usage=lambda *a, **kw: 0,
-                               on_policy_mismatch=lambda: mismatches.append(True))
+    authorizer = JobAuthorizer(rt, recorder, request_use=_request_use(rt, ports), rate_usage=lambda *a, **kw: 0,
+                               on_policy_mismatch=lambda: mismatches.append(True),
+                               **ports.slots("key_store", "replay"))
     table = _Table()
     part = Participant(rt, table, local=None, kinds={}, authorizer=authorizer, quarantine=None,
-                       recorder=recorder, on_sign=lambda: pytest.fail("no job may start"))
+                       recorder=recorder, on_sign=lambda: pytest.fail("no job may start"),
+                       **ports.slots("replay", "changes", "audit"))
     yield types.SimpleNamespace(users=users, rt=rt, store=store, signers=signers, part=part, table=table,
-                                mismatches=mismatches)
+                                mismatches=mismatches, ports=ports, audit=ports.audit)
     store.close()
 
 
@@ -79,7 +85,7 @@ def _accept(n, spec, from_index: int = COORD):
 
 def _nothing_stored(n, spec) -> None:
     assert n.table.jobs == {}
-    assert not [e for e in n.rt.audit.entries if e["action"].startswith("join_")]
+    assert not [e for e in n.audit.entries if e["action"].startswith("join_")]
     assert n.store.job_id_used(spec["job_id"])  # a job id is never used twice, refused or not
 
 
@@ -89,9 +95,9 @@ def test_a_job_without_its_signed_statement_is_refused(node, kind):
     with pytest.raises(PolicyDenied) as ei:
         _accept(node, spec)
     assert ei.value.code == "bad_request"
-    assert node.rt.audit.entries[-1]["action"] == f"{kind}_job_refused"
-    assert node.rt.audit.entries[-1]["reason"] == "bad_request"
-    assert node.rt.audit.entries[-1]["actor"] == "node-2"
+    assert node.audit.entries[-1]["action"] == f"{kind}_job_refused"
+    assert node.audit.entries[-1]["reason"] == "bad_request"
+    assert node.audit.entries[-1]["actor"] == "node-2"
     _nothing_stored(node, spec)
 
 
@@ -110,12 +116,12 @@ def test_a_replayed_job_id_is_refused(node, kind):
     spec = _job(node, kind, policy_hash="0" * 64)
     with pytest.raises(PolicyDenied):
         _accept(node, spec)
-    n_audit = len(node.rt.audit.entries)
+    n_audit = len(node.audit.entries)
     with pytest.raises(ServiceError) as ei:
         _accept(node, spec)
     assert ei.value.code == "job_exists"
     assert node.mismatches == [True]  # not checked a second time
-    assert len(node.rt.audit.entries) == n_audit
+    assert len(node.audit.entries) == n_audit
     _nothing_stored(node, spec)
 
 
@@ -148,7 +154,7 @@ def _sign_spec(n, parties=(0, 1), marks_by=(0, 1), **kw) -> dict:
 
 
 def _check(n, spec):
-    RequestUse(n.rt).check_job(spec, n.store.get_key(KEY))
+    _request_use(n.rt, n.ports).check_job(spec, n.store.get_key(KEY))
 
 
 def test_use_marks_from_a_quorum_of_holders_reserve_the_request_here(node):
@@ -209,7 +215,7 @@ def test_a_sign_job_with_its_request_and_approval_but_no_use_marks_is_refused_by
     with pytest.raises(RequestUseRefused) as ei:
         _accept(node, spec)
     assert ei.value.code == "use_not_confirmed"
-    assert node.rt.audit.entries[-1]["action"] == "sign_job_refused"
-    assert node.rt.audit.entries[-1]["reason"] == "use_not_confirmed"
+    assert node.audit.entries[-1]["action"] == "sign_job_refused"
+    assert node.audit.entries[-1]["reason"] == "use_not_confirmed"
     assert not node.store.request_used(spec["request_id"])
     _nothing_stored(node, spec)

@@ -17,7 +17,7 @@ from appliance.signing.requests import SignRequests
 from appliance.signing.sign_job import SignJob
 from appliance.storage import NodeStore
 from appliance.tss.group import G
-from tests.node.fakes import Users, fake_runtime
+from tests.node.fakes import FakePorts, Users, fake_runtime
 
 KEY = "key_" + "a" * 24
 
@@ -31,7 +31,7 @@ def node(tmp_path):
     store = NodeStore(tmp_path / "node.db")
     store.put_pending_key(KEY, G.to_bytes(), 2, [0, 1, 2], 0, 2048, _sealed(), b"\x07" * 32)
     store.set_key_status(KEY, "active")
-    rt = fake_runtime(Users().policy, store=store)
+    rt, ports = fake_runtime(Users().policy), FakePorts(store)
     opened: list = []
     quarantined: set = set()
     changing: set = set()
@@ -46,8 +46,9 @@ def node(tmp_path):
                        quarantine=types.SimpleNamespace(
                            not_quarantined=lambda idx: [i for i in idx if i not in quarantined]),
                        coordinate=coordinate, signing_now=lambda: False,
-                       key_change_running=lambda key_id: key_id in changing)
-    yield types.SimpleNamespace(rt=rt, store=store, pool=pool, opened=opened, quarantined=quarantined,
+                       key_change_running=lambda key_id: key_id in changing,
+                       **ports.slots("key_store", "presigs", "hsm"))
+    yield types.SimpleNamespace(rt=rt, ports=ports, store=store, pool=pool, opened=opened, quarantined=quarantined,
                                 changing=changing)
     store.close()
 
@@ -100,8 +101,9 @@ def test_no_refill_for_a_quarantined_set_or_during_a_key_change(node):
 
 
 def test_a_sign_request_picks_a_ready_set_and_not_one_whose_presignatures_are_spent(node):
-    svc = SignRequests(node.rt, Recorder(node.rt), shares=None, reader=None, health=None, quarantine=None,
-                       request_use=None, pool=None, coordinate=None)
+    svc = SignRequests(node.rt, Recorder(node.rt, node.ports.slot("audit")), shares=None, reader=None, health=None,
+                       quarantine=None, request_use=None, pool=None, coordinate=None, peers=node.ports.peers,
+                       **node.ports.slots("requests", "statements", "key_store", "presigs"))
     row = node.store.get_key(KEY)
     (pid,) = _add(node.store, [0, 2])
     assert svc._choose_signers(row, [0, 1, 2], 2) == [0, 2]
@@ -109,9 +111,15 @@ def test_a_sign_request_picks_a_ready_set_and_not_one_whose_presignatures_are_sp
     assert svc._choose_signers(row, [0, 1, 2], 2) == [0, 1]  # none ready: this node and the first other
 
 
+def _sign_job(node) -> SignJob:
+    return SignJob(node.rt, driver=None, shares=None, pool=node.pool, reader=None,
+                   recorder=Recorder(node.rt, node.ports.slot("audit")),
+                   **node.ports.slots("key_store", "presigs", "replay", "hsm", "signer"))
+
+
 def test_a_sign_job_naming_a_spent_presignature_is_refused(node):
     (pid,) = _add(node.store, [0, 1])
-    job = SignJob(node.rt, driver=None, shares=None, pool=node.pool, reader=None, recorder=Recorder(node.rt))
+    job = _sign_job(node)
     spec = {"job_id": "job_" + "d" * 24, "kind": "sign", "key_id": KEY, "parties": [0, 1], "epoch": 0,
             "presig_id": pid.hex()}
     first = types.SimpleNamespace(spec=spec, presig_taken=None)
@@ -128,7 +136,7 @@ def test_a_sign_job_naming_another_keys_set_or_epochs_presignature_spends_nothin
     """A coordinator's job may only name a presignature of its own key, signer set and epoch:
     one of anything else is refused and left available (it was once spent before the check)."""
     (pid,) = _add(node.store, [0, 1])
-    job = SignJob(node.rt, driver=None, shares=None, pool=node.pool, reader=None, recorder=Recorder(node.rt))
+    job = _sign_job(node)
     spec = {"job_id": "job_" + "e" * 24, "kind": "sign", "key_id": KEY, "parties": [0, 1], "epoch": 0,
             "presig_id": pid.hex()}
     for other in ({"key_id": "key_" + "b" * 24}, {"parties": [0, 2]}, {"epoch": 1}):

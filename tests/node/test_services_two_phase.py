@@ -13,7 +13,7 @@ from appliance.keys import states
 from appliance.keys.two_phase import TwoPhase
 from appliance.storage import NodeStore
 from appliance.tss.group import G
-from tests.node.fakes import Users, fake_runtime
+from tests.node.fakes import FakePorts, Users, fake_runtime
 
 KEY = "key_" + "a" * 24
 JOB = "job_" + "c" * 24
@@ -54,72 +54,73 @@ def node(tmp_path):
     store.put_pending_key(KEY, G.to_bytes(), 2, [0, 1, 2], 0, 2048, _sealed(), b"\x07" * 32)
     store.set_key_status(KEY, "active")
     store.add_presignature(b"\x01" * 16, KEY, 0, [0, 1], G.to_bytes(), _sealed())
-    rt = fake_runtime(Users().policy, store=store)
+    rt, ports = fake_runtime(Users().policy), FakePorts(store)
     rt.spawn = lambda coro: (coro.close(), rt.spawned.append(coro))  # recorded, not run
     jobs: dict = {}
     table = types.SimpleNamespace(get=jobs.get, forget=lambda job: jobs.pop(job.job_id, None),
                                   key_change_running=lambda key_id: False)
-    tp = TwoPhase(rt, table, local=None, shares=_Shares(), pool=_Pool())
-    yield rt, tp
+    tp = TwoPhase(rt, table, local=None, shares=_Shares(), pool=_Pool(), peers=ports.peers,
+                  **ports.slots("key_store", "changes", "audit"))
+    yield rt, tp, store, ports.audit
     store.close()
 
 
 def _prepare_refresh(rt, tp) -> None:
-    rt.store.put_pending_share(KEY, 1, _sealed())
+    tp.key_store().put_pending_share(KEY, 1, _sealed())
     job = types.SimpleNamespace(job_id=JOB, spec={"kind": "refresh", "key_id": KEY, "epoch": 0},
                                 result={"fingerprint": "f" * 16}, parties=[0, 1, 2], coordinator=COORD)
     tp.prepare(job)
 
 
 def test_a_refresh_prepares_commits_and_finalizes_through_the_store(node):
-    rt, tp = node
+    rt, tp, store, audit = node
     body = {"key_id": KEY, "epoch": 1}
     _prepare_refresh(rt, tp)
-    p = rt.store.pending_for_job(JOB)
+    p = store.pending_for_job(JOB)
     assert (p["state"], p["role"], p["new_epoch"], p["coordinator"]) == (states.PREPARED, "member", 1, COORD)
-    assert rt.store.get_key(KEY)["epoch"] == 0  # nothing in use yet
+    assert store.get_key(KEY)["epoch"] == 0  # nothing in use yet
     # only the coordinator commits
     with pytest.raises(ServiceError) as ei:
         tp.commit_job(JOB, 2, body)
     assert ei.value.code == "forbidden"
     assert tp.commit_job(JOB, COORD, body) == {"committed": True, "epoch": 1}
-    assert rt.store.pending_for_job(JOB)["state"] == states.COMMITTED
-    key = rt.store.get_key(KEY)
+    assert store.pending_for_job(JOB)["state"] == states.COMMITTED
+    key = store.get_key(KEY)
     assert (key["epoch"], key["status"]) == (1, "active")
-    assert rt.audit.entries[-1] == {"actor": "node-2", "action": "refresh_commit", "key_id": KEY,
-                                    "subject": JOB, "decision": "committed", "reason": "epoch 1, member"}
+    assert audit.entries[-1] == {"actor": "node-2", "action": "refresh_commit", "key_id": KEY,
+                                    "subject": JOB, "digest": None, "decision": "committed", "reason": "epoch 1, member"}
     assert tp.shares.forgotten == [(KEY, None)] and tp.pool.calls == ["changed"]
     # a repeated commit (a lost answer) is confirmed again and changes nothing
     assert tp.commit_job(JOB, COORD, body) == {"committed": True, "epoch": 1}
-    assert len(rt.audit.entries) == 1 and tp.pool.calls == ["changed"]
+    assert len(audit.entries) == 1 and tp.pool.calls == ["changed"]
     # the old share and presignature stay until finalize, which only the coordinator sends
-    assert rt.store.count_presignatures(KEY, epoch=0) == 1
+    assert store.count_presignatures(KEY, epoch=0) == 1
     with pytest.raises(ServiceError) as ei:
         tp.finalize_job(JOB, 0, body)
     assert ei.value.code == "forbidden"
     assert tp.finalize_job(JOB, COORD, body) == {"finalized": True}
-    assert rt.store.pending_for_job(JOB) is None
-    assert rt.store.count_presignatures(KEY, epoch=0) == 0
-    assert rt.store.core.get_sealed_secrets(KEY, 0) == {}
-    assert list(rt.store.core.get_sealed_secrets(KEY, 1)) == ["share"]
-    assert [e["action"] for e in rt.audit.entries] == ["refresh_commit", "key_finalized"]
+    assert store.pending_for_job(JOB) is None
+    assert store.count_presignatures(KEY, epoch=0) == 0
+    assert store.core.get_sealed_secrets(KEY, 0) == {}
+    assert list(store.core.get_sealed_secrets(KEY, 1)) == ["share"]
+    assert [e["action"] for e in audit.entries] == ["refresh_commit", "key_finalized"]
     assert len(rt.spawned) == 1  # the spent presignature's HSM key is destroyed
     assert tp.finalize_job(JOB, COORD, body) == {"finalized": True}  # done before
 
 
 def test_an_abandon_after_commit_is_refused(node):
-    rt, tp = node
+    rt, tp, store, audit = node
     _prepare_refresh(rt, tp)
     tp.commit_job(JOB, COORD, {"key_id": KEY, "epoch": 1})
     with pytest.raises(states.InvalidTransition) as ei:
-        tp.abandon_prepared(JOB, rt.store.pending_for_job(JOB)["state"])
+        tp.abandon_prepared(JOB, store.pending_for_job(JOB)["state"])
     assert (ei.value.code, ei.value.state, ei.value.event) == ("invalid_transition", "committed", "abandon")
-    assert rt.store.pending_for_job(JOB)["state"] == states.COMMITTED
-    assert rt.store.get_key(KEY)["epoch"] == 1
+    assert store.pending_for_job(JOB)["state"] == states.COMMITTED
+    assert store.get_key(KEY)["epoch"] == 1
 
 
 def test_a_second_prepare_of_the_same_job_is_refused(node):
-    rt, tp = node
+    rt, tp, store, audit = node
     _prepare_refresh(rt, tp)
     job = types.SimpleNamespace(job_id=JOB, spec={"kind": "refresh", "key_id": KEY, "epoch": 0},
                                 result={}, parties=[0, 1, 2], coordinator=COORD)
@@ -129,21 +130,21 @@ def test_a_second_prepare_of_the_same_job_is_refused(node):
 
 
 def test_finalize_before_commit_is_refused_and_abandon_keeps_the_old_epoch(node):
-    rt, tp = node
+    rt, tp, store, audit = node
     _prepare_refresh(rt, tp)
     with pytest.raises(ServiceError) as ei:
         tp.finalize_job(JOB, COORD, {"key_id": KEY, "epoch": 1})
     assert ei.value.code == "not_committed"
-    assert rt.store.count_presignatures(KEY, epoch=0) == 1
+    assert store.count_presignatures(KEY, epoch=0) == 1
     tp.abandon_prepared(JOB, states.PREPARED)
-    assert rt.store.pending_for_job(JOB) is None
-    assert rt.store.get_key(KEY)["epoch"] == 0
-    assert rt.store.core.get_sealed_secrets(KEY, 1) == {}
-    assert list(rt.store.core.get_sealed_secrets(KEY, 0)) == ["share"]
+    assert store.pending_for_job(JOB) is None
+    assert store.get_key(KEY)["epoch"] == 0
+    assert store.core.get_sealed_secrets(KEY, 1) == {}
+    assert list(store.core.get_sealed_secrets(KEY, 0)) == ["share"]
 
 
 def test_a_commit_with_nothing_prepared(node):
-    rt, tp = node
+    rt, tp, store, audit = node
     with pytest.raises(ServiceError) as ei:
         tp.commit_job(JOB, COORD, {"key_id": KEY, "epoch": 1})
     assert ei.value.code == "not_prepared"
