@@ -134,7 +134,11 @@ class Node:
         rt.store.recover_after_restart({"code": "node_restarted",
                                         "message": "the node stopped while this was running"})
         self.policy_sync.open()
-        self.cosigning.open()
+        problem = self.cosigning.open()
+        if problem is not None:  # e.g. two different audit logs: not ready, /readyz says why
+            rt.fault = problem
+            log.error("%s", problem)
+            return
         hcfg = rt.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
             raise ServiceError("bad_config", "the identity key must be secp256k1")

@@ -8,7 +8,8 @@ import asyncio
 import logging
 from typing import Any
 
-from appliance.audit import AuditError, AuditLog, AuditUnavailable, Checkpoint
+from appliance.audit import (AuditError, AuditLog, AuditLogConflict, AuditUnavailable, Checkpoint,
+                             adopt_legacy_log)
 from appliance.canonical import CanonicalError
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
@@ -18,21 +19,39 @@ from appliance.runtime import Runtime
 log = logging.getLogger("appliance.node")
 
 
+def refuse_audit_writes(db) -> None:
+    """Test-only fault (a FaultPlan): the audit tables refuse writes, as a read-only or full
+    disk would; the rest of the database stays writable (this connection only, TEMP)."""
+    for table in ("audit_entries", "audit_checkpoints", "audit_cosignatures", "audit_witnessed"):
+        db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS fault_{table} BEFORE INSERT ON main.{table} "
+                   "BEGIN SELECT RAISE(ABORT, 'test-only fault: the audit store is read-only'); END")
+
+
 class AuditCosigning:
     def __init__(self, rt: Runtime, recorder: Recorder) -> None:
         self.rt = rt
         self.recorder = recorder
         self._cosigned_upto = 0
 
-    def open(self) -> None:
+    def open(self) -> str | None:
+        """The audit log in the node's database (one connection: a state change and its entry
+        commit together), after moving in a log of the old layout (``audit.db``). Returns what
+        keeps the node from starting (fail closed: /readyz says it), or None."""
         rt, cfg = self.rt, self.rt.config
-        path = cfg.audit_db if cfg.audit_db is not None else cfg.data_dir / "audit.db"
-        rt.audit = AuditLog(path, rt.me.id, signer=lambda digest: rt.signer.sign(digest),
+        db = rt.store.database
+        try:
+            moved = adopt_legacy_log(db, cfg.data_dir / "audit.db", rt.me.id, now=rt.clock.now())
+        except AuditLogConflict as exc:
+            return f"{exc.code}: {exc}"
+        if moved is not None:
+            log.warning("audit log moved into %s (%d entries); the old file is %s", cfg.db.name,
+                        moved.entries, moved.renamed_to.name)
+        rt.audit = AuditLog(db, rt.me.id, signer=lambda digest: rt.signer.sign(digest),
                             checkpoint_every=max(1, cfg.audit_checkpoint_every),
                             on_append=rt.metrics.audit_written)
         if rt.faults.audit_read_only:
-            # test-only fault: the audit store refuses writes (as a read-only or full disk does)
-            rt.audit._db.execute("PRAGMA query_only = ON")
+            refuse_audit_writes(db)
+        return None
 
     async def loop(self) -> None:
         """Have every checkpoint of this node's audit log co-signed by its peers."""

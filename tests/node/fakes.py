@@ -4,6 +4,7 @@ tests move, an audit log in a list, a sign-request store in a dict."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import types
@@ -67,6 +68,10 @@ class FakeStore:
         self.used_requests: set[str] = set()
         self.decided: dict[str, dict[str, dict]] = {}  # request id -> approver -> signed decision
         self.presignatures: dict[tuple[int, ...], int] = {}  # signer set -> available (any key)
+
+    def transaction(self):
+        """(no rollback in the fake: tests/node/test_audit_together.py uses a real database)"""
+        return contextlib.nullcontext()
 
     def ready_signer_sets(self, key_id: str) -> dict[tuple[int, ...], int]:
         return dict(self.presignatures)
