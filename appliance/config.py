@@ -35,8 +35,10 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     [primes]
     pool_target = 2                   # safe and Blum primes kept sealed per kind (background)
 
-    [audit]
-    db = "audit.db"                   # the hash-chained audit log (its own SQLite file)
+    [audit]                           # the hash-chained audit log lives in [node] db, so that a
+                                      # state change and its entry commit in one transaction; a
+                                      # log of the old layout (audit.db here) is moved in at start.
+                                      # (`db` naming another file is refused: see api/README.md)
     checkpoint_every = 100            # entries between HSM-signed, peer co-signed checkpoints
 
     [http]                            # the HTTPS server's edge limits (api/edge.py)
@@ -215,7 +217,6 @@ class NodeConfig:
     lifecycle_interval_s: float = 2.0  # how often pending key changes are resolved
     policy_file: Path | None = None
     cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
-    audit_db: Path | None = None
     audit_checkpoint_every: int = 100
     http: HttpLimits = field(default_factory=HttpLimits)
 
@@ -238,6 +239,21 @@ def _resolve(base: Path, p: str | None) -> Path | None:
     return q if q.is_absolute() else (base / q)
 
 
+def _check_audit_db(path: Path, audit: dict) -> None:
+    """``[audit] db``: the audit log is kept in the node's database (one transaction for a
+    state change and its entry). The old default (``audit.db`` beside node.toml) is accepted,
+    as the file that is moved in at start; any other file is refused, never silently used
+    or silently ignored."""
+    if "db" not in audit:
+        return
+    given = _resolve(path.parent, str(audit["db"]))
+    if given is None or given.resolve() != (path.parent / "audit.db").resolve():
+        raise ConfigError(f"{path}: [audit] db = {str(audit['db'])!r} is no longer supported: the "
+                          "audit log lives in the node's database ([node] db) so that a state change "
+                          "and its audit entry commit together; remove the setting (a log at "
+                          "audit.db beside node.toml is moved in at start)")
+
+
 def load_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
@@ -255,6 +271,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         # fault injection is an object a test passes in (appliance/faults.py), never a setting
         raise ConfigError(f"{path}: [testing] takes only prime_file, not "
                           f"{sorted(set(m['testing']) - {'prime_file'})}")
+    _check_audit_db(path, m.get("audit", {}))
     base = path.parent
     cluster_path = _resolve(base, m.get("cluster", "cluster.toml"))
     cluster_raw = load_toml(cluster_path)
@@ -289,7 +306,6 @@ def load_node_config(path: str | Path) -> NodeConfig:
             lifecycle_interval_s=float(node.get("lifecycle_interval_s", 2.0)),
             policy_file=_resolve(base, m.get("policy")),
             cluster_mapping=cluster_raw,
-            audit_db=_resolve(base, audit.get("db", "audit.db")),
             audit_checkpoint_every=int(audit.get("checkpoint_every", 100)),
             http=HttpLimits.from_mapping(dict(m.get("http", {}))),
         )

@@ -1,7 +1,7 @@
 """File modes of a node's state: only the node's own user reads it.
 
-A node's directory holds sealed shares (``node.db``), signed approvals and payloads in the
-clear (``audit.db``), SQLite's ``-wal``/``-shm`` files, logs, configuration and the TLS key.
+A node's directory holds sealed shares and, in its audit log, signed approvals and payloads in
+the clear (``node.db``; ``audit.db.migrated-*`` left by an older release), SQLite's ``-wal``/``-shm`` files, logs, configuration and the TLS key.
 Directories are 0700, files 0600:
 
 * the node (``appliance serve``) and the CLI set the process umask to 077 at start

@@ -85,7 +85,7 @@ class Node:
         self.opened_signer: Opened[HSMSigner] = Opened("identity signer")
         self.opened_audit: Opened[AuditLog] = Opened("audit log")
         store, hsm, signer, audit = self.opened_store, self.opened_hsm, self.opened_signer, self.opened_audit
-        self.recorder = Recorder(rt, audit)
+        self.recorder = Recorder(rt, audit, store)
         self.health = PeerHealth(rt, link, hsm)
         self.quarantine = QuarantineService(rt, self.recorder, audit)
         self.request_use = RequestUse(rt, key_store=store, replay=store, hsm=hsm, peers=link)
@@ -119,7 +119,7 @@ class Node:
                                     statements=store, key_store=store, presigs=store, peers=link)
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)
-        self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link)
+        self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link, store=store)
         authorizer = JobAuthorizer(rt, self.recorder, self.request_use, self.reader.rate_usage,
                                    self.policy_sync.catch_up_soon, key_store=store, replay=store)
         self.participant = Participant(rt, self.table, self.local, kinds, authorizer, self.quarantine,
@@ -159,7 +159,11 @@ class Node:
         self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self.policy_sync.open()
-        self.cosigning.open()
+        problem = self.cosigning.open()
+        if problem is not None:  # e.g. two different audit logs: not ready, /readyz says why
+            rt.fault = problem
+            log.error("%s", problem)
+            return
         hcfg = rt.config.hsm_config()
         if hcfg.identity_curve != "secp256k1":
             raise ServiceError("bad_config", "the identity key must be secp256k1")

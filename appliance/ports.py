@@ -16,7 +16,7 @@ calls it (``self.requests().get_sign_request(rid)``) when it needs the adapter; 
 from __future__ import annotations
 
 import time
-from typing import Any, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from appliance.errors import ServiceError
 from appliance.sealed import SealContext
@@ -128,6 +128,13 @@ class PeerLink(Protocol):
                       data: bytes | None = None, content_type: str | None = None,
                       timeout: float = 10.0, pool: str = "protocol") -> Any:
         """One request to ``peer``; its JSON answer, or PeerError."""
+
+
+class Transactions(Protocol):
+    """The node's database as one transaction for a state change and its audit entry."""
+
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction (nested: a savepoint); rolled back if the block raises."""
 
 
 class AuditSink(Protocol):

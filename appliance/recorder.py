@@ -2,26 +2,55 @@
 
 :meth:`Recorder.write` records one decision or refuses the action (``audit_unavailable``);
 :meth:`Recorder.quiet` records what already happened (best effort); :meth:`Recorder.refuse`
-records a refusal and hands back the error to raise.
+records a refusal and hands back the error to raise; :meth:`Recorder.together` makes a state
+change and its entry one transaction (the audit log lives in the node's database).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from appliance.audit import AuditFieldError, AuditUnavailable
 from appliance.errors import PolicyDenied, ServiceError
-from appliance.ports import AuditSink, Late
+from appliance.ports import AuditSink, Late, Transactions
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
 
 
 class Recorder:
-    def __init__(self, rt: Runtime, audit: Late[AuditSink]) -> None:
+    def __init__(self, rt: Runtime, audit: Late[AuditSink], transactions: Late[Transactions]) -> None:
         self.rt = rt
         self.audit = audit
+        self.transactions = transactions  # the node's database: the audit log is in it
+        self._inside = threading.local()  # together() blocks open on this thread
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """One transaction of the node's database for a state change and its audit entry::
+
+            with recorder.together():
+                store.update_...(...)
+                recorder.write(...)
+
+        If the entry cannot be written, :meth:`write` raises ``audit_unavailable`` and the
+        state change is rolled back with it (no entry, no action, atomically). Synchronous
+        only (never an ``await`` inside: the transaction holds the database's lock). A
+        refusal is raised after the block (:meth:`refuse` refuses to run inside one: the
+        error would roll its entry back)."""
+        if self.audit.value is None:
+            raise ServiceError("audit_unavailable", "the audit log is not open")
+        depth = getattr(self._inside, "depth", 0)
+        self._inside.depth = depth + 1
+        try:
+            with self.transactions().transaction():
+                yield
+        finally:
+            self._inside.depth = depth
 
     def write(self, actor: str | None, action: str, *, key_id: str | None = None,
               subject: str | None = None, digest: Any = None, decision: str | None = None,
@@ -65,7 +94,10 @@ class Recorder:
                key_id: str | None = None, subject: str | None = None, digest: Any = None,
                policy: bool = True) -> ServiceError:
         """Audit a refusal (fail closed: if even that cannot be written, 503) and return
-        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total."""
+        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total.
+        Not inside :meth:`together`: the raised error would roll the refusal's entry back."""
+        if getattr(self._inside, "depth", 0):
+            raise RuntimeError("Recorder.refuse inside together(): leave the block, then refuse")
         self.write(actor, action, key_id=key_id, subject=subject, digest=digest,
                    decision="denied", reason=error.code)
         if policy:

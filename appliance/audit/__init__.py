@@ -53,6 +53,14 @@ altered or out of order. Entries cut off the end (with their checkpoints) only s
 the checkpoints the peers witnessed: :mod:`appliance.audit.anchor`; the command
 ``appliance audit verify FILE`` (:mod:`appliance.audit.command`) requires them by default.
 
+Storage
+-------
+A node keeps the log's tables in its one database (``node.db``): :class:`AuditLog` takes the
+node's ``Database`` as a transaction provider (:mod:`~appliance.audit.connection`), so an entry
+written inside a larger transaction commits or rolls back with the state change it records.
+A log of the old layout (its own ``audit.db``) is moved in at start, verbatim, and the file
+renamed aside (:mod:`~appliance.audit.legacy`).
+
 The package: :mod:`~appliance.audit.records` (entries, checkpoints, field checks, errors),
 :mod:`~appliance.audit.log` (:class:`AuditLog`), :mod:`~appliance.audit.verify`
 (:func:`verify_export`), :mod:`~appliance.audit.anchor` (the peers' witnessed checkpoints)
@@ -71,6 +79,8 @@ from appliance.audit.anchor import (
     parse_anchor_document,
     verify_with_anchors,
 )
+from appliance.audit.connection import OwnConnection, TxProvider
+from appliance.audit.legacy import Adopted, AuditLogConflict, adopt_legacy_log
 from appliance.audit.log import (
     AuditLog,
     Signer,
@@ -98,8 +108,13 @@ from appliance.audit.verify import (
 
 __all__ = [
     "ANCHOR_TYPE",
+    "Adopted",
     "Anchor",
     "AnchorError",
+    "AuditLogConflict",
+    "OwnConnection",
+    "TxProvider",
+    "adopt_legacy_log",
     "AuditEntry",
     "AuditError",
     "AuditFieldError",

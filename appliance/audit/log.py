@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,12 +14,13 @@ from appliance.audit.records import (
     ENTRY_TYPE, GENESIS, ID, AuditEntry, AuditError, AuditFieldError,
     AuditUnavailable, Checkpoint, check_fields, iso_time, sha256_hex, verify_node_signature,
 )
+from appliance.audit.connection import OwnConnection, TxProvider
 from appliance.audit.verify import VerifyReport, verify_export
 from appliance.canonical import CanonicalError, canonical_json, parse_json
 
 log = logging.getLogger("appliance.audit")
 
-_SCHEMA = [
+SCHEMA = [
     """CREATE TABLE IF NOT EXISTS audit_entries (
         seq   INTEGER PRIMARY KEY CHECK (seq >= 1),
         entry BLOB NOT NULL,
@@ -57,14 +57,20 @@ Signer = Callable[[bytes], bytes]
 class AuditLog:
     """The node's audit log in SQLite (its own ``audit_*`` tables).
 
-    ``db``: a path (this object opens its own connection: WAL, ``synchronous=FULL``) or an
+    ``db``: a path (this object opens its own connection: WAL, ``synchronous=FULL``), an
     open ``sqlite3.Connection`` in autocommit mode (``isolation_level=None``) that nobody
-    else uses for transactions at the same time. ``signer(digest32) -> r||s`` signs
-    checkpoints (the HSM identity key); without one no checkpoints are made.
+    else uses for transactions at the same time, or a transaction provider
+    (:mod:`appliance.audit.connection`: the node's one ``Database``, so that an entry and
+    the state change it records commit in one transaction). ``signer(digest32) -> r||s``
+    signs checkpoints (the HSM identity key); without one no checkpoints are made.
     ``clock() -> float`` gives Unix seconds. Thread-safe.
+
+    The tables are created here (``CREATE ... IF NOT EXISTS``), not in the node's migration
+    list: the same schema serves a node's ``node.db``, a standalone file and a legacy
+    ``audit.db``, and the storage layer need not know the audit package.
     """
 
-    def __init__(self, db: str | Path | sqlite3.Connection, node_id: str, *,
+    def __init__(self, db: str | Path | sqlite3.Connection | TxProvider, node_id: str, *,
                  signer: Signer | None = None, checkpoint_every: int = 100,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 10.0,
                  on_append: Callable[[AuditEntry], None] | None = None) -> None:
@@ -77,57 +83,33 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.clock = clock
         self.on_append = on_append
-        self._lock = threading.RLock()
-        self._own = not isinstance(db, sqlite3.Connection)
         try:
-            if self._own:
-                self._db = sqlite3.connect(str(db), timeout=busy_timeout, isolation_level=None,
-                                           check_same_thread=False)
-                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = FULL")
+            if isinstance(db, (str, Path, sqlite3.Connection)):
+                try:
+                    self._provider: TxProvider = OwnConnection(db, busy_timeout=busy_timeout)
+                except ValueError as exc:
+                    raise AuditError(str(exc)) from None
+                self._own: OwnConnection | None = self._provider
             else:
-                self._db = db
-                if db.isolation_level is not None:
-                    raise AuditError("give AuditLog a connection with isolation_level=None")
-            with self._tx() as c:
-                for stmt in _SCHEMA:
-                    c.execute(stmt)
-                first = c.execute("SELECT entry FROM audit_entries ORDER BY seq LIMIT 1"
-                                  ).fetchone()
-            if first is not None and parse_json(bytes(first[0]))["node"] != node_id:
-                raise AuditError("this audit log belongs to another node")
+                self._provider, self._own = db, None
+            try:
+                with self._tx() as c:
+                    for stmt in SCHEMA:
+                        c.execute(stmt)
+                    first = c.execute("SELECT entry FROM audit_entries ORDER BY seq LIMIT 1"
+                                      ).fetchone()
+                if first is not None and parse_json(bytes(first[0]))["node"] != node_id:
+                    raise AuditError("this audit log belongs to another node")
+            except BaseException:
+                if self._own is not None:
+                    self._own.close()
+                raise
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"cannot open the audit log: {exc}") from None
 
-    # -- transactions ------------------------------------------------------------------
-    class _Tx:
-        def __init__(self, log: AuditLog) -> None:
-            self.log = log
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.log._lock.acquire()
-            try:
-                self.log._db.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self.log._lock.release()
-                raise
-            return self.log._db
-
-        def __exit__(self, et, ev, tb) -> None:
-            try:
-                if et is None:
-                    self.log._db.execute("COMMIT")
-                else:
-                    try:
-                        self.log._db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-            finally:
-                self.log._lock.release()
-
-    def _tx(self) -> AuditLog._Tx:
-        return AuditLog._Tx(self)
+    def _tx(self):
+        """A write transaction of the provider (a savepoint inside one already open)."""
+        return self._provider.tx()
 
     # -- writing -----------------------------------------------------------------------
     def append(self, actor: str | None, action: str, *, key: str | None = None,
@@ -176,8 +158,7 @@ class AuditLog:
     # -- reading -----------------------------------------------------------------------
     def _read(self, sql: str, args: tuple = ()) -> list:
         try:
-            with self._lock:
-                return self._db.execute(sql, args).fetchall()
+            return self._provider.query(sql, args)
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"cannot read the audit log: {exc}") from None
 
@@ -354,7 +335,6 @@ class AuditLog:
                 cp = self.checkpoint()
             except Exception as exc:  # noqa: BLE001
                 log.warning("final audit checkpoint failed: %s", exc)
-        if self._own:
-            with self._lock:
-                self._db.close()
+        if self._own is not None:
+            self._own.close()
         return cp

@@ -8,38 +8,59 @@ import asyncio
 import logging
 from typing import Any
 
-from appliance.audit import AuditError, AuditLog, AuditUnavailable, Checkpoint
+from appliance.audit import (AuditError, AuditLog, AuditLogConflict, AuditUnavailable, Checkpoint,
+                             adopt_legacy_log)
 from appliance.canonical import CanonicalError
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
 from appliance.ports import CheckpointLog, IdentitySigner, Late, Opened, PeerLink
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
+from appliance.storage import NodeStore
 
 log = logging.getLogger("appliance.node")
 
 
+def refuse_audit_writes(db) -> None:
+    """Test-only fault (a FaultPlan): the audit tables refuse writes, as a read-only or full
+    disk would; the rest of the database stays writable (this connection only, TEMP)."""
+    for table in ("audit_entries", "audit_checkpoints", "audit_cosignatures", "audit_witnessed"):
+        db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS fault_{table} BEFORE INSERT ON main.{table} "
+                   "BEGIN SELECT RAISE(ABORT, 'test-only fault: the audit store is read-only'); END")
+
+
 class AuditCosigning:
     def __init__(self, rt: Runtime, recorder: Recorder, *, audit: Opened[AuditLog],
-                 signer: Late[IdentitySigner], peers: PeerLink) -> None:
+                 signer: Late[IdentitySigner], peers: PeerLink, store: Late[NodeStore]) -> None:
         self.rt = rt
         self.recorder = recorder
         self.opened = audit  # filled by open()
         self.audit: Late[CheckpointLog] = audit
         self.signer = signer
+        self.store = store  # its database holds the audit log (opened by open())
         self.link = peers
         self._cosigned_upto = 0
 
-    def open(self) -> None:
+    def open(self) -> str | None:
+        """The audit log in the node's database (one connection: a state change and its entry
+        commit together), after moving in a log of the old layout (``audit.db``). Returns what
+        keeps the node from starting (fail closed: /readyz says it), or None."""
         rt, cfg, signer = self.rt, self.rt.config, self.signer
-        path = cfg.audit_db if cfg.audit_db is not None else cfg.data_dir / "audit.db"
-        audit = AuditLog(path, rt.me.id, signer=lambda digest: signer().sign(digest),
+        db = self.store().database
+        try:
+            moved = adopt_legacy_log(db, cfg.data_dir / "audit.db", rt.me.id, now=rt.clock.now())
+        except AuditLogConflict as exc:
+            return f"{exc.code}: {exc}"
+        if moved is not None:
+            log.warning("audit log moved into %s (%d entries); the old file is %s", cfg.db.name,
+                        moved.entries, moved.renamed_to.name)
+        audit = AuditLog(db, rt.me.id, signer=lambda digest: signer().sign(digest),
                          checkpoint_every=max(1, cfg.audit_checkpoint_every),
                          on_append=rt.metrics.audit_written)
         if rt.faults.audit_read_only:
-            # test-only fault: the audit store refuses writes (as a read-only or full disk does)
-            audit._db.execute("PRAGMA query_only = ON")
+            refuse_audit_writes(db)
         self.opened.set(audit)
+        return None
 
     async def loop(self) -> None:
         """Have every checkpoint of this node's audit log co-signed by its peers."""

@@ -73,9 +73,10 @@ class PolicySync:
             except PolicyDenied as exc:
                 raise self.recorder.refuse(PolicyDenied(exc.code, exc.message), actor=actor,
                                            action="policy_change", digest=upd.policy.hash) from None
-            self.recorder.write(actor, "policy_change", digest=new.hash, decision="applied",
-                                reason=f"version {new.version}")
-            self.updates().add_policy_update(new.hash, upd.to_json())
+            with self.recorder.together():  # the stored update and its entry: one transaction
+                self.recorder.write(actor, "policy_change", digest=new.hash, decision="applied",
+                                    reason=f"version {new.version}")
+                self.updates().add_policy_update(new.hash, upd.to_json())
             rt.policy = new
             self._invalidate_pending("policy_changed")
             result = {"policy_hash": new.hash, "version": new.version, "applied": True}

@@ -171,10 +171,11 @@ class KeyService:
         if decision.allowed:
             return None, sr
         op_id = new_id("op_id")
-        self.recorder.write(user.id, f"{action}_request", key_id=key_id, subject=op_id,
-                            decision="pending", reason=decision.reason)
-        self.operations().put_operation(op_id, action, key_id, user.id, status="pending")
-        self.statements().put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
+        with self.recorder.together():  # the pending operation and its entry: one transaction
+            self.recorder.write(user.id, f"{action}_request", key_id=key_id, subject=op_id,
+                                decision="pending", reason=decision.reason)
+            self.operations().put_operation(op_id, action, key_id, user.id, status="pending")
+            self.statements().put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
         return self.operation_view(self.operations().get_operation(op_id)), sr
 
     async def _launch(self, kind: str, actor: str, sr, approvals: list, body: dict, *,
@@ -236,16 +237,17 @@ class KeyService:
                     "parties": sorted(set(senders) | set(new)), "senders": senders, "new_members": new,
                     "threshold": threshold, "old_threshold": row["threshold"], "old_info": old_info,
                     "paillier_bits": row["paillier_bits"], "epoch": row["epoch"]}
-        if op_id is None:
-            op_id = new_id("op_id")
-            self.recorder.write(actor, f"{kind}_request", key_id=key_id, subject=op_id, decision="allowed",
-                                reason=f"request {sr.request_id}")
-            self.operations().put_operation(op_id, kind, key_id, actor)
-            self.statements().put_statement(sr.request_id, op_id, kind, key_id, sr.to_json(), payload=body)
-        else:
-            self.recorder.write(actor, f"{kind}_approved", key_id=key_id, subject=op_id, decision="allowed",
-                                reason=f"request {sr.request_id}")
-            self.operations().set_operation_running(op_id, key_id)
+        with self.recorder.together():  # the operation's state and its entry: one transaction
+            if op_id is None:
+                op_id = new_id("op_id")
+                self.recorder.write(actor, f"{kind}_request", key_id=key_id, subject=op_id, decision="allowed",
+                                    reason=f"request {sr.request_id}")
+                self.operations().put_operation(op_id, kind, key_id, actor)
+                self.statements().put_statement(sr.request_id, op_id, kind, key_id, sr.to_json(), payload=body)
+            else:
+                self.recorder.write(actor, f"{kind}_approved", key_id=key_id, subject=op_id, decision="allowed",
+                                    reason=f"request {sr.request_id}")
+                self.operations().set_operation_running(op_id, key_id)
         spec.update({"coordinator": rt.index, "operation_id": op_id, "actor": actor,
                      "request_id": sr.request_id, "request": sr.to_json(),
                      "approvals": [a.to_json() for a in approvals], "policy_hash": rt.policy.hash})

@@ -151,16 +151,17 @@ class SignRequests:
         allowed = decision.allowed or fault == "skip-approval"
         # a request that nobody could sign now is not created
         await self._reachable_signers(row, named)
-        self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
-                            decision="decoded", reason=summary_text(dec))
-        self.recorder.write(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
-                            decision="allowed" if allowed else "pending", reason=decision.reason)
-        self.requests().put_sign_request(
-            rid, key_id, bytes.fromhex(r.digest) if r.digest else None, path, user.id,
-            rt.node_ids(named) if named else None, payload=payload,
-            payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
-        self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
-                                        network=dec.network, decoded=dec.to_dict())
+        with self.recorder.together():  # the request and its entries: one transaction
+            self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
+                                decision="decoded", reason=summary_text(dec))
+            self.recorder.write(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
+                                decision="allowed" if allowed else "pending", reason=decision.reason)
+            self.requests().put_sign_request(
+                rid, key_id, bytes.fromhex(r.digest) if r.digest else None, path, user.id,
+                rt.node_ids(named) if named else None, payload=payload,
+                payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
+            self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
+                                   network=dec.network, decoded=dec.to_dict())
         rt.metrics.sign_request("created")
         if allowed:
             await self._start(rid, [], actor=user.id, dec=dec)
@@ -490,39 +491,43 @@ class SignRequests:
             row = self.shares.active_key(req["key_id"])
             named = [rt.index_of(s) for s in req["signers"]] if req["signers"] else None
             await self._reachable_signers(row, sorted(named) if named else None)
-        self.recorder.write(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
-                            decision="accepted", reason=outcome.reason)
-        if not self.statements().add_decision(request_id, a.approver, a.decision, a.to_json()):
+        closing = not (outcome.allowed or outcome.pending)
+        with self.recorder.together():  # the decision, its entry and the close it makes: one transaction
+            added = self.statements().add_decision(request_id, a.approver, a.decision, a.to_json())
+            if added:
+                self.recorder.write(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
+                                    decision="accepted", reason=outcome.reason)
+                closing = closing and self._close(req, outcome, actor=user.id)
+        if not added:
             raise self.recorder.refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),
                                        actor=user.id, action=action, key_id=req["key_id"],
                                        subject=request_id, digest=dig)
-        await self._apply_outcome(req, [*existing, a], outcome, actor=user.id)
+        if outcome.allowed:
+            await self._start(request_id, [*existing, a], actor=user.id)
+        elif closing:
+            closed = outcome.reason in ("rejected", "cancelled", "expired")
+            rt.metrics.sign_request(outcome.reason if closed else "denied")
+            if not closed:
+                rt.metrics.policy_denied(outcome.reason)
+            rt.waiters.notify(request_id)
         return self.view(self.requests().get_sign_request(request_id))
 
-    async def _apply_outcome(self, req: dict, approvals: list[Approval], outcome: Decision, *,
-                             actor: str) -> None:
-        rt = self.rt
+    def _close(self, req: dict, outcome: Decision, *, actor: str) -> bool:
+        """A rejection, cancel or denial closes the pending request (with its entry; inside
+        the caller's transaction). False if it is no longer pending."""
         rid = req["request_id"]
-        if outcome.allowed:
-            await self._start(rid, approvals, actor=actor)
-            return
-        if outcome.pending:
-            return
         event = {"rejected": "reject", "cancelled": "reject", "expired": "expire"}.get(outcome.reason, "deny")
         try:
             self._move(rid, states.PENDING, event, conditional=True,
                        error=PolicyDenied(outcome.reason, outcome.message).to_error())
         except ConflictError:
-            return
+            return False
         if outcome.reason == "cancelled":
             self.statements().set_statement_final(rid, "cancelled")
         closed = outcome.reason in ("rejected", "cancelled", "expired")
-        rt.metrics.sign_request(outcome.reason if closed else "denied")
-        if not closed:
-            rt.metrics.policy_denied(outcome.reason)
-        self.recorder.quiet(actor, "request_closed", key_id=req["key_id"], subject=rid,
+        self.recorder.write(actor, "request_closed", key_id=req["key_id"], subject=rid,
                             decision=outcome.reason if closed else "denied", reason=outcome.reason)
-        rt.waiters.notify(rid)
+        return True
 
     # -- another node's requests --------------------------------------------------------------
 

@@ -61,6 +61,10 @@ class NodeStore:
     def close(self) -> None:
         self.database.close()
 
+    def transaction(self):
+        """One write transaction over every repository (and the audit log, which lives here)."""
+        return self.database.tx()
+
     # -- keys -------------------------------------------------------------------------
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],

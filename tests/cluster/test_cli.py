@@ -71,7 +71,7 @@ def test_audit_verify_names_the_altered_entry(demo, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     for nid in ("node-1", "node-2", "node-3"):
         d = keep / nid
-        log = AuditLog(d / "audit.db", nid)
+        log = AuditLog(d / "node.db", nid)  # the audit log lives in the node's database
         export = tmp_path / f"{nid}.jsonl"
         log.export(export)
         log.close()

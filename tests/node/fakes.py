@@ -6,6 +6,7 @@ has every member of its port with a compatible signature, as the production adap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -167,6 +168,11 @@ class FakeStore:
         self.statements: dict[str, dict] = {}
         self.decided: dict[str, dict[str, dict]] = {}  # request id -> approver -> signed decision
         self.presigs_used: dict[str, bytes] = {}
+
+    # Transactions
+    def transaction(self) -> contextlib.AbstractContextManager:
+        """(no rollback in the fake: tests/node/test_audit_together.py uses a real database)"""
+        return contextlib.nullcontext()
 
     # SignRequestStore
     def put_sign_request(self, request_id: str, key_id: str, digest: bytes | None, path: str | None,
@@ -504,14 +510,14 @@ class FakePorts:
     ``store``: a real NodeStore (on tmp_path) behind every store port instead of the fakes."""
 
     STORES = ("requests", "statements", "key_store", "changes", "operations", "presigs", "primes",
-              "updates", "replay")
+              "updates", "replay", "transactions")
 
     def __init__(self, store: Any = None) -> None:
         keys = FakeKeys()
         fakes = {"requests": FakeStore(), "key_store": keys, "changes": FakeKeyChanges(keys),
                  "operations": FakeOperations(), "presigs": FakePresignatures(), "primes": FakePrimes(),
                  "updates": FakePolicyUpdates(), "replay": FakeReplay()}
-        fakes["statements"] = fakes["requests"]
+        fakes["statements"] = fakes["transactions"] = fakes["requests"]
         self.raw: dict[str, Any] = {n: store if store is not None else fakes[n] for n in self.STORES}
         self.audit = FakeAudit()
         self.signer = SoftwareSigner(hashlib.sha256(b"fake identity").digest())

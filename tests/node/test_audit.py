@@ -416,18 +416,18 @@ def test_witnessed_checkpoints_catch_a_cut_export(tmp_path, nodes, keys):
 def test_unwritable_store_raises_audit_unavailable(tmp_path, nodes):
     log = make_log(tmp_path / "a.db", nodes)
     fill(log, 2)
-    log._db.execute("PRAGMA query_only = ON")
+    log._own.conn.execute("PRAGMA query_only = ON")
     with pytest.raises(AuditUnavailable) as e:
         log.append("initiator", "sign_request", subject="req_x")
     assert e.value.code == "audit_unavailable" and error_status(e.value) == 503  # api/errors.py
-    log._db.execute("PRAGMA query_only = OFF")
+    log._own.conn.execute("PRAGMA query_only = OFF")
     assert log.append("initiator", "sign_request", subject="req_x").seq == 3
 
 
 def test_full_disk_raises_audit_unavailable_and_records_nothing(tmp_path, nodes, keys):
     log = make_log(tmp_path / "a.db", nodes, every=1000)
     fill(log, 2)
-    db = log._db
+    db = log._own.conn
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     db.execute(f"PRAGMA max_page_count = {pages}")
@@ -442,7 +442,7 @@ def test_full_disk_raises_audit_unavailable_and_records_nothing(tmp_path, nodes,
 
 def test_lost_database_raises_audit_unavailable(tmp_path, nodes):
     log = make_log(tmp_path / "a.db", nodes)
-    log._db.close()
+    log._own.conn.close()
     with pytest.raises(AuditUnavailable):
         log.append("initiator", "sign_request")
     with pytest.raises(AuditUnavailable):

@@ -57,7 +57,7 @@ def world(tmp_path, nodes, keys):
         f'[[nodes]]\nid = "{n}"\nindex = {i}\nidentity_key = "{k.hex()}"\n'
         for i, (n, k) in enumerate(keys.items())))
     for log in logs.values():
-        log._db.close()  # no close(): that would checkpoint the live head
+        log._own.conn.close()  # no close(): that would checkpoint the live head
     return lines, anchors, cluster
 
 

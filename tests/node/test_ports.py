@@ -26,6 +26,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.Sealer: (MeteredHSM, fakes.FakeSealer),
     ports.IdentitySigner: (HSMSigner, SoftwareSigner),
     ports.PeerLink: (PeerClient, fakes.FakePeers),
+    ports.Transactions: (NodeStore, fakes.FakeStore),
     ports.AuditSink: (AuditLog, fakes.FakeAudit),
     ports.CheckpointLog: (AuditLog, fakes.FakeAudit),
     ports.SignRequestStore: (NodeStore, fakes.FakeStore),

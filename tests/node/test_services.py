@@ -33,12 +33,12 @@ def _pending(store: FakeStore, users: Users, now: float) -> str:
 def _signing(rt, ports: FakePorts, **kw) -> SignRequests:
     args = dict(shares=None, reader=None, health=None, quarantine=None, request_use=None, pool=None,
                 coordinate=None, peers=ports.peers)
-    return SignRequests(rt, Recorder(rt, ports.slot("audit")), **{**args, **kw},
+    return SignRequests(rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")), **{**args, **kw},
                         **ports.slots("requests", "statements", "key_store", "presigs"))
 
 
 def _authorizer(rt, ports: FakePorts, on_policy_mismatch) -> JobAuthorizer:
-    return JobAuthorizer(rt, Recorder(rt, ports.slot("audit")), request_use=None, rate_usage=None,
+    return JobAuthorizer(rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")), request_use=None, rate_usage=None,
                          on_policy_mismatch=on_policy_mismatch, **ports.slots("key_store", "replay"))
 
 

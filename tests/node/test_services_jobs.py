@@ -56,7 +56,7 @@ def node(tmp_path):
     store.set_key_status(KEY, "active")
     rt, ports = fake_runtime(users.policy), FakePorts(store)
     signers = with_identities(rt)
-    recorder = Recorder(rt, ports.slot("audit"))
+    recorder = Recorder(rt, ports.slot("audit"), ports.slot("transactions"))
     mismatches: list = []
     authorizer = JobAuthorizer(rt, recorder, request_use=_request_use(rt, ports), rate_usage=lambda *a, **kw: 0,
                                on_policy_mismatch=lambda: mismatches.append(True),

@@ -34,7 +34,7 @@ def _setup(approvers: int = 2):
         return "decoded"
 
     svc = SignRequests(
-        rt, Recorder(rt, ports.slot("audit")), shares=types.SimpleNamespace(active_key=lambda key_id: row),
+        rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")), shares=types.SimpleNamespace(active_key=lambda key_id: row),
         reader=types.SimpleNamespace(decode_request=decode_request, rate_usage=lambda *a, **kw: 0),
         health=types.SimpleNamespace(split_healthy=healthy),
         quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)),
