@@ -155,7 +155,7 @@ class Node:
             rt.fault = problem
             log.error("%s", problem)
             return
-        self.store = NodeStore(rt.config.db)
+        self.store = NodeStore(rt.config.db, clock=rt.clock.now)
         self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self.policy_sync.open()

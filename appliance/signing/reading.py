@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from typing import Any
 
 from appliance import payloads
@@ -40,14 +39,14 @@ class PayloadReader:
                                  path=r.derivation_path, network=network or r.network)
 
     def rate_usage(self, key_id: str, window_s: int, besides: str | None = None) -> int:
-        return self.replay().signatures_since(key_id, time.time() - window_s, besides=besides)
+        return self.replay().signatures_since(key_id, self.rt.clock.now() - window_s, besides=besides)
 
     def tx_check(self, key_id: str, dec) -> tuple[bool, str, str]:
         """The key's transaction rules over what this node decoded, and every derivation path
         it signs for (a PSBT input's path too) against the rule's patterns."""
         rule = self.rt.policy.rule_for(key_id)
         rules = rule.tx_rules()
-        usage = self.replay().amounts_since(key_id, time.time() - rules.window_seconds)
+        usage = self.replay().amounts_since(key_id, self.rt.clock.now() - rules.window_seconds)
         d = payloads.evaluate_tx_rules(dec, rules, usage)
         if not d.allowed:
             return False, d.code, d.message

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,12 @@ from appliance.storage.migrations import migrate
 
 
 class Database:
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock() -> float``: Unix seconds for every row's timestamp (the node passes its
+        injected clock, so a rate window and the rows it counts read the same time)."""
         self.path = Path(path)
+        self.now = clock
         self._lock = threading.RLock()
         self._depth = 0
         self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None,

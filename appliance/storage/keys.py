@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Sequence
 
 from appliance.storage.database import Database
@@ -34,7 +33,7 @@ class KeyRepository:
         if not 1 <= threshold <= len(participants):
             raise ValueError("threshold must be between 1 and the number of participants")
         parts = json.dumps(list(participants))
-        now = time.time()
+        now = self.db.now()
         try:
             with self.db.tx() as db:
                 db.execute(
@@ -87,7 +86,7 @@ class KeyRepository:
         for kind, value in sealed.items():
             if kind not in SECRET_KINDS:
                 raise ValueError(f"unknown secret kind {kind!r}")
-            rows.append((key_id, epoch, kind, require_sealed(value, f"the {kind}"), time.time()))
+            rows.append((key_id, epoch, kind, require_sealed(value, f"the {kind}"), self.db.now()))
         try:
             with self.db.tx() as db:
                 db.executemany("INSERT INTO key_secrets VALUES (?, ?, ?, ?, ?)", rows)
@@ -160,15 +159,15 @@ class KeyStatusRepository:
 
     def add(self, key_id: str, status: str, paillier_bits: int) -> None:
         self.db.execute("INSERT INTO node_keys (key_id, status, paillier_bits, updated) VALUES (?,?,?,?)",
-                        (key_id, status, paillier_bits, time.time()))
+                        (key_id, status, paillier_bits, self.db.now()))
 
     def set_status(self, key_id: str, status: str, *, clear_pending_epoch: bool = False) -> None:
         sql = "UPDATE node_keys SET status=?, updated=?" + (", pending_epoch=NULL" if clear_pending_epoch else "")
-        self.db.execute(sql + " WHERE key_id=?", (status, time.time(), key_id))
+        self.db.execute(sql + " WHERE key_id=?", (status, self.db.now(), key_id))
 
     def set_pending_epoch(self, key_id: str, epoch: int | None) -> None:
         self.db.execute("UPDATE node_keys SET pending_epoch=?, updated=? WHERE key_id=?",
-                        (epoch, time.time(), key_id))
+                        (epoch, self.db.now(), key_id))
 
     def status(self, key_id: str) -> str | None:
         row = self.db.one("SELECT status FROM node_keys WHERE key_id=?", (key_id,))

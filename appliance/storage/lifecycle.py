@@ -8,7 +8,6 @@ the coordinator later."""
 from __future__ import annotations
 
 import json
-import time
 
 from appliance.storage.database import Database
 
@@ -51,7 +50,7 @@ class PendingChanges:
                         f"({', '.join('?' * len(PENDING_COLS))})",
                         (key_id, job_id, kind, role, new_epoch, coordinator,
                          json.dumps(list(participants)), threshold, fingerprint, "prepared",
-                         time.time()))
+                         self.db.now()))
 
     def for_key(self, key_id: str) -> dict | None:
         return _pending_row(self.db.one(
@@ -84,7 +83,7 @@ class CommitDecisions:
         self.db = db
 
     def record(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
-        now = time.time()
+        now = self.db.now()
         self.db.execute("INSERT OR IGNORE INTO node_commits (job_id, key_id, kind, new_epoch, parties,"
                         " acked, finalized, state, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (job_id, key_id, kind, new_epoch, json.dumps(sorted(parties)), "[]", "[]",
@@ -108,5 +107,5 @@ class CommitDecisions:
             f = sorted(set(rec["finalized"]) | set(finalized))
             state = "finalized" if set(f) >= set(rec["parties"]) else "committing"
             self.db.execute("UPDATE node_commits SET acked=?, finalized=?, state=?, updated=? WHERE"
-                            " job_id=?", (json.dumps(a), json.dumps(f), state, time.time(), job_id))
+                            " job_id=?", (json.dumps(a), json.dumps(f), state, self.db.now(), job_id))
             return self.get(job_id)

@@ -16,6 +16,8 @@ Every secret is an HSM-sealed blob (the core store refuses anything else).
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,10 @@ def _uj(v: str | bytes | None) -> Any:
 
 
 class NodeStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: Unix seconds for the rows' timestamps (the node's injected clock)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.database = Database(path)
+        self.database = Database(path, clock=clock)
         db = self.database
         self.core = Store(db)
         self.key_status = KeyStatusRepository(db)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from appliance.storage.database import Database
@@ -27,18 +26,18 @@ class OperationRepository:
 
     def put(self, op_id: str, kind: str, key_id: str | None, actor: str | None,
             status: str = "running") -> None:
-        now = time.time()
+        now = self.db.now()
         self.db.execute("INSERT INTO node_operations (op_id, kind, key_id, status, actor, created,"
                         " updated) VALUES (?,?,?,?,?,?,?)", (op_id, kind, key_id, status, actor, now, now))
 
     def finish(self, op_id: str, status: str, result: dict | None = None,
                error: dict | None = None) -> None:
         self.db.execute("UPDATE node_operations SET status=?, result=?, error=?, updated=? WHERE op_id=?",
-                        (status, _j(result), _j(error), time.time(), op_id))
+                        (status, _j(result), _j(error), self.db.now(), op_id))
 
     def set_running(self, op_id: str, key_id: str | None) -> None:
         self.db.execute("UPDATE node_operations SET status='running', key_id=coalesce(?, key_id),"
-                        " updated=? WHERE op_id=?", (key_id, time.time(), op_id))
+                        " updated=? WHERE op_id=?", (key_id, self.db.now(), op_id))
 
     def pending_ids(self) -> list[str]:
         return [r[0] for r in self.db.query("SELECT op_id FROM node_operations WHERE status='pending'")]
@@ -55,4 +54,4 @@ class OperationRepository:
         """What was running when the node stopped did not finish (operations waiting for
         approvals stay pending: nothing of them was running)."""
         self.db.execute("UPDATE node_operations SET status='failed', error=?, updated=? WHERE status IN"
-                        " ('running')", (_j(why), time.time()))
+                        " ('running')", (_j(why), self.db.now()))

@@ -4,7 +4,6 @@ these applied, each verified again at start-up)."""
 from __future__ import annotations
 
 import json
-import time
 
 from appliance.storage.database import Database
 
@@ -17,7 +16,7 @@ class PolicyUpdateRepository:
 
     def add(self, policy_hash: str, body: dict) -> None:
         self.db.execute("INSERT OR IGNORE INTO node_policy_updates (policy_hash, body, time)"
-                        " VALUES (?,?,?)", (policy_hash, json.dumps(body), time.time()))
+                        " VALUES (?,?,?)", (policy_hash, json.dumps(body), self.db.now()))
 
     def all(self) -> list[dict]:
         return [json.loads(r[0]) for r in

@@ -4,7 +4,6 @@ See :mod:`appliance.storage` for the rule that makes a presignature single-use."
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 
 from appliance.storage.database import Database
@@ -46,7 +45,7 @@ class PresignatureRepository:
                     "INSERT INTO presignatures (presig_id, key_id, epoch, signer_set, r_point, "
                     "sealed, hsm_key_label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (bytes(presig_id), key_id, epoch, ss, bytes(R), blob, hsm_key_label,
-                     time.time()),
+                     self.db.now()),
                 )
         except sqlite3.IntegrityError as exc:
             if "FOREIGN KEY" in str(exc):
@@ -141,7 +140,7 @@ class PresignatureRepository:
             spent = db.execute(
                 "UPDATE presignatures SET state = 'spent', sealed = NULL, spent_at = ? "
                 "WHERE presig_id = ? RETURNING presig_id, key_id, epoch, signer_set, "
-                "r_point, hsm_key_label", (time.time(), presig_id),
+                "r_point, hsm_key_label", (self.db.now(), presig_id),
             ).fetchone()
         # committed (durable) before the blob is handed out
         return TakenPresignature(spent[0], spent[1], spent[2], parse_signer_set(spent[3]), spent[4],
@@ -169,7 +168,7 @@ class PresignatureRepository:
                 f"request_id = ?, reserved_at = ? WHERE presig_id = (SELECT presig_id FROM "
                 f"presignatures WHERE {where} ORDER BY created_at, presig_id LIMIT 1) "
                 f"RETURNING presig_id, key_id, epoch, signer_set, r_point, request_id",
-                (self.instance_id, request_id, time.time(), *args),
+                (self.instance_id, request_id, self.db.now(), *args),
             ).fetchone()
         if row is None:
             return None
@@ -192,7 +191,7 @@ class PresignatureRepository:
             rows = db.execute(
                 "UPDATE presignatures SET state = 'spent', sealed = NULL, spent_at = ? "
                 "WHERE state = 'reserved' AND reserved_by IS NOT ? RETURNING hsm_key_label",
-                (time.time(), self.instance_id),
+                (self.db.now(), self.instance_id),
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -207,7 +206,7 @@ class PresignatureRepository:
         with self.db.tx() as db:
             rows = db.execute(
                 f"UPDATE presignatures SET state = 'spent', sealed = NULL, spent_at = ? "
-                f"WHERE {where} RETURNING hsm_key_label", (time.time(), *args),
+                f"WHERE {where} RETURNING hsm_key_label", (self.db.now(), *args),
             ).fetchall()
         return [r[0] for r in rows]
 

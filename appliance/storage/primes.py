@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from appliance.storage.database import Database
@@ -16,7 +15,7 @@ class PrimePool:
         self.db = db
 
     def add_sealed_primes(self, bits: int, sealed: Iterable[bytes]) -> int:
-        now = time.time()
+        now = self.db.now()
         rows = [(bits, require_sealed(s, "a prime"), now) for s in sealed]
         with self.db.tx() as db:
             db.executemany(

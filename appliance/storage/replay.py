@@ -5,7 +5,6 @@ cluster-wide reservation of a sign request for one signer set."""
 from __future__ import annotations
 
 import sqlite3
-import time
 
 from appliance.storage.database import Database
 
@@ -20,7 +19,7 @@ class UsedJobs:
         """Record a job id durably; False if it was ever seen before."""
         try:
             self.db.execute("INSERT INTO node_used_jobs (job_id, time) VALUES (?,?)",
-                            (job_id, time.time()))
+                            (job_id, self.db.now()))
         except sqlite3.IntegrityError:
             return False
         return True
@@ -28,7 +27,7 @@ class UsedJobs:
     def used(self, job_id: str, *, older_than: float = 0.0) -> bool:
         """Was this job id ever run or refused here (at least ``older_than`` seconds ago)?"""
         return self.db.one("SELECT 1 FROM node_used_jobs WHERE job_id=? AND time<=?",
-                           (job_id, time.time() - older_than)) is not None
+                           (job_id, self.db.now() - older_than)) is not None
 
 
 class UsedRequests:
@@ -41,7 +40,7 @@ class UsedRequests:
             amounts: dict[str, int] | None = None) -> bool:
         """Mark a request as signed here (with the amounts it moves) in one fsynced
         transaction; False if it already was (a signer takes part once per request)."""
-        now = time.time()
+        now = self.db.now()
         try:
             with self.db.tx(durable=True) as c:
                 c.execute("INSERT INTO node_used_requests (request_id, action, key_id, job_id, time)"
@@ -64,7 +63,7 @@ class UsedRequests:
         with self.db.tx(durable=True) as c:
             # the first set to arrive holds the request
             c.execute("INSERT OR IGNORE INTO node_request_marks (request_id, key_id, signers, time)"
-                      " VALUES (?,?,?,?)", (request_id, key_id, want, time.time()))
+                      " VALUES (?,?,?,?)", (request_id, key_id, want, self.db.now()))
             row = c.execute("SELECT signers, key_id FROM node_request_marks WHERE request_id=?",
                             (request_id,)).fetchone()
         return row is not None and row[0] == want and row[1] == key_id

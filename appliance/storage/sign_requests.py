@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +35,7 @@ class SignRequestRepository:
             raise ValueError("a sign request needs a digest or a payload")
         if digest is not None and len(digest) != 32:
             raise ValueError("a digest is 32 bytes")
-        now = time.time()
+        now = self.db.now()
         try:
             with self.db.tx() as db:
                 db.execute(
@@ -103,7 +102,7 @@ class SignRequestRepository:
                 "UPDATE sign_requests SET status = ?, result = coalesce(?, result), "
                 "error = coalesce(?, error), presig_id = coalesce(?, presig_id), "
                 "updated_at = ? WHERE request_id = ?",
-                (status, result, error, presig_id, time.time(), request_id),
+                (status, result, error, presig_id, self.db.now(), request_id),
             )
         return self.get_sign_request(request_id)
 
@@ -112,7 +111,7 @@ class SignRequestRepository:
         left alone)."""
         with self.db.tx() as db:
             db.execute("UPDATE sign_requests SET presig_id = ?, updated_at = ? WHERE request_id = ?",
-                       (bytes(presig_id), time.time(), request_id))
+                       (bytes(presig_id), self.db.now(), request_id))
 
 
 class RequestSignersRepository:

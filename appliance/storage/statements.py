@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from typing import Any
 
 from appliance.storage.database import Database
@@ -34,7 +33,7 @@ class StatementRepository:
         self.db.execute("INSERT INTO node_statements (request_id, subject, action, key_id, request,"
                         " payload, network, decoded, created) VALUES (?,?,?,?,?,?,?,?,?)",
                         (request_id, subject, action, key_id, json.dumps(request), _j(payload),
-                         network, _j(decoded), time.time()))
+                         network, _j(decoded), self.db.now()))
 
     def get(self, request_id: str) -> dict | None:
         """By the request's id or by its subject (a sign request or an operation)."""
@@ -55,7 +54,7 @@ class StatementRepository:
         try:
             self.db.execute("INSERT INTO node_decisions (request_id, approver, decision, approval,"
                             " created) VALUES (?,?,?,?,?)",
-                            (request_id, approver, decision, json.dumps(approval), time.time()))
+                            (request_id, approver, decision, json.dumps(approval), self.db.now()))
         except sqlite3.IntegrityError:
             return False
         return True
