@@ -50,7 +50,6 @@ from appliance.keys.two_phase import TwoPhase
 from appliance.audit import AuditLog
 from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
-from appliance.payloads import eth_typed  # noqa: F401  eth-account now, the limit put back
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
 from appliance.pools.presign import PresignPool
 from appliance.pools.presign_job import PresignJob

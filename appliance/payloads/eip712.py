@@ -22,6 +22,7 @@ from appliance.bounded import TooDeep, loads_json
 from appliance.payloads.addresses import eth_address, normalize_eth_address
 from appliance.payloads.errors import PayloadError, SignatureMismatch
 from appliance.payloads.ethereum import CHAIN_NAMES, UINT256_MAX, recoverable
+from appliance.payloads.eth_typed import encode_typed_data
 from appliance.payloads.types import DecodedPayload, KeyContext, SigningItem, Transfer, TxFacts
 from appliance.tss import ecdsa
 
@@ -107,7 +108,6 @@ def _uint(value: Any, what: str) -> int:
 
 def decode_eip712(payload: Any, key: KeyContext) -> DecodedPayload:
     """Decode EIP-712 typed data and compute the digest to sign."""
-    from appliance.payloads.eth_typed import encode_typed_data
     from eth_utils import keccak
 
     data = _typed_data(payload)

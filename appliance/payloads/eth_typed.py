@@ -1,20 +1,45 @@
-"""eth-account's EIP-712 encoder, imported so that the process keeps its recursion limit.
+"""eth-account's EIP-712 encoder, loaded on first use without touching the recursion limit.
 
 Importing ``eth_account`` pulls in ``py_ecc``, whose ``__init__`` raises the whole process's
-recursion limit to 100000. With that limit a deeply nested JSON or CBOR body overflows the C
-stack inside the C decoders and kills the node, so the limit is put back right after the
-import (the node checks it at start-up: :func:`appliance.bounded.check_recursion_limit`).
-Import ``encode_typed_data`` from here, never from ``eth_account`` directly.
+recursion limit to 100000. With that limit a deeply nested JSON or CBOR body could overflow
+the C stack inside the C decoders and kill the node. So the import runs with
+``sys.setrecursionlimit`` made a no-op: the limit never moves, not even for the moment of the
+import (another thread may be parsing a body then). We only use the EIP-712 encoder, which
+needs no deep recursion. The node checks the limit at start-up
+(:func:`appliance.bounded.check_recursion_limit`).
+
+The import costs about half a second of CPU, so it is made on the first EIP-712 payload, not
+at every node start. Call :func:`encode_typed_data` from here, never from ``eth_account``
+directly.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from typing import Any, Callable
 
-_LIMIT = sys.getrecursionlimit()
+_lock = threading.Lock()
+_encoder: Callable[..., Any] | None = None
 
-from eth_account.messages import encode_typed_data  # noqa: E402  (raises the limit: py_ecc)
 
-sys.setrecursionlimit(_LIMIT)
+def _load() -> Callable[..., Any]:
+    global _encoder
+    with _lock:
+        if _encoder is None:
+            real = sys.setrecursionlimit
+            sys.setrecursionlimit = lambda limit: None  # py_ecc raises the process's limit at import
+            try:
+                from eth_account.messages import encode_typed_data as encoder
+            finally:
+                sys.setrecursionlimit = real
+            _encoder = encoder
+    return _encoder
+
+
+def encode_typed_data(*args: Any, **kwargs: Any) -> Any:
+    """``eth_account.messages.encode_typed_data``, loaded on the first call."""
+    return (_encoder or _load())(*args, **kwargs)
+
 
 __all__ = ["encode_typed_data"]
