@@ -7,12 +7,33 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test soak bench lint setup system-deps clean
 
+# System packages (Debian/Ubuntu, apt-get): one list, add a package here.
+SYSTEM_PACKAGES ?= softhsm2 libsofthsm2
+# apt-get runs as root: directly when we are root (SUDO empty, the usual case in containers
+# and CI), through sudo otherwise; `make system-deps SUDO=` forces the root form. apt-get
+# gets its environment through `env`, so an empty SUDO never makes `VAR=value` the command.
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := env DEBIAN_FRONTEND=noninteractive apt-get
+# FORCE=1 installs even when everything is present (apt-get install --reinstall) and then
+# checks that the library file was replaced: `.ci/run` does this, so every CI run goes
+# through the install path whatever the machine already has.
+FORCE ?=
+
 system-deps:
-	@if [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
-	  echo "installing softhsm2"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	@if [ -n "$(FORCE)" ] || [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
+	  set -e; \
+	  before=$$(stat -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
+	  echo "system-deps: installing $(SYSTEM_PACKAGES)"; \
+	  $(SUDO) $(APT_GET) update -qq; \
+	  $(SUDO) $(APT_GET) install -y -qq $(if $(FORCE),--reinstall )$(SYSTEM_PACKAGES) >/dev/null; \
+	  after=$$(stat -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
+	  if [ "$$after" = absent ] || ! command -v softhsm2-util >/dev/null; then \
+	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or softhsm2-util is missing" >&2; exit 1; \
+	  fi; \
+	  if [ -n "$(FORCE)" ] && [ "$$before" = "$$after" ]; then \
+	    echo "system-deps: $(SOFTHSM_LIB) was not replaced (inode $$after): nothing was installed" >&2; exit 1; \
+	  fi; \
+	  echo "system-deps: $(SOFTHSM_LIB) installed (inode $$before -> $$after)"; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
