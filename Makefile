@@ -22,11 +22,11 @@ FORCE ?=
 system-deps:
 	@if [ -n "$(FORCE)" ] || [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null; then \
 	  set -e; \
-	  before=$$(stat -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
+	  before=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
 	  echo "system-deps: installing $(SYSTEM_PACKAGES)"; \
 	  $(SUDO) $(APT_GET) update -qq; \
 	  $(SUDO) $(APT_GET) install -y -qq $(if $(FORCE),--reinstall )$(SYSTEM_PACKAGES) >/dev/null; \
-	  after=$$(stat -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
+	  after=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
 	  if [ "$$after" = absent ] || ! command -v softhsm2-util >/dev/null; then \
 	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or softhsm2-util is missing" >&2; exit 1; \
 	  fi; \
