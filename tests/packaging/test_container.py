@@ -13,6 +13,7 @@ every COPY source in the repo, every volume mount point created and owned by the
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
 import shlex
@@ -352,3 +353,13 @@ def test_every_volume_mount_point_is_made_by_the_image():
     assert all(t.startswith("/data/") for t in targets)
     volumes = [json.loads(i["value"]) for i in final if i["instruction"] == "VOLUME"]
     assert volumes == [[NODE_VOLUME_PATH]]
+
+
+def test_dockerignore_keeps_local_state_out_and_the_copied_sources_in():
+    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    assert {".git", ".venv", "*.pin", "*.pem"} <= set(patterns)
+    for ins in _dockerfile():
+        if ins["instruction"] == "COPY" and "--from=" not in ins["value"]:
+            for src in [w for w in shlex.split(ins["value"]) if not w.startswith("--")][:-1]:
+                assert not any(fnmatch.fnmatch(src, p) for p in patterns), (src, patterns)
