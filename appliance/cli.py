@@ -44,6 +44,8 @@ from pathlib import Path
 
 from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
+from appliance.tls import write_private
+from appliance.tls_setup import OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of
 
 
 # ---------------------------------------------------------------------------------------
@@ -51,19 +53,21 @@ from appliance.fsmodes import make_private_dir, private_umask, set_private_umask
 
 
 def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", url: str | None = None,
-              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None) -> dict:
+              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None,
+              tls: OperatorTLS | None = None) -> dict:
     """Create a node's state in ``directory``: SoftHSM2 token with the node's keys, TLS
     certificate, ``node.toml`` and ``node-info.json``; returns the node info (public).
+    ``tls``: the operator's certificate, key and chain instead of a self-signed certificate
+    (checked first: a certificate the node cannot use changes nothing).
     Everything it creates is the node user's only (directories 0700, files 0600), whatever
     the caller's umask."""
     with private_umask():
         return _init_node(directory, node_id, listen=listen, url=url, hosts=hosts,
-                          paillier_bits=paillier_bits, extra=extra)
+                          paillier_bits=paillier_bits, extra=extra, tls=tls)
 
 
 def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, hosts: list[str] | None,
-               paillier_bits: int, extra: dict | None) -> dict:
-    from appliance.tls import make_node_certificate, write_private
+               paillier_bits: int, extra: dict | None, tls: OperatorTLS | None = None) -> dict:
     from hsm import HSM
     from hsm.softhsm import init_token
 
@@ -73,6 +77,7 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     host, _, port = listen.rpartition(":")
     if url is None:
         url = f"https://{host if host not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
+    cert_pem, key_pem, served_pem = node_tls_material(node_id, url, hosts, tls)  # checked before anything is made
     tok = init_token(directory / "hsm", node_id)
     cfg = tok.hsm_config()
     hsm = HSM.open(cfg, node_id=node_id)
@@ -80,12 +85,8 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
         identity, transport = hsm.identity_public_key, hsm.transport_public_key
     finally:
         hsm.close()
-    from urllib.parse import urlparse
-
-    names = list(hosts or []) + [urlparse(url).hostname or "127.0.0.1", "localhost", "127.0.0.1"]
-    cert_pem, key_pem = make_node_certificate(node_id, names)
     make_private_dir(directory / "tls")
-    write_private_file(directory / "tls" / "node.crt", cert_pem)
+    write_private_file(directory / "tls" / "node.crt", served_pem)
     write_private(directory / "tls" / "node.key", key_pem)
     rel = lambda p: os.path.relpath(p, directory)  # noqa: E731
     node_toml: dict = {
@@ -339,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="URL the peers and clients use (default from --listen)")
     p.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
     p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
+    add_tls_arguments(p)
 
     p = sub.add_parser("user-key", help="generate a user key pair (Ed25519 or P-256)")
     p.add_argument("--out", required=True, type=Path, help="private key PEM (public key: *.pub.pem)")
@@ -450,13 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "init":
             info = init_node(args.dir, args.node_id, listen=args.listen, url=args.url, hosts=args.host,
-                             paillier_bits=args.paillier_bits)
+                             paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
             print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
                               "node_info": str((args.dir / "node-info.json").resolve())}))
             return 0
         if args.cmd == "user-key":
             from api.auth import generate_user_key
-            from appliance.tls import write_private
 
             priv, pub = generate_user_key(args.kind)
             write_private(args.out, priv)
