@@ -13,14 +13,16 @@ Setting up a cluster by hand (each node on its own machine)::
         # then copy cluster.toml next to every node.toml
     appliance serve --config /var/lib/appliance/node.toml
 
-Using it (client commands take --url, --user, --key, --server-cert or APPLIANCE_URL,
-APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
+Using it (client commands take --url, --user, --key, --server-cert or --ca-file, or
+APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_CA_FILE)::
 
     appliance key create --threshold 2
     appliance key list
     appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX
+    appliance tls stage --config node.toml               # on node-2: its next certificate
+    appliance cluster rotate-cert --node-id node-2 --cert STAGED.crt --sign admin:admin.pem
     appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
         # an export of GET /v1/audit, against GET /v1/audit/checkpoints of a peer
 
@@ -45,7 +47,8 @@ from pathlib import Path
 from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
 from appliance.tls import write_private
-from appliance.tls_setup import OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of
+from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
+                                 stage_certificate)
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,10 +131,32 @@ def _client(args):
     user = args.user or os.environ.get("APPLIANCE_USER")
     key = args.key or os.environ.get("APPLIANCE_KEY")
     cert = args.server_cert or os.environ.get("APPLIANCE_SERVER_CERT")
+    ca_file = args.ca_file or os.environ.get("APPLIANCE_CA_FILE")
     if not (url and user and key):
         raise SystemExit("error: --url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
+    if cert and ca_file:
+        raise SystemExit("error: give one of --server-cert (pin the node's certificate) and --ca-file "
+                         "(trust a CA, check the host name)")
     pem = Path(cert).read_text() if cert else None
-    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem)
+    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem, ca_file=ca_file)
+
+
+async def _cmd_cluster(args) -> int:
+    """``cluster tls-certs`` (the pins in force) and ``cluster rotate-cert`` (a signed update)."""
+    from appliance.policy import load_private_key
+
+    async with _client(args) as c:
+        if args.cluster_cmd == "tls-certs":
+            _print(await c.tls_certs())
+            return 0
+        update = await c.cert_update(args.node_id, args.cert.read_text())
+        for spec in args.sign:
+            uid, _, path = spec.partition(":")
+            if not (uid and path):
+                raise SystemExit("error: --sign takes USER:PRIVATE_KEY_PEM_FILE")
+            update = update.signed_by(uid, load_private_key(Path(path).read_bytes()))
+        _print(await c.rotate_tls_cert(update.to_json()))
+    return 0
 
 
 def _print(obj) -> None:
@@ -368,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--user")
         p.add_argument("--key", help="the user's private key PEM file")
         p.add_argument("--server-cert", help="the node's certificate PEM to pin")
+        p.add_argument("--ca-file", help="CA certificates (PEM) to trust for the node's certificate, "
+                       "host name checked (a node with a certificate from your CA)")
 
     p = sub.add_parser("key", help="keys: create, list, show")
     ks = p.add_subparsers(dest="key_cmd", required=True)
@@ -426,6 +453,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("request_id")
     p.add_argument("--reject", action="store_true")
     p.add_argument("--show", action="store_true", help="only show the request (what the node decoded)")
+
+    p = sub.add_parser("cluster", help="the cluster's pinned TLS certificates: show, rotate")
+    cs = p.add_subparsers(dest="cluster_cmd", required=True)
+    q = cs.add_parser("tls-certs", help="the pinned certificate of every node, and the update version")
+    client_args(q)
+    q = cs.add_parser("rotate-cert", help="replace a node's pinned certificate (staged on that node first "
+                      "with `appliance tls stage`): an update signed by the policy_change quorum")
+    client_args(q)
+    q.add_argument("--node-id", required=True)
+    q.add_argument("--cert", required=True, type=Path, help="the new certificate (what `tls stage` printed)")
+    q.add_argument("--sign", action="append", default=[], metavar="USER:KEY_PEM",
+                   help="an admin's signature (repeat up to the policy_change quorum)")
+
+    p = sub.add_parser("tls", help="the node's TLS certificate")
+    ts = p.add_subparsers(dest="tls_cmd", required=True)
+    q = ts.add_parser("stage", help="on the node: make (or bring, --tls-cert/--tls-key) its next certificate "
+                      "and keep it until a signed rotation installs it")
+    q.add_argument("--config", required=True, type=Path)
+    q.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
+    add_tls_arguments(q)
 
     p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
     p.add_argument("--public-key", required=True)
@@ -500,6 +547,13 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_cmd_sign(args))
         if args.cmd == "verify":
             return _cmd_verify(args)
+        if args.cmd == "cluster":
+            return asyncio.run(_cmd_cluster(args))
+        if args.cmd == "tls":
+            from appliance.config import load_node_config
+
+            print(json.dumps(stage_certificate(load_node_config(args.config), operator_tls_of(args), args.host)))
+            return 0
         if args.cmd == "approve":
             return asyncio.run(_cmd_approve(args))
         if args.cmd == "audit":

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from appliance.config import ConfigError
-from appliance.tls import CertificateProblem, make_node_certificate, operator_certificate
+from appliance.config import ConfigError, NodeConfig
+from appliance.fsmodes import make_private_dir, write_private_file
+from appliance.tls import (CertificateProblem, check_key_matches, fingerprint_pem, load_certificates,
+                           make_node_certificate, operator_certificate)
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,56 @@ def node_tls_material(node_id: str, url: str, hosts: list[str] | None,
     except CertificateProblem as exc:
         raise ConfigError(str(exc)) from None
     return leaf, tls.key, served
+
+
+# ---------------------------------------------------------------------------------------
+# the next certificate of a running node (a rotation)
+
+
+def staged_paths(data_dir: Path, fingerprint: str) -> tuple[Path, Path]:
+    """Where ``appliance tls stage`` keeps a node's next certificate (what it will serve:
+    leaf + chain) and its key, named by the leaf's SHA-256."""
+    d = Path(data_dir) / "tls" / "staged"
+    return d / f"{fingerprint}.crt", d / f"{fingerprint}.key"
+
+
+def stage_certificate(config: NodeConfig, tls: OperatorTLS | None, hosts: list[str] | None = None) -> dict:
+    """Make (self-signed) or check (``tls``: the operator's) the node's next certificate and
+    keep it, with its key, under ``tls/staged/`` until a signed certificate update for it
+    is applied. Returns ``node_id``, ``tls_cert_sha256``, ``tls_cert`` (the leaf PEM the
+    admins sign an update for) and ``cert_file``."""
+    leaf, key, served = node_tls_material(config.node_id, config.me.url, hosts, tls)
+    fp = fingerprint_pem(leaf)
+    crt_path, key_path = staged_paths(config.data_dir, fp)
+    make_private_dir(crt_path.parent)
+    write_private_file(key_path, key)
+    write_private_file(crt_path, served)
+    return {"node_id": config.node_id, "tls_cert_sha256": fp, "tls_cert": leaf.decode(), "cert_file": str(crt_path)}
+
+
+def staged_key_problem(config: NodeConfig, fingerprint: str) -> str | None:
+    """Why the node could not serve the staged certificate ``fingerprint`` (None: it can)."""
+    crt_path, key_path = staged_paths(config.data_dir, fingerprint)
+    if not (crt_path.exists() and key_path.exists()):
+        return (f"{config.node_id} has no staged key for certificate {fingerprint[:16]}...: run `appliance tls "
+                f"stage` on {config.node_id} and sign an update for the certificate it prints")
+    try:
+        leaf = load_certificates(crt_path.read_bytes(), str(crt_path))[0]
+        check_key_matches(leaf, key_path.read_bytes())
+    except CertificateProblem as exc:
+        return f"{crt_path}: {exc}"
+    return None
+
+
+def install_staged(config: NodeConfig, fingerprint: str) -> bool:
+    """Serve the staged certificate ``fingerprint`` from now on: its files replace
+    ``[tls] cert`` and ``key`` (each renamed over atomically; the staged copies are removed).
+    False if nothing is staged under that name."""
+    crt_path, key_path = staged_paths(config.data_dir, fingerprint)
+    if staged_key_problem(config, fingerprint) is not None:
+        return False
+    write_private_file(config.tls_key, key_path.read_bytes())
+    write_private_file(config.tls_cert, crt_path.read_bytes())
+    crt_path.unlink()
+    key_path.unlink()
+    return True

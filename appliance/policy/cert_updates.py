@@ -20,6 +20,7 @@ from typing import Any
 
 from appliance.canonical import canonical_json
 from appliance.errors import PolicyDenied
+from appliance.ids import is_id
 from appliance.policy.grammar import (
     CERT_UPDATE_TYPE,
     HEX32,
@@ -93,7 +94,8 @@ class CertUpdate:
         want(isinstance(sigs, list) and len(sigs) <= 100
              and all(isinstance(s, Mapping) and set(s) == {"user", "signature"} for s in sigs),
              "signatures: [{user, signature}]")
-        return cls(data["cluster_id"], data["policy_hash"], data["version"], check_id(data["node_id"], "node"),
+        want(is_id("node_id", data["node_id"]), "node_id must be a node id")
+        return cls(data["cluster_id"], data["policy_hash"], data["version"], data["node_id"],
                    data["previous_cert_sha256"], pem,
                    tuple((check_id(s["user"], "user"), sig_hex(s["signature"])) for s in sigs))
 
