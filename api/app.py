@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 
 from aiohttp import web
 
@@ -157,6 +158,24 @@ def make_app(node: Node) -> web.Application:
     return app
 
 
+def tls_changed(app: web.Application, ctx: ssl.SSLContext, sites: list[GuardedSite], changed: frozenset[int]) -> None:
+    """A certificate update was applied (appliance.cluster.cert_rotation): the peer routes map
+    only the pins in force to nodes (the old certificate gets 403 ``peer_not_pinned``); new
+    handshakes trust the new pin and, if it is this node's, serve its new certificate (the live
+    context is reloaded: connections already open keep theirs)."""
+    node = app[NODE_KEY]
+    peers = app[PEERS_KEY]
+    peers.clear()
+    peers.update({fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes})
+    for i in changed:
+        if i == node.index:
+            ctx.load_cert_chain(str(node.config.tls_cert), str(node.config.tls_key))
+        else:
+            ctx.load_verify_locations(cadata=node.peers[i].tls_cert)
+    for site in sites:
+        site.set_peer_fingerprints(frozenset(peers))
+
+
 # ---------------------------------------------------------------------------------------
 # running a node
 
@@ -173,14 +192,17 @@ async def serve(config_path: str, *, ready_file: str | None = None, faults: Faul
     await node.start()
     app = make_app(node)
     scraper = app[METRICS_AUTH_KEY]
+    ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in node.cluster.nodes] + list(scraper.cert_pems))
+    sites: list[GuardedSite] = []
+    node.cert_rotation.listeners.append(lambda changed: tls_changed(app, ctx, sites, changed))
     if scraper.problem or cfg.metrics.legacy_open:
         log.warning("/metrics needs authentication (see [metrics] in node.toml)%s",
                     f": {scraper.problem}" if scraper.problem else "; [node] metrics_open is ignored")
     runner = runner_for(app, cfg.http)
     await runner.setup()
-    ctx = server_context(cfg.tls_cert, cfg.tls_key, [n.tls_cert for n in cfg.cluster.nodes] + list(scraper.cert_pems))
     site = GuardedSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ctx, limits=cfg.http,
                        peer_fingerprints=frozenset(app[PEERS_KEY]))
+    sites.append(site)
     await site.start()
     log.info("node %s listening on %s:%s", cfg.node_id, cfg.listen_host, cfg.listen_port)
     stop = asyncio.Event()

@@ -184,6 +184,23 @@ class PolicyUpdate(Body):
     signatures: list[PolicySignature]
 
 
+class CertUpdate(Body, forbid_unknown_fields=True):
+    """A node's new pinned TLS certificate (appliance.policy.CertUpdate), signed by the
+    policy_change quorum of the policy in force."""
+
+    field_codes: ClassVar = {f: "bad_cert_update" for f in ("cluster_id", "policy_hash", "version", "node_id",
+                                                             "previous_cert_sha256", "tls_cert", "signatures")}
+    missing_codes: ClassVar = field_codes
+
+    cluster_id: str
+    policy_hash: Annotated[Hex32, Meta(description="the policy whose admins signed it")]
+    version: Annotated[int, Meta(ge=1, description="the next certificate update version")]
+    node_id: NodeId
+    previous_cert_sha256: Annotated[Hex32, Meta(description="SHA-256 of the certificate it replaces (DER)")]
+    tls_cert: Annotated[str, Meta(max_length=16384, description="the new leaf certificate, PEM")]
+    signatures: list[PolicySignature]
+
+
 class Empty(Body):
     """A body with nothing in it (``{}`` or none)."""
 
@@ -335,6 +352,28 @@ class PolicyApplied(Struct):
     policy_hash: Hex32
     version: int
     applied: Annotated[bool, Meta(description="false: this policy was already in force")]
+    nodes: Annotated[dict[str, str], Meta(
+        description="per node: applied, current, or the code it refused with")] | None = None
+
+
+class PinnedCert(Struct):
+    node_id: NodeId
+    index: int
+    url: str
+    tls_cert: Annotated[str, Meta(description="the pinned leaf certificate, PEM")]
+    tls_cert_sha256: Hex32
+
+
+class ClusterCerts(Struct):
+    version: Annotated[int, Meta(description="certificate updates applied (0: cluster.toml's pins)")]
+    nodes: list[PinnedCert]
+
+
+class CertApplied(Struct):
+    version: int
+    node_id: NodeId
+    tls_cert_sha256: Hex32
+    applied: Annotated[bool, Meta(description="false: this update was in force already")]
     nodes: Annotated[dict[str, str], Meta(
         description="per node: applied, current, or the code it refused with")] | None = None
 

@@ -27,8 +27,8 @@ from api.auth import load_private_key, sign_request
 from appliance.bounded import loads_json
 from appliance.ids import url_path
 from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
-from appliance.policy import PolicyError, Request, make_approval, make_request, new_nonce
-from appliance.tls import client_context
+from appliance.policy import CertUpdate, PolicyError, Request, make_approval, make_request, new_nonce
+from appliance.tls import client_context, leaf_pem_of
 
 
 class ApplianceAPIError(Exception):
@@ -222,6 +222,28 @@ class ApplianceClient:
         out = await self.request("POST", "/v1/policy", update)
         self._policy_cache = None
         return out
+
+    # -- TLS certificates: rotation ---------------------------------------------------------
+
+    async def tls_certs(self) -> dict:
+        """``GET /v1/cluster/tls-certs``: ``version`` (certificate updates applied) and the
+        pinned certificate of every node (``node_id``, ``tls_cert``, ``tls_cert_sha256``)."""
+        return await self.request("GET", "/v1/cluster/tls-certs")
+
+    async def cert_update(self, node_id: str, tls_cert_pem: str) -> CertUpdate:
+        """The next certificate update replacing ``node_id``'s pin with ``tls_cert_pem`` (its
+        leaf), unsigned: each admin adds a signature (``.signed_by(user, key)``)."""
+        certs, pol = await self.tls_certs(), await self.policy(refresh=True)
+        pinned = {n["node_id"]: n["tls_cert_sha256"] for n in certs["nodes"]}
+        if node_id not in pinned:
+            raise ValueError(f"no node {node_id!r} in the cluster")
+        return CertUpdate(pol["cluster_id"], pol["policy_hash"], certs["version"] + 1, node_id, pinned[node_id],
+                          leaf_pem_of(tls_cert_pem))
+
+    async def rotate_tls_cert(self, update: dict) -> dict:
+        """``POST /v1/cluster/tls-certs`` with a signed :class:`appliance.policy.CertUpdate` (as
+        JSON): applied by the rotated node, this one and every other node."""
+        return await self.request("POST", "/v1/cluster/tls-certs", update)
 
     def _rule(self, pol: dict, action: str, key_id: str | None) -> dict:
         p = pol["policy"]

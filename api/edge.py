@@ -150,6 +150,10 @@ class GuardedSite(web.TCPSite):
         self._peer_fps = peer_fingerprints
         self.counter = ConnectionCounter()
 
+    def set_peer_fingerprints(self, fingerprints: frozenset[str]) -> None:
+        """The pinned peers' certificates changed: new connections are capped by these."""
+        self._peer_fps = fingerprints
+
     async def start(self) -> None:
         self._runner._reg_site(self)
         loop = asyncio.get_running_loop()

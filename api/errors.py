@@ -35,7 +35,7 @@ _BAD_INPUT = (
     "bad_digest", "bad_request", "bad_payload", "bad_payload_type", "bad_derivation_path",
     "bad_network", "bad_signers", "missing_request", "bad_request_statement", "request_mismatch",
     "missing_approval", "bad_approval", "decision_mismatch", "bad_forward", "bad_public_key",
-    "no_chain_code", "bad_kind", "bad_policy_update",
+    "no_chain_code", "bad_kind", "bad_policy_update", "bad_cert_update", "bad_tls_certificate",
     # peers: jobs, frames, reservations, checkpoints
     "bad_job", "bad_batch", "bad_reservation", "bad_checkpoint",
     # payloads (appliance/payloads: PayloadError)
@@ -58,7 +58,7 @@ STATUS: dict[str, int] = {
     "not_pending": 409, "not_prepared": 409, "not_committed": 409, "invalid_transition": 409, "node_quarantined": 409,
     "presignature_unavailable": 409, "old_state_mismatch": 409, "old_state_unconfirmed": 409,
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
-    "digest_mismatch": 409, "tweak_mismatch": 409,
+    "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,
     "body_too_large": 413,
     "import_share_unreadable": 422, "import_share_rejected": 422,
     "internal": 500, "bad_config": 500, "bad_policy": 500, "sealed_data_corrupt": 500,
@@ -66,7 +66,7 @@ STATUS: dict[str, int] = {
     "protocol_abort": 502, "inconsistent_result": 502, "combined_signature_invalid": 502,
     "peer_refused": 502, "error": 502,
     "quorum_unreachable": 503, "hsm_unavailable": 503, "audit_unavailable": 503, "not_ready": 503,
-    "job_timeout": 503, "round_timeout": 503, "node_restarted": 503, "cancelled": 503,
+    "job_timeout": 503, "round_timeout": 503, "node_restarted": 503, "cancelled": 503, "node_unreachable": 503,
 }
 
 #: the domain errors the middleware answers with their code (anything else is a 500)

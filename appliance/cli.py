@@ -13,14 +13,16 @@ Setting up a cluster by hand (each node on its own machine)::
         # then copy cluster.toml next to every node.toml
     appliance serve --config /var/lib/appliance/node.toml
 
-Using it (client commands take --url, --user, --key, --server-cert or APPLIANCE_URL,
-APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT)::
+Using it (client commands take --url, --user, --key, --server-cert or --ca-file, or
+APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_CA_FILE)::
 
     appliance key create --threshold 2
     appliance key list
     appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX
+    appliance tls stage --config node.toml               # on node-2: its next certificate
+    appliance cluster rotate-cert --node-id node-2 --cert STAGED.crt --sign admin:admin.pem
     appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
         # an export of GET /v1/audit, against GET /v1/audit/checkpoints of a peer
 
@@ -44,6 +46,9 @@ from pathlib import Path
 
 from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
+from appliance.tls import write_private
+from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
+                                 stage_certificate)
 
 
 # ---------------------------------------------------------------------------------------
@@ -51,19 +56,21 @@ from appliance.fsmodes import make_private_dir, private_umask, set_private_umask
 
 
 def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", url: str | None = None,
-              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None) -> dict:
+              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None,
+              tls: OperatorTLS | None = None) -> dict:
     """Create a node's state in ``directory``: SoftHSM2 token with the node's keys, TLS
     certificate, ``node.toml`` and ``node-info.json``; returns the node info (public).
+    ``tls``: the operator's certificate, key and chain instead of a self-signed certificate
+    (checked first: a certificate the node cannot use changes nothing).
     Everything it creates is the node user's only (directories 0700, files 0600), whatever
     the caller's umask."""
     with private_umask():
         return _init_node(directory, node_id, listen=listen, url=url, hosts=hosts,
-                          paillier_bits=paillier_bits, extra=extra)
+                          paillier_bits=paillier_bits, extra=extra, tls=tls)
 
 
 def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, hosts: list[str] | None,
-               paillier_bits: int, extra: dict | None) -> dict:
-    from appliance.tls import make_node_certificate, write_private
+               paillier_bits: int, extra: dict | None, tls: OperatorTLS | None = None) -> dict:
     from hsm import HSM
     from hsm.softhsm import init_token
 
@@ -73,6 +80,7 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     host, _, port = listen.rpartition(":")
     if url is None:
         url = f"https://{host if host not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
+    cert_pem, key_pem, served_pem = node_tls_material(node_id, url, hosts, tls)  # checked before anything is made
     tok = init_token(directory / "hsm", node_id)
     cfg = tok.hsm_config()
     hsm = HSM.open(cfg, node_id=node_id)
@@ -80,12 +88,8 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
         identity, transport = hsm.identity_public_key, hsm.transport_public_key
     finally:
         hsm.close()
-    from urllib.parse import urlparse
-
-    names = list(hosts or []) + [urlparse(url).hostname or "127.0.0.1", "localhost", "127.0.0.1"]
-    cert_pem, key_pem = make_node_certificate(node_id, names)
     make_private_dir(directory / "tls")
-    write_private_file(directory / "tls" / "node.crt", cert_pem)
+    write_private_file(directory / "tls" / "node.crt", served_pem)
     write_private(directory / "tls" / "node.key", key_pem)
     rel = lambda p: os.path.relpath(p, directory)  # noqa: E731
     node_toml: dict = {
@@ -127,10 +131,32 @@ def _client(args):
     user = args.user or os.environ.get("APPLIANCE_USER")
     key = args.key or os.environ.get("APPLIANCE_KEY")
     cert = args.server_cert or os.environ.get("APPLIANCE_SERVER_CERT")
+    ca_file = args.ca_file or os.environ.get("APPLIANCE_CA_FILE")
     if not (url and user and key):
         raise SystemExit("error: --url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
+    if cert and ca_file:
+        raise SystemExit("error: give one of --server-cert (pin the node's certificate) and --ca-file "
+                         "(trust a CA, check the host name)")
     pem = Path(cert).read_text() if cert else None
-    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem)
+    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem, ca_file=ca_file)
+
+
+async def _cmd_cluster(args) -> int:
+    """``cluster tls-certs`` (the pins in force) and ``cluster rotate-cert`` (a signed update)."""
+    from appliance.policy import load_private_key
+
+    async with _client(args) as c:
+        if args.cluster_cmd == "tls-certs":
+            _print(await c.tls_certs())
+            return 0
+        update = await c.cert_update(args.node_id, args.cert.read_text())
+        for spec in args.sign:
+            uid, _, path = spec.partition(":")
+            if not (uid and path):
+                raise SystemExit("error: --sign takes USER:PRIVATE_KEY_PEM_FILE")
+            update = update.signed_by(uid, load_private_key(Path(path).read_bytes()))
+        _print(await c.rotate_tls_cert(update.to_json()))
+    return 0
 
 
 def _print(obj) -> None:
@@ -339,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="URL the peers and clients use (default from --listen)")
     p.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
     p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
+    add_tls_arguments(p)
 
     p = sub.add_parser("user-key", help="generate a user key pair (Ed25519 or P-256)")
     p.add_argument("--out", required=True, type=Path, help="private key PEM (public key: *.pub.pem)")
@@ -366,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--user")
         p.add_argument("--key", help="the user's private key PEM file")
         p.add_argument("--server-cert", help="the node's certificate PEM to pin")
+        p.add_argument("--ca-file", help="CA certificates (PEM) to trust for the node's certificate, "
+                       "host name checked (a node with a certificate from your CA)")
 
     p = sub.add_parser("key", help="keys: create, list, show")
     ks = p.add_subparsers(dest="key_cmd", required=True)
@@ -425,6 +454,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject", action="store_true")
     p.add_argument("--show", action="store_true", help="only show the request (what the node decoded)")
 
+    p = sub.add_parser("cluster", help="the cluster's pinned TLS certificates: show, rotate")
+    cs = p.add_subparsers(dest="cluster_cmd", required=True)
+    q = cs.add_parser("tls-certs", help="the pinned certificate of every node, and the update version")
+    client_args(q)
+    q = cs.add_parser("rotate-cert", help="replace a node's pinned certificate (staged on that node first "
+                      "with `appliance tls stage`): an update signed by the policy_change quorum")
+    client_args(q)
+    q.add_argument("--node-id", required=True)
+    q.add_argument("--cert", required=True, type=Path, help="the new certificate (what `tls stage` printed)")
+    q.add_argument("--sign", action="append", default=[], metavar="USER:KEY_PEM",
+                   help="an admin's signature (repeat up to the policy_change quorum)")
+
+    p = sub.add_parser("tls", help="the node's TLS certificate")
+    ts = p.add_subparsers(dest="tls_cmd", required=True)
+    q = ts.add_parser("stage", help="on the node: make (or bring, --tls-cert/--tls-key) its next certificate "
+                      "and keep it until a signed rotation installs it")
+    q.add_argument("--config", required=True, type=Path)
+    q.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
+    add_tls_arguments(q)
+
     p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
     p.add_argument("--public-key", required=True)
     p.add_argument("--digest", required=True)
@@ -450,13 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "init":
             info = init_node(args.dir, args.node_id, listen=args.listen, url=args.url, hosts=args.host,
-                             paillier_bits=args.paillier_bits)
+                             paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
             print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
                               "node_info": str((args.dir / "node-info.json").resolve())}))
             return 0
         if args.cmd == "user-key":
             from api.auth import generate_user_key
-            from appliance.tls import write_private
 
             priv, pub = generate_user_key(args.kind)
             write_private(args.out, priv)
@@ -499,6 +547,13 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_cmd_sign(args))
         if args.cmd == "verify":
             return _cmd_verify(args)
+        if args.cmd == "cluster":
+            return asyncio.run(_cmd_cluster(args))
+        if args.cmd == "tls":
+            from appliance.config import load_node_config
+
+            print(json.dumps(stage_certificate(load_node_config(args.config), operator_tls_of(args), args.host)))
+            return 0
         if args.cmd == "approve":
             return asyncio.run(_cmd_approve(args))
         if args.cmd == "audit":

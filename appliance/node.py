@@ -16,6 +16,7 @@ and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None u
 ``node.health``                peer and HSM health (appliance/cluster/)
 ``node.quarantine``            nodes left out of quorums
 ``node.policy_sync``           the policy in force, its updates, catching up with peers
+``node.cert_rotation``         the pinned TLS certificates in force, their signed updates
 ``node.cosigning``             the audit log's checkpoints co-signed by the peers
 ``node.request_use``           a sign request reserved once, cluster-wide
 =============================  ==========================================================
@@ -27,6 +28,7 @@ import asyncio
 import logging
 
 from appliance.bounded import check_recursion_limit
+from appliance.cluster.cert_rotation import CertRotation
 from appliance.cluster.cosign import AuditCosigning
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.policy_sync import PolicySync, base_policy
@@ -118,6 +120,8 @@ class Node:
                                     statements=store, key_store=store, presigs=store, peers=link)
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)
+        self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)
+        self.cert_rotation.listeners.append(link.retire)  # new pins: new TLS sessions
         self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link, store=store)
         authorizer = JobAuthorizer(rt, self.recorder, self.request_use, self.reader.rate_usage,
                                    self.policy_sync.catch_up_soon, key_store=store, replay=store)
@@ -158,6 +162,7 @@ class Node:
         self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self.policy_sync.open()
+        self.cert_rotation.open()
         problem = self.cosigning.open()
         if problem is not None:  # e.g. two different audit logs: not ready, /readyz says why
             rt.fault = problem
@@ -210,6 +215,7 @@ class Node:
         self.pools.report()
         rt.spawn(self.cosigning.loop())
         rt.spawn(self.policy_sync.catch_up())
+        rt.spawn(self.cert_rotation.catch_up())
         self.recorder.quiet(rt.me.id, "node_start", decision="started",
                             reason=f"policy version {rt.policy.version}")
         rt.ready = True

@@ -356,6 +356,16 @@ class PolicyUpdateStore(Protocol):
         """Every applied update, oldest first."""
 
 
+class CertUpdateStore(Protocol):
+    """The TLS certificate updates (rotations) applied here, one per version."""
+
+    def add_cert_update(self, version: int, node_id: str, fingerprint: str, body: dict) -> None:
+        """Keep an applied update (its version is the next one)."""
+
+    def cert_updates(self) -> list[dict]:
+        """Every applied update, by version."""
+
+
 class ReplayStore(Protocol):
     """Used job ids and sign-request reservations (durable: never run or sign twice)."""
 
@@ -383,4 +393,5 @@ class ReplayStore(Protocol):
 
 
 STORE_PORTS: Sequence[type] = (SignRequestStore, StatementStore, KeyStore, KeyChangeStore, OperationStore,
-                               PresignatureStore, PrimeStore, PolicyUpdateStore, ReplayStore)
+                               PresignatureStore, PrimeStore, PolicyUpdateStore, CertUpdateStore,
+                               ReplayStore)

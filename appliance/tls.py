@@ -28,6 +28,7 @@ import ssl
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -132,3 +133,130 @@ def client_context(server_pem: str | None = None, *, ca_file: str | Path | None 
         ctx.check_hostname = True
         ctx.load_verify_locations(cafile=str(ca_file))
     return ctx
+
+
+# ---------------------------------------------------------------------------------------
+# an operator's certificate (``appliance init --tls-cert``, ``appliance tls stage``)
+
+
+class CertificateProblem(ValueError):
+    """An operator's TLS certificate, key or chain that a node cannot use (the message says
+    exactly what is wrong); :class:`appliance.errors.ServiceError` code ``bad_tls_certificate``
+    where a service reports it."""
+
+    code = "bad_tls_certificate"
+
+
+def load_certificates(pem: bytes | str, what: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM text (at least one), or CertificateProblem."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise CertificateProblem(f"{what} holds no PEM certificate")
+    return certs
+
+
+def _san_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set(), set()
+    dns = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    ips = {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    return dns, ips
+
+
+def _covers(host: str, dns: set[str], ips: set[str]) -> bool:
+    try:
+        return str(ipaddress.ip_address(host)) in ips
+    except ValueError:
+        pass
+    host = host.lower().rstrip(".")
+    if host in dns:
+        return True
+    first, _, rest = host.partition(".")
+    return bool(rest) and f"*.{rest}" in dns  # a wildcard covers one left-most label
+
+
+def check_leaf(cert: x509.Certificate, hosts: list[str], *, now: datetime.datetime | None = None) -> None:
+    """What a node certificate must be, or CertificateProblem naming what is missing: a leaf
+    (basicConstraints CA:FALSE), extended key usage serverAuth and clientAuth (a node serves
+    clients and peers, and presents the same certificate when it calls a peer), valid now,
+    and a subjectAltName that covers every name in ``hosts`` (the node's URL host and the
+    operator's ``--host`` names)."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise CertificateProblem("the TLS certificate has no basicConstraints extension: a node "
+                                 "certificate must be a leaf (CA:FALSE)") from None
+    if bc.ca:
+        raise CertificateProblem("the TLS certificate is a CA certificate (basicConstraints CA:TRUE): "
+                                 "a node certificate must be a leaf (CA:FALSE)")
+    try:
+        eku = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        eku = set()
+    need = {x509.ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", x509.ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth"}
+    missing = [name for oid, name in need.items() if oid not in eku]
+    if missing:
+        raise CertificateProblem("the TLS certificate's extended key usage must include serverAuth and "
+                                 f"clientAuth (nodes present it to each other as clients too); missing: "
+                                 f"{', '.join(missing)}")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if cert.not_valid_after_utc <= now:
+        raise CertificateProblem(f"the TLS certificate expired on {cert.not_valid_after_utc.isoformat()}")
+    if cert.not_valid_before_utc > now:
+        raise CertificateProblem(f"the TLS certificate is not valid before {cert.not_valid_before_utc.isoformat()}")
+    dns, ips = _san_names(cert)
+    for h in dict.fromkeys(hosts):
+        if not _covers(h, dns, ips):
+            named = ", ".join(sorted(dns) + sorted(ips)) or "nothing"
+            raise CertificateProblem(f"the TLS certificate's subjectAltName does not cover {h} "
+                                     f"(it names: {named})")
+
+
+def check_key_matches(cert: x509.Certificate, key_pem: bytes) -> None:
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise CertificateProblem("the TLS key is not an unencrypted PEM private key") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise CertificateProblem("the TLS key does not match the certificate's public key")
+
+
+def check_chain(cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    """Each certificate of ``chain`` issued the one before it (the leaf first)."""
+    child = cert
+    for i, issuer in enumerate(chain):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            which = "the TLS certificate" if i == 0 else f"chain certificate {i}"
+            raise CertificateProblem(f"chain certificate {i + 1} ({issuer.subject.rfc4514_string()}) "
+                                     f"did not issue {which}") from None
+        child = issuer
+
+
+def operator_certificate(cert_pem: bytes, key_pem: bytes, chain_pem: bytes | None,
+                         hosts: list[str]) -> tuple[bytes, bytes]:
+    """An operator's certificate (from their CA) checked for a node: (the leaf's PEM, which
+    peers pin, and what the node serves: the leaf followed by the chain)."""
+    certs = load_certificates(cert_pem, "the --tls-cert file")
+    leaf, chain = certs[0], certs[1:]
+    if chain_pem is not None:
+        chain += load_certificates(chain_pem, "the --tls-chain file")
+    check_leaf(leaf, hosts)
+    check_key_matches(leaf, key_pem)
+    check_chain(leaf, chain)
+    enc = serialization.Encoding.PEM
+    leaf_pem = leaf.public_bytes(enc)
+    return leaf_pem, leaf_pem + b"".join(c.public_bytes(enc) for c in chain)
+
+
+def leaf_pem_of(pem: bytes | str) -> str:
+    """The first certificate of a PEM text (the leaf a chain file starts with), as PEM."""
+    return load_certificates(pem, "the certificate")[0].public_bytes(serialization.Encoding.PEM).decode()

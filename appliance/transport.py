@@ -157,6 +157,7 @@ class PeerClient:
         self.connect_timeout = connect_timeout
         self.pool_limits = dict(POOL_LIMITS, **(pool_limits or {}))
         self._sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
+        self._retired: list[aiohttp.ClientSession] = []
 
     def _session(self, peer: PeerInfo, pool: str = PROTOCOL_POOL) -> aiohttp.ClientSession:
         s = self._sessions.get((pool, peer.index))
@@ -167,10 +168,19 @@ class PeerClient:
             self._sessions[(pool, peer.index)] = s
         return s
 
+    def retire(self, indices: frozenset[int]) -> None:
+        """The pins of ``indices`` changed (this node's own: it presents a new certificate):
+        their sessions take no new request (requests under way finish; closed at :meth:`close`)
+        and the next request makes a TLS context with the pins in force."""
+        mine = self.config.me.index in indices
+        for key in [k for k in self._sessions if mine or k[1] in indices]:
+            self._retired.append(self._sessions.pop(key))
+
     async def close(self) -> None:
-        for s in self._sessions.values():
+        for s in [*self._sessions.values(), *self._retired]:
             await s.close()
         self._sessions.clear()
+        self._retired.clear()
 
     async def request(self, peer: PeerInfo, method: str, path: URL, *, json_body: Any = None,
                       data: bytes | None = None, content_type: str | None = None,

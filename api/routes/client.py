@@ -149,6 +149,15 @@ async def post_policy(request: web.Request) -> web.Response:
     return json_response(await node_of(request).policy_sync.update(user_of(request), to_builtins(body)))
 
 
+async def get_tls_certs(request: web.Request) -> web.Response:
+    return json_response(node_of(request).cert_rotation.view())
+
+
+async def post_tls_cert(request: web.Request) -> web.Response:
+    body = await body_of(request, bodies.CertUpdate)
+    return json_response(await node_of(request).cert_rotation.update(user_of(request), to_builtins(body)))
+
+
 async def verify(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.Verify)
     return json_response(node_of(request).signing.verify(to_builtins(body)))
@@ -327,6 +336,16 @@ ROUTES: tuple[Route, ...] = (
           example={"policy": {"cluster_id": "cluster-1", "version": 2, "users": []},
                    "previous_policy_hash": "ab" * 32, "signatures": [{"user": "admin", "signature": "30" * 64}]},
           responses=(200, 400, 401, 403, 503)),
+    Route("GET", "/v1/cluster/tls-certs", get_tls_certs, "The pinned node certificates in force and the "
+          "number of certificate updates applied", "user", ANY_ROLE, response=bodies.ClusterCerts),
+    Route("POST", "/v1/cluster/tls-certs", post_tls_cert, "Rotate a node's TLS certificate: an update "
+          "signed by the policy_change quorum, applied by the rotated node first (it must have the key "
+          "staged), then here and on every node", "user", ANY_ROLE,
+          body=bodies.CertUpdate, response=bodies.CertApplied,
+          example={"cluster_id": "cluster-1", "policy_hash": "ab" * 32, "version": 1, "node_id": "node-2",
+                   "previous_cert_sha256": "cd" * 32, "tls_cert": "-----BEGIN CERTIFICATE-----\n...",
+                   "signatures": [{"user": "admin", "signature": "30" * 64}]},
+          responses=(200, 400, 401, 403, 409, 503)),
     Route("GET", "/v1/quarantine", list_quarantine, "Nodes quarantined here (named by an identifiable abort; "
           "left out of quorums until an admin clears them)", "user", ANY_ROLE, response=bodies.QuarantineList),
     Route("DELETE", "/v1/quarantine/{node_id}", clear_quarantine, "Clear a node's quarantine", "user", ("admin",),

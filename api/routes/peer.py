@@ -66,6 +66,15 @@ async def peer_policy_chain(request: web.Request) -> web.Response:
     return json_response({"updates": node_of(request).policy_sync.chain()})
 
 
+async def peer_tls_cert(request: web.Request) -> web.Response:
+    body = await body_json(request)
+    return json_response(await node_of(request).cert_rotation.update(None, body, from_peer=peer_index_of(request)))
+
+
+async def peer_tls_certs_chain(request: web.Request) -> web.Response:
+    return json_response({"updates": node_of(request).cert_rotation.chain()})
+
+
 async def peer_sign_request(request: web.Request) -> web.Response:
     view = await node_of(request).signing.peer_get(request.match_info["request_id"], wait_param(request))
     return json_response(with_public_errors(view))
@@ -115,6 +124,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/peer/policy", peer_policy, "Peer: a policy update (verified here too)", "peer",
           body=bodies.PeerObject, responses=(200, 400, 403)),
     Route("GET", "/v1/peer/policy", peer_policy_chain, "Peer: the policy updates this node applied", "peer"),
+    Route("POST", "/v1/peer/tls-certs", peer_tls_cert, "Peer: a TLS certificate update (verified here too)",
+          "peer", body=bodies.PeerObject, responses=(200, 400, 403, 409)),
+    Route("GET", "/v1/peer/tls-certs", peer_tls_certs_chain, "Peer: the certificate updates this node applied",
+          "peer"),
     Route("GET", "/v1/peer/sign-requests/{request_id}", peer_sign_request,
           "Peer: a sign request this node keeps (another node answers a client for it)", "peer",
           query=(("wait", "number", "long-poll up to this many seconds"),), responses=(200, 403, 404)),

@@ -48,6 +48,15 @@ class PolicySync:
         except (PolicyError, PolicyDenied) as exc:
             raise ServiceError("bad_policy", f"stored policy updates do not verify: {exc}") from None
 
+    def history(self) -> dict[str, Policy]:
+        """Every policy this node had in force, by hash: the base policy and each update's."""
+        current = base_policy(self.rt.config)
+        out = {current.hash: current}
+        for u in self.updates().policy_updates():
+            current = verify_policy_update(current, PolicyUpdate.from_json(u))
+            out[current.hash] = current
+        return out
+
     def view(self) -> dict:
         out = self.rt.policy.summary()
         out["updates"] = len(self.updates.value.policy_updates()) if self.updates.value is not None else 0

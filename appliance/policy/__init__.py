@@ -95,6 +95,7 @@ from appliance.policy.grammar import (
     ALLOWED,
     APPROVAL_TYPE,
     BITCOIN_NETWORKS,
+    CERT_UPDATE_TYPE,
     DECISIONS,
     DENIED,
     KEY_ACTIONS,
@@ -148,7 +149,12 @@ from appliance.policy.evaluation import (
 from appliance.policy.updates import (
     PolicyUpdate,
     apply_updates,
+    check_quorum,
     verify_policy_update,
+)
+from appliance.policy.cert_updates import (
+    CertUpdate,
+    verify_cert_update,
 )
 
 __all__ = [
@@ -158,6 +164,8 @@ __all__ = [
     "Approval",
     "ApprovalGroup",
     "BITCOIN_NETWORKS",
+    "CERT_UPDATE_TYPE",
+    "CertUpdate",
     "DECISIONS",
     "DEFAULT_ROLES",
     "DENIED",
@@ -187,6 +195,7 @@ __all__ = [
     "authorize",
     "check_approval",
     "check_job_binding",
+    "check_quorum",
     "default_policy",
     "evaluate",
     "load_private_key",
@@ -198,5 +207,6 @@ __all__ = [
     "path_matches",
     "payload_hash",
     "sign_message",
+    "verify_cert_update",
     "verify_policy_update",
 ]

@@ -14,6 +14,7 @@ POLICY_FORMAT = "appliance-policy/1"
 REQUEST_TYPE = "appliance/request/v1"
 APPROVAL_TYPE = "appliance/approval/v1"
 POLICY_UPDATE_TYPE = "appliance/policy-update/v1"
+CERT_UPDATE_TYPE = "appliance/tls-cert-update/v1"
 
 SIGN = "sign"
 KEY_ACTIONS = ("keygen", "refresh", "reshare", "import")
@@ -47,6 +48,8 @@ REASONS = (
     "request_mismatch",            # a job whose key/digest/path differ from its request
     "missing_quorum",              # a policy update without enough admin signatures
     "stale_policy",                # a policy update that does not raise the version
+    "stale_cert_update",           # a TLS certificate update that is not the next version
+    "cert_mismatch",               # a TLS certificate update for another certificate than the one in force
     # transaction rules (appliance.payloads.rules), evaluated over the decoded payload
     "chain_not_allowed", "destination_denied", "destination_not_allowed", "asset_not_allowed",
     "amount_over_limit", "window_limit_exceeded", "fee_too_high", "fee_unknown",

@@ -77,10 +77,17 @@ def verify_policy_update(current: Policy, update: PolicyUpdate) -> Policy:
     if new.version <= current.version:
         raise PolicyDenied("stale_policy", f"the new policy's version ({new.version}) must be "
                            f"above the current one ({current.version})")
+    check_quorum(current, update.message(), update.signatures)
+    return new
+
+
+def check_quorum(current: Policy, message: bytes, signatures: Iterable[tuple[str, bytes]]) -> None:
+    """``message`` signed by the ``policy_change`` quorum of ``current`` (a policy update, a
+    cluster-config update), else :class:`PolicyDenied` (``unknown_user``, ``missing_role``,
+    ``bad_signature``, ``duplicate_approver``, ``missing_quorum``)."""
     rule = current.policy_change
-    message = update.message()
     signers: list[User] = []
-    for uid, sig in update.signatures:
+    for uid, sig in signatures:
         user = current.user(uid)
         if user is None:
             raise PolicyDenied("unknown_user", f"{uid} is not a user of the current policy",
@@ -96,9 +103,6 @@ def verify_policy_update(current: Policy, update: PolicyUpdate) -> Policy:
     if len(signers) < rule.quorum:
         raise PolicyDenied("missing_quorum", f"{len(signers)} of the {rule.quorum} admin "
                            "signatures the current policy asks for")
-    return new
-
-
 
 
 def apply_updates(base: Policy, updates: Iterable[PolicyUpdate | Mapping | str | bytes]

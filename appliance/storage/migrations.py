@@ -208,6 +208,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         """CREATE INDEX IF NOT EXISTS auth_nonces_created ON auth_nonces (created)""",
     ]),
+    ("node: TLS certificate updates (rotations signed by the admin quorum)", [
+        """CREATE TABLE IF NOT EXISTS node_cert_updates (
+                version INTEGER PRIMARY KEY,      -- the cluster's certificate update counter
+                node_id TEXT NOT NULL,
+                tls_cert_sha256 TEXT NOT NULL,
+                body TEXT NOT NULL,               -- the signed update as JSON
+                time REAL NOT NULL
+            )""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -28,7 +28,7 @@ from appliance.storage.keys import KeyStatusRepository
 from appliance.storage.lifecycle import CommitDecisions, PendingChanges
 from appliance.storage.nonces import NonceLedger
 from appliance.storage.operations import OperationRepository
-from appliance.storage.policy_updates import PolicyUpdateRepository
+from appliance.storage.policy_updates import CertUpdateRepository, PolicyUpdateRepository
 from appliance.storage.replay import UsedJobs, UsedRequests
 from appliance.storage.sign_requests import RequestSignersRepository
 from appliance.storage.statements import StatementRepository
@@ -57,6 +57,7 @@ class NodeStore:
         self.request_signers = RequestSignersRepository(db)
         self.statements = StatementRepository(db)
         self.policy_history = PolicyUpdateRepository(db)
+        self.cert_history = CertUpdateRepository(db)
         self.used_jobs = UsedJobs(db)
         self.used_requests = UsedRequests(db)
         self.nonces = NonceLedger(db)  # RFC 9421 nonces accepted here, kept across restarts
@@ -405,6 +406,12 @@ class NodeStore:
 
     def policy_updates(self) -> list[dict]:
         return self.policy_history.all()
+
+    def add_cert_update(self, version: int, node_id: str, fingerprint: str, body: dict) -> None:
+        self.cert_history.add(version, node_id, fingerprint, body)
+
+    def cert_updates(self) -> list[dict]:
+        return self.cert_history.all()
 
     # -- replay and double-signing protection (fsynced) -------------------------------
 

@@ -467,6 +467,21 @@ class FakePolicyUpdates:
         return list(self.chain)
 
 
+class FakeCertUpdates:
+    """CertUpdateStore: the applied certificate updates in a dict by version."""
+
+    def __init__(self) -> None:
+        self.by_version: dict[int, dict] = {}
+
+    def add_cert_update(self, version: int, node_id: str, fingerprint: str, body: dict) -> None:
+        if version in self.by_version:
+            raise ValueError(f"certificate update {version} exists")
+        self.by_version[version] = body
+
+    def cert_updates(self) -> list[dict]:
+        return [self.by_version[v] for v in sorted(self.by_version)]
+
+
 class FakeReplay:
     """ReplayStore: used job ids, used and reserved requests, in sets and dicts."""
 

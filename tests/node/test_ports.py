@@ -37,6 +37,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.PresignatureStore: (NodeStore, fakes.FakePresignatures),
     ports.PrimeStore: (NodeStore, fakes.FakePrimes),
     ports.PolicyUpdateStore: (NodeStore, fakes.FakePolicyUpdates),
+    ports.CertUpdateStore: (NodeStore, fakes.FakeCertUpdates),
     ports.ReplayStore: (NodeStore, fakes.FakeReplay),
 }
 
