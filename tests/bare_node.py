@@ -10,6 +10,7 @@ from appliance.config import ClusterConfig, MetricsConfig, NodeConfig, PeerInfo
 from appliance.node import Node
 from appliance.storage import NodeStore
 from appliance.policy import default_policy
+from appliance.tls import make_node_certificate
 
 
 def bare_node(tmp: Path, *, nodes: int = 3, me: int = 0, urls: list[str] | None = None,
@@ -19,7 +20,9 @@ def bare_node(tmp: Path, *, nodes: int = 3, me: int = 0, urls: list[str] | None 
     policy = default_policy("bare", users, roles={"admin": ["admin"], "initiator": ["initiator"],
                                                   "approver": ["approver"]}).canonical()
     urls = urls or [f"https://127.0.0.1:{9000 + i}" for i in range(nodes)]
-    peers = tuple(PeerInfo(f"node-{i + 1}", i, urls[i], (tls_certs or [""] * nodes)[i], b"\x02" * 33,
+    if tls_certs is None:  # each node pinned by a real certificate (as cluster.toml has them)
+        tls_certs = [make_node_certificate(f"node-{i + 1}", ["127.0.0.1"])[0].decode() for i in range(nodes)]
+    peers = tuple(PeerInfo(f"node-{i + 1}", i, urls[i], tls_certs[i], b"\x02" * 33,
                            b"\x04" * 65) for i in range(nodes))
     cfg = NodeConfig(path=tmp / "node.toml", node_id=f"node-{me + 1}", listen_host="127.0.0.1",
                      listen_port=9000 + me, db=tmp / "node.db", tls_cert=tls_cert or tmp / "tls.crt",

@@ -90,6 +90,10 @@ class CertUpdate:
         want(isinstance(pem, str) and 0 < len(pem) <= MAX_CERT_PEM
              and pem.count("-----BEGIN CERTIFICATE-----") == 1,
              f"tls_cert must be one PEM certificate (at most {MAX_CERT_PEM} characters)")
+        try:
+            fingerprint_pem(pem)
+        except ValueError:
+            want(False, "tls_cert does not parse as an X.509 certificate")
         sigs = data["signatures"]
         want(isinstance(sigs, list) and len(sigs) <= 100
              and all(isinstance(s, Mapping) and set(s) == {"user", "signature"} for s in sigs),

@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from api.auth import generate_user_key
 from appliance.cli import main
 from appliance.errors import PolicyDenied
-from appliance.policy import CertUpdate, Policy, default_policy, verify_cert_update
+from appliance.policy import CertUpdate, Policy, PolicyError, default_policy, verify_cert_update
 from appliance.tls import CertificateProblem, fingerprint_pem, make_node_certificate, operator_certificate
 from tests.tls_ca import TestCA
 
@@ -138,3 +138,14 @@ def test_a_certificate_update_needs_the_policy_change_quorum_and_the_next_versio
     with pytest.raises(PolicyDenied) as exc:
         verify_cert_update(policy, 0, "00" * 32, upd)
     assert exc.value.code == code
+
+
+def test_an_update_whose_certificate_does_not_parse_is_refused_as_malformed(admins):
+    """Found by the API fuzzer: a PEM with the right marker but no certificate inside was a 500
+    (ValueError from the fingerprint) at POST /v1/cluster/tls-certs; now PolicyError, which the
+    service answers as 400 bad_cert_update."""
+    policy, _ = admins
+    body = _update(policy).to_json()
+    body["tls_cert"] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with pytest.raises(PolicyError, match="tls_cert does not parse as an X.509 certificate"):
+        CertUpdate.from_json(body)
