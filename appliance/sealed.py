@@ -3,7 +3,11 @@
 Pure Python, no PKCS#11: the store uses it to refuse values that are not sealed and the HSM
 layer (:mod:`hsm`) to build and parse the blobs it seals, so neither imports the other.
 
-Blob, version 1 (all lengths in bytes)::
+The first byte names the version and with it the mechanism that sealed the blob (the HSM
+layer picks the mechanism the token offers at start, :mod:`hsm.sealing`); every version
+stays readable.
+
+Blob, version 1: AES-256-GCM (all lengths in bytes)::
 
     version      1   0x01
     label_len    1   length of the sealing key's label (1..128)
@@ -12,6 +16,19 @@ Blob, version 1 (all lengths in bytes)::
     nonce       12   fresh random 96-bit GCM nonce
     ciphertext   *   AES-256-GCM ciphertext
     tag         16   GCM tag
+
+Blob, version 2: AES-256-CBC-PAD, then HMAC-SHA256 (encrypt-then-MAC), for tokens without
+CKM_AES_GCM::
+
+    version      1   0x02
+    label_len    1   as version 1
+    label        n   as version 1 (the AES key that encrypted it)
+    iv          16   fresh random CBC IV
+    ciphertext   *   AES-256-CBC ciphertext with PKCS#7 padding (a multiple of 16, >= 16)
+    mac         32   HMAC-SHA256 under the node's MAC key (``appliance/mac``, an HSM key)
+                     over :func:`mac_input`: the AAD below || len-prefixed IV ||
+                     len-prefixed ciphertext; checked (C_Verify, inside the HSM) before
+                     anything is decrypted
 
 AAD = "threshold-appliance/seal/v1" || header (version, label_len, label) || the
 context fields, each length-prefixed (4-byte big-endian length): node id, kind, key id,
@@ -27,13 +44,20 @@ from dataclasses import dataclass
 
 from appliance.errors import EncodingError
 
-BLOB_VERSION = 1
+BLOB_VERSION = 1  # AES-256-GCM
+BLOB_VERSION_CBC_HMAC = 2  # AES-256-CBC-PAD + HMAC-SHA256
+BLOB_VERSIONS = (BLOB_VERSION, BLOB_VERSION_CBC_HMAC)
 NONCE_LEN = 12
 TAG_LEN = 16
+IV_LEN = 16
+MAC_LEN = 32
+_NONCE_LENS = {BLOB_VERSION: NONCE_LEN, BLOB_VERSION_CBC_HMAC: IV_LEN}
+_MIN_BODY = {BLOB_VERSION: TAG_LEN, BLOB_VERSION_CBC_HMAC: 16 + MAC_LEN}
 MAX_LABEL_LEN = 128
 AAD_DOMAIN = b"threshold-appliance/seal/v1"
 
 KEK_LABEL = "appliance/kek"
+MAC_LABEL = "appliance/mac"  # HMAC key of version-2 blobs (only on tokens that need it)
 IDENTITY_LABEL = "appliance/identity"
 TRANSPORT_LABEL = "appliance/transport"
 PRESIG_LABEL_PREFIX = "appliance/presig/"
@@ -144,23 +168,34 @@ class BlobHeader:
         return _lp(AAD_DOMAIN) + _lp(self.encode()) + context.fields(node_id)
 
 
-def build_blob(label: str, nonce: bytes, ciphertext_and_tag: bytes) -> bytes:
-    if not 1 <= len(label) <= MAX_LABEL_LEN or len(nonce) != NONCE_LEN:
+def mac_input(header: BlobHeader, node_id: str, context: SealContext, ciphertext: bytes) -> bytes:
+    """What the HMAC of a version-2 blob covers: the AAD (domain, header, context) and the
+    IV and ciphertext, each length-prefixed."""
+    return header.aad(node_id, context) + _lp(header.nonce) + _lp(ciphertext)
+
+
+def build_blob(label: str, nonce: bytes, body: bytes, version: int = BLOB_VERSION) -> bytes:
+    """``body``: ciphertext||tag (version 1) or ciphertext||mac (version 2)."""
+    if version not in BLOB_VERSIONS:
+        raise ValueError("unknown blob version")
+    if not 1 <= len(label) <= MAX_LABEL_LEN or len(nonce) != _NONCE_LENS[version]:
         raise ValueError("bad label or nonce length")
-    h = BlobHeader(BLOB_VERSION, label, nonce)
-    return h.encode() + nonce + ciphertext_and_tag
+    h = BlobHeader(version, label, nonce)
+    return h.encode() + nonce + body
 
 
 def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
-    """Split a blob into header and ciphertext||tag; :class:`MalformedBlob` if it is not a
-    well-formed version-1 blob."""
+    """Split a blob into header and body (ciphertext||tag, or ciphertext||mac for version
+    2); :class:`MalformedBlob` if it is not a well-formed blob of a known version."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise MalformedBlob("a sealed blob must be bytes")
     b = bytes(blob)
-    if len(b) < 2 or b[0] != BLOB_VERSION:
+    if len(b) < 2 or b[0] not in BLOB_VERSIONS:
         raise MalformedBlob("not a sealed blob of a known version")
-    n = b[1]
-    if not 1 <= n <= MAX_LABEL_LEN or len(b) < 2 + n + NONCE_LEN + TAG_LEN:
+    n, nonce_len = b[1], _NONCE_LENS[b[0]]
+    if not 1 <= n <= MAX_LABEL_LEN or len(b) < 2 + n + nonce_len + _MIN_BODY[b[0]]:
+        raise MalformedBlob("sealed blob is truncated or malformed")
+    if b[0] == BLOB_VERSION_CBC_HMAC and (len(b) - 2 - n - nonce_len - MAC_LEN) % 16:
         raise MalformedBlob("sealed blob is truncated or malformed")
     try:
         label = b[2 : 2 + n].decode("ascii")
@@ -168,8 +203,8 @@ def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
         raise MalformedBlob("sealed blob is malformed") from None
     if not label.isprintable():
         raise MalformedBlob("sealed blob is malformed")
-    nonce = b[2 + n : 2 + n + NONCE_LEN]
-    return BlobHeader(b[0], label, nonce), b[2 + n + NONCE_LEN :]
+    nonce = b[2 + n : 2 + n + nonce_len]
+    return BlobHeader(b[0], label, nonce), b[2 + n + nonce_len :]
 
 
 def looks_sealed(value: bytes) -> bool:

@@ -21,6 +21,7 @@ from hsm.errors import (
     HSMIntegrityError,
     HSMKeyNotFoundError,
     HSMKeyPolicyError,
+    HSMMechanismError,
     HSMModuleError,
     HSMPinError,
     HSMTokenNotFoundError,
@@ -39,7 +40,7 @@ _LAZY = {
 
 __all__ = [
     "HSMConfigError", "HSMError", "HSMIntegrityError", "HSMKeyNotFoundError",
-    "HSMKeyPolicyError", "HSMModuleError", "HSMPinError", "HSMTokenNotFoundError",
+    "HSMKeyPolicyError", "HSMMechanismError", "HSMModuleError", "HSMPinError", "HSMTokenNotFoundError",
     "HSMUnavailableError", *_LAZY,
 ]
 

@@ -70,3 +70,11 @@ class HSMKeyPolicyError(HSMError):
     sensitive, extra capabilities), or a key that must be unique already exists."""
 
     code = "hsm_key_policy"
+
+
+class HSMMechanismError(HSMError):
+    """The token does not offer a mechanism the node needs (no authenticated sealing
+    mechanism, no ECDSA, ...): the node refuses to start and the message names what is
+    missing (:mod:`hsm.sealing`)."""
+
+    code = "hsm_mechanism_missing"

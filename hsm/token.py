@@ -14,7 +14,13 @@ appliance/transport    EC P-256 private key +       DERIVE (CKM_ECDH1_DERIVE)
                        public key
 appliance/presig/<id>  AES-256 secret key, one per  ENCRYPT, DECRYPT; destroyed when the
                        presignature                 presignature is spent
+appliance/mac          256-bit generic secret       SIGN, VERIFY (CKM_SHA256_HMAC); only on
+                                                    a token without CKM_AES_GCM
 =====================  ===========================  =====================================
+
+The sealing mechanism (AES-GCM, else AES-CBC-PAD + HMAC-SHA256) is chosen when the token
+opens from the mechanisms it offers (:mod:`hsm.sealing`); a token with no authenticated
+combination, or without ECDSA / ECDH / key generation, is refused by name.
 
 All private and secret keys are token objects with CKA_SENSITIVE true, CKA_EXTRACTABLE
 false (hence NEVER_EXTRACTABLE and ALWAYS_SENSITIVE true), CKA_PRIVATE true,
@@ -27,7 +33,6 @@ await the worker without blocking the event loop.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,20 +42,18 @@ from pkcs11 import KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from appliance.sealed import (
-    BLOB_VERSION,
     IDENTITY_LABEL,
     KEK_LABEL,
-    NONCE_LEN,
+    MAC_LABEL,
     PRESIG_LABEL_PREFIX,
     TRANSPORT_LABEL,
     BlobHeader,
     MalformedBlob,
     SealContext,
-    build_blob,
     parse_blob,
     presig_key_label,
 )
-from hsm import transport
+from hsm import sealing, transport
 from hsm.config import HSMConfig, Pin
 from hsm.errors import (
     HSMConfigError,
@@ -130,6 +133,10 @@ def aes_key_template(destroyable: bool) -> dict:
     return t
 
 
+def mac_key_template() -> dict:
+    return {**_NO_CAPS_SECRET, **_LOCKED, A.SIGN: True, A.VERIFY: True, A.DESTROYABLE: False}
+
+
 def ec_private_template(capability: Any) -> dict:
     return {**_NO_CAPS_PRIVATE, **_LOCKED, capability: True, A.DESTROYABLE: False}
 
@@ -145,6 +152,7 @@ def _policy(template: dict) -> dict:
 
 
 AES_POLICY = _policy(aes_key_template(True))
+MAC_POLICY = _policy(mac_key_template())
 IDENTITY_POLICY = _policy(ec_private_template(A.SIGN))
 TRANSPORT_POLICY = _policy(ec_private_template(A.DERIVE))
 
@@ -203,6 +211,7 @@ class HSM:
         self._closed = False
         self._registered = False
         self._public: PublicKeys | None = None
+        self._mech: sealing.Mechanisms | None = None
 
     def __repr__(self) -> str:
         return f"<HSM token={self.config.token_label!r} node={self.node_id!r}>"
@@ -269,13 +278,20 @@ class HSM:
         return self.config.identity_curve
 
     @property
+    def sealing_mechanism(self) -> str:
+        """``CKM_AES_GCM`` or ``CKM_AES_CBC_PAD+CKM_SHA256_HMAC`` (:mod:`hsm.sealing`)."""
+        assert self._mech is not None
+        return self._mech.sealing
+
+    @property
     def transport_public_key(self) -> bytes:
         """The node's transport key, uncompressed SEC1 P-256 (65 bytes)."""
         return self.public_keys.transport
 
     # ---- sealing with the node's KEK -----------------------------------------------
     def seal(self, context: SealContext, plaintext: bytes) -> bytes:
-        """AES-256-GCM under the node's KEK, inside the HSM (not for presignatures)."""
+        """Under the node's KEK, inside the HSM (not for presignatures), with the token's
+        sealing mechanism (:attr:`sealing_mechanism`)."""
         return self._worker.call(self._run, self._w_seal, context, bytes(plaintext))
 
     async def seal_async(self, context: SealContext, plaintext: bytes) -> bytes:
@@ -508,6 +524,8 @@ class HSM:
         self._mod.ensure(self._conf)
         self._w_open_session(rescan_if_missing=True)
         try:
+            slot = self._session.token.slot
+            self._mech = sealing.choose(slot.get_mechanisms(), slot.get_mechanism_info, label)
             self._w_load_keys(create=create_keys)
         except BaseException:
             self._w_close_session()
@@ -548,8 +566,12 @@ class HSM:
         idp = self._w_find(ObjectClass.PUBLIC_KEY, IDENTITY_LABEL)
         trk = self._w_find(ObjectClass.PRIVATE_KEY, TRANSPORT_LABEL)
         trp = self._w_find(ObjectClass.PUBLIC_KEY, TRANSPORT_LABEL)
+        mac = self._w_find(ObjectClass.SECRET_KEY, MAC_LABEL)
+        assert self._mech is not None
+        need_mac = self._mech.sealing == sealing.CBC_HMAC
         missing = [n for n, k in (("kek", kek), ("identity", idk), ("identity public", idp),
-                                  ("transport", trk), ("transport public", trp)) if k is None]
+                                  ("transport", trk), ("transport public", trp),
+                                  ("mac", mac if need_mac else True)) if k is None]
         if missing and not create:
             raise HSMKeyNotFoundError(
                 f"token {self.config.token_label!r} lacks the node keys: {', '.join(missing)}"
@@ -564,6 +586,11 @@ class HSM:
                 KeyType.AES, 256, label=KEK_LABEL, id=b"kek", store=True,
                 template=aes_key_template(destroyable=False),
             )
+        if mac is None and need_mac:
+            mac = s.generate_key(
+                KeyType.GENERIC_SECRET, 256, label=MAC_LABEL, id=b"mac", store=True,
+                template=mac_key_template(),
+            )
         if idk is None:
             idp, idk = self._w_generate_ec(IDENTITY_LABEL, self.config.identity_curve, A.SIGN)
         if trk is None:
@@ -571,6 +598,8 @@ class HSM:
         check_policy(kek, {**AES_POLICY, A.VALUE_LEN: 32}, "the key-encryption key")
         check_policy(idk, IDENTITY_POLICY, "the identity key")
         check_policy(trk, TRANSPORT_POLICY, "the transport key")
+        if mac is not None:
+            check_policy(mac, {**MAC_POLICY, A.VALUE_LEN: 32}, "the MAC key")
         want = encode_named_curve_parameters(self.config.identity_curve)
         if idk[A.EC_PARAMS] != want or idp[A.EC_PARAMS] != want:
             raise HSMKeyPolicyError("the identity key is not on the configured curve")
@@ -585,7 +614,7 @@ class HSM:
                 f"the keys of token {self.config.token_label!r} changed while it was away"
             )
         self._public = pub
-        self._keys = {KEK_LABEL: kek, IDENTITY_LABEL: idk, TRANSPORT_LABEL: trk}
+        self._keys = {KEK_LABEL: kek, IDENTITY_LABEL: idk, TRANSPORT_LABEL: trk, MAC_LABEL: mac}
 
     def _w_generate_ec(self, label: str, curve: str, capability: Any) -> tuple[Any, Any]:
         params = self._session.create_domain_parameters(
@@ -607,23 +636,16 @@ class HSM:
 
     # ---- seal / unseal ---------------------------------------------------------------
     def _w_encrypt(self, key: Any, label: str, context: SealContext, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_LEN)
-        aad = BlobHeader(BLOB_VERSION, label, nonce).aad(self.node_id, context)
-        ct = key.encrypt(
-            plaintext, mechanism=Mechanism.AES_GCM,
-            mechanism_param=pkcs11.GCMParams(nonce, aad),
-        )
-        return build_blob(label, nonce, ct)
+        assert self._mech is not None
+        return sealing.encrypt(self._mech, key, self._keys.get(MAC_LABEL), label, self.node_id,
+                               context, plaintext)
 
     def _w_decrypt(self, key: Any, header: BlobHeader, ct: bytes, context: SealContext) -> bytes:
-        aad = header.aad(self.node_id, context)
-        try:
-            return key.decrypt(
-                ct, mechanism=Mechanism.AES_GCM,
-                mechanism_param=pkcs11.GCMParams(header.nonce, aad),
-            )
-        except _DECRYPT_FAILURES:
-            pass
+        assert self._mech is not None
+        out = sealing.decrypt(self._mech, key, self._keys.get(MAC_LABEL), header, ct,
+                              self.node_id, context, _DECRYPT_FAILURES)
+        if out is not None:
+            return out
         # SoftHSM 2.6 says CKR_GENERAL_ERROR for a bad tag; tell it from a lost token.
         self._w_probe()
         raise HSMIntegrityError(
@@ -740,9 +762,12 @@ class HSM:
             z_obj.destroy()
 
     def _w_attrs(self, which: str, attributes: list) -> dict:
-        names = {"kek": KEK_LABEL, "identity": IDENTITY_LABEL, "transport": TRANSPORT_LABEL}
+        names = {"kek": KEK_LABEL, "identity": IDENTITY_LABEL, "transport": TRANSPORT_LABEL,
+                 "mac": MAC_LABEL}
         if which in names:
             key = self._keys[names[which]]
+            if key is None:
+                raise HSMKeyNotFoundError(f"token {self.config.token_label!r} has no {which} key")
         else:
             key = self._w_presig_key(which)
             if key is None:

@@ -33,12 +33,33 @@ requires_softhsm = pytest.mark.skipif(
 
 NODE_ID = "node-1"
 
+# softhsm2.conf ``slots.mechanisms`` values (softhsm2.conf(5)). SoftHSM 2.6.1 ignores the
+# first name of a "-" list (it keeps the "-" on it), hence the empty first entry.
+NO_GCM = "-,CKM_AES_GCM"
+NO_SEALING = "-,CKM_AES_GCM,CKM_AES_CBC_PAD,CKM_SHA256_HMAC"
 
-@pytest.fixture
-def softhsm_token(tmp_path):
+
+def hide_mechanisms(conf: Path, spec: str, out: Path | None = None) -> Path:
+    """Write ``conf`` (or a copy at ``out``, same token directory) with ``slots.mechanisms
+    = spec``: the real module then neither lists nor accepts those mechanisms."""
+    text = Path(conf).read_text()
+    assert "slots.mechanisms = ALL" in text
+    out = Path(out or conf)
+    out.write_text(text.replace("slots.mechanisms = ALL", f"slots.mechanisms = {spec}"))
+    out.chmod(0o600)
+    return out
+
+
+@pytest.fixture(params=["all", "no-gcm"])
+def softhsm_token(request, tmp_path):
+    """A SoftHSM token offering every mechanism, and again one without CKM_AES_GCM (the
+    node then seals with AES-CBC-PAD + HMAC-SHA256): every test using it runs on both."""
     from hsm.softhsm import init_token
 
-    return init_token(tmp_path / "hsm", "node-1-token")
+    tok = init_token(tmp_path / "hsm", "node-1-token")
+    if request.param == "no-gcm":
+        hide_mechanisms(tok.conf, NO_GCM)
+    return tok
 
 
 @pytest.fixture
