@@ -3,8 +3,10 @@
 Setting up a cluster by hand (each node on its own machine)::
 
     appliance init --dir /var/lib/appliance --node-id node-1 --listen 0.0.0.0:8443 \\
-                   --url https://node-1.example:8443
-        # SoftHSM2 token, HSM identity + transport keys, TLS certificate, node.toml,
+                   --url https://node-1.example:8443 \\
+                   --pkcs11-module /usr/lib/x.so --token-label node-1 --pin-env NODE_PIN
+        # (or --pin-file F; --softhsm DIR makes a SoftHSM2 token instead: tests, demo)
+        # HSM identity + transport keys on the token, TLS certificate, node.toml,
         # metrics.token (the Prometheus scraper's bearer token) and node-info.json (the
         # public part to pin in the cluster configuration)
     appliance user-key --out alice.pem                  # a user's Ed25519 key (+ alice.pub.pem)
@@ -44,36 +46,37 @@ import secrets
 import sys
 from pathlib import Path
 
+from appliance import init_hsm
 from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
 from appliance.tls import write_private
 from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
                                  stage_certificate)
+from hsm.errors import HSMError
 
 
 # ---------------------------------------------------------------------------------------
 # init
 
 
-def init_node(directory: Path, node_id: str, *, listen: str = "127.0.0.1:8443", url: str | None = None,
-              hosts: list[str] | None = None, paillier_bits: int = 3072, extra: dict | None = None,
-              tls: OperatorTLS | None = None) -> dict:
-    """Create a node's state in ``directory``: SoftHSM2 token with the node's keys, TLS
-    certificate, ``node.toml`` and ``node-info.json``; returns the node info (public).
+def init_node(directory: Path, node_id: str, *, hsm: init_hsm.HsmSetup, listen: str = "127.0.0.1:8443",
+              url: str | None = None, hosts: list[str] | None = None, paillier_bits: int = 3072,
+              extra: dict | None = None, tls: OperatorTLS | None = None) -> dict:
+    """Create a node's state in ``directory``: the node's keys on its token (``hsm``: an
+    existing token of any PKCS#11 module, or a new SoftHSM2 token, :mod:`appliance.init_hsm`),
+    TLS certificate, ``node.toml`` and ``node-info.json``; returns the node info (public).
     ``tls``: the operator's certificate, key and chain instead of a self-signed certificate
     (checked first: a certificate the node cannot use changes nothing).
     Everything it creates is the node user's only (directories 0700, files 0600), whatever
     the caller's umask."""
     with private_umask():
-        return _init_node(directory, node_id, listen=listen, url=url, hosts=hosts,
+        return _init_node(directory, node_id, hsm=hsm, listen=listen, url=url, hosts=hosts,
                           paillier_bits=paillier_bits, extra=extra, tls=tls)
 
 
-def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, hosts: list[str] | None,
-               paillier_bits: int, extra: dict | None, tls: OperatorTLS | None = None) -> dict:
-    from hsm import HSM
-    from hsm.softhsm import init_token
-
+def _init_node(directory: Path, node_id: str, *, hsm: init_hsm.HsmSetup, listen: str, url: str | None,
+               hosts: list[str] | None, paillier_bits: int, extra: dict | None,
+               tls: OperatorTLS | None = None) -> dict:
     directory = make_private_dir(Path(directory).resolve())
     if (directory / "node.toml").exists():
         raise ConfigError(f"{directory}/node.toml exists already; refusing to overwrite a node")
@@ -81,25 +84,18 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     if url is None:
         url = f"https://{host if host not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
     cert_pem, key_pem, served_pem = node_tls_material(node_id, url, hosts, tls)  # checked before anything is made
-    tok = init_token(directory / "hsm", node_id)
-    cfg = tok.hsm_config()
-    hsm = HSM.open(cfg, node_id=node_id)
-    try:
-        identity, transport = hsm.identity_public_key, hsm.transport_public_key
-    finally:
-        hsm.close()
+    token = init_hsm.prepare(hsm, directory, node_id)
+    identity, transport = token.identity, token.transport
     make_private_dir(directory / "tls")
     write_private_file(directory / "tls" / "node.crt", served_pem)
     write_private(directory / "tls" / "node.key", key_pem)
-    rel = lambda p: os.path.relpath(p, directory)  # noqa: E731
     node_toml: dict = {
         "cluster": "cluster.toml",
         "node": {"id": node_id, "listen": listen, "db": "node.db", "paillier_bits": paillier_bits,
                  "round_timeout_s": 30.0, "job_timeout_s": 300.0, "workers": 2, "presign_pool": 2},
         "metrics": {"auth": "bearer", "bearer_token_file": "metrics.token"},
         "tls": {"cert": "tls/node.crt", "key": "tls/node.key"},
-        "hsm": {"token_label": node_id, "pin_file": rel(tok.pin_file), "softhsm_conf": rel(tok.conf),
-                "module": tok.module},
+        "hsm": token.section,
         "primes": {"pool_target": 2},
     }
     for section, values in (extra or {}).items():
@@ -109,7 +105,7 @@ def _init_node(directory: Path, node_id: str, *, listen: str, url: str | None, h
     info = {"id": node_id, "url": url, "tls_cert": cert_pem.decode(), "identity_key": identity.hex(),
             "transport_key": transport.hex()}
     write_private_file(directory / "node-info.json", json.dumps(info, indent=2) + "\n")
-    return info
+    return dict(info, sealing=token.sealing)
 
 
 def cluster_mapping(cluster_id: str, infos: list[dict], users: list[dict]) -> dict:
@@ -366,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
     p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
     add_tls_arguments(p)
+    init_hsm.add_arguments(p)
 
     p = sub.add_parser("user-key", help="generate a user key pair (Ed25519 or P-256)")
     p.add_argument("--out", required=True, type=Path, help="private key PEM (public key: *.pub.pem)")
@@ -498,10 +495,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         if args.cmd == "init":
-            info = init_node(args.dir, args.node_id, listen=args.listen, url=args.url, hosts=args.host,
-                             paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
+            try:
+                setup = init_hsm.setup_from_args(args)
+            except init_hsm.UsageError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            info = init_node(args.dir, args.node_id, hsm=setup, listen=args.listen, url=args.url,
+                             hosts=args.host, paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
             print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
-                              "node_info": str((args.dir / "node-info.json").resolve())}))
+                              "node_info": str((args.dir / "node-info.json").resolve()),
+                              "sealing": info["sealing"]}))
             return 0
         if args.cmd == "user-key":
             from api.auth import generate_user_key
@@ -560,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             from appliance.audit.command import run_verify_args
 
             return run_verify_args(args)
-    except ConfigError as exc:
+    except (ConfigError, HSMError) as exc:  # e.g. a token without the mechanisms the node needs
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -29,8 +29,9 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
 
     [hsm]                             # see hsm.config.HSMConfig
     token_label = "node-1"
-    pin_file = "hsm/node-1.pin"
-    softhsm_conf = "hsm/softhsm2.conf"
+    pin_file = "hsm/node-1.pin"       # or pin_env = "VAR"; never pin = ... (refused)
+    softhsm_conf = "hsm/softhsm2.conf"    # only for a SoftHSM2 token made by init --softhsm
+    module = "/usr/lib/softhsm/libsofthsm2.so"   # any PKCS#11 module (init --pkcs11-module)
 
     [primes]
     pool_target = 2                   # safe and Blum primes kept sealed per kind (background)
@@ -83,6 +84,7 @@ from appliance.errors import ApplianceError
 from appliance.fsmodes import make_private_dir, write_private_file
 from appliance.ids import GRAMMARS, is_id
 from hsm.config import HSMConfig
+from hsm.errors import HSMError
 
 ROLES = ("initiator", "approver", "admin", "auditor")  # the built-in roles
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a policy may define more
@@ -229,7 +231,7 @@ class NodeConfig:
         return self.path.parent
 
     def hsm_config(self):
-        return HSMConfig.from_mapping(self.hsm)
+        return HSMConfig.from_mapping(self.hsm, state_dir=self.path.parent)
 
 
 def _resolve(base: Path, p: str | None) -> Path | None:
@@ -282,6 +284,10 @@ def load_node_config(path: str | Path) -> NodeConfig:
     for k in ("pin_file", "softhsm_conf"):
         if hsm.get(k):
             hsm[k] = str(_resolve(base, hsm[k]))
+    try:
+        HSMConfig.from_mapping(hsm)  # e.g. a pin key: refused now, not at every retry
+    except HSMError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     testing = dict(m.get("testing", {}))
     primes = m.get("primes", {})
     audit = m.get("audit", {})

@@ -197,7 +197,9 @@ class LocalCluster:
                 write_private_file(d / "test-only-primes.json", json.dumps(slices[i]))
                 extra.setdefault("testing", {})["prime_file"] = "test-only-primes.json"
             code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
+                    "from appliance.init_hsm import SoftHSMSetup; "
                     "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
+                    "hsm=SoftHSMSetup(Path(a['dir']) / 'hsm'), "
                     "url=a['url'], paillier_bits=a['bits'], extra=a['extra'])")
             arg = json.dumps({"dir": str(d), "id": nid, "listen": f"{self.hosts[i]}:{ports[i]}", "url": self.urls[i],
                               "bits": self.paillier_bits, "extra": extra})
@@ -497,7 +499,9 @@ class LocalCluster:
         extra = {k: v for k, v in old.items() if isinstance(v, dict) and k not in ("tls", "hsm", "node")}
         extra["node"] = node
         code = ("import json,sys; from pathlib import Path; from appliance.cli import init_node; "
+                    "from appliance.init_hsm import SoftHSMSetup; "
                 "a=json.loads(sys.argv[1]); init_node(Path(a['dir']), a['id'], listen=a['listen'], "
+                    "hsm=SoftHSMSetup(Path(a['dir']) / 'hsm'), "
                 "url=a['url'], paillier_bits=a['bits'], extra=a['extra'])")
         arg = json.dumps({"dir": str(d), "id": self.node_ids[i], "listen": old["node"]["listen"],
                           "url": self.urls[i], "bits": self.paillier_bits, "extra": extra})

@@ -1,8 +1,17 @@
 """HSM configuration: module path, token label, where the PIN comes from.
 
 The PIN is read from a file or from an environment variable, never from the
-configuration text itself, and it is held in a :class:`Pin` whose ``repr``/``str``
-are redacted so that it cannot end up in a log line or an error message by accident.
+configuration text itself (a ``pin`` key is refused), and it is held in a :class:`Pin`
+whose ``repr``/``str`` are redacted so that it cannot end up in a log line or an error
+message by accident.
+
+A PIN file must not be readable or writable by other users (no "other" permission bits)
+and must not lie inside the node's data directory (``state_dir``: where node.toml, the
+database and their backups are), so that a copy of the node's state is not a copy of its
+PIN. The one exception is the test and demo layout of ``appliance init --softhsm DIR``: a
+SoftHSM2 token whose PIN file sits beside its own softhsm2.conf (the software token's
+object files are in that directory anyway). The file may belong to the node's own user
+(systemd ``LoadCredential=`` and Kubernetes secret volumes hand it over that way).
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ class HSMConfig:
     identity_curve: str = "secp256k1"
     # A PIN given directly (tests, the demo's helper). Not shown in repr.
     pin: Pin | None = field(default=None, repr=False, compare=False)
+    # The node's data directory: a PIN file inside it is refused (see the module docstring).
+    state_dir: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.token_label or len(self.token_label.encode()) > 32:
@@ -76,6 +87,7 @@ class HSMConfig:
         if self.pin is not None:
             return self.pin
         if self.pin_file is not None:
+            self.check_pin_file()
             try:
                 text = Path(self.pin_file).read_text(encoding="utf-8")
             except OSError as exc:
@@ -94,12 +106,42 @@ class HSMConfig:
             )
         return Pin(value)
 
+    def check_pin_file(self) -> None:
+        """Refuse a PIN file inside ``state_dir`` or open to other users."""
+        assert self.pin_file is not None
+        path = Path(os.path.abspath(self.pin_file))
+        if self.state_dir is not None:
+            state = Path(os.path.abspath(self.state_dir))
+            softhsm_own = (self.softhsm_conf is not None
+                           and path.parent == Path(os.path.abspath(self.softhsm_conf)).parent)
+            if path.is_relative_to(state) and not softhsm_own:
+                raise HSMConfigError(
+                    f"the PIN file {str(path)!r} is inside the node's data directory "
+                    f"{str(state)!r}: keep it out of the node's state (pin_env, or a file "
+                    "elsewhere)"
+                )
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise HSMConfigError(
+                f"cannot read the PIN file {str(self.pin_file)!r}: {exc.strerror}"
+            ) from None
+        if mode & 0o007:
+            raise HSMConfigError(
+                f"the PIN file {str(self.pin_file)!r} is open to other users (mode "
+                f"{mode & 0o777:04o}): allow its owner (and group) only, e.g. 0600 or 0400"
+            )
+
     @classmethod
-    def from_mapping(cls, m: dict) -> "HSMConfig":
-        """From a parsed configuration section (e.g. ``[hsm]`` of node.toml)."""
+    def from_mapping(cls, m: dict, *, state_dir: Path | None = None) -> "HSMConfig":
+        """From a parsed configuration section (e.g. ``[hsm]`` of node.toml); ``state_dir``:
+        the node's data directory (no PIN file inside it)."""
         known = {"token_label", "pin_file", "pin_env", "module", "softhsm_conf", "identity_curve"}
         if "pin" in m:
-            raise HSMConfigError("put the PIN in pin_file or pin_env, not in the configuration")
+            raise HSMConfigError(
+                "[hsm] pin: the PIN is never read from the configuration; set pin_env (an "
+                "environment variable) or pin_file (a file outside the node's data directory)"
+            )
         unknown = set(m) - known
         if unknown:
             raise HSMConfigError(f"unknown HSM settings: {', '.join(sorted(unknown))}")
@@ -107,4 +149,4 @@ class HSMConfig:
         for k in ("pin_file", "softhsm_conf"):
             if kw.get(k) is not None:
                 kw[k] = Path(kw[k])
-        return cls(**kw)
+        return cls(**kw, state_dir=state_dir)

@@ -47,7 +47,7 @@ def _appliance(*args: str) -> subprocess.CompletedProcess:
 def test_init_leaves_only_private_files(tmp_path):
     d = tmp_path / "state" / "n1"
     p = _appliance("init", "--dir", str(d), "--node-id", "node-1", "--listen", "127.0.0.1:8441",
-                   "--paillier-bits", "2048")
+                   "--paillier-bits", "2048", "--softhsm", str(d / "hsm"))
     assert p.returncode == 0, p.stderr
     for item in ("node.toml", "node-info.json", "tls/node.key", "tls/node.crt", "hsm/softhsm2.conf",
                  "hsm/node-1.pin", "hsm/tokens"):

@@ -15,6 +15,7 @@ from appliance import cli
 from appliance.audit import AuditLog, AuditLogConflict, adopt_legacy_log, verify_export
 from appliance.config import ConfigError, _check_audit_db, load_node_config
 from appliance.errors import PolicyDenied, ServiceError
+from appliance.init_hsm import SoftHSMSetup
 from appliance.policy import SIGN, Approval
 from appliance.recorder import Recorder
 from appliance.signing import states
@@ -233,7 +234,8 @@ def test_another_nodes_audit_db_is_refused(tmp_path, nodes):  # noqa: F811
 
 def test_audit_db_naming_another_file_is_a_config_error(tmp_path):
     d = tmp_path / "n1"
-    cli.init_node(d, "node-1", listen="127.0.0.1:1", url="https://127.0.0.1:1", paillier_bits=2048)
+    cli.init_node(d, "node-1", hsm=SoftHSMSetup(d / "hsm"), listen="127.0.0.1:1", url="https://127.0.0.1:1",
+                  paillier_bits=2048)
     text = (d / "node.toml").read_text()
     _check_audit_db(d / "node.toml", {"db": "audit.db"})  # the old default: the file moved in at start
     _check_audit_db(d / "node.toml", {"db": str(d / "audit.db")})

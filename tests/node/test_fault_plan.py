@@ -10,6 +10,7 @@ import pytest
 from appliance import cli
 from appliance.config import ConfigError, load_node_config
 from appliance.faults import FAULT_KEYS, NO_FAULTS, FaultPlan
+from appliance.init_hsm import SoftHSMSetup
 from appliance.node import Node
 
 
@@ -26,7 +27,8 @@ def test_a_plan_knows_its_keys_and_production_has_none():
 @pytest.mark.parametrize("key", sorted(FAULT_KEYS))
 def test_a_node_config_asking_for_a_fault_is_refused(tmp_path, key):
     d = tmp_path / "n1"
-    cli.init_node(d, "node-1", listen="127.0.0.1:1", url="https://127.0.0.1:1", paillier_bits=2048)
+    cli.init_node(d, "node-1", hsm=SoftHSMSetup(d / "hsm"), listen="127.0.0.1:1", url="https://127.0.0.1:1",
+                  paillier_bits=2048)
     text = (d / "node.toml").read_text()
     (d / "node.toml").write_text(text + f"\n[testing]\n{key} = true\n")
     with pytest.raises(ConfigError, match=r"\[testing\] takes only prime_file"):
