@@ -74,7 +74,7 @@ def test_init_with_an_operator_certificate(tmp_path, ca, capsys):
     args = ["init", "--dir", str(tmp_path / "n1"), "--node-id", "node-1", "--listen", "127.0.0.1:9443",
             "--host", "node-1.example", "--paillier-bits", "2048",
             "--tls-cert", str(tmp_path / "n.crt"), "--tls-key", str(tmp_path / "n.key"),
-            "--tls-chain", str(tmp_path / "ca.crt")]
+            "--tls-chain", str(tmp_path / "ca.crt"), "--softhsm", str(tmp_path / "n1" / "hsm")]
     assert main(args) == 0
     info = json.loads((tmp_path / "n1" / "node-info.json").read_text())
     assert info["tls_cert"] == cert.decode()  # what peers pin: the leaf
@@ -86,12 +86,12 @@ def test_init_with_an_operator_certificate(tmp_path, ca, capsys):
     (tmp_path / "n.crt").write_bytes(other)
     (tmp_path / "n.key").write_bytes(other_key)
     capsys.readouterr()
-    assert main([*args[:2], str(tmp_path / "n2"), *args[3:]]) == 1
+    assert main([*args[:2], str(tmp_path / "n2"), *args[3:-1], str(tmp_path / "n2" / "hsm")]) == 1
     assert capsys.readouterr().err == ("error: the TLS certificate's subjectAltName does not cover 127.0.0.1 "
                                        "(it names: node-2.example)\n")
     assert not (tmp_path / "n2" / "hsm").exists()
     assert main(["init", "--dir", str(tmp_path / "n3"), "--node-id", "node-3", "--tls-cert",
-                 str(tmp_path / "n.crt")]) == 1
+                 str(tmp_path / "n.crt"), "--softhsm", str(tmp_path / "n3" / "hsm")]) == 1
     assert capsys.readouterr().err == "error: --tls-cert and --tls-key go together\n"
 
 
