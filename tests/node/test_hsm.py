@@ -289,6 +289,7 @@ def test_wrong_pin_is_a_clear_error_and_writes_nothing(softhsm_token, tmp_path):
     # also through a PIN file and an environment variable
     pin_file = tmp_path / "wrong.pin"
     pin_file.write_text(wrong + "\n")
+    pin_file.chmod(0o600)  # a PIN file open to other users is refused before any login
     with pytest.raises(HSMPinError):
         HSM.open(softhsm_token.hsm_config(pin_file=pin_file), node_id=NODE_ID)
     os.environ["TEST_HSM_WRONG_PIN"] = wrong
