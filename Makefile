@@ -11,7 +11,9 @@ PYTEST_ARGS ?=
 # second PKCS#11 module the HSM tests probe (hsm/README.md, "Modules tested";
 # hsm-setup/opencryptoki-token.sh starts its daemon and makes its token).
 SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki
-OPENCRYPTOKI_TOOLS := /usr/sbin/pkcsslotd /usr/sbin/pkcsconf
+OPENCRYPTOKI_TOOLS ?= /usr/sbin/pkcsslotd /usr/sbin/pkcsconf
+# true when one of them is missing (shell builtins only)
+OPENCRYPTOKI_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),[ ! -x "$(t)" ] ||) false
 # apt-get runs as root: directly when we are root (SUDO empty, the usual case in containers
 # and CI), through sudo otherwise; `make system-deps SUDO=` forces the root form. apt-get
 # gets its environment through `env`, so an empty SUDO never makes `VAR=value` the command.
@@ -24,16 +26,18 @@ FORCE ?=
 
 system-deps:
 	@if [ -n "$(FORCE)" ] || [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null || \
-	    ! ls $(OPENCRYPTOKI_TOOLS) >/dev/null 2>&1; then \
+	    $(OPENCRYPTOKI_MISSING); then \
 	  set -e; \
 	  before=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
 	  echo "system-deps: installing $(SYSTEM_PACKAGES)"; \
 	  $(SUDO) $(APT_GET) update -qq; \
 	  $(SUDO) $(APT_GET) install -y -qq $(if $(FORCE),--reinstall )$(SYSTEM_PACKAGES) >/dev/null; \
 	  after=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
-	  if [ "$$after" = absent ] || ! command -v softhsm2-util >/dev/null || \
-	      ! ls $(OPENCRYPTOKI_TOOLS) >/dev/null 2>&1; then \
-	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB), softhsm2-util or $(OPENCRYPTOKI_TOOLS) is missing" >&2; exit 1; \
+	  if [ "$$after" = absent ] || ! command -v softhsm2-util >/dev/null; then \
+	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or softhsm2-util is missing" >&2; exit 1; \
+	  fi; \
+	  if $(OPENCRYPTOKI_MISSING); then \
+	    echo "system-deps: apt-get finished but one of $(OPENCRYPTOKI_TOOLS) is missing" >&2; exit 1; \
 	  fi; \
 	  if [ -n "$(FORCE)" ] && [ "$$before" = "$$after" ]; then \
 	    echo "system-deps: $(SOFTHSM_LIB) was not replaced (inode $$after): nothing was installed" >&2; exit 1; \

@@ -28,6 +28,7 @@ if [ "$1" = install ] && [ -z "${FAKE_APT_NOOP:-}" ]; then
   /bin/mkdir -p "${FAKE_LIB%/*}"
   echo lib > "$FAKE_LIB.new" && /bin/mv "$FAKE_LIB.new" "$FAKE_LIB"
   printf '#!/bin/bash\\necho 2.6.1\\n' > "$FAKE_BIN/softhsm2-util" && /bin/chmod +x "$FAKE_BIN/softhsm2-util"
+  for t in pkcsslotd pkcsconf; do echo > "$FAKE_BIN/$t" && /bin/chmod +x "$FAKE_BIN/$t"; done
 fi
 """
 
@@ -62,7 +63,8 @@ def fake(tmp_path):
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
         cmd = [MAKE, "-s", "--no-print-directory", "-C", str(ROOT), "system-deps",
-               f"SOFTHSM_LIB={lib}", *args]
+               f"SOFTHSM_LIB={lib}", f"OPENCRYPTOKI_TOOLS={bin_}/pkcsslotd {bin_}/pkcsconf",
+               *args]
         return subprocess.run(cmd, env=env | extra, capture_output=True, text=True, timeout=60)
 
     def calls() -> list[str]:
