@@ -120,3 +120,33 @@ def popen_python(code: str) -> subprocess.Popen:
         [sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
+
+
+# ---- the second PKCS#11 module: opencryptoki's soft token ------------------------------
+# hsm-setup/opencryptoki-token.sh starts pkcsslotd and initializes the machine's one soft
+# token (opencryptoki 3.8.1 has one per machine) as "appliance-test". Missing opencryptoki
+# is a failure, not a skip: `make test` installs it (make system-deps).
+OPENCRYPTOKI_SETUP = ROOT / "hsm-setup" / "opencryptoki-token.sh"
+OPENCRYPTOKI_STATE = Path(os.environ.get("APPLIANCE_OPENCRYPTOKI_STATE",
+                                         "/var/lib/appliance-hsm-test/opencryptoki"))
+
+
+def opencryptoki_setup(state_dir: Path = OPENCRYPTOKI_STATE,
+                       label: str = "appliance-test") -> subprocess.CompletedProcess:
+    return subprocess.run([str(OPENCRYPTOKI_SETUP), str(state_dir), label],
+                          capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def opencryptoki_config():
+    """An HSMConfig for the opencryptoki test token (set up on first use)."""
+    import json
+
+    from hsm.config import HSMConfig
+
+    r = opencryptoki_setup()
+    assert r.returncode == 0, f"opencryptoki set-up failed: {r.stderr.strip()}"
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return HSMConfig(token_label=out["label"], module=out["module"],
+                     pin_file=Path(out["pin_file"]))
