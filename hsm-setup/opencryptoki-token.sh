@@ -48,7 +48,7 @@ for _ in $(seq 50); do { alive && [ ! -S /var/run/pkcsslotd.socket ]; } || break
 if ! { alive && [ -S /var/run/pkcsslotd.socket ]; }; then
   rm -f /var/run/pkcsslotd.pid /var/run/pkcsslotd.socket
   # not holding the lock (fd 9) or our output open for the life of the daemon
-  # in its own session: pkcsslotd 3.8 signals its process group when it daemonizes
+  # in its own session, detached from the caller's
   setsid pkcsslotd </dev/null >/dev/null 2>&1 9>&- || die "pkcsslotd did not start"
   for _ in $(seq 50); do [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
   [ -S /var/run/pkcsslotd.socket ] || die "pkcsslotd did not open its socket"
