@@ -44,12 +44,13 @@ import logging
 import os
 import secrets
 import sys
+import tomllib
 from pathlib import Path
 
 from api.client import ApplianceAPIError
 from appliance import cli_client, init_hsm
 from appliance.cli_client import add_client_arguments, client_from_args, emit
-from appliance.config import ROLE_NAME, ROLES, ConfigError, load_toml, write_toml
+from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
 from appliance.policy import Policy, PolicyError
 from appliance.tls import write_private
@@ -122,19 +123,23 @@ def cluster_mapping(cluster_id: str, infos: list[dict], users: list[dict]) -> di
 POLICY_TABLES = ("policy", "signing", "key_changes", "policy_change")
 
 
-def policy_tables(path: Path, cluster: dict) -> dict:
-    """The policy tables of the TOML file ``path`` (rules only: the users and nodes come from
-    ``cluster``), checked as the nodes will read them: a ConfigError says what is wrong."""
-    tables = load_toml(path)
+def cluster_toml_text(cluster: dict, policy_file: Path | None) -> str:
+    """cluster.toml: the cluster, its nodes and users, then the policy file's rules verbatim
+    (comments kept; only POLICY_TABLES), checked as the nodes will read them."""
+    text = dumps_toml(cluster)
+    if policy_file is None:
+        return text
+    tables = load_toml(policy_file)
     extra = sorted(set(tables) - set(POLICY_TABLES))
     if extra:
-        raise ConfigError(f"{path}: only {', '.join(POLICY_TABLES)} tables belong in a policy file "
-                          f"(users come from --user), not {', '.join(extra)}")
+        raise ConfigError(f"{policy_file}: only {', '.join(POLICY_TABLES)} tables belong in a policy "
+                          f"file (users come from --user), not {', '.join(extra)}")
+    text += f"\n# the policy's rules, from {policy_file.name}\n" + policy_file.read_text()
     try:
-        Policy.from_mapping({**cluster, **tables})
+        Policy.from_mapping(tomllib.loads(text))
     except PolicyError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return tables
+        raise ConfigError(f"{policy_file}: {exc}") from None
+    return text
 
 
 # ---------------------------------------------------------------------------------------
@@ -527,10 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                 if any(ROLE_NAME.match(r) is None for r in rl):
                     raise SystemExit(f"error: role names are [a-z][a-z0-9_-]* (built in: {', '.join(ROLES)})")
                 users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
-            mapping = cluster_mapping(args.id, infos, users)
-            if args.policy is not None:
-                mapping.update(policy_tables(args.policy, mapping))
-            write_toml(args.out, mapping)
+            text = cluster_toml_text(cluster_mapping(args.id, infos, users), args.policy)
+            write_private_file(args.out, text)
             print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
             return 0
         if args.cmd == "serve":
