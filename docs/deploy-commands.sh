@@ -2,12 +2,13 @@
 # section verbatim (tests/cluster/test_deploy_doc.py checks that) and the test runs them on three
 # "hosts" on this machine: 127.0.0.1, 127.0.0.2 and 127.0.0.3, each with its own directory and
 # its own SoftHSM2 token. A section line says where its commands run:
-#   @ node         on each of the three node hosts, with NODE_ID, STATE, ADDR set for that host
+#   @ node         on each of the three node hosts, with node-settings' variables set for it
 #   @ workstation  on the operator's (and the users') machine; shell variables carry over
 #   @ manual       shown, not run by the test (package installation, systemctl)
 #   @ file         a file's content, shown (the test reads the systemd unit's ExecStart)
 # The test replaces `scp` by a local copy (node-N:/var/lib/appliance/... is host N's STATE) and
-# `systemctl enable --now appliance` by starting the unit's ExecStart on that host.
+# `systemctl enable --now appliance` by starting the unit's ExecStart on that host (with its
+# Environment; /var/lib/appliance and /opt/hsm there are host N's STATE and HSM_DIR).
 
 # ---- section install @ manual
 apt-get install -y python3-venv softhsm2 openssl curl   # softhsm2: only for a software token
@@ -15,14 +16,27 @@ python3 -m venv /opt/appliance
 /opt/appliance/bin/pip install ./threshold-appliance    # a checkout of this repository
 ln -s /opt/appliance/bin/appliance /usr/local/bin/appliance
 useradd --system --home-dir /var/lib/appliance --create-home --shell /usr/sbin/nologin appliance
+install -d -o appliance -g appliance -m 0700 /opt/hsm   # the software token and its PIN
 
 # ---- section node-settings @ manual
 NODE_ID=node-1              # node-2, node-3 on the other two hosts
 STATE=/var/lib/appliance    # the node's directory (0700, the appliance user's)
+HSM_DIR=/opt/hsm            # the SoftHSM2 token, its configuration and PIN (not in STATE)
 ADDR=10.0.0.1:8443          # the address the node listens on, as its peers and clients reach it
+export SOFTHSM2_CONF=$HSM_DIR/softhsm2.conf
+
+# ---- section token @ node
+mkdir -p "$HSM_DIR/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$HSM_DIR" > "$SOFTHSM2_CONF"
+(umask 077 && openssl rand -hex 16 > "$HSM_DIR/hsm.pin")        # the token's user PIN
+softhsm2-util --init-token --free --label "$NODE_ID" \
+    --so-pin "$(openssl rand -hex 16)" --pin "$(cat "$HSM_DIR/hsm.pin")"
 
 # ---- section init @ node
-appliance init --dir "$STATE" --node-id "$NODE_ID" --listen "$ADDR" --url "https://$ADDR"
+appliance init --dir "$STATE" --node-id "$NODE_ID" --listen "$ADDR" --url "https://$ADDR" \
+    --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label "$NODE_ID" \
+    --pin-file "$HSM_DIR/hsm.pin"
 cat >> "$STATE/node.toml" <<'EOF'
 
 [audit]
@@ -88,6 +102,7 @@ Wants=network-online.target
 User=appliance
 UMask=0077
 LimitCORE=0
+Environment=SOFTHSM2_CONF=/opt/hsm/softhsm2.conf
 ExecStart=/usr/local/bin/appliance serve --config /var/lib/appliance/node.toml
 Restart=on-failure
 

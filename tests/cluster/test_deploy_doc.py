@@ -91,11 +91,13 @@ _host_path() {  # node-N:/var/lib/appliance/X is host N's STATE/X; anything else
 scp() { cp "$(_host_path "$1")" "$(_host_path "$2")"; }
 systemctl() {
   [ "$*" = "enable --now appliance" ] || { echo "systemctl stand-in: $*" >&2; return 2; }
-  local cmd
+  local cmd env
   cmd=$(sed -n 's/^ExecStart=//p' "$UNIT")
+  env=$(sed -n 's/^Environment=//p' "$UNIT")
   cmd=${cmd//\/usr\/local\/bin\/appliance/appliance}
   cmd=${cmd//\/var\/lib\/appliance/$STATE}
-  $cmd < /dev/null > "$STATE/../serve.log" 2>&1 &
+  env=${env//\/opt\/hsm/$HSM_DIR}
+  env $env $cmd < /dev/null > "$STATE/../serve.log" 2>&1 &
   echo $! >> "$PIDS"
 }
 '''
@@ -130,9 +132,11 @@ def program(base: Path, ports: list[int]) -> str:
         if where == "node":
             for i in range(3):
                 host = base / "hosts" / f"node-{i + 1}"
+                hsm = host / "hsm"
                 out.append(f"( cd {shlex.quote(str(host))}\n  NODE_ID=node-{i + 1} "
-                           f"STATE={shlex.quote(str(host / 'state'))} ADDR={ADDRESSES[i]}:{ports[i]}\n"
-                           f"{text}\n)")
+                           f"STATE={shlex.quote(str(host / 'state'))} HSM_DIR={shlex.quote(str(hsm))} "
+                           f"ADDR={ADDRESSES[i]}:{ports[i]}\n"
+                           f"  export SOFTHSM2_CONF=$HSM_DIR/softhsm2.conf\n{text}\n)")
                 if name == "init":  # the test's own settings, before the node first starts
                     out.append(f'"$PYTHON" -c "from tests.cluster.test_deploy_doc import override_node; '
                                f'from pathlib import Path; override_node(Path(\'{host / "state"}\'), {i})"')
@@ -182,9 +186,13 @@ def test_the_documented_commands_take_three_hosts_to_a_verified_signature(tmp_pa
     logs = "".join((tmp_path / "hosts" / f"node-{i + 1}" / "serve.log").read_text()[-1500:]
                    for i in range(3) if (tmp_path / "hosts" / f"node-{i + 1}" / "serve.log").exists())
     assert p.returncode == 0, f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}\nlogs:\n{logs}"
-    # each host made its own token with its own SoftHSM2 configuration
+    # each host made its own token with its own SoftHSM2 configuration, and init used it
     for i in range(3):
-        assert (tmp_path / "hosts" / f"node-{i + 1}" / "state" / "hsm" / "softhsm2.conf").exists()
+        host = tmp_path / "hosts" / f"node-{i + 1}"
+        hsm = tomllib.loads((host / "state" / "node.toml").read_text())["hsm"]
+        assert hsm["token_label"] == f"node-{i + 1}" and hsm["pin_file"] == str(host / "hsm" / "hsm.pin")
+        assert hsm["module"] == "/usr/lib/softhsm/libsofthsm2.so" and "softhsm_conf" not in hsm
+        assert any((host / "hsm" / "tokens").iterdir())
     # OpenSSL's command line verified the signature, and `appliance audit verify` passed
     assert "Signature Verified Successfully" in p.stdout
     assert re.search(r"^OK", p.stdout, re.M), p.stdout[-3000:]
