@@ -7,8 +7,9 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test soak bench lint setup system-deps clean
 
-# System packages (Debian/Ubuntu, apt-get): one list, add a package here.
-SYSTEM_PACKAGES ?= softhsm2 libsofthsm2
+# System packages (Debian/Ubuntu, apt-get): one list, add a package here (openssl and curl:
+# the commands of docs/deploy.md, run by tests/cluster/test_deploy_doc.py).
+SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 openssl curl
 # apt-get runs as root: directly when we are root (SUDO empty, the usual case in containers
 # and CI), through sudo otherwise; `make system-deps SUDO=` forces the root form. apt-get
 # gets its environment through `env`, so an empty SUDO never makes `VAR=value` the command.
