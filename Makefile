@@ -9,11 +9,16 @@ PYTEST_ARGS ?=
 
 # System packages (Debian/Ubuntu, apt-get): one list, add a package here. opencryptoki: the
 # second PKCS#11 module the HSM tests probe (hsm/README.md, "Modules tested";
-# hsm-setup/opencryptoki-token.sh starts its daemon and makes its token).
-SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki
+# hsm-setup/opencryptoki-token.sh starts its daemon and makes its token); openssl and curl: the
+# commands of docs/deploy.md (run by tests/cluster/test_deploy_doc.py); prometheus: promtool,
+# which checks the metrics exposition in make test.
+SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki openssl curl prometheus
 OPENCRYPTOKI_TOOLS ?= /usr/sbin/pkcsslotd /usr/sbin/pkcsconf
 # true when one of them is missing (shell builtins only)
 OPENCRYPTOKI_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),[ ! -x "$(t)" ] ||) false
+# the commands the other packages bring (true when one is missing)
+COMMANDS ?= softhsm2-util openssl curl promtool
+COMMANDS_MISSING := $(foreach c,$(COMMANDS),! command -v $(c) >/dev/null ||) false
 # apt-get runs as root: directly when we are root (SUDO empty, the usual case in containers
 # and CI), through sudo otherwise; `make system-deps SUDO=` forces the root form. apt-get
 # gets its environment through `env`, so an empty SUDO never makes `VAR=value` the command.
@@ -25,7 +30,7 @@ APT_GET := env DEBIAN_FRONTEND=noninteractive apt-get
 FORCE ?=
 
 system-deps:
-	@if [ -n "$(FORCE)" ] || [ ! -e "$(SOFTHSM_LIB)" ] || ! command -v softhsm2-util >/dev/null || \
+	@if [ -n "$(FORCE)" ] || [ ! -e "$(SOFTHSM_LIB)" ] || $(COMMANDS_MISSING) || \
 	    $(OPENCRYPTOKI_MISSING); then \
 	  set -e; \
 	  before=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
@@ -33,8 +38,8 @@ system-deps:
 	  $(SUDO) $(APT_GET) update -qq; \
 	  $(SUDO) $(APT_GET) install -y -qq $(if $(FORCE),--reinstall )$(SYSTEM_PACKAGES) >/dev/null; \
 	  after=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
-	  if [ "$$after" = absent ] || ! command -v softhsm2-util >/dev/null; then \
-	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or softhsm2-util is missing" >&2; exit 1; \
+	  if [ "$$after" = absent ] || $(COMMANDS_MISSING); then \
+	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or one of $(COMMANDS) is missing" >&2; exit 1; \
 	  fi; \
 	  if $(OPENCRYPTOKI_MISSING); then \
 	    echo "system-deps: apt-get finished but one of $(OPENCRYPTOKI_TOOLS) is missing" >&2; exit 1; \

@@ -164,13 +164,7 @@ class ApplianceClient:
     async def create_key(self, threshold: int, nodes: list[str] | None = None, *,
                          paillier_bits: int | None = None, timeout: float = 600.0) -> dict:
         """Run a DKG and wait for it: ``key_id``, ``public_key`` (hex), ``threshold``, ``nodes``..."""
-        body: dict[str, Any] = {"threshold": threshold}
-        if nodes is not None:
-            body["nodes"] = nodes
-        if paillier_bits is not None:
-            body["paillier_bits"] = paillier_bits
-        params = {"threshold": threshold, **({"nodes": nodes} if nodes is not None else {})}
-        op = await self._signed_post("/v1/keys", body, action="keygen", params=params)
+        op = await self.start_key_creation(threshold, nodes, paillier_bits=paillier_bits)
         op = await self.wait_operation(op["operation_id"], timeout)
         result = op.get("result") or {}
         key = dict(result.get("key") or {})
@@ -178,6 +172,18 @@ class ApplianceClient:
         key.setdefault("public_key", result.get("public_key"))
         key["operation_id"] = op["operation_id"]
         return key
+
+    async def start_key_creation(self, threshold: int, nodes: list[str] | None = None, *,
+                                 paillier_bits: int | None = None) -> dict:
+        """Ask for a DKG and return its operation at once (``operation_id``, ``status``:
+        ``pending`` while it waits for the admin quorum: :meth:`approve_operation`)."""
+        body: dict[str, Any] = {"threshold": threshold}
+        if nodes is not None:
+            body["nodes"] = nodes
+        if paillier_bits is not None:
+            body["paillier_bits"] = paillier_bits
+        params = {"threshold": threshold, **({"nodes": nodes} if nodes is not None else {})}
+        return await self._signed_post("/v1/keys", body, action="keygen", params=params)
 
     async def list_keys(self) -> list[dict]:
         return (await self.request("GET", "/v1/keys"))["keys"]

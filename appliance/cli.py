@@ -44,11 +44,15 @@ import logging
 import os
 import secrets
 import sys
+import tomllib
 from pathlib import Path
 
-from appliance import init_hsm
-from appliance.config import ROLE_NAME, ROLES, ConfigError, write_toml
+from api.client import ApplianceAPIError
+from appliance import cli_client, init_hsm
+from appliance.cli_client import add_client_arguments, client_from_args, emit
+from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
+from appliance.policy import Policy, PolicyError
 from appliance.tls import write_private
 from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
                                  stage_certificate)
@@ -116,34 +120,39 @@ def cluster_mapping(cluster_id: str, infos: list[dict], users: list[dict]) -> di
     }
 
 
+POLICY_TABLES = ("policy", "signing", "key_changes", "policy_change")
+
+
+def cluster_toml_text(cluster: dict, policy_file: Path | None) -> str:
+    """cluster.toml: the cluster, its nodes and users, then the policy file's rules verbatim
+    (comments kept; only POLICY_TABLES), checked as the nodes will read them."""
+    text = dumps_toml(cluster)
+    if policy_file is None:
+        return text
+    tables = load_toml(policy_file)
+    extra = sorted(set(tables) - set(POLICY_TABLES))
+    if extra:
+        raise ConfigError(f"{policy_file}: only {', '.join(POLICY_TABLES)} tables belong in a policy "
+                          f"file (users come from --user), not {', '.join(extra)}")
+    text += f"\n# the policy's rules, from {policy_file.name}\n" + policy_file.read_text()
+    try:
+        Policy.from_mapping(tomllib.loads(text))
+    except PolicyError as exc:
+        raise ConfigError(f"{policy_file}: {exc}") from None
+    return text
+
+
 # ---------------------------------------------------------------------------------------
 # client helpers
-
-
-def _client(args):
-    from api.client import ApplianceClient
-
-    url = args.url or os.environ.get("APPLIANCE_URL")
-    user = args.user or os.environ.get("APPLIANCE_USER")
-    key = args.key or os.environ.get("APPLIANCE_KEY")
-    cert = args.server_cert or os.environ.get("APPLIANCE_SERVER_CERT")
-    ca_file = args.ca_file or os.environ.get("APPLIANCE_CA_FILE")
-    if not (url and user and key):
-        raise SystemExit("error: --url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
-    if cert and ca_file:
-        raise SystemExit("error: give one of --server-cert (pin the node's certificate) and --ca-file "
-                         "(trust a CA, check the host name)")
-    pem = Path(cert).read_text() if cert else None
-    return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem, ca_file=ca_file)
 
 
 async def _cmd_cluster(args) -> int:
     """``cluster tls-certs`` (the pins in force) and ``cluster rotate-cert`` (a signed update)."""
     from appliance.policy import load_private_key
 
-    async with _client(args) as c:
+    async with client_from_args(args) as c:
         if args.cluster_cmd == "tls-certs":
-            _print(await c.tls_certs())
+            emit(args, await c.tls_certs())
             return 0
         update = await c.cert_update(args.node_id, args.cert.read_text())
         for spec in args.sign:
@@ -151,12 +160,8 @@ async def _cmd_cluster(args) -> int:
             if not (uid and path):
                 raise SystemExit("error: --sign takes USER:PRIVATE_KEY_PEM_FILE")
             update = update.signed_by(uid, load_private_key(Path(path).read_bytes()))
-        _print(await c.rotate_tls_cert(update.to_json()))
+        emit(args, await c.rotate_tls_cert(update.to_json()))
     return 0
-
-
-def _print(obj) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def _cmd_key_import(args) -> int:
@@ -219,18 +224,21 @@ def _cmd_backup(args) -> int:
 async def _cmd_key(args) -> int:
     if args.key_cmd == "import":
         return _cmd_key_import(args)
-    async with _client(args) as c:
+    async with client_from_args(args) as c:
         if args.key_cmd == "submit-import":
             bundle = json.loads(args.bundle.read_text())
-            _print(await c.import_key(bundle, refresh=args.refresh))
+            emit(args, await c.import_key(bundle, refresh=args.refresh))
             return 0
         if args.key_cmd == "create":
             nodes = args.nodes.split(",") if args.nodes else None
-            _print(await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
+            if args.no_wait:
+                emit(args, await c.start_key_creation(args.threshold, nodes, paillier_bits=args.paillier_bits))
+            else:
+                emit(args, await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
         elif args.key_cmd == "list":
-            _print(await c.list_keys())
+            emit(args, await c.list_keys())
         else:
-            _print(await c.get_key(args.key_id))
+            emit(args, await c.get_key(args.key_id))
     return 0
 
 
@@ -238,7 +246,7 @@ async def _cmd_sign(args) -> int:
     if (args.digest is None) == (args.message is None):
         raise SystemExit("error: give exactly one of --digest and --message")
     digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
-    async with _client(args) as c:
+    async with client_from_args(args) as c:
         signers = args.signers.split(",") if args.signers else None
         req = await c.request_signature(args.key_id, digest, signers=signers,
                                         derivation_path=args.derivation_path)
@@ -246,21 +254,21 @@ async def _cmd_sign(args) -> int:
             print(f"request {req['request_id']} waits for approval "
                   f"(appliance approve {req['request_id']} as an approver)", file=sys.stderr)
         if args.no_wait:
-            _print(req)
+            emit(args, req)
             return 0
-        _print(await c.wait_signature(req["request_id"], timeout=args.timeout))
+        emit(args, await c.wait_signature(req["request_id"], timeout=args.timeout))
     return 0
 
 
 async def _cmd_approve(args) -> int:
-    async with _client(args) as c:
+    async with client_from_args(args) as c:
         if args.show:
-            _print(await c.get_sign_request(args.request_id))
+            emit(args, await c.get_sign_request(args.request_id))
             return 0
         if args.reject:
-            _print(await c.reject(args.request_id))
+            emit(args, await c.reject(args.request_id))
         else:
-            _print(await c.approve(args.request_id))
+            emit(args, await c.approve(args.request_id))
     return 0
 
 
@@ -373,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", default="appliance")
     p.add_argument("--node-info", nargs="+", required=True, type=Path)
     p.add_argument("--user", action="append", default=[], help="ID:ROLE[,ROLE]:PUBLIC_KEY_PEM_FILE")
+    p.add_argument("--policy", type=Path, help="a TOML file with the policy's rules ([signing], "
+                   "[key_changes], [policy_change], [policy]), checked and written into cluster.toml")
 
     p = sub.add_parser("serve", help="run a node")
     p.add_argument("--config", required=True, type=Path)
@@ -385,13 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="DIR")
     p.add_argument("--paillier-bits", type=int, default=3072, choices=(2048, 3072))
 
-    def client_args(p):
-        p.add_argument("--url")
-        p.add_argument("--user")
-        p.add_argument("--key", help="the user's private key PEM file")
-        p.add_argument("--server-cert", help="the node's certificate PEM to pin")
-        p.add_argument("--ca-file", help="CA certificates (PEM) to trust for the node's certificate, "
-                       "host name checked (a node with a certificate from your CA)")
+    client_args = add_client_arguments
 
     p = sub.add_parser("key", help="keys: create, list, show")
     ks = p.add_subparsers(dest="key_cmd", required=True)
@@ -400,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threshold", type=int, required=True)
     q.add_argument("--nodes", help="comma-separated node ids (default all)")
     q.add_argument("--paillier-bits", type=int, choices=(2048, 3072))
+    q.add_argument("--no-wait", action="store_true",
+                   help="print the operation and return (it may wait for the admin quorum: "
+                        "appliance operation approve / wait)")
     q = ks.add_parser("list")
     client_args(q)
     q = ks.add_parser("show")
@@ -485,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
         "co-signatures, and that it reaches the newest checkpoint the peers witnessed (--anchor "
         "FILE or --anchor-url URL); names the first entry missing, altered or out of order, or "
         "the cut"))
+    cli_client.add_commands(sub, a)
     return ap
 
 
@@ -524,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                 if any(ROLE_NAME.match(r) is None for r in rl):
                     raise SystemExit(f"error: role names are [a-z][a-z0-9_-]* (built in: {', '.join(ROLES)})")
                 users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
-            write_toml(args.out, cluster_mapping(args.id, infos, users))
+            text = cluster_toml_text(cluster_mapping(args.id, infos, users), args.policy)
+            write_private_file(args.out, text)
             print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
             return 0
         if args.cmd == "serve":
@@ -559,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "approve":
             return asyncio.run(_cmd_approve(args))
+        if args.cmd in ("operation", "signature") or (args.cmd == "audit" and args.audit_cmd != "verify"):
+            return asyncio.run(cli_client.run(args))
         if args.cmd == "audit":
             from appliance.audit.command import run_verify_args
 
@@ -566,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, HSMError) as exc:  # e.g. a token without the mechanisms the node needs
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ApplianceAPIError as exc:
+        return cli_client.report_api_error(args, exc)
+    except TimeoutError as exc:
+        print(f"error: timeout: {exc}", file=sys.stderr)
+        return cli_client.EXIT_TIMEOUT
     except KeyboardInterrupt:
         return 130
     return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,13 @@ def key_3of5(tmp_path_factory):
 @pytest.fixture(scope="session")
 def key_3of3(tmp_path_factory):
     return _key_fixture(tmp_path_factory, 3, 3, 2048)
+
+
+SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@pytest.fixture(scope="session")
+def softhsm_installed() -> None:
+    """SoftHSM2 is installed (``make system-deps`` installs it): missing fails, never skips."""
+    if not (os.path.exists(SOFTHSM_LIB) and shutil.which("softhsm2-util")):
+        pytest.fail(f"SoftHSM2 is not installed ({SOFTHSM_LIB}, softhsm2-util): run `make system-deps`")

@@ -285,7 +285,7 @@ REFUSED = b'{"error":{"code":"unauthenticated","message":"metrics need the scrap
 
 @on_cluster
 async def test_metrics_need_the_scrapers_bearer_token(cluster):
-    from tests.cluster.test_metrics import _install_promtool
+    from tests.cluster.test_metrics import promtool_path
 
     assert await _scrape(cluster, 0) == (401, REFUSED, 'Bearer realm="appliance-metrics"')
     token0, token1 = cluster.metrics_token(0), cluster.metrics_token(1)
@@ -297,9 +297,7 @@ async def test_metrics_need_the_scrapers_bearer_token(cluster):
     assert "appliance_build_info" in await cluster.metrics(1)
     # a user's signed request still reads them (ApplianceClient.metrics)
     assert "appliance_sign_requests_total" in await cluster.client("auditor").metrics()
-    promtool = _install_promtool()
-    if promtool is None:
-        pytest.skip("promtool unavailable")
+    promtool = promtool_path()
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), (r.stdout + r.stderr).decode()
 
