@@ -145,6 +145,8 @@ class HSMConfig:
         unknown = set(m) - known
         if unknown:
             raise HSMConfigError(f"unknown HSM settings: {', '.join(sorted(unknown))}")
+        if not isinstance(m.get("token_label"), str) or not m["token_label"]:
+            raise HSMConfigError("[hsm] token_label: required (the label of the node's token)")
         kw = dict(m)
         for k in ("pin_file", "softhsm_conf"):
             if kw.get(k) is not None:

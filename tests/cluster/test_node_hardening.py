@@ -237,7 +237,8 @@ def _node_toml(tmp_path: Path, text: str):
     (tmp_path / "cluster.toml").write_text(
         '[cluster]\nid = "c"\n[[nodes]]\nid = "node-1"\nindex = 0\nurl = "https://127.0.0.1:1"\n'
         'tls_cert = "x"\nidentity_key = "02"\ntransport_key = "04"\n')
-    (tmp_path / "node.toml").write_text('[node]\nid = "node-1"\n' + text)
+    (tmp_path / "node.toml").write_text('[node]\nid = "node-1"\n' + text + '\n[hsm]\ntoken_label = "node-1"\n'
+                                         'pin_env = "NODE_PIN"\n')
     return load_node_config(tmp_path / "node.toml")
 
 

@@ -172,3 +172,9 @@ def test_a_pin_in_node_toml_is_a_config_error_naming_the_key(tmp_path):
         f"{d / 'node.toml'}: [hsm] pin: the PIN is never read from the configuration; set "
         "pin_env (an environment variable) or pin_file (a file outside the node's data "
         "directory)")
+
+
+def test_a_node_toml_without_a_token_label_is_a_config_error_naming_it():
+    """(was a TypeError from the dataclass: HSMConfig.__init__() missing 'token_label')"""
+    with pytest.raises(HSMConfigError, match=r"^\[hsm\] token_label: required \(the label of the node's token\)$"):
+        HSMConfig.from_mapping({"pin_env": "NODE_PIN"})
