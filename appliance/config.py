@@ -74,15 +74,21 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import tomli_w
+from msgspec import Struct
+
+from appliance.config_schema import ClusterFile, HttpTable, MetricsTable, NodeFile, NodeTable
 from appliance.errors import ApplianceError
 from appliance.fsmodes import make_private_dir, write_private_file
-from appliance.ids import GRAMMARS, is_id
+from appliance.schema import decode
 from hsm.config import HSMConfig
 from hsm.errors import HSMError
 
@@ -122,25 +128,24 @@ class ClusterConfig:
         raise ConfigError(f"no node has index {index}")
 
     @classmethod
-    def from_mapping(cls, m: dict) -> "ClusterConfig":
-        c = m.get("cluster", {})
-        nodes = []
-        for n in m.get("nodes", []):
-            try:
-                nodes.append(PeerInfo(
-                    id=str(n["id"]), index=int(n["index"]), url=str(n["url"]).rstrip("/"),
-                    tls_cert=str(n["tls_cert"]), identity_key=bytes.fromhex(n["identity_key"]),
-                    transport_key=bytes.fromhex(n["transport_key"]),
-                ))
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ConfigError(f"bad [[nodes]] entry: {exc}") from None
-        bad_ids = [n.id for n in nodes if not is_id("node_id", n.id)]
-        if bad_ids:
-            raise ConfigError(f"node ids must match {GRAMMARS['node_id'].pattern}: {bad_ids}")
-        if len({n.id for n in nodes}) != len(nodes) or len({n.index for n in nodes}) != len(nodes):
-            raise ConfigError("node ids and indices must be unique")
-        # [[users]] belong to the policy (appliance.policy.Policy.from_mapping checks them)
-        return cls(id=str(c.get("id", "cluster")), nodes=tuple(sorted(nodes, key=lambda n: n.index)))
+    def from_mapping(cls, m: dict, *, source: str | Path | None = None) -> "ClusterConfig":
+        """From a parsed cluster.toml (``source``: its path, named in every error)."""
+        f = decode(m, ClusterFile, ConfigError, source=str(source) if source else None)
+        where = f"{source}: " if source else ""
+        nodes = [PeerInfo(id=n.id, index=n.index, url=n.url.rstrip("/"), tls_cert=n.tls_cert,
+                          identity_key=bytes.fromhex(n.identity_key),
+                          transport_key=bytes.fromhex(n.transport_key)) for n in f.nodes]
+        for attr in ("id", "index"):
+            seen: set = set()
+            for i, n in enumerate(nodes):
+                v = getattr(n, attr)
+                if v in seen:
+                    raise ConfigError(f"{where}[[nodes]] #{i + 1} {attr}: {v!r} is used by "
+                                      "another node (node ids and indices must be unique)")
+                seen.add(v)
+        # [[users]] and the other policy tables belong to the policy (appliance.policy.Policy
+        # checks them with its own schema)
+        return cls(id=f.cluster.id, nodes=tuple(sorted(nodes, key=lambda n: n.index)))
 
 
 METRICS_AUTH = ("bearer", "mtls", "none")
@@ -158,23 +163,14 @@ class MetricsConfig:
     legacy_open: bool = False
 
 
-def _metrics_config(base: Path, m: dict, node: dict) -> MetricsConfig:
-    if not isinstance(m, dict):
-        raise ConfigError("[metrics] must be a table")
-    auth = m.get("auth", "bearer")
-    if auth not in METRICS_AUTH:
-        raise ConfigError(f"[metrics] auth must be one of {', '.join(METRICS_AUTH)}")
-    certs = m.get("client_certs", [])
-    if not isinstance(certs, list) or not all(isinstance(c, str) and c for c in certs):
-        raise ConfigError("[metrics] client_certs must be a list of PEM file names")
-    if auth == "mtls" and not certs:
-        raise ConfigError('[metrics] auth = "mtls" needs client_certs (the scraper\'s certificates)')
-    token = m.get("bearer_token_file", "metrics.token")
-    if not isinstance(token, str) or not token:
-        raise ConfigError("[metrics] bearer_token_file must be a file name")
-    return MetricsConfig(auth=auth, bearer_token_file=_resolve(base, token),
-                         client_certs=tuple(_resolve(base, c) for c in certs),
-                         legacy_open=node.get("metrics_open") is True and "auth" not in m)
+def _metrics_config(source: Path, base: Path, m: MetricsTable, node: NodeTable,
+                    auth_given: bool) -> MetricsConfig:
+    if m.auth == "mtls" and not m.client_certs:
+        raise ConfigError(f"{source}: [metrics] client_certs: auth = \"mtls\" needs the "
+                          "scraper's certificates")
+    return MetricsConfig(auth=m.auth, bearer_token_file=_resolve(base, m.bearer_token_file),
+                         client_certs=tuple(_resolve(base, c) for c in m.client_certs),
+                         legacy_open=node.metrics_open is True and not auth_given)
 
 
 @dataclass(frozen=True)
@@ -186,15 +182,18 @@ class HttpLimits:
     max_connections_per_peer: int = 256
 
     @classmethod
-    def from_mapping(cls, m: dict) -> "HttpLimits":
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown [http] settings: {sorted(unknown)}")
-        lim = cls(**{k: type(getattr(cls, k))(v) for k, v in m.items()})
-        if min(lim.header_timeout_s, lim.body_timeout_s, lim.idle_timeout_s) <= 0 \
-                or min(lim.max_connections_per_client, lim.max_connections_per_peer) < 1:
-            raise ConfigError("[http] timeouts must be positive and connection caps at least 1")
-        return lim
+    def from_table(cls, t: HttpTable) -> "HttpLimits":
+        return cls(**{f: getattr(t, f) for f in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_mapping(cls, m: dict, *, source: str | Path | None = None) -> "HttpLimits":
+        """From node.toml's ``[http]`` table (checked by :class:`HttpTable`)."""
+        t = decode({"http": m}, NodeHttpOnly, ConfigError, source=str(source) if source else None)
+        return cls.from_table(t.http)
+
+
+class NodeHttpOnly(Struct, forbid_unknown_fields=True):
+    http: HttpTable
 
 
 @dataclass(frozen=True)
@@ -221,6 +220,7 @@ class NodeConfig:
     cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
     audit_checkpoint_every: int = 100
     http: HttpLimits = field(default_factory=HttpLimits)
+    cluster_path: Path | None = None  # where cluster_mapping was read (named in policy errors)
 
     @property
     def me(self) -> PeerInfo:
@@ -266,101 +266,95 @@ def load_toml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+def _table(m: dict, name: str) -> dict:
+    t = m.get(name, {})
+    return t if isinstance(t, dict) else {}
+
+
 def load_node_config(path: str | Path) -> NodeConfig:
+    """node.toml (:class:`NodeFile`) and the cluster.toml it names (:class:`ClusterFile`);
+    a :class:`ConfigError` names the file, the table and the key of the first problem."""
     path = Path(path).resolve()
     m = load_toml(path)
-    if set(m.get("testing", {})) - {"prime_file"}:
+    extra = sorted(set(_table(m, "testing")) - {"prime_file"})
+    if extra:
         # fault injection is an object a test passes in (appliance/faults.py), never a setting
-        raise ConfigError(f"{path}: [testing] takes only prime_file, not "
-                          f"{sorted(set(m['testing']) - {'prime_file'})}")
-    _check_audit_db(path, m.get("audit", {}))
+        raise ConfigError(f"{path}: [testing] {extra[0]}: unknown key: [testing] takes only "
+                          "prime_file (fault injection is an object tests pass in, never a setting)")
+    _check_audit_db(path, _table(m, "audit"))
+    if "pin" in _table(m, "hsm"):
+        try:
+            HSMConfig.from_mapping(_table(m, "hsm"))  # the PIN is never a setting: its message
+        except HSMError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    f = decode(m, NodeFile, ConfigError, source=str(path))
     base = path.parent
-    cluster_path = _resolve(base, m.get("cluster", "cluster.toml"))
+    cluster_path = _resolve(base, f.cluster)
     cluster_raw = load_toml(cluster_path)
-    cluster = ClusterConfig.from_mapping(cluster_raw)
-    node = m.get("node", {})
-    tls = m.get("tls", {})
-    hsm = dict(m.get("hsm", {}))
+    cluster = ClusterConfig.from_mapping(cluster_raw, source=cluster_path)
+    hsm = {k: v for k, v in msgspec.structs.asdict(f.hsm).items() if v is not None}
     for k in ("pin_file", "softhsm_conf"):
         if hsm.get(k):
             hsm[k] = str(_resolve(base, hsm[k]))
     try:
-        HSMConfig.from_mapping(hsm)  # e.g. a pin key: refused now, not at every retry
+        HSMConfig.from_mapping(hsm)  # e.g. no PIN source, a label over 32 bytes: refused now
     except HSMError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    testing = dict(m.get("testing", {}))
-    primes = m.get("primes", {})
-    audit = m.get("audit", {})
-    try:
-        node_id = str(node["id"])
-        listen = str(node.get("listen", "127.0.0.1:8443"))
-        host, _, port = listen.rpartition(":")
-        cfg = NodeConfig(
-            path=path, node_id=node_id, listen_host=host or "127.0.0.1", listen_port=int(port),
-            db=_resolve(base, node.get("db", "node.db")),
-            tls_cert=_resolve(base, tls.get("cert", "tls/node.crt")),
-            tls_key=_resolve(base, tls.get("key", "tls/node.key")),
-            hsm=hsm, cluster=cluster,
-            paillier_bits=int(node.get("paillier_bits", 3072)),
-            round_timeout_s=float(node.get("round_timeout_s", 30.0)),
-            job_timeout_s=float(node.get("job_timeout_s", 300.0)),
-            workers=int(node.get("workers", 2)),
-            metrics=_metrics_config(base, m.get("metrics", {}), node),
-            presign_pool=int(node.get("presign_pool", 0)),
-            prime_pool_target=int(primes.get("pool_target", 2)),
-            prime_file=_resolve(base, testing.get("prime_file")),
-            lifecycle_interval_s=float(node.get("lifecycle_interval_s", 2.0)),
-            policy_file=_resolve(base, m.get("policy")),
-            cluster_mapping=cluster_raw,
-            audit_checkpoint_every=int(audit.get("checkpoint_every", 100)),
-            http=HttpLimits.from_mapping(dict(m.get("http", {}))),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: bad [node] settings: {exc}") from None
-    if cfg.paillier_bits not in (2048, 3072):
-        raise ConfigError("paillier_bits must be 2048 or 3072")
-    cluster.node(node_id)  # must be in the cluster
+    node = f.node
+    host, _, port = node.listen.rpartition(":")
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"{path}: [node] listen: the port must be 1 to 65535, got "
+                          f"str {json.dumps(node.listen)}")
+    cfg = NodeConfig(
+        path=path, node_id=node.id, listen_host=host or "127.0.0.1", listen_port=int(port),
+        db=_resolve(base, node.db),
+        tls_cert=_resolve(base, f.tls.cert), tls_key=_resolve(base, f.tls.key),
+        hsm=hsm, cluster=cluster,
+        paillier_bits=node.paillier_bits, round_timeout_s=node.round_timeout_s,
+        job_timeout_s=node.job_timeout_s, workers=node.workers,
+        metrics=_metrics_config(path, base, f.metrics, node, "auth" in _table(m, "metrics")),
+        presign_pool=node.presign_pool, prime_pool_target=f.primes.pool_target,
+        prime_file=_resolve(base, f.testing.prime_file),
+        lifecycle_interval_s=node.lifecycle_interval_s,
+        policy_file=_resolve(base, f.policy), cluster_mapping=cluster_raw,
+        audit_checkpoint_every=f.audit.checkpoint_every,
+        http=HttpLimits.from_table(f.http), cluster_path=cluster_path,
+    )
+    if all(n.id != node.id for n in cluster.nodes):
+        raise ConfigError(f"{path}: [node] id: {node.id!r} is not a node of {cluster_path} "
+                          f"([[nodes]]: {', '.join(n.id for n in cluster.nodes) or 'none'})")
     return cfg
 
 
-# -- writing TOML (the small subset the appliance writes) ----------------------------------
+# -- writing TOML (tomli-w) ----------------------------------------------------------------
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        if "\n" in v:
-            if "'''" in v:
-                raise ConfigError("cannot write this string to TOML")
-            return "'''\n" + v + "'''"
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _plain(v: Any) -> Any:
+    """``v`` as TOML can hold it: paths as strings, tuples as arrays, None left out of
+    tables (TOML has no null: an absent key is the default)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items() if x is not None}
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        if any(x is None for x in v):
+            raise ConfigError("cannot write None inside a TOML array")
+        return [_plain(x) for x in v]
     if isinstance(v, Path):
-        return _toml_value(str(v))
-    raise ConfigError(f"cannot write {type(v).__name__} to TOML")
+        return str(v)
+    return v
 
 
 def dumps_toml(m: dict) -> str:
-    """Top-level scalars, then tables, then arrays of tables (one level deep)."""
-    out: list[str] = []
-    scalars = {k: v for k, v in m.items() if not isinstance(v, dict)
-               and not (isinstance(v, list) and v and isinstance(v[0], dict))}
-    for k, v in scalars.items():
-        out.append(f"{k} = {_toml_value(v)}")
-    for k, v in m.items():
-        if isinstance(v, dict):
-            out.append(f"\n[{k}]")
-            out += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None]
-    for k, v in m.items():
-        if isinstance(v, list) and v and isinstance(v[0], dict):
-            for item in v:
-                out.append(f"\n[[{k}]]")
-                out += [f"{kk} = {_toml_value(vv)}" for kk, vv in item.items() if vv is not None]
-    return "\n".join(out) + "\n"
+    """``m`` as TOML text (tomli-w). Multi-line strings such as PEM stay readable unless
+    that would change them (tomli-w writes a CR LF in one as LF): then every string is
+    written escaped on one line. Read back, the text gives ``m`` (None values left out)."""
+    plain = _plain(m)
+    try:
+        text = tomli_w.dumps(plain, multiline_strings=True)
+        if tomllib.loads(text) != plain:
+            text = tomli_w.dumps(plain)
+    except TypeError as exc:
+        raise ConfigError(f"cannot write this to TOML: {exc}") from None
+    return text
 
 
 def write_toml(path: Path, m: dict) -> None:
@@ -368,6 +362,4 @@ def write_toml(path: Path, m: dict) -> None:
     path = Path(path)
     if not path.parent.exists():
         make_private_dir(path.parent)
-    text = dumps_toml(m)
-    tomllib.loads(text)  # round-trip check
-    write_private_file(path, text)
+    write_private_file(path, dumps_toml(m))

@@ -162,9 +162,14 @@ async def test_connections_per_client_are_capped_and_peers_have_their_own_budget
 
 def test_http_limits_come_from_the_node_configuration():
     assert HttpLimits() == HttpLimits(20.0, 60.0, 60.0, 128, 256)  # production defaults
-    lim = HttpLimits.from_mapping({"header_timeout_s": 1, "max_connections_per_client": "4"})
+    lim = HttpLimits.from_mapping({"header_timeout_s": 1, "max_connections_per_client": 4})
     assert (lim.header_timeout_s, lim.max_connections_per_client, lim.body_timeout_s) == (1.0, 4, 60.0)
-    with pytest.raises(ConfigError, match="unknown"):
-        HttpLimits.from_mapping({"header_timeout": 1})
-    with pytest.raises(ConfigError, match="positive"):
-        HttpLimits.from_mapping({"idle_timeout_s": 0})
+    # typed: a string is not read as a number, and every error names the table and the key
+    for bad, message in (
+            ({"header_timeout": 1}, "[http] header_timeout: unknown key (did you mean header_timeout_s?)"),
+            ({"idle_timeout_s": 0}, "[http] idle_timeout_s: expected float > 0.0, got int 0"),
+            ({"max_connections_per_client": "4"},
+             '[http] max_connections_per_client: expected int, got str "4"')):
+        with pytest.raises(ConfigError) as e:
+            HttpLimits.from_mapping(bad)
+        assert str(e.value) == message

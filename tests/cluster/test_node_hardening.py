@@ -249,10 +249,13 @@ def test_metrics_config_is_authenticated_unless_explicitly_open(tmp_path):
     assert (cfg.metrics.auth, cfg.metrics.legacy_open) == ("bearer", True)
     assert cfg.metrics.bearer_token_file == tmp_path / "metrics.token"
     assert _node_toml(tmp_path, '[metrics]\nauth = "none"\n').metrics.auth == "none"
-    for bad, message in (('[metrics]\nauth = "open"\n', "auth must be one of bearer, mtls, none"),
-                         ('[metrics]\nauth = "mtls"\n', "needs client_certs")):
-        with pytest.raises(ConfigError, match=message):
+    for bad, message in (('[metrics]\nauth = "open"\n',
+                          '[metrics] auth: must be one of bearer, mtls, none, got str "open"'),
+                         ('[metrics]\nauth = "mtls"\n',
+                          '[metrics] client_certs: auth = "mtls" needs the scraper\'s certificates')):
+        with pytest.raises(ConfigError) as e:
             _node_toml(tmp_path, bad)
+        assert str(e.value) == f"{tmp_path / 'node.toml'}: {message}"
 
 
 def test_metrics_auth_checks_the_exact_bearer_grammar(tmp_path):

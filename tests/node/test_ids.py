@@ -57,8 +57,10 @@ def test_node_ids_in_the_cluster_configuration_follow_the_grammar():
     from appliance.config import ClusterConfig
 
     node = {"index": 1, "url": "https://h:1", "tls_cert": "x", "identity_key": "02", "transport_key": "02"}
-    with pytest.raises(ConfigError, match="node ids must match"):
-        ClusterConfig.from_mapping({"nodes": [dict(node, id="node/1")]})
+    with pytest.raises(ConfigError) as e:
+        ClusterConfig.from_mapping({"nodes": [dict(node, id="node/1")]}, source="cluster.toml")
+    assert str(e.value) == ("cluster.toml: [[nodes]] #1 id: expected str matching regex "
+                            "'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', got str \"node/1\"")
 
 
 def test_no_service_code_pastes_a_value_into_a_url():
