@@ -98,9 +98,9 @@ def _known(t: mi.Type | None) -> list[str]:
     return [f.encode_name for f in t.fields] if isinstance(t, mi.StructType) else []
 
 
-def explain(exc: msgspec.ValidationError, root_type: Any, value: Any) -> str:
+def explain(exc: msgspec.ValidationError, root_type: Any, value: Any, where: str = "") -> str:
     """``[table] key: problem`` for a msgspec validation error of ``value`` (decoded as
-    ``root_type``)."""
+    ``root_type``); ``where``: the table ``value`` itself is (when it is not the file)."""
     root = mi.type_info(root_type)
     m = _AT.match(str(exc))
     assert m is not None
@@ -128,16 +128,17 @@ def explain(exc: msgspec.ValidationError, root_type: Any, value: Any) -> str:
             problem = problem[:1].lower() + problem[1:]
             problem = re.sub(r", got \w+$", "", problem) + f", got {_shown(got)}"
     table, key = _where(root, steps)
-    label = " ".join(p for p in (table, key) if p)
+    label = " ".join(p for p in (where, table, key) if p)
     return f"{label}: {problem}" if label else problem
 
 
 def decode(value: Any, typ: type[T], error: Callable[[str], Exception], *,
-           source: str | None = None) -> T:
+           source: str | None = None, where: str = "") -> T:
     """``value`` (a parsed TOML/JSON mapping) as ``typ``, strictly; on a problem, raise
-    ``error(f"{source}: {table} {key}: {problem}")``."""
+    ``error(f"{source}: {table} {key}: {problem}")`` (``where``: the table ``value`` is, when
+    it is one table of a file rather than the file)."""
     try:
         return msgspec.convert(value, typ, strict=True)
     except msgspec.ValidationError as exc:
-        text = explain(exc, typ, value)
+        text = explain(exc, typ, value, where)
         raise error(f"{source}: {text}" if source else text) from None

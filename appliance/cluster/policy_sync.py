@@ -22,13 +22,19 @@ log = logging.getLogger("appliance.node")
 
 
 def base_policy(config) -> Policy:
-    """The policy file named in node.toml, else the policy tables of cluster.toml."""
+    """The policy file named in node.toml, else the policy tables of cluster.toml; a policy
+    that does not load is a :class:`ConfigError` naming the file, the table and the key (or
+    the rule nobody can meet)."""
+    if config.policy_file is not None:
+        try:
+            return Policy.load(config.policy_file)  # its errors name the file
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
     try:
-        if config.policy_file is not None:
-            return Policy.load(config.policy_file)
         return Policy.from_mapping(config.cluster_mapping)
     except PolicyError as exc:
-        raise ConfigError(f"the cluster policy does not load: {exc}") from None
+        source = getattr(config, "cluster_path", None) or "cluster.toml"
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 class PolicySync:

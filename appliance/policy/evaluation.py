@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from appliance.errors import PolicyDenied
 from appliance.policy.grammar import ALLOWED, DENIED, PENDING, SIGN, PolicyError
 from appliance.policy.model import ApprovalGroup, Policy, User
 from appliance.policy.paths import normalize_path, path_matches
+from appliance.policy.satisfiable import assign
 from appliance.policy.statements import APPROVAL_BINDING, Approval, Request, SignedRequest
 
 
@@ -58,33 +59,6 @@ def deny(reason: str, message: str, subject: str | None = None) -> Decision:
 #: rate-limit usage: the number of signatures already made with ``key_id`` in the last
 #: ``window_s`` seconds; an int (already counted for the rule's window) or a callable
 Usage = int | Callable[[str, int], int]
-
-
-def _assign(groups: Sequence[ApprovalGroup], people: Sequence[User]) -> tuple[list[str], list]:
-    """Count distinct people towards groups (each person fills at most one slot): a maximum
-    bipartite matching people -> slots. Returns (counted ids, [(roles, missing)])."""
-    slots = [gi for gi, g in enumerate(groups) for _ in range(g.count)]
-    owner: dict[int, int] = {}  # slot -> person index
-
-    def try_place(pi: int, seen: set[int]) -> bool:
-        for si, gi in enumerate(slots):
-            if si in seen or not any(people[pi].has(r) for r in groups[gi].roles):
-                continue
-            seen.add(si)
-            if si not in owner or try_place(owner[si], seen):
-                owner[si] = pi
-                return True
-        return False
-
-    for pi in range(len(people)):
-        try_place(pi, set())
-    counted = sorted(people[pi].id for pi in owner.values())
-    missing = []
-    for gi, g in enumerate(groups):
-        filled = sum(1 for si, sg in enumerate(slots) if sg == gi and si in owner)
-        if filled < g.count:
-            missing.append((g.roles, g.count - filled))
-    return counted, missing
 
 
 def in_hours(hours: tuple[int, int], now: float) -> bool:
@@ -250,7 +224,7 @@ def evaluate(
         groups = (ApprovalGroup(policy.key_changes.roles, policy.key_changes.quorum),)
         people = [initiator, *counted_people]  # the requesting admin counts
 
-    counted, missing = _assign(groups, people)
+    counted, missing = assign(groups, people)
     if missing:
         need = "; ".join(f"{n} more of {'/'.join(r)}" for r, n in missing)
         note = f" ({', '.join(expired_approvals)}: approval expired)" if expired_approvals else ""

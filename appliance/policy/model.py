@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from appliance.canonical import canonical_json, sha256_hex
 from appliance.errors import ApplianceError
 from appliance.payloads.rules import TxRules
@@ -28,6 +30,8 @@ from appliance.policy.grammar import (
 )
 from appliance.policy.keys import UserKey
 from appliance.policy.paths import parse_pattern
+from appliance.policy.satisfiable import quorum_problem, signing_problem
+from appliance.policy.schema import check_policy_schema
 
 
 @dataclass(frozen=True)
@@ -230,12 +234,13 @@ class Policy:
         ids = [u.id for u in self.users]
         want(len(set(ids)) == len(ids), "user ids must be unique")
         object.__setattr__(self, "_by_id", {u.id: u for u in self.users})
-        for name, rule in (("key_changes", self.key_changes),
-                           ("policy_change", self.policy_change)):
-            holders = [u for u in self.users if any(u.has(r) for r in rule.roles)]
-            want(len(holders) >= rule.quorum,
-                 f"{name}: quorum {rule.quorum} but only {len(holders)} user(s) hold "
-                 f"{'/'.join(rule.roles)}: the cluster could never change it")
+        # a rule no set of the users can ever meet is refused here, naming the rule
+        for problem in (
+                quorum_problem("[key_changes]", self.key_changes, self.users, "its keys"),
+                quorum_problem("[policy_change]", self.policy_change, self.users, "its policy"),
+                signing_problem("[signing]", self.signing, self.users),
+                *(signing_problem(f"[signing.keys.{k}]", r, self.users) for k, r in self.key_rules)):
+            want(problem is None, str(problem))
 
     # -- look-ups ----------------------------------------------------------------------
     def user(self, user_id: str) -> User | None:
@@ -282,6 +287,7 @@ class Policy:
     @classmethod
     def from_mapping(cls, m: Mapping) -> Policy:
         want(isinstance(m, Mapping), "a policy is a table")
+        check_policy_schema(m)  # unknown keys and wrong types, naming the table and the key
         only_fields(m, ("policy", "users", "signing", "key_changes", "policy_change",
                   "cluster", "nodes"), "the policy file")
         p = m.get("policy", {})
@@ -335,11 +341,15 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
+        """The policy file at ``path``; a :class:`PolicyError` names the file."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
-        return cls.from_toml(text)
+        try:
+            return cls.from_toml(text)
+        except PolicyError as exc:
+            raise PolicyError(f"{path}: {exc}") from None
 
     @classmethod
     def from_json(cls, data: bytes | str | Mapping) -> Policy:
@@ -348,46 +358,19 @@ class Policy:
         return cls.from_mapping(data)
 
     def to_toml(self) -> str:
-        """A TOML file whose policy has the same hash."""
+        """A TOML file whose policy has the same hash (tomli-w; unset values left out)."""
         c = self.canonical()
-        out = ["[policy]"]
-        out += [f"{k} = {_toml(v)}" for k, v in c["policy"].items()]
-        for u in c["users"]:
-            out += ["", "[[users]]"] + [f"{k} = {_toml(v)}" for k, v in u.items()]
-        keys = c["signing"].pop("keys")
-        out += ["", "[signing]"] + [f"{k} = {_toml(v)}" for k, v in c["signing"].items()
-                                    if v is not None]
-        for kid, r in keys.items():
-            out += ["", f"[signing.keys.{_toml(kid)}]"]
-            out += [f"{k} = {_toml(v)}" for k, v in r.items() if v is not None]
-        for name in ("key_changes", "policy_change"):
-            out += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in c[name].items()]
-        return "\n".join(out) + "\n"
+
+        def drop_none(v: Any) -> Any:
+            return {k: drop_none(x) for k, x in v.items() if x is not None} \
+                if isinstance(v, dict) else v
+
+        return tomli_w.dumps(drop_none(c), multiline_strings=False)
 
     def summary(self) -> dict:
         """What a client needs to make statements (e.g. for ``GET /v1/policy``)."""
         return {"cluster_id": self.cluster_id, "policy_hash": self.hash,
                 "version": self.version, "policy": self.canonical()}
-
-
-def _toml(v: Any) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        s = v.replace("\\", "\\\\").replace('"', '\\"')
-        s = "".join(c if ord(c) >= 0x20 and c != "\x7f" else f"\\u{ord(c):04x}" for c in s)
-        return f'"{s}"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
-    raise PolicyError(f"cannot write {type(v).__name__} as TOML")
-
-
 
 
 DEFAULT_ROLES = ("initiator", "approver", "admin", "auditor")

@@ -129,7 +129,7 @@ def test_rules_per_key_inherit_default(pol):
 
 
 @pytest.mark.parametrize("bad, msg", [
-    ('[policy]\ncluster_id = "x"\n[signing]\nbogus = 1', "unknown field"),
+    ('[policy]\ncluster_id = "x"\n[signing]\nbogus = 1', r"^\[signing\] bogus: unknown key \(known: initiator_roles, "),
     ('[policy]\ncluster_id = "x"\nversion = -1', "version"),
     ('[policy]\ncluster_id = "x"\n[signing]\nderivation_paths = ["m/**/0"]', "may only end"),
     ('[policy]\ncluster_id = "x"\n[signing]\nhours_utc = [25, 3]', "hours_utc"),

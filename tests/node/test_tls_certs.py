@@ -100,9 +100,11 @@ def test_init_with_an_operator_certificate(tmp_path, ca, capsys):
 
 @pytest.fixture(scope="module")
 def admins():
-    keys = {u: generate_user_key("ed25519") for u in ("admin", "admin2", "approver")}
+    # an initiator too: a policy whose signing rule nobody can meet does not load
+    keys = {u: generate_user_key("ed25519") for u in ("admin", "admin2", "approver", "initiator")}
     base = default_policy("local", {u: pub.decode() for u, (_, pub) in keys.items()},
-                          roles={"admin": ["admin"], "admin2": ["admin"], "approver": ["approver"]}).canonical()
+                          roles={"admin": ["admin"], "admin2": ["admin"], "approver": ["approver"],
+                                 "initiator": ["initiator"]}).canonical()
     base["policy_change"]["quorum"] = 2
     return Policy.from_mapping(base), {u: priv for u, (priv, _) in keys.items()}
 
