@@ -81,8 +81,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coincurve
 import msgspec
 import tomli_w
+from cryptography.hazmat.primitives.asymmetric import ec
 from msgspec import Struct
 
 from appliance.config_schema import ClusterFile, HttpTable, MetricsTable, NodeFile, NodeTable
@@ -135,6 +137,11 @@ class ClusterConfig:
         nodes = [PeerInfo(id=n.id, index=n.index, url=n.url.rstrip("/"), tls_cert=n.tls_cert,
                           identity_key=bytes.fromhex(n.identity_key),
                           transport_key=bytes.fromhex(n.transport_key)) for n in f.nodes]
+        for i, n in enumerate(nodes):
+            for attr, curve, ok in (("identity_key", "secp256k1", _on_secp256k1),
+                                    ("transport_key", "P-256", _on_p256)):
+                if not ok(getattr(n, attr)):
+                    raise ConfigError(f"{where}[[nodes]] #{i + 1} {attr}: not a point on {curve}")
         for attr in ("id", "index"):
             seen: set = set()
             for i, n in enumerate(nodes):
@@ -146,6 +153,22 @@ class ClusterConfig:
         # [[users]] and the other policy tables belong to the policy (appliance.policy.Policy
         # checks them with its own schema)
         return cls(id=f.cluster.id, nodes=tuple(sorted(nodes, key=lambda n: n.index)))
+
+
+def _on_secp256k1(b: bytes) -> bool:
+    try:
+        coincurve.PublicKey(b)
+    except ValueError:
+        return False
+    return True
+
+
+def _on_p256(b: bytes) -> bool:
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b)
+    except ValueError:
+        return False
+    return True
 
 
 METRICS_AUTH = ("bearer", "mtls", "none")

@@ -20,7 +20,8 @@ ClusterId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
 FileName = Annotated[str, Meta(min_length=1, max_length=4096)]
 Listen = Annotated[str, Meta(pattern=r"^[^\s]*:[0-9]{1,5}$")]
 Seconds = Annotated[float, Meta(gt=0, le=7 * 86400)]
-Hex = Annotated[str, Meta(pattern=r"^([0-9a-fA-F]{2})*$", max_length=4096)]
+IdentityKey = Annotated[str, Meta(pattern=r"^0[23][0-9a-fA-F]{64}$")]  # compressed secp256k1
+TransportKey = Annotated[str, Meta(pattern=r"^04[0-9a-fA-F]{128}$")]   # uncompressed P-256
 EnvVar = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
@@ -106,8 +107,8 @@ class NodeEntry(_Table):
     index: Annotated[int, Meta(ge=0, le=10_000)]
     url: Annotated[str, Meta(pattern=r"^https://[^\s/?#]+/?$")]  # the node's base URL
     tls_cert: str
-    identity_key: Hex
-    transport_key: Hex
+    identity_key: IdentityKey
+    transport_key: TransportKey
 
 
 class ClusterFile(_Table):

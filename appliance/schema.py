@@ -116,6 +116,12 @@ def explain(exc: msgspec.ValidationError, root_type: Any, value: Any, where: str
             close = difflib.get_close_matches(name, _known(here), n=1, cutoff=0.6)
             problem = "unknown key" + (f" (did you mean {close[0]}?)" if close else
                                        f" (known: {', '.join(_known(here))})")
+            if len(steps) == 1 and not where and isinstance(_value_at(value, steps), dict):
+                known = [k for k in _known(here)
+                         if isinstance(_strip(_type_at(root, [k]) or mi.AnyType()), mi.StructType)]
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                return f"[{name}]: unknown table" + (f" (did you mean [{close[0]}]?)" if close
+                                                     else f" (known: {', '.join(known)})")
         else:
             problem = f"missing required {_kind(_type_at(root, steps))}"
     else:
@@ -124,7 +130,7 @@ def explain(exc: msgspec.ValidationError, root_type: Any, value: Any, where: str
         if msg.startswith("Invalid enum value") and isinstance(t, mi.LiteralType):
             problem = (f"must be one of {', '.join(str(v) for v in t.values)}, got {_shown(got)}")
         else:
-            problem = msg.replace("`object`", "`table`").replace("`", "")
+            problem = msg.replace("`object`", "`table`").replace(" | null`", "`").replace("`", "")
             problem = problem[:1].lower() + problem[1:]
             problem = re.sub(r", got \w+$", "", problem) + f", got {_shown(got)}"
     table, key = _where(root, steps)

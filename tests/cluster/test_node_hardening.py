@@ -236,7 +236,8 @@ def _node_toml(tmp_path: Path, text: str):
 
     (tmp_path / "cluster.toml").write_text(
         '[cluster]\nid = "c"\n[[nodes]]\nid = "node-1"\nindex = 0\nurl = "https://127.0.0.1:1"\n'
-        'tls_cert = "x"\nidentity_key = "02"\ntransport_key = "04"\n')
+        'tls_cert = "x"\nidentity_key = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"\n'
+        'transport_key = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"\n')
     (tmp_path / "node.toml").write_text('[node]\nid = "node-1"\n' + text + '\n[hsm]\ntoken_label = "node-1"\n'
                                          'pin_env = "NODE_PIN"\n')
     return load_node_config(tmp_path / "node.toml")

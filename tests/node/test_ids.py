@@ -53,10 +53,16 @@ def test_peer_client_refuses_a_pasted_path():
         asyncio.run(client.request(peer, "GET", "/v1/peer/health"))
 
 
+G_SECP256K1 = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"  # generators
+G_P256 = ("046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+          "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+
 def test_node_ids_in_the_cluster_configuration_follow_the_grammar():
     from appliance.config import ClusterConfig
 
-    node = {"index": 1, "url": "https://h:1", "tls_cert": "x", "identity_key": "02", "transport_key": "02"}
+    node = {"index": 1, "url": "https://h:1", "tls_cert": "x", "identity_key": G_SECP256K1,
+            "transport_key": G_P256}
     with pytest.raises(ConfigError) as e:
         ClusterConfig.from_mapping({"nodes": [dict(node, id="node/1")]}, source="cluster.toml")
     assert str(e.value) == ("cluster.toml: [[nodes]] #1 id: expected str matching regex "
