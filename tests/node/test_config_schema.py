@@ -293,8 +293,19 @@ def test_what_init_and_local_cluster_write_reads_back(tmp_path):
     d = tmp_path / "one"
     info = init_node(d, "node-9", hsm=SoftHSMSetup(d / "hsm"), listen="127.0.0.1:1",
                      url="https://127.0.0.1:1", paillier_bits=2048)
-    write_toml(d / "cluster.toml", {"cluster": {"id": "c"}, "nodes": [dict(
-        {k: v for k, v in info.items() if k != "sealing"}, index=0)], "users": []})
+    assert info["id"] == "node-9"
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    users = []
+    for uid, role in (("ini", "initiator"), ("bob", "approver"), ("adm", "admin")):
+        (keys / f"{uid}.pub.pem").write_bytes(generate_user_key("ed25519")[1])
+        users += ["--user", f"{uid}:{role}:{keys / f'{uid}.pub.pem'}"]
+    r = subprocess.run([sys.executable, "-m", "appliance.cli", "cluster-config", "--id", "c", "--out",
+                        str(d / "cluster.toml"), "--node-info", str(d / "node-info.json"), *users],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert r.returncode == 0, r.stderr
     cfg = load_node_config(d / "node.toml")
     assert (cfg.node_id, cfg.presign_pool, cfg.workers, cfg.metrics.bearer_token_file) == (
         "node-9", 2, 2, d / "metrics.token")
+    assert cfg.me.tls_cert == info["tls_cert"] and cfg.me.identity_key.hex() == info["identity_key"]
+    assert sorted(u.id for u in base_policy(cfg).users) == ["adm", "bob", "ini"]
