@@ -62,8 +62,8 @@ def test_cluster_config_refuses_a_quorum_nobody_can_reach(tmp_path, capsys):
     pol.write_text('[key_changes]\nroles = ["admin"]\nquorum = 2\n')
     assert main([*args, "--policy", str(pol)]) == 1
     assert capsys.readouterr().err == (
-        f"error: {pol}: key_changes: quorum 2 but only 1 user(s) hold admin: the cluster could "
-        "never change it\n")
+        f'error: {pol}: [key_changes] quorum: 2 distinct users with role "admin" are needed but '
+        "only 1 user holds it (admin): the cluster could never change its keys\n")
     assert not (tmp_path / "cluster.toml").exists()
 
 
