@@ -100,7 +100,8 @@ async def create_sign_request(request: web.Request) -> web.Response:
     req = await node_of(request).signing.create(
         user_of(request), request.match_info["key_id"], body.digest, body.derivation_path,
         body.signers, body.payload, body.payload_type, request=body.request, network=body.network)
-    return json_response(with_public_errors(req), 202)
+    # 202: created; 200: the same request sent again (same initiator and nonce): the first one
+    return json_response(with_public_errors(req.view), 202 if req.new else 200)
 
 
 async def list_sign_requests(request: web.Request) -> web.Response:
@@ -277,10 +278,13 @@ ROUTES: tuple[Route, ...] = (
           "Approve a key operation waiting for the admin quorum", "user", ANY_ROLE, body=bodies.Decide,
           response=bodies.Operation, example=_DECISION, responses=(200, 400, 401, 403, 404, 409, 422, 503)),
     Route("POST", "/v1/keys/{key_id}/sign-requests", create_sign_request,
-          "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved",
+          "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved. "
+          "The statement's nonce is the idempotency key: 202 a new request; 200 the same request sent "
+          "again under the initiator's nonce (to any node, signed again or not): the first request, as "
+          "it is now; 409 nonce_reused: a different request under that nonce",
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
-          responses=(202, 400, 401, 403, 404, 409, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
     Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE,
           response=bodies.SignRequestList),
     Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
