@@ -117,7 +117,8 @@ class Node:
         kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder,
                                 key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer)
         self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run,
-                               key_store=store, operations=store, statements=store, peers=link)
+                               key_store=store, operations=store, statements=store, peers=link,
+                               claims=self.request_claims)
         self.signing = SignRequests(rt, self.recorder, self.shares, self.reader, self.health, self.quarantine,
                                     self.request_use, self.pools, self.coordinator.run, self.request_claims,
                                     requests=store,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
@@ -48,6 +48,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _CONTEXT = b"threshold-appliance/request-claim/v1\x00"
 MAX_SIGNERS = 64
+
+
+class Created(NamedTuple):
+    """What a create gives: the request's (or operation's) view, and whether this call made it
+    (False: a retry, answered with the first one: HTTP 200 instead of 202)."""
+
+    view: dict
+    new: bool
 
 
 class NonceReused(ServiceError):

@@ -97,6 +97,10 @@ async def peer_claim_request(request: web.Request) -> web.Response:
                                                                  peer_index_of(request)))
 
 
+async def peer_request_operation(request: web.Request) -> web.Response:
+    return json_response(with_public_errors(node_of(request).keys.peer_operation_of(request.match_info["request_id"])))
+
+
 async def peer_checkpoint(request: web.Request) -> web.Response:
     body = await body_json(request)
     return json_response(node_of(request).cosigning.witness(body, peer_index_of(request)))
@@ -148,6 +152,9 @@ ROUTES: tuple[Route, ...] = (
           "Peer: claim a request id (one per initiator and nonce) for a request kept by the calling "
           "node; the first claim wins and is answered", "peer", body=bodies.PeerObject,
           responses=(200, 400, 403)),
+    Route("GET", "/v1/peer/requests/{request_id}", peer_request_operation,
+          "Peer: the key operation of a request this node keeps (another node answers a retry with it)",
+          "peer", responses=(200, 403, 404)),
     Route("POST", "/v1/peer/audit/checkpoints", peer_checkpoint,
           "Peer: co-sign another node's audit checkpoint", "peer", body=bodies.PeerObject,
           responses=(200, 400, 403, 409)),

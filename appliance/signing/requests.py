@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from typing import Any, AsyncIterator, Callable, NamedTuple
+from typing import Any, AsyncIterator, Callable
 
 from appliance import payloads
 from appliance.cluster.health import PeerHealth
@@ -34,7 +34,7 @@ from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, D
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
 from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, SignRequestStore, StatementStore
 from appliance.recorder import Recorder
-from appliance.request_claims import NonceReused, RequestClaims
+from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
 from appliance.signing import states
@@ -51,14 +51,6 @@ FAULT_PREFIX = "testfault."
 
 #: how long a node answering for another waits for that node to finish creating the request
 CREATING_WAIT_S = 15.0
-
-
-class Created(NamedTuple):
-    """What ``create`` gives: the request's view, and whether this call created it (False: a
-    retry, answered with the first request)."""
-
-    view: dict
-    new: bool
 
 
 def fault_digest(digest_hex: str) -> str:

@@ -106,3 +106,32 @@ async def test_the_first_sending_raced_to_two_nodes_makes_one_request(cluster):
     pending = [r["request_id"] for node in range(3)
                for r in await cluster.client("initiator", node=node).pending_requests()]
     assert pending.count(a["request_id"]) == 1
+
+
+async def test_a_retried_key_operation_is_the_first_operation(cluster):
+    pol = await cluster.client("admin").policy()
+    nonce, statuses = f"keygen-{time.time_ns()}", []
+
+    async def post(node: int, later: int, threshold: int) -> dict:
+        sr = make_request(cluster.user_keys["admin"], cluster_id=pol["cluster_id"], policy_hash=pol["policy_hash"],
+                          initiator="admin", now=time.time() + later, ttl_s=600, action="keygen",
+                          params={"threshold": threshold}, nonce=nonce)
+        client = cluster.client("admin", node=node)
+        check = client.observe
+
+        def observe(method, path, status, ctype, body):
+            statuses.append(status)
+            if check is not None:
+                check(method, path, status, ctype, body)
+
+        client.observe = observe
+        return await client.request("POST", "/v1/keys", {"threshold": threshold, "request": sr.to_json()})
+
+    first = await post(0, 0, 2)
+    again = await post(1, 1, 2)
+    assert statuses == [202, 200] and again["operation_id"] == first["operation_id"]
+    done = await cluster.client("admin").wait_operation(first["operation_id"], 120)
+    assert done["status"] == "done"
+    await _nonce_reused(post(2, 2, 3))
+    keys = await cluster.client("admin", node=1).list_keys()
+    assert [k["key_id"] for k in keys].count(done["key_id"]) == 1
