@@ -37,7 +37,7 @@ _BAD_INPUT = (
     "missing_approval", "bad_approval", "decision_mismatch", "bad_forward", "bad_public_key",
     "no_chain_code", "bad_kind", "bad_policy_update", "bad_cert_update", "bad_tls_certificate",
     # peers: jobs, frames, reservations, checkpoints
-    "bad_job", "bad_batch", "bad_reservation", "bad_checkpoint",
+    "bad_job", "bad_batch", "bad_reservation", "bad_checkpoint", "bad_claim",
     # payloads (appliance/payloads: PayloadError)
     "malformed_psbt", "malformed_eth_tx", "malformed_eip712", "payload_too_large", "wrong_type",
     "bad_key", "bad_address", "bad_address_kind", "missing_utxo", "chain_id_required",
@@ -59,6 +59,7 @@ STATUS: dict[str, int] = {
     "presignature_unavailable": 409, "old_state_mismatch": 409, "old_state_unconfirmed": 409,
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
     "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,
+    "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
     "body_too_large": 413,
     "import_share_unreadable": 422, "import_share_rejected": 422,
     "internal": 500, "bad_config": 500, "bad_policy": 500, "sealed_data_corrupt": 500,

@@ -20,7 +20,7 @@ from appliance.errors import ApplianceError
 
 #: id kind -> its exact grammar (fullmatch)
 GRAMMARS: dict[str, re.Pattern[str]] = {
-    "request_id": re.compile(r"req_[0-9a-f]{32}"),   # SHA-256 of the signed statement, cut
+    "request_id": re.compile(r"req_[0-9a-f]{32}"),   # SHA-256 of (cluster, initiator, nonce), cut
     "key_id": re.compile(r"key_[0-9a-f]{24}"),
     "op_id": re.compile(r"op_[0-9a-f]{24}"),
     "job_id": re.compile(r"job_[0-9a-f]{24}"),

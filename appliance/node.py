@@ -19,6 +19,7 @@ and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None u
 ``node.cert_rotation``         the pinned TLS certificates in force, their signed updates
 ``node.cosigning``             the audit log's checkpoints co-signed by the peers
 ``node.request_use``           a sign request reserved once, cluster-wide
+``node.request_claims``        one request per (initiator, nonce), cluster-wide (idempotency)
 =============================  ==========================================================
 """
 
@@ -58,6 +59,7 @@ from appliance.pools.presign_job import PresignJob
 from appliance.pools.primes import PrimeSupply
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.recorder import Recorder
+from appliance.request_claims import RequestClaims
 from appliance.request_use import RequestUse
 from appliance.runtime import HSMSigner, Runtime
 from appliance.signing.reading import PayloadReader
@@ -90,6 +92,7 @@ class Node:
         self.health = PeerHealth(rt, link, hsm)
         self.quarantine = QuarantineService(rt, self.recorder, audit)
         self.request_use = RequestUse(rt, key_store=store, replay=store, hsm=hsm, peers=link)
+        self.request_claims = RequestClaims(rt, replay=store, peers=link)
         self.table = JobTable()
         kinds: dict[str, JobKind] = {}
         self.frames = FrameExchange(rt, self.table, self.health, hsm=hsm, signer=signer, replay=store, peers=link)
@@ -114,9 +117,11 @@ class Node:
         kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder,
                                 key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer)
         self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run,
-                               key_store=store, operations=store, statements=store, peers=link)
+                               key_store=store, operations=store, statements=store, peers=link,
+                               claims=self.request_claims)
         self.signing = SignRequests(rt, self.recorder, self.shares, self.reader, self.health, self.quarantine,
-                                    self.request_use, self.pools, self.coordinator.run, requests=store,
+                                    self.request_use, self.pools, self.coordinator.run, self.request_claims,
+                                    requests=store,
                                     statements=store, key_store=store, presigs=store, peers=link)
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)

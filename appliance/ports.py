@@ -367,7 +367,8 @@ class CertUpdateStore(Protocol):
 
 
 class ReplayStore(Protocol):
-    """Used job ids and sign-request reservations (durable: never run or sign twice)."""
+    """Used job ids, sign-request reservations and request-id claims (durable: never run or sign
+    twice, one request per initiator and nonce)."""
 
     def use_job_id(self, job_id: str) -> bool:
         """Record a job id; False if it was seen before."""
@@ -390,6 +391,10 @@ class ReplayStore(Protocol):
 
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         """Amounts moved per asset since ``since`` (window limits)."""
+
+    def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
+        """Claim a request id for ``content`` kept by node ``owner`` unless claimed (durable);
+        the first claim, ``{content, owner}``."""
 
 
 STORE_PORTS: Sequence[type] = (SignRequestStore, StatementStore, KeyStore, KeyChangeStore, OperationStore,

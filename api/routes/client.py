@@ -74,7 +74,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.CreateKey)
     op = await node_of(request).keys.create(user_of(request), body.threshold, body.nodes, body.paillier_bits,
                                             request=to_builtins(body.request))
-    return json_response(with_public_errors(op), 202)
+    return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -100,7 +100,8 @@ async def create_sign_request(request: web.Request) -> web.Response:
     req = await node_of(request).signing.create(
         user_of(request), request.match_info["key_id"], body.digest, body.derivation_path,
         body.signers, body.payload, body.payload_type, request=body.request, network=body.network)
-    return json_response(with_public_errors(req), 202)
+    # 202: created; 200: the same request sent again (same initiator and nonce): the first one
+    return json_response(with_public_errors(req.view), 202 if req.new else 200)
 
 
 async def list_sign_requests(request: web.Request) -> web.Response:
@@ -177,14 +178,14 @@ async def refresh(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.Refresh)
     op = await node_of(request).keys.refresh(user_of(request), request.match_info["key_id"],
                                              request=to_builtins(body.request))
-    return json_response(with_public_errors(op), 202)
+    return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
 async def reshare(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.Reshare)
     op = await node_of(request).keys.reshare(user_of(request), request.match_info["key_id"], body.threshold,
                                              body.nodes, request=to_builtins(body.request))
-    return json_response(with_public_errors(op), 202)
+    return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
 async def audit(request: web.Request) -> web.Response:
@@ -225,7 +226,7 @@ async def import_key(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.ImportKey)
     spec = {"bundle": body.bundle, **({} if body.paillier_bits is UNSET else {"paillier_bits": body.paillier_bits})}
     op = await node_of(request).keys.import_key(user_of(request), spec, request=to_builtins(body.request))
-    return json_response(with_public_errors(op), 202)
+    return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,17 +258,17 @@ ROUTES: tuple[Route, ...] = (
           "signed user request)", "metrics", responses=(200, 401), content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open"),
     Route("POST", "/v1/keys", create_key, "Create a key (DKG); an operation, pending until the policy's "
-          "admin quorum approved it", "user", ANY_ROLE,
+          "admin quorum approved it (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user", ANY_ROLE,
           body=bodies.CreateKey, response=bodies.Operation,
           example={"threshold": 2, "request": _signed(**_KEYGEN)},
-          responses=(202, 400, 401, 403, 503)),
+          responses=(200, 202, 400, 401, 403, 409, 503)),
     Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE, response=bodies.KeyList),
     Route("POST", "/v1/keys/import", import_key,
           "Import a key from a dealer's bundle (appliance key import); an operation, pending until "
-          "the policy's admin quorum approved it", "user",
+          "the policy's admin quorum approved it (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.ImportKey, response=bodies.Operation,
           example={"bundle": {}, "request": _signed(**{**_KEYGEN, "action": "import"})},
-          responses=(202, 400, 401, 403, 409, 422, 503)),
+          responses=(200, 202, 400, 401, 403, 409, 422, 503)),
     Route("GET", "/v1/keys/{key_id}", get_key, "One key", "user", ANY_ROLE, response=bodies.Key, responses=(200, 401, 404)),
     Route("GET", "/v1/operations/{op_id}", get_operation, "A key operation's status", "user", ANY_ROLE,
           response=bodies.Operation,
@@ -277,10 +278,13 @@ ROUTES: tuple[Route, ...] = (
           "Approve a key operation waiting for the admin quorum", "user", ANY_ROLE, body=bodies.Decide,
           response=bodies.Operation, example=_DECISION, responses=(200, 400, 401, 403, 404, 409, 422, 503)),
     Route("POST", "/v1/keys/{key_id}/sign-requests", create_sign_request,
-          "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved",
+          "Request a signature of a digest or a payload (psbt, eth_tx, eip712); pending until approved. "
+          "The statement's nonce is the idempotency key: 202 a new request; 200 the same request sent "
+          "again under the initiator's nonce (to any node, signed again or not): the first request, as "
+          "it is now; 409 nonce_reused: a different request under that nonce",
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
-          responses=(202, 400, 401, 403, 404, 409, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
     Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE,
           response=bodies.SignRequestList),
     Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
@@ -310,16 +314,16 @@ ROUTES: tuple[Route, ...] = (
           query=(("kind", "string", "p2wpkh or eth"), ("path", "string", "e.g. m/0/1"),
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
           responses=(200, 400, 401, 404)),
-    Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key)", "user",
+    Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key) (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.Refresh, response=bodies.Operation,
           example={"request": _signed(action="refresh", derivation_path=None, digest=None, params={})},
-          responses=(202, 400, 401, 403, 404, 503)),
-    Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold", "user",
+          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
+    Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.Reshare, response=bodies.Operation,
           example={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"],
                    "request": _signed(action="reshare", derivation_path=None, digest=None,
                                       params={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"]})},
-          responses=(202, 400, 401, 403, 404, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
     Route("GET", "/v1/audit", audit, "The audit log as JSON Lines (entries' exact bytes, signed and "
           "co-signed checkpoints)", "user", ("auditor",),
           query=(("since", "integer", "entries after this sequence number"),), responses=(200, 400, 401, 403),

@@ -91,6 +91,16 @@ async def peer_reserve_request(request: web.Request) -> web.Response:
     return json_response(await node_of(request).request_use.confirm(request.match_info["request_id"], body))
 
 
+async def peer_claim_request(request: web.Request) -> web.Response:
+    body = await body_json(request)
+    return json_response(node_of(request).request_claims.confirm(request.match_info["request_id"], body,
+                                                                 peer_index_of(request)))
+
+
+async def peer_request_operation(request: web.Request) -> web.Response:
+    return json_response(with_public_errors(node_of(request).keys.peer_operation_of(request.match_info["request_id"])))
+
+
 async def peer_checkpoint(request: web.Request) -> web.Response:
     body = await body_json(request)
     return json_response(node_of(request).cosigning.witness(body, peer_index_of(request)))
@@ -138,6 +148,13 @@ ROUTES: tuple[Route, ...] = (
           "Peer: reserve a sign request for one signer set (every holder of the key; the first "
           "set wins) and confirm it with this node's identity signature", "peer",
           body=bodies.PeerObject, responses=(200, 400, 403, 404, 409)),
+    Route("POST", "/v1/peer/requests/{request_id}/claim", peer_claim_request,
+          "Peer: claim a request id (one per initiator and nonce) for a request kept by the calling "
+          "node; the first claim wins and is answered", "peer", body=bodies.PeerObject,
+          responses=(200, 400, 403)),
+    Route("GET", "/v1/peer/requests/{request_id}", peer_request_operation,
+          "Peer: the key operation of a request this node keeps (another node answers a retry with it)",
+          "peer", responses=(200, 403, 404)),
     Route("POST", "/v1/peer/audit/checkpoints", peer_checkpoint,
           "Peer: co-sign another node's audit checkpoint", "peer", body=bodies.PeerObject,
           responses=(200, 400, 403, 409)),

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from appliance import payloads
 from appliance.cluster.health import PeerHealth
 from appliance.errors import PolicyDenied, ServiceError
-from appliance.ids import new_id, peer_path
+from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.keys.key_jobs import KeyChangeJob
@@ -21,6 +21,7 @@ from appliance.keys.shares import ShareVault
 from appliance.policy import BITCOIN_NETWORKS, Approval, SignedRequest, check_approval, evaluate
 from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
 from appliance.recorder import Recorder
+from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.runtime import Runtime
 from appliance.statements import parse_approval, signed_request
 from appliance.transport import PeerError
@@ -40,7 +41,8 @@ def key_context(row: dict, path: str | None) -> payloads.KeyContext:
 class KeyService:
     def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, health: PeerHealth,
                  jobs: KeyChangeJob, coordinate: Callable, *, key_store: Late[KeyStore],
-                 operations: Late[OperationStore], statements: Late[StatementStore], peers: PeerLink) -> None:
+                 operations: Late[OperationStore], statements: Late[StatementStore], peers: PeerLink,
+                 claims: RequestClaims | None = None) -> None:
         self.rt = rt
         self.key_store = key_store
         self.operations = operations
@@ -51,11 +53,12 @@ class KeyService:
         self.health = health
         self.jobs = jobs
         self.coordinate = coordinate  # Coordinator.run
+        self.claims = claims
 
     # -- client requests ------------------------------------------------------------------
 
     async def create(self, user, threshold: Any, node_ids: Any = None, paillier_bits: Any = None,
-                     request: Any = None) -> dict:
+                     request: Any = None) -> Created:
         """A DKG, once the signed request (action keygen, params {threshold, nodes?}) meets the
         policy's key-change quorum (else a pending operation waiting for admin approvals)."""
         self._key_params(threshold, node_ids)
@@ -67,16 +70,16 @@ class KeyService:
         view, sr = await self._key_operation(user, "keygen", None, params, request, body)
         if view is not None:
             return view
-        return await self._launch("keygen", user.id, sr, [], body)
+        return Created(await self._launch("keygen", user.id, sr, [], body), True)
 
-    async def refresh(self, user, key_id: str, request: Any = None) -> dict:
+    async def refresh(self, user, key_id: str, request: Any = None) -> Created:
         self.shares.active_key(key_id)
         view, sr = await self._key_operation(user, "refresh", key_id, {}, request, {})
         if view is not None:
             return view
-        return await self._launch("refresh", user.id, sr, [], {})
+        return Created(await self._launch("refresh", user.id, sr, [], {}), True)
 
-    async def reshare(self, user, key_id: str, threshold: Any, node_ids: Any, request: Any = None) -> dict:
+    async def reshare(self, user, key_id: str, threshold: Any, node_ids: Any, request: Any = None) -> Created:
         """Move the key to ``node_ids`` with ``threshold`` (same public key): the reachable
         current holders send, the new committee receives, runs aux-info and confirms; old
         shares are deleted only once every new member has confirmed (commit)."""
@@ -97,9 +100,9 @@ class KeyService:
         view, sr = await self._key_operation(user, "reshare", key_id, params, request, params)
         if view is not None:
             return view
-        return await self._launch("reshare", user.id, sr, [], params)
+        return Created(await self._launch("reshare", user.id, sr, [], params), True)
 
-    async def import_key(self, user, body: Any, request: Any = None) -> dict:
+    async def import_key(self, user, body: Any, request: Any = None) -> Created:
         """``POST /v1/keys/import``: a key change like a keygen. The body carries the bundle and
         the initiator's signed ``import`` request (params: the bundle's hash, public key,
         threshold and nodes), which must meet the policy's key-change quorum (else a pending
@@ -117,7 +120,7 @@ class KeyService:
         view, sr = await self._key_operation(user, "import", None, request_params(bundle), request, spec_body)
         if view is not None:
             return view
-        return await self._launch("import", user.id, sr, [], spec_body)
+        return Created(await self._launch("import", user.id, sr, [], spec_body), True)
 
     def _import_bundle(self, obj: Any):
         """The parsed bundle, refused if its public key is already held here."""
@@ -149,21 +152,20 @@ class KeyService:
         return parties
 
     async def _key_operation(self, user, action: str, key_id: str | None, params: dict,
-                             request: Any, spec_body: dict) -> tuple[dict | None, SignedRequest]:
+                             request: Any, spec_body: dict) -> tuple[Created | None, SignedRequest]:
         """The policy step of create/refresh/reshare/import: ``(None, request)`` if the operation
-        may run now, else ``(the operation's view, request)`` (pending approvals, or the same
-        request sent again). ``spec_body``: what is needed to build the job later."""
+        may run now, else ``(the operation's view, request)`` (pending approvals, new; or the
+        first operation of the same request sent again, not new). ``spec_body``: what is needed
+        to build the job later."""
         rt = self.rt
         sr = signed_request(self.recorder, request, user)
         r = sr.request
         if r.action != action or r.key_id != key_id or (r.params or {}) != params:
             raise ServiceError("request_mismatch", "the body differs from the signed request "
                                "(action, key_id or params)")
-        existing = self.statements().get_statement(sr.request_id)
-        if existing is not None:
-            op = self.operations().get_operation(existing["subject"])
-            if op is not None:
-                return self.operation_view(op), sr
+        first = await self._first_operation(user, sr)
+        if first is not None:  # the same request again (same initiator and nonce): the first operation
+            return Created(first, False), sr
         decision = evaluate(rt.policy, sr, [], rt.clock.now())
         if decision.denied:
             raise self.recorder.refuse(PolicyDenied(decision.reason, decision.message), actor=user.id,
@@ -177,6 +179,39 @@ class KeyService:
             self.operations().put_operation(op_id, action, key_id, user.id, status="pending")
             self.statements().put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
         return self.operation_view(self.operations().get_operation(op_id)), sr
+
+    async def _first_operation(self, user, sr: SignedRequest) -> dict | None:
+        """The operation of the first request under the request's (initiator, nonce), kept here
+        or by its owner; None if this node runs it; NonceReused (audited) if the nonce was used
+        for a different request (appliance/request_claims.py)."""
+        r = sr.request
+        try:
+            here = self.claims.claim_here(sr, None) if self.claims is not None else None
+            existing = self.statements().get_statement(sr.request_id)
+            op = self.operations().get_operation(existing["subject"]) if existing is not None else None
+            if op is not None:
+                return self.operation_view(op)
+            if self.claims is None:
+                return None
+            owner = await self.claims.claim_everywhere(sr, None, here)
+        except NonceReused as exc:
+            raise self.recorder.refuse(exc, actor=user.id, action=f"{r.action}_request", key_id=r.key_id,
+                                       subject=sr.request_id, policy=False) from None
+        if owner == self.rt.index:
+            return None
+        try:
+            return await self.link.request(self.rt.peers[owner], "GET", peer_path("requests", sr.request_id),
+                                           timeout=10.0)
+        except PeerError:
+            return None  # refused there, or the owner is down: this node runs it (once per request id)
+
+    def peer_operation_of(self, request_id: str) -> dict:
+        """``GET /v1/peer/requests/{id}``: the key operation of a request this node keeps."""
+        st = self.statements().get_statement(request_id) if is_id("request_id", request_id) else None
+        op = self.operations().get_operation(st["subject"]) if st is not None else None
+        if op is None:
+            raise ServiceError("not_found", "no key operation for that request here")
+        return self.operation_view(op)
 
     async def _launch(self, kind: str, actor: str, sr, approvals: list, body: dict, *,
                       op_id: str | None = None) -> dict:

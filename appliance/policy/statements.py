@@ -38,6 +38,10 @@ from appliance.policy.model import Policy
 from appliance.policy.paths import normalize_path, parse_path
 
 
+_REQUEST_ID_CONTEXT = b"threshold-appliance/request-id/v2\x00"
+_CONTENT_CONTEXT = b"threshold-appliance/request-content/v1\x00"
+
+
 def _check_params(action: str, params: Any) -> dict | None:
     if action == SIGN:
         if params is not None:
@@ -146,9 +150,23 @@ class Request:
 
     @property
     def request_id(self) -> str:
-        """``req_`` + 32 hex characters of SHA-256 over :meth:`message`: the same statement
-        (same nonce) always gives the same id, a different one another id."""
-        return "req_" + hashlib.sha256(self.message()).hexdigest()[:32]
+        """``req_`` + 32 hex characters of SHA-256 over (cluster, initiator, nonce): the
+        idempotency key. A retry with the same nonce (signed again, with a fresh
+        ``created_at``, by a new process) has the same id on every node, so every node's
+        once-per-request records (reservations, "took part") hold it to one request; what the
+        request asks for is compared separately (:meth:`content_hash`)."""
+        key = canonical_json({"cluster_id": self.cluster_id, "initiator": self.initiator, "nonce": self.nonce})
+        return "req_" + hashlib.sha256(_REQUEST_ID_CONTEXT + key).hexdigest()[:32]
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of what defines "the same request": the statement without
+        ``created_at``, ``expires_at`` (a retry signs again, later) and ``policy_hash`` (a retry
+        after a policy update names the new one). Action, key, digest or payload hash,
+        derivation path, params and network are all in it."""
+        s = self.statement()
+        for k in ("created_at", "expires_at", "policy_hash"):
+            del s[k]
+        return hashlib.sha256(_CONTENT_CONTEXT + canonical_json(s)).hexdigest()
 
     @classmethod
     def from_statement(cls, s: Any) -> Request:

@@ -5,18 +5,22 @@ statement and what it names: a ``digest``, or a ``payload`` with its ``payload_t
 ``derivation_path`` and, for a PSBT, a ``network``. The node checks that the body is the
 statement, decodes the payload itself once (:class:`PayloadReader`), evaluates the policy and
 the key's transaction rules once, audits the decision, and stores the request ``pending`` (or
-starts signing at once if the rule needs no approval). The request id is the statement's hash:
-the same statement again returns the same request. Approvals, rejections and the initiator's
+starts signing at once if the rule needs no approval). The request id is derived from the
+initiator and the statement's nonce (the idempotency key): the same request sent again, signed
+again or not, to this node or another, returns the first request (``Created.new`` False: HTTP
+200); a different request under the nonce is ``nonce_reused`` (appliance/request_claims.py). Approvals, rejections and the initiator's
 cancel are signed statements too. Every status change goes through
 :func:`appliance.signing.states.transition`, here and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from appliance import payloads
 from appliance.cluster.health import PeerHealth
@@ -30,6 +34,7 @@ from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, D
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
 from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, SignRequestStore, StatementStore
 from appliance.recorder import Recorder
+from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
 from appliance.signing import states
@@ -44,6 +49,10 @@ log = logging.getLogger("appliance.node")
 FAULT_PREFIX = "testfault."
 
 
+#: how long a node answering for another waits for that node to finish creating the request
+CREATING_WAIT_S = 15.0
+
+
 def fault_digest(digest_hex: str) -> str:
     """What a test-only substituting coordinator sends instead of a digest."""
     return hashlib.sha256(b"substituted" + bytes.fromhex(digest_hex)).hexdigest()
@@ -52,7 +61,7 @@ def fault_digest(digest_hex: str) -> str:
 class SignRequests:
     def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, reader: PayloadReader,
                  health: PeerHealth, quarantine: QuarantineService, request_use: RequestUse,
-                 pool: PresignPool, coordinate: Callable, *, requests: Late[SignRequestStore],
+                 pool: PresignPool, coordinate: Callable, claims: RequestClaims, *, requests: Late[SignRequestStore],
                  statements: Late[StatementStore], key_store: Late[KeyStore], presigs: Late[PresignatureStore],
                  peers: PeerLink) -> None:
         self.rt = rt
@@ -69,6 +78,8 @@ class SignRequests:
         self.request_use = request_use
         self.pool = pool
         self.coordinate = coordinate  # Coordinator.run
+        self.claims = claims
+        self._creating: dict[str, asyncio.Lock] = {}  # request id -> held while it is being created here
 
     # -- status changes: the one place -----------------------------------------------------
 
@@ -90,7 +101,7 @@ class SignRequests:
 
     async def create(self, user, key_id: str, digest_hex: Any = None, derivation_path: Any = None,
                      signers: Any = None, payload: Any = None, payload_type: Any = None, *,
-                     request: Any = None, network: Any = None) -> dict:
+                     request: Any = None, network: Any = None) -> Created:
         rt = self.rt
         row = self.shares.active_key(key_id)
         # -- the body, checked before anything is looked at or stored
@@ -126,12 +137,53 @@ class SignRequests:
             raise ServiceError(exc.code, exc.message) from None
         sr = signed_request(self.recorder, request, user)
         await self.health.require_hsm()
-        r = sr.request
         self._check_body_is_request(sr, key_id, path, network, digest_hex, payload, payload_type)
-        rid = sr.request_id
-        existing = self.requests().get_sign_request(rid)
-        if existing is not None:  # the same signed statement again: the same request
-            return self.view(existing)
+        async with self._creating_here(sr.request_id):
+            first = await self._first_request(user, sr, rt.node_ids(named) if named else None)
+            if first is not None:  # a retry: the first request, as it is now
+                return Created(first, False)
+            return Created(await self._create(user, row, sr, dec, named, payload), True)
+
+    @contextlib.asynccontextmanager
+    async def _creating_here(self, rid: str) -> AsyncIterator[None]:
+        """One creation of ``rid`` at a time on this node (a retry racing the first waits and
+        finds it); another node asking for it meanwhile waits too (:meth:`peer_get`)."""
+        lock = self._creating.setdefault(rid, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._creating.get(rid) is lock:
+                del self._creating[rid]
+
+    async def _first_request(self, user, sr: SignedRequest, signers: list[str] | None) -> dict | None:
+        """The first request under the request's (initiator, nonce) if there is one (kept here
+        or by its owner); None if this node creates it; NonceReused (audited) if the nonce
+        was used for a different request."""
+        rid, r = sr.request_id, sr.request
+        try:
+            here = self.claims.claim_here(sr, signers)
+            existing = self.requests().get_sign_request(rid)
+            if existing is not None:
+                return self.view(self._expire_if_due(existing))
+            owner = await self.claims.claim_everywhere(sr, signers, here)
+        except NonceReused as exc:
+            raise self.recorder.refuse(exc, actor=user.id, action="sign_request", key_id=r.key_id,
+                                       subject=rid, digest=r.digest or r.payload_hash, policy=False) from None
+        if owner == self.rt.index:
+            return None
+        try:  # kept by its owner (which may still be creating it: it answers once done)
+            return await self.link.request(self.rt.peers[owner], "GET", peer_path("sign-requests", rid),
+                                           timeout=CREATING_WAIT_S + 10.0, pool=FORWARD_POOL)
+        except PeerError as exc:
+            log.info("sign request %s: its owner %s does not answer for it (%s): created here",
+                     rid, self.rt.peers[owner].id, exc.status or "unreachable")
+            return None  # refused there, or the owner is down: this node creates it
+
+    async def _create(self, user, row: dict, sr: SignedRequest, dec: Any, named: list[int] | None,
+                      payload: Any) -> dict:
+        """Evaluate, audit and store a new request (and start it if no approval is needed)."""
+        rt, r, rid, key_id = self.rt, sr.request, sr.request_id, row["key_id"]
         adigest = r.digest or r.payload_hash
         fault = self._fault(r)
         decision = evaluate(rt.policy, sr, [], rt.clock.now(), usage=self.reader.rate_usage)
@@ -157,7 +209,7 @@ class SignRequests:
             self.recorder.write(user.id, "sign_request", key_id=key_id, subject=rid, digest=adigest,
                                 decision="allowed" if allowed else "pending", reason=decision.reason)
             self.requests().put_sign_request(
-                rid, key_id, bytes.fromhex(r.digest) if r.digest else None, path, user.id,
+                rid, key_id, bytes.fromhex(r.digest) if r.digest else None, r.derivation_path, user.id,
                 rt.node_ids(named) if named else None, payload=payload,
                 payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
             self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
@@ -358,6 +410,12 @@ class SignRequests:
     async def get(self, request_id: str, wait: float = 0.0, *, forward: bool = True) -> dict:
         rt = self.rt
         req = self._expire_if_due(self.requests().get_sign_request(request_id))
+        lock = self._creating.get(request_id)
+        if req is None and lock is not None:  # being created here: answer once it is
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(CREATING_WAIT_S), lock:
+                    pass
+            req = self._expire_if_due(self.requests().get_sign_request(request_id))
         if req is None:
             if forward:  # kept by the node that received it (its coordinator): ask the others
                 return await self._forward_to_owner(request_id, "GET", query={"wait": wait})

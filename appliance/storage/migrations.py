@@ -217,6 +217,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 time REAL NOT NULL
             )""",
     ]),
+    ("node: request claims, one per (initiator, nonce): the idempotency key, cluster-wide", [
+        """CREATE TABLE IF NOT EXISTS node_request_claims (
+                request_id TEXT PRIMARY KEY,      -- H(cluster, initiator, nonce): the first claim wins
+                initiator TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                content TEXT NOT NULL,            -- what the first request asked for (appliance/request_claims.py)
+                owner INTEGER NOT NULL,           -- the node that keeps the first request
+                time REAL NOT NULL
+            )""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

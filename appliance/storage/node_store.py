@@ -29,7 +29,7 @@ from appliance.storage.lifecycle import CommitDecisions, PendingChanges
 from appliance.storage.nonces import NonceLedger
 from appliance.storage.operations import OperationRepository
 from appliance.storage.policy_updates import CertUpdateRepository, PolicyUpdateRepository
-from appliance.storage.replay import UsedJobs, UsedRequests
+from appliance.storage.replay import RequestClaims, UsedJobs, UsedRequests
 from appliance.storage.sign_requests import RequestSignersRepository
 from appliance.storage.statements import StatementRepository
 from appliance.storage.store import Store
@@ -60,6 +60,7 @@ class NodeStore:
         self.cert_history = CertUpdateRepository(db)
         self.used_jobs = UsedJobs(db)
         self.used_requests = UsedRequests(db)
+        self.request_claims = RequestClaims(db)
         self.nonces = NonceLedger(db)  # RFC 9421 nonces accepted here, kept across restarts
 
     def close(self) -> None:
@@ -445,3 +446,8 @@ class NodeStore:
 
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         return self.used_requests.amounts_since(key_id, since)
+
+    def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
+        """Claim a request id (one per initiator and nonce) for ``content``, kept by node
+        ``owner``, unless it is claimed (fsynced). The first claim: ``{content, owner}``."""
+        return self.request_claims.claim(request_id, initiator, nonce, content, owner)

@@ -1,6 +1,7 @@
 """Replay and double-signing protection (fsynced): every job id ever run or refused here,
 the requests this node signed for (with the amounts they move, for window limits), and the
-cluster-wide reservation of a sign request for one signer set."""
+cluster-wide reservation of a sign request for one signer set, and the claims of request
+ids (one per initiator and nonce: the idempotency key)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,20 @@ class UsedRequests:
                 "SELECT asset, amount FROM node_usage WHERE key_id=? AND time>?", (key_id, since)):
             out[asset] = out.get(asset, 0) + int(amount)
         return out
+
+
+class RequestClaims:
+    """``node_request_claims``: the first request seen under an (initiator, nonce), and the
+    node that keeps it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def claim(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
+        """Record the claim unless one is recorded (fsynced); the recorded one (the first)."""
+        with self.db.tx(durable=True) as c:
+            c.execute("INSERT OR IGNORE INTO node_request_claims (request_id, initiator, nonce, content, owner,"
+                      " time) VALUES (?,?,?,?,?,?)", (request_id, initiator, nonce, content, owner, self.db.now()))
+            row = c.execute("SELECT content, owner FROM node_request_claims WHERE request_id=?",
+                            (request_id,)).fetchone()
+        return {"content": row[0], "owner": int(row[1])}

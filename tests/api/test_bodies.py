@@ -17,6 +17,7 @@ from api.routes import client
 from api.routes.common import NODE_KEY, body_of
 from appliance.errors import ServiceError
 from appliance.policy import Request
+from appliance.request_claims import Created
 
 STATEMENT = {"type": "appliance/request/v1", "cluster_id": "c", "policy_hash": "ab" * 32, "action": "keygen",
              "key_id": None, "initiator": "admin", "nonce": "n", "created_at": 1, "expires_at": 2,
@@ -113,9 +114,9 @@ class FakeKeys:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    async def create(self, user, threshold, nodes, paillier_bits, request=None) -> dict:
+    async def create(self, user, threshold, nodes, paillier_bits, request=None) -> Created:
         self.calls.append((threshold, nodes, paillier_bits, request))
-        return {"operation_id": "op_" + "0" * 24, "status": "pending"}
+        return Created({"operation_id": "op_" + "0" * 24, "status": "pending"}, True)
 
 
 class FakeNode:

@@ -483,12 +483,13 @@ class FakeCertUpdates:
 
 
 class FakeReplay:
-    """ReplayStore: used job ids, used and reserved requests, in sets and dicts."""
+    """ReplayStore: used job ids, used, reserved and claimed requests, in sets and dicts."""
 
     def __init__(self) -> None:
         self.jobs: set[str] = set()
         self.used: dict[str, dict | None] = {}
         self.marks: dict[str, tuple[str, list[int], float]] = {}
+        self.claims: dict[str, dict] = {}
 
     def use_job_id(self, job_id: str) -> bool:
         if job_id in self.jobs:
@@ -518,6 +519,9 @@ class FakeReplay:
 
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         return {}
+
+    def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
+        return dict(self.claims.setdefault(request_id, {"content": content, "owner": owner}))
 
 
 class FakePorts:

@@ -69,7 +69,7 @@ def node(tmp_path, nodes):  # noqa: F811
         reader=types.SimpleNamespace(decode_request=decode_request, rate_usage=lambda *a, **kw: 0),
         health=types.SimpleNamespace(split_healthy=healthy),
         quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)),
-        request_use=None, pool=None, coordinate=None, peers=ports.peers,
+        request_use=None, pool=None, coordinate=None, claims=None, peers=ports.peers,
         **ports.slots("requests", "statements", "key_store", "presigs"))
     svc.view = lambda req: req
     sr = users.request(clock.now(), key_id=KEY, digest=b"\x11" * 32, derivation_path="m")

@@ -190,8 +190,16 @@ def test_approval_encoding_is_unambiguous(keys, pol):
         replace(base, digest=None, payload_type="psbt", payload_hash=DIGEST.hex()),
     ]
     msgs = {r.message() for r in [base, *variants]}
-    ids = {r.request_id for r in [base, *variants]}
-    assert len(msgs) == len(ids) == len(variants) + 1
+    assert len(msgs) == len(variants) + 1
+    # the id is the idempotency key (cluster, initiator, nonce); the content hash is what a
+    # retry under it must repeat: every field but the times and the policy hash
+    assert len({r.request_id for r in [base, *variants]}) == 4
+    assert {r.request_id for r in [base, *variants[:4], *variants[5:6], *variants[8:]]} == {base.request_id}
+    contents = {r.content_hash() for r in [base, *variants]}
+    assert len(contents) == len(variants) + 1 - 2
+    assert base.content_hash() == variants[5].content_hash() == variants[8].content_hash()
+    assert replace(base, created_at=base.created_at + 2, expires_at=base.expires_at + 2).content_hash() \
+        == base.content_hash()
     # approval statements: every field is in the signed bytes and the decision changes them
     a = make_approval(keys["approver"], base, approver="approver", now=NOW, ttl_s=60)
     msgs = {a.message()}

@@ -11,6 +11,7 @@ from appliance.errors import PolicyDenied
 from appliance.faults import FaultPlan
 from appliance.jobs.authorization import JobAuthorizer
 from appliance.recorder import Recorder
+from appliance.request_claims import RequestClaims
 from appliance.signing import states
 from appliance.signing.reading import PayloadReader
 from appliance.signing.requests import SignRequests
@@ -31,7 +32,7 @@ def _pending(store: FakeStore, users: Users, now: float) -> str:
 
 
 def _signing(rt, ports: FakePorts, **kw) -> SignRequests:
-    args = dict(shares=None, reader=None, health=None, quarantine=None, request_use=None, pool=None,
+    args = dict(shares=None, reader=None, health=None, quarantine=None, request_use=None, pool=None, claims=None,
                 coordinate=None, peers=ports.peers)
     return SignRequests(rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")), **{**args, **kw},
                         **ports.slots("requests", "statements", "key_store", "presigs"))
@@ -132,7 +133,8 @@ def test_an_allowed_request_is_decoded_and_checked_once_on_its_way_to_signing():
     svc = _signing(
         rt, ports, shares=types.SimpleNamespace(active_key=lambda key_id: row), reader=reader,
         health=types.SimpleNamespace(split_healthy=healthy, require_hsm=hsm_ok),
-        quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)))
+        quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)),
+        claims=RequestClaims(rt, replay=ports.slot("replay"), peers=ports.peers))
     svc._choose_signers = lambda row, usable, t: usable[:t]
     svc._run = lambda rid, row, dec, *a: ran.append((rid, dec))
     svc.view = lambda req: req
@@ -141,6 +143,6 @@ def test_an_allowed_request_is_decoded_and_checked_once_on_its_way_to_signing():
                        nonce="testfault.skip-approval.1")
     out = asyncio.run(svc.create(types.SimpleNamespace(id="initiator"), KEY, (b"\x22" * 32).hex(), "m",
                                  request=sr.to_json()))
-    assert out["status"] == states.SIGNING
+    assert out.new and out.view["status"] == states.SIGNING
     assert (reader.decoded, reader.checked) == (1, 1)
     assert len(ran) == 1 and ran[0][1].items[0].digest == b"\x22" * 32

@@ -102,7 +102,7 @@ def test_no_refill_for_a_quarantined_set_or_during_a_key_change(node):
 
 def test_a_sign_request_picks_a_ready_set_and_not_one_whose_presignatures_are_spent(node):
     svc = SignRequests(node.rt, Recorder(node.rt, node.ports.slot("audit"), node.ports.slot("transactions")), shares=None, reader=None, health=None,
-                       quarantine=None, request_use=None, pool=None, coordinate=None, peers=node.ports.peers,
+                       quarantine=None, request_use=None, pool=None, coordinate=None, claims=None, peers=node.ports.peers,
                        **node.ports.slots("requests", "statements", "key_store", "presigs"))
     row = node.store.get_key(KEY)
     (pid,) = _add(node.store, [0, 2])

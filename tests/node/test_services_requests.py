@@ -38,7 +38,7 @@ def _setup(approvers: int = 2):
         reader=types.SimpleNamespace(decode_request=decode_request, rate_usage=lambda *a, **kw: 0),
         health=types.SimpleNamespace(split_healthy=healthy),
         quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)),
-        request_use=None, pool=None, coordinate=None, peers=ports.peers,
+        request_use=None, pool=None, coordinate=None, claims=None, peers=ports.peers,
         **ports.slots("requests", "statements", "key_store", "presigs"))
     svc._run = lambda rid, row, dec, signers, *a: ran.append((rid, dec, signers))
     svc.view = lambda req: req
