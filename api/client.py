@@ -452,15 +452,16 @@ class ApplianceClient:
         return await self.request("POST", "/v1/verify", body)
 
     async def sign_jws(self, key_id: str, payload: bytes, header: dict | None = None, *,
-                       approver: "ApplianceClient | None" = None, timeout: float = 120.0, **kw: Any) -> str:
+                       approver: "ApplianceClient | None" = None, timeout: float = 120.0, **kw: Any) -> dict:
         """A compact ES256K JWS (RFC 8812) of ``payload``: the signing input
         ``BASE64URL(header).BASE64URL(payload)`` (``alg`` ES256K) is hashed with SHA-256, that
         digest signed (as :meth:`sign`: the policy must allow a raw digest), and the node's
-        ``signature.jws`` appended."""
+        ``signature.jws`` appended. Returns the signed request's view with ``jws``, the compact
+        JWS."""
         signing_input = jws_signing_input(header or {}, payload)
         done = await self.sign(key_id, hashlib.sha256(signing_input.encode("ascii")).digest(),
                                approver=approver, timeout=timeout, **kw)
-        return f"{signing_input}.{done['signature']['jws']}"
+        return {**done, "jws": f"{signing_input}.{done['signature']['jws']}"}
 
     # -- quarantine -----------------------------------------------------------------------
 
