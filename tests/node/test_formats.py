@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 
 import coincurve
@@ -19,6 +20,7 @@ from eth_account import Account
 
 from api.client import jws_signing_input
 from appliance import formats
+from appliance.cli import main
 from appliance.errors import ServiceError
 from appliance.tss.ecdsa import Signature
 from tests.node.test_services_requests import KEY, _setup
@@ -181,3 +183,20 @@ def test_verify_needs_a_key_and_finds_it_by_id():
     _users, _rt, svc, _sr, _ran, ports = _setup()
     ports.key_store.rows[KEY] = {"key_id": KEY, "public_key": PK, "status": "active"}
     assert svc.verify({"key_id": KEY, "message": MSG.hex(), "signature": SIG["der"]})["valid"] is True
+
+
+# -- appliance verify (the CLI, local: libsecp256k1 and OpenSSL) ----------------------------
+
+
+def test_cli_verify_takes_a_message_file_and_rsv(tmp_path, capsys):
+    msg = tmp_path / "msg.bin"
+    msg.write_bytes(MSG)
+    view = formats.signature_formats(SIG)
+    flipped = view["rsv"][:-2] + ("1c" if view["rsv"].endswith("1b") else "1b")
+    for sig_args, ok in ((["--signature", view["der"]], True), (["--rsv", view["rsv"]], True),
+                         (["--rsv", flipped], False)):
+        rc = main(["verify", "--public-key", PK.hex(), "--message", str(msg), *sig_args])
+        out = json.loads(capsys.readouterr().out)
+        assert (rc == 0, out["valid"], out["digest"]) == (ok, ok, hashlib.sha256(MSG).hexdigest())
+    with pytest.raises(SystemExit, match="give exactly one of --digest and --message"):
+        main(["verify", "--public-key", PK.hex(), "--signature", view["der"]])
