@@ -140,16 +140,27 @@ class Decide(Body):
 
 
 class SignatureParts(Struct, omit_defaults=True):
-    der: str | None = None
-    r: str | None = None
-    s: str | None = None
+    """Exactly one form: ``der``, ``r`` and ``s``, ``rsv`` or ``jws``."""
+
+    der: Annotated[str, Meta(description="strict DER, hex")] | None = None
+    r: Annotated[str, Meta(description="32 bytes hex (with s)")] | None = None
+    s: Annotated[str, Meta(description="32 bytes hex (with r)")] | None = None
+    rsv: Annotated[str, Meta(description="65 bytes hex: r || s || v, v 27 or 28 (or 0 or 1)")] | None = None
+    jws: Annotated[str, Meta(description="ES256K JWS signature: base64url of r || s")] | None = None
 
 
 class Verify(Body):
-    # the service answers bad_body for every malformed field (bad_digest: a wrong length)
-    digest: Annotated[str, Meta(description="32-byte digest, hex")]
-    signature: Annotated[str | SignatureParts, Meta(description="DER hex, or {der} or {r, s}")]
-    public_key: str | None = None
+    field_codes: ClassVar = {"digest": "bad_digest", "message": "bad_message",
+                             "message_encoding": "bad_message_encoding", "signature": "bad_signature_format",
+                             "public_key": "bad_public_key", "key_id": "bad_id"}
+    missing_codes: ClassVar = {"signature": "bad_signature_format"}
+
+    signature: Annotated[str | SignatureParts, Meta(description="DER hex, or {der}, {r, s}, {rsv} or {jws}")]
+    digest: Annotated[str, Meta(description="32-byte digest, hex (or message)")] | None = None
+    message: Annotated[str, Meta(description="the message (or digest); the node verifies its SHA-256")] | None = None
+    message_encoding: Annotated[Literal["hex", "base64", "utf8"], Meta(
+        description="how message is written (default hex)")] | None = None
+    public_key: Annotated[str, Meta(description="SEC1 hex (or key_id)")] | None = None
     key_id: str | None = None
 
 
@@ -214,6 +225,19 @@ class PeerObject(Body):
 # response bodies (documented; the services build them)
 
 
+Uncompressed = Annotated[str, Meta(pattern="^04[0-9a-f]{128}$", description="SEC1 uncompressed, hex")]
+SpkiDer = Annotated[str, Meta(description=(
+    "SubjectPublicKeyInfo DER (id-ecPublicKey, secp256k1), base64, as AWS KMS GetPublicKey"))]
+SpkiPem = Annotated[str, Meta(pattern="^-----BEGIN PUBLIC KEY-----\n", description="the same SubjectPublicKeyInfo, PEM")]
+
+
+class Addresses(Struct):
+    eth: Annotated[str, Meta(description="EIP-55")]
+    p2wpkh: Annotated[str, Meta(description="bech32, of the compressed key, on network")]
+    p2pkh: Annotated[str, Meta(description="base58, of the compressed key, on network")]
+    network: Annotated[Network, Meta(description="the key rule's Bitcoin network")]
+
+
 class Key(Struct):
     key_id: str
     public_key: str | None
@@ -223,6 +247,10 @@ class Key(Struct):
     paillier_bits: int
     status: str
     created: float
+    public_key_uncompressed: Uncompressed | None = None
+    public_key_spki_der: SpkiDer | None = None
+    public_key_pem: SpkiPem | None = None
+    addresses: Addresses | None = None
     presignatures: Annotated[dict[str, int], Meta(
         description="presignatures ready on this node per signer set (node ids joined by commas)")] | None = None
 
@@ -238,6 +266,12 @@ class Signature(Struct):
     r: Hex32
     s: Hex32
     recovery_id: Annotated[int, Meta(ge=0, le=3)] | None = None
+    rsv: Annotated[str, Meta(pattern="^[0-9a-f]{128}(1b|1c)$", description=(
+        "65 bytes hex: r || s || v with v = 27 + recovery_id (Ethereum's ecrecover form); "
+        "absent without a recovery id 0 or 1"))] | None = None
+    jws: Annotated[str, Meta(pattern="^[A-Za-z0-9_-]{86}$", description=(
+        "the ES256K JWS Signature (RFC 8812): base64url of r || s; a compact JWS is "
+        "header.payload.jws when the digest was SHA-256 of the ASCII header.payload"))] | None = None
 
 
 class DecisionView(Struct):
@@ -303,6 +337,7 @@ class SignRequestList(Struct):
 class VerifyResult(Struct):
     valid: bool
     low_s: bool
+    digest: Annotated[Hex32, Meta(description="what was verified: the digest, or the message's SHA-256")]
 
 
 class Health(Struct):
@@ -329,6 +364,10 @@ class Derived(Struct):
     xpub: str
     chain_code: Hex32
     depth: int
+    public_key_uncompressed: Uncompressed
+    public_key_spki_der: SpkiDer
+    public_key_pem: SpkiPem
+    addresses: Addresses
 
 
 class Address(Struct):

@@ -14,6 +14,8 @@ raises :class:`ApplianceAPIError` with ``status`` (HTTP) and ``code`` (and ``cul
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,6 +31,17 @@ from appliance.ids import url_path
 from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
 from appliance.policy import CertUpdate, PolicyError, Request, make_approval, make_request, new_nonce
 from appliance.tls import client_context, leaf_pem_of
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jws_signing_input(header: dict, payload: bytes) -> str:
+    """RFC 7515's signing input of an ES256K JWS: ``BASE64URL(header) '.' BASE64URL(payload)``,
+    the header's ``alg`` set to ES256K (appliance.formats.jws_signing_input makes the same)."""
+    hdr = json.dumps({**header, "alg": "ES256K"}, separators=(",", ":"), sort_keys=True).encode()
+    return f"{_b64url(hdr)}.{_b64url(payload)}"
 
 
 class ApplianceAPIError(Exception):
@@ -416,14 +429,39 @@ class ApplianceClient:
             await approver.approve(req["request_id"])
         return await self.wait_signature(req["request_id"], timeout)
 
-    async def verify(self, digest: bytes, signature: dict | str, *, public_key: str | None = None,
-                     key_id: str | None = None) -> bool:
-        body: dict[str, Any] = {"digest": digest.hex(), "signature": signature}
+    async def verify(self, digest: bytes | None, signature: dict | str, *, public_key: str | None = None,
+                     key_id: str | None = None, message: bytes | None = None) -> bool:
+        """``POST /v1/verify``: ``signature`` (DER hex, or a signature view: ``der``, ``r``/``s``,
+        ``rsv``, ``jws``) of ``digest``, or of ``message``'s SHA-256 (give one of them)."""
+        return bool((await self.verify_result(digest, signature, public_key=public_key, key_id=key_id,
+                                              message=message))["valid"])
+
+    async def verify_result(self, digest: bytes | None, signature: dict | str, *, public_key: str | None = None,
+                            key_id: str | None = None, message: bytes | None = None) -> dict:
+        """``POST /v1/verify``'s answer: ``valid``, ``low_s`` and the ``digest`` verified."""
+        body: dict[str, Any] = {"signature": signature}
+        if digest is not None:
+            body["digest"] = digest.hex()
+        if message is not None:
+            body["message"] = base64.b64encode(message).decode("ascii")
+            body["message_encoding"] = "base64"
         if public_key is not None:
             body["public_key"] = public_key
         if key_id is not None:
             body["key_id"] = key_id
-        return bool((await self.request("POST", "/v1/verify", body))["valid"])
+        return await self.request("POST", "/v1/verify", body)
+
+    async def sign_jws(self, key_id: str, payload: bytes, header: dict | None = None, *,
+                       approver: "ApplianceClient | None" = None, timeout: float = 120.0, **kw: Any) -> dict:
+        """A compact ES256K JWS (RFC 8812) of ``payload``: the signing input
+        ``BASE64URL(header).BASE64URL(payload)`` (``alg`` ES256K) is hashed with SHA-256, that
+        digest signed (as :meth:`sign`: the policy must allow a raw digest), and the node's
+        ``signature.jws`` appended. Returns the signed request's view with ``jws``, the compact
+        JWS."""
+        signing_input = jws_signing_input(header or {}, payload)
+        done = await self.sign(key_id, hashlib.sha256(signing_input.encode("ascii")).digest(),
+                               approver=approver, timeout=timeout, **kw)
+        return {**done, "jws": f"{signing_input}.{done['signature']['jws']}"}
 
     # -- quarantine -----------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ _BAD_INPUT = (
     "bad_network", "bad_signers", "missing_request", "bad_request_statement", "request_mismatch",
     "missing_approval", "bad_approval", "decision_mismatch", "bad_forward", "bad_public_key",
     "no_chain_code", "bad_kind", "bad_policy_update", "bad_cert_update", "bad_tls_certificate",
+    # /v1/verify (appliance/formats.py)
+    "missing_public_key", "digest_or_message", "bad_message", "bad_message_encoding", "bad_signature_format",
+    "bad_signature_der", "bad_signature_r", "bad_signature_rsv", "bad_signature_jws",
     # peers: jobs, frames, reservations, checkpoints
     "bad_job", "bad_batch", "bad_reservation", "bad_checkpoint", "bad_claim",
     # payloads (appliance/payloads: PayloadError)

@@ -22,7 +22,7 @@ APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_C
     appliance key list
     appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
-    appliance verify --public-key HEX --digest HEX --signature DERHEX
+    appliance verify --public-key HEX --digest HEX --signature DERHEX  # or --message FILE, --rsv HEX
     appliance tls stage --config node.toml               # on node-2: its next certificate
     appliance cluster rotate-cert --node-id node-2 --cert STAGED.crt --sign admin:admin.pem
     appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
@@ -273,13 +273,29 @@ async def _cmd_approve(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from appliance.tss.ecdsa import Signature, verify_with_libsecp256k1, verify_with_openssl
+    from appliance.tss.ecdsa import Signature, recover_public_key, verify_with_libsecp256k1, verify_with_openssl
+    from appliance.tss.group import Point
 
-    pk, digest = bytes.fromhex(args.public_key), bytes.fromhex(args.digest)
-    sig = Signature.from_der(bytes.fromhex(args.signature))
+    if (args.digest is None) == (args.message is None):
+        raise SystemExit("error: give exactly one of --digest and --message")
+    if (args.signature is None) == (args.rsv is None):
+        raise SystemExit("error: give exactly one of --signature and --rsv")
+    pk = bytes.fromhex(args.public_key)
+    digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.read_bytes()).digest()
+    if args.rsv is not None:
+        raw = bytes.fromhex(args.rsv)
+        if len(raw) != 65 or raw[64] not in (0, 1, 27, 28):
+            raise SystemExit("error: --rsv is 65 bytes hex (r || s || v, v 27 or 28, or 0 or 1)")
+        sig = Signature.from_compact(raw[:64], recovery_id=raw[64] % 27)
+    else:
+        sig = Signature.from_der(bytes.fromhex(args.signature))
     ok1, ok2 = verify_with_libsecp256k1(pk, digest, sig), verify_with_openssl(pk, digest, sig)
-    print(json.dumps({"valid": ok1 and ok2, "libsecp256k1": ok1, "openssl": ok2}))
-    return 0 if ok1 and ok2 else 1
+    out = {"valid": ok1 and ok2, "libsecp256k1": ok1, "openssl": ok2, "digest": digest.hex()}
+    if sig.recovery_id is not None:  # --rsv: its v must recover the key too
+        out["recovers"] = ok1 and recover_public_key(digest, sig).to_bytes() == Point.from_bytes(pk).to_bytes()
+        out["valid"] = out["valid"] and out["recovers"]
+    print(json.dumps(out))
+    return 0 if out["valid"] else 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -479,9 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_arguments(q)
 
     p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
-    p.add_argument("--public-key", required=True)
-    p.add_argument("--digest", required=True)
-    p.add_argument("--signature", required=True, help="DER, hex")
+    p.add_argument("--public-key", required=True, help="SEC1 hex (compressed or not)")
+    p.add_argument("--digest", help="32 bytes hex (or --message)")
+    p.add_argument("--message", type=Path, help="a file whose SHA-256 is the digest (or --digest)")
+    p.add_argument("--signature", help="DER, hex (or --rsv)")
+    p.add_argument("--rsv", help="65 bytes hex: r || s || v, as a signature's rsv (or --signature)")
 
     p = sub.add_parser("audit", help="audit log tools")
     a = p.add_subparsers(dest="audit_cmd", required=True)

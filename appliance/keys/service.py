@@ -402,8 +402,10 @@ class KeyService:
         except bip32.DerivationError as exc:
             raise ServiceError("bad_derivation_path", str(exc)) from None
         norm = "m" + "".join(f"/{i}" for i in bip32.parse_path(path or "m"))
-        return {"key_id": key_id, "path": norm, "public_key": d.public_key.to_bytes().hex(),
-                "xpub": d.xpub(), "chain_code": d.chain_code.hex(), "depth": d.depth}
+        pk = d.public_key.to_bytes()
+        return {"key_id": key_id, "path": norm, "public_key": pk.hex(),
+                "xpub": d.xpub(), "chain_code": d.chain_code.hex(), "depth": d.depth,
+                **self.shares.key_formats(key_id, pk)}
 
     def address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
         row = self.shares.active_key(key_id)

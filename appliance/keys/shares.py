@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from appliance import formats
 from appliance.errors import ServiceError
 from appliance.ports import KeyStore, Late, Sealer
 from appliance.runtime import Runtime
@@ -28,7 +29,10 @@ class ShareVault:
         return row
 
     def key_view(self, row: dict) -> dict:
-        return {
+        """A key as clients see it: ``public_key`` (compressed SEC1 hex) and its other
+        encodings and addresses (:func:`appliance.formats.public_key_formats`, on the key
+        rule's Bitcoin network)."""
+        out = {
             "key_id": row["key_id"],
             "public_key": row["public_key"].hex() if row["public_key"] else None,
             "threshold": row["threshold"],
@@ -38,6 +42,12 @@ class ShareVault:
             "status": row["status"],
             "created": row["created"],
         }
+        if row["public_key"]:
+            out.update(self.key_formats(row["key_id"], row["public_key"]))
+        return out
+
+    def key_formats(self, key_id: str, public_key: bytes) -> dict:
+        return formats.public_key_formats(public_key, self.rt.policy.rule_for(key_id).network)
 
     async def load(self, row: dict) -> KeyShare:
         """The key's share at its current epoch, unsealed by the HSM."""

@@ -22,7 +22,7 @@ import logging
 import secrets
 from typing import Any, AsyncIterator, Callable
 
-from appliance import payloads
+from appliance import formats, payloads
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.errors import ApplianceError, PolicyDenied, ServiceError
@@ -43,6 +43,7 @@ from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
 from appliance.storage import ConflictError
 from appliance.transport import FORWARD_POOL, PeerError
 from appliance.tss import ecdsa
+from appliance.tss.group import Point
 
 log = logging.getLogger("appliance.node")
 
@@ -455,14 +456,14 @@ class SignRequests:
                                 for a in statements.decisions(req["request_id"])]
         stored = req["signature"]
         if isinstance(stored, dict) and "signatures" in stored:
-            out["signature"] = stored["signature"]
-            out["signatures"] = stored["signatures"]
+            out["signature"] = formats.signature_formats(stored["signature"])
+            out["signatures"] = [formats.signature_formats(s) for s in stored["signatures"]]
             if stored.get("result") is not None:
                 out["result"] = stored["result"]
             if stored.get("public_key"):
                 out["public_key"] = stored["public_key"]
         elif stored is not None:
-            out["signature"] = stored
+            out["signature"] = formats.signature_formats(stored)
         if stored is not None and "public_key" not in out:
             key = self.key_store().get_key(req["key_id"])
             if key is not None:
@@ -625,6 +626,8 @@ class SignRequests:
     # -- verification ---------------------------------------------------------------------------
 
     def verify(self, body: dict) -> dict:
+        """``POST /v1/verify``: a signature (DER, {r, s}, rsv or jws) of a ``digest`` or of a
+        ``message``'s SHA-256 (exactly one of them), by ``public_key`` or ``key_id``'s key."""
         if not isinstance(body, dict):
             raise ServiceError("bad_body", "expected a JSON object")
         pub = body.get("public_key")
@@ -633,23 +636,36 @@ class SignRequests:
             if row is None or row["status"] != "active":
                 raise ServiceError("not_found", "unknown key")
             pub = row["public_key"].hex()
+        if pub is None:
+            raise ServiceError("missing_public_key", "give public_key (SEC1 hex) or key_id")
         try:
             pk = bytes.fromhex(pub)
-            digest = bytes.fromhex(body["digest"])
-            sig_in = body["signature"]
-            if isinstance(sig_in, str):
-                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in))
-            elif isinstance(sig_in, dict) and "der" in sig_in:
-                sig = ecdsa.Signature.from_der(bytes.fromhex(sig_in["der"]))
-            else:
-                sig = ecdsa.Signature(int(sig_in["r"], 16), int(sig_in["s"], 16))
-        except (KeyError, TypeError, ValueError, ApplianceError):
-            raise ServiceError("bad_body", "need public_key or key_id (hex), digest (hex, 32 bytes) and "
-                               "signature (DER hex, or {der} or {r, s})") from None
-        if len(digest) != 32:
-            raise ServiceError("bad_digest", "digest must be exactly 32 bytes")
+        except (TypeError, ValueError):
+            raise ServiceError("bad_public_key", "public_key is not hex") from None
+        has_digest, has_message = body.get("digest") is not None, body.get("message") is not None
+        if has_digest == has_message:
+            raise ServiceError("digest_or_message", "give exactly one of digest (32 bytes hex) and "
+                               "message (its SHA-256 is verified)")
+        if has_message:
+            digest = hashlib.sha256(formats.read_message(body["message"], body.get("message_encoding"))).digest()
+        else:
+            if body.get("message_encoding") is not None:
+                raise ServiceError("bad_message_encoding", "message_encoding goes with message, not digest")
+            try:
+                digest = bytes.fromhex(body["digest"])
+            except (TypeError, ValueError):
+                digest = b""
+            if len(digest) != 32:
+                raise ServiceError("bad_digest", "digest must be exactly 32 bytes, hex")
+        sig = formats.read_signature(body.get("signature"))
         try:
-            valid = ecdsa.verify(pk, digest, sig)
+            point = Point.from_bytes(pk)
         except ApplianceError:
             raise ServiceError("bad_public_key", "public_key is not a valid secp256k1 point") from None
-        return {"valid": bool(valid), "low_s": sig.is_low_s}
+        valid = ecdsa.verify(point, digest, sig)
+        if valid and sig.recovery_id is not None:  # rsv: its v must recover this key too
+            try:
+                valid = ecdsa.recover_public_key(digest, sig) == point
+            except ApplianceError:
+                valid = False
+        return {"valid": bool(valid), "low_s": sig.is_low_s, "digest": digest.hex()}

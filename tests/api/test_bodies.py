@@ -77,8 +77,11 @@ def code_of(struct, body) -> str:
     (bodies.ImportKey, {"bundle": {}, "paillier_bits": None, "request": SIGNED}, "bad_paillier_bits"),
     (bodies.PolicyUpdate, {"policy": {}}, "bad_policy_update"),
     (bodies.PolicyUpdate, {"policy": {}, "previous_policy_hash": "AB", "signatures": []}, "bad_policy_update"),
-    (bodies.Verify, {"digest": "ab" * 32}, "bad_body"),
-    (bodies.Verify, {"digest": 1, "signature": "30"}, "bad_body"),
+    (bodies.Verify, {"digest": "ab" * 32}, "bad_signature_format"),
+    (bodies.Verify, {"digest": 1, "signature": "30"}, "bad_digest"),
+    (bodies.Verify, {"message": 1, "signature": "30"}, "bad_message"),
+    (bodies.Verify, {"message": "00", "message_encoding": "latin1", "signature": "30"}, "bad_message_encoding"),
+    (bodies.Verify, {"message": "00", "signature": {"rsv": 1}}, "bad_signature_format"),
     (bodies.Refresh, {"request": 1}, "bad_request_statement"),
 ])
 def test_a_bad_field_answers_the_services_code_for_it(struct, body, code):
