@@ -26,6 +26,7 @@ appliance_presignatures_available               gauge     key
 appliance_presignature_pool_target              gauge
 appliance_prime_pool_size                       gauge     kind, bits
 appliance_peer_up                               gauge     peer
+appliance_quorum_required                       gauge
 appliance_peer_errors_total                     counter   peer
 appliance_peer_messages_dropped_total           counter   reason
 appliance_audit_entries_total                   counter
@@ -169,6 +170,9 @@ class Metrics:
                                 registry=r)
         self.peer_up = Gauge("appliance_peer_up", "1 if the peer answered its last health check "
                              "as ready, 0 if not", ["peer"], registry=r)
+        self.quorum_required = Gauge(
+            "appliance_quorum_required", "Nodes needed to sign with every active key here (the "
+            "largest threshold; 0: no key)", registry=r)
         self.peer_errors = Counter("appliance_peer_errors_total",
                                    "Failed calls to peers and misbehaviour blamed on them",
                                    ["peer"], registry=r)

@@ -125,7 +125,7 @@ class Node:
         self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)
         self.cert_rotation.listeners.append(link.retire)  # new pins: new TLS sessions
         self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link, store=store)
-        self.gauges = NodeGauges(rt, self.health, self.primes, requests=store, audit=audit)
+        self.gauges = NodeGauges(rt, self.health, self.primes, requests=store, key_store=store, audit=audit)
         authorizer = JobAuthorizer(rt, self.recorder, self.request_use, self.reader.rate_usage,
                                    self.policy_sync.catch_up_soon, key_store=store, replay=store)
         self.participant = Participant(rt, self.table, self.local, kinds, authorizer, self.quarantine,

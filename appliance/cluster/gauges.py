@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 
 from appliance.cluster.health import PeerHealth
-from appliance.ports import AuditSink, Late, SignRequestStore
+from appliance.ports import AuditSink, KeyStore, Late, SignRequestStore
 from appliance.pools.primes import PrimeSupply
 from appliance.runtime import Runtime
 from appliance.signing.states import PENDING, SIGNING
@@ -22,11 +22,12 @@ PEER_MAX_AGE_S = 5.0  # a peer that answered ready this recently is not asked ag
 
 class NodeGauges:
     def __init__(self, rt: Runtime, health: PeerHealth, primes: PrimeSupply, *,
-                 requests: Late[SignRequestStore], audit: Late[AuditSink]) -> None:
+                 requests: Late[SignRequestStore], key_store: Late[KeyStore], audit: Late[AuditSink]) -> None:
         self.rt = rt
         self.health = health
         self.primes = primes
         self.requests = requests
+        self.key_store = key_store
         self.audit = audit
         self._not_after: dict[str, float] = {}  # PEM -> notAfter (parsed once)
 
@@ -39,9 +40,10 @@ class NodeGauges:
         m.presignature_target.set(rt.config.presign_pool)
         others = [i for i in rt.peers if i != rt.index]
         await self.health.split_healthy(others, max_age=PEER_MAX_AGE_S)  # sets appliance_peer_up
-        store = self.requests.value
-        if store is not None:
+        store, keys = self.requests.value, self.key_store.value
+        if store is not None and keys is not None:
             try:
+                m.quorum_required.set(max((int(k["threshold"]) for k in keys.list_keys("active")), default=0))
                 m.set_sign_requests_in_state({st: len(store.list_sign_requests((st,))) for st in (PENDING, SIGNING)})
                 counts = self.primes.counts()
                 for kind in ("safe", "blum"):
