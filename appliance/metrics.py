@@ -195,6 +195,14 @@ class Metrics:
             self.sign_completed.labels(o)
         for st in OPEN_STATES:
             self.sign_in_state.labels(st)
+        for reason in self.reasons:
+            self.policy_denials.labels(reason)
+        for op in HSM_OPERATIONS:
+            self.hsm_errors.labels(op)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for peer in self.peers:
+            self.peer_errors.labels(peer)
         self.audit_entries.inc(0)
 
     # -- counters with checked labels ---------------------------------------------------
