@@ -87,6 +87,7 @@ def test_exposition_parses_and_follows_naming():
         "appliance_audit_ok": "gauge",
         "appliance_tls_cert_expiry_timestamp_seconds": "gauge",
         "appliance_presignature_pool_target": "gauge",
+        "appliance_quorum_required": "gauge",
         "appliance_policy_denials": "counter",
         "appliance_protocol_round_duration_seconds": "histogram",
         "appliance_protocol_session_duration_seconds": "histogram",
