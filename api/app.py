@@ -25,6 +25,7 @@ from aiohttp import web
 from api.auth import SIGNATURE_REJECTED, RequestVerifier
 from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
 from api.errors import DOMAIN_ERRORS, error_response, refusal
+from api.http_metrics import http_metrics_middleware
 from api.metrics_auth import MetricsAuth
 from api.openapi import ROUTES, openapi_document
 from api.routes.common import NODE_KEY, OPENAPI_KEY, Route, node_of
@@ -144,8 +145,9 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[edge_middleware(node.config.http), errors_middleware, auth_middleware,
-                                       ids_middleware], client_max_size=MAX_PEER_BODY)
+    app = web.Application(middlewares=[http_metrics_middleware(node.metrics), edge_middleware(node.config.http),
+                                       errors_middleware, auth_middleware, ids_middleware],
+                          client_max_size=MAX_PEER_BODY)
     app[NODE_KEY] = node
     app[OPENAPI_KEY] = openapi_document(node)
     app[VERIFIER_KEY] = node_verifier(node)

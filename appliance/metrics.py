@@ -9,7 +9,12 @@ keys are key ids (a cluster holds few keys); never request, session or user ids.
 metric                                          type      labels
 =============================================== ========= =============================
 appliance_build_info                            gauge     version, python, protocol
-appliance_sign_requests_total                   counter   outcome
+process_*                                       (several) (none): CPU, memory, open fds, start
+appliance_http_requests_total                   counter   method, route, status
+appliance_http_request_duration_seconds         histogram method, route
+appliance_sign_requests_created_total           counter
+appliance_sign_requests_completed_total         counter   outcome
+appliance_sign_requests_in_state                gauge     state
 appliance_policy_denials_total                  counter   reason
 appliance_protocol_round_duration_seconds       histogram protocol, round
 appliance_protocol_session_duration_seconds     histogram protocol, outcome
@@ -18,12 +23,28 @@ appliance_job_duration_seconds                  histogram kind, parties
 appliance_hsm_operation_duration_seconds        histogram operation
 appliance_hsm_errors_total                      counter   operation
 appliance_presignatures_available               gauge     key
+appliance_presignature_pool_target              gauge
 appliance_prime_pool_size                       gauge     kind, bits
+appliance_peer_up                               gauge     peer
+appliance_quorum_required                       gauge
 appliance_peer_errors_total                     counter   peer
 appliance_peer_messages_dropped_total           counter   reason
 appliance_audit_entries_total                   counter
 appliance_audit_write_failures_total            counter
+appliance_audit_ok                              gauge
+appliance_hsm_ready                             gauge
+appliance_node_quarantined                      gauge     node (appliance/quarantine.py)
+appliance_tls_cert_expiry_timestamp_seconds     gauge     node
 =============================================== ========= =============================
+
+Sign requests: ``created_total`` counts each request once when it is stored, and
+``completed_total{outcome}`` once when it reaches its terminal state (``signed``, ``failed``,
+``rejected``, ``cancelled``, ``expired``, ``denied``); ``in_state{state}`` are the ones still
+open (``pending``, ``signing``), read from the store at each scrape. So
+``sum(completed_total)`` counts finished requests, and a request refused before it was
+created is not among them (``appliance_policy_denials_total`` counts it). The former
+``appliance_sign_requests_total{outcome}`` mixed states (a signed request counted as
+created, approved and signed) and is removed.
 """
 
 from __future__ import annotations
@@ -41,6 +62,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -51,8 +73,10 @@ from appliance.policy import REASONS
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER = "other"
 
-SIGN_OUTCOMES = ("created", "pending", "approved", "signed", "failed", "denied", "rejected",
-                 "cancelled", "expired")
+SIGN_OUTCOMES = ("signed", "failed", "rejected", "cancelled", "expired", "denied")
+OPEN_STATES = ("pending", "signing")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+UNMATCHED = "unmatched"  # the route label of a request no route matched (never its path)
 JOB_OUTCOMES = ("done", "failed", "cancelled", "timeout", "aborted")
 PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare")
 JOB_KINDS = ("keygen", "refresh", "presign", "sign", "reshare")
@@ -67,6 +91,7 @@ MAX_PARTIES = 16
 
 ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SESSION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 HSM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}$")
@@ -92,12 +117,26 @@ class Metrics:
         self.peers = frozenset(peers)
         self.reasons = frozenset(reasons)
         r = self.registry
+        self.process = ProcessCollector(registry=r)  # process_cpu_seconds_total, ..._memory_bytes...
+        self.http_requests = Counter(
+            "appliance_http_requests_total", "HTTP requests answered, by method, route template "
+            "(never the concrete path) and status code", ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "appliance_http_request_duration_seconds", "Time to answer HTTP requests, by method "
+            "and route template", ["method", "route"], buckets=HTTP_BUCKETS, registry=r)
         self.build = Info("appliance_build", "Build of this node (value is always 1)",
                           registry=r)
         self.build.info({"version": version, "python": platform.python_version(),
                          "protocol": protocol})
-        self.sign_requests = Counter(
-            "appliance_sign_requests_total", "Sign requests by outcome", ["outcome"], registry=r)
+        self.sign_created = Counter(
+            "appliance_sign_requests_created_total", "Sign requests created (stored, pending or "
+            "signing)", registry=r)
+        self.sign_completed = Counter(
+            "appliance_sign_requests_completed_total", "Sign requests that reached their terminal "
+            "state, by outcome (each request counted once)", ["outcome"], registry=r)
+        self.sign_in_state = Gauge(
+            "appliance_sign_requests_in_state", "Sign requests not finished, by state (as stored)",
+            ["state"], registry=r)
         self.policy_denials = Counter(
             "appliance_policy_denials_total", "Requests and jobs refused by the policy, by reason",
             ["reason"], registry=r)
@@ -123,9 +162,17 @@ class Metrics:
         self.presignatures = Gauge(
             "appliance_presignatures_available", "Presignatures ready on this node, per key",
             ["key"], registry=r)
+        self.presignature_target = Gauge(
+            "appliance_presignature_pool_target", "Presignatures this node keeps ready per signer "
+            "set ([node] presign_pool; 0: no pool)", registry=r)
         self.prime_pool = Gauge("appliance_prime_pool_size",
                                 "Sealed primes ready in this node's pool", ["kind", "bits"],
                                 registry=r)
+        self.peer_up = Gauge("appliance_peer_up", "1 if the peer answered its last health check "
+                             "as ready, 0 if not", ["peer"], registry=r)
+        self.quorum_required = Gauge(
+            "appliance_quorum_required", "Nodes needed to sign with every active key here (the "
+            "largest threshold; 0: no key)", registry=r)
         self.peer_errors = Counter("appliance_peer_errors_total",
                                    "Failed calls to peers and misbehaviour blamed on them",
                                    ["peer"], registry=r)
@@ -137,13 +184,44 @@ class Metrics:
         self.audit_failures = Counter("appliance_audit_write_failures_total",
                                       "Audit entries that could not be written (action refused)",
                                       registry=r)
+        self.audit_ok = Gauge("appliance_audit_ok", "1 if the audit log is open and its last "
+                              "write succeeded (else nothing is signed)", registry=r)
+        self.hsm_ready = Gauge("appliance_hsm_ready", "1 if the node is started and its HSM "
+                               "answers (else nothing is signed)", registry=r)
+        self.cert_expiry = Gauge(
+            "appliance_tls_cert_expiry_timestamp_seconds", "notAfter of the TLS certificates in "
+            "force (this node's own and each pinned peer's), Unix time", ["node"], registry=r)
         for o in SIGN_OUTCOMES:  # zero series, so rates work from the start
-            self.sign_requests.labels(o)
+            self.sign_completed.labels(o)
+        for st in OPEN_STATES:
+            self.sign_in_state.labels(st)
+        for reason in self.reasons:
+            self.policy_denials.labels(reason)
+        for op in HSM_OPERATIONS:
+            self.hsm_errors.labels(op)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for peer in self.peers:
+            self.peer_errors.labels(peer)
         self.audit_entries.inc(0)
 
     # -- counters with checked labels ---------------------------------------------------
-    def sign_request(self, outcome: str) -> None:
-        self.sign_requests.labels(_pick(outcome, SIGN_OUTCOMES)).inc()
+    def sign_request_created(self) -> None:
+        self.sign_created.inc()
+
+    def sign_request_completed(self, outcome: str) -> None:
+        """A sign request reached its terminal state: call once per request."""
+        self.sign_completed.labels(_pick(outcome, SIGN_OUTCOMES)).inc()
+
+    def http_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """One answered HTTP request. ``route``: the matched route's template (None: no route
+        matched: ``unmatched``, never the path). Templates come from the app's router (bounded)."""
+        m = _pick(method, HTTP_METHODS)
+        if route is None:
+            route = UNMATCHED
+        code = str(status) if isinstance(status, int) and 100 <= status <= 599 else OTHER
+        self.http_requests.labels(m, route, code).inc()
+        self.http_seconds.labels(m, route).observe(max(0.0, seconds))
 
     def policy_denied(self, reason: str) -> None:
         self.policy_denials.labels(_pick(reason, self.reasons)).inc()
@@ -232,6 +310,18 @@ class Metrics:
                 self.presignatures.remove(key)
         for key, n in counts.items():
             self.presignatures.labels(key).set(n)
+
+    def set_sign_requests_in_state(self, counts: Mapping[str, int]) -> None:
+        for st in OPEN_STATES:
+            self.sign_in_state.labels(st).set(int(counts.get(st, 0)))
+
+    def set_peer_up(self, peer: str, up: bool) -> None:
+        if peer in self.peers:  # configured node ids only
+            self.peer_up.labels(peer).set(1 if up else 0)
+
+    def set_cert_expiry(self, node: str, not_after: float) -> None:
+        if node in self.peers or (not self.peers and isinstance(node, str) and _ID.match(node)):
+            self.cert_expiry.labels(node).set(not_after)
 
     def set_prime_pool(self, kind: str, bits: int, size: int) -> None:
         self.prime_pool.labels(_pick(kind, PRIME_KINDS), str(int(bits))).set(size)

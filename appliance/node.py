@@ -20,6 +20,7 @@ and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None u
 ``node.cosigning``             the audit log's checkpoints co-signed by the peers
 ``node.request_use``           a sign request reserved once, cluster-wide
 ``node.request_claims``        one request per (initiator, nonce), cluster-wide (idempotency)
+``node.gauges``                the gauges set when /metrics is scraped
 =============================  ==========================================================
 """
 
@@ -31,6 +32,7 @@ import logging
 from appliance.bounded import check_recursion_limit
 from appliance.cluster.cert_rotation import CertRotation
 from appliance.cluster.cosign import AuditCosigning
+from appliance.cluster.gauges import NodeGauges
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.policy_sync import PolicySync, base_policy
 from appliance.cluster.quarantine import QuarantineService
@@ -128,6 +130,7 @@ class Node:
         self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)
         self.cert_rotation.listeners.append(link.retire)  # new pins: new TLS sessions
         self.cosigning = AuditCosigning(rt, self.recorder, audit=audit, signer=signer, peers=link, store=store)
+        self.gauges = NodeGauges(rt, self.health, self.primes, requests=store, key_store=store, audit=audit)
         authorizer = JobAuthorizer(rt, self.recorder, self.request_use, self.reader.rate_usage,
                                    self.policy_sync.catch_up_soon, key_store=store, replay=store)
         self.participant = Participant(rt, self.table, self.local, kinds, authorizer, self.quarantine,

@@ -152,7 +152,7 @@ appliance audit verify audit-node-1.jsonl --cluster cluster.toml --node node-1 \
 # ---- section metrics @ workstation
 scp node-1:/var/lib/appliance/metrics.token node-1.token
 curl -fsS --cacert node-1.crt -H "Authorization: Bearer $(cat node-1.token)" \
-    "https://$NODE1/metrics" | grep '^appliance_sign_requests_total'
+    "https://$NODE1/metrics" | grep '^appliance_sign_requests_completed_total'
 
 # ---- section scrape @ file
 scrape_configs:

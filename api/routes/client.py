@@ -49,13 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     node = node_of(request)
-    if node.store is not None:
-        try:  # the prime pool gauge, as of now
-            pc = node.primes.counts()
-            for kind in ("safe", "blum"):
-                node.metrics.set_prime_pool(kind, node.config.paillier_bits // 2, int(pc.get(kind, 0)))
-        except Exception:  # noqa: BLE001 - a gauge never fails the scrape
-            pass
+    await node.gauges.refresh()  # peers, HSM, audit, open requests, pools, certificates: as of now
     return web.Response(body=node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

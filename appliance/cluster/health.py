@@ -34,6 +34,7 @@ class PeerHealth:
         except PeerError:
             ok = False
         self._seen[index] = (time.monotonic(), ok)
+        rt.metrics.set_peer_up(rt.peers[index].id, ok)
         return ok
 
     async def split_healthy(self, indices, *, max_age: float = 0.0) -> tuple[list[int], list[int]]:
@@ -46,6 +47,7 @@ class PeerHealth:
 
     def mark_unhealthy(self, index: int) -> None:
         self._seen[index] = (time.monotonic(), False)
+        self.rt.metrics.set_peer_up(self.rt.peers[index].id, False)
 
     async def hsm_healthy(self) -> bool:
         hsm = self.hsm.value

@@ -194,11 +194,9 @@ class SignRequests:
             self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
                                 decision="decoded", reason=summary_text(dec))
         if decision.denied and fault != "skip-checks":
-            rt.metrics.sign_request("denied")
             raise self.recorder.refuse(PolicyDenied(decision.reason, decision.message), actor=user.id,
                                        action="sign_request", key_id=key_id, subject=rid, digest=adigest)
         if not tx_ok and fault != "skip-checks":
-            rt.metrics.sign_request("denied")
             raise self.recorder.refuse(PolicyDenied(code, message), actor=user.id, action="sign_request",
                                        key_id=key_id, subject=rid, digest=adigest)
         allowed = decision.allowed or fault == "skip-approval"
@@ -215,11 +213,9 @@ class SignRequests:
                 payload_type=r.payload_type, request=sr.to_json(), status=states.PENDING)
             self.statements().put_statement(rid, rid, SIGN, key_id, sr.to_json(), payload=payload,
                                    network=dec.network, decoded=dec.to_dict())
-        rt.metrics.sign_request("created")
+        rt.metrics.sign_request_created()
         if allowed:
             await self._start(rid, [], actor=user.id, dec=dec)
-        else:
-            rt.metrics.sign_request("pending")
         return self.view(self.requests().get_sign_request(rid))
 
     @staticmethod
@@ -325,7 +321,6 @@ class SignRequests:
             self._move(rid, states.PENDING, "approve", conditional=True, signers=rt.node_ids(chosen))
         except ConflictError:
             return  # started already (a concurrent approval)
-        rt.metrics.sign_request("approved")
         rt.spawn(self._run(rid, row, dec, chosen, actor, sr, approvals, st["payload"]))
 
     async def _run(self, rid: str, row: dict, dec, signers: list[int], actor: str, sr, approvals: list,
@@ -374,20 +369,20 @@ class SignRequests:
             if dec.payload_type != "digest":
                 stored["result"] = payloads.assemble(dec, sigs)
             self._move(rid, states.SIGNING, "sign", conditional=False, signature=stored)
-            rt.metrics.sign_request("signed")
+            rt.metrics.sign_request_completed("signed")
             self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
                                 digest=r.digest or r.payload_hash, decision="signed",
                                 reason=f"{len(sigs)} signature(s)")
         except JobFailed as exc:
             self._move(rid, states.SIGNING, "fail", conditional=False, error=exc.error.to_error())
-            rt.metrics.sign_request("failed")
+            rt.metrics.sign_request_completed("failed")
             self.recorder.quiet(actor, "sign_failed", key_id=row["key_id"], subject=rid,
                                 decision="failed", reason=exc.error.code)
         except Exception as exc:  # pragma: no cover - defensive
             log.exception("sign request %s crashed", rid)
             self._move(rid, states.SIGNING, "fail", conditional=False,
                        error={"code": "internal", "message": type(exc).__name__})
-            rt.metrics.sign_request("failed")
+            rt.metrics.sign_request_completed("failed")
         finally:
             if taken is not None:  # its key goes (used or not: a presignature is used once)
                 rt.spawn(self.pool.destroy_keys([taken.hsm_key_label]))
@@ -490,7 +485,7 @@ class SignRequests:
         except ConflictError:
             pass
         else:
-            rt.metrics.sign_request("expired")
+            rt.metrics.sign_request_completed("expired")
             self.recorder.quiet(None, "request_expired", key_id=req["key_id"], subject=req["request_id"],
                                 decision="expired", reason="expired")
             rt.waiters.notify(req["request_id"])
@@ -506,6 +501,7 @@ class SignRequests:
             except ConflictError:
                 continue
             n += 1
+            self.rt.metrics.sign_request_completed("expired")
             self.rt.waiters.notify(req["request_id"])
         return n
 
@@ -565,7 +561,7 @@ class SignRequests:
             await self._start(request_id, [*existing, a], actor=user.id)
         elif closing:
             closed = outcome.reason in ("rejected", "cancelled", "expired")
-            rt.metrics.sign_request(outcome.reason if closed else "denied")
+            rt.metrics.sign_request_completed(outcome.reason if closed else "denied")
             if not closed:
                 rt.metrics.policy_denied(outcome.reason)
             rt.waiters.notify(request_id)

@@ -198,4 +198,4 @@ def test_the_documented_commands_take_three_hosts_to_a_verified_signature(tmp_pa
     assert re.search(r"^OK", p.stdout, re.M), p.stdout[-3000:]
     pub, digest, der = (tmp_path / "workstation" / "result.txt").read_text().split()
     assert coincurve.PublicKey(bytes.fromhex(pub)).verify(bytes.fromhex(der), bytes.fromhex(digest), hasher=None)
-    assert "appliance_sign_requests_total" in p.stdout
+    assert "appliance_sign_requests_completed_total" in p.stdout

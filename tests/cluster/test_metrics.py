@@ -32,8 +32,17 @@ def promtool():
 
 def exercised() -> Metrics:
     m = Metrics(peers=["node-1", "node-2", "node-3"])
-    m.sign_request("created")
-    m.sign_request("signed")
+    m.sign_request_created()
+    m.sign_request_completed("signed")
+    m.set_sign_requests_in_state({"pending": 2, "signing": 1})
+    m.http_request("GET", "/v1/sign-requests/{request_id}", 200, 0.003)
+    m.http_request("POST", None, 404, 0.001)
+    m.set_peer_up("node-2", True)
+    m.set_peer_up("node-3", False)
+    m.set_cert_expiry("node-1", 1.9e9)
+    m.hsm_ready.set(1)
+    m.audit_ok.set(1)
+    m.presignature_target.set(4)
     m.policy_denied("self_approval")
     m.peer_error("node-2")
     m.message_dropped("replayed")
@@ -68,7 +77,17 @@ def test_exposition_parses_and_follows_naming():
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     expected = {
         "appliance_build_info": "gauge",
-        "appliance_sign_requests": "counter",
+        "appliance_sign_requests_created": "counter",
+        "appliance_sign_requests_completed": "counter",
+        "appliance_sign_requests_in_state": "gauge",
+        "appliance_http_requests": "counter",
+        "appliance_http_request_duration_seconds": "histogram",
+        "appliance_peer_up": "gauge",
+        "appliance_hsm_ready": "gauge",
+        "appliance_audit_ok": "gauge",
+        "appliance_tls_cert_expiry_timestamp_seconds": "gauge",
+        "appliance_presignature_pool_target": "gauge",
+        "appliance_quorum_required": "gauge",
         "appliance_policy_denials": "counter",
         "appliance_protocol_round_duration_seconds": "histogram",
         "appliance_protocol_session_duration_seconds": "histogram",
@@ -83,26 +102,32 @@ def test_exposition_parses_and_follows_naming():
         "appliance_audit_entries": "counter",
         "appliance_audit_write_failures": "counter",
     }
-    assert {n: f.type for n, f in fams.items()} == expected
+    process = {n for n in fams if n.startswith("process_")}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds",
+            "process_start_time_seconds"} <= process
+    assert {n: f.type for n, f in fams.items() if n not in process} == expected
     for f in fams.values():
         assert f.documentation, f.name
         for s in f.samples:
-            assert s.name.startswith("appliance_")
+            assert s.name.startswith(("appliance_", "process_"))
             if f.type == "counter":
                 assert s.name.endswith("_total"), s.name
             assert "request_id" not in s.labels and "user" not in s.labels
-    assert "_created" not in text
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
+    assert not [n for n in names if n.endswith("_created")]  # no counter creation timestamps
     assert "appliance_build_info{" in text and 'version="' in text
 
 
 def test_counters_move_as_expected():
     m = Metrics(peers=["node-1", "node-2"])
-    assert value(m, "appliance_sign_requests_total", outcome="signed") == 0
-    m.sign_request("signed")
-    m.sign_request("signed")
-    m.sign_request("denied")
-    assert value(m, "appliance_sign_requests_total", outcome="signed") == 2
-    assert value(m, "appliance_sign_requests_total", outcome="denied") == 1
+    assert value(m, "appliance_sign_requests_completed_total", outcome="signed") == 0
+    m.sign_request_created()
+    m.sign_request_completed("signed")
+    m.sign_request_completed("signed")
+    m.sign_request_completed("denied")
+    assert value(m, "appliance_sign_requests_created_total") == 1
+    assert value(m, "appliance_sign_requests_completed_total", outcome="signed") == 2
+    assert value(m, "appliance_sign_requests_completed_total", outcome="denied") == 1
     m.policy_denied("rate_limited")
     assert value(m, "appliance_policy_denials_total", reason="rate_limited") == 1
     m.audit_written()
@@ -117,8 +142,12 @@ def test_labels_stay_low_cardinality():
     sizes = []
     for i in range(200):
         m.policy_denied(f"req_{i}")
-        m.sign_request(f"outcome_{i}")
+        m.sign_request_completed(f"outcome_{i}")
         m.peer_error(f"https://10.0.0.{i}")
+        m.set_peer_up(f"10.0.0.{i}", True)
+        m.set_cert_expiry(f"https://10.0.0.{i}", 1.0)
+        m.http_request(f"M{i}", None, 404, 0.01)
+        m.http_request("GET", None, 1000 + i, 0.01)
         m.observe_round("presign", i + 11, 0.1)
         m.observe_hsm(f"op{i}", 0.1)
         if i in (0, 199):
@@ -126,17 +155,19 @@ def test_labels_stay_low_cardinality():
     text = m.render().decode()
     assert sizes[0] == sizes[1]  # 200 distinct inputs, no new series
     assert value(m, "appliance_policy_denials_total", reason="other") == 200
-    assert value(m, "appliance_sign_requests_total", outcome="other") == 200
+    assert value(m, "appliance_sign_requests_completed_total", outcome="other") == 200
+    assert value(m, "appliance_http_requests_total", method="other", route="unmatched", status="404") == 200
+    assert value(m, "appliance_http_requests_total", method="GET", route="unmatched", status="other") == 200
     assert value(m, "appliance_peer_errors_total", peer="other") == 200
     assert "req_" not in text and "10.0.0" not in text
 
 
 def test_per_node_registries_are_separate():
     a, b = Metrics(), Metrics()
-    a.sign_request("signed")
-    assert value(a, "appliance_sign_requests_total", outcome="signed") == 1
-    assert value(b, "appliance_sign_requests_total", outcome="signed") == 0
-    assert REGISTRY.get_sample_value("appliance_sign_requests_total", {"outcome": "signed"}) is None
+    a.sign_request_completed("signed")
+    assert value(a, "appliance_sign_requests_completed_total", outcome="signed") == 1
+    assert value(b, "appliance_sign_requests_completed_total", outcome="signed") == 0
+    assert REGISTRY.get_sample_value("appliance_sign_requests_completed_total", {"outcome": "signed"}) is None
 
 
 def test_timers_and_gauges():

@@ -197,7 +197,7 @@ async def test_openapi_matches_the_served_routes(cluster):
     # open routes need no signature; /metrics a signed user request (or the scraper's token)
     assert (await admin.healthz())["status"] == "ok"
     assert (await admin.readyz())["ready"] is True
-    assert "appliance_sign_requests_total" in await admin.metrics()
+    assert "appliance_sign_requests_completed_total" in await admin.metrics()
 
 
 async def test_refresh_keeps_the_public_key(cluster):

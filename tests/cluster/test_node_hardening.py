@@ -298,10 +298,10 @@ async def test_metrics_need_the_scrapers_bearer_token(cluster):
     for bad in (f"Bearer {token1}", f"Bearer {token0[:-1]}", f"Basic {token0}", token0, f"Bearer {token0} x"):
         assert (await _scrape(cluster, 0, {"Authorization": bad}))[:2] == (401, REFUSED), bad
     status, text, _ = await _scrape(cluster, 0, {"Authorization": f"Bearer {token0}"})
-    assert status == 200 and b"appliance_sign_requests_total" in text
+    assert status == 200 and b"appliance_sign_requests_completed_total" in text
     assert "appliance_build_info" in await cluster.metrics(1)
     # a user's signed request still reads them (ApplianceClient.metrics)
-    assert "appliance_sign_requests_total" in await cluster.client("auditor").metrics()
+    assert "appliance_sign_requests_completed_total" in await cluster.client("auditor").metrics()
     promtool = promtool_path()
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), (r.stdout + r.stderr).decode()
