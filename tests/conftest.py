@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from appliance.payloads.eth_typed import load_encoder
 from appliance.tss.group import SeededRNG
 from appliance.tss.primes import FreshPrimes, PrimePool
+
+# Tests import eth_account themselves (independent verifiers). Loaded first through our module,
+# py_ecc has run without raising the recursion limit, so a Node started later in the same
+# worker passes its start-up check (appliance.bounded.check_recursion_limit).
+load_encoder()
 
 TEST_ONLY_PRIMES = Path(__file__).parent / "data" / "test-only-primes.json"
 

@@ -23,7 +23,9 @@ _lock = threading.Lock()
 _encoder: Callable[..., Any] | None = None
 
 
-def _load() -> Callable[..., Any]:
+def load_encoder() -> Callable[..., Any]:
+    """Load eth-account now (also for code that then imports eth_account itself: py_ecc has
+    run by then, so it cannot raise the limit any more)."""
     global _encoder
     with _lock:
         if _encoder is None:
@@ -39,7 +41,7 @@ def _load() -> Callable[..., Any]:
 
 def encode_typed_data(*args: Any, **kwargs: Any) -> Any:
     """``eth_account.messages.encode_typed_data``, loaded on the first call."""
-    return (_encoder or _load())(*args, **kwargs)
+    return (_encoder or load_encoder())(*args, **kwargs)
 
 
 __all__ = ["encode_typed_data"]
