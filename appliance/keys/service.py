@@ -178,7 +178,7 @@ class KeyService:
                                 decision="pending", reason=decision.reason)
             self.operations().put_operation(op_id, action, key_id, user.id, status="pending")
             self.statements().put_statement(sr.request_id, op_id, action, key_id, sr.to_json(), payload=spec_body)
-        return self.operation_view(self.operations().get_operation(op_id)), sr
+        return Created(self.operation_view(self.operations().get_operation(op_id)), True), sr
 
     async def _first_operation(self, user, sr: SignedRequest) -> dict | None:
         """The operation of the first request under the request's (initiator, nonce), kept here
