@@ -16,11 +16,11 @@ connection of its own with the same rules.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from appliance.sqlite_tx import NestedTransactions
 
 
 class TxProvider(Protocol):
@@ -29,14 +29,13 @@ class TxProvider(Protocol):
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]: ...
 
 
-class OwnConnection:
+class OwnConnection(NestedTransactions):
     """A transaction provider over one connection: opened here from a path (WAL,
     ``synchronous=FULL``; :meth:`close` closes it), or given (autocommit mode,
     ``isolation_level=None``; left open). One re-entrant lock; nested ``tx()`` are savepoints."""
 
     def __init__(self, db: str | Path | sqlite3.Connection, *, busy_timeout: float = 10.0) -> None:
-        self._lock = threading.RLock()
-        self._depth = 0
+        NestedTransactions.__init__(self)
         self.owned = not isinstance(db, sqlite3.Connection)
         if self.owned:
             self.conn = sqlite3.connect(str(db), timeout=busy_timeout, isolation_level=None,
@@ -49,28 +48,9 @@ class OwnConnection:
                 raise ValueError("give AuditLog a connection with isolation_level=None")
             self.conn = db
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db, depth = self.conn, self._depth
-            name = f"audit_sp{depth}"
-            db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
-            self._depth = depth + 1
-            try:
-                yield db
-            except BaseException:
-                self._depth = depth
-                try:
-                    if depth == 0:
-                        db.execute("ROLLBACK")
-                    else:
-                        db.execute(f"ROLLBACK TO {name}")
-                        db.execute(f"RELEASE {name}")
-                except sqlite3.Error:
-                    pass
-                raise
-            self._depth = depth
-            db.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+    def tx(self):
+        """A write transaction; nested: a savepoint (:class:`appliance.sqlite_tx.NestedTransactions`)."""
+        return self.nested_tx()
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:

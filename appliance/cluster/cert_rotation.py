@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from appliance.canonical import CanonicalError
 from appliance.errors import PolicyDenied, ServiceError
+from appliance.cluster.peer_updates import updates_from_peers
 from appliance.ids import peer_path
 from appliance.policy import CertUpdate, Policy, PolicyError, verify_cert_update
 from appliance.ports import CertUpdateStore, Late, PeerLink
@@ -220,12 +221,8 @@ class CertRotation:
             return
         self._syncing = True
         try:
-            for p in [p for p in rt.peers if p != rt.index]:
-                try:
-                    body = await self.link.request(rt.peers[p], "GET", peer_path("tls-certs"), timeout=5.0)
-                except Exception:  # noqa: BLE001 - a peer that is down (or no longer pinned) has nothing to give
-                    continue
-                for u in body.get("updates", []) if isinstance(body, dict) else []:
+            async for p, updates in updates_from_peers(rt, self.link, peer_path("tls-certs")):
+                for u in updates:
                     if not isinstance(u, dict) or u.get("version") != self.version + 1:
                         continue
                     try:

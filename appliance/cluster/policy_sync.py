@@ -12,6 +12,7 @@ from typing import Any, Callable
 from appliance.canonical import CanonicalError
 from appliance.config import ConfigError
 from appliance.errors import PolicyDenied, ServiceError
+from appliance.cluster.peer_updates import updates_from_peers
 from appliance.ids import peer_path
 from appliance.ports import Late, PeerLink, PolicyUpdateStore
 from appliance.policy import Policy, PolicyError, PolicyUpdate, apply_updates, verify_policy_update
@@ -129,12 +130,8 @@ class PolicySync:
             return
         self._syncing = True
         try:
-            for p in [p for p in rt.peers if p != rt.index]:
-                try:
-                    body = await self.link.request(rt.peers[p], "GET", peer_path("policy"), timeout=5.0)
-                except Exception:  # noqa: BLE001 - a peer that is down has nothing to give
-                    continue
-                for u in body.get("updates", []):
+            async for p, updates in updates_from_peers(rt, self.link, peer_path("policy")):
+                for u in updates:
                     try:
                         upd = PolicyUpdate.from_json(u)
                         if upd.previous_policy_hash == rt.policy.hash:

@@ -15,26 +15,24 @@ one (a state change and what belongs with it commit together or not at all).
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance.sqlite_tx import NestedTransactions
 from appliance.storage.errors import StoreError
 from appliance.storage.migrations import migrate
 
 
-class Database:
+class Database(NestedTransactions):
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
         """``clock() -> float``: Unix seconds for every row's timestamp (the node passes its
         injected clock, so a rate window and the rows it counts read the same time)."""
         self.path = Path(path)
         self.now = clock
-        self._lock = threading.RLock()
-        self._depth = 0
+        NestedTransactions.__init__(self)
         self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None,
                                     check_same_thread=False)
         try:
@@ -55,32 +53,15 @@ class Database:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")
 
-    @contextmanager
-    def tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def tx(self, *, durable: bool = False):
         """A write transaction: BEGIN IMMEDIATE (takes the write lock up front), COMMIT on
         success (durable with synchronous=FULL), ROLLBACK on error. Inside another one on
-        this thread: a savepoint, released on success and rolled back to on error.
+        this thread: a savepoint, released on success and rolled back to on error
+        (:class:`appliance.sqlite_tx.NestedTransactions`).
         ``durable``: the caller relies on the commit being on disk when this returns (a
         presignature spent before it is used): refused inside another transaction."""
-        with self._lock:
-            db, depth = self.conn, self._depth
-            if durable and depth:
-                raise StoreError("a durable write must commit on its own, not inside a transaction")
-            name = f"sp{depth}"
-            db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
-            self._depth = depth + 1
-            try:
-                yield db
-            except BaseException:
-                self._depth = depth
-                if depth == 0:
-                    db.execute("ROLLBACK")
-                else:
-                    db.execute(f"ROLLBACK TO {name}")
-                    db.execute(f"RELEASE {name}")
-                raise
-            self._depth = depth
-            db.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+        alone = StoreError("a durable write must commit on its own, not inside a transaction") if durable else None
+        return self.nested_tx(alone=alone)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
