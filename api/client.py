@@ -550,10 +550,14 @@ __all__ = ["ApplianceClient", "ApplianceAPIError"]
 
 
 def _seconds(t: float | None) -> str | None:
-    """A time as the query takes it: Unix seconds, up to 6 decimals."""
+    """A time as the query takes it: Unix seconds, exact (a request's ``created`` given back
+    selects by that very value; a float's shortest repr has at most 9 decimals here)."""
     if t is None:
         return None
-    return f"{t:.6f}".rstrip("0").rstrip(".")
+    if isinstance(t, int) or float(t).is_integer():
+        return str(int(t))
+    text = repr(float(t))
+    return text if "e" not in text else f"{t:.9f}"
 
 
 def run(coro):  # small convenience for scripts

@@ -33,7 +33,7 @@ LISTINGS = {"sign_requests": "request_id", "keys": "key_id"}
 _CURSOR_MAX = 256
 _B64URL = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LIMIT = re.compile(r"[0-9]{1,4}")
-_TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+_TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def parse_time(name: str, text: str | None) -> float | None:
     if text is None:
         return None
     if not _TIME.fullmatch(text):
-        raise ServiceError("bad_time", f"{name} must be Unix seconds (digits, up to 6 decimals)")
+        raise ServiceError("bad_time", f"{name} must be Unix seconds (digits, up to 9 decimals)")
     return float(text)
 
 
