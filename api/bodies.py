@@ -255,8 +255,13 @@ class Key(Struct):
         description="presignatures ready on this node per signer set (node ids joined by commas)")] | None = None
 
 
+NextCursor = Annotated[str | None, Meta(description=(
+    "pass as ?cursor= for the next page; null on the last page"))]
+
+
 class KeyList(Struct):
     keys: list[Key]
+    next_cursor: NextCursor = None
 
 
 class Signature(Struct):
@@ -332,6 +337,7 @@ class SignRequest(Struct):
 
 class SignRequestList(Struct):
     sign_requests: list[SignRequest]
+    next_cursor: NextCursor = None
 
 
 class VerifyResult(Struct):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -199,7 +200,23 @@ class ApplianceClient:
         return await self._signed_post("/v1/keys", body, action="keygen", params=params)
 
     async def list_keys(self) -> list[dict]:
-        return (await self.request("GET", "/v1/keys"))["keys"]
+        """Every active key, oldest first (all pages)."""
+        return [k async for k in self.iter_keys()]
+
+    async def keys_page(self, *, limit: int | None = None, cursor: str | None = None) -> dict:
+        """One page of ``GET /v1/keys``: ``keys`` and ``next_cursor`` (None on the last page)."""
+        return await self.request("GET", "/v1/keys", query={"limit": limit, "cursor": cursor})
+
+    async def iter_keys(self, *, page_size: int | None = None) -> AsyncIterator[dict]:
+        """Every active key, oldest first, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = await self.keys_page(limit=page_size, cursor=cursor)
+            for key in page["keys"]:
+                yield key
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
 
     async def get_key(self, key_id: str) -> dict:
         return await self.request("GET", url_path("v1", "keys", key_id))
@@ -383,7 +400,38 @@ class ApplianceClient:
         return await self.request("GET", url_path("v1", "sign-requests", request_id), query={"wait": wait or None})
 
     async def pending_requests(self) -> list[dict]:
-        return (await self.request("GET", "/v1/sign-requests"))["sign_requests"]
+        """The open requests (pending approval, or signing), newest first."""
+        return await self.list_sign_requests(status=("pending", "signing"))
+
+    async def sign_requests_page(self, *, status: str | Sequence[str] | None = None, key_id: str | None = None,
+                                 initiator: str | None = None, created_after: float | None = None,
+                                 created_before: float | None = None, limit: int | None = None,
+                                 cursor: str | None = None) -> dict:
+        """One page of ``GET /v1/sign-requests`` (this node's requests, newest first):
+        ``sign_requests`` and ``next_cursor`` (None on the last page). ``status``: one or
+        several of pending, signing, signed, failed, rejected, cancelled, expired; times in
+        Unix seconds (exclusive); the filters combine."""
+        statuses = status if status is None or isinstance(status, str) else ",".join(status)
+        query = {"status": statuses, "key_id": key_id, "initiator": initiator,
+                 "created_after": _seconds(created_after), "created_before": _seconds(created_before),
+                 "limit": limit, "cursor": cursor}
+        return await self.request("GET", "/v1/sign-requests", query=query)
+
+    async def iter_sign_requests(self, *, page_size: int | None = None, **filters: Any) -> AsyncIterator[dict]:
+        """Every request matching ``filters`` (those of :meth:`sign_requests_page`), newest
+        first, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = await self.sign_requests_page(limit=page_size, cursor=cursor, **filters)
+            for req in page["sign_requests"]:
+                yield req
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
+
+    async def list_sign_requests(self, **filters: Any) -> list[dict]:
+        """Every request matching ``filters`` (all pages), newest first."""
+        return [r async for r in self.iter_sign_requests(**filters)]
 
     async def approve(self, request_id: str) -> dict:
         """Approve a pending request: this user signs a decision bound to the request as the
@@ -499,6 +547,17 @@ class ApplianceClient:
 
 
 __all__ = ["ApplianceClient", "ApplianceAPIError"]
+
+
+def _seconds(t: float | None) -> str | None:
+    """A time as the query takes it: Unix seconds, exact (a request's ``created`` given back
+    selects by that very value; a float's shortest repr has at most 9 decimals here)."""
+    if t is None:
+        return None
+    if isinstance(t, int) or float(t).is_integer():
+        return str(int(t))
+    text = repr(float(t))
+    return text if "e" not in text else f"{t:.9f}"
 
 
 def run(coro):  # small convenience for scripts

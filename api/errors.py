@@ -28,6 +28,8 @@ DENIED = 403
 _BAD_INPUT = (
     # the body, query and ids of a request
     "bad_json", "bad_wait", "bad_since", "bad_id", "too_deep", "bad_body",
+    # paged listings (appliance/paging.py)
+    "bad_cursor", "bad_limit", "bad_status", "bad_time",
     # keys and operations
     "bad_threshold", "bad_nodes", "bad_paillier_bits", "not_a_holder", "unknown_node",
     "bad_import_bundle",

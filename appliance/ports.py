@@ -197,6 +197,12 @@ class SignRequestStore(Protocol):
     def list_sign_requests(self, statuses: tuple[str, ...]) -> list[dict]:
         """Requests in these statuses, oldest first."""
 
+    def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
+                           created_after: float | None, created_before: float | None,
+                           after: tuple[float, str] | None, limit: int) -> list[dict]:
+        """Up to ``limit`` requests, newest first by (created, request_id), strictly after
+        ``after``; ``statuses`` as shown (a statement's final status stands for the stored one)."""
+
 
 class StatementStore(Protocol):
     """Users' signed statements (requests) and the decisions on them."""
@@ -230,6 +236,10 @@ class KeyStore(Protocol):
 
     def list_keys(self, status: str | None = "active") -> list[dict]:
         """Keys with this status (None: all)."""
+
+    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
+        """Up to ``limit`` keys with this status (None: all), oldest first by (created, key_id),
+        strictly after ``after``."""
 
     def share_blob(self, key_id: str, epoch: int) -> bytes:
         """The sealed share of a key's epoch."""

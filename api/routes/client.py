@@ -21,7 +21,7 @@ from api.routes.common import (
     user_of,
     wait_param,
 )
-from appliance import __version__
+from appliance import __version__, paging
 from appliance.audit import anchor_document
 from appliance.errors import ServiceError
 from appliance.metrics import CONTENT_TYPE
@@ -72,8 +72,9 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    node = node_of(request)
-    return json_response({"keys": node.keys.list_keys()})
+    q = request.query
+    query = paging.page_query("keys", q.get("limit"), q.get("cursor"))
+    return json_response(node_of(request).keys.list_keys(query))
 
 
 async def get_key(request: web.Request) -> web.Response:
@@ -99,7 +100,12 @@ async def create_sign_request(request: web.Request) -> web.Response:
 
 
 async def list_sign_requests(request: web.Request) -> web.Response:
-    return json_response(with_public_errors({"sign_requests": node_of(request).signing.pending()}))
+    q = request.query
+    query = paging.page_query("sign_requests", q.get("limit"), q.get("cursor"))
+    where = paging.sign_request_filter(
+        status=q.getall("status", []), key_id=q.get("key_id"), initiator=q.get("initiator"),
+        created_after=q.get("created_after"), created_before=q.get("created_before"))
+    return json_response(with_public_errors(node_of(request).signing.list_page(where, query)))
 
 
 async def get_sign_request(request: web.Request) -> web.Response:
@@ -244,6 +250,9 @@ _DECISION = {"approval": {"statement": {"type": "appliance/approval/v1", "decisi
 _KEYGEN = {"action": "keygen", "key_id": None, "derivation_path": None, "digest": None,
            "params": {"threshold": 2}}
 
+_PAGE = (("limit", "integer", f"items per page, 1 to {paging.LIMIT_MAX} (default {paging.LIMIT_DEFAULT})"),
+         ("cursor", "string", "the previous page's next_cursor, as it came"))
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "open", response=bodies.Health),
     Route("GET", "/readyz", readyz, "Readiness: HSM open, node started", "open", response=bodies.Readiness,
@@ -256,7 +265,8 @@ ROUTES: tuple[Route, ...] = (
           body=bodies.CreateKey, response=bodies.Operation,
           example={"threshold": 2, "request": _signed(**_KEYGEN)},
           responses=(200, 202, 400, 401, 403, 409, 503)),
-    Route("GET", "/v1/keys", list_keys, "List keys", "user", ANY_ROLE, response=bodies.KeyList),
+    Route("GET", "/v1/keys", list_keys, "Active keys, oldest first, a page at a time (cursor pagination)",
+          "user", ANY_ROLE, response=bodies.KeyList, query=_PAGE, responses=(200, 400, 401)),
     Route("POST", "/v1/keys/import", import_key,
           "Import a key from a dealer's bundle (appliance key import); an operation, pending until "
           "the policy's admin quorum approved it (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
@@ -279,8 +289,15 @@ ROUTES: tuple[Route, ...] = (
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
           responses=(200, 202, 400, 401, 403, 404, 409, 503)),
-    Route("GET", "/v1/sign-requests", list_sign_requests, "Pending sign requests", "user", ANY_ROLE,
-          response=bodies.SignRequestList),
+    Route("GET", "/v1/sign-requests", list_sign_requests, "This node's sign requests in every status "
+          "(finished ones are kept), newest first, a page at a time; filters combine (AND)", "user", ANY_ROLE,
+          response=bodies.SignRequestList, query=(
+              ("status", "string", "a status, or a comma list (repeatable): " + ", ".join(paging.REQUEST_STATUSES)),
+              ("key_id", "string", "only this key's requests"),
+              ("initiator", "string", "only requests by this user"),
+              ("created_after", "number", "created strictly after this time (Unix seconds)"),
+              ("created_before", "number", "created strictly before this time (Unix seconds)"),
+              *_PAGE), responses=(200, 400, 401)),
     Route("POST", "/v1/sign-requests/{request_id}/approvals", approve, "Approve a sign request", "user",
           ANY_ROLE, body=bodies.Decide, response=bodies.SignRequest, example=_DECISION, responses=(200, 400, 401, 403, 404, 409, 503)),
     Route("POST", "/v1/sign-requests/{request_id}/rejections", reject, "Reject a sign request", "user",

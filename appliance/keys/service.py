@@ -10,7 +10,7 @@ import hashlib
 import logging
 from typing import Any, Callable
 
-from appliance import payloads
+from appliance import paging, payloads
 from appliance.cluster.health import PeerHealth
 from appliance.errors import PolicyDenied, ServiceError
 from appliance.ids import is_id, new_id, peer_path
@@ -390,8 +390,12 @@ class KeyService:
 
     # -- public data ----------------------------------------------------------------------
 
-    def list_keys(self) -> list[dict]:
-        return [self.shares.key_view(r) for r in self.key_store().list_keys("active")]
+    def list_keys(self, query: paging.PageQuery = paging.FIRST_PAGE) -> dict:
+        """One page of the active keys, oldest first: ``keys`` and ``next_cursor`` (None on
+        the last page)."""
+        rows = self.key_store().page_keys("active", query.after, query.limit + 1)
+        rows, cursor = paging.page("keys", rows, query, id_field="key_id")
+        return {"keys": [self.shares.key_view(r) for r in rows], "next_cursor": cursor}
 
     def derive(self, key_id: str, path: Any) -> dict:
         row = self.shares.active_key(key_id)

@@ -22,7 +22,7 @@ import logging
 import secrets
 from typing import Any, AsyncIterator, Callable
 
-from appliance import formats, payloads
+from appliance import formats, paging, payloads
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.errors import ApplianceError, PolicyDenied, ServiceError
@@ -425,6 +425,18 @@ class SignRequests:
         open_ = (states.PENDING, states.SIGNING)
         reqs = [self._expire_if_due(r) for r in self.requests().list_sign_requests(open_)]
         return [self.view(r) for r in reqs if r["status"] in open_]
+
+    def list_page(self, where: paging.SignRequestFilter, query: paging.PageQuery) -> dict:
+        """One page of this node's sign requests (every status, kept for good), newest first:
+        ``sign_requests`` and ``next_cursor`` (None on the last page). Pending requests past
+        their window are expired first, so a status filter sees what a read would show."""
+        for req in self.requests().list_sign_requests((states.PENDING,)):
+            self._expire_if_due(req)
+        rows = self.requests().page_sign_requests(
+            where.statuses, where.key_id, where.initiator, where.created_after, where.created_before,
+            query.after, query.limit + 1)
+        rows, cursor = paging.page("sign_requests", rows, query, id_field="request_id")
+        return {"sign_requests": [self.view(r) for r in rows], "next_cursor": cursor}
 
     def view(self, req: dict) -> dict:
         statements = self.statements()

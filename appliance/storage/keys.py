@@ -53,6 +53,21 @@ class KeyRepository:
     def list_keys(self) -> list[KeyRecord]:
         return [self._key(r) for r in self.db.query("SELECT * FROM keys ORDER BY created_at, key_id")]
 
+    def page_keys(self, *, status: str | None = None, after: tuple[float, str] | None = None,
+                  limit: int = 100) -> list[KeyRecord]:
+        """Up to ``limit`` keys, oldest first by (created_at, key_id), strictly after ``after``;
+        ``status``: the node's status of the key (``node_keys``)."""
+        sql = "SELECT k.* FROM keys k"
+        args: list = []
+        if status is not None:
+            sql += " JOIN node_keys n ON n.key_id = k.key_id AND n.status = ?"
+            args.append(status)
+        if after is not None:
+            sql += " WHERE (k.created_at, k.key_id) > (?, ?)"
+            args += [after[0], after[1]]
+        sql += " ORDER BY k.created_at, k.key_id LIMIT ?"
+        return [self._key(r) for r in self.db.query(sql, [*args, limit])]
+
     @staticmethod
     def _key(r: tuple) -> KeyRecord:
         return KeyRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6])

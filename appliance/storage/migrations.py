@@ -227,6 +227,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 time REAL NOT NULL
             )""",
     ]),
+    ("history: indexes for the paged listings (sign requests newest first, by key and by "
+     "initiator; keys oldest first)", [
+        "CREATE INDEX IF NOT EXISTS sign_requests_page ON sign_requests (created_at, request_id)",
+        "CREATE INDEX IF NOT EXISTS sign_requests_key_page ON sign_requests (key_id, created_at, request_id)",
+        "CREATE INDEX IF NOT EXISTS sign_requests_initiator_page ON sign_requests "
+        "(initiator, created_at, request_id)",
+        "CREATE INDEX IF NOT EXISTS keys_page ON keys (created_at, key_id)",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -229,6 +229,11 @@ class NodeStore:
         out = [self._key_dict(rec, meta.get(rec.key_id)) for rec in self.core.list_keys()]
         return [k for k in out if status is None or k["status"] == status]
 
+    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
+        recs = self.core.page_keys(status=status, after=after, limit=limit)
+        meta = self.key_status.all_meta()
+        return [self._key_dict(rec, meta.get(rec.key_id)) for rec in recs]
+
     @staticmethod
     def _key_dict(rec, meta: tuple[str, int] | None) -> dict:
         return {"key_id": rec.key_id, "public_key": rec.public_key, "threshold": rec.threshold,
@@ -321,6 +326,13 @@ class NodeStore:
         for st in statuses:
             out += [self._req_dict(r) for r in self.core.list_sign_requests(status=st)]
         return sorted(out, key=lambda d: d["created"])
+
+    def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
+                           created_after: float | None, created_before: float | None,
+                           after: tuple[float, str] | None, limit: int) -> list[dict]:
+        return [self._req_dict(r) for r in self.core.page_sign_requests(
+            statuses=statuses, key_id=key_id, initiator=initiator, created_after=created_after,
+            created_before=created_before, after=after, limit=limit)]
 
     def _req_dict(self, r) -> dict:
         return {"request_id": r.request_id, "key_id": r.key_id, "digest": r.digest,

@@ -75,6 +75,32 @@ class SignRequestRepository:
             args.append(key_id)
         return [SignRequest(*r) for r in self.db.query(sql + " ORDER BY created_at", args)]
 
+    def page_sign_requests(
+        self, *, statuses: Sequence[str] | None = None, key_id: str | None = None,
+        initiator: str | None = None, created_after: float | None = None,
+        created_before: float | None = None, after: tuple[float, str] | None = None, limit: int = 100,
+    ) -> list[SignRequest]:
+        """Up to ``limit`` requests, newest first by (created_at, request_id), strictly after
+        ``after`` (the last one of the previous page). ``statuses``: as shown, where the
+        statement's final status (``cancelled``) stands for the stored one. Times exclusive."""
+        cols = ", ".join(f"r.{c.strip()}" for c in self._REQ_COLS.split(","))
+        sql = (f"SELECT {cols} FROM sign_requests r LEFT JOIN node_statements s "
+               "ON s.request_id = r.request_id WHERE 1")
+        args: list = []
+        if statuses is not None:
+            sql += f" AND coalesce(s.final, r.status) IN ({', '.join('?' * len(statuses))})"
+            args += list(statuses)
+        for clause, value in (("r.key_id = ?", key_id), ("r.initiator = ?", initiator),
+                              ("r.created_at > ?", created_after), ("r.created_at < ?", created_before)):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        if after is not None:
+            sql += " AND (r.created_at, r.request_id) < (?, ?)"
+            args += [after[0], after[1]]
+        sql += " ORDER BY r.created_at DESC, r.request_id DESC LIMIT ?"
+        return [SignRequest(*r) for r in self.db.query(sql, [*args, limit])]
+
     def update_sign_request(
         self,
         request_id: str,

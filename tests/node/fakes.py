@@ -183,7 +183,8 @@ class FakeStore:
             raise ConflictError(f"{request_id} exists")
         self.requests[request_id] = {"request_id": request_id, "key_id": key_id, "digest": digest,
                                      "derivation_path": path, "initiator": initiator, "status": status,
-                                     "signers": signers, "signature": None, "error": None}
+                                     "signers": signers, "signature": None, "error": None,
+                                     "created": time.time(), "updated": time.time()}
 
     def update_sign_request(self, request_id: str, *, status: str, signers: list[str] | None = None,
                             signature: dict | None = None, error: dict | None = None) -> None:
@@ -214,6 +215,22 @@ class FakeStore:
 
     def list_sign_requests(self, statuses: tuple[str, ...]) -> list[dict]:
         return [dict(r) for r in self.requests.values() if r["status"] in statuses]
+
+    def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
+                           created_after: float | None, created_before: float | None,
+                           after: tuple[float, str] | None, limit: int) -> list[dict]:
+        def shown(r: dict) -> str:
+            st = self.statements.get(r["request_id"])
+            return (st or {}).get("final") or r["status"]
+
+        rows = [r for r in self.requests.values()
+                if (statuses is None or shown(r) in statuses)
+                and key_id in (None, r["key_id"]) and initiator in (None, r["initiator"])
+                and (created_after is None or r["created"] > created_after)
+                and (created_before is None or r["created"] < created_before)
+                and (after is None or (r["created"], r["request_id"]) < after)]
+        rows.sort(key=lambda r: (r["created"], r["request_id"]), reverse=True)
+        return [dict(r) for r in rows[:limit]]
 
     # StatementStore
     def put_statement(self, request_id: str, subject: str, action: str, key_id: str | None,
@@ -257,6 +274,11 @@ class FakeKeys:
 
     def list_keys(self, status: str | None = "active") -> list[dict]:
         return [dict(r) for r in self.rows.values() if status is None or r["status"] == status]
+
+    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
+        rows = sorted((r for r in self.list_keys(status) if after is None or (r["created"], r["key_id"]) > after),
+                      key=lambda r: (r["created"], r["key_id"]))
+        return rows[:limit]
 
     def share_blob(self, key_id: str, epoch: int) -> bytes:
         return self.shares[(key_id, epoch)]
