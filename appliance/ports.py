@@ -247,6 +247,12 @@ class KeyStore(Protocol):
     def abandon_key(self, key_id: str) -> list[str]:
         """Delete a key never in use here; the presignature key labels to destroy."""
 
+    def set_key_status(self, key_id: str, status: str) -> None:
+        """This node's status of a key (disable/enable: ``disabled``, ``active``)."""
+
+    def key_versions(self, key_id: str) -> list[dict]:
+        """The key's epochs held here with their dates (created, committed, superseded, destroyed)."""
+
 
 class KeyChangeStore(Protocol):
     """Two-phase key changes: what each party prepared, the coordinator's commit decisions."""
