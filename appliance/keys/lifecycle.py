@@ -25,7 +25,7 @@ from appliance.keys.two_phase import TwoPhase
 from appliance.pools.presign import PresignPool
 from appliance.ports import AuditSink, KeyChangeStore, KeyStore, Late, ReplayStore
 from appliance.runtime import Runtime
-from appliance.state_table import make_transition
+from appliance.state_table import InvalidTransition, make_transition  # noqa: F401 (InvalidTransition: the table's error)
 
 KINDS = ("disable", "enable", "delete")
 
@@ -38,7 +38,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("deleting", "commit_delete"): "deleted",
     ("deleting", "abandon_delete"): "active",  # or disabled: the status it had (kept with the change)
 }
-STATUSES = ("active", "disabled", "deleting", "deleted")
+STATES = ("active", "disabled", "deleting", "deleted")
 EVENTS = ("disable", "enable", "delete", "commit_delete", "abandon_delete")
 
 transition = make_transition("a key's lifecycle", TRANSITIONS)
@@ -52,7 +52,7 @@ def check_allowed(status: str | None, event: str) -> str:
         raise ServiceError("key_not_disabled", "the key is not disabled")
     if status == "disabled" and event == "disable":
         raise ServiceError("key_disabled", "the key is disabled already")
-    if status not in STATUSES:
+    if status not in STATES:
         raise ServiceError("not_found", "unknown key")
     return transition(status, event)
 

@@ -425,7 +425,7 @@ class KeyService:
                 if r["status"] in ("active", "disabled")]
 
     def derive(self, key_id: str, path: Any) -> dict:
-        row = self.shares.active_key(key_id)
+        row = self.shares.known_key(key_id)
         if not row.get("chain_code"):
             raise ServiceError("no_chain_code", "this key has no chain code")
         try:
@@ -439,7 +439,7 @@ class KeyService:
                 **self.shares.key_formats(key_id, pk)}
 
     def address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
-        row = self.shares.active_key(key_id)
+        row = self.shares.known_key(key_id)
         if kind not in ("p2wpkh", "eth"):
             raise ServiceError("bad_kind", "kind must be p2wpkh or eth")
         net = network or self.rt.policy.rule_for(key_id).network
