@@ -171,6 +171,15 @@ class Refresh(Body):
     request: SignedStatement
 
 
+class KeyLifecycle(Body):
+    """``POST /v1/keys/{key_id}/disable|enable|delete``: the initiator's signed request (action
+    ``disable``, ``enable`` or ``delete``, params ``{}``)."""
+    field_codes: ClassVar = _REQUEST_CODES
+    missing_codes: ClassVar = _REQUEST_MISSING
+
+    request: SignedStatement
+
+
 class Reshare(Body):
     field_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes", **_REQUEST_CODES}
     missing_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes", **_REQUEST_MISSING}
@@ -293,6 +302,22 @@ class PublicError(Struct):
     message: str | None = None
     culprits: list[str] | None = None
     missing_nodes: list[str] | None = None
+
+
+class KeyVersion(Struct):
+    epoch: int
+    created: Annotated[float, Meta(description="its sealed share stored on this node (Unix seconds)")]
+    committed: Annotated[float | None, Meta(description="put in use (every holder had it)")] = None
+    superseded: Annotated[float | None, Meta(description="a later epoch put in use, or the key deleted")] = None
+    destroyed: Annotated[float | None, Meta(description="its sealed share destroyed here")] = None
+
+
+class KeyVersions(Struct):
+    key_id: str
+    status: str
+    epoch: int
+    created: float
+    versions: list[KeyVersion]
 
 
 class Operation(Struct):

@@ -232,6 +232,31 @@ class ApplianceClient:
                                      params={})
         return await self.wait_operation(op["operation_id"], timeout)
 
+    async def disable_key(self, key_id: str, *, timeout: float = 600.0) -> dict:
+        """Disable a key on every holder (a key change under the key-change quorum); waits for
+        the operation (an approval by admins first, where the policy asks for more than one)."""
+        return await self._lifecycle("disable", key_id, timeout)
+
+    async def enable_key(self, key_id: str, *, timeout: float = 600.0) -> dict:
+        return await self._lifecycle("enable", key_id, timeout)
+
+    async def delete_key(self, key_id: str, *, timeout: float = 600.0) -> dict:
+        """Delete a key: every holder destroys its sealed shares and presignatures (two phases)."""
+        return await self._lifecycle("delete", key_id, timeout)
+
+    async def request_lifecycle(self, action: str, key_id: str) -> dict:
+        """``POST /v1/keys/{key_id}/{action}`` (disable, enable, delete) without waiting: the operation."""
+        return await self._signed_post(url_path("v1", "keys", key_id, action), {}, action=action, key_id=key_id,
+                                       params={})
+
+    async def _lifecycle(self, action: str, key_id: str, timeout: float) -> dict:
+        op = await self.request_lifecycle(action, key_id)
+        return await self.wait_operation(op["operation_id"], timeout)
+
+    async def key_versions(self, key_id: str) -> dict:
+        """The key's epochs with their dates, as the node asked records them."""
+        return await self.request("GET", url_path("v1", "keys", key_id, "versions"))
+
     async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
         body = {"threshold": threshold, "nodes": nodes}
         op = await self._signed_post(url_path("v1", "keys", key_id, "reshare"), body, action="reshare", key_id=key_id,

@@ -65,6 +65,8 @@ STATUS: dict[str, int] = {
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
     "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,
     "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
+    "key_disabled": 409, "key_not_disabled": 409,  # key lifecycle: sign a disabled key; enable an active one
+    "key_deleted": 410,  # the key is deleting or deleted (its shares are destroyed)
     "body_too_large": 413,
     "import_share_unreadable": 422, "import_share_rejected": 422,
     "internal": 500, "bad_config": 500, "bad_policy": 500, "sealed_data_corrupt": 500,

@@ -237,6 +237,13 @@ async def _cmd_key(args) -> int:
                 emit(args, await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
         elif args.key_cmd == "list":
             emit(args, await c.list_keys())
+        elif args.key_cmd in ("disable", "enable", "delete"):
+            if args.no_wait:
+                emit(args, await c.request_lifecycle(args.key_cmd, args.key_id))
+            else:
+                emit(args, await c._lifecycle(args.key_cmd, args.key_id, args.timeout))
+        elif args.key_cmd == "versions":
+            emit(args, await c.key_versions(args.key_id))
         else:
             emit(args, await c.get_key(args.key_id))
     return 0
@@ -413,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     client_args = add_client_arguments
 
-    p = sub.add_parser("key", help="keys: create, list, show")
+    p = sub.add_parser("key", help="keys: create, list, show, disable, enable, delete, versions")
     ks = p.add_subparsers(dest="key_cmd", required=True)
     q = ks.add_parser("create")
     client_args(q)
@@ -426,6 +433,21 @@ def build_parser() -> argparse.ArgumentParser:
     q = ks.add_parser("list")
     client_args(q)
     q = ks.add_parser("show")
+    client_args(q)
+    q.add_argument("key_id")
+    for action, what in (("disable", "every holder refuses to sign with the key (409 key_disabled) until enabled"),
+                         ("enable", "a disabled key signs again"),
+                         ("delete", "every holder destroys the key's sealed shares and presignatures "
+                          "(two phases); the key stays listed as deleted")):
+        q = ks.add_parser(action, help=f"{what} (a key change under the key-change quorum)")
+        client_args(q)
+        q.add_argument("key_id")
+        q.add_argument("--no-wait", action="store_true",
+                       help="print the operation and return (it may wait for the admin quorum: "
+                            "appliance operation approve / wait)")
+        q.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the operation")
+    q = ks.add_parser("versions", help="the key's epochs with their dates (created, committed, superseded, "
+                      "destroyed)")
     client_args(q)
     q.add_argument("key_id")
     q = ks.add_parser("import", help="OFFLINE: split a private key into encrypted shares (a bundle)")

@@ -14,9 +14,10 @@ sign                          and the initiator's signed request with approvals 
                               policy in force (re-evaluated here), the payload decoded and
                               the digests recomputed here, the transaction rules applied here
 keygen, import,               and the initiator's signed key-change request with the policy's
-refresh, reshare              key-change quorum of admins, its params equal to the job's (for
+refresh, reshare,             key-change quorum of admins, its params equal to the job's (for
                               an import: the hash of the very bundle, its public key,
                               threshold and nodes)
+disable, enable, delete       (the same: a key-change request, params ``{}``)
 presign                       the coordinator's signature alone: a presignature signs nothing;
                               the party checks it holds the key at that epoch with the parties
 ============================  ==============================================================
@@ -39,6 +40,9 @@ JOB_AUTHORITY: dict[str, str] = {
     "import": "user_request",
     "refresh": "user_request",
     "reshare": "user_request",
+    "disable": "user_request",
+    "enable": "user_request",
+    "delete": "user_request",
     "presign": "coordinator",
 }
 

@@ -7,7 +7,7 @@ and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None u
 
 =============================  ==========================================================
 ``node.signing``               sign requests (appliance/signing/)
-``node.keys``                  keygen, import, refresh, reshare, operations (appliance/keys/)
+``node.keys``                  keygen, import, refresh, reshare, disable/enable/delete, operations (appliance/keys/)
 ``node.two_phase``             prepare -> commit -> finalize of key changes, lifecycle loop
 ``node.coordinator``           jobs this node coordinates (appliance/jobs/)
 ``node.participant``           jobs a peer coordinates
@@ -57,6 +57,8 @@ from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
 from appliance.pools.presign import PresignPool
+from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
+from appliance.keys.lifecycle import LifecycleJob
 from appliance.pools.presign_job import PresignJob
 from appliance.pools.primes import PrimeSupply
 from appliance.presig_keys import destroy_spent_presignature_keys
@@ -114,6 +116,9 @@ class Node:
         key_jobs = KeyChangeJob(rt, self.driver, self.shares, self.primes, self.two_phase, self.pools,
                                 key_store=store, changes=store, replay=store, hsm=hsm, signer=signer, peers=link)
         kinds.update({kind: key_jobs for kind in ("keygen", "refresh", "reshare", "import")})
+        lifecycle = LifecycleJob(rt, self.two_phase, self.pools, key_store=store, changes=store, replay=store,
+                                 audit=audit)
+        kinds.update({kind: lifecycle for kind in LIFECYCLE_KINDS})
         kinds["presign"] = PresignJob(rt, self.driver, self.shares, self.pools, presigs=store, hsm=hsm,
                                       signer=signer)
         kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder,

@@ -237,8 +237,9 @@ class KeyStore(Protocol):
     def list_keys(self, status: str | None = "active") -> list[dict]:
         """Keys with this status (None: all)."""
 
-    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
-        """Up to ``limit`` keys with this status (None: all), oldest first by (created, key_id),
+    def page_keys(self, status: str | tuple[str, ...] | None, after: tuple[float, str] | None,
+                  limit: int) -> list[dict]:
+        """Up to ``limit`` keys with this status or one of these (None: all), oldest first by (created, key_id),
         strictly after ``after``."""
 
     def share_blob(self, key_id: str, epoch: int) -> bytes:
@@ -256,6 +257,12 @@ class KeyStore(Protocol):
 
     def abandon_key(self, key_id: str) -> list[str]:
         """Delete a key never in use here; the presignature key labels to destroy."""
+
+    def set_key_status(self, key_id: str, status: str) -> None:
+        """This node's status of a key (disable/enable: ``disabled``, ``active``)."""
+
+    def key_versions(self, key_id: str) -> list[dict]:
+        """The key's epochs held here with their dates (created, committed, superseded, destroyed)."""
 
 
 class KeyChangeStore(Protocol):

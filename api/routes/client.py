@@ -71,6 +71,20 @@ async def create_key(request: web.Request) -> web.Response:
     return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
+def _lifecycle(action: str):
+    async def handler(request: web.Request) -> web.Response:
+        body = await body_of(request, bodies.KeyLifecycle)
+        op = await node_of(request).keys.lifecycle(user_of(request), action, request.match_info["key_id"],
+                                                   request=to_builtins(body.request))
+        return json_response(with_public_errors(op.view), 202 if op.new else 200)
+    handler.__name__ = f"{action}_key"
+    return handler
+
+
+async def key_versions(request: web.Request) -> web.Response:
+    return json_response(node_of(request).keys.versions(request.match_info["key_id"]))
+
+
 async def list_keys(request: web.Request) -> web.Response:
     q = request.query
     query = paging.page_query("keys", q.get("limit"), q.get("cursor"))
@@ -79,7 +93,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def get_key(request: web.Request) -> web.Response:
     node = node_of(request)
-    row = node.shares.active_key(request.match_info["key_id"])
+    row = node.shares.known_key(request.match_info["key_id"])
     view = node.shares.key_view(row)
     view["presignatures"] = node.pools.counts(row["key_id"])
     return json_response(view)
@@ -288,7 +302,7 @@ ROUTES: tuple[Route, ...] = (
           "it is now; 409 nonce_reused: a different request under that nonce",
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
-          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 410, 503)),
     Route("GET", "/v1/sign-requests", list_sign_requests, "This node's sign requests in every status "
           "(finished ones are kept), newest first, a page at a time; filters combine (AND)", "user", ANY_ROLE,
           response=bodies.SignRequestList, query=(
@@ -328,13 +342,25 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key) (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.Refresh, response=bodies.Operation,
           example={"request": _signed(action="refresh", derivation_path=None, digest=None, params={})},
-          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 410, 503)),
     Route("POST", "/v1/keys/{key_id}/reshare", reshare, "Re-share to new nodes / threshold (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.Reshare, response=bodies.Operation,
           example={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"],
                    "request": _signed(action="reshare", derivation_path=None, digest=None,
                                       params={"threshold": 2, "nodes": ["node-0", "node-1", "node-2"]})},
-          responses=(200, 202, 400, 401, 403, 404, 409, 503)),
+          responses=(200, 202, 400, 401, 403, 404, 409, 410, 503)),
+    *(Route("POST", path, _lifecycle(action), what + " (a key change under the "
+            "key-change quorum, run on every holder; the nonce is the idempotency key: 200 the first operation, "
+            "sent again; 409 nonce_reused)", "user", ANY_ROLE, body=bodies.KeyLifecycle, response=bodies.Operation,
+            example={"request": _signed(action=action, derivation_path=None, digest=None, params={})},
+            responses=(200, 202, 400, 401, 403, 404, 409, 410, 503))
+      for action, path, what in (("disable", "/v1/keys/{key_id}/disable", "Disable the key: every holder refuses sign requests and sign jobs "
+                            "(409 key_disabled) and stops its presignature pool"),
+                           ("enable", "/v1/keys/{key_id}/enable", "Enable a disabled key again"),
+                           ("delete", "/v1/keys/{key_id}/delete", "Delete the key: two phases on every holder (deleting, then every "
+                            "sealed share and presignature destroyed); the key stays listed as deleted"))),
+    Route("GET", "/v1/keys/{key_id}/versions", key_versions, "The key's epochs with their dates (this node's "
+          "record; kept after a delete)", "user", ANY_ROLE, response=bodies.KeyVersions, responses=(200, 401, 404)),
     Route("GET", "/v1/audit", audit, "The audit log as JSON Lines (entries' exact bytes, signed and "
           "co-signed checkpoints)", "user", ("auditor",),
           query=(("since", "integer", "entries after this sequence number"),), responses=(200, 400, 401, 403),

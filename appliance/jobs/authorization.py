@@ -13,9 +13,10 @@ from typing import Any, Callable, NamedTuple
 from appliance.canonical import CanonicalError
 from appliance.errors import PolicyDenied, ServiceError
 from appliance.job_authority import JOB_AUTHORITY
+from appliance.keys.shares import refuse_unusable
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
-from appliance.policy import KEY_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
+from appliance.policy import KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
 from appliance.ports import KeyStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.request_use import RequestUse, RequestUseRefused
@@ -92,8 +93,10 @@ class JobAuthorizer:
                 raise refuse(PolicyDenied("request_mismatch", problem), dig)
             return None
         row = self.key_store().get_key(key_id) if isinstance(key_id, str) else None
-        if row is None or row["status"] != "active":
-            raise refuse(ServiceError("unknown_key", "this node does not hold that key"), dig)
+        try:
+            refuse_unusable(row, "unknown_key", "this node does not hold that key")
+        except ServiceError as exc:
+            raise refuse(exc, dig) from None
         try:  # the request is reserved for this signer set on a quorum of holders, here too
             self.request_use.check_job(spec, row)
         except RequestUseRefused as exc:
@@ -112,7 +115,7 @@ class JobAuthorizer:
     def _key_job_params_problem(self, spec: dict, params: dict) -> str | None:
         rt = self.rt
         kind = spec["kind"]
-        if kind == "refresh":
+        if kind in ("refresh", *LIFECYCLE_ACTIONS):
             return None
         if kind == "import":
             try:

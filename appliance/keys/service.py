@@ -1,4 +1,4 @@
-"""Key operations a client asks for (create, import, refresh, reshare): the signed request
+"""Key operations a client asks for (create, import, refresh, reshare, disable, enable, delete): the signed request
 checked against the policy's key-change quorum (else a pending operation admins approve),
 then the job; operations have an id and a status. Also what a key's public data gives
 (derivation, addresses) and its state as peers ask for it."""
@@ -17,6 +17,8 @@ from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.keys.key_jobs import KeyChangeJob
+from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
+from appliance.keys.lifecycle import check_allowed
 from appliance.keys.shares import ShareVault
 from appliance.policy import BITCOIN_NETWORKS, Approval, SignedRequest, check_approval, evaluate
 from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
@@ -78,6 +80,21 @@ class KeyService:
         if view is not None:
             return view
         return Created(await self._launch("refresh", user.id, sr, [], {}), True)
+
+    async def lifecycle(self, user, action: str, key_id: str, request: Any = None) -> Created:
+        """``disable``, ``enable`` or ``delete`` (appliance/keys/lifecycle.py): a signed key-change
+        request (params ``{}``) under the key-change quorum, run on every holder of the key."""
+        check_allowed(self.shares.known_key(key_id)["status"], action)
+        view, sr = await self._key_operation(user, action, key_id, {}, request, {})
+        if view is not None:
+            return view
+        return Created(await self._launch(action, user.id, sr, [], {}), True)
+
+    def versions(self, key_id: str) -> dict:
+        """``GET /v1/keys/{key_id}/versions``: the key's epochs with their dates (this node's)."""
+        row = self.shares.known_key(key_id)
+        return {"key_id": key_id, "status": row["status"], "epoch": row["epoch"], "created": row["created"],
+                "versions": self.key_store().key_versions(key_id)}
 
     async def reshare(self, user, key_id: str, threshold: Any, node_ids: Any, request: Any = None) -> Created:
         """Move the key to ``node_ids`` with ``threshold`` (same public key): the reachable
@@ -241,6 +258,19 @@ class KeyService:
             key_id = new_id("key_id")
             spec = {"job_id": job_id, "kind": "keygen", "key_id": key_id, "parties": parties,
                     "threshold": body["threshold"], "paillier_bits": body["paillier_bits"]}
+        elif kind in LIFECYCLE_KINDS:
+            key_id = sr.request.key_id
+            row = self.shares.known_key(key_id)
+            check_allowed(row["status"], kind)
+            if self.jobs.two_phase.key_change_running(key_id):
+                raise ServiceError("key_change_in_progress", "another change of this key is under way")
+            parties = row["participants"]
+            _, missing = await self.health.split_healthy(parties)
+            if missing:
+                raise ServiceError("quorum_unreachable", f"every holder of the key must be reachable to {kind} it",
+                                   missing_nodes=rt.node_ids(missing))
+            spec = {"job_id": job_id, "kind": kind, "key_id": key_id, "parties": parties,
+                    "threshold": row["threshold"], "epoch": row["epoch"]}
         elif kind == "refresh":
             key_id = sr.request.key_id
             row = self.shares.active_key(key_id)
@@ -391,14 +421,15 @@ class KeyService:
     # -- public data ----------------------------------------------------------------------
 
     def list_keys(self, query: paging.PageQuery = paging.FIRST_PAGE) -> dict:
-        """One page of the active keys, oldest first: ``keys`` and ``next_cursor`` (None on
+        """One page of the keys in use or disabled (a deleted key is left out; GET
+        /v1/keys/{key_id} still shows it), oldest first: ``keys`` and ``next_cursor`` (None on
         the last page)."""
-        rows = self.key_store().page_keys("active", query.after, query.limit + 1)
+        rows = self.key_store().page_keys(("active", "disabled"), query.after, query.limit + 1)
         rows, cursor = paging.page("keys", rows, query, id_field="key_id")
         return {"keys": [self.shares.key_view(r) for r in rows], "next_cursor": cursor}
 
     def derive(self, key_id: str, path: Any) -> dict:
-        row = self.shares.active_key(key_id)
+        row = self.shares.known_key(key_id)
         if not row.get("chain_code"):
             raise ServiceError("no_chain_code", "this key has no chain code")
         try:
@@ -412,7 +443,7 @@ class KeyService:
                 **self.shares.key_formats(key_id, pk)}
 
     def address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
-        row = self.shares.active_key(key_id)
+        row = self.shares.known_key(key_id)
         if kind not in ("p2wpkh", "eth"):
             raise ServiceError("bad_kind", "kind must be p2wpkh or eth")
         net = network or self.rt.policy.rule_for(key_id).network

@@ -13,6 +13,20 @@ from appliance.sealed import SealContext
 from appliance.tss.keyshare import KeyShare
 
 SHARE_CACHE_S = 300.0
+VISIBLE = ("active", "disabled", "deleting", "deleted")
+
+
+def refuse_unusable(row: dict | None, code: str, message: str) -> None:
+    """Raise unless the key is active: ``key_disabled`` for a disabled key, ``key_deleted``
+    for one deleting or deleted, else ``code``."""
+    status = row["status"] if row is not None else None
+    if status == "active":
+        return
+    if status == "disabled":
+        raise ServiceError("key_disabled", "the key is disabled (enable it to sign)")
+    if status in ("deleting", "deleted"):
+        raise ServiceError("key_deleted", f"the key is {status}")
+    raise ServiceError(code, message)
 
 
 class ShareVault:
@@ -23,8 +37,16 @@ class ShareVault:
         self._cache: dict[tuple[str, int], tuple[float, KeyShare]] = {}
 
     def active_key(self, key_id: str) -> dict:
+        """The key's row if it is in use here; a disabled or deleted key is refused with its
+        own code (:func:`refuse_unusable`)."""
         row = self.key_store().get_key(key_id)
-        if row is None or row["status"] != "active":
+        refuse_unusable(row, "not_found", "unknown key")
+        return row
+
+    def known_key(self, key_id: str) -> dict:
+        """The key's row in any status a client may see (active, disabled, deleting, deleted)."""
+        row = self.key_store().get_key(key_id)
+        if row is None or row["status"] not in VISIBLE:
             raise ServiceError("not_found", "unknown key")
         return row
 
@@ -77,8 +99,7 @@ class ShareVault:
         """A presign or sign job of a key: this node holds it at the job's epoch, and every
         party does. Returns the key's row."""
         row = self.key_store().get_key(str(spec["key_id"]))
-        if row is None or row["status"] != "active":
-            raise ServiceError("unknown_key", "this node does not hold that key")
+        refuse_unusable(row, "unknown_key", "this node does not hold that key")
         if int(spec.get("epoch", -1)) != row["epoch"]:
             raise ServiceError("epoch_mismatch", "the key's epoch differs on this node")
         if not set(int(p) for p in spec["parties"]) <= set(row["participants"]):

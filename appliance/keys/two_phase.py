@@ -56,7 +56,7 @@ class TwoPhase:
     def holds_epoch(self, key_id: str, epoch: int) -> bool:
         """This node already runs ``epoch`` of the key (or has left its committee)."""
         row = self.key_store().get_key(key_id)
-        return row is not None and (row["status"] == "retired" or
+        return row is not None and (row["status"] in ("retired", "deleted") or
                                     (row["status"] == "active" and row["epoch"] >= epoch))
 
     # -- one party ------------------------------------------------------------------------
@@ -96,6 +96,8 @@ class TwoPhase:
             return False
         key_id = p["key_id"]
         self.shares.forget(key_id)
+        if p.get("destroy_labels"):  # a delete: the key's presignatures' HSM keys
+            rt.spawn(self.pool.destroy_keys(p["destroy_labels"]))
         self.audit().record(rt.peers[p["coordinator"]].id, f"{p['kind']}_commit", key_id=key_id,
                             subject=job_id, decision="committed", reason=f"epoch {p['new_epoch']}, {p['role']}")
         self.pool.changed()

@@ -44,7 +44,7 @@ Policy file::
     [signing.keys."key_0123"]        # this key's own rule; unset fields come from [signing]
     approvals = [{ roles = ["approver"], count = 2 }]
 
-    [key_changes]                    # keygen, refresh, reshare
+    [key_changes]                    # keygen, refresh, reshare, import, disable, enable, delete
     roles = ["admin"]
     quorum = 1                       # distinct admins; the requesting admin counts
     request_ttl_s = 86400
@@ -99,6 +99,7 @@ from appliance.policy.grammar import (
     DECISIONS,
     DENIED,
     KEY_ACTIONS,
+    LIFECYCLE_ACTIONS,
     MAX_TTL_S,
     PAYLOAD_TYPES,
     PENDING,
@@ -172,6 +173,7 @@ __all__ = [
     "Decision",
     "HARDENED",
     "KEY_ACTIONS",
+    "LIFECYCLE_ACTIONS",
     "MAX_TTL_S",
     "PAYLOAD_TYPES",
     "PENDING",

@@ -17,7 +17,8 @@ POLICY_UPDATE_TYPE = "appliance/policy-update/v1"
 CERT_UPDATE_TYPE = "appliance/tls-cert-update/v1"
 
 SIGN = "sign"
-KEY_ACTIONS = ("keygen", "refresh", "reshare", "import")
+KEY_ACTIONS = ("keygen", "refresh", "reshare", "import", "disable", "enable", "delete")
+LIFECYCLE_ACTIONS = ("disable", "enable", "delete")  # key-change actions that run no protocol
 ACTIONS = (SIGN, *KEY_ACTIONS)
 DECISIONS = ("approve", "reject", "cancel")
 PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712")

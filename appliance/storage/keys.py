@@ -53,15 +53,16 @@ class KeyRepository:
     def list_keys(self) -> list[KeyRecord]:
         return [self._key(r) for r in self.db.query("SELECT * FROM keys ORDER BY created_at, key_id")]
 
-    def page_keys(self, *, status: str | None = None, after: tuple[float, str] | None = None,
+    def page_keys(self, *, status: str | tuple[str, ...] | None = None, after: tuple[float, str] | None = None,
                   limit: int = 100) -> list[KeyRecord]:
         """Up to ``limit`` keys, oldest first by (created_at, key_id), strictly after ``after``;
-        ``status``: the node's status of the key (``node_keys``)."""
+        ``status``: the node's status (or one of the statuses) of the key (``node_keys``)."""
         sql = "SELECT k.* FROM keys k"
         args: list = []
         if status is not None:
-            sql += " JOIN node_keys n ON n.key_id = k.key_id AND n.status = ?"
-            args.append(status)
+            statuses = (status,) if isinstance(status, str) else tuple(status)
+            sql += f" JOIN node_keys n ON n.key_id = k.key_id AND n.status IN ({','.join('?' * len(statuses))})"
+            args += statuses
         if after is not None:
             sql += " WHERE (k.created_at, k.key_id) > (?, ?)"
             args += [after[0], after[1]]
@@ -210,3 +211,47 @@ class KeyStatusRepository:
 
     def delete(self, key_id: str) -> None:
         self.db.execute("DELETE FROM node_keys WHERE key_id=?", (key_id,))
+
+
+class KeyVersionRepository:
+    """``key_versions``: each epoch of a key this node held, with its dates (created, put in
+    use, superseded by a later epoch, its sealed share destroyed). Kept after a delete."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def created(self, key_id: str, epoch: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO key_versions (key_id, epoch, created) VALUES (?,?,?)",
+                        (key_id, epoch, self.db.now()))
+
+    def committed(self, key_id: str, epoch: int) -> None:
+        """``epoch`` is in use; earlier epochs are superseded."""
+        now = self.db.now()
+        self.created(key_id, epoch)
+        self.db.execute("UPDATE key_versions SET committed=? WHERE key_id=? AND epoch=? AND committed IS NULL",
+                        (now, key_id, epoch))
+        self.db.execute("UPDATE key_versions SET superseded=? WHERE key_id=? AND epoch<? AND superseded IS NULL",
+                        (now, key_id, epoch))
+
+    def destroyed(self, key_id: str, *, before_epoch: int | None = None) -> None:
+        """The sealed shares of epochs before ``before_epoch`` (None: of every epoch) are gone."""
+        now = self.db.now()
+        sql = "UPDATE key_versions SET destroyed=? WHERE key_id=? AND destroyed IS NULL"
+        args: tuple = (now, key_id)
+        if before_epoch is not None:
+            sql, args = sql + " AND epoch<?", (*args, before_epoch)
+        self.db.execute(sql, args)
+
+    def superseded(self, key_id: str) -> None:
+        self.db.execute("UPDATE key_versions SET superseded=? WHERE key_id=? AND superseded IS NULL",
+                        (self.db.now(), key_id))
+
+    def dropped(self, key_id: str, epoch: int) -> None:
+        """A pending epoch never put in use (its change was abandoned): no version."""
+        self.db.execute("DELETE FROM key_versions WHERE key_id=? AND epoch=? AND committed IS NULL",
+                        (key_id, epoch))
+
+    def of(self, key_id: str) -> list[dict]:
+        return [{"epoch": r[0], "created": r[1], "committed": r[2], "superseded": r[3], "destroyed": r[4]}
+                for r in self.db.query("SELECT epoch, created, committed, superseded, destroyed FROM key_versions"
+                                       " WHERE key_id=? ORDER BY epoch", (key_id,))]

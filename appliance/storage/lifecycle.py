@@ -15,7 +15,7 @@ PENDING_COLS = ("key_id", "job_id", "kind", "role", "new_epoch", "coordinator", 
                 "threshold", "fingerprint", "state", "created")
 COMMIT_COLS = ("job_id", "key_id", "kind", "new_epoch", "parties", "acked", "finalized", "state",
                "created", "updated")
-ROLES = ("new", "member", "leaver")
+ROLES = ("new", "member", "leaver", "delete")
 
 
 def _pending_row(row: tuple | None) -> dict | None:

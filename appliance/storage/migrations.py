@@ -235,6 +235,19 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "(initiator, created_at, request_id)",
         "CREATE INDEX IF NOT EXISTS keys_page ON keys (created_at, key_id)",
     ]),
+    ("node: key versions (epochs) with their dates, kept after a key is deleted", [
+        """CREATE TABLE key_versions (
+                key_id TEXT NOT NULL,
+                epoch INTEGER NOT NULL,
+                created REAL NOT NULL,            -- its sealed share stored here
+                committed REAL,                   -- put in use (every party had it)
+                superseded REAL,                  -- a later epoch put in use
+                destroyed REAL,                   -- its sealed share destroyed (finalize or delete)
+                PRIMARY KEY (key_id, epoch)
+            )""",
+        """INSERT OR IGNORE INTO key_versions (key_id, epoch, created)
+               SELECT key_id, epoch, min(created_at) FROM key_secrets GROUP BY key_id, epoch""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,7 +24,7 @@ from typing import Any
 from appliance.sealed import presig_key_label
 from appliance.storage.database import Database
 from appliance.storage.errors import ConflictError, NotFoundError, PresignatureUnavailable
-from appliance.storage.keys import KeyStatusRepository
+from appliance.storage.keys import KeyStatusRepository, KeyVersionRepository
 from appliance.storage.lifecycle import CommitDecisions, PendingChanges
 from appliance.storage.nonces import NonceLedger
 from appliance.storage.operations import OperationRepository
@@ -51,6 +51,7 @@ class NodeStore:
         db = self.database
         self.core = Store(db)
         self.key_status = KeyStatusRepository(db)
+        self.versions = KeyVersionRepository(db)
         self.pending_changes = PendingChanges(db)
         self.commits = CommitDecisions(db)
         self.operations = OperationRepository(db)
@@ -79,6 +80,7 @@ class NodeStore:
                               public_key=public_key, chain_code=chain_code, epoch=epoch)
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
             self.key_status.add(key_id, "pending", bits)
+            self.versions.created(key_id, epoch)
 
     def set_key_status(self, key_id: str, status: str) -> None:
         self.key_status.set_status(key_id, status)
@@ -97,6 +99,7 @@ class NodeStore:
                 self.core.delete_sealed_secrets(key_id, epoch=epoch)
                 self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
             self.key_status.set_pending_epoch(key_id, epoch)
+            self.versions.created(key_id, epoch)
 
     # -- two-phase key changes: prepare -> commit -> finalize (or abandon) -------------
 
@@ -104,10 +107,15 @@ class NodeStore:
                 participants: list[int], threshold: int, fingerprint: str | None = None) -> None:
         """Record (fsynced) what this party commits when the coordinator says so: ``role`` is
         ``new`` (the key was not held here: its pending key becomes active), ``member`` (the
-        pending share of ``new_epoch`` becomes the key's share) or ``leaver`` (the key stops
-        being usable here)."""
-        self.pending_changes.prepare(key_id, job_id, kind, role, new_epoch, coordinator,
-                                     participants, threshold, fingerprint)
+        pending share of ``new_epoch`` becomes the key's share), ``leaver`` (the key stops
+        being usable here) or ``delete`` (the key is *deleting* now, refused for signing; the
+        commit destroys its sealed shares and presignatures; ``fingerprint`` holds the status
+        an abandoned delete goes back to)."""
+        with self.database.tx():
+            self.pending_changes.prepare(key_id, job_id, kind, role, new_epoch, coordinator,
+                                         participants, threshold, fingerprint)
+            if role == "delete":
+                self.key_status.set_status(key_id, "deleting")
 
     def pending(self, key_id: str) -> dict | None:
         return self.pending_changes.for_key(key_id)
@@ -128,13 +136,22 @@ class NodeStore:
             key_id = p["key_id"]
             if p["role"] == "new":
                 self.key_status.set_status(key_id, "active")
+                self.versions.committed(key_id, p["new_epoch"])
             elif p["role"] == "member":
                 rec = self.core.get_key(key_id)
                 if rec.epoch < p["new_epoch"]:
                     self.core.set_key_epoch(key_id, p["new_epoch"], expected=rec.epoch,
                                             participants=p["participants"], threshold=p["threshold"])
                 self.key_status.set_status(key_id, "active", clear_pending_epoch=True)
+                self.versions.committed(key_id, p["new_epoch"])
+            elif p["role"] == "delete":  # every sealed share and presignature of the key goes
+                self.core.delete_sealed_secrets(key_id, before_epoch=2**62)
+                p["destroy_labels"] = self.core.discard_presignatures(key_id)
+                self.key_status.set_status(key_id, "deleted", clear_pending_epoch=True)
+                self.versions.superseded(key_id)
+                self.versions.destroyed(key_id)
             else:
+                self.versions.superseded(key_id)
                 self.key_status.set_status(key_id, "retired", clear_pending_epoch=True)
             # kept (committed) until the coordinator's finalize, which only it may send
             self.pending_changes.set_committed(job_id)
@@ -152,6 +169,9 @@ class NodeStore:
                 labels = self.abandon_key(p["key_id"])
             elif p["role"] == "member":
                 self.drop_pending_share(p["key_id"], p["new_epoch"])
+                self.versions.dropped(p["key_id"], p["new_epoch"])
+            elif p["role"] == "delete":  # the status it had before
+                self.key_status.set_status(p["key_id"], p["fingerprint"] or "active")
             self.pending_changes.delete_job(job_id)
             return labels
 
@@ -168,6 +188,7 @@ class NodeStore:
             if not retired and rec.epoch < epoch:
                 return []
             self.core.delete_sealed_secrets(key_id, before_epoch=epoch)
+            self.versions.destroyed(key_id, before_epoch=None if retired else epoch)
             self.pending_changes.delete_committed(key_id, epoch)
             return self.core.discard_presignatures(key_id, before_epoch=None if retired else epoch)
 
@@ -221,6 +242,10 @@ class NodeStore:
             return None
         return self._key_dict(rec, self.key_status.meta(key_id))
 
+    def key_versions(self, key_id: str) -> list[dict]:
+        """The key's epochs held here, with their dates (kept after a delete)."""
+        return self.versions.of(key_id)
+
     def share_blob(self, key_id: str, epoch: int) -> bytes:
         return self.core.get_sealed_secret(key_id, epoch, "share")
 
@@ -229,7 +254,8 @@ class NodeStore:
         out = [self._key_dict(rec, meta.get(rec.key_id)) for rec in self.core.list_keys()]
         return [k for k in out if status is None or k["status"] == status]
 
-    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
+    def page_keys(self, status: str | tuple[str, ...] | None, after: tuple[float, str] | None,
+                  limit: int) -> list[dict]:
         recs = self.core.page_keys(status=status, after=after, limit=limit)
         meta = self.key_status.all_meta()
         return [self._key_dict(rec, meta.get(rec.key_id)) for rec in recs]

@@ -275,13 +275,23 @@ class FakeKeys:
     def list_keys(self, status: str | None = "active") -> list[dict]:
         return [dict(r) for r in self.rows.values() if status is None or r["status"] == status]
 
-    def page_keys(self, status: str | None, after: tuple[float, str] | None, limit: int) -> list[dict]:
-        rows = sorted((r for r in self.list_keys(status) if after is None or (r["created"], r["key_id"]) > after),
+    def page_keys(self, status: str | tuple[str, ...] | None, after: tuple[float, str] | None,
+                  limit: int) -> list[dict]:
+        statuses = (status,) if isinstance(status, str) else status
+        rows = sorted((r for r in self.list_keys(None) if (statuses is None or r["status"] in statuses)
+                       and (after is None or (r["created"], r["key_id"]) > after)),
                       key=lambda r: (r["created"], r["key_id"]))
         return rows[:limit]
 
     def share_blob(self, key_id: str, epoch: int) -> bytes:
         return self.shares[(key_id, epoch)]
+
+    def set_key_status(self, key_id: str, status: str) -> None:
+        self.rows[key_id]["status"] = status
+
+    def key_versions(self, key_id: str) -> list[dict]:
+        return [{"epoch": epoch, "created": None, "committed": None, "superseded": None, "destroyed": None}
+                for (kid, epoch) in sorted(self.shares) if kid == key_id]
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
                         epoch: int, bits: int, blob: bytes, chain_code: bytes) -> None:

@@ -6,12 +6,14 @@ import itertools
 
 import pytest
 
+from appliance.keys import lifecycle as key_lifecycle
 from appliance.keys import states as key_states
 from appliance.signing import states as sign_states
 
 TABLES = [
     pytest.param(sign_states, id="sign_request"),
     pytest.param(key_states, id="key_change"),
+    pytest.param(key_lifecycle, id="key_lifecycle"),
 ]
 
 
@@ -44,3 +46,16 @@ def test_a_key_change_is_finalized_only_after_commit():
         key_states.transition(key_states.PREPARED, "finalize")
     with pytest.raises(key_states.InvalidTransition):
         key_states.transition(key_states.COMMITTED, "abandon")
+
+
+def test_a_lifecycle_step_a_client_asks_for_names_the_key_status():
+    with pytest.raises(key_lifecycle.ServiceError) as ei:
+        key_lifecycle.check_allowed("active", "enable")
+    assert (ei.value.code, ei.value.message) == ("key_not_disabled", "the key is not disabled")
+    with pytest.raises(key_lifecycle.ServiceError) as ei:
+        key_lifecycle.check_allowed("disabled", "disable")
+    assert (ei.value.code, ei.value.message) == ("key_disabled", "the key is disabled already")
+    for status in ("deleting", "deleted"):
+        with pytest.raises(key_lifecycle.ServiceError) as ei:
+            key_lifecycle.check_allowed(status, "delete")
+        assert (ei.value.code, ei.value.message) == ("key_deleted", f"the key is {status}")

@@ -261,16 +261,16 @@ def test_a_database_of_the_previous_layout_opens_and_migrates(tmp_path):
         assert store.job_id_used("job-1") and not store.use_job_id("job-1")
         assert store.policy_updates() == [{"v": 2}]
         assert not store.nonces.check_and_add("alice", "n-1", 1700000000, forget_before=0)
-        assert store.database.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 6
+        assert store.database.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 7
     finally:
         store.close()
     db = sqlite3.connect(path)
     names = [r[0] for r in db.execute("SELECT name FROM schema_version ORDER BY version")]
     db.close()
     assert names[0].endswith("(previous layout)") and not names[1].endswith("(previous layout)")
-    assert versions(path) == [1, 2, 3, 4, 5, 6]
+    assert versions(path) == list(range(1, SCHEMA_VERSION + 1))
     NodeStore(path).close()  # applied once: opening again changes nothing
-    assert versions(path) == [1, 2, 3, 4, 5, 6]
+    assert versions(path) == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_a_new_database_records_every_migration_once(tmp_path):
