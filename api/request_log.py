@@ -26,7 +26,7 @@ from appliance.logs import REQUEST_ID, REQUEST_ID_HEADER, get_logger, new_reques
 log = get_logger("appliance.access")
 
 _QUIET = ("/healthz", "/readyz", "/metrics")
-_KEY = "request_id"
+_KEY = web.RequestKey("request_id", str)
 
 
 def request_id_of(request: web.Request) -> str:
