@@ -10,9 +10,11 @@ import re
 
 import pytest
 import pytest_asyncio
+import schemathesis
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import make_app
+from api.openapi import ROUTES, openapi_document
 from appliance import logs
 from tests.bare_node import bare_node
 
@@ -114,3 +116,16 @@ def test_stdlib_lines_come_out_as_json_with_the_bound_id(captured):
     assert "request_id" not in a and "timestamp" in a
     assert b["event"] == "inside 2" and b["request_id"] == "bound-7"
     assert c["event"] == "ignored id" and "request_id" not in c
+
+
+def test_the_openapi_document_names_x_request_id_on_every_operation():
+    doc = openapi_document()
+    ops = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    assert len(ops) == len(ROUTES)
+    for path, method, op in ops:
+        assert {"$ref": "#/components/parameters/XRequestId"} in op["parameters"], (method, path)
+        for status, resp in op["responses"].items():
+            assert resp["headers"] == {"X-Request-Id": {"$ref": "#/components/headers/XRequestId"}}, (
+                method, path, status)
+    assert doc["components"]["headers"]["XRequestId"]["schema"]["pattern"] == logs.REQUEST_ID_PATTERN.pattern
+    schemathesis.openapi.from_dict(doc)  # the document still loads
