@@ -28,12 +28,14 @@ from api.errors import DOMAIN_ERRORS, error_response, refusal
 from api.http_metrics import http_metrics_middleware
 from api.metrics_auth import MetricsAuth
 from api.openapi import ROUTES, openapi_document
+from api.request_log import add_request_id_header, request_log_middleware
 from api.routes.common import NODE_KEY, OPENAPI_KEY, Route, node_of
 from api.signed_request import Refusal, authenticate, node_verifier
 from appliance.config import load_node_config
 from appliance.faults import NO_FAULTS, FaultPlan
 from appliance.fsmodes import tighten_tree
 from appliance.ids import GRAMMARS, check_id
+from appliance.logs import set_node
 from appliance.node import Node
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
 from appliance.tls import fingerprint_der, fingerprint_pem, server_context
@@ -145,9 +147,11 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[http_metrics_middleware(node.metrics), edge_middleware(node.config.http),
+    app = web.Application(middlewares=[request_log_middleware(), http_metrics_middleware(node.metrics),
+                                       edge_middleware(node.config.http),
                                        errors_middleware, auth_middleware, ids_middleware],
                           client_max_size=MAX_PEER_BODY)
+    app.on_response_prepare.append(add_request_id_header)
     app[NODE_KEY] = node
     app[OPENAPI_KEY] = openapi_document(node)
     app[VERIFIER_KEY] = node_verifier(node)
@@ -188,6 +192,7 @@ async def serve(config_path: str, *, ready_file: str | None = None, faults: Faul
     ``faults``, ``clock``, ``events``: test-only (only ``python -m appliance.testing serve``
     passes others than the production ones)."""
     cfg = load_node_config(config_path)
+    set_node(cfg.node_id)
     for path in tighten_tree(cfg.data_dir):  # state left by a release before umask 077
         log.warning("%s was readable by others: now 0700/0600", path)
     node = Node(cfg, faults=faults, clock=clock, events=events)

@@ -87,6 +87,10 @@ class ApplianceClient:
         self.timeout = timeout
         self.observe = observe
         self._session: aiohttp.ClientSession | None = None
+        #: sent as ``X-Request-Id`` with each request when set; the node's answer's id (its
+        #: own when none was sent) is kept in ``last_request_id``
+        self.request_id: str | None = None
+        self.last_request_id: str | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -120,6 +124,8 @@ class ApplianceClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if self.request_id is not None:
+            headers["X-Request-Id"] = self.request_id
         if sign:
             headers.update(self.signed_headers(method, url, data))
         t = aiohttp.ClientTimeout(total=timeout or self.timeout)
@@ -127,6 +133,7 @@ class ApplianceClient:
             async with self._http().request(method, URL(url, encoded=True), data=data or None,
                                             headers=headers, timeout=t) as resp:
                 content = await resp.read()
+                self.last_request_id = resp.headers.get("X-Request-Id")
                 if self.observe is not None:
                     self.observe(method, URL(url, encoded=True).raw_path, resp.status, resp.content_type, content)
                 if resp.status >= 400:

@@ -15,6 +15,8 @@ from appliance import __version__
 from appliance.ids import GRAMMARS
 from appliance.node import Node
 
+REQUEST_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$", "example": "checkout-7f3a.2"}
+
 #: every route, in the order they are registered
 ROUTES: tuple[Route, ...] = client.ROUTES + peer.ROUTES
 
@@ -30,6 +32,7 @@ def openapi_document(node: Node | None = None) -> dict:
                   for name in _path_params(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
                    for n, t, d in r.query]
+        params.append({"$ref": "#/components/parameters/XRequestId"})
         if params:
             op["parameters"] = params
         if r.body is not None:
@@ -64,6 +67,8 @@ def openapi_document(node: Node | None = None) -> dict:
         elif r.auth == "metrics":
             op["security"] = [{"metricsBearer": []}, {"metricsMutualTLS": []}, {"httpMessageSignature": []}]
             op["x-open"] = 'only with [metrics] auth = "none"'
+        for resp in responses.values():  # every answer carries the request's id (api/request_log.py)
+            resp["headers"] = {"X-Request-Id": {"$ref": "#/components/headers/XRequestId"}}
         op["responses"] = responses
         paths.setdefault(r.path, {})[r.method.lower()] = op
     servers = [{"url": node.me.url}] if node is not None else []
@@ -88,6 +93,13 @@ def openapi_document(node: Node | None = None) -> dict:
                                      "description": "the scraper's certificate ([metrics] client_certs)"},
             },
             "schemas": schemas,
+            "parameters": {"XRequestId": {
+                "name": "X-Request-Id", "in": "header", "required": False, "schema": REQUEST_ID_SCHEMA,
+                "description": "the caller's id for this request (else the node makes one): returned in "
+                               "the response, in the node's log lines and in the audit entries it causes"}},
+            "headers": {"XRequestId": {
+                "description": "the request's id: the caller's X-Request-Id if well formed, else a fresh one",
+                "schema": REQUEST_ID_SCHEMA}},
         },
     }
 

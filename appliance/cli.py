@@ -51,6 +51,7 @@ from api.client import ApplianceAPIError
 from appliance import cli_client, init_hsm
 from appliance.cli_client import add_client_arguments, client_from_args, emit
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
+from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
 from appliance.policy import Policy, PolicyError
 from appliance.tls import write_private
@@ -539,8 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     set_private_umask()  # node state, keys, configs and logs: for this user only
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    if args.cmd == "serve":  # a node: JSON lines (appliance/logs.py)
+        configure_logs(level=level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         if args.cmd == "init":
             try:

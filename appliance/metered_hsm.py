@@ -1,11 +1,21 @@
-"""The HSM with each PKCS#11 operation's duration (and failures) in the metrics."""
+"""The HSM with each PKCS#11 operation's duration (and failures) in the metrics; each failure
+is also an ``hsm_failure`` log event."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, Awaitable, Callable
 
+from appliance.logs import get_logger
 from appliance.sealed import SealContext
+
+log = get_logger("appliance.hsm")
+
+
+def _failed(op: str, exc: BaseException) -> None:
+    """One ``hsm_failure`` event: the operation and the error's type and code, never its
+    arguments (a blob, a context) or a PIN."""
+    log.warning("hsm_failure", operation=op, error=type(exc).__name__, code=getattr(exc, "code", None))
 
 
 class MeteredHSM:
@@ -25,6 +35,9 @@ class MeteredHSM:
             out = fn(*a, **kw)
             ok = True
             return out
+        except Exception as exc:
+            _failed(op, exc)
+            raise
         finally:
             self._metrics.observe_hsm(op, time.perf_counter() - t0, ok=ok)
 
@@ -34,6 +47,9 @@ class MeteredHSM:
             out = await fn(*a, **kw)
             ok = True
             return out
+        except Exception as exc:
+            _failed(op, exc)
+            raise
         finally:
             self._metrics.observe_hsm(op, time.perf_counter() - t0, ok=ok)
 

@@ -142,12 +142,15 @@ class AuditSink(Protocol):
 
     def append(self, actor: str | None, action: str, *, key: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> Any:
-        """Write one entry durably, or raise AuditUnavailable."""
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> Any:
+        """Write one entry durably, or raise AuditUnavailable. ``request_id``: the X-Request-Id
+        that caused it (optional field)."""
 
     def record(self, actor: str | None, action: str, *, key_id: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> Any:
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> Any:
         """``append`` with the ``key_id`` keyword."""
 
 

@@ -9,6 +9,7 @@ change and its entry one transaction (the audit log lives in the node's database
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,14 @@ from typing import Any
 
 from appliance.audit import AuditFieldError, AuditUnavailable
 from appliance.errors import PolicyDenied, ServiceError
+from appliance.logs import current_request_id, get_logger
 from appliance.ports import AuditSink, Late, Transactions
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
+events = get_logger("appliance.policy")
+_POLICY_DECISIONS = ("allowed", "pending", "denied")
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class Recorder:
@@ -59,14 +64,15 @@ class Recorder:
         audit = self.audit.value
         if audit is None:
             raise ServiceError("audit_unavailable", "the audit log is not open")
+        rid = current_request_id()  # the X-Request-Id that caused it (appliance/logs.py)
         try:
             audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                         decision=decision, reason=reason)
+                         decision=decision, reason=reason, request_id=rid)
         except AuditFieldError:
             # never a secret in the log: keep the entry, without the refused text
             try:
                 audit.append(actor, action, key=key_id, subject=subject, digest=digest,
-                             decision=decision, reason="redacted")
+                             decision=decision, reason="redacted", request_id=rid)
             except AuditUnavailable:
                 self.down()
                 raise ServiceError("audit_unavailable",
@@ -76,6 +82,9 @@ class Recorder:
             raise ServiceError("audit_unavailable",
                                "the audit log cannot record; the action is refused") from None
         self.rt.audit_ok = True
+        if decision in _POLICY_DECISIONS:  # one event per policy decision, with its code
+            events.info("policy_decision", action=action, decision=decision, user=actor, key=key_id,
+                        subject=subject, code=reason if isinstance(reason, str) and _CODE.match(reason) else None)
 
     def down(self) -> None:
         self.rt.audit_ok = False

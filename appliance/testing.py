@@ -87,6 +87,7 @@ from api.conformance import ResponseContract
 from api.app import serve
 from appliance.config import write_toml
 from appliance.faults import FaultPlan
+from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, open_private_append, set_private_umask, write_private_file
 from appliance.policy import Policy, default_policy
 from appliance.tls import client_context, make_node_certificate, peer_client_context, write_private
@@ -595,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file")
     args = ap.parse_args(argv)
     set_private_umask()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(level=logging.INFO)
     plan = FaultPlan.from_mapping(json.loads(Path(args.faults).read_text())) if args.faults else FaultPlan()
     hooks: dict[str, Any] = {}
     if args.hooks:

@@ -28,6 +28,7 @@ from yarl import URL
 from appliance.bounded import loads_json
 from appliance.config import NodeConfig, PeerInfo
 from appliance.errors import ServiceError
+from appliance.logs import REQUEST_ID_HEADER, current_request_id
 from appliance.tls import peer_client_context
 from appliance.tss.cbor_depth import check_depth
 from appliance.tss.protocol import Message, MessageRejected
@@ -191,6 +192,9 @@ class PeerClient:
         if not isinstance(path, URL) or path.is_absolute():
             raise TypeError("a peer path is a relative yarl.URL from appliance.ids.peer_path")
         headers = {}
+        rid = current_request_id()
+        if rid is not None:  # the request (or job) this call is part of (appliance/logs.py)
+            headers[REQUEST_ID_HEADER] = rid
         if json_body is not None:
             data = json.dumps(json_body).encode()
             content_type = "application/json"

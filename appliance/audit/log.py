@@ -12,7 +12,7 @@ from typing import IO
 
 from appliance.audit.records import (
     ENTRY_TYPE, GENESIS, ID, AuditEntry, AuditError, AuditFieldError,
-    AuditUnavailable, Checkpoint, check_fields, iso_time, sha256_hex, verify_node_signature,
+    AuditUnavailable, Checkpoint, check_fields, check_request_id, iso_time, sha256_hex, verify_node_signature,
 )
 from appliance.audit.connection import OwnConnection, TxProvider
 from appliance.audit.verify import VerifyReport, verify_export
@@ -114,21 +114,28 @@ class AuditLog:
     # -- writing -----------------------------------------------------------------------
     def append(self, actor: str | None, action: str, *, key: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> AuditEntry:
-        """Write one entry durably, or raise :class:`AuditUnavailable` (nothing written)."""
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> AuditEntry:
+        """Write one entry durably, or raise :class:`AuditUnavailable` (nothing written).
+        ``request_id``: the X-Request-Id that caused it (the field is left out when None, so
+        an entry without one has the format it always had)."""
         actor, action, key, subject, digest, decision, reason = check_fields(
             actor, action, key, subject, digest, decision, reason)
+        request_id = check_request_id(request_id)
         try:
             with self._tx() as c:
                 row = c.execute("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
                                 ).fetchone()
                 seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-                raw = canonical_json({
+                body = {
                     "type": ENTRY_TYPE, "node": self.node_id, "seq": seq,
                     "time": iso_time(self.clock()), "actor": actor, "action": action, "key": key,
                     "subject": subject, "digest": digest, "decision": decision,
                     "reason": reason, "prev": prev,
-                })
+                }
+                if request_id is not None:
+                    body["request_id"] = request_id
+                raw = canonical_json(body)
                 h = sha256_hex(raw)
                 c.execute("INSERT INTO audit_entries (seq, entry, hash) VALUES (?, ?, ?)",
                           (seq, raw, h))
@@ -150,10 +157,11 @@ class AuditLog:
 
     def record(self, actor: str | None, action: str, *, key_id: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> AuditEntry:
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> AuditEntry:
         """:meth:`append` with the node's historic keyword names (``key_id``)."""
         return self.append(actor, action, key=key_id, subject=subject, digest=digest,
-                           decision=decision, reason=reason)
+                           decision=decision, reason=reason, request_id=request_id)
 
     # -- reading -----------------------------------------------------------------------
     def _read(self, sql: str, args: tuple = ()) -> list:

@@ -19,6 +19,9 @@ CHECKPOINT_TYPE = "appliance/audit-checkpoint/v1"
 GENESIS = "0" * 64
 ENTRY_FIELDS = ("type", "node", "seq", "time", "actor", "action", "key", "subject", "digest",
                 "decision", "reason", "prev")
+#: fields an entry may carry in addition (entries written before them stay valid, unchanged):
+#: ``request_id``, the X-Request-Id of the request that caused the entry (appliance/logs.py)
+OPTIONAL_ENTRY_FIELDS = ("request_id",)
 CHECKPOINT_FIELDS = ("type", "node", "seq", "head", "time")
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
@@ -31,6 +34,7 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 _SECRET_NUM = re.compile(r"[0-9a-fA-F]{48,}|[0-9]{40,}")
 _SECRET_TEXT = re.compile(r"-----BEGIN|PRIVATE KEY|[A-Za-z0-9+/]{43,}")
 MAX_REASON = 300
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 # =========================================================================== errors
@@ -172,6 +176,12 @@ def _secret_text(v: str) -> bool:
                 and any(c.isdigit() for c in run)):
             return True
     return False
+
+
+def check_request_id(v: Any) -> str | None:
+    if v is not None and (not isinstance(v, str) or REQUEST_ID.match(v) is None):
+        raise AuditFieldError("audit request_id must match [A-Za-z0-9._-]{1,64}")
+    return v
 
 
 def check_fields(actor: Any, action: Any, key: Any, subject: Any, digest: Any,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit.records import (
-    ENTRY_FIELDS, ENTRY_TYPE, GENESIS, HEX64, TIME, AuditError, AuditFieldError, Checkpoint,
-    check_fields, sha256_hex, verify_node_signature,
+    ENTRY_FIELDS, ENTRY_TYPE, GENESIS, HEX64, OPTIONAL_ENTRY_FIELDS, TIME, AuditError, AuditFieldError,
+    Checkpoint, check_fields, check_request_id, sha256_hex, verify_node_signature,
 )
 from appliance.canonical import CanonicalError, canonical_json, parse_canonical, parse_json
 
@@ -55,7 +55,8 @@ def _as_bytes(line: bytes | str) -> bytes:
 
 
 def _check_entry_fields(e: Any, seq_hint: Any, lineno: int) -> None:
-    if not isinstance(e, dict) or set(e) != set(ENTRY_FIELDS) or e.get("type") != ENTRY_TYPE:
+    if (not isinstance(e, dict) or not set(ENTRY_FIELDS) <= set(e)
+            or not set(e) <= set(ENTRY_FIELDS) | set(OPTIONAL_ENTRY_FIELDS) or e.get("type") != ENTRY_TYPE):
         raise _Fail(f"entry {seq_hint} altered: not an audit entry", _int_or_none(seq_hint),
                     lineno)
     ok = (type(e["seq"]) is int and e["seq"] >= 1 and isinstance(e["node"], str)
@@ -65,6 +66,10 @@ def _check_entry_fields(e: Any, seq_hint: Any, lineno: int) -> None:
         try:
             check_fields(e["actor"], e["action"], e["key"], e["subject"], e["digest"],
                           e["decision"], e["reason"])
+            if "request_id" in e:
+                if e["request_id"] is None:  # written only when there is one
+                    raise AuditFieldError("request_id null")
+                check_request_id(e["request_id"])
         except AuditFieldError:
             ok = False
     if not ok:

@@ -18,12 +18,14 @@ from appliance.jobs.kinds import JobKind
 from appliance.jobs.local import LocalRun
 from appliance.jobs.model import JobFailed, JobRun
 from appliance.jobs.table import JobTable
+from appliance.logs import HTTP_REQUEST_ID, current_request_id, get_logger
 from appliance.ports import Late, PeerLink, ReplayStore, Sealer
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 
 log = logging.getLogger("appliance.node")
+events = get_logger("appliance.jobs")
 
 
 class Coordinator:
@@ -47,6 +49,9 @@ class Coordinator:
         for a sign job, what this node decoded itself (the digests it signs and checks)."""
         rt = self.rt
         spec.setdefault("policy_hash", rt.policy.hash)
+        http_rid = current_request_id()
+        if http_rid is not None:  # the X-Request-Id that caused it, under the signature below
+            spec.setdefault(HTTP_REQUEST_ID, http_rid)
         # every party checks this signature first (appliance/job_authority.py)
         sig = await self.hsm().sign_digest_async(job_digest(as_wire(spec)))
         spec[COORDINATOR_SIG] = sig.hex()
@@ -56,6 +61,8 @@ class Coordinator:
         self.table.add(job)
         t0 = time.monotonic()
         kind = spec["kind"]
+        events.info("job_started", job=job.job_id, kind=kind, key=spec.get("key_id"),
+                    parties=rt.node_ids(job.parties))
         outcome = None
         self.recorder.quiet(rt.me.id, f"{kind}_session_start", key_id=spec.get("key_id"),
                             subject=job.job_id, decision="started", reason=",".join(rt.node_ids(job.parties)))
@@ -93,6 +100,8 @@ class Coordinator:
         finally:
             self.recorder.quiet(rt.me.id, f"{kind}_session_end", key_id=spec.get("key_id"),
                                 subject=job.job_id, decision="failed" if outcome else "done", reason=outcome)
+            events.info("job_finished", job=job.job_id, kind=kind, outcome=outcome or "done",
+                        duration_ms=round((time.monotonic() - t0) * 1000, 1))
             rt.metrics.job_seconds.labels(kind, str(len(job.parties))).observe(time.monotonic() - t0)
             self.table.forget(job)
 

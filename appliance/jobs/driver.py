@@ -12,10 +12,12 @@ import time
 from appliance.errors import ServiceError
 from appliance.jobs.frames import FrameExchange
 from appliance.jobs.model import JobFailed, JobRun
+from appliance.logs import get_logger
 from appliance.runtime import Runtime
 from appliance.tss.protocol import MessageRejected, ProtocolAbort
 
 log = logging.getLogger("appliance.node")
+events = get_logger("appliance.jobs")
 
 
 class SessionDriver:
@@ -41,7 +43,10 @@ class SessionDriver:
             outcome = "cancelled"
             raise
         finally:
-            self.rt.metrics.observe_session(party.PROTOCOL, outcome, time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            self.rt.metrics.observe_session(party.PROTOCOL, outcome, elapsed)
+            events.info("protocol_session", job=job.job_id, kind=job.kind, protocol=party.PROTOCOL,
+                        outcome=outcome, duration_ms=round(elapsed * 1000, 1))
 
     async def _session(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
         rt = self.rt
@@ -78,6 +83,8 @@ class SessionDriver:
             if party.round != cur or party.done:
                 now = time.perf_counter()
                 rt.metrics.observe_round(party.PROTOCOL, cur, now - round_t0)
+                events.info("protocol_round", job=job.job_id, kind=job.kind, protocol=party.PROTOCOL, round=cur,
+                            duration_ms=round((now - round_t0) * 1000, 1))
                 round_t0 = now
                 cur = party.round
                 deadline = time.monotonic() + rt_s

@@ -18,11 +18,13 @@ from appliance.jobs.kinds import JobKind
 from appliance.jobs.local import LocalRun
 from appliance.jobs.model import KEY_CHANGES, JobFailed, JobRun
 from appliance.jobs.table import JobTable
+from appliance.logs import HTTP_REQUEST_ID, REQUEST_ID, get_logger, valid_request_id
 from appliance.ports import AuditSink, KeyChangeStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
+events = get_logger("appliance.jobs")
 
 
 class Participant:
@@ -52,6 +54,9 @@ class Participant:
             check_id("key_id", spec["key_id"])
             if spec.get("request_id") is not None:
                 check_id("request_id", spec["request_id"])
+            http_rid = spec.get(HTTP_REQUEST_ID)
+            if http_rid is not None and not valid_request_id(http_rid):
+                raise ValueError("bad http_request_id")
             kind = spec["kind"]
             parties = [int(p) for p in spec["parties"]]
             coordinator = int(spec["coordinator"])
@@ -76,6 +81,10 @@ class Participant:
         if not self.replay().use_job_id(job_id):
             # never a job id (hence a protocol session id) twice: a replayed job is refused
             raise ServiceError("job_exists", "job id already used")
+        if http_rid is not None:
+            # the coordinator signed it: this job's lines and entries here carry it (the tasks
+            # spawned below copy this context)
+            REQUEST_ID.set(http_rid)
         # the policy: this node checks the request, approvals and payload itself
         checked = self.authorizer.authorize(spec, from_index)
         handler = self.kinds[kind]
@@ -84,6 +93,8 @@ class Participant:
         self.recorder.write(rt.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
                             subject=job_id, decision="accepted",
                             reason=f"request {rid}" if isinstance(rid, str) else None)
+        events.info("job_joined", job=job_id, kind=kind, key=spec.get("key_id"),
+                    coordinator=rt.peers[from_index].id)
         job = JobRun(spec, dec=dec)
         if kind == "sign":
             self.on_sign()

@@ -26,6 +26,7 @@ from appliance import formats, paging, payloads
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.errors import ApplianceError, PolicyDenied, ServiceError
+from appliance.logs import get_logger
 from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed
 from appliance.keys.shares import ShareVault
@@ -46,6 +47,7 @@ from appliance.tss import ecdsa
 from appliance.tss.group import Point
 
 log = logging.getLogger("appliance.node")
+events = get_logger("appliance.policy")
 
 FAULT_PREFIX = "testfault."
 
@@ -569,6 +571,8 @@ class SignRequests:
             raise self.recorder.refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),
                                        actor=user.id, action=action, key_id=req["key_id"],
                                        subject=request_id, digest=dig)
+        events.info("policy_decision", action=action, decision=outcome.outcome, user=user.id,
+                    key=req["key_id"], subject=request_id, code=outcome.reason)
         if outcome.allowed:
             await self._start(request_id, [*existing, a], actor=user.id)
         elif closing:

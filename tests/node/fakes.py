@@ -54,17 +54,23 @@ class FakeAudit:
 
     def append(self, actor: str | None, action: str, *, key: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> Any:
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> Any:
         entry = {"actor": actor, "action": action, "key": key, "subject": subject, "digest": digest,
                  "decision": decision, "reason": reason}
+        if request_id is not None:
+            entry["request_id"] = request_id
         self.entries.append(entry)
         return entry
 
     def record(self, actor: str | None, action: str, *, key_id: str | None = None,
                subject: str | None = None, digest: bytes | str | None = None,
-               decision: str | None = None, reason: str | None = None) -> Any:
+               decision: str | None = None, reason: str | None = None,
+               request_id: str | None = None) -> Any:
         entry = {"actor": actor, "action": action, "key_id": key_id, "subject": subject, "digest": digest,
                  "decision": decision, "reason": reason}
+        if request_id is not None:
+            entry["request_id"] = request_id
         self.entries.append(entry)
         return entry
 

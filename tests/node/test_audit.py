@@ -531,3 +531,64 @@ def test_export_to_file_and_since(tmp_path, nodes, keys):
     assert not check(part, keys).ok
     r = check(part, keys, allow_partial=True)
     assert r.ok and r.first_seq == 6 and "on trust" in r.summary()
+
+
+# --------------------------------------------------------------------------- request_id (optional field)
+
+
+def _rechain(ents: list[dict]) -> list[bytes]:
+    prev, out = A.GENESIS, []
+    for e in ents:
+        e["prev"] = prev
+        raw = canonical_json(e)
+        prev = hashlib.sha256(raw).hexdigest()
+        out.append(canonical_json({"entry": e, "hash": prev}))
+    return out
+
+
+def test_request_id_is_an_optional_field_and_old_entries_keep_their_format(tmp_path, nodes, keys):
+    log = make_log(tmp_path / "a.db", nodes)
+    log.append("initiator", "sign_request", key="key_1", subject="req_1", decision="pending")
+    log.append("initiator", "sign_request", key="key_1", subject="req_2", decision="pending",
+               request_id="trace-9.A_b")
+    log.record("approver", "approval", key_id="key_1", subject="req_2", decision="allowed",
+               request_id="trace-10")
+    lines = list(log.export_lines())
+    log.close()
+    ents = [json.loads(lines[i])["entry"] for i in entry_lines(lines)]
+    assert set(ents[0]) == set(A.ENTRY_FIELDS)  # no request_id key at all: the old format
+    assert set(ents[1]) == set(A.ENTRY_FIELDS) | {"request_id"}
+    assert (ents[1]["request_id"], ents[2]["request_id"]) == ("trace-9.A_b", "trace-10")
+    r = check(lines, keys)
+    assert r.ok and r.entries == 3, r.summary()
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "id/1", 7])
+def test_a_malformed_request_id_is_refused_and_nothing_is_written(tmp_path, nodes, bad):
+    log = make_log(tmp_path / "a.db", nodes)
+    with pytest.raises(AuditFieldError) as e:
+        log.append("initiator", "sign_request", subject="req_1", decision="pending", request_id=bad)
+    assert str(e.value) == "audit request_id must match [A-Za-z0-9._-]{1,64}"
+    assert log.head() == (0, A.GENESIS)
+    log.close()
+
+
+@pytest.mark.parametrize("edit, error", [
+    ({"request_id": None}, "entry 2 altered: a field is malformed"),
+    ({"request_id": "a b"}, "entry 2 altered: a field is malformed"),
+    ({"trace": "x"}, "entry 2 altered: not an audit entry"),
+])
+def test_verify_refuses_a_bad_request_id_or_an_unknown_field(tmp_path, nodes, keys, edit, error):
+    log = make_log(tmp_path / "a.db", nodes, every=100)
+    log.append("initiator", "sign_request", subject="req_1", decision="pending", request_id="ok-1")
+    log.append("initiator", "sign_request", subject="req_2", decision="pending")
+    lines = list(log.export_lines())
+    log.close()
+    ents = [json.loads(lines[i])["entry"] for i in entry_lines(lines)]
+    ents[1].update(edit)
+    r = check(_rechain(ents), keys)
+    assert not r.ok and r.bad_seq == 2 and r.error == error, r.error
+    if "trace" in edit:
+        return
+    ents[1].pop("request_id")  # the same entry without the field is valid
+    assert check(_rechain(ents), keys).ok
