@@ -106,6 +106,7 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
+    from schemathesis.core.failures import FailureGroup
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
         response_schema_conformance,
@@ -178,8 +179,9 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
             where = f"{prepared.method} {prepared.path_url[:120]} body={body[:120]!r} tamper={tamper}"
             try:  # the answer is one the document describes (status, content type, body schema)
                 case.validate_response(resp, checks=strict)  # noqa: B023 (called within the iteration)
-            except Exception as exc:
-                stats["failures"].append(f"{resp.status_code} not as documented: {str(exc)[:400]} <- {where}")
+            except FailureGroup as exc:  # a BaseExceptionGroup: one failure per check that failed
+                what = "; ".join(str(e).split("\n")[0] for e in exc.exceptions)
+                stats["failures"].append(f"{resp.status_code} not as documented: {what[:400]} <- {where}")
             if resp.status_code >= 500 and resp.status_code not in ALLOWED_5XX:
                 stats["failures"].append(f"{resp.status_code} {resp.text[:200]} <- {where}")
                 return
