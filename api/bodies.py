@@ -478,6 +478,16 @@ class AuditAnchor(Struct):
     own: SignedCheckpoint | None
 
 
+class OpenAPIDocument(Struct):
+    """``GET /openapi.json``: this document (OpenAPI 3.1)."""
+
+    openapi: Literal["3.1.0"]
+    info: Annotated[dict[str, Any], Meta(description="title, version, description")]
+    servers: Annotated[list[dict[str, Any]], Meta(description="the node's own URL")]
+    paths: dict[str, dict[str, Any]]
+    components: dict[str, Any]
+
+
 class ErrorDetail(Struct):
     code: str
     message: str

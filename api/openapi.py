@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from api import bodies
+from api.examples import response_examples
 from api.routes import client, peer
 from api.routes.common import Route
 from appliance import __version__
@@ -26,6 +27,7 @@ def openapi_document(node: Node | None = None) -> dict:
     paths: dict[str, dict] = {}
     refs, schemas = _schemas()
     err_schema = refs[bodies.Error]
+    examples = response_examples()
     for r in ROUTES:
         op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
         params = [{"name": name, "in": "path", "required": True, "schema": _id_schema(name)}
@@ -53,8 +55,11 @@ def openapi_document(node: Node | None = None) -> dict:
                 schema = (refs[r.response] if r.response is not None else {"type": "object"}) \
                     if ctype == "application/json" else {"type": "string"}
                 text = "OK" if status == 200 else "Accepted" if status < 400 else _STATUS_TEXT.get(status, "Error")
-                responses[str(status)] = {"description": text,
-                                          "content": {ctype: {"schema": schema}}}
+                out: dict[str, Any] = {"schema": schema}
+                example = examples.get(r.handler.__name__, examples.get(r.response))
+                if example is not None and (status < 400 or r.response is bodies.Readiness):
+                    out["example"] = _failure_example(example) if status >= 400 else example
+                responses[str(status)] = {"description": text, "content": {ctype: out}}
             else:
                 responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Error"),
                                           "content": {"application/json": {"schema": err_schema}}}
@@ -102,6 +107,11 @@ def openapi_document(node: Node | None = None) -> dict:
                 "schema": REQUEST_ID_SCHEMA}},
         },
     }
+
+
+def _failure_example(example: dict) -> dict:
+    """/readyz's 503 example: the same body, not ready, with a reason."""
+    return {**example, "ready": False, "hsm": False, "reason": "the HSM is not answering"}
 
 
 def documented_statuses(r: Route) -> list[int]:

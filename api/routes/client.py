@@ -273,7 +273,8 @@ ROUTES: tuple[Route, ...] = (
           responses=(200, 503), failure_is_response=True),
     Route("GET", "/metrics", metrics, "Prometheus metrics (the scraper's bearer token or certificate, or a "
           "signed user request)", "metrics", responses=(200, 401), content_type="text/plain"),
-    Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open"),
+    Route("GET", "/openapi.json", openapi, "This document (open: what a client generator reads)", "open",
+          response=bodies.OpenAPIDocument),
     Route("POST", "/v1/keys", create_key, "Create a key (DKG); an operation, pending until the policy's "
           "admin quorum approved it (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user", ANY_ROLE,
           body=bodies.CreateKey, response=bodies.Operation,
@@ -390,6 +391,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/quarantine", list_quarantine, "Nodes quarantined here (named by an identifiable abort; "
           "left out of quorums until an admin clears them)", "user", ANY_ROLE, response=bodies.QuarantineList),
     Route("DELETE", "/v1/quarantine/{node_id}", clear_quarantine, "Clear a node's quarantine", "user", ("admin",),
-          body=bodies.Empty, response=bodies.QuarantineCleared,
+          body=bodies.Empty, response=bodies.QuarantineCleared, example={},
           responses=(200, 401, 403, 404)),
 )

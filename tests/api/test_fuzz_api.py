@@ -1,6 +1,6 @@
 """schemathesis against a running node's ``/openapi.json`` (a real 2-of-3 LocalCluster).
 
-The document is fetched with a signed request (it is not an open route); every generated
+The document is fetched without authentication (``/openapi.json`` is open); every generated
 request is then signed with RFC 9421 (``api.auth.sign_request`` over the exact method, URL and
 body bytes that go on the wire) by a user holding a role the operation accepts, so the fuzzing
 reaches the handlers rather than stopping at authentication.
@@ -9,6 +9,9 @@ What must hold, for positive (schema-valid) and negative (schema-violating) exam
 operation, peer routes included (they must refuse a client without a pinned certificate):
 - no 5xx other than a documented 501 "not implemented yet" (no 500, no crash), and every
   error body is the documented ``{"error": {"code", "message"}}``;
+- every answer fits the document (schemathesis's ``status_code_conformance``,
+  ``content_type_conformance`` and ``response_schema_conformance``, strict: any failure fails
+  the test), tampered and unsigned requests included;
 - a refused request (4xx) changes nothing: keys, operations and pending sign requests stay
   as they were;
 - every node process is still running and ready afterwards.
@@ -103,6 +106,12 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
+    from schemathesis.core.failures import FailureGroup
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     from api.auth import load_private_key, sign_request
 
@@ -113,6 +122,7 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
     sess.mount("https://", _Adapter.make(ctx))
     stats: dict = {"requests": 0, "by_status": {}, "failures": [], "accepted": []}
 
+    strict = [status_code_conformance, content_type_conformance, response_schema_conformance]
     ops = [r.ok() for r in schema.get_all_operations()]
     for op in ops:
         raw = op.definition.raw
@@ -167,6 +177,11 @@ def _run_fuzz(base: str, ctx: ssl.SSLContext, doc: dict, user_keys: dict, key_id
             stats["requests"] += 1
             stats["by_status"][resp.status_code] = stats["by_status"].get(resp.status_code, 0) + 1
             where = f"{prepared.method} {prepared.path_url[:120]} body={body[:120]!r} tamper={tamper}"
+            try:  # the answer is one the document describes (status, content type, body schema)
+                case.validate_response(resp, checks=strict)  # noqa: B023 (called within the iteration)
+            except FailureGroup as exc:  # a BaseExceptionGroup: one failure per check that failed
+                what = "; ".join(str(e).split("\n")[0] for e in exc.exceptions)
+                stats["failures"].append(f"{resp.status_code} not as documented: {what[:400]} <- {where}")
             if resp.status_code >= 500 and resp.status_code not in ALLOWED_5XX:
                 stats["failures"].append(f"{resp.status_code} {resp.text[:200]} <- {where}")
                 return
@@ -203,7 +218,8 @@ async def test_schemathesis_openapi_no_5xx_no_state_change(cluster):
     req = await ini.request_signature(key["key_id"], digest_of("fuzz-api"))
     await approve_if_needed(cluster.client("approver", node=0), req)  # the default policy's step
     await ini.wait_signature(req["request_id"], timeout=120)
-    doc = await admin.openapi()
+    doc = await _get_open(cluster.urls[0] + "/openapi.json", cluster._server_ctx(0))  # no signature
+    assert doc == await admin.openapi()
     n = examples(15, 300)
     t0 = time.perf_counter()
     stats = await asyncio.to_thread(_run_fuzz, cluster.urls[0], cluster._server_ctx(0), doc,
@@ -236,6 +252,15 @@ async def test_schemathesis_soak_every_node(cluster):
         print(f"\nnode {i}: {stats['requests']} requests, statuses {stats['by_status']}")
         assert not stats["failures"], "\n".join(stats["failures"][:20])
         assert cluster.running(i)
+
+
+async def _get_open(url: str, ctx: ssl.SSLContext) -> dict:
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        async with s.get(url) as r:  # no Signature, no client certificate
+            assert r.status == 200, await r.text()
+            return json.loads(await r.read())
 
 
 async def _post_raw(url: str, ctx: ssl.SSLContext, body: bytes, headers: dict) -> tuple[int, dict]:
