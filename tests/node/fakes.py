@@ -296,7 +296,7 @@ class FakeKeys:
         self.rows[key_id]["status"] = status
 
     def key_versions(self, key_id: str) -> list[dict]:
-        return [{"epoch": epoch, "created": None, "committed": None, "superseded": None, "destroyed": None}
+        return [{"epoch": epoch, "created": 0.0, "committed": None, "superseded": None, "destroyed": None}
                 for (kid, epoch) in sorted(self.shares) if kid == key_id]
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
