@@ -117,7 +117,8 @@ async def _job_specs(cluster) -> dict[str, dict]:
         "reshare": {"kind": "reshare", "key_id": kid, "parties": [0, 1, 2], "senders": [0, 1],
                     "new_members": [0, 1, 2], "threshold": 2, "old_threshold": 2, "old_info": "00",
                     "paillier_bits": 2048, "epoch": epoch},
-    } | {"_policy_hash": ph}
+    } | {kind: {"kind": kind, "key_id": kid, "parties": [0, 1, 2], "threshold": 2, "epoch": epoch}
+         for kind in ("disable", "enable", "delete")} | {"_policy_hash": ph}
 
 
 def _statement_for(cluster, kind: str, spec: dict, *, forged: bool):
@@ -132,8 +133,8 @@ def _statement_for(cluster, kind: str, spec: dict, *, forged: bool):
         return _user_request(cluster, "import", "admin", other, params=params)
     if kind == "keygen":
         return _user_request(cluster, "keygen", "admin", other, params={"threshold": 2})
-    if kind == "refresh":
-        return _user_request(cluster, "refresh", "admin", other, key_id=spec["key_id"], params={})
+    if kind in ("refresh", "disable", "enable", "delete"):
+        return _user_request(cluster, kind, "admin", other, key_id=spec["key_id"], params={})
     return _user_request(cluster, "reshare", "admin", other, key_id=spec["key_id"],
                          params={"threshold": 2, "nodes": ["node-1", "node-2", "node-3"]})
 
