@@ -97,16 +97,23 @@ def page_query(listing: str, limit: str | None, cursor: str | None) -> PageQuery
     return PageQuery(parse_limit(limit), None if cursor is None else decode_cursor(listing, cursor))
 
 
+#: what ``GET /v1/sign-requests`` lists without a ``status`` (the contract: the open ones)
+OPEN_STATUSES = ("pending", "signing")
+
+
 def parse_statuses(values: Iterable[str]) -> tuple[str, ...] | None:
-    """``status`` given repeated or as a comma list (None: not given)."""
+    """``status`` given repeated or as a comma list; not given: :data:`OPEN_STATUSES`;
+    ``all``: every status (None: no filter)."""
     out: list[str] = []
     for value in values:
         for s in value.split(","):
+            if s == "all":
+                return None
             if s not in REQUEST_STATUSES:
-                raise ServiceError("bad_status", f"status must be one of {', '.join(REQUEST_STATUSES)}")
+                raise ServiceError("bad_status", f"status must be all or one of {', '.join(REQUEST_STATUSES)}")
             if s not in out:
                 out.append(s)
-    return tuple(out) or None
+    return tuple(out) or OPEN_STATUSES
 
 
 def parse_time(name: str, text: str | None) -> float | None:

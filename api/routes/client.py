@@ -304,10 +304,12 @@ ROUTES: tuple[Route, ...] = (
           "user", ANY_ROLE, body=bodies.CreateSignRequest, response=bodies.SignRequest,
           example={"digest": "11" * 32, "derivation_path": "m/0/1", "request": _SIGNED},
           responses=(200, 202, 400, 401, 403, 404, 409, 410, 503)),
-    Route("GET", "/v1/sign-requests", list_sign_requests, "This node's sign requests in every status "
-          "(finished ones are kept), newest first, a page at a time; filters combine (AND)", "user", ANY_ROLE,
+    Route("GET", "/v1/sign-requests", list_sign_requests, "This node's sign requests, newest first, a page "
+          "at a time: the open ones (pending, signing) unless status says otherwise (status=all: every "
+          "status; finished requests are kept); filters combine (AND)", "user", ANY_ROLE,
           response=bodies.SignRequestList, query=(
-              ("status", "string", "a status, or a comma list (repeatable): " + ", ".join(paging.REQUEST_STATUSES)),
+              ("status", "string", "all, a status, or a comma list (repeatable): "
+               + ", ".join(paging.REQUEST_STATUSES) + " (default: pending,signing)"),
               ("key_id", "string", "only this key's requests"),
               ("initiator", "string", "only requests by this user"),
               ("created_after", "number", "created strictly after this time (Unix seconds)"),

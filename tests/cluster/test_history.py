@@ -42,7 +42,7 @@ async def test_finished_requests_are_kept_paged_and_filtered(cluster):
     # pages of three: a cursor until the last page; a request made meanwhile shifts nothing
     pages, cursor = [], None
     while True:
-        page = await aud.sign_requests_page(limit=3, cursor=cursor)
+        page = await aud.sign_requests_page(limit=3, cursor=cursor, status="all")
         pages.append([r["request_id"] for r in page["sign_requests"]])
         if len(pages) == 1:
             late = await ini.request_signature(kid, digest_of("history: made while paging"))
@@ -50,9 +50,11 @@ async def test_finished_requests_are_kept_paged_and_filtered(cluster):
         if cursor is None:
             break
     assert pages == [newest_first[:3], newest_first[3:6], newest_first[6:]]
-    everything = await aud.list_sign_requests()
+    everything = await aud.list_sign_requests(status="all")
+    # without a status: the open ones, as GET /v1/sign-requests always listed them
+    assert [r["request_id"] for r in await aud.list_sign_requests()] == [late["request_id"], ids[6], ids[5], ids[4]]
     assert [r["request_id"] for r in everything] == [late["request_id"], *newest_first]
-    assert [r["request_id"] async for r in aud.iter_sign_requests(page_size=2)] == \
+    assert [r["request_id"] async for r in aud.iter_sign_requests(page_size=2, status="all")] == \
         [late["request_id"], *newest_first]
     by_id = {r["request_id"]: r for r in everything}
     assert [by_id[i]["status"] for i in ids] == ["signed", "rejected", "rejected", "cancelled",
@@ -67,13 +69,13 @@ async def test_finished_requests_are_kept_paged_and_filtered(cluster):
     assert await listed(status=("signed", "cancelled")) == [ids[3], ids[0]]
     assert await listed(status="rejected") == [ids[2], ids[1]]
     assert [r["request_id"] for r in await ini.pending_requests()] == [late["request_id"], ids[6], ids[5], ids[4]]
-    assert await listed(key_id=kid, initiator="initiator") == [late["request_id"], *newest_first]
+    assert await listed(key_id=kid, initiator="initiator", status="all") == [late["request_id"], *newest_first]
     assert await listed(key_id="key_" + "0" * 24) == []
     assert await listed(initiator="approver") == []
     mid = by_id[ids[3]]["created"]
     assert await listed(created_after=mid, status="pending") == [late["request_id"], ids[6], ids[5], ids[4]]
-    assert await listed(created_before=mid) == [ids[2], ids[1], ids[0]]
-    assert await listed(created_after=by_id[ids[0]]["created"], created_before=mid) == [ids[2], ids[1]]
+    assert await listed(created_before=mid, status="all") == [ids[2], ids[1], ids[0]]
+    assert await listed(created_after=by_id[ids[0]]["created"], created_before=mid, status="all") == [ids[2], ids[1]]
 
     # every bad query value: 400 with its exact code
     q = "/v1/sign-requests"
@@ -84,7 +86,7 @@ async def test_finished_requests_are_kept_paged_and_filtered(cluster):
     keys = await aud.keys_page(limit=1)
     assert [k["key_id"] for k in keys["keys"]] == [kid] and keys["next_cursor"] is None
     await _bad(aud.request("GET", q, query={"status": "open"}), "bad_status",
-               "status must be one of pending, signing, signed, failed, rejected, cancelled, expired")
+               "status must be all or one of pending, signing, signed, failed, rejected, cancelled, expired")
     await _bad(aud.request("GET", q, query={"created_after": "yesterday"}), "bad_time",
                "created_after must be Unix seconds (digits, up to 9 decimals)")
     await _bad(aud.request("GET", q, query={"key_id": "key_../../x"}), "bad_id", "key_id is not a well-formed key id")

@@ -224,8 +224,10 @@ def test_limit_defaults_to_100_and_takes_500():
 
 def test_status_repeated_or_comma_list_and_unknown_is_bad_status():
     assert paging.parse_statuses(["pending,signed", "pending", "cancelled"]) == ("pending", "signed", "cancelled")
-    assert paging.parse_statuses([]) is None
-    msg = "status must be one of pending, signing, signed, failed, rejected, cancelled, expired"
+    # none given: the open ones (the contract of GET /v1/sign-requests); all: no filter
+    assert paging.parse_statuses([]) == paging.OPEN_STATUSES == ("pending", "signing")
+    assert paging.parse_statuses(["all"]) is None and paging.parse_statuses(["signed,all"]) is None
+    msg = "status must be all or one of pending, signing, signed, failed, rejected, cancelled, expired"
     for bad in (["open"], ["pending,"], [""], ["PENDING"], ["approved"]):
         assert _code(paging.parse_statuses, bad) == ("bad_status", msg)
 
