@@ -57,6 +57,7 @@ from appliance.policy import Policy, PolicyError
 from appliance.tls import write_private
 from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
                                  stage_certificate)
+from appliance.exit_codes import EXIT_VERIFICATION_FAILED
 from hsm.errors import HSMError
 
 
@@ -303,7 +304,7 @@ def _cmd_verify(args) -> int:
         out["recovers"] = ok1 and recover_public_key(digest, sig).to_bytes() == Point.from_bytes(pk).to_bytes()
         out["valid"] = out["valid"] and out["recovers"]
     print(json.dumps(out))
-    return 0 if out["valid"] else 1
+    return 0 if out["valid"] else EXIT_VERIFICATION_FAILED
 
 
 # ---------------------------------------------------------------------------------------

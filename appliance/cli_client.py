@@ -29,8 +29,8 @@ from typing import Any
 
 from api.client import ApplianceAPIError, ApplianceClient
 from appliance.fsmodes import write_private_file
+from appliance.exit_codes import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE
 
-EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNREACHABLE = 3, 4, 5, 6
 
 
 def add_client_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ checkpoints; ``--anchor-url URL``: fetch that document from a node now, as ``--u
 anchors before the export (or fetch them when the export is fresh): a checkpoint made after
 the export was taken looks like a cut. ``--no-require-checkpoint`` skips the check (loudly).
 
-Exit codes: 0 verified, 1 verification failed (the first line names it: an entry missing,
+Exit codes: 0 verified, 7 verification failed (the first line names it: an entry missing,
 altered or out of order, or ``truncated_before_checkpoint``, ``checkpoint_missing``,
 ``checkpoint_conflict``, ``no_checkpoint``, ``anchor_forged``), 2 cannot run (no node keys,
 no anchor while one is required, an unreadable file, a node that does not answer).
@@ -38,6 +38,7 @@ from appliance.audit.anchor import (
 from appliance.audit.verify import node_keys_from_cluster
 from appliance.config import load_toml
 from appliance.errors import ApplianceError
+from appliance.exit_codes import EXIT_VERIFICATION_FAILED
 
 NO_ANCHOR = ("error: anchor_required: give --anchor FILE (GET /v1/audit/checkpoints from a "
              "peer) or --anchor-url URL, or --no-require-checkpoint")
@@ -89,7 +90,7 @@ def verify_command(file: str | Path, *, cluster: Any = None,
                    require_checkpoint: bool = True, require_final_checkpoint: bool = False,
                    anchors: Iterable[Anchor] | None = None, out: IO[str] | None = None,
                    err: IO[str] | None = None) -> int:
-    """Print the verdict on ``out``; exit code 0, 1 or 2 (see the module). ``anchors``:
+    """Print the verdict on ``out``; exit code 0, 7 or 2 (see the module). ``anchors``:
     None when none was given (refused while ``require_checkpoint``); given but without a
     checkpoint of the node, the export fails with ``no_checkpoint``."""
     out = out or sys.stdout
@@ -117,7 +118,7 @@ def verify_command(file: str | Path, *, cluster: Any = None,
         print(f"error: {exc}", file=out)
         return 2
     print(report.summary(), file=out)
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_VERIFICATION_FAILED
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:

@@ -97,19 +97,19 @@ async def test_cut_tails_are_named_against_the_auditor_route(cluster, tmp_path, 
     cut = lines[: idx(approval)]
     assert not [e for e in _entries(cut) if e["subject"] == rid and e["action"] == "signed"]
     code, out = _verify(capsys, tmp_path, cluster, cut, anchors)
-    assert code == 1 and out.startswith(
+    assert code == 7 and out.startswith(
         f"FAIL: truncated_before_checkpoint: the export ends at entry {approval - 1} but "), out
     # 2. every checkpoint stripped
     stripped = [ln for ln in lines if not ln.startswith(b'{"checkpoint"')]
     code, out = _verify(capsys, tmp_path, cluster, stripped, anchors)
-    assert code == 1 and out.startswith("FAIL: checkpoint_missing: node-2 "), out
+    assert code == 7 and out.startswith("FAIL: checkpoint_missing: node-2 "), out
     assert "the export has no checkpoint there" in out
     # 3. cut right after an older checkpoint (before the approval): a clean-looking log
     older = max(i for i, ln in enumerate(lines[: idx(approval)])
                 if ln.startswith(b'{"checkpoint"'))
     at_older = lines[: older + 1]
     code, out = _verify(capsys, tmp_path, cluster, at_older, anchors)
-    assert code == 1 and out.startswith("FAIL: truncated_before_checkpoint: "), out
+    assert code == 7 and out.startswith("FAIL: truncated_before_checkpoint: "), out
     # the same cut against the route itself: `appliance audit verify --anchor-url` as the
     # auditor (the nodes' certificates pinned from cluster.toml)
     f = tmp_path / "at-older.jsonl"
@@ -121,7 +121,7 @@ async def test_cut_tails_are_named_against_the_auditor_route(cluster, tmp_path, 
         "--user", "auditor", "--key", str(cluster.base_dir / "users" / "auditor.pem"),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 1, (stdout + stderr).decode()
+    assert proc.returncode == 7, (stdout + stderr).decode()
     assert stdout.decode().startswith("FAIL: truncated_before_checkpoint: "), stdout
 
 

@@ -59,7 +59,7 @@ def test_demo_json_keep(demo):
     assert ok.returncode == 0 and json.loads(ok.stdout)["valid"] is True
     bad = _appliance("verify", "--public-key", summary["public_key"], "--digest", "00" * 32,
                      "--signature", sig["der"])
-    assert bad.returncode == 1 and json.loads(bad.stdout)["valid"] is False
+    assert bad.returncode == 7 and json.loads(bad.stdout)["valid"] is False
 
 
 def test_audit_verify_names_the_altered_entry(demo, tmp_path):
@@ -93,4 +93,4 @@ def test_audit_verify_names_the_altered_entry(demo, tmp_path):
     bad.write_bytes(b"\n".join(lines) + b"\n")
     r = _appliance("audit", "verify", str(bad), "--cluster", str(keep / "node-3" / "cluster.toml"),
                    "--no-require-checkpoint", timeout=60)
-    assert r.returncode == 1 and "FAIL" in r.stdout and str(seq) in r.stdout, r.stdout
+    assert r.returncode == 7 and "FAIL" in r.stdout and str(seq) in r.stdout, r.stdout

@@ -514,12 +514,12 @@ def test_verify_command(tmp_path, exported, keys):
     del lines[idx_of(lines, 4)]
     f.write_bytes(b"\n".join(lines) + b"\n")
     code, out = verify(f)
-    assert code == 1 and "FAIL: entry 4 missing" in out, out
+    assert code == 7 and "FAIL: entry 4 missing" in out, out
     assert verify(tmp_path / "nope.jsonl")[0] == 2
     # argparse front end (what `appliance audit verify` delegates to)
     args = ["verify", str(f), "--node-key", f"node-1={keys['node-1'].hex()}",
             "--no-require-checkpoint"]
-    assert AV.main(args) == 1
+    assert AV.main(args) == 7
 
 
 def test_export_to_file_and_since(tmp_path, nodes, keys):

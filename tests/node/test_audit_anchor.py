@@ -102,7 +102,7 @@ def test_cut_tail_is_truncated_before_checkpoint(tmp_path, capsys, world):
     cut = lines[: idx_of(lines, 10)]
     assert "req_0008" in _subjects(lines) and "sess_10" not in _subjects(cut)
     code, out, _ = _verify(tmp_path, capsys, cut, cluster, *_with_anchors(anchors))
-    assert code == 1
+    assert code == 7
     assert out.startswith("FAIL: truncated_before_checkpoint: the export ends at entry 9 but "
                           f"node-2 ({anchors[0]}) witnessed node-1's checkpoint at entry 12"), out
     assert "checkpoint at entry 12" in out
@@ -112,7 +112,7 @@ def test_cut_at_an_older_checkpoint_is_truncated_before_checkpoint(tmp_path, cap
     lines, anchors, cluster = world
     cut = lines[: _cp_lines(lines)[0] + 1]  # entries 1..4 and the checkpoint at 4
     code, out, _ = _verify(tmp_path, capsys, cut, cluster, *_with_anchors(anchors))
-    assert code == 1
+    assert code == 7
     assert out.startswith("FAIL: truncated_before_checkpoint: the export ends at entry 4 "), out
 
 
@@ -120,7 +120,7 @@ def test_stripped_checkpoints_are_checkpoint_missing(tmp_path, capsys, world):
     lines, anchors, cluster = world
     stripped = [ln for ln in lines if not ln.startswith(b'{"checkpoint"')]
     code, out, _ = _verify(tmp_path, capsys, stripped, cluster, *_with_anchors(anchors))
-    assert code == 1
+    assert code == 7
     assert out.startswith(f"FAIL: checkpoint_missing: node-2 ({anchors[0]}) witnessed "
                           "node-1's checkpoint at entry 12, but the export has no checkpoint "
                           "there"), out
@@ -130,7 +130,7 @@ def test_stripped_checkpoints_and_cut_tail_is_truncated(tmp_path, capsys, world)
     lines, anchors, cluster = world
     cut = [ln for ln in lines[: idx_of(lines, 11)] if not ln.startswith(b'{"checkpoint"')]
     code, out, _ = _verify(tmp_path, capsys, cut, cluster, *_with_anchors(anchors))
-    assert code == 1 and out.startswith("FAIL: truncated_before_checkpoint: the export ends at "
+    assert code == 7 and out.startswith("FAIL: truncated_before_checkpoint: the export ends at "
                                         "entry 10 "), out
 
 
@@ -144,7 +144,7 @@ def test_rewritten_log_is_checkpoint_missing(tmp_path, capsys, nodes, keys, worl
     fill(fork, 11)
     lines = list(fork.export_lines())
     code, out, _ = _verify(tmp_path, capsys, lines, cluster, *_with_anchors(anchors))
-    assert code == 1
+    assert code == 7
     assert out.startswith(f"FAIL: checkpoint_missing: node-2 ({anchors[0]}) witnessed "
                           "node-1's checkpoint at entry 12 with another head"), out
 
@@ -179,7 +179,7 @@ def test_no_witnessed_checkpoint_is_no_checkpoint(tmp_path, capsys, nodes, keys,
     f.write_bytes(canonical_json(AA.anchor_document(quiet, IDS)))
     stripped = [ln for ln in lines if not ln.startswith(b'{"checkpoint"')]
     code, out, _ = _verify(tmp_path, capsys, stripped, cluster, "--anchor", str(f))
-    assert code == 1
+    assert code == 7
     assert out.startswith("FAIL: no_checkpoint: no checkpoint of node-1 witnessed by a peer"), out
 
 
@@ -190,7 +190,7 @@ def test_forged_anchor_is_named(tmp_path, capsys, nodes, world):
     w["checkpoint"]["seq"] = 40  # claims a later checkpoint than there is: not node-1's
     anchors[0].write_bytes(canonical_json(doc))
     code, out, _ = _verify(tmp_path, capsys, lines, cluster, *_with_anchors(anchors))
-    assert code == 1
+    assert code == 7
     assert out.startswith(f"FAIL: anchor_forged: the checkpoint at entry 40 from node-2 "
                           f"({anchors[0]}) is not signed by node-1's key"), out
 
@@ -204,7 +204,7 @@ def test_two_witnessed_heads_are_checkpoint_conflict(tmp_path, capsys, nodes, wo
     doc["witnessed"] = [cp.to_json() if x is w else x for x in doc["witnessed"]]
     anchors[1].write_bytes(canonical_json(doc))
     code, out, _ = _verify(tmp_path, capsys, lines, cluster, *_with_anchors(anchors))
-    assert code == 1 and out.startswith("FAIL: checkpoint_conflict: node-1 showed two heads for "
+    assert code == 7 and out.startswith("FAIL: checkpoint_conflict: node-1 showed two heads for "
                                         "entry 12"), out
 
 
