@@ -394,7 +394,7 @@ async def test_audit_export_verifies_and_tampering_is_named(cluster):
     out = io.StringIO()
     code = AV.verify_command(_write(edited), cluster=cluster.data_dirs[0] / "cluster.toml",
                              require_checkpoint=False, out=out, err=io.StringIO())
-    assert code == 1 and "FAIL" in out.getvalue() and str(seq) in out.getvalue(), out.getvalue()
+    assert code == 7 and "FAIL" in out.getvalue() and str(seq) in out.getvalue(), out.getvalue()
     out = io.StringIO()
     assert AV.verify_command(_write(lines), cluster=cluster.data_dirs[0] / "cluster.toml",
                              node_id="node-1", require_checkpoint=False, out=out,
