@@ -16,6 +16,11 @@ SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki openssl curl prometheus
 OPENCRYPTOKI_TOOLS ?= /usr/sbin/pkcsslotd /usr/sbin/pkcsconf
 # true when one of them is missing (shell builtins only)
 OPENCRYPTOKI_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),[ ! -x "$(t)" ] ||) false
+# after the install, a tool or the library counts where it was asked for or where the Debian
+# package puts it (`make system-deps SOFTHSM_LIB=/nonexistent` forces an install, then finds
+# the packaged library)
+SOFTHSM_PACKAGED_LIB := /usr/lib/softhsm/libsofthsm2.so
+OPENCRYPTOKI_STILL_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),{ [ ! -x "$(t)" ] && [ ! -x "/usr/sbin/$(notdir $(t))" ]; } ||) false
 # the commands the other packages bring (true when one is missing)
 COMMANDS ?= softhsm2-util openssl curl promtool
 COMMANDS_MISSING := $(foreach c,$(COMMANDS),! command -v $(c) >/dev/null ||) false
@@ -37,17 +42,18 @@ system-deps:
 	  echo "system-deps: installing $(SYSTEM_PACKAGES)"; \
 	  $(SUDO) $(APT_GET) update -qq; \
 	  $(SUDO) $(APT_GET) install -y -qq $(if $(FORCE),--reinstall )$(SYSTEM_PACKAGES) >/dev/null; \
-	  after=$$(stat -L -c %i "$(SOFTHSM_LIB)" 2>/dev/null || echo absent); \
+	  lib="$(SOFTHSM_LIB)"; [ -e "$$lib" ] || lib="$(SOFTHSM_PACKAGED_LIB)"; \
+	  after=$$(stat -L -c %i "$$lib" 2>/dev/null || echo absent); \
 	  if [ "$$after" = absent ] || $(COMMANDS_MISSING); then \
 	    echo "system-deps: apt-get finished but $(SOFTHSM_LIB) or one of $(COMMANDS) is missing" >&2; exit 1; \
 	  fi; \
-	  if $(OPENCRYPTOKI_MISSING); then \
+	  if $(OPENCRYPTOKI_STILL_MISSING); then \
 	    echo "system-deps: apt-get finished but one of $(OPENCRYPTOKI_TOOLS) is missing" >&2; exit 1; \
 	  fi; \
 	  if [ -n "$(FORCE)" ] && [ "$$before" = "$$after" ]; then \
 	    echo "system-deps: $(SOFTHSM_LIB) was not replaced (inode $$after): nothing was installed" >&2; exit 1; \
 	  fi; \
-	  echo "system-deps: $(SOFTHSM_LIB) installed (inode $$before -> $$after)"; \
+	  echo "system-deps: $$lib installed (inode $$before -> $$after)"; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
