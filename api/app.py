@@ -25,7 +25,6 @@ from aiohttp import web
 from api.auth import SIGNATURE_REJECTED, RequestVerifier
 from api.edge import BodyTimeout, GuardedSite, edge_middleware, runner_for
 from api.errors import DOMAIN_ERRORS, error_response, refusal
-from api.http_metrics import http_metrics_middleware
 from api.metrics_auth import MetricsAuth
 from api.openapi import ROUTES, openapi_document
 from api.request_log import add_request_id_header, request_log_middleware
@@ -147,7 +146,7 @@ def _peer_fingerprint(request: web.Request) -> str | None:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[request_log_middleware(), http_metrics_middleware(node.metrics),
+    app = web.Application(middlewares=[request_log_middleware(node.metrics),
                                        edge_middleware(node.config.http),
                                        errors_middleware, auth_middleware, ids_middleware],
                           client_max_size=MAX_PEER_BODY)

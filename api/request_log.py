@@ -21,6 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from api.http_metrics import route_template
+from appliance.metrics import Metrics
 from appliance.logs import REQUEST_ID, REQUEST_ID_HEADER, get_logger, new_request_id, valid_request_id
 
 log = get_logger("appliance.access")
@@ -43,8 +44,9 @@ def _user(request: web.Request) -> str | None:
     return f"node:{peer}" if peer is not None else None
 
 
-def request_log_middleware() -> Callable:
-    """Outermost middleware: binds the id, times the request, writes the event."""
+def request_log_middleware(metrics: Metrics) -> Callable:
+    """Outermost middleware: binds the id, times the request once, writes the event and counts
+    it in the HTTP metrics (it sees the status the client gets, error answers included)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
@@ -62,12 +64,15 @@ def request_log_middleware() -> Callable:
             exc.headers[REQUEST_ID_HEADER] = rid
             raise
         finally:
-            route = route_template(request) or "unmatched"
+            seconds = time.perf_counter() - t0
+            template = route_template(request)
+            metrics.http_request(request.method, template, status, seconds)
+            route = template or "unmatched"
             level = logging.INFO
             if status < 400 and (route.startswith("/v1/peer/") or route in _QUIET):
                 level = logging.DEBUG
             fields = {"method": request.method, "route": route, "status": status,
-                      "duration_ms": round((time.perf_counter() - t0) * 1000, 1)}
+                      "duration_ms": round(seconds * 1000, 1)}
             user = _user(request)
             if user is not None:
                 fields["user"] = user
