@@ -43,15 +43,26 @@ for d in /var/lock/opencryptoki /var/lock/opencryptoki/swtok /var/lib/opencrypto
 done
 
 alive() { [ -f /var/run/pkcsslotd.pid ] && kill -0 "$(cat /var/run/pkcsslotd.pid)" 2>/dev/null; }
-# a daemon that is shutting down (its socket already gone) is waited for, not used
-for _ in $(seq 50); do { alive && [ ! -S /var/run/pkcsslotd.socket ]; } || break; sleep 0.1; done
-if ! { alive && [ -S /var/run/pkcsslotd.socket ]; }; then
+start_daemon() {
+  # a daemon that is shutting down (its socket already gone) is waited for, not used
+  for _ in $(seq 50); do { alive && [ ! -S /var/run/pkcsslotd.socket ]; } || break; sleep 0.1; done
+  if ! { alive && [ -S /var/run/pkcsslotd.socket ]; }; then
+    rm -f /var/run/pkcsslotd.pid /var/run/pkcsslotd.socket
+    # not holding the lock (fd 9) or our output open for the life of the daemon
+    # in its own session, detached from the caller's
+    setsid pkcsslotd </dev/null >/dev/null 2>&1 9>&- || die "pkcsslotd did not start"
+    for _ in $(seq 50); do [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
+    [ -S /var/run/pkcsslotd.socket ] || die "pkcsslotd did not open its socket"
+  fi
+}
+start_daemon
+if ! pkcsconf -t >/dev/null 2>&1; then
+  # a daemon left from before the package was reinstalled (make system-deps FORCE=1) answers
+  # with CKR_HOST_MEMORY: stop it and start the installed one, once
+  kill "$(cat /var/run/pkcsslotd.pid)" 2>/dev/null || true
+  for _ in $(seq 50); do alive || break; sleep 0.1; done
   rm -f /var/run/pkcsslotd.pid /var/run/pkcsslotd.socket
-  # not holding the lock (fd 9) or our output open for the life of the daemon
-  # in its own session, detached from the caller's
-  setsid pkcsslotd </dev/null >/dev/null 2>&1 9>&- || die "pkcsslotd did not start"
-  for _ in $(seq 50); do [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
-  [ -S /var/run/pkcsslotd.socket ] || die "pkcsslotd did not open its socket"
+  start_daemon
 fi
 
 # the soft token's slot: the token whose model is "IBM SoftTok"
