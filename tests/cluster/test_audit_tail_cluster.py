@@ -36,14 +36,17 @@ def _witnessed_seq(doc: dict, node: str) -> int:
 
 async def _anchors_past(cluster, seq: int, timeout: float = 60.0) -> list[bytes]:
     """The anchor documents of node-2 and node-3 once both witnessed a checkpoint of node-1
-    at or after ``seq`` (co-signing runs in the background every 2 s)."""
+    at or after ``seq`` and both have an own checkpoint co-signed by a peer (co-signing runs
+    in the background every 2 s, so a node can witness before its own is co-signed)."""
     clients = [cluster.client("auditor", node=i) for i in (1, 2)]
     deadline = time.monotonic() + timeout
     while True:
         raws = [await c.audit_checkpoints(raw=True) for c in clients]
-        if all(_witnessed_seq(json.loads(r), "node-1") >= seq for r in raws):
+        docs = [json.loads(r) for r in raws]
+        if all(_witnessed_seq(d, "node-1") >= seq and d["own"] is not None
+               and d["own"]["cosignatures"] for d in docs):
             return raws
-        assert time.monotonic() < deadline, [json.loads(r) for r in raws]
+        assert time.monotonic() < deadline, docs
         await asyncio.sleep(0.5)
 
 
