@@ -67,7 +67,7 @@ setup: system-deps $(VENV)/.installed
 
 # the walls (import-linter contracts in pyproject.toml) and ruff first: a violation fails the run
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -q --durations=20 $(PYTEST_ARGS)
 
 # the long versions: 500 signatures from 20 clients, more fuzz examples (APPLIANCE_SOAK=1),
 # the soak-marked fault and partition runs; -m "" selects the soak-marked tests too
