@@ -1,0 +1,22 @@
+"""FROST threshold Schnorr (RFC 9591) for BIP340/Taproot and Ed25519: the protocol core.
+
+Modules (each docstring lists its checks, numbered as the errors name them):
+
+- ``groups.py``   Ed25519 (libsodium via PyNaCl) and secp256k1 (libsecp256k1 via coincurve):
+                  RFC 9591's Group interface with strict deserialization.
+- ``suites.py``   FROST(Ed25519, SHA-512), FROST(secp256k1, SHA-256) and the Taproot variant
+                  (frost-secp256k1-tr): H1..H5, the challenge, even-Y hooks, signature encoding.
+- ``taproot.py``  BIP340 tagged hashes and verification, the BIP341 key-path tweak of shares.
+- ``core.py``     RFC 9591 §4-§5: nonce_generate, commit, binding factors, group commitment,
+                  challenge, sign, verify_signature_share, aggregate, verify.
+- ``keyshare.py`` ``FrostKeyShare``: sk_i, identifiers, verification shares, PK.
+- ``dkg.py``      the FROST paper's DKG (Feldman + proof of knowledge) as a ``Party`` protocol.
+- ``sign.py``     single-use nonces, the signer's checks of a coordinator's package, the
+                  coordinator's identifiable aggregation, the two-round ``Party`` protocol.
+- ``simulate.py`` ``keygen(n, t, scheme)`` and ``sign(shares, message, merkle_root=None)``.
+
+Schemes: ``schnorr-bip340`` (the Taproot ciphersuite), ``ed25519``, ``frost-secp256k1`` (the
+RFC's plain secp256k1 suite, for its vectors; no chain verifies its 65-byte signatures).
+Not here yet (issue 16, later passes): the HSM-sealed nonce pool, refresh/reshare/import of
+Schnorr keys, BIP32 tweaks for BIP340 keys, and the appliance integration.
+"""

@@ -1,0 +1,71 @@
+"""Run FROST in memory, every party in this process (as ``appliance.tss.simulate`` does for
+CGGMP): messages still go through their byte encoding, signatures and every check.
+
+    shares = keygen(3, 2, "schnorr-bip340")
+    sig = sign(shares[:2], b"message", merkle_root=b"")   # BIP341 key-path output key
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+from appliance.errors import ParameterError
+from appliance.tss.frost.dkg import FrostDkgParty
+from appliance.tss.frost.keyshare import FrostKeyShare
+from appliance.tss.frost.sign import FrostNonces, FrostSignParty
+from appliance.tss.group import RNG, SeededRNG, SystemRNG
+from appliance.tss.runner import Identities, Tamper, run
+
+
+def _party_rng(rng: RNG, i: int) -> RNG:
+    return SeededRNG(rng.token_bytes(32) + i.to_bytes(4, "big"))
+
+
+def _sid(rng: RNG, label: bytes) -> bytes:
+    return hashlib.sha256(label + rng.token_bytes(32)).digest()[:16]
+
+
+def keygen(n: int, threshold: int, scheme: str = "schnorr-bip340", *, rng: RNG | None = None,
+           tamper: Tamper | None = None, identities: Identities | None = None,
+           parties: dict[int, FrostDkgParty] | None = None) -> list[FrostKeyShare]:
+    """t-of-n FROST DKG; one FrostKeyShare per party (index 0..n-1)."""
+    if not 1 <= threshold <= n or n < 2:
+        raise ParameterError("need 2 <= n and 1 <= threshold <= n")
+    rng = rng if rng is not None else SystemRNG()
+    ids = identities or Identities(range(n), rng)
+    sid = _sid(rng, b"frost-keygen")
+    ps = {i: FrostDkgParty(sid, i, list(range(n)), threshold, scheme, ids.signers[i], ids.directory,
+                           _party_rng(rng, i)) for i in range(n)}
+    ps.update(parties or {})
+    out = run(ps, tamper)
+    return [out[i] for i in range(n)]  # type: ignore[misc]
+
+
+def sign(shares: Sequence[FrostKeyShare], message: bytes, *, merkle_root: bytes | None = None,
+         rng: RNG | None = None, tamper: Tamper | None = None,
+         nonces: dict[int, FrostNonces] | None = None, identities: Identities | None = None,
+         messages: dict[int, bytes] | None = None) -> bytes:
+    """Sign ``message`` with the first ``threshold`` of ``shares`` (the serialized signature:
+    64 bytes for BIP340 and Ed25519). ``nonces`` (pooled, per party) and ``messages`` (what
+    each party was asked to sign; default ``message``) are for tests."""
+    if not shares:
+        raise ParameterError("no shares given")
+    t = shares[0].threshold
+    if len(shares) < t:
+        raise ParameterError(f"need at least {t} shares, got {len(shares)}")
+    rng = rng if rng is not None else SystemRNG()
+    chosen = sorted(shares, key=lambda s: s.index)[:t]
+    signers = [s.index for s in chosen]
+    ids = identities or Identities(signers, rng)
+    sid = _sid(rng, b"frost-sign")
+    messages = messages or {}
+    parties = {s.index: FrostSignParty(sid, s, signers, messages.get(s.index, message), ids.signers[s.index],
+                                       ids.directory, _party_rng(rng, s.index),
+                                       nonces=(nonces or {}).get(s.index), merkle_root=merkle_root)
+               for s in chosen}
+    out = run(parties, tamper)
+    sigs = set(out.values())
+    if len(sigs) != 1:
+        raise RuntimeError("parties produced different signatures")
+    return sigs.pop()  # type: ignore[return-value]
