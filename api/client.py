@@ -147,6 +147,13 @@ class ApplianceClient:
                 if raw:
                     return content
                 return loads_json(content) if content else {}
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch) as exc:
+            # the node answered with a certificate this client does not trust: not the pinned
+            # one (server_cert) or not from the CA (ca_file): an authentication failure
+            why = getattr(getattr(exc, "certificate_error", None), "verify_message", None) or type(exc).__name__
+            raise ApplianceAPIError(503, "server_certificate_rejected",
+                                    f"{self.url}: the node's TLS certificate was rejected ({why}): not the "
+                                    "pinned certificate, or not from the trusted CA") from None
         except aiohttp.ClientConnectionError as exc:
             raise ApplianceAPIError(503, "node_unreachable", f"{self.url}: {type(exc).__name__}") from None
 
@@ -235,9 +242,14 @@ class ApplianceClient:
         return await self.request("GET", url_path("v1", "keys", key_id, "address"), query={"kind": kind, "path": path})
 
     async def refresh(self, key_id: str, *, timeout: float = 600.0) -> dict:
-        op = await self._signed_post(url_path("v1", "keys", key_id, "refresh"), {}, action="refresh", key_id=key_id,
-                                     params={})
+        op = await self.start_refresh(key_id)
         return await self.wait_operation(op["operation_id"], timeout)
+
+    async def start_refresh(self, key_id: str) -> dict:
+        """Ask for a refresh and return its operation at once (pending while it waits for the
+        admin quorum)."""
+        return await self._signed_post(url_path("v1", "keys", key_id, "refresh"), {}, action="refresh",
+                                       key_id=key_id, params={})
 
     async def disable_key(self, key_id: str, *, timeout: float = 600.0) -> dict:
         """Disable a key on every holder (a key change under the key-change quorum); waits for
@@ -265,10 +277,14 @@ class ApplianceClient:
         return await self.request("GET", url_path("v1", "keys", key_id, "versions"))
 
     async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
-        body = {"threshold": threshold, "nodes": nodes}
-        op = await self._signed_post(url_path("v1", "keys", key_id, "reshare"), body, action="reshare", key_id=key_id,
-                                     params=dict(body))
+        op = await self.start_reshare(key_id, threshold, nodes)
         return await self.wait_operation(op["operation_id"], timeout)
+
+    async def start_reshare(self, key_id: str, threshold: int, nodes: list[str]) -> dict:
+        """Ask for a reshare and return its operation at once."""
+        body = {"threshold": threshold, "nodes": nodes}
+        return await self._signed_post(url_path("v1", "keys", key_id, "reshare"), body, action="reshare",
+                                       key_id=key_id, params=dict(body))
 
     async def approve_operation(self, operation_id: str) -> dict:
         """An admin's approval of a key operation waiting for the policy's admin quorum."""

@@ -28,10 +28,31 @@ APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_C
     appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
         # an export of GET /v1/audit, against GET /v1/audit/checkpoints of a peer
 
+More client commands (appliance/cli_admin.py, cli_requests.py, cli_client.py)::
+
+    appliance key refresh KEY | reshare KEY --threshold T --nodes a,b,c   # [--no-wait]
+    appliance key derive KEY m/0/1 | address KEY --kind p2wpkh|eth [--path m/0/1]
+    appliance key disable|enable|delete KEY | versions KEY
+    appliance sign --key-id KEY --psbt FILE [--network N] | --eth-tx FILE | --eip712 FILE
+    appliance requests list [--status S ...] [--key-id K] [--initiator U] [--created-after T]
+                            [--created-before T] [--limit N] [--cursor C | --all]
+    appliance requests show ID | cancel ID;  appliance reject ID [--reason TEXT]
+    appliance operation show|approve|wait OP;  appliance signature ID
+    appliance policy show | update FILE --sign USER:KEY_PEM ...
+    appliance quarantine list | clear NODE;  appliance health | ready
+
 The cluster policy (who requests, who approves, limits) is read from cluster.toml or from
 the file node.toml names (``policy = "policy.toml"``); see appliance/policy/.
 
     appliance demo [--nodes 3] [--threshold 2] [--json] [--keep DIR]
+
+Output: JSON (lists as a table); --json: one line of JSON (scripts); --field NAME: one field.
+Errors: one line on stderr, ``error: CODE: MESSAGE`` (with --json also
+{"error": {"code", "message"}} on stdout; --debug adds the traceback). Exit codes: 0 ok,
+1 failed (HSM, backup, a failed operation, unexpected), 2 usage (arguments, configuration,
+policy, missing or unreadable input file, bad hex/JSON), 3 refused by the policy or
+authentication, or the node's TLS certificate rejected (server_certificate_rejected),
+4 not found, 5 timeout, 6 unreachable, 7 verification failed.
 """
 
 from __future__ import annotations
@@ -47,9 +68,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from api.client import ApplianceAPIError
-from appliance import cli_client, init_hsm
-from appliance.cli_client import add_client_arguments, client_from_args, emit
+from appliance import cli_admin, cli_client, cli_errors, cli_requests, init_hsm
+from appliance.cli_client import add_client_arguments, add_json_argument, client_from_args, emit
+from appliance.cli_errors import UsageError, VerificationFailed
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
@@ -57,8 +78,6 @@ from appliance.policy import Policy, PolicyError
 from appliance.tls import write_private
 from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
                                  stage_certificate)
-from appliance.exit_codes import EXIT_VERIFICATION_FAILED
-from hsm.errors import HSMError
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,7 +179,7 @@ async def _cmd_cluster(args) -> int:
         for spec in args.sign:
             uid, _, path = spec.partition(":")
             if not (uid and path):
-                raise SystemExit("error: --sign takes USER:PRIVATE_KEY_PEM_FILE")
+                raise UsageError("--sign takes USER:PRIVATE_KEY_PEM_FILE")
             update = update.signed_by(uid, load_private_key(Path(path).read_bytes()))
         emit(args, await c.rotate_tls_cert(update.to_json()))
     return 0
@@ -171,20 +190,20 @@ def _cmd_key_import(args) -> int:
     from appliance.config import ClusterConfig, load_toml
     from appliance.key_import import ImportBundleError, build_bundle, parse_private_key
 
+    d = 0
     try:
         d = parse_private_key(args.private_key.read_text())
         cluster = ClusterConfig.from_mapping(load_toml(args.cluster))
         nodes = args.nodes.split(",") if args.nodes else None
-        chain = bytes.fromhex(args.chain_code) if args.chain_code else None
+        try:
+            chain = bytes.fromhex(args.chain_code) if args.chain_code else None
+        except ValueError:
+            raise ImportBundleError("--chain-code must be hex") from None
         bundle = build_bundle(d, cluster, args.threshold, nodes, chain_code=chain)
-    except (ImportBundleError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     finally:
         d = 0  # noqa: F841 - drop our reference to the key
     if args.out.exists():
-        print(f"error: {args.out} exists", file=sys.stderr)
-        return 1
+        raise UsageError(f"{args.out} exists")
     args.out.write_text(json.dumps(bundle.to_json(), indent=1) + "\n")
     print(json.dumps({"bundle": str(args.out), "public_key": bundle.public_key.hex(),
                       "threshold": bundle.threshold, "nodes": bundle.node_ids,
@@ -194,32 +213,24 @@ def _cmd_key_import(args) -> int:
 
 
 def _cmd_recovery_key(args) -> int:
-    from appliance.backup import BackupError, create_recovery_key
+    from appliance.backup import create_recovery_key
 
     pw = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
-    try:
-        pub = create_recovery_key(args.out, passphrase=pw or None)
-    except BackupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    pub = create_recovery_key(args.out, passphrase=pw or None)
     print(json.dumps({"private_key": str(args.out), "public_key": str(pub)}))
     return 0
 
 
 def _cmd_backup(args) -> int:
-    from appliance.backup import BackupError, export_backup, restore_backup
+    from appliance.backup import export_backup, restore_backup
 
-    try:
-        if args.backup_cmd == "export":
-            header = export_backup(args.config, args.recovery_pub.read_bytes(), args.out)
-            print(json.dumps({"backup": str(args.out), **header}))
-        else:
-            pw = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
-            print(json.dumps(restore_backup(args.config, args.recovery_key.read_bytes(), args.in_file,
-                                            passphrase=pw or None)))
-    except (BackupError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.backup_cmd == "export":
+        header = export_backup(args.config, args.recovery_pub.read_bytes(), args.out)
+        print(json.dumps({"backup": str(args.out), **header}))
+    else:
+        pw = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+        print(json.dumps(restore_backup(args.config, args.recovery_key.read_bytes(), args.in_file,
+                                        passphrase=pw or None)))
     return 0
 
 
@@ -238,7 +249,7 @@ async def _cmd_key(args) -> int:
             else:
                 emit(args, await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
         elif args.key_cmd == "list":
-            emit(args, await c.list_keys())
+            emit(args, await c.list_keys(), cli_admin.KEY_COLUMNS)
         elif args.key_cmd in ("disable", "enable", "delete"):
             if args.no_wait:
                 emit(args, await c.request_lifecycle(args.key_cmd, args.key_id))
@@ -252,13 +263,18 @@ async def _cmd_key(args) -> int:
 
 
 async def _cmd_sign(args) -> int:
-    if (args.digest is None) == (args.message is None):
-        raise SystemExit("error: give exactly one of --digest and --message")
-    digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
+    payload = cli_requests.payload_of(args)  # --psbt, --eth-tx, --eip712
+    if payload is None and (args.digest is None) == (args.message is None):
+        raise UsageError("give exactly one of --digest and --message")
+    digest = None
+    if payload is None:
+        digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
     async with client_from_args(args) as c:
         signers = args.signers.split(",") if args.signers else None
         req = await c.request_signature(args.key_id, digest, signers=signers,
-                                        derivation_path=args.derivation_path)
+                                        derivation_path=args.derivation_path,
+                                        **({} if payload is None else
+                                           dict(payload=payload[0], payload_type=payload[1], network=args.network)))
         if req["status"] == "pending":
             print(f"request {req['request_id']} waits for approval "
                   f"(appliance approve {req['request_id']} as an approver)", file=sys.stderr)
@@ -286,15 +302,15 @@ def _cmd_verify(args) -> int:
     from appliance.tss.group import Point
 
     if (args.digest is None) == (args.message is None):
-        raise SystemExit("error: give exactly one of --digest and --message")
+        raise UsageError("give exactly one of --digest and --message")
     if (args.signature is None) == (args.rsv is None):
-        raise SystemExit("error: give exactly one of --signature and --rsv")
+        raise UsageError("give exactly one of --signature and --rsv")
     pk = bytes.fromhex(args.public_key)
     digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.read_bytes()).digest()
     if args.rsv is not None:
         raw = bytes.fromhex(args.rsv)
         if len(raw) != 65 or raw[64] not in (0, 1, 27, 28):
-            raise SystemExit("error: --rsv is 65 bytes hex (r || s || v, v 27 or 28, or 0 or 1)")
+            raise UsageError("--rsv is 65 bytes hex (r || s || v, v 27 or 28, or 0 or 1)")
         sig = Signature.from_compact(raw[:64], recovery_id=raw[64] % 27)
     else:
         sig = Signature.from_der(bytes.fromhex(args.signature))
@@ -303,8 +319,11 @@ def _cmd_verify(args) -> int:
     if sig.recovery_id is not None:  # --rsv: its v must recover the key too
         out["recovers"] = ok1 and recover_public_key(digest, sig).to_bytes() == Point.from_bytes(pk).to_bytes()
         out["valid"] = out["valid"] and out["recovers"]
-    print(json.dumps(out))
-    return 0 if out["valid"] else EXIT_VERIFICATION_FAILED
+    if out["valid"] or not args.json:  # --json: the error document is the answer
+        print(json.dumps(out))
+    if not out["valid"]:
+        raise VerificationFailed(f"the signature does not verify for {args.public_key} over digest {digest.hex()}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,8 +402,11 @@ async def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="appliance", description="Threshold-signing appliance node")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap = argparse.ArgumentParser(prog="appliance", description="Threshold-signing appliance node",
+                                 epilog=__doc__.split("\n", 2)[2].replace("::", ":").replace("``", "`"),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-v", "--verbose", action="store_true", help="log at INFO; an error's traceback too")
+    ap.add_argument("--debug", action="store_true", help="an error's traceback after its one line")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("init", help="set up a node: HSM token and keys, TLS certificate, node.toml")
@@ -463,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_args(q)
     q.add_argument("--bundle", required=True, type=Path)
     q.add_argument("--refresh", action="store_true", help="refresh right after (recommended)")
+    cli_admin.add_key_commands(ks)
 
     p = sub.add_parser("recovery-key", help="a node's disaster-recovery key pair (make it off the node)")
     rs = p.add_subparsers(dest="recovery_cmd", required=True)
@@ -489,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", help="text to hash with SHA-256 and sign")
     p.add_argument("--signers", help="comma-separated node ids")
     p.add_argument("--derivation-path", help="BIP32 non-hardened path, e.g. m/0/1")
+    cli_requests.add_sign_payload_arguments(p)
     p.add_argument("--no-wait", action="store_true", help="print the request and return")
     p.add_argument("--timeout", type=float, default=300)
 
@@ -535,101 +559,116 @@ def build_parser() -> argparse.ArgumentParser:
         "FILE or --anchor-url URL); names the first entry missing, altered or out of order, or "
         "the cut"))
     cli_client.add_commands(sub, a)
+    cli_admin.add_commands(sub)
+    cli_requests.add_commands(sub)
+    _json_everywhere(ap)
     return ap
 
 
+def _json_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--json`` on every command that lacks it (its output is one line of JSON already; the
+    flag also prints an error as JSON on stdout)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                if child._subparsers is None and "--json" not in child._option_string_actions:
+                    add_json_argument(child)
+                _json_everywhere(child)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a failure is one line on stderr and an exit code (appliance/cli_errors.py)."""
     set_private_umask()  # node state, keys, configs and logs: for this user only
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error: argparse's message, exit 2
     level = logging.INFO if args.verbose else logging.WARNING
     if args.cmd == "serve":  # a node: JSON lines (appliance/logs.py)
         configure_logs(level=level)
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        if args.cmd == "init":
-            try:
-                setup = init_hsm.setup_from_args(args)
-            except init_hsm.UsageError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            info = init_node(args.dir, args.node_id, hsm=setup, listen=args.listen, url=args.url,
-                             hosts=args.host, paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
-            print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
-                              "node_info": str((args.dir / "node-info.json").resolve()),
-                              "sealing": info["sealing"]}))
-            return 0
-        if args.cmd == "user-key":
-            from api.auth import generate_user_key
-
-            priv, pub = generate_user_key(args.kind)
-            write_private(args.out, priv)
-            pub_path = args.out.with_name(args.out.name.removesuffix(".pem") + ".pub.pem")
-            pub_path.write_bytes(pub)
-            print(json.dumps({"private_key": str(args.out), "public_key": str(pub_path)}))
-            return 0
-        if args.cmd == "cluster-config":
-            infos = [json.loads(p.read_text()) for p in args.node_info]
-            users = []
-            for spec in args.user:
-                uid, roles, path = spec.split(":", 2)
-                rl = [r for r in roles.split(",") if r]
-                if any(ROLE_NAME.match(r) is None for r in rl):
-                    raise SystemExit(f"error: role names are [a-z][a-z0-9_-]* (built in: {', '.join(ROLES)})")
-                users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
-            text = cluster_toml_text(cluster_mapping(args.id, infos, users), args.policy)
-            write_private_file(args.out, text)
-            print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
-            return 0
-        if args.cmd == "serve":
-            from api.app import serve
-
-            try:
-                from appliance.hardening import disable_core_dumps
-
-                disable_core_dumps()
-            except Exception as exc:  # pragma: no cover
-                print(f"warning: could not disable core dumps: {exc}", file=sys.stderr)
-            asyncio.run(serve(str(args.config), ready_file=args.ready_file))
-            return 0
-        if args.cmd == "demo":
-            return asyncio.run(_demo(args))
-        if args.cmd == "key":
-            return asyncio.run(_cmd_key(args))
-        if args.cmd == "recovery-key":
-            return _cmd_recovery_key(args)
-        if args.cmd == "backup":
-            return _cmd_backup(args)
-        if args.cmd == "sign":
-            return asyncio.run(_cmd_sign(args))
-        if args.cmd == "verify":
-            return _cmd_verify(args)
-        if args.cmd == "cluster":
-            return asyncio.run(_cmd_cluster(args))
-        if args.cmd == "tls":
-            from appliance.config import load_node_config
-
-            print(json.dumps(stage_certificate(load_node_config(args.config), operator_tls_of(args), args.host)))
-            return 0
-        if args.cmd == "approve":
-            return asyncio.run(_cmd_approve(args))
-        if args.cmd in ("operation", "signature") or (args.cmd == "audit" and args.audit_cmd != "verify"):
-            return asyncio.run(cli_client.run(args))
-        if args.cmd == "audit":
-            from appliance.audit.command import run_verify_args
-
-            return run_verify_args(args)
-    except (ConfigError, HSMError) as exc:  # e.g. a token without the mechanisms the node needs
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ApplianceAPIError as exc:
-        return cli_client.report_api_error(args, exc)
-    except TimeoutError as exc:
-        print(f"error: timeout: {exc}", file=sys.stderr)
-        return cli_client.EXIT_TIMEOUT
+        return _run(args)
     except KeyboardInterrupt:
         return 130
-    return 2
+    except SystemExit as exc:  # a message some library gave as its exit: one line too
+        if isinstance(exc.code, str):
+            return cli_errors.report(UsageError(exc.code.removeprefix("error: ")), args)
+        raise
+    except Exception as exc:
+        return cli_errors.report(exc, args)
+
+
+def _run(args) -> int:
+    if getattr(args, "func", None) is not None:  # the commands of cli_admin and cli_requests
+        return asyncio.run(args.func(args))
+    if args.cmd == "init":
+        setup = init_hsm.setup_from_args(args)
+        info = init_node(args.dir, args.node_id, hsm=setup, listen=args.listen, url=args.url,
+                         hosts=args.host, paillier_bits=args.paillier_bits, tls=operator_tls_of(args))
+        print(json.dumps({"node_id": info["id"], "url": info["url"], "dir": str(args.dir.resolve()),
+                          "node_info": str((args.dir / "node-info.json").resolve()),
+                          "sealing": info["sealing"]}))
+        return 0
+    if args.cmd == "user-key":
+        from api.auth import generate_user_key
+
+        priv, pub = generate_user_key(args.kind)
+        write_private(args.out, priv)
+        pub_path = args.out.with_name(args.out.name.removesuffix(".pem") + ".pub.pem")
+        pub_path.write_bytes(pub)
+        print(json.dumps({"private_key": str(args.out), "public_key": str(pub_path)}))
+        return 0
+    if args.cmd == "cluster-config":
+        infos = [json.loads(p.read_text()) for p in args.node_info]
+        users = []
+        for spec in args.user:
+            uid, roles, path = spec.split(":", 2)
+            rl = [r for r in roles.split(",") if r]
+            if any(ROLE_NAME.match(r) is None for r in rl):
+                raise UsageError(f"role names are [a-z][a-z0-9_-]* (built in: {', '.join(ROLES)})")
+            users.append({"id": uid, "roles": rl, "public_key": Path(path).read_text()})
+        text = cluster_toml_text(cluster_mapping(args.id, infos, users), args.policy)
+        write_private_file(args.out, text)
+        print(json.dumps({"cluster": str(args.out), "nodes": [i["id"] for i in infos]}))
+        return 0
+    if args.cmd == "serve":
+        from api.app import serve
+
+        try:
+            from appliance.hardening import disable_core_dumps
+
+            disable_core_dumps()
+        except Exception as exc:  # pragma: no cover
+            print(f"warning: could not disable core dumps: {exc}", file=sys.stderr)
+        asyncio.run(serve(str(args.config), ready_file=args.ready_file))
+        return 0
+    if args.cmd == "demo":
+        return asyncio.run(_demo(args))
+    if args.cmd == "key":
+        return asyncio.run(_cmd_key(args))
+    if args.cmd == "recovery-key":
+        return _cmd_recovery_key(args)
+    if args.cmd == "backup":
+        return _cmd_backup(args)
+    if args.cmd == "sign":
+        return asyncio.run(_cmd_sign(args))
+    if args.cmd == "verify":
+        return _cmd_verify(args)
+    if args.cmd == "cluster":
+        return asyncio.run(_cmd_cluster(args))
+    if args.cmd == "tls":
+        from appliance.config import load_node_config
+
+        print(json.dumps(stage_certificate(load_node_config(args.config), operator_tls_of(args), args.host)))
+        return 0
+    if args.cmd == "approve":
+        return asyncio.run(_cmd_approve(args))
+    if args.cmd in ("operation", "signature") or (args.cmd == "audit" and args.audit_cmd != "verify"):
+        return asyncio.run(cli_client.run(args))
+    if args.cmd == "audit":
+        from appliance.audit.command import run_verify_args
+
+        return run_verify_args(args)
+    raise UsageError(f"no command {args.cmd!r}")
 
 
 if __name__ == "__main__":

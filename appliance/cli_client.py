@@ -22,15 +22,14 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from api.client import ApplianceAPIError, ApplianceClient
+from appliance import cli_errors
+from appliance.cli_errors import CommandTimeout, UsageError
 from appliance.fsmodes import write_private_file
-from appliance.exit_codes import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE
-
 
 
 def add_client_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,59 +41,87 @@ def add_client_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-file", help="CA certificates (PEM) to trust for the node's certificate, "
                    "host name checked (a node with a certificate from your CA)")
     p.add_argument("--field", help="print only this field of the answer (dotted: signature.der)")
-    p.add_argument("--json", action="store_true", help="on an error, print its JSON body on stdout")
+    add_json_argument(p)
 
 
-def client_from_args(args) -> ApplianceClient:
+def add_json_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the answer as one line of JSON (for scripts); an error as "
+                        '{"error": {"code", "message"}} on stdout too')
+
+
+def client_from_args(args, *, auth: bool = True) -> ApplianceClient:
+    """The client the connection options name; ``auth=False``: no user needed (open routes)."""
     url = args.url or os.environ.get("APPLIANCE_URL")
     user = args.user or os.environ.get("APPLIANCE_USER")
     key = args.key or os.environ.get("APPLIANCE_KEY")
     cert = args.server_cert or os.environ.get("APPLIANCE_SERVER_CERT")
     ca_file = args.ca_file or os.environ.get("APPLIANCE_CA_FILE")
-    if not (url and user and key):
-        raise SystemExit("error: --url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
+    if not url:
+        raise UsageError("--url (or APPLIANCE_URL) is required")
+    if auth and not (user and key):
+        raise UsageError("--url, --user and --key (or APPLIANCE_URL/USER/KEY) are required")
     if cert and ca_file:
-        raise SystemExit("error: give one of --server-cert (pin the node's certificate) and --ca-file "
+        raise UsageError("give one of --server-cert (pin the node's certificate) and --ca-file "
                          "(trust a CA, check the host name)")
     pem = Path(cert).read_text() if cert else None
+    if not auth:
+        return ApplianceClient(url, user or "", None, server_cert=pem, ca_file=ca_file)
     return ApplianceClient(url, user, Path(key).read_bytes(), server_cert=pem, ca_file=ca_file)
 
 
 def field_of(obj: Any, path: str) -> Any:
-    """``obj``'s field at the dotted ``path``; SystemExit naming the missing part."""
+    """``obj``'s field at the dotted ``path``; UsageError naming the missing part."""
     for part in path.split("."):
         if not isinstance(obj, dict) or part not in obj:
-            raise SystemExit(f"error: the answer has no field {path!r}")
+            raise UsageError(f"the answer has no field {path!r}")
         obj = obj[part]
     return obj
 
 
-def emit(args, obj: Any) -> None:
-    """Print the answer as JSON, or with ``--field`` only that field (a string bare)."""
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """``rows`` as a compact text table of ``columns`` (times as UTC ISO 8601)."""
+    cells = [list(columns)] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def emit(args, obj: Any, columns: tuple[str, ...] | None = None) -> None:
+    """Print the answer: with ``--field`` only that field (a string bare); with ``--json`` one
+    line of JSON; else a table of ``columns`` when the answer is a list and they are given, or
+    indented JSON."""
     name = getattr(args, "field", None)
     if name:
         value = field_of(obj, name)
         print(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
         return
-    print(json.dumps(obj, indent=2, sort_keys=True))
+    if getattr(args, "json", False):
+        print(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+    elif columns is not None and isinstance(obj, list):
+        print(table(obj, columns) if obj else "(none)")
+    else:
+        print(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def exit_code_of(exc: ApplianceAPIError) -> int:
-    if exc.code == "node_unreachable":
-        return EXIT_UNREACHABLE
-    if exc.status in (401, 403):
-        return EXIT_REFUSED
-    if exc.status == 404:
-        return EXIT_NOT_FOUND
-    return 1
+    return cli_errors.exit_code_of(exc)
 
 
 def report_api_error(args, exc: ApplianceAPIError) -> int:
     """One line on stderr (and the error body on stdout with ``--json``); the exit code."""
-    print(f"error: {exc.code}: {exc}", file=sys.stderr)
-    if getattr(args, "json", False):
-        print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
-    return exit_code_of(exc)
+    return cli_errors.report(exc, args)
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,9 +174,8 @@ async def cmd_audit_anchor(args) -> int:
                 break
             await asyncio.sleep(0.5)  # peers co-sign checkpoints every 2 s
     if args.node is not None and seq == 0:
-        print(f"error: no_checkpoint: {args.url or 'the node'} holds no checkpoint of {args.node} "
-              f"(yet: a node makes one every [audit] checkpoint_every entries)", file=sys.stderr)
-        return EXIT_TIMEOUT
+        raise CommandTimeout("no_checkpoint", f"{args.url or 'the node'} holds no checkpoint of {args.node} "
+                             "(yet: a node makes one every [audit] checkpoint_every entries)")
     write_private_file(args.out, raw)
     print(json.dumps({"anchor": str(args.out), "witnessed_seq": seq}))
     return 0

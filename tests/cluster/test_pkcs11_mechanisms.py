@@ -53,7 +53,7 @@ async def test_cbc_hmac_node_signs_and_a_token_without_sealing_refuses_to_start(
                            text=True, timeout=60, env=env, cwd=ROOT)
         assert p.returncode == 1
         assert p.stderr.splitlines()[-1] == (
-            "error: token 'node-2': the token offers neither CKM_AES_GCM nor "
+            "error: hsm_mechanism_missing: token 'node-2': the token offers neither CKM_AES_GCM nor "
             "CKM_AES_CBC_PAD+CKM_SHA256_HMAC (missing: CKM_AES_GCM, CKM_AES_CBC_PAD, "
             "CKM_SHA256_HMAC); no authenticated sealing mechanism")
     finally:

@@ -14,6 +14,7 @@ from api.auth import generate_user_key
 from api.client import ApplianceAPIError
 from appliance.cli import main
 from appliance.cli_client import emit, exit_code_of
+from appliance.cli_errors import UsageError
 from appliance.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +50,9 @@ def test_cluster_config_refuses_users_in_the_policy_file(tmp_path, capsys):
     args = _setup(tmp_path, {"admin": "admin"})
     pol = tmp_path / "policy.toml"
     pol.write_text('[signing]\nallow_raw_digest = true\n\n[[users]]\nid = "mallory"\n')
-    assert main([*args, "--policy", str(pol)]) == 1
+    assert main([*args, "--policy", str(pol)]) == 2
     assert capsys.readouterr().err == (
-        f"error: {pol}: only policy, signing, key_changes, policy_change tables belong in a policy "
+        f"error: bad_config: {pol}: only policy, signing, key_changes, policy_change tables belong in a policy "
         "file (users come from --user), not users\n")
     assert not (tmp_path / "cluster.toml").exists()
 
@@ -60,9 +61,9 @@ def test_cluster_config_refuses_a_quorum_nobody_can_reach(tmp_path, capsys):
     args = _setup(tmp_path, {"admin": "admin"})
     pol = tmp_path / "policy.toml"
     pol.write_text('[key_changes]\nroles = ["admin"]\nquorum = 2\n')
-    assert main([*args, "--policy", str(pol)]) == 1
+    assert main([*args, "--policy", str(pol)]) == 2
     assert capsys.readouterr().err == (
-        f'error: {pol}: [key_changes] quorum: 2 distinct users with role "admin" are needed but '
+        f'error: bad_config: {pol}: [key_changes] quorum: 2 distinct users with role "admin" are needed but '
         "only 1 user holds it (admin): the cluster could never change its keys\n")
     assert not (tmp_path / "cluster.toml").exists()
 
@@ -74,13 +75,13 @@ def test_field_prints_one_field(capsys):
     emit(Args, {"signature": {"der": "3044"}, "status": "signed"})
     assert capsys.readouterr().out == "3044\n"
     Args.field = "signature.r"
-    with pytest.raises(SystemExit, match="error: the answer has no field 'signature.r'"):
+    with pytest.raises(UsageError, match="^the answer has no field 'signature.r'$"):
         emit(Args, {"signature": {"der": "3044"}})
 
 
 @pytest.mark.parametrize("status,code,exit_code", [
     (403, "missing_role", 3), (401, "unauthenticated", 3), (404, "not_found", 4),
-    (503, "node_unreachable", 6), (409, "not_pending", 1)])
+    (503, "node_unreachable", 6), (409, "not_pending", 1), (503, "server_certificate_rejected", 3)])
 def test_refused_calls_exit_with_the_design_codes(status, code, exit_code):
     assert exit_code_of(ApplianceAPIError(status, code, "x")) == exit_code
 

@@ -139,13 +139,14 @@ def test_cluster_toml_errors_name_the_file_the_table_and_the_key(tmp_path, text,
     assert _refused(tmp_path / "node.toml") == f"{tmp_path / 'cluster.toml'}: {message}"
 
 
-def test_the_cli_prints_the_error_on_one_line_and_exits_1(tmp_path):
-    """`appliance serve` with a typo: refused before anything starts, as every ConfigError."""
+def test_the_cli_prints_the_error_on_one_line_and_exits_2(tmp_path):
+    """`appliance serve` with a typo: refused before anything starts, as every ConfigError
+    (a usage error: exit 2, `error: bad_config: ...`)."""
     path = _node(tmp_path, '[node]\nid = "node-1"\npresign_pol = 2\n' + HSM)
     r = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(path)],
                        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert (r.returncode, r.stdout, r.stderr) == (
-        1, "", f"error: {path}: [node] presign_pol: unknown key (did you mean presign_pool?)\n")
+        2, "", f"error: bad_config: {path}: [node] presign_pol: unknown key (did you mean presign_pool?)\n")
 
 
 # -- the policy ------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def test_policy_user_typo_and_a_satisfiable_policy(tmp_path, pubs):
 
 def test_a_node_whose_policy_nobody_can_meet_does_not_start(tmp_path, pubs):
     """The node's own loading (cluster.toml's tables, and a policy file node.toml names),
-    and `appliance serve`: exit 1 naming the file and the rule."""
+    and `appliance serve`: exit 2 (a usage error) naming the file and the rule."""
     cluster = CLUSTER + _policy(pubs, OK_USERS, "\n[policy_change]\nquorum = 2\n").replace(
         '[policy]\ncluster_id = "c"\n', "")
     path = _node(tmp_path, '[node]\nid = "node-1"\n' + HSM, cluster=cluster)
@@ -242,7 +243,7 @@ def test_a_node_whose_policy_nobody_can_meet_does_not_start(tmp_path, pubs):
     path.write_text('policy = "policy.toml"\n' + path.read_text())
     r = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(path)],
                        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
-    assert (r.returncode, r.stderr.splitlines()[-1]) == (1, f"error: {tmp_path / 'policy.toml'}: {rule}")
+    assert (r.returncode, r.stderr.splitlines()[-1]) == (2, f"error: bad_config: {tmp_path / 'policy.toml'}: {rule}")
     assert "Traceback" not in r.stderr
 
 

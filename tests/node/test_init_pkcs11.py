@@ -24,7 +24,7 @@ from tests.hsm_fixtures import ROOT, SOFTHSM_LIB, requires_softhsm
 
 pytestmark = [pytest.mark.hsm, requires_softhsm]
 
-USAGE = ("error: say which HSM the node uses: --pkcs11-module PATH --token-label L "
+USAGE = ("error: usage: say which HSM the node uses: --pkcs11-module PATH --token-label L "
          "(--pin-env VAR | --pin-file F), or --softhsm DIR for a test token\n")
 
 
@@ -92,14 +92,14 @@ def test_softhsm_test_token_with_the_pin_from_a_secret_file(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     ((), USAGE),
     (("--softhsm", "X", "--pkcs11-module", SOFTHSM_LIB),
-     "error: --softhsm makes a new SoftHSM2 token; --pkcs11-module uses an existing token: "
+     "error: usage: --softhsm makes a new SoftHSM2 token; --pkcs11-module uses an existing token: "
      "give one of them\n"),
     (("--softhsm", "X", "--pin-env", "P", "--pin-file", "F"),
-     "error: give at most one of --pin-env and --pin-file\n"),
+     "error: usage: give at most one of --pin-env and --pin-file\n"),
     (("--pkcs11-module", SOFTHSM_LIB, "--pin-env", "P"),
-     "error: --pkcs11-module needs --token-label\n"),
+     "error: usage: --pkcs11-module needs --token-label\n"),
     (("--pkcs11-module", SOFTHSM_LIB, "--token-label", "t"),
-     "error: --pkcs11-module needs --pin-env or --pin-file\n"),
+     "error: usage: --pkcs11-module needs --pin-env or --pin-file\n"),
 ])
 def test_init_without_a_clear_hsm_is_a_usage_error(tmp_path, flags, message):
     p = _init(tmp_path / "n1", *flags)
@@ -117,7 +117,7 @@ def test_init_refuses_a_pin_file_inside_its_directory(tmp_path, operator_token):
     p = _init(d, "--pkcs11-module", SOFTHSM_LIB, "--token-label", "custody-1",
               "--pin-file", str(inside), env=env)
     assert p.returncode == 1
-    assert p.stderr == (f"error: the PIN file {str(inside)!r} is inside the node's data directory "
+    assert p.stderr == (f"error: hsm_config: the PIN file {str(inside)!r} is inside the node's data directory "
                         f"{str(d)!r}: keep it out of the node's state (pin_env, or a file "
                         "elsewhere)\n")
     assert not (d / "node.toml").exists()

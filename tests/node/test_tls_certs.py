@@ -86,13 +86,13 @@ def test_init_with_an_operator_certificate(tmp_path, ca, capsys):
     (tmp_path / "n.crt").write_bytes(other)
     (tmp_path / "n.key").write_bytes(other_key)
     capsys.readouterr()
-    assert main([*args[:2], str(tmp_path / "n2"), *args[3:-1], str(tmp_path / "n2" / "hsm")]) == 1
-    assert capsys.readouterr().err == ("error: the TLS certificate's subjectAltName does not cover 127.0.0.1 "
+    assert main([*args[:2], str(tmp_path / "n2"), *args[3:-1], str(tmp_path / "n2" / "hsm")]) == 2
+    assert capsys.readouterr().err == ("error: bad_config: the TLS certificate's subjectAltName does not cover 127.0.0.1 "
                                        "(it names: node-2.example)\n")
     assert not (tmp_path / "n2" / "hsm").exists()
     assert main(["init", "--dir", str(tmp_path / "n3"), "--node-id", "node-3", "--tls-cert",
-                 str(tmp_path / "n.crt"), "--softhsm", str(tmp_path / "n3" / "hsm")]) == 1
-    assert capsys.readouterr().err == "error: --tls-cert and --tls-key go together\n"
+                 str(tmp_path / "n.crt"), "--softhsm", str(tmp_path / "n3" / "hsm")]) == 2
+    assert capsys.readouterr().err == "error: bad_config: --tls-cert and --tls-key go together\n"
 
 
 # ------------------------------------------------------------------------------ the update statement
