@@ -50,9 +50,9 @@ Output: JSON (lists as a table); --json: one line of JSON (scripts); --field NAM
 Errors: one line on stderr, ``error: CODE: MESSAGE`` (with --json also
 {"error": {"code", "message"}} on stdout; --debug adds the traceback). Exit codes: 0 ok,
 1 failed (HSM, backup, a failed operation, unexpected), 2 usage (arguments, configuration,
-policy, missing or unreadable input file, bad hex/JSON), 3 refused by the policy or
+policy, missing or unreadable input file, bad hex/JSON, a node's 400/413/422), 3 refused by the policy or
 authentication, or the node's TLS certificate rejected (server_certificate_rejected),
-4 not found, 5 timeout, 6 unreachable, 7 verification failed.
+4 not found, 5 timeout (a node's 408/504 too), 6 unreachable, 7 verification failed.
 """
 
 from __future__ import annotations

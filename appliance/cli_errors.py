@@ -8,7 +8,8 @@ traceback (``--debug`` or ``-v`` adds it after the line).
       files, bad hex or JSON in an input
     3 refused by the policy or authentication (401/403), or the node's TLS certificate
       rejected (server_certificate_rejected: not the pinned one, or not from the CA)
-    4 not found (404)       5 timeout       6 unreachable (node_unreachable)
+    2 also: the node answered 400/413/422 (the request's arguments are malformed)
+    4 not found (404)       5 timeout (also a 408/504)       6 unreachable (node_unreachable)
     7 verification failed
 """
 
@@ -57,6 +58,10 @@ def exit_code_of(exc: ApplianceAPIError) -> int:
         return EXIT_REFUSED
     if exc.status == 404:
         return EXIT_NOT_FOUND
+    if exc.status in (408, 504):
+        return EXIT_TIMEOUT
+    if exc.status in (400, 413, 422):  # the node found the arguments malformed
+        return EXIT_USAGE
     return EXIT_FAILED
 
 

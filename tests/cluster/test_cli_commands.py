@@ -214,4 +214,4 @@ async def test_every_client_route_has_a_command(cluster, capsys, tmp_path):
     assert (code, out) == (0, f"{shown['version'] + 1}\n")
     # key reshare: the node checks the new holders and threshold before any protocol runs
     assert await cli(capsys, "key", "reshare", *adm, kid, "--threshold", "4", "--nodes", "node-1,node-2,node-3") == (
-        1, "", "error: bad_threshold: threshold must be between 1 and 3\n")
+        2, "", "error: bad_threshold: threshold must be between 1 and 3\n")
