@@ -17,8 +17,9 @@ exactly what is signed, a message with a control character other than tab, line 
 carriage return (C0, DEL, C1), a bidirectional-text control (U+202A..U+202E,
 U+2066..U+2069: text that displays in another order than it is signed) or a lone surrogate
 (no UTF-8 form) is refused (``malformed_message``); binary data is out of scope (sign its
-digest, or a PSBT / transaction / typed data). A message moves no asset: it has no
-destination and no amount for the transaction rules; a policy allows it by naming the type in
+digest, or a PSBT / transaction / typed data). A message moves no asset and names no chain:
+it has no destination, amount or chain id for the transaction rules (``allowed_destinations``,
+``allowed_chain_ids`` and the limits do not apply); a policy allows it by naming the type in
 the rule's ``payload_types``.
 """
 
@@ -80,7 +81,7 @@ def decode_message(payload_type: str, payload: Any, key: KeyContext) -> DecodedP
         digest = hash_eip191_text(payload)
         summary.update(chain="ethereum", signer=eth_address(signer.public_key),
                        message_hash="0x" + digest.hex())
-        facts = TxFacts(EIP191, chain="ethereum")
+        facts = TxFacts(EIP191)  # bound to no chain: the chain-id rule is for transactions
     else:
         raise PayloadError("bad_payload_type", f"not a message type: {payload_type!r}")
     item = SigningItem(digest, signer.public_key, signer.tweak, signer.path)

@@ -178,8 +178,9 @@ async def test_text_messages_are_hashed_by_the_nodes_and_shown_to_approvers(clus
     assert res["address"] == key["eth"] and res["v"] in (27, 28) and len(bytes.fromhex(res["signature"])) == 65
     assert Account.recover_message(encode_defunct(text=text), signature=bytes.fromhex(res["signature"])) == key["eth"]
     entries = await cluster.client("auditor", node=1).audit()
-    assert [e["reason"] for e in entries if e["subject"] == shown["request_id"] and e["action"] == "payload_decoded"] \
-        == [f"eip191 text, {len(text.encode())} bytes, sha256 {summary['sha256']}, path m"]
+    assert [(e["reason"], e["digest"]) for e in entries
+            if e["subject"] == shown["request_id"] and e["action"] == "payload_decoded"] \
+        == [(f"eip191 text, {len(text.encode())} bytes, path m", summary["sha256"])]
 
     ini = cluster.client("initiator", node=2)
     nonce = f"msg-{time.time_ns()}"

@@ -41,7 +41,7 @@ def test_eip191_digest_and_signature_are_eth_accounts_documented_example():
     assert dec.digests == [bytes.fromhex(DOC_HASH)]
     assert dec.summary["text"] == DOC_TEXT and dec.summary["length"] == 6  # "♥" is 3 bytes
     assert dec.summary["signer"] == DOC_ADDRESS and dec.summary["message_hash"] == "0x" + DOC_HASH
-    assert dec.facts.transfers == () and dec.facts.chain == "ethereum"
+    assert dec.facts.transfers == () and dec.facts.chain is None and dec.facts.chain_id is None
     result = P.assemble(dec, [ecdsa.Signature(DOC_R, DOC_S)])  # the recovery id is found
     assert result == {"signature": DOC_SIGNATURE, "r": f"{DOC_R:064x}", "s": f"{DOC_S:064x}", "v": 28,
                       "address": DOC_ADDRESS}
@@ -71,7 +71,8 @@ def test_message_digest_is_sha256_of_the_utf8_text_and_verifies_with_coincurve()
     assert result["message_sha256"] == hashlib.sha256(b"hello").hexdigest()
     assert set(result) == {"der", "r", "s", "recovery_id", "message_sha256"}
     assert coincurve.PublicKey(DOC_PUB).verify(bytes.fromhex(result["der"]), b"hello")  # hashes with SHA-256
-    assert summary_text(dec) == f"message text, 5 bytes, sha256 {dec.digests[0].hex()}, path m"
+    # the audit entry's reason (the entry's digest is the request's payload_hash: this SHA-256)
+    assert summary_text(dec) == "message text, 5 bytes, path m"
     # the request statement's payload_hash is the same SHA-256 of the text's bytes
     assert payload_hash("message", "héllo") == hashlib.sha256("héllo".encode()).hexdigest()
     with pytest.raises(P.SignatureMismatch, match="does not verify for the message"):
@@ -133,5 +134,6 @@ def test_a_rule_signs_messages_only_where_its_payload_types_name_them(payload_ty
     assert (refused.allowed, refused.code, refused.message) == (
         False, "payload_type_not_allowed", f"{payload_type} payloads are not allowed for this key")
     assert P.evaluate_tx_rules(dec, users.policy.tx_rules_for("key_" + "a" * 24)).allowed
-    # a message moves nothing: a destination allow-list does not stand in its way
-    assert P.evaluate_tx_rules(dec, P.TxRules(allowed_destinations=[DOC_ADDRESS])).allowed
+    # a message moves nothing on no chain: destination and chain-id allow-lists do not stand in its way
+    assert P.evaluate_tx_rules(dec, P.TxRules(allowed_destinations=[DOC_ADDRESS], allowed_chain_ids=[1],
+                                              allowed_networks=["mainnet"])).allowed
