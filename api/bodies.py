@@ -124,7 +124,9 @@ class CreateSignRequest(Body):
     derivation_path: str | None = None
     signers: Annotated[list[NodeId], Meta(description="node ids to sign")] | None = None
     payload: Annotated[Any, Meta(description="psbt: base64; eth_tx: hex of the unsigned "
-                                 "transaction; eip712: the typed-data object")] = None
+                                 "transaction; eip712: the typed-data object; message (signs its "
+                                 "SHA-256) and eip191 (personal_sign): the text, 1 to 4096 bytes "
+                                 "of UTF-8")] = None
     payload_type: PayloadType | None = None
     network: Annotated[Network, Meta(description="Bitcoin network of a PSBT (default: the key "
                                      "rule's)")] | None = None
@@ -354,7 +356,8 @@ class SignRequest(Struct):
     signatures: Annotated[list[Signature], Meta(description="one per input signed (a PSBT)")] | None = None
     result: Annotated[dict[str, Any], Meta(
         description="the signed payload: psbt {psbt, complete, tx_hex?, txid?}; eth_tx {raw_tx, tx_hash, "
-                    "v, r, s}; eip712 {signature, r, s, v}")] | None = None
+                    "v, r, s}; eip712 {signature, r, s, v}; message {der, r, s, recovery_id, "
+                    "message_sha256}; eip191 {signature, r, s, v, address}")] | None = None
     public_key: str | None = None
     presignature: Annotated[str, Meta(description="the presignature it used, if one")] | None = None
     error: PublicError | None = None

@@ -44,7 +44,7 @@ _BAD_INPUT = (
     # peers: jobs, frames, reservations, checkpoints
     "bad_job", "bad_batch", "bad_reservation", "bad_checkpoint", "bad_claim",
     # payloads (appliance/payloads: PayloadError)
-    "malformed_psbt", "malformed_eth_tx", "malformed_eip712", "payload_too_large", "wrong_type",
+    "malformed_psbt", "malformed_eth_tx", "malformed_eip712", "malformed_message", "payload_too_large", "wrong_type",
     "bad_key", "bad_address", "bad_address_kind", "missing_utxo", "chain_id_required",
     "unsupported_tx_type", "unsupported_psbt", "unsupported_input", "sighash_not_allowed",
     "payload_too_complex", "nothing_to_sign", "taproot_unsupported",

@@ -21,6 +21,7 @@ APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_C
     appliance key create --threshold 2
     appliance key list
     appliance sign --key-id KEY --message "hello"        # or --digest HEX; waits for approval
+        # the nodes sign SHA-256("hello"); --message-format eip191: personal_sign
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX  # or --message FILE, --rsv HEX
     appliance tls stage --config node.toml               # on node-2: its next certificate
@@ -262,19 +263,28 @@ async def _cmd_key(args) -> int:
     return 0
 
 
+#: ``appliance sign --message-format`` -> the payload type the node hashes the text for
+MESSAGE_FORMATS = {"sha256": "message", "eip191": "eip191"}
+
+
 async def _cmd_sign(args) -> int:
     payload = cli_requests.payload_of(args)  # --psbt, --eth-tx, --eip712
-    if payload is None and (args.digest is None) == (args.message is None):
-        raise UsageError("give exactly one of --digest and --message")
-    digest = None
-    if payload is None:
-        digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.encode()).digest()
+    text = args.message
+    if args.message_file is not None:
+        try:  # the file's exact bytes (no newline translation), which must be UTF-8 text
+            text = args.message_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--message-file {args.message_file}: not UTF-8 text ({exc.reason})") from None
+    if payload is not None:
+        what = {"payload": payload[0], "payload_type": payload[1], "network": args.network}
+    elif text is not None:  # the node reads the text (approvers see it) and hashes it itself
+        what = {"payload": text, "payload_type": MESSAGE_FORMATS[args.message_format]}
+    else:
+        what = {"digest": bytes.fromhex(args.digest)}
     async with client_from_args(args) as c:
         signers = args.signers.split(",") if args.signers else None
-        req = await c.request_signature(args.key_id, digest, signers=signers,
-                                        derivation_path=args.derivation_path,
-                                        **({} if payload is None else
-                                           dict(payload=payload[0], payload_type=payload[1], network=args.network)))
+        req = await c.request_signature(args.key_id, signers=signers,
+                                        derivation_path=args.derivation_path, **what)
         if req["status"] == "pending":
             print(f"request {req['request_id']} waits for approval "
                   f"(appliance approve {req['request_id']} as an approver)", file=sys.stderr)
@@ -508,11 +518,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="request a signature and wait for it")
     client_args(p)
     p.add_argument("--key-id", required=True)
-    p.add_argument("--digest", help="32-byte digest, hex")
-    p.add_argument("--message", help="text to hash with SHA-256 and sign")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--digest", help="32-byte digest, hex (blind: the policy must allow raw digests)")
+    what.add_argument("--message", help="a text (1 to 4096 bytes of UTF-8; no control characters but tab "
+                      "and line breaks) that the nodes hash themselves and show to approvers; the "
+                      "policy's payload_types must name the format's type (message or eip191)")
+    what.add_argument("--message-file", type=Path, help="the same, read from a file: its exact bytes, "
+                      "which must be UTF-8 text (binary data: sign its digest)")
+    p.add_argument("--message-format", choices=sorted(MESSAGE_FORMATS), default="sha256",
+                   help="sha256: an ECDSA signature of SHA-256(text) (payload type message); eip191: "
+                   "Ethereum personal_sign, 65-byte r||s||v and the address (payload type eip191)")
     p.add_argument("--signers", help="comma-separated node ids")
     p.add_argument("--derivation-path", help="BIP32 non-hardened path, e.g. m/0/1")
-    cli_requests.add_sign_payload_arguments(p)
+    cli_requests.add_sign_payload_arguments(p, what)
     p.add_argument("--no-wait", action="store_true", help="print the request and return")
     p.add_argument("--timeout", type=float, default=300)
 

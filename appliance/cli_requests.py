@@ -76,12 +76,13 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_reject)
 
 
-def add_sign_payload_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--psbt", type=Path, metavar="FILE", help="a PSBT to sign (base64 text or binary)")
+def add_sign_payload_arguments(p: argparse.ArgumentParser, what) -> None:
+    """``sign``'s payload files, in ``what`` (the group of what to sign: one of them)."""
+    what.add_argument("--psbt", type=Path, metavar="FILE", help="a PSBT to sign (base64 text or binary)")
     p.add_argument("--network", choices=BITCOIN_NETWORKS, help="the PSBT's Bitcoin network "
                    "(default: the key rule's)")
-    p.add_argument("--eth-tx", type=Path, metavar="FILE", help="an unsigned Ethereum transaction (hex)")
-    p.add_argument("--eip712", type=Path, metavar="FILE", help="EIP-712 typed data (JSON)")
+    what.add_argument("--eth-tx", type=Path, metavar="FILE", help="an unsigned Ethereum transaction (hex)")
+    what.add_argument("--eip712", type=Path, metavar="FILE", help="EIP-712 typed data (JSON)")
 
 
 def payload_of(args) -> tuple[Any, str] | None:
@@ -92,8 +93,6 @@ def payload_of(args) -> tuple[Any, str] | None:
         raise UsageError("--network goes with --psbt")
     if not given:
         return None
-    if len(given) > 1 or args.digest is not None or args.message is not None:
-        raise UsageError("give one of --digest, --message, --psbt, --eth-tx and --eip712")
     kind, path = given[0]
     raw = path.read_bytes()
     if kind == "psbt":

@@ -67,8 +67,8 @@ cat > policy.toml <<'EOF'
 [signing]
 initiator_roles = ["initiator"]
 approvals = [{ roles = ["approver"], count = 1 }]   # one approver besides the initiator
-allow_raw_digest = true      # this walkthrough signs a SHA-256 digest
-payload_types = []           # and nothing else: no PSBT, Ethereum or EIP-712 payloads
+allow_raw_digest = false     # no blind signing: the nodes read what they sign
+payload_types = ["message"]  # a text whose SHA-256 the nodes sign; no PSBT, Ethereum or EIP-712
 derivation_paths = ["m"]     # the key itself, no derived keys
 max_signatures = 100         # per key and hour
 window_s = 3600

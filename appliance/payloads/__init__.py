@@ -44,6 +44,7 @@ from appliance.payloads.rules import (
 from appliance.payloads.types import (
     DIGEST,
     PAYLOAD_TYPES,
+    TRANSACTION_TYPES,
     DecodedPayload,
     KeyContext,
     SignerKey,
@@ -57,7 +58,8 @@ from appliance.tss import ecdsa
 def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
                    network: str = "mainnet", require_non_witness_utxo: bool = True) -> DecodedPayload:
     """Decode ``payload`` of ``payload_type`` (``psbt``: base64; ``eth_tx``: hex of the
-    unsigned transaction; ``eip712``: the typed-data object) for ``key``.
+    unsigned transaction; ``eip712``: the typed-data object; ``message`` and ``eip191``: the
+    text, see :mod:`appliance.payloads.message`) for ``key``.
 
     ``network`` names the Bitcoin network of a PSBT (a PSBT does not say; addresses and the
     ``allowed_networks`` rule use it). Raises :class:`PayloadError`."""
@@ -76,6 +78,10 @@ def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
         from appliance.payloads.eip712 import decode_eip712
 
         return decode_eip712(payload, key)
+    if payload_type in ("message", "eip191"):
+        from appliance.payloads.message import decode_message
+
+        return decode_message(payload_type, payload, key)
     raise PayloadError("bad_payload_type",
                        f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
 
@@ -150,8 +156,9 @@ def check_claimed_digests(decoded: DecodedPayload, claimed: Sequence[Any] | byte
 def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> dict:
     """The contract's ``result`` from one signature per ``decoded.items`` (same order):
     ``psbt``: ``{"psbt", "complete", "tx_hex"?, "txid"?}``; ``eth_tx``: ``{"raw_tx",
-    "tx_hash", "v", "r", "s"}``; ``eip712``: ``{"signature", "r", "s", "v"}``; ``digest``:
-    the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
+    "tx_hash", "v", "r", "s"}``; ``eip712``: ``{"signature", "r", "s", "v"}``; ``message``:
+    the signature dict and ``message_sha256``; ``eip191``: ``{"signature", "r", "s", "v",
+    "address"}``; ``digest``: the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
     if decoded.payload_type == "psbt":
         from appliance.payloads.psbt import assemble_psbt
 
@@ -164,6 +171,10 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
         from appliance.payloads.eip712 import assemble_eip712
 
         return assemble_eip712(decoded, signatures)
+    if decoded.payload_type in ("message", "eip191"):
+        from appliance.payloads.message import assemble_message
+
+        return assemble_message(decoded, signatures)
     if decoded.payload_type == DIGEST:
         if len(signatures) != 1:
             raise SignatureMismatch("a digest takes exactly one signature")
@@ -178,6 +189,7 @@ __all__ = [
     "ADDRESS_KINDS",
     "DIGEST",
     "PAYLOAD_TYPES",
+    "TRANSACTION_TYPES",
     "AssetLimit",
     "DecodedPayload",
     "DigestMismatch",

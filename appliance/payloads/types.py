@@ -17,7 +17,10 @@ from appliance.payloads.errors import PayloadError
 from appliance.tss import bip32
 from appliance.tss.group import Point
 
-PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712")
+PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712", "message", "eip191")
+#: what a policy rule signs when it names no ``payload_types``: the transactions; text
+#: messages (``message``: SHA-256, ``eip191``: personal_sign) only where a rule names them
+TRANSACTION_TYPES = ("psbt", "eth_tx", "eip712")
 #: payload_type of a DecodedPayload made from a bare 32-byte digest (no payload)
 DIGEST = "digest"
 
@@ -234,6 +237,7 @@ class DecodedPayload:
 __all__ = [
     "DIGEST",
     "PAYLOAD_TYPES",
+    "TRANSACTION_TYPES",
     "DecodedPayload",
     "KeyContext",
     "SignerKey",

@@ -30,7 +30,8 @@ Policy file::
     window_s = 3600
     derivation_paths = ["m", "m/0/*", "m/44'/60'/0'/0/*", "m/**"]
     allow_raw_digest = true          # sign a bare 32-byte digest (blind); default false
-    payload_types = ["psbt", "eth_tx", "eip712"]
+    payload_types = ["psbt", "eth_tx", "eip712"]   # the default; also "message" (SHA-256 of
+                                     # a text) and "eip191" (personal_sign), only when named
     hours_utc = [8, 18]              # optional: 08:00 to 17:59 UTC ([22, 6] wraps)
 
     [signing.transactions]           # rules over decoded payloads (appliance.payloads.TxRules)

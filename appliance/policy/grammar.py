@@ -9,6 +9,8 @@ from typing import Any
 
 from appliance.canonical import CanonicalError, canonical_json, parse_json
 from appliance.errors import ApplianceError
+from appliance.payloads.types import PAYLOAD_TYPES as PAYLOAD_TYPES
+from appliance.payloads.types import TRANSACTION_TYPES as TRANSACTION_TYPES
 
 POLICY_FORMAT = "appliance-policy/1"
 REQUEST_TYPE = "appliance/request/v1"
@@ -21,7 +23,8 @@ KEY_ACTIONS = ("keygen", "refresh", "reshare", "import", "disable", "enable", "d
 LIFECYCLE_ACTIONS = ("disable", "enable", "delete")  # key-change actions that run no protocol
 ACTIONS = (SIGN, *KEY_ACTIONS)
 DECISIONS = ("approve", "reject", "cancel")
-PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712")
+# PAYLOAD_TYPES (what a request may carry) and TRANSACTION_TYPES (a rule's default) are the
+# payload layer's (appliance/payloads/types.py): one list
 ALLOWED, PENDING, DENIED = "allowed", "pending", "denied"
 
 #: every reason code the evaluator and the update verifier can give

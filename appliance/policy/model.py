@@ -20,6 +20,7 @@ from appliance.policy.grammar import (
     MAX_TTL_S,
     PAYLOAD_TYPES,
     POLICY_FORMAT,
+    TRANSACTION_TYPES,
     ROLE,
     PolicyError,
     check_int,
@@ -62,7 +63,8 @@ class SigningRule:
     window_s: int = 3600
     derivation_paths: tuple[str, ...] = ("m/**",)
     allow_raw_digest: bool = False  # blind signing: off unless the policy allows it
-    payload_types: tuple[str, ...] = tuple(sorted(PAYLOAD_TYPES))
+    #: the transactions; text messages (``message``, ``eip191``) only where a rule names them
+    payload_types: tuple[str, ...] = tuple(sorted(TRANSACTION_TYPES))
     hours_utc: tuple[int, int] | None = None
     #: transaction rules over decoded payloads (:class:`appliance.payloads.TxRules` fields
     #: except ``allow_raw_digest``/``allowed_payload_types``, which are the two above) and
@@ -381,7 +383,8 @@ def default_policy(cluster_id: str, user_keys: Mapping[str, str | bytes], *,
                    request_ttl_s: int = 86400, approval_ttl_s: int = 86400) -> Policy:
     """LocalCluster's default: one user per role (user id = role name unless ``roles``
     maps ids to roles); signing needs the initiator and one approver; key changes and policy
-    changes one admin; any derivation path; raw digests and every payload type allowed;
+    changes one admin; any derivation path; raw digests and every payload type (text
+    messages too) allowed;
     no rate limit, no hours. The auditor role only reads the audit log."""
     users = []
     for uid, key in user_keys.items():
@@ -390,7 +393,7 @@ def default_policy(cluster_id: str, user_keys: Mapping[str, str | bytes], *,
     return Policy(
         cluster_id=cluster_id, version=1, users=tuple(sorted(users, key=lambda u: u.id)),
         signing=SigningRule(request_ttl_s=request_ttl_s, approval_ttl_s=approval_ttl_s,
-                            allow_raw_digest=True),
+                            allow_raw_digest=True, payload_types=tuple(sorted(PAYLOAD_TYPES))),
         key_changes=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
         policy_change=QuorumRule(("admin",), 1, request_ttl_s, approval_ttl_s),
     )

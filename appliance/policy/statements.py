@@ -288,7 +288,7 @@ def payload_hash(payload_type: str, payload: Any) -> str:
     """The hex SHA-256 a request carries for a payload, over its bytes: ``psbt`` the decoded
     PSBT (base64 text or raw bytes), ``eth_tx`` the serialized transaction (hex text or raw
     bytes), ``eip712`` the RFC 8785 JSON of the typed-data object (or the exact JSON bytes if
-    given as bytes/str)."""
+    given as bytes/str), ``message`` and ``eip191`` the text's UTF-8 bytes."""
     if payload_type not in PAYLOAD_TYPES:
         raise PolicyError(f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
     if payload_type == "eip712" and isinstance(payload, Mapping):

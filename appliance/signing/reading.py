@@ -62,6 +62,9 @@ def summary_text(dec) -> str:
     f = dec.facts
     if dec.payload_type == "digest":
         return f"raw digest, {len(dec.items)} signature(s), path {dec.items[0].path}"
+    if dec.payload_type in ("message", "eip191"):  # its size, not the text (the entry's digest
+        # is the request's payload_hash: the SHA-256 of the text)
+        return f"{dec.payload_type} text, {dec.summary['length']} bytes, path {dec.items[0].path}"
     parts = [dec.payload_type]
     if f.chain:
         parts.append(f"{f.chain} {f.network or ''}{f' chain {f.chain_id}' if f.chain_id else ''}".strip())

@@ -10,11 +10,18 @@ the node decoded; over-limit amounts, destinations off the allow-list, a wrong c
 fee too high and a raw digest are refused with their reason code on every node and audited
 (also by the signers when a coordinator lets such a request through); a coordinator that
 substitutes a digest is refused by the honest signers; malformed payloads get a 400 and
-nothing is stored."""
+nothing is stored. Text messages (issue 15): ``eip191`` recovered by eth-account, ``message``
+(SHA-256 of the text) verified by libsecp256k1, both shown to the approver as text, and
+``appliance sign --message --message-format eip191``."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import json
+import os
+import sys
 import time
 
 import pytest
@@ -154,6 +161,84 @@ async def test_eip712_signer_is_the_key_address(cluster):
     assert Account.recover_message(encode_typed_data(full_message=typed), signature=sig) == key["eth"]
 
 
+async def test_text_messages_are_hashed_by_the_nodes_and_shown_to_approvers(cluster):
+    """``eip191`` (personal_sign) recovered by eth-account to the key's address, ``message``
+    (SHA-256 of the text) verified by libsecp256k1; the approver sees the text, the audit log
+    its size and hash; the same nonce again is the same request, another text under it a 409."""
+    import coincurve
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    key = await _key(cluster)
+    text = "example.com wants you to sign in with your Ethereum account:\nNonce: 8f2c ♥"
+    shown, done = await _sign(cluster, key, node=1, payload=text, payload_type="eip191")
+    summary = shown["decoded"]["summary"]
+    assert (summary["text"], summary["length"], summary["signer"]) == (text, len(text.encode()), key["eth"])
+    res = done["result"]
+    assert res["address"] == key["eth"] and res["v"] in (27, 28) and len(bytes.fromhex(res["signature"])) == 65
+    assert Account.recover_message(encode_defunct(text=text), signature=bytes.fromhex(res["signature"])) == key["eth"]
+    entries = await cluster.client("auditor", node=1).audit()
+    assert [(e["reason"], e["digest"]) for e in entries
+            if e["subject"] == shown["request_id"] and e["action"] == "payload_decoded"] \
+        == [(f"eip191 text, {len(text.encode())} bytes, path m", summary["sha256"])]
+
+    ini = cluster.client("initiator", node=2)
+    nonce = f"msg-{time.time_ns()}"
+    req = await ini.request_signature(key["key_id"], payload="pay invoice 42", payload_type="message", nonce=nonce)
+    again = await cluster.client("initiator", node=0).request_signature(
+        key["key_id"], payload="pay invoice 42", payload_type="message", nonce=nonce)
+    assert again["request_id"] == req["request_id"]
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("initiator", node=0).request_signature(
+            key["key_id"], payload="pay invoice 43", payload_type="message", nonce=nonce)
+    assert (ei.value.status, ei.value.code) == (409, "nonce_reused")
+    assert (await cluster.client("approver", node=2).get_sign_request(req["request_id"]))["decoded"]["summary"][
+        "text"] == "pay invoice 42"
+    await cluster.client("approver", node=2).approve(req["request_id"])
+    done = await ini.wait_signature(req["request_id"], timeout=120)
+    res = done["result"]
+    assert res["message_sha256"] == hashlib.sha256(b"pay invoice 42").hexdigest()
+    assert coincurve.PublicKey(bytes.fromhex(key["public_key"])).verify(bytes.fromhex(res["der"]),
+                                                                         b"pay invoice 42")
+    assert res["der"] == done["signature"]["der"]
+
+
+async def test_cli_sign_message_eip191_waits_for_approval_and_prints_the_signature(cluster, tmp_path):
+    """``appliance sign --message TEXT --message-format eip191`` (a real process): the request
+    carries the text (no local hashing), the command waits for the approval and prints the
+    result, whose 65-byte signature eth-account recovers to the key's address."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    key = await _key(cluster)
+    (tmp_path / "n1.crt").write_text(cluster.server_cert(0))
+    text = "I approve invoice 42\n\tamount: 12.50 EUR"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli", "sign", "--url", cluster.urls[0], "--user", "initiator",
+        "--key", str(cluster.base_dir / "users" / "initiator.pem"), "--server-cert", str(tmp_path / "n1.crt"),
+        "--key-id", key["key_id"], "--message", text, "--message-format", "eip191", "--timeout", "120",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(cluster._env()["PYTHONPATH"])))
+    try:
+        line = b""
+        while not line.startswith(b"request "):  # "request ID waits for approval (...)"
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line, "the CLI ended without creating the request"
+        rid = line.split()[1].decode()
+        shown = await cluster.client("approver").get_sign_request(rid)
+        assert (shown["payload_type"], shown["decoded"]["summary"]["text"]) == ("eip191", text)
+        await cluster.client("approver").approve(rid)
+        out, err = await asyncio.wait_for(proc.communicate(), 150)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    res = json.loads(out)["result"]
+    assert res["address"] == key["eth"]
+    assert Account.recover_message(encode_defunct(text=text), signature=bytes.fromhex(res["signature"])) == key["eth"]
+
+
 def _cases(key):
     over = samples.sample_eth_tx(chain_id=1, to=ETH_TO, value=2 * ETHER)
     elsewhere = samples.sample_eth_tx(chain_id=1, to="0x" + "66" * 20, value=ETHER // 10)
@@ -240,6 +325,8 @@ async def test_malformed_payloads_are_400_and_store_nothing(cluster):
         dict(payload=["not", "typed", "data"], payload_type="eip712"),
         dict(payload={"types": {}, "primaryType": "X", "domain": {}, "message": {"a": "b" * 70_000}},
              payload_type="eip712"),                                                 # huge
+        dict(payload="ring the bell\x07", payload_type="message"),                 # not plain text
+        dict(payload="x" * 4097, payload_type="eip191"),                             # too long
         dict(payload=base64.b64encode(b"psbt\xff" + b"\x01" * 1_200_000).decode(), payload_type="psbt"),
     ]
     codes = []
@@ -250,7 +337,7 @@ async def test_malformed_payloads_are_400_and_store_nothing(cluster):
         codes.append(ei.value.code)
     # each named by the payload decoder (not a generic statement error)
     assert all(c not in ("bad_request_statement", "missing_request", "request_mismatch") for c in codes), codes
-    assert "payload_too_large" in codes
+    assert "payload_too_large" in codes and codes[-3:-1] == ["malformed_message", "payload_too_large"]
     assert await ini.pending_requests() == before
     after = await cluster.client("auditor", node=1).audit()
     assert not [e for e in after[audit_before:] if e["action"] == "sign_request"]

@@ -515,15 +515,19 @@ def test_evaluator_never_allows_without_a_valid_approval(keys, pol):
 
 def test_cluster_toml_users_are_the_default_policy(keys):
     """A cluster.toml ([cluster], [[nodes]], [[users]]) reads as the default policy, except
-    that raw digests are off (production default) and on in LocalCluster's default."""
+    that raw digests and text messages (``message``, ``eip191``) are off (production default)
+    and on in LocalCluster's default."""
     pems = {r: _pem(keys[r]) for r in P.DEFAULT_ROLES}
     cluster = {"cluster": {"id": "local"},
                "nodes": [{"id": "node-1", "index": 0, "url": "https://127.0.0.1:1"}],
                "users": [{"id": r, "roles": [r], "public_key": pem} for r, pem in pems.items()]}
     prod, local = Policy.from_mapping(cluster), P.default_policy("local", pems)
     assert not prod.signing.allow_raw_digest and local.signing.allow_raw_digest
-    assert replace(prod, signing=replace(prod.signing, allow_raw_digest=True)) == local
-    cluster["signing"] = {"allow_raw_digest": True}
+    assert prod.signing.payload_types == ("eip712", "eth_tx", "psbt")
+    assert local.signing.payload_types == ("eip191", "eip712", "eth_tx", "message", "psbt")
+    assert replace(prod, signing=replace(prod.signing, allow_raw_digest=True,
+                                         payload_types=local.signing.payload_types)) == local
+    cluster["signing"] = {"allow_raw_digest": True, "payload_types": list(P.PAYLOAD_TYPES)}
     assert Policy.from_mapping(cluster) == local
 
 
