@@ -28,6 +28,10 @@ c["approver"].approve(req["request_id"])
 done = c["initiator"].wait_signature(req["request_id"], timeout=60)
 pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), bytes.fromhex(key["public_key"]))
 pub.verify(bytes.fromhex(done["signature"]["der"]), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+# one sync client as another's approver (the library's one loop serves both)
+digest2 = hashlib.sha256(b"approved by a sync approver").digest()
+again = c["initiator"].sign(key["key_id"], digest2, approver=c["approver"], timeout=60)
+pub.verify(bytes.fromhex(again["signature"]["der"]), digest2, ec.ECDSA(Prehashed(hashes.SHA256())))
 listed = [k["key_id"] for k in c["initiator"].iter_keys(page_size=1)]
 try:
     c["initiator"].get_key("key_" + "0" * 24)
