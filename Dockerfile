@@ -50,6 +50,7 @@ COPY pyproject.toml README.md ./
 COPY appliance ./appliance
 COPY hsm ./hsm
 COPY api ./api
+COPY client ./client
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # ---- run ---------------------------------------------------------------------------------

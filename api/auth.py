@@ -23,7 +23,6 @@ unknown key id is answered before the body is read: it must not cost the node a 
 from __future__ import annotations
 
 import datetime
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -33,15 +32,19 @@ from urllib.parse import urlsplit
 import http_sf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from http_message_signatures import (
-    HTTPMessageSigner,
-    HTTPMessageVerifier,
-    HTTPSignatureKeyResolver,
-    algorithms,
-)
+from http_message_signatures import HTTPMessageVerifier
 
-LABEL = "sig1"
-COVERED = ("@method", "@authority", "@path", "@query", "content-digest")
+# the signature's parameters and the client side are the client library's (one definition)
+from appliance_client.httpsig import COVERED as COVERED
+from appliance_client.httpsig import LABEL as LABEL
+from appliance_client.httpsig import Headers as _Headers
+from appliance_client.httpsig import Message as _Message
+from appliance_client.httpsig import OneKey as _OneKey
+from appliance_client.httpsig import algorithm_for as algorithm_for
+from appliance_client.httpsig import authority_of as authority_of
+from appliance_client.httpsig import load_private_key as load_private_key
+from appliance_client.httpsig import sign_request as sign_request
+
 REQUIRED = ("@method", "@authority", "@path", "@query", "content-digest")
 DEFAULT_MAX_AGE = 300  # seconds
 CLOCK_SKEW = 5  # seconds a "created" may lie in the future
@@ -56,25 +59,9 @@ class AuthError(Exception):
         self.message = message
 
 
-def algorithm_for(key) -> type:
-    if isinstance(key, (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)):
-        return algorithms.ED25519
-    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
-        if isinstance(key.curve, ec.SECP256R1):
-            return algorithms.ECDSA_P256_SHA256
-    raise ValueError("user keys must be Ed25519 or ECDSA P-256")
-
-
 def load_public_key(pem: str | bytes):
     data = pem.encode() if isinstance(pem, str) else pem
     key = serialization.load_pem_public_key(data)
-    algorithm_for(key)
-    return key
-
-
-def load_private_key(pem: str | bytes):
-    data = pem.encode() if isinstance(pem, str) else pem
-    key = serialization.load_pem_private_key(data, password=None)
     algorithm_for(key)
     return key
 
@@ -92,76 +79,6 @@ def generate_user_key(kind: str = "ed25519"):
     pub = key.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     return priv, pub
-
-
-class _Headers:
-    """The header interface the library wants, over a (case-insensitive) multidict."""
-
-    def __init__(self, items: list[tuple[str, str]]):
-        self._items = list(items)
-
-    def items(self):
-        return list(self._items)
-
-    def __iter__(self):
-        return iter(dict.fromkeys(k for k, _ in self._items))
-
-    def __contains__(self, name: str) -> bool:
-        return any(k.lower() == name.lower() for k, _ in self._items)
-
-    def __getitem__(self, name: str) -> str:
-        vals = [v for k, v in self._items if k.lower() == name.lower()]
-        if not vals:
-            raise KeyError(name)
-        return ", ".join(vals)
-
-    def __setitem__(self, name: str, value: str) -> None:
-        self._items = [(k, v) for k, v in self._items if k.lower() != name.lower()]
-        self._items.append((name, value))
-
-    def __delitem__(self, name: str) -> None:
-        self._items = [(k, v) for k, v in self._items if k.lower() != name.lower()]
-
-    def get(self, name, default=None):
-        try:
-            return self[name]
-        except KeyError:
-            return default
-
-
-@dataclass
-class _Message:
-    method: str
-    url: str
-    headers: _Headers
-
-
-class _OneKey(HTTPSignatureKeyResolver):
-    def __init__(self, key_id: str, public=None, private=None):
-        self.key_id, self.public, self.private = key_id, public, private
-
-    def resolve_public_key(self, key_id: str):
-        return self.public if key_id == self.key_id else None
-
-    def resolve_private_key(self, key_id: str):
-        if key_id != self.key_id or self.private is None:
-            raise KeyError(key_id)
-        return self.private
-
-
-# -- client side ---------------------------------------------------------------------------
-
-
-def sign_request(method: str, url: str, body: bytes, key_id: str, private_key,
-                 *, created: datetime.datetime | None = None, nonce: str | None = None) -> dict[str, str]:
-    """The headers (``Content-Digest``, ``Signature-Input``, ``Signature``) for a request."""
-    msg = _Message(method.upper(), url, _Headers([]))
-    signer = HTTPMessageSigner(signature_algorithm=algorithm_for(private_key),
-                               key_resolver=_OneKey(key_id, private=private_key))
-    signer.sign(msg, key_id=key_id, label=LABEL, covered_component_ids=COVERED, body=body,
-                created=created or datetime.datetime.now(datetime.timezone.utc),
-                nonce=nonce or secrets.token_urlsafe(18))
-    return dict(msg.headers.items())
 
 
 # -- server side ---------------------------------------------------------------------------
@@ -188,18 +105,6 @@ class NonceCache:
                 return False
             self._seen[(key_id, nonce)] = created
             return True
-
-
-def authority_of(url: str) -> str:
-    """RFC 9421 ``@authority`` of a URL: host in lower case, the port unless it is the default."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or port == {"http": 80, "https": 443}.get(parts.scheme.lower()):
-        return host
-    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-
-class ApplianceError(Exception):
-    """Base class of every error this package raises on purpose."""
-
-    code = "error"
-
-
-class EncodingError(ApplianceError, ValueError):
-    """A value could not be decoded: wrong length, not canonical, out of range."""
-
-    code = "bad_encoding"
-
-
-class TooDeep(EncodingError):
-    """A JSON or CBOR document nests deeper than its bound (refused before parsing)."""
-
-    code = "too_deep"
+# the base classes are the client library's (one hierarchy: an error raised while building a
+# statement or parsing JSON is the same class on both sides)
+from appliance_client.errors import ApplianceError as ApplianceError
+from appliance_client.errors import EncodingError as EncodingError
+from appliance_client.errors import TooDeep as TooDeep
 
 
 class ProofError(ApplianceError):

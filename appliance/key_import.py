@@ -24,11 +24,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from appliance.canonical import canonical_hash
 from appliance.config import ClusterConfig, PeerInfo
 from appliance.errors import ApplianceError
 from appliance.tss.dealer import split_key
 from appliance.tss.group import Q, Point, SystemRNG
+from appliance_client.statements import import_request_params
 from hsm.transport import encrypt_to
 
 FORMAT = "appliance-key-import"
@@ -90,8 +90,7 @@ def request_params(bundle: Bundle) -> dict:
     """The params of the signed ``import`` request that authorizes this bundle (what the
     initiating admin signs and the other admins approve): the hash of the bundle's canonical
     JSON, its public key, threshold and nodes. Every node recomputes them from the bundle."""
-    return {"bundle_hash": canonical_hash(bundle.to_json()), "public_key": bundle.public_key.hex(),
-            "threshold": bundle.threshold, "nodes": list(bundle.node_ids)}
+    return import_request_params(bundle.to_json())
 
 
 def build_bundle(private_key: int, cluster: ClusterConfig, threshold: int,

@@ -303,8 +303,10 @@ class LocalCluster:
 
     def _env(self) -> dict:
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        root = Path(__file__).resolve().parent.parent
+        # this repo's packages, and the client library the node imports (client/appliance_client)
+        paths = [str(root)] + ([str(root / "client")] if (root / "client" / "appliance_client").is_dir() else [])
+        env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.pop("SOFTHSM2_CONF", None)
         return env
 

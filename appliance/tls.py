@@ -33,6 +33,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+# what a client needs (pinning, fingerprints, leaves) is the client library's (one definition)
+from appliance_client.tls import CertificateProblem as CertificateProblem
+from appliance_client.tls import client_context as client_context
+from appliance_client.tls import fingerprint_pem as fingerprint_pem
+from appliance_client.tls import leaf_pem_of as leaf_pem_of
+from appliance_client.tls import load_certificates as load_certificates
+
 
 def make_node_certificate(node_id: str, hosts: list[str], *, days: int = 3650) -> tuple[bytes, bytes]:
     """A self-signed P-256 certificate for ``node_id`` valid for ``hosts`` (names or IPs).
@@ -82,14 +89,6 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def fingerprint_pem(pem: bytes | str) -> str:
-    """SHA-256 of the certificate's DER, hex."""
-    if isinstance(pem, str):
-        pem = pem.encode()
-    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    return hashlib.sha256(der).hexdigest()
-
-
 def fingerprint_der(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
@@ -118,45 +117,8 @@ def peer_client_context(cert_file: Path, key_file: Path, peer_pem: str) -> ssl.S
     return ctx
 
 
-def client_context(server_pem: str | None = None, *, ca_file: str | Path | None = None) -> ssl.SSLContext:
-    """For users: trust the node's (pinned) certificate, or a CA file, or the system store."""
-    if server_pem is None and ca_file is None:
-        return ssl.create_default_context()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if server_pem is not None:
-        ctx.check_hostname = False
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        ctx.load_verify_locations(cadata=server_pem)
-    else:
-        ctx.check_hostname = True
-        ctx.load_verify_locations(cafile=str(ca_file))
-    return ctx
-
-
 # ---------------------------------------------------------------------------------------
 # an operator's certificate (``appliance init --tls-cert``, ``appliance tls stage``)
-
-
-class CertificateProblem(ValueError):
-    """An operator's TLS certificate, key or chain that a node cannot use (the message says
-    exactly what is wrong); :class:`appliance.errors.ServiceError` code ``bad_tls_certificate``
-    where a service reports it."""
-
-    code = "bad_tls_certificate"
-
-
-def load_certificates(pem: bytes | str, what: str) -> list[x509.Certificate]:
-    """Every certificate in a PEM text (at least one), or CertificateProblem."""
-    data = pem.encode() if isinstance(pem, str) else pem
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        certs = []
-    if not certs:
-        raise CertificateProblem(f"{what} holds no PEM certificate")
-    return certs
 
 
 def _san_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
@@ -255,8 +217,3 @@ def operator_certificate(cert_pem: bytes, key_pem: bytes, chain_pem: bytes | Non
     enc = serialization.Encoding.PEM
     leaf_pem = leaf.public_bytes(enc)
     return leaf_pem, leaf_pem + b"".join(c.public_bytes(enc) for c in chain)
-
-
-def leaf_pem_of(pem: bytes | str) -> str:
-    """The first certificate of a PEM text (the leaf a chain file starts with), as PEM."""
-    return load_certificates(pem, "the certificate")[0].public_bytes(serialization.Encoding.PEM).decode()

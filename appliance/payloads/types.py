@@ -16,11 +16,10 @@ from appliance.errors import EncodingError
 from appliance.payloads.errors import PayloadError
 from appliance.tss import bip32
 from appliance.tss.group import Point
+# PAYLOAD_TYPES (what a request may carry) and TRANSACTION_TYPES (a rule's default): the
+# statements' grammar, shared with the client library (one list)
+from appliance_client.grammar import PAYLOAD_TYPES, TRANSACTION_TYPES
 
-PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712", "message", "eip191")
-#: what a policy rule signs when it names no ``payload_types``: the transactions; text
-#: messages (``message``: SHA-256, ``eip191``: personal_sign) only where a rule names them
-TRANSACTION_TYPES = ("psbt", "eth_tx", "eip712")
 #: payload_type of a DecodedPayload made from a bare 32-byte digest (no payload)
 DIGEST = "digest"
 

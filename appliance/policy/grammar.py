@@ -4,27 +4,38 @@ grammars, :class:`PolicyError`, and the small checks that raise it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from appliance.canonical import CanonicalError, canonical_json, parse_json
-from appliance.errors import ApplianceError
-from appliance.payloads.types import PAYLOAD_TYPES as PAYLOAD_TYPES
-from appliance.payloads.types import TRANSACTION_TYPES as TRANSACTION_TYPES
+# the statements' grammar is the client library's (one definition for who signs and who checks)
+from appliance_client.grammar import (  # noqa: F401  (re-exported)
+    ACTIONS,
+    APPROVAL_TYPE,
+    BITCOIN_NETWORKS,
+    CERT_UPDATE_TYPE,
+    DECISIONS,
+    HEX32,
+    ID,
+    KEY_ACTIONS,
+    NONCE,
+    PAYLOAD_TYPES,
+    REQUEST_TYPE,
+    SIGN,
+    TRANSACTION_TYPES,
+    PolicyError,
+    canonical_ok,
+    check_id,
+    check_int,
+    check_time,
+    only_fields,
+    parse_statement_json,
+    sig_hex,
+    want,
+)
 
 POLICY_FORMAT = "appliance-policy/1"
-REQUEST_TYPE = "appliance/request/v1"
-APPROVAL_TYPE = "appliance/approval/v1"
 POLICY_UPDATE_TYPE = "appliance/policy-update/v1"
-CERT_UPDATE_TYPE = "appliance/tls-cert-update/v1"
 
-SIGN = "sign"
-KEY_ACTIONS = ("keygen", "refresh", "reshare", "import", "disable", "enable", "delete")
 LIFECYCLE_ACTIONS = ("disable", "enable", "delete")  # key-change actions that run no protocol
-ACTIONS = (SIGN, *KEY_ACTIONS)
-DECISIONS = ("approve", "reject", "cancel")
-# PAYLOAD_TYPES (what a request may carry) and TRANSACTION_TYPES (a rule's default) are the
-# payload layer's (appliance/payloads/types.py): one list
 ALLOWED, PENDING, DENIED = "allowed", "pending", "denied"
 
 #: every reason code the evaluator and the update verifier can give
@@ -66,30 +77,9 @@ REASONS = (
     "initiator_mismatch",          # a request signed for another user than the caller
     "approver_mismatch",           # a decision signed for another user than the caller
 )
-BITCOIN_NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-HEX32 = re.compile(r"^[0-9a-f]{64}$")
-NONCE = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 MAX_TTL_S = 366 * 86400
-
-
-class PolicyError(ApplianceError, ValueError):
-    """A policy file or a statement that cannot be parsed (not a decision)."""
-
-    code = "bad_policy"
-
-
-
-def want(cond: bool, msg: str) -> None:
-    if not cond:
-        raise PolicyError(msg)
-
-
-def check_int(v: Any, what: str, lo: int, hi: int) -> int:
-    want(type(v) is int and lo <= v <= hi, f"{what} must be an integer in [{lo}, {hi}]")
-    return v
 
 
 def check_roles(v: Any, what: str) -> tuple[str, ...]:
@@ -100,41 +90,3 @@ def check_roles(v: Any, what: str) -> tuple[str, ...]:
     return tuple(sorted(set(v)))
 
 
-def only_fields(m: Mapping, allowed: Iterable[str], where: str) -> None:
-    extra = sorted(set(m) - set(allowed))
-    want(not extra, f"unknown field(s) in {where}: {', '.join(extra)}")
-
-
-def canonical_ok(v: Any, what: str) -> None:
-    try:
-        canonical_json(v)
-    except CanonicalError as exc:
-        raise PolicyError(f"{what}: {exc}") from None
-
-
-def check_id(v: Any, what: str) -> str:
-    if not isinstance(v, str) or ID.match(v) is None:
-        raise PolicyError(f"{what} must be an id")
-    return v
-
-
-def check_time(v: Any, what: str) -> int:
-    if type(v) is not int or not 0 <= v <= 2**40:
-        raise PolicyError(f"{what} must be integer seconds since the epoch")
-    return v
-
-
-def parse_statement_json(data: bytes | str) -> Any:
-    try:
-        return parse_json(data)
-    except CanonicalError as exc:
-        raise PolicyError(str(exc)) from None
-
-
-def sig_hex(v: Any) -> bytes:
-    if not isinstance(v, str) or len(v) > 300:
-        raise PolicyError("a signature is hex")
-    try:
-        return bytes.fromhex(v)
-    except ValueError:
-        raise PolicyError("a signature is hex") from None

@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from appliance.policy.grammar import PolicyError
+# the client side (a user's signature over statement bytes) is the client library's
+from appliance_client.grammar import load_private_key as load_private_key
+from appliance_client.grammar import sign_message as sign_message
 
 
 @dataclass(frozen=True)
@@ -101,21 +104,3 @@ class UserKey:
             return False
 
 
-def load_private_key(key: Any) -> Any:
-    """A cryptography private key (Ed25519 or P-256) from a key object or PEM."""
-    if isinstance(key, (str, bytes)):
-        data = key.encode() if isinstance(key, str) else key
-        key = serialization.load_pem_private_key(data, password=None)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key
-    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return key
-    raise PolicyError("user keys must be Ed25519 or ECDSA P-256")
-
-
-def sign_message(private_key: Any, message: bytes) -> bytes:
-    """A user's signature over statement bytes (what the client library does)."""
-    key = load_private_key(private_key)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(message)
-    return key.sign(message, ec.ECDSA(hashes.SHA256()))

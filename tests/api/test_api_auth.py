@@ -65,11 +65,13 @@ def test_a_request_signed_for_one_authority_is_refused_by_another():
     node1 = RequestVerifier({"u": load_public_key(pub)}, authority=authority_of("https://127.0.0.1:8441/"))
     assert node1.verify("GET", "https://127.0.0.1:8442/v1/keys", list(h.items()), b"") == "u"
     # a signature that leaves @authority out is refused before anything else is looked at
-    from api import auth
+    from http_message_signatures import HTTPMessageSigner, algorithms
 
-    signer = auth.HTTPMessageSigner(signature_algorithm=auth.algorithms.ED25519,
-                                    key_resolver=auth._OneKey("u", private=key))
-    msg = auth._Message("GET", "https://127.0.0.1:8441/v1/keys", auth._Headers([]))
+    from appliance_client import httpsig
+
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
+                               key_resolver=httpsig.OneKey("u", private=key))
+    msg = httpsig.Message("GET", "https://127.0.0.1:8441/v1/keys", httpsig.Headers([]))
     signer.sign(msg, key_id="u", label="sig1", covered_component_ids=("@method", "@path", "@query",
                                                                          "content-digest"),
                 body=b"", created=datetime.datetime.now(datetime.timezone.utc), nonce="n" * 16)

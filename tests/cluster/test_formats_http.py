@@ -2,12 +2,16 @@
 SPKI PEM loads in the openssl command and verifies the DER signature there (`openssl pkeyutl
 -verify`), r||s||v recovers the key's Ethereum address in eth-account, the compact ES256K JWS
 the client library makes verifies in PyJWT, and /v1/verify takes the message, rsv and jws.
-(Every answer is also checked against /openapi.json by the cluster's clients.)"""
+(Every answer is also checked against /openapi.json by the cluster's clients.) On the same
+cluster, the light client distribution alone in a fresh venv signs with its sync client (issue
+15 item 11)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import json
 import subprocess
 
 import coincurve
@@ -19,6 +23,7 @@ from eth_keys import keys as eth_keys
 
 from api.client import ApplianceAPIError
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks
+from tests.packaging.client_dist import ROOT, shared_client_venv
 
 pytestmark = cluster_marks("formats")
 
@@ -80,3 +85,25 @@ async def test_every_format_of_a_key_and_a_signature_verifies_independently(clus
     with pytest.raises(ApplianceAPIError) as exc:
         await initiator.verify(digest, sig, key_id=key["key_id"], message=signing_input.encode())
     assert (exc.value.status, exc.value.code) == (400, "digest_or_message")
+
+
+async def test_the_light_client_alone_in_a_fresh_venv_signs_with_its_sync_client(cluster, tmp_path,
+                                                                              tmp_path_factory):
+    _, python = await asyncio.to_thread(shared_client_venv, tmp_path_factory)
+    keys = {}
+    for user in ("admin", "initiator", "approver"):
+        keys[user] = str(tmp_path / f"{user}.pem")
+        (tmp_path / f"{user}.pem").write_bytes(cluster.user_keys[user])
+    cfg = tmp_path / "client.json"
+    cfg.write_text(json.dumps({"url": cluster.urls[0], "server_cert": cluster.server_cert(0), "keys": keys}))
+    script = ROOT / "tests" / "packaging" / "sync_client_script.py"
+    proc = await asyncio.create_subprocess_exec(str(python), "-I", str(script), str(cfg), cwd=str(tmp_path),
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["client_file"].startswith(str(python.parent.parent))  # the wheel's copy, not the repo's
+    assert result["absent"] == {m: True for m in ("gmpy2", "pkcs11", "coincurve", "msgspec", "appliance", "api",
+                                                   "hsm")}
+    assert result["status"] == "signed" and result["key_listed"]
+    assert result["unknown_key"] == [404, "not_found", "unknown key"]

@@ -6,7 +6,8 @@
         req = await c.request_signature(key["key_id"], digest)
         done = await c.wait_signature(req["request_id"])      # {"signature": {...}, "public_key"}
 
-Every request is signed with the user's key (RFC 9421, see :mod:`api.auth`). A refused call
+Every request is signed with the user's key (RFC 9421, :mod:`appliance_client.httpsig`; the
+node checks it in :mod:`api.auth`). A refused call
 raises :class:`ApplianceAPIError` with ``status`` (HTTP) and ``code`` (and ``culprits`` /
 ``missing_nodes`` when the node names them).
 """
@@ -26,12 +27,13 @@ from urllib.parse import urlencode
 import aiohttp
 from yarl import URL
 
-from api.auth import load_private_key, sign_request
-from appliance.bounded import loads_json
-from appliance.ids import url_path
-from appliance.key_import import ImportBundleError, parse_bundle_public, request_params
-from appliance.policy import CertUpdate, PolicyError, Request, make_approval, make_request, new_nonce
-from appliance.tls import client_context, leaf_pem_of
+from appliance_client.bounded import loads_json
+from appliance_client.grammar import PolicyError
+from appliance_client.httpsig import load_private_key, sign_request
+from appliance_client.ids import url_path
+from appliance_client.statements import (CertUpdate, Request, import_request_params, make_approval, make_request,
+                                         new_nonce)
+from appliance_client.tls import client_context, leaf_pem_of
 
 
 def _b64url(data: bytes) -> str:
@@ -117,7 +119,7 @@ class ApplianceClient:
     async def request(self, method: str, path: str | URL, body: Any = None, query: dict | None = None, *,
                       sign: bool = True, timeout: float | None = None, raw: bool = False) -> Any:
         """Send one request; the decoded JSON (or bytes with ``raw``), or ApplianceAPIError.
-        ``path``: a fixed route, or one with ids made by :func:`appliance.ids.url_path`."""
+        ``path``: a fixed route, or one with ids made by :func:`appliance_client.ids.url_path`."""
         q = {k: v for k, v in (query or {}).items() if v is not None}
         url = self.url + str(path) + ("?" + urlencode(q) if q else "")
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -325,7 +327,7 @@ class ApplianceClient:
                           leaf_pem_of(tls_cert_pem))
 
     async def rotate_tls_cert(self, update: dict) -> dict:
-        """``POST /v1/cluster/tls-certs`` with a signed :class:`appliance.policy.CertUpdate` (as
+        """``POST /v1/cluster/tls-certs`` with a signed :class:`appliance_client.CertUpdate` (as
         JSON): applied by the rotated node, this one and every other node."""
         return await self.request("POST", "/v1/cluster/tls-certs", update)
 
@@ -381,8 +383,8 @@ class ApplianceClient:
         if paillier_bits is not None:
             body["paillier_bits"] = paillier_bits
         try:
-            params = request_params(parse_bundle_public(bundle))
-        except ImportBundleError:
+            params = import_request_params(bundle)
+        except PolicyError:
             # a request naming no bundle: the node reads the bundle first and names its problem
             params = {"bundle_hash": "0" * 64, "public_key": "0" * 66, "threshold": 1, "nodes": []}
         op = await self._signed_post("/v1/keys/import", body, action="import", params=params)
