@@ -50,6 +50,7 @@ from pathlib import Path
 from api.client import ApplianceAPIError
 from appliance import cli_client, init_hsm
 from appliance.cli_client import add_client_arguments, client_from_args, emit
+from appliance.cli_progress import progress_on_stderr
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
@@ -236,14 +237,19 @@ async def _cmd_key(args) -> int:
             if args.no_wait:
                 emit(args, await c.start_key_creation(args.threshold, nodes, paillier_bits=args.paillier_bits))
             else:
-                emit(args, await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
+                with progress_on_stderr() as show:
+                    key = await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits,
+                                             on_progress=show)
+                emit(args, key)
         elif args.key_cmd == "list":
             emit(args, await c.list_keys())
         elif args.key_cmd in ("disable", "enable", "delete"):
             if args.no_wait:
                 emit(args, await c.request_lifecycle(args.key_cmd, args.key_id))
             else:
-                emit(args, await c._lifecycle(args.key_cmd, args.key_id, args.timeout))
+                with progress_on_stderr() as show:
+                    done = await c._lifecycle(args.key_cmd, args.key_id, args.timeout, on_progress=show)
+                emit(args, done)
         elif args.key_cmd == "versions":
             emit(args, await c.key_versions(args.key_id))
         else:
@@ -333,10 +339,16 @@ async def _demo(args) -> int:
         approver = cluster.client("approver")
         try:
             t = time.perf_counter()
-            await cluster.wait_primes()
+            # progress on stderr: a bar on a terminal, plain lines otherwise (stdout keeps --json)
+            print("  filling each node's prime pool (safe primes for Paillier and ring-Pedersen)",
+                  file=sys.stderr)
+            with progress_on_stderr("    ") as show:
+                await cluster.wait_primes(on_progress=show)
             timings["prime_pool"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            key = await admin.create_key(args.threshold)
+            print("  key generation (DKG, then aux-info)", file=sys.stderr)
+            with progress_on_stderr("    ") as show:
+                key = await admin.create_key(args.threshold, on_progress=show)
             timings["keygen"] = (time.perf_counter() - t) * 1000
             say(f"  DKG done: key {key['key_id']}, public key {key['public_key']}")
             message = b"threshold-appliance demo"

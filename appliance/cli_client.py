@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from api.client import ApplianceAPIError, ApplianceClient
+from appliance.cli_progress import progress_on_stderr
 from appliance.fsmodes import write_private_file
 from appliance.exit_codes import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE
 
@@ -108,7 +109,9 @@ async def cmd_operation(args) -> int:
         elif args.operation_cmd == "approve":
             emit(args, await c.approve_operation(args.operation_id))
         else:
-            emit(args, await c.wait_operation(args.operation_id, timeout=args.timeout))
+            with progress_on_stderr() as show:
+                op = await c.wait_operation(args.operation_id, timeout=args.timeout, on_progress=show)
+            emit(args, op)
     return 0
 
 

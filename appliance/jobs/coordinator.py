@@ -141,11 +141,11 @@ class Coordinator:
                 err = ServiceError.from_error(failed[0].get("error") or {})
                 await self.cancel_everywhere(job, err, others)
                 raise JobFailed(err)
-            if own_done and set(job.reports) >= set(others):
-                break
             if own_done:
                 self.progress.report(job.spec, "parties", len(set(job.reports) & set(others)), len(others),
-                                     "waiting for the other parties' results")
+                                     "the other parties' results")
+            if own_done and set(job.reports) >= set(others):
+                break
             if own_done and job.kind == "sign" and job.result is not None:
                 break  # the own, verified signature is the result; late reports are ignored
             remaining = deadline - time.monotonic()
