@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
 
-    p = sub.add_parser("demo", help="a local cluster: DKG, a signature, verification")
+    p = sub.add_parser("demo", help="a local cluster: DKG, a signature, verification (progress on stderr)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--threshold", type=int, default=2)
     p.add_argument("--json", action="store_true")
@@ -436,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("key", help="keys: create, list, show, disable, enable, delete, versions")
     ks = p.add_subparsers(dest="key_cmd", required=True)
-    q = ks.add_parser("create")
+    q = ks.add_parser("create", help="a new key (DKG); waits for it, showing its progress on stderr (a bar on "
+                      "a terminal, plain lines otherwise: primes 2/4, aux round 1/3, ...)")
     client_args(q)
     q.add_argument("--threshold", type=int, required=True)
     q.add_argument("--nodes", help="comma-separated node ids (default all)")

@@ -142,8 +142,7 @@ class Coordinator:
                 await self.cancel_everywhere(job, err, others)
                 raise JobFailed(err)
             if own_done:
-                self.progress.report(job.spec, "parties", len(set(job.reports) & set(others)), len(others),
-                                     "the other parties' results")
+                self.progress.report(job.spec, "parties", len(set(job.reports) & set(others)), len(others))
             if own_done and set(job.reports) >= set(others):
                 break
             if own_done and job.kind == "sign" and job.result is not None:

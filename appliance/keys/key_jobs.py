@@ -124,9 +124,9 @@ class KeyChangeJob:
             self.progress.report(job.spec, "primes", done, total, detail)
 
         primes = await self.primes.take(bits, primes_progress)
-        self.progress.report(job.spec, "aux_keys", 0, 1, f"Paillier and ring-Pedersen keys ({bits} bits)")
+        self.progress.report(job.spec, "aux_keys", 0, 1, f"Paillier and ring-Pedersen, {bits} bits")
         keys = await rt.cpu_call(generate_aux_keys, bits, primes, rng)
-        self.progress.report(job.spec, "aux_keys", 1, 1, f"Paillier and ring-Pedersen keys ({bits} bits)")
+        self.progress.report(job.spec, "aux_keys", 1, 1, f"Paillier and ring-Pedersen, {bits} bits")
         sid = phase_sid(job.job_id, "aux")
         party = AuxParty(sid, share, keys, self.signer(), rt.directory, rng, refresh=refresh)
         return await self.driver.drive(job, sid, party, first_deadline=deadline,
