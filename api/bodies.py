@@ -322,6 +322,30 @@ class KeyVersions(Struct):
     versions: list[KeyVersion]
 
 
+class PhaseDone(Struct):
+    """A phase the operation has finished (or left) and how long it took on the coordinator."""
+
+    phase: str
+    done: int
+    total: int
+    ms: float
+
+
+class Progress(Struct):
+    """What a key operation is doing now (api/README.md, Progress): ``phase`` is one of
+    ``waiting_for_approval`` (approvals counted of those needed), ``keygen``, ``reshare``,
+    ``aux`` or ``refresh`` (protocol rounds finished), ``primes`` (primes in hand of the four an
+    aux-info run needs), ``aux_keys`` (Paillier and ring-Pedersen keys made), ``parties`` (other
+    parties' results in), ``commit``; as the coordinating node sees it."""
+
+    phase: str
+    done: Annotated[int, Meta(ge=0)]
+    total: Annotated[int, Meta(ge=1)]
+    completed: list[PhaseDone]
+    detail: str | None = None
+    updated: Annotated[float, Meta(description="when it last changed (Unix seconds)")] | None = None
+
+
 class Operation(Struct):
     operation_id: str
     kind: str
@@ -333,6 +357,7 @@ class Operation(Struct):
     error: PublicError | None = None
     request: SignedStatement | None = None
     decisions: list[DecisionView] | None = None
+    progress: Progress | None = None
 
 
 class SignRequest(Struct):

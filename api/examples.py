@@ -54,7 +54,9 @@ def _operation() -> dict:
             "request": {"statement": {**_STATEMENT, "action": "keygen", "key_id": None, "derivation_path": None,
                                       "digest": None, "params": {"threshold": 2}},
                         "signature": "30" * 64},
-            "decisions": []}
+            "decisions": [],
+            "progress": {"phase": "waiting_for_approval", "done": 0, "total": 1, "detail": "1 more of admin",
+                         "completed": []}}
 
 
 def _sign_request() -> dict:

@@ -72,6 +72,7 @@ from pathlib import Path
 from appliance import cli_admin, cli_client, cli_errors, cli_requests, init_hsm
 from appliance.cli_client import add_client_arguments, add_json_argument, client_from_args, emit
 from appliance.cli_errors import UsageError, VerificationFailed
+from appliance.cli_progress import progress_on_stderr
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
@@ -248,14 +249,19 @@ async def _cmd_key(args) -> int:
             if args.no_wait:
                 emit(args, await c.start_key_creation(args.threshold, nodes, paillier_bits=args.paillier_bits))
             else:
-                emit(args, await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits))
+                with progress_on_stderr() as show:
+                    key = await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits,
+                                             on_progress=show)
+                emit(args, key)
         elif args.key_cmd == "list":
             emit(args, await c.list_keys(), cli_admin.KEY_COLUMNS)
         elif args.key_cmd in ("disable", "enable", "delete"):
             if args.no_wait:
                 emit(args, await c.request_lifecycle(args.key_cmd, args.key_id))
             else:
-                emit(args, await c._lifecycle(args.key_cmd, args.key_id, args.timeout))
+                with progress_on_stderr() as show:
+                    done = await c._lifecycle(args.key_cmd, args.key_id, args.timeout, on_progress=show)
+                emit(args, done)
         elif args.key_cmd == "versions":
             emit(args, await c.key_versions(args.key_id))
         else:
@@ -362,10 +368,16 @@ async def _demo(args) -> int:
         approver = cluster.client("approver")
         try:
             t = time.perf_counter()
-            await cluster.wait_primes()
+            # progress on stderr: a bar on a terminal, plain lines otherwise (stdout keeps --json)
+            print("  filling each node's prime pool (safe primes for Paillier and ring-Pedersen)",
+                  file=sys.stderr)
+            with progress_on_stderr("    ") as show:
+                await cluster.wait_primes(on_progress=show)
             timings["prime_pool"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            key = await admin.create_key(args.threshold)
+            print("  key generation (DKG, then aux-info)", file=sys.stderr)
+            with progress_on_stderr("    ") as show:
+                key = await admin.create_key(args.threshold, on_progress=show)
             timings["keygen"] = (time.perf_counter() - t) * 1000
             say(f"  DKG done: key {key['key_id']}, public key {key['public_key']}")
             message = b"threshold-appliance demo"
@@ -445,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
 
-    p = sub.add_parser("demo", help="a local cluster: DKG, a signature, verification")
+    p = sub.add_parser("demo", help="a local cluster: DKG, a signature, verification (progress on stderr)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--threshold", type=int, default=2)
     p.add_argument("--json", action="store_true")
@@ -456,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("key", help="keys: create, list, show, disable, enable, delete, versions")
     ks = p.add_subparsers(dest="key_cmd", required=True)
-    q = ks.add_parser("create")
+    q = ks.add_parser("create", help="a new key (DKG); waits for it, showing its progress on stderr (a bar on "
+                      "a terminal, plain lines otherwise: primes 2/4, aux round 1/3, ...)")
     client_args(q)
     q.add_argument("--threshold", type=int, required=True)
     q.add_argument("--nodes", help="comma-separated node ids (default all)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from appliance.bounded import loads_json
 from appliance.cli_client import add_client_arguments, client_from_args, emit
 from appliance.cli_errors import UsageError
+from appliance.cli_progress import progress_on_stderr
 from appliance.policy import Policy, PolicyUpdate, load_private_key
 
 KEY_COLUMNS = ("key_id", "threshold", "nodes", "status", "public_key")
@@ -104,9 +105,15 @@ def add_commands(sub) -> None:
 
 
 async def _operation(args, start) -> int:
+    """Start a key operation; print it (``--no-wait``) or its result, its progress on stderr."""
     async with client_from_args(args) as c:
         op = await start(c)
-        emit(args, op if args.no_wait else await c.wait_operation(op["operation_id"], args.timeout))
+        if args.no_wait:
+            emit(args, op)
+            return 0
+        with progress_on_stderr() as show:
+            done = await c.wait_operation(op["operation_id"], args.timeout, on_progress=show)
+        emit(args, done)
     return 0
 
 

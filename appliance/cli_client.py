@@ -29,6 +29,7 @@ from typing import Any
 from api.client import ApplianceAPIError, ApplianceClient
 from appliance import cli_errors
 from appliance.cli_errors import CommandTimeout, UsageError
+from appliance.cli_progress import progress_on_stderr
 from appliance.fsmodes import write_private_file
 
 
@@ -135,7 +136,9 @@ async def cmd_operation(args) -> int:
         elif args.operation_cmd == "approve":
             emit(args, await c.approve_operation(args.operation_id))
         else:
-            emit(args, await c.wait_operation(args.operation_id, timeout=args.timeout))
+            with progress_on_stderr() as show:
+                op = await c.wait_operation(args.operation_id, timeout=args.timeout, on_progress=show)
+            emit(args, op)
     return 0
 
 

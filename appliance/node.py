@@ -57,6 +57,7 @@ from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
 from appliance.pools.presign import PresignPool
+from appliance.jobs.progress import ProgressBoard
 from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
 from appliance.keys.lifecycle import LifecycleJob
 from appliance.pools.presign_job import PresignJob
@@ -100,10 +101,12 @@ class Node:
         self.table = JobTable()
         kinds: dict[str, JobKind] = {}
         self.frames = FrameExchange(rt, self.table, self.health, hsm=hsm, signer=signer, replay=store, peers=link)
-        self.driver = SessionDriver(rt, self.frames)
+        # what each key operation coordinated here is doing (GET /v1/operations/{id} progress)
+        self.progress = ProgressBoard(rt.index, rt.clock, rt.waiters.notify)
+        self.driver = SessionDriver(rt, self.frames, self.progress)
         self.local = LocalRun(rt, self.frames, kinds, peers=link)
         self.coordinator = Coordinator(rt, self.table, self.local, kinds, self.health, self.quarantine,
-                                       self.recorder, hsm=hsm, replay=store, peers=link)
+                                       self.recorder, hsm=hsm, replay=store, peers=link, progress=self.progress)
         self.shares = ShareVault(rt, key_store=store, hsm=hsm)
         self.primes = PrimeSupply(rt, primes=store, hsm=hsm)
         self.pools = PresignPool(rt, self.health, self.quarantine, self.coordinator.run,
@@ -114,7 +117,8 @@ class Node:
                                   changes=store, audit=audit, peers=link)
         self.reader = PayloadReader(rt, replay=store)
         key_jobs = KeyChangeJob(rt, self.driver, self.shares, self.primes, self.two_phase, self.pools,
-                                key_store=store, changes=store, replay=store, hsm=hsm, signer=signer, peers=link)
+                                key_store=store, changes=store, replay=store, hsm=hsm, signer=signer, peers=link,
+                                progress=self.progress)
         kinds.update({kind: key_jobs for kind in ("keygen", "refresh", "reshare", "import")})
         lifecycle = LifecycleJob(rt, self.two_phase, self.pools, key_store=store, changes=store, replay=store,
                                  audit=audit)
@@ -125,7 +129,7 @@ class Node:
                                 key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer)
         self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run,
                                key_store=store, operations=store, statements=store, peers=link,
-                               claims=self.request_claims)
+                               claims=self.request_claims, progress=self.progress)
         self.signing = SignRequests(rt, self.recorder, self.shares, self.reader, self.health, self.quarantine,
                                     self.request_use, self.pools, self.coordinator.run, self.request_claims,
                                     requests=store,

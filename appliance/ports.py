@@ -53,6 +53,24 @@ SYSTEM_CLOCK = SystemClock()
 NO_EVENTS = NoEvents()
 
 
+class ProgressSink(Protocol):
+    def report(self, spec: Mapping[str, Any], phase: str, done: int, total: int,
+               detail: str | None = None) -> None:
+        """A job's own part on this node advanced: ``phase`` (``keygen``, ``primes``, ``aux``,
+        ``refresh``, ``reshare``, ``commit``...) with ``done`` of ``total`` steps (rounds finished,
+        primes in hand). ``spec``: the job's description (its ``operation_id``, ``coordinator``);
+        the sink keeps what it shows (appliance/jobs/progress.py)."""
+
+
+class NoProgress:
+    def report(self, spec: Mapping[str, Any], phase: str, done: int, total: int,
+               detail: str | None = None) -> None:
+        return None
+
+
+NO_PROGRESS = NoProgress()
+
+
 class Late(Protocol[T_co]):
     """A port that is opened at start (read side of :class:`Opened`)."""
 

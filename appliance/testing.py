@@ -77,7 +77,7 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -529,21 +529,39 @@ class LocalCluster:
             await self.start_node(i)
         return info
 
-    async def wait_primes(self, timeout: float = 600.0) -> None:
-        """Wait until every node has the primes for one aux-info run in its pool."""
+    async def wait_primes(self, timeout: float = 600.0, *,
+                          on_progress: Callable[[dict], None] | None = None) -> None:
+        """Wait until every node has the primes for one aux-info run in its pool (two safe
+        primes each, as its ``/readyz`` counts them). ``on_progress``: called with a progress
+        report (``phase`` ``primes``, ``done`` of ``total`` primes ready over all nodes, ``detail``
+        per node) each time the counts change."""
 
+        need = 2
         deadline = time.monotonic() + timeout
-        for i in range(self.n):
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._server_ctx(i))) as s:
-                while True:
-                    async with s.get(self.urls[i] + "/readyz") as r:
-                        body = await r.json()
-                    pr = body.get("primes", {})
-                    if pr.get("safe", 0) >= 2 and pr.get("blum", 0) >= 2:
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("prime pools not filled in time")
-                    await asyncio.sleep(0.25)
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._server_ctx(i)))
+                    for i in range(self.n)]
+        ready = [0] * self.n
+        last: tuple | None = None
+        try:
+            while True:
+                for i in range(self.n):
+                    if ready[i] >= need:
+                        continue
+                    async with sessions[i].get(self.urls[i] + "/readyz") as r:
+                        pr = (await r.json()).get("primes", {})
+                    ready[i] = min(need, pr.get("safe", 0), pr.get("blum", 0))
+                if on_progress is not None and tuple(ready) != last:
+                    last = tuple(ready)
+                    on_progress({"phase": "primes", "done": sum(ready), "total": need * self.n, "completed": [],
+                                 "detail": ", ".join(f"{nid} {c}/{need}" for nid, c in zip(self.node_ids, ready))})
+                if all(c >= need for c in ready):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("prime pools not filled in time")
+                await asyncio.sleep(0.25)  # the pools fill in the nodes' own time: poll /readyz
+        finally:
+            for s in sessions:
+                await s.close()
 
 
 FAULTS_FILE = "faults.json"  # a node's test-only fault plan (LocalCluster.configure_faults)

@@ -19,7 +19,7 @@ from appliance.jobs.local import LocalRun
 from appliance.jobs.model import JobFailed, JobRun
 from appliance.jobs.table import JobTable
 from appliance.logs import HTTP_REQUEST_ID, current_request_id, get_logger
-from appliance.ports import Late, PeerLink, ReplayStore, Sealer
+from appliance.ports import NO_PROGRESS, Late, PeerLink, ProgressSink, ReplayStore, Sealer
 from appliance.recorder import Recorder
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
@@ -31,8 +31,10 @@ events = get_logger("appliance.jobs")
 class Coordinator:
     def __init__(self, rt: Runtime, table: JobTable, local: LocalRun, kinds: Mapping[str, JobKind],
                  health: PeerHealth, quarantine: QuarantineService, recorder: Recorder, *,
-                 hsm: Late[Sealer], replay: Late[ReplayStore], peers: PeerLink) -> None:
+                 hsm: Late[Sealer], replay: Late[ReplayStore], peers: PeerLink,
+                 progress: ProgressSink = NO_PROGRESS) -> None:
         self.rt = rt
+        self.progress = progress
         self.hsm = hsm
         self.replay = replay
         self.link = peers
@@ -139,6 +141,8 @@ class Coordinator:
                 err = ServiceError.from_error(failed[0].get("error") or {})
                 await self.cancel_everywhere(job, err, others)
                 raise JobFailed(err)
+            if own_done:
+                self.progress.report(job.spec, "parties", len(set(job.reports) & set(others)), len(others))
             if own_done and set(job.reports) >= set(others):
                 break
             if own_done and job.kind == "sign" and job.result is not None:
@@ -177,7 +181,10 @@ class Coordinator:
         async def cancel(err: ServiceError) -> None:
             await self.cancel_everywhere(job, err, others)
 
-        return await self.kinds[job.kind].finish(job, others, cancel)
+        self.progress.report(job.spec, "commit", 0, 1, "every party holds the same result: committing")
+        result = await self.kinds[job.kind].finish(job, others, cancel)
+        self.progress.report(job.spec, "commit", 1, 1)
+        return result
 
     async def cancel_everywhere(self, job: JobRun, err: ServiceError, others: list[int]) -> None:
         body = {"from": self.rt.index, **err.to_error()}

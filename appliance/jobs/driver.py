@@ -1,7 +1,8 @@
 """The session driver: one protocol state machine run to its result. Messages it emits go
 straight to their recipients; messages for it arrive on the job's queue. Every round has a
 deadline (``round_timeout_s``); a round that does not complete names the parties whose
-messages are missing. CPU-heavy steps run in the worker threads."""
+messages are missing. CPU-heavy steps run in the worker threads. Each round finished is
+reported to the :class:`appliance.ports.ProgressSink` passed in (``aux`` round 1 of 3)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from appliance.errors import ServiceError
 from appliance.jobs.frames import FrameExchange
 from appliance.jobs.model import JobFailed, JobRun
 from appliance.logs import get_logger
+from appliance.ports import NO_PROGRESS, ProgressSink
 from appliance.runtime import Runtime
 from appliance.tss.protocol import MessageRejected, ProtocolAbort
 
@@ -21,16 +23,20 @@ events = get_logger("appliance.jobs")
 
 
 class SessionDriver:
-    def __init__(self, rt: Runtime, frames: FrameExchange) -> None:
+    def __init__(self, rt: Runtime, frames: FrameExchange, progress: ProgressSink = NO_PROGRESS) -> None:
         self.rt = rt
         self.frames = frames
+        self.progress = progress
 
-    async def drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
-        """Run one state machine to its result (session and round durations in the metrics)."""
+    async def drive(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None,
+                    phase: str | None = None):
+        """Run one state machine to its result (session and round durations in the metrics).
+        ``phase``: the name its rounds are reported under (the protocol's by default)."""
         t0 = time.perf_counter()
         outcome = "failed"
         try:
-            out = await self._session(job, sid, party, first_deadline=first_deadline)
+            out = await self._session(job, sid, party, first_deadline=first_deadline,
+                                      phase=phase or party.PROTOCOL)
             outcome = "done"
             return out
         except ProtocolAbort:
@@ -48,10 +54,12 @@ class SessionDriver:
             events.info("protocol_session", job=job.job_id, kind=job.kind, protocol=party.PROTOCOL,
                         outcome=outcome, duration_ms=round(elapsed * 1000, 1))
 
-    async def _session(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None = None):
+    async def _session(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None, phase: str):
         rt = self.rt
         q = job.queues[sid]
         fast = party.PROTOCOL == "sign"
+        rounds = party.last_round
+        self.progress.report(job.spec, phase, 0, rounds)
         out = await rt.cpu_call(party.start, fast=fast)
         await self.frames.send(job, party, out)
         rt_s = rt.config.round_timeout_s
@@ -88,6 +96,7 @@ class SessionDriver:
                 round_t0 = now
                 cur = party.round
                 deadline = time.monotonic() + rt_s
+                self.progress.report(job.spec, phase, rounds if party.done else cur - 1, rounds)
             if out:
                 await self.frames.send(job, party, out)
         return party.result

@@ -21,7 +21,8 @@ from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
 from appliance.pools.presign import PresignPool
 from appliance.pools.primes import PrimeSupply
-from appliance.ports import IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ReplayStore, Sealer
+from appliance.ports import (NO_PROGRESS, IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ProgressSink,
+                             ReplayStore, Sealer)
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
 from appliance.tss import wire
@@ -37,8 +38,10 @@ from hsm.errors import HSMError
 class KeyChangeJob:
     def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, primes: PrimeSupply,
                  two_phase: TwoPhase, pool: PresignPool, *, key_store: Late[KeyStore], changes: Late[KeyChangeStore],
-                 replay: Late[ReplayStore], hsm: Late[Sealer], signer: Late[IdentitySigner], peers: PeerLink) -> None:
+                 replay: Late[ReplayStore], hsm: Late[Sealer], signer: Late[IdentitySigner], peers: PeerLink,
+                 progress: ProgressSink = NO_PROGRESS) -> None:
         self.rt = rt
+        self.progress = progress
         self.key_store = key_store
         self.changes = changes
         self.replay = replay
@@ -116,11 +119,18 @@ class KeyChangeJob:
     async def _aux(self, job: JobRun, share: KeyShare, bits: int, rng, deadline: float, *,
                    refresh: bool = False) -> KeyShare:
         rt = self.rt
-        primes = await self.primes.take(bits)
+
+        def primes_progress(done: int, total: int, detail: str | None) -> None:
+            self.progress.report(job.spec, "primes", done, total, detail)
+
+        primes = await self.primes.take(bits, primes_progress)
+        self.progress.report(job.spec, "aux_keys", 0, 1, f"Paillier and ring-Pedersen, {bits} bits")
         keys = await rt.cpu_call(generate_aux_keys, bits, primes, rng)
+        self.progress.report(job.spec, "aux_keys", 1, 1, f"Paillier and ring-Pedersen, {bits} bits")
         sid = phase_sid(job.job_id, "aux")
         party = AuxParty(sid, share, keys, self.signer(), rt.directory, rng, refresh=refresh)
-        return await self.driver.drive(job, sid, party, first_deadline=deadline)
+        return await self.driver.drive(job, sid, party, first_deadline=deadline,
+                                       phase="refresh" if refresh else "aux")
 
     async def _aux_and_stage(self, job: JobRun, share: KeyShare, rng, deadline: float) -> None:
         """Aux-info for a fresh share (after a DKG or an import), then seal and stage it

@@ -15,6 +15,7 @@ from appliance.cluster.health import PeerHealth
 from appliance.errors import PolicyDenied, ServiceError
 from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed
+from appliance.jobs.progress import ProgressBoard, waiting_for_approval
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.keys.key_jobs import KeyChangeJob
 from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
@@ -44,8 +45,9 @@ class KeyService:
     def __init__(self, rt: Runtime, recorder: Recorder, shares: ShareVault, health: PeerHealth,
                  jobs: KeyChangeJob, coordinate: Callable, *, key_store: Late[KeyStore],
                  operations: Late[OperationStore], statements: Late[StatementStore], peers: PeerLink,
-                 claims: RequestClaims | None = None) -> None:
+                 claims: RequestClaims | None = None, progress: ProgressBoard | None = None) -> None:
         self.rt = rt
+        self.progress = progress  # what a running operation coordinated here is doing
         self.key_store = key_store
         self.operations = operations
         self.statements = statements
@@ -351,6 +353,8 @@ class KeyService:
             log.exception("operation %s crashed", op_id)
             self.operations().finish_operation(op_id, "failed", error={"code": "internal", "message": type(exc).__name__})
         finally:
+            if self.progress is not None:
+                self.progress.finish(op_id)
             rt.waiters.notify(op_id)
 
     # -- operations -----------------------------------------------------------------------
@@ -368,7 +372,21 @@ class KeyService:
             out["request"] = st["request"]
             out["decisions"] = [{"approver": a["statement"]["approver"], "decision": a["statement"]["decision"]}
                                 for a in statements.decisions(st["request_id"])]
+        progress = self.progress.view(op["op_id"]) if self.progress is not None else None
+        if progress is None and op["status"] == "pending" and st is not None:
+            progress = self._approval_progress(st)
+        if progress is not None:
+            out["progress"] = progress
         return out
+
+    def _approval_progress(self, st: dict) -> dict:
+        """A pending operation's approvals counted so far of those the policy needs."""
+        sr = SignedRequest.from_json(st["request"])
+        existing = [Approval.from_json(x) for x in self.statements().decisions(sr.request_id)]
+        decision = evaluate(self.rt.policy, sr, existing, self.rt.clock.now())
+        more = sum(n for _, n in decision.missing)
+        detail = "; ".join(f"{n} more of {', '.join(roles)}" for roles, n in decision.missing) or None
+        return waiting_for_approval(len(decision.approvers), more, detail)
 
     async def get_operation(self, op_id: str, wait: float = 0.0) -> dict:
         rt = self.rt

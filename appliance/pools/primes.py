@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 from appliance.errors import ApplianceError
 from appliance.ports import Late, PrimeStore, Sealer
@@ -51,13 +52,18 @@ class PrimeSupply:
         else:
             self.rt.spawn(self.fill())
 
-    async def take(self, bits: int) -> FixedPrimes:
+    async def take(self, bits: int, progress: Callable[[int, int, str | None], None] | None = None) -> FixedPrimes:
         """Two Blum and two safe primes of bits/2 bits: from the test-only pool (when the
         configuration names one), else safe primes from the sealed pool; Blum primes (cheap)
-        and missing safe primes are made fresh in a worker process."""
+        and missing safe primes are made fresh in a worker process. ``progress(done, 4,
+        detail)``: called as each of the four is in hand (a Blum prime left for the aux-info
+        worker counts as in hand) and before a safe prime is generated here."""
         rt = self.rt
         half = bits // 2
         out: dict[str, list[int]] = {"blum": [], "safe": []}
+        report = progress or (lambda done, total, detail: None)
+        got = 0
+        report(got, 4, None)
         for kind in ("blum", "safe"):
             for _ in range(2):
                 p = None
@@ -72,10 +78,15 @@ class PrimeSupply:
                     if item is not None:
                         p = int.from_bytes(await self.hsm().unseal_async(_prime_ctx(half), item[1]), "big")
                 if p is None and kind == "blum":
+                    got += 1
+                    report(got, 4, None)
                     continue  # cheap: FixedPrimes makes it in the aux worker thread
                 if p is None:
+                    report(got, 4, f"the pool is empty: generating a {half}-bit safe prime")
                     p = await asyncio.get_running_loop().run_in_executor(rt.procs, random_safe_prime, half)
                 out[kind].append(p)
+                got += 1
+                report(got, 4, None)
         if self.test_primes is None:
             rt.spawn(self.fill())
         return FixedPrimes(out["blum"], out["safe"])

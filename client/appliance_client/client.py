@@ -36,6 +36,15 @@ from appliance_client.statements import (CertUpdate, Request, import_request_par
 from appliance_client.tls import client_context, leaf_pem_of
 
 
+ProgressCallback = Callable[[dict], None]  # wait_operation's on_progress: the operation's progress
+
+
+def _progress_key(progress: dict) -> tuple:
+    """What makes a progress report new (not its timestamp)."""
+    return (progress.get("phase"), progress.get("done"), progress.get("total"), progress.get("detail"),
+            len(progress.get("completed") or ()))
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -178,12 +187,21 @@ class ApplianceClient:
     async def operation(self, operation_id: str, wait: float = 0) -> dict:
         return await self.request("GET", url_path("v1", "operations", operation_id), query={"wait": wait or None})
 
-    async def wait_operation(self, operation_id: str, timeout: float = 600.0) -> dict:
-        """Wait for a final status; the operation (done) or ApplianceAPIError (failed)."""
+    async def wait_operation(self, operation_id: str, timeout: float = 600.0, *,
+                             on_progress: ProgressCallback | None = None) -> dict:
+        """Wait for a final status; the operation (done) or ApplianceAPIError (failed).
+        ``on_progress(progress)``: called with the operation's ``progress`` (phase, done, total,
+        completed phases: api/README.md, Progress) each time it changed; the node answers a
+        long-poll as soon as it changes."""
         deadline = time.monotonic() + timeout
+        last: Any = None
         while True:
             remaining = deadline - time.monotonic()
             op = await self.operation(operation_id, wait=max(0.1, min(30.0, remaining)))
+            progress = op.get("progress")
+            if on_progress is not None and progress is not None and _progress_key(progress) != last:
+                last = _progress_key(progress)
+                on_progress(progress)
             if op["status"] == "done":
                 return op
             if op["status"] in ("failed", "cancelled", "rejected", "expired"):
@@ -192,10 +210,12 @@ class ApplianceClient:
                 raise TimeoutError(f"operation {operation_id} still {op['status']}")
 
     async def create_key(self, threshold: int, nodes: list[str] | None = None, *,
-                         paillier_bits: int | None = None, timeout: float = 600.0) -> dict:
-        """Run a DKG and wait for it: ``key_id``, ``public_key`` (hex), ``threshold``, ``nodes``..."""
+                         paillier_bits: int | None = None, timeout: float = 600.0,
+                         on_progress: ProgressCallback | None = None) -> dict:
+        """Run a DKG and wait for it: ``key_id``, ``public_key`` (hex), ``threshold``, ``nodes``...
+        ``on_progress``: as :meth:`wait_operation`."""
         op = await self.start_key_creation(threshold, nodes, paillier_bits=paillier_bits)
-        op = await self.wait_operation(op["operation_id"], timeout)
+        op = await self.wait_operation(op["operation_id"], timeout, on_progress=on_progress)
         result = op.get("result") or {}
         key = dict(result.get("key") or {})
         key.setdefault("key_id", result.get("key_id", op.get("key_id")))
@@ -243,9 +263,10 @@ class ApplianceClient:
     async def address(self, key_id: str, kind: str, path: str | None = None) -> dict:
         return await self.request("GET", url_path("v1", "keys", key_id, "address"), query={"kind": kind, "path": path})
 
-    async def refresh(self, key_id: str, *, timeout: float = 600.0) -> dict:
+    async def refresh(self, key_id: str, *, timeout: float = 600.0,
+                      on_progress: ProgressCallback | None = None) -> dict:
         op = await self.start_refresh(key_id)
-        return await self.wait_operation(op["operation_id"], timeout)
+        return await self.wait_operation(op["operation_id"], timeout, on_progress=on_progress)
 
     async def start_refresh(self, key_id: str) -> dict:
         """Ask for a refresh and return its operation at once (pending while it waits for the
@@ -270,17 +291,19 @@ class ApplianceClient:
         return await self._signed_post(url_path("v1", "keys", key_id, action), {}, action=action, key_id=key_id,
                                        params={})
 
-    async def _lifecycle(self, action: str, key_id: str, timeout: float) -> dict:
+    async def _lifecycle(self, action: str, key_id: str, timeout: float, *,
+                         on_progress: ProgressCallback | None = None) -> dict:
         op = await self.request_lifecycle(action, key_id)
-        return await self.wait_operation(op["operation_id"], timeout)
+        return await self.wait_operation(op["operation_id"], timeout, on_progress=on_progress)
 
     async def key_versions(self, key_id: str) -> dict:
         """The key's epochs with their dates, as the node asked records them."""
         return await self.request("GET", url_path("v1", "keys", key_id, "versions"))
 
-    async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0) -> dict:
+    async def reshare(self, key_id: str, threshold: int, nodes: list[str], *, timeout: float = 600.0,
+                      on_progress: ProgressCallback | None = None) -> dict:
         op = await self.start_reshare(key_id, threshold, nodes)
-        return await self.wait_operation(op["operation_id"], timeout)
+        return await self.wait_operation(op["operation_id"], timeout, on_progress=on_progress)
 
     async def start_reshare(self, key_id: str, threshold: int, nodes: list[str]) -> dict:
         """Ask for a reshare and return its operation at once."""

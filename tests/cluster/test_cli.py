@@ -47,6 +47,13 @@ def test_demo_json_keep(demo):
     assert {"keygen", "sign", "total"} <= set(summary["timings_ms"])
     # the readable summary went to stderr, the JSON is the last line of stdout
     assert "verified independently" in p.stderr and "approved by approver" in p.stderr
+    # progress on stderr, plain lines (not a terminal): the prime pools, then the key's phases
+    lines = p.stderr.splitlines()
+    assert "\r" not in p.stderr
+    assert lines.index("    primes 6/6 (node-1 2/2, node-2 2/2, node-3 2/2)") < \
+        next(i for i, ln in enumerate(lines) if ln.startswith("    keygen round 3/3 done in ")) < \
+        next(i for i, ln in enumerate(lines) if ln.startswith("    aux round 3/3 done in ")), p.stderr
+    assert "    commit 1/1" in lines, p.stderr
     # --keep: each node's state is left in DIR/<node-id>/
     for nid in ("node-1", "node-2", "node-3"):
         d = keep / nid

@@ -200,3 +200,44 @@ async def test_bip32_derivation_of_an_imported_wallet_matches_the_bip32_package(
     with pytest.raises(ApplianceAPIError) as ei:
         await c.derive(key["key_id"], "m/0'/1")
     assert (ei.value.status, ei.value.code) == (400, "bad_derivation_path")
+
+
+# -- progress of a key operation (issue 15 item 9) --------------------------------------------
+
+KEYGEN_PHASES = ["keygen", "primes", "aux_keys", "aux", "parties", "commit"]
+
+
+async def test_create_key_reports_its_progress_in_order(cluster):
+    """``create_key(on_progress=...)`` sees the operation's phases in order (as far as a
+    long-poll catches them; the finished ones with their durations), rounds never going back,
+    each phase left complete, and the keygen's rounds ending at done == total."""
+    seen: list[dict] = []
+    key = await cluster.client("admin").create_key(threshold=2, on_progress=seen.append)
+    assert key["public_key"] and seen
+    final = seen[-1]
+    assert final["phase"] == "commit" and final["done"] == final["total"] == 1
+    assert [c["phase"] for c in final["completed"]] == KEYGEN_PHASES[:-1]
+    for c in final["completed"]:
+        assert c["done"] == c["total"] and c["ms"] >= 0, c
+    keygen = next(c for c in final["completed"] if c["phase"] == "keygen")
+    assert keygen["total"] == 3  # KeygenParty's rounds (appliance/tss/keygen.py)
+    order = [KEYGEN_PHASES.index(p["phase"]) for p in seen]
+    assert order == sorted(order), [p["phase"] for p in seen]
+    for a, b in zip(seen, seen[1:]):
+        assert 0 <= a["done"] <= a["total"]
+        if a["phase"] == b["phase"]:
+            assert a["done"] <= b["done"], (a, b)
+
+
+async def test_key_create_from_the_cli_prints_plain_progress_lines_on_stderr(cluster):
+    """Without a terminal, ``appliance key create --json`` writes one plain line per change of
+    the operation's progress to stderr and only the JSON result to stdout."""
+    r = cli(cluster, "key", "create", "--threshold", "2", "--json", *client_args(cluster))
+    assert r.returncode == 0, r.stderr
+    key = json.loads(r.stdout)
+    assert key["public_key"] and key["key_id"]
+    lines = r.stderr.splitlines()
+    assert "\r" not in r.stderr and lines
+    assert "keygen round 3/3 done in " in r.stderr, r.stderr
+    assert any(ln.startswith("aux round 3/3 done in ") for ln in lines), r.stderr
+    assert lines[-1] == "commit 1/1", r.stderr

@@ -37,6 +37,9 @@ async def _with_quorum(cluster, path, body: dict, **statement) -> dict:
     admin = cluster.client("admin")
     op = await admin._signed_post(path, body, **statement)
     assert op["status"] == "pending", op
+    # its progress: approvals counted of those the key-change quorum needs (api/README.md, Progress)
+    assert op["progress"] == {"phase": "waiting_for_approval", "done": 1, "total": 2,
+                              "detail": "1 more of admin", "completed": []}, op
     await cluster.client("admin2").approve_operation(op["operation_id"])
     return await admin.wait_operation(op["operation_id"], 300)
 
@@ -64,6 +67,8 @@ async def test_one_admin_cannot_import_a_key_alone(cluster):
     params = request_params(parse_bundle_public(bundle))
     op = await admin._signed_post("/v1/keys/import", {"bundle": bundle}, action="import", params=params)
     assert (op["status"], op["kind"]) == ("pending", "import"), op
+    assert op["progress"] == {"phase": "waiting_for_approval", "done": 1, "total": 2,
+                              "detail": "1 more of admin", "completed": []}, op
     for i in range(3):  # nothing on any node while the quorum is not met
         keys = await cluster.client("auditor", node=i).list_keys()
         assert bundle["public_key"] not in {k["public_key"] for k in keys}

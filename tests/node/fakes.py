@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from api.auth import generate_user_key
 from appliance.faults import NO_FAULTS
@@ -41,6 +41,17 @@ class FakeEvents:
 
     def emit(self, event: str, **fields: Any) -> None:
         self.seen.append((event, fields))
+
+
+class FakeProgress:
+    """A ProgressSink that keeps every report: (phase, done, total, detail)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int, str | None]] = []
+
+    def report(self, spec: Mapping[str, Any], phase: str, done: int, total: int,
+               detail: str | None = None) -> None:
+        self.seen.append((phase, done, total, detail))
 
 
 class FakeAudit:

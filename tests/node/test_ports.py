@@ -11,6 +11,7 @@ import pytest
 
 from appliance import ports
 from appliance.audit import AuditLog
+from appliance.jobs.progress import ProgressBoard
 from appliance.metered_hsm import MeteredHSM
 from appliance.runtime import HSMSigner
 from appliance.storage import NodeStore
@@ -22,6 +23,7 @@ from tests.node import fakes
 IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.Clock: (ports.SystemClock, fakes.FakeClock),
     ports.EventSink: (ports.NoEvents, fakes.FakeEvents),
+    ports.ProgressSink: (ProgressBoard, fakes.FakeProgress),
     ports.Late: (ports.Opened, ports.Opened),
     ports.Sealer: (MeteredHSM, fakes.FakeSealer),
     ports.IdentitySigner: (HSMSigner, SoftwareSigner),
