@@ -18,6 +18,7 @@ import hashlib
 from functools import lru_cache
 
 from appliance.errors import EncodingError
+from appliance.tss.frost.groups import SECP256K1
 from appliance.tss.group import P as FIELD_P
 from appliance.tss.group import Q, Point
 
@@ -54,13 +55,14 @@ def output_key(P: Point, merkle_root: bytes = b"") -> Point:
     return even + Point.generator_mul(taptweak(even, merkle_root))
 
 
-def tweak_key(sk_i: int, PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[int, Point, Point]:
-    """(sk_i', PK_i', Q) for the key-path output key Q of internal key PK."""
+def tweak_key(sk_i: bytes, PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[bytes, Point, Point]:
+    """(sk_i', PK_i', Q) for the key-path output key Q of internal key PK (sk_i a 32-byte
+    scalar; its negation and the addition of t are libsecp256k1's, as in ``groups``)."""
     if PK.y_is_odd:
-        sk_i, PK_i, PK = -sk_i % Q, -PK_i, -PK
+        sk_i, PK_i, PK = SECP256K1.neg(sk_i), -PK_i, -PK
     t = taptweak(PK, merkle_root)
     tG = Point.generator_mul(t)
-    return (sk_i + t) % Q, PK_i + tG, PK + tG
+    return SECP256K1.add(sk_i, SECP256K1.scalar(t)), PK_i + tG, PK + tG
 
 
 def tweak_public(PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[Point, Point]:
