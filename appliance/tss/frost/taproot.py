@@ -10,6 +10,14 @@
   shares' verification uses PK_i' so a bad share is still named. Signing with Q then applies
   the even-Y rule again (``Ciphersuite.even_key``), as BIP341 signing with the output key does.
 - ``verify(pk32, msg, sig64)``: BIP340 verification, written from the BIP's pseudocode.
+
+A P2TR output of a DKG key must be ``output_key(P, b"")`` (or a real script root), never the
+DKG's P itself: a rushing DKG participant that sees the others' φ_0 first can pick its own
+φ_0 = (a + t)·G with P' = Σ others + a·G and t = H_TapTweak(x(P') || root) for a script tree
+of its own, so that P = P' + t·G has a script path only it knows (BIP341's footnote; the
+reason frost-secp256k1-tr tweaks every DKG output with an empty root). The tweak with an
+empty root cannot be steered that way, since it hashes P itself. ``merkle_root=None`` is for
+plain BIP340 signatures over messages, not for Taproot spends.
 """
 
 from __future__ import annotations
