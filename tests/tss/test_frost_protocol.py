@@ -13,6 +13,7 @@ import nacl.signing
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance.errors import ParameterError
 from appliance.tss import wire
 from appliance.tss.frost import core, simulate
 from appliance.tss.frost.dkg import FrostDkgParty
@@ -254,3 +255,35 @@ def test_nonce_is_consumed_once():
     simulate.sign(ks, b"one", nonces=pooled, identities=IDS)
     with pytest.raises(NonceSpent):
         simulate.sign(ks, b"two", nonces=pooled_copy, identities=IDS)
+
+
+# -- second review (issue 16) -----------------------------------------------------------
+
+
+def test_coordinator_refuses_a_package_whose_signer_set_is_not_t_participants():
+    """aggregate_package raised a bare KeyError for a party outside the key and an
+    'internal' abort for a set below t: both are the coordinator's own bad input."""
+    ks = simulate.keygen(3, 2, "ed25519", rng=SeededRNG(b"agg-set"), identities=IDS)
+    n0, n1 = new_nonces(ks[0], SeededRNG(b"g0")), new_nonces(ks[1], SeededRNG(b"g1"))
+    pkg = _package(ks, [n0, n1], b"m")
+    z = {0: sign_package(ks[0], n0, pkg, b"m"), 1: sign_package(ks[1], n1, pkg, b"m")}
+    stranger = dataclasses.replace(pkg, commitments={**pkg.commitments, 7: pkg.commitments[1]})
+    for bad in (stranger, dataclasses.replace(pkg, commitments={0: pkg.commitments[0]})):
+        with pytest.raises(ParameterError) as err:
+            aggregate_package(ks[2], bad, {**z, 7: z[1]})
+        assert (err.value.code, str(err.value)) == (
+            "bad_parameter", "the signer set must be at least t participants of the key")
+    assert aggregate_package(ks[2], pkg, z)
+
+
+def test_signer_refuses_nonces_made_for_another_scheme():
+    """sign_package checked the nonces' index but not their scheme (FrostSignParty checks
+    both): a frost-secp256k1 pair was spent on a schnorr-bip340 share."""
+    tr = simulate.keygen(2, 2, "schnorr-bip340", rng=SeededRNG(b"tr"), identities=IDS)
+    plain = simulate.keygen(2, 2, "frost-secp256k1", rng=SeededRNG(b"plain"), identities=IDS)
+    alien, n1 = new_nonces(plain[0], SeededRNG(b"alien")), new_nonces(tr[1], SeededRNG(b"n1"))
+    pkg = _package(tr, [alien, n1], b"m")
+    with pytest.raises(ParameterError) as err:
+        sign_package(tr[0], alien, pkg, b"m")
+    assert (err.value.code, str(err.value)) == ("bad_parameter", "these nonces belong to another share")
+    assert not alien.spent

@@ -12,18 +12,33 @@ asks of a deserialization.
   prime-order subgroup and not the identity (``crypto_core_ed25519_is_valid_point``); a
   received scalar must be below L.
 - ``SECP256K1``: points are ``appliance.tss.group.Point`` (libsecp256k1 through coincurve,
-  33-byte compressed SEC1, strict decoding, never infinity); scalars are ints mod q as in the
-  rest of ``appliance.tss`` (coincurve exposes no scalar field with zero).
+  33-byte compressed SEC1, strict decoding, never infinity); scalars are their 32-byte
+  big-endian encodings, and their arithmetic is libsecp256k1's constant-time
+  ``secp256k1_ec_seckey_tweak_add`` / ``_tweak_mul`` / ``_negate`` / ``_verify`` through
+  coincurve's cffi bindings. libsecp256k1 refuses a zero key; the zero cases are handled
+  without branching on a secret result (``Secp256k1Group.add``).
+
+Both groups give the same ``ScalarOps`` (below), so the protocol code has one path and no
+secret scalar goes through a variable-time Python int operation: ints appear only for public
+values (identifiers, inverses of Lagrange denominators, multipliers of public points, the
+BIP340 challenge and the BIP341 tweak). Received scalars are checked canonical in constant
+time (libsodium's reduction, libsecp256k1's seckey_verify), and zero tests use
+``hmac.compare_digest``.
 
 No field arithmetic is written here: every point operation is a library call.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import hmac
+from typing import Any, Iterable, Protocol
 
+import coincurve
 import nacl.bindings as na
 import nacl.exceptions
+from coincurve._libsecp256k1 import ffi as _ffi
+from coincurve._libsecp256k1 import lib as _lib
+from coincurve.context import GLOBAL_CONTEXT
 
 from appliance.errors import EncodingError
 from appliance.tss.group import Q as SECP_Q
@@ -34,6 +49,25 @@ ED25519_L = 2**252 + 27742317777372353535851937790883648493
 
 Scalar = Any
 Element = Any
+
+
+class ScalarOps(Protocol):
+    """The scalar field of a FROST group; a scalar is its canonical 32-byte encoding."""
+
+    order: int
+    ZERO: bytes
+    ONE: bytes
+
+    def scalar(self, n: int) -> bytes: ...  # a public integer
+    def add(self, a: bytes, b: bytes) -> bytes: ...
+    def sub(self, a: bytes, b: bytes) -> bytes: ...
+    def mul(self, a: bytes, b: bytes) -> bytes: ...
+    def neg(self, a: bytes) -> bytes: ...
+    def inv(self, a: bytes) -> bytes: ...  # public values only
+    def is_zero(self, a: bytes) -> bool: ...
+    def random_scalar(self, rng: RNG) -> bytes: ...
+    def serialize_scalar(self, a: bytes) -> bytes: ...
+    def deserialize_scalar(self, data: bytes) -> bytes: ...
 
 
 class Ed25519Group:
@@ -70,18 +104,18 @@ class Ed25519Group:
         return na.crypto_core_ed25519_scalar_negate(a)
 
     def inv(self, a: bytes) -> bytes:
-        if a == self.ZERO:
+        if self.is_zero(a):
             raise ZeroDivisionError("zero has no inverse mod L")
         return na.crypto_core_ed25519_scalar_invert(a)
 
     def is_zero(self, a: bytes) -> bool:
-        return a == self.ZERO
+        return hmac.compare_digest(a, self.ZERO)
 
     def random_scalar(self, rng: RNG) -> bytes:
         """Uniform nonzero scalar: 64 random bytes reduced mod L (bias below 2^-250)."""
         while True:
             s = na.crypto_core_ed25519_scalar_reduce(rng.token_bytes(64))
-            if s != self.ZERO:
+            if not self.is_zero(s):
                 return s
 
     def serialize_scalar(self, a: bytes) -> bytes:
@@ -90,19 +124,21 @@ class Ed25519Group:
     def deserialize_scalar(self, data: bytes) -> bytes:
         if not isinstance(data, (bytes, bytearray)) or len(data) != 32:
             raise EncodingError("ed25519 scalar must be 32 bytes")
-        if int.from_bytes(data, "little") >= self.order:
+        data = bytes(data)
+        # canonical iff reducing it (zero-extended to 64 bytes) gives it back: constant time
+        if not hmac.compare_digest(na.crypto_core_ed25519_scalar_reduce(data + bytes(32)), data):
             raise EncodingError("ed25519 scalar not below the group order")
-        return bytes(data)
+        return data
 
     # -- elements (libsodium's crypto_core_ed25519_* and crypto_scalarmult_ed25519_*) -
 
     def base_mul(self, k: bytes) -> bytes:
-        if k == self.ZERO:
+        if self.is_zero(k):
             return self.IDENTITY
         return na.crypto_scalarmult_ed25519_base_noclamp(k)
 
     def mul_point(self, P: bytes, k: bytes) -> bytes:
-        if k == self.ZERO or P == self.IDENTITY:
+        if self.is_zero(k) or P == self.IDENTITY:
             return self.IDENTITY
         try:
             return na.crypto_scalarmult_ed25519_noclamp(k, P)
@@ -140,56 +176,90 @@ class Ed25519Group:
 
 
 class Secp256k1Group:
-    """secp256k1 with libsecp256k1 (points: ``Point``; scalars: ints mod q)."""
+    """secp256k1 with libsecp256k1 (points: ``Point``; scalars: 32-byte big-endian encodings).
+
+    Secret-scalar arithmetic is libsecp256k1's constant-time ``secp256k1_ec_seckey_*`` through
+    coincurve's cffi bindings (``_SeckeyOps``); ints appear only for public values (small
+    identifiers, inverses of Lagrange denominators, multipliers of public points).
+    """
 
     name = "secp256k1"
     order = SECP_Q
     scalar_len = 32
     element_len = 33
     IDENTITY = Point.INFINITY
-    ZERO = 0
-    ONE = 1
+    ZERO = bytes(32)
+    ONE = bytes(31) + b"\x01"
 
-    def scalar(self, n: int) -> int:
-        return n % SECP_Q
+    def __init__(self, ops: "_SeckeyOps | None" = None) -> None:
+        self._ops = ops if ops is not None else _SeckeyOps()
 
-    def add(self, a: int, b: int) -> int:
-        return (a + b) % SECP_Q
+    # -- scalars ---------------------------------------------------------------------
 
-    def sub(self, a: int, b: int) -> int:
-        return (a - b) % SECP_Q
+    def scalar(self, n: int) -> bytes:
+        """A public integer (an identifier, a hash value) as a scalar."""
+        return (n % SECP_Q).to_bytes(32, "big")
 
-    def mul(self, a: int, b: int) -> int:
-        return a * b % SECP_Q
+    def reduce_wide(self, data: bytes) -> bytes:
+        """A 48-byte big-endian value mod q (RFC 9380 hash_to_field, L = 48), constant time:
+        data = hi·2^192 + lo with hi, lo < 2^192 < q, so the result is hi·2^192 + lo mod q."""
+        if len(data) != 48:
+            raise ValueError("reduce_wide takes 48 bytes")
+        hi, lo = bytes(8) + data[:24], bytes(8) + data[24:]
+        return self.add(self.mul(hi, _TWO_192), lo)
 
-    def neg(self, a: int) -> int:
-        return -a % SECP_Q
+    def add(self, a: bytes, b: bytes) -> bytes:
+        # libsecp256k1 refuses a zero key: 0 + b is b (a zero operand is public or has
+        # probability 2^-256; only that bit shows). A zero sum comes back zeroed by the library.
+        if self.is_zero(a):
+            return bytes(b)
+        return self._ops.tweak_add(a, b)
 
-    def inv(self, a: int) -> int:
-        return inverse(a)
+    def sub(self, a: bytes, b: bytes) -> bytes:
+        return self.add(a, self.neg(b))
 
-    def is_zero(self, a: int) -> bool:
-        return a % SECP_Q == 0
+    def mul(self, a: bytes, b: bytes) -> bytes:
+        return self._ops.tweak_mul(a, b)  # a zero operand gives the zeroed (right) result
 
-    def random_scalar(self, rng: RNG) -> int:
-        return 1 + rng.randbelow(SECP_Q - 1)
+    def neg(self, a: bytes) -> bytes:
+        return self._ops.negate(a)  # -0 = 0: the library leaves a zero key zeroed
 
-    def serialize_scalar(self, a: int) -> bytes:
-        return (a % SECP_Q).to_bytes(32, "big")
+    def inv(self, a: bytes) -> bytes:
+        """Public values only (Lagrange denominators of public identifiers)."""
+        return inverse(int.from_bytes(a, "big")).to_bytes(32, "big")
 
-    def deserialize_scalar(self, data: bytes) -> int:
+    def is_zero(self, a: bytes) -> bool:
+        return hmac.compare_digest(a, self.ZERO)
+
+    def random_scalar(self, rng: RNG) -> bytes:
+        """Uniform in [1, q-1]: 32 random bytes until libsecp256k1 accepts them as a key."""
+        while True:
+            k = rng.token_bytes(32)
+            if self._ops.is_valid_nonzero(k):
+                return k
+
+    def serialize_scalar(self, a: bytes) -> bytes:
+        return bytes(a)
+
+    def deserialize_scalar(self, data: bytes) -> bytes:
         if not isinstance(data, (bytes, bytearray)) or len(data) != 32:
             raise EncodingError("secp256k1 scalar must be 32 bytes")
-        x = int.from_bytes(data, "big")
-        if x >= SECP_Q:
+        data = bytes(data)
+        if not (self.is_zero(data) or self._ops.is_valid_nonzero(data)):
             raise EncodingError("secp256k1 scalar not below the group order")
-        return x
+        return data
 
-    def base_mul(self, k: int) -> Point:
-        return Point.generator_mul(k)
+    # -- elements (libsecp256k1 through ``Point``) -----------------------------------
 
-    def mul_point(self, P: Point, k: int) -> Point:
-        return P * k
+    def base_mul(self, k: bytes) -> Point:
+        """k·G for a secret k, without a Python int (libsecp256k1's constant-time ecmult_gen)."""
+        if self.is_zero(k):
+            return Point.INFINITY
+        return Point(coincurve.PublicKey.from_secret(bytes(k)))
+
+    def mul_point(self, P: Point, k: bytes) -> Point:
+        """k·P for a public k (binding factors, c·λ_i, powers of identifiers)."""
+        return P * int.from_bytes(k, "big")
 
     def padd(self, P: Point, R: Point) -> Point:
         return P + R
@@ -208,6 +278,40 @@ class Secp256k1Group:
 
     def deserialize_element(self, data: bytes) -> Point:
         return Point.from_bytes(data)  # strict: 33 bytes, x < p, on the curve
+
+
+_TWO_192 = (2**192).to_bytes(32, "big")
+
+
+class _SeckeyOps:
+    """libsecp256k1's ``secp256k1_ec_seckey_*`` on 32-byte buffers (coincurve's cffi ``lib``).
+
+    Each call works on a fresh C buffer; on a refused input (a zero key, a zero factor, a
+    zero sum) the library zeroes the buffer, which is the right answer for those cases, so
+    no result is branched on. Inputs are canonical scalars (< q), which ``deserialize_scalar``,
+    ``random_scalar`` and the arithmetic itself guarantee.
+    """
+
+    def __init__(self, lib: Any = None) -> None:
+        self.lib = lib if lib is not None else _lib
+        self.ctx = GLOBAL_CONTEXT.ctx
+
+    def _run(self, fn: Any, a: bytes, *args: bytes) -> bytes:
+        buf = _ffi.new("unsigned char[32]", bytes(a))
+        fn(self.ctx, buf, *args)
+        return bytes(_ffi.buffer(buf, 32))
+
+    def tweak_add(self, a: bytes, b: bytes) -> bytes:
+        return self._run(self.lib.secp256k1_ec_seckey_tweak_add, a, bytes(b))
+
+    def tweak_mul(self, a: bytes, b: bytes) -> bytes:
+        return self._run(self.lib.secp256k1_ec_seckey_tweak_mul, a, bytes(b))
+
+    def negate(self, a: bytes) -> bytes:
+        return self._run(self.lib.secp256k1_ec_seckey_negate, a)
+
+    def is_valid_nonzero(self, a: bytes) -> bool:
+        return self.lib.secp256k1_ec_seckey_verify(self.ctx, bytes(a)) == 1
 
 
 ED25519 = Ed25519Group()

@@ -15,7 +15,8 @@ spend — the integration's part): reusing (d_i, e_i) for two different binding 
 challenges gives two linear equations that reveal sk_i.
 
 The signer's checks of a ``SigningPackage`` (``sign_package``), each a ``SigningRefused``
-whose message starts with its number:
+whose message starts with its number (first, nonces of another index or scheme are a local
+misuse, ``ParameterError``, and are not consumed):
 1. the package's message is the one this signer was asked (approved) to sign;
 2. the signer set has at least t members, all participants of the key, this signer among them;
 3. this signer's commitment in the package is the one its nonces made;
@@ -24,7 +25,8 @@ then ρ_i, R and c are computed by the signer itself from the message and the fu
 coordinator that shows different lists or messages to different signers gets shares that do
 not combine, and no ROS/Drijvers-style choice of binding factors is possible.
 
-The coordinator's checks (``aggregate_package``): every share decodes (check 5) and
+The coordinator's checks (``aggregate_package``): its package's signer set is at least t
+participants of the key (``ParameterError`` otherwise); every share decodes (check 5) and
 z_i·G == R_i + c·λ_i·PK_i (check 6, RFC 9591 §5.4); failures are collected and the abort names
 every signer whose share failed; the aggregate is verified before it is returned.
 
@@ -60,6 +62,9 @@ from appliance.tss.protocol import (
     Round,
     setup_hash,
 )
+
+
+_SIGNER_SET = "the signer set must be at least t participants of the key"
 
 
 class NonceSpent(ApplianceError):
@@ -179,15 +184,21 @@ def _commitment_list(share: FrostKeyShare, commitments: dict[int, list[bytes]]) 
     return sorted(out, key=lambda c: core._id_int(share.suite, c.identifier))
 
 
+def _is_signer_set(share: FrostKeyShare, signers: set[int]) -> bool:
+    return len(signers) >= share.threshold and signers <= set(share.participants)
+
+
 def sign_package(share: FrostKeyShare, nonces: FrostNonces, package: SigningPackage,
                  approved_message: bytes, *, merkle_root: bytes | None = None) -> bytes:
     """The signer's round two: checks 1-4, then z_i (the nonces are consumed)."""
+    if nonces.index != share.index or nonces.scheme != share.scheme:
+        raise ParameterError("these nonces belong to another share")
     if package.message != approved_message:
         raise SigningRefused("check 1: the message is not the one this signer approved")
     signers = set(package.commitments)
-    if len(signers) < share.threshold or not signers <= set(share.participants) or share.index not in signers:
+    if not _is_signer_set(share, signers) or share.index not in signers:
         raise SigningRefused("check 2: the signer set is too small, has strangers or leaves this signer out")
-    if package.commitments[share.index] != [nonces.D, nonces.E] or nonces.index != share.index:
+    if package.commitments[share.index] != [nonces.D, nonces.E]:
         raise SigningRefused("check 3: this signer's commitment was changed")
     try:
         commitments = _commitment_list(share, package.commitments)
@@ -204,6 +215,8 @@ def aggregate_package(share: FrostKeyShare, package: SigningPackage, shares: dic
     """The coordinator: check every z_j (naming every bad one), aggregate, verify."""
     S = share.suite
     G = S.G
+    if not _is_signer_set(share, set(package.commitments)):
+        raise ParameterError(_SIGNER_SET)
     commitments = _commitment_list(share, package.commitments)
     _, PK, PKs = _keys(share, merkle_root)
     ctx = core.signing_context(S, PK, package.message, commitments)
@@ -252,8 +265,8 @@ class FrostSignParty(Party):
                  signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *,
                  nonces: FrostNonces | None = None, merkle_root: bytes | None = None) -> None:
         super().__init__(session_id, share.index, signers, signer, verifier, rng)
-        if len(self.parties) < share.threshold or not set(self.parties) <= set(share.participants):
-            raise ParameterError("the signer set must be at least t participants of the key")
+        if not _is_signer_set(share, set(self.parties)):
+            raise ParameterError(_SIGNER_SET)
         if nonces is not None and (nonces.index != share.index or nonces.scheme != share.scheme):
             raise ParameterError("these nonces belong to another share")
         self.share = share

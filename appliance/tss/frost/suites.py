@@ -45,9 +45,11 @@ def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
     return out[:len_in_bytes]
 
 
-def hash_to_field_secp256k1(msg: bytes, dst: bytes) -> int:
-    """RFC 9380 §5.2 hash_to_field(msg, 1) for the secp256k1 scalar field (L = 48)."""
-    return int.from_bytes(expand_message_xmd(msg, dst, 48), "big") % SECP256K1.order
+def hash_to_field_secp256k1(msg: bytes, dst: bytes) -> bytes:
+    """RFC 9380 §5.2 hash_to_field(msg, 1) for the secp256k1 scalar field (L = 48): the
+    48-byte string as a big-endian integer mod q, reduced by libsecp256k1 (H3 hashes the
+    secret share into the nonces, so no Python int sees it)."""
+    return SECP256K1.reduce_wide(expand_message_xmd(msg, dst, 48))
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _ed25519() -> Ciphersuite:
 def _secp256k1(taproot: bool) -> Ciphersuite:
     ctx = b"FROST-secp256k1-SHA256-TR-v1" if taproot else b"FROST-secp256k1-SHA256-v1"
     G: Secp256k1Group = SECP256K1
-    h2 = ((lambda m: int.from_bytes(tagged_hash(b"BIP0340/challenge", m), "big") % G.order)
+    h2 = ((lambda m: G.scalar(int.from_bytes(tagged_hash(b"BIP0340/challenge", m), "big")))
           if taproot else (lambda m: hash_to_field_secp256k1(m, ctx + b"chal")))
     return Ciphersuite(
         name="FROST(secp256k1, SHA-256)" + (" Taproot" if taproot else ""),

@@ -10,6 +10,14 @@
   shares' verification uses PK_i' so a bad share is still named. Signing with Q then applies
   the even-Y rule again (``Ciphersuite.even_key``), as BIP341 signing with the output key does.
 - ``verify(pk32, msg, sig64)``: BIP340 verification, written from the BIP's pseudocode.
+
+A P2TR output of a DKG key must be ``output_key(P, b"")`` (or a real script root), never the
+DKG's P itself: a rushing DKG participant that sees the others' φ_0 first can pick its own
+φ_0 = (a + t)·G with P' = Σ others + a·G and t = H_TapTweak(x(P') || root) for a script tree
+of its own, so that P = P' + t·G has a script path only it knows (BIP341's footnote; the
+reason frost-secp256k1-tr tweaks every DKG output with an empty root). The tweak with an
+empty root cannot be steered that way, since it hashes P itself. ``merkle_root=None`` is for
+plain BIP340 signatures over messages, not for Taproot spends.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import hashlib
 from functools import lru_cache
 
 from appliance.errors import EncodingError
+from appliance.tss.frost.groups import SECP256K1
 from appliance.tss.group import P as FIELD_P
 from appliance.tss.group import Q, Point
 
@@ -54,13 +63,14 @@ def output_key(P: Point, merkle_root: bytes = b"") -> Point:
     return even + Point.generator_mul(taptweak(even, merkle_root))
 
 
-def tweak_key(sk_i: int, PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[int, Point, Point]:
-    """(sk_i', PK_i', Q) for the key-path output key Q of internal key PK."""
+def tweak_key(sk_i: bytes, PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[bytes, Point, Point]:
+    """(sk_i', PK_i', Q) for the key-path output key Q of internal key PK (sk_i a 32-byte
+    scalar; its negation and the addition of t are libsecp256k1's, as in ``groups``)."""
     if PK.y_is_odd:
-        sk_i, PK_i, PK = -sk_i % Q, -PK_i, -PK
+        sk_i, PK_i, PK = SECP256K1.neg(sk_i), -PK_i, -PK
     t = taptweak(PK, merkle_root)
     tG = Point.generator_mul(t)
-    return (sk_i + t) % Q, PK_i + tG, PK + tG
+    return SECP256K1.add(sk_i, SECP256K1.scalar(t)), PK_i + tG, PK + tG
 
 
 def tweak_public(PK_i: Point, PK: Point, merkle_root: bytes = b"") -> tuple[Point, Point]:
