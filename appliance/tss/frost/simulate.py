@@ -3,6 +3,8 @@ CGGMP): messages still go through their byte encoding, signatures and every chec
 
     shares = keygen(3, 2, "schnorr-bip340")
     sig = sign(shares[:2], b"message", merkle_root=b"")   # BIP341 key-path output key
+    fresh = refresh(shares)                               # every share changes, PK stays
+    moved = reshare(shares[:2], [0, 1, 2, 3], 3)          # 3-of-4, same PK
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Sequence
 from appliance.errors import ParameterError
 from appliance.tss.frost.dkg import FrostDkgParty
 from appliance.tss.frost.keyshare import FrostKeyShare
+from appliance.tss.frost.refresh import FrostRefreshParty
+from appliance.tss.frost.reshare import FrostOldKey, FrostReshareParty
 from appliance.tss.frost.sign import FrostNonces, FrostSignParty
 from appliance.tss.group import RNG, SeededRNG, SystemRNG
 from appliance.tss.runner import Identities, Tamper, run
@@ -69,3 +73,39 @@ def sign(shares: Sequence[FrostKeyShare], message: bytes, *, merkle_root: bytes 
     if len(sigs) != 1:
         raise RuntimeError("parties produced different signatures")
     return sigs.pop()  # type: ignore[return-value]
+
+
+def refresh(shares: Sequence[FrostKeyShare], *, rng: RNG | None = None, tamper: Tamper | None = None,
+            identities: Identities | None = None) -> list[FrostKeyShare]:
+    """Zero-sharing refresh by every participant of the key (one share each, any order)."""
+    if not shares:
+        raise ParameterError("no shares given")
+    rng = rng if rng is not None else SystemRNG()
+    by = {s.index: s for s in shares}
+    if sorted(by) != shares[0].participants:
+        raise ParameterError("a refresh needs every participant of the key")
+    ids = identities or Identities(sorted(by), rng)
+    sid = _sid(rng, b"frost-refresh")
+    parties = {i: FrostRefreshParty(sid, s, ids.signers[i], ids.directory, _party_rng(rng, i))
+               for i, s in by.items()}
+    out = run(parties, tamper)
+    return [out[i] for i in sorted(by)]  # type: ignore[misc]
+
+
+def reshare(senders: Sequence[FrostKeyShare], new_members: list[int], new_threshold: int, *,
+            rng: RNG | None = None, tamper: Tamper | None = None,
+            identities: Identities | None = None) -> list[FrostKeyShare]:
+    """Move the key of ``senders`` (at least t old shares) to ``new_members`` with threshold
+    ``new_threshold``; the new shares, ordered by index (old-only senders get a confirmation)."""
+    if not senders:
+        raise ParameterError("no shares given")
+    rng = rng if rng is not None else SystemRNG()
+    old = FrostOldKey.of(senders[0])
+    by = {s.index: s for s in senders}
+    every = sorted(set(by) | set(new_members))
+    ids = identities or Identities(every, rng)
+    sid = _sid(rng, b"frost-reshare")
+    parties = {i: FrostReshareParty(sid, i, old, sorted(by), new_members, new_threshold, ids.signers[i],
+                                    ids.directory, _party_rng(rng, i), share=by.get(i)) for i in every}
+    out = run(parties, tamper)
+    return [out[j] for j in sorted(set(new_members))]  # type: ignore[misc]
