@@ -5,6 +5,7 @@ CGGMP): messages still go through their byte encoding, signatures and every chec
     sig = sign(shares[:2], b"message", merkle_root=b"")   # BIP341 key-path output key
     fresh = refresh(shares)                               # every share changes, PK stays
     moved = reshare(shares[:2], [0, 1, 2, 3], 3)          # 3-of-4, same PK
+    sig = sign(shares[:2], b"message", derivation=(chain_code, "m/0/7"), merkle_root=b"")
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 from typing import Sequence
 
 from appliance.errors import ParameterError
+from appliance.tss.frost.bip32 import derive_key
 from appliance.tss.frost.dkg import FrostDkgParty
 from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.frost.refresh import FrostRefreshParty
@@ -49,10 +51,12 @@ def keygen(n: int, threshold: int, scheme: str = "schnorr-bip340", *, rng: RNG |
 def sign(shares: Sequence[FrostKeyShare], message: bytes, *, merkle_root: bytes | None = None,
          rng: RNG | None = None, tamper: Tamper | None = None,
          nonces: dict[int, FrostNonces] | None = None, identities: Identities | None = None,
-         messages: dict[int, bytes] | None = None) -> bytes:
+         messages: dict[int, bytes] | None = None, derivation: tuple[bytes, str] | None = None) -> bytes:
     """Sign ``message`` with the first ``threshold`` of ``shares`` (the serialized signature:
     64 bytes for BIP340 and Ed25519). ``nonces`` (pooled, per party) and ``messages`` (what
-    each party was asked to sign; default ``message``) are for tests."""
+    each party was asked to sign; default ``message``) are for tests. ``derivation`` =
+    (chain code, non-hardened path) signs for that BIP32 child (``bip32.derive_key``), and
+    ``merkle_root`` then for the child's Taproot output key."""
     if not shares:
         raise ParameterError("no shares given")
     t = shares[0].threshold
@@ -60,6 +64,8 @@ def sign(shares: Sequence[FrostKeyShare], message: bytes, *, merkle_root: bytes 
         raise ParameterError(f"need at least {t} shares, got {len(shares)}")
     rng = rng if rng is not None else SystemRNG()
     chosen = sorted(shares, key=lambda s: s.index)[:t]
+    if derivation is not None:
+        chosen = [derive_key(s, *derivation) for s in chosen]
     signers = [s.index for s in chosen]
     ids = identities or Identities(signers, rng)
     sid = _sid(rng, b"frost-sign")
