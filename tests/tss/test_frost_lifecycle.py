@@ -144,21 +144,19 @@ def test_old_only_sender_gets_a_confirmation(key):
     assert {out[j].group_public_key for j in (1, 3, 4)} == {key[0].group_public_key}
 
 
-class ShiftingDealer:
+def shifting_dealer(party: FrostReshareParty) -> FrostReshareParty:
     """An old sender that deals its Lagrange-weighted share plus one, consistently (its
     Feldman vector and its shares agree), which would move the key by G."""
+    first = party._first_round
 
-    def __new__(cls, party: FrostReshareParty) -> FrostReshareParty:
-        first = party._first_round
+    def shifted():
+        step = first()
+        G = party.S.G
+        step.coeffs[0] = G.add(step.coeffs[0], G.ONE)
+        return step
 
-        def shifted():
-            step = first()
-            G = party.S.G
-            step.coeffs[0] = G.add(step.coeffs[0], G.ONE)
-            return step
-
-        party._first_round = shifted  # type: ignore[method-assign]
-        return party
+    party._first_round = shifted  # type: ignore[method-assign]
+    return party
 
 
 def pass_through(bad: int):
@@ -174,7 +172,7 @@ def test_reshare_bad_dealer_is_named(key, case):
     scheme = key[0].scheme
     parties = _reshare_parties(key[:2], [1, 3, 4], 2)
     if case == "constant term":  # party 1 deals w_1 + 1: shares and vector consistent, g(0) shifted
-        parties[1] = ShiftingDealer(parties[1])
+        parties[1] = shifting_dealer(parties[1])
         tamper = pass_through(1)
         expect = "party 1: check 2: constant term is not the sender's Lagrange-weighted share of the key"
     elif case == "share":
