@@ -13,6 +13,7 @@ SECTIONS = [
         "keygen_2of3_s", "presign_2of3_ms", "presign_3of3_ms", "sign_presigned_p50_ms",
         "sign_full_p50_ms", "modexp_floor_ratio"} or n.startswith("modexp_floor_ratio")),
     ("Protocols in memory", lambda n: n.startswith("inmemory_")),
+    ("FROST in memory (threshold Schnorr, median with min to max)", lambda n: n.startswith("frost_")),
     ("Proofs", lambda n: n.startswith("zk_")),
     ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
     ("HSM", lambda n: n.startswith(("hsm_", "seal", "unseal", "presig_key"))),

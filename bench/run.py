@@ -1,10 +1,14 @@
 """`make bench`: run every benchmark and write bench/results.json (a list of
 {"name", "value", "unit", ...}); print the same JSON.
 
-    python -m bench.run [--quick] [--only crypto,hsm,e2e,committee,lifecycle]
+    python -m bench.run [--quick] [--only crypto,frost,hsm,e2e,committee,lifecycle]
 
 Key lifecycle (refresh and reshare of a 2-of-3 and a 3-of-5 key, end to end) comes from
 bench/lifecycle_bench.py.
+
+FROST (threshold Schnorr, BIP340 and Ed25519) in memory: keygen, nonce generation (a nonce
+pool's refill unit), sign p50, refresh and reshare for 2-of-3 and 3-of-5, from
+bench/frost_bench.py (``--only frost``).
 
 Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) and sustained
 signatures per second come from bench/committee_bench.py, which also draws bench/latency.png
@@ -54,7 +58,7 @@ def pool_factory(bits: int, safe: list[int], blum: list[int]):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 2048 bits only")
-    ap.add_argument("--only", default="crypto,hsm,e2e,committee,lifecycle")
+    ap.add_argument("--only", default="crypto,frost,hsm,e2e,committee,lifecycle")
     args = ap.parse_args()
     only = set(args.only.split(","))
     sizes = (2048,) if args.quick else (2048, 3072)
@@ -80,6 +84,10 @@ def main() -> None:
                 f"proofs {bits}")
             add(crypto_bench.protocol_figures(bits, factory, reps=1 if (args.quick or bits == 3072) else 3),
                 f"protocols {bits}")
+    if "frost" in only:
+        from bench import frost_bench
+
+        add(frost_bench.run(quick=args.quick), "frost in memory")
     if "hsm" in only:
         try:
             from bench import hsm_bench

@@ -13,10 +13,15 @@ Modules (each docstring lists its checks, numbered as the errors name them):
 - ``dkg.py``      the FROST paper's DKG (Feldman + proof of knowledge) as a ``Party`` protocol.
 - ``sign.py``     single-use nonces, the signer's checks of a coordinator's package, the
                   coordinator's identifiable aggregation, the two-round ``Party`` protocol.
-- ``simulate.py`` ``keygen(n, t, scheme)`` and ``sign(shares, message, merkle_root=None)``.
+- ``refresh.py``  zero-sharing refresh: every share and verification share changes, PK stays.
+- ``reshare.py``  (t, n) to (t', n') over a new committee, same PK, new members confirm.
+- ``bip32.py``    BIP32 non-hardened derivation of schnorr-bip340 keys (ed25519 refused).
+- ``simulate.py`` ``keygen``, ``sign(shares, message, merkle_root=None, derivation=None)``,
+                  ``refresh``, ``reshare``.
 
 Schemes: ``schnorr-bip340`` (the Taproot ciphersuite), ``ed25519``, ``frost-secp256k1`` (the
 RFC's plain secp256k1 suite, for its vectors; no chain verifies its 65-byte signatures).
-Not here yet (issue 16, later passes): the HSM-sealed nonce pool, refresh/reshare/import of
-Schnorr keys, BIP32 tweaks for BIP340 keys, and the appliance integration.
+Not here yet (issue 16, later passes): the HSM-sealed nonce pool, import of Schnorr keys, a
+jointly generated chain code kept with the key (``bip32.py`` takes it as an argument), and the
+appliance integration.
 """
