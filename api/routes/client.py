@@ -67,7 +67,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.CreateKey)
     op = await node_of(request).keys.create(user_of(request), body.threshold, body.nodes, body.paillier_bits,
-                                            request=to_builtins(body.request))
+                                            request=to_builtins(body.request), scheme=body.scheme)
     return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
