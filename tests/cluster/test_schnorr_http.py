@@ -121,6 +121,22 @@ async def test_audit_has_the_keys_and_signatures(cluster):
             assert any(action in e for e in mine), (key["scheme"], action)
 
 
+async def test_disable_enable_delete_a_frost_key(cluster):
+    admin = cluster.client("admin")
+    key = await admin.create_key(threshold=2, scheme="ed25519")
+    await admin.disable_key(key["key_id"])
+    with pytest.raises(ApplianceAPIError) as ei:
+        await _sign(cluster, key, digest_of("disabled"))
+    assert (ei.value.status, ei.value.code) == (409, "key_disabled")
+    await admin.enable_key(key["key_id"])
+    done = await _sign(cluster, key, digest_of("enabled"))
+    assert VerifyKey(bytes.fromhex(key["public_key"])).verify(digest_of("enabled"), bytes.fromhex(done["signature"]["sig"]))
+    await admin.delete_key(key["key_id"])
+    for i in range(3):  # every holder destroyed its sealed FROST share
+        v = await cluster.client("auditor", node=i).key_versions(key["key_id"])
+        assert v["status"] == "deleted" and v["versions"][0]["destroyed"] is not None
+
+
 async def test_a_bad_signature_share_names_its_signer(cluster):
     tr = await _key(cluster, "schnorr-bip340")
     with pytest.raises(ApplianceAPIError) as ei:
