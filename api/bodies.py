@@ -18,13 +18,14 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from appliance.ids import GRAMMARS
-from appliance.policy import BITCOIN_NETWORKS, PAYLOAD_TYPES
+from appliance.policy import BITCOIN_NETWORKS, PAYLOAD_TYPES, SCHEMES
 
 Digest = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$", description="32-byte digest, hex")]
 Hex32 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 NodeId = Annotated[str, Meta(pattern=f"^{GRAMMARS['node_id'].pattern}$")]
 KeyId = Annotated[str, Meta(pattern=f"^{GRAMMARS['key_id'].pattern}$")]
 PaillierBits = Literal[2048, 3072]
+Scheme = Literal[SCHEMES]  # type: ignore[valid-type]
 PayloadType = Literal[PAYLOAD_TYPES]  # type: ignore[valid-type]
 Network = Literal[BITCOIN_NETWORKS]  # type: ignore[valid-type]
 
@@ -87,13 +88,16 @@ _REQUEST_MISSING = {"request": "missing_request"}
 
 class CreateKey(Body):
     field_codes: ClassVar = {"threshold": "bad_threshold", "nodes": "bad_nodes",
-                             "paillier_bits": "bad_paillier_bits", **_REQUEST_CODES}
+                             "paillier_bits": "bad_paillier_bits", "scheme": "bad_scheme", **_REQUEST_CODES}
     missing_codes: ClassVar = {"threshold": "bad_threshold", **_REQUEST_MISSING}
 
     threshold: Annotated[int, Meta(ge=1)]
     request: SignedStatement
     nodes: Annotated[list[NodeId], Meta(description="node ids (default all)")] | None = None
     paillier_bits: PaillierBits | None = None
+    scheme: Annotated[Scheme, Meta(description=(
+        "ecdsa-secp256k1 (CGGMP, the default), schnorr-bip340 or ed25519 (FROST); other than the "
+        "default, the signed request's params carry it too"))] | None = None
 
 
 class ImportKey(Body):
@@ -251,13 +255,22 @@ class Addresses(Struct):
 
 class Key(Struct):
     key_id: str
-    public_key: str | None
+    public_key: Annotated[str | None, Meta(description=(
+        "ecdsa-secp256k1: compressed SEC1, hex; schnorr-bip340: the x-only BIP341 output key "
+        "Q = P + H_TapTweak(P)·G (what signatures verify under); ed25519: the 32-byte key"))]
     threshold: int
     nodes: list[str]
     epoch: int
-    paillier_bits: int
+    paillier_bits: Annotated[int, Meta(description="0 for a FROST key (no Paillier modulus)")]
     status: str
     created: float
+    scheme: Scheme = "ecdsa-secp256k1"
+    internal_key: Annotated[str, Meta(description=(
+        "schnorr-bip340: the DKG's x-only key P (the Taproot internal key; never an output key "
+        "itself)"))] | None = None
+    p2tr: Annotated[str, Meta(description="schnorr-bip340: bech32m P2TR address of Q (key path "
+                              "only), on network")] | None = None
+    network: Network | None = None
     public_key_uncompressed: Uncompressed | None = None
     public_key_spki_der: SpkiDer | None = None
     public_key_pem: SpkiPem | None = None
@@ -276,11 +289,14 @@ class KeyList(Struct):
 
 
 class Signature(Struct):
-    """An ECDSA signature over secp256k1, low-S."""
+    """An ECDSA signature over secp256k1, low-S (``der``, ``r``, ``s``...); for a Schnorr or
+    Ed25519 key ``sig`` only."""
 
-    der: Annotated[str, Meta(description="DER, hex")]
-    r: Hex32
-    s: Hex32
+    der: Annotated[str, Meta(description="DER, hex")] | None = None
+    r: Hex32 | None = None
+    s: Hex32 | None = None
+    sig: Annotated[str, Meta(pattern="^[0-9a-f]{128}$", description=(
+        "schnorr-bip340 and ed25519 keys: the 64-byte BIP340 or RFC 8032 signature, hex"))] | None = None
     recovery_id: Annotated[int, Meta(ge=0, le=3)] | None = None
     rsv: Annotated[str, Meta(pattern="^[0-9a-f]{128}(1b|1c)$", description=(
         "65 bytes hex: r || s || v with v = 27 + recovery_id (Ethereum's ecrecover form); "

@@ -31,7 +31,7 @@ _BAD_INPUT = (
     # paged listings (appliance/paging.py)
     "bad_cursor", "bad_limit", "bad_status", "bad_time",
     # keys and operations
-    "bad_threshold", "bad_nodes", "bad_paillier_bits", "not_a_holder", "unknown_node",
+    "bad_threshold", "bad_nodes", "bad_paillier_bits", "bad_scheme", "not_a_holder", "unknown_node",
     "bad_import_bundle",
     # sign requests and decisions
     "bad_digest", "bad_request", "bad_payload", "bad_payload_type", "bad_derivation_path",
@@ -65,6 +65,9 @@ STATUS: dict[str, int] = {
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
     "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,
     "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
+    # a Schnorr or Ed25519 key asked for what only an ECDSA key does (eth_tx, eip712, eip191,
+    # P2WPKH psbt), or for what FROST keys do not have yet (refresh, reshare, derive, address)
+    "scheme_mismatch": 409, "not_supported_for_scheme": 409,
     "key_disabled": 409, "key_not_disabled": 409,  # key lifecycle: sign a disabled key; enable an active one
     "key_deleted": 410,  # the key is deleting or deleted (its shares are destroyed)
     "body_too_large": 413,

@@ -76,7 +76,7 @@ from appliance.cli_progress import progress_on_stderr
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.logs import configure as configure_logs
 from appliance.fsmodes import make_private_dir, private_umask, set_private_umask, write_private_file
-from appliance.policy import Policy, PolicyError
+from appliance.policy import DEFAULT_SCHEME, SCHEMES, Policy, PolicyError
 from appliance.tls import write_private
 from appliance.tls_setup import (OperatorTLS, add_tls_arguments, node_tls_material, operator_tls_of,
                                  stage_certificate)
@@ -247,11 +247,12 @@ async def _cmd_key(args) -> int:
         if args.key_cmd == "create":
             nodes = args.nodes.split(",") if args.nodes else None
             if args.no_wait:
-                emit(args, await c.start_key_creation(args.threshold, nodes, paillier_bits=args.paillier_bits))
+                emit(args, await c.start_key_creation(args.threshold, nodes, scheme=args.scheme,
+                                                      paillier_bits=args.paillier_bits))
             else:
                 with progress_on_stderr() as show:
-                    key = await c.create_key(args.threshold, nodes, paillier_bits=args.paillier_bits,
-                                             on_progress=show)
+                    key = await c.create_key(args.threshold, nodes, scheme=args.scheme,
+                                             paillier_bits=args.paillier_bits, on_progress=show)
                 emit(args, key)
         elif args.key_cmd == "list":
             emit(args, await c.list_keys(), cli_admin.KEY_COLUMNS)
@@ -474,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threshold", type=int, required=True)
     q.add_argument("--nodes", help="comma-separated node ids (default all)")
     q.add_argument("--paillier-bits", type=int, choices=(2048, 3072))
+    q.add_argument("--scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
+                   help="ecdsa-secp256k1 (CGGMP, default), schnorr-bip340 (Taproot) or ed25519 (FROST)")
     q.add_argument("--no-wait", action="store_true",
                    help="print the operation and return (it may wait for the admin quorum: "
                         "appliance operation approve / wait)")

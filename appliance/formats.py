@@ -99,7 +99,9 @@ def rsv(sig: ecdsa.Signature) -> bytes:
 
 def signature_formats(view: dict) -> dict:
     """A stored signature view ``{der, r, s, recovery_id}`` with ``rsv`` (when the recovery id
-    is 0 or 1) and ``jws`` added."""
+    is 0 or 1) and ``jws`` added; a Schnorr/Ed25519 one ``{sig}`` as it is."""
+    if "sig" in view:
+        return dict(view)
     sig = ecdsa.Signature(int(view["r"], 16), int(view["s"], 16), view.get("recovery_id"))
     out = dict(view)
     if sig.recovery_id in (0, 1):

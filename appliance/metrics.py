@@ -78,7 +78,7 @@ OPEN_STATES = ("pending", "signing")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNMATCHED = "unmatched"  # the route label of a request no route matched (never its path)
 JOB_OUTCOMES = ("done", "failed", "cancelled", "timeout", "aborted")
-PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare")
+PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare", "frost-keygen", "frost-sign")
 JOB_KINDS = ("keygen", "refresh", "presign", "sign", "reshare")
 HSM_OPERATIONS = ("seal", "unseal", "seal_presignature", "unseal_presignature",
                   "consume_presignature", "destroy_key", "sign", "transport_decrypt", "open",

@@ -267,8 +267,9 @@ class KeyStore(Protocol):
         """The sealed share of a key's epoch."""
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
-                        epoch: int, bits: int, blob: bytes, chain_code: bytes) -> None:
-        """A new key, pending until committed."""
+                        epoch: int, bits: int, blob: bytes, chain_code: bytes,
+                        scheme: str = "ecdsa-secp256k1") -> None:
+        """A new key, pending until committed (its row's ``scheme`` says how it signs)."""
 
     def put_pending_share(self, key_id: str, epoch: int, blob: bytes) -> None:
         """A new epoch's sealed share, pending until committed."""

@@ -67,7 +67,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.CreateKey)
     op = await node_of(request).keys.create(user_of(request), body.threshold, body.nodes, body.paillier_bits,
-                                            request=to_builtins(body.request))
+                                            request=to_builtins(body.request), scheme=body.scheme)
     return json_response(with_public_errors(op.view), 202 if op.new else 200)
 
 
@@ -334,14 +334,16 @@ ROUTES: tuple[Route, ...] = (
           body=bodies.Verify,
           response=bodies.VerifyResult, example={"public_key": "02" + "11" * 32, "digest": "11" * 32,
                                                  "signature": {"r": "22" * 32, "s": "33" * 32}}, responses=(200, 400, 401, 404)),
-    Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key and xpub (non-hardened path)",
+    Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key and xpub (non-hardened path; "
+          "an ECDSA key's: 409 not_supported_for_scheme for a FROST key)",
           "user", ANY_ROLE, response=bodies.Derived, query=(("path", "string", "e.g. m/0/1"),),
-          responses=(200, 400, 401, 404)),
-    Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key", "user", ANY_ROLE,
+          responses=(200, 400, 401, 404, 409)),
+    Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) ECDSA key (a schnorr-bip340 "
+          "key's P2TR address is in GET /v1/keys/{key_id}; 409 not_supported_for_scheme)", "user", ANY_ROLE,
           response=bodies.Address,
           query=(("kind", "string", "p2wpkh or eth"), ("path", "string", "e.g. m/0/1"),
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
-          responses=(200, 400, 401, 404)),
+          responses=(200, 400, 401, 404, 409)),
     Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key) (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",
           ANY_ROLE, body=bodies.Refresh, response=bodies.Operation,
           example={"request": _signed(action="refresh", derivation_path=None, digest=None, params={})},

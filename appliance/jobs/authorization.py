@@ -16,7 +16,7 @@ from appliance.job_authority import JOB_AUTHORITY
 from appliance.keys.shares import refuse_unusable
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
-from appliance.policy import KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
+from appliance.policy import DEFAULT_SCHEME, KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
 from appliance.ports import KeyStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.request_use import RequestUse, RequestUseRefused
@@ -129,6 +129,8 @@ class JobAuthorizer:
             return None
         if params.get("threshold") != spec.get("threshold"):
             return "threshold differs from the signed request"
+        if kind == "keygen" and spec.get("scheme", DEFAULT_SCHEME) != params.get("scheme", DEFAULT_SCHEME):
+            return "scheme differs from the signed request"
         nodes = params.get("nodes")
         want = spec.get("parties") if kind == "keygen" else spec.get("new_members")
         if nodes is None:

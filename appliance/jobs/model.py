@@ -11,6 +11,9 @@ import             (share decrypted in the HSM, checked against the dealer's com
 presign            presign -> sealed presignature (own HSM key each)
 sign               [presign ->] sign (with a stored presignature: sign only)
 =================  ==========================================================
+
+A FROST key (spec ``scheme`` schnorr-bip340 or ed25519): keygen is one phase (the FROST DKG,
+no aux-info); sign is one two-round FROST session per item (nonces made in the session).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from typing import Any
 from appliance.errors import ServiceError
 
 KEY_CHANGES = ("keygen", "refresh", "reshare", "import")  # prepared, then committed, then finalized
+ECDSA = "ecdsa-secp256k1"
+FROST_SCHEMES = ("schnorr-bip340", "ed25519")  # keygen and sign jobs of these run FROST
+
+
+def is_frost(spec_or_row: dict) -> bool:
+    """A job spec (keygen, sign) or key row of a FROST key (``scheme`` absent: ECDSA)."""
+    return spec_or_row.get("scheme", ECDSA) in FROST_SCHEMES
 MAX_SIGN_ITEMS = 100  # signatures in one sign job: PSBT inputs of ours (the decoder allows 100)
 
 
@@ -89,7 +99,7 @@ class JobRun:
     def phase_names(self) -> list[str]:
         k = self.kind
         if k == "keygen":
-            return ["keygen", "aux"]
+            return ["keygen"] if is_frost(self.spec) else ["keygen", "aux"]
         if k in ("refresh", "import"):
             return ["aux"]
         if k == "reshare":
@@ -102,7 +112,7 @@ class JobRun:
         out: list[str] = []
         for i in range(min(len(items), MAX_SIGN_ITEMS)):
             sfx = "" if i == 0 else f"/{i}"
-            if not (i == 0 and self.spec.get("presig_id")):
+            if not (i == 0 and self.spec.get("presig_id")) and not is_frost(self.spec):
                 out.append(f"presign{sfx}")
             out.append(f"sign{sfx}")
         return out

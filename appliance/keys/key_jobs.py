@@ -14,11 +14,12 @@ from appliance.ids import peer_path
 from appliance.jobs.authorization import mark_request_used
 from appliance.jobs.driver import SessionDriver
 from appliance.jobs.kinds import Cancel
-from appliance.jobs.model import JobFailed, JobRun, phase_sid
+from appliance.jobs.model import JobFailed, JobRun, is_frost, phase_sid
 from appliance.key_import import ImportBundleError, parse_bundle, share_context
-from appliance.keys import states
+from appliance.keys import frost_keys, states
 from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
+from appliance.policy import ECDSA, SCHEMES
 from appliance.pools.presign import PresignPool
 from appliance.pools.primes import PrimeSupply
 from appliance.ports import (NO_PROGRESS, IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ProgressSink,
@@ -28,6 +29,7 @@ from appliance.transport import PeerError
 from appliance.tss import wire
 from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.dealer import ImportError_, accept_share
+from appliance.tss.frost.dkg import FrostDkgParty
 from appliance.tss.group import SystemRNG
 from appliance.tss.keygen import KeygenParty
 from appliance.tss.keyshare import KeyShare
@@ -63,7 +65,12 @@ class KeyChangeJob:
         if kind in ("keygen", "import"):
             if self.key_store().get_key(str(spec["key_id"])) is not None:
                 raise ServiceError("key_exists", "key id already used")
-            if spec.get("paillier_bits") not in (2048, 3072):
+            if spec.get("scheme", ECDSA) not in SCHEMES or (kind == "import" and is_frost(spec)):
+                raise ServiceError("bad_job", "unknown scheme")
+            if is_frost(spec):
+                if spec.get("paillier_bits") != 0:
+                    raise ServiceError("bad_job", "a FROST key has no Paillier modulus (paillier_bits 0)")
+            elif spec.get("paillier_bits") not in (2048, 3072):
                 raise ServiceError("bad_job", "paillier_bits must be 2048 or 3072")
             if kind == "import":  # refused here, naming the problem, before anything is stored
                 await self.check_import_share(spec)
@@ -94,7 +101,9 @@ class KeyChangeJob:
         rng = SystemRNG()
         deadline = time.monotonic() + rt.config.job_timeout_s
         mark_request_used(self.replay(), spec)  # a key change runs once per signed request
-        if kind == "keygen":
+        if kind == "keygen" and is_frost(spec):
+            await self._frost_keygen(job, rng)
+        elif kind == "keygen":
             sid = phase_sid(job.job_id, "keygen")
             party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng)
             share = await self.driver.drive(job, sid, party)
@@ -115,6 +124,21 @@ class KeyChangeJob:
             job.result = _result(new)
         else:
             await self._reshare(job, rng, deadline)
+
+    async def _frost_keygen(self, job: JobRun, rng) -> None:
+        """The FROST DKG (FrostDkgParty: Feldman + proofs of knowledge, echo broadcast, signed
+        frames, shares encrypted to each recipient's HSM transport key); the FrostKeyShare
+        sealed and staged as a pending key, committed two-phase like an ECDSA key. No aux-info."""
+        rt, spec = self.rt, job.spec
+        sid = phase_sid(job.job_id, "keygen")
+        party = FrostDkgParty(sid, rt.index, job.parties, int(spec["threshold"]), spec["scheme"], self.signer(),
+                              rt.directory, rng)
+        share = await self.driver.drive(job, sid, party)
+        blob = await self.shares.seal(spec["key_id"], share)
+        self.key_store().put_pending_key(spec["key_id"], share.group_public_key, share.threshold,
+                                         share.participants, share.epoch, 0, blob, b"", scheme=share.scheme)
+        job.result = {"public_key": frost_keys.shown_public_key(share.scheme, share.group_public_key).hex(),
+                      "epoch": share.epoch, "fingerprint": share.public_fingerprint().hex()}
 
     async def _aux(self, job: JobRun, share: KeyShare, bits: int, rng, deadline: float, *,
                    refresh: bool = False) -> KeyShare:

@@ -21,7 +21,8 @@ from appliance.keys.key_jobs import KeyChangeJob
 from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
 from appliance.keys.lifecycle import check_allowed
 from appliance.keys.shares import ShareVault
-from appliance.policy import BITCOIN_NETWORKS, Approval, SignedRequest, check_approval, evaluate
+from appliance.policy import (BITCOIN_NETWORKS, DEFAULT_SCHEME, SCHEMES, Approval, SignedRequest, check_approval,
+                              evaluate)
 from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
 from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
@@ -35,6 +36,23 @@ from appliance.tss.reshare import OldKeyInfo
 log = logging.getLogger("appliance.node")
 
 TERMINAL = ("done", "failed", "signed", "cancelled", "rejected", "expired")
+
+
+def keygen_params(params: dict | None) -> dict:
+    """A signed request's params with ``scheme`` left out when it names the default (an ECDSA
+    keygen request may name it or not)."""
+    p = dict(params or {})
+    if p.get("scheme") == DEFAULT_SCHEME:
+        del p["scheme"]
+    return p
+
+
+def require_ecdsa(row: dict, what: str) -> None:
+    """``not_supported_for_scheme`` unless the key is an ECDSA key (FROST keys have no
+    refresh, reshare, BIP32 derivation or import yet: issue 16, later passes)."""
+    scheme = row.get("scheme", DEFAULT_SCHEME)
+    if scheme != DEFAULT_SCHEME:
+        raise ServiceError("not_supported_for_scheme", f"{what} is not supported for a {scheme} key yet")
 
 
 def key_context(row: dict, path: str | None) -> payloads.KeyContext:
@@ -62,22 +80,31 @@ class KeyService:
     # -- client requests ------------------------------------------------------------------
 
     async def create(self, user, threshold: Any, node_ids: Any = None, paillier_bits: Any = None,
-                     request: Any = None) -> Created:
-        """A DKG, once the signed request (action keygen, params {threshold, nodes?}) meets the
-        policy's key-change quorum (else a pending operation waiting for admin approvals)."""
+                     request: Any = None, scheme: Any = None) -> Created:
+        """A DKG, once the signed request (action keygen, params {threshold, nodes?, scheme?})
+        meets the policy's key-change quorum (else a pending operation waiting for admin
+        approvals). ``scheme``: ecdsa-secp256k1 (CGGMP DKG + aux-info, the default) or
+        schnorr-bip340 / ed25519 (FROST DKG, no Paillier); the signed params name a scheme
+        other than the default (absent, or the default, for an ECDSA key)."""
         self._key_params(threshold, node_ids)
+        scheme = DEFAULT_SCHEME if scheme is None else scheme
+        if scheme not in SCHEMES:
+            raise ServiceError("bad_scheme", f"scheme must be one of {', '.join(SCHEMES)}")
         bits = self.rt.config.paillier_bits if paillier_bits is None else paillier_bits
         if bits not in (2048, 3072):
             raise ServiceError("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
         params = {"threshold": threshold, **({"nodes": node_ids} if node_ids is not None else {})}
-        body = {"threshold": threshold, "nodes": node_ids, "paillier_bits": bits}
+        if scheme != DEFAULT_SCHEME:
+            params["scheme"] = scheme
+            bits = 0  # no aux-info for a FROST key
+        body = {"threshold": threshold, "nodes": node_ids, "paillier_bits": bits, "scheme": scheme}
         view, sr = await self._key_operation(user, "keygen", None, params, request, body)
         if view is not None:
             return view
         return Created(await self._launch("keygen", user.id, sr, [], body), True)
 
     async def refresh(self, user, key_id: str, request: Any = None) -> Created:
-        self.shares.active_key(key_id)
+        require_ecdsa(self.shares.active_key(key_id), "refresh")
         view, sr = await self._key_operation(user, "refresh", key_id, {}, request, {})
         if view is not None:
             return view
@@ -104,6 +131,7 @@ class KeyService:
         shares are deleted only once every new member has confirmed (commit)."""
         rt = self.rt
         row = self.shares.active_key(key_id)
+        require_ecdsa(row, "reshare")
         if not isinstance(threshold, int) or isinstance(threshold, bool):
             raise ServiceError("bad_threshold", "threshold must be an integer")
         if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
@@ -179,7 +207,7 @@ class KeyService:
         rt = self.rt
         sr = signed_request(self.recorder, request, user)
         r = sr.request
-        if r.action != action or r.key_id != key_id or (r.params or {}) != params:
+        if r.action != action or r.key_id != key_id or keygen_params(r.params) != params:
             raise ServiceError("request_mismatch", "the body differs from the signed request "
                                "(action, key_id or params)")
         first = await self._first_operation(user, sr)
@@ -259,7 +287,8 @@ class KeyService:
                                    missing_nodes=rt.node_ids(missing))
             key_id = new_id("key_id")
             spec = {"job_id": job_id, "kind": "keygen", "key_id": key_id, "parties": parties,
-                    "threshold": body["threshold"], "paillier_bits": body["paillier_bits"]}
+                    "threshold": body["threshold"], "paillier_bits": body["paillier_bits"],
+                    "scheme": body.get("scheme", DEFAULT_SCHEME)}
         elif kind in LIFECYCLE_KINDS:
             key_id = sr.request.key_id
             row = self.shares.known_key(key_id)
@@ -448,6 +477,7 @@ class KeyService:
 
     def derive(self, key_id: str, path: Any) -> dict:
         row = self.shares.known_key(key_id)
+        require_ecdsa(row, "BIP32 derivation")
         if not row.get("chain_code"):
             raise ServiceError("no_chain_code", "this key has no chain code")
         try:
@@ -462,6 +492,7 @@ class KeyService:
 
     def address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
         row = self.shares.known_key(key_id)
+        require_ecdsa(row, "GET address (see GET /v1/keys/{key_id}: p2tr)")
         if kind not in ("p2wpkh", "eth"):
             raise ServiceError("bad_kind", "kind must be p2wpkh or eth")
         net = network or self.rt.policy.rule_for(key_id).network

@@ -7,9 +7,12 @@ import time
 
 from appliance import formats
 from appliance.errors import ServiceError
+from appliance.keys import frost_keys
+from appliance.policy import ECDSA
 from appliance.ports import KeyStore, Late, Sealer
 from appliance.runtime import Runtime
 from appliance.sealed import SealContext
+from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.keyshare import KeyShare
 
 SHARE_CACHE_S = 300.0
@@ -64,6 +67,12 @@ class ShareVault:
             "status": row["status"],
             "created": row["created"],
         }
+        scheme = row.get("scheme", ECDSA)
+        if scheme != ECDSA:  # FROST: the key as its chain shows it (appliance/keys/frost_keys.py)
+            if row["public_key"]:
+                out.update(frost_keys.key_fields(scheme, row["public_key"],
+                                                 self.rt.policy.rule_for(row["key_id"]).network))
+            return out
         if row["public_key"]:
             out.update(self.key_formats(row["key_id"], row["public_key"]))
         return out
@@ -71,8 +80,9 @@ class ShareVault:
     def key_formats(self, key_id: str, public_key: bytes) -> dict:
         return formats.public_key_formats(public_key, self.rt.policy.rule_for(key_id).network)
 
-    async def load(self, row: dict) -> KeyShare:
-        """The key's share at its current epoch, unsealed by the HSM."""
+    async def load(self, row: dict) -> KeyShare | FrostKeyShare:
+        """The key's share at its current epoch, unsealed by the HSM (a FrostKeyShare for a
+        schnorr-bip340 or ed25519 key)."""
         rt = self.rt
         ck = (row["key_id"], row["epoch"])
         hit = self._cache.get(ck)
@@ -80,13 +90,16 @@ class ShareVault:
             return hit[1]
         ctx = SealContext("share", key_id=row["key_id"], epoch=row["epoch"])
         data = await self.hsm().unseal_async(ctx, self.key_store().share_blob(row["key_id"], row["epoch"]))
-        share = await rt.cpu_call(KeyShare.from_bytes, data)
+        decode = FrostKeyShare.from_bytes if row.get("scheme", ECDSA) != ECDSA else KeyShare.from_bytes
+        share = await rt.cpu_call(decode, data)
+        if getattr(share, "scheme", ECDSA) != row.get("scheme", ECDSA):
+            raise ServiceError("sealed_data_corrupt", "the key's share is of another scheme than its record")
         del data
         self.forget(row["key_id"])
         self._cache[ck] = (time.monotonic(), share)
         return share
 
-    async def seal(self, key_id: str, share: KeyShare) -> bytes:
+    async def seal(self, key_id: str, share: KeyShare | FrostKeyShare) -> bytes:
         return await self.hsm().seal_async(SealContext("share", key_id=key_id, epoch=share.epoch),
                                            share.to_bytes())
 

@@ -13,7 +13,7 @@ from typing import Callable
 from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.ids import new_id
-from appliance.jobs.model import JobFailed
+from appliance.jobs.model import JobFailed, is_frost
 from appliance.ports import KeyStore, Late, PresignatureStore, Sealer
 from appliance.runtime import Runtime
 
@@ -71,7 +71,8 @@ class PresignPool:
     async def _round(self, target: int) -> None:
         rt = self.rt
         for row in self.key_store().list_keys("active"):
-            if rt.index not in row["participants"] or row["paillier_bits"] == 0:
+            if rt.index not in row["participants"] or row["paillier_bits"] == 0 or is_frost(row):
+                # a FROST key (schnorr-bip340, ed25519) signs with nonces made in its sign job
                 continue
             t = row["threshold"]
             for s in itertools.combinations(sorted(row["participants"]), t):

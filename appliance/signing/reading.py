@@ -9,10 +9,12 @@ import functools
 from typing import Any
 
 from appliance import payloads
+from appliance.jobs.model import is_frost
 from appliance.keys.service import key_context
 from appliance.policy import path_matches
 from appliance.ports import Late, ReplayStore
 from appliance.runtime import Runtime
+from appliance.signing import schnorr
 
 
 class PayloadReader:
@@ -22,7 +24,11 @@ class PayloadReader:
 
     async def decode(self, row: dict, *, digest: str | None, payload: Any, payload_type: str | None,
                      path: str, network: str | None):
-        """Decode a request's digest or payload for this node's copy of the key."""
+        """Decode a request's digest or payload for this node's copy of the key (a FROST key's:
+        :func:`appliance.signing.schnorr.decode`)."""
+        if is_frost(row):
+            return schnorr.decode(row, digest=digest, payload=payload if digest is None else None,
+                                  payload_type=payload_type if digest is None else None, path=path)
         net = network or self.rt.policy.rule_for(row["key_id"]).network
         fn = functools.partial(payloads.decode_request, key_context(row, path),
                                digest=digest, payload=payload if digest is None else None,

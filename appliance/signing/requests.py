@@ -28,7 +28,7 @@ from appliance.cluster.quarantine import QuarantineService
 from appliance.errors import ApplianceError, PolicyDenied, ServiceError
 from appliance.logs import get_logger
 from appliance.ids import is_id, new_id, peer_path
-from appliance.jobs.model import JobFailed
+from appliance.jobs.model import JobFailed, is_frost
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
@@ -38,7 +38,7 @@ from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
-from appliance.signing import states
+from appliance.signing import schnorr, states
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
 from appliance.storage import ConflictError
@@ -335,20 +335,28 @@ class SignRequests:
         self.pool.signed()
         try:
             r = sr.request
-            items = [{"digest": it.digest.hex(), "tweak": format(it.tweak, "x")} for it in dec.items]
+            frost = is_frost(row)
+            if frost:  # FROST: the exact bytes signed (any length for Ed25519), no tweak
+                items = [{"message": it.digest.hex()} for it in dec.items]
+                first = r.digest or hashlib.sha256(dec.items[0].digest).hexdigest()
+            else:
+                items = [{"digest": it.digest.hex(), "tweak": format(it.tweak, "x")} for it in dec.items]
+                first = items[0]["digest"]
             spec = {"job_id": new_id("job_id"), "kind": "sign", "key_id": row["key_id"], "parties": signers,
-                    "epoch": row["epoch"], "digest": items[0]["digest"], "items": items,
+                    "epoch": row["epoch"], "digest": first, "items": items,
                     "coordinator": rt.index, "request_id": rid, "actor": actor,
                     "policy_hash": rt.policy.hash, "request": sr.to_json(),
                     "approvals": [a.to_json() for a in approvals], "derivation_path": r.derivation_path}
             if r.payload_type is not None:
                 spec.update(payload=payload, payload_type=r.payload_type)
+            if frost:
+                spec["scheme"] = row["scheme"]
             try:  # one signer set per request, cluster-wide (appliance/request_use.py)
                 spec[USE_MARKS] = await self.request_use.reserve_everywhere(sr, row, signers)
             except RequestUseRefused as exc:
                 raise JobFailed(exc) from None
             self._coordinator_fault(spec, r)
-            if rt.index in signers:
+            if rt.index in signers and not frost:
                 # spent durably here, before anything of it is used
                 taken = self.presigs().take_any_presignature(row["key_id"], signers, row["epoch"])
             if taken is not None:
@@ -364,12 +372,16 @@ class SignRequests:
                 result = await self.coordinate(spec, items=dec)
             if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
                 self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
-            sigs = [ecdsa.Signature.from_der(bytes.fromhex(d["der"]), recovery_id=d["recovery_id"])
-                    for d in result["signatures"]]
             stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
                       "public_key": dec.items[0].public_key.hex(), "result": None}
-            if dec.payload_type != "digest":
-                stored["result"] = payloads.assemble(dec, sigs)
+            if frost:
+                sigs = [bytes.fromhex(d["sig"]) for d in result["signatures"]]
+                stored["result"] = schnorr.signed_result(dec, sigs)
+            else:
+                sigs = [ecdsa.Signature.from_der(bytes.fromhex(d["der"]), recovery_id=d["recovery_id"])
+                        for d in result["signatures"]]
+                if dec.payload_type != "digest":
+                    stored["result"] = payloads.assemble(dec, sigs)
             self._move(rid, states.SIGNING, "sign", conditional=False, signature=stored)
             rt.metrics.sign_request_completed("signed")
             self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
@@ -400,8 +412,11 @@ class SignRequests:
             spec["approvals"] = self.statements().last_approvals(spec["request_id"])
         elif fault == "substitute-digest":
             for it in spec["items"][:1]:
-                it["digest"] = fault_digest(it["digest"])
-            spec["digest"] = spec["items"][0]["digest"]
+                if "message" in it:  # a FROST key's item: another message
+                    it["message"] = fault_digest(hashlib.sha256(bytes.fromhex(it["message"])).hexdigest())
+                else:
+                    it["digest"] = fault_digest(it["digest"])
+                    spec["digest"] = it["digest"]
 
     # -- reading ----------------------------------------------------------------------------
 

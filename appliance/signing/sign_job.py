@@ -13,14 +13,19 @@ from appliance.errors import PolicyDenied, ServiceError
 from appliance.jobs.authorization import CheckedRequest, mark_request_used
 from appliance.jobs.driver import SessionDriver
 from appliance.jobs.kinds import Cancel
-from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, phase_sid
+from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, is_frost, phase_sid
+from appliance.keys import frost_keys
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
 from appliance.recorder import Recorder
 from appliance.ports import IdentitySigner, KeyStore, Late, PresignatureStore, ReplayStore, Sealer
 from appliance.runtime import Runtime
+from appliance.policy import ECDSA
+from appliance.signing import schnorr
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.tss import ecdsa
+from appliance.tss.frost.keyshare import FrostKeyShare
+from appliance.tss.frost.sign import FrostSignParty
 from appliance.tss.group import SystemRNG
 from appliance.tss.presign import Presignature, PresignParty
 from appliance.tss.sign import SignParty
@@ -65,10 +70,16 @@ class SignJob:
         ok, code, message = self.reader.tx_check(spec["key_id"], dec)
         if not ok:
             raise refuse(PolicyDenied(code, message), dig)
+        if spec.get("scheme", ECDSA) != row.get("scheme", ECDSA):
+            raise refuse(ServiceError("bad_job", "the job's scheme is not the key's"), dig)
         try:
             items = spec.get("items") or []
-            payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
-                                           [int(str(it.get("tweak", "0")), 16) for it in items])
+            if is_frost(row):  # the exact bytes this node signs, as it decoded them itself
+                if [bytes.fromhex(str(it.get("message"))) for it in items] != dec.digests:
+                    raise payloads.DigestMismatch("the coordinator's messages differ from this node's")
+            else:
+                payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
+                                               [int(str(it.get("tweak", "0")), 16) for it in items])
         except (payloads.DigestMismatch, AttributeError, TypeError, ValueError) as exc:
             code = getattr(exc, "code", "digest_mismatch")
             raise refuse(ServiceError(code, "the coordinator's digests or tweaks are not the ones this "
@@ -100,6 +111,9 @@ class SignJob:
         if dec is None:
             raise JobFailed(PolicyDenied("bad_request", "a sign job without a checked request"))
         items = list(dec.items)[:MAX_SIGN_ITEMS]
+        if is_frost(row):
+            await self._run_frost(job, share, items, rng)
+            return
 
         async def presign_for(i: int):
             if i == 0 and spec.get("presig_id"):
@@ -127,6 +141,28 @@ class SignJob:
             sigs.append(await self.driver.drive(job, sid, party))
         job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
 
+    async def _run_frost(self, job: JobRun, share: FrostKeyShare, items: list, rng) -> None:
+        """FROST signing, one two-round session per item: each party's nonces are made in its
+        session (FrostSignParty -> new_nonces), held in memory only and consumed once by its
+        round-2 share, so no crash, restart or database restore can bring one back (nothing of
+        a nonce is ever stored). Each party computes the binding factors itself from the
+        message it decoded and the echoed commitment list, refuses a session whose message or
+        signer set differs (setup hash), checks every share against its signer's verification
+        share (a bad one names its sender: ProtocolAbort -> protocol_abort with culprits) and
+        verifies the aggregate. The pre-committed, HSM-sealed nonce pool of issue 16 is a
+        later step."""
+        rt, spec = self.rt, job.spec
+        mark_request_used(self.replay(), spec, job.dec.facts.amounts)  # durably, before a share leaves
+        root = frost_keys.merkle_root(share.scheme)
+        sigs = []
+        for i, it in enumerate(items):
+            sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
+            party = FrostSignParty(sid, share, job.parties, it.digest, self.signer(), rt.directory, rng,
+                                   merkle_root=root)
+            sigs.append(await self.driver.drive(job, sid, party))
+        views = [{"sig": sig.hex()} for sig in sigs]
+        job.result = {"signature": views[0], "signatures": views}
+
     def prepare(self, job: JobRun) -> None:
         return None
 
@@ -144,6 +180,15 @@ class SignJob:
         if len(seen) != 1:
             raise JobFailed(ServiceError("inconsistent_result", "the signers produced different signatures"))
         sig_dicts = [dict(t) for t in next(iter(seen))]
+        if is_frost(spec):  # verified before release: coincurve (BIP340), cryptography (Ed25519)
+            dec = job.dec
+            if dec is None or len(dec.items) != len(sig_dicts):
+                raise JobFailed(ServiceError("inconsistent_result", "wrong number of signatures"))
+            for it, sig in zip(dec.items, sig_dicts):
+                if not schnorr.verify(spec["scheme"], it.public_key, it.digest, bytes.fromhex(sig.get("sig", ""))):
+                    raise JobFailed(ServiceError("combined_signature_invalid",
+                                                 "the combined signature does not verify"))
+            return {"signature": sig_dicts[0], "signatures": sig_dicts}
         if job.dec is not None:
             checks = [(it.public_key, it.digest) for it in job.dec.items]
         else:

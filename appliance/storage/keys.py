@@ -173,9 +173,9 @@ class KeyStatusRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, key_id: str, status: str, paillier_bits: int) -> None:
-        self.db.execute("INSERT INTO node_keys (key_id, status, paillier_bits, updated) VALUES (?,?,?,?)",
-                        (key_id, status, paillier_bits, self.db.now()))
+    def add(self, key_id: str, status: str, paillier_bits: int, scheme: str = "ecdsa-secp256k1") -> None:
+        self.db.execute("INSERT INTO node_keys (key_id, status, paillier_bits, updated, scheme) VALUES (?,?,?,?,?)",
+                        (key_id, status, paillier_bits, self.db.now(), scheme))
 
     def set_status(self, key_id: str, status: str, *, clear_pending_epoch: bool = False) -> None:
         sql = "UPDATE node_keys SET status=?, updated=?" + (", pending_epoch=NULL" if clear_pending_epoch else "")
@@ -193,14 +193,14 @@ class KeyStatusRepository:
         row = self.db.one("SELECT pending_epoch FROM node_keys WHERE key_id=?", (key_id,))
         return row[0] if row else None
 
-    def meta(self, key_id: str) -> tuple[str, int] | None:
-        """(status, paillier_bits), or None for a key the node has no status of."""
-        row = self.db.one("SELECT status, paillier_bits FROM node_keys WHERE key_id=?", (key_id,))
-        return (row[0], row[1]) if row else None
+    def meta(self, key_id: str) -> tuple[str, int, str] | None:
+        """(status, paillier_bits, scheme), or None for a key the node has no status of."""
+        row = self.db.one("SELECT status, paillier_bits, scheme FROM node_keys WHERE key_id=?", (key_id,))
+        return (row[0], row[1], row[2]) if row else None
 
-    def all_meta(self) -> dict[str, tuple[str, int]]:
-        return {r[0]: (r[1], r[2]) for r in
-                self.db.query("SELECT key_id, status, paillier_bits FROM node_keys")}
+    def all_meta(self) -> dict[str, tuple[str, int, str]]:
+        return {r[0]: (r[1], r[2], r[3]) for r in
+                self.db.query("SELECT key_id, status, paillier_bits, scheme FROM node_keys")}
 
     def with_status(self, status: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT key_id FROM node_keys WHERE status=?", (status,))]

@@ -248,6 +248,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         """INSERT OR IGNORE INTO key_versions (key_id, epoch, created)
                SELECT key_id, epoch, min(created_at) FROM key_secrets GROUP BY key_id, epoch""",
     ]),
+    ("node: each key's signature scheme (ecdsa-secp256k1, schnorr-bip340, ed25519)", [
+        "ALTER TABLE node_keys ADD COLUMN scheme TEXT NOT NULL DEFAULT 'ecdsa-secp256k1'",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

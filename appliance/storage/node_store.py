@@ -74,12 +74,16 @@ class NodeStore:
     # -- keys -------------------------------------------------------------------------
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
-                        epoch: int, bits: int, blob: bytes, chain_code: bytes) -> None:
+                        epoch: int, bits: int, blob: bytes, chain_code: bytes,
+                        scheme: str = "ecdsa-secp256k1") -> None:
+        """``public_key``: SEC1 compressed for ECDSA; for a FROST key its group element as
+        the ciphersuite encodes it (33-byte SEC1 P for BIP340, 32 bytes for Ed25519); a FROST
+        key has no Paillier modulus (``bits`` 0) and no chain code (empty)."""
         with self.database.tx():
             self.core.put_key(key_id, threshold=threshold, participants=participants,
                               public_key=public_key, chain_code=chain_code, epoch=epoch)
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
-            self.key_status.add(key_id, "pending", bits)
+            self.key_status.add(key_id, "pending", bits, scheme)
             self.versions.created(key_id, epoch)
 
     def set_key_status(self, key_id: str, status: str) -> None:
@@ -261,11 +265,11 @@ class NodeStore:
         return [self._key_dict(rec, meta.get(rec.key_id)) for rec in recs]
 
     @staticmethod
-    def _key_dict(rec, meta: tuple[str, int] | None) -> dict:
+    def _key_dict(rec, meta: tuple[str, int, str] | None) -> dict:
         return {"key_id": rec.key_id, "public_key": rec.public_key, "threshold": rec.threshold,
                 "participants": list(rec.participants), "epoch": rec.epoch, "chain_code": rec.chain_code,
                 "created": rec.created_at, "status": meta[0] if meta else "unknown",
-                "paillier_bits": meta[1] if meta else 0}
+                "paillier_bits": meta[1] if meta else 0, "scheme": meta[2] if meta else "ecdsa-secp256k1"}
 
     # -- operations -------------------------------------------------------------------
 

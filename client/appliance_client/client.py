@@ -210,11 +210,13 @@ class ApplianceClient:
                 raise TimeoutError(f"operation {operation_id} still {op['status']}")
 
     async def create_key(self, threshold: int, nodes: list[str] | None = None, *,
-                         paillier_bits: int | None = None, timeout: float = 600.0,
-                         on_progress: ProgressCallback | None = None) -> dict:
+                         scheme: str = "ecdsa-secp256k1", paillier_bits: int | None = None,
+                         timeout: float = 600.0, on_progress: ProgressCallback | None = None) -> dict:
         """Run a DKG and wait for it: ``key_id``, ``public_key`` (hex), ``threshold``, ``nodes``...
-        ``on_progress``: as :meth:`wait_operation`."""
-        op = await self.start_key_creation(threshold, nodes, paillier_bits=paillier_bits)
+        ``scheme``: ``ecdsa-secp256k1`` (CGGMP), ``schnorr-bip340`` or ``ed25519`` (FROST; then
+        ``public_key`` is 32 bytes: for BIP340 the x-only Taproot output key, api/README.md
+        Schemes). ``on_progress``: as :meth:`wait_operation`."""
+        op = await self.start_key_creation(threshold, nodes, scheme=scheme, paillier_bits=paillier_bits)
         op = await self.wait_operation(op["operation_id"], timeout, on_progress=on_progress)
         result = op.get("result") or {}
         key = dict(result.get("key") or {})
@@ -224,15 +226,19 @@ class ApplianceClient:
         return key
 
     async def start_key_creation(self, threshold: int, nodes: list[str] | None = None, *,
-                                 paillier_bits: int | None = None) -> dict:
+                                 scheme: str = "ecdsa-secp256k1", paillier_bits: int | None = None) -> dict:
         """Ask for a DKG and return its operation at once (``operation_id``, ``status``:
-        ``pending`` while it waits for the admin quorum: :meth:`approve_operation`)."""
+        ``pending`` while it waits for the admin quorum: :meth:`approve_operation`). The
+        signed request's params carry ``scheme`` unless it is the default."""
         body: dict[str, Any] = {"threshold": threshold}
         if nodes is not None:
             body["nodes"] = nodes
         if paillier_bits is not None:
             body["paillier_bits"] = paillier_bits
-        params = {"threshold": threshold, **({"nodes": nodes} if nodes is not None else {})}
+        params: dict[str, Any] = {"threshold": threshold, **({"nodes": nodes} if nodes is not None else {})}
+        if scheme != "ecdsa-secp256k1":
+            body["scheme"] = scheme
+            params["scheme"] = scheme
         return await self._signed_post("/v1/keys", body, action="keygen", params=params)
 
     async def list_keys(self) -> list[dict]:

@@ -28,6 +28,10 @@ PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712", "message", "eip191")
 #: messages (``message``: SHA-256, ``eip191``: personal_sign) only where a rule names them
 TRANSACTION_TYPES = ("psbt", "eth_tx", "eip712")
 BITCOIN_NETWORKS = ("mainnet", "testnet", "signet", "regtest")
+#: a key's signature scheme: CGGMP ECDSA, or FROST Schnorr (BIP340 Taproot, Ed25519)
+ECDSA, BIP340, ED25519 = "ecdsa-secp256k1", "schnorr-bip340", "ed25519"
+SCHEMES = (ECDSA, BIP340, ED25519)
+DEFAULT_SCHEME = ECDSA
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 HEX32 = re.compile(r"^[0-9a-f]{64}$")

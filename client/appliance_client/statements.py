@@ -21,10 +21,12 @@ from appliance_client.grammar import (
     BITCOIN_NETWORKS,
     CERT_UPDATE_TYPE,
     DECISIONS,
+    DEFAULT_SCHEME,
     HEX32,
     NONCE,
     PAYLOAD_TYPES,
     REQUEST_TYPE,
+    SCHEMES,
     SIGN,
     PolicyError,
     canonical_ok,
@@ -55,8 +57,13 @@ def _check_params(action: str, params: Any) -> dict | None:
     if not isinstance(params, dict):
         raise PolicyError(f"a {action} request has params (an object)")
     canonical_ok(params, "params")
+    if action == "keygen":  # scheme: absent for ecdsa-secp256k1 (the default); signed when given
+        only_fields(params, ("threshold", "nodes", "scheme"), "keygen params")
+        want(params.get("scheme", DEFAULT_SCHEME) in SCHEMES,
+             f"params.scheme must be one of {', '.join(SCHEMES)}")
     if action in ("keygen", "reshare"):
-        only_fields(params, ("threshold", "nodes"), f"{action} params")
+        if action == "reshare":
+            only_fields(params, ("threshold", "nodes"), f"{action} params")
         check_int(params.get("threshold"), "params.threshold", 1, 1000)
         nodes = params.get("nodes")
         if nodes is not None:

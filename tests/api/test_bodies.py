@@ -117,8 +117,8 @@ class FakeKeys:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    async def create(self, user, threshold, nodes, paillier_bits, request=None) -> Created:
-        self.calls.append((threshold, nodes, paillier_bits, request))
+    async def create(self, user, threshold, nodes, paillier_bits, request=None, scheme=None) -> Created:
+        self.calls.append((threshold, nodes, paillier_bits, request) + ((scheme,) if scheme else ()))
         return Created({"operation_id": "op_" + "0" * 24, "status": "pending"}, True)
 
 
@@ -138,6 +138,17 @@ def test_a_float_paillier_bits_is_refused_at_the_edge_not_handed_to_the_service(
     ok = FakeRequest({"threshold": 2, "paillier_bits": 2048, "request": SIGNED}, app={NODE_KEY: node})
     assert asyncio.run(errors_middleware(ok, client.create_key)).status == 202
     assert node.keys.calls == [(2, None, 2048, SIGNED)]
+
+
+def test_an_unknown_scheme_is_refused_at_the_edge_with_bad_scheme():
+    node = FakeNode()
+    req = FakeRequest({"threshold": 2, "scheme": "schnorr", "request": SIGNED}, app={NODE_KEY: node})
+    resp = asyncio.run(errors_middleware(req, client.create_key))
+    assert (resp.status, json.loads(resp.body)["error"]["code"]) == (400, "bad_scheme")
+    assert node.keys.calls == []
+    ok = FakeRequest({"threshold": 2, "scheme": "ed25519", "request": SIGNED}, app={NODE_KEY: node})
+    assert asyncio.run(errors_middleware(ok, client.create_key)).status == 202
+    assert node.keys.calls == [(2, None, None, SIGNED, "ed25519")]
 
 
 # ---------------------------------------------------------------------------------------

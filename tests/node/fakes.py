@@ -311,10 +311,12 @@ class FakeKeys:
                 for (kid, epoch) in sorted(self.shares) if kid == key_id]
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
-                        epoch: int, bits: int, blob: bytes, chain_code: bytes) -> None:
+                        epoch: int, bits: int, blob: bytes, chain_code: bytes,
+                        scheme: str = "ecdsa-secp256k1") -> None:
         self.rows[key_id] = {"key_id": key_id, "public_key": public_key, "threshold": threshold,
                              "participants": list(participants), "epoch": epoch, "chain_code": chain_code,
-                             "created": time.time(), "status": "pending", "paillier_bits": bits}
+                             "created": time.time(), "status": "pending", "paillier_bits": bits,
+                             "scheme": scheme}
         self.shares[(key_id, epoch)] = blob
 
     def put_pending_share(self, key_id: str, epoch: int, blob: bytes) -> None:

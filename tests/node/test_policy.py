@@ -602,3 +602,21 @@ def test_payload_hash_conventions():
     for bad in (("psbt", "not base64!"), ("eth_tx", "zz"), ("bogus", b""), ("psbt", 5)):
         with pytest.raises(PolicyError):
             P.payload_hash(*bad)
+
+
+def test_a_keygen_request_signs_its_scheme_and_only_a_known_one(keys, pol):
+    """issue 16: keygen params carry ``scheme`` (absent: ecdsa-secp256k1); an unknown scheme,
+    or a scheme on a reshare, is refused by the grammar with its message."""
+    for scheme in ("ecdsa-secp256k1", "schnorr-bip340", "ed25519"):
+        kg = make_request(keys["admin"], cluster_id=pol.cluster_id, policy_hash=pol.hash, initiator="admin", now=NOW,
+                          ttl_s=60, action="keygen", params={"threshold": 2, "scheme": scheme})
+        assert kg.request.params["scheme"] == scheme and not evaluate(pol, kg, [], NOW).denied
+    with pytest.raises(PolicyError) as ei:
+        make_request(keys["admin"], cluster_id=pol.cluster_id, policy_hash=pol.hash, initiator="admin", now=NOW,
+                     ttl_s=60, action="keygen", params={"threshold": 2, "scheme": "schnorr"})
+    assert str(ei.value) == "params.scheme must be one of ecdsa-secp256k1, schnorr-bip340, ed25519"
+    with pytest.raises(PolicyError) as ei:
+        make_request(keys["admin"], cluster_id=pol.cluster_id, policy_hash=pol.hash, initiator="admin", now=NOW,
+                     ttl_s=60, action="reshare", key_id="k", params={"threshold": 2, "nodes": ["a", "b"],
+                                                                      "scheme": "ed25519"})
+    assert "scheme" in str(ei.value)
