@@ -59,7 +59,8 @@ def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
                    network: str = "mainnet", require_non_witness_utxo: bool = True) -> DecodedPayload:
     """Decode ``payload`` of ``payload_type`` (``psbt``: base64; ``eth_tx``: hex of the
     unsigned transaction; ``eip712``: the typed-data object; ``message`` and ``eip191``: the
-    text, see :mod:`appliance.payloads.message`) for ``key``.
+    text, see :mod:`appliance.payloads.message`; ``sol_tx``: base64 of a Solana message, for
+    an ``ed25519`` key) for ``key``.
 
     ``network`` names the Bitcoin network of a PSBT (a PSBT does not say; addresses and the
     ``allowed_networks`` rule use it). Raises :class:`PayloadError`."""
@@ -82,6 +83,10 @@ def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
         from appliance.payloads.message import decode_message
 
         return decode_message(payload_type, payload, key)
+    if payload_type == "sol_tx":
+        from appliance.payloads.solana import decode_sol_tx
+
+        return decode_sol_tx(payload, key)
     raise PayloadError("bad_payload_type",
                        f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
 
@@ -158,7 +163,8 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
     ``psbt``: ``{"psbt", "complete", "tx_hex"?, "txid"?}``; ``eth_tx``: ``{"raw_tx",
     "tx_hash", "v", "r", "s"}``; ``eip712``: ``{"signature", "r", "s", "v"}``; ``message``:
     the signature dict and ``message_sha256``; ``eip191``: ``{"signature", "r", "s", "v",
-    "address"}``; ``digest``: the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
+    "address"}``; ``sol_tx``: ``{"signature", "signature_hex", "signer", "complete",
+    "transaction"}`` (signatures: 64-byte Ed25519 bytes); ``digest``: the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
     if decoded.payload_type == "psbt":
         from appliance.payloads.psbt import assemble_psbt
 
@@ -175,6 +181,10 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
         from appliance.payloads.message import assemble_message
 
         return assemble_message(decoded, signatures)
+    if decoded.payload_type == "sol_tx":
+        from appliance.payloads.solana import assemble_sol_tx
+
+        return assemble_sol_tx(decoded, signatures)
     if decoded.payload_type == DIGEST:
         if len(signatures) != 1:
             raise SignatureMismatch("a digest takes exactly one signature")
