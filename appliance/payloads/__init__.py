@@ -42,8 +42,12 @@ from appliance.payloads.rules import (
     policy_facts,
 )
 from appliance.payloads.types import (
+    BIP340,
     DIGEST,
+    ECDSA,
+    ED25519,
     PAYLOAD_TYPES,
+    SCHEMES,
     TRANSACTION_TYPES,
     DecodedPayload,
     KeyContext,
@@ -51,6 +55,7 @@ from appliance.payloads.types import (
     SigningItem,
     Transfer,
     TxFacts,
+    taproot_output_key,
 )
 from appliance.tss import ecdsa
 
@@ -137,6 +142,16 @@ def decode_request(key: Any, *, digest: Any = None, payload: Any = None,
                           require_non_witness_utxo=require_non_witness_utxo)
 
 
+def decode_psbt_keys(payload: Any, keys: Sequence[KeyContext], *, network: str = "mainnet",
+                     require_non_witness_utxo: bool = True) -> dict[int, DecodedPayload]:
+    """One PSBT for several keys (an ECDSA key's P2WPKH inputs, a schnorr-bip340 key's P2TR
+    inputs): ``{position in keys: DecodedPayload}`` for each key with inputs to sign; see
+    :func:`appliance.payloads.psbt.decode_psbt_keys`."""
+    from appliance.payloads.psbt import decode_psbt_keys as decode
+
+    return decode(payload, keys, network=network, require_non_witness_utxo=require_non_witness_utxo)
+
+
 def check_claimed_digests(decoded: DecodedPayload, claimed: Sequence[Any] | bytes | str,
                           claimed_tweaks: Sequence[int] | None = None) -> None:
     """Raise :class:`DigestMismatch` unless ``claimed`` (what a coordinator or client says we
@@ -197,7 +212,11 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
 
 __all__ = [
     "ADDRESS_KINDS",
+    "BIP340",
     "DIGEST",
+    "ECDSA",
+    "ED25519",
+    "SCHEMES",
     "PAYLOAD_TYPES",
     "TRANSACTION_TYPES",
     "AssetLimit",
@@ -219,6 +238,7 @@ __all__ = [
     "check_claimed_digests",
     "decode_digest",
     "decode_payload",
+    "decode_psbt_keys",
     "decode_request",
     "eth_address",
     "evaluate_tx_rules",
@@ -226,4 +246,5 @@ __all__ = [
     "p2pkh_address",
     "p2wpkh_address",
     "policy_facts",
+    "taproot_output_key",
 ]
