@@ -60,10 +60,12 @@ def test_sighash_refuses_bad_hash_types_and_single_without_output():
         psbt_taproot.sighash(tx, 0, spent, 0x04)
     assert (e.value.code, e.value.message) == ("sighash_not_allowed", "0x04 is not a BIP341 hash type")
     assert len(tx.vout) == 2
-    with pytest.raises(P.PayloadError) as e:  # python-bitcointx would index past the outputs
-        psbt_taproot.sighash(tx, 3, spent, 0x03)
+    # input 2 has no output 2: python-bitcointx 1.1.5 checks ``outIdx > len(vout)`` and raises
+    # IndexError here (an off-by-one); BIP341 says fail
+    with pytest.raises(P.PayloadError) as e:
+        psbt_taproot.sighash(tx, 2, spent, 0x03)
     assert (e.value.code, e.value.message) == ("sighash_not_allowed",
-                                               "input 3: SIGHASH_SINGLE without a matching output")
+                                               "input 2: SIGHASH_SINGLE without a matching output")
 
 
 # ---------------------------------------------------------------------------------------
