@@ -300,6 +300,8 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
         inputs.append(rec)
         if prev is None:
             warnings.append(f"input {i} carries no previous output: its amount and the fee are unknown")
+            if key.scheme == BIP340 and psbt_taproot.tap_fields(inp, i).internal_key == key.public_key:
+                raise PayloadError("missing_utxo", f"input {i} is ours but carries no previous output")
             if keys.from_derivation_map(inp.derivation_map):
                 raise PayloadError("missing_utxo", f"input {i} is ours but carries no previous output")
             continue

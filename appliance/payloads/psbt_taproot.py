@@ -152,22 +152,39 @@ def add_signature(inp, item: SigningItem, sig: bytes) -> None:
 
 def finalize_key_path(psbt) -> list[int]:
     """Finalize every non-final P2TR input that has a key-path signature (ours or another
-    signer's): the witness is the signature alone (BIP 174 finalizer: the other fields of the
-    input are dropped). Returns the indices finalized."""
+    signer's) valid for its output key: the witness is the signature alone (BIP 174 finalizer:
+    the other fields of the input are dropped). A signature that does not verify (another
+    signer's, put there by whoever sent the PSBT) leaves its input unfinalized, so the PSBT is
+    returned incomplete rather than as an invalid transaction. Returns the indices finalized."""
     done = []
+    try:
+        spent = spent_outputs(psbt.unsigned_tx, psbt)
+    except PayloadError:  # an input without its previous output: nothing taproot can be final
+        return done
     for i, inp in enumerate(psbt.inputs):
         prev = inp.witness_utxo or (inp.utxo.vout[psbt.unsigned_tx.vin[i].prevout.n]
                                     if isinstance(inp.utxo, CTransaction) else None)
         if prev is None or inp.is_final() or not prev.scriptPubKey.is_witness_v1_taproot():
             continue
         sig = tap_fields(inp, i).key_sig
-        if sig is None:
+        if sig is None or not _valid_key_path_sig(psbt.unsigned_tx, i, spent, sig):
             continue
         inp.final_script_witness = CScriptWitness([sig])
         inp.sighash_type = None
         inp.unknown_fields = [f for f in inp.unknown_fields if f.key_type < 0x13 or f.key_type > 0x18]
         done.append(i)
     return done
+
+
+def _valid_key_path_sig(tx: CTransaction, i: int, spent: list[CTxOut], sig: bytes) -> bool:
+    hash_type = sig[64] if len(sig) == 65 else SIGHASH_DEFAULT
+    if len(sig) == 65 and hash_type == SIGHASH_DEFAULT:
+        return False
+    try:
+        digest = sighash(tx, i, spent, hash_type)
+    except PayloadError:
+        return False
+    return verify(bytes(spent[i].scriptPubKey[2:34]), digest, sig[:64])
 
 
 def verify_key_path_spends(tx: CTransaction, spent: list[CTxOut], indices: list[int]) -> None:

@@ -248,3 +248,25 @@ def test_untweaked_output_of_our_key_refused(tkey):
     assert refused(base64.b64encode(p.serialize()).decode(), tkey) == (
         "taproot_untweaked_key", "input 0 pays this key untweaked; only output_key(P, merkle_root) outputs are "
         "signed (BIP341)")
+
+
+def test_another_signers_bad_key_path_signature_leaves_the_psbt_incomplete(key_2of3, frost_key, tkey):
+    """The ECDSA key completes a mixed PSBT whose P2TR input already carries a tap_key_sig: a
+    valid one is finalized, a forged one leaves the PSBT incomplete (no invalid tx_hex)."""
+    ekey = P.KeyContext.of(key_2of3[0])
+    psbt = samples.sample_psbt([(ekey.public_key, 40_000, "p2wpkh"), (tkey.public_key, 50_000, "p2tr-bip340")],
+                               [(DEST, 88_000)])
+    t = P.decode_payload("psbt", psbt, tkey, network="regtest")
+    signed = P.assemble(t, frost_sign(frost_key, t))["psbt"]
+    forged = _set_field(psbt, 1, psbt_taproot.PSBT_IN_TAP_KEY_SIG, bytes(64))
+    e = P.decode_payload("psbt", signed, ekey, network="regtest")
+    sigs = [ecdsa_sim.sign(key_2of3[:2], e.items[0].digest)]
+    assert P.assemble(e, sigs)["complete"] is True
+    assert P.assemble(P.decode_payload("psbt", forged, ekey, network="regtest"), sigs)["complete"] is False
+
+
+def test_our_taproot_input_without_its_previous_output_refused(tkey):
+    psbt = samples.sample_psbt([(tkey.public_key, 50_000, "p2tr-bip340")], [(DEST, 49_000)])
+    p = PartiallySignedTransaction.from_base64(psbt)
+    p.inputs[0].set_utxo(None, p.unsigned_tx)
+    assert refused(p.to_base64(), tkey) == ("missing_utxo", "input 0 is ours but carries no previous output")
