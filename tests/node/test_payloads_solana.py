@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 
 import pytest
 from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
-from solders.message import Message, MessageV0, to_bytes_versioned
+from solders.message import Message, MessageV0, from_bytes_versioned, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
@@ -179,3 +180,34 @@ def test_sol_tx_is_a_payload_and_transaction_type():
     assert P.TxRules(allowed_payload_types=["sol_tx"]).allowed_payload_types == frozenset({"sol_tx"})
     with pytest.raises(P.RulesError):
         P.TxRules(allowed_assets=["SPL:not-a-mint"])
+
+
+def test_truncated_at_every_length_and_random_corruptions_only_raise_payload_errors(kc, me):
+    """Every prefix is refused; random byte changes either decode (and re-check as solders
+    reads them) or raise PayloadError, never anything else."""
+    token = Instruction(Pubkey.from_string(TOKEN_PROGRAM), bytes([12]) + (9).to_bytes(8, "little") + bytes([6]),
+                        [AccountMeta(Pubkey.new_unique(), False, True), AccountMeta(MINT, False, False),
+                         AccountMeta(DEST, False, True), AccountMeta(me, True, False)])
+    msg = MessageV0.try_compile(me, [set_compute_unit_price(5), token,
+                                     transfer(TransferParams(from_pubkey=me, to_pubkey=DEST, lamports=3))],
+                                [AddressLookupTableAccount(Pubkey.new_unique(), [Pubkey.new_unique()])], BLOCKHASH)
+    raw = to_bytes_versioned(msg)
+    for n in range(len(raw)):
+        with pytest.raises(P.PayloadError):
+            P.decode_payload("sol_tx", raw[:n], kc)
+    rnd, accepted = random.Random(16), 0
+    for _ in range(600):
+        m = bytearray(raw)
+        for _ in range(rnd.choice((1, 1, 2))):
+            m[rnd.randrange(len(m))] = rnd.randrange(256)
+        try:
+            d = P.decode_payload("sol_tx", bytes(m), kc)
+        except P.PayloadError:
+            continue
+        # what we accept, Solana's own parser reads alike: the same static keys and instructions
+        theirs = from_bytes_versioned(bytes(m))
+        assert [str(k) for k in theirs.account_keys] == [a["address"] for a in d.summary["accounts"]][
+            :len(theirs.account_keys)]
+        assert len(theirs.instructions) == len(d.summary["instructions"])
+        accepted += 1
+    assert accepted > 100  # the corruptions reach the decoders, not only the parser
