@@ -13,6 +13,26 @@ A signer node, for a sign request on key ``key`` (its KeyShare or stored public 
     sigs = [sign(item.digest, tweak=item.tweak) for item in decoded.items]
     result = payloads.assemble(decoded, sigs)      # the contract's `result` dict
 
+Schnorr keys (issue 16; the routing through the node is the next step): build the context
+with the key's scheme, ``KeyContext(public_key, scheme="schnorr-bip340" | "ed25519")``
+(32-byte keys: x-only P for BIP340), and sign each item by its ``scheme``:
+
+- ``item.scheme == "ecdsa-secp256k1"``: as above (an ``ecdsa.Signature`` per item).
+- ``"schnorr-bip340"`` (P2TR key-path inputs of a ``psbt``): FROST over ``item.digest`` (the
+  BIP341 sighash) with ``merkle_root=item.merkle_root`` (``b""``: key-path only), so the
+  signature verifies under ``taproot_output_key(item.public_key, item.merkle_root)``; hand
+  ``assemble`` the 64-byte signature (bytes).
+- ``"ed25519"`` (``sol_tx``): FROST Ed25519 over ``item.signed_bytes`` (= ``item.message``,
+  the Solana message itself); ``item.digest`` is SHA-256(message), what coordinators claim
+  (``check_claimed_digests``) and the audit log records. ``assemble`` takes the 64 bytes.
+
+A PSBT with inputs of two keys (P2WPKH of an ECDSA key, P2TR of a BIP340 key) is one sign
+request per key, each decoding it for its own key (``decode_psbt_keys`` shows the split);
+the request that supplies the last signature gets ``complete`` and ``tx_hex``. A payload
+for the wrong kind of key is ``scheme_mismatch`` (``sol_tx`` for a secp256k1 key, ``psbt``
+for an ed25519 key, a key-hash input of a BIP340 key). ``decode_digest`` is unchanged (its
+item has the default scheme; the node decides how a Schnorr key signs a bare digest).
+
 ``decoded.to_dict()`` (summary, facts, digests) goes to the sign-request record, to approvers
 and to the audit log. Every error a client can cause is a :class:`PayloadError` (``code``;
 the API's 400); :class:`DigestMismatch` (the API's 409) is a coordinator claiming other digests.
