@@ -21,16 +21,12 @@ from appliance.tss.frost import taproot as bip340
 from appliance.tss.group import Point
 # PAYLOAD_TYPES (what a request may carry) and TRANSACTION_TYPES (a rule's default): the
 # statements' grammar, shared with the client library (one list)
-from appliance_client.grammar import PAYLOAD_TYPES, TRANSACTION_TYPES
+# and the key schemes (DESIGN.md "Schemes"): what a KeyContext's key signs with
+from appliance_client.grammar import BIP340, ECDSA, ED25519, PAYLOAD_TYPES, SCHEMES, TRANSACTION_TYPES
 
 #: payload_type of a DecodedPayload made from a bare 32-byte digest (no payload)
 DIGEST = "digest"
 
-#: key schemes (DESIGN.md "Schemes"): what a KeyContext's key signs with
-ECDSA = "ecdsa-secp256k1"
-BIP340 = "schnorr-bip340"
-ED25519 = "ed25519"
-SCHEMES = (ECDSA, BIP340, ED25519)
 
 
 @dataclass(frozen=True)
