@@ -48,6 +48,9 @@ _BAD_INPUT = (
     "bad_key", "bad_address", "bad_address_kind", "missing_utxo", "chain_id_required",
     "unsupported_tx_type", "unsupported_psbt", "unsupported_input", "sighash_not_allowed",
     "payload_too_complex", "nothing_to_sign", "taproot_unsupported",
+    # taproot key-path inputs (payloads/psbt_taproot.py) and Solana messages (payloads/solana.py)
+    "missing_spent_outputs", "taproot_key_mismatch", "taproot_untweaked_key", "malformed_sol_tx",
+    "key_not_signer",
 )
 
 #: code -> HTTP status, for every error that is not a refusal

@@ -13,6 +13,26 @@ A signer node, for a sign request on key ``key`` (its KeyShare or stored public 
     sigs = [sign(item.digest, tweak=item.tweak) for item in decoded.items]
     result = payloads.assemble(decoded, sigs)      # the contract's `result` dict
 
+Schnorr keys (issue 16; the routing through the node is the next step): build the context
+with the key's scheme, ``KeyContext(public_key, scheme="schnorr-bip340" | "ed25519")``
+(32-byte keys: x-only P for BIP340), and sign each item by its ``scheme``:
+
+- ``item.scheme == "ecdsa-secp256k1"``: as above (an ``ecdsa.Signature`` per item).
+- ``"schnorr-bip340"`` (P2TR key-path inputs of a ``psbt``): FROST over ``item.digest`` (the
+  BIP341 sighash) with ``merkle_root=item.merkle_root`` (``b""``: key-path only), so the
+  signature verifies under ``taproot_output_key(item.public_key, item.merkle_root)``; hand
+  ``assemble`` the 64-byte signature (bytes).
+- ``"ed25519"`` (``sol_tx``): FROST Ed25519 over ``item.signed_bytes`` (= ``item.message``,
+  the Solana message itself); ``item.digest`` is SHA-256(message), what coordinators claim
+  (``check_claimed_digests``) and the audit log records. ``assemble`` takes the 64 bytes.
+
+A PSBT with inputs of two keys (P2WPKH of an ECDSA key, P2TR of a BIP340 key) is one sign
+request per key, each decoding it for its own key (``decode_psbt_keys`` shows the split);
+the request that supplies the last signature gets ``complete`` and ``tx_hex``. A payload
+for the wrong kind of key is ``scheme_mismatch`` (``sol_tx`` for a secp256k1 key, ``psbt``
+for an ed25519 key, a key-hash input of a BIP340 key). ``decode_digest`` is unchanged (its
+item has the default scheme; the node decides how a Schnorr key signs a bare digest).
+
 ``decoded.to_dict()`` (summary, facts, digests) goes to the sign-request record, to approvers
 and to the audit log. Every error a client can cause is a :class:`PayloadError` (``code``;
 the API's 400); :class:`DigestMismatch` (the API's 409) is a coordinator claiming other digests.
@@ -42,8 +62,12 @@ from appliance.payloads.rules import (
     policy_facts,
 )
 from appliance.payloads.types import (
+    BIP340,
     DIGEST,
+    ECDSA,
+    ED25519,
     PAYLOAD_TYPES,
+    SCHEMES,
     TRANSACTION_TYPES,
     DecodedPayload,
     KeyContext,
@@ -51,6 +75,7 @@ from appliance.payloads.types import (
     SigningItem,
     Transfer,
     TxFacts,
+    taproot_output_key,
 )
 from appliance.tss import ecdsa
 
@@ -59,7 +84,8 @@ def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
                    network: str = "mainnet", require_non_witness_utxo: bool = True) -> DecodedPayload:
     """Decode ``payload`` of ``payload_type`` (``psbt``: base64; ``eth_tx``: hex of the
     unsigned transaction; ``eip712``: the typed-data object; ``message`` and ``eip191``: the
-    text, see :mod:`appliance.payloads.message`) for ``key``.
+    text, see :mod:`appliance.payloads.message`; ``sol_tx``: base64 of a Solana message, for
+    an ``ed25519`` key) for ``key``.
 
     ``network`` names the Bitcoin network of a PSBT (a PSBT does not say; addresses and the
     ``allowed_networks`` rule use it). Raises :class:`PayloadError`."""
@@ -82,6 +108,10 @@ def decode_payload(payload_type: str, payload: Any, key: KeyContext, *,
         from appliance.payloads.message import decode_message
 
         return decode_message(payload_type, payload, key)
+    if payload_type == "sol_tx":
+        from appliance.payloads.solana import decode_sol_tx
+
+        return decode_sol_tx(payload, key)
     raise PayloadError("bad_payload_type",
                        f"payload_type must be one of {', '.join(PAYLOAD_TYPES)}")
 
@@ -132,6 +162,16 @@ def decode_request(key: Any, *, digest: Any = None, payload: Any = None,
                           require_non_witness_utxo=require_non_witness_utxo)
 
 
+def decode_psbt_keys(payload: Any, keys: Sequence[KeyContext], *, network: str = "mainnet",
+                     require_non_witness_utxo: bool = True) -> dict[int, DecodedPayload]:
+    """One PSBT for several keys (an ECDSA key's P2WPKH inputs, a schnorr-bip340 key's P2TR
+    inputs): ``{position in keys: DecodedPayload}`` for each key with inputs to sign; see
+    :func:`appliance.payloads.psbt.decode_psbt_keys`."""
+    from appliance.payloads.psbt import decode_psbt_keys as decode
+
+    return decode(payload, keys, network=network, require_non_witness_utxo=require_non_witness_utxo)
+
+
 def check_claimed_digests(decoded: DecodedPayload, claimed: Sequence[Any] | bytes | str,
                           claimed_tweaks: Sequence[int] | None = None) -> None:
     """Raise :class:`DigestMismatch` unless ``claimed`` (what a coordinator or client says we
@@ -158,7 +198,8 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
     ``psbt``: ``{"psbt", "complete", "tx_hex"?, "txid"?}``; ``eth_tx``: ``{"raw_tx",
     "tx_hash", "v", "r", "s"}``; ``eip712``: ``{"signature", "r", "s", "v"}``; ``message``:
     the signature dict and ``message_sha256``; ``eip191``: ``{"signature", "r", "s", "v",
-    "address"}``; ``digest``: the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
+    "address"}``; ``sol_tx``: ``{"signature", "signature_hex", "signer", "complete",
+    "transaction"}`` (signatures: 64-byte Ed25519 bytes); ``digest``: the signature dict. Each signature is verified first (:class:`SignatureMismatch`)."""
     if decoded.payload_type == "psbt":
         from appliance.payloads.psbt import assemble_psbt
 
@@ -175,6 +216,10 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
         from appliance.payloads.message import assemble_message
 
         return assemble_message(decoded, signatures)
+    if decoded.payload_type == "sol_tx":
+        from appliance.payloads.solana import assemble_sol_tx
+
+        return assemble_sol_tx(decoded, signatures)
     if decoded.payload_type == DIGEST:
         if len(signatures) != 1:
             raise SignatureMismatch("a digest takes exactly one signature")
@@ -187,7 +232,11 @@ def assemble(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> 
 
 __all__ = [
     "ADDRESS_KINDS",
+    "BIP340",
     "DIGEST",
+    "ECDSA",
+    "ED25519",
+    "SCHEMES",
     "PAYLOAD_TYPES",
     "TRANSACTION_TYPES",
     "AssetLimit",
@@ -209,6 +258,7 @@ __all__ = [
     "check_claimed_digests",
     "decode_digest",
     "decode_payload",
+    "decode_psbt_keys",
     "decode_request",
     "eth_address",
     "evaluate_tx_rules",
@@ -216,4 +266,5 @@ __all__ = [
     "p2pkh_address",
     "p2wpkh_address",
     "policy_facts",
+    "taproot_output_key",
 ]

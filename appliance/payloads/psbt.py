@@ -15,9 +15,15 @@ transaction (non_witness_utxo) unless the caller relaxes that: BIP143 commits to
 amount only, so two signing sessions with different claimed amounts can otherwise trick a
 signer into paying an unseen fee (the 2020 segwit fee attack).
 
-Taproot (P2TR) key-path inputs of our key are refused (``taproot_unsupported``): they need a
-BIP340 Schnorr signature, which CGGMP threshold ECDSA does not produce. Signing them needs a
-threshold Schnorr protocol (FROST) over the same shares, not an ECDSA signature.
+The key's scheme decides which inputs are its own (a PSBT may need two keys; decode it once
+per key, :func:`decode_psbt_keys` does so, each input's ``key_scheme`` in the summary says
+which kind of key spends it):
+- ``ecdsa-secp256k1``: the inputs above. A P2TR key-path input of this key is refused
+  (``taproot_unsupported``): it needs a BIP340 signature, which CGGMP ECDSA does not make.
+- ``schnorr-bip340``: P2TR key-path inputs whose output key is output_key(P, merkle_root)
+  (:mod:`appliance.payloads.psbt_taproot`: BIP341 sighash over every input's previous
+  output). A key-hash input paying the same secp256k1 key is refused (``scheme_mismatch``).
+- ``ed25519``: no Bitcoin input (``scheme_mismatch``).
 Other inputs of ours in scripts we do not sign (P2WSH, bare multisig, ...) are refused
 (``unsupported_input``), so a PSBT is never half-signed by surprise.
 """
@@ -31,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.payloads import _bitcoin
+from appliance.payloads import _bitcoin, psbt_taproot
 from appliance.payloads.addresses import (
     p2pkh_script,
     p2sh_p2wpkh_script,
@@ -39,6 +45,9 @@ from appliance.payloads.addresses import (
 )
 from appliance.payloads.errors import PayloadError, SignatureMismatch
 from appliance.payloads.types import (
+    BIP340,
+    ECDSA,
+    ED25519,
     DecodedPayload,
     KeyContext,
     SignerKey,
@@ -201,6 +210,8 @@ class _Input:
     ours: SignerKey | None = None
     final: bool = False
     signing: bool = False
+    sighash_type: int | None = None
+    merkle_root: bytes | None = None
 
 
 def _script_type(spk) -> str:
@@ -224,6 +235,8 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
     """Decode a PSBT (base64 string, or raw bytes) and compute the sighash of every input of
     ours. Raises :class:`PayloadError` for anything malformed, unsupported or unsafe."""
     _bitcoin.check_network(network)
+    if key.scheme == ED25519:
+        raise PayloadError("scheme_mismatch", "a PSBT is signed by a secp256k1 key, not an ed25519 key")
     raw = _psbt_bytes(payload)
     psbt = _parse(raw)
 
@@ -261,6 +274,7 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
         raise PayloadError("malformed_psbt", "the outputs add up to more than 21 million BTC")
 
     keys = _Keys(key)
+    spent = None  # every input's previous output, once a taproot input of ours needs them
     inputs: list[_Input] = []
     items: list[SigningItem] = []
     warnings: list[str] = []
@@ -286,8 +300,19 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
         inputs.append(rec)
         if prev is None:
             warnings.append(f"input {i} carries no previous output: its amount and the fee are unknown")
+            if key.scheme == BIP340 and psbt_taproot.tap_fields(inp, i).internal_key == key.public_key:
+                raise PayloadError("missing_utxo", f"input {i} is ours but carries no previous output")
             if keys.from_derivation_map(inp.derivation_map):
                 raise PayloadError("missing_utxo", f"input {i} is ours but carries no previous output")
+            continue
+        if key.scheme == BIP340:
+            root = _bip340_input(key, inp, rec, spk, i)
+            if root is not None:
+                spent = spent or psbt_taproot.spent_outputs(tx, psbt)
+                item = psbt_taproot.signing_item(key, inp, i, tx, spent, root)
+                rec.ours, rec.signing = key.root, True
+                rec.sighash_type, rec.merkle_root = item.sighash_type, root
+                items.append(item)
             continue
 
         # which key of ours, if any, does this input pay?
@@ -357,13 +382,14 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
         spk = bytes(txout.scriptPubKey)
         keys.from_derivation_map(outp.derivation_map)
         stype = _script_type(txout.scriptPubKey)
-        change = _is_change(keys, spk)
+        change = _is_change(keys, spk) if key.scheme == ECDSA else \
+            (key.root if spk == b"\x51\x20" + key.output_key else None)
         address = _bitcoin.script_address(spk, network)
         entry: dict[str, Any] = {"index": j, "address": address, "amount": txout.nValue,
                                  "script_type": stype, "change": change is not None}
         if change is not None:
             entry["path"] = change.path
-        if stype == "p2tr" and spk[2:34] in {_bip86_output_key(p) for p in keys.by_pub}:
+        if key.scheme == ECDSA and stype == "p2tr" and spk[2:34] in {_bip86_output_key(p) for p in keys.by_pub}:
             warnings.append(f"output {j} pays a P2TR key of this key, which the appliance cannot spend")
         if stype == "op_return":
             entry["data"] = spk[1:].hex()
@@ -385,10 +411,8 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
         "txid": None if legacy else b2lx(tx.GetTxid()),
         "version": tx.nVersion, "locktime": tx.nLockTime,
         "rbf": any(txin.nSequence < 0xFFFFFFFE for txin in tx.vin),
-        "inputs": [{"index": r.index, "prevout": r.prevout, "amount": r.amount, "address": r.address,
-                    "script_type": r.script_type, "ours": r.ours is not None,
-                    "path": r.ours.path if r.ours else None, "final": r.final, "signing": r.signing}
-                   for r in inputs],
+        "key_scheme": key.scheme,
+        "inputs": [_input_summary(r) for r in inputs],
         "outputs": outputs,
         "total_in": total_in, "total_out": total_out, "fee": fee, "sent": sent,
         "sent_btc": _btc(sent), "fee_btc": None if fee is None else _btc(fee),
@@ -399,6 +423,56 @@ def decode_psbt(payload: Any, key: KeyContext, *, network: str = "mainnet",
     facts = TxFacts("psbt", chain="bitcoin", network=network, transfers=tuple(transfers),
                     fee=fee, fee_asset="BTC")
     return DecodedPayload("psbt", tuple(items), summary, facts, canonical=raw, network=network)
+
+
+#: which scheme's key spends an input, by script type
+_INPUT_SCHEMES = {"p2wpkh": ECDSA, "p2pkh": ECDSA, "p2sh-p2wpkh": ECDSA, "p2tr": BIP340}
+
+
+def _input_summary(r: _Input) -> dict:
+    out = {"index": r.index, "prevout": r.prevout, "amount": r.amount, "address": r.address,
+           "script_type": r.script_type, "key_scheme": _INPUT_SCHEMES.get(r.script_type),
+           "ours": r.ours is not None, "path": r.ours.path if r.ours else None, "final": r.final,
+           "signing": r.signing}
+    if r.merkle_root is not None:
+        out.update(merkle_root=r.merkle_root.hex(), sighash_type=r.sighash_type)
+    return out
+
+
+def _bip340_input(key: KeyContext, inp, rec: _Input, spk, i: int) -> bytes | None:
+    """The merkle root when input ``i`` is a key-path spend of this schnorr-bip340 key to
+    sign; refuses a key-hash input that pays the same secp256k1 key (an ECDSA spend)."""
+    if rec.final:
+        return None
+    if rec.script_type == "p2tr":
+        return psbt_taproot.match_input(key, inp, i, bytes(spk[2:34]))
+    mine = {hash160(bytes([prefix]) + key.public_key) for prefix in (2, 3)}
+    script = bytes(inp.redeem_script) if rec.script_type == "p2sh" and inp.redeem_script else bytes(spk)
+    if any(h in script for h in mine):
+        raise PayloadError("scheme_mismatch",
+                           f"input {i} pays this schnorr-bip340 key in a {rec.script_type} script: that "
+                           "needs an ECDSA signature")
+    return None
+
+
+def decode_psbt_keys(payload: Any, keys: Sequence[KeyContext], *, network: str = "mainnet",
+                     require_non_witness_utxo: bool = True) -> dict[int, DecodedPayload]:
+    """Decode one PSBT for several keys (e.g. an ECDSA key for its P2WPKH inputs and a
+    schnorr-bip340 key for its P2TR inputs): ``{position in keys: DecodedPayload}`` for each
+    key with inputs to sign (a key with none is left out; no key at all: ``nothing_to_sign``).
+    Each key then signs its own items in its own sign request; either request's assembler
+    finalizes the PSBT once every input has its signature."""
+    out = {}
+    for n, key in enumerate(keys):
+        try:
+            out[n] = decode_psbt(payload, key, network=network,
+                                 require_non_witness_utxo=require_non_witness_utxo)
+        except PayloadError as exc:
+            if exc.code != "nothing_to_sign":
+                raise
+    if not out:
+        raise PayloadError("nothing_to_sign", "no input of this PSBT is ours to sign with these keys")
+    return out
 
 
 def p2sh_p2wpkh_script_from_redeem(redeem: bytes) -> bytes:
@@ -444,10 +518,13 @@ def _checked(item: SigningItem, sig: ecdsa.Signature) -> ecdsa.Signature:
     return sig
 
 
-def assemble_psbt(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]) -> dict:
-    """Add our partial signatures (DER + SIGHASH_ALL) to the PSBT. When every input then has
-    what it needs, finalize a copy and extract the transaction; each input we signed is run
-    through python-bitcointx's script interpreter before anything is returned.
+def assemble_psbt(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature | bytes]) -> dict:
+    """Add our signatures to the PSBT: ECDSA items as partial signatures (DER + SIGHASH_ALL),
+    BIP340 items (64-byte signatures) as ``tap_key_sig``. When every input then has what it
+    needs, finalize a copy (taproot key-path inputs here, the others by python-bitcointx) and
+    extract the transaction; each ECDSA input we signed is run through python-bitcointx's
+    script interpreter and each taproot input finalized is checked by libsecp256k1's BIP340
+    verification (:func:`psbt_taproot.verify_key_path_spends`) before anything is returned.
 
     Returns ``{"psbt": base64 with partial signatures, "complete": bool, "tx_hex": ...,
     "txid": ...}`` (the last two only when complete)."""
@@ -458,12 +535,16 @@ def assemble_psbt(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]
         raise SignatureMismatch(f"expected {len(decoded.items)} signatures, got {len(signatures)}")
     psbt = _parse(decoded.canonical)
     for item, sig in zip(decoded.items, signatures):
-        sig = _checked(item, sig)
         inp = psbt.inputs[item.input_index]
+        if item.scheme == BIP340:
+            psbt_taproot.add_signature(inp, item, sig)
+            continue
+        sig = _checked(item, sig)
         inp.partial_sigs[CPubKey(item.public_key)] = sig.der() + bytes([SIGHASH_ALL])
     with _bitcoin.chain_params(decoded.network or "mainnet"):
         result: dict[str, Any] = {"psbt": psbt.to_base64(), "complete": False}
         final = psbt.clone()
+        taproot = psbt_taproot.finalize_key_path(final)
         try:
             done = final.sign(_empty_keystore(), finalize=True).is_final
         except Exception:  # noqa: BLE001 -- a foreign input python-bitcointx cannot finalize
@@ -471,7 +552,11 @@ def assemble_psbt(decoded: DecodedPayload, signatures: Sequence[ecdsa.Signature]
         if not done:
             return result
         tx = final.extract_transaction()
+        if taproot:
+            psbt_taproot.verify_key_path_spends(tx, psbt_taproot.spent_outputs(tx, final), taproot)
         for item in decoded.items:
+            if item.scheme == BIP340:
+                continue
             i = item.input_index
             inp = final.inputs[i]
             prev = inp.witness_utxo or inp.utxo.vout[tx.vin[i].prevout.n]
@@ -500,4 +585,5 @@ __all__ = [
     "MAX_SIGNED_INPUTS",
     "assemble_psbt",
     "decode_psbt",
+    "decode_psbt_keys",
 ]

@@ -9,11 +9,14 @@ Rules (all optional; an unset list means "any"):
   default** (production); :meth:`TxRules.permissive` (LocalCluster's default) allows it.
 - ``allowed_payload_types``: e.g. ``["psbt"]`` for a Bitcoin-only key.
 - ``allowed_destinations`` / ``denied_destinations``: addresses (EIP-55 or lower-case hex
-  for Ethereum, the network's address for Bitcoin). Change back to our own key is not a
+  for Ethereum, the network's address for Bitcoin, base58 for Solana: a transfer to an
+  account from an address lookup table reads ``unresolved:<table>/<index>``, on no
+  allow-list). Change back to our own key is not a
   destination. An Ethereum contract creation, or typed data naming no contract, has no
   destination and fails an allow-list.
-- ``allowed_assets``: ``BTC``, ``ETH``, ``ERC20:<address>``.
-- ``limits``: per asset, ``per_transaction`` and ``per_window`` (smallest units: sat, wei,
+- ``allowed_assets``: ``BTC``, ``ETH``, ``ERC20:<address>``, ``SOL``, ``SPL:<mint>`` (base58;
+  ``SPL:unknown`` is a token Transfer that does not name its mint).
+- ``limits``: per asset, ``per_transaction`` and ``per_window`` (smallest units: sat, wei, lamports,
   token base units). The caller passes what was already signed in the current window
   (``window_usage``; the window is ``window_seconds`` long, default 24 h) and, after
   signing, adds ``facts.amounts``.
@@ -21,7 +24,8 @@ Rules (all optional; an unset list means "any"):
   fails it) and ``allowed_networks`` (Bitcoin: mainnet, testnet, signet, regtest).
 - ``max_fee``: per fee asset (``BTC`` in sat, ``ETH`` in wei: gas limit x max fee per gas).
   A PSBT whose fee cannot be computed fails it (``fee_unknown``).
-- ``allow_contract_calls``: Ethereum calls whose method we cannot decode (default True).
+- ``allow_contract_calls``: Ethereum calls whose method we cannot decode, Solana instructions
+  of programs (or System/Token instructions) we do not decode (default True).
 
 Reason codes: ``raw_digest_forbidden``, ``payload_type_not_allowed``, ``chain_not_allowed``,
 ``destination_denied``, ``destination_not_allowed``, ``asset_not_allowed``,
@@ -35,6 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import base58
 
 from appliance.errors import ApplianceError
 from appliance.payloads.addresses import normalize_address, normalize_eth_address
@@ -59,6 +65,17 @@ class AssetLimit:
 def _asset(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise RulesError("an asset is a non-empty string")
+    if name.upper().startswith("SPL:"):  # base58 is case-sensitive: the mint as written
+        mint = name[4:]
+        if mint.lower() == "unknown":
+            return "SPL:unknown"
+        try:
+            ok = len(base58.b58decode(mint)) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RulesError(f"asset {name!r}: an SPL mint is a base58 32-byte address")
+        return "SPL:" + mint
     if name.upper().startswith("ERC20:"):
         try:
             return "ERC20:" + normalize_eth_address(name[6:], "token address")

@@ -18,6 +18,7 @@ from typing import Any
 from appliance.payloads import _bitcoin
 from appliance.payloads.addresses import p2pkh_script, p2sh_p2wpkh_script, p2wpkh_script
 from appliance.payloads.ethereum import encode_unsigned
+from appliance.payloads.types import taproot_output_key
 
 
 def p2tr_script(public_key: bytes) -> bytes:
@@ -25,6 +26,11 @@ def p2tr_script(public_key: bytes) -> bytes:
     from appliance.payloads.psbt import _bip86_output_key
 
     return b"\x51\x20" + _bip86_output_key(public_key)
+
+
+def p2tr_bip340_script(xonly_key: bytes, merkle_root: bytes = b"") -> bytes:
+    """P2TR output of a ``schnorr-bip340`` key P: ``OP_1 output_key(P, merkle_root)``."""
+    return b"\x51\x20" + taproot_output_key(xonly_key, merkle_root)
 
 
 def _out_script(dest: str | bytes, network: str) -> bytes:
@@ -36,15 +42,21 @@ def _out_script(dest: str | bytes, network: str) -> bytes:
         return bytes(CCoinAddress(dest).to_scriptPubKey())
 
 
-def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str | bytes, int]], *,
+def sample_psbt(spends: Sequence[tuple[bytes, int] | tuple[bytes, int, str]],
+                outputs: Sequence[tuple[str | bytes, int]], *,
                 network: str = "regtest", script_type: str = "p2wpkh",
                 derivations: Sequence[tuple[bytes, str] | None] | None = None,
                 output_derivations: Sequence[tuple[bytes, bytes, str] | None] | None = None,
                 non_witness_utxo: bool = True, sighash_type: int | None = None,
-                seed: bytes = b"sample") -> str:
+                seed: bytes = b"sample", merkle_roots: Sequence[bytes | None] | None = None,
+                tap_internal_key: bool = True) -> str:
     """A base64 PSBT spending one output per ``(public_key, amount)`` in ``spends`` to
-    ``outputs`` (``(address or scriptPubKey, amount)``). ``script_type``: p2wpkh, p2pkh,
-    p2sh-p2wpkh or p2tr (BIP86). ``derivations[i] = (master
+    ``outputs`` (``(address or scriptPubKey, amount)``). ``script_type`` (or a spend's third
+    element): p2wpkh, p2pkh, p2sh-p2wpkh, p2tr (BIP86 of a compressed ECDSA key) or
+    p2tr-bip340 (``public_key``: the x-only key P of a ``schnorr-bip340`` key, paid to
+    output_key(P, ``merkle_roots[i]`` or b""), with the BIP 371 internal-key field unless
+    ``tap_internal_key=False`` and the merkle-root field when a root is given; the full
+    previous transaction is then left out). ``derivations[i] = (master
     fingerprint, "m/0/1")`` adds a BIP32 derivation record to input i, and
     ``output_derivations[j] = (public key, master fingerprint, path)`` one to output j (how a
     wallet marks its change)."""
@@ -58,17 +70,21 @@ def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str
         CTxOut,
     )
     from bitcointx.core.key import BIP32Path, CPubKey
-    from bitcointx.core.psbt import PartiallySignedTransaction, PSBT_KeyDerivationInfo
+    from bitcointx.core.psbt import PartiallySignedTransaction, PSBT_KeyDerivationInfo, PSBT_UnknownTypeData
     from bitcointx.core.script import CScript
 
     scripts = {"p2wpkh": p2wpkh_script, "p2pkh": p2pkh_script, "p2sh-p2wpkh": p2sh_p2wpkh_script,
                "p2tr": p2tr_script}
+    types = [sp[2] if len(sp) > 2 else script_type for sp in spends]
+    roots = list(merkle_roots or [None] * len(spends))
+    spends = [(sp[0], sp[1]) for sp in spends]
     with _bitcoin.chain_params(network):
         prevs = []
         for n, (pub, amount) in enumerate(spends):
+            spk = p2tr_bip340_script(pub, roots[n] or b"") if types[n] == "p2tr-bip340" else scripts[types[n]](pub)
             funding = CMutableTransaction(
                 [CMutableTxIn(COutPoint(hashlib.sha256(seed + n.to_bytes(4, "big")).digest(), 0))],
-                [CMutableTxOut(1000, CScript(b"\x51")), CMutableTxOut(amount, CScript(scripts[script_type](pub)))],
+                [CMutableTxOut(1000, CScript(b"\x51")), CMutableTxOut(amount, CScript(spk))],
             ).to_immutable()
             prevs.append(funding)
         tx = CMutableTransaction(
@@ -79,9 +95,15 @@ def sample_psbt(spends: Sequence[tuple[bytes, int]], outputs: Sequence[tuple[str
         psbt = PartiallySignedTransaction(unsigned_tx=tx)
         for i, (prev, (pub, _)) in enumerate(zip(prevs, spends)):
             inp = psbt.inputs[i]
-            if script_type == "p2sh-p2wpkh":
+            if types[i] == "p2sh-p2wpkh":
                 inp.redeem_script = CScript(p2wpkh_script(pub))
-            if non_witness_utxo or script_type == "p2pkh":
+            if types[i] == "p2tr-bip340":
+                if tap_internal_key:
+                    inp.unknown_fields.append(PSBT_UnknownTypeData(key_type=0x17, key_data=b"", value=pub))
+                if roots[i]:
+                    inp.unknown_fields.append(PSBT_UnknownTypeData(key_type=0x18, key_data=b"", value=roots[i]))
+                psbt.set_utxo(prev.vout[1], i)
+            elif non_witness_utxo or types[i] == "p2pkh":
                 psbt.set_utxo(prev, i)
             else:
                 psbt.set_utxo(prev.vout[1], i)
@@ -172,6 +194,7 @@ def sample_mail(*, chain_id: int = 1, contract: str = "0xCcCCccccCCCCcCCCCCCcCcC
 
 
 __all__ = [
+    "p2tr_bip340_script",
     "erc20_approve_data",
     "erc20_transfer_data",
     "sample_eth_tx",

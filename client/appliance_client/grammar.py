@@ -23,10 +23,10 @@ SIGN = "sign"
 KEY_ACTIONS = ("keygen", "refresh", "reshare", "import", "disable", "enable", "delete")
 ACTIONS = (SIGN, *KEY_ACTIONS)
 DECISIONS = ("approve", "reject", "cancel")
-PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712", "message", "eip191")
+PAYLOAD_TYPES = ("psbt", "eth_tx", "eip712", "message", "eip191", "sol_tx")
 #: what a policy rule signs when it names no ``payload_types``: the transactions; text
 #: messages (``message``: SHA-256, ``eip191``: personal_sign) only where a rule names them
-TRANSACTION_TYPES = ("psbt", "eth_tx", "eip712")
+TRANSACTION_TYPES = ("psbt", "eth_tx", "eip712", "sol_tx")
 BITCOIN_NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 #: a key's signature scheme: CGGMP ECDSA, or FROST Schnorr (BIP340 Taproot, Ed25519)
 ECDSA, BIP340, ED25519 = "ecdsa-secp256k1", "schnorr-bip340", "ed25519"

@@ -125,7 +125,7 @@ def test_a_rule_signs_messages_only_where_its_payload_types_name_them(payload_ty
     decision = _decide(canon, users, payload_type)
     assert (decision.denied, decision.reason, decision.message) == (
         True, "payload_type_not_allowed", f"payload type {payload_type} is not allowed")
-    assert users.policy.signing.payload_types == ("eip712", "eth_tx", "psbt")
+    assert users.policy.signing.payload_types == ("eip712", "eth_tx", "psbt", "sol_tx")
     canon["signing"]["payload_types"] = ["psbt", payload_type]
     assert _decide(canon, users, payload_type).allowed
     # every signer's own check of the key's transaction rules agrees

@@ -523,8 +523,8 @@ def test_cluster_toml_users_are_the_default_policy(keys):
                "users": [{"id": r, "roles": [r], "public_key": pem} for r, pem in pems.items()]}
     prod, local = Policy.from_mapping(cluster), P.default_policy("local", pems)
     assert not prod.signing.allow_raw_digest and local.signing.allow_raw_digest
-    assert prod.signing.payload_types == ("eip712", "eth_tx", "psbt")
-    assert local.signing.payload_types == ("eip191", "eip712", "eth_tx", "message", "psbt")
+    assert prod.signing.payload_types == ("eip712", "eth_tx", "psbt", "sol_tx")
+    assert local.signing.payload_types == ("eip191", "eip712", "eth_tx", "message", "psbt", "sol_tx")
     assert replace(prod, signing=replace(prod.signing, allow_raw_digest=True,
                                          payload_types=local.signing.payload_types)) == local
     cluster["signing"] = {"allow_raw_digest": True, "payload_types": list(P.PAYLOAD_TYPES)}
