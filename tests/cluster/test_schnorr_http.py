@@ -5,7 +5,11 @@ digests signed by each after approval and verified by libsecp256k1 (coincurve, B
 ``cryptography`` and PyNaCl (Ed25519); the BIP340 key is shown as the Taproot output key Q
 (python-bitcointx computes Q's P2TR address from the internal key on its own); an Ed25519
 ``message`` signs its UTF-8 text; ECDSA-only payloads and not-yet-supported operations are
-refused with their exact codes; the audit log has the key and signing entries; and a signer
+refused with their exact codes; refresh and reshare (to a newcomer, away from a leaver) keep
+the public key and destroy the old epoch's sealed shares; a BIP340 key's BIP32 child is derived
+(python-bitcointx agrees), addressed and signed for; ``/v1/verify`` takes both schemes' ``{sig}``;
+a coordinator changing the message (node-1, test-only ``coordinator_faults``) is refused by the
+honest FROST signer; the audit log has the key and signing entries; and a signer
 whose signature share is wrong (node-3, test-only ``tamper = ["bad_partial"]``, frames validly
 signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3)."""
 
