@@ -146,28 +146,36 @@ class Decide(Body):
 
 
 class SignatureParts(Struct, omit_defaults=True):
-    """Exactly one form: ``der``, ``r`` and ``s``, ``rsv`` or ``jws``."""
+    """Exactly one form: ``der``, ``r`` and ``s``, ``rsv`` or ``jws`` (ECDSA), or ``sig``
+    (BIP340 or Ed25519)."""
 
     der: Annotated[str, Meta(description="strict DER, hex")] | None = None
     r: Annotated[str, Meta(description="32 bytes hex (with s)")] | None = None
     s: Annotated[str, Meta(description="32 bytes hex (with r)")] | None = None
     rsv: Annotated[str, Meta(description="65 bytes hex: r || s || v, v 27 or 28 (or 0 or 1)")] | None = None
     jws: Annotated[str, Meta(description="ES256K JWS signature: base64url of r || s")] | None = None
+    sig: Annotated[str, Meta(description="64 bytes hex: a BIP340 or Ed25519 (RFC 8032) signature")] | None = None
 
 
 class Verify(Body):
     field_codes: ClassVar = {"digest": "bad_digest", "message": "bad_message",
                              "message_encoding": "bad_message_encoding", "signature": "bad_signature_format",
-                             "public_key": "bad_public_key", "key_id": "bad_id"}
+                             "public_key": "bad_public_key", "key_id": "bad_id", "scheme": "bad_scheme"}
     missing_codes: ClassVar = {"signature": "bad_signature_format"}
 
-    signature: Annotated[str | SignatureParts, Meta(description="DER hex, or {der}, {r, s}, {rsv} or {jws}")]
+    signature: Annotated[str | SignatureParts, Meta(
+        description="DER hex, or {der}, {r, s}, {rsv} or {jws}; {sig} for schnorr-bip340 and ed25519")]
     digest: Annotated[str, Meta(description="32-byte digest, hex (or message)")] | None = None
     message: Annotated[str, Meta(description="the message (or digest); the node verifies its SHA-256")] | None = None
     message_encoding: Annotated[Literal["hex", "base64", "utf8"], Meta(
         description="how message is written (default hex)")] | None = None
-    public_key: Annotated[str, Meta(description="SEC1 hex (or key_id)")] | None = None
+    public_key: Annotated[str, Meta(description="SEC1 hex, or 32 bytes hex for a Schnorr scheme (or key_id)")
+                          ] | None = None
     key_id: str | None = None
+    scheme: Annotated[Scheme, Meta(description=(
+        "the signature's scheme (default ecdsa-secp256k1; with key_id, the key's): schnorr-bip340 verifies "
+        "BIP340 over the digest or the message's SHA-256, ed25519 RFC 8032 over the digest or the message "
+        "itself"))] | None = None
 
 
 class Refresh(Body):
@@ -409,10 +417,11 @@ class SignRequestList(Struct):
     next_cursor: NextCursor = None
 
 
-class VerifyResult(Struct):
+class VerifyResult(Struct, omit_defaults=True):
     valid: bool
-    low_s: bool
-    digest: Annotated[Hex32, Meta(description="what was verified: the digest, or the message's SHA-256")]
+    digest: Annotated[Hex32, Meta(description="the digest verified, or the message's SHA-256")]
+    low_s: Annotated[bool, Meta(description="ECDSA only: s is in the lower half")] | None = None
+    scheme: Annotated[Scheme, Meta(description="a Schnorr signature's scheme")] | None = None
 
 
 class Health(Struct):
@@ -435,19 +444,26 @@ class Readiness(Struct):
 class Derived(Struct):
     key_id: KeyId
     path: str
-    public_key: str
-    xpub: str
+    public_key: Annotated[str, Meta(description=(
+        "ecdsa-secp256k1: the child's compressed SEC1 key; schnorr-bip340: the x-only output key "
+        "Q_C = output_key(C, b\"\") of the child C (what a sign request with this derivation_path "
+        "signs for)"))]
+    xpub: Annotated[str, Meta(description="the child's BIP32 xpub (for schnorr-bip340: of C)")]
     chain_code: Hex32
     depth: int
-    public_key_uncompressed: Uncompressed
-    public_key_spki_der: SpkiDer
-    public_key_pem: SpkiPem
-    addresses: Addresses
+    public_key_uncompressed: Uncompressed | None = None
+    public_key_spki_der: SpkiDer | None = None
+    public_key_pem: SpkiPem | None = None
+    addresses: Addresses | None = None
+    scheme: Annotated[Scheme, Meta(description="schnorr-bip340 children only")] | None = None
+    internal_key: Annotated[str, Meta(description="schnorr-bip340: x(C), the child's internal key")] | None = None
+    p2tr: Annotated[str, Meta(description="schnorr-bip340: bech32m P2TR address of Q_C")] | None = None
+    network: Network | None = None
 
 
 class Address(Struct):
     key_id: KeyId
-    kind: Literal["p2wpkh", "eth"]
+    kind: Literal["p2wpkh", "eth", "p2tr"]
     address: str
     public_key: str
     path: str

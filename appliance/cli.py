@@ -24,6 +24,7 @@ APPLIANCE_URL, APPLIANCE_USER, APPLIANCE_KEY, APPLIANCE_SERVER_CERT, APPLIANCE_C
         # the nodes sign SHA-256("hello"); --message-format eip191: personal_sign
     appliance approve REQUEST_ID                         # as an approver (--reject, --show)
     appliance verify --public-key HEX --digest HEX --signature DERHEX  # or --message FILE, --rsv HEX
+    appliance verify --scheme schnorr-bip340 --public-key XONLY --digest HEX --signature SIG64HEX
     appliance tls stage --config node.toml               # on node-2: its next certificate
     appliance cluster rotate-cert --node-id node-2 --cert STAGED.crt --sign admin:admin.pem
     appliance audit verify audit.jsonl --cluster cluster.toml --anchor anchor.json
@@ -322,6 +323,8 @@ def _cmd_verify(args) -> int:
         raise UsageError("give exactly one of --digest and --message")
     if (args.signature is None) == (args.rsv is None):
         raise UsageError("give exactly one of --signature and --rsv")
+    if args.scheme != "ecdsa-secp256k1":
+        return _verify_schnorr(args)
     pk = bytes.fromhex(args.public_key)
     digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.read_bytes()).digest()
     if args.rsv is not None:
@@ -340,6 +343,55 @@ def _cmd_verify(args) -> int:
         print(json.dumps(out))
     if not out["valid"]:
         raise VerificationFailed(f"the signature does not verify for {args.public_key} over digest {digest.hex()}")
+    return 0
+
+
+def _verify_schnorr(args) -> int:
+    """``appliance verify --scheme schnorr-bip340|ed25519``: a 64-byte ``--signature`` (hex) by a
+    32-byte ``--public-key``, over the ``--digest`` or the ``--message`` file (its SHA-256 for
+    BIP340, its bytes for Ed25519, as the nodes sign them), by two implementations each:
+    libsecp256k1 and our BIP340 verifier, or OpenSSL (``cryptography``) and libsodium (PyNaCl)."""
+    from coincurve import PublicKeyXOnly
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    from appliance.tss.frost import taproot
+
+    if args.rsv is not None:
+        raise UsageError(f"--rsv is an ECDSA form: a {args.scheme} signature is --signature (64 bytes hex)")
+    try:
+        pk, sig = bytes.fromhex(args.public_key), bytes.fromhex(args.signature)
+    except ValueError:
+        raise UsageError("--public-key and --signature are hex") from None
+    if len(pk) != 32 or len(sig) != 64:
+        raise UsageError(f"a {args.scheme} --public-key is 32 bytes and --signature 64 bytes, hex")
+    data = bytes.fromhex(args.digest) if args.digest else args.message.read_bytes()
+    digest = data if args.digest else hashlib.sha256(data).digest()
+    signed = digest if args.scheme == "schnorr-bip340" else data
+    if args.scheme == "schnorr-bip340":
+        try:
+            ok1 = bool(PublicKeyXOnly(pk).verify(sig, signed))
+        except ValueError:
+            ok1 = False
+        out = {"libsecp256k1": ok1, "bip340": taproot.verify(pk, signed, sig)}
+    else:
+        try:
+            Ed25519PublicKey.from_public_bytes(pk).verify(sig, signed)
+            ok1 = True
+        except (InvalidSignature, ValueError):
+            ok1 = False
+        try:
+            ok2 = VerifyKey(pk).verify(signed, sig) == signed
+        except (BadSignatureError, ValueError):
+            ok2 = False
+        out = {"openssl": ok1, "libsodium": ok2}
+    out = {"valid": all(out.values()), "scheme": args.scheme, **out, "digest": digest.hex()}
+    if out["valid"] or not args.json:
+        print(json.dumps(out))
+    if not out["valid"]:
+        raise VerificationFailed(f"the {args.scheme} signature does not verify for {args.public_key}")
     return 0
 
 
@@ -576,11 +628,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--host", action="append", default=[], help="extra certificate host name/IP")
     add_tls_arguments(q)
 
-    p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL)")
-    p.add_argument("--public-key", required=True, help="SEC1 hex (compressed or not)")
+    p = sub.add_parser("verify", help="verify a signature locally (libsecp256k1 and OpenSSL; for Schnorr "
+                       "schemes libsecp256k1 and our BIP340 verifier, or OpenSSL and libsodium)")
+    p.add_argument("--scheme", choices=("ecdsa-secp256k1", "schnorr-bip340", "ed25519"), default="ecdsa-secp256k1")
+    p.add_argument("--public-key", required=True, help="SEC1 hex (compressed or not); 32 bytes hex for a "
+                   "Schnorr scheme (x-only for schnorr-bip340)")
     p.add_argument("--digest", help="32 bytes hex (or --message)")
-    p.add_argument("--message", type=Path, help="a file whose SHA-256 is the digest (or --digest)")
-    p.add_argument("--signature", help="DER, hex (or --rsv)")
+    p.add_argument("--message", type=Path, help="a file whose SHA-256 is the digest (or --digest); for "
+                   "ed25519 its bytes are the message")
+    p.add_argument("--signature", help="DER, hex (or --rsv); 64 bytes hex for a Schnorr scheme")
     p.add_argument("--rsv", help="65 bytes hex: r || s || v, as a signature's rsv (or --signature)")
 
     p = sub.add_parser("audit", help="audit log tools")

@@ -67,7 +67,7 @@ def add_key_commands(ks) -> None:
     q = ks.add_parser("address", help="the address of the key (or of a derived key: --path)")
     add_client_arguments(q)
     q.add_argument("key_id")
-    q.add_argument("--kind", required=True, choices=("p2wpkh", "eth"))
+    q.add_argument("--kind", required=True, choices=("p2wpkh", "eth", "p2tr"))
     q.add_argument("--path", help="BIP32 non-hardened path, e.g. m/0/1")
     q.set_defaults(func=cmd_address)
 

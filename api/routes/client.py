@@ -330,18 +330,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/sign-requests/{request_id}", get_sign_request, "A sign request (signature once signed)",
           "user", ANY_ROLE, response=bodies.SignRequest, query=(("wait", "number", "long-poll up to this many seconds"),),
           responses=(200, 401, 404)),
-    Route("POST", "/v1/verify", verify, "Verify an ECDSA signature", "user", ANY_ROLE,
+    Route("POST", "/v1/verify", verify, "Verify an ECDSA signature, or a BIP340 / Ed25519 {sig} (the key's "
+          "scheme, or scheme with a 32-byte public_key; 409 scheme_mismatch)", "user", ANY_ROLE,
           body=bodies.Verify,
           response=bodies.VerifyResult, example={"public_key": "02" + "11" * 32, "digest": "11" * 32,
-                                                 "signature": {"r": "22" * 32, "s": "33" * 32}}, responses=(200, 400, 401, 404)),
+                                                 "signature": {"r": "22" * 32, "s": "33" * 32}},
+          responses=(200, 400, 401, 404, 409)),
     Route("GET", "/v1/keys/{key_id}/derive", derive, "BIP32 child public key and xpub (non-hardened path; "
-          "an ECDSA key's: 409 not_supported_for_scheme for a FROST key)",
+          "an ECDSA or schnorr-bip340 key's; 409 not_supported_for_scheme for an ed25519 key)",
           "user", ANY_ROLE, response=bodies.Derived, query=(("path", "string", "e.g. m/0/1"),),
           responses=(200, 400, 401, 404, 409)),
-    Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) ECDSA key (a schnorr-bip340 "
-          "key's P2TR address is in GET /v1/keys/{key_id}; 409 not_supported_for_scheme)", "user", ANY_ROLE,
-          response=bodies.Address,
-          query=(("kind", "string", "p2wpkh or eth"), ("path", "string", "e.g. m/0/1"),
+    Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key: p2wpkh or eth for an "
+          "ECDSA key, p2tr (key path) for a schnorr-bip340 key; 409 not_supported_for_scheme for ed25519",
+          "user", ANY_ROLE, response=bodies.Address,
+          query=(("kind", "string", "p2wpkh or eth (ECDSA), p2tr (schnorr-bip340)"), ("path", "string", "e.g. m/0/1"),
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
           responses=(200, 400, 401, 404, 409)),
     Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key) (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",

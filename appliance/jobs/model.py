@@ -13,7 +13,9 @@ sign               [presign ->] sign (with a stored presignature: sign only)
 =================  ==========================================================
 
 A FROST key (spec ``scheme`` schnorr-bip340 or ed25519): keygen is one phase (the FROST DKG,
-no aux-info); sign is one two-round FROST session per item (nonces made in the session).
+no aux-info); refresh is one (``refresh``: FROST zero-sharing) and reshare one (``reshare``:
+FROST resharing), then commit as above; sign is one two-round FROST session per item (nonces
+made in the session).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ FROST_SCHEMES = ("schnorr-bip340", "ed25519")  # keygen and sign jobs of these r
 
 
 def is_frost(spec_or_row: dict) -> bool:
-    """A job spec (keygen, sign) or key row of a FROST key (``scheme`` absent: ECDSA)."""
+    """A job spec (keygen, refresh, reshare, sign) or key row of a FROST key (``scheme`` absent: ECDSA)."""
     return spec_or_row.get("scheme", ECDSA) in FROST_SCHEMES
 MAX_SIGN_ITEMS = 100  # signatures in one sign job: PSBT inputs of ours (the decoder allows 100)
 
@@ -100,10 +102,12 @@ class JobRun:
         k = self.kind
         if k == "keygen":
             return ["keygen"] if is_frost(self.spec) else ["keygen", "aux"]
+        if k == "refresh" and is_frost(self.spec):
+            return ["refresh"]
         if k in ("refresh", "import"):
             return ["aux"]
         if k == "reshare":
-            return ["reshare", "aux"]
+            return ["reshare"] if is_frost(self.spec) else ["reshare", "aux"]
         if k == "presign":
             return ["presign"]
         # sign: one presign + sign per item (a PSBT input each); item 0 may use a stored

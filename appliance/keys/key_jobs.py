@@ -9,7 +9,7 @@ import hashlib
 import time
 from typing import Any
 
-from appliance.errors import ServiceError
+from appliance.errors import EncodingError, ServiceError
 from appliance.ids import peer_path
 from appliance.jobs.authorization import mark_request_used
 from appliance.jobs.driver import SessionDriver
@@ -30,6 +30,9 @@ from appliance.tss import wire
 from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.dealer import ImportError_, accept_share
 from appliance.tss.frost.dkg import FrostDkgParty
+from appliance.tss.frost.keyshare import FrostKeyShare
+from appliance.tss.frost.refresh import FrostRefreshParty
+from appliance.tss.frost.reshare import FrostOldKey, FrostReshareConfirmed, FrostReshareParty
 from appliance.tss.group import SystemRNG
 from appliance.tss.keygen import KeygenParty
 from appliance.tss.keyshare import KeyShare
@@ -78,15 +81,20 @@ class KeyChangeJob:
             row = self.key_store().get_key(str(spec["key_id"]))
             senders = [int(p) for p in spec.get("senders", [])]
             new = [int(p) for p in spec.get("new_members", [])]
-            if sorted(set(senders) | set(new)) != sorted(parties) or spec.get("paillier_bits") not in (2048, 3072):
+            bits_ok = spec.get("paillier_bits") == 0 if is_frost(spec) else spec.get("paillier_bits") in (2048, 3072)
+            if sorted(set(senders) | set(new)) != sorted(parties) or not bits_ok:
                 raise ServiceError("bad_job", "malformed reshare")
+            if row is not None and row.get("scheme", ECDSA) != spec.get("scheme", ECDSA):
+                raise ServiceError("bad_job", "the job's scheme is not the key's")
             if rt.index in senders:
                 if row is None or row["status"] != "active" or int(spec.get("epoch", -1)) != row["epoch"]:
                     raise ServiceError("epoch_mismatch", "this node does not hold that key at that epoch")
             elif row is not None and row["status"] == "active" and row["epoch"] == int(spec.get("epoch", -1)):
                 raise ServiceError("bad_job", "a holder of the key must be a sender")
         else:  # refresh
-            self.shares.check_holder_job(spec)
+            row = self.shares.check_holder_job(spec)
+            if row.get("scheme", ECDSA) != spec.get("scheme", ECDSA):
+                raise ServiceError("bad_job", "the job's scheme is not the key's")
         if kind in ("refresh", "reshare") and self.two_phase.key_change_running(str(spec["key_id"])):
             raise ServiceError("key_change_in_progress", f"{rt.me.id}: another change of this key is under way")
 
@@ -113,6 +121,8 @@ class KeyChangeJob:
             # when the job was accepted; now aux-info, as after a DKG
             share = await self.check_import_share(spec)
             await self._aux_and_stage(job, share, rng, deadline)
+        elif kind == "refresh" and is_frost(spec):
+            await self._frost_refresh(job, rng)
         elif kind == "refresh":
             row = self.shares.active_key(spec["key_id"])
             share = await self.shares.load(row)
@@ -122,6 +132,8 @@ class KeyChangeJob:
             blob = await self.shares.seal(spec["key_id"], new)
             self.key_store().put_pending_share(spec["key_id"], new.epoch, blob)
             job.result = _result(new)
+        elif is_frost(spec):
+            await self._frost_reshare(job, rng)
         else:
             await self._reshare(job, rng, deadline)
 
@@ -136,9 +148,64 @@ class KeyChangeJob:
         share = await self.driver.drive(job, sid, party)
         blob = await self.shares.seal(spec["key_id"], share)
         self.key_store().put_pending_key(spec["key_id"], share.group_public_key, share.threshold,
-                                         share.participants, share.epoch, 0, blob, b"", scheme=share.scheme)
-        job.result = {"public_key": frost_keys.shown_public_key(share.scheme, share.group_public_key).hex(),
-                      "epoch": share.epoch, "fingerprint": share.public_fingerprint().hex()}
+                                         share.participants, share.epoch, 0, blob, frost_keys.chain_code(share),
+                                         scheme=share.scheme)
+        job.result = _frost_result(share)
+
+    async def _frost_refresh(self, job: JobRun, rng) -> None:
+        """FrostRefreshParty (zero-sharing, every holder): the new share of epoch + 1, checked
+        to be of the same group key as this node's record, sealed and staged until the
+        coordinator commits (the old epoch's share is destroyed at finalize). No aux-info."""
+        rt, spec = self.rt, job.spec
+        row = self.shares.active_key(spec["key_id"])
+        share = await self.shares.load(row)
+        sid = phase_sid(job.job_id, "refresh")
+        party = FrostRefreshParty(sid, share, self.signer(), rt.directory, rng)
+        new = await self.driver.drive(job, sid, party, phase="refresh")
+        if new.group_public_key != row["public_key"] or new.epoch != row["epoch"] + 1:
+            raise JobFailed(ServiceError("inconsistent_result", "refresh changed the public key"))
+        blob = await self.shares.seal(spec["key_id"], new)
+        self.key_store().put_pending_share(spec["key_id"], new.epoch, blob)
+        job.result = _frost_result(new)
+
+    async def _frost_reshare(self, job: JobRun, rng) -> None:
+        """FrostReshareParty: the senders deal their Lagrange-weighted shares to the new
+        committee, whose members prove their new shares; a new member checks the result is of
+        the key the job describes (confirmed by the holders first if it does not hold it) and
+        stages it (with the key's chain code, for a newcomer) until the coordinator commits."""
+        rt, spec = self.rt, job.spec
+        try:
+            old = wire.decode(bytes.fromhex(spec["old_info"]), FrostOldKey)
+            chain = bytes.fromhex(str(spec.get("chain_code", "")))
+        except (EncodingError, TypeError, ValueError):
+            raise JobFailed(ServiceError("bad_job", "malformed reshare")) from None
+        senders, new_members = list(spec["senders"]), list(spec["new_members"])
+        share = None
+        if rt.index in senders:
+            row = self.shares.active_key(spec["key_id"])
+            share = await self.shares.load(row)
+            if frost_keys.public_state(share, row["chain_code"] or b"") != _old_state_hash(spec):
+                raise JobFailed(ServiceError("old_state_mismatch", f"{rt.me.id}: the job describes another "
+                                             "public state of this key than this node holds"))
+        else:
+            await self._confirm_old_state(spec, old, senders)
+        sid = phase_sid(job.job_id, "reshare")
+        party = FrostReshareParty(sid, rt.index, old, senders, new_members, int(spec["threshold"]),
+                                  self.signer(), rt.directory, rng, share=share)
+        out = await self.driver.drive(job, sid, party)
+        if isinstance(out, FrostReshareConfirmed):
+            job.result = {"public_key": frost_keys.shown_public_key(old.scheme, out.group_public_key).hex(),
+                          "confirmed": True}
+            return
+        if out.group_public_key != old.group_public_key:
+            raise JobFailed(ServiceError("inconsistent_result", "reshare changed the public key"))
+        blob = await self.shares.seal(spec["key_id"], out)
+        if self.key_store().get_key(spec["key_id"]) is None:
+            self.key_store().put_pending_key(spec["key_id"], out.group_public_key, out.threshold,
+                                             out.participants, out.epoch, 0, blob, chain, scheme=out.scheme)
+        else:
+            self.key_store().put_pending_share(spec["key_id"], out.epoch, blob)
+        job.result = _frost_result(out)
 
     async def _aux(self, job: JobRun, share: KeyShare, bits: int, rng, deadline: float, *,
                    refresh: bool = False) -> KeyShare:
@@ -202,7 +269,7 @@ class KeyChangeJob:
         round-1 setup that every party signs and echoes.)"""
         rt = self.rt
         key_id, epoch = str(spec["key_id"]), int(spec["epoch"])
-        want = hashlib.sha256(bytes.fromhex(spec["old_info"])).hexdigest()
+        want = _old_state_hash(spec)
 
         async def ask(p: int):
             try:
@@ -315,6 +382,20 @@ class KeyChangeJob:
                 self.key_store().drop_pending_share(spec["key_id"])
         if labels:
             rt.spawn(self.pool.destroy_keys(labels))
+
+
+def _old_state_hash(spec: dict) -> str:
+    """The hash of the public state a reshare job describes, as holders report theirs
+    (``KeyService.peer_key_state``): the old key info, and a FROST key's chain code with it."""
+    info = bytes.fromhex(spec["old_info"])
+    if is_frost(spec):
+        return hashlib.sha256(info + bytes.fromhex(str(spec.get("chain_code", "")))).hexdigest()
+    return hashlib.sha256(info).hexdigest()
+
+
+def _frost_result(share: FrostKeyShare) -> dict:
+    return {"public_key": frost_keys.shown_public_key(share.scheme, share.group_public_key).hex(),
+            "epoch": share.epoch, "fingerprint": share.public_fingerprint().hex()}
 
 
 def _result(share: KeyShare) -> dict:

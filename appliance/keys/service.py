@@ -14,14 +14,15 @@ from appliance import paging, payloads
 from appliance.cluster.health import PeerHealth
 from appliance.errors import PolicyDenied, ServiceError
 from appliance.ids import is_id, new_id, peer_path
-from appliance.jobs.model import JobFailed
+from appliance.jobs.model import JobFailed, is_frost
 from appliance.jobs.progress import ProgressBoard, waiting_for_approval
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
+from appliance.keys import frost_keys
 from appliance.keys.key_jobs import KeyChangeJob
 from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
 from appliance.keys.lifecycle import check_allowed
 from appliance.keys.shares import ShareVault
-from appliance.policy import (BITCOIN_NETWORKS, DEFAULT_SCHEME, SCHEMES, Approval, SignedRequest, check_approval,
+from appliance.policy import (BIP340, BITCOIN_NETWORKS, DEFAULT_SCHEME, ED25519, SCHEMES, Approval, SignedRequest, check_approval,
                               evaluate)
 from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
 from appliance.recorder import Recorder
@@ -30,6 +31,8 @@ from appliance.runtime import Runtime
 from appliance.statements import parse_approval, signed_request
 from appliance.transport import PeerError
 from appliance.tss import bip32, wire
+from appliance.tss.frost import bip32 as frost_bip32
+from appliance.tss.frost.reshare import FrostOldKey
 from appliance.tss.group import Point
 from appliance.tss.reshare import OldKeyInfo
 
@@ -48,11 +51,24 @@ def keygen_params(params: dict | None) -> dict:
 
 
 def require_ecdsa(row: dict, what: str) -> None:
-    """``not_supported_for_scheme`` unless the key is an ECDSA key (FROST keys have no
-    refresh, reshare, BIP32 derivation or import yet: issue 16, later passes)."""
+    """``not_supported_for_scheme`` unless the key is an ECDSA key (what FROST keys do not
+    have yet: import, the p2wpkh and eth addresses)."""
     scheme = row.get("scheme", DEFAULT_SCHEME)
     if scheme != DEFAULT_SCHEME:
         raise ServiceError("not_supported_for_scheme", f"{what} is not supported for a {scheme} key yet")
+
+
+def require_derivable(row: dict) -> None:
+    """BIP32 derivation: ECDSA and ``schnorr-bip340`` keys; ``ed25519`` keys have none
+    (``not_supported_for_scheme``, saying why: appliance/tss/frost/bip32.py)."""
+    if row.get("scheme", DEFAULT_SCHEME) == ED25519:
+        raise ServiceError("not_supported_for_scheme", frost_bip32.ED25519_REFUSAL)
+
+
+def _scheme_field(row: dict) -> dict:
+    """A key change job's ``scheme`` (absent for an ECDSA key, as in older jobs)."""
+    scheme = row.get("scheme", DEFAULT_SCHEME)
+    return {} if scheme == DEFAULT_SCHEME else {"scheme": scheme}
 
 
 def key_context(row: dict, path: str | None) -> payloads.KeyContext:
@@ -104,7 +120,7 @@ class KeyService:
         return Created(await self._launch("keygen", user.id, sr, [], body), True)
 
     async def refresh(self, user, key_id: str, request: Any = None) -> Created:
-        require_ecdsa(self.shares.active_key(key_id), "refresh")
+        self.shares.active_key(key_id)
         view, sr = await self._key_operation(user, "refresh", key_id, {}, request, {})
         if view is not None:
             return view
@@ -131,7 +147,6 @@ class KeyService:
         shares are deleted only once every new member has confirmed (commit)."""
         rt = self.rt
         row = self.shares.active_key(key_id)
-        require_ecdsa(row, "reshare")
         if not isinstance(threshold, int) or isinstance(threshold, bool):
             raise ServiceError("bad_threshold", "threshold must be an integer")
         if not isinstance(node_ids, list) or not all(isinstance(x, str) for x in node_ids):
@@ -313,7 +328,8 @@ class KeyService:
                 raise ServiceError("quorum_unreachable", "every node of the key must be reachable to refresh",
                                    missing_nodes=rt.node_ids(missing))
             spec = {"job_id": job_id, "kind": "refresh", "key_id": key_id, "parties": parties,
-                    "threshold": row["threshold"], "paillier_bits": row["paillier_bits"], "epoch": row["epoch"]}
+                    "threshold": row["threshold"], "paillier_bits": row["paillier_bits"], "epoch": row["epoch"],
+                    **_scheme_field(row)}
         else:
             key_id = sr.request.key_id
             row = self.shares.active_key(key_id)
@@ -328,11 +344,15 @@ class KeyService:
                 raise ServiceError("quorum_unreachable", "the new committee and a quorum of holders must be reachable",
                                    missing_nodes=rt.node_ids(missing))
             share = await self.shares.load(row)
-            old_info = wire.encode(OldKeyInfo.of(share)).hex()
             spec = {"job_id": job_id, "kind": "reshare", "key_id": key_id,
                     "parties": sorted(set(senders) | set(new)), "senders": senders, "new_members": new,
-                    "threshold": threshold, "old_threshold": row["threshold"], "old_info": old_info,
-                    "paillier_bits": row["paillier_bits"], "epoch": row["epoch"]}
+                    "threshold": threshold, "old_threshold": row["threshold"],
+                    "paillier_bits": row["paillier_bits"], "epoch": row["epoch"], **_scheme_field(row)}
+            if is_frost(row):  # the FROST key's public state, and its chain code for newcomers
+                spec.update(old_info=wire.encode(FrostOldKey.of(share)).hex(),
+                            chain_code=(row.get("chain_code") or b"").hex())
+            else:
+                spec["old_info"] = wire.encode(OldKeyInfo.of(share)).hex()
         with self.recorder.together():  # the operation's state and its entry: one transaction
             if op_id is None:
                 op_id = new_id("op_id")
@@ -477,9 +497,11 @@ class KeyService:
 
     def derive(self, key_id: str, path: Any) -> dict:
         row = self.shares.known_key(key_id)
-        require_ecdsa(row, "BIP32 derivation")
+        require_derivable(row)
         if not row.get("chain_code"):
             raise ServiceError("no_chain_code", "this key has no chain code")
+        if row.get("scheme") == BIP340:
+            return self._derive_bip340(row, path)
         try:
             d = bip32.derive(Point.from_bytes(row["public_key"]), row["chain_code"], path or "m")
         except bip32.DerivationError as exc:
@@ -490,12 +512,38 @@ class KeyService:
                 "xpub": d.xpub(), "chain_code": d.chain_code.hex(), "depth": d.depth,
                 **self.shares.key_formats(key_id, pk)}
 
+    def _derive_bip340(self, row: dict, path: Any) -> dict:
+        """A ``schnorr-bip340`` key's child: ``internal_key`` x(C) (C: BIP32 CKDpub from the
+        xpub (chain code, 02 || x(P))), ``public_key`` the x-only output key Q_C =
+        output_key(C, b"") that a sign request with this path signs for, its ``p2tr``."""
+        try:
+            d, q = frost_keys.child(BIP340, row["public_key"], row["chain_code"], path or "m")
+        except bip32.DerivationError as exc:
+            raise ServiceError("bad_derivation_path", str(exc)) from None
+        net = self.rt.policy.rule_for(row["key_id"]).network
+        return {"key_id": row["key_id"], "path": "m" + "".join(f"/{i}" for i in bip32.parse_path(path or "m")),
+                "scheme": BIP340, "public_key": q.hex(), "internal_key": d.public_key.to_bytes()[1:].hex(),
+                "xpub": d.xpub(), "chain_code": d.chain_code.hex(), "depth": d.depth,
+                "p2tr": frost_keys.p2tr_address(q, net), "network": net}
+
     def address(self, key_id: str, kind: Any, path: Any = None, network: Any = None) -> dict:
         row = self.shares.known_key(key_id)
-        require_ecdsa(row, "GET address (see GET /v1/keys/{key_id}: p2tr)")
+        net = network or self.rt.policy.rule_for(key_id).network
+        if row.get("scheme") == BIP340:
+            if kind != "p2tr":
+                raise ServiceError("bad_kind", "kind must be p2tr for a schnorr-bip340 key")
+            if net not in BITCOIN_NETWORKS:
+                raise ServiceError("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
+            if path in (None, "m"):
+                q = frost_keys.shown_public_key(BIP340, row["public_key"])
+                return {"key_id": key_id, "kind": "p2tr", "path": "m", "public_key": q.hex(),
+                        "address": frost_keys.p2tr_address(q, net), "network": net}
+            d = self.derive(key_id, path)
+            return {"key_id": key_id, "kind": "p2tr", "path": d["path"], "public_key": d["public_key"],
+                    "address": frost_keys.p2tr_address(bytes.fromhex(d["public_key"]), net), "network": net}
+        require_ecdsa(row, "GET address")
         if kind not in ("p2wpkh", "eth"):
             raise ServiceError("bad_kind", "kind must be p2wpkh or eth")
-        net = network or self.rt.policy.rule_for(key_id).network
         if net not in BITCOIN_NETWORKS:
             raise ServiceError("bad_network", f"network must be one of {', '.join(BITCOIN_NETWORKS)}")
         try:
@@ -514,7 +562,8 @@ class KeyService:
         if row["status"] == "active":
             try:
                 share = await self.shares.load(row)
-                out["public_state"] = hashlib.sha256(wire.encode(OldKeyInfo.of(share))).hexdigest()
+                out["public_state"] = (frost_keys.public_state(share, row.get("chain_code") or b"")
+                                       if is_frost(row) else hashlib.sha256(wire.encode(OldKeyInfo.of(share))).hexdigest())
             except Exception:  # a share that does not unseal: this node cannot send
                 out["status"] = "unusable"
         return out

@@ -31,14 +31,14 @@ from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed, is_frost
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
-from appliance.policy import (BITCOIN_NETWORKS, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
+from appliance.policy import (BITCOIN_NETWORKS, ECDSA, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
 from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, SignRequestStore, StatementStore
 from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
-from appliance.signing import schnorr, states
+from appliance.signing import schnorr, schnorr_verify, states
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
 from appliance.storage import ConflictError
@@ -654,15 +654,22 @@ class SignRequests:
 
     def verify(self, body: dict) -> dict:
         """``POST /v1/verify``: a signature (DER, {r, s}, rsv or jws) of a ``digest`` or of a
-        ``message``'s SHA-256 (exactly one of them), by ``public_key`` or ``key_id``'s key."""
+        ``message``'s SHA-256 (exactly one of them), by ``public_key`` or ``key_id``'s key; a
+        Schnorr ``{sig}`` of a ``schnorr-bip340`` or ``ed25519`` key (the key's ``scheme``, or
+        the body's: appliance/signing/schnorr_verify.py)."""
         if not isinstance(body, dict):
             raise ServiceError("bad_body", "expected a JSON object")
-        pub = body.get("public_key")
+        pub, scheme, row = body.get("public_key"), body.get("scheme"), None
         if pub is None and body.get("key_id") is not None:
             row = self.key_store().get_key(str(body["key_id"]))
             if row is None or row["status"] != "active":
                 raise ServiceError("not_found", "unknown key")
             pub = row["public_key"].hex()
+            if scheme is not None and scheme != row.get("scheme", ECDSA):
+                raise ServiceError("scheme_mismatch", f"the key is a {row.get('scheme', ECDSA)} key, not {scheme}")
+            scheme = row.get("scheme", ECDSA)
+        if scheme in schnorr_verify.SCHNORR_SCHEMES or schnorr_verify.is_schnorr_signature(body.get("signature")):
+            return schnorr_verify.verify(body, scheme, row)  # BIP340 or Ed25519 {sig}
         if pub is None:
             raise ServiceError("missing_public_key", "give public_key (SEC1 hex) or key_id")
         try:

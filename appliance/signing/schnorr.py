@@ -11,8 +11,13 @@ What is signed (one signature, path ``m``):
 - ``eth_tx``, ``eip712``, ``eip191`` are Ethereum ECDSA constructs and ``psbt`` is refused
   until P2TR key-path PSBT inputs are decoded (issue 16, the payloads part): all four answer
   ``scheme_mismatch`` (409), before anything is stored.
-- A derivation path other than ``m``: ``not_supported_for_scheme`` (no BIP32 for FROST keys
-  yet; Ed25519 has no standard non-hardened derivation at all).
+- A derivation path other than ``m``: for ``schnorr-bip340`` the BIP32 child C of the key
+  (``frost_keys.child``: CKDpub from (chain code, 02 || x(P))), signed for C's key-path
+  output key Q_C = output_key(C, b"") (each signer derives its share with
+  ``bip32.derive_key`` from its own decode of the signed path, then the b"" tap tweak; the
+  item's ``public_key`` is Q_C, what ``GET .../derive?path=`` shows); a key without a chain
+  code: ``no_chain_code``; ``ed25519``: ``not_supported_for_scheme`` (there is no standard
+  non-hardened Ed25519 derivation).
 
 BIP340 keys sign for the Taproot output key Q (``frost_keys.merkle_root``: b""), the
 ``public_key`` clients see, so every signature verifies under it. Verification before
@@ -33,6 +38,8 @@ from appliance.keys import frost_keys
 from appliance.payloads import DIGEST, DecodedPayload, PayloadError, SigningItem, TxFacts
 from appliance.payloads.message import MESSAGE, message_bytes
 from appliance.policy import BIP340, ED25519
+from appliance.tss.bip32 import DerivationError
+from appliance.tss.frost import bip32
 
 #: payload types a FROST key cannot sign (answered ``scheme_mismatch``)
 ECDSA_ONLY = ("eth_tx", "eip712", "eip191", "psbt")
@@ -43,8 +50,7 @@ def decode(row: dict, *, digest: Any, payload: Any, payload_type: str | None, pa
     scheme = row["scheme"]
     pk = frost_keys.shown_public_key(scheme, row["public_key"])
     if path != "m":
-        raise PayloadError("not_supported_for_scheme",
-                           f"a {scheme} key signs for itself only (derivation path m), no BIP32 yet")
+        pk = _child_key(row, path)
     if digest is not None:
         d = bytes.fromhex(digest) if isinstance(digest, str) else bytes(digest)
         if len(d) != 32:
@@ -65,6 +71,18 @@ def decode(row: dict, *, digest: Any, payload: Any, payload_type: str | None, pa
         raise PayloadError("scheme_mismatch", f"a {scheme} key cannot sign a {payload_type} payload "
                            "(an ECDSA construct, or not decoded for Schnorr keys yet)")
     raise PayloadError("bad_payload_type", f"payload_type {payload_type!r} cannot be signed by a {scheme} key")
+
+
+def _child_key(row: dict, path: str) -> bytes:
+    """The x-only output key Q_C of a ``schnorr-bip340`` key's child at ``path``."""
+    if row["scheme"] == ED25519:
+        raise PayloadError("not_supported_for_scheme", bip32.ED25519_REFUSAL)
+    if not row.get("chain_code"):
+        raise PayloadError("no_chain_code", "this key has no chain code (made before BIP32 for FROST keys)")
+    try:
+        return frost_keys.child(row["scheme"], row["public_key"], row["chain_code"], path)[1]
+    except DerivationError as exc:
+        raise PayloadError("bad_derivation_path", str(exc)) from None
 
 
 def verify(scheme: str, public_key: bytes, message: bytes, sig: bytes) -> bool:

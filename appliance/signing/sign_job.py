@@ -24,6 +24,7 @@ from appliance.policy import ECDSA
 from appliance.signing import schnorr
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.tss import ecdsa
+from appliance.tss.frost.bip32 import derive_key
 from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.frost.sign import FrostSignParty
 from appliance.tss.group import SystemRNG
@@ -112,7 +113,7 @@ class SignJob:
             raise JobFailed(PolicyDenied("bad_request", "a sign job without a checked request"))
         items = list(dec.items)[:MAX_SIGN_ITEMS]
         if is_frost(row):
-            await self._run_frost(job, share, items, rng)
+            await self._run_frost(job, share, items, rng, row.get("chain_code") or b"")
             return
 
         async def presign_for(i: int):
@@ -141,7 +142,7 @@ class SignJob:
             sigs.append(await self.driver.drive(job, sid, party))
         job.result = {"signature": sigs[0].to_dict(), "signatures": [x.to_dict() for x in sigs]}
 
-    async def _run_frost(self, job: JobRun, share: FrostKeyShare, items: list, rng) -> None:
+    async def _run_frost(self, job: JobRun, share: FrostKeyShare, items: list, rng, chain: bytes) -> None:
         """FROST signing, one two-round session per item: each party's nonces are made in its
         session (FrostSignParty -> new_nonces), held in memory only and consumed once by its
         round-2 share, so no crash, restart or database restore can bring one back (nothing of
@@ -150,14 +151,17 @@ class SignJob:
         signer set differs (setup hash), checks every share against its signer's verification
         share (a bad one names its sender: ProtocolAbort -> protocol_abort with culprits) and
         verifies the aggregate. The pre-committed, HSM-sealed nonce pool of issue 16 is a
-        later step."""
+        later step. An item with a derivation path (a ``schnorr-bip340`` key's BIP32 child,
+        as this node decoded it) is signed with the child's share (``bip32.derive_key``, never
+        stored) and then the b"" tap tweak, for the child's output key."""
         rt, spec = self.rt, job.spec
         mark_request_used(self.replay(), spec, job.dec.facts.amounts)  # durably, before a share leaves
         root = frost_keys.merkle_root(share.scheme)
         sigs = []
         for i, it in enumerate(items):
             sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
-            party = FrostSignParty(sid, share, job.parties, it.digest, self.signer(), rt.directory, rng,
+            mine = share if it.path == "m" else derive_key(share, chain, it.path)
+            party = FrostSignParty(sid, mine, job.parties, it.digest, self.signer(), rt.directory, rng,
                                    merkle_root=root)
             sigs.append(await self.driver.drive(job, sid, party))
         views = [{"sig": sig.hex()} for sig in sigs]

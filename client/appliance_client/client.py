@@ -557,16 +557,21 @@ class ApplianceClient:
         return await self.wait_signature(req["request_id"], timeout)
 
     async def verify(self, digest: bytes | None, signature: dict | str, *, public_key: str | None = None,
-                     key_id: str | None = None, message: bytes | None = None) -> bool:
+                     key_id: str | None = None, message: bytes | None = None, scheme: str | None = None) -> bool:
         """``POST /v1/verify``: ``signature`` (DER hex, or a signature view: ``der``, ``r``/``s``,
-        ``rsv``, ``jws``) of ``digest``, or of ``message``'s SHA-256 (give one of them)."""
+        ``rsv``, ``jws``; ``sig`` for a ``schnorr-bip340`` or ``ed25519`` key, whose ``scheme``
+        is given with a ``public_key``) of ``digest``, or of ``message`` (give one of them)."""
         return bool((await self.verify_result(digest, signature, public_key=public_key, key_id=key_id,
-                                              message=message))["valid"])
+                                              message=message, scheme=scheme))["valid"])
 
     async def verify_result(self, digest: bytes | None, signature: dict | str, *, public_key: str | None = None,
-                            key_id: str | None = None, message: bytes | None = None) -> dict:
-        """``POST /v1/verify``'s answer: ``valid``, ``low_s`` and the ``digest`` verified."""
+                            key_id: str | None = None, message: bytes | None = None,
+                            scheme: str | None = None) -> dict:
+        """``POST /v1/verify``'s answer: ``valid``, the ``digest`` verified, and ``low_s``
+        (ECDSA) or ``scheme`` (Schnorr)."""
         body: dict[str, Any] = {"signature": signature}
+        if scheme is not None:
+            body["scheme"] = scheme
         if digest is not None:
             body["digest"] = digest.hex()
         if message is not None:

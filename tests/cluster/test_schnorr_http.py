@@ -5,17 +5,23 @@ digests signed by each after approval and verified by libsecp256k1 (coincurve, B
 ``cryptography`` and PyNaCl (Ed25519); the BIP340 key is shown as the Taproot output key Q
 (python-bitcointx computes Q's P2TR address from the internal key on its own); an Ed25519
 ``message`` signs its UTF-8 text; ECDSA-only payloads and not-yet-supported operations are
-refused with their exact codes; the audit log has the key and signing entries; and a signer
+refused with their exact codes; refresh and reshare (to a newcomer, away from a leaver) keep
+the public key and destroy the old epoch's sealed shares; a BIP340 key's BIP32 child is derived
+(python-bitcointx agrees), addressed and signed for; ``/v1/verify`` takes both schemes' ``{sig}``;
+a coordinator changing the message (node-1, test-only ``coordinator_faults``) is refused by the
+honest FROST signer; the audit log has the key and signing entries; and a signer
 whose signature share is wrong (node-3, test-only ``tamper = ["bad_partial"]``, frames validly
 signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from bitcointx import ChainParams
 from bitcointx.core.key import XOnlyPubKey
+from bitcointx.wallet import CCoinExtPubKey
 from bitcointx.wallet import P2TRCoinAddress
 from coincurve import PublicKeyXOnly
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -23,12 +29,13 @@ from nacl.signing import VerifyKey
 
 from api.client import ApplianceAPIError
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
+from tests.lifecycle_helpers import secret_epochs
 from tests.signing_flow import approve_if_needed, sign
 
 pytestmark = cluster_marks("schnorr-http")
 
 # node-3 sends a wrong FROST signature share whenever it signs (only the last test has it sign)
-cluster = cluster_fixture(faults={2: {"tamper": ["bad_partial"]}})
+cluster = cluster_fixture(faults={0: {"coordinator_faults": True}, 2: {"tamper": ["bad_partial"]}})
 HONEST = ["node-1", "node-2"]
 STATE: dict = {}
 CHAINS = {"mainnet": "bitcoin", "testnet": "bitcoin/testnet", "signet": "bitcoin/signet", "regtest": "bitcoin/regtest"}
@@ -98,17 +105,21 @@ async def test_what_a_schnorr_key_cannot_do_is_refused_with_its_code(cluster):
     with pytest.raises(ApplianceAPIError) as ei:
         await ini.request_signature(ed["key_id"], payload="hello", payload_type="eip191")
     assert (ei.value.status, ei.value.code) == (409, "scheme_mismatch")
+    # ed25519 has no standard non-hardened derivation: derive, address and a child's signature
+    for call in (cluster.client("auditor").derive(ed["key_id"], "m/0"),
+                 ini.request_signature(ed["key_id"], digest_of("child"), "m/0/1")):
+        with pytest.raises(ApplianceAPIError) as ei:
+            await call
+        assert (ei.value.status, ei.value.code) == (409, "not_supported_for_scheme")
+        assert ei.value.message == ("ed25519 keys have no standard non-hardened derivation (SLIP-0010 is "
+                                    "hardened-only); create another key instead")
     with pytest.raises(ApplianceAPIError) as ei:
-        await ini.request_signature(tr["key_id"], digest_of("child"), "m/0/1")
-    assert (ei.value.status, ei.value.code) == (409, "not_supported_for_scheme")
+        await cluster.client("auditor").address(tr["key_id"], "p2wpkh")
+    assert (ei.value.status, ei.value.code, ei.value.message) == (400, "bad_kind",
+                                                                  "kind must be p2tr for a schnorr-bip340 key")
     with pytest.raises(ApplianceAPIError) as ei:
-        await cluster.client("auditor").derive(ed["key_id"], "m/0")
-    assert (ei.value.status, ei.value.code) == (409, "not_supported_for_scheme")
-    assert ei.value.message == "BIP32 derivation is not supported for a ed25519 key yet"
-    with pytest.raises(ApplianceAPIError) as ei:
-        await cluster.client("admin").refresh(tr["key_id"])
-    assert (ei.value.status, ei.value.code) == (409, "not_supported_for_scheme")
-    assert ei.value.message == "refresh is not supported for a schnorr-bip340 key yet"
+        await cluster.client("auditor").derive(tr["key_id"], "m/0'")
+    assert (ei.value.status, ei.value.code) == (400, "bad_derivation_path")
 
 
 async def test_audit_has_the_keys_and_signatures(cluster):
@@ -135,6 +146,135 @@ async def test_disable_enable_delete_a_frost_key(cluster):
     for i in range(3):  # every holder destroyed its sealed FROST share
         v = await cluster.client("auditor", node=i).key_versions(key["key_id"])
         assert v["status"] == "deleted" and v["versions"][0]["destroyed"] is not None
+
+
+async def _holders_agree(cluster, key: dict, epoch: int, nodes: list[str]) -> None:
+    """Every node in ``nodes`` shows the key at ``epoch`` with the unchanged public key and
+    keeps sealed shares of that epoch only; any other node keeps none and does not show it."""
+    for i in range(3):
+        if f"node-{i + 1}" in nodes:
+            view = await cluster.client("auditor", node=i).get_key(key["key_id"])
+            assert (view["public_key"], view["epoch"], view["nodes"]) == (key["public_key"], epoch, nodes)
+            assert secret_epochs(cluster, i, key["key_id"]) == {epoch}
+        else:  # left the committee once every new member confirmed: its share is destroyed
+            assert secret_epochs(cluster, i, key["key_id"]) == set()
+            with pytest.raises(ApplianceAPIError) as ei:
+                await cluster.client("auditor", node=i).get_key(key["key_id"])
+            assert ei.value.status == 404
+
+
+async def test_refresh_keeps_the_key_and_destroys_the_old_shares(cluster):
+    """FROST zero-sharing refresh through the nodes (two-phase commit of epoch 1, epoch 0's
+    sealed shares destroyed everywhere); the key signs as before."""
+    tr = await _key(cluster, "schnorr-bip340")
+    view = (await cluster.client("auditor").get_key(tr["key_id"]))
+    out = await cluster.client("admin").refresh(tr["key_id"])
+    assert out["status"] == "done" and out["result"]["finalized"] is True, out
+    assert out["result"]["public_key"] == tr["public_key"] and out["result"]["epoch"] == view["epoch"] + 1
+    await _holders_agree(cluster, tr, view["epoch"] + 1, ["node-1", "node-2", "node-3"])
+    d = digest_of("after refresh")
+    done = await _sign(cluster, tr, d)
+    assert PublicKeyXOnly(bytes.fromhex(tr["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
+
+
+async def test_reshare_to_a_newcomer_and_away_from_a_leaver(cluster):
+    """A BIP340 key of node-1 and node-2 (2-of-2) reshared to 2-of-3: node-3, a newcomer, checks
+    the key's public state with the holders, gets a share and the chain code (its xpub equals
+    the others'); an Ed25519 key reshared from 2-of-3 to 2-of-2 without node-3, whose share is
+    destroyed. Both sign afterwards with the same public key."""
+    admin = cluster.client("admin")
+    tr = await admin.create_key(threshold=2, nodes=HONEST, scheme="schnorr-bip340")
+    out = await admin.reshare(tr["key_id"], 2, ["node-1", "node-2", "node-3"])
+    assert out["status"] == "done" and out["result"]["public_key"] == tr["public_key"], out
+    await _holders_agree(cluster, tr, 1, ["node-1", "node-2", "node-3"])
+    xpubs = {(await cluster.client("auditor", node=i).derive(tr["key_id"], "m/5"))["xpub"] for i in range(3)}
+    assert len(xpubs) == 1
+    d = digest_of("after reshare")
+    done = await _sign(cluster, tr, d, signers=["node-2", "node-1"])
+    assert PublicKeyXOnly(bytes.fromhex(tr["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
+
+    ed = await admin.create_key(threshold=2, scheme="ed25519")
+    out = await admin.reshare(ed["key_id"], 2, HONEST)
+    assert out["status"] == "done" and out["result"]["nodes"] == HONEST, out
+    await _holders_agree(cluster, ed, 1, HONEST)
+    done = await _sign(cluster, ed, d)
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
+
+
+async def test_bip32_child_of_a_bip340_key_derived_addressed_and_signed(cluster):
+    """derive: the child C of the internal key P by BIP32 CKDpub (python-bitcointx derives the
+    same C from the parent's xpub), shown as its Taproot output key Q_C; address p2tr is Q_C's
+    (python-bitcointx computes it from C); a sign request with that derivation_path signs
+    for Q_C (libsecp256k1 verifies)."""
+    tr = await _key(cluster, "schnorr-bip340")
+    aud = cluster.client("auditor")
+    root, child = await aud.derive(tr["key_id"], "m"), await aud.derive(tr["key_id"], "m/0/7")
+    assert (root["public_key"], root["internal_key"]) == (tr["public_key"], tr["internal_key"])
+    assert child["path"] == "m/0/7" and child["depth"] == 2 and child["scheme"] == "schnorr-bip340"
+    assert CCoinExtPubKey(root["xpub"]).derive_path("m/0/7").pub[1:].hex() == child["internal_key"]
+    assert CCoinExtPubKey(child["xpub"]).pub[1:].hex() == child["internal_key"]
+    with ChainParams(CHAINS[child["network"]]):
+        want = str(P2TRCoinAddress.from_xonly_pubkey(XOnlyPubKey(bytes.fromhex(child["internal_key"]))))
+    addr = await aud.address(tr["key_id"], "p2tr", "m/0/7")
+    assert addr["address"] == child["p2tr"] == want and addr["public_key"] == child["public_key"]
+    assert (await aud.address(tr["key_id"], "p2tr"))["address"] == tr["p2tr"]
+    d = digest_of("child spend")
+    done = await _sign(cluster, tr, d, derivation_path="m/0/7")
+    assert done["public_key"] == child["public_key"] != tr["public_key"]
+    assert PublicKeyXOnly(bytes.fromhex(child["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
+
+
+async def test_verify_schnorr_signatures(cluster):
+    """POST /v1/verify with {sig}: BIP340 (by key_id, or public_key + scheme) and Ed25519
+    (by key_id, or public_key + scheme, over a message's bytes), valid and not."""
+    aud = cluster.client("auditor")
+    tr, ed = await _key(cluster, "schnorr-bip340"), await _key(cluster, "ed25519")
+    d = digest_of("verify me")
+    sig_tr = (await _sign(cluster, tr, d))["signature"]
+    sig_ed = (await _sign(cluster, ed, d))["signature"]
+    bad_tr = {"sig": sig_tr["sig"][:-2] + ("00" if sig_tr["sig"][-2:] != "00" else "01")}
+    for key, scheme, sig in ((tr, "schnorr-bip340", sig_tr), (ed, "ed25519", sig_ed)):
+        assert await aud.verify_result(d, sig, key_id=key["key_id"]) == {"valid": True, "scheme": scheme,
+                                                                          "digest": d.hex()}
+        assert await aud.verify(d, sig, public_key=key["public_key"], scheme=scheme)
+        assert not await aud.verify(digest_of("another"), sig, key_id=key["key_id"])
+    assert not await aud.verify(d, bad_tr, key_id=tr["key_id"])
+    assert not await aud.verify(d, sig_ed, public_key=tr["public_key"], scheme="schnorr-bip340")
+    # an Ed25519 `message` is verified over its bytes (the message request signed the text)
+    text = b"ed25519 message"
+    req = await cluster.client("initiator").request_signature(ed["key_id"], payload=text.decode(),
+                                                              payload_type="message", signers=HONEST)
+    await approve_if_needed(cluster.client("approver"), req)
+    sig = (await cluster.client("initiator").wait_signature(req["request_id"]))["signature"]
+    assert await aud.verify(None, sig, key_id=ed["key_id"], message=text)
+    with pytest.raises(ApplianceAPIError) as ei:  # both schemes have 32-byte keys: never guessed
+        await aud.verify(d, sig_tr, public_key=tr["public_key"])
+    assert (ei.value.status, ei.value.code) == (400, "bad_scheme")
+    with pytest.raises(ApplianceAPIError) as ei:
+        await aud.verify(d, sig_tr, key_id=tr["key_id"], scheme="ed25519")
+    assert (ei.value.status, ei.value.code) == (409, "scheme_mismatch")
+    assert ei.value.message == "the key is a schnorr-bip340 key, not ed25519"
+
+
+async def test_coordinator_changing_the_message_is_refused_by_frost_signers(cluster):
+    """node-1, as a lying coordinator (test-only ``coordinator_faults``), sends node-2 a FROST
+    sign job whose message is not the one the signed request gives: node-2 decodes the request
+    itself, refuses (digest_mismatch), audits node-1 as the job's sender, and signs nothing."""
+    tr = await _key(cluster, "schnorr-bip340")
+    ini, app = cluster.client("initiator", node=0), cluster.client("approver", node=0)
+    before = len(await cluster.client("auditor", node=1).audit())
+    req = await ini.request_signature(tr["key_id"], digest_of("changed by the coordinator"), signers=HONEST,
+                                      nonce=f"testfault.substitute-digest.{time.time_ns()}")
+    await approve_if_needed(app, req)
+    with pytest.raises(ApplianceAPIError) as ei:
+        await ini.wait_signature(req["request_id"], timeout=60)
+    assert (ei.value.status, ei.value.code) == (409, "digest_mismatch"), ei.value
+    assert ei.value.message == ("node-2 refused the job: the coordinator's digests or tweaks are not the ones "
+                                "this node computed from the request")
+    entries = (await cluster.client("auditor", node=1).audit())[before:]
+    refused = [e for e in entries if e["action"] == "sign_job_refused"]
+    assert [(e["actor"], e["reason"], e["key"]) for e in refused] == [("node-1", "digest_mismatch", tr["key_id"])]
+    assert not [e for e in entries if e["action"] == "join_sign"]
 
 
 async def test_a_bad_signature_share_names_its_signer(cluster):

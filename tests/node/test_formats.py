@@ -23,6 +23,7 @@ from appliance import formats
 from appliance.cli import main
 from appliance.errors import ServiceError
 from appliance.tss.ecdsa import Signature
+from appliance.tss.frost import simulate as frost
 from tests.node.test_services_requests import KEY, _setup
 
 SK = coincurve.PrivateKey((1).to_bytes(32, "big"))  # private key 1: the public key is G
@@ -200,3 +201,31 @@ def test_cli_verify_takes_a_message_file_and_rsv(tmp_path, capsys):
         assert (rc == 0, out["valid"], out["digest"]) == (ok, ok, hashlib.sha256(MSG).hexdigest())
     assert main(["verify", "--public-key", PK.hex(), "--signature", view["der"]]) == 2  # usage
     assert capsys.readouterr().err == "error: usage: give exactly one of --digest and --message\n"
+
+
+def test_cli_verify_schnorr_schemes(tmp_path, capsys):
+    """``appliance verify --scheme``: a BIP340 signature (libsecp256k1 and our verifier) over a
+    digest, an Ed25519 one (OpenSSL and libsodium) over a message file's bytes; a changed
+    signature fails (exit 7) and an ECDSA form is a usage error."""
+    msg = tmp_path / "msg.bin"
+    msg.write_bytes(b"pay alice 1 SOL")
+    tr = frost.keygen(3, 2, "schnorr-bip340")
+    ed = frost.keygen(3, 2, "ed25519")
+    digest = hashlib.sha256(b"taproot").digest()
+    cases = [("schnorr-bip340", tr[0].public_key, frost.sign(tr, digest), ["--digest", digest.hex()],
+              {"libsecp256k1", "bip340"}),
+             ("ed25519", ed[0].public_key, frost.sign(ed, msg.read_bytes()), ["--message", str(msg)],
+              {"openssl", "libsodium"})]
+    for scheme, pk, sig, what, libs in cases:
+        bad = sig[:-1] + bytes([sig[-1] ^ 1])
+        for s, ok in ((sig, True), (bad, False)):
+            rc = main(["verify", "--scheme", scheme, "--public-key", pk.hex(), *what, "--signature", s.hex()])
+            captured = capsys.readouterr()
+            assert rc == (0 if ok else 7), captured
+            if ok:
+                out = json.loads(captured.out)
+                assert out["valid"] is True and out["scheme"] == scheme and {k for k in libs if out[k]} == libs
+    assert main(["verify", "--scheme", "ed25519", "--public-key", "11" * 32, "--digest", "00" * 32,
+                 "--rsv", "00" * 65]) == 2
+    assert capsys.readouterr().err == ("error: usage: --rsv is an ECDSA form: a ed25519 signature is --signature "
+                                       "(64 bytes hex)\n")

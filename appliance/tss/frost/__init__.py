@@ -21,7 +21,9 @@ Modules (each docstring lists its checks, numbered as the errors name them):
 
 Schemes: ``schnorr-bip340`` (the Taproot ciphersuite), ``ed25519``, ``frost-secp256k1`` (the
 RFC's plain secp256k1 suite, for its vectors; no chain verifies its 65-byte signatures).
-Not here yet (issue 16, later passes): the HSM-sealed nonce pool, import of Schnorr keys, a
-jointly generated chain code kept with the key (``bip32.py`` takes it as an argument), and the
-appliance integration.
+Through the nodes: keygen and signing jobs (appliance/keys/key_jobs.py, appliance/signing/),
+refresh and reshare as two-phase key changes, BIP32 children of ``schnorr-bip340`` keys with a
+chain code made from the DKG's result (``appliance/keys/frost_keys.chain_code``; ``bip32.py``
+takes it as an argument). Not here yet (issue 16, later passes): the HSM-sealed nonce pool and
+import of Schnorr keys.
 """
