@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -70,9 +69,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from appliance import cli_admin, cli_client, cli_errors, cli_requests, init_hsm
+from appliance import cli_admin, cli_client, cli_demo, cli_errors, cli_requests, cli_verify, init_hsm
 from appliance.cli_client import add_client_arguments, add_json_argument, client_from_args, emit
-from appliance.cli_errors import UsageError, VerificationFailed
+from appliance.cli_errors import UsageError
 from appliance.cli_progress import progress_on_stderr
 from appliance.config import ROLE_NAME, ROLES, ConfigError, dumps_toml, load_toml, write_toml
 from appliance.logs import configure as configure_logs
@@ -313,164 +312,6 @@ async def _cmd_approve(args) -> int:
         else:
             emit(args, await c.approve(args.request_id))
     return 0
-
-
-def _cmd_verify(args) -> int:
-    from appliance.tss.ecdsa import Signature, recover_public_key, verify_with_libsecp256k1, verify_with_openssl
-    from appliance.tss.group import Point
-
-    if (args.digest is None) == (args.message is None):
-        raise UsageError("give exactly one of --digest and --message")
-    if (args.signature is None) == (args.rsv is None):
-        raise UsageError("give exactly one of --signature and --rsv")
-    if args.scheme != "ecdsa-secp256k1":
-        return _verify_schnorr(args)
-    pk = bytes.fromhex(args.public_key)
-    digest = bytes.fromhex(args.digest) if args.digest else hashlib.sha256(args.message.read_bytes()).digest()
-    if args.rsv is not None:
-        raw = bytes.fromhex(args.rsv)
-        if len(raw) != 65 or raw[64] not in (0, 1, 27, 28):
-            raise UsageError("--rsv is 65 bytes hex (r || s || v, v 27 or 28, or 0 or 1)")
-        sig = Signature.from_compact(raw[:64], recovery_id=raw[64] % 27)
-    else:
-        sig = Signature.from_der(bytes.fromhex(args.signature))
-    ok1, ok2 = verify_with_libsecp256k1(pk, digest, sig), verify_with_openssl(pk, digest, sig)
-    out = {"valid": ok1 and ok2, "libsecp256k1": ok1, "openssl": ok2, "digest": digest.hex()}
-    if sig.recovery_id is not None:  # --rsv: its v must recover the key too
-        out["recovers"] = ok1 and recover_public_key(digest, sig).to_bytes() == Point.from_bytes(pk).to_bytes()
-        out["valid"] = out["valid"] and out["recovers"]
-    if out["valid"] or not args.json:  # --json: the error document is the answer
-        print(json.dumps(out))
-    if not out["valid"]:
-        raise VerificationFailed(f"the signature does not verify for {args.public_key} over digest {digest.hex()}")
-    return 0
-
-
-def _verify_schnorr(args) -> int:
-    """``appliance verify --scheme schnorr-bip340|ed25519``: a 64-byte ``--signature`` (hex) by a
-    32-byte ``--public-key``, over the ``--digest`` or the ``--message`` file (its SHA-256 for
-    BIP340, its bytes for Ed25519, as the nodes sign them), by two implementations each:
-    libsecp256k1 and our BIP340 verifier, or OpenSSL (``cryptography``) and libsodium (PyNaCl)."""
-    from coincurve import PublicKeyXOnly
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from nacl.exceptions import BadSignatureError
-    from nacl.signing import VerifyKey
-
-    from appliance.tss.frost import taproot
-
-    if args.rsv is not None:
-        raise UsageError(f"--rsv is an ECDSA form: a {args.scheme} signature is --signature (64 bytes hex)")
-    try:
-        pk, sig = bytes.fromhex(args.public_key), bytes.fromhex(args.signature)
-    except ValueError:
-        raise UsageError("--public-key and --signature are hex") from None
-    if len(pk) != 32 or len(sig) != 64:
-        raise UsageError(f"a {args.scheme} --public-key is 32 bytes and --signature 64 bytes, hex")
-    data = bytes.fromhex(args.digest) if args.digest else args.message.read_bytes()
-    digest = data if args.digest else hashlib.sha256(data).digest()
-    signed = digest if args.scheme == "schnorr-bip340" else data
-    if args.scheme == "schnorr-bip340":
-        try:
-            ok1 = bool(PublicKeyXOnly(pk).verify(sig, signed))
-        except ValueError:
-            ok1 = False
-        out = {"libsecp256k1": ok1, "bip340": taproot.verify(pk, signed, sig)}
-    else:
-        try:
-            Ed25519PublicKey.from_public_bytes(pk).verify(sig, signed)
-            ok1 = True
-        except (InvalidSignature, ValueError):
-            ok1 = False
-        try:
-            ok2 = VerifyKey(pk).verify(signed, sig) == signed
-        except (BadSignatureError, ValueError):
-            ok2 = False
-        out = {"openssl": ok1, "libsodium": ok2}
-    out = {"valid": all(out.values()), "scheme": args.scheme, **out, "digest": digest.hex()}
-    if out["valid"] or not args.json:
-        print(json.dumps(out))
-    if not out["valid"]:
-        raise VerificationFailed(f"the {args.scheme} signature does not verify for {args.public_key}")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------
-# demo
-
-
-async def _demo(args) -> int:
-    import time
-
-    from appliance.testing import LocalCluster
-    from appliance.tss.ecdsa import Signature, verify_with_libsecp256k1, verify_with_openssl
-
-    out = sys.stdout
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # noqa: E731
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    keep = Path(args.keep).resolve() if args.keep else None
-    say(f"appliance demo: {args.threshold}-of-{args.nodes}, Paillier {args.paillier_bits} bits")
-    async with LocalCluster(nodes=args.nodes, threshold=args.threshold, paillier_bits=args.paillier_bits,
-                            base_dir=keep, keep=keep is not None, presign_pool=0) as cluster:
-        timings["start_nodes"] = (time.perf_counter() - t0) * 1000
-        for i, url in enumerate(cluster.urls):
-            say(f"  node {cluster.node_ids[i]}: {url}  (SoftHSM2 token in {cluster.data_dirs[i] / 'hsm'})")
-        admin = cluster.client("admin")
-        initiator = cluster.client("initiator")
-        approver = cluster.client("approver")
-        try:
-            t = time.perf_counter()
-            # progress on stderr: a bar on a terminal, plain lines otherwise (stdout keeps --json)
-            print("  filling each node's prime pool (safe primes for Paillier and ring-Pedersen)",
-                  file=sys.stderr)
-            with progress_on_stderr("    ") as show:
-                await cluster.wait_primes(on_progress=show)
-            timings["prime_pool"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            print("  key generation (DKG, then aux-info)", file=sys.stderr)
-            with progress_on_stderr("    ") as show:
-                key = await admin.create_key(args.threshold, on_progress=show)
-            timings["keygen"] = (time.perf_counter() - t) * 1000
-            say(f"  DKG done: key {key['key_id']}, public key {key['public_key']}")
-            message = b"threshold-appliance demo"
-            digest = hashlib.sha256(message).digest()
-            t = time.perf_counter()
-            req = await initiator.request_signature(key["key_id"], digest)
-            # the default policy: the initiator's request waits for one approver
-            await approver.approve(req["request_id"])
-            say(f"  request {req['request_id']} by initiator, approved by approver")
-            done = await initiator.wait_signature(req["request_id"], timeout=300)
-            timings["sign"] = (time.perf_counter() - t) * 1000
-            sigd = done["signature"]
-            say(f"  signed by {', '.join(done['signers'])}: r={sigd['r']} s={sigd['s']}")
-            pk = bytes.fromhex(key["public_key"])
-            sig = Signature.from_der(bytes.fromhex(sigd["der"]))
-            ok_secp = verify_with_libsecp256k1(pk, digest, sig)
-            ok_ossl = verify_with_openssl(pk, digest, sig)
-            say(f"  verified independently: libsecp256k1 (coincurve) {'OK' if ok_secp else 'FAILED'}, "
-                f"OpenSSL (cryptography) {'OK' if ok_ossl else 'FAILED'}")
-        finally:
-            await admin.close()
-            await initiator.close()
-        t = time.perf_counter()
-    timings["stop_nodes"] = (time.perf_counter() - t) * 1000
-    timings["total"] = (time.perf_counter() - t0) * 1000
-    ok = ok_secp and ok_ossl and sig.is_low_s
-    say(f"  total {timings['total'] / 1000:.1f} s; nodes stopped" + (f"; state kept in {keep}" if keep else ""))
-    if args.json:
-        summary = {
-            "public_key": key["public_key"], "key_id": key["key_id"], "digest": digest.hex(),
-            "message": message.decode(),
-            "signature": {k: sigd[k] for k in ("der", "r", "s", "recovery_id")},
-            "signers": done["signers"], "nodes": args.nodes, "threshold": args.threshold,
-            "paillier_bits": args.paillier_bits,
-            "verified": {"libsecp256k1": ok_secp, "openssl": ok_ossl},
-            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
-        }
-        out.write(json.dumps(summary) + "\n")
-        out.flush()
-    return 0 if ok else 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -732,7 +573,7 @@ def _run(args) -> int:
         asyncio.run(serve(str(args.config), ready_file=args.ready_file))
         return 0
     if args.cmd == "demo":
-        return asyncio.run(_demo(args))
+        return asyncio.run(cli_demo.run_demo(args))
     if args.cmd == "key":
         return asyncio.run(_cmd_key(args))
     if args.cmd == "recovery-key":
@@ -742,7 +583,7 @@ def _run(args) -> int:
     if args.cmd == "sign":
         return asyncio.run(_cmd_sign(args))
     if args.cmd == "verify":
-        return _cmd_verify(args)
+        return cli_verify.cmd_verify(args)
     if args.cmd == "cluster":
         return asyncio.run(_cmd_cluster(args))
     if args.cmd == "tls":
