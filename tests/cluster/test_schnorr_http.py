@@ -346,6 +346,14 @@ async def test_taproot_key_path_spend_signed_and_verified_independently(cluster)
     assert any(e["action"] == "payload_decoded" and e["subject"] == done["request_id"] and e["reason"] ==
                f"psbt; bitcoin regtest; transfer 90000 BTC to {BTC_DEST}; fee 10000 BTC; 1 signature(s)"
                for e in entries)
+    # a BIP32 child C's output (the request's derivation_path): signed for output_key(C, b"")
+    child = await cluster.client("auditor").derive(tr["key_id"], "m/0/7")
+    psbt = samples.sample_psbt([(bytes.fromhex(child["internal_key"]), 30_000, "p2tr-bip340")], [(BTC_DEST, 25_000)],
+                               seed=b"child spend")
+    shown, done = await _sign_payload(cluster, tr, psbt, "psbt", derivation_path="m/0/7")
+    assert [(i["ours"], i["path"]) for i in shown["decoded"]["summary"]["inputs"]] == [(True, "m/0/7")]
+    assert done["public_key"] == child["public_key"] and done["result"]["complete"] is True
+    _check_spend(done["result"]["tx_hex"], psbt, [0])
 
 
 async def test_mixed_psbt_ecdsa_and_bip340_inputs_completed_by_the_second_request(cluster):
