@@ -11,7 +11,13 @@ the public key and destroy the old epoch's sealed shares; a BIP340 key's BIP32 c
 a coordinator changing the message (node-1, test-only ``coordinator_faults``) is refused by the
 honest FROST signer; the audit log has the key and signing entries; and a signer
 whose signature share is wrong (node-3, test-only ``tamper = ["bad_partial"]``, frames validly
-signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3)."""
+signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3).
+
+Transactions (issue 16's acceptance; the cluster's policy allows paying BTC_DEST and SOL_DEST
+only): a Taproot key-path spend (and a BIP32 child's) signed through the API and checked by
+libsecp256k1, our BIP340 verifier and python-bitcointx; a mixed ECDSA/BIP340 PSBT completed by
+its second request; a Solana transfer verified by solders and OpenSSL; an SPL transfer off the
+allow-list refused."""
 
 from __future__ import annotations
 
