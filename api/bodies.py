@@ -406,7 +406,8 @@ class SignRequest(Struct):
     result: Annotated[dict[str, Any], Meta(
         description="the signed payload: psbt {psbt, complete, tx_hex?, txid?}; eth_tx {raw_tx, tx_hash, "
                     "v, r, s}; eip712 {signature, r, s, v}; message {der, r, s, recovery_id, "
-                    "message_sha256}; eip191 {signature, r, s, v, address}")] | None = None
+                    "message_sha256}; eip191 {signature, r, s, v, address}; sol_tx {signature, "
+                    "signature_hex, signer, complete, transaction}; a FROST key's message {sig, signed}")] | None = None
     public_key: str | None = None
     presignature: Annotated[str, Meta(description="the presignature it used, if one")] | None = None
     error: PublicError | None = None

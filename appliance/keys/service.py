@@ -72,7 +72,10 @@ def _scheme_field(row: dict) -> dict:
 
 
 def key_context(row: dict, path: str | None) -> payloads.KeyContext:
-    return payloads.KeyContext(row["public_key"], row.get("chain_code") or None, path)
+    """The decoder's view of the key ``row``: its stored public key (a FROST key's group
+    element P: the decoder reduces a BIP340 key to x(P)), chain code, ``path`` and scheme."""
+    return payloads.KeyContext(row["public_key"], row.get("chain_code") or None, path,
+                               row.get("scheme") or DEFAULT_SCHEME)
 
 
 class KeyService:

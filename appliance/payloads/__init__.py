@@ -13,7 +13,8 @@ A signer node, for a sign request on key ``key`` (its KeyShare or stored public 
     sigs = [sign(item.digest, tweak=item.tweak) for item in decoded.items]
     result = payloads.assemble(decoded, sigs)      # the contract's `result` dict
 
-Schnorr keys (issue 16; the routing through the node is the next step): build the context
+Schnorr keys (issue 16; routed through the node by appliance/signing/schnorr.py, whose
+``signing_target`` gives each item's bytes, merkle root and verifying key): build the context
 with the key's scheme, ``KeyContext(public_key, scheme="schnorr-bip340" | "ed25519")``
 (32-byte keys: x-only P for BIP340), and sign each item by its ``scheme``:
 

@@ -26,10 +26,14 @@ class PayloadReader:
                      path: str, network: str | None):
         """Decode a request's digest or payload for this node's copy of the key (a FROST key's:
         :func:`appliance.signing.schnorr.decode`)."""
-        if is_frost(row):
-            return schnorr.decode(row, digest=digest, payload=payload if digest is None else None,
-                                  payload_type=payload_type if digest is None else None, path=path)
         net = network or self.rt.policy.rule_for(row["key_id"]).network
+        if is_frost(row):
+            fn = functools.partial(schnorr.decode, row, digest=digest, payload=payload if digest is None else None,
+                                   payload_type=payload_type if digest is None else None, path=path,
+                                   network=net)
+            if digest is not None or payload_type not in schnorr.TRANSACTIONS:
+                return fn()  # a digest or a text: nothing to parse (a child: one CKDpub)
+            return await asyncio.get_running_loop().run_in_executor(None, fn)
         fn = functools.partial(payloads.decode_request, key_context(row, path),
                                digest=digest, payload=payload if digest is None else None,
                                payload_type=payload_type if digest is None else None, network=net)
@@ -71,16 +75,29 @@ def summary_text(dec) -> str:
     if dec.payload_type in ("message", "eip191"):  # its size, not the text (the entry's digest
         # is the request's payload_hash: the SHA-256 of the text)
         return f"{dec.payload_type} text, {dec.summary['length']} bytes, path {dec.items[0].path}"
+    # a Solana address (43-44 base58 characters) reads to the audit log's secret filter like
+    # base64 key material (which it could be: a 32-byte secret has the same shape), so the line
+    # names it by its ends; the entry's digest (the message's SHA-256) and the request's
+    # decoded summary hold it in full
+    short = _short_base58 if f.chain == "solana" else str
     parts = [dec.payload_type]
     if f.chain:
         parts.append(f"{f.chain} {f.network or ''}{f' chain {f.chain_id}' if f.chain_id else ''}".strip())
     for t in f.transfers[:4]:
-        parts.append(f"{t.kind} {t.amount} {t.asset or '-'} to {t.destination or 'none'}")
+        parts.append(f"{t.kind} {t.amount} {short(t.asset or '-')} to {short(t.destination or 'none')}")
     if len(f.transfers) > 4:
         parts.append(f"+{len(f.transfers) - 4} more")
     if f.fee is not None:
         parts.append(f"fee {f.fee} {f.fee_asset or ''}".strip())
     if f.contract:
-        parts.append(f"contract {f.contract} {f.method or ''}".strip())
+        parts.append(f"contract {short(f.contract)} {f.method or ''}".strip())
     parts.append(f"{len(dec.items)} signature(s)")
     return "; ".join(parts)[:300]
+
+
+def _short_base58(text: str) -> str:
+    """``9WzDXwBb..vL9zYtAWWM`` for a base58 address (``SPL:<mint>``: the mint), as is otherwise."""
+    head, _, tail = text.rpartition(":")
+    if len(tail) <= 24:
+        return text
+    return f"{head}:" * bool(head) + f"{tail[:8]}..{tail[-8:]}"

@@ -337,7 +337,7 @@ class SignRequests:
             r = sr.request
             frost = is_frost(row)
             if frost:  # FROST: the exact bytes signed (any length for Ed25519), no tweak
-                items = [{"message": it.digest.hex()} for it in dec.items]
+                items = [{"message": schnorr.signing_target(row["scheme"], it)[0].hex()} for it in dec.items]
                 first = r.digest or hashlib.sha256(dec.items[0].digest).hexdigest()
             else:
                 items = [{"digest": it.digest.hex(), "tweak": format(it.tweak, "x")} for it in dec.items]
@@ -372,8 +372,9 @@ class SignRequests:
                 result = await self.coordinate(spec, items=dec)
             if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
                 self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
+            shown = schnorr.signing_target(row["scheme"], dec.items[0])[2] if frost else dec.items[0].public_key
             stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
-                      "public_key": dec.items[0].public_key.hex(), "result": None}
+                      "public_key": shown.hex(), "result": None}
             if frost:
                 sigs = [bytes.fromhex(d["sig"]) for d in result["signatures"]]
                 stored["result"] = schnorr.signed_result(dec, sigs)

@@ -14,7 +14,6 @@ from appliance.jobs.authorization import CheckedRequest, mark_request_used
 from appliance.jobs.driver import SessionDriver
 from appliance.jobs.kinds import Cancel
 from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, is_frost, phase_sid
-from appliance.keys import frost_keys
 from appliance.keys.shares import ShareVault
 from appliance.pools.presign import PresignPool
 from appliance.recorder import Recorder
@@ -76,7 +75,8 @@ class SignJob:
         try:
             items = spec.get("items") or []
             if is_frost(row):  # the exact bytes this node signs, as it decoded them itself
-                if [bytes.fromhex(str(it.get("message"))) for it in items] != dec.digests:
+                if [bytes.fromhex(str(it.get("message"))) for it in items] != \
+                        [schnorr.signing_target(row["scheme"], it)[0] for it in dec.items]:
                     raise payloads.DigestMismatch("the coordinator's messages differ from this node's")
             else:
                 payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
@@ -156,12 +156,12 @@ class SignJob:
         stored) and then the b"" tap tweak, for the child's output key."""
         rt, spec = self.rt, job.spec
         mark_request_used(self.replay(), spec, job.dec.facts.amounts)  # durably, before a share leaves
-        root = frost_keys.merkle_root(share.scheme)
         sigs = []
         for i, it in enumerate(items):
             sid = phase_sid(job.job_id, "sign" + ("" if i == 0 else f"/{i}"))
             mine = share if it.path == "m" else derive_key(share, chain, it.path)
-            party = FrostSignParty(sid, mine, job.parties, it.digest, self.signer(), rt.directory, rng,
+            message, root, _ = schnorr.signing_target(share.scheme, it)  # a P2TR input: its merkle root
+            party = FrostSignParty(sid, mine, job.parties, message, self.signer(), rt.directory, rng,
                                    merkle_root=root)
             sigs.append(await self.driver.drive(job, sid, party))
         views = [{"sig": sig.hex()} for sig in sigs]
@@ -189,7 +189,8 @@ class SignJob:
             if dec is None or len(dec.items) != len(sig_dicts):
                 raise JobFailed(ServiceError("inconsistent_result", "wrong number of signatures"))
             for it, sig in zip(dec.items, sig_dicts):
-                if not schnorr.verify(spec["scheme"], it.public_key, it.digest, bytes.fromhex(sig.get("sig", ""))):
+                message, _, key = schnorr.signing_target(spec["scheme"], it)
+                if not schnorr.verify(spec["scheme"], key, message, bytes.fromhex(sig.get("sig", ""))):
                     raise JobFailed(ServiceError("combined_signature_invalid",
                                                  "the combined signature does not verify"))
             return {"signature": sig_dicts[0], "signatures": sig_dicts}

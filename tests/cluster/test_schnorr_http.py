@@ -11,31 +11,57 @@ the public key and destroy the old epoch's sealed shares; a BIP340 key's BIP32 c
 a coordinator changing the message (node-1, test-only ``coordinator_faults``) is refused by the
 honest FROST signer; the audit log has the key and signing entries; and a signer
 whose signature share is wrong (node-3, test-only ``tamper = ["bad_partial"]``, frames validly
-signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3)."""
+signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3).
+
+Transactions (issue 16's acceptance; the cluster's policy allows paying BTC_DEST and SOL_DEST
+only): a Taproot key-path spend (and a BIP32 child's) signed through the API and checked by
+libsecp256k1, our BIP340 verifier and python-bitcointx; a mixed ECDSA/BIP340 PSBT completed by
+its second request; a Solana transfer verified by solders and OpenSSL; an SPL transfer off the
+allow-list refused."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import pytest
 from bitcointx import ChainParams
+from bitcointx.core import CTransaction
 from bitcointx.core.key import XOnlyPubKey
+from bitcointx.core.psbt import PartiallySignedTransaction
+from bitcointx.core.script import CScript, SignatureHashSchnorr
+from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScript
 from bitcointx.wallet import CCoinExtPubKey
 from bitcointx.wallet import P2TRCoinAddress
 from coincurve import PublicKeyXOnly
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.signing import VerifyKey
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import Transaction
 
 from api.client import ApplianceAPIError
+from appliance.payloads import samples
+from appliance.payloads.solana import TOKEN_PROGRAM
+from appliance.tss.frost import taproot
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
 from tests.lifecycle_helpers import secret_epochs
 from tests.signing_flow import approve_if_needed, sign
 
 pytestmark = cluster_marks("schnorr-http")
 
-# node-3 sends a wrong FROST signature share whenever it signs (only the last test has it sign)
-cluster = cluster_fixture(faults={0: {"coordinator_faults": True}, 2: {"tamper": ["bad_partial"]}})
+BTC_DEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"  # BIP173 regtest example
+SOL_DEST = Pubkey.from_string("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM")
+MINT = Pubkey.from_string("EPjFWrd5AufqSNqeM2qN1xzybapC8G4wEGGkZwyTDt1v")  # USDC's mint
+# node-3 sends a wrong FROST signature share whenever it signs (only the last test has it sign);
+# transactions may pay BTC_DEST and SOL_DEST only (digests and texts have no destination)
+cluster = cluster_fixture(faults={0: {"coordinator_faults": True}, 2: {"tamper": ["bad_partial"]}},
+                          policy={"signing": {"transactions": {
+                              "network": "regtest", "allowed_destinations": [BTC_DEST, str(SOL_DEST)]}}})
 HONEST = ["node-1", "node-2"]
 STATE: dict = {}
 CHAINS = {"mainnet": "bitcoin", "testnet": "bitcoin/testnet", "signet": "bitcoin/signet", "regtest": "bitcoin/regtest"}
@@ -100,11 +126,21 @@ async def test_what_a_schnorr_key_cannot_do_is_refused_with_its_code(cluster):
         await ini.request_signature(tr["key_id"], payload={"types": {"EIP712Domain": []}, "primaryType": "EIP712Domain",
                                                            "domain": {}, "message": {}}, payload_type="eip712")
     assert (ei.value.status, ei.value.code) == (409, "scheme_mismatch")
-    assert ei.value.message == ("a schnorr-bip340 key cannot sign a eip712 payload (an ECDSA construct, or not "
-                                "decoded for Schnorr keys yet)")
+    assert ei.value.message == "a schnorr-bip340 key cannot sign a eip712 payload (an Ethereum ECDSA construct)"
     with pytest.raises(ApplianceAPIError) as ei:
         await ini.request_signature(ed["key_id"], payload="hello", payload_type="eip191")
     assert (ei.value.status, ei.value.code) == (409, "scheme_mismatch")
+    # a transaction of the other scheme's chain: the decoder's own refusal
+    sol = base64.b64encode(bytes(Message.new_with_blockhash(
+        [transfer(TransferParams(from_pubkey=SOL_DEST, to_pubkey=SOL_DEST, lamports=1))], SOL_DEST,
+        Hash.default()))).decode()
+    psbt = samples.sample_psbt([(bytes.fromhex(tr["internal_key"]), 50_000, "p2tr-bip340")], [(BTC_DEST, 40_000)])
+    for key, payload, payload_type, message in (
+            (tr, sol, "sol_tx", "a sol_tx is signed by an ed25519 key, not a schnorr-bip340 key"),
+            (ed, psbt, "psbt", "a PSBT is signed by a secp256k1 key, not an ed25519 key")):
+        with pytest.raises(ApplianceAPIError) as ei:
+            await ini.request_signature(key["key_id"], payload=payload, payload_type=payload_type)
+        assert (ei.value.status, ei.value.code, ei.value.message) == (409, "scheme_mismatch", message)
     # ed25519 has no standard non-hardened derivation: derive, address and a child's signature
     for call in (cluster.client("auditor").derive(ed["key_id"], "m/0"),
                  ini.request_signature(ed["key_id"], digest_of("child"), "m/0/1")):
@@ -254,6 +290,138 @@ async def test_verify_schnorr_signatures(cluster):
         await aud.verify(d, sig_tr, key_id=tr["key_id"], scheme="ed25519")
     assert (ei.value.status, ei.value.code) == (409, "scheme_mismatch")
     assert ei.value.message == "the key is a schnorr-bip340 key, not ed25519"
+
+
+async def _sign_payload(cluster, key: dict, payload: str, payload_type: str, **kw) -> tuple[dict, dict]:
+    """Request, what the approver is shown (GET /v1/sign-requests/{id}), approve, the result."""
+    ini, app = cluster.client("initiator"), cluster.client("approver")
+    req = await ini.request_signature(key["key_id"], payload=payload, payload_type=payload_type,
+                                      signers=HONEST, **kw)
+    assert req["status"] == "pending"
+    shown = await app.get_sign_request(req["request_id"])
+    await app.approve(req["request_id"])
+    return shown, await ini.wait_signature(req["request_id"], timeout=120)
+
+
+def _check_spend(tx_hex: str, psbt_b64: str, taproot_inputs: list[int]) -> CTransaction:
+    """The finalized transaction spends every input of the PSBT: each P2TR key-path witness is
+    a BIP340 signature, checked by libsecp256k1 (coincurve) and by our own BIP340 verifier over
+    the BIP341 sighash python-bitcointx computes, under the output key in the spent script; and
+    python-bitcointx's script interpreter accepts every input (it checks P2WPKH fully; it does
+    not evaluate witness v1 programs, hence the checks above)."""
+    tx = CTransaction.deserialize(bytes.fromhex(tx_hex))
+    psbt = PartiallySignedTransaction.from_base64(psbt_b64)
+    assert tx.GetTxid() == psbt.unsigned_tx.GetTxid()
+    spent = [inp.witness_utxo or inp.utxo.vout[txin.prevout.n] for txin, inp in zip(tx.vin, psbt.inputs)]
+    for i in taproot_inputs:
+        stack = tx.wit.vtxinwit[i].scriptWitness.stack
+        spk = bytes(spent[i].scriptPubKey)
+        assert len(stack) == 1 and len(stack[0]) == 64 and spk[:2] == b"\x51\x20"
+        sighash = bytes(SignatureHashSchnorr(tx, i, spent))
+        assert PublicKeyXOnly(spk[2:]).verify(bytes(stack[0]), sighash)  # libsecp256k1
+        assert taproot.verify(spk[2:], sighash, bytes(stack[0]))  # ours, a second implementation
+        assert not PublicKeyXOnly(spk[2:]).verify(bytes(stack[0]), bytes([sighash[0] ^ 1]) + sighash[1:])
+    for i, out in enumerate(spent):
+        VerifyScript(tx.vin[i].scriptSig, CScript(out.scriptPubKey), tx, i, amount=out.nValue,
+                     witness=tx.wit.vtxinwit[i].scriptWitness, flags={SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS})
+    return tx
+
+
+async def test_taproot_key_path_spend_signed_and_verified_independently(cluster):
+    """A PSBT spending the BIP340 key's P2TR output (output_key(P, b"") = the key's
+    public_key), approved after the approver saw it decoded, signed by FROST for the input's
+    BIP341 sighash, finalized by the node; the spend verifies in libsecp256k1, our BIP340
+    verifier and python-bitcointx's interpreter."""
+    tr = await _key(cluster, "schnorr-bip340")
+    psbt = samples.sample_psbt([(bytes.fromhex(tr["internal_key"]), 100_000, "p2tr-bip340")], [(BTC_DEST, 90_000)],
+                               seed=b"taproot spend")
+    shown, done = await _sign_payload(cluster, tr, psbt, "psbt")
+    dec = shown["decoded"]
+    assert dec["facts"]["transfers"] == [{"asset": "BTC", "amount": "90000", "destination": BTC_DEST,
+                                          "kind": "transfer"}]
+    assert (dec["summary"]["key_scheme"], dec["summary"]["fee"], dec["summary"]["signing_inputs"]) == (
+        "schnorr-bip340", 10_000, [0])
+    assert [(i["key_scheme"], i["ours"], i["merkle_root"]) for i in dec["summary"]["inputs"]] == [
+        ("schnorr-bip340", True, "")]
+    assert dec["items"][0]["output_key"] == tr["public_key"] == done["public_key"]
+    result = done["result"]
+    assert result["complete"] is True and set(result) >= {"psbt", "tx_hex"}
+    tx = _check_spend(result["tx_hex"], psbt, [0])
+    assert bytes(tx.wit.vtxinwit[0].scriptWitness.stack[0]).hex() == done["signature"]["sig"]
+    entries = await cluster.client("auditor").audit()
+    assert any(e["action"] == "payload_decoded" and e["subject"] == done["request_id"] and e["reason"] ==
+               f"psbt; bitcoin regtest; transfer 90000 BTC to {BTC_DEST}; fee 10000 BTC; 1 signature(s)"
+               for e in entries)
+    # a BIP32 child C's output (the request's derivation_path): signed for output_key(C, b"")
+    child = await cluster.client("auditor").derive(tr["key_id"], "m/0/7")
+    psbt = samples.sample_psbt([(bytes.fromhex(child["internal_key"]), 30_000, "p2tr-bip340")], [(BTC_DEST, 25_000)],
+                               seed=b"child spend")
+    shown, done = await _sign_payload(cluster, tr, psbt, "psbt", derivation_path="m/0/7")
+    assert [(i["ours"], i["path"]) for i in shown["decoded"]["summary"]["inputs"]] == [(True, "m/0/7")]
+    assert done["public_key"] == child["public_key"] and done["result"]["complete"] is True
+    _check_spend(done["result"]["tx_hex"], psbt, [0])
+
+
+async def test_mixed_psbt_ecdsa_and_bip340_inputs_completed_by_the_second_request(cluster):
+    """One PSBT, a P2WPKH input of an ECDSA key and a P2TR input of the BIP340 key: one request
+    per key; the first (ECDSA) returns it incomplete, the second (FROST) completes it (tx_hex),
+    and both inputs verify (the P2WPKH one in python-bitcointx's interpreter)."""
+    tr = await _key(cluster, "schnorr-bip340")
+    ec = await cluster.client("admin").create_key(threshold=2)
+    psbt = samples.sample_psbt([(bytes.fromhex(ec["public_key"]), 60_000, "p2wpkh"),
+                                (bytes.fromhex(tr["internal_key"]), 70_000, "p2tr-bip340")],
+                               [(BTC_DEST, 120_000)], seed=b"mixed")
+    _, first = await _sign_payload(cluster, ec, psbt, "psbt")
+    assert first["result"]["complete"] is False and "tx_hex" not in first["result"]
+    shown, second = await _sign_payload(cluster, tr, first["result"]["psbt"], "psbt")
+    assert [(i["key_scheme"], i["final"], i["signing"]) for i in shown["decoded"]["summary"]["inputs"]] == [
+        ("ecdsa-secp256k1", False, False), ("schnorr-bip340", False, True)]
+    assert second["result"]["complete"] is True
+    _check_spend(second["result"]["tx_hex"], psbt, [1])
+
+
+def _sol_key(ed: dict) -> Pubkey:
+    return Pubkey(bytes.fromhex(ed["public_key"]))
+
+
+async def test_solana_transfer_signed_and_verified_by_solders_and_openssl(cluster):
+    """A System transfer paid by the ed25519 key, shown decoded to the approver, signed (the
+    message bytes themselves) and returned as a wire transaction that solders verifies
+    (ed25519-dalek) and OpenSSL (cryptography) checks."""
+    ed = await _key(cluster, "ed25519")
+    me = _sol_key(ed)
+    msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=me, to_pubkey=SOL_DEST, lamports=1_500_000))],
+                                     me, Hash.new_unique())
+    shown, done = await _sign_payload(cluster, ed, base64.b64encode(bytes(msg)).decode(), "sol_tx")
+    summary = shown["decoded"]["summary"]
+    assert (summary["fee_payer"], summary["signers"], summary["fee"]) == (str(me), [str(me)], 5000)
+    assert summary["transfers"] == [{"asset": "SOL", "amount": "1500000", "destination": str(SOL_DEST),
+                                     "kind": "transfer"}]
+    result = done["result"]
+    sig = bytes.fromhex(result["signature_hex"])
+    assert sig.hex() == done["signature"]["sig"] and (result["signer"], result["complete"]) == (str(me), True)
+    tx = Transaction.from_bytes(base64.b64decode(result["transaction"]))
+    tx.verify()  # solders: every signature over the message (raises if one does not verify)
+    assert tx.message == msg and str(tx.signatures[0]) == result["signature"]
+    Ed25519PublicKey.from_public_bytes(bytes(me)).verify(sig, bytes(msg))  # OpenSSL
+    entries = await cluster.client("auditor").audit()
+    # the address by its ends: a whole base58 address reads as key material to the audit filter
+    assert any(e["action"] == "payload_decoded" and e["subject"] == done["request_id"] and e["reason"] ==
+               "sol_tx; solana; transfer 1500000 SOL to 9WzDXwBb..9zYtAWWM; fee 5000 SOL; 1 signature(s)"
+               for e in entries)
+
+
+async def test_spl_transfer_to_a_destination_off_the_allow_list_is_refused(cluster):
+    ed = await _key(cluster, "ed25519")
+    me, elsewhere = _sol_key(ed), Pubkey.new_unique()
+    token = Instruction(Pubkey.from_string(TOKEN_PROGRAM), bytes([12]) + (2_500_000).to_bytes(8, "little") + bytes([6]),
+                        [AccountMeta(Pubkey.new_unique(), False, True), AccountMeta(MINT, False, False),
+                         AccountMeta(elsewhere, False, True), AccountMeta(me, True, False)])
+    payload = base64.b64encode(bytes(Message.new_with_blockhash([token], me, Hash.new_unique()))).decode()
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("initiator").request_signature(ed["key_id"], payload=payload, payload_type="sol_tx")
+    assert (ei.value.status, ei.value.code, ei.value.message) == (
+        403, "destination_not_allowed", f"{elsewhere} is not on the allow-list")
 
 
 async def test_coordinator_changing_the_message_is_refused_by_frost_signers(cluster):

@@ -21,7 +21,9 @@ from solders.transaction import Transaction, VersionedTransaction
 
 from api.errors import error_status
 from appliance import payloads as P
+from appliance.audit.records import check_fields
 from appliance.payloads.solana import MAX_MESSAGE_BYTES, TOKEN_PROGRAM
+from appliance.signing.reading import summary_text
 from appliance.tss.frost import simulate as frost_sim
 
 BLOCKHASH = Hash.from_string("EkSnNWid2cvwEVnVx9aBqawnmiCNiDgp3gUdkDPTKN1N")
@@ -211,3 +213,16 @@ def test_truncated_at_every_length_and_random_corruptions_only_raise_payload_err
         assert len(theirs.instructions) == len(d.summary["instructions"])
         accepted += 1
     assert accepted > 100  # the corruptions reach the decoders, not only the parser
+
+
+def test_audit_line_of_a_solana_transfer_passes_the_audit_secret_filter(kc, me):
+    """The audit entry's reason names base58 addresses by their ends: a whole one (43-44
+    characters of mixed case and digits) is what the audit log's filter refuses as key material,
+    which redacted the whole line."""
+    token = Instruction(Pubkey.from_string(TOKEN_PROGRAM), bytes([12]) + (5).to_bytes(8, "little") + bytes([6]),
+                        [AccountMeta(Pubkey.new_unique(), False, True), AccountMeta(MINT, False, False),
+                         AccountMeta(DEST, False, True), AccountMeta(me, True, False)])
+    d = P.decode_payload("sol_tx", legacy(me, token), kc)
+    line = summary_text(d)
+    assert line == "sol_tx; solana; transfer 5 SPL:EPjFWrd5..ZwyTDt1v to 9WzDXwBb..9zYtAWWM; fee 5000 SOL; 1 signature(s)"
+    assert check_fields("initiator", "payload_decoded", None, None, None, "decoded", line)[-1] == line
