@@ -35,6 +35,12 @@ from appliance.storage.statements import StatementRepository
 from appliance.storage.store import Store
 
 
+#: the nonce pool's methods, the core store's as they are (appliance.ports.FrostNonceStore)
+_NONCE_POOL = frozenset({"add_frost_nonce", "add_frost_commitments", "count_frost_nonces",
+                         "count_frost_commitments", "pick_frost_commitments", "take_frost_nonce",
+                         "mark_frost_nonce_keys_destroyed", "frost_nonce_state"})
+
+
 def _j(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
 
@@ -150,7 +156,8 @@ class NodeStore:
                 self.versions.committed(key_id, p["new_epoch"])
             elif p["role"] == "delete":  # every sealed share and presignature of the key goes
                 self.core.delete_sealed_secrets(key_id, before_epoch=2**62)
-                p["destroy_labels"] = self.core.discard_presignatures(key_id)
+                p["destroy_labels"] = (self.core.discard_presignatures(key_id)
+                                       + self.core.discard_frost_nonces(key_id))
                 self.key_status.set_status(key_id, "deleted", clear_pending_epoch=True)
                 self.versions.superseded(key_id)
                 self.versions.destroyed(key_id)
@@ -194,7 +201,9 @@ class NodeStore:
             self.core.delete_sealed_secrets(key_id, before_epoch=epoch)
             self.versions.destroyed(key_id, before_epoch=None if retired else epoch)
             self.pending_changes.delete_committed(key_id, epoch)
-            return self.core.discard_presignatures(key_id, before_epoch=None if retired else epoch)
+            before = None if retired else epoch
+            return (self.core.discard_presignatures(key_id, before_epoch=before)
+                    + self.core.discard_frost_nonces(key_id, before_epoch=before))
 
     def abandon_key(self, key_id: str) -> list[str]:
         """A key that never came into use here (unfinished DKG, import, or reshare to this node):
@@ -405,7 +414,15 @@ class NodeStore:
             return None
 
     def presignature_keys_destroyed(self, labels: list[str]) -> None:
+        """Record destroyed single-use keys: presignatures' and FROST nonce pairs'."""
         self.core.mark_presignature_keys_destroyed(labels)
+        self.core.mark_frost_nonce_keys_destroyed(labels)
+
+    # -- the FROST nonce pool (appliance/storage/frost_nonces.py) -----------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in _NONCE_POOL:
+            return getattr(self.core, name)
+        raise AttributeError(name)
 
     # -- primes (safe primes; a safe prime also serves as a Blum prime) ----------------
 
