@@ -57,9 +57,12 @@ class FrostNoncePool:
         self.hsm = hsm
         self.on_change = on_change  # metrics / the refill loop
 
-    async def make(self, share: FrostKeyShare, key_id: str, epoch: int, n: int) -> list[pooled.PooledCommitment]:
-        """``n`` new nonce pairs of this node, sealed (own HSM key each) and stored; their
-        commitments, signed by this node's identity key."""
+    async def make(self, share: FrostKeyShare, key_id: str, epoch: int, n: int, *,
+                   holder: int | None = None) -> list[pooled.PooledCommitment]:
+        """``n`` new nonce pairs of this node, sealed (own HSM key each) and stored for the
+        coordinator ``holder`` (default: this node); their commitments, signed by this node's
+        identity key."""
+        holder = share.index if holder is None else holder
         out = []
         rng = SystemRNG()
         for _ in range(min(n, MAX_PUBLISH)):
@@ -70,7 +73,7 @@ class FrostNoncePool:
                                               nonces.D, nonces.E)
             sig = await self.hsm().sign_digest_async(digest)
             self.nonces().add_frost_nonce(nonces.nonce_id, key_id=key_id, epoch=epoch, party=share.index,
-                                          D=nonces.D, E=nonces.E, signature=sig, sealed=blob,
+                                          holder=holder, D=nonces.D, E=nonces.E, signature=sig, sealed=blob,
                                           hsm_key_label=nonce_key_label(nonces.nonce_id))
             out.append(pooled.PooledCommitment(share.index, nonces.nonce_id, nonces.D, nonces.E, sig))
         self.on_change()
@@ -121,6 +124,12 @@ class FrostNoncePool:
         if (nonces.nonce_id, nonces.D, nonces.E, nonces.index) != (mine.nonce_id, mine.D, mine.E, share.index):
             raise ServiceError("nonce_unavailable", "the sealed nonce pair is not the one its row names")
         return nonces
+
+    def discard(self, commitments: list[pooled.PooledCommitment]) -> list[str]:
+        """Pairs whose publication failed: spent unused; returns their HSM key labels."""
+        labels = self.nonces().discard_frost_nonce_ids([c.nonce_id for c in commitments])
+        self.on_change()
+        return labels
 
     def counts(self, key_id: str, epoch: int) -> dict[str, int]:
         """Pooled commitments usable by a coordinator here: its own and each other holder's."""

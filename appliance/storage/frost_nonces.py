@@ -2,9 +2,11 @@
 
 ``frost_nonces`` (this node's pairs, one row each): available -> spent, never backwards. The
 secret pair is a sealed blob under the pair's OWN HSM key (``appliance/nonce/<id>``, AAD
-binding node, key, epoch, kind ``frost_nonce``, id, D||E and the owner's index); ``picked``
-records that this node, as a coordinator, handed the pair's commitment out (it is not
-offered twice; spending still needs the row to be available).
+binding node, key, epoch, kind ``frost_nonce``, id, D||E and the owner's index). Each pair's
+commitment goes to ONE coordinator, its ``holder`` (this node itself, or the one other holder
+it was published to), so two coordinators never offer the same pair; ``picked`` records that
+this node, as the coordinator, handed its own pair's commitment out (not offered twice;
+spending still needs the row to be available).
 
 * :meth:`take_frost_nonce` moves the named pair of (key, epoch, party, D, E) to *spent* in
   one durable transaction (``synchronous=FULL``: on disk when it returns) and only then
@@ -76,15 +78,15 @@ class FrostNonceRepository:
 
     db: Database
 
-    def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes, E: bytes,
-                        signature: bytes, sealed: bytes, hsm_key_label: str) -> None:
+    def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, holder: int, D: bytes,
+                        E: bytes, signature: bytes, sealed: bytes, hsm_key_label: str) -> None:
         blob = require_sealed(sealed, "a nonce pair")
         try:
             with self.db.tx() as db:
                 db.execute(
-                    "INSERT INTO frost_nonces (nonce_id, key_id, epoch, party, d_commit, e_commit, signature, "
-                    "sealed, hsm_key_label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (bytes(nonce_id), key_id, epoch, party, bytes(D), bytes(E), bytes(signature), blob,
+                    "INSERT INTO frost_nonces (nonce_id, key_id, epoch, party, holder, d_commit, e_commit, "
+                    "signature, sealed, hsm_key_label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (bytes(nonce_id), key_id, epoch, party, holder, bytes(D), bytes(E), bytes(signature), blob,
                      hsm_key_label, self.db.now()))
         except sqlite3.IntegrityError:
             raise ConflictError("this nonce pair (or its HSM key label) exists") from None
@@ -102,13 +104,17 @@ class FrostNonceRepository:
                 n += cur.rowcount
         return n
 
-    def count_frost_nonces(self, key_id: str, epoch: int | None = None, *, unpicked: bool = False) -> int:
-        """This node's available nonce pairs of the key (at ``epoch``)."""
+    def count_frost_nonces(self, key_id: str, epoch: int | None = None, *, holder: int | None = None,
+                           unpicked: bool = False) -> int:
+        """This node's available nonce pairs of the key (at ``epoch``, for ``holder``)."""
         sql = "SELECT count(*) FROM frost_nonces WHERE key_id = ? AND state = 'available'"
         args: list = [key_id]
         if epoch is not None:
             sql += " AND epoch = ?"
             args.append(epoch)
+        if holder is not None:
+            sql += " AND holder = ?"
+            args.append(holder)
         if unpicked:
             sql += " AND picked = 0"
         return self.db.query(sql, args)[0][0]
@@ -129,7 +135,7 @@ class FrostNonceRepository:
                 if p == own:
                     row = db.execute(
                         "SELECT party, nonce_id, d_commit, e_commit, signature FROM frost_nonces WHERE key_id = ? "
-                        "AND epoch = ? AND party = ? AND state = 'available' AND picked = 0 "
+                        "AND epoch = ? AND party = ? AND holder = party AND state = 'available' AND picked = 0 "
                         "ORDER BY created_at, nonce_id LIMIT 1", (key_id, epoch, p)).fetchone()
                 else:
                     row = db.execute(
@@ -181,6 +187,19 @@ class FrostNonceRepository:
                 f"WHERE {where} AND state != 'spent' RETURNING hsm_key_label", (self.db.now(), *args)).fetchall()
             db.execute(f"DELETE FROM frost_commitments WHERE {where}", args)
         return [r[0] for r in rows]
+
+    def discard_frost_nonce_ids(self, nonce_ids: Iterable[bytes]) -> list[str]:
+        """Spend (without use) these pairs of this node (a publication that failed); returns
+        the HSM key labels to destroy."""
+        with self.db.tx() as db:
+            out = []
+            for nid in nonce_ids:
+                row = db.execute("UPDATE frost_nonces SET state = 'spent', sealed = NULL, spent_at = ? WHERE "
+                                 "nonce_id = ? AND state != 'spent' RETURNING hsm_key_label",
+                                 (self.db.now(), bytes(nid))).fetchone()
+                if row is not None:
+                    out.append(row[0])
+        return out
 
     def frost_nonce_keys_to_destroy(self) -> list[str]:
         return [r[0] for r in self.db.query(

@@ -258,6 +258,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             key_id            TEXT NOT NULL,
             epoch             INTEGER NOT NULL,
             party             INTEGER NOT NULL,
+            holder            INTEGER NOT NULL,   -- the one coordinator its commitment went to
             d_commit          BLOB NOT NULL,
             e_commit          BLOB NOT NULL,
             signature         BLOB NOT NULL,
@@ -270,7 +271,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             spent_at          REAL,
             hsm_key_destroyed INTEGER NOT NULL DEFAULT 0
         )""",
-        "CREATE INDEX frost_nonces_key ON frost_nonces (key_id, epoch, state, picked, created_at)",
+        "CREATE INDEX frost_nonces_key ON frost_nonces (key_id, epoch, holder, state, picked, created_at)",
         """CREATE TABLE frost_commitments (
             party      INTEGER NOT NULL,
             nonce_id   BLOB NOT NULL,

@@ -38,7 +38,7 @@ from appliance.storage.store import Store
 #: the nonce pool's methods, the core store's as they are (appliance.ports.FrostNonceStore)
 _NONCE_POOL = frozenset({"add_frost_nonce", "add_frost_commitments", "count_frost_nonces",
                          "count_frost_commitments", "pick_frost_commitments", "take_frost_nonce",
-                         "mark_frost_nonce_keys_destroyed", "frost_nonce_state"})
+                         "mark_frost_nonce_keys_destroyed", "frost_nonce_state", "discard_frost_nonce_ids"})
 
 
 def _j(v: Any) -> str | None:

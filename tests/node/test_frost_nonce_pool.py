@@ -137,7 +137,8 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
     """Node 0 (HSM) publishes; node 1 accepts only signed commitments; a coordinator picks one
     per signer, once; the pooled pairs sign in one round."""
     pool0 = _pool(hsm, store)
-    published = asyncio.run(pool0.make(SHARES[0], KEY, 0, 2))
+    published = asyncio.run(pool0.make(SHARES[0], KEY, 0, 2, holder=1))
+    own = asyncio.run(pool0.make(SHARES[0], KEY, 0, 1))
     other = Store(tmp_path / "node1.db")
     try:
         pool1 = _pool(hsm, other, index=1)
@@ -155,10 +156,10 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
         n1 = pooled.publish(SHARES[1], pair1, IDS.signers[1])
         # coordinator node 0 picks for {0, 1}: it has no commitment of node 1 yet
         assert pool0.pick(KEY, 0, [0, 1]) is None
-        assert store.count_frost_nonces(KEY, 0, unpicked=True) == 2  # nothing marked
+        assert store.count_frost_nonces(KEY, 0, holder=0, unpicked=True) == 1  # nothing marked
         pool0.accept(SHARES[0], KEY, 0, 1, [n1])
         chosen = pool0.pick(KEY, 0, [0, 1])
-        assert [c.index for c in chosen] == [0, 1] and chosen[1] == n1
+        assert chosen == [own[0], n1]  # its own pair kept for itself, never one published to node 1
         assert pool0.pick(KEY, 0, [0, 1]) is None  # node 1's only commitment is handed out
         mine = asyncio.run(pool0.spend(SHARES[0], KEY, 0, chosen[0]))
         signers = {0: _HsmSigner(hsm), 1: IDS.signers[1]}
