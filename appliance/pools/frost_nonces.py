@@ -26,13 +26,13 @@ presignatures' (``PresignPool.destroy_keys``, and at start-up).
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 from appliance.errors import ServiceError
-from appliance.ports import FrostNonceStore, Late, Sealer
+from appliance.jobs.model import is_frost
+from appliance.ports import FrostNonceStore, KeyStore, Late, Sealer
 from appliance.runtime import Runtime
 from appliance.sealed import SealContext, nonce_key_label
-from appliance.storage.frost_nonces import FrostNonceUnavailable, PooledRow
+from appliance.storage.frost_nonces import FrostNonceUnavailable, PooledRow, TakenNonce
 from appliance.tss.frost import pooled
 from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.frost.sign import FrostNonces, new_nonces
@@ -51,11 +51,22 @@ def _pc(r: PooledRow) -> pooled.PooledCommitment:
 
 class FrostNoncePool:
     def __init__(self, rt: Runtime, *, nonces: Late[FrostNonceStore], hsm: Late[Sealer],
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 key_store: Late[KeyStore] | None = None) -> None:
         self.rt = rt
         self.nonces = nonces
         self.hsm = hsm
-        self.on_change = on_change  # metrics / the refill loop
+        self.key_store = key_store  # for the gauge (None: no gauge)
+
+    def on_change(self) -> None:
+        """The gauge: this node's unspent pairs per active FROST key at its current epoch."""
+        if self.key_store is None or self.key_store.value is None or self.nonces.value is None:
+            return
+        try:
+            counts = {row["key_id"]: self.nonces().count_frost_nonces(row["key_id"], row["epoch"])
+                      for row in self.key_store().list_keys("active") if is_frost(row)}
+        except Exception:  # pragma: no cover - a metric never breaks a job
+            return
+        self.rt.metrics.set_frost_nonce_counts(counts)
 
     async def make(self, share: FrostKeyShare, key_id: str, epoch: int, n: int, *,
                    holder: int | None = None) -> list[pooled.PooledCommitment]:
@@ -104,16 +115,20 @@ class FrostNoncePool:
         self.on_change()
         return [_pc(r) for r in rows]
 
-    async def spend(self, share: FrostKeyShare, key_id: str, epoch: int,
-                    mine: pooled.PooledCommitment) -> FrostNonces:
-        """This signer's pooled pair for ``mine``: durably spent, opened, its HSM key destroyed
-        (``nonce_unavailable`` if spent already or its key is gone)."""
+    def take(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> TakenNonce:
+        """Mark this node's pair for ``mine`` spent, durably (``nonce_unavailable`` if it is
+        spent already, unknown, or not of this key, epoch and node)."""
         try:
-            taken = self.nonces().take_frost_nonce(mine.nonce_id, key_id=key_id, epoch=epoch, party=share.index,
+            taken = self.nonces().take_frost_nonce(mine.nonce_id, key_id=key_id, epoch=epoch, party=self.rt.index,
                                                    D=mine.D, E=mine.E)
         except FrostNonceUnavailable as exc:
             raise ServiceError(exc.code, str(exc)) from None
         self.on_change()
+        return taken
+
+    async def open(self, taken: TakenNonce) -> FrostNonces:
+        """Open a taken pair and destroy its HSM key in the same call (``nonce_unavailable``
+        if the key is gone: spent before, the row coming from an older database)."""
         try:
             data = await self.hsm().consume_presignature_async(taken.context, taken.sealed)
         except HSMKeyNotFoundError:
@@ -121,9 +136,32 @@ class FrostNoncePool:
                                "(a database restored from an older copy?); it is never used") from None
         self.nonces().mark_frost_nonce_keys_destroyed([taken.hsm_key_label])
         nonces = FrostNonces.from_bytes(data)
-        if (nonces.nonce_id, nonces.D, nonces.E, nonces.index) != (mine.nonce_id, mine.D, mine.E, share.index):
+        if (nonces.nonce_id, nonces.D, nonces.E, nonces.index) != (taken.nonce_id, taken.D, taken.E, taken.party):
             raise ServiceError("nonce_unavailable", "the sealed nonce pair is not the one its row names")
         return nonces
+
+    async def spend(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> FrostNonces:
+        """This node's pooled pair for ``mine``: durably spent, then opened with its HSM key
+        destroyed (:meth:`take`, :meth:`open`)."""
+        return await self.open(self.take(key_id, epoch, mine))
+
+    async def for_job(self, key_id: str, epoch: int, signers: list[int]) -> tuple[list[dict], FrostNonces] | None:
+        """The coordinator's part before a FROST sign job leaves: one pooled commitment per
+        signer (handed out durably) and its own pair spent and opened; None -- the job then
+        runs the two-round session -- if a signer has none here or its own pair cannot be
+        used (spent, or its HSM key gone after a restore: logged, never used)."""
+        if self.rt.index not in signers:
+            return None
+        chosen = self.pick(key_id, epoch, signers)
+        if chosen is None:
+            return None
+        mine = next(c for c in chosen if c.index == self.rt.index)
+        try:
+            nonces = await self.spend(key_id, epoch, mine)
+        except ServiceError as exc:
+            log.warning("pooled nonce pair %s not used: %s", mine.nonce_id.hex(), exc.message)
+            return None
+        return [c.to_json() for c in chosen], nonces
 
     def discard(self, commitments: list[pooled.PooledCommitment]) -> list[str]:
         """Pairs whose publication failed: spent unused; returns their HSM key labels."""

@@ -63,16 +63,16 @@ def test_each_pair_sealed_under_its_own_key_spent_once(hsm, store):
     assert hsm.list_nonce_keys() == sorted(nonce_key_label(c.nonce_id) for c in published)
     assert store.count_frost_nonces(KEY, 0) == 2
     mine = published[0]
-    nonces = asyncio.run(pool.spend(SHARES[0], KEY, 0, mine))
+    nonces = asyncio.run(pool.spend(KEY, 0, mine))
     assert (nonces.nonce_id, nonces.D, nonces.E) == (mine.nonce_id, mine.D, mine.E)
     assert store.frost_nonce_state(mine.nonce_id) == "spent"
     assert nonce_key_label(mine.nonce_id) not in hsm.list_nonce_keys()  # destroyed on spend
     with pytest.raises(ServiceError) as e:  # a second spend: refused by the row
-        asyncio.run(pool.spend(SHARES[0], KEY, 0, mine))
+        asyncio.run(pool.spend(KEY, 0, mine))
     assert (e.value.code, e.value.message) == ("nonce_unavailable", "this nonce pair is spent")
     # another epoch, or other commitments, name no pair of this node
     with pytest.raises(ServiceError) as e:
-        asyncio.run(pool.spend(SHARES[0], KEY, 1, published[1]))
+        asyncio.run(pool.spend(KEY, 1, published[1]))
     assert (e.value.code, e.value.message) == (
         "nonce_unavailable", "no such nonce pair of this key, epoch and party on this node")
     assert store.frost_nonce_state(published[1].nonce_id) == "available"
@@ -107,7 +107,7 @@ def test_marked_spent_durably_before_it_is_opened(hsm, store):
     sealer = _CheckingSealer(hsm, store)
     pool = _pool(hsm, store, sealer=sealer)
     mine = asyncio.run(pool.make(SHARES[0], KEY, 0, 1))[0]
-    asyncio.run(pool.spend(SHARES[0], KEY, 0, mine))
+    asyncio.run(pool.spend(KEY, 0, mine))
     assert sealer.seen == ["spent"]
 
 
@@ -115,7 +115,7 @@ def test_restored_database_cannot_bring_a_spent_pair_back(hsm, store, tmp_path):
     pool = _pool(hsm, store)
     mine = asyncio.run(pool.make(SHARES[0], KEY, 0, 1))[0]
     store.backup_to(tmp_path / "old.db")  # a backup taken while the pair was available
-    asyncio.run(pool.spend(SHARES[0], KEY, 0, mine))
+    asyncio.run(pool.spend(KEY, 0, mine))
     store.close()
     shutil.copy(tmp_path / "old.db", tmp_path / "node.db")
     for suffix in ("-wal", "-shm"):
@@ -124,7 +124,7 @@ def test_restored_database_cannot_bring_a_spent_pair_back(hsm, store, tmp_path):
     try:
         assert restored.frost_nonce_state(mine.nonce_id) == "available"  # the old row says so
         with pytest.raises(ServiceError) as e:
-            asyncio.run(_pool(hsm, restored).spend(SHARES[0], KEY, 0, mine))
+            asyncio.run(_pool(hsm, restored).spend(KEY, 0, mine))
         assert (e.value.code, e.value.message) == (
             "nonce_unavailable", "this nonce pair's HSM key is gone: it was spent before (a database "
             "restored from an older copy?); it is never used")
@@ -161,7 +161,7 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
         chosen = pool0.pick(KEY, 0, [0, 1])
         assert chosen == [own[0], n1]  # its own pair kept for itself, never one published to node 1
         assert pool0.pick(KEY, 0, [0, 1]) is None  # node 1's only commitment is handed out
-        mine = asyncio.run(pool0.spend(SHARES[0], KEY, 0, chosen[0]))
+        mine = asyncio.run(pool0.spend(KEY, 0, chosen[0]))
         signers = {0: _HsmSigner(hsm), 1: IDS.signers[1]}
         parties = {i: pooled.FrostPooledSignParty(b"sid", SHARES[i], b"\x07" * 32, chosen,
                                                   mine if i == 0 else pair1, signers[i],

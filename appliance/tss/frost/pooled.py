@@ -118,8 +118,11 @@ class FrostPooledSignParty(Party):
 
     def __init__(self, session_id: bytes, share: FrostKeyShare, message: bytes,
                  commitments: list[PooledCommitment], nonces: FrostNonces, signer: MessageSigner,
-                 verifier: MessageVerifier, rng: RNG, *, merkle_root: bytes | None = None) -> None:
-        check_pooled(share, commitments, verifier)
+                 verifier: MessageVerifier, rng: RNG, *, merkle_root: bytes | None = None,
+                 published_for: FrostKeyShare | None = None) -> None:
+        # the commitments were published for the key's own share; ``share`` may be a BIP32
+        # child of it (``bip32.derive_key``: the same index, nonces and signer set)
+        check_pooled(published_for or share, commitments, verifier)
         super().__init__(session_id, share.index, [c.index for c in commitments], signer, verifier, rng)
         self.share = share
         self.message = bytes(message)
