@@ -35,12 +35,6 @@ from appliance.storage.statements import StatementRepository
 from appliance.storage.store import Store
 
 
-#: the nonce pool's methods, the core store's as they are (appliance.ports.FrostNonceStore)
-_NONCE_POOL = frozenset({"add_frost_nonce", "add_frost_commitments", "count_frost_nonces",
-                         "count_frost_commitments", "pick_frost_commitments", "take_frost_nonce",
-                         "mark_frost_nonce_keys_destroyed", "frost_nonce_state", "discard_frost_nonce_ids"})
-
-
 def _j(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
 
@@ -419,10 +413,33 @@ class NodeStore:
         self.core.mark_frost_nonce_keys_destroyed(labels)
 
     # -- the FROST nonce pool (appliance/storage/frost_nonces.py) -----------------------
-    def __getattr__(self, name: str) -> Any:
-        if name in _NONCE_POOL:
-            return getattr(self.core, name)
-        raise AttributeError(name)
+    def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, holder: int, D: bytes,
+                        E: bytes, signature: bytes, sealed: bytes, hsm_key_label: str) -> None:
+        self.core.add_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, holder=holder, D=D, E=E,
+                                  signature=signature, sealed=sealed, hsm_key_label=hsm_key_label)
+
+    def add_frost_commitments(self, key_id: str, epoch: int, rows: Any) -> int:
+        return self.core.add_frost_commitments(key_id, epoch, rows)
+
+    def count_frost_nonces(self, key_id: str, epoch: int | None = None, *, holder: int | None = None,
+                           unpicked: bool = False) -> int:
+        return self.core.count_frost_nonces(key_id, epoch, holder=holder, unpicked=unpicked)
+
+    def count_frost_commitments(self, key_id: str, epoch: int) -> dict[int, int]:
+        return self.core.count_frost_commitments(key_id, epoch)
+
+    def pick_frost_commitments(self, key_id: str, epoch: int, own: int, parties: Any) -> Any:
+        return self.core.pick_frost_commitments(key_id, epoch, own, parties)
+
+    def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
+                         E: bytes) -> Any:
+        return self.core.take_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, D=D, E=E)
+
+    def discard_frost_nonce_ids(self, nonce_ids: Any) -> list[str]:
+        return self.core.discard_frost_nonce_ids(nonce_ids)
+
+    def mark_frost_nonce_keys_destroyed(self, labels: Any) -> None:
+        self.core.mark_frost_nonce_keys_destroyed(labels)
 
     # -- primes (safe primes; a safe prime also serves as a Blum prime) ----------------
 
