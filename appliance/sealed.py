@@ -34,7 +34,9 @@ AAD = "threshold-appliance/seal/v1" || header (version, label_len, label) || the
 context fields, each length-prefixed (4-byte big-endian length): node id, kind, key id,
 epoch (8 bytes), presignature id, R, signer set (each index 4 bytes, sorted). So flipping
 any header byte, or unsealing under a different node / key / epoch / kind / presignature
-id / R / signer set, fails the tag check.
+id / R / signer set, fails the tag check. A pooled FROST nonce pair (kind ``frost_nonce``,
+sealed under its own key "appliance/nonce/<hex id>") puts its nonce id, its commitments
+D||E and its owner's index in those three places.
 """
 
 from __future__ import annotations
