@@ -50,6 +50,10 @@ def _pool(hsm, store, index=0, *, sealer=None):
     return FrostNoncePool(rt, nonces=_Late(store), hsm=_Late(sealer or hsm))
 
 
+#: the sealing mechanism is exercised both ways by the first test; the others run on one token
+ONE_TOKEN = pytest.mark.parametrize("softhsm_token", ["all"], indirect=True)
+
+
 @pytest.fixture
 def store(tmp_path):
     s = Store(tmp_path / "node.db")
@@ -103,6 +107,7 @@ class _CheckingSealer:
         return await self.hsm.consume_presignature_async(context, blob)
 
 
+@ONE_TOKEN
 def test_marked_spent_durably_before_it_is_opened(hsm, store):
     sealer = _CheckingSealer(hsm, store)
     pool = _pool(hsm, store, sealer=sealer)
@@ -111,6 +116,7 @@ def test_marked_spent_durably_before_it_is_opened(hsm, store):
     assert sealer.seen == ["spent"]
 
 
+@ONE_TOKEN
 def test_restored_database_cannot_bring_a_spent_pair_back(hsm, store, tmp_path):
     pool = _pool(hsm, store)
     mine = asyncio.run(pool.make(SHARES[0], KEY, 0, 1))[0]
@@ -133,6 +139,7 @@ def test_restored_database_cannot_bring_a_spent_pair_back(hsm, store, tmp_path):
         restored.close()
 
 
+@ONE_TOKEN
 def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_path):
     """Node 0 (HSM) publishes; node 1 accepts only signed commitments; a coordinator picks one
     per signer, once; the pooled pairs sign in one round."""
@@ -173,6 +180,7 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
         other.close()
 
 
+@ONE_TOKEN
 def test_old_epoch_pool_discarded_and_keys_destroyed_at_start(hsm, store):
     pool = _pool(hsm, store)
     old = asyncio.run(pool.make(SHARES[0], KEY, 0, 2))
