@@ -68,6 +68,11 @@ STATUS: dict[str, int] = {
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
     "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,
     "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
+    # a pooled FROST nonce pair spent, unknown, or whose HSM key is gone (a restored database)
+    "nonce_unavailable": 409,
+    # an honest FROST signer refuses the coordinator's package (numbered checks, e.g. check 7:
+    # a pooled commitment not signed by the signer it is listed for)
+    "signing_refused": 409,
     # a Schnorr or Ed25519 key asked for what only an ECDSA key does (eth_tx, eip712, eip191,
     # P2WPKH psbt), or for what FROST keys do not have yet (refresh, reshare, derive, address)
     "scheme_mismatch": 409, "not_supported_for_scheme": 409,

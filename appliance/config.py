@@ -18,6 +18,9 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     workers = 2                       # threads for CPU-heavy protocol steps
     presign_pool = 0                  # presignatures kept ready per signer set (0: off)
 
+    [frost]
+    pool = 0                          # FROST nonce pairs kept per key for each coordinator (0: off)
+
     [metrics]                         # who may scrape GET /metrics (besides signed user requests)
     auth = "bearer"                   # "bearer" (default), "mtls", or "none" (open: only if set)
     bearer_token_file = "metrics.token"   # bearer: the scraper's token, one line (0600)
@@ -236,6 +239,7 @@ class NodeConfig:
     workers: int = 2
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     presign_pool: int = 0
+    frost_nonce_pool: int = 0  # [frost] pool
     prime_pool_target: int = 2
     prime_file: Path | None = None
     lifecycle_interval_s: float = 2.0  # how often pending key changes are resolved
@@ -336,7 +340,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         paillier_bits=node.paillier_bits, round_timeout_s=node.round_timeout_s,
         job_timeout_s=node.job_timeout_s, workers=node.workers,
         metrics=_metrics_config(path, base, f.metrics, node, "auth" in _table(m, "metrics")),
-        presign_pool=node.presign_pool, prime_pool_target=f.primes.pool_target,
+        presign_pool=node.presign_pool, frost_nonce_pool=f.frost.pool, prime_pool_target=f.primes.pool_target,
         prime_file=_resolve(base, f.testing.prime_file),
         lifecycle_interval_s=node.lifecycle_interval_s,
         policy_file=_resolve(base, f.policy), cluster_mapping=cluster_raw,

@@ -64,6 +64,14 @@ class HsmTable(_Table):
     identity_curve: Literal["secp256k1", "secp256r1"] = "secp256k1"  # hsm.config.IDENTITY_CURVES
 
 
+class FrostTable(_Table):
+    """``[frost]``: FROST keys (schnorr-bip340, ed25519)."""
+
+    # nonce pairs this node keeps ready per key for each coordinator (itself and each other
+    # holder); 0: no pool, every FROST signature runs the two-round session
+    pool: Annotated[int, Meta(ge=0, le=1_000)] = 0
+
+
 class PrimesTable(_Table):
     pool_target: Annotated[int, Meta(ge=0, le=64)] = 2
 
@@ -93,6 +101,7 @@ class NodeFile(_Table):
     metrics: MetricsTable = MetricsTable()
     tls: TlsTable = TlsTable()
     primes: PrimesTable = PrimesTable()
+    frost: FrostTable = FrostTable()
     audit: AuditTable = AuditTable()
     http: HttpTable = HttpTable()
     testing: TestingTable = TestingTable()

@@ -20,6 +20,9 @@ refresh, reshare,             key-change quorum of admins, its params equal to t
 disable, enable, delete       (the same: a key-change request, params ``{}``)
 presign                       the coordinator's signature alone: a presignature signs nothing;
                               the party checks it holds the key at that epoch with the parties
+frost_nonces                  the coordinator's signature alone: pooled FROST commitments sign
+                              nothing; the party holds the key at that epoch and stores each
+                              commitment only if the coordinator's identity key signed it
 ============================  ==============================================================
 
 A kind missing from :data:`JOB_AUTHORITY` is refused.
@@ -44,6 +47,7 @@ JOB_AUTHORITY: dict[str, str] = {
     "enable": "user_request",
     "delete": "user_request",
     "presign": "coordinator",
+    "frost_nonces": "coordinator",
 }
 
 COORDINATOR_SIG = "coordinator_sig"

@@ -24,6 +24,7 @@ appliance_hsm_operation_duration_seconds        histogram operation
 appliance_hsm_errors_total                      counter   operation
 appliance_presignatures_available               gauge     key
 appliance_presignature_pool_target              gauge
+appliance_frost_nonces_available                gauge     key
 appliance_prime_pool_size                       gauge     kind, bits
 appliance_peer_up                               gauge     peer
 appliance_quorum_required                       gauge
@@ -78,8 +79,9 @@ OPEN_STATES = ("pending", "signing")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNMATCHED = "unmatched"  # the route label of a request no route matched (never its path)
 JOB_OUTCOMES = ("done", "failed", "cancelled", "timeout", "aborted")
-PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare", "frost-keygen", "frost-sign")
-JOB_KINDS = ("keygen", "refresh", "presign", "sign", "reshare")
+PROTOCOLS = ("keygen", "aux", "refresh", "presign", "sign", "reshare", "frost-keygen", "frost-sign",
+             "frost-sign-pooled")
+JOB_KINDS = ("keygen", "refresh", "presign", "sign", "reshare", "frost_nonces")
 HSM_OPERATIONS = ("seal", "unseal", "seal_presignature", "unseal_presignature",
                   "consume_presignature", "destroy_key", "sign", "transport_decrypt", "open",
                   "health")
@@ -165,6 +167,9 @@ class Metrics:
         self.presignature_target = Gauge(
             "appliance_presignature_pool_target", "Presignatures this node keeps ready per signer "
             "set ([node] presign_pool; 0: no pool)", registry=r)
+        self.frost_nonces = Gauge(
+            "appliance_frost_nonces_available", "Pooled FROST nonce pairs of this node not yet spent, "
+            "per key (for every coordinator; [frost] pool each)", ["key"], registry=r)
         self.prime_pool = Gauge("appliance_prime_pool_size",
                                 "Sealed primes ready in this node's pool", ["kind", "bits"],
                                 registry=r)
@@ -310,6 +315,14 @@ class Metrics:
                 self.presignatures.remove(key)
         for key, n in counts.items():
             self.presignatures.labels(key).set(n)
+
+    def set_frost_nonce_counts(self, counts: Mapping[str, int]) -> None:
+        """Every FROST key's pooled nonce pairs at once; keys no longer listed are removed."""
+        for (key,) in list(self._label_values(self.frost_nonces)):
+            if key not in counts:
+                self.frost_nonces.remove(key)
+        for key, n in counts.items():
+            self.frost_nonces.labels(key).set(n)
 
     def set_sign_requests_in_state(self, counts: Mapping[str, int]) -> None:
         for st in OPEN_STATES:

@@ -56,6 +56,8 @@ from appliance.audit import AuditLog
 from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
+from appliance.pools.frost_nonce_job import FrostNonceFiller, FrostNonceJob
+from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.pools.presign import PresignPool
 from appliance.jobs.progress import ProgressBoard
 from appliance.keys.lifecycle import KINDS as LIFECYCLE_KINDS
@@ -123,17 +125,25 @@ class Node:
         lifecycle = LifecycleJob(rt, self.two_phase, self.pools, key_store=store, changes=store, replay=store,
                                  audit=audit)
         kinds.update({kind: lifecycle for kind in LIFECYCLE_KINDS})
+        self.nonce_pool = FrostNoncePool(rt, nonces=store, hsm=hsm, key_store=store)
+        self.nonce_filler = FrostNonceFiller(rt, self.health, self.shares, self.nonce_pool, self.pools,
+                                             self.coordinator.run, signing_now=lambda: self.table.any_of_kind("sign"),
+                                             key_change_running=lambda key_id: self.two_phase.key_change_running(key_id),
+                                             key_store=store)
+        kinds["frost_nonces"] = FrostNonceJob(rt, self.shares, self.nonce_pool)
         kinds["presign"] = PresignJob(rt, self.driver, self.shares, self.pools, presigs=store, hsm=hsm,
                                       signer=signer)
         kinds["sign"] = SignJob(rt, self.driver, self.shares, self.pools, self.reader, self.recorder,
-                                key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer)
+                                key_store=store, presigs=store, replay=store, hsm=hsm, signer=signer,
+                                nonce_pool=self.nonce_pool)
         self.keys = KeyService(rt, self.recorder, self.shares, self.health, key_jobs, self.coordinator.run,
                                key_store=store, operations=store, statements=store, peers=link,
                                claims=self.request_claims, progress=self.progress)
         self.signing = SignRequests(rt, self.recorder, self.shares, self.reader, self.health, self.quarantine,
                                     self.request_use, self.pools, self.coordinator.run, self.request_claims,
                                     requests=store,
-                                    statements=store, key_store=store, presigs=store, peers=link)
+                                    statements=store, key_store=store, presigs=store, peers=link,
+                                    nonce_pool=self.nonce_pool)
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)
         self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)
@@ -227,9 +237,11 @@ class Node:
                                                          self.store.core, self.hsm)
         self.primes.start()
         rt.spawn(self.pools.loop())
+        rt.spawn(self.nonce_filler.loop())
         rt.spawn(self._housekeeping())
         rt.spawn(self.two_phase.loop())
         self.pools.report()
+        self.nonce_pool.on_change()
         rt.spawn(self.cosigning.loop())
         rt.spawn(self.policy_sync.catch_up())
         rt.spawn(self.cert_rotation.catch_up())

@@ -372,6 +372,38 @@ class PresignatureStore(Protocol):
         """Record that these presignature keys are destroyed."""
 
 
+class FrostNonceStore(Protocol):
+    """The FROST nonce pool (:mod:`appliance.storage.frost_nonces`): this node's sealed nonce
+    pairs (available -> spent, never backwards) and the other holders' signed commitments."""
+
+    def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, holder: int, D: bytes,
+                        E: bytes, signature: bytes, sealed: bytes, hsm_key_label: str) -> None:
+        """Keep a new sealed nonce pair of this node (its commitment goes to ``holder``)."""
+
+    def add_frost_commitments(self, key_id: str, epoch: int, rows: Any) -> int:
+        """Keep other holders' checked commitments (repeats ignored)."""
+
+    def count_frost_nonces(self, key_id: str, epoch: int | None = None, *, holder: int | None = None,
+                           unpicked: bool = False) -> int:
+        """This node's available pairs of a key (for one holder)."""
+
+    def discard_frost_nonce_ids(self, nonce_ids: Any) -> list[str]:
+        """Spend these pairs unused (a failed publication); HSM key labels to destroy."""
+
+    def count_frost_commitments(self, key_id: str, epoch: int) -> dict[int, int]:
+        """Other holders' available commitments per party."""
+
+    def pick_frost_commitments(self, key_id: str, epoch: int, own: int, parties: Any) -> Any:
+        """One pooled commitment per party, marked handed out durably; None if any has none."""
+
+    def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
+                         E: bytes) -> Any:
+        """Spend this pair durably (FrostNonceUnavailable if spent, unknown or another's)."""
+
+    def mark_frost_nonce_keys_destroyed(self, labels: Any) -> None:
+        """Record that these nonce pairs' HSM keys are destroyed."""
+
+
 class PrimeStore(Protocol):
     """The sealed prime pool."""
 

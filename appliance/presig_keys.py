@@ -18,10 +18,13 @@ class PresignatureKeyDestroyer(Protocol):
 
 def destroy_spent_presignature_keys(store: Store, hsm: PresignatureKeyDestroyer) -> int:
     """Burn reservations left by a dead process, then destroy the HSM keys of spent
-    presignatures whose destruction was not recorded. Returns the number of labels handled."""
+    presignatures and spent (or discarded) FROST nonce pairs whose destruction was not
+    recorded. Returns the number of labels handled."""
     store.burn_stale_reservations()
     labels = store.presignature_keys_to_destroy()
-    for label in labels:
+    nonce_labels = store.frost_nonce_keys_to_destroy()
+    for label in labels + nonce_labels:
         hsm.destroy_presignature_key(label)  # False if already gone: fine
     store.mark_presignature_keys_destroyed(labels)
-    return len(labels)
+    store.mark_frost_nonce_keys_destroyed(nonce_labels)
+    return len(labels) + len(nonce_labels)

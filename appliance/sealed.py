@@ -34,7 +34,9 @@ AAD = "threshold-appliance/seal/v1" || header (version, label_len, label) || the
 context fields, each length-prefixed (4-byte big-endian length): node id, kind, key id,
 epoch (8 bytes), presignature id, R, signer set (each index 4 bytes, sorted). So flipping
 any header byte, or unsealing under a different node / key / epoch / kind / presignature
-id / R / signer set, fails the tag check.
+id / R / signer set, fails the tag check. A pooled FROST nonce pair (kind ``frost_nonce``,
+sealed under its own key "appliance/nonce/<hex id>") puts its nonce id, its commitments
+D||E and its owner's index in those three places.
 """
 
 from __future__ import annotations
@@ -61,11 +63,15 @@ MAC_LABEL = "appliance/mac"  # HMAC key of version-2 blobs (only on tokens that 
 IDENTITY_LABEL = "appliance/identity"
 TRANSPORT_LABEL = "appliance/transport"
 PRESIG_LABEL_PREFIX = "appliance/presig/"
+NONCE_LABEL_PREFIX = "appliance/nonce/"  # a pooled FROST nonce pair's own key
 
 PRESIGNATURE = "presignature"
+FROST_NONCE = "frost_nonce"
+#: kinds sealed under a key object of their own, destroyed when the value is spent
+SINGLE_USE_KINDS = {PRESIGNATURE: PRESIG_LABEL_PREFIX, FROST_NONCE: NONCE_LABEL_PREFIX}
 # Kinds of sealed values (free-form, but these are the ones the appliance uses).
 KINDS = frozenset(
-    {"share", "paillier", "ring_pedersen", "prime", "presignature", "aux", "generic"}
+    {"share", "paillier", "ring_pedersen", "prime", "presignature", "frost_nonce", "aux", "generic"}
 )
 
 
@@ -81,6 +87,18 @@ def presig_key_label(presig_id: bytes) -> str:
     if not isinstance(presig_id, (bytes, bytearray)) or not 1 <= len(presig_id) <= 32:
         raise ValueError("a presignature id is 1..32 bytes")
     return PRESIG_LABEL_PREFIX + bytes(presig_id).hex()
+
+
+def nonce_key_label(nonce_id: bytes) -> str:
+    """The label of a pooled FROST nonce pair's own HSM key (deterministic in its id)."""
+    if not isinstance(nonce_id, (bytes, bytearray)) or not 1 <= len(nonce_id) <= 32:
+        raise ValueError("a nonce id is 1..32 bytes")
+    return NONCE_LABEL_PREFIX + bytes(nonce_id).hex()
+
+
+def single_use_label_prefix(label: str) -> bool:
+    """Does ``label`` name a single-use key (a presignature's or a nonce pair's)?"""
+    return any(label.startswith(p) for p in SINGLE_USE_KINDS.values())
 
 
 def _lp(b: bytes) -> bytes:
@@ -102,7 +120,10 @@ class SealContext:
     """Where a sealed value belongs. Everything here is authenticated, nothing secret.
 
     For ``kind == "presignature"`` the presignature id, its R (compressed point) and the
-    signer set are required; for every other kind they must be absent.
+    signer set are required; for ``kind == "frost_nonce"`` (a pooled FROST nonce pair,
+    :meth:`frost_nonce`) the same three fields hold the nonce id, its commitments D||E and
+    the owner's index; for every other kind they must be absent. Both are *single-use*:
+    sealed under a key object of their own (:meth:`object_key_label`), destroyed on spend.
     """
 
     kind: str
@@ -118,15 +139,15 @@ class SealContext:
         if not 0 <= int(self.epoch) < 2**63:
             raise ValueError("epoch out of range")
         presig_fields = (self.presig_id, self.R, self.signer_set)
-        if self.kind == PRESIGNATURE:
+        if self.kind in SINGLE_USE_KINDS:
             if any(f is None for f in presig_fields):
-                raise ValueError("a presignature context needs presig_id, R and signer_set")
-            presig_key_label(self.presig_id)  # validates the id
+                raise ValueError(f"a {self.kind} context needs its id, R/commitments and signer set")
+            self.object_key_label()  # validates the id
             object.__setattr__(self, "signer_set", canonical_signer_set(self.signer_set))
             object.__setattr__(self, "presig_id", bytes(self.presig_id))
             object.__setattr__(self, "R", bytes(self.R))
         elif any(f is not None for f in presig_fields):
-            raise ValueError("presig_id, R and signer_set belong to presignature contexts only")
+            raise ValueError("presig_id, R and signer_set belong to single-use contexts only")
 
     @classmethod
     def presignature(
@@ -134,9 +155,29 @@ class SealContext:
     ) -> "SealContext":
         return cls(PRESIGNATURE, key_id, epoch, bytes(presig_id), bytes(R), tuple(signer_set))
 
+    @classmethod
+    def frost_nonce(cls, key_id: str, epoch: int, nonce_id: bytes, commitments: bytes,
+                    index: int) -> "SealContext":
+        """A pooled FROST nonce pair of party ``index`` for (key, epoch), bound to its id and
+        its commitments (D||E, as published)."""
+        return cls(FROST_NONCE, key_id, epoch, bytes(nonce_id), bytes(commitments), (int(index),))
+
     @property
     def is_presignature(self) -> bool:
         return self.kind == PRESIGNATURE
+
+    @property
+    def single_use(self) -> bool:
+        """Sealed under a key object of its own (a presignature, a FROST nonce pair)."""
+        return self.kind in SINGLE_USE_KINDS
+
+    def object_key_label(self) -> str:
+        """The label of this single-use value's own HSM key."""
+        if self.kind == FROST_NONCE:
+            return nonce_key_label(self.presig_id)
+        if self.kind == PRESIGNATURE:
+            return presig_key_label(self.presig_id)
+        raise ValueError(f"a {self.kind} is sealed under the node's KEK, not a key of its own")
 
     def fields(self, node_id: str) -> bytes:
         out = [
@@ -145,7 +186,7 @@ class SealContext:
             _lp(self.key_id.encode()),
             struct.pack(">Q", self.epoch),
         ]
-        if self.is_presignature:
+        if self.single_use:
             out += [
                 _lp(self.presig_id),
                 _lp(self.R),

@@ -14,6 +14,8 @@ appliance/transport    EC P-256 private key +       DERIVE (CKM_ECDH1_DERIVE)
                        public key
 appliance/presig/<id>  AES-256 secret key, one per  ENCRYPT, DECRYPT; destroyed when the
                        presignature                 presignature is spent
+appliance/nonce/<id>   AES-256 secret key, one per  ENCRYPT, DECRYPT; destroyed when the
+                       pooled FROST nonce pair      nonce pair is spent
 appliance/mac          256-bit generic secret       SIGN, VERIFY (CKM_SHA256_HMAC); only on
                                                     a token without CKM_AES_GCM
 =====================  ===========================  =====================================
@@ -46,12 +48,13 @@ from appliance.sealed import (
     KEK_LABEL,
     MAC_LABEL,
     PRESIG_LABEL_PREFIX,
+    NONCE_LABEL_PREFIX,
     TRANSPORT_LABEL,
     BlobHeader,
     MalformedBlob,
     SealContext,
     parse_blob,
-    presig_key_label,
+    single_use_label_prefix,
 )
 from hsm import sealing, transport
 from hsm.config import HSMConfig, Pin
@@ -304,10 +307,11 @@ class HSM:
     async def unseal_async(self, context: SealContext, blob: bytes) -> bytes:
         return await self._worker.acall(self._run, self._w_unseal, context, bytes(blob))
 
-    # ---- presignatures: one HSM key each -------------------------------------------
+    # ---- single-use values (presignatures, FROST nonce pairs): one HSM key each --------
     def seal_presignature(self, context: SealContext, plaintext: bytes) -> bytes:
-        """Create the presignature's own AES-256 token key and seal under it. The blob
-        names that key (:func:`appliance.sealed.presig_key_label`)."""
+        """Create the value's own AES-256 token key and seal under it; ``context`` is a
+        presignature's or a pooled FROST nonce pair's (``SealContext.frost_nonce``). The blob
+        names that key (:meth:`appliance.sealed.SealContext.object_key_label`)."""
         return self._worker.call(self._run, self._w_seal_presig, context, bytes(plaintext))
 
     async def seal_presignature_async(self, context: SealContext, plaintext: bytes) -> bytes:
@@ -348,6 +352,10 @@ class HSM:
 
     def list_presignature_keys(self) -> list[str]:
         return self._worker.call(self._run, self._w_list_presig)
+
+    def list_nonce_keys(self) -> list[str]:
+        """Labels of the pooled FROST nonce pairs' own keys (``appliance/nonce/<id>``)."""
+        return self._worker.call(self._run, self._w_list_presig, NONCE_LABEL_PREFIX)
 
     # ---- identity and transport ----------------------------------------------------
     def sign_digest(self, digest: bytes) -> bytes:
@@ -654,13 +662,13 @@ class HSM:
         )
 
     def _w_seal(self, context: SealContext, plaintext: bytes) -> bytes:
-        if context.is_presignature:
-            raise ValueError("presignatures are sealed with seal_presignature()")
+        if context.single_use:
+            raise ValueError("presignatures and nonces are sealed with seal_presignature()")
         return self._w_encrypt(self._keys[KEK_LABEL], KEK_LABEL, context, plaintext)
 
     def _w_unseal(self, context: SealContext, blob: bytes) -> bytes:
-        if context.is_presignature:
-            raise ValueError("presignatures are unsealed with consume_presignature()")
+        if context.single_use:
+            raise ValueError("presignatures and nonces are unsealed with consume_presignature()")
         header, ct = _parse(blob)
         if header.label != KEK_LABEL:
             raise HSMIntegrityError("sealed blob names a key other than the node's KEK")
@@ -673,11 +681,11 @@ class HSM:
         return key
 
     def _w_seal_presig(self, context: SealContext, plaintext: bytes) -> bytes:
-        if not context.is_presignature:
-            raise ValueError("seal_presignature() needs a presignature context")
-        label = presig_key_label(context.presig_id)
+        if not context.single_use:
+            raise ValueError("seal_presignature() needs a presignature or frost_nonce context")
+        label = context.object_key_label()
         if self._w_presig_key(label) is not None:
-            raise HSMKeyPolicyError("a key for this presignature already exists")
+            raise HSMKeyPolicyError(f"a key for this {context.kind} already exists")
         key = self._session.generate_key(
             KeyType.AES, 256, label=label, id=context.presig_id, store=True,
             template=aes_key_template(destroyable=True),
@@ -692,27 +700,28 @@ class HSM:
             raise
 
     def _w_unseal_presig(self, context: SealContext, blob: bytes, destroy: bool) -> bytes:
-        if not context.is_presignature:
-            raise ValueError("a presignature context is required")
+        if not context.single_use:
+            raise ValueError("a presignature or frost_nonce context is required")
         header, ct = _parse(blob)
-        label = presig_key_label(context.presig_id)
+        label = context.object_key_label()
+        what = "presignature" if context.is_presignature else "nonce pair"
         if header.label != label:
-            raise HSMIntegrityError("sealed presignature names another presignature's key")
+            raise HSMIntegrityError(f"sealed {what} names another {what}'s key")
         key = self._w_presig_key(label)
         if key is None:
             raise HSMKeyNotFoundError(
-                "this presignature's key is gone: it was spent or discarded"
+                f"this {what}'s key is gone: it was spent or discarded"
             )
         try:
-            check_policy(key, AES_POLICY, "the presignature key")
+            check_policy(key, AES_POLICY, f"the {what} key")
             return self._w_decrypt(key, header, ct, context)
         finally:
             if destroy:
                 key.destroy()
 
     def _w_destroy_presig(self, label: str) -> bool:
-        if not label.startswith(PRESIG_LABEL_PREFIX):
-            raise ValueError("only presignature keys can be destroyed")
+        if not single_use_label_prefix(label):
+            raise ValueError("only presignature and nonce keys can be destroyed")
         key = self._w_presig_key(label)
         if key is None:
             return False
@@ -720,15 +729,15 @@ class HSM:
         return True
 
     def _w_presig_exists(self, label: str) -> bool:
-        if not label.startswith(PRESIG_LABEL_PREFIX):
-            raise ValueError("not a presignature key label")
+        if not single_use_label_prefix(label):
+            raise ValueError("not a presignature or nonce key label")
         return self._w_presig_key(label) is not None
 
-    def _w_list_presig(self) -> list[str]:
+    def _w_list_presig(self, prefix: str = PRESIG_LABEL_PREFIX) -> list[str]:
         out = []
         for obj in self._session.get_objects({A.CLASS: ObjectClass.SECRET_KEY}):
             label = obj.label
-            if label.startswith(PRESIG_LABEL_PREFIX):
+            if label.startswith(prefix):
                 out.append(label)
         return sorted(out)
 

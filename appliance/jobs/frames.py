@@ -17,6 +17,7 @@ from appliance.ports import IdentitySigner, Late, PeerLink, ReplayStore, Sealer
 from appliance.runtime import Runtime
 from appliance.transport import Frame, PeerError, decode_batch, encode_batch, frame_context, make_frame
 from appliance.tss import wire
+from appliance.tss.frost.pooled import FrostPooledSignParty, PooledR1
 from appliance.tss.frost.sign import FrostSignParty
 from appliance.tss.frost.sign import SignR2 as FrostSignR2
 from appliance.tss.group import Q
@@ -151,6 +152,9 @@ class FrameExchange:
             return [make_frame(job.job_id, _bad_partial(m, self.signer()), t, rt.peers[t].transport_key)]
         if "bad_partial" in tamper and m.protocol == FrostSignParty.PROTOCOL and m.round == 2:
             return [make_frame(job.job_id, _bad_frost_share(m, self.signer()), t, rt.peers[t].transport_key)]
+        if "bad_partial" in tamper and m.protocol == FrostPooledSignParty.PROTOCOL and m.round == 1:
+            return [make_frame(job.job_id, _bad_frost_share(m, self.signer(), pooled=True), t,
+                               rt.peers[t].transport_key)]
         if "replay" in tamper:
             # frames from an earlier job to this peer, re-sent into this job
             out += [f for (peer, jid, f) in self._sent_log[-6:] if peer == t and jid != job.job_id]
@@ -183,13 +187,19 @@ def _bad_partial(m: Message, signer) -> Message:
     return replace(bare, signature=signer.sign(bare.signing_digest()))
 
 
-def _bad_frost_share(m: Message, signer) -> Message:
+def _bad_frost_share(m: Message, signer, *, pooled: bool = False) -> Message:
     """Test-only tamper: this node's FROST round-2 share z_i with a bit of its last byte flipped
     (another scalar, or for Ed25519 possibly one that does not decode: check 6 or 5 names the
     sender either way), validly signed by it."""
     rp = wire.decode(m.payload, RoundPayload)
-    z = bytearray(wire.decode(rp.body, FrostSignR2).z)
-    z[-1] ^= 0x01
-    body = wire.encode(FrostSignR2(bytes(z)))
+    if pooled:  # the one round over pooled nonces: (setup, z_i)
+        sent = wire.decode(rp.body, PooledR1)
+        z = bytearray(sent.z)
+        z[-1] ^= 0x01
+        body = wire.encode(PooledR1(sent.setup, bytes(z)))
+    else:
+        z = bytearray(wire.decode(rp.body, FrostSignR2).z)
+        z[-1] ^= 0x01
+        body = wire.encode(FrostSignR2(bytes(z)))
     bare = replace(m, payload=wire.encode(RoundPayload(body, rp.echo)), signature=b"")
     return replace(bare, signature=signer.sign(bare.signing_digest()))

@@ -10,12 +10,14 @@ reshare            reshare (senders -> new committee) -> aux on the new committe
 import             (share decrypted in the HSM, checked against the dealer's commitments) -> aux; commit
 presign            presign -> sealed presignature (own HSM key each)
 sign               [presign ->] sign (with a stored presignature: sign only)
+frost_nonces       none: a batch of pooled FROST commitments, stored by its one receiver
 =================  ==========================================================
 
 A FROST key (spec ``scheme`` schnorr-bip340 or ed25519): keygen is one phase (the FROST DKG,
 no aux-info); refresh is one (``refresh``: FROST zero-sharing) and reshare one (``reshare``:
-FROST resharing), then commit as above; sign is one two-round FROST session per item (nonces
-made in the session).
+FROST resharing), then commit as above; sign is one FROST session per item: one online round
+when the job carries pooled ``commitments`` (one item), else two rounds (nonces made in the
+session).
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class JobRun:
             return ["reshare"] if is_frost(self.spec) else ["reshare", "aux"]
         if k == "presign":
             return ["presign"]
+        if k == "frost_nonces":
+            return []  # no session: the batch of signed commitments is in the job itself
         # sign: one presign + sign per item (a PSBT input each); item 0 may use a stored
         # presignature. Phase names of item 0 are the historic "presign"/"sign".
         items = self.spec.get("items") or [None]

@@ -30,6 +30,7 @@ from appliance.logs import get_logger
 from appliance.ids import is_id, new_id, peer_path
 from appliance.jobs.model import JobFailed, is_frost
 from appliance.keys.shares import ShareVault
+from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, ECDSA, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
@@ -66,8 +67,9 @@ class SignRequests:
                  health: PeerHealth, quarantine: QuarantineService, request_use: RequestUse,
                  pool: PresignPool, coordinate: Callable, claims: RequestClaims, *, requests: Late[SignRequestStore],
                  statements: Late[StatementStore], key_store: Late[KeyStore], presigs: Late[PresignatureStore],
-                 peers: PeerLink) -> None:
+                 peers: PeerLink, nonce_pool: FrostNoncePool | None = None) -> None:
         self.rt = rt
+        self.nonce_pool = nonce_pool  # pooled FROST nonces: one online round when it has them
         self.requests = requests
         self.statements = statements
         self.key_store = key_store
@@ -359,16 +361,23 @@ class SignRequests:
             if rt.index in signers and not frost:
                 # spent durably here, before anything of it is used
                 taken = self.presigs().take_any_presignature(row["key_id"], signers, row["epoch"])
-            if taken is not None:
+            pooled = None
+            if frost and len(items) == 1 and self.nonce_pool is not None:
+                # one pooled commitment per signer, this node's own pair spent durably already
+                pooled = await self.nonce_pool.for_job(row["key_id"], row["epoch"], signers)
+            if pooled is not None:
+                spec["commitments"], taken = pooled
+            if taken is not None and not frost:
                 spec["presig_id"] = taken.presig_id.hex()
                 self.pool.changed()
             try:
                 result = await self.coordinate(spec, taken=taken, items=dec)
             except JobFailed as exc:
-                if taken is None or exc.error.code not in ("presignature_unavailable",):
+                if taken is None or exc.error.code not in ("presignature_unavailable", "nonce_unavailable"):
                     raise
                 spec = dict(spec, job_id=new_id("job_id"))
-                spec.pop("presig_id")
+                spec.pop("presig_id", None)
+                spec.pop("commitments", None)
                 result = await self.coordinate(spec, items=dec)
             if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
                 self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
@@ -387,7 +396,8 @@ class SignRequests:
             rt.metrics.sign_request_completed("signed")
             self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
                                 digest=r.digest or r.payload_hash, decision="signed",
-                                reason=f"{len(sigs)} signature(s)")
+                                reason=f"{len(sigs)} signature(s)"
+                                + (", one round over pooled nonces" if spec.get("commitments") else ""))
         except JobFailed as exc:
             self._move(rid, states.SIGNING, "fail", conditional=False, error=exc.error.to_error())
             rt.metrics.sign_request_completed("failed")
@@ -399,7 +409,7 @@ class SignRequests:
                        error={"code": "internal", "message": type(exc).__name__})
             rt.metrics.sign_request_completed("failed")
         finally:
-            if taken is not None:  # its key goes (used or not: a presignature is used once)
+            if taken is not None and not frost:  # its key goes (used or not: a presignature is used once)
                 rt.spawn(self.pool.destroy_keys([taken.hsm_key_label]))
             rt.waiters.notify(rid)
 

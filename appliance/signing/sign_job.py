@@ -6,6 +6,7 @@ end: every signer reports the same signatures, each verifying for what this node
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from appliance import payloads
@@ -15,6 +16,7 @@ from appliance.jobs.driver import SessionDriver
 from appliance.jobs.kinds import Cancel
 from appliance.jobs.model import MAX_SIGN_ITEMS, JobFailed, JobRun, is_frost, phase_sid
 from appliance.keys.shares import ShareVault
+from appliance.pools.frost_nonces import MAX_PUBLISH, FrostNoncePool
 from appliance.pools.presign import PresignPool
 from appliance.recorder import Recorder
 from appliance.ports import IdentitySigner, KeyStore, Late, PresignatureStore, ReplayStore, Sealer
@@ -25,7 +27,8 @@ from appliance.signing.reading import PayloadReader, summary_text
 from appliance.tss import ecdsa
 from appliance.tss.frost.bip32 import derive_key
 from appliance.tss.frost.keyshare import FrostKeyShare
-from appliance.tss.frost.sign import FrostSignParty
+from appliance.tss.frost.pooled import FrostPooledSignParty, PooledCommitment
+from appliance.tss.frost.sign import FrostNonces, FrostSignParty, SigningRefused
 from appliance.tss.group import SystemRNG
 from appliance.tss.presign import Presignature, PresignParty
 from appliance.tss.sign import SignParty
@@ -35,8 +38,9 @@ class SignJob:
     def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, pool: PresignPool,
                  reader: PayloadReader, recorder: Recorder, *, key_store: Late[KeyStore],
                  presigs: Late[PresignatureStore], replay: Late[ReplayStore], hsm: Late[Sealer],
-                 signer: Late[IdentitySigner]) -> None:
+                 signer: Late[IdentitySigner], nonce_pool: FrostNoncePool | None = None) -> None:
         self.rt = rt
+        self.nonce_pool = nonce_pool  # pooled FROST nonces (None: FROST signs in two rounds)
         self.key_store = key_store
         self.presigs = presigs
         self.replay = replay
@@ -78,6 +82,8 @@ class SignJob:
                 if [bytes.fromhex(str(it.get("message"))) for it in items] != \
                         [schnorr.signing_target(row["scheme"], it)[0] for it in dec.items]:
                     raise payloads.DigestMismatch("the coordinator's messages differ from this node's")
+                if spec.get("commitments") is not None:
+                    pooled_commitments(spec)  # well-formed, one per signer (checked again in run)
             else:
                 payloads.check_claimed_digests(dec, [it.get("digest") for it in items],
                                                [int(str(it.get("tweak", "0")), 16) for it in items])
@@ -89,6 +95,14 @@ class SignJob:
 
     def attach(self, job: JobRun) -> None:
         spec = job.spec
+        if is_frost(spec) and spec.get("commitments") is not None:
+            # this signer's pooled nonce pair: spent durably here, before anything of it is used
+            # (nonce_unavailable, refusing the job, if it is spent already or not this node's)
+            if self.nonce_pool is None:
+                raise ServiceError("nonce_unavailable", "this node keeps no pooled nonces")
+            mine = {c.index: c for c in pooled_commitments(spec)}[self.rt.index]
+            job.presig_taken = self.nonce_pool.take(spec["key_id"], int(spec["epoch"]), mine)
+            return
         if not spec.get("presig_id"):
             return
         # spent durably before anything of it is used, and only if it is this key's, for this
@@ -150,11 +164,14 @@ class SignJob:
         message it decoded and the echoed commitment list, refuses a session whose message or
         signer set differs (setup hash), checks every share against its signer's verification
         share (a bad one names its sender: ProtocolAbort -> protocol_abort with culprits) and
-        verifies the aggregate. The pre-committed, HSM-sealed nonce pool of issue 16 is a
-        later step. An item with a derivation path (a ``schnorr-bip340`` key's BIP32 child,
+        verifies the aggregate. With pooled ``commitments`` in the job: ``_run_pooled``, one
+        online round over HSM-sealed pooled nonces (appliance/pools/frost_nonces.py). An item with a derivation path (a ``schnorr-bip340`` key's BIP32 child,
         as this node decoded it) is signed with the child's share (``bip32.derive_key``, never
         stored) and then the b"" tap tweak, for the child's output key."""
         rt, spec = self.rt, job.spec
+        if spec.get("commitments") is not None:
+            await self._run_pooled(job, share, items[0], chain)
+            return
         mark_request_used(self.replay(), spec, job.dec.facts.amounts)  # durably, before a share leaves
         sigs = []
         for i, it in enumerate(items):
@@ -166,6 +183,32 @@ class SignJob:
             sigs.append(await self.driver.drive(job, sid, party))
         views = [{"sig": sig.hex()} for sig in sigs]
         job.result = {"signature": views[0], "signatures": views}
+
+    async def _run_pooled(self, job: JobRun, share: FrostKeyShare, item, chain: bytes) -> None:
+        """One online round over the coordinator's pooled commitments: every commitment signed
+        by its signer for this key (check 7), this node's pair already spent durably (the
+        coordinator's before the job left, a participant's in ``attach``), opened here with
+        its HSM key destroyed; then the request marked used, then z_i leaves."""
+        rt, spec = self.rt, job.spec
+        commitments = pooled_commitments(spec)
+        try:
+            taken = job.presig_taken
+            if taken is None or self.nonce_pool is None:
+                raise ServiceError("nonce_unavailable", "no pooled nonce pair was taken for this job")
+            nonces = taken if isinstance(taken, FrostNonces) else await self.nonce_pool.open(taken)
+            job.presig_taken = None
+            mine = share if item.path == "m" else derive_key(share, chain, item.path)
+            message, root, _ = schnorr.signing_target(share.scheme, item)  # a P2TR input: its merkle root
+            party = FrostPooledSignParty(phase_sid(job.job_id, "sign"), mine, message, commitments, nonces,
+                                         self.signer(), rt.directory, SystemRNG(), merkle_root=root,
+                                         published_for=share)
+        except SigningRefused as exc:
+            raise JobFailed(ServiceError(exc.code, str(exc))) from None
+        if "frost_nonce:spent" in rt.faults.crash_points:  # test-only: a power cut right here
+            os._exit(70)
+        mark_request_used(self.replay(), spec, job.dec.facts.amounts)  # durably, before the share leaves
+        sig = await self.driver.drive(job, phase_sid(job.job_id, "sign"), party)
+        job.result = {"signature": {"sig": sig.hex()}, "signatures": [{"sig": sig.hex()}]}
 
     def prepare(self, job: JobRun) -> None:
         return None
@@ -208,5 +251,22 @@ class SignJob:
         return {"signature": sig_dicts[0], "signatures": sig_dicts}
 
     def abandon(self, job: JobRun) -> None:
-        if job.presig_taken is not None:
-            self.rt.spawn(self.pool.destroy_keys([job.presig_taken.hsm_key_label]))
+        taken = job.presig_taken
+        if taken is not None and not isinstance(taken, FrostNonces):  # a presignature or pair: its key goes
+            self.rt.spawn(self.pool.destroy_keys([taken.hsm_key_label]))
+
+
+def pooled_commitments(spec: dict) -> list[PooledCommitment]:
+    """A FROST sign job's pooled commitments: exactly one per signer, well-formed (bad_job
+    otherwise); their signatures are checked by the party (check 7)."""
+    raw = spec.get("commitments")
+    items = spec.get("items") or []
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_PUBLISH or len(items) != 1:
+        raise ServiceError("bad_job", "pooled commitments: one per signer, for a single item")
+    try:
+        out = [PooledCommitment.from_json(c) for c in raw]
+    except (KeyError, TypeError, ValueError):
+        raise ServiceError("bad_job", "malformed pooled commitment") from None
+    if sorted(c.index for c in out) != sorted(int(p) for p in spec["parties"]):
+        raise ServiceError("bad_job", "pooled commitments: exactly one per signer")
+    return out

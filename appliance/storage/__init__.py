@@ -3,6 +3,7 @@
 (:mod:`~appliance.storage.migrations`), and repositories per aggregate: keys and their sealed
 secrets and status (:mod:`~appliance.storage.keys`), the sealed prime pool
 (:mod:`~appliance.storage.primes`), presignatures (:mod:`~appliance.storage.presignatures`),
+the FROST nonce pool (:mod:`~appliance.storage.frost_nonces`: the same single-use rule),
 sign requests (:mod:`~appliance.storage.sign_requests`), key operations
 (:mod:`~appliance.storage.operations`), two-phase key changes
 (:mod:`~appliance.storage.lifecycle`), statements and decisions

@@ -251,6 +251,41 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("node: each key's signature scheme (ecdsa-secp256k1, schnorr-bip340, ed25519)", [
         "ALTER TABLE node_keys ADD COLUMN scheme TEXT NOT NULL DEFAULT 'ecdsa-secp256k1'",
     ]),
+    ("frost nonce pool: this node's sealed nonce pairs (own HSM key each) and the other "
+     "holders' signed commitments", [
+        """CREATE TABLE frost_nonces (
+            nonce_id          BLOB PRIMARY KEY,
+            key_id            TEXT NOT NULL,
+            epoch             INTEGER NOT NULL,
+            party             INTEGER NOT NULL,
+            holder            INTEGER NOT NULL,   -- the one coordinator its commitment went to
+            d_commit          BLOB NOT NULL,
+            e_commit          BLOB NOT NULL,
+            signature         BLOB NOT NULL,
+            sealed            BLOB,
+            hsm_key_label     TEXT NOT NULL UNIQUE,
+            state             TEXT NOT NULL DEFAULT 'available'
+                              CHECK (state IN ('available', 'spent')),
+            picked            INTEGER NOT NULL DEFAULT 0,
+            created_at        REAL NOT NULL,
+            spent_at          REAL,
+            hsm_key_destroyed INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX frost_nonces_key ON frost_nonces (key_id, epoch, holder, state, picked, created_at)",
+        """CREATE TABLE frost_commitments (
+            party      INTEGER NOT NULL,
+            nonce_id   BLOB NOT NULL,
+            key_id     TEXT NOT NULL,
+            epoch      INTEGER NOT NULL,
+            d_commit   BLOB NOT NULL,
+            e_commit   BLOB NOT NULL,
+            signature  BLOB NOT NULL,
+            state      TEXT NOT NULL DEFAULT 'available' CHECK (state IN ('available', 'used')),
+            created_at REAL NOT NULL,
+            PRIMARY KEY (party, nonce_id)
+        )""",
+        "CREATE INDEX frost_commitments_key ON frost_commitments (key_id, epoch, party, state, created_at)",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

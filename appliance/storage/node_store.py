@@ -150,7 +150,8 @@ class NodeStore:
                 self.versions.committed(key_id, p["new_epoch"])
             elif p["role"] == "delete":  # every sealed share and presignature of the key goes
                 self.core.delete_sealed_secrets(key_id, before_epoch=2**62)
-                p["destroy_labels"] = self.core.discard_presignatures(key_id)
+                p["destroy_labels"] = (self.core.discard_presignatures(key_id)
+                                       + self.core.discard_frost_nonces(key_id))
                 self.key_status.set_status(key_id, "deleted", clear_pending_epoch=True)
                 self.versions.superseded(key_id)
                 self.versions.destroyed(key_id)
@@ -194,7 +195,9 @@ class NodeStore:
             self.core.delete_sealed_secrets(key_id, before_epoch=epoch)
             self.versions.destroyed(key_id, before_epoch=None if retired else epoch)
             self.pending_changes.delete_committed(key_id, epoch)
-            return self.core.discard_presignatures(key_id, before_epoch=None if retired else epoch)
+            before = None if retired else epoch
+            return (self.core.discard_presignatures(key_id, before_epoch=before)
+                    + self.core.discard_frost_nonces(key_id, before_epoch=before))
 
     def abandon_key(self, key_id: str) -> list[str]:
         """A key that never came into use here (unfinished DKG, import, or reshare to this node):
@@ -405,7 +408,38 @@ class NodeStore:
             return None
 
     def presignature_keys_destroyed(self, labels: list[str]) -> None:
+        """Record destroyed single-use keys: presignatures' and FROST nonce pairs'."""
         self.core.mark_presignature_keys_destroyed(labels)
+        self.core.mark_frost_nonce_keys_destroyed(labels)
+
+    # -- the FROST nonce pool (appliance/storage/frost_nonces.py) -----------------------
+    def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, holder: int, D: bytes,
+                        E: bytes, signature: bytes, sealed: bytes, hsm_key_label: str) -> None:
+        self.core.add_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, holder=holder, D=D, E=E,
+                                  signature=signature, sealed=sealed, hsm_key_label=hsm_key_label)
+
+    def add_frost_commitments(self, key_id: str, epoch: int, rows: Any) -> int:
+        return self.core.add_frost_commitments(key_id, epoch, rows)
+
+    def count_frost_nonces(self, key_id: str, epoch: int | None = None, *, holder: int | None = None,
+                           unpicked: bool = False) -> int:
+        return self.core.count_frost_nonces(key_id, epoch, holder=holder, unpicked=unpicked)
+
+    def count_frost_commitments(self, key_id: str, epoch: int) -> dict[int, int]:
+        return self.core.count_frost_commitments(key_id, epoch)
+
+    def pick_frost_commitments(self, key_id: str, epoch: int, own: int, parties: Any) -> Any:
+        return self.core.pick_frost_commitments(key_id, epoch, own, parties)
+
+    def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
+                         E: bytes) -> Any:
+        return self.core.take_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, D=D, E=E)
+
+    def discard_frost_nonce_ids(self, nonce_ids: Any) -> list[str]:
+        return self.core.discard_frost_nonce_ids(nonce_ids)
+
+    def mark_frost_nonce_keys_destroyed(self, labels: Any) -> None:
+        self.core.mark_frost_nonce_keys_destroyed(labels)
 
     # -- primes (safe primes; a safe prime also serves as a Blum prime) ----------------
 

@@ -1,5 +1,5 @@
-"""The core store: keys, sealed secrets, the sealed prime pool, presignatures and sign
-requests, the repositories of :mod:`appliance.storage` behind one object (what a node's
+"""The core store: keys, sealed secrets, the sealed prime pool, presignatures, the FROST
+nonce pool and sign requests, the repositories of :mod:`appliance.storage` behind one object (what a node's
 start-up clean-up, the backup tool and the tests use). See :mod:`appliance.storage` for the
 rules it keeps."""
 
@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from appliance.storage.database import Database
+from appliance.storage.frost_nonces import FrostNonceRepository
 from appliance.storage.keys import KeyRepository
 from appliance.storage.presignatures import PresignatureRepository
 from appliance.storage.primes import PrimePool
 from appliance.storage.sign_requests import SignRequestRepository
 
 
-class Store(KeyRepository, PrimePool, PresignatureRepository, SignRequestRepository):
+class Store(KeyRepository, PrimePool, PresignatureRepository, FrostNonceRepository, SignRequestRepository):
     """The core repositories over one :class:`Database`: the node's (given), or a connection
     of its own (given a path). Thread-safe; several Store objects (threads, processes) may
     share a file. Presignature reservations are bound to this object (``instance_id``)."""

@@ -52,6 +52,7 @@ def exercised() -> Metrics:
     m.observe_hsm("unseal", 0.0004)
     m.observe_hsm("sign", 0.001, ok=False)
     m.set_presignatures("key_1", 4)
+    m.set_frost_nonce_counts({"key_2": 6})
     m.set_prime_pool("safe", 3072, 2)
     m.set_prime_pool("blum", 2048, 5)
     m.audit_written()
@@ -96,6 +97,7 @@ def test_exposition_parses_and_follows_naming():
         "appliance_hsm_operation_duration_seconds": "histogram",
         "appliance_hsm_errors": "counter",
         "appliance_presignatures_available": "gauge",
+        "appliance_frost_nonces_available": "gauge",
         "appliance_prime_pool_size": "gauge",
         "appliance_peer_errors": "counter",
         "appliance_peer_messages_dropped": "counter",
@@ -198,6 +200,10 @@ def test_timers_and_gauges():
     assert value(m, "appliance_presignatures_available", key="key_b") == 2
     assert m.registry.get_sample_value("appliance_presignatures_available",
                                        {"key": "key_a"}) is None
+    m.set_frost_nonce_counts({"key_c": 8, "key_d": 4})
+    m.set_frost_nonce_counts({"key_d": 3})  # key_c gone (deleted, or no longer active)
+    assert value(m, "appliance_frost_nonces_available", key="key_d") == 3
+    assert m.registry.get_sample_value("appliance_frost_nonces_available", {"key": "key_c"}) is None
 
 
 def test_audit_hook(tmp_path):

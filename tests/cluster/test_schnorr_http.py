@@ -9,7 +9,10 @@ refused with their exact codes; refresh and reshare (to a newcomer, away from a 
 the public key and destroy the old epoch's sealed shares; a BIP340 key's BIP32 child is derived
 (python-bitcointx agrees), addressed and signed for; ``/v1/verify`` takes both schemes' ``{sig}``;
 a coordinator changing the message (node-1, test-only ``coordinator_faults``) is refused by the
-honest FROST signer; the audit log has the key and signing entries; and a signer
+honest FROST signer; with ``[frost] pool = 4`` signatures are made in one online round over
+pooled nonces, and a signer killed between spending its pooled pair and sending its share
+(node-2, test-only crash point) never uses that pair again; the audit log has the key and
+signing entries; and a signer
 whose signature share is wrong (node-3, test-only ``tamper = ["bad_partial"]``, frames validly
 signed by it) is named by every honest party's check (``protocol_abort``, culprits node-3).
 
@@ -21,8 +24,10 @@ allow-list refused."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import sqlite3
 import time
 
 import pytest
@@ -57,11 +62,14 @@ pytestmark = cluster_marks("schnorr-http")
 BTC_DEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"  # BIP173 regtest example
 SOL_DEST = Pubkey.from_string("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM")
 MINT = Pubkey.from_string("EPjFWrd5AufqSNqeM2qN1xzybapC8G4wEGGkZwyTDt1v")  # USDC's mint
-# node-3 sends a wrong FROST signature share whenever it signs (only the last test has it sign);
-# transactions may pay BTC_DEST and SOL_DEST only (digests and texts have no destination)
+# node-1 may act as a malicious coordinator (test-only, by request nonce); node-3 sends a wrong
+# FROST signature share whenever it signs (only the last tests have it sign); transactions may
+# pay BTC_DEST and SOL_DEST only (digests and texts have no destination); every node keeps 4
+# pooled FROST nonce pairs per key for each coordinator ([frost] pool)
 cluster = cluster_fixture(faults={0: {"coordinator_faults": True}, 2: {"tamper": ["bad_partial"]}},
                           policy={"signing": {"transactions": {
-                              "network": "regtest", "allowed_destinations": [BTC_DEST, str(SOL_DEST)]}}})
+                              "network": "regtest", "allowed_destinations": [BTC_DEST, str(SOL_DEST)]}}},
+                          node_extra={i: {"frost": {"pool": 4}} for i in range(3)})
 HONEST = ["node-1", "node-2"]
 STATE: dict = {}
 CHAINS = {"mainnet": "bitcoin", "testnet": "bitcoin/testnet", "signet": "bitcoin/signet", "regtest": "bitcoin/regtest"}
@@ -443,6 +451,86 @@ async def test_coordinator_changing_the_message_is_refused_by_frost_signers(clus
     refused = [e for e in entries if e["action"] == "sign_job_refused"]
     assert [(e["actor"], e["reason"], e["key"]) for e in refused] == [("node-1", "digest_mismatch", tr["key_id"])]
     assert not [e for e in entries if e["action"] == "join_sign"]
+
+
+def _rows(cluster, i: int, sql: str, args=()) -> list[tuple]:
+    con = sqlite3.connect(f"file:{cluster.data_dirs[i] / 'node.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def _offered(cluster, i: int, key_id: str, party: int) -> dict[bytes, str]:
+    """Node ``i``'s view, as a coordinator, of ``party``'s pooled commitments for it."""
+    return {bytes(n): st for n, st in _rows(cluster, i, "SELECT nonce_id, state FROM frost_commitments "
+                                            "WHERE key_id = ? AND party = ?", (key_id, party))}
+
+
+def _own(cluster, i: int, key_id: str) -> dict[bytes, tuple]:
+    return {bytes(n): (st, d) for n, st, d in _rows(cluster, i, "SELECT nonce_id, state, hsm_key_destroyed "
+                                                    "FROM frost_nonces WHERE key_id = ?", (key_id,))}
+
+
+def _log_since(cluster, i: int, mark: int) -> str:
+    with open(cluster.data_dirs[i] / "node.log", "rb") as f:
+        f.seek(mark)
+        return f.read().decode(errors="replace")
+
+
+def _pool_ready(cluster, key_id: str, other: int) -> bool:
+    """node-1 can coordinate {node-1, other} in one round: a pair of its own and one of other's."""
+    own = _rows(cluster, 0, "SELECT count(*) FROM frost_nonces WHERE key_id = ? AND holder = 0 AND "
+                "state = 'available' AND picked = 0", (key_id,))[0][0]
+    return own >= 1 and "available" in _offered(cluster, 0, key_id, other).values()
+
+
+async def _until(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_kill_9_between_spending_a_pooled_nonce_and_sending_never_reuses_it(cluster):
+    """FROST signs in ONE online round over pooled commitments; node-2 dies (test-only crash
+    point, a power cut) after marking its pooled nonce pair spent durably and destroying its HSM
+    key, before its share leaves; after its restart that pair is never offered or used again,
+    and node-1 and node-2 keep signing from the pool (the key, then a BIP32 child)."""
+    tr = await _key(cluster, "schnorr-bip340")
+    kid = tr["key_id"]
+    await cluster.stop_node(1)
+    cluster.configure_faults(1, crash_points=["frost_nonce:spent"])
+    await cluster.start_node(1)
+    await _until(lambda: _pool_ready(cluster, kid, 1), 60, "pooled nonces at node-1")
+    before = _offered(cluster, 0, kid, 1)
+    req = await cluster.client("initiator").request_signature(kid, digest_of("power cut after the nonce is spent"),
+                                                              signers=HONEST)
+    await approve_if_needed(cluster.client("approver"), req)
+    assert await asyncio.to_thread(cluster.procs[1].wait, 30) == 70  # node-2 died at the crash point
+    burnt = [n for n, st in _offered(cluster, 0, kid, 1).items() if st == "used" and before.get(n) == "available"]
+    assert len(burnt) == 1, "node-1 handed out exactly one of node-2's commitments"
+    assert _own(cluster, 1, kid)[burnt[0]] == ("spent", 1), "spent durably, its HSM key destroyed, before sending"
+    cluster.configure_faults(1)
+    await cluster.start_node(1)
+    child = await cluster.client("auditor").derive(kid, "m/0/7")
+    for n, path in enumerate(("m", "m/0/7")):  # one online round each: the key, then a BIP32 child
+        await _until(lambda: _pool_ready(cluster, kid, 1), 60, "pooled nonces at node-1")
+        mark = (cluster.data_dirs[1] / "node.log").stat().st_size
+        d = digest_of(f"pooled after restart {n}")
+        done = await _sign(cluster, tr, d, **({} if path == "m" else {"derivation_path": path}))
+        pk = tr["public_key"] if path == "m" else child["public_key"]
+        assert done["public_key"] == pk
+        assert PublicKeyXOnly(bytes.fromhex(pk)).verify(bytes.fromhex(done["signature"]["sig"]), d)
+        # node-2 ran the one-round protocol (its log's protocol_round lines since the mark)
+        assert '"protocol": "frost-sign-pooled", "round": 1' in _log_since(cluster, 1, mark)
+        assert _own(cluster, 1, kid)[burnt[0]] == ("spent", 1) and _offered(cluster, 0, kid, 1)[burnt[0]] == "used"
+    # node-2 spent only pairs node-1 handed out, each once (a handed-out pair a job never reached,
+    # e.g. one refused before it joined, stays unspent there but is never offered again)
+    for_node1 = {bytes(n): st for n, st in _rows(cluster, 1, "SELECT nonce_id, state FROM frost_nonces WHERE "
+                                                 "key_id = ? AND holder = 0", (kid,))}
+    used = {n for n, st in _offered(cluster, 0, kid, 1).items() if st == "used"}
+    assert {n for n, st in for_node1.items() if st == "spent"} <= used
 
 
 async def test_a_bad_signature_share_names_its_signer(cluster):

@@ -110,6 +110,8 @@ async def _job_specs(cluster) -> dict[str, dict]:
     bundle = _bundle(cluster, b"issue 12: a key the attacker knows")
     return {
         "presign": {"kind": "presign", "key_id": kid, "parties": [0, 1], "epoch": epoch},
+        "frost_nonces": {"kind": "frost_nonces", "key_id": kid, "parties": [0, 1], "epoch": epoch,
+                         "commitments": []},
         "sign": {"kind": "sign", "key_id": kid, "parties": [0, 1], "epoch": epoch,
                  "digest": digest_of("forged").hex(), "derivation_path": "m",
                  "items": [{"digest": digest_of("forged").hex(), "tweak": "0"}]},
@@ -159,7 +161,7 @@ async def test_every_job_kind_needs_an_authorizing_statement_checked_by_the_part
             status, body = await thief.post(1, "/v1/peer/jobs", dict(spec))
             assert (status, body["error"]["code"]) == (403, "bad_coordinator_signature"), (kind, body)
             altered = thief.sign_job(spec)
-            altered["parties"] = [0, 1, 2] if kind in ("presign", "sign") else [0, 1]
+            altered["parties"] = [0, 1, 2] if kind in ("presign", "sign", "frost_nonces") else [0, 1]
             status, body = await thief.post(1, "/v1/peer/jobs", altered)
             assert (status, body["error"]["code"]) == (403, "bad_coordinator_signature"), (kind, body)
             if JOB_AUTHORITY[kind] != "user_request":

@@ -64,6 +64,8 @@ NODE_ERRORS = [
     ('[node]\nid = "node-1"\nworkers = 0\n' + HSM, "[node] workers: expected int >= 1, got int 0"),
     ('[node]\nid = "node-1"\npresign_pool = -1\n' + HSM,
      "[node] presign_pool: expected int >= 0, got int -1"),
+    ('[node]\nid = "node-1"\n' + HSM + '[frost]\npool = -1\n', "[frost] pool: expected int >= 0, got int -1"),
+    ('[node]\nid = "node-1"\n' + HSM + '[frost]\npol = 2\n', "[frost] pol: unknown key (did you mean pool?)"),
     ('[node]\nid = "node-1"\nround_timeout_s = 0\n' + HSM,
      "[node] round_timeout_s: expected float > 0.0, got int 0"),
     ('[node]\nid = "node-1"\npaillier_bits = 1024\n' + HSM,
@@ -114,6 +116,9 @@ def test_every_default_stays_and_int_is_read_as_float(tmp_path):
         tmp_path / "tls/node.crt", None)
     assert cfg.hsm == {"token_label": "t", "pin_env": "APPLIANCE_TEST_PIN",
                        "module": "/usr/lib/softhsm/libsofthsm2.so", "identity_curve": "secp256k1"}
+    assert cfg.frost_nonce_pool == 0  # no FROST nonce pool unless [frost] pool says so
+    cfg = load_node_config(_node(tmp_path, '[node]\nid = "node-1"\n' + HSM + '[frost]\npool = 4\n'))
+    assert cfg.frost_nonce_pool == 4
 
 
 CLUSTER_ERRORS = [

@@ -14,7 +14,7 @@ from appliance.audit import AuditLog
 from appliance.jobs.progress import ProgressBoard
 from appliance.metered_hsm import MeteredHSM
 from appliance.runtime import HSMSigner
-from appliance.storage import NodeStore
+from appliance.storage import NodeStore, Store
 from appliance.transport import PeerClient
 from appliance.tss.protocol import SoftwareSigner
 from tests.node import fakes
@@ -37,6 +37,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.KeyChangeStore: (NodeStore, fakes.FakeKeyChanges),
     ports.OperationStore: (NodeStore, fakes.FakeOperations),
     ports.PresignatureStore: (NodeStore, fakes.FakePresignatures),
+    ports.FrostNonceStore: (NodeStore, Store),  # the in-process tests use the real store
     ports.PrimeStore: (NodeStore, fakes.FakePrimes),
     ports.PolicyUpdateStore: (NodeStore, fakes.FakePolicyUpdates),
     ports.CertUpdateStore: (NodeStore, fakes.FakeCertUpdates),

@@ -13,6 +13,8 @@ Modules (each docstring lists its checks, numbered as the errors name them):
 - ``dkg.py``      the FROST paper's DKG (Feldman + proof of knowledge) as a ``Party`` protocol.
 - ``sign.py``     single-use nonces, the signer's checks of a coordinator's package, the
                   coordinator's identifiable aggregation, the two-round ``Party`` protocol.
+- ``pooled.py``   round one ahead of time: identity-signed pooled commitments (check 7) and
+                  the one-online-round ``FrostPooledSignParty``.
 - ``refresh.py``  zero-sharing refresh: every share and verification share changes, PK stays.
 - ``reshare.py``  (t, n) to (t', n') over a new committee, same PK, new members confirm.
 - ``bip32.py``    BIP32 non-hardened derivation of schnorr-bip340 keys (ed25519 refused).
@@ -24,6 +26,6 @@ RFC's plain secp256k1 suite, for its vectors; no chain verifies its 65-byte sign
 Through the nodes: keygen and signing jobs (appliance/keys/key_jobs.py, appliance/signing/),
 refresh and reshare as two-phase key changes, BIP32 children of ``schnorr-bip340`` keys with a
 chain code made from the DKG's result (``appliance/keys/frost_keys.chain_code``; ``bip32.py``
-takes it as an argument). Not here yet (issue 16, later passes): the HSM-sealed nonce pool and
-import of Schnorr keys.
+takes it as an argument), and the HSM-sealed nonce pool that feeds ``pooled.py``
+(appliance/pools/frost_nonces.py). Not here yet (issue 16, later passes): import of Schnorr keys.
 """
