@@ -52,7 +52,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from hsm.config import HSMConfig
 from hsm.errors import HSMError, HSMPinError, HSMTokenNotFoundError
-from hsm.token import _NO_CAPS_SECRET, _PUBLIC, aes_key_template, ec_private_template
+from hsm.key_policy import NO_CAPS_SECRET, PUBLIC_KEY_TEMPLATE, aes_key_template, ec_private_template
 from hsm.worker import get_worker, module_state
 
 PROBE_PREFIX = "appliance-probe/"
@@ -163,7 +163,7 @@ class _Probe:
         (pub, priv), refused = self.generate(
             lambda t: params.generate_keypair(
                 store=True, label=PROBE_PREFIX + what, id=b"probe", capabilities=0,
-                public_template=dict(_PUBLIC), private_template=t,
+                public_template=dict(PUBLIC_KEY_TEMPLATE), private_template=t,
             ),
             {**ec_private_template(capability), A.DESTROYABLE: True},
         )
@@ -191,7 +191,7 @@ class _Probe:
             KeyType.GENERIC_SECRET, 256, capabilities=0, mechanism=Mechanism.ECDH1_DERIVE,
             mechanism_param=(pkcs11.KDF.NULL, None, point),
             template={A.TOKEN: False, A.SENSITIVE: False, A.EXTRACTABLE: True,
-                      A.PRIVATE: True, **_NO_CAPS_SECRET},
+                      A.PRIVATE: True, **NO_CAPS_SECRET},
         )
         try:
             value = z[A.VALUE]

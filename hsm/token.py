@@ -58,6 +58,20 @@ from appliance.sealed import (
 )
 from hsm import sealing, transport
 from hsm.config import HSMConfig, Pin
+from hsm.key_policy import (
+    AES_POLICY,
+    IDENTITY_POLICY,
+    MAC_POLICY,
+    TRANSPORT_POLICY,
+    NO_CAPS_SECRET,
+    PUBLIC_KEY_TEMPLATE,
+    aes_key_template,
+    check_policy,
+    compress_point,
+    ec_private_template,
+    mac_key_template,
+    point_from_ec_point,
+)
 from hsm.errors import (
     HSMConfigError,
     HSMError,
@@ -116,76 +130,6 @@ def _parse(blob: bytes) -> tuple[BlobHeader, bytes]:
         return parse_blob(blob)
     except MalformedBlob as exc:
         raise HSMIntegrityError(str(exc)) from None
-
-
-# ---- key templates and policies ------------------------------------------------------
-
-_NO_CAPS_SECRET = {A.ENCRYPT: False, A.DECRYPT: False, A.WRAP: False, A.UNWRAP: False,
-                   A.SIGN: False, A.VERIFY: False, A.DERIVE: False}
-_NO_CAPS_PRIVATE = {A.DECRYPT: False, A.UNWRAP: False, A.SIGN: False, A.SIGN_RECOVER: False,
-                    A.DERIVE: False}
-_LOCKED = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False,
-           A.MODIFIABLE: False, A.COPYABLE: False}
-_PUBLIC = {A.TOKEN: True, A.PRIVATE: False, A.VERIFY: False, A.ENCRYPT: False, A.WRAP: False,
-           A.DERIVE: False, A.VERIFY_RECOVER: False, A.MODIFIABLE: False}
-
-
-def aes_key_template(destroyable: bool) -> dict:
-    t = {**_NO_CAPS_SECRET, **_LOCKED, A.ENCRYPT: True, A.DECRYPT: True,
-         A.DESTROYABLE: destroyable}
-    return t
-
-
-def mac_key_template() -> dict:
-    return {**_NO_CAPS_SECRET, **_LOCKED, A.SIGN: True, A.VERIFY: True, A.DESTROYABLE: False}
-
-
-def ec_private_template(capability: Any) -> dict:
-    return {**_NO_CAPS_PRIVATE, **_LOCKED, capability: True, A.DESTROYABLE: False}
-
-
-# Attributes read back and required on every key we use (besides the template).
-_ALWAYS = {A.NEVER_EXTRACTABLE: True, A.ALWAYS_SENSITIVE: True}
-
-
-def _policy(template: dict) -> dict:
-    p = {k: v for k, v in template.items() if k not in (A.DESTROYABLE,)}
-    p.update(_ALWAYS)
-    return p
-
-
-AES_POLICY = _policy(aes_key_template(True))
-MAC_POLICY = _policy(mac_key_template())
-IDENTITY_POLICY = _policy(ec_private_template(A.SIGN))
-TRANSPORT_POLICY = _policy(ec_private_template(A.DERIVE))
-
-
-def check_policy(key: Any, policy: dict, what: str) -> None:
-    """Refuse a key whose attributes differ from ``policy`` (one C_GetAttributeValue)."""
-    attrs = list(policy)
-    try:
-        values = key.get_attributes(attrs)
-    except pkcs11.exceptions.AttributeTypeInvalid:
-        raise HSMKeyPolicyError(f"{what}: the token does not report its attributes") from None
-    bad = [a.name for a in attrs if values.get(a) != policy[a]]
-    if bad:
-        raise HSMKeyPolicyError(
-            f"{what} on the token has refused attributes: {', '.join(sorted(bad))}"
-        )
-
-
-def _point_from_ec_point(der: bytes) -> bytes:
-    from asn1crypto.core import OctetString
-
-    raw = bytes(OctetString.load(der))
-    if len(raw) != 65 or raw[0] != 4:
-        raise HSMKeyPolicyError("public key on the token is not an uncompressed point")
-    return raw
-
-
-def _compress(point65: bytes) -> bytes:
-    x, y = point65[1:33], point65[33:]
-    return bytes([2 + (y[-1] & 1)]) + x
 
 
 @dataclass(frozen=True)
@@ -614,9 +558,9 @@ class HSM:
         p256 = encode_named_curve_parameters("secp256r1")
         if trk[A.EC_PARAMS] != p256 or trp[A.EC_PARAMS] != p256:
             raise HSMKeyPolicyError("the transport key is not on P-256")
-        ident = _point_from_ec_point(idp[A.EC_POINT])
-        trans = _point_from_ec_point(trp[A.EC_POINT])
-        pub = PublicKeys(_compress(ident), ident, trans)
+        ident = point_from_ec_point(idp[A.EC_POINT])
+        trans = point_from_ec_point(trp[A.EC_POINT])
+        pub = PublicKeys(compress_point(ident), ident, trans)
         if self._public is not None and self._public != pub:
             raise HSMKeyPolicyError(
                 f"the keys of token {self.config.token_label!r} changed while it was away"
@@ -631,7 +575,7 @@ class HSM:
         return params.generate_keypair(
             store=True, label=label, id=label.rsplit("/", 1)[-1].encode(),
             capabilities=0,
-            public_template=dict(_PUBLIC),
+            public_template=dict(PUBLIC_KEY_TEMPLATE),
             private_template=ec_private_template(capability),
         )
 
@@ -763,7 +707,7 @@ class HSM:
             # SoftHSM 2.6: only CKD_NULL and no HKDF mechanism, so Z must be read out to
             # run HKDF in software (see hsm.transport). Session object, no capability.
             template={A.TOKEN: False, A.SENSITIVE: False, A.EXTRACTABLE: True,
-                      A.PRIVATE: True, **_NO_CAPS_SECRET},
+                      A.PRIVATE: True, **NO_CAPS_SECRET},
         )
         try:
             return z_obj[A.VALUE]
