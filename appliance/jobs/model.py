@@ -106,6 +106,8 @@ class JobRun:
             return ["keygen"] if is_frost(self.spec) else ["keygen", "aux"]
         if k == "refresh" and is_frost(self.spec):
             return ["refresh"]
+        if k == "import" and is_frost(self.spec):
+            return []  # a FROST key's import runs no session (no aux-info)
         if k in ("refresh", "import"):
             return ["aux"]
         if k == "reshare":

@@ -442,7 +442,8 @@ class CertUpdate:
 def import_request_params(bundle_json: Any) -> dict:
     """The params of the signed ``import`` request that authorizes an import bundle (what the
     initiating admin signs and the other admins approve): the SHA-256 of the bundle's
-    canonical JSON, its public key, threshold and nodes. ``bundle_json``: the bundle as
+    canonical JSON, its public key, threshold and nodes, and the ``scheme`` a v2 bundle (a
+    FROST key) names. ``bundle_json``: the bundle as
     ``appliance key import`` wrote it (nodes in party order, points compressed); the nodes
     recompute these from the bundle they parse (:func:`appliance.key_import.request_params`
     calls this on its checked form), so a bundle written otherwise is refused by them
@@ -455,5 +456,8 @@ def import_request_params(bundle_json: Any) -> dict:
         bundle_hash = canonical_hash(b)
     except CanonicalError as exc:
         raise PolicyError(f"import bundle: {exc}") from None
-    return {"bundle_hash": bundle_hash, "public_key": b["public_key"], "threshold": b["threshold"],
-            "nodes": list(b["nodes"])}
+    params = {"bundle_hash": bundle_hash, "public_key": b["public_key"], "threshold": b["threshold"],
+              "nodes": list(b["nodes"])}
+    if "scheme" in b:  # a v2 bundle (a FROST key): the signed request names its scheme
+        params["scheme"] = b["scheme"]
+    return params
