@@ -22,6 +22,7 @@ from appliance_client.grammar import (
     CERT_UPDATE_TYPE,
     DECISIONS,
     DEFAULT_SCHEME,
+    ED25519,
     HEX32,
     NONCE,
     PAYLOAD_TYPES,
@@ -70,11 +71,15 @@ def _check_params(action: str, params: Any) -> dict | None:
             want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
                  "params.nodes must be a list of node ids")
     elif action == "import":
-        only_fields(params, ("bundle_hash", "public_key", "threshold", "nodes"), "import params")
+        # scheme: absent for an ECDSA key (a v1 bundle), named for a FROST key (a v2 bundle)
+        only_fields(params, ("bundle_hash", "public_key", "threshold", "nodes", "scheme"), "import params")
+        scheme = params.get("scheme", DEFAULT_SCHEME)
+        want("scheme" not in params or scheme in SCHEMES[1:],
+             f"params.scheme of an import must be one of {', '.join(SCHEMES[1:])} (absent for {DEFAULT_SCHEME})")
         want(isinstance(params.get("bundle_hash"), str) and HEX32.match(params["bundle_hash"]) is not None,
              "params.bundle_hash must be 64 lowercase hex characters")
-        want(isinstance(params.get("public_key"), str) and len(params["public_key"]) == 66,
-             "params.public_key must be a compressed public key in hex")
+        want(isinstance(params.get("public_key"), str) and len(params["public_key"]) == (64 if scheme == ED25519 else 66),
+             "params.public_key must be a compressed public key in hex (an ed25519 key's 32 bytes)")
         check_int(params.get("threshold"), "params.threshold", 1, 1000)
         nodes = params.get("nodes")
         want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
