@@ -29,6 +29,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import sqlite3
 import time
 
@@ -55,7 +56,8 @@ from solders.transaction import Transaction
 
 from api.client import ApplianceAPIError
 from appliance.config import ClusterConfig, load_toml
-from appliance.key_import import build_bundle, request_params, share_context
+from appliance.cli import main as cli_main
+from appliance.key_import import build_bundle, parse_bundle, request_params, share_context
 from appliance.payloads import samples
 from appliance.payloads.solana import TOKEN_PROGRAM
 from appliance.tss.frost import taproot
@@ -252,10 +254,11 @@ async def test_reshare_to_a_newcomer_and_away_from_a_leaver(cluster):
     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
 
 
-async def test_import_a_bip340_secret_and_an_ed25519_seed(cluster):
-    """Keys made offline (``build_bundle``, what ``appliance key import --scheme`` runs): each
-    node decrypts its share in its HSM, checks it in the scheme's group, seals it. The keys sign
-    under the public keys computed from the secrets by libsecp256k1 / OpenSSL, not by us."""
+async def test_import_a_bip340_secret_and_an_ed25519_seed(cluster, tmp_path, capsys):
+    """Keys split offline (``build_bundle``; the seed by ``appliance key import --scheme
+    ed25519``): each node decrypts its share in its HSM, checks it in the scheme's group, seals
+    it. The keys sign under the public keys computed from the secrets by libsecp256k1 /
+    OpenSSL, not by us."""
     cfg = ClusterConfig.from_mapping(load_toml(cluster.data_dirs[0] / "cluster.toml"))
     admin = cluster.client("admin", node=1)
     d = hashlib.sha256(b"issue 16: a Taproot wallet moving in").digest()
@@ -273,10 +276,24 @@ async def test_import_a_bip340_secret_and_an_ed25519_seed(cluster):
 
     seed = hashlib.sha256(b"issue 16: a Solana wallet's seed").digest()
     pk = Ed25519PrivateKey.from_private_bytes(seed).public_key()
-    bundle = build_bundle(seed, cfg, 2, scheme="ed25519")
+    (tmp_path / "seed.hex").write_text(seed.hex() + "\n")
+    umask = os.umask(0o077)
+    os.umask(umask)
+    capsys.readouterr()
+    try:  # the offline command, in this process (its umask put back after)
+        code = await asyncio.to_thread(cli_main, ["key", "import", "--scheme", "ed25519", "--private-key",
+                                                  str(tmp_path / "seed.hex"), "--cluster",
+                                                  str(cluster.data_dirs[0] / "cluster.toml"), "--threshold", "2",
+                                                  "--out", str(tmp_path / "bundle.json")])
+    finally:
+        os.umask(umask)
+    out = json.loads(capsys.readouterr().out)
+    pk_hex = pk.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    assert code == 0 and (out["scheme"], out["public_key"], out["shown_public_key"]) == ("ed25519", pk_hex, pk_hex)
+    bundle = parse_bundle(json.loads((tmp_path / "bundle.json").read_text()), cfg)
+    assert seed.hex() not in (tmp_path / "bundle.json").read_text()
     res = await admin.import_key(bundle.to_json(), refresh=True)  # the FROST refresh, right after
-    assert (res["public_key"], res["refreshed"], res["epoch"]) == (
-        pk.public_bytes(Encoding.Raw, PublicFormat.Raw).hex(), True, 1)
+    assert (res["public_key"], res["refreshed"], res["epoch"]) == (pk_hex, True, 1)
     done = await _sign(cluster, {"key_id": res["key_id"]}, digest)
     pk.verify(bytes.fromhex(done["signature"]["sig"]), digest)  # OpenSSL; raises if invalid
 
