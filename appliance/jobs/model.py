@@ -15,7 +15,8 @@ frost_nonces       none: a batch of pooled FROST commitments, stored by its one 
 
 A FROST key (spec ``scheme`` schnorr-bip340 or ed25519): keygen is one phase (the FROST DKG,
 no aux-info); refresh is one (``refresh``: FROST zero-sharing) and reshare one (``reshare``:
-FROST resharing), then commit as above; sign is one FROST session per item: one online round
+FROST resharing), then commit as above; import has no phase (each node checks its share from
+the dealer's bundle, no aux-info), then commits; sign is one FROST session per item: one online round
 when the job carries pooled ``commitments`` (one item), else two rounds (nonces made in the
 session).
 """
