@@ -105,9 +105,11 @@ class ImportKey(Body):
                              **_REQUEST_CODES}
     missing_codes: ClassVar = {"bundle": "bad_import_bundle", **_REQUEST_MISSING}
 
-    bundle: Annotated[dict[str, Any], Meta(description="made offline by `appliance key import`")]
+    bundle: Annotated[dict[str, Any], Meta(description="made offline by `appliance key import` (version 1: an "
+                                           "ECDSA key; version 2: its `scheme`, schnorr-bip340 or ed25519)")]
     request: Annotated[SignedStatement, Meta(description="the initiator's signed import request: params "
-                                             "bundle_hash, public_key, threshold, nodes")]
+                                             "bundle_hash, public_key, threshold, nodes, and a version-2 "
+                                             "bundle's scheme")]
     paillier_bits: PaillierBits | UnsetType = UNSET
 
 

@@ -190,24 +190,28 @@ async def _cmd_cluster(args) -> int:
 def _cmd_key_import(args) -> int:
     """Offline: split a private key and encrypt each share to its node's transport key."""
     from appliance.config import ClusterConfig, load_toml
-    from appliance.key_import import ImportBundleError, build_bundle, parse_private_key
+    from appliance.key_import import ECDSA, ImportBundleError, build_bundle, parse_frost_secret, parse_private_key
 
-    d = 0
+    d: int | bytes = 0
     try:
-        d = parse_private_key(args.private_key.read_text())
+        text = args.private_key.read_text()
+        d = parse_private_key(text) if args.scheme == ECDSA else parse_frost_secret(args.scheme, text)
+        del text
         cluster = ClusterConfig.from_mapping(load_toml(args.cluster))
         nodes = args.nodes.split(",") if args.nodes else None
         try:
             chain = bytes.fromhex(args.chain_code) if args.chain_code else None
         except ValueError:
             raise ImportBundleError("--chain-code must be hex") from None
-        bundle = build_bundle(d, cluster, args.threshold, nodes, chain_code=chain)
+        bundle = build_bundle(d, cluster, args.threshold, nodes, chain_code=chain, scheme=args.scheme)
     finally:
         d = 0  # noqa: F841 - drop our reference to the key
     if args.out.exists():
         raise UsageError(f"{args.out} exists")
     args.out.write_text(json.dumps(bundle.to_json(), indent=1) + "\n")
-    print(json.dumps({"bundle": str(args.out), "public_key": bundle.public_key.hex(),
+    shown = {} if not bundle.is_frost else \
+        {"scheme": bundle.scheme, "shown_public_key": bundle.shown_public_key.hex()}
+    print(json.dumps({"bundle": str(args.out), "public_key": bundle.public_key.hex(), **shown,
                       "threshold": bundle.threshold, "nodes": bundle.node_ids,
                       "next": "appliance key submit-import --bundle FILE --refresh (a refresh right after "
                               "import is recommended: this machine saw the whole key)"}))
@@ -394,11 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     client_args(q)
     q.add_argument("key_id")
     q = ks.add_parser("import", help="OFFLINE: split a private key into encrypted shares (a bundle)")
-    q.add_argument("--private-key", required=True, type=Path, help="file with the private key, hex")
+    q.add_argument("--private-key", required=True, type=Path,
+                   help="file with the private key, hex (schnorr-bip340: the BIP340 secret key; "
+                        "ed25519: the RFC 8032 32-byte seed)")
+    q.add_argument("--scheme", default="ecdsa-secp256k1", choices=("ecdsa-secp256k1", "schnorr-bip340", "ed25519"),
+                   help="the key's scheme (default ecdsa-secp256k1)")
     q.add_argument("--cluster", required=True, type=Path, help="cluster.toml (the nodes' transport keys)")
     q.add_argument("--threshold", type=int, required=True)
     q.add_argument("--nodes", help="comma-separated node ids (default all)")
-    q.add_argument("--chain-code", help="BIP32 chain code, hex (default random)")
+    q.add_argument("--chain-code", help="BIP32 chain code, hex (default random; none for ed25519)")
     q.add_argument("--out", required=True, type=Path)
     q = ks.add_parser("submit-import", help="hand an import bundle to the nodes (admin)")
     client_args(q)

@@ -15,7 +15,8 @@ frost_nonces       none: a batch of pooled FROST commitments, stored by its one 
 
 A FROST key (spec ``scheme`` schnorr-bip340 or ed25519): keygen is one phase (the FROST DKG,
 no aux-info); refresh is one (``refresh``: FROST zero-sharing) and reshare one (``reshare``:
-FROST resharing), then commit as above; sign is one FROST session per item: one online round
+FROST resharing), then commit as above; import has no phase (each node checks its share from
+the dealer's bundle, no aux-info), then commits; sign is one FROST session per item: one online round
 when the job carries pooled ``commitments`` (one item), else two rounds (nonces made in the
 session).
 """
@@ -106,6 +107,8 @@ class JobRun:
             return ["keygen"] if is_frost(self.spec) else ["keygen", "aux"]
         if k == "refresh" and is_frost(self.spec):
             return ["refresh"]
+        if k == "import" and is_frost(self.spec):
+            return []  # a FROST key's import runs no session (no aux-info)
         if k in ("refresh", "import"):
             return ["aux"]
         if k == "reshare":

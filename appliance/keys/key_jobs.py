@@ -29,6 +29,7 @@ from appliance.transport import PeerError
 from appliance.tss import wire
 from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.dealer import ImportError_, accept_share
+from appliance.tss.frost import dealer as frost_dealer
 from appliance.tss.frost.dkg import FrostDkgParty
 from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.frost.refresh import FrostRefreshParty
@@ -68,7 +69,7 @@ class KeyChangeJob:
         if kind in ("keygen", "import"):
             if self.key_store().get_key(str(spec["key_id"])) is not None:
                 raise ServiceError("key_exists", "key id already used")
-            if spec.get("scheme", ECDSA) not in SCHEMES or (kind == "import" and is_frost(spec)):
+            if spec.get("scheme", ECDSA) not in SCHEMES:
                 raise ServiceError("bad_job", "unknown scheme")
             if is_frost(spec):
                 if spec.get("paillier_bits") != 0:
@@ -116,6 +117,8 @@ class KeyChangeJob:
             party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng)
             share = await self.driver.drive(job, sid, party)
             await self._aux_and_stage(job, share, rng, deadline)
+        elif kind == "import" and is_frost(spec):
+            await self._frost_import(job)
         elif kind == "import":
             # the share was decrypted in the HSM and checked against the dealer's commitments
             # when the job was accepted; now aux-info, as after a DKG
@@ -150,6 +153,18 @@ class KeyChangeJob:
         self.key_store().put_pending_key(spec["key_id"], share.group_public_key, share.threshold,
                                          share.participants, share.epoch, 0, blob, frost_keys.chain_code(share),
                                          scheme=share.scheme)
+        job.result = _frost_result(share)
+
+    async def _frost_import(self, job: JobRun) -> None:
+        """An imported FROST key: this node's share, decrypted in its HSM and checked against
+        the dealer's commitments (``check_import_share``, again: it was checked when the job
+        was accepted), sealed and staged as a pending key with the bundle's chain code,
+        committed two-phase like a DKG key. No aux-info, no protocol session."""
+        spec = job.spec
+        share, chain = await self._checked_frost_import(spec)
+        blob = await self.shares.seal(spec["key_id"], share)
+        self.key_store().put_pending_key(spec["key_id"], share.group_public_key, share.threshold,
+                                         share.participants, share.epoch, 0, blob, chain, scheme=share.scheme)
         job.result = _frost_result(share)
 
     async def _frost_refresh(self, job: JobRun, rng) -> None:
@@ -291,9 +306,19 @@ class KeyChangeJob:
                                          f"{rt.me.id}: only {len(agree)} holders confirm the key's public state "
                                          f"(needs {old.threshold}, every sender among them)"))
 
-    async def check_import_share(self, spec: dict) -> KeyShare:
+    async def check_import_share(self, spec: dict) -> KeyShare | FrostKeyShare:
         """Decrypt this node's share of an import bundle inside the HSM and check it against the
-        dealer's commitments; the KeyShare (no aux yet) or a ServiceError naming the problem."""
+        dealer's commitments; the KeyShare (no aux yet) or FrostKeyShare, or a ServiceError
+        naming the problem."""
+        return (await self._import_share(spec))[0]
+
+    async def _checked_frost_import(self, spec: dict) -> tuple[FrostKeyShare, bytes]:
+        share, bundle = await self._import_share(spec)
+        if not isinstance(share, FrostKeyShare):
+            raise JobFailed(ServiceError("bad_job", "the job's scheme is not the bundle's"))
+        return share, bundle.chain_code
+
+    async def _import_share(self, spec: dict):
         rt = self.rt
         try:
             bundle = parse_bundle(spec.get("bundle"), rt.cluster)
@@ -302,6 +327,9 @@ class KeyChangeJob:
         if bundle.parties != sorted(int(p) for p in spec["parties"]) or bundle.threshold != int(spec["threshold"]):
             raise ServiceError("bad_import_bundle", f"{rt.me.id}: the job's parties or threshold differ "
                                "from the bundle's")
+        if bundle.scheme != spec.get("scheme", ECDSA):
+            raise ServiceError("bad_import_bundle", f"{rt.me.id}: the job's scheme ({spec.get('scheme', ECDSA)}) "
+                               f"is not the bundle's ({bundle.scheme})")
         env = bundle.envelopes.get(rt.me.id)
         if env is None:
             raise ServiceError("bad_import_bundle", f"{rt.me.id}: the bundle has no share for this node")
@@ -314,14 +342,18 @@ class KeyChangeJob:
         if len(data) != 32:
             raise ServiceError("import_share_rejected", f"{rt.me.id}: the share is not 32 bytes")
         try:
-            share = await rt.cpu_call(accept_share, bundle.import_id, rt.index, bundle.parties,
-                                      bundle.threshold, bundle.commitments, bundle.chain_code,
-                                      int.from_bytes(data, "big"))
+            if bundle.is_frost:
+                share = await rt.cpu_call(frost_dealer.accept_share, bundle.scheme, bundle.import_id, rt.index,
+                                          bundle.parties, bundle.threshold, bundle.commitments, data)
+            else:
+                share = await rt.cpu_call(accept_share, bundle.import_id, rt.index, bundle.parties,
+                                          bundle.threshold, bundle.points(), bundle.chain_code,
+                                          int.from_bytes(data, "big"))
         except ImportError_ as exc:
             raise ServiceError("import_share_rejected", f"{rt.me.id}: {exc}") from None
         finally:
             del data
-        return share
+        return share, bundle
 
     def prepare(self, job: JobRun) -> None:
         self.two_phase.prepare(job)

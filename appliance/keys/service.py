@@ -52,7 +52,7 @@ def keygen_params(params: dict | None) -> dict:
 
 def require_ecdsa(row: dict, what: str) -> None:
     """``not_supported_for_scheme`` unless the key is an ECDSA key (what FROST keys do not
-    have yet: import, the p2wpkh and eth addresses)."""
+    have: the p2wpkh and eth addresses)."""
     scheme = row.get("scheme", DEFAULT_SCHEME)
     if scheme != DEFAULT_SCHEME:
         raise ServiceError("not_supported_for_scheme", f"{what} is not supported for a {scheme} key yet")
@@ -170,17 +170,23 @@ class KeyService:
     async def import_key(self, user, body: Any, request: Any = None) -> Created:
         """``POST /v1/keys/import``: a key change like a keygen. The body carries the bundle and
         the initiator's signed ``import`` request (params: the bundle's hash, public key,
-        threshold and nodes), which must meet the policy's key-change quorum (else a pending
-        operation that admins approve); every node re-checks the request, its approvals and
-        the bundle before it does anything. Every node checks its own share before anything is
-        stored; then aux-info. A refresh right after is recommended (the dealer's machine saw
-        the whole key)."""
+        threshold and nodes; the ``scheme`` of a FROST key's v2 bundle), which must meet the
+        policy's key-change quorum (else a pending operation that admins approve); every node
+        re-checks the request, its approvals and the bundle before it does anything. Every node
+        checks its own share before anything is stored; then aux-info (an ECDSA key; a FROST
+        key has none). A refresh right after is recommended (the dealer's machine saw the
+        whole key)."""
         if not isinstance(body, dict):
             raise ServiceError("bad_body", "expected a JSON object")
         bundle = self._import_bundle(body.get("bundle"))
-        bits = body.get("paillier_bits", self.rt.config.paillier_bits)
-        if bits not in (2048, 3072):
-            raise ServiceError("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
+        if bundle.is_frost:  # no Paillier modulus, no aux-info: the bundle names the scheme
+            if body.get("paillier_bits", 0) != 0:
+                raise ServiceError("bad_paillier_bits", f"a {bundle.scheme} key has no Paillier modulus")
+            bits = 0
+        else:
+            bits = body.get("paillier_bits", self.rt.config.paillier_bits)
+            if bits not in (2048, 3072):
+                raise ServiceError("bad_paillier_bits", "paillier_bits must be 2048 or 3072")
         spec_body = {"bundle": bundle.to_json(), "paillier_bits": bits}
         view, sr = await self._key_operation(user, "import", None, request_params(bundle), request, spec_body)
         if view is not None:
@@ -294,7 +300,7 @@ class KeyService:
             key_id = new_id("key_id")
             spec = {"job_id": job_id, "kind": "import", "key_id": key_id, "parties": bundle.parties,
                     "threshold": bundle.threshold, "paillier_bits": body["paillier_bits"],
-                    "bundle": bundle.to_json()}
+                    "bundle": bundle.to_json(), **_scheme_field({"scheme": bundle.scheme})}
             if rt.index in bundle.parties:  # this node's own share first: refused before anything
                 await self.jobs.check_import_share(spec)
         elif kind == "keygen":

@@ -22,6 +22,7 @@ from appliance_client.grammar import (
     CERT_UPDATE_TYPE,
     DECISIONS,
     DEFAULT_SCHEME,
+    ED25519,
     HEX32,
     NONCE,
     PAYLOAD_TYPES,
@@ -70,11 +71,15 @@ def _check_params(action: str, params: Any) -> dict | None:
             want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
                  "params.nodes must be a list of node ids")
     elif action == "import":
-        only_fields(params, ("bundle_hash", "public_key", "threshold", "nodes"), "import params")
+        # scheme: absent for an ECDSA key (a v1 bundle), named for a FROST key (a v2 bundle)
+        only_fields(params, ("bundle_hash", "public_key", "threshold", "nodes", "scheme"), "import params")
+        scheme = params.get("scheme", DEFAULT_SCHEME)
+        want("scheme" not in params or scheme in SCHEMES[1:],
+             f"params.scheme of an import must be one of {', '.join(SCHEMES[1:])} (absent for {DEFAULT_SCHEME})")
         want(isinstance(params.get("bundle_hash"), str) and HEX32.match(params["bundle_hash"]) is not None,
              "params.bundle_hash must be 64 lowercase hex characters")
-        want(isinstance(params.get("public_key"), str) and len(params["public_key"]) == 66,
-             "params.public_key must be a compressed public key in hex")
+        want(isinstance(params.get("public_key"), str) and len(params["public_key"]) == (64 if scheme == ED25519 else 66),
+             "params.public_key must be a compressed public key in hex (an ed25519 key's 32 bytes)")
         check_int(params.get("threshold"), "params.threshold", 1, 1000)
         nodes = params.get("nodes")
         want(isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
@@ -442,7 +447,8 @@ class CertUpdate:
 def import_request_params(bundle_json: Any) -> dict:
     """The params of the signed ``import`` request that authorizes an import bundle (what the
     initiating admin signs and the other admins approve): the SHA-256 of the bundle's
-    canonical JSON, its public key, threshold and nodes. ``bundle_json``: the bundle as
+    canonical JSON, its public key, threshold and nodes, and the ``scheme`` a v2 bundle (a
+    FROST key) names. ``bundle_json``: the bundle as
     ``appliance key import`` wrote it (nodes in party order, points compressed); the nodes
     recompute these from the bundle they parse (:func:`appliance.key_import.request_params`
     calls this on its checked form), so a bundle written otherwise is refused by them
@@ -455,5 +461,8 @@ def import_request_params(bundle_json: Any) -> dict:
         bundle_hash = canonical_hash(b)
     except CanonicalError as exc:
         raise PolicyError(f"import bundle: {exc}") from None
-    return {"bundle_hash": bundle_hash, "public_key": b["public_key"], "threshold": b["threshold"],
-            "nodes": list(b["nodes"])}
+    params = {"bundle_hash": bundle_hash, "public_key": b["public_key"], "threshold": b["threshold"],
+              "nodes": list(b["nodes"])}
+    if "scheme" in b:  # a v2 bundle (a FROST key): the signed request names its scheme
+        params["scheme"] = b["scheme"]
+    return params

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import hashlib
 import json
+import os
 import sqlite3
 import time
 
@@ -39,8 +42,10 @@ from bitcointx.core.script import CScript, SignatureHashSchnorr
 from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScript
 from bitcointx.wallet import CCoinExtPubKey
 from bitcointx.wallet import P2TRCoinAddress
+import coincurve
 from coincurve import PublicKeyXOnly
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.signing import VerifyKey
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
@@ -50,9 +55,13 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
 from api.client import ApplianceAPIError
+from appliance.config import ClusterConfig, load_toml
+from appliance.cli import main as cli_main
+from appliance.key_import import build_bundle, parse_bundle, request_params, share_context
 from appliance.payloads import samples
 from appliance.payloads.solana import TOKEN_PROGRAM
 from appliance.tss.frost import taproot
+from hsm.transport import encrypt_to
 from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
 from tests.lifecycle_helpers import secret_epochs
 from tests.signing_flow import approve_if_needed, sign
@@ -243,6 +252,68 @@ async def test_reshare_to_a_newcomer_and_away_from_a_leaver(cluster):
     await _holders_agree(cluster, ed, 1, HONEST)
     done = await _sign(cluster, ed, d)
     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed["public_key"])).verify(bytes.fromhex(done["signature"]["sig"]), d)
+
+
+async def test_import_a_bip340_secret_and_an_ed25519_seed(cluster, tmp_path, capsys):
+    """Keys split offline (``build_bundle``; the seed by ``appliance key import --scheme
+    ed25519``): each node decrypts its share in its HSM, checks it in the scheme's group, seals
+    it. The keys sign under the public keys computed from the secrets by libsecp256k1 /
+    OpenSSL, not by us."""
+    cfg = ClusterConfig.from_mapping(load_toml(cluster.data_dirs[0] / "cluster.toml"))
+    admin = cluster.client("admin", node=1)
+    d = hashlib.sha256(b"issue 16: a Taproot wallet moving in").digest()
+    xp = coincurve.PrivateKey(d).public_key_xonly
+    tag = hashlib.sha256(b"TapTweak").digest()
+    internal = xp.format().hex()
+    xp.tweak_add(hashlib.sha256(tag + tag + xp.format()).digest())  # BIP341 output key, in place
+    res = await admin.import_key(build_bundle(d, cfg, 2, scheme="schnorr-bip340").to_json())
+    assert (res["public_key"], res["epoch"]) == (xp.format().hex(), 0) and "refresh" in res["recommendation"]
+    view = await cluster.client("auditor", node=2).get_key(res["key_id"])
+    assert (view["scheme"], view["internal_key"], view["paillier_bits"]) == ("schnorr-bip340", internal, 0)
+    digest = digest_of("imported taproot key")
+    done = await _sign(cluster, {"key_id": res["key_id"]}, digest)
+    assert PublicKeyXOnly(xp.format()).verify(bytes.fromhex(done["signature"]["sig"]), digest)
+
+    seed = hashlib.sha256(b"issue 16: a Solana wallet's seed").digest()
+    pk = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    (tmp_path / "seed.hex").write_text(seed.hex() + "\n")
+    umask = os.umask(0o077)
+    os.umask(umask)
+    capsys.readouterr()
+    try:  # the offline command, in this process (its umask put back after)
+        code = await asyncio.to_thread(cli_main, ["key", "import", "--scheme", "ed25519", "--private-key",
+                                                  str(tmp_path / "seed.hex"), "--cluster",
+                                                  str(cluster.data_dirs[0] / "cluster.toml"), "--threshold", "2",
+                                                  "--out", str(tmp_path / "bundle.json")])
+    finally:
+        os.umask(umask)
+    out = json.loads(capsys.readouterr().out)
+    pk_hex = pk.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    assert code == 0 and (out["scheme"], out["public_key"], out["shown_public_key"]) == ("ed25519", pk_hex, pk_hex)
+    bundle = parse_bundle(json.loads((tmp_path / "bundle.json").read_text()), cfg)
+    assert seed.hex() not in (tmp_path / "bundle.json").read_text()
+    res = await admin.import_key(bundle.to_json(), refresh=True)  # the FROST refresh, right after
+    assert (res["public_key"], res["refreshed"], res["epoch"]) == (pk_hex, True, 1)
+    done = await _sign(cluster, {"key_id": res["key_id"]}, digest)
+    pk.verify(bytes.fromhex(done["signature"]["sig"]), digest)  # OpenSSL; raises if invalid
+
+    # a share that does not fit the commitments: node-2 refuses the job, naming the problem
+    other = build_bundle(hashlib.sha256(b"issue 16: a bad dealer's seed").digest(), cfg, 2, scheme="ed25519")
+    wrong = hashlib.sha512(b"not the share").digest()[:31] + b"\x00"  # a canonical scalar (< L)
+    bad = dataclasses.replace(other, envelopes={**other.envelopes, "node-2": encrypt_to(
+        cfg.node("node-2").transport_key, wrong, context=share_context(other.import_id, "node-2"))}).to_json()
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("admin", node=0).import_key(bad)
+    assert (ei.value.code, ei.value.message) == (
+        "import_share_rejected", "node-2 refused the job: node-2: the share does not match the dealer's commitments")
+    assert other.public_key.hex() not in {k["public_key"] for k in await cluster.client("auditor", node=2).list_keys()}
+    # the signed request must name the bundle's scheme
+    unnamed = build_bundle(hashlib.sha256(b"issue 16: scheme left out").digest(), cfg, 2, scheme="schnorr-bip340")
+    params = request_params(unnamed)
+    assert params.pop("scheme") == "schnorr-bip340"  # what an ECDSA key's request would look like
+    with pytest.raises(ApplianceAPIError) as ei:
+        await admin._signed_post("/v1/keys/import", {"bundle": unnamed.to_json()}, action="import", params=params)
+    assert (ei.value.status, ei.value.code) == (400, "request_mismatch")
 
 
 async def test_bip32_child_of_a_bip340_key_derived_addressed_and_signed(cluster):

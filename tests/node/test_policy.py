@@ -620,3 +620,24 @@ def test_a_keygen_request_signs_its_scheme_and_only_a_known_one(keys, pol):
                      ttl_s=60, action="reshare", key_id="k", params={"threshold": 2, "nodes": ["a", "b"],
                                                                       "scheme": "ed25519"})
     assert "scheme" in str(ei.value)
+
+
+def test_an_import_request_names_a_frost_bundles_scheme(keys, pol):
+    """issue 16 key import: import params carry ``scheme`` for a FROST key's v2 bundle (absent
+    for ECDSA, so ``ecdsa-secp256k1`` is not named); an ed25519 key's public key is 32 bytes."""
+    base = {"bundle_hash": "ab" * 32, "threshold": 2, "nodes": ["node-1", "node-2"]}
+
+    def req(params):
+        return make_request(keys["admin"], cluster_id=pol.cluster_id, policy_hash=pol.hash, initiator="admin",
+                            now=NOW, ttl_s=60, action="import", params=params)
+
+    assert req({**base, "public_key": "02" * 33, "scheme": "schnorr-bip340"}).request.params["scheme"] == "schnorr-bip340"
+    assert req({**base, "public_key": "11" * 32, "scheme": "ed25519"}).request.params["scheme"] == "ed25519"
+    for params, message in (
+            ({**base, "public_key": "02" * 33, "scheme": "ecdsa-secp256k1"},
+             "params.scheme of an import must be one of schnorr-bip340, ed25519 (absent for ecdsa-secp256k1)"),
+            ({**base, "public_key": "11" * 32},
+             "params.public_key must be a compressed public key in hex (an ed25519 key's 32 bytes)")):
+        with pytest.raises(PolicyError) as ei:
+            req(params)
+        assert str(ei.value) == message

@@ -18,6 +18,8 @@ Modules (each docstring lists its checks, numbered as the errors name them):
 - ``refresh.py``  zero-sharing refresh: every share and verification share changes, PK stays.
 - ``reshare.py``  (t, n) to (t', n') over a new committee, same PK, new members confirm.
 - ``bip32.py``    BIP32 non-hardened derivation of schnorr-bip340 keys (ed25519 refused).
+- ``dealer.py``   key import: a BIP340 secret key or an Ed25519 seed split with Feldman
+                  commitments in the scheme's group; the receiving node's checks of its share.
 - ``simulate.py`` ``keygen``, ``sign(shares, message, merkle_root=None, derivation=None)``,
                   ``refresh``, ``reshare``.
 
@@ -26,6 +28,7 @@ RFC's plain secp256k1 suite, for its vectors; no chain verifies its 65-byte sign
 Through the nodes: keygen and signing jobs (appliance/keys/key_jobs.py, appliance/signing/),
 refresh and reshare as two-phase key changes, BIP32 children of ``schnorr-bip340`` keys with a
 chain code made from the DKG's result (``appliance/keys/frost_keys.chain_code``; ``bip32.py``
-takes it as an argument), and the HSM-sealed nonce pool that feeds ``pooled.py``
-(appliance/pools/frost_nonces.py). Not here yet (issue 16, later passes): import of Schnorr keys.
+takes it as an argument), the HSM-sealed nonce pool that feeds ``pooled.py``
+(appliance/pools/frost_nonces.py), and import of a known key (``dealer.py``,
+``appliance/key_import.py``; an imported ``schnorr-bip340`` key's chain code is the bundle's).
 """
