@@ -115,12 +115,13 @@ class FrostNoncePool:
         self.on_change()
         return [_pc(r) for r in rows]
 
-    def take(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> TakenNonce:
-        """Mark this node's pair for ``mine`` spent, durably (``nonce_unavailable`` if it is
-        spent already, unknown, or not of this key, epoch and node)."""
+    def take(self, key_id: str, epoch: int, mine: pooled.PooledCommitment, *, coordinator: int) -> TakenNonce:
+        """Mark this node's pair for ``mine`` spent, durably, in a job ``coordinator`` runs
+        (``nonce_unavailable`` if it is spent already, unknown, not of this key, epoch and
+        node, or published to another coordinator: each pair goes to one)."""
         try:
             taken = self.nonces().take_frost_nonce(mine.nonce_id, key_id=key_id, epoch=epoch, party=self.rt.index,
-                                                   D=mine.D, E=mine.E)
+                                                   D=mine.D, E=mine.E, holder=coordinator)
         except FrostNonceUnavailable as exc:
             raise ServiceError(exc.code, str(exc)) from None
         self.on_change()
@@ -141,9 +142,9 @@ class FrostNoncePool:
         return nonces
 
     async def spend(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> FrostNonces:
-        """This node's pooled pair for ``mine``: durably spent, then opened with its HSM key
-        destroyed (:meth:`take`, :meth:`open`)."""
-        return await self.open(self.take(key_id, epoch, mine))
+        """This node's pooled pair for ``mine``, in a job it coordinates itself: durably spent,
+        then opened with its HSM key destroyed (:meth:`take`, :meth:`open`)."""
+        return await self.open(self.take(key_id, epoch, mine, coordinator=self.rt.index))
 
     async def for_job(self, key_id: str, epoch: int, signers: list[int]) -> tuple[list[dict], FrostNonces] | None:
         """The coordinator's part before a FROST sign job leaves: one pooled commitment per

@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.errors import ServiceError
+from appliance.jobs.model import JobRun
 from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.sealed import nonce_key_label
+from appliance.signing.sign_job import SignJob
 from appliance.storage import Store
 from appliance.tss.frost import pooled, simulate
 from appliance.tss.frost.sign import new_nonces
@@ -178,6 +180,34 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
         assert len(sigs) == 1 and len(sigs.pop()) == 64
     finally:
         other.close()
+
+
+def _pooled_job(coordinator, commitments):
+    return JobRun({"job_id": "job-x", "kind": "sign", "scheme": "schnorr-bip340", "key_id": KEY, "epoch": 0,
+                   "coordinator": coordinator, "parties": sorted(c.index for c in commitments),
+                   "items": [{"message": "07" * 32}], "commitments": [c.to_json() for c in commitments]})
+
+
+@ONE_TOKEN
+def test_a_pair_is_spent_only_in_a_job_of_the_coordinator_it_was_published_to(hsm, store):
+    """Each pooled pair goes to ONE coordinator (its holder): a sign job coordinated by another
+    node that names it (node 2 naming a pair node 0 published to node 1) is refused at join
+    (SignJob.attach) and the pair stays available for its own coordinator."""
+    pool = _pool(hsm, store)
+    to_node1 = asyncio.run(pool.make(SHARES[0], KEY, 0, 1, holder=1))[0]
+    other = pooled.publish(SHARES[2], new_nonces(SHARES[2], SeededRNG(b"n2")), IDS.signers[2])
+    sign_job = SignJob(pool.rt, None, None, None, None, None, key_store=None, presigs=None, replay=None,
+                       hsm=None, signer=None, nonce_pool=pool)
+    with pytest.raises(ServiceError) as e:
+        sign_job.attach(_pooled_job(2, [to_node1, other]))
+    assert (e.value.code, e.value.message) == (
+        "nonce_unavailable", "this nonce pair was published to another coordinator")
+    assert store.frost_nonce_state(to_node1.nonce_id) == "available"
+    mine = pooled.publish(SHARES[1], new_nonces(SHARES[1], SeededRNG(b"n1")), IDS.signers[1])
+    job = _pooled_job(1, [to_node1, mine])
+    sign_job.attach(job)  # the coordinator it was published to
+    assert job.presig_taken.nonce_id == to_node1.nonce_id
+    assert store.frost_nonce_state(to_node1.nonce_id) == "spent"
 
 
 @ONE_TOKEN
