@@ -12,7 +12,7 @@ import pytest
 
 from appliance.errors import ServiceError
 from appliance.jobs.model import JobRun
-from appliance.pools.frost_nonces import FrostNoncePool
+from appliance.pools.frost_nonces import MAX_HELD, MAX_PUBLISH, FrostNoncePool
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.sealed import nonce_key_label
 from appliance.signing.sign_job import SignJob
@@ -208,6 +208,37 @@ def test_a_pair_is_spent_only_in_a_job_of_the_coordinator_it_was_published_to(hs
     sign_job.attach(job)  # the coordinator it was published to
     assert job.presig_taken.nonce_id == to_node1.nonce_id
     assert store.frost_nonce_state(to_node1.nonce_id) == "spent"
+
+
+def _signed_by_1(D, E, nonce_id):
+    digest = pooled.commitment_digest(SHARES[1].public_fingerprint(), 1, nonce_id, D, E)
+    return pooled.PooledCommitment(1, nonce_id, D, E, IDS.signers[1].sign(digest))
+
+
+@ONE_TOKEN
+def test_commitments_held_for_a_coordinator_are_bounded_and_valid_elements(hsm, store):
+    """A holder publishing to node 0 (frost_nonces jobs, authorized by its signature alone)
+    cannot make node 0 store without bound: at most MAX_HELD available commitments per (key,
+    epoch, party), the [frost] pool's own bound; and each commitment is two valid group
+    elements, checked when it is received, not when a signer later refuses it (check 4)."""
+    pool = _pool(hsm, store)
+    pair = new_nonces(SHARES[1], SeededRNG(b"elements"))
+    bad = _signed_by_1(pair.D, b"\x02" + b"\xff" * 32, b"\x01" * 16)  # signed, but E is no point
+    with pytest.raises(ServiceError) as e:
+        pool.accept(SHARES[0], KEY, 0, 1, [bad])
+    assert (e.value.code, e.value.message) == (
+        "bad_job", "party 1's pooled commitment is not two valid group elements")
+    assert store.count_frost_commitments(KEY, 0) == {}
+    for b in range(0, MAX_HELD, MAX_PUBLISH):  # distinct ids, the same valid points: cheap
+        n = min(MAX_PUBLISH, MAX_HELD - b)
+        assert pool.accept(SHARES[0], KEY, 0, 1, [_signed_by_1(pair.D, pair.E, (b + k).to_bytes(16, "big"))
+                                                  for k in range(n)]) == n
+    assert store.count_frost_commitments(KEY, 0) == {1: MAX_HELD}
+    with pytest.raises(ServiceError) as e:
+        pool.accept(SHARES[0], KEY, 0, 1, [_signed_by_1(pair.D, pair.E, b"\xff" * 16)])
+    assert (e.value.code, e.value.message) == (
+        "nonce_pool_full", f"node-2 already has {MAX_HELD} pooled commitments here for this key")
+    assert store.count_frost_commitments(KEY, 0) == {1: MAX_HELD}
 
 
 @ONE_TOKEN
