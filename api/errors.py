@@ -70,6 +70,7 @@ STATUS: dict[str, int] = {
     "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
     # a pooled FROST nonce pair spent, unknown, or whose HSM key is gone (a restored database)
     "nonce_unavailable": 409,
+    "nonce_pool_full": 409,  # a holder publishing more pooled commitments than a coordinator keeps
     # an honest FROST signer refuses the coordinator's package (numbered checks, e.g. check 7:
     # a pooled commitment not signed by the signer it is listed for)
     "signing_refused": 409,

@@ -64,12 +64,16 @@ class HsmTable(_Table):
     identity_curve: Literal["secp256k1", "secp256r1"] = "secp256k1"  # hsm.config.IDENTITY_CURVES
 
 
+#: the most nonce pairs a node keeps per FROST key and coordinator (the receiving coordinator's bound too)
+FROST_POOL_MAX = 1_000
+
+
 class FrostTable(_Table):
     """``[frost]``: FROST keys (schnorr-bip340, ed25519)."""
 
     # nonce pairs this node keeps ready per key for each coordinator (itself and each other
     # holder); 0: no pool, every FROST signature runs the two-round session
-    pool: Annotated[int, Meta(ge=0, le=1_000)] = 0
+    pool: Annotated[int, Meta(ge=0, le=FROST_POOL_MAX)] = 0
 
 
 class PrimesTable(_Table):

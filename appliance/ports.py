@@ -397,8 +397,9 @@ class FrostNonceStore(Protocol):
         """One pooled commitment per party, marked handed out durably; None if any has none."""
 
     def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
-                         E: bytes) -> Any:
-        """Spend this pair durably (FrostNonceUnavailable if spent, unknown or another's)."""
+                         E: bytes, holder: int) -> Any:
+        """Spend this pair durably (FrostNonceUnavailable if spent, unknown, another's, or
+        published to a coordinator other than ``holder``)."""
 
     def mark_frost_nonce_keys_destroyed(self, labels: Any) -> None:
         """Record that these nonce pairs' HSM keys are destroyed."""

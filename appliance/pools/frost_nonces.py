@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 
-from appliance.errors import ServiceError
+from appliance.config_schema import FROST_POOL_MAX
+from appliance.errors import EncodingError, ServiceError
 from appliance.jobs.model import is_frost
 from appliance.ports import FrostNonceStore, KeyStore, Late, Sealer
 from appliance.runtime import Runtime
@@ -43,6 +44,8 @@ log = logging.getLogger("appliance.node")
 
 #: the pooled commitments one frost_nonces job publishes per holder (a body bound)
 MAX_PUBLISH = 64
+#: available commitments a coordinator keeps per (key, epoch, other holder): the [frost] pool's bound
+MAX_HELD = FROST_POOL_MAX
 
 
 def _pc(r: PooledRow) -> pooled.PooledCommitment:
@@ -97,10 +100,20 @@ class FrostNoncePool:
             raise ServiceError("bad_job", "pooled commitments from a party that is not another holder")
         if len(commitments) > MAX_PUBLISH:
             raise ServiceError("bad_job", f"at most {MAX_PUBLISH} pooled commitments at once")
+        G = share.suite.G
         for c in commitments:
             if c.index != sender or not pooled.is_signed(share, c, self.rt.directory):
                 raise ServiceError("signing_refused",
                                    f"check 7: party {c.index}'s pooled commitment is not signed by it for this key")
+            try:  # checked on receipt (RFC 9591 check 4 again when a signer uses it)
+                G.deserialize_element(c.D), G.deserialize_element(c.E)
+            except EncodingError:
+                raise ServiceError("bad_job", f"party {c.index}'s pooled commitment is not two valid "
+                                   "group elements") from None
+        held = self.nonces().count_frost_commitments(key_id, epoch).get(sender, 0)
+        if held + len(commitments) > MAX_HELD:
+            raise ServiceError("nonce_pool_full", f"{self.rt.peers[sender].id} already has {held} pooled "
+                               "commitments here for this key")
         n = self.nonces().add_frost_commitments(
             key_id, epoch, [PooledRow(c.index, c.nonce_id, c.D, c.E, c.signature) for c in commitments])
         self.on_change()
@@ -115,12 +128,13 @@ class FrostNoncePool:
         self.on_change()
         return [_pc(r) for r in rows]
 
-    def take(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> TakenNonce:
-        """Mark this node's pair for ``mine`` spent, durably (``nonce_unavailable`` if it is
-        spent already, unknown, or not of this key, epoch and node)."""
+    def take(self, key_id: str, epoch: int, mine: pooled.PooledCommitment, *, coordinator: int) -> TakenNonce:
+        """Mark this node's pair for ``mine`` spent, durably, in a job ``coordinator`` runs
+        (``nonce_unavailable`` if it is spent already, unknown, not of this key, epoch and
+        node, or published to another coordinator: each pair goes to one)."""
         try:
             taken = self.nonces().take_frost_nonce(mine.nonce_id, key_id=key_id, epoch=epoch, party=self.rt.index,
-                                                   D=mine.D, E=mine.E)
+                                                   D=mine.D, E=mine.E, holder=coordinator)
         except FrostNonceUnavailable as exc:
             raise ServiceError(exc.code, str(exc)) from None
         self.on_change()
@@ -141,9 +155,9 @@ class FrostNoncePool:
         return nonces
 
     async def spend(self, key_id: str, epoch: int, mine: pooled.PooledCommitment) -> FrostNonces:
-        """This node's pooled pair for ``mine``: durably spent, then opened with its HSM key
-        destroyed (:meth:`take`, :meth:`open`)."""
-        return await self.open(self.take(key_id, epoch, mine))
+        """This node's pooled pair for ``mine``, in a job it coordinates itself: durably spent,
+        then opened with its HSM key destroyed (:meth:`take`, :meth:`open`)."""
+        return await self.open(self.take(key_id, epoch, mine, coordinator=self.rt.index))
 
     async def for_job(self, key_id: str, epoch: int, signers: list[int]) -> tuple[list[dict], FrostNonces] | None:
         """The coordinator's part before a FROST sign job leaves: one pooled commitment per

@@ -97,11 +97,13 @@ class SignJob:
         spec = job.spec
         if is_frost(spec) and spec.get("commitments") is not None:
             # this signer's pooled nonce pair: spent durably here, before anything of it is used
-            # (nonce_unavailable, refusing the job, if it is spent already or not this node's)
+            # (nonce_unavailable, refusing the job, if it is spent already, not this node's, or
+            # published to another coordinator than this job's)
             if self.nonce_pool is None:
                 raise ServiceError("nonce_unavailable", "this node keeps no pooled nonces")
             mine = {c.index: c for c in pooled_commitments(spec)}[self.rt.index]
-            job.presig_taken = self.nonce_pool.take(spec["key_id"], int(spec["epoch"]), mine)
+            job.presig_taken = self.nonce_pool.take(spec["key_id"], int(spec["epoch"]), mine,
+                                                    coordinator=int(spec["coordinator"]))
             return
         if not spec.get("presig_id"):
             return

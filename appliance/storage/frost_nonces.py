@@ -154,17 +154,20 @@ class FrostNonceRepository:
         return out
 
     def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
-                         E: bytes) -> TakenNonce:
-        """Spend this node's pair ``nonce_id`` of exactly (key, epoch, party, D, E): durably
-        marked spent before the sealed blob is returned. :class:`FrostNonceUnavailable` if it
-        is spent, unknown or another pair's."""
+                         E: bytes, holder: int) -> TakenNonce:
+        """Spend this node's pair ``nonce_id`` of exactly (key, epoch, party, D, E), in a job
+        coordinated by ``holder``: durably marked spent before the sealed blob is returned.
+        :class:`FrostNonceUnavailable` if it is spent, unknown, another pair's, or published to
+        another coordinator (left available for that one)."""
         with self.db.tx(durable=True) as db:
             row = db.execute(
-                "SELECT state, sealed, hsm_key_label FROM frost_nonces WHERE nonce_id = ? AND key_id = ? "
+                "SELECT state, sealed, hsm_key_label, holder FROM frost_nonces WHERE nonce_id = ? AND key_id = ? "
                 "AND epoch = ? AND party = ? AND d_commit = ? AND e_commit = ?",
                 (bytes(nonce_id), key_id, epoch, party, bytes(D), bytes(E))).fetchone()
             if row is None:
                 raise FrostNonceUnavailable("no such nonce pair of this key, epoch and party on this node")
+            if row[3] != holder:
+                raise FrostNonceUnavailable("this nonce pair was published to another coordinator")
             if row[0] != "available":
                 raise FrostNonceUnavailable("this nonce pair is spent")
             db.execute("UPDATE frost_nonces SET state = 'spent', sealed = NULL, spent_at = ? WHERE nonce_id = ?",

@@ -432,8 +432,9 @@ class NodeStore:
         return self.core.pick_frost_commitments(key_id, epoch, own, parties)
 
     def take_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, D: bytes,
-                         E: bytes) -> Any:
-        return self.core.take_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, D=D, E=E)
+                         E: bytes, holder: int) -> Any:
+        return self.core.take_frost_nonce(nonce_id, key_id=key_id, epoch=epoch, party=party, D=D, E=E,
+                                          holder=holder)
 
     def discard_frost_nonce_ids(self, nonce_ids: Any) -> list[str]:
         return self.core.discard_frost_nonce_ids(nonce_ids)

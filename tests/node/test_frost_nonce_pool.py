@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.errors import ServiceError
-from appliance.pools.frost_nonces import FrostNoncePool
+from appliance.jobs.model import JobRun
+from appliance.pools.frost_nonces import MAX_HELD, MAX_PUBLISH, FrostNoncePool
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.sealed import nonce_key_label
+from appliance.signing.sign_job import SignJob
 from appliance.storage import Store
 from appliance.tss.frost import pooled, simulate
 from appliance.tss.frost.sign import new_nonces
@@ -178,6 +180,65 @@ def test_commitments_accepted_only_signed_then_one_round_signs(hsm, store, tmp_p
         assert len(sigs) == 1 and len(sigs.pop()) == 64
     finally:
         other.close()
+
+
+def _pooled_job(coordinator, commitments):
+    return JobRun({"job_id": "job-x", "kind": "sign", "scheme": "schnorr-bip340", "key_id": KEY, "epoch": 0,
+                   "coordinator": coordinator, "parties": sorted(c.index for c in commitments),
+                   "items": [{"message": "07" * 32}], "commitments": [c.to_json() for c in commitments]})
+
+
+@ONE_TOKEN
+def test_a_pair_is_spent_only_in_a_job_of_the_coordinator_it_was_published_to(hsm, store):
+    """Each pooled pair goes to ONE coordinator (its holder): a sign job coordinated by another
+    node that names it (node 2 naming a pair node 0 published to node 1) is refused at join
+    (SignJob.attach) and the pair stays available for its own coordinator."""
+    pool = _pool(hsm, store)
+    to_node1 = asyncio.run(pool.make(SHARES[0], KEY, 0, 1, holder=1))[0]
+    other = pooled.publish(SHARES[2], new_nonces(SHARES[2], SeededRNG(b"n2")), IDS.signers[2])
+    sign_job = SignJob(pool.rt, None, None, None, None, None, key_store=None, presigs=None, replay=None,
+                       hsm=None, signer=None, nonce_pool=pool)
+    with pytest.raises(ServiceError) as e:
+        sign_job.attach(_pooled_job(2, [to_node1, other]))
+    assert (e.value.code, e.value.message) == (
+        "nonce_unavailable", "this nonce pair was published to another coordinator")
+    assert store.frost_nonce_state(to_node1.nonce_id) == "available"
+    mine = pooled.publish(SHARES[1], new_nonces(SHARES[1], SeededRNG(b"n1")), IDS.signers[1])
+    job = _pooled_job(1, [to_node1, mine])
+    sign_job.attach(job)  # the coordinator it was published to
+    assert job.presig_taken.nonce_id == to_node1.nonce_id
+    assert store.frost_nonce_state(to_node1.nonce_id) == "spent"
+
+
+def _signed_by_1(D, E, nonce_id):
+    digest = pooled.commitment_digest(SHARES[1].public_fingerprint(), 1, nonce_id, D, E)
+    return pooled.PooledCommitment(1, nonce_id, D, E, IDS.signers[1].sign(digest))
+
+
+@ONE_TOKEN
+def test_commitments_held_for_a_coordinator_are_bounded_and_valid_elements(hsm, store):
+    """A holder publishing to node 0 (frost_nonces jobs, authorized by its signature alone)
+    cannot make node 0 store without bound: at most MAX_HELD available commitments per (key,
+    epoch, party), the [frost] pool's own bound; and each commitment is two valid group
+    elements, checked when it is received, not when a signer later refuses it (check 4)."""
+    pool = _pool(hsm, store)
+    pair = new_nonces(SHARES[1], SeededRNG(b"elements"))
+    bad = _signed_by_1(pair.D, b"\x02" + b"\xff" * 32, b"\x01" * 16)  # signed, but E is no point
+    with pytest.raises(ServiceError) as e:
+        pool.accept(SHARES[0], KEY, 0, 1, [bad])
+    assert (e.value.code, e.value.message) == (
+        "bad_job", "party 1's pooled commitment is not two valid group elements")
+    assert store.count_frost_commitments(KEY, 0) == {}
+    for b in range(0, MAX_HELD, MAX_PUBLISH):  # distinct ids, the same valid points: cheap
+        n = min(MAX_PUBLISH, MAX_HELD - b)
+        assert pool.accept(SHARES[0], KEY, 0, 1, [_signed_by_1(pair.D, pair.E, (b + k).to_bytes(16, "big"))
+                                                  for k in range(n)]) == n
+    assert store.count_frost_commitments(KEY, 0) == {1: MAX_HELD}
+    with pytest.raises(ServiceError) as e:
+        pool.accept(SHARES[0], KEY, 0, 1, [_signed_by_1(pair.D, pair.E, b"\xff" * 16)])
+    assert (e.value.code, e.value.message) == (
+        "nonce_pool_full", f"node-2 already has {MAX_HELD} pooled commitments here for this key")
+    assert store.count_frost_commitments(KEY, 0) == {1: MAX_HELD}
 
 
 @ONE_TOKEN

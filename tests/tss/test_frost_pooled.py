@@ -10,6 +10,7 @@ import pytest
 from appliance.tss.frost import pooled, simulate
 from appliance.tss.frost.sign import NonceSpent, SigningRefused, new_nonces
 from appliance.tss.group import SeededRNG
+from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.runner import Identities, run
 
 IDS = Identities(range(3), SeededRNG("frost-pooled-ids"))
@@ -75,3 +76,30 @@ def test_pooled_commitment_json_round_trip_and_bad_sizes(shares):
         pooled.PooledCommitment.from_json(dict(c.to_json(), signature="00"))
     with pytest.raises(ValueError):
         pooled.PooledCommitment.from_json(dict(c.to_json(), index="1"))
+
+
+@pytest.mark.parametrize("change", ["message", "merkle_root", "commitment_list"])
+def test_a_coordinator_changing_message_tweak_or_list_for_one_signer_gets_no_signature(change):
+    """Pooled signing of a 3-of-3 BIP340 key, coordinator party 0: it shows signer 2 another
+    message, another Taproot merkle root, or another list (its own second commitment, validly
+    signed by itself, so check 7 passes). Each signer's z_i is over what it was shown (its pair
+    used once); the setup hashes differ, so every party stops without blame and no signature is
+    produced: z_i over different lists or messages never combine into one for the coordinator."""
+    ks = simulate.keygen(3, 3, "schnorr-bip340", rng=SeededRNG(b"pooled-3of3"), identities=IDS)
+    nonces, published = _pool(ks, SeededRNG(b"n4"))
+    second = pooled.publish(ks[0], new_nonces(ks[0], SeededRNG(b"spare")), IDS.signers[0])
+    messages, roots, lists = {2: b"x" * 32}, {2: b"\x01" * 32}, {2: [second, *published[1:]]}
+    parties = {
+        s.index: pooled.FrostPooledSignParty(
+            b"sid-pooled-3", s, messages.get(s.index, b"m" * 32) if change == "message" else b"m" * 32,
+            lists.get(s.index, published) if change == "commitment_list" else published,
+            nonces[s.index],
+            IDS.signers[s.index], IDS.directory, SeededRNG(b"r"),
+            merkle_root=roots.get(s.index, b"") if change == "merkle_root" else b"")
+        for s in ks}
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties)
+    assert (err.value.culprits, err.value.round) == ([], 1)
+    assert err.value.reason in {f"parties {d} were given different session parameters"
+                                for d in ([0, 1], [2])}
+    assert all(n.spent for n in nonces.values())

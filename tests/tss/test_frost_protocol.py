@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from appliance.errors import ParameterError
 from appliance.tss import wire
 from appliance.tss.frost import core, simulate
+from appliance.tss.frost.bip32 import derive_key
 from appliance.tss.frost.dkg import FrostDkgParty
 from appliance.tss.frost.keyshare import FrostKeyShare
 from appliance.tss.frost.suites import suite_for
@@ -287,3 +288,38 @@ def test_signer_refuses_nonces_made_for_another_scheme():
         sign_package(tr[0], alien, pkg, b"m")
     assert (err.value.code, str(err.value)) == ("bad_parameter", "these nonces belong to another share")
     assert not alien.spent
+
+
+def _two_round(ks, message, *, roots=None, keys=None, signers=(0, 1)):
+    """FrostSignParty for ``signers``, each with its own (possibly changed) merkle root and key."""
+    roots, keys = roots or {}, keys or {}
+    return {i: FrostSignParty(b"sid-binding", keys.get(i, ks[i]), list(signers), message, IDS.signers[i],
+                              IDS.directory, SeededRNG(b"r%d" % i), merkle_root=roots.get(i, b""))
+            for i in signers}
+
+
+@pytest.mark.parametrize("change", ["merkle_root", "untweaked", "derivation"])
+def test_tweak_or_child_changed_for_one_signer_stops_before_any_share(change):
+    """A coordinator telling signer 1 another Taproot merkle root, no tweak at all, or another
+    BIP32 child than signer 0 signs for: the session parameters (tweak, key fingerprint) differ,
+    so the session stops in round 1, nobody blamed, and no signature share was ever sent."""
+    ks = simulate.keygen(3, 2, "schnorr-bip340", rng=SeededRNG(b"tweak"), identities=IDS)
+    chain = bytes(range(32))
+    if change == "derivation":
+        parties = _two_round(ks, b"m" * 32, keys={0: derive_key(ks[0], chain, "m/0/1"),
+                                                    1: derive_key(ks[1], chain, "m/0/2")})
+    else:
+        parties = _two_round(ks, b"m" * 32, roots={1: b"\x01" * 32 if change == "merkle_root" else None})
+    sent_rounds = []
+
+    def watch(msg, recipient):
+        sent_rounds.append(msg.round)
+        return msg
+
+    with pytest.raises(ProtocolAbort) as err:
+        run(parties, watch)
+    assert (err.value.culprits, err.value.round) == ([], 1)
+    assert err.value.reason in ("parties [0] were given different session parameters",
+                                "parties [1] were given different session parameters")
+    assert set(sent_rounds) == {1}
+    assert not any(p.nonces.spent for p in parties.values())  # no z_i was computed
