@@ -70,7 +70,9 @@ class Coordinator:
                             subject=job.job_id, decision="started", reason=",".join(rt.node_ids(job.parties)))
         try:
             others = [p for p in job.parties if p != rt.index]
-            if rt.index in job.parties:
+            own = rt.index in job.parties
+            after_opens = own and self.kinds[kind].own_part_waits_for_opens(spec)
+            if own and not after_opens:
                 # start at once: messages to peers that have not opened the job yet wait there
                 self.local.start(job)
             opened = await asyncio.gather(*(self._open_at(p, spec) for p in others), return_exceptions=True)
@@ -91,6 +93,8 @@ class Coordinator:
                            else ServiceError("peer_refused", message))
                 await self.cancel_everywhere(job, err, others)
                 raise JobFailed(err)
+            if after_opens:  # every party accepted: now this node's own part (frames that came
+                self.local.start(job)  # early wait in the job's inbox)
             result = await self._collect(job, others)
             rt.metrics.jobs.labels(kind, "done").inc()
             return result

@@ -33,3 +33,8 @@ class JobKind(Protocol):
 
     def abandon(self, job: JobRun) -> None:
         """Undo what a job that will not finish left in the store."""
+
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        """True when the coordinator's own part must not start before every other party
+        accepted the job (a one-round job whose own part makes something durable, e.g. marks
+        the request signed, that a refusal at a peer must not leave behind)."""

@@ -395,6 +395,9 @@ class KeyChangeJob:
                                      "dealer's machine saw the whole private key").replace("{key_id}", spec["key_id"])
         return out
 
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        return False
+
     def abandon(self, job: JobRun) -> None:
         """Undo what a key change that will not finish left in the store."""
         rt, spec = self.rt, job.spec

@@ -120,6 +120,9 @@ class LifecycleJob:
                                                         job.parties)
         return {"key_id": key_id, "status": "deleted", "nodes": self.rt.node_ids(job.parties), **commit}
 
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        return False
+
     def abandon(self, job: JobRun) -> None:
         """A lifecycle job that will not finish: a prepared delete goes back to the key's
         status; a disable or enable applied here is undone."""

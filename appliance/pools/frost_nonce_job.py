@@ -72,6 +72,9 @@ class FrostNonceJob:
     async def finish(self, job: JobRun, others: list[int], cancel: Cancel) -> dict:
         return {"published": len(job.spec.get("commitments") or [])}
 
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        return False
+
     def abandon(self, job: JobRun) -> None:
         return None
 

@@ -63,6 +63,9 @@ class PresignJob:
         self.pool.report()
         return {"presig_id": own["presig_id"] if own else None}
 
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        return False
+
     def abandon(self, job: JobRun) -> None:
         if not isinstance(job.result, dict):
             return

@@ -252,6 +252,13 @@ class SignJob:
                 raise JobFailed(ServiceError("combined_signature_invalid", "the combined signature does not verify"))
         return {"signature": sig_dicts[0], "signatures": sig_dicts}
 
+    def own_part_waits_for_opens(self, spec: dict) -> bool:
+        """A pooled FROST job (one round): the coordinator's own part marks the request signed
+        and sends its share at once, so it starts only once every signer accepted (spent its
+        pooled pair); a signer refusing its pair then leaves the request unsigned everywhere
+        and the two-round retry can sign it."""
+        return is_frost(spec) and spec.get("commitments") is not None
+
     def abandon(self, job: JobRun) -> None:
         taken = job.presig_taken
         if taken is not None and not isinstance(taken, FrostNonces):  # a presignature or pair: its key goes
