@@ -15,7 +15,9 @@ nodes' prime pools as in the other benchmarks, so nothing searches for primes me
    - ``frost_{s}_sign_2round_{t}of{n}_p50_ms``: a client's signed request, the approval (the
      default policy's one approver) and the long-poll answer, t signers (node-1 coordinates),
      as ``sign_full_p50_ms`` / ``sign_presigned_p50_ms`` are measured; each signature verified
-     (libsecp256k1 BIP340, OpenSSL Ed25519).
+     (libsecp256k1 BIP340, OpenSSL Ed25519);
+   - ``frost_{s}_sign_job_2round_{t}of{n}_ms``: those signatures' sign jobs as node-1 timed
+     them (its ``appliance_job_duration_seconds`` histogram, as ``presign_2of3_ms``), mean;
 2. Every node restarted with ``[frost] pool = pool``; once every existing key's pool is full, a
    new key per scheme (the only one filling) and its pool filled from empty:
    - ``frost_{s}_nonce_pool_fill_{t}of{n}_s``: key committed until every node's
@@ -29,7 +31,8 @@ nodes' prime pools as in the other benchmarks, so nothing searches for primes me
    - ``frost_{s}_sign_pooled_{t}of{n}_p50_ms``: as the two-round figure, from a full pool
      (one online round); afterwards node-1's database is read to check that every timed
      signature used pooled commitments, and ``pairs_made_meanwhile`` counts the pairs any node
-     made while they ran (a refill competing for the cores).
+     made while they ran (a refill competing for the cores);
+   - ``frost_{s}_sign_job_pooled_{t}of{n}_ms``: their sign jobs, node-1's time, mean.
 
 Each figure carries ``runs``, ``min`` and ``max`` where it is a median or p50.
 """
@@ -129,10 +132,23 @@ def _pooled_used(cluster, key_id: str) -> int:
                  (key_id,))[0][0]
 
 
-async def _timed_signs(cluster, key: dict, scheme: str, reps: int, tag: str) -> list[float]:
+def _sign_jobs(metrics: str, parties: int) -> tuple[float, float]:
+    """(sum, count) of the node's ``appliance_job_duration_seconds`` for sign jobs of ``parties``."""
+    def val(name: str) -> float:
+        m = re.search(rf'^appliance_job_duration_seconds_{name}\{{kind="sign",parties="{parties}"\}} (\S+)$',
+                      metrics, re.M)
+        return float(m.group(1)) if m else 0.0
+    return val("sum"), val("count")
+
+
+async def _timed_signs(cluster, key: dict, scheme: str, reps: int, tag: str) -> tuple[list[float], float]:
+    """End-to-end latencies (ms) of ``reps`` signatures, and the mean time (ms) of their sign
+    jobs as node-1, the coordinator, timed them (its job histogram)."""
     from tests.signing_flow import sign
 
     ini, app = cluster.client("initiator", 0), cluster.client("approver", 0)
+    t = key["threshold"]
+    s0, c0 = _sign_jobs(await cluster.metrics(0), t)
     lat = []
     for r in range(reps):
         d = _digest(tag, r)
@@ -140,7 +156,10 @@ async def _timed_signs(cluster, key: dict, scheme: str, reps: int, tag: str) -> 
         done = await sign(ini, app, key["key_id"], d, timeout=300)
         lat.append((time.perf_counter() - t0) * 1000)
         _verify(scheme, key["public_key"], d, done["signature"]["sig"])
-    return lat
+    s1, c1 = _sign_jobs(await cluster.metrics(0), t)
+    if c1 - c0 != reps:
+        raise AssertionError(f"node-1 coordinated {c1 - c0} sign jobs of {t} parties for {reps} signatures")
+    return lat, (s1 - s0) / reps * 1000
 
 
 async def _committee(n: int, t: int, keys: int, reps: int, pool: int) -> list[dict]:
@@ -164,9 +183,11 @@ async def _committee(n: int, t: int, keys: int, reps: int, pool: int) -> list[di
                 made_keys.append(key)
             out.append(_fig(f"frost_{short}_key_create_{size}_ms", made, "ms",
                             f"POST /v1/keys to committed key, {n} node processes, FROST DKG, HSM-sealed shares"))
-            lat = await _timed_signs(cluster, first[short], scheme, reps, f"{size} {short} 2round")
+            lat, job = await _timed_signs(cluster, first[short], scheme, reps, f"{size} {short} 2round")
             out.append(_fig(f"frost_{short}_sign_2round_{size}_p50_ms", lat, "ms",
                             f"client request + approval + answer, {t} signers, both FROST rounds ([frost] pool = 0)"))
+            out.append({"name": f"frost_{short}_sign_job_2round_{size}_ms", "value": round(job, 1), "unit": "ms",
+                        "jobs": len(lat), "detail": "the same signatures' sign jobs, coordinator's time, mean"})
         # -- pool on: every node restarted with [frost] pool
         for i in range(n):
             await cluster.stop_node(i)
@@ -186,7 +207,7 @@ async def _committee(n: int, t: int, keys: int, reps: int, pool: int) -> list[di
                             "key + seal + signed commitment + publish job per batch), median over nodes",
                             pairs_per_node=n * pool))
             used, since = _pooled_used(cluster, key["key_id"]), time.time()
-            lat = await _timed_signs(cluster, key, scheme, min(reps, pool), f"{size} {short} pooled")
+            lat, job = await _timed_signs(cluster, key, scheme, min(reps, pool), f"{size} {short} pooled")
             used = _pooled_used(cluster, key["key_id"]) - used
             refilled = _made_since(cluster, since)
             if used < len(lat) * (t - 1):
@@ -196,6 +217,8 @@ async def _committee(n: int, t: int, keys: int, reps: int, pool: int) -> list[di
                             f"client request + approval + answer, {t} signers, one online round over "
                             f"pooled nonces ([frost] pool = {pool}, full before the run)",
                             pairs_made_meanwhile=refilled))
+            out.append({"name": f"frost_{short}_sign_job_pooled_{size}_ms", "value": round(job, 1), "unit": "ms",
+                        "jobs": len(lat), "detail": "the same signatures' sign jobs, coordinator's time, mean"})
     return out
 
 

@@ -14,7 +14,7 @@ SECTIONS = [
         "sign_full_p50_ms", "modexp_floor_ratio"} or n.startswith("modexp_floor_ratio")),
     ("Protocols in memory", lambda n: n.startswith("inmemory_")),
     ("FROST end to end over HTTPS (median with min to max)", lambda n: n.startswith("frost_") and any(
-        f"_{part}_" in n for part in ("key_create", "sign_2round", "sign_pooled", "nonce_pool_fill", "nonce_refill"))),
+        f"_{part}_" in n for part in ("key_create", "sign_2round", "sign_pooled", "sign_job", "nonce_pool_fill", "nonce_refill"))),
     ("FROST in memory (threshold Schnorr, median with min to max)", lambda n: n.startswith("frost_")),
     ("Proofs", lambda n: n.startswith("zk_")),
     ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
