@@ -13,6 +13,8 @@ SECTIONS = [
         "keygen_2of3_s", "presign_2of3_ms", "presign_3of3_ms", "sign_presigned_p50_ms",
         "sign_full_p50_ms", "modexp_floor_ratio"} or n.startswith("modexp_floor_ratio")),
     ("Protocols in memory", lambda n: n.startswith("inmemory_")),
+    ("FROST end to end over HTTPS (median with min to max)", lambda n: n.startswith("frost_") and any(
+        f"_{part}_" in n for part in ("key_create", "sign_2round", "sign_pooled", "sign_job", "nonce_pool_fill", "nonce_refill"))),
     ("FROST in memory (threshold Schnorr, median with min to max)", lambda n: n.startswith("frost_")),
     ("Proofs", lambda n: n.startswith("zk_")),
     ("Exponentiation and primes", lambda n: n.startswith(("modexp_", "paillier_", "safe_prime"))),
@@ -36,7 +38,7 @@ def main(path: Path = RESULTS) -> None:
             seen.add(f["name"])
             spread = f" ({f['min']} to {f['max']}, {f['runs']} runs)" if "runs" in f and "min" in f else ""
             print(f"| `{f['name']}` | {f['value']}{spread} | {f['unit']} |")
-    rest = [f for f in figures if f["name"] not in seen and f["name"] != "bench_meta"]
+    rest = [f for f in figures if f["name"] not in seen and not f["name"].startswith("bench_meta")]
     if rest:
         print("\n**Other**\n\n| figure | value | unit |\n|---|---:|---|")
         for f in rest:

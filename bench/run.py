@@ -1,14 +1,20 @@
 """`make bench`: run every benchmark and write bench/results.json (a list of
 {"name", "value", "unit", ...}); print the same JSON.
 
-    python -m bench.run [--quick] [--only crypto,frost,hsm,e2e,committee,lifecycle]
+    python -m bench.run [--quick] [--only crypto,frost,frost_e2e,hsm,e2e,committee,lifecycle]
+
+With ``--only`` naming fewer sections than all, the run's figures are merged into the existing
+bench/results.json (a figure of the same name replaced, every other kept; the run's meta as
+``bench_meta_<sections>``), and bench/latency.png is redrawn only when ``committee`` ran.
 
 Key lifecycle (refresh and reshare of a 2-of-3 and a 3-of-5 key, end to end) comes from
 bench/lifecycle_bench.py.
 
 FROST (threshold Schnorr, BIP340 and Ed25519) in memory: keygen, nonce generation (a nonce
 pool's refill unit), sign p50, refresh and reshare for 2-of-3 and 3-of-5, from
-bench/frost_bench.py (``--only frost``).
+bench/frost_bench.py (``--only frost``); over HTTPS with real node processes (key creation, sign
+p50 with the nonce pool off and on, pool refill rate) from bench/frost_e2e_bench.py
+(``--only frost_e2e``).
 
 Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) and sustained
 signatures per second come from bench/committee_bench.py, which also draws bench/latency.png
@@ -34,6 +40,7 @@ from appliance.tss.group import SeededRNG, SystemRNG
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
 
 RESULTS = Path(__file__).with_name("results.json")
+SECTIONS = ("crypto", "frost", "frost_e2e", "hsm", "e2e", "committee", "lifecycle")
 
 
 def _safe(bits: int) -> int:
@@ -58,9 +65,11 @@ def pool_factory(bits: int, safe: list[int], blum: list[int]):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 2048 bits only")
-    ap.add_argument("--only", default="crypto,frost,hsm,e2e,committee,lifecycle")
+    ap.add_argument("--only", default=",".join(SECTIONS))
     args = ap.parse_args()
     only = set(args.only.split(","))
+    if only - set(SECTIONS):
+        ap.error(f"unknown sections {sorted(only - set(SECTIONS))}; known: {','.join(SECTIONS)}")
     sizes = (2048,) if args.quick else (2048, 3072)
     figures: list[dict] = []
     started = time.time()
@@ -88,6 +97,13 @@ def main() -> None:
         from bench import frost_bench
 
         add(frost_bench.run(quick=args.quick), "frost in memory")
+    if "frost_e2e" in only:
+        try:
+            from bench import frost_e2e_bench
+
+            add(frost_e2e_bench.run(reps=5 if args.quick else 7), "frost e2e")
+        except Exception as exc:
+            print(f"[bench] FROST end-to-end benchmark failed: {exc!r}", file=sys.stderr)
     if "hsm" in only:
         try:
             from bench import hsm_bench
@@ -133,11 +149,25 @@ def main() -> None:
                 add(lifecycle_bench.run(bits), f"lifecycle {bits}")
         except Exception as exc:
             print(f"[bench] key-lifecycle benchmark failed: {exc!r}", file=sys.stderr)
-    meta = {"name": "bench_meta", "value": round(time.time() - started, 1), "unit": "s",
+    partial = only != set(SECTIONS)
+    meta = {"name": "bench_meta" + ("_" + "_".join(sorted(only)) if partial else ""),
+            "value": round(time.time() - started, 1), "unit": "s",
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version()}
     figures.append(meta)
-    RESULTS.write_text(json.dumps(figures, indent=1))
+    RESULTS.write_text(json.dumps(merge(RESULTS, figures) if partial else figures, indent=1))
     print(json.dumps(figures, indent=1))
+
+
+def merge(path: Path, figures: list[dict]) -> list[dict]:
+    """The figures of ``path`` (if any) with ``figures`` in: one of the same name replaced in
+    place, new ones appended."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return figures
+    new = {f["name"]: f for f in figures}
+    out = [new.pop(f["name"], f) for f in old]
+    return out + [f for f in figures if f["name"] in new]
 
 
 if __name__ == "__main__":
