@@ -466,7 +466,7 @@ class Derived(Struct):
 
 class Address(Struct):
     key_id: KeyId
-    kind: Literal["p2wpkh", "eth", "p2tr"]
+    kind: Literal["p2wpkh", "eth", "p2tr", "sol"]
     address: str
     public_key: str
     path: str

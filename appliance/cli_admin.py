@@ -3,7 +3,7 @@
     appliance key refresh KEY [--no-wait]                      # new shares, same public key
     appliance key reshare KEY --threshold T --nodes a,b,c      # new holders / threshold
     appliance key derive KEY m/0/1                             # BIP32 child public key, xpub
-    appliance key address KEY --kind p2wpkh|eth [--path m/0/1]
+    appliance key address KEY --kind p2wpkh|eth|p2tr|sol [--path m/0/1]
     appliance policy show                                      # the policy in force
     appliance policy update FILE --sign admin:admin.pem --sign admin2:admin2.pem
         # FILE: the new policy (TOML as policy.toml, or JSON as `policy show --field policy`),
@@ -67,7 +67,7 @@ def add_key_commands(ks) -> None:
     q = ks.add_parser("address", help="the address of the key (or of a derived key: --path)")
     add_client_arguments(q)
     q.add_argument("key_id")
-    q.add_argument("--kind", required=True, choices=("p2wpkh", "eth", "p2tr"))
+    q.add_argument("--kind", required=True, choices=("p2wpkh", "eth", "p2tr", "sol"))
     q.add_argument("--path", help="BIP32 non-hardened path, e.g. m/0/1")
     q.set_defaults(func=cmd_address)
 

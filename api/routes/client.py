@@ -343,7 +343,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/keys/{key_id}/address", address, "Address of a (derived) key: p2wpkh or eth for an "
           "ECDSA key, p2tr (key path) for a schnorr-bip340 key; 409 not_supported_for_scheme for ed25519",
           "user", ANY_ROLE, response=bodies.Address,
-          query=(("kind", "string", "p2wpkh or eth (ECDSA), p2tr (schnorr-bip340)"), ("path", "string", "e.g. m/0/1"),
+          query=(("kind", "string", "p2wpkh or eth (ECDSA), p2tr (schnorr-bip340), sol (ed25519: the Solana account address)"), ("path", "string", "e.g. m/0/1"),
                  ("network", "string", "Bitcoin network (default: the key rule's)")),
           responses=(200, 400, 401, 404, 409)),
     Route("POST", "/v1/keys/{key_id}/refresh", refresh, "Refresh the shares (same public key) (the nonce is the idempotency key: 200 the first operation, sent again; 409 nonce_reused)", "user",

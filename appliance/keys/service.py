@@ -24,6 +24,7 @@ from appliance.keys.lifecycle import check_allowed
 from appliance.keys.shares import ShareVault
 from appliance.policy import (BIP340, BITCOIN_NETWORKS, DEFAULT_SCHEME, ED25519, SCHEMES, Approval, SignedRequest, check_approval,
                               evaluate)
+from appliance.payloads.solana import b58 as solana_b58
 from appliance.ports import KeyStore, Late, OperationStore, PeerLink, StatementStore
 from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
@@ -550,6 +551,14 @@ class KeyService:
             d = self.derive(key_id, path)
             return {"key_id": key_id, "kind": "p2tr", "path": d["path"], "public_key": d["public_key"],
                     "address": frost_keys.p2tr_address(bytes.fromhex(d["public_key"]), net), "network": net}
+        if row.get("scheme") == ED25519:  # a Solana account address: the key itself, base58
+            if kind != "sol":
+                raise ServiceError("bad_kind", "kind must be sol for an ed25519 key")
+            if path not in (None, "m"):
+                require_derivable(row)
+            pk = frost_keys.shown_public_key(ED25519, row["public_key"])
+            return {"key_id": key_id, "kind": "sol", "path": "m", "public_key": pk.hex(),
+                    "address": solana_b58(pk), "network": None}
         require_ecdsa(row, "GET address")
         if kind not in ("p2wpkh", "eth"):
             raise ServiceError("bad_kind", "kind must be p2wpkh or eth")

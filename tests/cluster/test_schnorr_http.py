@@ -160,12 +160,20 @@ async def test_what_a_schnorr_key_cannot_do_is_refused_with_its_code(cluster):
         assert (ei.value.status, ei.value.code, ei.value.message) == (409, "scheme_mismatch", message)
     # ed25519 has no standard non-hardened derivation: derive, address and a child's signature
     for call in (cluster.client("auditor").derive(ed["key_id"], "m/0"),
+                 cluster.client("auditor").address(ed["key_id"], "sol", "m/0"),
                  ini.request_signature(ed["key_id"], digest_of("child"), "m/0/1")):
         with pytest.raises(ApplianceAPIError) as ei:
             await call
         assert (ei.value.status, ei.value.code) == (409, "not_supported_for_scheme")
         assert ei.value.message == ("ed25519 keys have no standard non-hardened derivation (SLIP-0010 is "
                                     "hardened-only); create another key instead")
+    # an ed25519 key's Solana account address is the key, base58 (as solders spells it)
+    sol_addr = await cluster.client("auditor").address(ed["key_id"], "sol")
+    assert sol_addr["address"] == str(Pubkey.from_bytes(bytes.fromhex(ed["public_key"])))
+    assert (sol_addr["kind"], sol_addr["path"], sol_addr["public_key"]) == ("sol", "m", ed["public_key"])
+    with pytest.raises(ApplianceAPIError) as ei:
+        await cluster.client("auditor").address(ed["key_id"], "eth")
+    assert (ei.value.status, ei.value.code, ei.value.message) == (400, "bad_kind", "kind must be sol for an ed25519 key")
     with pytest.raises(ApplianceAPIError) as ei:
         await cluster.client("auditor").address(tr["key_id"], "p2wpkh")
     assert (ei.value.status, ei.value.code, ei.value.message) == (400, "bad_kind",
