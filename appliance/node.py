@@ -143,7 +143,7 @@ class Node:
                                     self.request_use, self.pools, self.coordinator.run, self.request_claims,
                                     requests=store,
                                     statements=store, key_store=store, presigs=store, peers=link,
-                                    nonce_pool=self.nonce_pool)
+                                    nonce_pool=self.nonce_pool, replay=store)
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)
         self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)

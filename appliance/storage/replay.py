@@ -76,6 +76,23 @@ class UsedRequests:
             "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>? AND request_id IS NOT ?",
             (key_id, since, besides))[0])
 
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str) -> bool:
+        """``node_passkey_assertions``: the passkey assertions this node accepted, with their
+        sign counters. One seen before passes again (the same approval re-checked); a new one
+        must have a counter above every one recorded for the credential, unless the
+        authenticator keeps none (0, and never more than 0 before)."""
+        with self.db.tx(durable=True) as c:
+            if c.execute("SELECT 1 FROM node_passkey_assertions WHERE credential_id=? AND "
+                         "assertion_id=?", (credential_id, assertion_id)).fetchone() is not None:
+                return True
+            top = c.execute("SELECT max(counter) FROM node_passkey_assertions WHERE credential_id=?",
+                            (credential_id,)).fetchone()[0]
+            if top is not None and (counter > 0 or top > 0) and counter <= top:
+                return False
+            c.execute("INSERT INTO node_passkey_assertions (credential_id, assertion_id, counter, time)"
+                      " VALUES (?,?,?,?)", (credential_id, assertion_id, counter, self.db.now()))
+        return True
+
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         out: dict[str, int] = {}
         for asset, amount in self.db.query(
