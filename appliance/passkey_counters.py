@@ -10,7 +10,7 @@ own record: a signer checks every assertion in the job itself."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from appliance.errors import PolicyDenied
 from appliance.policy import Approval, Policy
@@ -34,10 +34,10 @@ def describe(policy: Policy, approvals: Iterable[Approval]) -> str:
     return "; ".join(names)
 
 
-def check_counters(store: ReplayStore, policy: Policy, approvals: Iterable[Approval]) -> None:
-    """Record each WebAuthn approval's assertion with its sign counter (call after the policy
-    accepted them); raise :class:`PolicyDenied` ``webauthn_counter_replay`` naming the
-    approver and the passkey if one's counter does not increase."""
+def check_counters(store: Callable[[], ReplayStore], policy: Policy, approvals: Iterable[Approval]) -> None:
+    """Record each WebAuthn approval's assertion with its sign counter in ``store()`` (call
+    after the policy accepted them); raise :class:`PolicyDenied` ``webauthn_counter_replay``
+    naming the approver and the passkey if one's counter does not increase."""
     for a in approvals:
         wa = a.webauthn
         key = passkey_of(policy, a)
@@ -46,7 +46,7 @@ def check_counters(store: ReplayStore, policy: Policy, approvals: Iterable[Appro
         assertion_id = hashlib.sha256(wa.authenticator_data + wa.client_data_json
                                       + wa.signature).hexdigest()
         counter = sign_count(wa)
-        if not store.note_assertion(key.id, counter, assertion_id):
+        if not store().note_assertion(key.id, counter, assertion_id):
             raise PolicyDenied("webauthn_counter_replay", f"{a.approver}'s {key.name}: sign "
                                f"counter {counter} is not above one this node already accepted",
                                subject=a.approver)

@@ -59,6 +59,15 @@ FAULT_PREFIX = "testfault."
 CREATING_WAIT_S = 15.0
 
 
+def _replay_of(request_use: RequestUse | None) -> Late[ReplayStore]:
+    if request_use is not None:
+        return request_use.replay
+
+    def missing() -> ReplayStore:  # fail closed: a passkey approval needs its counters
+        raise ServiceError("internal", "no replay store: passkey counters cannot be checked")
+    return missing
+
+
 def _noted(reason: str | None, note: str) -> str | None:
     """An audit reason with a note (e.g. the passkey an approval was made with)."""
     return f"{reason or 'accepted'} ({note})" if note else reason
@@ -77,8 +86,8 @@ class SignRequests:
                  peers: PeerLink, nonce_pool: FrostNoncePool | None = None,
                  replay: Late[ReplayStore] | None = None) -> None:
         self.rt = rt
-        # passkey sign counters live with the other replay records (the same store RequestUse has)
-        self.replay = replay if replay is not None else request_use.replay
+        # passkey sign counters live with the other replay records (the store RequestUse has)
+        self.replay = replay if replay is not None else _replay_of(request_use)
         self.nonce_pool = nonce_pool  # pooled FROST nonces: one online round when it has them
         self.requests = requests
         self.statements = statements
@@ -587,7 +596,7 @@ class SignRequests:
             raise self.recorder.refuse(PolicyDenied(problem.reason, problem.message), actor=user.id, action=action,
                                        key_id=req["key_id"], subject=request_id, digest=dig, note=passkey)
         try:
-            check_counters(self.replay(), rt.policy, [a])
+            check_counters(self.replay, rt.policy, [a])
         except PolicyDenied as exc:
             raise self.recorder.refuse(exc, actor=user.id, action=action, key_id=req["key_id"],
                                        subject=request_id, digest=dig, note=passkey) from None
