@@ -93,6 +93,10 @@ class SignedDecision(Struct, forbid_unknown_fields=True, omit_defaults=True):
     signature: str | UnsetType = UNSET
     webauthn: WebAuthnAssertion | UnsetType = UNSET
 
+    def __post_init__(self) -> None:
+        if (self.signature is UNSET) == (self.webauthn is UNSET):
+            raise ValueError("a decision carries signature or webauthn (one of them)")
+
 
 _REQUEST_CODES = {"request": "bad_request_statement"}
 _REQUEST_MISSING = {"request": "missing_request"}
