@@ -92,7 +92,7 @@ class JobAuthorizer:
             raise refuse(PolicyDenied(decision.reason or "denied", decision.message), dig,
                          describe(pol, passkeys))
         try:  # each passkey assertion's sign counter, against what this node accepted before
-            check_counters(self.replay, pol, passkeys)
+            check_counters(self.replay, pol, passkeys, in_order=False)
         except PolicyDenied as exc:
             raise refuse(exc, dig, describe(pol, passkeys)) from None
         if kind in KEY_ACTIONS:

@@ -574,12 +574,13 @@ class FakeReplay:
     def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
         return dict(self.claims.setdefault(request_id, {"content": content, "owner": owner}))
 
-    def note_assertion(self, credential_id: str, counter: int, assertion_id: str) -> bool:
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
+                       in_order: bool = True) -> bool:
         seen = self.__dict__.setdefault("assertions", {}).setdefault(credential_id, {})
         if assertion_id in seen:
             return True
-        top = max(seen.values(), default=None)
-        if top is not None and (counter > 0 or top > 0) and counter <= top:
+        top = max(seen.values(), default=0)
+        if (top > 0 if counter == 0 else (counter <= top if in_order else counter in seen.values())):
             return False
         seen[assertion_id] = counter
         return True

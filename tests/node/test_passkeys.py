@@ -279,13 +279,37 @@ def test_the_node_records_the_counter_and_refuses_one_that_does_not_increase(wor
 def test_an_authenticator_without_a_counter_may_stay_at_zero_but_not_fall_back_to_it(tmp_path):
     store = NodeStore(tmp_path / "n.db")
     try:
-        assert store.note_assertion("cred", 0, "a") and store.note_assertion("cred", 0, "b")
-        assert store.note_assertion("cred", 5, "c")
-        assert not store.note_assertion("cred", 0, "d") and not store.note_assertion("cred", 5, "e")
-        assert store.note_assertion("cred", 0, "a")  # one seen before passes again
+        for in_order in (True, False):
+            cred = f"cred-{in_order}"
+            assert store.note_assertion(cred, 0, "a", in_order=in_order)
+            assert store.note_assertion(cred, 0, "b", in_order=in_order)
+            assert store.note_assertion(cred, 5, "c", in_order=in_order)
+            assert not store.note_assertion(cred, 0, "d", in_order=in_order)
+            assert not store.note_assertion(cred, 5, "e", in_order=in_order)
+            assert store.note_assertion(cred, 0, "a", in_order=in_order)  # one seen before passes again
         assert store.note_assertion("other", 1, "a")
     finally:
         store.close()
+
+
+def test_a_signer_takes_counters_in_any_order_but_never_one_twice(tmp_path):
+    """Two requests approved with one passkey (counters 5 then 6) may reach a signer in the
+    other order (the first waited for a second approver): a signer refuses a counter that
+    another assertion had, not one below the highest; the node recording decisions refuses
+    one that does not increase."""
+    store = NodeStore(tmp_path / "n.db")
+    try:
+        assert store.note_assertion("cred", 6, "b", in_order=False)
+        assert store.note_assertion("cred", 5, "a", in_order=False)
+        assert not store.note_assertion("cred", 5, "clone", in_order=False)
+        assert not store.note_assertion("cred", 4, "late", in_order=True)
+        assert store.note_assertion("cred", 7, "c", in_order=True)
+    finally:
+        store.close()
+    fake = FakePorts().replay
+    assert fake.note_assertion("cred", 6, "b", in_order=False) and fake.note_assertion("cred", 5, "a", in_order=False)
+    assert not fake.note_assertion("cred", 5, "clone", in_order=False)
+    assert not fake.note_assertion("cred", 4, "late")
 
 
 def _assertion_id(wa) -> str:
