@@ -547,8 +547,11 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
     got = await app.approval_statement((await ini.request_signature(key["key_id"], digest_of("passkey")))["request_id"])
     assert got["credential_ids"] == [soft.id] and got["rp_id"] == "localhost"
     rid = got["statement"]["request_id"]
-    approved = await app.decide_with_passkey(rid, soft.authenticator())
+    made = []
+    approved = await app.decide_with_passkey(rid, lambda **kw: made.append(soft.authenticator()(**kw)) or made[-1])
     assert approved["decisions"][0]["approver"] == "approver"
+    # the same assertion again, for the same statement: the approval is counted already
+    await _refused(app.submit_passkey_decision(rid, got["statement"], made[0]), 403, "duplicate_approver")
     done = await ini.wait_signature(rid, timeout=60)
     check_signature(key["public_key"], digest_of("passkey"), done["signature"])
     name = f"approver by passkey laptop ({soft.id[:8]})"

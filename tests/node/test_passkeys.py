@@ -12,13 +12,14 @@ import types
 
 import pytest
 
-from appliance.errors import PolicyDenied
+from appliance.errors import PolicyDenied, ServiceError
 from appliance.policy import Approval, Policy, PolicyError, PolicyUpdate, check_approval
 from appliance.policy.passkeys import Passkey
 from appliance.recorder import Recorder
 from appliance.signing import states
 from appliance.signing.approval_statements import ApprovalStatements
 from appliance.signing.requests import SignRequests
+from appliance.statements import parse_approval
 from appliance.storage import NodeStore
 from appliance.tss.group import G
 from appliance_client.statements import WebAuthnAssertion, b64url
@@ -334,7 +335,7 @@ def test_the_approval_statement_is_the_callers_decision_and_its_challenge(world,
         # signed by the passkey and posted, it counts
         signed = dataclasses.replace(a, webauthn=world.ed.assert_(a.challenge()))
         assert _post(svc, sr, signed)["status"] == states.PENDING
-        with pytest.raises(Exception) as ei:
+        with pytest.raises(ServiceError) as ei:
             asyncio.run(ApprovalStatements(rt, read).statement(types.SimpleNamespace(id="approver"),
                                                                sr.request_id, "cancel"))
         assert (ei.value.code, ei.value.message) == ("bad_decision", "decision is approve or reject")
@@ -347,3 +348,17 @@ def test_passkey_names_in_the_policy_are_label_and_id_prefix(world):
     assert {p.name for p in pk} == {f"passkey laptop ({world.es.id[:8]})", f"passkey yubikey ({world.ed.id[:8]})",
                                     f"passkey desk ({world.ctr.id[:8]})"}
     assert all(isinstance(p, Passkey) for p in pk)
+
+
+def test_a_key_operation_is_not_approved_with_a_passkey(world):
+    """Passkeys approve sign requests; a key operation's approval route refuses one (the
+    approval-statement route serves sign requests only)."""
+    now = FakeClock().now()
+    sr = _request(world, now)
+    a = _approval(world, sr, now)
+    body = {"approval": dataclasses.replace(a, webauthn=world.es.assert_(a.challenge())).to_json()}
+    with pytest.raises(ServiceError) as ei:
+        parse_approval(None, body, "approve", types.SimpleNamespace(id="approver"), passkeys=False)
+    assert (ei.value.code, ei.value.message) == (
+        "bad_approval", "a key operation is approved with the admin's key file (passkeys approve sign requests)")
+    assert parse_approval(None, body, "approve", types.SimpleNamespace(id="approver")).webauthn is not None
