@@ -30,6 +30,7 @@ class CheckedRequest(NamedTuple):
     request: SignedRequest
     refuse: Callable[..., ServiceError]  # audits a refusal of this job, returns the error
     digest: Any  # the request's digest or payload hash (what the audit entries name)
+    passkeys: str = ""  # the passkey approvals checked, for the join entry (appliance.passkey_counters.describe)
 
 
 class JobAuthorizer:
@@ -118,7 +119,7 @@ class JobAuthorizer:
             if spec.get("payload_type") != r.payload_type or ph != r.payload_hash:
                 raise refuse(PolicyDenied("request_mismatch", "the job's payload is not the signed "
                                           "request's"), dig)
-        return CheckedRequest(sr, refuse, dig)
+        return CheckedRequest(sr, refuse, dig, describe(pol, passkeys))
 
     @staticmethod
     def _passkey_approvals(approvals: list) -> list[Approval]:

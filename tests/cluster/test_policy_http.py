@@ -557,6 +557,10 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
     name = f"approver by passkey laptop ({soft.id[:8]})"
     _audited(await _audit(cluster, 0), subject=rid, action="approval", decision="accepted",
              reason=f"accepted ({name})")
+    for i in (1, 2):  # the signer checked the assertion itself and names the passkey
+        if cluster.node_ids[i] in done["signers"]:
+            assert any(e["action"] == "join_sign" and e["reason"] == f"request {rid}; {name}"
+                       for e in await _audit(cluster, i))
 
     # the same assertion, under another request's statement: its challenge is not that statement's
     other = (await ini.request_signature(key["key_id"], digest_of("passkey replay")))["request_id"]

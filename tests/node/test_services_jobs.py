@@ -250,9 +250,9 @@ def test_a_signer_checks_each_passkey_approval_and_takes_counters_in_either_orde
         return spec
 
     authorize = node.part.authorizer.authorize
-    assert authorize(passkey_job(6), COORD) is not None
-    assert authorize(passkey_job(5), COORD) is not None
     name = f"approver by passkey laptop ({key.id[:8]})"
+    assert authorize(passkey_job(6), COORD).passkeys == name  # what the join entry names
+    assert authorize(passkey_job(5), COORD).passkeys == name
     for spec, code, message in (
             (passkey_job(5), "webauthn_counter_replay",
              f"approver's passkey laptop ({key.id[:8]}): sign counter 5 was another assertion's that "
