@@ -11,7 +11,8 @@ status, and each in the audit log), forged/replayed/missing approvals and a subs
 digest refused by every honest signer, policy changes (too few admins refused; the quorum's
 change in force on every node, pending requests invalidated, its rules enforced), the audit
 export verified and tampering named, an unwritable audit store refusing to sign, no secret
-of the run in any audit log, and /metrics (promtool, moving after a signature)."""
+of the run in any audit log, /metrics (promtool, moving after a signature), and passkey
+(WebAuthn) approvals enrolled by the admin quorum and verified by every signer (issue 17)."""
 
 from __future__ import annotations
 
