@@ -70,12 +70,32 @@ class SignedStatement(Struct, forbid_unknown_fields=True):
     signature: Annotated[str, Meta(description="the initiator's signature of the canonical statement, hex")]
 
 
-class SignedDecision(Struct, forbid_unknown_fields=True):
+B64url = Annotated[str, Meta(pattern="^[A-Za-z0-9_-]+$", max_length=5462,
+                             description="unpadded base64url")]
+
+
+class WebAuthnAssertion(Struct, forbid_unknown_fields=True):
+    """A passkey's assertion over an approval statement (navigator.credentials.get with
+    challenge = SHA-256 of the statement's canonical JSON), each field base64url."""
+
+    credential_id: B64url
+    authenticator_data: B64url
+    client_data_json: B64url
+    signature: B64url
+
+
+class SignedDecision(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A user's signed decision on a request (appliance.policy.make_approval): approve, reject
-    or the initiator's cancel; its approver is the authenticated user."""
+    or the initiator's cancel; its approver is the authenticated user. Signed with the user's
+    key file (``signature``, hex) or with a passkey (``webauthn``): exactly one of them."""
 
     statement: dict[str, Any]
-    signature: str
+    signature: str | UnsetType = UNSET
+    webauthn: WebAuthnAssertion | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if (self.signature is UNSET) == (self.webauthn is UNSET):
+            raise ValueError("a decision carries signature or webauthn (one of them)")
 
 
 _REQUEST_CODES = {"request": "bad_request_statement"}
@@ -314,6 +334,19 @@ class Signature(Struct):
     jws: Annotated[str, Meta(pattern="^[A-Za-z0-9_-]{86}$", description=(
         "the ES256K JWS Signature (RFC 8812): base64url of r || s; a compact JWS is "
         "header.payload.jws when the digest was SHA-256 of the ASCII header.payload"))] | None = None
+
+
+class ApprovalStatement(Struct):
+    """What a passkey signs for one decision (GET /v1/sign-requests/{id}/approval-statement)."""
+
+    statement: Annotated[dict[str, Any], Meta(description="the approval statement (type, the request's "
+                                              "binding, approver, decision, signed_at, expires_at): "
+                                              "post it back unchanged")]
+    challenge: Annotated[str, Meta(description="base64url SHA-256 of the statement's canonical JSON "
+                                   "(RFC 8785): the WebAuthn challenge")]
+    credential_ids: Annotated[list[str], Meta(description="the caller's passkeys in the policy "
+                                              "(base64url): allowCredentials")]
+    rp_id: Annotated[str | None, Meta(description="the policy's [webauthn].rp_id (null: none)")]
 
 
 class DecisionView(Struct):

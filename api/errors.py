@@ -36,7 +36,7 @@ _BAD_INPUT = (
     # sign requests and decisions
     "bad_digest", "bad_request", "bad_payload", "bad_payload_type", "bad_derivation_path",
     "bad_network", "bad_signers", "missing_request", "bad_request_statement", "request_mismatch",
-    "missing_approval", "bad_approval", "decision_mismatch", "bad_forward", "bad_public_key",
+    "missing_approval", "bad_approval", "decision_mismatch", "bad_decision", "bad_forward", "bad_public_key",
     "no_chain_code", "bad_kind", "bad_policy_update", "bad_cert_update", "bad_tls_certificate",
     # /v1/verify (appliance/formats.py)
     "missing_public_key", "digest_or_message", "bad_message", "bad_message_encoding", "bad_signature_format",
@@ -59,6 +59,10 @@ STATUS: dict[str, int] = {
     "unauthenticated": 401,
     "forbidden": 403, "peer_not_pinned": 403, "use_not_confirmed": 403,
     "bad_signature": 403,  # a reservation whose request is not signed by its initiator
+    # a passkey (WebAuthn) approval refused (always a PolicyDenied, 403; listed so each has one)
+    "webauthn_bad_challenge": 403, "webauthn_bad_origin": 403, "webauthn_bad_rp": 403,
+    "webauthn_user_not_verified": 403, "webauthn_unknown_credential": 403,
+    "webauthn_bad_signature": 403, "webauthn_counter_replay": 403,
     "not_found": 404, "unknown_key": 404, "no_route": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,

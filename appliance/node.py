@@ -69,6 +69,7 @@ from appliance.recorder import Recorder
 from appliance.request_claims import RequestClaims
 from appliance.request_use import RequestUse
 from appliance.runtime import HSMSigner, Runtime
+from appliance.signing.approval_statements import ApprovalStatements
 from appliance.signing.reading import PayloadReader
 from appliance.signing.requests import SignRequests
 from appliance.signing.sign_job import SignJob
@@ -143,7 +144,8 @@ class Node:
                                     self.request_use, self.pools, self.coordinator.run, self.request_claims,
                                     requests=store,
                                     statements=store, key_store=store, presigs=store, peers=link,
-                                    nonce_pool=self.nonce_pool)
+                                    nonce_pool=self.nonce_pool, replay=store)
+        self.approval_statements = ApprovalStatements(rt, self.signing.get)  # what a passkey signs
         self.policy_sync = PolicySync(rt, self.recorder, [self.signing.expire_all_pending, self.keys.fail_pending],
                                       updates=store, peers=link)
         self.cert_rotation = CertRotation(rt, self.recorder, self.policy_sync.history, updates=store, peers=link)

@@ -468,6 +468,14 @@ class ReplayStore(Protocol):
         """Claim a request id for ``content`` kept by node ``owner`` unless claimed (durable);
         the first claim, ``{content, owner}``."""
 
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
+                       in_order: bool = True) -> bool:
+        """Record a passkey assertion seen here (durable). True if it was seen before; else, for
+        a counter of 0, if none recorded for the credential is above 0; else, ``in_order`` (a
+        decision, posted as the authenticator made it), if it is above every counter recorded,
+        or not (a signer, whose jobs may come out of order) if no other assertion had it.
+        False: a cloned or replayed authenticator."""
+
 
 STORE_PORTS: Sequence[type] = (SignRequestStore, StatementStore, KeyStore, KeyChangeStore, OperationStore,
                                PresignatureStore, PrimeStore, PolicyUpdateStore, CertUpdateStore,

@@ -101,14 +101,15 @@ class Recorder:
 
     def refuse(self, error: ServiceError, *, actor: str | None, action: str,
                key_id: str | None = None, subject: str | None = None, digest: Any = None,
-               policy: bool = True) -> ServiceError:
+               policy: bool = True, note: str = "") -> ServiceError:
         """Audit a refusal (fail closed: if even that cannot be written, 503) and return
-        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total.
+        ``error`` to raise. ``policy``: count it in appliance_policy_denials_total. ``note``:
+        said after the code in the entry's reason (e.g. the passkey of a refused approval).
         Not inside :meth:`together`: the raised error would roll the refusal's entry back."""
         if getattr(self._inside, "depth", 0):
             raise RuntimeError("Recorder.refuse inside together(): leave the block, then refuse")
         self.write(actor, action, key_id=key_id, subject=subject, digest=digest,
-                   decision="denied", reason=error.code)
+                   decision="denied", reason=f"{error.code} ({note})" if note else error.code)
         if policy:
             self.rt.metrics.policy_denied(error.code)
         return error

@@ -30,8 +30,10 @@ def signed_request(recorder: Recorder, body: Any, user) -> SignedRequest:
     return sr
 
 
-def parse_approval(recorder: Recorder, body: Any, decision: str, user) -> Approval:
-    """The signed decision of a client body (``decision``: the route's kind)."""
+def parse_approval(recorder: Recorder, body: Any, decision: str, user, *, passkeys: bool = True) -> Approval:
+    """The signed decision of a client body (``decision``: the route's kind). ``passkeys``:
+    whether a passkey (WebAuthn) decision is taken here (a sign request's; a key operation is
+    approved with the admin's key file)."""
     if not isinstance(body, dict) or body.get("approval") is None:
         raise ServiceError("missing_approval", "the body carries the signed decision "
                            "(approval: {statement, signature}); the client library makes it")
@@ -39,6 +41,9 @@ def parse_approval(recorder: Recorder, body: Any, decision: str, user) -> Approv
         a = Approval.from_json(body["approval"])
     except (PolicyError, CanonicalError) as exc:
         raise ServiceError("bad_approval", str(exc)[:300]) from None
+    if a.webauthn is not None and not passkeys:
+        raise ServiceError("bad_approval", "a key operation is approved with the admin's key file "
+                           "(passkeys approve sign requests)")
     if a.decision != decision:
         raise ServiceError("decision_mismatch", f"this route takes a {decision!r} decision, "
                            f"the statement says {a.decision!r}")

@@ -127,6 +127,12 @@ async def get_sign_request(request: web.Request) -> web.Response:
     return json_response(with_public_errors(req))
 
 
+async def approval_statement(request: web.Request) -> web.Response:
+    out = await node_of(request).approval_statements.statement(
+        user_of(request), request.match_info["request_id"], request.query.get("decision"))
+    return json_response(out)
+
+
 async def decision_of(request: web.Request) -> dict:
     """A decision body: the signed decision, handed on as signed."""
     return {"approval": to_builtins((await body_of(request, bodies.Decide)).approval)}
@@ -327,6 +333,12 @@ ROUTES: tuple[Route, ...] = (
                                                                       "decision": "cancel",
                                                                       "approver": "initiator"}}},
           responses=(200, 400, 401, 403, 404, 409, 503)),
+    Route("GET", "/v1/sign-requests/{request_id}/approval-statement", approval_statement,
+          "The approval statement the caller signs with a passkey for this decision, and its WebAuthn "
+          "challenge (base64url SHA-256 of the statement's canonical JSON); post it back as "
+          "{approval: {statement, webauthn}} to the approvals (or rejections) route", "user", ANY_ROLE,
+          response=bodies.ApprovalStatement,
+          query=(("decision", "string", "approve or reject"),), responses=(200, 400, 401, 404, 409)),
     Route("GET", "/v1/sign-requests/{request_id}", get_sign_request, "A sign request (signature once signed)",
           "user", ANY_ROLE, response=bodies.SignRequest, query=(("wait", "number", "long-poll up to this many seconds"),),
           responses=(200, 401, 404)),

@@ -16,7 +16,9 @@ from appliance.job_authority import JOB_AUTHORITY
 from appliance.keys.shares import refuse_unusable
 from appliance.jobs.model import JobFailed
 from appliance.key_import import ImportBundleError, parse_bundle, request_params
-from appliance.policy import DEFAULT_SCHEME, KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, PolicyError, SignedRequest, authorize, payload_hash
+from appliance.passkey_counters import check_counters, describe
+from appliance.policy import (DEFAULT_SCHEME, KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, Approval, PolicyError, SignedRequest,
+                              authorize, payload_hash)
 from appliance.ports import KeyStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.request_use import RequestUse, RequestUseRefused
@@ -28,6 +30,7 @@ class CheckedRequest(NamedTuple):
     request: SignedRequest
     refuse: Callable[..., ServiceError]  # audits a refusal of this job, returns the error
     digest: Any  # the request's digest or payload hash (what the audit entries name)
+    passkeys: str = ""  # the passkey approvals checked, for the join entry (appliance.passkey_counters.describe)
 
 
 class JobAuthorizer:
@@ -52,10 +55,10 @@ class JobAuthorizer:
         job_id = str(spec["job_id"])
         pol = rt.policy
 
-        def refuse(error: ServiceError, digest: Any = None) -> ServiceError:
+        def refuse(error: ServiceError, digest: Any = None, note: str = "") -> ServiceError:
             return self.recorder.refuse(error, actor=coord, action=f"{kind}_job_refused",
                                         key_id=key_id if isinstance(key_id, str) else None,
-                                        subject=job_id, digest=digest)
+                                        subject=job_id, digest=digest, note=note)
 
         if spec.get("policy_hash") != pol.hash:
             self.on_policy_mismatch()
@@ -85,8 +88,14 @@ class JobAuthorizer:
         else:
             decision = authorize(pol, sr, approvals, now=now, action=kind,
                                  key_id=None if kind in ("keygen", "import") else key_id)
+        passkeys = self._passkey_approvals(approvals)
         if not decision.allowed:
-            raise refuse(PolicyDenied(decision.reason or "denied", decision.message), dig)
+            raise refuse(PolicyDenied(decision.reason or "denied", decision.message), dig,
+                         describe(pol, passkeys))
+        try:  # each passkey assertion's sign counter, against what this node accepted before
+            check_counters(self.replay, pol, passkeys, in_order=False)
+        except PolicyDenied as exc:
+            raise refuse(exc, dig, describe(pol, passkeys)) from None
         if kind in KEY_ACTIONS:
             problem = self._key_job_params_problem(spec, r.params or {})
             if problem:
@@ -110,7 +119,20 @@ class JobAuthorizer:
             if spec.get("payload_type") != r.payload_type or ph != r.payload_hash:
                 raise refuse(PolicyDenied("request_mismatch", "the job's payload is not the signed "
                                           "request's"), dig)
-        return CheckedRequest(sr, refuse, dig)
+        return CheckedRequest(sr, refuse, dig, describe(pol, passkeys))
+
+    @staticmethod
+    def _passkey_approvals(approvals: list) -> list[Approval]:
+        """The job's approvals made with a passkey (the malformed ones were refused already)."""
+        out = []
+        for a in approvals:
+            try:
+                appr = Approval.from_json(a)
+            except (PolicyError, CanonicalError):
+                continue
+            if appr.webauthn is not None:
+                out.append(appr)
+        return out
 
     def _key_job_params_problem(self, spec: dict, params: dict) -> str | None:
         rt = self.rt

@@ -90,9 +90,11 @@ class Participant:
         handler = self.kinds[kind]
         dec = await handler.admit(spec, checked)
         rid = spec.get("request_id")
+        reason = f"request {rid}" if isinstance(rid, str) else None
+        if reason and checked is not None and checked.passkeys:  # name the passkeys it checked
+            reason = f"{reason}; {checked.passkeys}"
         self.recorder.write(rt.peers[from_index].id, f"join_{kind}", key_id=spec.get("key_id"),
-                            subject=job_id, decision="accepted",
-                            reason=f"request {rid}" if isinstance(rid, str) else None)
+                            subject=job_id, decision="accepted", reason=reason)
         events.info("job_joined", job=job_id, kind=kind, key=spec.get("key_id"),
                     coordinator=rt.peers[from_index].id)
         job = JobRun(spec, dec=dec)

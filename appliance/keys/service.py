@@ -464,7 +464,7 @@ class KeyService:
         st = self.statements().get_statement(op_id)
         if op is None or st is None:
             raise ServiceError("not_found", "unknown operation")
-        a = parse_approval(self.recorder, body, "approve", user)
+        a = parse_approval(self.recorder, body, "approve", user, passkeys=False)
         sr = SignedRequest.from_json(st["request"])
         existing = [Approval.from_json(x) for x in self.statements().decisions(sr.request_id)]
         now = rt.clock.now()

@@ -12,6 +12,7 @@ from appliance.canonical import CanonicalError
 from appliance.errors import PolicyDenied
 from appliance.policy.grammar import ALLOWED, DENIED, PENDING, SIGN, PolicyError
 from appliance.policy.model import ApprovalGroup, Policy, User
+from appliance.policy.passkeys import assertion_problem
 from appliance.policy.paths import normalize_path, path_matches
 from appliance.policy.satisfiable import assign
 from appliance.policy.statements import APPROVAL_BINDING, Approval, Request, SignedRequest
@@ -111,7 +112,11 @@ def _approval_problem(policy: Policy, request: Request, a: Approval, now: float
     user = policy.user(a.approver)
     if user is None:
         return deny("unknown_user", f"{a.approver} is not a user of this policy", a.approver)
-    if not user.key.verify(a.message(), a.signature):
+    if a.webauthn is not None:
+        _, refusal = assertion_problem(policy.webauthn, user.passkeys, a)
+        if refusal is not None:
+            return deny(refusal.reason, refusal.message, a.approver)
+    elif not user.key.verify(a.message(), a.signature):
         return deny("bad_signature", f"{a.approver}'s {a.decision} is not signed by "
                     "their key", a.approver)
     if a.signed_at > now + policy.clock_skew_s:

@@ -81,6 +81,10 @@ REASONS = (
     # the node's checks of a client's statement against the HTTP-authenticated user
     "initiator_mismatch",          # a request signed for another user than the caller
     "approver_mismatch",           # a decision signed for another user than the caller
+    # a passkey (WebAuthn) approval (appliance/policy/passkeys.py; the counter: the node's store)
+    "webauthn_bad_challenge", "webauthn_bad_origin", "webauthn_bad_rp",
+    "webauthn_user_not_verified", "webauthn_unknown_credential", "webauthn_bad_signature",
+    "webauthn_counter_replay",
 )
 
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -30,6 +30,7 @@ from appliance.policy.grammar import (
     want,
 )
 from appliance.policy.keys import UserKey
+from appliance.policy.passkeys import MAX_PASSKEYS, Passkey, WebAuthnSettings
 from appliance.policy.paths import parse_pattern
 from appliance.policy.satisfiable import quorum_problem, signing_problem
 from appliance.policy.schema import check_policy_schema
@@ -40,6 +41,7 @@ class User:
     id: str
     roles: tuple[str, ...]
     key: UserKey
+    passkeys: tuple[Passkey, ...] = ()  # WebAuthn credentials (appliance/policy/passkeys.py)
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -211,6 +213,13 @@ def _signing_dict(r: SigningRule) -> dict:
     }
 
 
+def _user_dict(u: User) -> dict:
+    out = {"id": u.id, "roles": sorted(u.roles), "public_key": u.key.text}
+    if u.passkeys:
+        out["passkeys"] = [p.to_json() for p in u.passkeys]
+    return out
+
+
 def _quorum_dict(q: QuorumRule) -> dict:
     return {"roles": sorted(q.roles), "quorum": q.quorum, "request_ttl_s": q.request_ttl_s,
             "approval_ttl_s": q.approval_ttl_s}
@@ -226,6 +235,7 @@ class Policy:
     key_changes: QuorumRule = QuorumRule()
     policy_change: QuorumRule = QuorumRule()
     clock_skew_s: int = 30
+    webauthn: WebAuthnSettings | None = None  # [webauthn]: rp_id and origins of passkeys
     _by_id: dict = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -235,6 +245,11 @@ class Policy:
         check_int(self.clock_skew_s, "clock_skew_s", 0, 3600)
         ids = [u.id for u in self.users]
         want(len(set(ids)) == len(ids), "user ids must be unique")
+        creds = [p.id for u in self.users for p in u.passkeys]
+        want(len(set(creds)) == len(creds), "a passkey id appears twice (each credential "
+             "belongs to one user)")
+        want(not creds or self.webauthn is not None,
+             "users have passkeys: the policy needs a [webauthn] table (rp_id, origins)")
         object.__setattr__(self, "_by_id", {u.id: u for u in self.users})
         # a rule no set of the users can ever meet is refused here, naming the rule
         for problem in (
@@ -261,17 +276,20 @@ class Policy:
 
     def canonical(self) -> dict:
         """The fully expanded policy as a JSON object (also a valid input of
-        :meth:`from_mapping`)."""
-        return {
+        :meth:`from_mapping`). Passkeys and ``webauthn`` only where there are some (a policy
+        without them keeps the hash it had before they existed)."""
+        out = {
             "policy": {"format": POLICY_FORMAT, "cluster_id": self.cluster_id,
                        "version": self.version, "clock_skew_s": self.clock_skew_s},
-            "users": [{"id": u.id, "roles": sorted(u.roles), "public_key": u.key.text}
-                      for u in sorted(self.users, key=lambda u: u.id)],
+            "users": [_user_dict(u) for u in sorted(self.users, key=lambda u: u.id)],
             "signing": {**_signing_dict(self.signing),
                         "keys": {k: _signing_dict(r) for k, r in self.key_rules}},
             "key_changes": _quorum_dict(self.key_changes),
             "policy_change": _quorum_dict(self.policy_change),
         }
+        if self.webauthn is not None:
+            out["webauthn"] = self.webauthn.to_json()
+        return out
 
     def canonical_bytes(self) -> bytes:
         return canonical_json(self.canonical())
@@ -291,7 +309,7 @@ class Policy:
         want(isinstance(m, Mapping), "a policy is a table")
         check_policy_schema(m)  # unknown keys and wrong types, naming the table and the key
         only_fields(m, ("policy", "users", "signing", "key_changes", "policy_change",
-                  "cluster", "nodes"), "the policy file")
+                  "cluster", "nodes", "webauthn"), "the policy file")
         p = m.get("policy", {})
         want(isinstance(p, Mapping), "[policy] must be a table")
         only_fields(p, ("format", "cluster_id", "version", "clock_skew_s"), "[policy]")
@@ -308,14 +326,20 @@ class Policy:
         want(isinstance(raw_users, list), "[[users]] must be an array of tables")
         for u in raw_users:
             want(isinstance(u, Mapping), "each [[users]] entry is a table")
-            only_fields(u, ("id", "roles", "public_key"), "[[users]]")
+            only_fields(u, ("id", "roles", "public_key", "passkeys"), "[[users]]")
             uid = u.get("id")
             want(isinstance(uid, str) and ID.match(uid) is not None, f"bad user id {uid!r}")
             roles = u.get("roles", [])
             want(isinstance(roles, list) and all(isinstance(r, str) and ROLE.match(r)
                                                   for r in roles), f"user {uid}: bad roles")
             want("public_key" in u, f"user {uid}: public_key is missing")
-            users.append(User(uid, tuple(sorted(set(roles))), UserKey.parse(u["public_key"])))
+            pks = u.get("passkeys", [])
+            want(isinstance(pks, list) and len(pks) <= MAX_PASSKEYS,
+                 f"user {uid}: passkeys is a list of at most {MAX_PASSKEYS}")
+            passkeys = tuple(sorted((Passkey.parse(pk, f"user {uid}") for pk in pks),
+                                    key=lambda pk: pk.id))
+            users.append(User(uid, tuple(sorted(set(roles))), UserKey.parse(u["public_key"]),
+                              passkeys))
         want(isinstance(m.get("signing", {}), Mapping), "[signing] must be a table")
         signing_m = dict(m.get("signing", {}))
         keys_m = signing_m.pop("keys", {}) or {}
@@ -332,6 +356,7 @@ class Policy:
             key_changes=_parse_quorum(m.get("key_changes", {}), "[key_changes]"),
             policy_change=_parse_quorum(m.get("policy_change", {}), "[policy_change]"),
             clock_skew_s=p.get("clock_skew_s", 30),
+            webauthn=WebAuthnSettings.parse(m["webauthn"]) if "webauthn" in m else None,
         )
 
     @classmethod

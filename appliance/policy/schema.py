@@ -27,10 +27,25 @@ class PolicyTable(_Table):
     clock_skew_s: int | None = None
 
 
+class PasskeyEntry(_Table):
+    """A WebAuthn credential (appliance/policy/passkeys.py checks the values)."""
+
+    id: str
+    public_key: str  # the COSE_Key, base64url
+    alg: int         # -7 ES256, -8 EdDSA
+    label: str = ""
+
+
 class UserEntry(_Table):
     id: str
     public_key: str
     roles: list[str] = []
+    passkeys: list[PasskeyEntry] = []
+
+
+class WebAuthnTable(_Table):
+    rp_id: str
+    origins: list[str]
 
 
 class ApprovalGroupEntry(_Table):
@@ -72,6 +87,7 @@ class PolicyFile(_Table):
     signing: SigningTable | None = None
     key_changes: QuorumTable | None = None
     policy_change: QuorumTable | None = None
+    webauthn: WebAuthnTable | None = None
     cluster: dict[str, Any] | None = None  # cluster.toml's own tables (appliance.config checks
     nodes: list[Any] | None = None         # them) when the policy lives in cluster.toml
 

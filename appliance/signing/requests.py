@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import base64
 import hashlib
 import logging
 import secrets
@@ -34,7 +35,8 @@ from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, ECDSA, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
-from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, SignRequestStore, StatementStore
+from appliance.passkey_counters import check_counters, describe
+from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, ReplayStore, SignRequestStore, StatementStore
 from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
@@ -57,6 +59,20 @@ FAULT_PREFIX = "testfault."
 CREATING_WAIT_S = 15.0
 
 
+def _replay_of(request_use: RequestUse | None) -> Late[ReplayStore]:
+    if request_use is not None:
+        return request_use.replay
+
+    def missing() -> ReplayStore:  # fail closed: a passkey approval needs its counters
+        raise ServiceError("internal", "no replay store: passkey counters cannot be checked")
+    return missing
+
+
+def _noted(reason: str | None, note: str) -> str | None:
+    """An audit reason with a note (e.g. the passkey an approval was made with)."""
+    return f"{reason or 'accepted'} ({note})" if note else reason
+
+
 def fault_digest(digest_hex: str) -> str:
     """What a test-only substituting coordinator sends instead of a digest."""
     return hashlib.sha256(b"substituted" + bytes.fromhex(digest_hex)).hexdigest()
@@ -67,8 +83,11 @@ class SignRequests:
                  health: PeerHealth, quarantine: QuarantineService, request_use: RequestUse,
                  pool: PresignPool, coordinate: Callable, claims: RequestClaims, *, requests: Late[SignRequestStore],
                  statements: Late[StatementStore], key_store: Late[KeyStore], presigs: Late[PresignatureStore],
-                 peers: PeerLink, nonce_pool: FrostNoncePool | None = None) -> None:
+                 peers: PeerLink, nonce_pool: FrostNoncePool | None = None,
+                 replay: Late[ReplayStore] | None = None) -> None:
         self.rt = rt
+        # passkey sign counters live with the other replay records (the store RequestUse has)
+        self.replay = replay if replay is not None else _replay_of(request_use)
         self.nonce_pool = nonce_pool  # pooled FROST nonces: one online round when it has them
         self.requests = requests
         self.statements = statements
@@ -299,7 +318,7 @@ class SignRequests:
     def _fault(self, request) -> str | None:
         """Test-only coordinator faults (FaultPlan.coordinator_faults), chosen by a
         request nonce ``testfault.<name>.<random>``: forge-approval, replay-approval,
-        skip-approval, skip-checks, substitute-digest."""
+        drop-assertion, skip-approval, skip-checks, substitute-digest."""
         if not self.rt.faults.coordinator_faults:
             return None
         nonce = getattr(request, "nonce", "") or ""
@@ -418,7 +437,12 @@ class SignRequests:
         fault = self._fault(request)
         if fault == "forge-approval":
             for a in spec["approvals"]:
-                a["signature"] = secrets.token_hex(64)
+                if "webauthn" in a:  # a passkey approval: another signature over its bytes
+                    a["webauthn"]["signature"] = base64.urlsafe_b64encode(secrets.token_bytes(70)).decode().rstrip("=")
+                else:
+                    a["signature"] = secrets.token_hex(64)
+        elif fault == "drop-assertion":  # the passkey approvals left out of the job
+            spec["approvals"] = [a for a in spec["approvals"] if "webauthn" not in a]
         elif fault == "replay-approval":
             spec["approvals"] = self.statements().last_approvals(spec["request_id"])
         elif fault == "substitute-digest":
@@ -567,9 +591,15 @@ class SignRequests:
         action = DECISION_ROUTES[decision]
         now = rt.clock.now()
         problem = check_approval(rt.policy, sr.request, a, now, existing)
+        passkey = describe(rt.policy, [a])  # the audit entries name a passkey approval's credential
         if problem is not None:
             raise self.recorder.refuse(PolicyDenied(problem.reason, problem.message), actor=user.id, action=action,
-                                       key_id=req["key_id"], subject=request_id, digest=dig)
+                                       key_id=req["key_id"], subject=request_id, digest=dig, note=passkey)
+        try:
+            check_counters(self.replay, rt.policy, [a])
+        except PolicyDenied as exc:
+            raise self.recorder.refuse(exc, actor=user.id, action=action, key_id=req["key_id"],
+                                       subject=request_id, digest=dig, note=passkey) from None
         req = self._expire_if_due(req)
         status = (st.get("final") or req["status"])
         if status == states.EXPIRED:
@@ -591,7 +621,7 @@ class SignRequests:
             added = self.statements().add_decision(request_id, a.approver, a.decision, a.to_json())
             if added:
                 self.recorder.write(user.id, action, key_id=req["key_id"], subject=request_id, digest=dig,
-                                    decision="accepted", reason=outcome.reason)
+                                    decision="accepted", reason=_noted(outcome.reason, passkey))
                 closing = closing and self._close(req, outcome, actor=user.id)
         if not added:
             raise self.recorder.refuse(PolicyDenied("duplicate_approver", f"{a.approver} already decided"),

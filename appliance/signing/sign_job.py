@@ -63,7 +63,7 @@ class SignJob:
             raise ServiceError("bad_job", "digest must be 32 bytes")
         if len(spec["parties"]) != row["threshold"]:
             raise ServiceError("bad_job", "signer set must have threshold members")
-        sr, refuse, dig = checked
+        sr, refuse, dig = checked.request, checked.refuse, checked.digest
         try:
             dec = await self.reader.decode_request(row, sr.request, spec.get("payload"), None)
         except payloads.PayloadError as exc:

@@ -286,6 +286,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         "CREATE INDEX frost_commitments_key ON frost_commitments (key_id, epoch, party, state, created_at)",
     ]),
+    ("node: passkey (WebAuthn) assertions accepted, with their sign counters (issue 17)", [
+        """CREATE TABLE node_passkey_assertions (
+            credential_id TEXT NOT NULL,       -- base64url, as the policy names it
+            assertion_id  TEXT NOT NULL,       -- SHA-256 hex of the assertion's bytes
+            counter       INTEGER NOT NULL,    -- the authenticator's sign counter (0: none kept)
+            time          REAL NOT NULL,
+            PRIMARY KEY (credential_id, assertion_id)
+        )""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -528,3 +528,8 @@ class NodeStore:
         """Claim a request id (one per initiator and nonce) for ``content``, kept by node
         ``owner``, unless it is claimed (fsynced). The first claim: ``{content, owner}``."""
         return self.request_claims.claim(request_id, initiator, nonce, content, owner)
+
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
+                       in_order: bool = True) -> bool:
+        """Record a passkey assertion (fsynced); see :class:`appliance.ports.ReplayStore`."""
+        return self.used_requests.note_assertion(credential_id, counter, assertion_id, in_order=in_order)

@@ -76,6 +76,33 @@ class UsedRequests:
             "SELECT count(*) FROM node_request_marks WHERE key_id=? AND time>? AND request_id IS NOT ?",
             (key_id, since, besides))[0])
 
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
+                       in_order: bool = True) -> bool:
+        """``node_passkey_assertions``: the passkey assertions this node accepted, with their
+        sign counters. One seen before passes again (the same approval re-checked). A new one
+        with counter 0 (an authenticator that keeps none) passes unless one above 0 was
+        recorded for the credential; one above 0 must be above every counter recorded
+        (``in_order``: a decision, posted as the authenticator made it), or (a signer, whose
+        jobs may arrive in another order than the approvals were made) one no other assertion
+        of the credential had."""
+        with self.db.tx(durable=True) as c:
+            if c.execute("SELECT 1 FROM node_passkey_assertions WHERE credential_id=? AND "
+                         "assertion_id=?", (credential_id, assertion_id)).fetchone() is not None:
+                return True
+            top = c.execute("SELECT max(counter) FROM node_passkey_assertions WHERE credential_id=?",
+                            (credential_id,)).fetchone()[0] or 0
+            if counter == 0:
+                if top > 0:
+                    return False
+            elif in_order and counter <= top:
+                return False
+            elif c.execute("SELECT 1 FROM node_passkey_assertions WHERE credential_id=? AND counter=?",
+                           (credential_id, counter)).fetchone() is not None:
+                return False
+            c.execute("INSERT INTO node_passkey_assertions (credential_id, assertion_id, counter, time)"
+                      " VALUES (?,?,?,?)", (credential_id, assertion_id, counter, self.db.now()))
+        return True
+
     def amounts_since(self, key_id: str, since: float) -> dict[str, int]:
         out: dict[str, int] = {}
         for asset, amount in self.db.query(

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Callable
@@ -31,8 +32,8 @@ from appliance_client.bounded import loads_json
 from appliance_client.grammar import PolicyError
 from appliance_client.httpsig import load_private_key, sign_request
 from appliance_client.ids import url_path
-from appliance_client.statements import (CertUpdate, Request, import_request_params, make_approval, make_request,
-                                         new_nonce)
+from appliance_client.statements import (Approval, CertUpdate, Request, WebAuthnAssertion, b64url,
+                                         import_request_params, make_approval, make_request, new_nonce)
 from appliance_client.tls import client_context, leaf_pem_of
 
 
@@ -532,6 +533,41 @@ class ApplianceClient:
         if reason:
             body["reason"] = reason
         return await self.request("POST", url_path("v1", "sign-requests", request_id, route), body)
+
+    # -- passkey (WebAuthn) decisions ----------------------------------------------------------
+
+    async def approval_statement(self, request_id: str, decision: str = "approve") -> dict:
+        """``GET /v1/sign-requests/{id}/approval-statement``: the statement this user signs with a
+        passkey, its ``challenge`` (base64url SHA-256 of the statement's canonical JSON), the
+        user's ``credential_ids`` and the policy's ``rp_id``."""
+        return await self.request("GET", url_path("v1", "sign-requests", request_id, "approval-statement"),
+                                  query={"decision": decision})
+
+    async def submit_passkey_decision(self, request_id: str, statement: dict,
+                                      assertion: WebAuthnAssertion | dict) -> dict:
+        """Post a decision signed with a passkey: ``statement`` as the node gave it, and the
+        authenticator's ``assertion`` (a :class:`WebAuthnAssertion`, or its JSON: base64url
+        ``credential_id``, ``authenticator_data``, ``client_data_json``, ``signature``)."""
+        a = Approval.from_statement(statement)
+        wa = assertion if isinstance(assertion, WebAuthnAssertion) else WebAuthnAssertion.from_json(assertion)
+        route = {"approve": "approvals", "reject": "rejections"}.get(a.decision)
+        if route is None:
+            raise ValueError("a passkey decision is approve or reject")
+        return await self.request("POST", url_path("v1", "sign-requests", request_id, route),
+                                  {"approval": replace(a, webauthn=wa).to_json()})
+
+    async def decide_with_passkey(self, request_id: str, authenticator: Callable[..., Any],
+                                  decision: str = "approve") -> dict:
+        """Fetch the statement, have ``authenticator(challenge=bytes, credential_ids=[...],
+        rp_id=str)`` make the assertion (what a page does with navigator.credentials.get),
+        and post it."""
+        got = await self.approval_statement(request_id, decision)
+        challenge = Approval.from_statement(got["statement"]).challenge()
+        if b64url(challenge) != got["challenge"]:  # the node's challenge is the statement's hash
+            raise ValueError("the node's challenge is not SHA-256 of its statement")
+        assertion = authenticator(challenge=challenge, credential_ids=got["credential_ids"],
+                                  rp_id=got["rp_id"])
+        return await self.submit_passkey_decision(request_id, got["statement"], assertion)
 
     async def wait_signature(self, request_id: str, timeout: float = 120.0) -> dict:
         """Wait until signed: the request with ``signature`` {der, r, s, recovery_id} and

@@ -243,7 +243,9 @@ APPROVAL_BINDING = ("cluster_id", "policy_hash", "request_id", "action", "key_id
 @dataclass(frozen=True)
 class Approval:
     """One person's signed decision (``approve``, ``reject``, or the initiator's
-    ``cancel``) on one request: the request's binding fields, who, what, when, until when."""
+    ``cancel``) on one request: the request's binding fields, who, what, when, until when.
+    Signed with the person's key file (``signature``) or with a passkey (``webauthn``: a
+    WebAuthn assertion whose challenge is :meth:`challenge`)."""
 
     binding: dict
     approver: str
@@ -251,6 +253,7 @@ class Approval:
     signed_at: int
     expires_at: int
     signature: bytes = b""
+    webauthn: WebAuthnAssertion | None = None
 
     def __post_init__(self) -> None:
         want(isinstance(self.binding, dict) and set(self.binding) == set(APPROVAL_BINDING),
@@ -276,23 +279,103 @@ class Approval:
         """The bytes the approver signs (RFC 8785 JSON of :meth:`statement`)."""
         return canonical_json(self.statement())
 
+    def challenge(self) -> bytes:
+        """A passkey's challenge: SHA-256 of :meth:`message` (the page passes it to
+        ``navigator.credentials.get``; the assertion's clientDataJSON carries it base64url)."""
+        return hashlib.sha256(self.message()).digest()
+
     def to_json(self) -> dict:
+        if self.webauthn is not None:
+            return {"statement": self.statement(), "webauthn": self.webauthn.to_json()}
         return {"statement": self.statement(), "signature": self.signature.hex()}
 
     @classmethod
     def from_json(cls, data: Any) -> Approval:
         if isinstance(data, (bytes, str)):
             data = parse_statement_json(data)
-        want(isinstance(data, Mapping) and set(data) == {"statement", "signature"},
-             "an approval is {statement, signature}")
+        want(isinstance(data, Mapping) and set(data) in ({"statement", "signature"},
+                                                         {"statement", "webauthn"}),
+             "an approval is {statement, signature} or {statement, webauthn}")
         s = data["statement"]
         fields = set(APPROVAL_BINDING) | {"type", "approver", "decision", "signed_at",
                                          "expires_at"}
         want(isinstance(s, Mapping) and set(s) == fields,
              "an approval statement has exactly the fields " + ", ".join(sorted(fields)))
         want(s["type"] == APPROVAL_TYPE, f"statement type must be {APPROVAL_TYPE}")
+        if "webauthn" in data:
+            return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
+                       s["signed_at"], s["expires_at"],
+                       webauthn=WebAuthnAssertion.from_json(data["webauthn"]))
         return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
                    s["signed_at"], s["expires_at"], sig_hex(data["signature"]))
+
+    @classmethod
+    def from_statement(cls, s: Any) -> Approval:
+        """The unsigned decision of a statement object (what
+        ``GET /v1/sign-requests/{id}/approval-statement`` returns under ``statement``)."""
+        fields = set(APPROVAL_BINDING) | {"type", "approver", "decision", "signed_at",
+                                         "expires_at"}
+        want(isinstance(s, Mapping) and set(s) == fields,
+             "an approval statement has exactly the fields " + ", ".join(sorted(fields)))
+        want(s["type"] == APPROVAL_TYPE, f"statement type must be {APPROVAL_TYPE}")
+        return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
+                   s["signed_at"], s["expires_at"])
+
+
+#: bounds of a passkey assertion's fields (bytes, decoded)
+MAX_CREDENTIAL_ID = 1023  # WebAuthn: a credential id is at most 1023 bytes
+MAX_AUTHENTICATOR_DATA = 1024  # rpIdHash, flags, counter (37 bytes) and small extensions
+MAX_CLIENT_DATA_JSON = 4096
+MAX_ASSERTION_SIGNATURE = 256  # an ES256 DER signature is at most 72 bytes, Ed25519 64
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as WebAuthn writes binary fields."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def from_b64url(v: Any, what: str, limit: int) -> bytes:
+    """Unpadded base64url text of at most ``limit`` bytes; PolicyError naming ``what``."""
+    want(isinstance(v, str) and 0 < len(v) <= (limit * 4 + 2) // 3
+         and all(c.isascii() and (c.isalnum() or c in "-_") for c in v),
+         f"{what} is unpadded base64url (at most {limit} bytes)")
+    try:
+        raw = base64.urlsafe_b64decode(v + "=" * (-len(v) % 4))
+    except (binascii.Error, ValueError):
+        raise PolicyError(f"{what} is unpadded base64url") from None
+    want(b64url(raw) == v, f"{what} is not canonical base64url")
+    return raw
+
+
+@dataclass(frozen=True)
+class WebAuthnAssertion:
+    """What ``navigator.credentials.get`` returns for an approval (raw bytes; base64url in
+    JSON): the credential's id, authenticatorData, clientDataJSON and the signature over
+    authenticatorData || SHA-256(clientDataJSON)."""
+
+    credential_id: bytes
+    authenticator_data: bytes
+    client_data_json: bytes
+    signature: bytes
+
+    FIELDS = ("credential_id", "authenticator_data", "client_data_json", "signature")
+
+    def to_json(self) -> dict:
+        return {k: b64url(getattr(self, k)) for k in self.FIELDS}
+
+    @property
+    def credential(self) -> str:
+        """The credential id as the policy names it (base64url)."""
+        return b64url(self.credential_id)
+
+    @classmethod
+    def from_json(cls, data: Any) -> WebAuthnAssertion:
+        want(isinstance(data, Mapping) and set(data) == set(cls.FIELDS),
+             "a webauthn assertion has exactly the fields " + ", ".join(cls.FIELDS))
+        limits = (MAX_CREDENTIAL_ID, MAX_AUTHENTICATOR_DATA, MAX_CLIENT_DATA_JSON,
+                  MAX_ASSERTION_SIGNATURE)
+        return cls(*(from_b64url(data[k], f"webauthn.{k}", n)
+                     for k, n in zip(cls.FIELDS, limits)))
 
 
 # -- client-side helpers -------------------------------------------------------------

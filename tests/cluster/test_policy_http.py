@@ -11,7 +11,8 @@ status, and each in the audit log), forged/replayed/missing approvals and a subs
 digest refused by every honest signer, policy changes (too few admins refused; the quorum's
 change in force on every node, pending requests invalidated, its rules enforced), the audit
 export verified and tampering named, an unwritable audit store refusing to sign, no secret
-of the run in any audit log, and /metrics (promtool, moving after a signature)."""
+of the run in any audit log, /metrics (promtool, moving after a signature), and passkey
+(WebAuthn) approvals enrolled by the admin quorum and verified by every signer (issue 17)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import pytest
 from api.client import ApplianceAPIError
 from appliance import audit as A
 from appliance.audit import command as AV
-from appliance.policy import Policy, PolicyUpdate, make_request
+from appliance.policy import Approval, Policy, PolicyUpdate, make_request
 from tests.stolen_node import stolen_node
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 from tests.cluster.test_metrics import promtool_path
+from tests.webauthn_soft import SoftPasskey
 
 pytestmark = cluster_marks("policy-http")
 
@@ -520,3 +522,66 @@ async def test_no_secret_of_the_run_in_any_audit_log(cluster):
             forms = [value.hex().encode(), base64.b64encode(value).lower(), value.lower()]
         for form in forms:
             assert len(form) < 12 or form not in text, f"{name} found in an audit log"
+
+
+# ------------------------------------------------------------------------------ passkey approvals
+
+
+async def test_passkey_approval_is_verified_by_every_signer(cluster):
+    """Issue 17: the admin quorum's policy update enrols the approver's passkey (ES256); an
+    approval made with it (the statement from GET .../approval-statement, the assertion over
+    its SHA-256) releases a signature; the same assertion for another request is refused; a
+    coordinator (node-1, test-only faults) that forges the assertion or drops the passkey
+    approval from the job is refused by both other signers, who audit it naming the passkey."""
+    key = await _key(cluster)
+    soft = SoftPasskey(-7, "localhost", cluster.urls[0], label="laptop")
+
+    def enrol(m):
+        for u in m["users"]:
+            if u["id"] == "approver":
+                u["passkeys"] = [soft.policy_entry()]
+        m["webauthn"] = {"rp_id": "localhost", "origins": list(cluster.urls)}
+
+    out = await cluster.client("admin").update_policy(await _policy_update(cluster, ["admin", "admin2"], enrol))
+    assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
+    ini, app = cluster.client("initiator", node=0), cluster.client("approver", node=0)
+    got = await app.approval_statement((await ini.request_signature(key["key_id"], digest_of("passkey")))["request_id"])
+    assert got["credential_ids"] == [soft.id] and got["rp_id"] == "localhost"
+    rid = got["statement"]["request_id"]
+    made = []
+    approved = await app.decide_with_passkey(rid, lambda **kw: made.append(soft.authenticator()(**kw)) or made[-1])
+    assert approved["decisions"][0]["approver"] == "approver"
+    # the same assertion again, for the same statement: the approval is counted already
+    await _refused(app.submit_passkey_decision(rid, got["statement"], made[0]), 403, "duplicate_approver")
+    done = await ini.wait_signature(rid, timeout=60)
+    check_signature(key["public_key"], digest_of("passkey"), done["signature"])
+    name = f"approver by passkey laptop ({soft.id[:8]})"
+    _audited(await _audit(cluster, 0), subject=rid, action="approval", decision="accepted",
+             reason=f"accepted ({name})")
+    for i in (1, 2):  # the signer checked the assertion itself and names the passkey
+        if cluster.node_ids[i] in done["signers"]:
+            assert any(e["action"] == "join_sign" and e["reason"] == f"request {rid}; {name}"
+                       for e in await _audit(cluster, i))
+
+    # the same assertion, under another request's statement: its challenge is not that statement's
+    other = (await ini.request_signature(key["key_id"], digest_of("passkey replay")))["request_id"]
+    stmt = (await app.approval_statement(other))["statement"]
+    old = soft.assert_(Approval.from_statement(got["statement"]).challenge())
+    await _refused(app.submit_passkey_decision(other, stmt, old), 403, "webauthn_bad_challenge")
+    _audited(await _audit(cluster, 0), subject=other, reason=f"webauthn_bad_challenge ({name})")
+
+    # a lying coordinator: every other signer checks the assertion itself
+    for fault, reason in (("forge-approval", f"webauthn_bad_signature ({name})"),
+                          ("drop-assertion", "pending_approval")):
+        before = [len(await _audit(cluster, i)) for i in (1, 2)]
+        req = await ini.request_signature(key["key_id"], digest_of(f"passkey {fault}"), signers=["node-2", "node-3"],
+                                          nonce=f"testfault.{fault}.{time.time_ns()}")
+        await app.decide_with_passkey(req["request_id"], soft.authenticator())
+        with pytest.raises(ApplianceAPIError) as ei:
+            await ini.wait_signature(req["request_id"], timeout=60)
+        assert ei.value.code == reason.split(" ")[0], ei.value
+        for n, i in enumerate((1, 2)):
+            entries = (await _audit(cluster, i))[before[n]:]
+            e = _audited(entries, reason=reason, action="sign_job_refused")
+            assert e["actor"] == "node-1" and e["key"] == key["key_id"]
+            assert not [x for x in entries if x["action"] == "join_sign"]

@@ -574,6 +574,17 @@ class FakeReplay:
     def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
         return dict(self.claims.setdefault(request_id, {"content": content, "owner": owner}))
 
+    def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
+                       in_order: bool = True) -> bool:
+        seen = self.__dict__.setdefault("assertions", {}).setdefault(credential_id, {})
+        if assertion_id in seen:
+            return True
+        top = max(seen.values(), default=0)
+        if (top > 0 if counter == 0 else (counter <= top if in_order else counter in seen.values())):
+            return False
+        seen[assertion_id] = counter
+        return True
+
 
 class FakePorts:
     """Every port over a fake, and the slots services take (``slots("requests", ...)``).

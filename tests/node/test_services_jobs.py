@@ -5,6 +5,7 @@ A refused job leaves nothing behind but its used job id and the audited refusal.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import types
 
@@ -14,11 +15,13 @@ from appliance.errors import PolicyDenied, ServiceError
 from appliance.job_authority import COORDINATOR_SIG, job_digest
 from appliance.jobs.authorization import JobAuthorizer
 from appliance.jobs.participant import Participant
+from appliance.policy import Approval, Policy, SignedRequest
 from appliance.recorder import Recorder
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused, use_digest
 from appliance.storage import NodeStore
 from appliance.tss.group import G
 from tests.node.fakes import FakePorts, Users, fake_runtime, with_identities
+from tests.webauthn_soft import SoftPasskey
 
 KEY = "key_" + "a" * 24
 COORD = 1
@@ -219,3 +222,46 @@ def test_a_sign_job_with_its_request_and_approval_but_no_use_marks_is_refused_by
     assert node.audit.entries[-1]["reason"] == "use_not_confirmed"
     assert not node.store.request_used(spec["request_id"])
     _nothing_stored(node, spec)
+
+
+# -- passkey approvals in a sign job (issue 17) ---------------------------------------------
+
+
+def test_a_signer_checks_each_passkey_approval_and_takes_counters_in_either_order(node):
+    """A signer verifies a passkey approval in the job itself and records its counter. Two
+    requests approved with one passkey (counters 5 then 6) may reach it in the other order (the
+    first waited for a second approver): both are taken; another assertion with counter 5 (a
+    cloned authenticator) is refused, audited naming the passkey; so is a forged signature."""
+    key = SoftPasskey(-7, "localhost", "https://node-1.example:8443", label="laptop")
+    c = node.users.policy.canonical()
+    for u in c["users"]:
+        if u["id"] == "approver":
+            u["passkeys"] = [key.policy_entry()]
+    c["webauthn"] = {"rp_id": "localhost", "origins": ["https://node-1.example:8443"]}
+    node.users.policy = node.rt.policy = Policy.from_mapping(c)
+
+    def passkey_job(counter: int, **bend) -> dict:
+        spec = _sign_spec(node)
+        sr = SignedRequest.from_json(spec["request"])
+        now = int(node.rt.clock.now())
+        a = Approval(sr.request.binding(), "approver", "approve", now, now + 600)
+        a = dataclasses.replace(a, webauthn=key.assert_(a.challenge(), counter=counter, **bend))
+        spec["approvals"] = [a.to_json()]
+        return spec
+
+    authorize = node.part.authorizer.authorize
+    name = f"approver by passkey laptop ({key.id[:8]})"
+    assert authorize(passkey_job(6), COORD).passkeys == name  # what the join entry names
+    assert authorize(passkey_job(5), COORD).passkeys == name
+    for spec, code, message in (
+            (passkey_job(5), "webauthn_counter_replay",
+             f"approver's passkey laptop ({key.id[:8]}): sign counter 5 was another assertion's that "
+             "this node already accepted"),
+            (passkey_job(7, signer=SoftPasskey(-7, "localhost", "https://node-1.example:8443")),
+             "webauthn_bad_signature", f"the assertion is not signed by approver's passkey laptop ({key.id[:8]})")):
+        with pytest.raises(PolicyDenied) as ei:
+            authorize(spec, COORD)
+        assert (ei.value.code, ei.value.message) == (code, message)
+        e = node.audit.entries[-1]
+        assert (e["action"], e["actor"], e["reason"]) == ("sign_job_refused", "node-2", f"{code} ({name})")
+        assert not node.store.request_used(spec["request_id"])
