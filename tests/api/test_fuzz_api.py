@@ -220,7 +220,7 @@ async def test_schemathesis_openapi_no_5xx_no_state_change(cluster):
     await ini.wait_signature(req["request_id"], timeout=120)
     doc = await _get_open(cluster.urls[0] + "/openapi.json", cluster._server_ctx(0))  # no signature
     assert doc == await admin.openapi()
-    n = examples(15, 300)
+    n = examples(10, 300)
     t0 = time.perf_counter()
     stats = await asyncio.to_thread(_run_fuzz, cluster.urls[0], cluster._server_ctx(0), doc,
                                     cluster.user_keys, key["key_id"], n)

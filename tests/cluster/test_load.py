@@ -2,7 +2,7 @@
 the three nodes. None lost, none duplicated, every signature valid for its own digest;
 latency percentiles are reported (printed, not asserted).
 
-``make test``: 50 requests from 5 clients. ``make soak``: 500 from 20.
+``make test``: 25 requests from 5 clients. ``make soak``: 500 from 20.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ async def _load(cluster, total: int, clients: int, tag: str) -> None:
         assert cluster.running(i)
 
 
-async def test_load_50_requests_5_clients(cluster):
-    await _load(cluster, 50, 5, "test")
+async def test_load_25_requests_5_clients(cluster):
+    await _load(cluster, 25, 5, "test")
 
 
 @pytest.mark.soak
