@@ -189,6 +189,17 @@ def _b64url_decode(text: object) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def read_digest(value: object) -> bytes:
+    """A ``digest`` as ``/v1/verify`` takes it: 32 bytes, hex."""
+    try:
+        digest = bytes.fromhex(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        digest = b""
+    if len(digest) != 32:
+        raise ServiceError("bad_digest", "digest must be exactly 32 bytes, hex")
+    return digest
+
+
 def read_message(value: object, encoding: object) -> bytes:
     """The bytes of a ``message`` in ``encoding`` (hex, base64 or utf8; default hex)."""
     encoding = "hex" if encoding is None else encoding

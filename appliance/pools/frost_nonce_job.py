@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Callable
 
 from appliance.cluster.health import PeerHealth
@@ -24,7 +23,8 @@ from appliance.jobs.kinds import Cancel
 from appliance.jobs.model import JobFailed, JobRun, is_frost
 from appliance.keys.shares import ShareVault
 from appliance.pools.frost_nonces import MAX_PUBLISH, FrostNoncePool
-from appliance.pools.presign import PRESIGN_QUIET_S, PresignPool
+from appliance.pools.presign import PresignPool
+from appliance.pools.refill import refill_loop
 from appliance.ports import KeyStore, Late
 from appliance.runtime import Runtime
 from appliance.tss.frost.pooled import PooledCommitment
@@ -97,29 +97,8 @@ class FrostNonceFiller:
         self.wakeup = asyncio.Event()
 
     async def loop(self) -> None:
-        rt = self.rt
-        target = rt.config.frost_nonce_pool
-        if target <= 0:
-            return
-        while not rt.stopping:
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), 2.0)
-            except asyncio.TimeoutError:
-                pass
-            self.wakeup.clear()
-            quiet = PRESIGN_QUIET_S - (time.monotonic() - self.presigs.last_sign)
-            if quiet > 0 or self.signing_now():
-                await asyncio.sleep(max(quiet, 0.05))
-                self.wakeup.set()
-                continue
-            try:
-                if await self._round(target):
-                    self.wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("frost nonce pool: %s", exc)
-                await asyncio.sleep(1.0)
+        await refill_loop(self.rt, "frost nonce pool", self.rt.config.frost_nonce_pool, self.wakeup,
+                          lambda: self.presigs.last_sign, self.signing_now, self._round)
 
     async def _round(self, target: int) -> bool:
         """One batch for the first (key, holder) short of ``target``; True if one was made."""

@@ -14,12 +14,11 @@ from appliance.cluster.health import PeerHealth
 from appliance.cluster.quarantine import QuarantineService
 from appliance.ids import new_id
 from appliance.jobs.model import JobFailed, is_frost
+from appliance.pools.refill import refill_loop
 from appliance.ports import KeyStore, Late, PresignatureStore, Sealer
 from appliance.runtime import Runtime
 
 log = logging.getLogger("appliance.node")
-
-PRESIGN_QUIET_S = 0.5  # pool refills wait until signing has been quiet this long
 
 
 class PresignPool:
@@ -45,30 +44,11 @@ class PresignPool:
         self.last_sign = time.monotonic()
 
     async def loop(self) -> None:
-        rt = self.rt
-        target = rt.config.presign_pool
-        if target <= 0:
-            return
-        while not rt.stopping:
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), 2.0)
-            except asyncio.TimeoutError:
-                pass
-            self.wakeup.clear()
-            quiet = PRESIGN_QUIET_S - (time.monotonic() - self.last_sign)
-            if quiet > 0 or self.signing_now():
-                await asyncio.sleep(max(quiet, 0.05))
-                self.wakeup.set()
-                continue
-            try:
-                await self._round(target)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("presign pool: %s", exc)
-                await asyncio.sleep(1.0)
+        await refill_loop(self.rt, "presign pool", self.rt.config.presign_pool, self.wakeup,
+                          lambda: self.last_sign, self.signing_now, self._round)
 
-    async def _round(self, target: int) -> None:
+    async def _round(self, target: int) -> bool:
+        """One presign job for the first signer set short of ``target``; True if one ran."""
         rt = self.rt
         for row in self.key_store().list_keys("active"):
             if rt.index not in row["participants"] or row["paillier_bits"] == 0 or is_frost(row):
@@ -98,9 +78,9 @@ class PresignPool:
                     log.info("presign for %s failed: %s", s, exc.error.message)
                 finally:
                     self._running.discard(tag)
-                self.wakeup.set()
-                return  # one at a time: signing requests come first
+                return True  # one at a time: signing requests come first
         self.report()
+        return False
 
     def report(self) -> None:
         """The presignatures gauge: presignatures available on this node at each key's current

@@ -726,12 +726,7 @@ class SignRequests:
         else:
             if body.get("message_encoding") is not None:
                 raise ServiceError("bad_message_encoding", "message_encoding goes with message, not digest")
-            try:
-                digest = bytes.fromhex(body["digest"])
-            except (TypeError, ValueError):
-                digest = b""
-            if len(digest) != 32:
-                raise ServiceError("bad_digest", "digest must be exactly 32 bytes, hex")
+            digest = formats.read_digest(body["digest"])
         sig = formats.read_signature(body.get("signature"))
         try:
             point = Point.from_bytes(pk)

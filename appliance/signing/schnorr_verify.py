@@ -60,12 +60,7 @@ def verify(body: dict, scheme: str | None, row: dict | None) -> dict:
         digest = hashlib.sha256(data).digest()
         signed = data if scheme == ED25519 else digest
     else:
-        try:
-            digest = bytes.fromhex(body["digest"])
-        except (TypeError, ValueError):
-            digest = b""
-        if len(digest) != 32:
-            raise ServiceError("bad_digest", "digest must be exactly 32 bytes, hex")
+        digest = formats.read_digest(body["digest"])
         signed = digest
     return {"valid": schnorr.verify(scheme, pk, signed, sig), "scheme": scheme, "digest": digest.hex()}
 

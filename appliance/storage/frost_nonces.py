@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from appliance.sealed import SealContext
 from appliance.storage.database import Database
 from appliance.storage.errors import ConflictError, StoreError
-from appliance.storage.records import require_sealed
+from appliance.storage.records import key_epochs_where, require_sealed
 
 
 class FrostNonceUnavailable(StoreError):
@@ -179,11 +179,7 @@ class FrostNonceRepository:
         """Spend (without use) this node's pairs of the key (all, or of epochs before
         ``before_epoch``) and drop the peers' commitments of those epochs; returns the HSM
         key labels to destroy."""
-        where = "key_id = ?"
-        args: list = [key_id]
-        if before_epoch is not None:
-            where += " AND epoch < ?"
-            args.append(before_epoch)
+        where, args = key_epochs_where(key_id, before_epoch)
         with self.db.tx() as db:
             rows = db.execute(
                 f"UPDATE frost_nonces SET state = 'spent', sealed = NULL, spent_at = ? "

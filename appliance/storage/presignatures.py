@@ -12,6 +12,7 @@ from appliance.storage.records import (
     PresignatureRecord,
     Reservation,
     TakenPresignature,
+    key_epochs_where,
     parse_signer_set,
     require_sealed,
     signer_set_text,
@@ -198,15 +199,11 @@ class PresignatureRepository:
     def discard_presignatures(self, key_id: str, *, before_epoch: int | None = None) -> list[str]:
         """Spend (without use) the unspent presignatures of a key (all, or those of
         epochs before ``before_epoch``); returns HSM key labels to destroy."""
-        where = "key_id = ? AND state != 'spent'"
-        args: list = [key_id]
-        if before_epoch is not None:
-            where += " AND epoch < ?"
-            args.append(before_epoch)
+        where, args = key_epochs_where(key_id, before_epoch)
         with self.db.tx() as db:
             rows = db.execute(
                 f"UPDATE presignatures SET state = 'spent', sealed = NULL, spent_at = ? "
-                f"WHERE {where} RETURNING hsm_key_label", (self.db.now(), *args),
+                f"WHERE {where} AND state != 'spent' RETURNING hsm_key_label", (self.db.now(), *args),
             ).fetchall()
         return [r[0] for r in rows]
 

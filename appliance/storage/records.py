@@ -95,6 +95,14 @@ def parse_signer_set(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(","))
 
 
+def key_epochs_where(key_id: str, before_epoch: int | None) -> tuple[str, list]:
+    """The SQL condition (and its arguments) for a key's rows: all, or those of epochs before
+    ``before_epoch``."""
+    if before_epoch is None:
+        return "key_id = ?", [key_id]
+    return "key_id = ? AND epoch < ?", [key_id, before_epoch]
+
+
 def require_sealed(value: Any, what: str) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)) or not looks_sealed(bytes(value)):
         raise NotSealedError(f"{what} must be a sealed blob (hsm.HSM.seal), not raw bytes")

@@ -29,7 +29,6 @@ epochs stop at once.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 from appliance.errors import ApplianceError, EncodingError, ParameterError, ProofError
@@ -48,6 +47,7 @@ from appliance.tss.protocol import (
     Round,
     setup_hash,
 )
+from appliance.tss.single_use import SingleUse
 from appliance.tss.transcript import ProofContext
 from appliance.tss.zk import aff_g, aff_g_star, dec, elog, enc_elg
 from appliance.tss.zk._checks import sample_signed
@@ -57,40 +57,6 @@ class PresignatureSpent(ApplianceError):
     """A presignature was offered for a second signature."""
 
     code = "presignature_spent"
-
-
-class _SingleUse:
-    """The spent flag of one presignature object, shared with its copies (``copy.copy``,
-    ``copy.deepcopy``), set once under a lock. Not picklable: a presignature leaves memory
-    only as ``to_bytes()`` under a seal, and from then on the node's durable store keeps it
-    single-use."""
-
-    __slots__ = ("_lock", "_spent")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._spent = False
-
-    @property
-    def spent(self) -> bool:
-        return self._spent
-
-    def claim(self) -> bool:
-        """True the first time, False on every later call."""
-        with self._lock:
-            if self._spent:
-                return False
-            self._spent = True
-            return True
-
-    def __copy__(self) -> "_SingleUse":
-        return self
-
-    def __deepcopy__(self, memo: dict) -> "_SingleUse":
-        return self
-
-    def __reduce__(self):
-        raise TypeError("a presignature is single-use and is not pickled; seal its to_bytes()")
 
 
 @dataclass(frozen=True)
@@ -114,7 +80,7 @@ class Presignature:
     chi_tilde: int
     Delta_tilde: dict[int, Point]
     S_tilde: dict[int, Point]
-    _use: _SingleUse = field(default_factory=_SingleUse, init=False, repr=False, compare=False)
+    _use: SingleUse = field(default_factory=lambda: SingleUse("a presignature"), init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"Presignature(id={self.presig_id.hex()}, index={self.index}, signers={self.signers})"

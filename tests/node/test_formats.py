@@ -142,6 +142,7 @@ ERRORS = [
     ({}, "digest_or_message", "give exactly one of digest (32 bytes hex) and message (its SHA-256 is verified)"),
     ({"digest": "11" * 31}, "bad_digest", "digest must be exactly 32 bytes, hex"),
     ({"digest": "zz" * 32}, "bad_digest", "digest must be exactly 32 bytes, hex"),
+    ({"digest": 5}, "bad_digest", "digest must be exactly 32 bytes, hex"),
     ({"digest": "11" * 32, "message_encoding": "hex"}, "bad_message_encoding",
      "message_encoding goes with message, not digest"),
     ({"message": "0g"}, "bad_message", "message is not hex"),

@@ -208,3 +208,15 @@ def test_database_file_never_holds_a_plaintext_secret(tmp_path, hsm):
         assert hsm.unseal(SealContext(kind, "key-1", 0), blob) == value
     store.close()
     assert leaked() == []
+
+
+def test_discard_presignatures_of_a_key_before_an_epoch_or_all(store):
+    add_key(store, "key-2")
+    add_key(store, "key-3")
+    for n, (key, epoch) in enumerate([("key-2", 0), ("key-2", 1), ("key-2", 1), ("key-3", 0)]):
+        store.add_presignature(bytes([n + 1]) * 16, key_id=key, epoch=epoch, signer_set=[0, 1],
+                               R=b"\x02" * 33, sealed=fake_sealed(), hsm_key_label=f"presig-{n}")
+    assert store.discard_presignatures("key-2", before_epoch=1) == ["presig-0"]
+    assert store.discard_presignatures("key-2", before_epoch=1) == []  # spent ones are not again
+    assert sorted(store.discard_presignatures("key-2")) == ["presig-1", "presig-2"]
+    assert store.count_presignatures("key-3", epoch=0) == 1

@@ -42,7 +42,6 @@ Round 2 (broadcast): z_i over the commitment list of round 1 (each commitment si
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +61,7 @@ from appliance.tss.protocol import (
     Round,
     setup_hash,
 )
+from appliance.tss.single_use import SingleUse
 
 
 _SIGNER_SET = "the signer set must be at least t participants of the key"
@@ -79,32 +79,6 @@ class SigningRefused(ApplianceError):
     code = "signing_refused"
 
 
-class _SingleUse:
-    """The spent flag of one nonce object, shared with its copies, set once under a lock."""
-
-    __slots__ = ("_lock", "_spent")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._spent = False
-
-    def claim(self) -> bool:
-        with self._lock:
-            if self._spent:
-                return False
-            self._spent = True
-            return True
-
-    def __copy__(self) -> "_SingleUse":
-        return self
-
-    def __deepcopy__(self, memo: dict) -> "_SingleUse":
-        return self
-
-    def __reduce__(self):
-        raise TypeError("a nonce is single-use and is not pickled; seal its to_bytes()")
-
-
 @dataclass(frozen=True)
 class FrostNonces:
     """One signer's (d_i, e_i) with its commitment (D_i, E_i). Secret: seal it, use it once."""
@@ -116,14 +90,14 @@ class FrostNonces:
     binding: bytes
     D: bytes
     E: bytes
-    _use: _SingleUse = field(default_factory=_SingleUse, init=False, repr=False, compare=False)
+    _use: SingleUse = field(default_factory=lambda: SingleUse("a nonce"), init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"FrostNonces(id={self.nonce_id.hex()}, index={self.index}, <secret>)"
 
     @property
     def spent(self) -> bool:
-        return self._use._spent
+        return self._use.spent
 
     def consume(self) -> core.Nonces:
         """The nonce pair, once; NonceSpent on any later call (on this object or a copy)."""
@@ -133,7 +107,7 @@ class FrostNonces:
         return core.Nonces(G.deserialize_scalar(self.hiding), G.deserialize_scalar(self.binding))
 
     def to_bytes(self) -> bytes:
-        if self._use._spent:
+        if self._use.spent:
             raise NonceSpent("a spent nonce is not serialized again")
         return wire.encode(self)
 
