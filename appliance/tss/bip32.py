@@ -12,12 +12,13 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+import base58
+
 from appliance.errors import ApplianceError
 from appliance.tss.group import Q, Point
 
 HARDENED = 1 << 31
 XPUB_VERSION = bytes.fromhex("0488B21E")
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 class DerivationError(ApplianceError, ValueError):
@@ -81,10 +82,5 @@ def derive(public_key: Point, chain_code: bytes, path: str | None) -> Derived:
 
 
 def b58check(data: bytes) -> str:
-    payload = data + hashlib.sha256(hashlib.sha256(data).digest()).digest()[:4]
-    n = int.from_bytes(payload, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = _B58[r] + out
-    return "1" * (len(payload) - len(payload.lstrip(b"\x00"))) + out
+    """Base58Check (the xpub encoding), with the ``base58`` package the Solana decoder uses too."""
+    return base58.b58encode_check(data).decode("ascii")
