@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.client import ApplianceAPIError, ApplianceClient
-from appliance import cli_errors
+from api.client import ApplianceClient
 from appliance.cli_errors import CommandTimeout, UsageError
 from appliance.cli_progress import progress_on_stderr
 from appliance.fsmodes import write_private_file
@@ -114,15 +113,6 @@ def emit(args, obj: Any, columns: tuple[str, ...] | None = None) -> None:
         print(table(obj, columns) if obj else "(none)")
     else:
         print(json.dumps(obj, indent=2, sort_keys=True))
-
-
-def exit_code_of(exc: ApplianceAPIError) -> int:
-    return cli_errors.exit_code_of(exc)
-
-
-def report_api_error(args, exc: ApplianceAPIError) -> int:
-    """One line on stderr (and the error body on stdout with ``--json``); the exit code."""
-    return cli_errors.report(exc, args)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 from api.auth import generate_user_key
 from api.client import ApplianceAPIError
 from appliance.cli import main
-from appliance.cli_client import emit, exit_code_of
+from appliance.cli_client import emit
+from appliance.cli_errors import exit_code_of
 from appliance.cli_errors import UsageError
 from appliance.policy import Policy
 
