@@ -11,8 +11,9 @@ PYTEST_ARGS ?=
 # second PKCS#11 module the HSM tests probe (hsm/README.md, "Modules tested";
 # hsm-setup/opencryptoki-token.sh starts its daemon and makes its token); openssl and curl: the
 # commands of docs/deploy.md (run by tests/cluster/test_deploy_doc.py); prometheus: promtool,
-# which checks the metrics exposition in make test.
-SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki openssl curl prometheus
+# which checks the metrics exposition in make test; chromium and chromium-driver: the headless
+# browser of the approval console's test (tests/ui/test_console_browser.py).
+SYSTEM_PACKAGES ?= softhsm2 libsofthsm2 opencryptoki openssl curl prometheus chromium chromium-driver
 OPENCRYPTOKI_TOOLS ?= /usr/sbin/pkcsslotd /usr/sbin/pkcsconf
 # true when one of them is missing (shell builtins only)
 OPENCRYPTOKI_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),[ ! -x "$(t)" ] ||) false
@@ -22,7 +23,7 @@ OPENCRYPTOKI_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),[ ! -x "$(t)" ] ||) fa
 SOFTHSM_PACKAGED_LIB := /usr/lib/softhsm/libsofthsm2.so
 OPENCRYPTOKI_STILL_MISSING := $(foreach t,$(OPENCRYPTOKI_TOOLS),{ [ ! -x "$(t)" ] && [ ! -x "/usr/sbin/$(notdir $(t))" ]; } ||) false
 # the commands the other packages bring (true when one is missing)
-COMMANDS ?= softhsm2-util openssl curl promtool
+COMMANDS ?= softhsm2-util openssl curl promtool chromium chromedriver
 COMMANDS_MISSING := $(foreach c,$(COMMANDS),! command -v $(c) >/dev/null ||) false
 # apt-get runs as root: directly when we are root (SUDO empty, the usual case in containers
 # and CI), through sudo otherwise; `make system-deps SUDO=` forces the root form. apt-get

@@ -29,6 +29,7 @@ from api.metrics_auth import MetricsAuth
 from api.openapi import ROUTES, openapi_document
 from api.request_log import add_request_id_header, request_log_middleware
 from api.routes.common import NODE_KEY, OPENAPI_KEY, Route, node_of
+from api.routes.ui import SESSIONS_KEY, ui_headers
 from api.signed_request import Refusal, authenticate, node_verifier
 from appliance.config import load_node_config
 from appliance.faults import NO_FAULTS, FaultPlan
@@ -37,6 +38,7 @@ from appliance.ids import GRAMMARS, check_id
 from appliance.logs import set_node
 from appliance.node import Node
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink
+from appliance.ui_sessions import COOKIE, UISessions
 from appliance.tls import fingerprint_der, fingerprint_pem, server_context
 
 log = logging.getLogger("appliance.api")
@@ -97,6 +99,16 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     node = node_of(request)
     if route.auth == "open":
         return await handler(request)
+    if route.auth == "ui":  # the console's session cookie (api/routes/ui.py); not /v1
+        if node.store is None or node.hsm is None:
+            return refusal("not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
+        session = request.app[SESSIONS_KEY].session(request.cookies.get(COOKIE))
+        user = node.policy.user(session.user)
+        if user is None or not any(p.id == session.credential for p in user.passkeys):
+            request.app[SESSIONS_KEY].sign_out(request.cookies.get(COOKIE))
+            return refusal("ui_session_required", "the session's passkey left the policy: sign in again")
+        request["user"] = user
+        return await handler(request)
     if route.auth == "metrics":
         scraper = request.app[METRICS_AUTH_KEY]
         if scraper.allows(request.headers.get("Authorization"), _peer_fingerprint(request)):
@@ -145,18 +157,26 @@ def _peer_fingerprint(request: web.Request) -> str | None:
     return fingerprint_der(der) if der else None
 
 
+async def _console_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every /ui/ answer (pages, JSON, errors): the strict CSP, nosniff, no referrer."""
+    if request.path.startswith("/ui/"):
+        ui_headers(response)
+
+
 def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[request_log_middleware(node.metrics),
                                        edge_middleware(node.config.http),
                                        errors_middleware, auth_middleware, ids_middleware],
                           client_max_size=MAX_PEER_BODY)
     app.on_response_prepare.append(add_request_id_header)
+    app.on_response_prepare.append(_console_headers)
     app[NODE_KEY] = node
     app[OPENAPI_KEY] = openapi_document(node)
     app[VERIFIER_KEY] = node_verifier(node)
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
     app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)
+    app[SESSIONS_KEY] = UISessions(node.rt.clock)
     for r in ROUTES:
         res = app.router.add_route(r.method, r.path, r.handler)
         res._appliance_route = r  # type: ignore[attr-defined]

@@ -601,3 +601,46 @@ def required_fields(body: type[Struct]) -> tuple[str, ...]:
     """The fields a body must carry."""
     info = msgspec.inspect.type_info(body)
     return tuple(f.name for f in info.fields if f.required)
+
+
+# ---------------------------------------------------------------------------------------
+# the approval console (/ui/api, api/routes/ui.py)
+
+
+class UISignIn(Body, forbid_unknown_fields=True):
+    """A passkey sign-in: the challenge the node gave and the assertion over it."""
+
+    challenge: B64url
+    webauthn: WebAuthnAssertion
+
+
+class UIRegistration(Body, forbid_unknown_fields=True):
+    """A new credential from navigator.credentials.create (the enrol page), base64url."""
+
+    challenge: B64url
+    client_data_json: B64url
+    attestation_object: B64url
+    label: Annotated[str, Meta(max_length=64)] = ""
+
+
+class UIChallenge(Struct):
+    challenge: Annotated[str, Meta(description="base64url, single use, 120 s")]
+    rp_id: str
+
+
+class UISession(Struct):
+    user: str
+    expires_at: float
+
+
+class UIPasskeyEntry(Struct):
+    passkey: Annotated[dict[str, Any], Meta(description="the policy's passkeys entry: {id, public_key, alg, label}")]
+
+
+class UIMe(Struct):
+    user: str
+    roles: list[str]
+
+
+class UIAudit(Struct):
+    entries: list[dict[str, Any]]

@@ -63,6 +63,10 @@ STATUS: dict[str, int] = {
     "webauthn_bad_challenge": 403, "webauthn_bad_origin": 403, "webauthn_bad_rp": 403,
     "webauthn_user_not_verified": 403, "webauthn_unknown_credential": 403,
     "webauthn_bad_signature": 403, "webauthn_counter_replay": 403,
+    # the approval console (appliance/ui_sessions.py): no or an expired session cookie; a
+    # challenge unknown, spent or expired; a sign-in or registration assertion refused
+    "ui_session_required": 401, "ui_bad_challenge": 400, "ui_sign_in_refused": 403,
+    "ui_registration_refused": 403,
     "not_found": 404, "unknown_key": 404, "no_route": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,

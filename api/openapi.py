@@ -10,7 +10,7 @@ import msgspec
 
 from api import bodies
 from api.examples import response_examples
-from api.routes import client, peer
+from api.routes import client, peer, ui
 from api.routes.common import Route
 from appliance import __version__
 from appliance.ids import GRAMMARS
@@ -19,7 +19,7 @@ from appliance.node import Node
 REQUEST_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$", "example": "checkout-7f3a.2"}
 
 #: every route, in the order they are registered
-ROUTES: tuple[Route, ...] = client.ROUTES + peer.ROUTES
+ROUTES: tuple[Route, ...] = client.ROUTES + peer.ROUTES + ui.ROUTES
 
 
 def openapi_document(node: Node | None = None) -> dict:
@@ -69,6 +69,9 @@ def openapi_document(node: Node | None = None) -> dict:
         elif r.auth == "peer":
             op["security"] = [{"pinnedMutualTLS": []}]
             op["tags"] = ["peer"]
+        elif r.auth == "ui":
+            op["security"] = [{"consoleSession": []}]
+            op["tags"] = ["console"]
         elif r.auth == "metrics":
             op["security"] = [{"metricsBearer": []}, {"metricsMutualTLS": []}, {"httpMessageSignature": []}]
             op["x-open"] = 'only with [metrics] auth = "none"'
@@ -96,6 +99,9 @@ def openapi_document(node: Node | None = None) -> dict:
                                   "description": "the scraper's token ([metrics] bearer_token_file)"},
                 "metricsMutualTLS": {"type": "mutualTLS",
                                      "description": "the scraper's certificate ([metrics] client_certs)"},
+                "consoleSession": {"type": "apiKey", "in": "cookie", "name": "appliance_ui",
+                                   "description": "the approval console's session (a passkey sign-in, "
+                                                  "POST /ui/api/sign-in); reads only"},
             },
             "schemas": schemas,
             "parameters": {"XRequestId": {
@@ -128,7 +134,7 @@ def documented_statuses(r: Route) -> list[int]:
         out.add(400)
     if r.method == "POST":
         out |= {400, 408, 413}
-    if r.auth in ("user", "metrics"):
+    if r.auth in ("user", "metrics", "ui"):
         out.add(401)
     if r.roles:
         out.add(403)

@@ -1,0 +1,184 @@
+"""The approval console (issue 17): ``/ui/`` (static pages shipped in the package, api/ui/)
+and its read-only JSON under ``/ui/api/``, authenticated by the session cookie a passkey
+sign-in sets (appliance/ui_sessions.py). The one write, a decision, is authorised by the
+WebAuthn assertion over its approval statement (checked by the signing service and by every
+signer), never by the cookie: a forged cross-site request has no assertion, so CSRF is
+impossible by construction. /v1 keeps its RFC 9421 authentication unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from api import bodies
+from api.errors import json_response, with_public_errors
+from api.routes.common import Route, body_of, node_of
+from appliance import paging
+from appliance.errors import ServiceError
+from appliance.ui_sessions import COOKIE, SESSION_TTL_S, UISessions
+from appliance_client.statements import WebAuthnAssertion, from_b64url
+
+STATIC = Path(__file__).resolve().parent.parent / "ui"
+ASSETS = {"": ("index.html", "text/html"), "enrol": ("index.html", "text/html"),
+          "app.js": ("app.js", "text/javascript"), "app.css": ("app.css", "text/css")}
+SESSIONS_KEY = web.AppKey("ui_sessions", UISessions)
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+MAX_LABEL = 64
+
+
+def ui_headers(response: web.StreamResponse) -> None:
+    response.headers.update(HEADERS)
+
+
+def sessions_of(request: web.Request) -> UISessions:
+    return request.app[SESSIONS_KEY]
+
+
+def ui_user(request: web.Request):
+    """The signed-in user of a /ui/api read (api.app's auth middleware checked the cookie)."""
+    return request["user"]
+
+
+async def asset(request: web.Request) -> web.Response:
+    name, ctype = ASSETS[request.path[len("/ui/"):]]
+    return web.Response(body=(STATIC / name).read_bytes(), content_type=ctype,
+                        charset="utf-8")
+
+
+async def sign_in_challenge(request: web.Request) -> web.Response:
+    await body_of(request, bodies.Empty)
+    policy = node_of(request).policy
+    if policy.webauthn is None:
+        raise ServiceError("ui_sign_in_refused", "the policy has no [webauthn] table: no passkeys")
+    purpose = "register" if request.query.get("purpose") == "register" else "sign_in"
+    return json_response({"challenge": sessions_of(request).challenge(purpose),
+                          "rp_id": policy.webauthn.rp_id})
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    body = await body_of(request, bodies.UISignIn)
+    try:
+        assertion = WebAuthnAssertion.from_json(msgspec.to_builtins(body.webauthn))
+    except Exception as exc:  # noqa: BLE001  (PolicyError: a field out of its bounds)
+        raise ServiceError("bad_body", f"the assertion does not fit: {exc}"[:300]) from None
+    token, s = sessions_of(request).sign_in(node_of(request).policy, assertion, body.challenge)
+    resp = json_response({"user": s.user, "expires_at": s.expires})
+    resp.set_cookie(COOKIE, token, max_age=int(SESSION_TTL_S), path="/ui/", secure=True,
+                    httponly=True, samesite="Strict")
+    return resp
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    await body_of(request, bodies.Empty)
+    sessions_of(request).sign_out(request.cookies.get(COOKIE))
+    resp = json_response({"signed_out": True})
+    resp.del_cookie(COOKIE, path="/ui/")
+    return resp
+
+
+async def registration(request: web.Request) -> web.Response:
+    body = await body_of(request, bodies.UIRegistration)
+    if not (len(body.label) <= MAX_LABEL and body.label.isprintable()):
+        raise ServiceError("bad_body", f"label is printable text of at most {MAX_LABEL} characters")
+    entry = sessions_of(request).registration(
+        node_of(request).policy, body.challenge, from_b64url(body.client_data_json, "client_data_json", 4096),
+        from_b64url(body.attestation_object, "attestation_object", 4096), body.label)
+    return json_response({"passkey": entry})
+
+
+async def me(request: web.Request) -> web.Response:
+    user = ui_user(request)
+    return json_response({"user": user.id, "roles": list(user.roles)})
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    """Pending requests (``view=pending``) or decided ones (``view=history``), newest first."""
+    view = request.query.get("view", "pending")
+    if view not in ("pending", "history"):
+        raise ServiceError("bad_status", "view is pending or history")
+    statuses = ["pending"] if view == "pending" else ["signed", "rejected", "failed", "expired", "cancelled"]
+    query = paging.page_query("sign_requests", request.query.get("limit"), request.query.get("cursor"))
+    where = paging.sign_request_filter(status=[",".join(statuses)], key_id=None, initiator=None,
+                                       created_after=None, created_before=None)
+    return json_response(with_public_errors(node_of(request).signing.list_page(where, query)))
+
+
+async def get_request(request: web.Request) -> web.Response:
+    req = await node_of(request).signing.get(request.match_info["request_id"])
+    return json_response(with_public_errors(req))
+
+
+async def approval_statement(request: web.Request) -> web.Response:
+    out = await node_of(request).approval_statements.statement(
+        ui_user(request), request.match_info["request_id"], request.query.get("decision"))
+    return json_response(out)
+
+
+async def decide(request: web.Request) -> web.Response:
+    """A decision: the body's WebAuthn assertion over the statement is what authorises it
+    (a key-file signature is refused here: the console posts passkey decisions only)."""
+    body = msgspec.to_builtins((await body_of(request, bodies.Decide)).approval)
+    if not isinstance(body, dict) or "webauthn" not in body:
+        raise ServiceError("bad_approval", "the console takes passkey decisions: {statement, webauthn}")
+    decision = body.get("statement", {}).get("decision") if isinstance(body.get("statement"), dict) else None
+    if decision not in ("approve", "reject"):
+        raise ServiceError("bad_decision", "decision is approve or reject")
+    view = await node_of(request).signing.decide(ui_user(request), request.match_info["request_id"],
+                                                 decision, {"approval": body})
+    return json_response(with_public_errors(view))
+
+
+async def request_audit(request: web.Request) -> web.Response:
+    """This node's audit entries about one request."""
+    node = node_of(request)
+    if node.audit is None:
+        raise ServiceError("audit_unavailable", "the audit log is not open")
+    rid = request.match_info["request_id"]
+    data = await asyncio.get_running_loop().run_in_executor(None, node.audit.export_bytes, 0)
+    entries = []
+    for line in data.splitlines():
+        obj = json.loads(line)
+        e = obj.get("entry")
+        if e is not None and (e.get("subject") == rid or rid in (e.get("reason") or "")):
+            entries.append({k: e.get(k) for k in ("seq", "time", "actor", "action", "decision", "reason")})
+    return json_response({"entries": entries[-200:]})
+
+
+_ID = (("view", "string", "pending (default) or history"),)
+ROUTES: tuple[Route, ...] = (
+    *(Route("GET", "/ui/" + p, asset, what, "open", content_type=ctype)
+      for p, (_, ctype), what in zip(ASSETS, ASSETS.values(), (
+          "The approval console (static, CSP-locked, no inline script)",
+          "The enrol page: makes a passkey and shows its policy entry", "The console's script",
+          "The console's style"))),
+    Route("POST", "/ui/api/challenge", sign_in_challenge, "A single-use passkey challenge (120 s) for "
+          "sign-in, or ?purpose=register for the enrol page", "open", body=bodies.Empty,
+          response=bodies.UIChallenge, example={}, responses=(200, 400, 403)),
+    Route("POST", "/ui/api/sign-in", sign_in, "Sign in with a passkey assertion over a challenge: sets "
+          "the session cookie (HttpOnly, Secure, SameSite=Strict, path /ui/)", "open",
+          body=bodies.UISignIn, response=bodies.UISession, responses=(200, 400, 403)),
+    Route("POST", "/ui/api/sign-out", sign_out, "End the session", "open", body=bodies.Empty, example={}),
+    Route("POST", "/ui/api/registrations", registration, "Parse a new credential (the enrol page): its "
+          "policy entry, for an admin-quorum policy update; nothing is stored", "open",
+          body=bodies.UIRegistration, response=bodies.UIPasskeyEntry, responses=(200, 400, 403)),
+    Route("GET", "/ui/api/me", me, "The signed-in user", "ui", response=bodies.UIMe, responses=(200, 401)),
+    Route("GET", "/ui/api/sign-requests", list_requests, "Pending or decided sign requests of this node",
+          "ui", response=bodies.SignRequestList, query=_ID, responses=(200, 400, 401)),
+    Route("GET", "/ui/api/sign-requests/{request_id}", get_request, "One sign request, decoded", "ui",
+          response=bodies.SignRequest, responses=(200, 401, 404)),
+    Route("GET", "/ui/api/sign-requests/{request_id}/approval-statement", approval_statement,
+          "The statement the signed-in approver's passkey signs", "ui", response=bodies.ApprovalStatement,
+          query=(("decision", "string", "approve or reject"),), responses=(200, 400, 401, 404, 409)),
+    Route("POST", "/ui/api/sign-requests/{request_id}/decisions", decide, "Approve or reject with a "
+          "passkey assertion over the statement (the assertion authorises it, not the cookie)", "ui",
+          body=bodies.Decide, response=bodies.SignRequest, responses=(200, 400, 401, 403, 404, 409)),
+    Route("GET", "/ui/api/sign-requests/{request_id}/audit", request_audit, "This node's audit "
+          "entries about the request", "ui", response=bodies.UIAudit, responses=(200, 401, 404, 503)),
+)

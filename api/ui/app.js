@@ -1,0 +1,192 @@
+// The approval console (issue 17): plain JavaScript, no inline script (CSP script-src 'self').
+// Reads /ui/api with the session cookie; every decision is a passkey assertion over the
+// approval statement the node gives (userVerification "required"), checked by every signer.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const main = () => $("#main");
+
+function b64url(buf) {
+  const bytes = new Uint8Array(buf);
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+function unb64url(s) {
+  const pad = s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4);
+  return Uint8Array.from(atob(pad), (c) => c.charCodeAt(0));
+}
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k);
+  return e;
+}
+async function api(method, path, body) {
+  const r = await fetch("/ui/api/" + path, {
+    method, credentials: "same-origin",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await r.json();
+  if (!r.ok) {
+    const err = new Error((data.error && data.error.message) || r.statusText);
+    err.code = data.error && data.error.code;
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+function showError(err) {
+  const p = el("p", { class: "error", id: "error", text: (err.code ? err.code + ": " : "") + err.message });
+  const old = $("#error");
+  if (old) old.replaceWith(p); else main().prepend(p);
+}
+function assertionJSON(cred) {
+  return {
+    credential_id: b64url(cred.rawId),
+    authenticator_data: b64url(cred.response.authenticatorData),
+    client_data_json: b64url(cred.response.clientDataJSON),
+    signature: b64url(cred.response.signature),
+  };
+}
+const seg = (id) => encodeURIComponent(id);
+
+// ------------------------------------------------------------------ sign in and enrol
+
+function signInPage() {
+  $("#nav").hidden = true;
+  const btn = el("button", { id: "sign-in", type: "button", text: "Sign in with your passkey" });
+  btn.addEventListener("click", async () => {
+    try {
+      const { challenge, rp_id } = await api("POST", "challenge", {});
+      const cred = await navigator.credentials.get({ publicKey: {
+        challenge: unb64url(challenge), rpId: rp_id, userVerification: "required", timeout: 60000 } });
+      await api("POST", "sign-in", { challenge, webauthn: assertionJSON(cred) });
+      route();
+    } catch (e) { showError(e); }
+  });
+  main().replaceChildren(el("h2", { text: "Sign in" }), btn);
+}
+
+function enrolPage() {
+  const label = el("input", { id: "label", value: "laptop", maxlength: "64" });
+  const name = el("input", { id: "user", value: "approver", maxlength: "64" });
+  const out = el("textarea", { id: "credential", readonly: "readonly" });
+  const btn = el("button", { id: "enrol", type: "button", text: "Create a passkey" });
+  btn.addEventListener("click", async () => {
+    try {
+      const { challenge, rp_id } = await api("POST", "challenge?purpose=register", {});
+      const cred = await navigator.credentials.create({ publicKey: {
+        challenge: unb64url(challenge), rp: { id: rp_id, name: "Threshold-signing appliance" },
+        user: { id: crypto.getRandomValues(new Uint8Array(16)), name: name.value, displayName: name.value },
+        pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -8 }],
+        authenticatorSelection: { userVerification: "required", residentKey: "preferred" },
+        attestation: "none", timeout: 60000 } });
+      const got = await api("POST", "registrations", {
+        challenge, client_data_json: b64url(cred.response.clientDataJSON),
+        attestation_object: b64url(cred.response.attestationObject), label: label.value });
+      out.value = JSON.stringify(got.passkey);
+    } catch (e) { showError(e); }
+  });
+  main().replaceChildren(el("h2", { text: "Enrol a passkey" }),
+    el("p", { text: "Give the credential below to your admins: it approves only once a policy update signed by the admin quorum adds it to your user." }),
+    el("label", { text: "User " }, name), el("label", { text: " Label " }, label), el("p", {}, btn), out);
+}
+
+// ------------------------------------------------------------------ lists
+
+function when(t) { return t ? new Date(t * 1000).toISOString().replace(".000Z", "Z") : "-"; }
+
+async function listPage(view) {
+  const data = await api("GET", "sign-requests?view=" + view);
+  const rows = data.sign_requests.map((r) => el("tr", {},
+    el("td", {}, el("a", { href: "#/r/" + seg(r.request_id), class: "mono", text: r.request_id })),
+    el("td", { text: r.status }), el("td", { text: r.key_id }),
+    el("td", { text: (r.decoded && r.decoded.summary && r.decoded.summary.kind) || r.payload_type || "digest" }),
+    el("td", { text: when(r.created) })));
+  main().replaceChildren(el("h2", { text: view === "pending" ? "Pending requests" : "Decided requests" }),
+    rows.length ? el("table", { id: "requests" }, el("tr", {}, ...["Request", "Status", "Key", "Kind", "Created"].map(
+      (h) => el("th", { text: h }))), ...rows) : el("p", { id: "empty", text: "Nothing here." }));
+}
+
+// ------------------------------------------------------------------ one request
+
+function fieldRows(obj, prefix) {
+  const rows = [];
+  for (const [k, v] of Object.entries(obj || {})) {
+    const name = prefix ? prefix + "." + k : k;
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) rows.push(...fieldRows(v, name));
+    else if (Array.isArray(v) && v.length && typeof v[0] === "object") {
+      v.forEach((item, i) => {
+        const sub = fieldRows(item, name + "[" + i + "]");
+        if (item && item.change) sub.forEach((r) => r.classList.add("change"));
+        rows.push(...sub);
+      });
+    } else rows.push(el("tr", {}, el("th", { text: name }), el("td", { class: "mono", text: Array.isArray(v) ? v.join(", ") : String(v) })));
+  }
+  return rows;
+}
+
+async function requestPage(id) {
+  const r = await api("GET", "sign-requests/" + seg(id));
+  const st = (r.request && r.request.statement) || {};
+  const head = [["Request", r.request_id], ["Status", r.status], ["Key", r.key_id], ["Initiator", st.initiator],
+    ["Policy rule", r.rule || (r.policy && r.policy.rule) || "-"], ["Expires", when(r.expires_at || st.expires_at)],
+    ["Approvals", (r.decisions || []).map((d) => d.approver + " " + d.decision).join(", ") || "none yet"]];
+  const decoded = r.decoded || {};
+  const parts = [el("h2", { text: "Sign request" }),
+    el("table", { id: "overview" }, ...head.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { class: "mono", text: String(v) })))),
+    el("h3", { text: "What every signer decoded" }),
+    el("table", { id: "decoded" }, ...fieldRows(decoded.summary || decoded))];
+  if (r.status === "pending") {
+    const reason = el("input", { id: "reason", placeholder: "reason (for a rejection)", maxlength: "200" });
+    const approve = el("button", { id: "approve", type: "button", text: "Approve" });
+    const reject = el("button", { id: "reject", type: "button", text: "Reject" });
+    approve.addEventListener("click", () => decide(id, "approve"));
+    reject.addEventListener("click", () => decide(id, "reject"));
+    parts.push(el("p", {}, approve, reject, reason));
+  }
+  if (r.error) parts.push(el("p", { class: "error", id: "request-error", text: r.error.code + ": " + r.error.message }));
+  if (r.signature) parts.push(el("p", { class: "ok", id: "signed", text: "Signed" }));
+  const audit = await api("GET", "sign-requests/" + seg(id) + "/audit");
+  parts.push(el("h3", { text: "Audit entries" }), el("table", { id: "audit" }, ...audit.entries.map((e) =>
+    el("tr", {}, el("td", { text: when(e.time) }), el("td", { text: e.actor }), el("td", { text: e.action }),
+      el("td", { text: e.decision }), el("td", { text: e.reason || "" })))));
+  main().replaceChildren(...parts);
+}
+
+async function decide(id, decision) {
+  try {
+    const got = await api("GET", "sign-requests/" + seg(id) + "/approval-statement?decision=" + decision);
+    const cred = await navigator.credentials.get({ publicKey: {
+      challenge: unb64url(got.challenge), rpId: got.rp_id, userVerification: "required", timeout: 60000,
+      allowCredentials: got.credential_ids.map((c) => ({ type: "public-key", id: unb64url(c) })) } });
+    await api("POST", "sign-requests/" + seg(id) + "/decisions",
+      { approval: { statement: got.statement, webauthn: assertionJSON(cred) } });
+    await requestPage(id);
+  } catch (e) { showError(e); }
+}
+
+// ------------------------------------------------------------------ routing
+
+async function route() {
+  if (location.pathname === "/ui/enrol") { enrolPage(); return; }
+  let me;
+  try { me = await api("GET", "me"); } catch (e) { if (e.status === 401) { signInPage(); return; } showError(e); return; }
+  $("#nav").hidden = false;
+  $("#who").textContent = me.user;
+  const h = location.hash || "#/";
+  try {
+    if (h.startsWith("#/r/")) await requestPage(decodeURIComponent(h.slice(4)));
+    else await listPage(h === "#/history" ? "history" : "pending");
+  } catch (e) { showError(e); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#sign-out").addEventListener("click", async () => { await api("POST", "sign-out", {}); route(); });
+  window.addEventListener("hashchange", route);
+  route();
+});
