@@ -618,6 +618,7 @@ class UIRegistration(Body, forbid_unknown_fields=True):
     """A new credential from navigator.credentials.create (the enrol page), base64url."""
 
     challenge: B64url
+    credential_id: B64url
     client_data_json: B64url
     attestation_object: B64url
     label: Annotated[str, Meta(max_length=64)] = ""

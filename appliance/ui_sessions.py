@@ -119,7 +119,7 @@ class UISessions:
     def sign_out(self, token: str | None) -> None:
         self._sessions.pop(token or "", None)
 
-    def registration(self, policy, challenge: str, client_data_json: bytes,
+    def registration(self, policy, challenge: str, credential_id: bytes, client_data_json: bytes,
                      attestation_object: bytes, label: str) -> dict:
         """The policy entry of a newly created credential (``navigator.credentials.create``
         over ``challenge``), for the admins to add through a policy update."""
@@ -130,7 +130,7 @@ class UISessions:
         try:
             got = verify_registration_response(
                 credential=RegistrationCredential(
-                    id="x", raw_id=b"x",
+                    id=b64url(credential_id), raw_id=credential_id,
                     response=AuthenticatorAttestationResponse(client_data_json=client_data_json,
                                                               attestation_object=attestation_object)),
                 expected_challenge=from_b64url(challenge, "challenge", 64),

@@ -88,7 +88,8 @@ async def registration(request: web.Request) -> web.Response:
     if not (len(body.label) <= MAX_LABEL and body.label.isprintable()):
         raise ServiceError("bad_body", f"label is printable text of at most {MAX_LABEL} characters")
     entry = sessions_of(request).registration(
-        node_of(request).policy, body.challenge, from_b64url(body.client_data_json, "client_data_json", 4096),
+        node_of(request).policy, body.challenge, from_b64url(body.credential_id, "credential_id", 1023),
+        from_b64url(body.client_data_json, "client_data_json", 4096),
         from_b64url(body.attestation_object, "attestation_object", 4096), body.label)
     return json_response({"passkey": entry})
 

@@ -86,7 +86,7 @@ function enrolPage() {
         authenticatorSelection: { userVerification: "required", residentKey: "preferred" },
         attestation: "none", timeout: 60000 } });
       const got = await api("POST", "registrations", {
-        challenge, client_data_json: b64url(cred.response.clientDataJSON),
+        challenge, credential_id: b64url(cred.rawId), client_data_json: b64url(cred.response.clientDataJSON),
         attestation_object: b64url(cred.response.attestationObject), label: label.value });
       out.value = JSON.stringify(got.passkey);
     } catch (e) { showError(e); }
@@ -98,7 +98,10 @@ function enrolPage() {
 
 // ------------------------------------------------------------------ lists
 
-function when(t) { return t ? new Date(t * 1000).toISOString().replace(".000Z", "Z") : "-"; }
+function when(t) {
+  const d = new Date(Number(t) * 1000);
+  return t && !isNaN(d.getTime()) && d.getUTCFullYear() < 10000 ? d.toISOString().replace(/\.\d+Z$/, "Z") + " (" + t + ")" : String(t ?? "-");
+}
 
 async function listPage(view) {
   const data = await api("GET", "sign-requests?view=" + view);
@@ -134,7 +137,7 @@ async function requestPage(id) {
   const r = await api("GET", "sign-requests/" + seg(id));
   const st = (r.request && r.request.statement) || {};
   const head = [["Request", r.request_id], ["Status", r.status], ["Key", r.key_id], ["Initiator", st.initiator],
-    ["Policy rule", r.rule || (r.policy && r.policy.rule) || "-"], ["Expires", when(r.expires_at || st.expires_at)],
+["Expires", when(r.expires_at || st.expires_at)],
     ["Approvals", (r.decisions || []).map((d) => d.approver + " " + d.decision).join(", ") || "none yet"]];
   const decoded = r.decoded || {};
   const parts = [el("h2", { text: "Sign request" }),

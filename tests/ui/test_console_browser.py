@@ -1,0 +1,139 @@
+"""The approval console in a real browser (issue 17): Debian's headless Chromium driven by
+Selenium, with a WebDriver virtual authenticator (CTAP2, internal transport, resident keys,
+user verification on). A 2-of-3 cluster with an ETH transaction policy; the browser enrols a
+passkey on /ui/enrol, the admin quorum adds it by a policy update (through the client), the
+initiator files an EIP-1559 transaction through the API, the approver signs in, sees the
+decoded destination and amount on the page, approves with the passkey, and the signature is
+released and recovers to the key's address; a rejection made in the browser shows on the
+initiator's side. Screenshots of the pending list and the request page go to docs/ui/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from appliance.payloads import samples
+from appliance.policy import Policy, PolicyUpdate
+from tests.cluster_fixtures import cluster_fixture, cluster_marks
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.virtual_authenticator import (  # noqa: E402
+    Protocol,
+    Transport,
+    VirtualAuthenticatorOptions,
+)
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = cluster_marks("ui-browser")
+
+ETH_TO = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+ETHER = 10**18
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+
+cluster = cluster_fixture(
+    policy={"policy_change": {"quorum": 2}, "signing": {"allow_raw_digest": False, "transactions": {
+        "allowed_destinations": [ETH_TO], "allowed_chain_ids": [1],
+        "max_fee": {"ETH": str(10**16)}, "limits": {"ETH": {"per_transaction": str(ETHER)}}}}},
+    users={"admin2": ["admin"]},
+)
+
+
+def _browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("chromium and chromium-driver are system packages of make system-deps")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--ignore-certificate-errors", "--window-size=1200,1000"):  # the node's self-signed cert (test only)
+        opts.add_argument(a)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    d = webdriver.Chrome(options=opts, service=service)
+    d.add_virtual_authenticator(VirtualAuthenticatorOptions(
+        protocol=Protocol.CTAP2, transport=Transport.INTERNAL, has_resident_key=True,
+        has_user_verification=True, is_user_verified=True))
+    return d
+
+
+async def _update(cluster, change) -> None:
+    cur = await cluster.client("admin").policy(refresh=True)
+    old = Policy.from_mapping(cur["policy"])
+    m = old.canonical()
+    m["policy"]["version"] = old.version + 1
+    change(m)
+    upd = PolicyUpdate(Policy.from_mapping(m), old.hash)
+    for who in ("admin", "admin2"):
+        upd = upd.signed_by(who, cluster.user_keys[who])
+    out = await cluster.client("admin").update_policy(upd.to_json())
+    assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
+
+
+def _text(d, css: str, timeout: float = 20) -> str:
+    return WebDriverWait(d, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css))).text
+
+
+async def test_approve_and_reject_in_the_browser(cluster):
+    from eth_account import Account
+
+    port = urlsplit(cluster.urls[0]).port
+    origin = f"https://localhost:{port}"  # WebAuthn RP IDs are host names, not IP addresses
+
+    def webauthn(m):
+        m["webauthn"] = {"rp_id": "localhost", "origins": [origin]}
+    await _update(cluster, webauthn)
+    key = await cluster.client("admin").create_key(threshold=2)
+    eth = (await cluster.client("auditor").address(key["key_id"], "eth"))["address"]
+    d = _browser()
+    try:
+        # enrol: the page makes the passkey and shows its policy entry for the admins
+        d.get(origin + "/ui/enrol")
+        d.find_element(By.ID, "enrol").click()
+        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "credential").get_attribute("value"))
+        entry = json.loads(d.find_element(By.ID, "credential").get_attribute("value"))
+        assert entry["alg"] == -7 and entry["label"] == "laptop"
+
+        def enrol(m):
+            for u in m["users"]:
+                if u["id"] == "approver":
+                    u["passkeys"] = [entry]
+        await _update(cluster, enrol)
+
+        ini = cluster.client("initiator")
+        tx = samples.sample_eth_tx(chain_id=1, nonce=7, to=ETH_TO, value=ETHER // 4, gas=21_000,
+                                   max_fee_per_gas=40 * 10**9, max_priority_fee_per_gas=10**9)
+        req = await ini.request_signature(key["key_id"], payload=tx, payload_type="eth_tx")
+        # sign in with the same passkey; the pending list shows the request
+        d.get(origin + "/ui/")
+        d.find_element(By.ID, "sign-in").click()
+        assert req["request_id"] in _text(d, "#requests")
+        d.save_screenshot(str(DOCS / "pending.png"))
+        d.get(origin + "/ui/#/r/" + req["request_id"])
+        decoded = _text(d, "#decoded")
+        assert ETH_TO.lower() in decoded.lower() and str(ETHER // 4) in decoded, decoded
+        d.save_screenshot(str(DOCS / "request.png"))
+        d.find_element(By.ID, "approve").click()
+        done = await ini.wait_signature(req["request_id"], timeout=60)
+        assert Account.recover_transaction(done["result"]["raw_tx"]) == eth
+        WebDriverWait(d, 20).until(lambda d: "approver approve" in d.find_element(By.ID, "overview").text)
+
+        # a rejection in the browser shows on the initiator's side
+        other = await ini.request_signature(key["key_id"], payload=samples.sample_eth_tx(
+            chain_id=1, nonce=8, to=ETH_TO, value=ETHER // 8, gas=21_000), payload_type="eth_tx")
+        d.get(origin + "/ui/#/r/" + other["request_id"])
+        _text(d, "#decoded")
+        d.find_element(By.ID, "reject").click()
+        WebDriverWait(d, 20).until(lambda d: "rejected" in d.find_element(By.ID, "overview").text)
+        seen = await ini.get_sign_request(other["request_id"])
+        assert seen["status"] == "rejected", seen
+        assert seen["decisions"][-1]["approver"] == "approver"
+    except Exception:
+        print("PAGE:", d.current_url, d.page_source[:3000])
+        d.save_screenshot("/tmp/fail.png")
+        raise
+    finally:
+        d.quit()
