@@ -145,12 +145,11 @@ async function requestPage(id) {
     el("h3", { text: "What every signer decoded" }),
     el("table", { id: "decoded" }, ...fieldRows(decoded.summary || decoded))];
   if (r.status === "pending") {
-    const reason = el("input", { id: "reason", placeholder: "reason (for a rejection)", maxlength: "200" });
     const approve = el("button", { id: "approve", type: "button", text: "Approve" });
     const reject = el("button", { id: "reject", type: "button", text: "Reject" });
     approve.addEventListener("click", () => decide(id, "approve"));
     reject.addEventListener("click", () => decide(id, "reject"));
-    parts.push(el("p", {}, approve, reject, reason));
+    parts.push(el("p", {}, approve, reject));
   }
   if (r.error) parts.push(el("p", { class: "error", id: "request-error", text: r.error.code + ": " + r.error.message }));
   if (r.signature) parts.push(el("p", { class: "ok", id: "signed", text: "Signed" }));

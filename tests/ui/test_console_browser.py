@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from appliance import payloads as P
 from appliance.payloads import samples
 from appliance.policy import Policy, PolicyUpdate
 from tests.cluster_fixtures import cluster_fixture, cluster_marks
@@ -34,12 +35,14 @@ pytestmark = cluster_marks("ui-browser")
 
 ETH_TO = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 ETHER = 10**18
+DEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"  # BIP173 regtest example
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ui"
 
 cluster = cluster_fixture(
     policy={"policy_change": {"quorum": 2}, "signing": {"allow_raw_digest": False, "transactions": {
-        "allowed_destinations": [ETH_TO], "allowed_chain_ids": [1],
-        "max_fee": {"ETH": str(10**16)}, "limits": {"ETH": {"per_transaction": str(ETHER)}}}}},
+        "network": "regtest", "allowed_destinations": [ETH_TO, DEST], "allowed_chain_ids": [1],
+        "max_fee": {"BTC": "5000", "ETH": str(10**16)},
+        "limits": {"BTC": {"per_transaction": "150000"}, "ETH": {"per_transaction": str(ETHER)}}}}},
     users={"admin2": ["admin"]},
 )
 
@@ -73,6 +76,17 @@ async def _update(cluster, change) -> None:
     assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
 
 
+def _psbt(key) -> str:
+    """Two P2WPKH inputs of the key (m, m/0/5); 80,000 sat to DEST, 23,500 change to m/1/0."""
+    kc = P.KeyContext(bytes.fromhex(key["public_key"]), bytes.fromhex(key["chain_code"]))
+    child, ch = kc.derive("m/0/5"), kc.derive("m/1/0")
+    return samples.sample_psbt(
+        [(kc.public_key, 60_000), (child.public_key, 45_000)],
+        [(DEST, 80_000), (P.p2wpkh_address(ch.public_key, "regtest"), 23_500)],
+        network="regtest", derivations=[None, (kc.fingerprint, "m/0/5")],
+        output_derivations=[None, (ch.public_key, kc.fingerprint, "m/1/0")])
+
+
 def _text(d, css: str, timeout: float = 20) -> str:
     return WebDriverWait(d, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css))).text
 
@@ -88,6 +102,7 @@ async def test_approve_and_reject_in_the_browser(cluster):
     await _update(cluster, webauthn)
     key = await cluster.client("admin").create_key(threshold=2)
     eth = (await cluster.client("auditor").address(key["key_id"], "eth"))["address"]
+    key["chain_code"] = (await cluster.client("auditor").derive(key["key_id"], "m"))["chain_code"]
     d = _browser()
     try:
         # enrol: the page makes the passkey and shows its policy entry for the admins
@@ -121,11 +136,13 @@ async def test_approve_and_reject_in_the_browser(cluster):
         assert Account.recover_transaction(done["result"]["raw_tx"]) == eth
         WebDriverWait(d, 20).until(lambda d: "approver approve" in d.find_element(By.ID, "overview").text)
 
-        # a rejection in the browser shows on the initiator's side
-        other = await ini.request_signature(key["key_id"], payload=samples.sample_eth_tx(
-            chain_id=1, nonce=8, to=ETH_TO, value=ETHER // 8, gas=21_000), payload_type="eth_tx")
+        # a PSBT, its change output marked; rejected in the browser, which the initiator sees
+        other = await ini.request_signature(key["key_id"], payload=_psbt(key), payload_type="psbt")
         d.get(origin + "/ui/#/r/" + other["request_id"])
-        _text(d, "#decoded")
+        decoded = _text(d, "#decoded")
+        assert DEST in decoded and "80000" in decoded and "BTC" in decoded, decoded
+        change = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#decoded tr.change")]
+        assert any("23500" in t for t in change) and not any(DEST in t for t in change), change
         d.find_element(By.ID, "reject").click()
         WebDriverWait(d, 20).until(lambda d: "rejected" in d.find_element(By.ID, "overview").text)
         seen = await ini.get_sign_request(other["request_id"])
