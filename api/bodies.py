@@ -638,6 +638,10 @@ class UIPasskeyEntry(Struct):
     passkey: Annotated[dict[str, Any], Meta(description="the policy's passkeys entry: {id, public_key, alg, label}")]
 
 
+class UISignedOut(Struct):
+    signed_out: bool
+
+
 class UIMe(Struct):
     user: str
     roles: list[str]

@@ -132,7 +132,17 @@ def response_examples() -> dict[Any, Any]:
                              "nodes": {"node-0": "applied", "node-1": "applied", "node-2": "applied"}},
         bodies.QuarantineList: {"nodes": [quarantined]},
         bodies.QuarantineCleared: {**quarantined, "cleared": True},
+        bodies.UIChallenge: {"challenge": "Xk9Ok0uFQJ1wGm1tYxAA6aS4m8R3hIV0Bx3lR1cGZx8", "rp_id": "appliance.example"},
+        bodies.UISession: {"user": "approver", "expires_at": 1765000900.0},
+        bodies.UISignedOut: {"signed_out": True},
+        bodies.UIPasskeyEntry: {"passkey": {"id": "3q2-7wAAAAAAAAAAAAAAAA", "public_key": "pQECAyYgASFYIA",
+                                            "alg": -7, "label": "laptop"}},
+        bodies.UIMe: {"user": "approver", "roles": ["approver"]},
+        bodies.UIAudit: {"entries": [{"seq": 41, "time": 1765000000.0, "actor": "initiator",
+                                      "action": "sign_request", "decision": "pending", "reason": None}]},
         # text answers (no JSON Struct)
+        "ui_page": "<!doctype html>...", "ui_enrol": "<!doctype html>...",
+        "ui_script": "\"use strict\";...", "ui_style": "body { ... }",
         "metrics": "# HELP appliance_up 1 while the node runs\n# TYPE appliance_up gauge\nappliance_up 1\n",
         "audit": _AUDIT_LINE,
     }

@@ -19,8 +19,9 @@ from api.errors import json_response, with_public_errors
 from api.routes.common import Route, body_of, node_of
 from appliance import paging
 from appliance.errors import ServiceError
-from appliance.ui_sessions import COOKIE, SESSION_TTL_S, UISessions
-from appliance_client.statements import WebAuthnAssertion, from_b64url
+from appliance.policy import PolicyError
+from appliance.ui_sessions import COOKIE, MAX_ATTESTATION, SESSION_TTL_S, UISessions
+from appliance_client.statements import MAX_CREDENTIAL_ID, WebAuthnAssertion, from_b64url
 
 STATIC = Path(__file__).resolve().parent.parent / "ui"
 ASSETS = {"": ("index.html", "text/html"), "enrol": ("index.html", "text/html"),
@@ -46,13 +47,18 @@ def ui_user(request: web.Request):
     return request["user"]
 
 
-async def asset(request: web.Request) -> web.Response:
-    name, ctype = ASSETS[request.path[len("/ui/"):]]
-    return web.Response(body=(STATIC / name).read_bytes(), content_type=ctype,
-                        charset="utf-8")
+def _asset(path: str, op: str):
+    """The handler of one static file (its name is the OpenAPI operationId)."""
+    name, ctype = ASSETS[path]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=(STATIC / name).read_bytes(), content_type=ctype, charset="utf-8")
+
+    handler.__name__ = handler.__qualname__ = op
+    return handler
 
 
-async def sign_in_challenge(request: web.Request) -> web.Response:
+async def ui_challenge(request: web.Request) -> web.Response:
     await body_of(request, bodies.Empty)
     policy = node_of(request).policy
     if policy.webauthn is None:
@@ -62,12 +68,12 @@ async def sign_in_challenge(request: web.Request) -> web.Response:
                           "rp_id": policy.webauthn.rp_id})
 
 
-async def sign_in(request: web.Request) -> web.Response:
+async def ui_sign_in(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.UISignIn)
     try:
         assertion = WebAuthnAssertion.from_json(msgspec.to_builtins(body.webauthn))
-    except Exception as exc:  # noqa: BLE001  (PolicyError: a field out of its bounds)
-        raise ServiceError("bad_body", f"the assertion does not fit: {exc}"[:300]) from None
+    except PolicyError as exc:  # a field out of its bounds, or not canonical base64url
+        raise ServiceError("bad_body", str(exc)[:300]) from None
     token, s = sessions_of(request).sign_in(node_of(request).policy, assertion, body.challenge)
     resp = json_response({"user": s.user, "expires_at": s.expires})
     resp.set_cookie(COOKIE, token, max_age=int(SESSION_TTL_S), path="/ui/", secure=True,
@@ -75,7 +81,7 @@ async def sign_in(request: web.Request) -> web.Response:
     return resp
 
 
-async def sign_out(request: web.Request) -> web.Response:
+async def ui_sign_out(request: web.Request) -> web.Response:
     await body_of(request, bodies.Empty)
     sessions_of(request).sign_out(request.cookies.get(COOKIE))
     resp = json_response({"signed_out": True})
@@ -83,23 +89,31 @@ async def sign_out(request: web.Request) -> web.Response:
     return resp
 
 
-async def registration(request: web.Request) -> web.Response:
+def _b64(v: str, what: str, limit: int) -> bytes:
+    """A base64url field of a console body (else 400 ``bad_body`` naming it)."""
+    try:
+        return from_b64url(v, what, limit)
+    except PolicyError as exc:
+        raise ServiceError("bad_body", str(exc)) from None
+
+
+async def ui_registration(request: web.Request) -> web.Response:
     body = await body_of(request, bodies.UIRegistration)
     if not (len(body.label) <= MAX_LABEL and body.label.isprintable()):
         raise ServiceError("bad_body", f"label is printable text of at most {MAX_LABEL} characters")
     entry = sessions_of(request).registration(
-        node_of(request).policy, body.challenge, from_b64url(body.credential_id, "credential_id", 1023),
-        from_b64url(body.client_data_json, "client_data_json", 4096),
-        from_b64url(body.attestation_object, "attestation_object", 4096), body.label)
+        node_of(request).policy, body.challenge, _b64(body.credential_id, "credential_id", MAX_CREDENTIAL_ID),
+        _b64(body.client_data_json, "client_data_json", MAX_ATTESTATION),
+        _b64(body.attestation_object, "attestation_object", MAX_ATTESTATION), body.label)
     return json_response({"passkey": entry})
 
 
-async def me(request: web.Request) -> web.Response:
+async def ui_me(request: web.Request) -> web.Response:
     user = ui_user(request)
     return json_response({"user": user.id, "roles": list(user.roles)})
 
 
-async def list_requests(request: web.Request) -> web.Response:
+async def ui_sign_requests(request: web.Request) -> web.Response:
     """Pending requests (``view=pending``) or decided ones (``view=history``), newest first."""
     view = request.query.get("view", "pending")
     if view not in ("pending", "history"):
@@ -111,18 +125,18 @@ async def list_requests(request: web.Request) -> web.Response:
     return json_response(with_public_errors(node_of(request).signing.list_page(where, query)))
 
 
-async def get_request(request: web.Request) -> web.Response:
+async def ui_sign_request(request: web.Request) -> web.Response:
     req = await node_of(request).signing.get(request.match_info["request_id"])
     return json_response(with_public_errors(req))
 
 
-async def approval_statement(request: web.Request) -> web.Response:
+async def ui_approval_statement(request: web.Request) -> web.Response:
     out = await node_of(request).approval_statements.statement(
         ui_user(request), request.match_info["request_id"], request.query.get("decision"))
     return json_response(out)
 
 
-async def decide(request: web.Request) -> web.Response:
+async def ui_decide(request: web.Request) -> web.Response:
     """A decision: the body's WebAuthn assertion over the statement is what authorises it
     (a key-file signature is refused here: the console posts passkey decisions only)."""
     body = msgspec.to_builtins((await body_of(request, bodies.Decide)).approval)
@@ -136,7 +150,7 @@ async def decide(request: web.Request) -> web.Response:
     return json_response(with_public_errors(view))
 
 
-async def request_audit(request: web.Request) -> web.Response:
+async def ui_request_audit(request: web.Request) -> web.Response:
     """This node's audit entries about one request."""
     node = node_of(request)
     if node.audit is None:
@@ -152,34 +166,44 @@ async def request_audit(request: web.Request) -> web.Response:
     return json_response({"entries": entries[-200:]})
 
 
+_CHALLENGE = "Xk9Ok0uFQJ1wGm1tYxAA6aS4m8R3hIV0Bx3lR1cGZx8"
+_ASSERTION = {"credential_id": "3q2-7wAAAAAAAAAAAAAAAA", "authenticator_data": "SZYN5YgOjGh0NBcP",
+              "client_data_json": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0", "signature": "MEUCIQ"}
 _ID = (("view", "string", "pending (default) or history"),)
 ROUTES: tuple[Route, ...] = (
-    *(Route("GET", "/ui/" + p, asset, what, "open", content_type=ctype)
-      for p, (_, ctype), what in zip(ASSETS, ASSETS.values(), (
+    *(Route("GET", "/ui/" + p, _asset(p, op), what, "open", content_type=ctype)
+      for p, (_, ctype), op, what in zip(ASSETS, ASSETS.values(), ("ui_page", "ui_enrol", "ui_script", "ui_style"), (
           "The approval console (static, CSP-locked, no inline script)",
           "The enrol page: makes a passkey and shows its policy entry", "The console's script",
           "The console's style"))),
-    Route("POST", "/ui/api/challenge", sign_in_challenge, "A single-use passkey challenge (120 s) for "
+    Route("POST", "/ui/api/challenge", ui_challenge, "A single-use passkey challenge (120 s) for "
           "sign-in, or ?purpose=register for the enrol page", "open", body=bodies.Empty,
           response=bodies.UIChallenge, example={}, responses=(200, 400, 403)),
-    Route("POST", "/ui/api/sign-in", sign_in, "Sign in with a passkey assertion over a challenge: sets "
+    Route("POST", "/ui/api/sign-in", ui_sign_in, "Sign in with a passkey assertion over a challenge: sets "
           "the session cookie (HttpOnly, Secure, SameSite=Strict, path /ui/)", "open",
-          body=bodies.UISignIn, response=bodies.UISession, responses=(200, 400, 403)),
-    Route("POST", "/ui/api/sign-out", sign_out, "End the session", "open", body=bodies.Empty, example={}),
-    Route("POST", "/ui/api/registrations", registration, "Parse a new credential (the enrol page): its "
+          body=bodies.UISignIn, response=bodies.UISession, responses=(200, 400, 403),
+          example={"challenge": _CHALLENGE, "webauthn": _ASSERTION}),
+    Route("POST", "/ui/api/sign-out", ui_sign_out, "End the session", "open", body=bodies.Empty, example={},
+          response=bodies.UISignedOut),
+    Route("POST", "/ui/api/registrations", ui_registration, "Parse a new credential (the enrol page): its "
           "policy entry, for an admin-quorum policy update; nothing is stored", "open",
-          body=bodies.UIRegistration, response=bodies.UIPasskeyEntry, responses=(200, 400, 403)),
-    Route("GET", "/ui/api/me", me, "The signed-in user", "ui", response=bodies.UIMe, responses=(200, 401)),
-    Route("GET", "/ui/api/sign-requests", list_requests, "Pending or decided sign requests of this node",
+          body=bodies.UIRegistration, response=bodies.UIPasskeyEntry, responses=(200, 400, 403),
+          example={"challenge": _CHALLENGE, "credential_id": "3q2-7wAAAAAAAAAAAAAAAA",
+                   "client_data_json": "eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIn0",
+                   "attestation_object": "o2NmbXRkbm9uZQ", "label": "laptop"}),
+    Route("GET", "/ui/api/me", ui_me, "The signed-in user", "ui", response=bodies.UIMe, responses=(200, 401)),
+    Route("GET", "/ui/api/sign-requests", ui_sign_requests, "Pending or decided sign requests of this node",
           "ui", response=bodies.SignRequestList, query=_ID, responses=(200, 400, 401)),
-    Route("GET", "/ui/api/sign-requests/{request_id}", get_request, "One sign request, decoded", "ui",
+    Route("GET", "/ui/api/sign-requests/{request_id}", ui_sign_request, "One sign request, decoded", "ui",
           response=bodies.SignRequest, responses=(200, 401, 404)),
-    Route("GET", "/ui/api/sign-requests/{request_id}/approval-statement", approval_statement,
+    Route("GET", "/ui/api/sign-requests/{request_id}/approval-statement", ui_approval_statement,
           "The statement the signed-in approver's passkey signs", "ui", response=bodies.ApprovalStatement,
           query=(("decision", "string", "approve or reject"),), responses=(200, 400, 401, 404, 409)),
-    Route("POST", "/ui/api/sign-requests/{request_id}/decisions", decide, "Approve or reject with a "
+    Route("POST", "/ui/api/sign-requests/{request_id}/decisions", ui_decide, "Approve or reject with a "
           "passkey assertion over the statement (the assertion authorises it, not the cookie)", "ui",
-          body=bodies.Decide, response=bodies.SignRequest, responses=(200, 400, 401, 403, 404, 409)),
-    Route("GET", "/ui/api/sign-requests/{request_id}/audit", request_audit, "This node's audit "
+          body=bodies.Decide, response=bodies.SignRequest, responses=(200, 400, 401, 403, 404, 409),
+          example={"approval": {"statement": {"type": "appliance/approval/v1", "decision": "approve",
+                                              "approver": "approver"}, "webauthn": _ASSERTION}}),
+    Route("GET", "/ui/api/sign-requests/{request_id}/audit", ui_request_audit, "This node's audit "
           "entries about the request", "ui", response=bodies.UIAudit, responses=(200, 401, 404, 503)),
 )

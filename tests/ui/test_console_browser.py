@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from appliance import payloads as P
 from appliance.payloads import samples
+from api.routes.ui import CSP
 from appliance.policy import Policy, PolicyUpdate
 from tests.cluster_fixtures import cluster_fixture, cluster_marks
 
@@ -91,6 +93,27 @@ def _text(d, css: str, timeout: float = 20) -> str:
     return WebDriverWait(d, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css))).text
 
 
+async def test_console_headers_and_reads_need_a_session(cluster):
+    """/ui/ pages and /ui/api answers carry the strict CSP (no inline script or style, no
+    framing), nosniff and no referrer; a read without the session cookie is 401."""
+    async with aiohttp.ClientSession() as s:
+        for path in ("/ui/", "/ui/app.js", "/ui/api/me"):
+            async with s.get(cluster.urls[0] + path, ssl=False) as r:
+                assert r.headers["Content-Security-Policy"] == CSP, path
+                assert (r.headers["X-Content-Type-Options"], r.headers["Referrer-Policy"]) == \
+                    ("nosniff", "no-referrer"), path
+                if path == "/ui/api/me":
+                    assert r.status == 401 and (await r.json())["error"] == {
+                        "code": "ui_session_required",
+                        "message": "sign in with your passkey (no session, or it expired)"}
+        assert "<script>" not in (await (await s.get(cluster.urls[0] + "/ui/", ssl=False)).text())
+        # a field that is not base64url is a 400 naming it (it was a 500: found by schemathesis)
+        bad = {"challenge": "0", "credential_id": "0", "client_data_json": "0", "attestation_object": "0"}
+        async with s.post(cluster.urls[0] + "/ui/api/registrations", json=bad, ssl=False) as r:
+            assert (r.status, (await r.json())["error"]) == (400, {
+                "code": "bad_body", "message": "credential_id is unpadded base64url"})
+
+
 async def test_approve_and_reject_in_the_browser(cluster):
     from eth_account import Account
 
@@ -126,6 +149,9 @@ async def test_approve_and_reject_in_the_browser(cluster):
         d.get(origin + "/ui/")
         d.find_element(By.ID, "sign-in").click()
         assert req["request_id"] in _text(d, "#requests")
+        cookie = d.get_cookie("appliance_ui")
+        assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"], cookie["path"]) == \
+            (True, True, "Strict", "/ui/"), cookie
         d.save_screenshot(str(DOCS / "pending.png"))
         d.get(origin + "/ui/#/r/" + req["request_id"])
         decoded = _text(d, "#decoded")
@@ -149,8 +175,7 @@ async def test_approve_and_reject_in_the_browser(cluster):
         assert seen["status"] == "rejected", seen
         assert seen["decisions"][-1]["approver"] == "approver"
     except Exception:
-        print("PAGE:", d.current_url, d.page_source[:3000])
-        d.save_screenshot("/tmp/fail.png")
+        print("PAGE:", d.current_url, d.page_source[:3000])  # what the browser showed
         raise
     finally:
         d.quit()
