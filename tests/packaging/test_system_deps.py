@@ -28,7 +28,7 @@ if [ "$1" = install ] && [ -z "${FAKE_APT_NOOP:-}" ]; then
   /bin/mkdir -p "${FAKE_LIB%/*}"
   echo lib > "$FAKE_LIB.new" && /bin/mv "$FAKE_LIB.new" "$FAKE_LIB"
   printf '#!/bin/bash\\necho 2.6.1\\n' > "$FAKE_BIN/softhsm2-util" && /bin/chmod +x "$FAKE_BIN/softhsm2-util"
-  for t in pkcsslotd pkcsconf openssl curl promtool; do echo > "$FAKE_BIN/$t" && /bin/chmod +x "$FAKE_BIN/$t"; done
+  for t in pkcsslotd pkcsconf openssl curl promtool chromium chromedriver; do echo > "$FAKE_BIN/$t" && /bin/chmod +x "$FAKE_BIN/$t"; done
 fi
 """
 
@@ -142,4 +142,4 @@ def test_install_that_leaves_softhsm_missing_fails(fake):
     r = run("SUDO=", FAKE_APT_NOOP="1")
     assert r.returncode != 0
     assert r.stderr.splitlines()[-2] == (
-        f"system-deps: apt-get finished but {lib} or one of softhsm2-util openssl curl promtool is missing")
+        f"system-deps: apt-get finished but {lib} or one of softhsm2-util openssl curl promtool chromium chromedriver is missing")

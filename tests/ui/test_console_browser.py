@@ -16,22 +16,21 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.virtual_authenticator import (
+    Protocol,
+    Transport,
+    VirtualAuthenticatorOptions,
+)
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance import payloads as P
 from appliance.payloads import samples
 from api.routes.ui import CSP
 from appliance.policy import Policy, PolicyUpdate
 from tests.cluster_fixtures import cluster_fixture, cluster_marks
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.virtual_authenticator import (  # noqa: E402
-    Protocol,
-    Transport,
-    VirtualAuthenticatorOptions,
-)
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = cluster_marks("ui-browser")
 
