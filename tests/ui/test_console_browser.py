@@ -160,6 +160,7 @@ async def test_approve_and_reject_in_the_browser(cluster):
         done = await ini.wait_signature(req["request_id"], timeout=60)
         assert Account.recover_transaction(done["result"]["raw_tx"]) == eth
         WebDriverWait(d, 20).until(lambda d: "approver approve" in d.find_element(By.ID, "overview").text)
+        assert "approval accepted" in _text(d, "#audit"), _text(d, "#audit")  # the node's audit entries
 
         # a PSBT, its change output marked; rejected in the browser, which the initiator sees
         other = await ini.request_signature(key["key_id"], payload=_psbt(key), payload_type="psbt")
@@ -173,6 +174,9 @@ async def test_approve_and_reject_in_the_browser(cluster):
         seen = await ini.get_sign_request(other["request_id"])
         assert seen["status"] == "rejected", seen
         assert seen["decisions"][-1]["approver"] == "approver"
+        d.get(origin + "/ui/#/history")  # both decided requests are in the history
+        WebDriverWait(d, 20).until(lambda d: other["request_id"] in d.find_element(By.ID, "main").text)
+        assert req["request_id"] in _text(d, "#requests")
     except Exception:
         print("PAGE:", d.current_url, d.page_source[:3000])  # what the browser showed
         raise
