@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import time
@@ -31,7 +32,7 @@ from appliance.policy import Approval, Policy, PolicyUpdate, make_request
 from tests.stolen_node import stolen_node
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 from tests.cluster.test_metrics import promtool_path
-from tests.webauthn_soft import SoftPasskey
+from tests.webauthn_soft import FLAG_UP, SoftPasskey
 
 pytestmark = cluster_marks("policy-http")
 
@@ -534,7 +535,7 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
     coordinator (node-1, test-only faults) that forges the assertion or drops the passkey
     approval from the job is refused by both other signers, who audit it naming the passkey."""
     key = await _key(cluster)
-    soft = SoftPasskey(-7, "localhost", cluster.urls[0], label="laptop")
+    soft = STATE["passkey"] = SoftPasskey(-7, "localhost", cluster.urls[0], label="laptop")
 
     def enrol(m):
         for u in m["users"]:
@@ -585,3 +586,47 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
             e = _audited(entries, reason=reason, action="sign_job_refused")
             assert e["actor"] == "node-1" and e["key"] == key["key_id"]
             assert not [x for x in entries if x["action"] == "join_sign"]
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("replayed", "approval_for_other_request"),
+    ("other-request", "webauthn_bad_challenge"),
+    ("not-in-policy", "webauthn_unknown_credential"),
+    ("wrong-origin", "webauthn_bad_origin"),
+    ("no-user-verification", "webauthn_user_not_verified"),
+])
+async def test_a_bad_passkey_assertion_is_refused_by_every_signer(cluster, case, reason):
+    """Issue 17, at the signers: node-1 (test-only faults) records a passkey decision without
+    checking it (``trust-passkey``) or replays the last approved request's passkey approval
+    into the job (``replay-approval``); node-2 and node-3 each refuse the job with the exact
+    code, audit it, and no signature is released. (The node serving the page refuses the same
+    assertions itself: tests/node/test_passkeys.py.)"""
+    key, soft = await _key(cluster), STATE["passkey"]  # enrolled by the test above
+    ini, app = cluster.client("initiator", node=0), cluster.client("approver", node=0)
+    fault = "replay-approval" if case == "replayed" else "trust-passkey"
+    before = [len(await _audit(cluster, i)) for i in (1, 2)]
+    rid = (await ini.request_signature(key["key_id"], digest_of(f"bad passkey {case}"), signers=["node-2", "node-3"],
+                                       nonce=f"testfault.{fault}.{time.time_ns()}"))["request_id"]
+    stmt = (await app.approval_statement(rid))["statement"]
+    challenge = Approval.from_statement(stmt).challenge()
+    if case == "replayed":  # a sound assertion over this statement; the job carries another request's
+        made = soft.assert_(challenge)
+    elif case == "other-request":
+        made = soft.assert_(hashlib.sha256(b"another request's statement").digest())
+    elif case == "not-in-policy":
+        made = SoftPasskey(-7, "localhost", cluster.urls[0]).assert_(challenge)
+    elif case == "wrong-origin":
+        made = soft.assert_(challenge, origin="https://evil.example")
+    else:
+        made = soft.assert_(challenge, flags=FLAG_UP)
+    await app.submit_passkey_decision(rid, stmt, made)  # node-1 takes it and starts the job
+    with pytest.raises(ApplianceAPIError) as ei:
+        await ini.wait_signature(rid, timeout=60)
+    assert ei.value.code == reason, ei.value
+    for n, i in enumerate((1, 2)):
+        entries = (await _audit(cluster, i))[before[n]:]
+        e = _audited(entries, action="sign_job_refused", reason=reason if case == "not-in-policy"
+                     else f"{reason} (approver by passkey laptop ({soft.id[:8]}))")
+        assert e["actor"] == "node-1" and e["key"] == key["key_id"]
+        assert not [x for x in entries if x["action"] == "join_sign"]
+    assert (await ini.get_sign_request(rid))["status"] == "failed"
