@@ -349,10 +349,11 @@ class ApprovalStatement(Struct):
     rp_id: Annotated[str | None, Meta(description="the policy's [webauthn].rp_id (null: none)")]
 
 
-class DecisionView(Struct):
+class DecisionView(Struct, omit_defaults=True):
     approver: str
     decision: str
     signed_at: int | None = None
+    reason: Annotated[str | None, Meta(description="a rejection's reason, signed with it")] = None
 
 
 class PublicError(Struct):
@@ -446,6 +447,12 @@ class SignRequest(Struct):
     public_key: str | None = None
     presignature: Annotated[str, Meta(description="the presignature it used, if one")] | None = None
     error: PublicError | None = None
+
+
+class UISignRequest(SignRequest):
+    """A sign request as the console shows it: with the policy rule it falls under."""
+
+    rule: Annotated[str, Meta(description="the policy table: [signing] or [signing.keys.<key_id>]")] | None = None
 
 
 class SignRequestList(Struct):

@@ -36,7 +36,7 @@ _BAD_INPUT = (
     # sign requests and decisions
     "bad_digest", "bad_request", "bad_payload", "bad_payload_type", "bad_derivation_path",
     "bad_network", "bad_signers", "missing_request", "bad_request_statement", "request_mismatch",
-    "missing_approval", "bad_approval", "decision_mismatch", "bad_decision", "bad_forward", "bad_public_key",
+    "missing_approval", "bad_approval", "decision_mismatch", "bad_decision", "bad_reason", "bad_forward", "bad_public_key",
     "no_chain_code", "bad_kind", "bad_policy_update", "bad_cert_update", "bad_tls_certificate",
     # /v1/verify (appliance/formats.py)
     "missing_public_key", "digest_or_message", "bad_message", "bad_message_encoding", "bad_signature_format",
@@ -67,6 +67,9 @@ STATUS: dict[str, int] = {
     # challenge unknown, spent or expired; a sign-in or registration assertion refused
     "ui_session_required": 401, "ui_bad_challenge": 400, "ui_sign_in_refused": 403,
     "ui_registration_refused": 403,
+    # a console read of a request for a key the signed-in person may neither approve nor
+    # initiate on (and who is no auditor)
+    "ui_not_permitted": 403,
     "not_found": 404, "unknown_key": 404, "no_route": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,

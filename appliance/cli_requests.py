@@ -72,7 +72,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("reject", help="reject a pending sign request (an approver)")
     add_client_arguments(p)
     p.add_argument("request_id")
-    p.add_argument("--reason", help="why (kept in the request and the audit log)")
+    p.add_argument("--reason", help="why: signed with the rejection (1-200 printable characters); the "
+                   "initiator sees it in the request, the audit log keeps it")
     p.set_defaults(func=cmd_reject)
 
 

@@ -129,7 +129,8 @@ async def get_sign_request(request: web.Request) -> web.Response:
 
 async def approval_statement(request: web.Request) -> web.Response:
     out = await node_of(request).approval_statements.statement(
-        user_of(request), request.match_info["request_id"], request.query.get("decision"))
+        user_of(request), request.match_info["request_id"], request.query.get("decision"),
+        request.query.get("reason", ""))
     return json_response(out)
 
 
@@ -338,7 +339,9 @@ ROUTES: tuple[Route, ...] = (
           "challenge (base64url SHA-256 of the statement's canonical JSON); post it back as "
           "{approval: {statement, webauthn}} to the approvals (or rejections) route", "user", ANY_ROLE,
           response=bodies.ApprovalStatement,
-          query=(("decision", "string", "approve or reject"),), responses=(200, 400, 401, 404, 409)),
+          query=(("decision", "string", "approve or reject"),
+                 ("reason", "string", "a rejection's reason (signed with it; 1-200 printable characters)")),
+          responses=(200, 400, 401, 404, 409)),
     Route("GET", "/v1/sign-requests/{request_id}", get_sign_request, "A sign request (signature once signed)",
           "user", ANY_ROLE, response=bodies.SignRequest, query=(("wait", "number", "long-poll up to this many seconds"),),
           responses=(200, 401, 404)),

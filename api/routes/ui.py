@@ -20,6 +20,7 @@ from api.routes.common import Route, body_of, node_of
 from appliance import paging
 from appliance.errors import ServiceError
 from appliance.policy import PolicyError
+from appliance.ui_access import check_read, may_approve, may_read, rule_name
 from appliance.ui_sessions import COOKIE, MAX_ATTESTATION, SESSION_TTL_S, UISessions
 from appliance_client.statements import MAX_CREDENTIAL_ID, WebAuthnAssertion, from_b64url
 
@@ -122,17 +123,35 @@ async def ui_sign_requests(request: web.Request) -> web.Response:
     query = paging.page_query("sign_requests", request.query.get("limit"), request.query.get("cursor"))
     where = paging.sign_request_filter(status=[",".join(statuses)], key_id=None, initiator=None,
                                        created_after=None, created_before=None)
-    return json_response(with_public_errors(node_of(request).signing.list_page(where, query)))
+    got = node_of(request).signing.list_page(where, query)
+    policy, uid = node_of(request).policy, ui_user(request).id
+    # pending: what this person may approve; history: what they may read (a page may come up
+    # short of ``limit``: its cursor still moves on)
+    keep = ((lambda r: may_approve(policy, uid, r["key_id"]) and r.get("initiator") != uid) if view == "pending"
+            else (lambda r: may_read(policy, uid, r["key_id"], r.get("initiator"))))
+    got["sign_requests"] = [r for r in got["sign_requests"] if keep(r)]
+    return json_response(with_public_errors(got))
+
+
+async def _readable(request: web.Request) -> dict:
+    """The request of the URL, as its node shows it, if the signed-in person may read it."""
+    node = node_of(request)
+    req = await node.signing.get(request.match_info["request_id"])
+    check_read(node.policy, ui_user(request).id, req)
+    return req
 
 
 async def ui_sign_request(request: web.Request) -> web.Response:
-    req = await node_of(request).signing.get(request.match_info["request_id"])
-    return json_response(with_public_errors(req))
+    """One request, with the policy rule it falls under (``rule``)."""
+    req = await _readable(request)
+    return json_response(with_public_errors({**req, "rule": rule_name(node_of(request).policy, req["key_id"])}))
 
 
 async def ui_approval_statement(request: web.Request) -> web.Response:
+    await _readable(request)
     out = await node_of(request).approval_statements.statement(
-        ui_user(request), request.match_info["request_id"], request.query.get("decision"))
+        ui_user(request), request.match_info["request_id"], request.query.get("decision"),
+        request.query.get("reason", ""))
     return json_response(out)
 
 
@@ -153,6 +172,7 @@ async def ui_decide(request: web.Request) -> web.Response:
 async def ui_request_audit(request: web.Request) -> web.Response:
     """This node's audit entries about one request."""
     node = node_of(request)
+    await _readable(request)
     if node.audit is None:
         raise ServiceError("audit_unavailable", "the audit log is not open")
     rid = request.match_info["request_id"]
@@ -195,15 +215,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/api/sign-requests", ui_sign_requests, "Pending or decided sign requests of this node",
           "ui", response=bodies.SignRequestList, query=_ID, responses=(200, 400, 401)),
     Route("GET", "/ui/api/sign-requests/{request_id}", ui_sign_request, "One sign request, decoded", "ui",
-          response=bodies.SignRequest, responses=(200, 401, 404)),
+          response=bodies.UISignRequest, responses=(200, 401, 403, 404)),
     Route("GET", "/ui/api/sign-requests/{request_id}/approval-statement", ui_approval_statement,
           "The statement the signed-in approver's passkey signs", "ui", response=bodies.ApprovalStatement,
-          query=(("decision", "string", "approve or reject"),), responses=(200, 400, 401, 404, 409)),
+          query=(("decision", "string", "approve or reject"),
+                 ("reason", "string", "a rejection's reason (signed with it)")),
+          responses=(200, 400, 401, 403, 404, 409)),
     Route("POST", "/ui/api/sign-requests/{request_id}/decisions", ui_decide, "Approve or reject with a "
           "passkey assertion over the statement (the assertion authorises it, not the cookie)", "ui",
           body=bodies.Decide, response=bodies.SignRequest, responses=(200, 400, 401, 403, 404, 409),
           example={"approval": {"statement": {"type": "appliance/approval/v1", "decision": "approve",
                                               "approver": "approver"}, "webauthn": _ASSERTION}}),
     Route("GET", "/ui/api/sign-requests/{request_id}/audit", ui_request_audit, "This node's audit "
-          "entries about the request", "ui", response=bodies.UIAudit, responses=(200, 401, 404, 503)),
+          "entries about the request", "ui", response=bodies.UIAudit, responses=(200, 401, 403, 404, 503)),
 )

@@ -107,11 +107,11 @@ async function listPage(view) {
   const data = await api("GET", "sign-requests?view=" + view);
   const rows = data.sign_requests.map((r) => el("tr", {},
     el("td", {}, el("a", { href: "#/r/" + seg(r.request_id), class: "mono", text: r.request_id })),
-    el("td", { text: r.status }), el("td", { text: r.key_id }),
+    el("td", { text: r.status }), el("td", { text: r.key_id }), el("td", { text: r.initiator || "-" }),
     el("td", { text: (r.decoded && r.decoded.summary && r.decoded.summary.kind) || r.payload_type || "digest" }),
     el("td", { text: when(r.created) })));
   main().replaceChildren(el("h2", { text: view === "pending" ? "Pending requests" : "Decided requests" }),
-    rows.length ? el("table", { id: "requests" }, el("tr", {}, ...["Request", "Status", "Key", "Kind", "Created"].map(
+    rows.length ? el("table", { id: "requests" }, el("tr", {}, ...["Request", "Status", "Key", "Initiator", "Kind", "Created"].map(
       (h) => el("th", { text: h }))), ...rows) : el("p", { id: "empty", text: "Nothing here." }));
 }
 
@@ -136,9 +136,9 @@ function fieldRows(obj, prefix) {
 async function requestPage(id) {
   const r = await api("GET", "sign-requests/" + seg(id));
   const st = (r.request && r.request.statement) || {};
-  const head = [["Request", r.request_id], ["Status", r.status], ["Key", r.key_id], ["Initiator", st.initiator],
-["Expires", when(r.expires_at || st.expires_at)],
-    ["Approvals", (r.decisions || []).map((d) => d.approver + " " + d.decision).join(", ") || "none yet"]];
+  const head = [["Request", r.request_id], ["Status", r.status], ["Key", r.key_id], ["Policy rule", r.rule || "-"],
+    ["Initiator", r.initiator || st.initiator], ["Expires", when(r.expires_at || st.expires_at)],
+    ["Decisions", (r.decisions || []).map((d) => d.approver + " " + d.decision + (d.reason ? " (" + d.reason + ")" : "")).join(", ") || "none yet"]];
   const decoded = r.decoded || {};
   const parts = [el("h2", { text: "Sign request" }),
     el("table", { id: "overview" }, ...head.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { class: "mono", text: String(v) })))),
@@ -147,9 +147,14 @@ async function requestPage(id) {
   if (r.status === "pending") {
     const approve = el("button", { id: "approve", type: "button", text: "Approve" });
     const reject = el("button", { id: "reject", type: "button", text: "Reject" });
+    const reason = el("input", { id: "reason", maxlength: "200", size: "50", placeholder: "why (signed with the rejection)" });
     approve.addEventListener("click", () => decide(id, "approve"));
-    reject.addEventListener("click", () => decide(id, "reject"));
-    parts.push(el("p", {}, approve, reject));
+    reject.addEventListener("click", () => {
+      const why = reason.value.trim();
+      if (!why) { showError(new Error("a rejection needs a reason")); return; }
+      decide(id, "reject", why);
+    });
+    parts.push(el("p", {}, approve), el("p", {}, el("label", { text: "Reason " }, reason), " ", reject));
   }
   if (r.error) parts.push(el("p", { class: "error", id: "request-error", text: r.error.code + ": " + r.error.message }));
   if (r.signature) parts.push(el("p", { class: "ok", id: "signed", text: "Signed" }));
@@ -160,9 +165,11 @@ async function requestPage(id) {
   main().replaceChildren(...parts);
 }
 
-async function decide(id, decision) {
+async function decide(id, decision, reason) {
   try {
-    const got = await api("GET", "sign-requests/" + seg(id) + "/approval-statement?decision=" + decision);
+    const q = new URLSearchParams({ decision });
+    if (reason) q.set("reason", reason);
+    const got = await api("GET", "sign-requests/" + seg(id) + "/approval-statement?" + q.toString());
     const cred = await navigator.credentials.get({ publicKey: {
       challenge: unb64url(got.challenge), rpId: got.rp_id, userVerification: "required", timeout: 60000,
       allowCredentials: got.credential_ids.map((c) => ({ type: "public-key", id: unb64url(c) })) } });

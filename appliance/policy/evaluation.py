@@ -200,7 +200,8 @@ def evaluate(
     if cancelled is not None:
         return deny("cancelled", "the initiator cancelled the request", cancelled.approver)
     if rejected is not None:
-        return deny("rejected", f"{rejected.approver} rejected the request", rejected.approver)
+        why = f": {rejected.reason}" if rejected.reason else ""
+        return deny("rejected", f"{rejected.approver} rejected the request{why}", rejected.approver)
 
     if req.created_at > now + policy.clock_skew_s:
         return deny("not_yet_valid", "the request is dated in the future", req.initiator)

@@ -17,7 +17,7 @@ from appliance.policy import SIGN, Approval, PolicyError, SignedRequest
 from appliance.policy.passkeys import WebAuthnSettings
 from appliance.runtime import Runtime
 from appliance.signing import states
-from appliance_client.statements import b64url
+from appliance_client.statements import b64url, check_reason
 
 #: the decisions a page makes with a passkey
 PASSKEY_DECISIONS = ("approve", "reject")
@@ -28,11 +28,16 @@ class ApprovalStatements:
         self.rt = rt
         self.read = read  # SignRequests.get: the request as its node shows it (forwarded if elsewhere)
 
-    async def statement(self, user, request_id: str, decision: str | None) -> dict:
-        """``statement`` (the approval statement object), ``challenge`` (base64url SHA-256 of its
-        canonical bytes), ``credential_ids`` (the user's passkeys) and ``rp_id``."""
+    async def statement(self, user, request_id: str, decision: str | None, reason: str = "") -> dict:
+        """``statement`` (the approval statement object; a rejection's ``reason`` in it),
+        ``challenge`` (base64url SHA-256 of its canonical bytes), ``credential_ids`` (the
+        user's passkeys) and ``rp_id``."""
         if decision not in PASSKEY_DECISIONS:
             raise ServiceError("bad_decision", "decision is approve or reject")
+        try:
+            check_reason(reason, decision)
+        except PolicyError as exc:
+            raise ServiceError("bad_reason", str(exc)) from None
         view = await self.read(request_id)
         if view.get("status") != states.PENDING or "request" not in view:
             raise ServiceError("not_pending", f"the request is {view.get('status')}; it does not "
@@ -45,7 +50,7 @@ class ApprovalStatements:
         now = int(self.rt.clock.now())
         ttl = (policy.rule_for(sr.request.key_id).approval_ttl_s if sr.request.action == SIGN
                else policy.key_changes.approval_ttl_s)
-        a = Approval(sr.request.binding(), user.id, decision, now, now + ttl)
+        a = Approval(sr.request.binding(), user.id, decision, now, now + ttl, reason=reason)
         passkeys = policy.user(user.id).passkeys if policy.user(user.id) is not None else ()
         settings: WebAuthnSettings | None = policy.webauthn
         return {"statement": a.statement(), "challenge": b64url(a.challenge()),

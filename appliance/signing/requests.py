@@ -510,9 +510,8 @@ class SignRequests:
                        network=st["network"], expires_at=stmt["expires_at"], request=sr)
             if st["decoded"] is not None:
                 out["decoded"] = st["decoded"]
-            out["decisions"] = [{"approver": a["statement"]["approver"], "decision": a["statement"]["decision"],
-                                 "signed_at": a["statement"]["signed_at"]}
-                                for a in statements.decisions(req["request_id"])]
+            out["decisions"] = [{k: a["statement"][k] for k in ("approver", "decision", "signed_at", "reason")
+                                 if k in a["statement"]} for a in statements.decisions(req["request_id"])]
         stored = req["signature"]
         if isinstance(stored, dict) and "signatures" in stored:
             out["signature"] = formats.signature_formats(stored["signature"])
@@ -594,7 +593,8 @@ class SignRequests:
         # any passkey decision unchecked, so that only the signers' own checks stand
         trusted = self._fault(sr.request) == "trust-passkey" and a.webauthn is not None
         problem = None if trusted else check_approval(rt.policy, sr.request, a, now, existing)
-        passkey = describe(rt.policy, [a])  # the audit entries name a passkey approval's credential
+        # the audit entries name a passkey approval's credential, and a rejection's signed reason
+        passkey = "; ".join(x for x in (describe(rt.policy, [a]), a.reason and f"reason: {a.reason}") if x)
         if problem is not None:
             raise self.recorder.refuse(PolicyDenied(problem.reason, problem.message), actor=user.id, action=action,
                                        key_id=req["key_id"], subject=request_id, digest=dig, note=passkey)

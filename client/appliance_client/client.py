@@ -391,7 +391,7 @@ class ApplianceClient:
                     raise
         raise AssertionError("unreachable")
 
-    async def _decision(self, request_json: dict, decision: str):
+    async def _decision(self, request_json: dict, decision: str, reason: str = ""):
         """The user's signed decision on a request (its statement as the node shows it)."""
 
         req = Request.from_statement(request_json["statement"])
@@ -400,7 +400,7 @@ class ApplianceClient:
             pol = await self.policy(refresh=True)
         rule = self._rule(pol, req.action, req.key_id)
         return make_approval(self._key, req, approver=self.user, now=time.time(),
-                             ttl_s=rule["approval_ttl_s"], decision=decision)
+                             ttl_s=rule["approval_ttl_s"], decision=decision, reason=reason)
 
     async def import_key(self, bundle: dict, *, refresh: bool = False, paillier_bits: int | None = None,
                          timeout: float = 600.0) -> dict:
@@ -519,6 +519,8 @@ class ApplianceClient:
         return await self._decide(request_id, "approve", "approvals")
 
     async def reject(self, request_id: str, reason: str | None = None) -> dict:
+        """Reject a pending request; ``reason`` is part of the signed statement (every node
+        checks it; the initiator sees it in the request's ``decisions``)."""
         return await self._decide(request_id, "reject", "rejections", reason=reason)
 
     async def cancel(self, request_id: str) -> dict:
@@ -529,19 +531,17 @@ class ApplianceClient:
         req = await self.get_sign_request(request_id)
         if "request" not in req:
             raise ApplianceAPIError(409, "not_pending", f"request {request_id} carries no statement")
-        body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision)).to_json()}
-        if reason:
-            body["reason"] = reason
+        body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision, reason or "")).to_json()}
         return await self.request("POST", url_path("v1", "sign-requests", request_id, route), body)
 
     # -- passkey (WebAuthn) decisions ----------------------------------------------------------
 
-    async def approval_statement(self, request_id: str, decision: str = "approve") -> dict:
+    async def approval_statement(self, request_id: str, decision: str = "approve", reason: str | None = None) -> dict:
         """``GET /v1/sign-requests/{id}/approval-statement``: the statement this user signs with a
-        passkey, its ``challenge`` (base64url SHA-256 of the statement's canonical JSON), the
-        user's ``credential_ids`` and the policy's ``rp_id``."""
+        passkey (a rejection's ``reason`` in it), its ``challenge`` (base64url SHA-256 of the
+        statement's canonical JSON), the user's ``credential_ids`` and the policy's ``rp_id``."""
         return await self.request("GET", url_path("v1", "sign-requests", request_id, "approval-statement"),
-                                  query={"decision": decision})
+                                  query={"decision": decision, "reason": reason})
 
     async def submit_passkey_decision(self, request_id: str, statement: dict,
                                       assertion: WebAuthnAssertion | dict) -> dict:
@@ -557,11 +557,11 @@ class ApplianceClient:
                                   {"approval": replace(a, webauthn=wa).to_json()})
 
     async def decide_with_passkey(self, request_id: str, authenticator: Callable[..., Any],
-                                  decision: str = "approve") -> dict:
+                                  decision: str = "approve", reason: str | None = None) -> dict:
         """Fetch the statement, have ``authenticator(challenge=bytes, credential_ids=[...],
         rp_id=str)`` make the assertion (what a page does with navigator.credentials.get),
         and post it."""
-        got = await self.approval_statement(request_id, decision)
+        got = await self.approval_statement(request_id, decision, reason)
         challenge = Approval.from_statement(got["statement"]).challenge()
         if b64url(challenge) != got["challenge"]:  # the node's challenge is the statement's hash
             raise ValueError("the node's challenge is not SHA-256 of its statement")

@@ -254,6 +254,9 @@ class Approval:
     expires_at: int
     signature: bytes = b""
     webauthn: WebAuthnAssertion | None = None
+    #: a rejection's reason, part of what the approver signs ("" : none, and the statement
+    #: has no ``reason`` field, as before reasons existed)
+    reason: str = ""
 
     def __post_init__(self) -> None:
         want(isinstance(self.binding, dict) and set(self.binding) == set(APPROVAL_BINDING),
@@ -264,6 +267,7 @@ class Approval:
         check_time(self.signed_at, "signed_at")
         check_time(self.expires_at, "expires_at")
         want(self.expires_at > self.signed_at, "expires_at must be after signed_at")
+        check_reason(self.reason, self.decision)
         canonical_ok(self.statement(), "approval")
 
     @property
@@ -271,9 +275,12 @@ class Approval:
         return self.binding["request_id"]
 
     def statement(self) -> dict:
-        return {"type": APPROVAL_TYPE, **self.binding, "approver": self.approver,
-                "decision": self.decision, "signed_at": self.signed_at,
-                "expires_at": self.expires_at}
+        out = {"type": APPROVAL_TYPE, **self.binding, "approver": self.approver,
+               "decision": self.decision, "signed_at": self.signed_at,
+               "expires_at": self.expires_at}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
 
     def message(self) -> bytes:
         """The bytes the approver signs (RFC 8785 JSON of :meth:`statement`)."""
@@ -296,30 +303,42 @@ class Approval:
         want(isinstance(data, Mapping) and set(data) in ({"statement", "signature"},
                                                          {"statement", "webauthn"}),
              "an approval is {statement, signature} or {statement, webauthn}")
-        s = data["statement"]
-        fields = set(APPROVAL_BINDING) | {"type", "approver", "decision", "signed_at",
-                                         "expires_at"}
-        want(isinstance(s, Mapping) and set(s) == fields,
-             "an approval statement has exactly the fields " + ", ".join(sorted(fields)))
-        want(s["type"] == APPROVAL_TYPE, f"statement type must be {APPROVAL_TYPE}")
+        a = cls.from_statement(data["statement"])
         if "webauthn" in data:
-            return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
-                       s["signed_at"], s["expires_at"],
-                       webauthn=WebAuthnAssertion.from_json(data["webauthn"]))
-        return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
-                   s["signed_at"], s["expires_at"], sig_hex(data["signature"]))
+            return replace(a, webauthn=WebAuthnAssertion.from_json(data["webauthn"]))
+        return replace(a, signature=sig_hex(data["signature"]))
 
     @classmethod
     def from_statement(cls, s: Any) -> Approval:
         """The unsigned decision of a statement object (what
-        ``GET /v1/sign-requests/{id}/approval-statement`` returns under ``statement``)."""
+        ``GET /v1/sign-requests/{id}/approval-statement`` returns under ``statement``); a
+        rejection's statement may also carry ``reason``."""
         fields = set(APPROVAL_BINDING) | {"type", "approver", "decision", "signed_at",
                                          "expires_at"}
-        want(isinstance(s, Mapping) and set(s) == fields,
-             "an approval statement has exactly the fields " + ", ".join(sorted(fields)))
+        want(isinstance(s, Mapping) and set(s) in (fields, fields | {"reason"}),
+             "an approval statement has exactly the fields " + ", ".join(sorted(fields))
+             + " (and reason, for a rejection)")
         want(s["type"] == APPROVAL_TYPE, f"statement type must be {APPROVAL_TYPE}")
+        want("reason" not in s or (isinstance(s["reason"], str) and s["reason"] != ""),
+             "reason is text of 1 to 200 characters")
         return cls({k: s[k] for k in APPROVAL_BINDING}, s["approver"], s["decision"],
-                   s["signed_at"], s["expires_at"])
+                   s["signed_at"], s["expires_at"], reason=s.get("reason", ""))
+
+
+MAX_REASON = 200  # characters of a rejection's reason
+
+
+def check_reason(reason: Any, decision: str) -> None:
+    """A rejection's reason: "" (none), or 1 to 200 printable characters (letters of any
+    script, digits, punctuation, spaces; no control or format characters, no line breaks) that
+    neither start nor end with a space. Only a rejection carries one."""
+    want(isinstance(reason, str), "reason is text")
+    if reason == "":
+        return
+    want(decision == "reject", "only a rejection carries a reason")
+    want(len(reason) <= MAX_REASON and reason.isprintable() and reason == reason.strip(),
+         f"reason is 1 to {MAX_REASON} printable characters, no line breaks, not starting "
+         "or ending with a space")
 
 
 #: bounds of a passkey assertion's fields (bytes, decoded)
@@ -443,11 +462,11 @@ def make_request(
 
 def make_approval(
     private_key: Any, request: Request, *, approver: str, now: float, ttl_s: int,
-    decision: str = "approve",
+    decision: str = "approve", reason: str = "",
 ) -> Approval:
     """Build and sign a decision on ``request`` (``approve``/``reject``; the initiator's
-    ``cancel``)."""
-    a = Approval(request.binding(), approver, decision, int(now), int(now) + int(ttl_s))
+    ``cancel``); a rejection's ``reason`` is signed with it."""
+    a = Approval(request.binding(), approver, decision, int(now), int(now) + int(ttl_s), reason=reason)
     return replace(a, signature=sign_message(private_key, a.message()))
 
 

@@ -188,6 +188,8 @@ async def test_every_client_route_has_a_command(cluster, capsys, tmp_path):
     assert (code, out) == (0, "cancelled\n")
     code, out, _ = await cli(capsys, "reject", *app, ids["eip712"], "--reason", "not today", "--field", "status")
     assert (code, out) == (0, "rejected\n")
+    code, out, _ = await cli(capsys, "requests", "show", *ini, ids["eip712"], "--field", "error.message")
+    assert (code, out) == (0, "approver rejected the request: not today\n")  # the signed reason
     code, out, _ = await cli(capsys, "approve", *app, ids["eth-tx"], "--field", "status")
     assert code == 0
     code, out, err = await cli(capsys, "signature", *ini, ids["eth-tx"], "--field", "result.tx_hash")

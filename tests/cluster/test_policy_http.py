@@ -23,6 +23,7 @@ import json
 import re
 import time
 
+import aiohttp
 import pytest
 
 from api.client import ApplianceAPIError
@@ -537,10 +538,15 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
     key = await _key(cluster)
     soft = STATE["passkey"] = SoftPasskey(-7, "localhost", cluster.urls[0], label="laptop")
 
+    # the console test below signs in as an admin and an auditor too
+    others = STATE["others"] = {u: SoftPasskey(-7, "localhost", cluster.urls[0], label=u) for u in ("admin2", "auditor")}
+
     def enrol(m):
         for u in m["users"]:
             if u["id"] == "approver":
                 u["passkeys"] = [soft.policy_entry()]
+            if u["id"] in others:
+                u["passkeys"] = [others[u["id"]].policy_entry()]
         m["webauthn"] = {"rp_id": "localhost", "origins": list(cluster.urls)}
 
     out = await cluster.client("admin").update_policy(await _policy_update(cluster, ["admin", "admin2"], enrol))
@@ -630,3 +636,58 @@ async def test_a_bad_passkey_assertion_is_refused_by_every_signer(cluster, case,
         assert e["actor"] == "node-1" and e["key"] == key["key_id"]
         assert not [x for x in entries if x["action"] == "join_sign"]
     assert (await ini.get_sign_request(rid))["status"] == "failed"
+
+
+async def _console(cluster, who: SoftPasskey) -> dict:
+    """Sign in to node-1's console with a passkey (over HTTP, as the page does): the cookie."""
+    async with aiohttp.ClientSession() as s:
+        async with s.post(cluster.urls[0] + "/ui/api/challenge", json={}, ssl=False) as r:
+            challenge = (await r.json())["challenge"]
+        made = who.assert_(base64.urlsafe_b64decode(challenge + "=" * (-len(challenge) % 4)))
+        async with s.post(cluster.urls[0] + "/ui/api/sign-in", ssl=False,
+                          json={"challenge": challenge, "webauthn": made.to_json()}) as r:
+            assert r.status == 200, await r.text()
+            return {"Cookie": f"appliance_ui={r.cookies['appliance_ui'].value}"}
+
+
+async def _ui(cluster, cookie: dict, path: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession(headers=cookie) as s:
+        async with s.get(cluster.urls[0] + "/ui/api/" + path, ssl=False) as r:
+            return r.status, await r.json()
+
+
+async def test_the_console_shows_each_person_what_they_may_approve_or_read(cluster):
+    """Issue 17: the pending list holds the requests the signed-in person may approve; a
+    request's page, statement and audit entries are for who may approve or initiate on its key,
+    or audit (an admin here may do neither: ``ui_not_permitted``); the page names the policy
+    rule and the initiator; a rejection's reason is signed with it and the initiator sees it."""
+    key, soft, others = await _key(cluster), STATE["passkey"], STATE["others"]
+    ini = cluster.client("initiator", node=0)
+    rid = (await ini.request_signature(key["key_id"], digest_of("console access")))["request_id"]
+    approver, admin, auditor = (await _console(cluster, soft), await _console(cluster, others["admin2"]),
+                                await _console(cluster, others["auditor"]))
+    pending = lambda got: [r["request_id"] for r in got[1]["sign_requests"]]  # noqa: E731
+    assert rid in pending(await _ui(cluster, approver, "sign-requests?view=pending"))
+    for who in (admin, auditor):  # neither may approve: not in their pending list
+        assert rid not in pending(await _ui(cluster, who, "sign-requests?view=pending"))
+    status, page = await _ui(cluster, approver, f"sign-requests/{rid}")
+    assert (status, page["rule"], page["initiator"], page["decisions"]) == (200, "[signing]", "initiator", [])
+    assert (await _ui(cluster, auditor, f"sign-requests/{rid}/audit"))[0] == 200
+    denied = (403, {"error": {"code": "ui_not_permitted", "message":
+                              "admin2 may neither approve nor initiate requests on this key (nor audit)"}})
+    for path in ("", "/audit", "/approval-statement?decision=approve"):
+        assert await _ui(cluster, admin, f"sign-requests/{rid}{path}") == denied, path
+    # a rejection with its reason, through the console: the initiator reads it
+    status, got = await _ui(cluster, approver, f"sign-requests/{rid}/approval-statement?decision=reject"
+                            "&reason=not%20in%20today%27s%20payment%20run")
+    assert (status, got["statement"]["reason"]) == (200, "not in today's payment run"), got
+    made = soft.assert_(Approval.from_statement(got["statement"]).challenge())
+    async with aiohttp.ClientSession(headers=approver) as s:
+        async with s.post(cluster.urls[0] + f"/ui/api/sign-requests/{rid}/decisions", ssl=False,
+                          json={"approval": {"statement": got["statement"], "webauthn": made.to_json()}}) as r:
+            assert r.status == 200, await r.text()
+    seen = await ini.get_sign_request(rid)
+    assert seen["status"] == "rejected" and seen["decisions"][-1] == {
+        "approver": "approver", "decision": "reject", "signed_at": got["statement"]["signed_at"],
+        "reason": "not in today's payment run"}
+    assert seen["error"]["message"] == "approver rejected the request: not in today's payment run"

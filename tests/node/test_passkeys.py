@@ -22,6 +22,7 @@ from appliance.signing.requests import SignRequests
 from appliance.statements import parse_approval
 from appliance.storage import NodeStore
 from appliance.tss.group import G
+from appliance_client.canonical import canonical_json
 from appliance_client.statements import WebAuthnAssertion, b64url
 from tests.node.fakes import FakeClock, FakePorts, Users, fake_runtime
 from tests.webauthn_soft import FLAG_UP, SoftPasskey
@@ -239,7 +240,8 @@ def _service(world, tmp_path):
 
 
 def _post(svc, sr, approval):
-    return asyncio.run(svc.decide(types.SimpleNamespace(id=approval.approver), sr.request_id, "approval",
+    route = {"approve": "approval", "reject": "rejection"}[approval.decision]
+    return asyncio.run(svc.decide(types.SimpleNamespace(id=approval.approver), sr.request_id, route,
                                   {"approval": approval.to_json()}))
 
 
@@ -362,3 +364,75 @@ def test_a_key_operation_is_not_approved_with_a_passkey(world):
     assert (ei.value.code, ei.value.message) == (
         "bad_approval", "a key operation is approved with the admin's key file (passkeys approve sign requests)")
     assert parse_approval(None, body, "approve", types.SimpleNamespace(id="approver")).webauthn is not None
+
+
+# -- a rejection's reason: signed with it ------------------------------------------------------
+
+
+def test_a_rejection_signs_its_reason_and_a_statement_without_one_is_unchanged(world):
+    sr = _request(world, 1_000)
+    plain = Approval(sr.request.binding(), "approver", "reject", 1_000, 1_600)
+    # no reason: exactly the statement (hence signature and challenge) key-file approvals had
+    assert "reason" not in plain.statement() and plain.message() == canonical_json(
+        {"type": "appliance/approval/v1", **sr.request.binding(), "approver": "approver",
+         "decision": "reject", "signed_at": 1_000, "expires_at": 1_600})
+    why = dataclasses.replace(plain, reason="wrong destination: not our cold wallet")
+    assert why.statement()["reason"] == "wrong destination: not our cold wallet"
+    assert why.challenge() != plain.challenge()  # the passkey signs the reason
+    assert Approval.from_statement(why.statement()) == why
+    assert Approval.from_json({"statement": why.statement(), "signature": "00" * 64}).reason == why.reason
+
+
+@pytest.mark.parametrize("decision, reason, message", [
+    ("approve", "fine", "only a rejection carries a reason"),
+    ("reject", "x" * 201, "reason is 1 to 200 printable characters, no line breaks, not starting or ending with a space"),
+    ("reject", "two\nlines", "reason is 1 to 200 printable characters, no line breaks, not starting or ending with a space"),
+    ("reject", " padded", "reason is 1 to 200 printable characters, no line breaks, not starting or ending with a space"),
+    ("reject", "bidi \u202e trick", "reason is 1 to 200 printable characters, no line breaks, not starting or ending with a space"),
+])
+def test_a_reason_outside_its_grammar_is_refused(world, tmp_path, decision, reason, message):
+    sr = _request(world, 1_000)
+    with pytest.raises(PolicyError) as ei:
+        Approval(sr.request.binding(), "approver", decision, 1_000, 1_600, reason=reason)
+    assert str(ei.value) == message
+    svc, ports, store, new_request, rt = _service(world, tmp_path)
+    try:
+        sr = new_request()
+
+        async def read(rid):
+            return {"status": states.PENDING, "request": ports.requests.statements[rid]["request"]}
+        with pytest.raises(ServiceError) as ei:
+            asyncio.run(ApprovalStatements(rt, read).statement(types.SimpleNamespace(id="approver"),
+                                                               sr.request_id, decision, reason))
+        assert (ei.value.code, ei.value.message) == ("bad_reason", message)
+    finally:
+        store.close()
+
+
+def test_a_passkey_rejection_carries_its_reason_and_one_swapped_is_refused(world, tmp_path):
+    """The statement the node gives has the reason; an assertion over it posted with another
+    reason (or none) does not match; posted as given, the request closes with the reason."""
+    svc, ports, store, new_request, rt = _service(world, tmp_path)
+    try:
+        sr = new_request()
+
+        async def read(rid):
+            return {"status": states.PENDING, "request": ports.requests.statements[rid]["request"]}
+        got = asyncio.run(ApprovalStatements(rt, read).statement(
+            types.SimpleNamespace(id="approver"), sr.request_id, "reject", "not in the payment run"))
+        assert got["statement"]["reason"] == "not in the payment run"
+        a = Approval.from_statement(got["statement"])
+        wa = world.es.assert_(a.challenge())
+        swapped = dataclasses.replace(a, reason="approved by phone", webauthn=wa)
+        with pytest.raises(PolicyDenied) as ei:
+            _post(svc, sr, swapped)
+        assert ei.value.code == "webauthn_bad_challenge"
+        with pytest.raises(PolicyDenied) as ei:
+            _post(svc, sr, dataclasses.replace(a, reason="", webauthn=wa))
+        assert ei.value.code == "webauthn_bad_challenge"
+        _post(svc, sr, dataclasses.replace(a, webauthn=wa))
+        closed = ports.requests.requests[sr.request_id]
+        assert closed["status"] == states.REJECTED and closed["error"]["message"] == \
+            "approver rejected the request: not in the payment run", closed
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.virtual_authenticator import (
     Protocol,
@@ -88,8 +89,25 @@ def _psbt(key) -> str:
         output_derivations=[None, (ch.public_key, kc.fingerprint, "m/1/0")])
 
 
-def _text(d, css: str, timeout: float = 20) -> str:
-    return WebDriverWait(d, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css))).text
+def _text(d, css: str, timeout: float = 20, *, has: str = "") -> str:
+    """The text of ``css`` once it is shown (and contains ``has``): a page re-rendered under
+    the wait replaces its elements, so a stale one is looked up again."""
+    def shown(d):
+        e = EC.visibility_of_element_located((By.CSS_SELECTOR, css))(d)
+        return e and has in e.text and e.text
+    return WebDriverWait(d, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(shown)
+
+
+def _click(d, id_: str, timeout: float = 20) -> None:
+    """Click a button once the page has drawn it (the page first shows "Loading…")."""
+    WebDriverWait(d, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+        EC.element_to_be_clickable((By.ID, id_))).click()
+
+
+def _open(d, origin: str, rid: str) -> None:
+    """Go to a request's page and wait until it shows that request (not the one before)."""
+    d.get(origin + "/ui/#/r/" + rid)
+    _text(d, "#overview", has=rid)
 
 
 async def test_console_headers_and_reads_need_a_session(cluster):
@@ -129,7 +147,7 @@ async def test_approve_and_reject_in_the_browser(cluster):
     try:
         # enrol: the page makes the passkey and shows its policy entry for the admins
         d.get(origin + "/ui/enrol")
-        d.find_element(By.ID, "enrol").click()
+        _click(d, "enrol")
         WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "credential").get_attribute("value"))
         entry = json.loads(d.find_element(By.ID, "credential").get_attribute("value"))
         assert entry["alg"] == -7 and entry["label"] == "laptop"
@@ -146,36 +164,36 @@ async def test_approve_and_reject_in_the_browser(cluster):
         req = await ini.request_signature(key["key_id"], payload=tx, payload_type="eth_tx")
         # sign in with the same passkey; the pending list shows the request
         d.get(origin + "/ui/")
-        d.find_element(By.ID, "sign-in").click()
+        _click(d, "sign-in")
         assert req["request_id"] in _text(d, "#requests")
         cookie = d.get_cookie("appliance_ui")
         assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"], cookie["path"]) == \
             (True, True, "Strict", "/ui/"), cookie
         d.save_screenshot(str(DOCS / "pending.png"))
-        d.get(origin + "/ui/#/r/" + req["request_id"])
+        _open(d, origin, req["request_id"])
         decoded = _text(d, "#decoded")
         assert ETH_TO.lower() in decoded.lower() and str(ETHER // 4) in decoded, decoded
         d.save_screenshot(str(DOCS / "request.png"))
-        d.find_element(By.ID, "approve").click()
+        _click(d, "approve")
         done = await ini.wait_signature(req["request_id"], timeout=60)
         assert Account.recover_transaction(done["result"]["raw_tx"]) == eth
-        WebDriverWait(d, 20).until(lambda d: "approver approve" in d.find_element(By.ID, "overview").text)
+        _text(d, "#overview", has="approver approve")
         assert "approval accepted" in _text(d, "#audit"), _text(d, "#audit")  # the node's audit entries
 
         # a PSBT, its change output marked; rejected in the browser, which the initiator sees
         other = await ini.request_signature(key["key_id"], payload=_psbt(key), payload_type="psbt")
-        d.get(origin + "/ui/#/r/" + other["request_id"])
+        _open(d, origin, other["request_id"])
         decoded = _text(d, "#decoded")
         assert DEST in decoded and "80000" in decoded and "BTC" in decoded, decoded
         change = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#decoded tr.change")]
         assert any("23500" in t for t in change) and not any(DEST in t for t in change), change
-        d.find_element(By.ID, "reject").click()
-        WebDriverWait(d, 20).until(lambda d: "rejected" in d.find_element(By.ID, "overview").text)
+        _click(d, "reject")
+        _text(d, "#overview", has="rejected")
         seen = await ini.get_sign_request(other["request_id"])
         assert seen["status"] == "rejected", seen
         assert seen["decisions"][-1]["approver"] == "approver"
         d.get(origin + "/ui/#/history")  # both decided requests are in the history
-        WebDriverWait(d, 20).until(lambda d: other["request_id"] in d.find_element(By.ID, "main").text)
+        _text(d, "#main", has=other["request_id"])
         assert req["request_id"] in _text(d, "#requests")
     except Exception:
         print("PAGE:", d.current_url, d.page_source[:3000])  # what the browser showed
