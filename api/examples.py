@@ -106,6 +106,7 @@ def response_examples() -> dict[Any, Any]:
                                            "superseded": 1767312000.0, "destroyed": 1767312030.0},
                                           {"epoch": 1, "created": 1767311990.0, "committed": 1767312000.0}]},
         bodies.SignRequest: _sign_request(),
+        bodies.UISignRequest: {**_sign_request(), "rule": "[signing]"},
         bodies.SignRequestList: {"sign_requests": [{**_sign_request(), "status": "pending", "signature": None,
                                                     "decisions": []}]},
         bodies.ApprovalStatement: {

@@ -40,7 +40,8 @@ async function api(method, path, body) {
   return data;
 }
 function showError(err) {
-  const p = el("p", { class: "error", id: "error", text: (err.code ? err.code + ": " : "") + err.message });
+  const kind = err.code || (err.name && err.name !== "Error" ? err.name : "");  // a node's code, or the browser's
+  const p = el("p", { class: "error", id: "error", text: (kind ? kind + ": " : "") + err.message });
   const old = $("#error");
   if (old) old.replaceWith(p); else main().prepend(p);
 }

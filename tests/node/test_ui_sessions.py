@@ -4,10 +4,14 @@ injected clock; each refusal has its exact code and message."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from appliance.errors import ServiceError
 from appliance.policy import Policy
+from appliance.policy.model import ApprovalGroup
+from appliance.ui_access import check_read, may_approve, may_read, rule_name
 from appliance.ui_sessions import CHALLENGE_TTL_S, SESSION_TTL_S, UISessions
 from appliance_client.statements import from_b64url
 from tests.node.fakes import FakeClock, Users
@@ -89,3 +93,22 @@ def test_a_credential_not_in_the_policy_cannot_sign_in(world):
     stranger = SoftPasskey(-7, RP, ORIGIN)
     _refused(("ui_sign_in_refused", "this passkey is not in the policy"), s.sign_in, policy,
              stranger.assert_(from_b64url(c, "c", 64)), c)
+
+
+# -- who reads what in the console (appliance/ui_access.py) ------------------------------------
+
+
+def test_the_console_shows_a_key_to_who_may_approve_initiate_or_audit_it():
+    pol = Users().policy
+    admins_only = dataclasses.replace(pol.signing, approvals=(ApprovalGroup(("admin",), 1),))
+    pol = dataclasses.replace(pol, key_rules=(("key_" + "b" * 24, admins_only),))
+    plain, special = "key_" + "a" * 24, "key_" + "b" * 24
+    assert (rule_name(pol, plain), rule_name(pol, special)) == ("[signing]", f"[signing.keys.{special}]")
+    assert may_approve(pol, "approver", plain) and not may_approve(pol, "approver", special)
+    assert may_approve(pol, "admin", special) and not may_approve(pol, "initiator", plain)
+    assert may_read(pol, "initiator", special, "initiator")  # its initiator role
+    assert not may_read(pol, "approver", special, "initiator") and not may_read(pol, "nobody", plain, None)
+    with pytest.raises(ServiceError) as ei:
+        check_read(pol, "approver", {"key_id": special, "initiator": "initiator"})
+    assert (ei.value.code, ei.value.message) == (
+        "ui_not_permitted", "approver may neither approve nor initiate requests on this key (nor audit)")

@@ -4,8 +4,12 @@ user verification on). A 2-of-3 cluster with an ETH transaction policy; the brow
 passkey on /ui/enrol, the admin quorum adds it by a policy update (through the client), the
 initiator files an EIP-1559 transaction through the API, the approver signs in, sees the
 decoded destination and amount on the page, approves with the passkey, and the signature is
-released and recovers to the key's address; a rejection made in the browser shows on the
-initiator's side. Screenshots of the pending list and the request page go to docs/ui/."""
+released and recovers to the key's address; a rejection made in the browser, with its reason
+(signed with it), shows on the initiator's side; with user verification absent (the virtual
+authenticator's isUserVerified false) the page shows the refusal and nothing is decided.
+Screenshots of the pending list and the request page go to docs/ui/. The signer-level
+refusals (another request's assertion, a replayed one, a credential not in the policy, a wrong
+origin, UV absent, a forged or dropped assertion) are in tests/cluster/test_policy_http.py."""
 
 from __future__ import annotations
 
@@ -187,11 +191,28 @@ async def test_approve_and_reject_in_the_browser(cluster):
         assert DEST in decoded and "80000" in decoded and "BTC" in decoded, decoded
         change = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#decoded tr.change")]
         assert any("23500" in t for t in change) and not any(DEST in t for t in change), change
+        _click(d, "reject")  # no reason: the page asks for one
+        assert _text(d, "#error") == "a rejection needs a reason"
+        d.find_element(By.ID, "reason").send_keys("change goes to an address we do not know")
         _click(d, "reject")
         _text(d, "#overview", has="rejected")
         seen = await ini.get_sign_request(other["request_id"])
         assert seen["status"] == "rejected", seen
-        assert seen["decisions"][-1]["approver"] == "approver"
+        assert (seen["decisions"][-1]["approver"], seen["decisions"][-1]["reason"]) == \
+            ("approver", "change goes to an address we do not know")  # signed with the rejection
+        assert "approver reject (change goes to an address we do not know)" in _text(d, "#overview")
+
+        # user verification absent (the authenticator cannot verify the person): refused
+        third = await ini.request_signature(key["key_id"], payload=samples.sample_eth_tx(
+            chain_id=1, nonce=8, to=ETH_TO, value=ETHER // 8, gas=21_000, max_fee_per_gas=40 * 10**9,
+            max_priority_fee_per_gas=10**9), payload_type="eth_tx")
+        d.set_user_verified(False)
+        _open(d, origin, third["request_id"])
+        _click(d, "approve")
+        # Chromium itself refuses (userVerification "required"): no assertion reaches a node
+        assert _text(d, "#error").startswith("NotAllowedError: The operation either timed out or was not allowed.")
+        seen = await ini.get_sign_request(third["request_id"])
+        assert (seen["status"], seen["decisions"]) == ("pending", []), seen
         d.get(origin + "/ui/#/history")  # both decided requests are in the history
         _text(d, "#main", has=other["request_id"])
         assert req["request_id"] in _text(d, "#requests")
