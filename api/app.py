@@ -176,7 +176,7 @@ def make_app(node: Node) -> web.Application:
     app[POLICY_STATE_KEY] = {"hash": node.policy.hash}
     app[PEERS_KEY] = {fingerprint_pem(n.tls_cert): n.index for n in node.cluster.nodes}
     app[METRICS_AUTH_KEY] = MetricsAuth.from_config(node.config.metrics)
-    app[SESSIONS_KEY] = UISessions(node.rt.clock)
+    app[SESSIONS_KEY] = UISessions(node.rt.clock, node.opened_store, node.recorder)
     for r in ROUTES:
         res = app.router.add_route(r.method, r.path, r.handler)
         res._appliance_route = r  # type: ignore[attr-defined]

@@ -5,7 +5,9 @@ assertion with a counter not above one already accepted for the credential is re
 (``webauthn_counter_replay``: a cloned authenticator, or an assertion replayed under
 another statement that a broken check let through), while the same assertion re-checked (the
 coordinator on a new decision, each signer in the sign job) passes again. Each node keeps its
-own record: a signer checks every assertion in the job itself. A signer may see two requests
+own record: a signer checks every assertion in the job itself. A console sign-in
+(appliance/ui_sessions.py) is an assertion of the same authenticator: it is recorded under
+the same rule (in order), so a clone cannot sign in either. A signer may see two requests
 approved with one passkey in another order than they were approved (the first waits for a
 second approver), so it refuses a counter another assertion had, not one below the highest."""
 
@@ -18,6 +20,7 @@ from appliance.errors import PolicyDenied
 from appliance.policy import Approval, Policy
 from appliance.policy.passkeys import Passkey, sign_count
 from appliance.ports import ReplayStore
+from appliance_client.statements import WebAuthnAssertion
 
 
 def passkey_of(policy: Policy, approval: Approval) -> Passkey | None:
@@ -36,6 +39,20 @@ def describe(policy: Policy, approvals: Iterable[Approval]) -> str:
     return "; ".join(names)
 
 
+def check_counter(store: Callable[[], ReplayStore], who: str, key: Passkey, wa: WebAuthnAssertion, *,
+                  in_order: bool = True) -> None:
+    """Record one accepted assertion of ``who``'s passkey ``key`` with its sign counter in
+    ``store()``; raise :class:`PolicyDenied` ``webauthn_counter_replay`` if the counter does not
+    increase (``in_order``) or repeats another assertion's (not ``in_order``)."""
+    assertion_id = hashlib.sha256(wa.authenticator_data + wa.client_data_json + wa.signature).hexdigest()
+    counter = sign_count(wa)
+    if not store().note_assertion(key.id, counter, assertion_id, in_order=in_order):
+        how = ("is not above one this node already accepted" if in_order or counter == 0
+               else "was another assertion's that this node already accepted")
+        raise PolicyDenied("webauthn_counter_replay", f"{who}'s {key.name}: sign "
+                           f"counter {counter} {how}", subject=who)
+
+
 def check_counters(store: Callable[[], ReplayStore], policy: Policy, approvals: Iterable[Approval], *,
                    in_order: bool = True) -> None:
     """Record each WebAuthn approval's assertion with its sign counter in ``store()`` (call
@@ -44,15 +61,6 @@ def check_counters(store: Callable[[], ReplayStore], policy: Policy, approvals: 
     node recording a decision) or repeats another assertion's (a signer: two requests
     approved with one passkey may reach it in either order)."""
     for a in approvals:
-        wa = a.webauthn
         key = passkey_of(policy, a)
-        if wa is None or key is None:
-            continue
-        assertion_id = hashlib.sha256(wa.authenticator_data + wa.client_data_json
-                                      + wa.signature).hexdigest()
-        counter = sign_count(wa)
-        if not store().note_assertion(key.id, counter, assertion_id, in_order=in_order):
-            how = ("is not above one this node already accepted" if in_order or counter == 0
-                   else "was another assertion's that this node already accepted")
-            raise PolicyDenied("webauthn_counter_replay", f"{a.approver}'s {key.name}: sign "
-                               f"counter {counter} {how}", subject=a.approver)
+        if a.webauthn is not None and key is not None:
+            check_counter(store, a.approver, key, a.webauthn, in_order=in_order)

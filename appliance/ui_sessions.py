@@ -1,7 +1,11 @@
 """The approval console's sign-in (issue 17): a passkey assertion over a server challenge
 (single use, short TTL) opens a short-lived session; the store is in memory, with the clock
 injected. Sessions only read: every decision is a WebAuthn assertion over its approval
-statement, checked by the signing service and by every signer, never by this store.
+statement, checked by the signing service and by every signer, never by this store. A
+sign-in assertion's signature counter is held to the approvals' rule
+(:func:`appliance.passkey_counters.check_counter`, in the node's replay store): a non-zero
+counter must increase, so a cloned authenticator is refused (``webauthn_counter_replay``,
+audited) at sign-in as it is at approval.
 
 Registration (the enrol page) is parsed here too, with py_webauthn: the page shows the policy
 entry of a new credential for the admins; nothing is stored (a credential enters the policy
@@ -22,8 +26,10 @@ from webauthn.helpers.structs import (
     RegistrationCredential,
 )
 
-from appliance.errors import ServiceError
-from appliance.ports import Clock
+from appliance.errors import PolicyDenied, ServiceError
+from appliance.passkey_counters import check_counter
+from appliance.ports import Clock, Late, ReplayStore
+from appliance.recorder import Recorder
 from appliance_client.statements import WebAuthnAssertion, b64url, from_b64url
 
 CHALLENGE_TTL_S = 120.0
@@ -44,9 +50,11 @@ class Session:
 class UISessions:
     """Challenges and sessions of one node's console (lost on restart: sign in again)."""
 
-    def __init__(self, clock: Clock, *, challenge_ttl_s: float = CHALLENGE_TTL_S,
-                 session_ttl_s: float = SESSION_TTL_S) -> None:
+    def __init__(self, clock: Clock, replay: Late[ReplayStore], recorder: Recorder, *,
+                 challenge_ttl_s: float = CHALLENGE_TTL_S, session_ttl_s: float = SESSION_TTL_S) -> None:
         self.clock = clock
+        self.replay = replay        # the passkeys' sign counters, shared with the approvals' check
+        self.recorder = recorder    # audits a refused counter
         self.challenge_ttl_s = challenge_ttl_s
         self.session_ttl_s = session_ttl_s
         self._challenges: dict[str, tuple[str, float]] = {}   # b64url challenge -> (purpose, expiry)
@@ -79,7 +87,8 @@ class UISessions:
     def sign_in(self, policy, assertion: WebAuthnAssertion, challenge: str) -> tuple[str, Session]:
         """Check a sign-in assertion (the credential is a passkey of a user in ``policy``,
         clientData is a ``webauthn.get`` over ``challenge`` from one of the policy's origins,
-        UV set, the signature verifies); returns the new session's token and the session."""
+        UV set, the signature verifies, a non-zero sign counter above every one this node
+        accepted for the passkey); returns the new session's token and the session."""
         self._take(challenge, "sign_in")
         settings = policy.webauthn
         owner = next(((u, p) for u in policy.users for p in u.passkeys if p.id == assertion.credential), None)
@@ -100,6 +109,11 @@ class UISessions:
                 require_user_verification=True)
         except InvalidAuthenticationResponse as exc:
             raise ServiceError("ui_sign_in_refused", f"the sign-in assertion is refused: {exc}"[:300]) from None
+        try:
+            check_counter(self.replay, user.id, key, assertion)
+        except PolicyDenied as exc:
+            raise self.recorder.refuse(exc, actor=user.id, action="ui_sign_in",
+                                       note=f"{user.id} by {key.name}") from None
         while len(self._sessions) >= MAX_SESSIONS:
             del self._sessions[next(iter(self._sessions))]
         token = secrets.token_urlsafe(32)

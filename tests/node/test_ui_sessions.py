@@ -14,7 +14,9 @@ from appliance.policy.model import ApprovalGroup
 from appliance.ui_access import check_read, may_approve, may_read, rule_name
 from appliance.ui_sessions import CHALLENGE_TTL_S, SESSION_TTL_S, UISessions
 from appliance_client.statements import from_b64url
-from tests.node.fakes import FakeClock, Users
+from appliance.recorder import Recorder
+from appliance.storage.node_store import NodeStore
+from tests.node.fakes import FakeClock, FakePorts, Users, fake_runtime
 from tests.webauthn_soft import FLAG_UP, SoftPasskey
 
 RP = "appliance.example"
@@ -35,6 +37,14 @@ def world():
     return Policy.from_mapping(c), key
 
 
+def _sessions(clock, replay=None, ports=None):
+    """A node's console sessions over fake ports (``replay``: the node's sign-counter store)."""
+    ports = ports or FakePorts()
+    rt = fake_runtime(Users().policy, clock=clock)
+    return UISessions(clock, replay or ports.slot("replay"),
+                      Recorder(rt, ports.slot("audit"), ports.slot("transactions")))
+
+
 def _refused(code_message, fn, *a, **kw):
     with pytest.raises(ServiceError) as ei:
         fn(*a, **kw)
@@ -45,7 +55,7 @@ def _refused(code_message, fn, *a, **kw):
 def test_sign_in_opens_a_session_until_its_ttl(world):
     policy, key = world
     clock = FakeClock()
-    s = UISessions(clock)
+    s = _sessions(clock)
     c = s.challenge("sign_in")
     token, session = s.sign_in(policy, key.assert_(from_b64url(c, "c", 64)), c)
     assert session.user == "approver" and session.credential == key.id
@@ -60,7 +70,7 @@ def test_sign_in_opens_a_session_until_its_ttl(world):
 def test_a_challenge_is_single_use_short_lived_and_for_its_purpose(world):
     policy, key = world
     clock = FakeClock()
-    s = UISessions(clock)
+    s = _sessions(clock)
     c = s.challenge("sign_in")
     s.sign_in(policy, key.assert_(from_b64url(c, "c", 64)), c)
     _refused(CHALLENGE_GONE, s.sign_in, policy, key.assert_(from_b64url(c, "c", 64)), c)  # replayed
@@ -79,7 +89,7 @@ def test_a_challenge_is_single_use_short_lived_and_for_its_purpose(world):
 ])
 def test_a_bad_sign_in_assertion_is_refused(world, bend, message):
     policy, key = world
-    s = UISessions(FakeClock())
+    s = _sessions(FakeClock())
     c = s.challenge("sign_in")
     if bend.get("signer") == "other":
         bend = {"signer": SoftPasskey(-7, RP, ORIGIN)}
@@ -88,11 +98,49 @@ def test_a_bad_sign_in_assertion_is_refused(world, bend, message):
 
 def test_a_credential_not_in_the_policy_cannot_sign_in(world):
     policy, _ = world
-    s = UISessions(FakeClock())
+    s = _sessions(FakeClock())
     c = s.challenge("sign_in")
     stranger = SoftPasskey(-7, RP, ORIGIN)
     _refused(("ui_sign_in_refused", "this passkey is not in the policy"), s.sign_in, policy,
              stranger.assert_(from_b64url(c, "c", 64)), c)
+
+
+def test_a_sign_in_counter_must_increase_as_an_approval_s_does(world, tmp_path):
+    """The approvals' counter rule (appliance/passkey_counters.py) at sign-in, in the node's own
+    replay store: a cloned authenticator (a counter this node already accepted) is refused with
+    webauthn_counter_replay and audited, and opens no session; the counter an approval then
+    brings must be above the sign-in's."""
+    policy, key = world
+    store, ports, clock = NodeStore(tmp_path / "node.db"), FakePorts(), FakeClock()
+    try:
+        s = _sessions(clock, lambda: store, ports)
+        c = s.challenge("sign_in")
+        s.sign_in(policy, key.assert_(from_b64url(c, "c", 64), counter=41), c)
+        c = s.challenge("sign_in")
+        token, _ = s.sign_in(policy, key.assert_(from_b64url(c, "c", 64), counter=42), c)
+        c = s.challenge("sign_in")
+        name = f"passkey laptop ({key.id[:8]})"
+        err = _refused(("webauthn_counter_replay", f"approver's {name}: sign counter 42 is not above one "
+                        "this node already accepted"),
+                       s.sign_in, policy, key.assert_(from_b64url(c, "c", 64), counter=42), c)
+        assert err.denied
+        assert ports.audit.entries[-1] == {
+            "actor": "approver", "action": "ui_sign_in", "key": None, "subject": None, "digest": None,
+            "decision": "denied", "reason": f"webauthn_counter_replay (approver by {name})"}
+        assert len(s._sessions) == 2 and s.session(token).user == "approver"
+        # the approvals share the record: an approval at the sign-in's counter is a clone too
+        assert not store.note_assertion(key.id, 42, "approval", in_order=True)
+        assert store.note_assertion(key.id, 43, "approval", in_order=True)
+        # an authenticator that keeps no counter (always 0) signs in again and again
+        zero = SoftPasskey(-7, RP, ORIGIN, step=0)
+        c0 = policy.canonical()
+        next(u for u in c0["users"] if u["id"] == "approver")["passkeys"].append(zero.policy_entry())
+        pol0 = Policy.from_mapping(c0)
+        for _ in range(2):
+            c = s.challenge("sign_in")
+            s.sign_in(pol0, zero.assert_(from_b64url(c, "c", 64)), c)
+    finally:
+        store.close()
 
 
 # -- who reads what in the console (appliance/ui_access.py) ------------------------------------
