@@ -118,18 +118,70 @@ async function listPage(view) {
 
 // ------------------------------------------------------------------ one request
 
-function fieldRows(obj, prefix) {
+// Amounts with their units, in exact decimal: BigInt and string arithmetic on the integer base
+// units the decoders give, never a float. ETH trims trailing zeros (as the summary's *_eth
+// fields), BTC and SOL keep 8 and 9 decimals (as *_btc and *_sol) with the base units in
+// brackets; a token shows decimals only where the summary carries them (Solana
+// TransferChecked), else its base units and asset.
+const UNITS = { ETH: [18, false, ""], BTC: [8, true, "sat"], SOL: [9, true, "lamports"] };
+function decimalOf(base, decimals, fixed) {
+  const s = String(base);
+  if (!/^[0-9]{1,80}$/.test(s) || !Number.isInteger(decimals) || decimals < 0 || decimals > 77) return null;
+  const n = BigInt(s), d = 10n ** BigInt(decimals);
+  let frac = decimals ? (n % d).toString().padStart(decimals, "0") : "";
+  if (!fixed) frac = frac.replace(/0+$/, "");
+  return (n / d).toString() + (frac ? "." + frac : "");
+}
+function amountText(base, asset, decimals, symbol, decoded) {
+  const unit = UNITS[asset];
+  // ``decoded``: the decoder's own decimal of it (the summary's value_eth, fee_btc...), kept as is
+  const dec = typeof decoded === "string" && /^[0-9]+(\.[0-9]+)?$/.test(decoded) ? decoded
+    : unit ? decimalOf(base, unit[0], unit[1]) : decimalOf(base, decimals, false);
+  if (dec === null) return String(base);
+  if (unit) return dec + " " + asset + (unit[2] ? " (" + base + " " + unit[2] + ")" : "");
+  return dec + " " + (symbol || asset || "tokens") + " (" + base + " base units)";
+}
+function tokenText(base, asset) {  // a token whose decimals the payload does not carry
+  return /^[0-9]+$/.test(String(base)) ? base + " base units of " + asset : String(base);
+}
+// the native asset of a summary, and its fields in that asset's base units
+const NATIVE = { eth_tx: "ETH", psbt: "BTC", sol_tx: "SOL" };
+const NATIVE_FIELDS = {
+  eth_tx: ["value", "max_fee", "max_fee_per_gas", "max_priority_fee_per_gas", "gas_price"],
+  psbt: ["total_in", "total_out", "fee", "sent", "amount"], sol_tx: ["fee", "lamports"] };
+
+// the text of field ``k`` of ``obj`` (``top``: the summary), with its unit if it is an amount
+function valueText(top, obj, k, name) {
+  const v = obj[k];
+  const native = NATIVE[top.type];
+  if (k === "amount" && typeof obj.asset === "string") {
+    return UNITS[obj.asset] || obj.decimals != null ? amountText(v, obj.asset, obj.decimals, obj.symbol) : tokenText(v, obj.asset);
+  }
+  if (k === "amount" && obj.decimals != null) return amountText(v, obj.mint ? "SPL:" + obj.mint : null, obj.decimals, obj.symbol);
+  if (top.type === "eth_tx" && name === "call.amount" && top.to) return tokenText(v, "ERC20:" + top.to);
+  if (native && (NATIVE_FIELDS[top.type] || []).includes(k)) {
+    return amountText(v, native, null, null, obj[k + "_" + native.toLowerCase()]);
+  }
+  return Array.isArray(v) ? v.join(", ") : String(v);
+}
+
+function fieldRows(obj, prefix, top) {
+  top = top || obj || {};
   const rows = [];
+  const native = NATIVE[top.type];
   for (const [k, v] of Object.entries(obj || {})) {
     const name = prefix ? prefix + "." + k : k;
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) rows.push(...fieldRows(v, name));
+    // the decoder's own decimal of an amount shown with its unit (value_eth, fee_btc...): one row
+    const base = native && k.endsWith("_" + native.toLowerCase()) ? k.slice(0, -native.length - 1) : null;
+    if (base !== null && base in obj && (NATIVE_FIELDS[top.type] || []).includes(base)) continue;
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) rows.push(...fieldRows(v, name, top));
     else if (Array.isArray(v) && v.length && typeof v[0] === "object") {
       v.forEach((item, i) => {
-        const sub = fieldRows(item, name + "[" + i + "]");
+        const sub = fieldRows(item, name + "[" + i + "]", top);
         if (item && item.change) sub.forEach((r) => r.classList.add("change"));
         rows.push(...sub);
       });
-    } else rows.push(el("tr", {}, el("th", { text: name }), el("td", { class: "mono", text: Array.isArray(v) ? v.join(", ") : String(v) })));
+    } else rows.push(el("tr", {}, el("th", { text: name }), el("td", { class: "mono", text: valueText(top, obj, k, name) })));
   }
   return rows;
 }

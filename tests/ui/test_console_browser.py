@@ -33,6 +33,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance import payloads as P
 from appliance.payloads import samples
+from appliance.payloads.ethereum import _eth
+from appliance.payloads.psbt import _btc
+from appliance.payloads.solana import _sol
 from api.routes.ui import CSP
 from appliance.policy import Policy, PolicyUpdate
 from tests.cluster_fixtures import cluster_fixture, cluster_marks
@@ -108,6 +111,27 @@ def _click(d, id_: str, timeout: float = 20) -> None:
         EC.element_to_be_clickable((By.ID, id_))).click()
 
 
+def _rows(d) -> dict[str, tuple[str, bool]]:
+    """The decoded table as shown: field name -> (its text, whether the row is marked change)."""
+    return {r.find_element(By.TAG_NAME, "th").text: (r.find_element(By.TAG_NAME, "td").text,
+                                                     "change" in (r.get_attribute("class") or ""))
+            for r in d.find_elements(By.CSS_SELECTOR, "#decoded tr")}
+
+
+def _check_amount_formatter(d) -> None:
+    """The page's formatter (api/ui/app.js amountText, BigInt only) on edge values agrees with
+    the decoders' own decimals (the summary's *_eth, *_btc, *_sol fields), with its unit."""
+    values = [0, 1, 9, 10, 12_345, 10**8, 10**9, 10**18 - 1, 10**18, 10**18 + 1, 123 * 10**16, 2**256 - 1]
+    got = d.execute_script("return arguments[0].map((v) => [amountText(v, 'ETH'), amountText(v, 'BTC'), "
+                           "amountText(v, 'SOL'), amountText(v, 'SPL:m', 6), tokenText(v, 'ERC20:0xT')])",
+                           [str(v) for v in values])
+    want = [[f"{_eth(v)} ETH", f"{_btc(v)} BTC ({v} sat)", f"{_sol(v)} SOL ({v} lamports)",
+             f"{_eth(v * 10**12)} SPL:m ({v} base units)", f"{v} base units of ERC20:0xT"] for v in values]
+    assert got == want
+    assert d.execute_script("return amountText('12300000000000000', 'ETH')") == "0.0123 ETH"
+    assert d.execute_script("return [amountText('1e5', 'ETH'), amountText(null, 'BTC')]") == ["1e5", "null"]
+
+
 def _open(d, origin: str, rid: str) -> None:
     """Go to a request's page and wait until it shows that request (not the one before)."""
     d.get(origin + "/ui/#/r/" + rid)
@@ -176,7 +200,14 @@ async def test_approve_and_reject_in_the_browser(cluster):
         d.save_screenshot(str(DOCS / "pending.png"))
         _open(d, origin, req["request_id"])
         decoded = _text(d, "#decoded")
-        assert ETH_TO.lower() in decoded.lower() and str(ETHER // 4) in decoded, decoded
+        assert ETH_TO.lower() in decoded.lower(), decoded
+        # every amount with its unit, in exact decimal (21,000 gas at 40 gwei: 0.00084 ETH)
+        rows = _rows(d)
+        assert (rows["value"][0], rows["max_fee"][0], rows["max_fee_per_gas"][0],
+                rows["max_priority_fee_per_gas"][0], rows["destinations[0].amount"][0]) == (
+            "0.25 ETH", "0.00084 ETH", "0.00000004 ETH", "0.000000001 ETH", "0.25 ETH"), rows
+        assert not any(k.endswith("_eth") for k in rows), rows  # value_eth, max_fee_eth: in those rows
+        _check_amount_formatter(d)
         d.save_screenshot(str(DOCS / "request.png"))
         _click(d, "approve")
         done = await ini.wait_signature(req["request_id"], timeout=60)
@@ -188,7 +219,13 @@ async def test_approve_and_reject_in_the_browser(cluster):
         other = await ini.request_signature(key["key_id"], payload=_psbt(key), payload_type="psbt")
         _open(d, origin, other["request_id"])
         decoded = _text(d, "#decoded")
-        assert DEST in decoded and "80000" in decoded and "BTC" in decoded, decoded
+        assert DEST in decoded, decoded
+        rows = _rows(d)
+        assert (rows["outputs[0].address"], rows["outputs[0].amount"], rows["outputs[1].amount"]) == (
+            (DEST, False), ("0.00080000 BTC (80000 sat)", False), ("0.00023500 BTC (23500 sat)", True)), rows
+        assert (rows["inputs[0].amount"][0], rows["inputs[1].amount"][0], rows["fee"][0], rows["sent"][0]) == (
+            "0.00060000 BTC (60000 sat)", "0.00045000 BTC (45000 sat)", "0.00001500 BTC (1500 sat)",
+            "0.00080000 BTC (80000 sat)"), rows
         change = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#decoded tr.change")]
         assert any("23500" in t for t in change) and not any(DEST in t for t in change), change
         _click(d, "reject")  # no reason: the page asks for one
