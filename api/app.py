@@ -136,7 +136,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Refusal as r:
         resp = refusal(r.code, r.message)
         if r.unread and request.body_exists:
-            resp.force_close()  # the rest of an unread body is not drained
+            resp.force_close()  # closed once answered ([http] linger_s: api/edge.py)
         return resp
     user = node.policy.user(user_id)
     if user is None:

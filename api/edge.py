@@ -173,6 +173,9 @@ class GuardedSite(web.TCPSite):
 
 
 def runner_for(app: web.Application, limits: HttpLimits) -> web.AppRunner:
-    """The app's runner, closing idle connections after the idle timeout."""
+    """The app's runner, closing idle connections after the idle timeout; after an answer sent
+    before the request's body was read, what the client still sends is read and discarded for at
+    most ``linger_s`` (aiohttp's lingering close, so that the client reads the answer rather than
+    a reset), then the connection is closed."""
     return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                         keepalive_timeout=limits.idle_timeout_s)
+                         keepalive_timeout=limits.idle_timeout_s, lingering_time=limits.linger_s)

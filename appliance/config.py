@@ -51,6 +51,9 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     idle_timeout_s = 60.0             # a connection with no request in progress
     max_connections_per_client = 128  # open connections per source IP
     max_connections_per_peer = 256    # per pinned peer node (its certificate)
+    linger_s = 10.0                   # after an answer sent before the request's body was read
+                                      # (a refused request): what the client still sends is read
+                                      # and discarded this long, then the connection is closed
 
     [testing]                         # never in production; fault injection is not a setting
     prime_file = "test-only-primes.json"   # seeds the prime pool from a test-only file
@@ -206,6 +209,7 @@ class HttpLimits:
     idle_timeout_s: float = 60.0
     max_connections_per_client: int = 128
     max_connections_per_peer: int = 256
+    linger_s: float = 10.0
 
     @classmethod
     def from_table(cls, t: HttpTable) -> "HttpLimits":

@@ -91,6 +91,7 @@ class HttpTable(_Table):
     idle_timeout_s: Seconds = 60.0
     max_connections_per_client: Annotated[int, Meta(ge=1, le=1_000_000)] = 128
     max_connections_per_peer: Annotated[int, Meta(ge=1, le=1_000_000)] = 256
+    linger_s: Seconds = 10.0  # aiohttp's lingering_time (api/edge.py runner_for)
 
 
 class TestingTable(_Table):

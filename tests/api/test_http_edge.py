@@ -161,9 +161,10 @@ async def test_connections_per_client_are_capped_and_peers_have_their_own_budget
 
 
 def test_http_limits_come_from_the_node_configuration():
-    assert HttpLimits() == HttpLimits(20.0, 60.0, 60.0, 128, 256)  # production defaults
-    lim = HttpLimits.from_mapping({"header_timeout_s": 1, "max_connections_per_client": 4})
+    assert HttpLimits() == HttpLimits(20.0, 60.0, 60.0, 128, 256, 10.0)  # production defaults
+    lim = HttpLimits.from_mapping({"header_timeout_s": 1, "max_connections_per_client": 4, "linger_s": 0.5})
     assert (lim.header_timeout_s, lim.max_connections_per_client, lim.body_timeout_s) == (1.0, 4, 60.0)
+    assert lim.linger_s == 0.5
     # typed: a string is not read as a number, and every error names the table and the key
     for bad, message in (
             ({"header_timeout": 1}, "[http] header_timeout: unknown key (did you mean header_timeout_s?)"),
