@@ -11,6 +11,7 @@ import pytest
 from appliance.payloads.eth_typed import load_encoder
 from appliance.tss.group import SeededRNG
 from appliance.tss.primes import FreshPrimes, PrimePool
+from tests.schedule import costliest_files_first, load_file_seconds
 
 # Tests import eth_account themselves (independent verifiers). Loaded first through our module,
 # py_ecc has run without raising the recursion limit, so a Node started later in the same
@@ -18,6 +19,13 @@ from appliance.tss.primes import FreshPrimes, PrimePool
 load_encoder()
 
 TEST_ONLY_PRIMES = Path(__file__).parent / "data" / "test-only-primes.json"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """The costliest test files first, so that xdist's workers (``--dist loadfile``) do not end
+    on one long file alone (tests/schedule.py)."""
+    costliest_files_first(items, load_file_seconds())
 
 
 def prime_pool_from_test_file(seed: str = "pool") -> PrimePool:
