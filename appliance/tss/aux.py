@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from appliance.errors import EncodingError, ProofError
+from appliance.errors import EncodingError, ParameterError, ProofError
 from appliance.tss.group import Q, RNG, Point, point_sum, poly_eval, random_scalar
-from appliance.tss.keyshare import AuxSecret, KeyShare, PartyAux
+from appliance.tss.keyshare import AuxSecret, KeyShare, PartyAux, PooledAux
 from appliance.tss.paillier import (
     PaillierPublicKey,
     PaillierSecretKey,
@@ -109,25 +109,39 @@ def generate_aux_keys(bits: int, primes: PrimeSource, rng: RNG) -> AuxKeys:
 
 
 class AuxParty(Party):
-    """Aux-info for a key share; with ``refresh=True`` also re-shares zero (new epoch)."""
+    """Aux-info for a key share; with ``refresh=True`` also re-shares zero (new epoch). Made
+    with :meth:`pooled`, the same session without a key: aux-info for a committee, made ahead
+    of demand, output a :class:`PooledAux` that a later DKG's share is bound to."""
 
     PROTOCOL = "aux"
 
-    def __init__(self, session_id: bytes, share: KeyShare, keys: AuxKeys, signer: MessageSigner,
-                 verifier: MessageVerifier, rng: RNG, *, refresh: bool = False) -> None:
-        super().__init__(session_id, share.index, share.participants, signer, verifier, rng)
+    def __init__(self, session_id: bytes, share: KeyShare | None, keys: AuxKeys, signer: MessageSigner,
+                 verifier: MessageVerifier, rng: RNG, *, refresh: bool = False,
+                 committee: tuple[int, list[int]] | None = None) -> None:
+        me, parties = (share.index, share.participants) if share is not None else committee  # type: ignore[misc]
+        super().__init__(session_id, me, parties, signer, verifier, rng)
+        if share is None and refresh:
+            raise ParameterError("a refresh needs the key share")
         self.share, self.keys, self.refresh = share, keys, refresh
+        self.key_rid = share.rid if share is not None else b""
         self.bits = int(keys.paillier.N.bit_length())
         self.params = security_params(self.bits)
-        self.setup = setup_hash(self.PROTOCOL, parties=self.parties, bits=self.bits, refresh=refresh,
-                                key=share.public_fingerprint())
+        key = share.public_fingerprint() if share is not None else b"pooled: no key"
+        self.setup = setup_hash(self.PROTOCOL, parties=self.parties, bits=self.bits, refresh=refresh, key=key)
+
+    @classmethod
+    def pooled(cls, session_id: bytes, me: int, parties: list[int], keys: AuxKeys, signer: MessageSigner,
+               verifier: MessageVerifier, rng: RNG) -> "AuxParty":
+        """The key-independent session (no refresh shares, no key rid in the contexts)."""
+        return cls(session_id, None, keys, signer, verifier, rng, committee=(me, list(parties)))
 
     def ctx(self, prover: int, rid: bytes) -> ProofContext:
         return ProofContext(self.session_id, prover, rid, b"aux")
 
     def _first_round(self) -> "AuxRound1":
-        rng, t = self.rng, self.share.threshold
-        coeffs = [0] + [random_scalar(rng) for _ in range(t - 1)] if self.refresh else [0]
+        rng = self.rng
+        coeffs = [0] + [random_scalar(rng) for _ in range(self.share.threshold - 1)] \
+            if self.refresh and self.share is not None else [0]
         rp = self.keys.ring_pedersen.params
         fields = dict(
             N=int(self.keys.paillier.N), Nhat=int(rp.N), s=int(rp.s), t=int(rp.t),
@@ -180,8 +194,10 @@ class AuxRound2(Round):
     def send(self):
         p = self.party
         rp = p.keys.ring_pedersen
-        psi = prm.prove(p.ctx(p.me, p.share.rid), rp.params, rp, p.params, p.rng)
+        psi = prm.prove(p.ctx(p.me, p.key_rid), rp.params, rp, p.params, p.rng)
         self.sent = AuxReveal(psi_prm=psi, **self.fields)
+        if p.share is None:  # pooled: no key, nothing re-shared
+            return self.sent, {j: RefreshShare(0) for j in p.others}
         pts = p.share.eval_points
         return self.sent, {j: RefreshShare(poly_eval(self.coeffs, pts[j])) for j in p.others}
 
@@ -197,11 +213,11 @@ class AuxRound2(Round):
             raise Misbehaviour("reused a modulus")
         try:
             _rp(rev).check()
-            prm.verify(p.ctx(j, p.share.rid), _rp(rev), rev.psi_prm, p.params)
+            prm.verify(p.ctx(j, p.key_rid), _rp(rev), rev.psi_prm, p.params)
         except (EncodingError, ProofError) as exc:
             raise Misbehaviour(f"ring-Pedersen parameters rejected: {exc}") from exc
         sigma = share.sigma
-        if p.refresh:
+        if p.refresh and p.share is not None:
             if len(rev.C) != p.share.threshold - 1:
                 raise Misbehaviour("refresh commitments must have exactly t-1 entries")
             if not 0 <= sigma < Q:
@@ -224,7 +240,7 @@ class AuxRound2(Round):
             raise ProtocolAbort("reused a modulus", shared)
         assert self.sent is not None
         reveals = {p.me: self.sent, **broadcasts}
-        rid = xor_bytes(p.share.rid, *(rev.rid for _, rev in sorted(reveals.items())))
+        rid = xor_bytes(*([p.key_rid] if p.key_rid else []), *(rev.rid for _, rev in sorted(reveals.items())))
         shares = {j: d.sigma for j, d in directs.items()}
         return self.next(coeffs=self.coeffs, reveals=reveals, shares=shares, rid=rid)
 
@@ -274,6 +290,8 @@ class AuxRound3(Round):
         secret = AuxSecret(int(keys.paillier.p), int(keys.paillier.q), int(keys.ring_pedersen.p),
                            int(keys.ring_pedersen.q), int(keys.ring_pedersen.lam))
         share = p.share
+        if share is None:  # pooled aux-info: bound to a key's share later (PooledAux.bind)
+            return Done(PooledAux(p.me, list(p.parties), p.bits, aux, secret, self.rid))
         if p.refresh:
             pts = share.eval_points
             own = poly_eval(self.coeffs, pts[p.me])

@@ -82,6 +82,51 @@ class AuxSecret:
 
 
 @dataclass(frozen=True)
+class PooledAux:
+    """One party's aux-info made ahead of any key (a key-independent aux session of the
+    ordered committee ``parties``): everyone's public Paillier and ring-Pedersen data, this
+    party's secrets and the session's joint ``rid``. :meth:`bind` joins it to a fresh key share
+    of the same committee (what LF cggmp24 does with ``aux_info_gen`` + ``KeyShare::from_parts``)."""
+
+    index: int
+    parties: list[int]
+    bits: int
+    aux: dict[int, PartyAux]
+    secret: AuxSecret
+    rid: bytes
+
+    def __repr__(self) -> str:
+        return f"PooledAux(index={self.index}, parties={self.parties}, bits={self.bits})"
+
+    def fingerprint(self) -> bytes:
+        """A hash of the aux-info's public data (what every party of the committee holds)."""
+        tr = Transcript(b"pooled-aux-public").append("bits", self.bits).append("rid", self.rid)
+        for j in self.parties:
+            a = self.aux[j]
+            tr.append("party", j).append_many(N=a.N, Nhat=a.Nhat, s=a.s, t=a.t)
+        return tr.digest()
+
+    def bind(self, share: "KeyShare") -> "KeyShare":
+        """``share`` (fresh from a DKG of this committee, no aux yet) with this aux-info; the
+        key's rid becomes rid_key XOR rid_aux, so every later proof is bound to both."""
+        if share.index != self.index or share.participants != sorted(self.parties) or share.has_aux:
+            raise EncodingError("the aux-info is not for this key share's committee")
+        rid = bytes(a ^ b for a, b in zip(share.rid, self.rid))
+        return replace(share, rid=rid).with_aux(dict(self.aux), self.secret, self.bits)
+
+    def to_bytes(self) -> bytes:
+        return wire.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PooledAux":
+        out = wire.decode(data, cls)
+        own = out.aux.get(out.index)
+        if own is None or sorted(out.aux) != sorted(out.parties) or own.N != out.secret.p * out.secret.q:
+            raise EncodingError("pooled aux-info does not match its own secret")
+        return out
+
+
+@dataclass(frozen=True)
 class KeyShare:
     """One party's t-of-n share of the key, with everyone's public shares and aux data.
 

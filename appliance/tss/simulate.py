@@ -19,7 +19,7 @@ from appliance.tss.dealer import accept_share, split_key
 from appliance.tss.ecdsa import Signature
 from appliance.tss.group import RNG, SystemRNG, SeededRNG
 from appliance.tss.keygen import KeygenParty
-from appliance.tss.keyshare import KeyShare
+from appliance.tss.keyshare import KeyShare, PooledAux
 from appliance.tss.paillier import DEFAULT_PAILLIER_BITS
 from appliance.tss.presign import Presignature, PresignatureSpent, PresignParty
 from appliance.tss.reshare import OldKeyInfo, ReshareParty
@@ -75,6 +75,31 @@ def aux_info(shares: Sequence[KeyShare], *, paillier_bits: int = DEFAULT_PAILLIE
     }
     out = run(parties, tamper)
     return [out[i] for i in idx]
+
+
+def pooled_aux_info(parties: Sequence[int], *, paillier_bits: int = DEFAULT_PAILLIER_BITS,
+                    rng: RNG | None = None, primes: PrimeSource | None = None,
+                    identities: Identities | None = None) -> dict[int, PooledAux]:
+    """Aux-info for the committee ``parties`` before any key (the key-independent session)."""
+    rng = _rng(rng)
+    primes = primes or FreshPrimes(rng)
+    ids = identities or Identities(parties, rng)
+    sid = _sid(rng, b"pooled-aux")
+    out = run({i: AuxParty.pooled(sid, i, list(parties), generate_aux_keys(paillier_bits, primes, rng),
+                                  ids.signers[i], ids.directory, _party_rng(rng, i)) for i in parties})
+    return dict(out)
+
+
+def keygen_with_aux(pooled: dict[int, PooledAux], threshold: int, *, rng: RNG | None = None,
+                    identities: Identities | None = None) -> list[KeyShare]:
+    """A DKG of the committee of ``pooled``, each share bound to its party's pooled aux-info."""
+    rng = _rng(rng)
+    idx = sorted(pooled)
+    ids = identities or Identities(idx, rng)
+    sid = _sid(rng, b"keygen")
+    shares = run({i: KeygenParty(sid, i, idx, threshold, ids.signers[i], ids.directory, _party_rng(rng, i))
+                  for i in idx})
+    return [pooled[i].bind(shares[i]) for i in idx]
 
 
 def refresh(shares: Sequence[KeyShare], *, rng: RNG | None = None,
