@@ -80,6 +80,16 @@ class PrimesTable(_Table):
     pool_target: Annotated[int, Meta(ge=0, le=64)] = 2
 
 
+class AuxTable(_Table):
+    """``[aux]``: aux-info (Paillier and ring-Pedersen) made ahead of ECDSA keys."""
+
+    # aux-info records with room for another key kept ready for the whole cluster's committee,
+    # made in the background by its lowest-index node; 0: off (each keygen runs its own)
+    pool: Annotated[int, Meta(ge=0, le=16)] = 0
+    # keys one aux-info may serve (README, Protocol: "Aux-info made ahead of keys")
+    keys_per_aux: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+
+
 class AuditTable(_Table):
     checkpoint_every: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
     db: FileName | None = None  # older releases (see appliance.config._check_audit_db)
@@ -107,6 +117,7 @@ class NodeFile(_Table):
     tls: TlsTable = TlsTable()
     primes: PrimesTable = PrimesTable()
     frost: FrostTable = FrostTable()
+    aux: AuxTable = AuxTable()
     audit: AuditTable = AuditTable()
     http: HttpTable = HttpTable()
     testing: TestingTable = TestingTable()

@@ -21,13 +21,13 @@ from appliance_client.ids import is_id as is_id
 from appliance_client.ids import url_path
 
 #: the prefix of the ids :func:`new_id` makes, by kind
-_PREFIX = {"key_id": "key", "op_id": "op", "job_id": "job"}
+_PREFIX = {"key_id": "key", "op_id": "op", "job_id": "job", "aux_id": "aux"}
 
 __all__ = ["GRAMMARS", "BadId", "check_id", "is_id", "new_id", "peer_path", "url_path"]
 
 
 def new_id(kind: str) -> str:
-    """A fresh random id of ``kind`` (key_id, op_id, job_id): prefix and 96 random bits."""
+    """A fresh random id of ``kind`` (key_id, op_id, job_id, aux_id): prefix and 96 random bits."""
     return f"{_PREFIX[kind]}_{secrets.token_hex(12)}"
 
 

@@ -23,6 +23,11 @@ presign                       the coordinator's signature alone: a presignature 
 frost_nonces                  the coordinator's signature alone: pooled FROST commitments sign
                               nothing; the party holds the key at that epoch and stores each
                               commitment only if the coordinator's identity key signed it
+aux_gen                       the coordinator's signature alone: a pooled aux-info (Paillier
+                              and ring-Pedersen, no key) signs nothing; the party checks the
+                              committee, the modulus size and that the aux id is new. A keygen
+                              that uses one is a user-request job: each party checks the aux id
+                              (it holds it, same committee and size, room for another key)
 ============================  ==============================================================
 
 A kind missing from :data:`JOB_AUTHORITY` is refused.
@@ -48,6 +53,7 @@ JOB_AUTHORITY: dict[str, str] = {
     "delete": "user_request",
     "presign": "coordinator",
     "frost_nonces": "coordinator",
+    "aux_gen": "coordinator",
 }
 
 COORDINATOR_SIG = "coordinator_sig"

@@ -88,6 +88,7 @@ HSM_OPERATIONS = ("seal", "unseal", "seal_presignature", "unseal_presignature",
 DROP_REASONS = ("rejected", "malformed", "misrouted", "finished", "overflow", "frame", "replayed",
                 "bad_signature")
 PRIME_KINDS = ("safe", "blum")
+AUX_EVENTS = ("generated", "taken", "fallback")
 MAX_ROUND = 10
 MAX_PARTIES = 16
 
@@ -173,6 +174,16 @@ class Metrics:
         self.prime_pool = Gauge("appliance_prime_pool_size",
                                 "Sealed primes ready in this node's pool", ["kind", "bits"],
                                 registry=r)
+        self.aux_room = Gauge(
+            "appliance_aux_pool_key_room", "Keys the whole committee's pooled aux-info can still "
+            "take on this node (ECDSA keys made with only a DKG)", registry=r)
+        self.aux_low_water = Gauge(
+            "appliance_aux_pool_target_room", "Room the aux-info pool is kept at ([aux] pool x "
+            "keys_per_aux; 0: no pool): below it the committee's lowest node makes another", registry=r)
+        self.aux_events = Counter(
+            "appliance_aux_pool_events_total", "Pooled aux-info generated, taken by a keygen "
+            "coordinated here, or missing (the keygen ran its own aux session: fallback)", ["event"],
+            registry=r)
         self.peer_up = Gauge("appliance_peer_up", "1 if the peer answered its last health check "
                              "as ready, 0 if not", ["peer"], registry=r)
         self.quorum_required = Gauge(
@@ -209,6 +220,8 @@ class Metrics:
         for peer in self.peers:
             self.peer_errors.labels(peer)
         self.audit_entries.inc(0)
+        for ev in AUX_EVENTS:
+            self.aux_events.labels(ev)
 
     # -- counters with checked labels ---------------------------------------------------
     def sign_request_created(self) -> None:
@@ -335,6 +348,13 @@ class Metrics:
     def set_cert_expiry(self, node: str, not_after: float) -> None:
         if node in self.peers or (not self.peers and isinstance(node, str) and _ID.match(node)):
             self.cert_expiry.labels(node).set(not_after)
+
+    def aux_event(self, event: str) -> None:
+        self.aux_events.labels(_pick(event, AUX_EVENTS)).inc()
+
+    def set_aux_room(self, room: int, target: int) -> None:
+        self.aux_room.set(room)
+        self.aux_low_water.set(target)
 
     def set_prime_pool(self, kind: str, bits: int, size: int) -> None:
         self.prime_pool.labels(_pick(kind, PRIME_KINDS), str(int(bits))).set(size)

@@ -13,6 +13,7 @@ and check readiness with ``node.store``, ``node.hsm`` and ``node.audit`` (None u
 ``node.participant``           jobs a peer coordinates
 ``node.frames``                protocol messages in and out
 ``node.pools`` ``node.primes``  presignature pool, prime supply (appliance/pools/)
+``node.aux_pool``              aux-info made ahead of ECDSA keys, per committee
 ``node.health``                peer and HSM health (appliance/cluster/)
 ``node.quarantine``            nodes left out of quorums
 ``node.policy_sync``           the policy in force, its updates, catching up with peers
@@ -56,6 +57,7 @@ from appliance.audit import AuditLog
 from appliance.metered_hsm import MeteredHSM
 from appliance.storage import NodeStore
 from appliance.ports import NO_EVENTS, SYSTEM_CLOCK, Clock, EventSink, Opened
+from appliance.pools.aux_pool import AuxGenJob, AuxPool
 from appliance.pools.frost_nonce_job import FrostNonceFiller, FrostNonceJob
 from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.pools.presign import PresignPool
@@ -119,9 +121,13 @@ class Node:
         self.two_phase = TwoPhase(rt, self.table, self.local, self.shares, self.pools, key_store=store,
                                   changes=store, audit=audit, peers=link)
         self.reader = PayloadReader(rt, replay=store)
+        self.aux_pool = AuxPool(rt, self.health, self.coordinator.run, lambda: self.pools.last_sign,
+                                signing_now=lambda: self.table.any_of_kind("sign"), aux_store=store, hsm=hsm)
         key_jobs = KeyChangeJob(rt, self.driver, self.shares, self.primes, self.two_phase, self.pools,
                                 key_store=store, changes=store, replay=store, hsm=hsm, signer=signer, peers=link,
-                                progress=self.progress)
+                                aux=self.aux_pool, aux_store=store, progress=self.progress)
+        kinds["aux_gen"] = AuxGenJob(rt, self.driver, self.primes, self.aux_pool, aux_store=store, hsm=hsm,
+                                     signer=signer)
         kinds.update({kind: key_jobs for kind in ("keygen", "refresh", "reshare", "import")})
         lifecycle = LifecycleJob(rt, self.two_phase, self.pools, key_store=store, changes=store, replay=store,
                                  audit=audit)
@@ -239,10 +245,12 @@ class Node:
                                                          self.store.core, self.hsm)
         self.primes.start()
         rt.spawn(self.pools.loop())
+        rt.spawn(self.aux_pool.loop())
         rt.spawn(self.nonce_filler.loop())
         rt.spawn(self._housekeeping())
         rt.spawn(self.two_phase.loop())
         self.pools.report()
+        self.aux_pool.report()
         self.nonce_pool.on_change()
         rt.spawn(self.cosigning.loop())
         rt.spawn(self.policy_sync.catch_up())

@@ -268,8 +268,10 @@ class KeyStore(Protocol):
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
                         epoch: int, bits: int, blob: bytes, chain_code: bytes,
-                        scheme: str = "ecdsa-secp256k1") -> None:
-        """A new key, pending until committed (its row's ``scheme`` says how it signs)."""
+                        scheme: str = "ecdsa-secp256k1", aux: tuple[str, int] | None = None) -> None:
+        """A new key, pending until committed (its row's ``scheme`` says how it signs);
+        ``aux``: (aux_id, cap) of the pooled aux-info it is bound to, counted in the same
+        transaction (ConflictError past the cap, nothing stored)."""
 
     def put_pending_share(self, key_id: str, epoch: int, blob: bytes) -> None:
         """A new epoch's sealed share, pending until committed."""
@@ -403,6 +405,29 @@ class FrostNonceStore(Protocol):
 
     def mark_frost_nonce_keys_destroyed(self, labels: Any) -> None:
         """Record that these nonce pairs' HSM keys are destroyed."""
+
+
+class AuxStore(Protocol):
+    """Pooled aux-info per committee (sealed) and each key's binding to one
+    (appliance/storage/aux_info.py)."""
+
+    def add_aux(self, aux_id: str, parties: list[int], bits: int, fingerprint: bytes, blob: bytes) -> None:
+        """Keep a sealed aux-info of this committee (ConflictError if the id exists)."""
+
+    def get_aux(self, aux_id: str) -> dict | None:
+        """``aux_id``, ``parties``, ``bits``, ``fingerprint``, ``sealed``, ``keys_bound``, or None."""
+
+    def usable_aux(self, parties: list[int], bits: int, cap: int) -> list[str]:
+        """Ids of this committee's aux-info with room for another key, fullest first."""
+
+    def aux_room(self, parties: list[int], bits: int, cap: int) -> int:
+        """Keys this committee's aux-info can still take."""
+
+    def aux_of_key(self, key_id: str) -> str | None:
+        """The aux-info a key was made with (None: its own aux session)."""
+
+    def delete_aux(self, aux_id: str) -> None:
+        """Drop an aux-info no key is bound to (its session did not finish everywhere)."""
 
 
 class PrimeStore(Protocol):

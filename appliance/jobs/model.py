@@ -5,6 +5,8 @@ has phases, each one protocol session with its own id ``H(job id, phase)[:16]``:
 
 =================  ==========================================================
 keygen             keygen (DKG) -> aux (Paillier, ring-Pedersen) -> pending key; commit
+                   (with a pooled aux-info, spec ``aux_id``: keygen only, the share bound to it)
+aux_gen            aux without a key (appliance/pools/aux_pool.py) -> sealed pooled aux-info
 refresh            aux with refresh=True -> pending share of epoch+1; commit
 reshare            reshare (senders -> new committee) -> aux on the new committee; commit
 import             (share decrypted in the HSM, checked against the dealer's commitments) -> aux; commit
@@ -103,8 +105,10 @@ class JobRun:
 
     def phase_names(self) -> list[str]:
         k = self.kind
-        if k == "keygen":
-            return ["keygen"] if is_frost(self.spec) else ["keygen", "aux"]
+        if k == "keygen":  # with a pooled aux-info (``aux_id``): the DKG only
+            return ["keygen"] if is_frost(self.spec) or self.spec.get("aux_id") else ["keygen", "aux"]
+        if k == "aux_gen":
+            return ["aux"]
         if k == "refresh" and is_frost(self.spec):
             return ["refresh"]
         if k == "import" and is_frost(self.spec):

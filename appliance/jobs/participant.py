@@ -51,7 +51,12 @@ class Participant:
             raise ServiceError("not_ready", f"{rt.me.id} is not ready: {rt.fault or 'starting'}")
         try:
             job_id = check_id("job_id", spec["job_id"])
-            check_id("key_id", spec["key_id"])
+            if spec["kind"] == "aux_gen":  # no key: the aux-info it makes has an id of its own
+                check_id("aux_id", spec["aux_id"])
+            else:
+                check_id("key_id", spec["key_id"])
+            if spec.get("aux_id") is not None:
+                check_id("aux_id", spec["aux_id"])
             if spec.get("request_id") is not None:
                 check_id("request_id", spec["request_id"])
             http_rid = spec.get(HTTP_REQUEST_ID)
@@ -72,7 +77,7 @@ class Participant:
         if not coordinator_signature_ok(spec, from_index, rt.directory):
             raise self.recorder.refuse(PolicyDenied("bad_coordinator_signature", "the job is not signed by its "
                                        "coordinator's identity key"), actor=rt.peers[from_index].id,
-                                       action=f"{kind}_job_refused", key_id=spec["key_id"], subject=job_id)
+                                       action=f"{kind}_job_refused", key_id=spec.get("key_id"), subject=job_id)
         if self.table.seen(job_id):
             running = self.table.get(job_id)
             if running is not None and running.spec == spec:

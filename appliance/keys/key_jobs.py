@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from appliance.errors import EncodingError, ServiceError
-from appliance.ids import peer_path
+from appliance.ids import is_id, peer_path
 from appliance.jobs.authorization import mark_request_used
 from appliance.jobs.driver import SessionDriver
 from appliance.jobs.kinds import Cancel
@@ -20,9 +20,10 @@ from appliance.keys import frost_keys, states
 from appliance.keys.shares import ShareVault
 from appliance.keys.two_phase import TwoPhase
 from appliance.policy import ECDSA, SCHEMES
+from appliance.pools.aux_pool import AuxPool, aux_context
 from appliance.pools.presign import PresignPool
 from appliance.pools.primes import PrimeSupply
-from appliance.ports import (NO_PROGRESS, IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ProgressSink,
+from appliance.ports import (NO_PROGRESS, AuxStore, IdentitySigner, KeyChangeStore, KeyStore, Late, PeerLink, ProgressSink,
                              ReplayStore, Sealer)
 from appliance.runtime import Runtime
 from appliance.transport import PeerError
@@ -36,7 +37,8 @@ from appliance.tss.frost.refresh import FrostRefreshParty
 from appliance.tss.frost.reshare import FrostOldKey, FrostReshareConfirmed, FrostReshareParty
 from appliance.tss.group import SystemRNG
 from appliance.tss.keygen import KeygenParty
-from appliance.tss.keyshare import KeyShare
+from appliance.storage.errors import ConflictError
+from appliance.tss.keyshare import KeyShare, PooledAux
 from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
 from hsm.errors import HSMError
 
@@ -45,8 +47,10 @@ class KeyChangeJob:
     def __init__(self, rt: Runtime, driver: SessionDriver, shares: ShareVault, primes: PrimeSupply,
                  two_phase: TwoPhase, pool: PresignPool, *, key_store: Late[KeyStore], changes: Late[KeyChangeStore],
                  replay: Late[ReplayStore], hsm: Late[Sealer], signer: Late[IdentitySigner], peers: PeerLink,
-                 progress: ProgressSink = NO_PROGRESS) -> None:
+                 aux: AuxPool, aux_store: Late[AuxStore], progress: ProgressSink = NO_PROGRESS) -> None:
         self.rt = rt
+        self.aux = aux  # the pooled aux-info (a keygen coordinated here takes one)
+        self.aux_store = aux_store
         self.progress = progress
         self.key_store = key_store
         self.changes = changes
@@ -78,6 +82,8 @@ class KeyChangeJob:
                 raise ServiceError("bad_job", "paillier_bits must be 2048 or 3072")
             if kind == "import":  # refused here, naming the problem, before anything is stored
                 await self.check_import_share(spec)
+            if spec.get("aux_id") is not None:
+                self.check_pooled_aux(spec)
         elif kind == "reshare":
             row = self.key_store().get_key(str(spec["key_id"]))
             senders = [int(p) for p in spec.get("senders", [])]
@@ -99,6 +105,28 @@ class KeyChangeJob:
         if kind in ("refresh", "reshare") and self.two_phase.key_change_running(str(spec["key_id"])):
             raise ServiceError("key_change_in_progress", f"{rt.me.id}: another change of this key is under way")
 
+    def check_pooled_aux(self, spec: dict) -> dict:
+        """The coordinator's choice of pooled aux-info for a keygen, checked here: an ECDSA
+        keygen; this node holds that aux-info, made for exactly the job's committee and modulus
+        size, with room for another key. Its stored row."""
+        me = self.rt.me.id
+        aux_id = spec.get("aux_id")
+        if spec.get("kind") != "keygen" or is_frost(spec) or not is_id("aux_id", aux_id):
+            raise ServiceError("bad_job", "only an ECDSA keygen takes a pooled aux-info")
+        row = self.aux_store().get_aux(aux_id)
+        if row is None:
+            raise ServiceError("aux_unknown", f"{me}: holds no aux-info {aux_id}")
+        if row["parties"] != sorted(int(p) for p in spec["parties"]):
+            raise ServiceError("aux_wrong_committee", f"{me}: aux-info {aux_id} was made for nodes "
+                               f"{', '.join(self.rt.node_ids(row['parties']))}, not this key's")
+        if row["bits"] != spec.get("paillier_bits"):
+            raise ServiceError("aux_wrong_committee", f"{me}: aux-info {aux_id} has {row['bits']}-bit moduli, "
+                               f"the key asks for {spec.get('paillier_bits')}")
+        if row["keys_bound"] >= self.aux.cap:
+            raise ServiceError("aux_exhausted", f"{me}: aux-info {aux_id} serves {row['keys_bound']} keys "
+                               f"already (at most {self.aux.cap})")
+        return row
+
     def attach(self, job: JobRun) -> None:
         return None
 
@@ -116,7 +144,10 @@ class KeyChangeJob:
             sid = phase_sid(job.job_id, "keygen")
             party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng)
             share = await self.driver.drive(job, sid, party)
-            await self._aux_and_stage(job, share, rng, deadline)
+            if spec.get("aux_id") is not None:
+                await self._bind_pooled_and_stage(job, share)
+            else:
+                await self._aux_and_stage(job, share, rng, deadline)
         elif kind == "import" and is_frost(spec):
             await self._frost_import(job)
         elif kind == "import":
@@ -247,6 +278,30 @@ class KeyChangeJob:
         blob = await self.shares.seal(spec["key_id"], share)
         self.key_store().put_pending_key(spec["key_id"], share.public_key, share.threshold,
                                          share.participants, share.epoch, bits, blob, share.chain_code)
+        job.result = _result(share)
+
+    async def _bind_pooled_and_stage(self, job: JobRun, share: KeyShare) -> None:
+        """The DKG's share joined with the pooled aux-info the job names (checked again: it may
+        have filled up since the job was accepted), sealed and staged; the key is counted
+        against the aux-info in the same transaction (two keys never pass its cap together)."""
+        spec = job.spec
+        try:
+            row = self.check_pooled_aux(spec)
+        except ServiceError as exc:
+            raise JobFailed(exc) from None
+        try:
+            pooled = PooledAux.from_bytes(await self.hsm().unseal_async(aux_context(row["aux_id"]), row["sealed"]))
+            share = pooled.bind(share)
+        except (HSMError, EncodingError):
+            raise JobFailed(ServiceError("aux_unusable", f"{self.rt.me.id}: aux-info {row['aux_id']} does not "
+                                         "unseal or does not fit this share")) from None
+        bits = int(spec["paillier_bits"])
+        blob = await self.shares.seal(spec["key_id"], share)
+        try:
+            self.key_store().put_pending_key(spec["key_id"], share.public_key, share.threshold, share.participants,
+                                             share.epoch, bits, blob, share.chain_code, aux=(row["aux_id"], self.aux.cap))
+        except ConflictError:
+            raise JobFailed(ServiceError("aux_exhausted", f"{self.rt.me.id}: aux-info {row['aux_id']} is full")) from None
         job.result = _result(share)
 
     async def _reshare(self, job: JobRun, rng, deadline: float) -> None:

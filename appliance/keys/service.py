@@ -314,6 +314,10 @@ class KeyService:
             spec = {"job_id": job_id, "kind": "keygen", "key_id": key_id, "parties": parties,
                     "threshold": body["threshold"], "paillier_bits": body["paillier_bits"],
                     "scheme": body.get("scheme", DEFAULT_SCHEME)}
+            if spec["scheme"] == DEFAULT_SCHEME:  # a pooled aux-info: the DKG only (else its own aux)
+                aux_id = self.jobs.aux.choose(parties, body["paillier_bits"])
+                if aux_id is not None:
+                    spec["aux_id"] = aux_id
         elif kind in LIFECYCLE_KINDS:
             key_id = sr.request.key_id
             row = self.shares.known_key(key_id)

@@ -295,6 +295,23 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             PRIMARY KEY (credential_id, assertion_id)
         )""",
     ]),
+    ("node: pooled aux-info per committee and each key's binding to one (issue 18)", [
+        """CREATE TABLE aux_info (
+            aux_id      TEXT PRIMARY KEY,
+            committee   TEXT NOT NULL,         -- sorted node indices, JSON
+            bits        INTEGER NOT NULL,
+            fingerprint BLOB NOT NULL,         -- hash of the public data every party holds
+            sealed      BLOB NOT NULL,         -- PooledAux, sealed (kind aux, key id = aux id)
+            keys_bound  INTEGER NOT NULL DEFAULT 0 CHECK (keys_bound >= 0),
+            created_at  REAL NOT NULL
+        )""",
+        "CREATE INDEX aux_info_committee ON aux_info (committee, bits, keys_bound)",
+        """CREATE TABLE aux_bindings (
+            key_id   TEXT PRIMARY KEY,
+            aux_id   TEXT NOT NULL REFERENCES aux_info (aux_id),
+            bound_at REAL NOT NULL
+        )""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.sealed import presig_key_label
+from appliance.storage.aux_info import AuxInfoRepository
 from appliance.storage.database import Database
 from appliance.storage.errors import ConflictError, NotFoundError, PresignatureUnavailable
 from appliance.storage.keys import KeyStatusRepository, KeyVersionRepository
@@ -63,6 +64,7 @@ class NodeStore:
         self.used_requests = UsedRequests(db)
         self.request_claims = RequestClaims(db)
         self.nonces = NonceLedger(db)  # RFC 9421 nonces accepted here, kept across restarts
+        self.aux = AuxInfoRepository(db)  # pooled aux-info and key bindings (appliance/storage/aux_info.py)
 
     def close(self) -> None:
         self.database.close()
@@ -75,16 +77,40 @@ class NodeStore:
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
                         epoch: int, bits: int, blob: bytes, chain_code: bytes,
-                        scheme: str = "ecdsa-secp256k1") -> None:
+                        scheme: str = "ecdsa-secp256k1", aux: tuple[str, int] | None = None) -> None:
         """``public_key``: SEC1 compressed for ECDSA; for a FROST key its group element as
         the ciphersuite encodes it (33-byte SEC1 P for BIP340, 32 bytes for Ed25519); a FROST
-        key has no Paillier modulus (``bits`` 0) and no chain code (empty)."""
+        key has no Paillier modulus (``bits`` 0) and no chain code (empty). ``aux``: (aux_id,
+        cap) of the pooled aux-info the share was bound to, counted in the same transaction
+        (ConflictError past the cap: nothing is stored)."""
         with self.database.tx():
+            if aux is not None:
+                self.aux.bind_aux(key_id, aux[0], aux[1])
             self.core.put_key(key_id, threshold=threshold, participants=participants,
                               public_key=public_key, chain_code=chain_code, epoch=epoch)
             self.core.put_sealed_secrets(key_id, epoch, {"share": blob})
             self.key_status.add(key_id, "pending", bits, scheme)
             self.versions.created(key_id, epoch)
+
+    # -- pooled aux-info (appliance.ports.AuxStore) ---------------------------------------
+
+    def add_aux(self, aux_id: str, parties: list[int], bits: int, fingerprint: bytes, blob: bytes) -> None:
+        self.aux.add_aux(aux_id, parties, bits, fingerprint, blob)
+
+    def get_aux(self, aux_id: str) -> dict | None:
+        return self.aux.get_aux(aux_id)
+
+    def usable_aux(self, parties: list[int], bits: int, cap: int) -> list[str]:
+        return self.aux.usable_aux(parties, bits, cap)
+
+    def aux_room(self, parties: list[int], bits: int, cap: int) -> int:
+        return self.aux.aux_room(parties, bits, cap)
+
+    def aux_of_key(self, key_id: str) -> str | None:
+        return self.aux.aux_of_key(key_id)
+
+    def delete_aux(self, aux_id: str) -> None:
+        self.aux.delete_aux(aux_id)
 
     def set_key_status(self, key_id: str, status: str) -> None:
         self.key_status.set_status(key_id, status)

@@ -22,6 +22,7 @@ GRAMMARS: dict[str, re.Pattern[str]] = {
     "key_id": re.compile(r"key_[0-9a-f]{24}"),
     "op_id": re.compile(r"op_[0-9a-f]{24}"),
     "job_id": re.compile(r"job_[0-9a-f]{24}"),
+    "aux_id": re.compile(r"aux_[0-9a-f]{24}"),
     "node_id": re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
 }
 

@@ -13,6 +13,7 @@ import pytest
 
 from api.client import ApplianceAPIError
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
+from tests.lifecycle_helpers import db, eventually
 
 #: well-formed ids that name nothing (a malformed id is a 400 bad_id, not a 404)
 UNKNOWN = {"key_id": "key_" + "0" * 24, "op_id": "op_" + "0" * 24, "request_id": "req_" + "0" * 32,
@@ -20,7 +21,8 @@ UNKNOWN = {"key_id": "key_" + "0" * 24, "op_id": "op_" + "0" * 24, "request_id":
 
 pytestmark = cluster_marks("node-cluster")  # one cluster per worker process
 
-cluster = cluster_fixture(users={"approver2": ["approver"]})
+# [aux] pool = 1: the cluster's lowest node keeps one aux-info ready (issue 18 aim 4)
+cluster = cluster_fixture(users={"approver2": ["approver"]}, node_extra={i: {"aux": {"pool": 1}} for i in range(3)})
 STATE: dict = {}
 
 
@@ -246,6 +248,48 @@ async def test_reshare_to_a_new_committee(cluster):
     check_signature(key["public_key"], digest, done["signature"])
 
 
+def _aux_rows(cluster, i: int) -> dict[str, tuple]:
+    """node ``i``'s pooled aux-info: aux_id -> (committee, bits, fingerprint, keys_bound)."""
+    con = db(cluster, i)
+    try:
+        return {r[0]: r[1:] for r in con.execute("SELECT aux_id, committee, bits, fingerprint, keys_bound "
+                                                 "FROM aux_info")}
+    finally:
+        con.close()
+
+
+def _binding(cluster, i: int, key_id: str) -> str | None:
+    con = db(cluster, i)
+    try:
+        row = con.execute("SELECT aux_id FROM aux_bindings WHERE key_id = ?", (key_id,)).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+async def test_keys_from_pooled_aux_info(cluster):
+    """The pool fills in the background (the same aux-info on every node, sealed), a key takes
+    one (DKG only: no aux phase in its job) and is bound to it on every node, and it signs."""
+    rows = await eventually(lambda: all(_aux_rows(cluster, i) for i in range(3)) and _aux_rows(cluster, 0),
+                            timeout=120, what="the aux-info pool to fill")
+    aux_id, (committee, bits, fp, bound) = sorted(rows.items())[0]
+    assert committee == "[0, 1, 2]" and bits == 2048
+    for i in (1, 2):
+        assert _aux_rows(cluster, i)[aux_id][:3] == (committee, bits, fp)
+    key = await cluster.client("admin", node=0).create_key(threshold=2)
+    STATE["pooled"] = (key, aux_id)
+    for i in range(3):
+        assert _binding(cluster, i, key["key_id"]) == aux_id
+        assert _aux_rows(cluster, i)[aux_id][3] >= bound + 1
+    text = await cluster.client("auditor", node=0).metrics()
+    assert 'appliance_aux_pool_events_total{event="taken"}' in text
+    c = cluster.client("initiator", node=1)
+    digest = digest_of("a key from pooled aux-info")
+    done = await c.sign(key["key_id"], digest, signers=["node-1", "node-2"], timeout=60,
+                        approver=cluster.client("approver", node=1))
+    check_signature(key["public_key"], digest, done["signature"])
+
+
 async def test_nodes_stopped_and_restarted(cluster):
     key = await _key(cluster)
     c1 = cluster.client("initiator", node=0)
@@ -272,4 +316,17 @@ async def test_nodes_stopped_and_restarted(cluster):
     digest = digest_of("after restart")
     done = await c3.sign(key["key_id"], digest, signers=["node-2", "node-3"], timeout=60,
                          approver=cluster.client("approver", node=2))
+    check_signature(key["public_key"], digest, done["signature"])
+
+
+async def test_pooled_aux_info_and_bindings_survive_a_restart(cluster):
+    """After test_nodes_stopped_and_restarted (node-2 and node-3 stopped and started again):
+    the pool and the key's binding are still there, and the pooled key signs through them."""
+    key, aux_id = STATE["pooled"]
+    for i in (1, 2):
+        assert aux_id in _aux_rows(cluster, i) and _binding(cluster, i, key["key_id"]) == aux_id
+    c = cluster.client("initiator", node=2)
+    digest = digest_of("pooled key after restart")
+    done = await c.sign(key["key_id"], digest, signers=["node-2", "node-3"], timeout=60,
+                        approver=cluster.client("approver", node=2))
     check_signature(key["public_key"], digest, done["signature"])
