@@ -81,6 +81,10 @@ STATUS: dict[str, int] = {
     "nonce_reused": 409,  # a different request under an (initiator, nonce) already used
     # a pooled FROST nonce pair spent, unknown, or whose HSM key is gone (a restored database)
     "nonce_unavailable": 409,
+    # a keygen's pooled aux-info (issue 18): unknown here, made for another committee or modulus
+    # size, serving its cap of keys already, an aux id used twice, or one that does not unseal
+    "aux_unknown": 409, "aux_wrong_committee": 409, "aux_exhausted": 409, "aux_exists": 409,
+    "aux_unusable": 500,
     "nonce_pool_full": 409,  # a holder publishing more pooled commitments than a coordinator keeps
     # an honest FROST signer refuses the coordinator's package (numbered checks, e.g. check 7:
     # a pooled commitment not signed by the signer it is listed for)

@@ -504,4 +504,4 @@ class ReplayStore(Protocol):
 
 STORE_PORTS: Sequence[type] = (SignRequestStore, StatementStore, KeyStore, KeyChangeStore, OperationStore,
                                PresignatureStore, PrimeStore, PolicyUpdateStore, CertUpdateStore,
-                               ReplayStore)
+                               ReplayStore, AuxStore)

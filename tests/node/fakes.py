@@ -312,7 +312,8 @@ class FakeKeys:
 
     def put_pending_key(self, key_id: str, public_key: bytes, threshold: int, participants: list[int],
                         epoch: int, bits: int, blob: bytes, chain_code: bytes,
-                        scheme: str = "ecdsa-secp256k1") -> None:
+                        scheme: str = "ecdsa-secp256k1", aux: tuple[str, int] | None = None) -> None:
+        self.aux_bound = aux  # (the fake keeps no aux-info: FakeAux does)
         self.rows[key_id] = {"key_id": key_id, "public_key": public_key, "threshold": threshold,
                              "participants": list(participants), "epoch": epoch, "chain_code": chain_code,
                              "created": time.time(), "status": "pending", "paillier_bits": bits,
@@ -503,6 +504,36 @@ class FakePrimes:
 
     def count_primes(self, bits: int) -> int:
         return len(self.pool.get(bits, []))
+
+
+class FakeAux:
+    """AuxStore: pooled aux-info rows in a dict, bindings in another."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+        self.bindings: dict[str, str] = {}
+
+    def add_aux(self, aux_id: str, parties: list[int], bits: int, fingerprint: bytes, blob: bytes) -> None:
+        self.rows[aux_id] = {"aux_id": aux_id, "parties": sorted(parties), "bits": bits, "fingerprint": fingerprint,
+                             "sealed": blob, "keys_bound": 0}
+
+    def get_aux(self, aux_id: str) -> dict | None:
+        return self.rows.get(aux_id)
+
+    def usable_aux(self, parties: list[int], bits: int, cap: int) -> list[str]:
+        rows = [r for r in self.rows.values() if r["parties"] == sorted(parties) and r["bits"] == bits
+                and r["keys_bound"] < cap]
+        return [r["aux_id"] for r in sorted(rows, key=lambda r: -r["keys_bound"])]
+
+    def aux_room(self, parties: list[int], bits: int, cap: int) -> int:
+        return sum(cap - self.rows[a]["keys_bound"] for a in self.usable_aux(parties, bits, cap))
+
+    def aux_of_key(self, key_id: str) -> str | None:
+        return self.bindings.get(key_id)
+
+    def delete_aux(self, aux_id: str) -> None:
+        if aux_id in self.rows and self.rows[aux_id]["keys_bound"] == 0:
+            del self.rows[aux_id]
 
 
 class FakePolicyUpdates:

@@ -39,6 +39,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.PresignatureStore: (NodeStore, fakes.FakePresignatures),
     ports.FrostNonceStore: (NodeStore, Store),  # the in-process tests use the real store
     ports.PrimeStore: (NodeStore, fakes.FakePrimes),
+    ports.AuxStore: (NodeStore, fakes.FakeAux),
     ports.PolicyUpdateStore: (NodeStore, fakes.FakePolicyUpdates),
     ports.CertUpdateStore: (NodeStore, fakes.FakeCertUpdates),
     ports.ReplayStore: (NodeStore, fakes.FakeReplay),

@@ -7,10 +7,12 @@ import hashlib
 
 import pytest
 
+from appliance.errors import EncodingError
 from appliance.tss import simulate
 from appliance.tss.aux import AuxParty, generate_aux_keys
 from appliance.tss.ecdsa import verify_with_libsecp256k1
 from appliance.tss.group import G, Q, SeededRNG
+from appliance.tss.keyshare import PooledAux
 from appliance.tss.protocol import ProtocolAbort
 from appliance.tss.runner import Identities, run
 from tests.adversary import corrupt, replace_field, together
@@ -115,3 +117,39 @@ def test_aux_rejects_a_short_modulus(key_2of3):
         run(parties, tamper)
     assert err.value.culprits == [1]
     assert "bits" in err.value.reason
+
+
+def _pooled_from(shares) -> dict:
+    """Each party's aux-info of ``shares`` as a pooled one (no new aux session: the same
+    Paillier and ring-Pedersen data, a fresh joint rid)."""
+    rid = SeededRNG("pooled rid").token_bytes(32)
+    return {s.index: PooledAux(s.index, s.participants, s.paillier_bits, dict(s.aux), s.aux_secret, rid)
+            for s in shares}
+
+
+def test_two_keys_bound_to_one_pooled_aux_info_are_separate_and_sign(key_2of3):
+    pooled = _pooled_from(key_2of3)
+    a = simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("pooled a"))
+    b = simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("pooled b"))
+    assert a[0].public_key != b[0].public_key and a[0].rid != b[0].rid  # every proof's context differs
+    assert a[0].aux == b[0].aux and all(s.has_aux and s.paillier_bits == 2048 for s in a + b)
+    for i in range(3):
+        assert PooledAux.from_bytes(pooled[i].to_bytes()).fingerprint() == pooled[0].fingerprint()
+    d = hashlib.sha256(b"pooled").digest()
+    sig = simulate.sign([a[0], a[2]], d, rng=SeededRNG("pooled sign"))
+    assert verify_with_libsecp256k1(a[0].public_key, d, sig)
+
+
+def test_a_pooled_aux_info_binds_only_a_fresh_share_of_its_committee(key_2of3):
+    pooled = _pooled_from(key_2of3)
+    with pytest.raises(EncodingError, match="not for this key share's committee"):
+        pooled[0].bind(key_2of3[0])  # has its aux-info already
+    fresh = simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("fresh"))[1]
+    bare = dataclasses.replace(fresh, aux={}, aux_secret=None, paillier_bits=0)
+    with pytest.raises(EncodingError, match="not for this key share's committee"):
+        pooled[0].bind(bare)  # party 1's share, party 0's aux-info
+    other = {j: dataclasses.replace(p, parties=[0, 1]) for j, p in pooled.items()}
+    with pytest.raises(EncodingError, match="not for this key share's committee"):
+        other[1].bind(bare)
+    with pytest.raises(EncodingError, match="does not match its own secret"):
+        PooledAux.from_bytes(dataclasses.replace(pooled[0], index=1).to_bytes())
