@@ -8,7 +8,10 @@ Paillier, ``[aux] pool = 1`` (the cluster keeps one aux-info ready; it serves up
 
 - ``key_create_2of3_ms_2048``: ``POST /v1/keys`` (ECDSA) to the committed key (DKG only, with
   the pooled aux-info; commit and finalize on every node), median of ``reps`` sequential runs,
-  once the pool is full (each key checked bound to the pooled aux-info on every node);
+  once the pool is full (each key checked bound to the pooled aux-info on every node); with the
+  CPU the three node processes spent per key (``process_cpu_seconds_total``: load-independent);
+- ``key_create_own_aux_2of3_ms_2048``: the same with ``[aux] pool = 0`` (each key runs its own
+  aux session, as before the pool), ``own_aux_reps`` runs, for comparison in the same run;
 - ``aux_gen_2of3_s_2048``: one aux_gen job (the key-independent aux session: Paillier and
   ring-Pedersen keys, Π^mod, Π^prm, Π^fac) as node-1 timed it (``appliance_job_duration_seconds``);
 - ``keys_1000_create_s_2048``: ``keys`` keys created (``parallel`` requests at a time) on one
@@ -74,6 +77,11 @@ def _metric(text: str, name: str, labels: str) -> float:
     return 0.0
 
 
+async def _cpu_s(cluster) -> float:
+    """CPU seconds the node processes used so far (their ``process_cpu_seconds_total``)."""
+    return sum([_metric(await cluster.metrics(i), "process_cpu_seconds_total", "") for i in range(cluster.n)])
+
+
 async def _pool_full(cluster, timeout: float = 300.0) -> float:
     """Wait until node-1 reports room in the aux-info pool; the aux_gen job's duration."""
     deadline = time.monotonic() + timeout
@@ -85,12 +93,29 @@ async def _pool_full(cluster, timeout: float = 300.0) -> float:
     raise AssertionError("the aux-info pool did not fill")
 
 
-def _cluster(**kw):
+def _cluster(pool: int = 1):
     from appliance.testing import LocalCluster
 
     return LocalCluster(3, 2, paillier_bits=BITS, prime_file=PRIMES, presign_pool=0, round_timeout=60,
                         job_timeout=300, log_level="warning", startup_timeout=120,
-                        node_extra={i: {"aux": {"pool": 1}} for i in range(3)}, **kw)
+                        node_extra={i: {"aux": {"pool": pool}} for i in range(3)})
+
+
+async def _own_aux(reps: int) -> list[dict]:
+    """The same, without the pool: every key runs its own aux session (the path before)."""
+    async with _cluster(pool=0) as cluster:
+        admin = cluster.client("admin", 0)
+        lat = []
+        cpu0 = await _cpu_s(cluster)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            key = await admin.create_key(2, timeout=300)
+            lat.append((time.perf_counter() - t0) * 1000)
+            if _bound(cluster, key["key_id"]) != [None] * cluster.n:
+                raise AssertionError("a key bound to a pooled aux-info with the pool off")
+        cpu_ms = (await _cpu_s(cluster) - cpu0) / reps * 1000
+        return [_fig("key_create_own_aux_2of3_ms_2048", lat, "ms", cpu_ms_per_key_all_nodes=round(cpu_ms, 1),
+                     detail="as key_create_2of3_ms_2048 with [aux] pool = 0: DKG + the key's own aux session")]
 
 
 async def _create(reps: int) -> list[dict]:
@@ -98,6 +123,7 @@ async def _create(reps: int) -> list[dict]:
         aux_s = await _pool_full(cluster)
         admin = cluster.client("admin", 0)
         lat = []
+        cpu0 = await _cpu_s(cluster)
         for _ in range(reps):
             t0 = time.perf_counter()
             key = await admin.create_key(2, timeout=300)
@@ -105,7 +131,8 @@ async def _create(reps: int) -> list[dict]:
             bound = _bound(cluster, key["key_id"])
             if None in bound or len(set(bound)) != 1:
                 raise AssertionError(f"key {key['key_id']} is not bound to one pooled aux-info: {bound}")
-        return [_fig("key_create_2of3_ms_2048", lat, "ms",
+        cpu_ms = (await _cpu_s(cluster) - cpu0) / reps * 1000
+        return [_fig("key_create_2of3_ms_2048", lat, "ms", cpu_ms_per_key_all_nodes=round(cpu_ms, 1),
                      detail="POST /v1/keys to the committed key over HTTPS, 3 node processes, DKG only "
                             "(pooled aux-info), sequential, pool full"),
                 {"name": "aux_gen_2of3_s_2048", "value": round(aux_s, 3), "unit": "s", "runs": 1,
@@ -125,9 +152,11 @@ async def _many(keys: int, parallel: int) -> list[dict]:
             async with sem:
                 made.append(await admin.create_key(2, timeout=600))
 
+        cpu0 = await _cpu_s(cluster)
         t0 = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(keys)))
         took = time.perf_counter() - t0
+        cpu_ms = (await _cpu_s(cluster) - cpu0) / keys * 1000
         for d in cluster.data_dirs:  # the WAL folded in, so the file sizes are the data's
             con = sqlite3.connect(d / "node.db", timeout=30.0)
             try:
@@ -148,7 +177,7 @@ async def _many(keys: int, parallel: int) -> list[dict]:
         per_key = [round((a - b) / keys) for a, b in zip(after, before)]
         return [{"name": f"keys_{keys}_create_s_2048", "value": round(took, 1), "unit": "s", "keys": keys,
                  "parallel": parallel, "paillier_bits": BITS,
-                 "db_bytes_per_key": per_key, "node_rss_mb": rss,
+                 "db_bytes_per_key": per_key, "node_rss_mb": rss, "cpu_ms_per_key_all_nodes": round(cpu_ms, 1),
                  "detail": f"{keys} ECDSA keys created over HTTPS ({parallel} requests at a time) on one 2-of-3 "
                            "cluster from pooled aux-info; database growth per key and RSS per node after"},
                 {"name": f"keys_{keys}_sign_random_ms_2048", "value": round(sign_ms, 1), "unit": "ms",
@@ -156,8 +185,10 @@ async def _many(keys: int, parallel: int) -> list[dict]:
                                                   "among them (no presignature pool), verified"}]
 
 
-def run(reps: int = 15) -> list[dict]:
-    return asyncio.run(_create(reps))
+def run(reps: int = 15, own_aux_reps: int = 3) -> list[dict]:
+    """``make bench``: the pooled figures, then the same without the pool (``own_aux_reps``
+    keys: each takes 2 safe primes per node of the test-only file)."""
+    return asyncio.run(_create(reps)) + (asyncio.run(_own_aux(own_aux_reps)) if own_aux_reps else [])
 
 
 def run_many(keys: int = 1000, parallel: int = 4) -> list[dict]:
@@ -169,8 +200,14 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--keys", type=int, default=0, help="create this many keys (keys_<n>_create_s_2048)")
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--own-aux-reps", type=int, default=3, help="keys made without the pool, to compare")
+    ap.add_argument("--merge", action="store_true", help="merge the figures into bench/results.json")
     args = ap.parse_args()
-    figures = run_many(args.keys, args.parallel) if args.keys else run(args.reps)
+    figures = run_many(args.keys, args.parallel) if args.keys else run(args.reps, args.own_aux_reps)
+    if args.merge:
+        from bench.run import RESULTS, merge
+
+        RESULTS.write_text(json.dumps(merge(RESULTS, figures), indent=1))
     print(json.dumps(figures, indent=1))
 
 

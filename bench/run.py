@@ -8,7 +8,8 @@ bench/results.json (a figure of the same name replaced, every other kept; the ru
 ``bench_meta_<sections>``), and bench/latency.png is redrawn only when ``committee`` ran.
 
 Key lifecycle (refresh and reshare of a 2-of-3 and a 3-of-5 key, end to end) comes from
-bench/lifecycle_bench.py.
+bench/lifecycle_bench.py; keys at scale (a key from pooled aux-info, ``key_create_2of3_ms_2048``)
+from bench/keys_bench.py (``--only keys``; the 1,000-key run is ``make bench-keys``).
 
 FROST (threshold Schnorr, BIP340 and Ed25519) in memory: keygen, nonce generation (a nonce
 pool's refill unit), sign p50, refresh and reshare for 2-of-3 and 3-of-5, from
@@ -40,7 +41,7 @@ from appliance.tss.group import SeededRNG, SystemRNG
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
 
 RESULTS = Path(__file__).with_name("results.json")
-SECTIONS = ("crypto", "frost", "frost_e2e", "hsm", "e2e", "committee", "lifecycle")
+SECTIONS = ("crypto", "frost", "frost_e2e", "hsm", "e2e", "committee", "lifecycle", "keys")
 
 
 def _safe(bits: int) -> int:
@@ -149,6 +150,13 @@ def main() -> None:
                 add(lifecycle_bench.run(bits), f"lifecycle {bits}")
         except Exception as exc:
             print(f"[bench] key-lifecycle benchmark failed: {exc!r}", file=sys.stderr)
+    if "keys" in only:
+        try:
+            from bench import keys_bench
+
+            add(keys_bench.run(reps=5 if args.quick else 15), "keys 2048")
+        except Exception as exc:
+            print(f"[bench] keys benchmark failed: {exc!r}", file=sys.stderr)
     partial = only != set(SECTIONS)
     meta = {"name": "bench_meta" + ("_" + "_".join(sorted(only)) if partial else ""),
             "value": round(time.time() - started, 1), "unit": "s",
