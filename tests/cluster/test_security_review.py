@@ -117,6 +117,8 @@ async def _job_specs(cluster) -> dict[str, dict]:
                  "items": [{"digest": digest_of("forged").hex(), "tweak": "0"}]},
         "keygen": {"kind": "keygen", "key_id": "key_" + secrets.token_hex(12), "parties": [0, 1, 2],
                    "threshold": 2, "paillier_bits": 2048},
+        "aux_gen": {"kind": "aux_gen", "aux_id": "aux_" + secrets.token_hex(12), "parties": [0, 1, 2],
+                    "paillier_bits": 2048},
         "import": {"kind": "import", "key_id": "key_" + secrets.token_hex(12), "parties": [0, 1, 2],
                    "threshold": 2, "paillier_bits": 2048, "bundle": bundle},
         "refresh": {"kind": "refresh", "key_id": kid, "parties": [0, 1, 2], "threshold": 2,
@@ -182,6 +184,29 @@ async def test_every_job_kind_needs_an_authorizing_statement_checked_by_the_part
             assert (status, body["error"]["code"]) == (403, "pending_approval"), (kind, body)
     after = {k["key_id"] for k in await cluster.client("auditor", node=1).list_keys()}
     assert after == before
+
+
+async def test_a_keygen_naming_an_aux_info_the_party_does_not_hold_is_refused(cluster):
+    """A coordinator (stolen identity) with a genuine, approved keygen request names a pooled
+    aux-info node-2 does not hold: node-2 refuses the job (409 aux_unknown, naming itself) after
+    the policy's checks, and nothing is created (issue 18: every party checks the aux id)."""
+    specs = await _job_specs(cluster)
+    ph = specs.pop("_policy_hash")
+    sr = _statement_for(cluster, "keygen", specs["keygen"], forged=False)
+    a2 = make_approval(load_private_key(cluster.user_keys["admin2"]), sr.request, approver="admin2",
+                       now=time.time(), ttl_s=3600)
+    aux_id = "aux_" + secrets.token_hex(12)
+    before = {k["key_id"] for k in await cluster.client("auditor", node=1).list_keys()}
+    async with stolen_node(cluster, 0) as thief:
+        spec = {**specs["keygen"], "job_id": _job_id(), "coordinator": 0, "policy_hash": ph, "aux_id": aux_id,
+                "request": sr.to_json(), "request_id": sr.request_id, "approvals": [a2.to_json()]}
+        status, body = await thief.post(1, "/v1/peer/jobs", thief.sign_job(spec))
+        assert (status, body["error"]["code"], body["error"]["message"]) == (
+            409, "aux_unknown", f"node-2: holds no aux-info {aux_id}"), body
+        spec = {**spec, "job_id": _job_id(), "aux_id": "aux_../keys"}  # a malformed id: refused at the edge
+        status, body = await thief.post(1, "/v1/peer/jobs", thief.sign_job(spec))
+        assert (status, body["error"]["code"]) == (400, "bad_job"), body
+    assert {k["key_id"] for k in await cluster.client("auditor", node=1).list_keys()} == before
 
 
 async def test_a_coordinator_signed_job_may_not_carry_a_bundle_other_than_the_approved_one(cluster):
