@@ -42,6 +42,7 @@ A node reads one file, ``node.toml``, which names the cluster file (identical on
     [aux]                             # aux-info made ahead of ECDSA keys (README, Protocol)
     pool = 0                          # aux-info kept ready for the whole cluster (0: off)
     keys_per_aux = 1000               # keys one pooled aux-info may serve
+    low_water = 100                   # another is made when fewer keys than this fit
 
     [audit]                           # the hash-chained audit log lives in [node] db, so that a
                                       # state change and its entry commit in one transaction; a
@@ -252,6 +253,7 @@ class NodeConfig:
     prime_file: Path | None = None
     aux_pool: int = 0  # [aux] pool: aux-info kept ready for the whole committee (0: off)
     keys_per_aux: int = 1000  # [aux] keys_per_aux: keys one pooled aux-info may serve
+    aux_low_water: int = 100  # [aux] low_water: make another when fewer keys than this fit
     lifecycle_interval_s: float = 2.0  # how often pending key changes are resolved
     policy_file: Path | None = None
     cluster_mapping: dict = field(default_factory=dict)  # cluster.toml as read (the policy's default source)
@@ -352,7 +354,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         metrics=_metrics_config(path, base, f.metrics, node, "auth" in _table(m, "metrics")),
         presign_pool=node.presign_pool, frost_nonce_pool=f.frost.pool, prime_pool_target=f.primes.pool_target,
         prime_file=_resolve(base, f.testing.prime_file),
-        aux_pool=f.aux.pool, keys_per_aux=f.aux.keys_per_aux,
+        aux_pool=f.aux.pool, keys_per_aux=f.aux.keys_per_aux, aux_low_water=f.aux.low_water,
         lifecycle_interval_s=node.lifecycle_interval_s,
         policy_file=_resolve(base, f.policy), cluster_mapping=cluster_raw,
         audit_checkpoint_every=f.audit.checkpoint_every,

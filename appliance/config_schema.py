@@ -88,6 +88,9 @@ class AuxTable(_Table):
     pool: Annotated[int, Meta(ge=0, le=16)] = 0
     # keys one aux-info may serve (README, Protocol: "Aux-info made ahead of keys")
     keys_per_aux: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    # the low-water mark: another aux-info is made when the committee's aux-info can take
+    # fewer keys than this (so a keygen finds one while the next is made)
+    low_water: Annotated[int, Meta(ge=0, le=100_000)] = 100
 
 
 class AuditTable(_Table):

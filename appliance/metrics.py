@@ -178,8 +178,8 @@ class Metrics:
             "appliance_aux_pool_key_room", "Keys the whole committee's pooled aux-info can still "
             "take on this node (ECDSA keys made with only a DKG)", registry=r)
         self.aux_low_water = Gauge(
-            "appliance_aux_pool_target_room", "Room the aux-info pool is kept at ([aux] pool x "
-            "keys_per_aux; 0: no pool): below it the committee's lowest node makes another", registry=r)
+            "appliance_aux_pool_low_water", "The aux-info pool's low-water mark ([aux] low_water; 0: "
+            "no pool): below this room the committee's lowest node makes another aux-info", registry=r)
         self.aux_events = Counter(
             "appliance_aux_pool_events_total", "Pooled aux-info generated, taken by a keygen "
             "coordinated here, or missing (the keygen ran its own aux session: fallback)", ["event"],
@@ -352,9 +352,9 @@ class Metrics:
     def aux_event(self, event: str) -> None:
         self.aux_events.labels(_pick(event, AUX_EVENTS)).inc()
 
-    def set_aux_room(self, room: int, target: int) -> None:
+    def set_aux_room(self, room: int, low_water: int) -> None:
         self.aux_room.set(room)
-        self.aux_low_water.set(target)
+        self.aux_low_water.set(low_water)
 
     def set_prime_pool(self, kind: str, bits: int, size: int) -> None:
         self.prime_pool.labels(_pick(kind, PRIME_KINDS), str(int(bits))).set(size)

@@ -2,7 +2,8 @@
 (the ordered node set), so that creating a key runs only its DKG.
 
 ``[aux] pool`` aux-info records with room for another key are kept ready for the whole
-cluster's committee; its lowest-index node makes them in the background (an ``aux_gen`` job:
+cluster's committee, and another is made when they can take fewer than ``[aux] low_water``
+keys; its lowest-index node makes them in the background (an ``aux_gen`` job:
 the key-independent aux session, :meth:`appliance.tss.aux.AuxParty.pooled`) while signing is
 quiet. Each party seals its :class:`appliance.tss.keyshare.PooledAux` under its HSM (kind
 ``aux``, key id = the aux id) and stores it; the coordinator stores its own only once every
@@ -70,14 +71,17 @@ class AuxPool:
                           self.signing_now, self._round)
 
     async def _round(self, target: int) -> bool:
-        """One aux_gen job if the committee has fewer than ``target`` aux-info with room."""
+        """One aux_gen job if the committee has fewer than ``target`` aux-info with room, or
+        they can take fewer keys than the low-water mark."""
         rt = self.rt
         committee = self.committee()
         self.report()
         if rt.index != committee[0]:
             return False
         bits = rt.config.paillier_bits
-        if len(self.aux_store().usable_aux(committee, bits, self.cap)) >= target:
+        usable = self.aux_store().usable_aux(committee, bits, self.cap)
+        room = self.aux_store().aux_room(committee, bits, self.cap)
+        if len(usable) >= target and room >= rt.config.aux_low_water:
             return False
         _, missing = await self.health.split_healthy(committee, max_age=5.0)
         if missing:
@@ -108,7 +112,7 @@ class AuxPool:
     def report(self) -> None:
         rt = self.rt
         room = self.aux_store().aux_room(self.committee(), rt.config.paillier_bits, self.cap)
-        rt.metrics.set_aux_room(room, rt.config.aux_pool * self.cap)
+        rt.metrics.set_aux_room(room, rt.config.aux_low_water if rt.config.aux_pool else 0)
 
 
 class AuxGenJob:

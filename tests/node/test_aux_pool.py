@@ -35,7 +35,7 @@ def _key(n: int) -> str:
 def node(tmp_path):
     store = NodeStore(tmp_path / "node.db")
     rt, ports = fake_runtime(Users().policy), FakePorts(store)
-    rt.config = types.SimpleNamespace(keys_per_aux=2, aux_pool=1, paillier_bits=2048)
+    rt.config = types.SimpleNamespace(keys_per_aux=2, aux_pool=1, paillier_bits=2048, aux_low_water=1)
     rt.cluster = types.SimpleNamespace(nodes=[types.SimpleNamespace(index=i) for i in range(3)])
     opened: list = []
 
@@ -106,8 +106,15 @@ def test_a_key_is_bound_in_the_transaction_that_stages_it_and_never_past_the_cap
 
 def test_the_pool_opens_an_aux_gen_job_only_when_short_and_only_on_the_lowest_node(node):
     asyncio.run(node.pool._round(1))
-    assert node.opened == []  # one usable aux-info for the whole committee: enough
+    assert node.opened == []  # one usable aux-info for the whole committee, room 2: enough
     _stage(node.store, 1)
+    node.rt.config.aux_low_water = 2  # room 1 is below the low-water mark: the next is made
+    asyncio.run(node.pool._round(1))
+    assert [s["kind"] for s in node.opened] == ["aux_gen"]
+    node.opened.clear()
+    node.rt.config.aux_low_water = 1
+    asyncio.run(node.pool._round(1))
+    assert node.opened == []
     _stage(node.store, 2)
     asyncio.run(node.pool._round(1))
     [spec] = node.opened
