@@ -9,7 +9,8 @@ Paillier, ``[aux] pool = 1`` (the cluster keeps one aux-info ready; it serves up
 - ``key_create_2of3_ms_2048``: ``POST /v1/keys`` (ECDSA) to the committed key (DKG only, with
   the pooled aux-info; commit and finalize on every node), median of ``reps`` sequential runs,
   once the pool is full (each key checked bound to the pooled aux-info on every node); with the
-  CPU the three node processes spent per key (``process_cpu_seconds_total``: load-independent);
+  CPU the three node processes spent per key (``process_cpu_seconds_total``: load-independent)
+  and the coordinator's phases (the operation's ``progress.completed``, medians);
 - ``key_create_own_aux_2of3_ms_2048``: the same with ``[aux] pool = 0`` (each key runs its own
   aux session, as before the pool), ``own_aux_reps`` runs, for comparison in the same run;
 - ``aux_gen_2of3_s_2048``: one aux_gen job (the key-independent aux session: Paillier and
@@ -123,16 +124,21 @@ async def _create(reps: int) -> list[dict]:
         aux_s = await _pool_full(cluster)
         admin = cluster.client("admin", 0)
         lat = []
+        phases: dict[str, list[float]] = {}
         cpu0 = await _cpu_s(cluster)
         for _ in range(reps):
             t0 = time.perf_counter()
             key = await admin.create_key(2, timeout=300)
             lat.append((time.perf_counter() - t0) * 1000)
+            op = await admin.operation(key["operation_id"])
+            for c in (op.get("progress") or {}).get("completed", []):
+                phases.setdefault(c["phase"], []).append(c["ms"])
             bound = _bound(cluster, key["key_id"])
             if None in bound or len(set(bound)) != 1:
                 raise AssertionError(f"key {key['key_id']} is not bound to one pooled aux-info: {bound}")
         cpu_ms = (await _cpu_s(cluster) - cpu0) / reps * 1000
         return [_fig("key_create_2of3_ms_2048", lat, "ms", cpu_ms_per_key_all_nodes=round(cpu_ms, 1),
+                     phases_median_ms={k: round(statistics.median(v), 1) for k, v in phases.items()},
                      detail="POST /v1/keys to the committed key over HTTPS, 3 node processes, DKG only "
                             "(pooled aux-info), sequential, pool full"),
                 {"name": "aux_gen_2of3_s_2048", "value": round(aux_s, 3), "unit": "s", "runs": 1,
