@@ -132,7 +132,8 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         verifier.users = {u.id: u.key.public_key() for u in node.policy.users}
         state["hash"] = node.policy.hash
     try:
-        user_id, request["raw_body"] = await authenticate(request, verifier, MAX_BODY)
+        with node.metrics.stage("client_auth"):  # body read, RFC 9421 verified, nonce recorded
+            user_id, request["raw_body"] = await authenticate(request, verifier, MAX_BODY)
     except Refusal as r:
         resp = refusal(r.code, r.message)
         if r.unread and request.body_exists:

@@ -29,6 +29,8 @@ appliance_prime_pool_size                       gauge     kind, bits
 appliance_peer_up                               gauge     peer
 appliance_quorum_required                       gauge
 appliance_peer_errors_total                     counter   peer
+appliance_peer_connections_opened_total         counter   peer, pool
+appliance_sign_stage_duration_seconds           histogram stage (appliance/stages.py)
 appliance_peer_messages_dropped_total           counter   reason
 appliance_audit_entries_total                   counter
 appliance_audit_write_failures_total            counter
@@ -95,6 +97,14 @@ MAX_PARTIES = 16
 ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SESSION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+#: where a signature's time goes on one node (``appliance_sign_stage_duration_seconds``):
+#: ``client_auth`` RFC 9421 verification of a client request; ``policy`` the policy and
+#: transaction rules evaluated (coordinator and every signer); ``audit_append`` one audit
+#: entry written; ``sqlite_commit`` one outermost COMMIT of the node's database (its fsyncs);
+#: ``peer_call`` one HTTPS request to a peer, answer read. HSM operations have their own
+#: histogram, protocol rounds theirs.
+SIGN_STAGES = ("client_auth", "policy", "audit_append", "sqlite_commit", "peer_call")
 HSM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}$")
@@ -160,6 +170,10 @@ class Metrics:
         self.hsm_seconds = Histogram(
             "appliance_hsm_operation_duration_seconds", "Duration of HSM (PKCS#11) operations",
             ["operation"], buckets=HSM_BUCKETS, registry=r)
+        self.stage_seconds = Histogram(
+            "appliance_sign_stage_duration_seconds", "Time spent in each stage of the request "
+            "path (appliance.metrics.SIGN_STAGES), each occurrence observed", ["stage"],
+            buckets=STAGE_BUCKETS, registry=r)
         self.hsm_errors = Counter("appliance_hsm_errors_total", "Failed HSM operations",
                                   ["operation"], registry=r)
         self.presignatures = Gauge(
@@ -192,6 +206,10 @@ class Metrics:
         self.peer_errors = Counter("appliance_peer_errors_total",
                                    "Failed calls to peers and misbehaviour blamed on them",
                                    ["peer"], registry=r)
+        self.peer_connections = Counter(
+            "appliance_peer_connections_opened_total", "TCP connections this node opened to a peer "
+            "(kept alive and reused: it grows with concurrency, not with requests)", ["peer", "pool"],
+            registry=r)
         self.dropped = Counter("appliance_peer_messages_dropped_total",
                                "Peer messages dropped without blaming their claimed sender",
                                ["reason"], registry=r)
@@ -283,6 +301,21 @@ class Metrics:
         self.hsm_seconds.labels(op).observe(max(0.0, seconds))
         if not ok:
             self.hsm_errors.labels(op).inc()
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(_pick(stage, SIGN_STAGES)).observe(max(0.0, seconds))
+
+    @contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_stage(stage, time.perf_counter() - t0)
+
+    def peer_connection_opened(self, peer: str, pool: str) -> None:
+        label = _pick(peer, self.peers) if self.peers else OTHER
+        self.peer_connections.labels(label, _pick(pool, ("protocol", "forward"))).inc()
 
     @contextmanager
     def time_round(self, protocol: str, round_no: int) -> Iterator[None]:

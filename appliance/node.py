@@ -92,7 +92,8 @@ class Node:
         rt = self.rt = Runtime(config, faults=faults, clock=clock, events=events)
         rt.policy = base_policy(config)  # plus the stored updates, at start
         # the adapters: the peer client now, the others opened at start (appliance/runtime.py)
-        self.client = link = PeerClient(config)
+        self.client = link = PeerClient(config, on_connect=rt.metrics.peer_connection_opened,
+                                        on_call=lambda s: rt.metrics.observe_stage("peer_call", s))
         self.opened_store: Opened[NodeStore] = Opened("store")
         self.opened_hsm: Opened[MeteredHSM] = Opened("HSM")
         self.opened_signer: Opened[HSMSigner] = Opened("identity signer")
@@ -194,6 +195,7 @@ class Node:
             log.error("%s", problem)
             return
         self.store = NodeStore(rt.config.db, clock=rt.clock.now)
+        self.store.database.on_commit = lambda s: rt.metrics.observe_stage("sqlite_commit", s)
         self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self.policy_sync.open()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +66,7 @@ class Recorder:
         if audit is None:
             raise ServiceError("audit_unavailable", "the audit log is not open")
         rid = current_request_id()  # the X-Request-Id that caused it (appliance/logs.py)
+        t0 = time.perf_counter()
         try:
             audit.append(actor, action, key=key_id, subject=subject, digest=digest,
                          decision=decision, reason=reason, request_id=rid)
@@ -81,6 +83,7 @@ class Recorder:
             self.down()
             raise ServiceError("audit_unavailable",
                                "the audit log cannot record; the action is refused") from None
+        self.rt.metrics.observe_stage("audit_append", time.perf_counter() - t0)
         self.rt.audit_ok = True
         if decision in _POLICY_DECISIONS:  # one event per policy decision, with its code
             events.info("policy_decision", action=action, decision=decision, user=actor, key=key_id,

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -45,6 +46,34 @@ log = logging.getLogger("appliance.node")
 
 def _init_cpu_thread() -> None:
     gmpy2.get_context().allow_release_gil = True
+
+
+#: how much lower a background worker thread runs (``nice`` steps): pool refills (presign,
+#: pooled FROST nonces) get what signing leaves of the cores, never the other way round
+BACKGROUND_NICE = 10
+#: the job kinds whose protocol steps run on the background lane (pool refills)
+BACKGROUND_KINDS = frozenset({"presign", "frost_nonces"})
+
+
+def lane(kind: str, protocol: str) -> dict[str, bool]:
+    """The :meth:`Runtime.cpu_call` keywords for a protocol step of a job of ``kind``: the
+    online sign rounds on the ``fast`` threads, a pool refill's steps on the ``background``
+    (lower priority) threads, anything else (keygen, aux-info, a presign a sign job waits for)
+    on the protocol threads."""
+    fast = protocol == "sign"
+    return {"fast": fast, "background": not fast and kind in BACKGROUND_KINDS}
+
+
+def _init_background_thread() -> None:
+    """A refill worker: this thread alone (Linux schedules threads, so ``setpriority`` on its
+    own thread id leaves the event loop and the signing threads as they are) runs
+    ``BACKGROUND_NICE`` steps lower."""
+    _init_cpu_thread()
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE)
+    except (OSError, AttributeError):  # pragma: no cover - a platform without per-thread priorities
+        pass
 
 
 def _init_prime_process() -> None:
@@ -119,6 +148,10 @@ class Runtime:
                                       initializer=_init_cpu_thread)
         # signing from a presignature is cheap: it never waits behind a presign or aux step
         self.fast = ThreadPoolExecutor(2, thread_name_prefix="sign", initializer=_init_cpu_thread)
+        # pool refills (BACKGROUND_KINDS) at a lower OS priority: a presign step that is under
+        # way when a signature is asked for yields the cores to it instead of competing
+        self.background = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="refill",
+                                             initializer=_init_background_thread)
         self._procs: ProcessPoolExecutor | None = None
         self.bg: set[asyncio.Task] = set()
 
@@ -128,8 +161,11 @@ class Runtime:
         t.add_done_callback(self.bg.discard)
         return t
 
-    async def cpu_call(self, fn: Callable, *args: Any, fast: bool = False) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.fast if fast else self.cpu, fn, *args)
+    async def cpu_call(self, fn: Callable, *args: Any, fast: bool = False, background: bool = False) -> Any:
+        """``fn(*args)`` on a worker thread: ``fast`` (online signing), ``background`` (pool
+        refills, lower OS priority) or the protocol pool (everything else)."""
+        pool = self.fast if fast else self.background if background else self.cpu
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     @property
     def procs(self) -> ProcessPoolExecutor:
@@ -141,6 +177,7 @@ class Runtime:
     def shutdown_pools(self) -> None:
         self.cpu.shutdown(wait=False, cancel_futures=True)
         self.fast.shutdown(wait=False, cancel_futures=True)
+        self.background.shutdown(wait=False, cancel_futures=True)
         if self._procs is not None:
             # a prime search can take seconds: stop it rather than wait for it
             for proc in list(getattr(self._procs, "_processes", {}).values()):

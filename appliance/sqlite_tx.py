@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -22,6 +23,9 @@ class NestedTransactions:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._depth = 0
+        #: called with the seconds each outermost COMMIT took (its fsyncs: synchronous=FULL);
+        #: the node's metrics (``appliance_sign_stage_duration_seconds{stage="sqlite_commit"}``)
+        self.on_commit: Callable[[float], None] | None = None
 
     @contextmanager
     def nested_tx(self, *, alone: Exception | None = None) -> Iterator[sqlite3.Connection]:
@@ -48,4 +52,10 @@ class NestedTransactions:
                     pass  # the connection already rolled back (e.g. a failed COMMIT): the error is raised below
                 raise
             self._depth = depth
-            db.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+            if depth:
+                db.execute(f"RELEASE {name}")
+                return
+            t0 = time.perf_counter()
+            db.execute("COMMIT")
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - t0)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import cbor2
@@ -150,22 +151,43 @@ class PeerClient:
     Two connection pools per peer: ``protocol`` (jobs, frames, reports, health, everything the
     node itself needs) and ``forward`` (clients' reads, long-polls and decisions passed on to
     the node that keeps a request). A long-poll holds its connection up to a minute; in their
-    own bounded pool, 140 of them wait for one another instead of starving the protocol."""
+    own bounded pool, 140 of them wait for one another instead of starving the protocol.
+
+    One ``aiohttp.ClientSession`` per (pool, peer), kept for the node's life: its connections
+    stay open between requests (keep-alive), so a signature costs no TCP or TLS handshake.
+    :attr:`connections_opened` counts the TCP connections made to each peer id (and
+    ``on_connect(peer_id, pool)`` is called for each: the node's metrics counter)."""
 
     def __init__(self, config: NodeConfig, *, connect_timeout: float = 2.0,
-                 pool_limits: dict[str, int] | None = None) -> None:
+                 pool_limits: dict[str, int] | None = None,
+                 on_connect: Callable[[str, str], None] | None = None,
+                 on_call: Callable[[float], None] | None = None) -> None:
         self.config = config
         self.connect_timeout = connect_timeout
         self.pool_limits = dict(POOL_LIMITS, **(pool_limits or {}))
         self._sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
         self._retired: list[aiohttp.ClientSession] = []
+        self.connections_opened: dict[str, int] = {}
+        self.on_connect = on_connect
+        self.on_call = on_call  # the seconds each request took (the node's peer_call stage)
+
+    def _tracer(self, peer_id: str, pool: str) -> aiohttp.TraceConfig:
+        async def created(_session, _ctx, _params) -> None:
+            self.connections_opened[peer_id] = self.connections_opened.get(peer_id, 0) + 1
+            if self.on_connect is not None:
+                self.on_connect(peer_id, pool)
+
+        tc = aiohttp.TraceConfig()
+        tc.on_connection_create_end.append(created)
+        return tc
 
     def _session(self, peer: PeerInfo, pool: str = PROTOCOL_POOL) -> aiohttp.ClientSession:
         s = self._sessions.get((pool, peer.index))
         if s is None or s.closed:
             ctx = peer_client_context(self.config.tls_cert, self.config.tls_key, peer.tls_cert)
             conn = aiohttp.TCPConnector(ssl=ctx, limit=self.pool_limits[pool], keepalive_timeout=30)
-            s = aiohttp.ClientSession(connector=conn, base_url=peer.url)
+            s = aiohttp.ClientSession(connector=conn, base_url=peer.url,
+                                      trace_configs=[self._tracer(peer.id, pool)])
             self._sessions[(pool, peer.index)] = s
         return s
 
@@ -201,6 +223,7 @@ class PeerClient:
         if content_type:
             headers["Content-Type"] = content_type
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=self.connect_timeout)
+        t0 = time.perf_counter()
         try:
             async with self._session(peer, pool).request(method, path, data=data, headers=headers,
                                                    timeout=t) as resp:
@@ -217,3 +240,6 @@ class PeerClient:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise PeerError(peer, f"unreachable ({type(exc).__name__})") from None
+        finally:
+            if self.on_call is not None:
+                self.on_call(time.perf_counter() - t0)

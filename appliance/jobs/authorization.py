@@ -82,9 +82,10 @@ class JobAuthorizer:
             raise refuse(PolicyDenied("bad_request", "the job carries no approvals list"), dig)
         if kind == SIGN:
             usage = functools.partial(self.rate_usage, besides=sr.request_id)  # reserved already
-            decision = authorize(pol, sr, approvals, now=now, usage=usage, action=SIGN,
-                                 key_id=key_id, digest=spec.get("digest") if r.digest else None,
-                                 derivation_path=spec.get("derivation_path"))
+            with rt.metrics.stage("policy"):
+                decision = authorize(pol, sr, approvals, now=now, usage=usage, action=SIGN,
+                                     key_id=key_id, digest=spec.get("digest") if r.digest else None,
+                                     derivation_path=spec.get("derivation_path"))
         else:
             decision = authorize(pol, sr, approvals, now=now, action=kind,
                                  key_id=None if kind in ("keygen", "import") else key_id)

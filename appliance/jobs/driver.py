@@ -15,7 +15,7 @@ from appliance.jobs.frames import FrameExchange
 from appliance.jobs.model import JobFailed, JobRun
 from appliance.logs import get_logger
 from appliance.ports import NO_PROGRESS, ProgressSink
-from appliance.runtime import Runtime
+from appliance.runtime import Runtime, lane
 from appliance.tss.protocol import MessageRejected, ProtocolAbort
 
 log = logging.getLogger("appliance.node")
@@ -57,10 +57,10 @@ class SessionDriver:
     async def _session(self, job: JobRun, sid: bytes, party, *, first_deadline: float | None, phase: str):
         rt = self.rt
         q = job.queues[sid]
-        fast = party.PROTOCOL == "sign"
+        on = lane(job.kind, party.PROTOCOL)  # which worker threads (and OS priority)
         rounds = party.last_round
         self.progress.report(job.spec, phase, 0, rounds)
-        out = await rt.cpu_call(party.start, fast=fast)
+        out = await rt.cpu_call(party.start, **on)
         await self.frames.send(job, party, out)
         rt_s = rt.config.round_timeout_s
         cur = party.round
@@ -80,7 +80,7 @@ class SessionDriver:
             except asyncio.TimeoutError:
                 continue
             try:
-                out = await rt.cpu_call(party.receive, msg, fast=fast)
+                out = await rt.cpu_call(party.receive, msg, **on)
             except MessageRejected as exc:
                 job.dropped += 1
                 rt.metrics.dropped.labels("rejected").inc()

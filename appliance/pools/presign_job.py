@@ -39,7 +39,8 @@ class PresignJob:
         row = self.shares.active_key(spec["key_id"])
         share = await self.shares.load(row)
         sid = phase_sid(job.job_id, "presign")
-        party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, SystemRNG())
+        party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, SystemRNG(),
+                                  background=True)
         presig = await self.driver.drive(job, sid, party)
         ctx = SealContext.presignature(spec["key_id"], row["epoch"], presig.presig_id,
                                        presig.R.to_bytes(), presig.signers)

@@ -114,9 +114,10 @@ class SignRequests:
         requests = self.requests()
         new = states.transition(state, event)
         if conditional:
-            requests.move_sign_request(rid, status=new, expected_status=state, error=error)
-            if signers is not None or signature is not None:
-                requests.update_sign_request(rid, status=new, signers=signers, signature=signature)
+            with self.recorder.together():  # one transaction (one commit) for the step
+                requests.move_sign_request(rid, status=new, expected_status=state, error=error)
+                if signers is not None or signature is not None:
+                    requests.update_sign_request(rid, status=new, signers=signers, signature=signature)
         else:
             requests.update_sign_request(rid, status=new, signers=signers, signature=signature, error=error)
         return new
@@ -210,8 +211,9 @@ class SignRequests:
         rt, r, rid, key_id = self.rt, sr.request, sr.request_id, row["key_id"]
         adigest = r.digest or r.payload_hash
         fault = self._fault(r)
-        decision = evaluate(rt.policy, sr, [], rt.clock.now(), usage=self.reader.rate_usage)
-        tx_ok, code, message = self.reader.tx_check(key_id, dec)
+        with rt.metrics.stage("policy"):
+            decision = evaluate(rt.policy, sr, [], rt.clock.now(), usage=self.reader.rate_usage)
+            tx_ok, code, message = self.reader.tx_check(key_id, dec)
         if decision.denied or (dec.payload_type != "digest" and not tx_ok):
             # what was refused, as this node read it
             self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
@@ -223,8 +225,9 @@ class SignRequests:
             raise self.recorder.refuse(PolicyDenied(code, message), actor=user.id, action="sign_request",
                                        key_id=key_id, subject=rid, digest=adigest)
         allowed = decision.allowed or fault == "skip-approval"
-        # a request that nobody could sign now is not created
-        await self._reachable_signers(row, named)
+        # a request that nobody could sign now is not created (the signers asked now are the
+        # ones an allowed request starts with: no second round of health checks)
+        chosen = await self._reachable_signers(row, named)
         with self.recorder.together():  # the request and its entries: one transaction
             self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
                                 decision="decoded", reason=summary_text(dec))
@@ -238,7 +241,7 @@ class SignRequests:
                                    network=dec.network, decoded=dec.to_dict())
         rt.metrics.sign_request_created()
         if allowed:
-            await self._start(rid, [], actor=user.id, dec=dec)
+            await self._start(rid, [], actor=user.id, dec=dec, chosen=chosen)
         return self.view(self.requests().get_sign_request(rid))
 
     @staticmethod
@@ -328,15 +331,18 @@ class SignRequests:
 
     # -- signing ----------------------------------------------------------------------------
 
-    async def _start(self, rid: str, approvals: list[Approval], *, actor: str, dec: Any = None) -> None:
+    async def _start(self, rid: str, approvals: list[Approval], *, actor: str, dec: Any = None,
+                     chosen: list[int] | None = None) -> None:
         """The rule is met: pick reachable signers, mark the request signing, run the job.
-        ``dec``: the request as this node decoded it (decoded here only if not given)."""
+        ``dec``: the request as this node decoded it (decoded here only if not given);
+        ``chosen``: the signers found reachable a moment ago (at creation), else asked now."""
         rt = self.rt
         req = self.requests().get_sign_request(rid)
         st = self.statements().get_statement(rid)
         row = self.shares.active_key(req["key_id"])
         named = [rt.index_of(s) for s in req["signers"]] if req["signers"] else None
-        chosen = await self._reachable_signers(row, sorted(named) if named else None)
+        if chosen is None:
+            chosen = await self._reachable_signers(row, sorted(named) if named else None)
         sr = SignedRequest.from_json(st["request"])
         if dec is None:
             dec = await self.reader.decode_request(row, sr.request, st["payload"], st["network"])
@@ -398,8 +404,6 @@ class SignRequests:
                 spec.pop("presig_id", None)
                 spec.pop("commitments", None)
                 result = await self.coordinate(spec, items=dec)
-            if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
-                self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
             shown = schnorr.signing_target(row["scheme"], dec.items[0])[2] if frost else dec.items[0].public_key
             stored = {"signature": result["signatures"][0], "signatures": result["signatures"],
                       "public_key": shown.hex(), "result": None}
@@ -411,12 +415,15 @@ class SignRequests:
                         for d in result["signatures"]]
                 if dec.payload_type != "digest":
                     stored["result"] = payloads.assemble(dec, sigs)
-            self._move(rid, states.SIGNING, "sign", conditional=False, signature=stored)
+            with self.recorder.together():  # the signed state, its presignature and entry: one commit
+                if spec.get("presig_id"):  # signed from a stored presignature (shown in the request)
+                    self.requests().note_presignature(rid, bytes.fromhex(spec["presig_id"]))
+                self._move(rid, states.SIGNING, "sign", conditional=False, signature=stored)
+                self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
+                                    digest=r.digest or r.payload_hash, decision="signed",
+                                    reason=f"{len(sigs)} signature(s)"
+                                    + (", one round over pooled nonces" if spec.get("commitments") else ""))
             rt.metrics.sign_request_completed("signed")
-            self.recorder.quiet(actor, "signed", key_id=row["key_id"], subject=rid,
-                                digest=r.digest or r.payload_hash, decision="signed",
-                                reason=f"{len(sigs)} signature(s)"
-                                + (", one round over pooled nonces" if spec.get("commitments") else ""))
         except JobFailed as exc:
             self._move(rid, states.SIGNING, "fail", conditional=False, error=exc.error.to_error())
             rt.metrics.sign_request_completed("failed")

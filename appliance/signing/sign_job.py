@@ -71,7 +71,8 @@ class SignJob:
         self.recorder.write(self.rt.peers[int(spec["coordinator"])].id, "payload_decoded",
                             key_id=spec["key_id"], subject=str(spec["job_id"]), digest=dig,
                             decision="decoded", reason=summary_text(dec))
-        ok, code, message = self.reader.tx_check(spec["key_id"], dec)
+        with self.rt.metrics.stage("policy"):
+            ok, code, message = self.reader.tx_check(spec["key_id"], dec)
         if not ok:
             raise refuse(PolicyDenied(code, message), dig)
         if spec.get("scheme", ECDSA) != row.get("scheme", ECDSA):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from api.client import ApplianceAPIError
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 from tests.lifecycle_helpers import db, eventually
+from tests.signing_flow import sign
 
 #: well-formed ids that name nothing (a malformed id is a 400 bad_id, not a 404)
 UNKNOWN = {"key_id": "key_" + "0" * 24, "op_id": "op_" + "0" * 24, "request_id": "req_" + "0" * 32,
@@ -97,6 +99,32 @@ async def test_concurrent_signatures_while_healthz_answers(cluster):
         check_signature(key["public_key"], d, s)
     assert len(latencies) >= 5, "healthz stopped answering during the signing load"
     print(f"healthz during load: {len(latencies)} answers, max {max(latencies) * 1000:.0f} ms")
+
+
+def _connections_opened(metrics: str, peer: str) -> float | None:
+    m = re.search(rf'^appliance_peer_connections_opened_total\{{peer="{peer}",pool="protocol"\}} (\S+)$',
+                  metrics, re.M)
+    return float(m.group(1)) if m else None
+
+
+async def test_peer_connections_are_kept_alive(cluster):
+    """One ClientSession per peer, reused: signatures after the first open no new TCP (TLS)
+    connection to the peer (each one makes a dozen peer calls at its coordinator)."""
+    key = await _key(cluster)
+    ini, app = cluster.client("initiator", node=0), cluster.client("approver", node=0)
+
+    async def sign_once(tag: str) -> None:
+        d = digest_of(tag)
+        done = await sign(ini, app, key["key_id"], d, timeout=60, signers=["node-1", "node-2"])
+        check_signature(key["public_key"], d, done["signature"])
+
+    await sign_once("keep-alive warm-up")
+    before = _connections_opened(await cluster.metrics(0), "node-2")
+    assert before is not None and before >= 1
+    for i in range(3):
+        await sign_once(f"keep-alive {i}")
+    after = _connections_opened(await cluster.metrics(0), "node-2")
+    assert after - before <= 1, f"{after - before} new connections to node-2 over 3 signatures"
 
 
 async def test_refused_requests_change_nothing(cluster):

@@ -641,3 +641,22 @@ def test_an_import_request_names_a_frost_bundles_scheme(keys, pol):
         with pytest.raises(PolicyError) as ei:
             req(params)
         assert str(ei.value) == message
+
+
+def test_auto_approval_rule_needs_no_person_and_keeps_its_rate(keys):
+    """The rule that needs no human approval (issue 18): ``approvals = []`` signs at once,
+    within ``max_signatures`` per ``window_s``; past the rate it is refused (rate_limited),
+    never left pending for a person."""
+    auto = '\n[signing.keys."key_auto"]\napprovals = []\nmax_signatures = 100\nwindow_s = 60\n'
+    pol = Policy.from_toml(policy_toml(keys, extra=auto))
+    sr = req(pol, keys, key_id="key_auto")
+    d = evaluate(pol, sr, [], NOW, usage=99)
+    assert d.allowed and d.reason is None and d.approvers == ()
+    d = evaluate(pol, sr, [], NOW, usage=100)
+    assert (d.outcome, d.reason, d.message) == ("denied", "rate_limited",
+                                                "100 signatures in the last 60 s (limit 100)")
+    # every other check still holds: a path outside the rule is refused, an approval is not needed
+    assert evaluate(pol, req(pol, keys, key_id="key_auto", derivation_path="m/1"), [], NOW).reason == \
+        "path_not_allowed"
+    # the other keys keep their approval step
+    assert evaluate(pol, req(pol, keys), [], NOW).reason == "pending_approval"
