@@ -1,6 +1,5 @@
 """How cost grows with the committee: keygen, presign and sign end to end over HTTPS with real
-node processes (LocalCluster) for 2-of-3, 3-of-5 and 5-of-7, and sustained signatures per second
-from presignature pools.
+node processes (LocalCluster) for 2-of-3, 3-of-5 and 5-of-7.
 
     python -m bench.committee_bench [--bits 2048] [--sizes 3:2,5:3,7:5]   # or run(bits) -> list[dict]
 
@@ -14,8 +13,9 @@ Every figure is the median of several runs, with ``runs``, ``min``, ``max`` and 
 - ``sign_presigned_{t}of{n}_ms``: client request to signature with a stored presignature, the
   approval included (the default policy's approver), timed once node-1's pool is full (warm:
   no refill competes), as ``sign_presigned_p50_ms`` in bench/e2e_bench.py;
-- ``sustained_sign_2of3_per_s``: signatures per second from a full pool, 24 requests from 6
-  concurrent clients, 3 runs.
+
+Sustained signing (``sustained_sign_{t}of{n}_per_s``) is measured by bench/online_bench.py
+(the auto-approval rule, a warm pool, a lost/duplicated check over the node databases).
 
 Names carry ``_2048`` at 2048 bits (no suffix at 3072), as the other benchmarks.
 """
@@ -133,51 +133,12 @@ async def _committee(n: int, t: int, bits: int, reps: int) -> list[dict]:
     return out
 
 
-async def _sustained(bits: int, runs: int = 3, burst: int = 24, clients: int = 6) -> list[dict]:
-    from appliance.testing import LocalCluster
-    from tests.cluster_fixtures import check_signature
-    from tests.signing_flow import sign
-
-    sfx = "" if bits == 3072 else f"_{bits}"
-    pool = burst // 2 + 2  # node-1 leads {1,2} and {1,3}: together they cover a burst
-    rates = []
-    async with LocalCluster(3, 2, paillier_bits=bits, prime_file=PRIMES, presign_pool=pool, round_timeout=120,
-                            job_timeout=900, log_level="warning") as cluster:
-        admin = cluster.client("admin", 0)
-        key = await admin.create_key(2)
-        inis = [cluster.client("initiator", 0) for _ in range(clients)]
-        app = cluster.client("approver", 0)
-        for r in range(runs):
-            deadline = time.monotonic() + 900
-            while True:
-                k = await admin.get_key(key["key_id"])
-                have = sum(v for s, v in k.get("presignatures", {}).items() if s.startswith("node-1,"))
-                if have >= burst or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            todo = list(range(burst))
-
-            async def worker(c: int) -> None:
-                while todo:  # noqa: B023 (called within the iteration)
-                    i = todo.pop()  # noqa: B023 (called within the iteration)
-                    d = _digest("sustained", r, i)  # noqa: B023 (called within the iteration)
-                    done = await sign(inis[c], app, key["key_id"], d, timeout=900)
-                    check_signature(key["public_key"], d, done["signature"])
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker(c) for c in range(clients)))
-            rates.append(burst / (time.perf_counter() - t0))
-    return [summary(f"sustained_sign_2of3_per_s{sfx}", rates, "1/s", paillier_bits=bits,
-                    detail=f"{burst} signatures from {clients} concurrent clients, presignature pool at node-1")]
-
-
 def run(paillier_bits: int = 2048, sizes=SIZES, reps: int = 3) -> list[dict]:
     out: list[dict] = []
     for n, t in sizes:
         out += asyncio.run(_committee(n, t, paillier_bits, reps))
         print(json.dumps(out[-4:]), flush=True)
         print(f"[bench] committee {t}-of-{n} at {paillier_bits} bits done", flush=True)
-    out += asyncio.run(_sustained(paillier_bits))
     return out
 
 

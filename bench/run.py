@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark and write bench/results.json (a list of
 {"name", "value", "unit", ...}); print the same JSON.
 
-    python -m bench.run [--quick] [--only crypto,frost,frost_e2e,hsm,e2e,committee,lifecycle]
+    python -m bench.run [--quick] [--only crypto,frost,frost_e2e,hsm,e2e,committee,online,lifecycle,keys]
 
 With ``--only`` naming fewer sections than all, the run's figures are merged into the existing
 bench/results.json (a figure of the same name replaced, every other kept; the run's meta as
@@ -17,9 +17,12 @@ bench/frost_bench.py (``--only frost``); over HTTPS with real node processes (ke
 p50 with the nonce pool off and on, pool refill rate) from bench/frost_e2e_bench.py
 (``--only frost_e2e``).
 
-Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) and sustained
-signatures per second come from bench/committee_bench.py, which also draws bench/latency.png
-(latency against committee size).
+Committee sizes (2-of-3, 3-of-5, 5-of-7, end to end, medians with spread) come from
+bench/committee_bench.py, which also draws bench/latency.png (latency against committee size).
+The online path (``--only online``, bench/online_bench.py): presigned signatures under the
+auto-approval rule from a warm pool, ``sign_presigned_p99_ms``, a per-stage breakdown, and
+``sustained_sign_2of3_per_s`` / ``sustained_sign_3of5_per_s`` with their p99 and a lost /
+duplicated check over the node databases; each figure's definition is in that module.
 
 Primes for the in-memory protocol benchmarks are generated fresh (in parallel processes) once
 per run and re-served to every keygen, so that keygen figures measure the protocol, and the
@@ -41,7 +44,7 @@ from appliance.tss.group import SeededRNG, SystemRNG
 from appliance.tss.primes import PrimePool, random_blum_prime, random_safe_prime
 
 RESULTS = Path(__file__).with_name("results.json")
-SECTIONS = ("crypto", "frost", "frost_e2e", "hsm", "e2e", "committee", "lifecycle", "keys")
+SECTIONS = ("crypto", "frost", "frost_e2e", "hsm", "e2e", "committee", "online", "lifecycle", "keys")
 
 
 def _safe(bits: int) -> int:
@@ -141,6 +144,14 @@ def main() -> None:
             print(f"[bench] plot: {png}", file=sys.stderr)
         except Exception as exc:
             print(f"[bench] plot failed: {exc!r}", file=sys.stderr)
+
+    if "online" in only:
+        try:
+            from bench import online_bench
+
+            add(online_bench.run(2048, burst=40 if args.quick else 60), "online 2048")
+        except Exception as exc:
+            print(f"[bench] online-path benchmark failed: {exc!r}", file=sys.stderr)
 
     if "lifecycle" in only:
         try:
