@@ -45,6 +45,11 @@ Policy file::
     [signing.keys."key_0123"]        # this key's own rule; unset fields come from [signing]
     approvals = [{ roles = ["approver"], count = 2 }]
 
+    [signing.keys."key_hot"]         # automated: no person approves (approvals = []); the
+    approvals = []                   # rate (past it: denied rate_limited, never pending) and
+    max_signatures = 1000            # every other check still hold, on every signer; amounts
+    window_s = 60                    # bounded with [signing.keys."key_hot".transactions]
+
     [key_changes]                    # keygen, refresh, reshare, import, disable, enable, delete
     roles = ["admin"]
     quorum = 1                       # distinct admins; the requesting admin counts
