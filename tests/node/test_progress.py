@@ -104,7 +104,7 @@ async def test_the_driver_reports_each_keygen_round_to_the_sink_it_was_given():
     rt.config = types.SimpleNamespace(round_timeout_s=30.0)
     rt.metrics = FakeMetrics()
 
-    async def cpu_call(fn, *args, fast=False):
+    async def cpu_call(fn, *args, fast=False, background=False):
         return fn(*args)
 
     rt.cpu_call = cpu_call
