@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from appliance import payloads
@@ -71,8 +72,9 @@ class SignJob:
         self.recorder.write(self.rt.peers[int(spec["coordinator"])].id, "payload_decoded",
                             key_id=spec["key_id"], subject=str(spec["job_id"]), digest=dig,
                             decision="decoded", reason=summary_text(dec))
-        with self.rt.metrics.stage("policy"):
-            ok, code, message = self.reader.tx_check(spec["key_id"], dec)
+        t0 = time.perf_counter()
+        ok, code, message = self.reader.tx_check(spec["key_id"], dec)
+        self.rt.metrics.observe_stage("policy", time.perf_counter() - t0)
         if not ok:
             raise refuse(PolicyDenied(code, message), dig)
         if spec.get("scheme", ECDSA) != row.get("scheme", ECDSA):

@@ -87,6 +87,8 @@ def test_exposition_parses_and_follows_naming():
         "appliance_hsm_ready": "gauge",
         "appliance_audit_ok": "gauge",
         "appliance_tls_cert_expiry_timestamp_seconds": "gauge",
+        "appliance_peer_connections_opened": "counter",
+        "appliance_sign_stage_duration_seconds": "histogram",
         "appliance_presignature_pool_target": "gauge",
         "appliance_quorum_required": "gauge",
         "appliance_policy_denials": "counter",
