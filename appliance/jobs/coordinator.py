@@ -58,16 +58,17 @@ class Coordinator:
         sig = await self.hsm().sign_digest_async(job_digest(as_wire(spec)))
         spec[COORDINATOR_SIG] = sig.hex()
         job = JobRun(spec, presig_taken=taken, dec=items)
-        if not self.replay().use_job_id(job.job_id):  # a session id is never run twice
-            raise JobFailed(ServiceError("job_exists", "job id already used"))
+        kind = spec["kind"]
+        with self.recorder.together():  # the job id spent and its start entry: one commit
+            if not self.replay().use_job_id(job.job_id):  # a session id is never run twice
+                raise JobFailed(ServiceError("job_exists", "job id already used"))
+            self.recorder.quiet(rt.me.id, f"{kind}_session_start", key_id=spec.get("key_id"),
+                                subject=job.job_id, decision="started", reason=",".join(rt.node_ids(job.parties)))
         self.table.add(job)
         t0 = time.monotonic()
-        kind = spec["kind"]
         events.info("job_started", job=job.job_id, kind=kind, key=spec.get("key_id"),
                     parties=rt.node_ids(job.parties))
         outcome = None
-        self.recorder.quiet(rt.me.id, f"{kind}_session_start", key_id=spec.get("key_id"),
-                            subject=job.job_id, decision="started", reason=",".join(rt.node_ids(job.parties)))
         try:
             others = [p for p in job.parties if p != rt.index]
             own = rt.index in job.parties
