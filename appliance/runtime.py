@@ -51,8 +51,9 @@ def _init_cpu_thread() -> None:
 #: how much lower a background worker thread runs (``nice`` steps): pool refills (presign,
 #: pooled FROST nonces) get what signing leaves of the cores, never the other way round
 BACKGROUND_NICE = 10
-#: the job kinds whose protocol steps run on the background lane (pool refills)
-BACKGROUND_KINDS = frozenset({"presign", "frost_nonces"})
+#: the job kinds whose protocol steps run on the background lane (pool refills: presignatures,
+#: pooled FROST nonces, pooled aux-info)
+BACKGROUND_KINDS = frozenset({"presign", "frost_nonces", "aux_gen"})
 
 
 def lane(kind: str, protocol: str) -> dict[str, bool]:

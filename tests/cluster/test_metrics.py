@@ -89,6 +89,9 @@ def test_exposition_parses_and_follows_naming():
         "appliance_tls_cert_expiry_timestamp_seconds": "gauge",
         "appliance_peer_connections_opened": "counter",
         "appliance_sign_stage_duration_seconds": "histogram",
+        "appliance_aux_pool_events": "counter",  # (main's aux-info pool, not listed there yet)
+        "appliance_aux_pool_key_room": "gauge",
+        "appliance_aux_pool_low_water": "gauge",
         "appliance_presignature_pool_target": "gauge",
         "appliance_quorum_required": "gauge",
         "appliance_policy_denials": "counter",

@@ -21,6 +21,7 @@ def test_jobs_choose_their_lane():
     assert lane("sign", "sign") == {"fast": True, "background": False}
     assert lane("presign", "presign") == {"fast": False, "background": True}  # a pool refill
     assert lane("frost_nonces", "frost_nonces") == {"fast": False, "background": True}
+    assert lane("aux_gen", "aux") == {"fast": False, "background": True}  # the aux-info pool
     # a presign a sign job waits for (no pool), keygen, aux-info: the protocol threads
     assert lane("sign", "presign") == {"fast": False, "background": False}
     assert lane("keygen", "aux") == {"fast": False, "background": False}
