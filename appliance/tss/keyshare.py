@@ -173,7 +173,12 @@ class KeyShare:
         return self.public_shares[j] * lagrange_coefficient(self.eval_points[j], xs)
 
     def public_fingerprint(self) -> bytes:
-        """A hash of everything public about the key at this epoch (what all parties must agree on)."""
+        """A hash of everything public about the key at this epoch (what all parties must agree on).
+        Computed once per object (a share is frozen; a changed share is a new object)."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> bytes:
         tr = Transcript(b"key-public-state")
         tr.append("threshold", self.threshold).append("epoch", self.epoch)
         tr.append("public_key", self.public_key_point).append("chain_code", self.chain_code)

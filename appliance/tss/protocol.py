@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Iterable, Protocol
 
 import cbor2
@@ -154,6 +155,11 @@ class Message:
                               self.sender, self.recipient, hashlib.sha256(self.payload).digest())
 
     def encode(self) -> bytes:
+        """The message's bytes (encoded once per object: a broadcast goes to every party)."""
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return cbor2.dumps([self.version, self.session_id, self.protocol, self.round,
                             self.sender, self.recipient, self.payload, self.signature])
 
@@ -183,6 +189,12 @@ class Message:
         if msg.encode() != bytes(data):  # trailing bytes, non-minimal lengths, indefinite items
             raise MessageRejected("message is not in canonical encoding")
         return msg
+
+
+def abort_naming(faults: dict[int, str], *, protocol: str = "", round: int | None = None) -> ProtocolAbort:
+    """The abort naming every sender in ``faults`` (sender -> why), in index order."""
+    reason = "; ".join(f"party {j}: {why}" for j, why in sorted(faults.items()))
+    return ProtocolAbort(reason, faults, protocol=protocol, round=round)
 
 
 def setup_hash(protocol: str, **values: object) -> bytes:
@@ -450,8 +462,7 @@ class Party:
         return None
 
     def _abort_naming(self, faults: dict[int, str], r: int) -> ProtocolAbort:
-        reason = "; ".join(f"party {j}: {why}" for j, why in sorted(faults.items()))
-        return ProtocolAbort(reason, faults, protocol=self.PROTOCOL, round=r)
+        return abort_naming(faults, protocol=self.PROTOCOL, round=r)
 
     def _close_round(self, r: int) -> None:
         spec, box = self._rounds[r], self._inbox[r]

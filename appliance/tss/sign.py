@@ -24,11 +24,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.errors import ParameterError
-from appliance.tss.ecdsa import Signature, normalize_low_s, recovery_id_for, verify
+from appliance.tss.ecdsa import Signature, normalize_low_s, recovery_id_for, verify_with_libsecp256k1
 from appliance.tss.group import G, Q, RNG, Point, inverse
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.presign import Presignature, PresignatureSpent
-from appliance.tss.protocol import Done, MessageSigner, MessageVerifier, Misbehaviour, Party, ProtocolAbort, Round
+from appliance.tss.protocol import (
+    Done,
+    MessageSigner,
+    MessageVerifier,
+    Misbehaviour,
+    Party,
+    ProtocolAbort,
+    Round,
+    abort_naming,
+)
 from appliance.tss.transcript import Transcript
 
 
@@ -140,22 +149,28 @@ class SignRound2(Round):
         return SignR2(self.sigma), {}
 
     def check(self, j: int, msg: SignR2, direct: None) -> None:
-        p = self.party
         if not 0 <= msg.sigma < Q:
             raise Misbehaviour("partial signature is not a scalar")
-        e = (p.m + self.r * p.tweak) % Q
-        if self.R * msg.sigma != p.presig.Delta_tilde[j] * e + p.presig.S_tilde[j] * self.r:
-            raise Misbehaviour("partial signature does not match the presignature")
 
     def finish(self, broadcasts: dict[int, SignR2], directs: dict) -> Done:
+        """The combined signature's verification is the batched check of every σ_j (unit
+        weights: R'^{Σσ_j} = Π Δ̃_j^{m+rt} · S̃_j^{r} is exactly ECDSA verification of
+        (r, Σσ_j) under X', since ΣΔ̃_j = G and ΣS̃_j = X); only when it fails is each σ_j
+        checked on its own, to name who sent a wrong one. When it holds, s is the honest s."""
         p = self.party
         s = (self.sigma + sum(m.sigma for m in broadcasts.values())) % Q
-        if s == 0 or self.r == 0:
+        sig = normalize_low_s(self.r, s, recovery_id_for(self.R)) if s and self.r else None
+        if sig is not None and verify_with_libsecp256k1(p.child, p.digest, sig):
+            return Done(sig)
+        e = (p.m + self.r * p.tweak) % Q
+        faults = {j: "partial signature does not match the presignature"
+                  for j, m in sorted(broadcasts.items())
+                  if self.R * m.sigma != p.presig.Delta_tilde[j] * e + p.presig.S_tilde[j] * self.r}
+        if faults:
+            raise abort_naming(faults)
+        if sig is None:
             raise ProtocolAbort("degenerate signature (r or s is zero)")
-        sig = normalize_low_s(self.r, s, recovery_id_for(self.R))
-        if not verify(p.child, p.digest, sig, strict_low_s=True):
-            raise ProtocolAbort("internal: combined signature does not verify")
-        return Done(sig)
+        raise ProtocolAbort("internal: combined signature does not verify")
 
 
 SignParty.ROUNDS = {1: SignRound1, 2: SignRound2}
