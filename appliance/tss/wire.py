@@ -138,6 +138,8 @@ def decode(data: bytes, tp: type[T]) -> T:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise EncodingError(f"payload does not match {getattr(tp, '__name__', tp)}") from exc
-    if encode(value, tp) != bytes(data):
+    # the decoded plain items re-encoded (not ``value``: the typed walk maps each field to the
+    # same plain item it was read from, so this is the same bytes without a second walk)
+    if cbor2.dumps(obj, canonical=True) != bytes(data):
         raise EncodingError("payload is not in canonical encoding")
     return value
