@@ -13,6 +13,7 @@ import secrets
 from typing import Iterable, Protocol
 
 import coincurve
+import gmpy2
 
 from appliance.errors import EncodingError
 
@@ -97,6 +98,15 @@ def inverse(x: int) -> int:
     if x % Q == 0:
         raise ZeroDivisionError("zero has no inverse mod q")
     return pow(x, -1, Q)
+
+
+def public_inverse(x: int) -> int:
+    """x^-1 mod q for a PUBLIC x (for example the re-randomizer ρ, a hash output everyone
+    knows): GMP's extended Euclid, which is not constant time; secret values use ``inverse``
+    (or ctinv)."""
+    if x % Q == 0:
+        raise ZeroDivisionError("zero has no inverse mod q")
+    return int(gmpy2.invert(x, Q))
 
 
 def hash_to_scalar(domain: bytes, *parts: bytes) -> int:
@@ -258,6 +268,6 @@ def poly_commit_eval(commitments: list[Point], x: int) -> Point:
 
 __all__ = [
     "Q", "P", "G", "Point", "RNG", "SystemRNG", "SeededRNG", "default_rng", "random_scalar",
-    "scalar_to_bytes", "scalar_from_bytes", "inverse", "hash_to_scalar", "point_sum",
+    "scalar_to_bytes", "scalar_from_bytes", "inverse", "public_inverse", "hash_to_scalar", "point_sum",
     "multi_mul", "lagrange_coefficient", "poly_eval", "poly_commit_eval",
 ]

@@ -38,6 +38,8 @@ from appliance.tss.keyshare import KeyShare
 from appliance.tss.paillier import PaillierPublicKey, pow_sec
 from appliance.tss.params import security_params
 from appliance.tss.protocol import (
+    SEQUENTIAL,
+    CheckExecutor,
     Done,
     MessageSigner,
     MessageVerifier,
@@ -167,8 +169,11 @@ class PresignParty(Party):
     PROTOCOL = "presign"
 
     def __init__(self, presig_id: bytes, share: KeyShare, signers: list[int],
-                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
-        super().__init__(presig_id, share.index, signers, signer, verifier, rng)
+                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *,
+                 checks: CheckExecutor = SEQUENTIAL) -> None:
+        """``checks`` runs each round's verification of the other signers' proofs (the bulk
+        of a presign's CPU after one's own proving): a node passes a pool sized to its cores."""
+        super().__init__(presig_id, share.index, signers, signer, verifier, rng, checks=checks)
         if not share.has_aux:
             raise ParameterError("the key share has no aux info yet")
         if len(self.parties) > MAX_SIGNERS:

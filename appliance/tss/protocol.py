@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import cbor2
 import coincurve
@@ -95,6 +95,24 @@ class MessageVerifier(Protocol):
     """Checks a party's signature over a 32-byte digest."""
 
     def verify(self, party: int, digest: bytes, signature: bytes) -> bool: ...
+
+
+class CheckExecutor(Protocol):
+    """Runs a round's per-sender checks: ``map(fn, senders)`` gives ``fn``'s results in the
+    order of ``senders``. ``SEQUENTIAL`` (the default) runs them one after another in the
+    caller's thread; a node passes a thread pool sized to its cores (gmpy2 releases the GIL
+    in its exponentiations), e.g. a ``concurrent.futures.ThreadPoolExecutor``. The checks
+    only read the round's state, so the order they run in changes nothing."""
+
+    def map(self, fn: Callable[[int], Any], items: Iterable[int], /) -> Iterable[Any]: ...
+
+
+class _Sequential:
+    def map(self, fn: Callable[[int], Any], items: Iterable[int], /) -> list[Any]:
+        return [fn(x) for x in items]
+
+
+SEQUENTIAL: CheckExecutor = _Sequential()
 
 
 class SoftwareSigner:
@@ -312,8 +330,10 @@ class Party:
     ROUNDS: dict[int, type[Round]] = {}
 
     def __init__(self, session_id: bytes, me: int, parties: Iterable[int],
-                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
+                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *,
+                 checks: CheckExecutor = SEQUENTIAL) -> None:
         self.session_id = bytes(session_id)
+        self.checks = checks
         if not 0 < len(self.session_id) <= MAX_SESSION_ID:
             raise EncodingError("session id must be 1 to 64 bytes")
         self.me = me
@@ -513,12 +533,17 @@ class Party:
                    r: int) -> "Round | Done":
         """Agree on the parameters, check every sender (naming all who misbehaved), finish."""
         rnd.agree(bcasts)
-        faults: dict[int, str] = {}
-        for j in self.others:
+
+        def check(j: int) -> str | None:
             try:
                 rnd.check(j, bcasts.get(j), directs.get(j))
             except Misbehaviour as exc:
-                faults[j] = str(exc)
+                return str(exc)
+            return None
+
+        executor = self.checks if len(self.others) > 1 else SEQUENTIAL
+        found = executor.map(check, self.others)
+        faults = {j: why for j, why in zip(self.others, found) if why is not None}
         if faults:
             raise self._abort_naming(faults, r)
         return rnd.finish(bcasts, directs)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from appliance.errors import ParameterError
 from appliance.tss.ecdsa import Signature, normalize_low_s, recovery_id_for, verify_with_libsecp256k1
-from appliance.tss.group import G, Q, RNG, Point, inverse
+from appliance.tss.group import G, Q, RNG, Point, public_inverse
 from appliance.tss.keyshare import KeyShare
 from appliance.tss.presign import Presignature, PresignatureSpent
 from appliance.tss.protocol import (
@@ -128,7 +128,7 @@ class SignRound1(Round):
         if R.is_infinity:
             raise ProtocolAbort("re-randomized nonce point is infinity")
         r = R.x % Q
-        sigma = inverse(rho) * (p.presig.k_tilde * (p.m + r * p.tweak) + p.presig.chi_tilde * r) % Q
+        sigma = public_inverse(rho) * (p.presig.k_tilde * (p.m + r * p.tweak) + p.presig.chi_tilde * r) % Q
         return self.next(R=R, r=r, sigma=sigma)
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import itertools
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -159,6 +160,47 @@ def test_presign_names_every_misbehaving_party_of_a_round(key_3of3, case):
     assert err.value.round == rnd
 
 
+class RecordingPool:
+    """A party's check executor: a real thread pool, recording which senders each round's
+    checks were handed."""
+
+    def __init__(self, pool):
+        self.pool, self.batches = pool, []
+
+    def map(self, fn, items):
+        items = list(items)
+        self.batches.append(items)
+        return self.pool.map(fn, items)
+
+
+def test_presign_checks_run_on_the_injected_pool(key_3of3):
+    """Each round's checks of the other signers go to the executor the party was given (a
+    node's thread pool), and the presignature they give signs."""
+    with ThreadPoolExecutor(2) as pool:
+        pools = {i: RecordingPool(pool) for i in (0, 1, 2)}
+        parties = presign_parties(key_3of3, seed="pooled")
+        for i, party in parties.items():
+            party.checks = pools[i]
+        presigs = run(parties)
+    assert {i: p.batches for i, p in pools.items()} == {0: [[1, 2]] * 4, 1: [[0, 2]] * 4, 2: [[0, 1]] * 4}
+    d = digest("pooled")
+    check_signature(key_3of3, d, simulate.sign_with_presignature(key_3of3, list(presigs.values()), d,
+                                                                 rng=SeededRNG("pooled")))
+
+
+def test_a_pooled_check_still_names_every_culprit(key_3of3):
+    rnd, bcast, mutate = PRESIGN_CASES["r1 K not what the proof says"]
+    tamper = together(*(corrupt(IDS, PresignParty, bad, rnd, mutate, broadcast=bcast) for bad in (1, 2)))
+    with ThreadPoolExecutor(2) as pool:
+        parties = presign_parties(key_3of3, seed="pooled-culprits")
+        parties[0] = PresignParty(b"presig-pooled-culprits", key_3of3[0], [0, 1, 2], IDS.signers[0], IDS.directory,
+                                  SeededRNG("pooled-culprits0"), checks=pool)
+        with pytest.raises(ProtocolAbort) as err:
+            run(parties, tamper)
+    assert (err.value.culprits, err.value.round) == ([1, 2], 1)
+    assert err.value.reason.startswith("party 1: Π^enc-elg for K failed")
+
+
 def test_presign_refuses_bad_arguments_without_blame(key_2of3, key_3of3):
     """A signer set that is not `threshold` participants is the caller's mistake."""
     with pytest.raises(ParameterError, match="signer set"):
@@ -249,6 +291,19 @@ def test_every_bad_partial_signature_is_named(key_3of3):
     assert err.value.culprits == [0, 2]
     assert err.value.reason == ("party 0: partial signature does not match the presignature; "
                                 "party 2: partial signature does not match the presignature")
+
+
+def test_partial_signatures_that_cancel_give_the_honest_signature(key_3of3):
+    """The σ_j are checked as one batch, the combined signature's verification (unit weights),
+    and one by one only when it fails: deviations that cancel (+1 from party 0, -1 from party
+    2) leave s, and so the output, exactly the honest one, which the honest party 1 releases."""
+    d = digest("cancel")
+    honest = run(sign_parties(key_3of3, simulate.presign(key_3of3, rng=SeededRNG("cancel")), d, "cancel"))
+    tamper = together(corrupt(IDS, SignParty, 0, 2, replace_field("sigma", lambda s: (s + 1) % Q)),
+                      corrupt(IDS, SignParty, 2, 2, replace_field("sigma", lambda s: (s - 1) % Q)))
+    out = run(sign_parties(key_3of3, simulate.presign(key_3of3, rng=SeededRNG("cancel")), d, "cancel"), tamper)
+    assert out == {1: honest[1]}
+    check_signature(key_3of3, d, out[1])
 
 
 def test_sign_refuses_bad_arguments_without_blame(key_2of3):
