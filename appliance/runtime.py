@@ -39,7 +39,7 @@ from appliance.hardening import disable_core_dumps
 from appliance.metrics import Metrics
 from appliance.ports import Clock, EventSink
 from appliance.tss.group import Q
-from appliance.tss.protocol import IdentityDirectory
+from appliance.tss.protocol import SEQUENTIAL, CheckExecutor, IdentityDirectory
 
 log = logging.getLogger("appliance.node")
 
@@ -75,6 +75,15 @@ def _init_background_thread() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE)
     except (OSError, AttributeError):  # pragma: no cover - a platform without per-thread priorities
         pass
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, so a node pinned with taskset
+    counts only its own)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def _init_prime_process() -> None:
@@ -153,6 +162,16 @@ class Runtime:
         # way when a signature is asked for yields the cores to it instead of competing
         self.background = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="refill",
                                              initializer=_init_background_thread)
+        # a presign round checks its peers' proofs in parallel on these threads (gmpy2 releases
+        # the GIL in powmod): sized to the cores this process may run on, started once; a pool
+        # refill's presign checks on the lower-priority ones, so it still yields to signing
+        cores = usable_cores()
+        self._check_pools = [
+            ThreadPoolExecutor(cores, thread_name_prefix=name, initializer=init)
+            for name, init in (("verify", _init_cpu_thread), ("refill-verify", _init_background_thread))
+        ] if cores > 1 else []
+        self.checks: CheckExecutor = self._check_pools[0] if self._check_pools else SEQUENTIAL
+        self.background_checks: CheckExecutor = self._check_pools[1] if self._check_pools else SEQUENTIAL
         self._procs: ProcessPoolExecutor | None = None
         self.bg: set[asyncio.Task] = set()
 
@@ -179,6 +198,8 @@ class Runtime:
         self.cpu.shutdown(wait=False, cancel_futures=True)
         self.fast.shutdown(wait=False, cancel_futures=True)
         self.background.shutdown(wait=False, cancel_futures=True)
+        for pool in self._check_pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         if self._procs is not None:
             # a prime search can take seconds: stop it rather than wait for it
             for proc in list(getattr(self._procs, "_processes", {}).values()):

@@ -3,6 +3,7 @@ own HSM key. The leader (coordinator) stores its own part only once every party 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from appliance.jobs.driver import SessionDriver
@@ -39,8 +40,9 @@ class PresignJob:
         row = self.shares.active_key(spec["key_id"])
         share = await self.shares.load(row)
         sid = phase_sid(job.job_id, "presign")
-        party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, SystemRNG(),
-                                  background=True)
+        # a refill: its steps and its checks of the peers' proofs on the lower-priority lane
+        party = await rt.cpu_call(partial(PresignParty, checks=rt.background_checks), sid, share, job.parties,
+                                  self.signer(), rt.directory, SystemRNG(), background=True)
         presig = await self.driver.drive(job, sid, party)
         ctx = SealContext.presignature(spec["key_id"], row["epoch"], presig.presig_id,
                                        presig.R.to_bytes(), presig.signers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from functools import partial
 from typing import Any
 
 from appliance import payloads
@@ -148,7 +149,8 @@ class SignJob:
                 rt.spawn(self.pool.mark_destroyed([taken.hsm_key_label]))
                 return Presignature.from_bytes(data)
             sid = phase_sid(job.job_id, "presign" + ("" if i == 0 else f"/{i}"))
-            party = await rt.cpu_call(PresignParty, sid, share, job.parties, self.signer(), rt.directory, rng)
+            party = await rt.cpu_call(partial(PresignParty, checks=rt.checks), sid, share, job.parties,
+                                      self.signer(), rt.directory, rng)
             return await self.driver.drive(job, sid, party)
 
         presigs = await asyncio.gather(*(presign_for(i) for i in range(len(items))))

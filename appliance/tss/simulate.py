@@ -24,6 +24,7 @@ from appliance.tss.paillier import DEFAULT_PAILLIER_BITS
 from appliance.tss.presign import Presignature, PresignatureSpent, PresignParty
 from appliance.tss.reshare import OldKeyInfo, ReshareParty
 from appliance.tss.primes import FreshPrimes, PrimeSource
+from appliance.tss.protocol import SEQUENTIAL, CheckExecutor
 from appliance.tss.runner import Identities, Tamper, run
 from appliance.tss.sign import SignParty
 
@@ -109,14 +110,16 @@ def refresh(shares: Sequence[KeyShare], *, rng: RNG | None = None,
 
 
 def presign(shares: Sequence[KeyShare], *, rng: RNG | None = None,
-            tamper: Tamper | None = None, identities: Identities | None = None) -> list[Presignature]:
-    """A presignature for exactly the signer set of ``shares`` (threshold many)."""
+            tamper: Tamper | None = None, identities: Identities | None = None,
+            checks: CheckExecutor = SEQUENTIAL) -> list[Presignature]:
+    """A presignature for exactly the signer set of ``shares`` (threshold many); ``checks``
+    runs each party's checks of the others' proofs (a thread pool checks them in parallel)."""
     rng = _rng(rng)
     signers = sorted(s.index for s in shares)
     ids = identities or Identities(signers, rng)
     sid = _sid(rng, b"presign")
     parties = {s.index: PresignParty(sid, s, signers, ids.signers[s.index], ids.directory,
-                                     _party_rng(rng, s.index)) for s in shares}
+                                     _party_rng(rng, s.index), checks=checks) for s in shares}
     out = run(parties, tamper)
     return [out[s.index] for s in shares]
 
