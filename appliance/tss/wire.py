@@ -43,12 +43,18 @@ def _hints(cls: type) -> tuple[tuple[str, Any], ...]:
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
 
 
+# the same few payload types are walked for every message: their typing facts once each
+_origin = lru_cache(maxsize=None)(typing.get_origin)
+_args = lru_cache(maxsize=None)(typing.get_args)
+_is_dataclass = lru_cache(maxsize=None)(dataclasses.is_dataclass)
+
+
 def _to_plain(value: Any, tp: Any) -> Any:
-    origin = typing.get_origin(tp)
+    origin = _origin(tp)
     if tp is Any:
         raise EncodingError("payload fields need concrete types")
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        args = [a for a in _args(tp) if a is not type(None)]
         if value is None:
             return None
         return _to_plain(value, args[0])
@@ -65,12 +71,12 @@ def _to_plain(value: Any, tp: Any) -> Any:
             raise EncodingError(f"expected {tp.__name__}")
         return value
     if origin in (list, tuple):
-        args = typing.get_args(tp)
+        args = _args(tp)
         return [_to_plain(v, args[0]) for v in value]
     if origin is dict:
-        kt, vt = typing.get_args(tp)
+        kt, vt = _args(tp)
         return {_to_plain(k, kt): _to_plain(v, vt) for k, v in sorted(value.items())}
-    if dataclasses.is_dataclass(tp):
+    if _is_dataclass(tp):
         if not isinstance(value, tp):
             raise EncodingError(f"expected {tp.__name__}")
         return [_to_plain(getattr(value, name), ftp) for name, ftp in _hints(tp)]
@@ -78,9 +84,9 @@ def _to_plain(value: Any, tp: Any) -> Any:
 
 
 def _from_plain(obj: Any, tp: Any) -> Any:
-    origin = typing.get_origin(tp)
+    origin = _origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        args = [a for a in _args(tp) if a is not type(None)]
         if obj is None:
             return None
         return _from_plain(obj, args[0])
@@ -101,15 +107,15 @@ def _from_plain(obj: Any, tp: Any) -> Any:
     if origin in (list, tuple):
         if not isinstance(obj, list) or len(obj) > MAX_ITEMS:
             raise EncodingError("expected a bounded array")
-        args = typing.get_args(tp)
+        args = _args(tp)
         items = [_from_plain(v, args[0]) for v in obj]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(obj, dict) or len(obj) > MAX_ITEMS:
             raise EncodingError("expected a bounded map")
-        kt, vt = typing.get_args(tp)
+        kt, vt = _args(tp)
         return {_from_plain(k, kt): _from_plain(v, vt) for k, v in obj.items()}
-    if dataclasses.is_dataclass(tp):
+    if _is_dataclass(tp):
         fields = _hints(tp)
         if not isinstance(obj, list) or len(obj) != len(fields):
             raise EncodingError(f"{tp.__name__}: expected {len(fields)} fields")
