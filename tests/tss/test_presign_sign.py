@@ -298,10 +298,11 @@ def test_partial_signatures_that_cancel_give_the_honest_signature(key_3of3):
     and one by one only when it fails: deviations that cancel (+1 from party 0, -1 from party
     2) leave s, and so the output, exactly the honest one, which the honest party 1 releases."""
     d = digest("cancel")
-    honest = run(sign_parties(key_3of3, simulate.presign(key_3of3, rng=SeededRNG("cancel")), d, "cancel"))
+    blobs = [p.to_bytes() for p in simulate.presign(key_3of3, rng=SeededRNG("cancel"))]
+    honest = run(sign_parties(key_3of3, [Presignature.from_bytes(b) for b in blobs], d, "cancel"))
     tamper = together(corrupt(IDS, SignParty, 0, 2, replace_field("sigma", lambda s: (s + 1) % Q)),
                       corrupt(IDS, SignParty, 2, 2, replace_field("sigma", lambda s: (s - 1) % Q)))
-    out = run(sign_parties(key_3of3, simulate.presign(key_3of3, rng=SeededRNG("cancel")), d, "cancel"), tamper)
+    out = run(sign_parties(key_3of3, [Presignature.from_bytes(b) for b in blobs], d, "cancel"), tamper)
     assert out == {1: honest[1]}
     check_signature(key_3of3, d, out[1])
 
