@@ -74,7 +74,7 @@ STATUS: dict[str, int] = {
     "method_not_allowed": 405,
     "body_timeout": 408,
     "key_exists": 409, "key_change_in_progress": 409, "job_exists": 409, "epoch_mismatch": 409,
-    "not_pending": 409, "not_prepared": 409, "not_committed": 409, "invalid_transition": 409, "node_quarantined": 409,
+    "not_pending": 409, "not_prepared": 409, "result_mismatch": 409, "not_committed": 409, "invalid_transition": 409, "node_quarantined": 409,
     "presignature_unavailable": 409, "old_state_mismatch": 409, "old_state_unconfirmed": 409,
     "request_already_signed": 409, "checkpoint_refused": 409, "policy_changed": 409,
     "digest_mismatch": 409, "tweak_mismatch": 409, "tls_key_not_staged": 409,

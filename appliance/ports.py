@@ -314,8 +314,10 @@ class KeyChangeStore(Protocol):
     def finalize_key(self, key_id: str, epoch: int) -> list[str]:
         """Every party confirmed ``epoch``: old shares go; the key labels to destroy."""
 
-    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
-        """The coordinator's decision to commit (durable before any party is told)."""
+    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int],
+                      fingerprint: str | None = None) -> None:
+        """The coordinator's decision to commit (durable before any party is told), with the
+        key state every party reported."""
 
     def commit_record(self, job_id: str) -> dict | None:
         """The coordinator's decision for a job, or None."""

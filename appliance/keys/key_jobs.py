@@ -142,7 +142,11 @@ class KeyChangeJob:
             await self._frost_keygen(job, rng)
         elif kind == "keygen":
             sid = phase_sid(job.job_id, "keygen")
-            party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng)
+            # the pooled aux-info's fingerprint goes into the DKG's setup hash: parties given
+            # different aux-info stop at the round-1 echo instead of making an unusable key
+            aux_fp = self._pooled_row(spec)["fingerprint"] if spec.get("aux_id") is not None else None
+            party = KeygenParty(sid, rt.index, job.parties, int(spec["threshold"]), self.signer(), rt.directory, rng,
+                                aux_fingerprint=aux_fp)
             share = await self.driver.drive(job, sid, party)
             if spec.get("aux_id") is not None:
                 await self._bind_pooled_and_stage(job, share)
@@ -285,12 +289,11 @@ class KeyChangeJob:
         have filled up since the job was accepted), sealed and staged; the key is counted
         against the aux-info in the same transaction (two keys never pass its cap together)."""
         spec = job.spec
-        try:
-            row = self.check_pooled_aux(spec)
-        except ServiceError as exc:
-            raise JobFailed(exc) from None
+        row = self._pooled_row(spec)
         try:
             pooled = PooledAux.from_bytes(await self.hsm().unseal_async(aux_context(row["aux_id"]), row["sealed"]))
+            if pooled.fingerprint() != bytes(row["fingerprint"]):
+                raise EncodingError("the sealed aux-info is not the one its row describes")
             share = pooled.bind(share)
         except (HSMError, EncodingError):
             raise JobFailed(ServiceError("aux_unusable", f"{self.rt.me.id}: aux-info {row['aux_id']} does not "
@@ -303,6 +306,14 @@ class KeyChangeJob:
         except ConflictError:
             raise JobFailed(ServiceError("aux_exhausted", f"{self.rt.me.id}: aux-info {row['aux_id']} is full")) from None
         job.result = _result(share)
+
+    def _pooled_row(self, spec: dict) -> dict:
+        """The job's pooled aux-info row, checked again (it may have filled up since the job
+        was accepted)."""
+        try:
+            return self.check_pooled_aux(spec)
+        except ServiceError as exc:
+            raise JobFailed(exc) from None
 
     async def _reshare(self, job: JobRun, rng, deadline: float) -> None:
         rt, spec = self.rt, job.spec
@@ -429,12 +440,13 @@ class KeyChangeJob:
             err = ServiceError("inconsistent_result", "the parties ended with different key states")
             await cancel(err)
             raise JobFailed(err)
-        pk = pks.pop()
+        pk, fingerprint = pks.pop(), fps.pop()
         new_epoch = int(spec["epoch"]) + 1 if kind in ("refresh", "reshare") else \
             int(next(iter(reports.values()))["epoch"])
         # two phases: commit (new epoch in use, old shares kept) -> once every party
         # confirmed, finalize (old shares and presignatures destroyed)
-        commit = await self.two_phase.commit_everywhere(job.job_id, spec["key_id"], kind, new_epoch, job.parties)
+        commit = await self.two_phase.commit_everywhere(job.job_id, spec["key_id"], kind, new_epoch, job.parties,
+                                                        fingerprint=fingerprint)
         if kind == "reshare":
             return {"key_id": spec["key_id"], "public_key": pk, "threshold": spec["threshold"],
                     "nodes": rt.node_ids(spec["new_members"]), "epoch": new_epoch, **commit}

@@ -140,6 +140,11 @@ class TwoPhase:
             if self.holds_epoch(key_id, epoch):
                 return {"committed": True, "epoch": epoch}
             raise ServiceError("not_prepared", f"{rt.me.id} has nothing prepared for job {job_id}")
+        if p["role"] != "delete" and p["fingerprint"] is not None and body.get("fingerprint") != p["fingerprint"]:
+            # the coordinator must commit the result every party reported; a party that ended
+            # with another key state (a split the sessions did not catch) refuses, nothing changes
+            raise ServiceError("result_mismatch", f"{rt.me.id}: the commit of job {job_id} names another key state "
+                               "than this node prepared")
         states.transition(p["state"], "commit")
         self.crash("commit")
         if p["state"] == states.PREPARED:
@@ -178,11 +183,13 @@ class TwoPhase:
     # -- the coordinator ------------------------------------------------------------------
 
     async def commit_everywhere(self, job_id: str, key_id: str, kind: str, new_epoch: int,
-                                parties: list[int]) -> dict:
+                                parties: list[int], *, fingerprint: str | None = None) -> dict:
         """The coordinator's commit: the decision is recorded (fsynced) first, then every party
-        is told; finalize follows once all confirmed (else the lifecycle loop keeps trying)."""
+        is told (with ``fingerprint``, the key state every party reported: each compares it
+        with the one it prepared); finalize follows once all confirmed (else the lifecycle
+        loop keeps trying)."""
         rt = self.rt
-        self.changes().record_commit(job_id, key_id, kind, new_epoch, parties)
+        self.changes().record_commit(job_id, key_id, kind, new_epoch, parties, fingerprint)
         if rt.index in parties and self.commit_local(job_id):
             self.changes().commit_progress(job_id, acked=[rt.index])
         rec = await self._advance(job_id)
@@ -194,7 +201,8 @@ class TwoPhase:
         rec = self.changes().commit_record(job_id)
         if rec is None or rec["state"] == "finalized":
             return rec
-        body = {"from": rt.index, "key_id": rec["key_id"], "epoch": rec["new_epoch"]}
+        body = {"from": rt.index, "key_id": rec["key_id"], "epoch": rec["new_epoch"],
+                "fingerprint": rec.get("fingerprint")}
         todo = [p for p in rec["parties"] if p not in rec["acked"]]
         if rt.index in todo:  # own commit (after a restart, say)
             if self.commit_local(job_id) or self.holds_epoch(rec["key_id"], rec["new_epoch"]):

@@ -14,7 +14,7 @@ from appliance.storage.database import Database
 PENDING_COLS = ("key_id", "job_id", "kind", "role", "new_epoch", "coordinator", "participants",
                 "threshold", "fingerprint", "state", "created")
 COMMIT_COLS = ("job_id", "key_id", "kind", "new_epoch", "parties", "acked", "finalized", "state",
-               "created", "updated")
+               "created", "updated", "fingerprint")
 ROLES = ("new", "member", "leaver", "delete")
 
 
@@ -82,12 +82,13 @@ class CommitDecisions:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
+    def record(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int],
+               fingerprint: str | None = None) -> None:
         now = self.db.now()
         self.db.execute("INSERT OR IGNORE INTO node_commits (job_id, key_id, kind, new_epoch, parties,"
-                        " acked, finalized, state, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        " acked, finalized, state, created, updated, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (job_id, key_id, kind, new_epoch, json.dumps(sorted(parties)), "[]", "[]",
-                         "committing", now, now))
+                         "committing", now, now, fingerprint))
 
     def get(self, job_id: str) -> dict | None:
         return _commit_row(self.db.one(

@@ -312,6 +312,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             bound_at REAL NOT NULL
         )""",
     ]),
+    ("node: the key state a commit decision names (each party compares it with what it prepared)", [
+        "ALTER TABLE node_commits ADD COLUMN fingerprint TEXT",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

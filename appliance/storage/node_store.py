@@ -255,9 +255,11 @@ class NodeStore:
 
     # -- the coordinator's commit decisions --------------------------------------------
 
-    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
-        """The coordinator's decision to commit (fsynced before any party is told)."""
-        self.commits.record(job_id, key_id, kind, new_epoch, parties)
+    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int],
+                      fingerprint: str | None = None) -> None:
+        """The coordinator's decision to commit (fsynced before any party is told), with the
+        key state every party reported (each party compares it with the one it prepared)."""
+        self.commits.record(job_id, key_id, kind, new_epoch, parties, fingerprint)
 
     def commit_record(self, job_id: str) -> dict | None:
         return self.commits.get(job_id)

@@ -1,8 +1,9 @@
 """t-of-n distributed key generation (CGGMP keygen with Feldman VSS).
 
 Each party i:
-  Round 1 (broadcast, echoed): a hash of the session's parameters (parties, t) — a party
-    given other parameters stops the session without blame — and: samples f_i of degree t-1, its Feldman vector
+  Round 1 (broadcast, echoed): a hash of the session's parameters (parties, t and, for a key
+    bound to a pooled aux-info, that aux-info's fingerprint) — a party given other parameters
+    stops the session without blame — and: samples f_i of degree t-1, its Feldman vector
     F_i = (g^{a_i0}, ..., g^{a_i,t-1}) (exactly t entries), rid_i, a chain-code contribution
     c_i, u_i, and a Schnorr commitment A_i = g^{α_i}; sends V_i = H(sid, i, F_i, A_i, rid_i, c_i, u_i).
   Round 2 (broadcast + direct): reveals (F_i, A_i, rid_i, c_i, u_i); sends σ_{i,j} = f_i(x_j) to
@@ -81,12 +82,16 @@ class KeygenParty(Party):
     PROTOCOL = "keygen"
 
     def __init__(self, session_id: bytes, me: int, parties: list[int], threshold: int,
-                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG) -> None:
+                 signer: MessageSigner, verifier: MessageVerifier, rng: RNG, *,
+                 aux_fingerprint: bytes | None = None) -> None:
         super().__init__(session_id, me, parties, signer, verifier, rng)
         if not 1 <= threshold <= len(self.parties):
             raise ParameterError("threshold must be between 1 and the number of parties")
         self.t = threshold
-        self.setup = setup_hash(self.PROTOCOL, parties=self.parties, threshold=threshold)
+        # the pooled aux-info each party will bind its share to is a session parameter: a
+        # coordinator naming different aux-info to different parties is stopped at the echo
+        extra = {} if aux_fingerprint is None else {"aux": bytes(aux_fingerprint)}
+        self.setup = setup_hash(self.PROTOCOL, parties=self.parties, threshold=threshold, **extra)
         self.points = evaluation_points(self.session_id, self.parties)
 
     def ctx(self, prover: int, rid: bytes) -> ProofContext:

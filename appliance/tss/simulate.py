@@ -80,26 +80,27 @@ def aux_info(shares: Sequence[KeyShare], *, paillier_bits: int = DEFAULT_PAILLIE
 
 def pooled_aux_info(parties: Sequence[int], *, paillier_bits: int = DEFAULT_PAILLIER_BITS,
                     rng: RNG | None = None, primes: PrimeSource | None = None,
-                    identities: Identities | None = None) -> dict[int, PooledAux]:
+                    identities: Identities | None = None, tamper: Tamper | None = None) -> dict[int, PooledAux]:
     """Aux-info for the committee ``parties`` before any key (the key-independent session)."""
     rng = _rng(rng)
     primes = primes or FreshPrimes(rng)
     ids = identities or Identities(parties, rng)
     sid = _sid(rng, b"pooled-aux")
     out = run({i: AuxParty.pooled(sid, i, list(parties), generate_aux_keys(paillier_bits, primes, rng),
-                                  ids.signers[i], ids.directory, _party_rng(rng, i)) for i in parties})
+                                  ids.signers[i], ids.directory, _party_rng(rng, i)) for i in parties}, tamper)
     return dict(out)
 
 
 def keygen_with_aux(pooled: dict[int, PooledAux], threshold: int, *, rng: RNG | None = None,
-                    identities: Identities | None = None) -> list[KeyShare]:
-    """A DKG of the committee of ``pooled``, each share bound to its party's pooled aux-info."""
+                    identities: Identities | None = None, tamper: Tamper | None = None) -> list[KeyShare]:
+    """A DKG of the committee of ``pooled``, each share bound to its party's pooled aux-info
+    (whose fingerprint is in the DKG's setup hash: the parties agree on it at the round-1 echo)."""
     rng = _rng(rng)
     idx = sorted(pooled)
     ids = identities or Identities(idx, rng)
     sid = _sid(rng, b"keygen")
-    shares = run({i: KeygenParty(sid, i, idx, threshold, ids.signers[i], ids.directory, _party_rng(rng, i))
-                  for i in idx})
+    shares = run({i: KeygenParty(sid, i, idx, threshold, ids.signers[i], ids.directory, _party_rng(rng, i),
+                                 aux_fingerprint=pooled[i].fingerprint()) for i in idx}, tamper)
     return [pooled[i].bind(shares[i]) for i in idx]
 
 

@@ -393,9 +393,10 @@ class FakeKeyChanges:
             del self.keys.shares[k]
         return []
 
-    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int]) -> None:
+    def record_commit(self, job_id: str, key_id: str, kind: str, new_epoch: int, parties: list[int],
+                      fingerprint: str | None = None) -> None:
         self.commits[job_id] = {"job_id": job_id, "key_id": key_id, "kind": kind, "new_epoch": new_epoch,
-                                "parties": list(parties), "acked": [], "finalized": []}
+                                "parties": list(parties), "acked": [], "finalized": [], "fingerprint": fingerprint}
 
     def commit_record(self, job_id: str) -> dict | None:
         rec = self.commits.get(job_id)

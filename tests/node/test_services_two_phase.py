@@ -17,6 +17,7 @@ from tests.node.fakes import FakePorts, Users, fake_runtime
 
 KEY = "key_" + "a" * 24
 JOB = "job_" + "c" * 24
+FP = "f" * 16  # the key state this node prepared (the fingerprint it reported)
 COORD = 1  # node-2 coordinates; this node is node-1 (index 0)
 
 
@@ -68,13 +69,13 @@ def node(tmp_path):
 def _prepare_refresh(rt, tp) -> None:
     tp.key_store().put_pending_share(KEY, 1, _sealed())
     job = types.SimpleNamespace(job_id=JOB, spec={"kind": "refresh", "key_id": KEY, "epoch": 0},
-                                result={"fingerprint": "f" * 16}, parties=[0, 1, 2], coordinator=COORD)
+                                result={"fingerprint": FP}, parties=[0, 1, 2], coordinator=COORD)
     tp.prepare(job)
 
 
 def test_a_refresh_prepares_commits_and_finalizes_through_the_store(node):
     rt, tp, store, audit = node
-    body = {"key_id": KEY, "epoch": 1}
+    body = {"key_id": KEY, "epoch": 1, "fingerprint": FP}
     _prepare_refresh(rt, tp)
     p = store.pending_for_job(JOB)
     assert (p["state"], p["role"], p["new_epoch"], p["coordinator"]) == (states.PREPARED, "member", 1, COORD)
@@ -111,7 +112,7 @@ def test_a_refresh_prepares_commits_and_finalizes_through_the_store(node):
 def test_an_abandon_after_commit_is_refused(node):
     rt, tp, store, audit = node
     _prepare_refresh(rt, tp)
-    tp.commit_job(JOB, COORD, {"key_id": KEY, "epoch": 1})
+    tp.commit_job(JOB, COORD, {"key_id": KEY, "epoch": 1, "fingerprint": FP})
     with pytest.raises(states.InvalidTransition) as ei:
         tp.abandon_prepared(JOB, store.pending_for_job(JOB)["state"])
     assert (ei.value.code, ei.value.state, ei.value.event) == ("invalid_transition", "committed", "abandon")
@@ -153,3 +154,17 @@ def test_a_commit_with_nothing_prepared(node):
     with pytest.raises(ServiceError) as ei:
         tp.commit_job(JOB, COORD, {})
     assert ei.value.code == "not_found"
+
+
+@pytest.mark.parametrize("named", ["e" * 16, None], ids=["another", "none"])
+def test_a_commit_naming_another_key_state_than_prepared_is_refused(node, named):
+    """A coordinator that commits a result this party did not end with (a split it made, or a
+    commit without the agreed fingerprint) is refused; nothing is put in use."""
+    rt, tp, store, audit = node
+    _prepare_refresh(rt, tp)
+    with pytest.raises(ServiceError) as ei:
+        tp.commit_job(JOB, COORD, {"key_id": KEY, "epoch": 1, "fingerprint": named})
+    assert (ei.value.code, ei.value.message) == (
+        "result_mismatch", f"node-1: the commit of job {JOB} names another key state than this node prepared")
+    assert store.pending_for_job(JOB)["state"] == states.PREPARED
+    assert store.get_key(KEY)["epoch"] == 0 and audit.entries == [] and tp.pool.calls == []

@@ -261,7 +261,7 @@ def test_a_database_of_the_previous_layout_opens_and_migrates(tmp_path):
         assert store.job_id_used("job-1") and not store.use_job_id("job-1")
         assert store.policy_updates() == [{"v": 2}]
         assert not store.nonces.check_and_add("alice", "n-1", 1700000000, forget_before=0)
-        assert store.database.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 11
+        assert store.database.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 12
     finally:
         store.close()
     db = sqlite3.connect(path)

@@ -46,7 +46,7 @@ def add_key(store, key_id="key-1", epoch=0):
 
 
 def test_schema_wal_foreign_keys_and_migrations(tmp_path, store):
-    assert store.schema_version == SCHEMA_VERSION == 10
+    assert store.schema_version == SCHEMA_VERSION == 12
     db = store.db.conn
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -127,19 +127,6 @@ def _pooled_from(shares) -> dict:
             for s in shares}
 
 
-def test_two_keys_bound_to_one_pooled_aux_info_are_separate_and_sign(key_2of3):
-    pooled = _pooled_from(key_2of3)
-    a = simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("pooled a"))
-    b = simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("pooled b"))
-    assert a[0].public_key != b[0].public_key and a[0].rid != b[0].rid  # every proof's context differs
-    assert a[0].aux == b[0].aux and all(s.has_aux and s.paillier_bits == 2048 for s in a + b)
-    for i in range(3):
-        assert PooledAux.from_bytes(pooled[i].to_bytes()).fingerprint() == pooled[0].fingerprint()
-    d = hashlib.sha256(b"pooled").digest()
-    sig = simulate.sign([a[0], a[2]], d, rng=SeededRNG("pooled sign"))
-    assert verify_with_libsecp256k1(a[0].public_key, d, sig)
-
-
 def test_a_pooled_aux_info_binds_only_a_fresh_share_of_its_committee(key_2of3):
     pooled = _pooled_from(key_2of3)
     with pytest.raises(EncodingError, match="not for this key share's committee"):
@@ -153,3 +140,47 @@ def test_a_pooled_aux_info_binds_only_a_fresh_share_of_its_committee(key_2of3):
         other[1].bind(bare)
     with pytest.raises(EncodingError, match="does not match its own secret"):
         PooledAux.from_bytes(dataclasses.replace(pooled[0], index=1).to_bytes())
+
+
+def test_a_dkg_whose_parties_were_given_different_pooled_aux_info_stops_at_the_echo(key_2of3):
+    """A coordinator naming aux-info A to parties 0 and 1 and B to party 2: the fingerprint is
+    in the DKG's setup hash, so the round-1 echo stops the session, blaming nobody and naming
+    the parties that differ (before, each bound its own and the key could never presign)."""
+    pooled = _pooled_from(key_2of3)
+    pooled[2] = dataclasses.replace(pooled[2], rid=SeededRNG("another rid").token_bytes(32))
+    with pytest.raises(ProtocolAbort) as err:
+        simulate.keygen_with_aux(pooled, 2, rng=SeededRNG("split aux"))
+    assert (err.value.protocol, err.value.round, err.value.culprits) == ("keygen", 1, [])
+    assert err.value.reason in ("parties [2] were given different session parameters",
+                                "parties [0, 1] were given different session parameters")
+
+
+@pytest.fixture(scope="module")
+def pooled_pair():
+    """A key-independent aux session (AuxParty.pooled) of parties 0 and 1."""
+    return simulate.pooled_aux_info([0, 1], paillier_bits=2048, rng=SeededRNG("pooled session"),
+                                    primes=prime_pool_from_test_file("pooled-session"), identities=IDS)
+
+
+def test_a_pooled_aux_session_serves_two_dkg_keys_that_presign_and_sign(pooled_pair):
+    assert sorted(pooled_pair) == [0, 1] and pooled_pair[0].fingerprint() == pooled_pair[1].fingerprint()
+    assert pooled_pair[0].aux == pooled_pair[1].aux and pooled_pair[0].secret.p != pooled_pair[1].secret.p
+    for i in (0, 1):
+        assert PooledAux.from_bytes(pooled_pair[i].to_bytes()).fingerprint() == pooled_pair[0].fingerprint()
+    keys = [simulate.keygen_with_aux(pooled_pair, 2, rng=SeededRNG(f"pooled key {k}")) for k in "ab"]
+    assert keys[0][0].public_key != keys[1][0].public_key and keys[0][0].rid != keys[1][0].rid  # proofs' contexts
+    assert keys[0][0].aux == keys[1][0].aux and all(s.has_aux and s.paillier_bits == 2048 for s in keys[0] + keys[1])
+    for k, shares in zip("ab", keys):
+        d = hashlib.sha256(b"pooled key " + k.encode()).digest()
+        presigs = simulate.presign(shares, rng=SeededRNG(f"presign {k}"))
+        sig = simulate.sign_with_presignature(shares, presigs, d, rng=SeededRNG(f"sign {k}"))
+        assert verify_with_libsecp256k1(shares[0].public_key, d, sig)
+
+
+def test_a_party_sending_refresh_data_in_a_pooled_session_is_named():
+    tamper = corrupt(IDS, AuxParty, 1, 2, replace_field("sigma", lambda s: 5), broadcast=False)
+    with pytest.raises(ProtocolAbort) as err:
+        simulate.pooled_aux_info([0, 1], paillier_bits=2048, rng=SeededRNG("pooled refresh data"),
+                                 primes=prime_pool_from_test_file("pooled-refresh"), identities=IDS, tamper=tamper)
+    assert (err.value.round, err.value.culprits) == (2, [1])
+    assert err.value.reason == "party 1: sent refresh data in an aux-only session"
