@@ -37,7 +37,7 @@ from appliance.tss.frost.refresh import FrostRefreshParty
 from appliance.tss.frost.reshare import FrostOldKey, FrostReshareConfirmed, FrostReshareParty
 from appliance.tss.group import SystemRNG
 from appliance.tss.keygen import KeygenParty
-from appliance.storage.errors import ConflictError
+from appliance.storage.errors import ConflictError, DuplicateKeyError
 from appliance.tss.keyshare import KeyShare, PooledAux
 from appliance.tss.reshare import OldKeyInfo, ReshareConfirmed, ReshareParty
 from hsm.errors import HSMError
@@ -303,6 +303,8 @@ class KeyChangeJob:
         try:
             self.key_store().put_pending_key(spec["key_id"], share.public_key, share.threshold, share.participants,
                                              share.epoch, bits, blob, share.chain_code, aux=(row["aux_id"], self.aux.cap))
+        except DuplicateKeyError:
+            raise JobFailed(ServiceError("key_exists", f"{self.rt.me.id}: key id {spec['key_id']} already used")) from None
         except ConflictError:
             raise JobFailed(ServiceError("aux_exhausted", f"{self.rt.me.id}: aux-info {row['aux_id']} is full")) from None
         job.result = _result(share)

@@ -57,6 +57,7 @@ from appliance.storage.database import (
 )
 from appliance.storage.errors import (
     ConflictError,
+    DuplicateKeyError,
     NotFoundError,
     NotSealedError,
     PresignatureUnavailable,
@@ -87,6 +88,7 @@ from appliance.storage.store import (
 
 __all__ = [
     "ConflictError",
+    "DuplicateKeyError",
     "Database",
     "KeyRecord",
     "MIGRATIONS",

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from appliance.storage.database import Database
-from appliance.storage.errors import ConflictError
+from appliance.storage.errors import ConflictError, DuplicateKeyError
 from appliance.storage.records import require_sealed
 
 
@@ -76,7 +76,7 @@ class AuxInfoRepository:
                 db.execute("INSERT INTO aux_bindings (key_id, aux_id, bound_at) VALUES (?, ?, ?)",
                            (key_id, aux_id, self.db.now()))
             except sqlite3.IntegrityError:
-                raise ConflictError(f"key {key_id!r} is bound to an aux-info already") from None
+                raise DuplicateKeyError(f"key {key_id!r} is bound to an aux-info already") from None
 
     def aux_of_key(self, key_id: str) -> str | None:
         row = self.db.one("SELECT aux_id FROM aux_bindings WHERE key_id = ?", (key_id,))

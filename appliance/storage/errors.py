@@ -20,6 +20,12 @@ class ConflictError(StoreError):
     code = "conflict"
 
 
+class DuplicateKeyError(ConflictError):
+    """A key id that is already stored (or already bound to an aux-info)."""
+
+    code = "key_exists"
+
+
 class NotSealedError(StoreError, ValueError):
     """A value given as sealed does not parse as a sealed blob."""
 

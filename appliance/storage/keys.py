@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from appliance.storage.database import Database
-from appliance.storage.errors import ConflictError, NotFoundError
+from appliance.storage.errors import ConflictError, DuplicateKeyError, NotFoundError
 from appliance.storage.records import SECRET_KINDS, KeyRecord, require_sealed
 
 
@@ -41,7 +41,7 @@ class KeyRepository:
                     (key_id, threshold, parts, bytes(public_key), bytes(chain_code), epoch, now),
                 )
         except sqlite3.IntegrityError:
-            raise ConflictError(f"key {key_id!r} already exists") from None
+            raise DuplicateKeyError(f"key {key_id!r} already exists") from None
         return self.get_key(key_id)
 
     def get_key(self, key_id: str) -> KeyRecord:

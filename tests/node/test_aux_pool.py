@@ -12,10 +12,14 @@ import types
 import pytest
 
 from appliance.errors import ServiceError
+from appliance.jobs.model import JobFailed
 from appliance.keys.key_jobs import KeyChangeJob
-from appliance.pools.aux_pool import AuxGenJob, AuxPool
+from appliance.pools.aux_pool import AuxGenJob, AuxPool, aux_context
 from appliance.storage import ConflictError, NodeStore
-from appliance.tss.group import G
+from appliance.tss.group import G, SeededRNG
+from appliance.tss.keygen import KeygenParty
+from appliance.tss.keyshare import AuxSecret, PartyAux, PooledAux
+from appliance.tss.runner import Identities, run
 from tests.node.fakes import FakePorts, Users, fake_runtime
 
 AUX = "aux_" + "a" * 24
@@ -147,3 +151,48 @@ def test_an_aux_gen_job_is_checked_before_it_is_joined(node):
         asyncio.run(job.admit({**spec, "aux_id": OTHER_AUX, "paillier_bits": 1024}, None))
     assert (ei.value.code, ei.value.message) == ("bad_job", "malformed aux_gen job")
     asyncio.run(job.admit({**spec, "aux_id": OTHER_AUX}, None))
+
+
+BIND_AUX = "aux_" + "d" * 24
+
+
+def _bindable(node, aux_id: str = BIND_AUX):
+    """A pooled aux-info of the whole committee sealed for node-1 (toy moduli: it only has to
+    unseal and bind, never to prove) and node-1's share of a fresh in-memory DKG."""
+    ids = Identities(range(3), SeededRNG("bind ids"))
+    shares = run({i: KeygenParty(b"bind-dkg-session", i, [0, 1, 2], 2, ids.signers[i], ids.directory,
+                                 SeededRNG(f"bind {i}")) for i in range(3)})
+    aux = {i: PartyAux(p * q, 1, 1, 1) for i, (p, q) in enumerate([(11, 13), (17, 19), (23, 29)])}
+    pooled = PooledAux(0, [0, 1, 2], 2048, aux, AuxSecret(11, 13, 1, 1, 1), b"\x05" * 32)
+    blob = _sealed()
+    node.pool.hsm().blobs[blob] = (aux_context(aux_id), pooled.to_bytes())
+    node.store.add_aux(aux_id, [0, 1, 2], 2048, pooled.fingerprint(), blob)
+
+    async def seal(key_id, share):
+        return _sealed()
+
+    node.jobs.shares = types.SimpleNamespace(seal=seal)
+    return shares[0]
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["bound", "unbound"])
+def test_a_key_id_already_stored_is_refused_as_key_exists_not_aux_exhausted(node, bound):
+    share = _bindable(node)
+    if bound:
+        _stage(node.store, 99)  # the same key id, bound to another aux-info
+    else:
+        node.store.put_pending_key(_key(99), G.to_bytes(), 2, [0, 1, 2], 0, 2048, _sealed(), b"\x07" * 32)
+    job = types.SimpleNamespace(spec=_keygen(BIND_AUX), result=None)
+    with pytest.raises(JobFailed) as ei:
+        asyncio.run(node.jobs._bind_pooled_and_stage(job, share))
+    assert (ei.value.error.code, ei.value.error.message) == ("key_exists", f"node-1: key id {_key(99)} already used")
+    assert node.store.get_aux(BIND_AUX)["keys_bound"] == 0 and node.store.aux_of_key(_key(99)) == (AUX if bound
+                                                                                                    else None)
+
+
+def test_a_pooled_aux_info_binds_a_fresh_share_in_the_transaction_that_stages_it(node):
+    share = _bindable(node)
+    job = types.SimpleNamespace(spec=_keygen(BIND_AUX), result=None)
+    asyncio.run(node.jobs._bind_pooled_and_stage(job, share))
+    assert node.store.aux_of_key(_key(99)) == BIND_AUX and node.store.get_key(_key(99))["status"] == "pending"
+    assert job.result["fingerprint"]
