@@ -83,7 +83,7 @@ STATUS: dict[str, int] = {
     "nonce_unavailable": 409,
     # a keygen's pooled aux-info (issue 18): unknown here, made for another committee or modulus
     # size, serving its cap of keys already, an aux id used twice, or one that does not unseal
-    "aux_unknown": 409, "aux_wrong_committee": 409, "aux_exhausted": 409, "aux_exists": 409,
+    "aux_unknown": 409, "aux_wrong_committee": 409, "aux_exhausted": 409, "aux_exists": 409, "aux_pool_full": 409,
     "aux_unusable": 500,
     "nonce_pool_full": 409,  # a holder publishing more pooled commitments than a coordinator keeps
     # an honest FROST signer refuses the coordinator's package (numbered checks, e.g. check 7:

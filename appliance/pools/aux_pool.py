@@ -136,6 +136,14 @@ class AuxGenJob:
             raise ServiceError("bad_job", "an aux-info committee is a sorted set of at least two nodes")
         if self.aux_store().get_aux(spec["aux_id"]) is not None:
             raise ServiceError("aux_exists", "aux id already used")
+        # a coordinator cannot make this node spend primes and CPU on aux-info nobody uses: an
+        # honest pool opens one when it has fewer than [aux] pool with room (or is below the
+        # low-water mark), so more than max(pool, 1) + 1 with room is refused
+        limit = max(self.rt.config.aux_pool, 1) + 1
+        unfilled = sum(len(self.aux_store().usable_aux(spec["parties"], bits, self.pool.cap)) for bits in AUX_BITS)
+        if unfilled >= limit:
+            raise ServiceError("aux_pool_full", f"{self.rt.me.id}: holds {unfilled} aux-info of this committee "
+                               f"with room already (at most {limit})")
 
     def attach(self, job: JobRun) -> None:
         return None

@@ -196,3 +196,19 @@ def test_a_pooled_aux_info_binds_a_fresh_share_in_the_transaction_that_stages_it
     asyncio.run(node.jobs._bind_pooled_and_stage(job, share))
     assert node.store.aux_of_key(_key(99)) == BIND_AUX and node.store.get_key(_key(99))["status"] == "pending"
     assert job.result["fingerprint"]
+
+
+def test_a_participant_refuses_aux_gen_jobs_past_its_limit_of_aux_info_with_room(node):
+    """[aux] pool = 1 here: at most 2 aux-info of a committee with room; the fixture holds one
+    of the whole committee (and one of another), so one more is made and the next refused."""
+    job = AuxGenJob(node.rt, None, None, node.pool, aux_store=node.pool.aux_store, hsm=node.pool.hsm, signer=None)
+    spec = {"kind": "aux_gen", "aux_id": OTHER_AUX, "parties": [0, 1, 2], "paillier_bits": 2048}
+    asyncio.run(job.admit(spec, None))
+    node.store.add_aux(OTHER_AUX, [0, 1, 2], 2048, b"\x03" * 32, _sealed())
+    with pytest.raises(ServiceError) as ei:
+        asyncio.run(job.admit({**spec, "aux_id": BIND_AUX, "paillier_bits": 3072}, None))
+    assert (ei.value.code, ei.value.message) == ("aux_pool_full", "node-1: holds 2 aux-info of this committee with "
+                                                 "room already (at most 2)")
+    _stage(node.store, 1, OTHER_AUX)
+    _stage(node.store, 2, OTHER_AUX)  # full: it no longer counts
+    asyncio.run(job.admit({**spec, "aux_id": BIND_AUX}, None))
