@@ -100,6 +100,9 @@ STATUS: dict[str, int] = {
     "signature_mismatch": 500,
     "protocol_abort": 502, "inconsistent_result": 502, "combined_signature_invalid": 502,
     "peer_refused": 502, "error": 502,
+    # a request's owner answered for it with a view this node refuses (another request, a
+    # request not signed by its initiator, a payload that does not match its hash)
+    "peer_view_invalid": 502,
     "quorum_unreachable": 503, "hsm_unavailable": 503, "audit_unavailable": 503, "not_ready": 503,
     "job_timeout": 503, "round_timeout": 503, "node_restarted": 503, "cancelled": 503, "node_unreachable": 503,
 }

@@ -495,6 +495,9 @@ class ReplayStore(Protocol):
         """Claim a request id for ``content`` kept by node ``owner`` unless claimed (durable);
         the first claim, ``{content, owner}``."""
 
+    def request_owner(self, request_id: str) -> int | None:
+        """The node recorded as keeping a claimed request id (None: no claim recorded here)."""
+
     def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
                        in_order: bool = True) -> bool:
         """Record a passkey assertion seen here (durable). True if it was seen before; else, for

@@ -42,7 +42,7 @@ from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
 from appliance.runtime import Runtime
-from appliance.signing import schnorr, schnorr_verify, states
+from appliance.signing import forwarded, schnorr, schnorr_verify, states
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.statements import DECISION_ROUTES, parse_approval, signed_request
 from appliance.storage import ConflictError
@@ -673,7 +673,8 @@ class SignRequests:
     async def _forward_to_owner(self, request_id: str, method: str, *, query: dict | None = None,
                                 body: dict | None = None) -> dict:
         """A sign request is kept by the node that received it. Another node answers for it by
-        asking its peers (pinned mutual TLS): reads (``GET``, ``query``: the long-poll), and
+        asking that owner, as its claims record it (pinned mutual TLS; nobody else), and checks
+        the answer (:mod:`appliance.signing.forwarded`): reads (``GET``, ``query``: the long-poll), and
         decisions (``POST``, which the owner checks as its own: the decision is signed by the
         approver, whom this node authenticated). The id is checked against its exact grammar
         and the peer URL built from encoded segments, so nothing in it can leave its segment."""
@@ -684,24 +685,43 @@ class SignRequests:
         url = peer_path(*segments)
         if query:
             url = url.with_query({k: str(v) for k, v in query.items()})
-        for p in [p for p in rt.peers if p != rt.index]:
-            try:
-                return await self.link.request(rt.peers[p], method, url, json_body=body,
-                                               timeout=75.0, pool=FORWARD_POOL)
-            except PeerError as exc:
-                if exc.status == 404 or exc.status is None:
-                    continue  # not there (or that node is down): ask the next
-                raise exc.service_error(code="error") from None
-        raise ServiceError("not_found", "unknown sign request")
+        owner = self.replay().request_owner(request_id)
+        if owner is None or owner == rt.index or owner not in rt.peers:
+            raise ServiceError("not_found", "unknown sign request")  # no claim of it here: not known
+        try:
+            answer = await self.link.request(rt.peers[owner], method, url, json_body=body,
+                                             timeout=75.0, pool=FORWARD_POOL)
+        except PeerError as exc:
+            if exc.status == 404 or exc.status is None:
+                raise ServiceError("not_found", "unknown sign request") from None
+            raise exc.service_error(code="error") from None
+        return await self._checked_view(request_id, answer)
+
+    async def _checked_view(self, request_id: str, answer: Any) -> dict:
+        """The owner's answer, checked and decoded here (appliance/signing/forwarded.py)."""
+        sr, payload = forwarded.checked_request(self.rt.policy, request_id, answer)
+        row = self.shares.known_key(sr.request.key_id)
+        try:
+            dec = await self.reader.decode_request(row, sr.request, payload, sr.request.network)
+        except payloads.PayloadError as exc:
+            raise forwarded.refuse(f"its payload does not decode here ({exc.code})") from None
+        return forwarded.rebuilt_view(answer, sr, dec)
 
     async def peer_get(self, request_id: str, wait: float) -> dict:
-        return await self.get(request_id, wait, forward=False)
+        """A request this node keeps, for a peer answering for it: its view and its payload
+        (the peer checks the request's signature and the payload's hash, and decodes it itself)."""
+        return self._with_payload(await self.get(request_id, wait, forward=False))
+
+    def _with_payload(self, view: dict) -> dict:
+        st = self.statements().get_statement(view["request_id"])
+        return {**view, "payload": st["payload"] if st is not None else None}
 
     async def peer_decide(self, request_id: str, body: dict, from_index: int) -> dict:
         user = self.rt.policy.user(body.get("user")) if isinstance(body, dict) else None
         if user is None or body.get("decision") not in DECISION_ROUTES:
             raise ServiceError("bad_forward", "a forwarded decision names a user and a decision")
-        return await self.decide(user, request_id, body["decision"], body.get("body"), forwarded=True)
+        return self._with_payload(await self.decide(user, request_id, body["decision"], body.get("body"),
+                                                    forwarded=True))
 
     # -- verification ---------------------------------------------------------------------------
 

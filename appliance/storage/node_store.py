@@ -557,6 +557,9 @@ class NodeStore:
         ``owner``, unless it is claimed (fsynced). The first claim: ``{content, owner}``."""
         return self.request_claims.claim(request_id, initiator, nonce, content, owner)
 
+    def request_owner(self, request_id: str) -> int | None:
+        return self.request_claims.owner(request_id)
+
     def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
                        in_order: bool = True) -> bool:
         """Record a passkey assertion (fsynced); see :class:`appliance.ports.ReplayStore`."""

@@ -126,3 +126,8 @@ class RequestClaims:
             row = c.execute("SELECT content, owner FROM node_request_claims WHERE request_id=?",
                             (request_id,)).fetchone()
         return {"content": row[0], "owner": int(row[1])}
+
+    def owner(self, request_id: str) -> int | None:
+        """The node the first claim of ``request_id`` names as keeping it (None: unclaimed here)."""
+        row = self.db.one("SELECT owner FROM node_request_claims WHERE request_id=?", (request_id,))
+        return None if row is None else int(row[0])

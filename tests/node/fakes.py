@@ -606,6 +606,10 @@ class FakeReplay:
     def claim_request(self, request_id: str, initiator: str, nonce: str, content: str, owner: int) -> dict:
         return dict(self.claims.setdefault(request_id, {"content": content, "owner": owner}))
 
+    def request_owner(self, request_id: str) -> int | None:
+        got = self.claims.get(request_id)
+        return None if got is None else got["owner"]
+
     def note_assertion(self, credential_id: str, counter: int, assertion_id: str, *,
                        in_order: bool = True) -> bool:
         seen = self.__dict__.setdefault("assertions", {}).setdefault(credential_id, {})

@@ -18,6 +18,7 @@ from appliance.policy.passkeys import Passkey
 from appliance.recorder import Recorder
 from appliance.signing import states
 from appliance.signing.approval_statements import ApprovalStatements
+from appliance.signing.reading import PayloadReader
 from appliance.signing.requests import SignRequests
 from appliance.statements import parse_approval
 from appliance.storage import NodeStore
@@ -434,5 +435,87 @@ def test_a_passkey_rejection_carries_its_reason_and_one_swapped_is_refused(world
         closed = ports.requests.requests[sr.request_id]
         assert closed["status"] == states.REJECTED and closed["error"]["message"] == \
             "approver rejected the request: not in the payment run", closed
+    finally:
+        store.close()
+
+
+# -- a request held by another node: only its recorded owner is asked, and its answer checked --
+
+
+def _forwarding(world, tmp_path, answer):
+    """A node (index 0) answering for a request kept by node 2 (its recorded claim), with a
+    real PayloadReader: the decoded summary it shows is its own."""
+    rt = fake_runtime(world.policy)
+    store = NodeStore(tmp_path / "node.db")
+    ports = FakePorts()
+    ports.peers.answer = answer
+    row = {"key_id": KEY, "public_key": G.to_bytes(), "chain_code": None, "threshold": 2,
+           "participants": [0, 1, 2], "epoch": 0, "status": "active"}
+    svc = SignRequests(
+        rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")),
+        shares=types.SimpleNamespace(known_key=lambda key_id: row), reader=PayloadReader(rt, replay=lambda: store),
+        health=None, quarantine=None, request_use=None, pool=None, coordinate=None, claims=None,
+        peers=ports.peers, replay=lambda: store, **ports.slots("requests", "statements", "key_store", "presigs"))
+    return svc, ports, store
+
+
+def _held_elsewhere(world, store, text="pay 1 BTC to bc1qexample"):
+    sr = world.users.request(1_700_000_000, key_id=KEY, payload=text, payload_type="message",
+                             derivation_path="m")
+    store.claim_request(sr.request_id, "initiator", sr.request.nonce, "content", 2)
+    honest = {"request_id": sr.request_id, "key_id": KEY, "status": states.PENDING, "initiator": "initiator",
+              "request": sr.to_json(), "payload": text, "payload_type": "message",
+              "decoded": {"payload_type": "message", "summary": "what the owner claims"}, "decisions": []}
+    return sr, honest
+
+
+@pytest.mark.parametrize("lie, message", [
+    ("other_id", "it names another request"),
+    ("payload", "the payload does not match the request's payload_hash"),
+    ("forged", "the request is not signed by its initiator"),
+    ("no_request", "no well-formed signed request"),
+])
+def test_a_lying_owner_is_refused_and_an_honest_one_decoded_here(world, tmp_path, lie, message):
+    sr = None
+
+    def answer(peer, method, path, body):
+        out = dict(honest)
+        if lie == "other_id":
+            out["request_id"] = "req_" + "0" * 32
+        elif lie == "payload":
+            out["payload"] = "pay 1 BTC to bc1qattacker"
+        elif lie == "forged":
+            stmt = dict(sr.to_json()["statement"], derivation_path="m/1")
+            out["request"] = {"statement": stmt, "signature": sr.to_json()["signature"]}
+        elif lie == "no_request":
+            out.pop("request")
+        return out
+
+    svc, ports, store = _forwarding(world, tmp_path, answer)
+    try:
+        sr, honest = _held_elsewhere(world, store)
+        with pytest.raises(ServiceError) as ei:
+            asyncio.run(svc.get(sr.request_id))
+        assert (ei.value.code, ei.value.message) == (
+            "peer_view_invalid", f"the owner's answer for the request is refused: {message}")
+        assert [s[:2] for s in ports.peers.sent] == [("node-3", "GET")]  # the recorded owner only
+    finally:
+        store.close()
+
+
+def test_an_honest_owners_view_is_shown_with_this_nodes_decode(world, tmp_path):
+    got = {}
+    svc, ports, store = _forwarding(world, tmp_path, lambda *a: dict(got["honest"]))
+    try:
+        sr, got["honest"] = _held_elsewhere(world, store)
+        view = asyncio.run(svc.get(sr.request_id))
+        assert view["decoded"]["payload_type"] == "message" and view["decoded"] != got["honest"]["decoded"]
+        assert "payload" not in view and view["request"] == sr.to_json()
+        assert [s[:2] for s in ports.peers.sent] == [("node-3", "GET")]
+        # a request this node holds no claim of is not asked of anyone
+        with pytest.raises(ServiceError) as ei:
+            asyncio.run(svc.get("req_" + "1" * 32))
+        assert (ei.value.code, ei.value.message) == ("not_found", "unknown sign request")
+        assert len(ports.peers.sent) == 1
     finally:
         store.close()
