@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api import bodies
 from api.errors import json_response, with_public_errors
-from api.routes.common import Route, body_of, node_of
+from api.routes.common import B, Route, body_of, node_of
 from appliance import paging
 from appliance.errors import ServiceError
 from appliance.policy import PolicyError
@@ -33,6 +33,27 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 MAX_LABEL = 64
+
+
+#: the most a console POST may carry: the challenge and sign-out take an empty body (or ``{}``); a sign-in,
+#: a registration or a decision (a statement and one assertion or attestation) fit in 16 KB
+MAX_UI_BODY = 16 << 10
+EMPTY_BODY = 2  # nothing, or ``{}``
+
+
+async def _ui_body(request: web.Request, body: type[B], limit: int = MAX_UI_BODY) -> B:
+    """``body_of`` with the route's own cap, refused (413 ``body_too_large``) before more than
+    ``limit`` bytes are read (the app's own bound is the peers' 16 MB)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ServiceError("body_too_large", f"a console request body is at most {limit} bytes")
+    chunks, size = [], 0
+    while chunk := await request.content.read(min(65536, limit + 1)):
+        size += len(chunk)
+        if size > limit:
+            raise ServiceError("body_too_large", f"a console request body is at most {limit} bytes")
+        chunks.append(chunk)
+    request["raw_body"] = b"".join(chunks)
+    return await body_of(request, body)
 
 
 def ui_headers(response: web.StreamResponse) -> None:
@@ -60,7 +81,7 @@ def _asset(path: str, op: str):
 
 
 async def ui_challenge(request: web.Request) -> web.Response:
-    await body_of(request, bodies.Empty)
+    await _ui_body(request, bodies.Empty, EMPTY_BODY)
     policy = node_of(request).policy
     if policy.webauthn is None:
         raise ServiceError("ui_sign_in_refused", "the policy has no [webauthn] table: no passkeys")
@@ -70,7 +91,7 @@ async def ui_challenge(request: web.Request) -> web.Response:
 
 
 async def ui_sign_in(request: web.Request) -> web.Response:
-    body = await body_of(request, bodies.UISignIn)
+    body = await _ui_body(request, bodies.UISignIn)
     try:
         assertion = WebAuthnAssertion.from_json(msgspec.to_builtins(body.webauthn))
     except PolicyError as exc:  # a field out of its bounds, or not canonical base64url
@@ -83,7 +104,7 @@ async def ui_sign_in(request: web.Request) -> web.Response:
 
 
 async def ui_sign_out(request: web.Request) -> web.Response:
-    await body_of(request, bodies.Empty)
+    await _ui_body(request, bodies.Empty, EMPTY_BODY)
     sessions_of(request).sign_out(request.cookies.get(COOKIE))
     resp = json_response({"signed_out": True})
     resp.del_cookie(COOKIE, path="/ui/")
@@ -99,7 +120,7 @@ def _b64(v: str, what: str, limit: int) -> bytes:
 
 
 async def ui_registration(request: web.Request) -> web.Response:
-    body = await body_of(request, bodies.UIRegistration)
+    body = await _ui_body(request, bodies.UIRegistration)
     if not (len(body.label) <= MAX_LABEL and body.label.isprintable()):
         raise ServiceError("bad_body", f"label is printable text of at most {MAX_LABEL} characters")
     entry = sessions_of(request).registration(
@@ -158,7 +179,7 @@ async def ui_approval_statement(request: web.Request) -> web.Response:
 async def ui_decide(request: web.Request) -> web.Response:
     """A decision: the body's WebAuthn assertion over the statement is what authorises it
     (a key-file signature is refused here: the console posts passkey decisions only)."""
-    body = msgspec.to_builtins((await body_of(request, bodies.Decide)).approval)
+    body = msgspec.to_builtins((await _ui_body(request, bodies.Decide)).approval)
     if not isinstance(body, dict) or "webauthn" not in body:
         raise ServiceError("bad_approval", "the console takes passkey decisions: {statement, webauthn}")
     decision = body.get("statement", {}).get("decision") if isinstance(body.get("statement"), dict) else None
