@@ -16,7 +16,7 @@ calls it (``self.requests().get_sign_request(rid)``) when it needs the adapter; 
 from __future__ import annotations
 
 import time
-from typing import Any, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, ContextManager, Generic, Mapping, NamedTuple, Protocol, Sequence, TypeVar
 
 from appliance.errors import ServiceError
 from appliance.sealed import SealContext
@@ -220,9 +220,11 @@ class SignRequestStore(Protocol):
 
     def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
                            created_after: float | None, created_before: float | None,
-                           after: tuple[float, str] | None, limit: int) -> list[dict]:
+                           after: tuple[float, str] | None, limit: int, scope: ReadScope | None = None) -> list[dict]:
         """Up to ``limit`` requests, newest first by (created, request_id), strictly after
-        ``after``; ``statuses`` as shown (a statement's final status stands for the stored one)."""
+        ``after``; ``statuses`` as shown (a statement's final status stands for the stored one);
+        ``scope``: only the rows it lets a person read (in the query, so a page and its cursor
+        are made of readable rows only)."""
 
 
 class StatementStore(Protocol):
@@ -463,6 +465,17 @@ class CertUpdateStore(Protocol):
 
     def cert_updates(self) -> list[dict]:
         """Every applied update, by version."""
+
+
+class ReadScope(NamedTuple):
+    """The rows of a listing one person may read, as a query filter (the console: issue 17):
+    requests of ``keys`` (None: any key) but not of ``except_keys``, or (``or_initiator``)
+    their own; never those of ``not_initiator``."""
+
+    keys: tuple[str, ...] | None = None
+    except_keys: tuple[str, ...] = ()
+    or_initiator: str | None = None
+    not_initiator: str | None = None
 
 
 class ReplayStore(Protocol):

@@ -20,7 +20,7 @@ from api.routes.common import B, Route, body_of, node_of
 from appliance import paging
 from appliance.errors import ServiceError
 from appliance.policy import PolicyError
-from appliance.ui_access import check_read, may_approve, may_read, rule_name
+from appliance.ui_access import check_read, read_scope, rule_name
 from appliance.ui_sessions import COOKIE, MAX_ATTESTATION, SESSION_TTL_S, UISessions
 from appliance_client.statements import MAX_CREDENTIAL_ID, WebAuthnAssertion, from_b64url
 
@@ -144,13 +144,10 @@ async def ui_sign_requests(request: web.Request) -> web.Response:
     query = paging.page_query("sign_requests", request.query.get("limit"), request.query.get("cursor"))
     where = paging.sign_request_filter(status=[",".join(statuses)], key_id=None, initiator=None,
                                        created_after=None, created_before=None)
-    got = node_of(request).signing.list_page(where, query)
-    policy, uid = node_of(request).policy, ui_user(request).id
-    # pending: what this person may approve; history: what they may read (a page may come up
-    # short of ``limit``: its cursor still moves on)
-    keep = ((lambda r: may_approve(policy, uid, r["key_id"]) and r.get("initiator") != uid) if view == "pending"
-            else (lambda r: may_read(policy, uid, r["key_id"], r.get("initiator"))))
-    got["sign_requests"] = [r for r in got["sign_requests"] if keep(r)]
+    # pending: what this person may approve; history: what they may read; filtered in the
+    # query, so a page and its cursor are made of readable rows only
+    scope = read_scope(node_of(request).policy, ui_user(request).id, view)
+    got = node_of(request).signing.list_page(where, query, scope)
     return json_response(with_public_errors(got))
 
 

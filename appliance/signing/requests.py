@@ -37,7 +37,8 @@ from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, ECDSA, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
                               SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
 from appliance.passkey_counters import check_counters, describe
-from appliance.ports import KeyStore, Late, PeerLink, PresignatureStore, ReplayStore, SignRequestStore, StatementStore
+from appliance.ports import (KeyStore, Late, PeerLink, PresignatureStore, ReadScope, ReplayStore, SignRequestStore,
+                             StatementStore)
 from appliance.recorder import Recorder
 from appliance.request_claims import Created, NonceReused, RequestClaims
 from appliance.request_use import USE_MARKS, RequestUse, RequestUseRefused
@@ -487,7 +488,7 @@ class SignRequests:
         reqs = [self._expire_if_due(r) for r in self.requests().list_sign_requests(open_)]
         return [self.view(r) for r in reqs if r["status"] in open_]
 
-    def list_page(self, where: paging.SignRequestFilter, query: paging.PageQuery) -> dict:
+    def list_page(self, where: paging.SignRequestFilter, query: paging.PageQuery, scope: ReadScope | None = None) -> dict:
         """One page of this node's sign requests (every status, kept for good), newest first:
         ``sign_requests`` and ``next_cursor`` (None on the last page). Pending requests past
         their window are expired first, so a status filter sees what a read would show."""
@@ -495,7 +496,7 @@ class SignRequests:
             self._expire_if_due(req)
         rows = self.requests().page_sign_requests(
             where.statuses, where.key_id, where.initiator, where.created_after, where.created_before,
-            query.after, query.limit + 1)
+            query.after, query.limit + 1, scope=scope)
         rows, cursor = paging.page("sign_requests", rows, query, id_field="request_id")
         return {"sign_requests": [self.view(r) for r in rows], "next_cursor": cursor}
 

@@ -79,6 +79,7 @@ class SignRequestRepository:
         self, *, statuses: Sequence[str] | None = None, key_id: str | None = None,
         initiator: str | None = None, created_after: float | None = None,
         created_before: float | None = None, after: tuple[float, str] | None = None, limit: int = 100,
+        scope: Any = None,
     ) -> list[SignRequest]:
         """Up to ``limit`` requests, newest first by (created_at, request_id), strictly after
         ``after`` (the last one of the previous page). ``statuses``: as shown, where the
@@ -95,6 +96,23 @@ class SignRequestRepository:
             if value is not None:
                 sql += f" AND {clause}"
                 args.append(value)
+        if scope is not None:  # appliance.ports.ReadScope: who may read what, in the query
+            parts: list[str] = []
+            if scope.keys is not None:
+                parts.append(f"r.key_id IN ({', '.join('?' * len(scope.keys))})" if scope.keys else "0")
+                args += list(scope.keys)
+            if scope.except_keys:
+                parts.append(f"r.key_id NOT IN ({', '.join('?' * len(scope.except_keys))})")
+                args += list(scope.except_keys)
+            keys = " AND ".join(parts) or "1"
+            if scope.or_initiator is not None:
+                sql += f" AND (({keys}) OR r.initiator = ?)"
+                args.append(scope.or_initiator)
+            else:
+                sql += f" AND {keys}"
+            if scope.not_initiator is not None:
+                sql += " AND r.initiator != ?"
+                args.append(scope.not_initiator)
         if after is not None:
             sql += " AND (r.created_at, r.request_id) < (?, ?)"
             args += [after[0], after[1]]

@@ -659,7 +659,7 @@ async def _ui(cluster, cookie: dict, path: str) -> tuple[int, dict]:
 async def test_the_console_shows_each_person_what_they_may_approve_or_read(cluster):
     """Issue 17: the pending list holds the requests the signed-in person may approve; a
     request's page, statement and audit entries are for who may approve or initiate on its key,
-    or audit (an admin here may do neither: ``ui_not_permitted``); the page names the policy
+    or audit (an admin here may do neither: answered as a missing request, ``not_found``); the page names the policy
     rule and the initiator; a rejection's reason is signed with it and the initiator sees it."""
     key, soft, others = await _key(cluster), STATE["passkey"], STATE["others"]
     ini = cluster.client("initiator", node=0)
@@ -673,10 +673,12 @@ async def test_the_console_shows_each_person_what_they_may_approve_or_read(clust
     status, page = await _ui(cluster, approver, f"sign-requests/{rid}")
     assert (status, page["rule"], page["initiator"], page["decisions"]) == (200, "[signing]", "initiator", [])
     assert (await _ui(cluster, auditor, f"sign-requests/{rid}/audit"))[0] == 200
-    denied = (403, {"error": {"code": "ui_not_permitted", "message":
-                              "admin2 may neither approve nor initiate requests on this key (nor audit)"}})
+    # a request the person may not read is answered exactly as one that does not exist
+    denied = (404, {"error": {"code": "not_found", "message": "unknown sign request"}})
+    missing = "req_" + "0" * 32
     for path in ("", "/audit", "/approval-statement?decision=approve"):
         assert await _ui(cluster, admin, f"sign-requests/{rid}{path}") == denied, path
+        assert await _ui(cluster, admin, f"sign-requests/{missing}{path}") == denied, path
     # a rejection with its reason, through the console: the initiator reads it
     status, got = await _ui(cluster, approver, f"sign-requests/{rid}/approval-statement?decision=reject"
                             "&reason=not%20in%20today%27s%20payment%20run")

@@ -5,6 +5,7 @@ pages and expiry, and every query parameter's exact error code."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import pytest
@@ -16,7 +17,9 @@ from appliance.keys.service import KeyService
 from appliance.signing import states
 from appliance.signing.requests import SignRequests
 from appliance.storage import NodeStore
-from tests.node.fakes import FakeKeys
+from appliance.policy.model import ApprovalGroup
+from appliance.ui_access import read_scope
+from tests.node.fakes import FakeKeys, Users
 
 KEY_A = "key_" + "a" * 24
 KEY_B = "key_" + "b" * 24
@@ -245,3 +248,27 @@ def test_ids_in_filters_are_checked_against_their_grammar():
         ("bad_id", "key_id is not a well-formed key id")
     assert _code(paging.sign_request_filter, **{**ok, "initiator": "a b"}) == \
         ("bad_id", "initiator is not a well-formed initiator")
+
+
+def test_the_console_lists_page_over_readable_rows_only(store):
+    """The console's pending and history lists filter in the query (appliance.ui_access.
+    read_scope, issue 17 review finding 4): a page is full of rows the person may read, and its
+    cursor is never made from another row."""
+    pol = Users().policy
+    admins_only = dataclasses.replace(pol.signing, approvals=(ApprovalGroup(("admin",), 1),))
+    pol = dataclasses.replace(pol, key_rules=((KEY_B, admins_only),))
+    t0 = store.clock.t
+    # newest first: 5 (B), 4 (A), 3 (B), 2 (B, the approver's own), 1 (A)
+    for i, key, who in ((1, KEY_A, "initiator"), (2, KEY_B, "approver"), (3, KEY_B, "initiator"),
+                        (4, KEY_A, "initiator"), (5, KEY_B, "initiator")):
+        _add(store, i, key=key, initiator=who, at=t0 + i)
+
+    def ids(scope, limit=100):
+        return [r["request_id"] for r in store.page_sign_requests(None, None, None, None, None, None, limit,
+                                                                 scope=scope)]
+    pending = read_scope(pol, "approver", "pending")
+    assert ids(pending) == [rid(4), rid(1)]  # keys under [signing], not their own
+    assert ids(pending, limit=1) == [rid(4)]  # a full page: its last row (the cursor's) is readable
+    assert ids(read_scope(pol, "approver", "history")) == [rid(4), rid(2), rid(1)]  # and their own
+    assert ids(read_scope(pol, "admin", "pending")) == [rid(5), rid(3), rid(2)]
+    assert ids(read_scope(pol, "nobody", "history")) == []
