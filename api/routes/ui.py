@@ -8,7 +8,6 @@ impossible by construction. /v1 keeps its RFC 9421 authentication unchanged."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import msgspec
@@ -193,15 +192,9 @@ async def ui_request_audit(request: web.Request) -> web.Response:
     await _readable(request)
     if node.audit is None:
         raise ServiceError("audit_unavailable", "the audit log is not open")
-    rid = request.match_info["request_id"]
-    data = await asyncio.get_running_loop().run_in_executor(None, node.audit.export_bytes, 0)
-    entries = []
-    for line in data.splitlines():
-        obj = json.loads(line)
-        e = obj.get("entry")
-        if e is not None and (e.get("subject") == rid or rid in (e.get("reason") or "")):
-            entries.append({k: e.get(k) for k in ("seq", "time", "actor", "action", "decision", "reason")})
-    return json_response({"entries": entries[-200:]})
+    got = await asyncio.get_running_loop().run_in_executor(None, node.audit.about, request.match_info["request_id"])
+    return json_response({"entries": [{k: e.get(k) for k in ("seq", "time", "actor", "action", "decision", "reason")}
+                                      for e in got]})
 
 
 _CHALLENGE = "Xk9Ok0uFQJ1wGm1tYxAA6aS4m8R3hIV0Bx3lR1cGZx8"

@@ -20,6 +20,10 @@ from appliance.canonical import CanonicalError, canonical_json, parse_json
 
 log = logging.getLogger("appliance.audit")
 
+SUBJECT_SQL = "json_extract(CAST(entry AS TEXT), '$.subject')"
+#: the most entries :meth:`AuditLog.about` returns
+MAX_ABOUT = 200
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS audit_entries (
         seq   INTEGER PRIMARY KEY CHECK (seq >= 1),
@@ -30,6 +34,9 @@ SCHEMA = [
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    # the entries about one subject (a request's page in the console), found by index: an
+    # expression over the canonical entry, so the append-only rows stay as they are
+    f"CREATE INDEX IF NOT EXISTS audit_entries_subject ON audit_entries({SUBJECT_SQL})",
     """CREATE TABLE IF NOT EXISTS audit_checkpoints (
         seq       INTEGER PRIMARY KEY,
         body      BLOB NOT NULL,
@@ -188,6 +195,13 @@ class AuditLog:
     def entries(self, since: int = 0, limit: int = 1000) -> list[dict]:
         """Entries after ``since`` as dicts (fields and ``hash``), for a JSON API."""
         return [e.to_json() for e in self.iter_entries(since, limit)]
+
+    def about(self, subject: str, limit: int = MAX_ABOUT) -> list[dict]:
+        """The last ``limit`` (at most :data:`MAX_ABOUT`) entries whose ``subject`` is exactly
+        ``subject``, oldest first (an indexed query: the log is not scanned)."""
+        rows = self._read(f"SELECT seq, entry, hash FROM audit_entries WHERE {SUBJECT_SQL} = ? "
+                          "ORDER BY seq DESC LIMIT ?", (subject, min(int(limit), MAX_ABOUT)))
+        return [AuditEntry(seq, bytes(raw), h).to_json() for seq, raw, h in reversed(rows)]
 
     def checkpoints(self, since: int = 0) -> list[Checkpoint]:
         rows = self._read("SELECT seq, body, signature FROM audit_checkpoints WHERE seq > ? "

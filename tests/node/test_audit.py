@@ -592,3 +592,22 @@ def test_verify_refuses_a_bad_request_id_or_an_unknown_field(tmp_path, nodes, ke
         return
     ents[1].pop("request_id")  # the same entry without the field is valid
     assert check(_rechain(ents), keys).ok
+
+
+def test_the_entries_about_one_subject_come_by_index_exact_and_capped(tmp_path, nodes):
+    """A console request page's audit entries (issue 17 review, finding 5): an exact match on
+    ``subject`` through an index (no export, no scan), the last MAX_ABOUT at most."""
+    log = make_log(tmp_path / "a.db", nodes, every=1000)
+    rid, other = "req_" + "1" * 32, "req_" + "1" * 31 + "2"
+    log.append("initiator", "sign_request", subject=rid, decision="pending")
+    log.append("approver", "approval", subject=other, decision="accepted", reason=f"about {rid}")
+    log.append("approver", "approval", subject=rid, decision="accepted")
+    got = log.about(rid)
+    assert [(e["seq"], e["action"], e["subject"]) for e in got] == [(1, "sign_request", rid), (3, "approval", rid)]
+    assert log.about(rid[:-1]) == []  # exact: no prefix or substring match
+    plan = log._read("EXPLAIN QUERY PLAN SELECT seq FROM audit_entries WHERE "
+                     f"{A.log.SUBJECT_SQL} = ? ORDER BY seq DESC LIMIT 1", (rid,))
+    assert any("audit_entries_subject" in str(row) for row in plan), plan
+    for _ in range(A.log.MAX_ABOUT + 5):
+        log.append("approver", "approval", subject=other, decision="accepted")
+    assert [e["seq"] for e in log.about(other, limit=10_000)] == list(range(9, 9 + A.log.MAX_ABOUT))
