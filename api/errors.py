@@ -67,6 +67,7 @@ STATUS: dict[str, int] = {
     # challenge unknown, spent or expired; a sign-in or registration assertion refused
     "ui_session_required": 401, "ui_bad_challenge": 400, "ui_sign_in_refused": 403,
     "ui_registration_refused": 403,
+    "ui_sessions_full": 503,  # every console session slot is held (a user's own oldest is reused)
     # a console read of a request for a key the signed-in person may neither approve nor
     # initiate on (and who is no auditor)
     "ui_not_permitted": 403,

@@ -36,6 +36,7 @@ CHALLENGE_TTL_S = 120.0
 SESSION_TTL_S = 900.0
 MAX_CHALLENGES = 1024   # outstanding sign-in / registration challenges (oldest dropped)
 MAX_SESSIONS = 1024
+MAX_SESSIONS_PER_USER = 8  # a user's next sign-in ends their own oldest session, nobody else's
 MAX_ATTESTATION = 4096
 COOKIE = "appliance_ui"
 
@@ -114,8 +115,12 @@ class UISessions:
         except PolicyDenied as exc:
             raise self.recorder.refuse(exc, actor=user.id, action="ui_sign_in",
                                        note=f"{user.id} by {key.name}") from None
-        while len(self._sessions) >= MAX_SESSIONS:
-            del self._sessions[next(iter(self._sessions))]
+        mine = [k for k, x in self._sessions.items() if x.user == user.id]  # oldest first
+        for k in mine[:max(0, len(mine) - MAX_SESSIONS_PER_USER + 1)]:
+            del self._sessions[k]
+        if len(self._sessions) >= MAX_SESSIONS:  # never another person's session
+            raise ServiceError("ui_sessions_full", "this node holds as many console sessions as it keeps: "
+                               "try again when one ends")
         token = secrets.token_urlsafe(32)
         s = Session(user.id, key.id, self.clock.now() + self.session_ttl_s)
         self._sessions[token] = s

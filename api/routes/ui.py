@@ -30,6 +30,7 @@ SESSIONS_KEY = web.AppKey("ui_sessions", UISessions)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Strict-Transport-Security": "max-age=31536000",
            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 MAX_LABEL = 64
 
@@ -60,6 +61,11 @@ def ui_headers(response: web.StreamResponse) -> None:
 
 
 def sessions_of(request: web.Request) -> UISessions:
+    """The console's sessions; ``not_ready`` (503) until the node's store and HSM are open
+    (a sign-in checks the passkey's counter in the store)."""
+    node = node_of(request)
+    if node.store is None or node.hsm is None:
+        raise ServiceError("not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
     return request.app[SESSIONS_KEY]
 
 
@@ -104,7 +110,7 @@ async def ui_sign_in(request: web.Request) -> web.Response:
 
 async def ui_sign_out(request: web.Request) -> web.Response:
     await _ui_body(request, bodies.Empty, EMPTY_BODY)
-    sessions_of(request).sign_out(request.cookies.get(COOKIE))
+    request.app[SESSIONS_KEY].sign_out(request.cookies.get(COOKIE))  # needs no store
     resp = json_response({"signed_out": True})
     resp.del_cookie(COOKIE, path="/ui/")
     return resp
@@ -181,6 +187,7 @@ async def ui_decide(request: web.Request) -> web.Response:
     decision = body.get("statement", {}).get("decision") if isinstance(body.get("statement"), dict) else None
     if decision not in ("approve", "reject"):
         raise ServiceError("bad_decision", "decision is approve or reject")
+    await _readable(request)  # before the statement is compared: no field-by-field answer to a non-reader
     view = await node_of(request).signing.decide(ui_user(request), request.match_info["request_id"],
                                                  decision, {"approval": body})
     return json_response(with_public_errors(view))

@@ -10,8 +10,11 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import make_app
-from api.routes.ui import MAX_UI_BODY
+from api.routes.common import NODE_KEY
+from api.routes.ui import MAX_UI_BODY, ROUTES
 from tests.bare_node import bare_node
+
+ROUTES_BY_OP = {r.handler.__name__: r for r in ROUTES}
 
 
 @pytest_asyncio.fixture
@@ -48,3 +51,17 @@ async def test_an_empty_or_bracketed_challenge_body_is_still_taken(client):
     for data in (b"", b"{}"):
         resp = await client.post("/ui/api/sign-out", data=data)
         assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.asyncio
+async def test_console_answers_are_hsts_and_a_sign_in_before_the_store_opens_is_not_ready(client):
+    page = await client.get("/ui/")
+    assert page.status == 200 and page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    node = client.server.app[NODE_KEY]
+    node.hsm = None  # starting: the HSM (and so the node) is not open yet
+    ui = ROUTES_BY_OP["ui_sign_in"]
+    resp = await client.post("/ui/api/sign-in", json=ui.example)
+    got = await resp.json()
+    assert (resp.status, got["error"]["code"], got["error"]["message"]) == (
+        503, "not_ready", f"{node.me.id} is not ready: {node.fault or 'starting'}")
+    assert resp.headers["Strict-Transport-Security"] == "max-age=31536000"

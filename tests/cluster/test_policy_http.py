@@ -679,6 +679,11 @@ async def test_the_console_shows_each_person_what_they_may_approve_or_read(clust
     for path in ("", "/audit", "/approval-statement?decision=approve"):
         assert await _ui(cluster, admin, f"sign-requests/{rid}{path}") == denied, path
         assert await _ui(cluster, admin, f"sign-requests/{missing}{path}") == denied, path
+    # a decision by a non-reader: refused as unknown before its statement is compared
+    async with aiohttp.ClientSession(headers=admin) as s:
+        async with s.post(cluster.urls[0] + f"/ui/api/sign-requests/{rid}/decisions", ssl=False,
+                          json={"approval": {"statement": {"decision": "approve"}, "webauthn": {}}}) as r:
+            assert (r.status, await r.json()) == denied
     # a rejection with its reason, through the console: the initiator reads it
     status, got = await _ui(cluster, approver, f"sign-requests/{rid}/approval-statement?decision=reject"
                             "&reason=not%20in%20today%27s%20payment%20run")

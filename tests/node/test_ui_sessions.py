@@ -12,6 +12,7 @@ from appliance.errors import ServiceError
 from appliance.policy import Policy
 from appliance.policy.model import ApprovalGroup
 from appliance.ui_access import check_read, may_approve, may_read, rule_name
+from appliance import ui_sessions
 from appliance.ui_sessions import CHALLENGE_TTL_S, SESSION_TTL_S, UISessions
 from appliance_client.statements import from_b64url
 from appliance.recorder import Recorder
@@ -161,3 +162,31 @@ def test_the_console_shows_a_key_to_who_may_approve_initiate_or_audit_it():
     # answered exactly as a request that does not exist (no existence oracle)
     assert (ei.value.code, ei.value.message) == ("not_found", "unknown sign request")
 
+
+
+def test_repeated_sign_ins_end_only_that_users_oldest_session(monkeypatch):
+    """Issue 17 review: a person signing in again and again ends their own oldest session,
+    never another person's; with every slot held by others, a sign-in is refused."""
+    users = Users(approvers=2)
+    keys = {u: SoftPasskey(-7, RP, ORIGIN, label=u) for u in ("approver", "approver2")}
+    c = users.policy.canonical()
+    for u in c["users"]:
+        if u["id"] in keys:
+            u["passkeys"] = [keys[u["id"]].policy_entry()]
+    c["webauthn"] = {"rp_id": RP, "origins": [ORIGIN]}
+    policy = Policy.from_mapping(c)
+    s = _sessions(FakeClock())
+
+    def sign_in(who):
+        ch = s.challenge("sign_in")
+        return s.sign_in(policy, keys[who].assert_(from_b64url(ch, "c", 64)), ch)[0]
+    other = sign_in("approver2")
+    mine = [sign_in("approver") for _ in range(ui_sessions.MAX_SESSIONS_PER_USER + 1)]
+    _refused(NO_SESSION, s.session, mine[0])  # their own oldest went
+    assert [s.session(t).user for t in mine[1:]] == ["approver"] * ui_sessions.MAX_SESSIONS_PER_USER
+    assert s.session(other).user == "approver2"  # nobody else's
+    monkeypatch.setattr(ui_sessions, "MAX_SESSIONS", ui_sessions.MAX_SESSIONS_PER_USER + 1)
+    ch = s.challenge("sign_in")
+    _refused(("ui_sessions_full", "this node holds as many console sessions as it keeps: try again when one "
+              "ends"), s.sign_in, policy, keys["approver2"].assert_(from_b64url(ch, "c", 64)), ch)
+    assert s.session(other).user == "approver2"
