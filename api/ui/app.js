@@ -12,6 +12,62 @@ function b64url(buf) {
   for (const b of bytes) s += String.fromCharCode(b);
   return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
+// RFC 8785 JSON of a value made of null, booleans, strings, safe integers, arrays and objects
+// (what statements and decoded summaries hold): ECMAScript string escaping (JSON.stringify),
+// keys sorted by UTF-16 code units (Array.prototype.sort's order). null for anything else (a
+// number the page cannot hold exactly): then the summary cannot be checked here.
+function canonical(v) {
+  if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : null;
+  if (Array.isArray(v)) {
+    const items = v.map(canonical);
+    return items.includes(null) ? null : "[" + items.join(",") + "]";
+  }
+  if (typeof v === "object") {
+    const out = [];
+    for (const k of Object.keys(v).sort()) {
+      const c = canonical(v[k]);
+      if (c === null) return null;
+      out.push(JSON.stringify(k) + ":" + c);
+    }
+    return "{" + out.join(",") + "}";
+  }
+  return null;
+}
+async function sha256(text) {
+  if (!(window.crypto && crypto.subtle)) throw mismatch("this page cannot hash (no crypto.subtle): not approving");
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+function mismatch(message) {
+  const err = new Error(message);
+  err.code = "statement_mismatch";
+  return err;
+}
+// Before the authenticator is asked: the statement the node gives is for the request this page
+// shows (id, digest, payload hash, network, the decoded summary's hash, the decision) and its
+// challenge is SHA-256 of the statement's canonical bytes. Returns the challenge bytes.
+async function checkedChallenge(shown, decision, got) {
+  const s = got.statement || {};
+  const want = { request_id: shown.request_id, digest: shown.digest ?? null,
+    payload_hash: shown.payload_hash ?? null, network: shown.network ?? null, decision };
+  for (const [k, v] of Object.entries(want)) {
+    if (s[k] !== v) throw mismatch("the node's statement differs from this page in " + k + ": not approving");
+  }
+  const summary = canonical(shown.decoded ?? null);
+  if (summary !== null && shown.decoded != null) {  // else (a number past 2**53): the signers check it
+    if (s.summary_hash !== hex(await sha256(summary))) {
+      throw mismatch("the node's statement differs from this page in summary_hash: not approving");
+    }
+  }
+  const text = canonical(s);
+  if (text === null) throw mismatch("the node's statement is not canonical JSON: not approving");
+  const challenge = await sha256(text);
+  if (b64url(challenge) !== got.challenge) {
+    throw mismatch("the node's challenge is not SHA-256 of its statement: not approving");
+  }
+  return challenge;
+}
 function unb64url(s) {
   const pad = s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4);
   return Uint8Array.from(atob(pad), (c) => c.charCodeAt(0));
@@ -201,11 +257,11 @@ async function requestPage(id) {
     const approve = el("button", { id: "approve", type: "button", text: "Approve" });
     const reject = el("button", { id: "reject", type: "button", text: "Reject" });
     const reason = el("input", { id: "reason", maxlength: "200", size: "50", placeholder: "why (signed with the rejection)" });
-    approve.addEventListener("click", () => decide(id, "approve"));
+    approve.addEventListener("click", () => decide(r, "approve"));
     reject.addEventListener("click", () => {
       const why = reason.value.trim();
       if (!why) { showError(new Error("a rejection needs a reason")); return; }
-      decide(id, "reject", why);
+      decide(r, "reject", why);
     });
     parts.push(el("p", {}, approve), el("p", {}, el("label", { text: "Reason " }, reason), " ", reject));
   }
@@ -218,13 +274,15 @@ async function requestPage(id) {
   main().replaceChildren(...parts);
 }
 
-async function decide(id, decision, reason) {
+async function decide(shown, decision, reason) {
+  const id = shown.request_id;
   try {
     const q = new URLSearchParams({ decision });
     if (reason) q.set("reason", reason);
     const got = await api("GET", "sign-requests/" + seg(id) + "/approval-statement?" + q.toString());
+    const challenge = await checkedChallenge(shown, decision, got);
     const cred = await navigator.credentials.get({ publicKey: {
-      challenge: unb64url(got.challenge), rpId: got.rp_id, userVerification: "required", timeout: 60000,
+      challenge, rpId: got.rp_id, userVerification: "required", timeout: 60000,
       allowCredentials: got.credential_ids.map((c) => ({ type: "public-key", id: unb64url(c) })) } });
     await api("POST", "sign-requests/" + seg(id) + "/decisions",
       { approval: { statement: got.statement, webauthn: assertionJSON(cred) } });

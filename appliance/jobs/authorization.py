@@ -20,6 +20,7 @@ from appliance.key_import import ImportBundleError, parse_bundle, request_params
 from appliance.passkey_counters import check_counters, describe
 from appliance.policy import (DEFAULT_SCHEME, KEY_ACTIONS, LIFECYCLE_ACTIONS, SIGN, Approval, PolicyError, SignedRequest,
                               authorize, payload_hash)
+from appliance.policy.evaluation import LATER
 from appliance.ports import KeyStore, Late, ReplayStore
 from appliance.recorder import Recorder
 from appliance.request_use import RequestUse, RequestUseRefused
@@ -27,11 +28,13 @@ from appliance.runtime import Runtime
 
 
 class CheckedRequest(NamedTuple):
-    """A sign job's request, checked: the kind goes on to decode its payload."""
+    """A sign job's request, checked: the kind goes on to decode its payload (and checks each
+    decision's summary and network against that decode)."""
     request: SignedRequest
     refuse: Callable[..., ServiceError]  # audits a refusal of this job, returns the error
     digest: Any  # the request's digest or payload hash (what the audit entries name)
     passkeys: str = ""  # the passkey approvals checked, for the join entry (appliance.passkey_counters.describe)
+    approvals: tuple[Approval, ...] = ()  # the job's decisions (parsed and checked but for what they bind of the summary)
 
 
 class JobAuthorizer:
@@ -86,7 +89,8 @@ class JobAuthorizer:
             t0 = time.perf_counter()
             decision = authorize(pol, sr, approvals, now=now, usage=usage, action=SIGN,
                                  key_id=key_id, digest=spec.get("digest") if r.digest else None,
-                                 derivation_path=spec.get("derivation_path"))
+                                 derivation_path=spec.get("derivation_path"),
+                                 shown=LATER)  # checked against this node's decode (sign_job.admit)
             rt.metrics.observe_stage("policy", time.perf_counter() - t0)
         else:
             decision = authorize(pol, sr, approvals, now=now, action=kind,
@@ -122,7 +126,8 @@ class JobAuthorizer:
             if spec.get("payload_type") != r.payload_type or ph != r.payload_hash:
                 raise refuse(PolicyDenied("request_mismatch", "the job's payload is not the signed "
                                           "request's"), dig)
-        return CheckedRequest(sr, refuse, dig, describe(pol, passkeys))
+        return CheckedRequest(sr, refuse, dig, describe(pol, passkeys),
+                              tuple(Approval.from_json(a) for a in approvals))
 
     @staticmethod
     def _passkey_approvals(approvals: list) -> list[Approval]:

@@ -149,6 +149,7 @@ from appliance.policy.statements import (
     make_request,
     new_nonce,
     payload_hash,
+    summary_hash,
 )
 from appliance.policy.evaluation import (
     Decision,
@@ -224,6 +225,7 @@ __all__ = [
     "parse_path",
     "path_matches",
     "payload_hash",
+    "summary_hash",
     "sign_message",
     "verify_cert_update",
     "verify_policy_update",

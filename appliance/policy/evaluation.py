@@ -15,7 +15,15 @@ from appliance.policy.model import ApprovalGroup, Policy, User
 from appliance.policy.passkeys import assertion_problem
 from appliance.policy.paths import normalize_path, path_matches
 from appliance.policy.satisfiable import assign
-from appliance.policy.statements import APPROVAL_BINDING, Approval, Request, SignedRequest
+from appliance.policy.statements import APPROVAL_BINDING, SHOWN_FIELDS, Approval, Request, SignedRequest
+
+#: what a sign request's approval binds of what its approver was shown: (summary_hash of the
+#: decoded summary, network), from the checking node's own decode; (None, None) for a key
+#: operation. ``LATER``: a signer that checks them itself once it has decoded the payload
+#: (:func:`shown_problem`, appliance/signing/sign_job.py).
+Shown = tuple[str | None, str | None]
+NOT_SHOWN: Shown = (None, None)
+LATER = "later"
 
 
 @dataclass(frozen=True)
@@ -72,14 +80,14 @@ def in_hours(hours: tuple[int, int], now: float) -> bool:
 
 def check_approval(
     policy: Policy, request: Request, approval: Approval, now: float,
-    existing: Iterable[Approval] = (),
+    existing: Iterable[Approval] = (), shown: Shown | str = NOT_SHOWN,
 ) -> Decision | None:
     """Check one decision against its request: None if it is sound and counts, else a
     ``denied`` Decision with the reason (what a node does before it stores an approval).
     ``existing``: decisions already recorded (a second one by the same person is refused).
     An approval past its validity gives reason ``expired`` here; :func:`evaluate` just does
     not count it."""
-    problem = _approval_problem(policy, request, approval, now)
+    problem = _approval_problem(policy, request, approval, now, shown)
     if problem is not None:
         return problem
     if any(a.approver == approval.approver for a in existing):
@@ -101,14 +109,30 @@ def _approval_expired(policy: Policy, request: Request, a: Approval, now: float)
     return now >= until
 
 
-def _approval_problem(policy: Policy, request: Request, a: Approval, now: float
-                      ) -> Decision | None:
-    binding = request.binding()
-    if a.binding != binding:
-        diff = sorted(k for k in APPROVAL_BINDING if a.binding.get(k) != binding.get(k))
-        return deny("approval_for_other_request",
-                    f"{a.approver}'s {a.decision} was made for another request "
-                    f"({', '.join(diff)} differ)", a.approver)
+def _other_request(a: Approval, diff: list[str]) -> Decision:
+    return deny("approval_for_other_request", f"{a.approver}'s {a.decision} was made for another request "
+                f"({', '.join(diff)} differ)", a.approver)
+
+
+def shown_problem(approvals: Iterable[Approval], shown: Shown) -> Decision | None:
+    """A signer's check, once it has decoded the payload itself, that every decision binds
+    the summary and network it decoded (``approval_for_other_request`` naming the field)."""
+    want = dict(zip(SHOWN_FIELDS, shown))
+    for a in approvals:
+        diff = sorted(k for k in SHOWN_FIELDS if a.binding.get(k) != want[k])
+        if diff:
+            return _other_request(a, diff)
+    return None
+
+
+def _approval_problem(policy: Policy, request: Request, a: Approval, now: float,
+                      shown: Shown | str = NOT_SHOWN) -> Decision | None:
+    later = shown == LATER
+    binding = request.binding() if later else request.binding(*shown)
+    diff = sorted(k for k in APPROVAL_BINDING if a.binding.get(k) != binding.get(k)
+                  and not (later and k in SHOWN_FIELDS))
+    if diff:
+        return _other_request(a, diff)
     user = policy.user(a.approver)
     if user is None:
         return deny("unknown_user", f"{a.approver} is not a user of this policy", a.approver)
@@ -143,6 +167,7 @@ def evaluate(
     approvals: Iterable[Approval],
     now: float,
     usage: Usage = 0,
+    shown: Shown | str = NOT_SHOWN,
 ) -> Decision:
     """Decide on ``request`` with the decisions recorded on it, at time ``now`` (Unix
     seconds), given the key's signature ``usage`` in the rule's window. Pure.
@@ -183,7 +208,7 @@ def evaluate(
     expired_approvals = []
     cancelled = rejected = None
     for a in approvals:
-        problem = _approval_problem(policy, req, a, now)
+        problem = _approval_problem(policy, req, a, now, shown)
         if problem is not None:
             return problem
         if a.approver in seen:
@@ -273,7 +298,7 @@ def authorize(
     policy: Policy, request: SignedRequest | Mapping | str | bytes,
     approvals: Iterable[Approval | Mapping | str | bytes], *, now: float, usage: Usage = 0,
     action: str | None = None, key_id: str | None = None, digest: bytes | str | None = None,
-    derivation_path: str | None = None, policy_hash: str | None = None,
+    derivation_path: str | None = None, policy_hash: str | None = None, shown: Shown | str = NOT_SHOWN,
 ) -> Decision:
     """Everything a signer node checks before it joins a job, in one call: the job's
     ``policy_hash`` (if given) is ours, the request and approvals parse, the job is the
@@ -291,4 +316,4 @@ def authorize(
                                      derivation_path=derivation_path)
         if mismatch is not None:
             return mismatch
-    return evaluate(policy, sr, appr, now, usage)
+    return evaluate(policy, sr, appr, now, usage, shown)

@@ -12,3 +12,5 @@ from appliance_client.statements import make_approval as make_approval
 from appliance_client.statements import make_request as make_request
 from appliance_client.statements import new_nonce as new_nonce
 from appliance_client.statements import payload_hash as payload_hash
+from appliance_client.statements import SHOWN_FIELDS as SHOWN_FIELDS
+from appliance_client.statements import summary_hash as summary_hash

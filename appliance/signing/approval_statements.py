@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from appliance.errors import ServiceError
-from appliance.policy import SIGN, Approval, PolicyError, SignedRequest
+from appliance.policy import SIGN, Approval, PolicyError, SignedRequest, summary_hash
 from appliance.policy.passkeys import WebAuthnSettings
 from appliance.runtime import Runtime
 from appliance.signing import states
@@ -50,7 +50,11 @@ class ApprovalStatements:
         now = int(self.rt.clock.now())
         ttl = (policy.rule_for(sr.request.key_id).approval_ttl_s if sr.request.action == SIGN
                else policy.key_changes.approval_ttl_s)
-        a = Approval(sr.request.binding(), user.id, decision, now, now + ttl, reason=reason)
+        # what the approver is shown: the decoded summary and network of the view, this node's
+        # own decode (a request held elsewhere is decoded here: appliance/signing/forwarded.py)
+        shown = ((summary_hash(view.get("decoded")), view.get("network")) if sr.request.action == SIGN
+                 else (None, None))
+        a = Approval(sr.request.binding(*shown), user.id, decision, now, now + ttl, reason=reason)
         passkeys = policy.user(user.id).passkeys if policy.user(user.id) is not None else ()
         settings: WebAuthnSettings | None = policy.webauthn
         return {"statement": a.statement(), "challenge": b64url(a.challenge()),

@@ -35,7 +35,8 @@ from appliance.keys.shares import ShareVault
 from appliance.pools.frost_nonces import FrostNoncePool
 from appliance.pools.presign import PresignPool
 from appliance.policy import (BITCOIN_NETWORKS, ECDSA, PAYLOAD_TYPES, SIGN, Approval, Decision, PolicyError,
-                              SignedRequest, check_approval, evaluate, normalize_path, payload_hash)
+                              SignedRequest, check_approval, evaluate, normalize_path, payload_hash, summary_hash)
+from appliance.policy.evaluation import NOT_SHOWN
 from appliance.passkey_counters import check_counters, describe
 from appliance.ports import (KeyStore, Late, PeerLink, PresignatureStore, ReadScope, ReplayStore, SignRequestStore,
                              StatementStore)
@@ -602,7 +603,9 @@ class SignRequests:
         # test-only (FaultPlan.coordinator_faults): a coordinator that records and forwards
         # any passkey decision unchecked, so that only the signers' own checks stand
         trusted = self._fault(sr.request) == "trust-passkey" and a.webauthn is not None
-        problem = None if trusted else check_approval(rt.policy, sr.request, a, now, existing)
+        # what the approver must have been shown: this node's own decode, kept with the request
+        shown = (summary_hash(st.get("decoded")), st.get("network")) if sr.request.action == SIGN else NOT_SHOWN
+        problem = None if trusted else check_approval(rt.policy, sr.request, a, now, existing, shown)
         # the audit entries name a passkey approval's credential, and a rejection's signed reason
         passkey = "; ".join(x for x in (describe(rt.policy, [a]), a.reason and f"reason: {a.reason}") if x)
         if problem is not None:
@@ -620,7 +623,7 @@ class SignRequests:
                                        action=action, key_id=req["key_id"], subject=request_id, digest=dig)
         if status != states.PENDING:
             raise ServiceError("not_pending", f"the request is {status}; it does not wait for an {action}")
-        outcome = evaluate(rt.policy, sr, [*existing, a], now, usage=self.reader.rate_usage)
+        outcome = evaluate(rt.policy, sr, [*existing, a], now, usage=self.reader.rate_usage, shown=shown)
         if (outcome.denied and (trusted or self._fault(sr.request) == "skip-checks")
                 and outcome.reason not in ("rejected", "cancelled", "expired")):
             outcome = Decision("allowed", None, "test-only fault: the coordinator's checks skipped")

@@ -23,7 +23,8 @@ from appliance.pools.presign import PresignPool
 from appliance.recorder import Recorder
 from appliance.ports import IdentitySigner, KeyStore, Late, PresignatureStore, ReplayStore, Sealer
 from appliance.runtime import Runtime
-from appliance.policy import ECDSA
+from appliance.policy import ECDSA, summary_hash
+from appliance.policy.evaluation import shown_problem
 from appliance.signing import schnorr
 from appliance.signing.reading import PayloadReader, summary_text
 from appliance.tss import ecdsa
@@ -70,6 +71,9 @@ class SignJob:
             dec = await self.reader.decode_request(row, sr.request, spec.get("payload"), None)
         except payloads.PayloadError as exc:
             raise refuse(ServiceError(exc.code, exc.message), dig) from None
+        shown = shown_problem(checked.approvals, (summary_hash(dec.to_dict()), dec.network))
+        if shown is not None:  # a decision made over another summary than this node decodes
+            raise refuse(PolicyDenied(shown.reason, shown.message), dig, checked.passkeys)
         self.recorder.write(self.rt.peers[int(spec["coordinator"])].id, "payload_decoded",
                             key_id=spec["key_id"], subject=str(spec["job_id"]), digest=dig,
                             decision="decoded", reason=summary_text(dec))

@@ -391,8 +391,9 @@ class ApplianceClient:
                     raise
         raise AssertionError("unreachable")
 
-    async def _decision(self, request_json: dict, decision: str, reason: str = ""):
-        """The user's signed decision on a request (its statement as the node shows it)."""
+    async def _decision(self, request_json: dict, decision: str, reason: str = "", view: dict | None = None):
+        """The user's signed decision on a request (its statement as the node shows it; a sign
+        request's ``view`` gives what it binds of the decoded summary and network)."""
 
         req = Request.from_statement(request_json["statement"])
         pol = await self.policy()
@@ -400,7 +401,8 @@ class ApplianceClient:
             pol = await self.policy(refresh=True)
         rule = self._rule(pol, req.action, req.key_id)
         return make_approval(self._key, req, approver=self.user, now=time.time(),
-                             ttl_s=rule["approval_ttl_s"], decision=decision, reason=reason)
+                             ttl_s=rule["approval_ttl_s"], decision=decision, reason=reason,
+                             decoded=(view or {}).get("decoded"), network=(view or {}).get("network"))
 
     async def import_key(self, bundle: dict, *, refresh: bool = False, paillier_bits: int | None = None,
                          timeout: float = 600.0) -> dict:
@@ -531,7 +533,8 @@ class ApplianceClient:
         req = await self.get_sign_request(request_id)
         if "request" not in req:
             raise ApplianceAPIError(409, "not_pending", f"request {request_id} carries no statement")
-        body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision, reason or "")).to_json()}
+        body: dict[str, Any] = {"approval": (await self._decision(req["request"], decision, reason or "",
+                                                                   req)).to_json()}
         return await self.request("POST", url_path("v1", "sign-requests", request_id, route), body)
 
     # -- passkey (WebAuthn) decisions ----------------------------------------------------------

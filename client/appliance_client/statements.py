@@ -198,14 +198,16 @@ class Request:
         except TypeError:  # pragma: no cover - fields checked above
             raise PolicyError("bad request statement") from None
 
-    def binding(self) -> dict:
-        """The fields an approval repeats."""
+    def binding(self, summary: str | None = None, network: str | None = None) -> dict:
+        """The fields an approval repeats: the request's, and (a sign request) what the
+        approver was shown of it: ``summary`` (:func:`summary_hash` of the decoded summary)
+        and the ``network`` it was decoded for (None for a key operation)."""
         return {"cluster_id": self.cluster_id, "policy_hash": self.policy_hash,
                 "request_id": self.request_id, "action": self.action, "key_id": self.key_id,
                 "derivation_path": self.derivation_path, "digest": self.digest,
                 "payload_type": self.payload_type, "payload_hash": self.payload_hash,
                 "params": self.params, "initiator": self.initiator,
-                "request_expires_at": self.expires_at}
+                "request_expires_at": self.expires_at, "network": network, "summary_hash": summary}
 
 
 
@@ -237,7 +239,25 @@ class SignedRequest:
 
 APPROVAL_BINDING = ("cluster_id", "policy_hash", "request_id", "action", "key_id",
                      "derivation_path", "digest", "payload_type", "payload_hash", "params",
-                     "initiator", "request_expires_at")
+                     "initiator", "request_expires_at", "network", "summary_hash")
+#: what an approval binds of what its approver was shown (every signer recomputes both from
+#: its own decode of the payload)
+SHOWN_FIELDS = ("summary_hash", "network")  # the order of Request.binding's arguments
+
+
+def summary_hash(decoded: Any) -> str | None:
+    """SHA-256 (hex) of the RFC 8785 JSON of a request's decoded summary (the ``decoded``
+    object a node shows: what the approver saw); None when there is none (a key operation).
+    A summary outside the canonical subset (an integer beyond 2**53) hashes its sorted compact
+    JSON instead, as :func:`payload_hash` does for typed data."""
+    if decoded is None:
+        return None
+    plain = json.loads(json.dumps(decoded))  # tuples as lists: the stored form
+    try:
+        data = canonical_json(plain)
+    except CanonicalError:
+        data = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -462,11 +482,14 @@ def make_request(
 
 def make_approval(
     private_key: Any, request: Request, *, approver: str, now: float, ttl_s: int,
-    decision: str = "approve", reason: str = "",
+    decision: str = "approve", reason: str = "", decoded: Any = None, network: str | None = None,
 ) -> Approval:
     """Build and sign a decision on ``request`` (``approve``/``reject``; the initiator's
-    ``cancel``); a rejection's ``reason`` is signed with it."""
-    a = Approval(request.binding(), approver, decision, int(now), int(now) + int(ttl_s), reason=reason)
+    ``cancel``); a rejection's ``reason`` is signed with it. A sign request's decision binds
+    what the approver was shown: its ``decoded`` summary and ``network`` (the request's view
+    gives both); every signer refuses it unless its own decode gives the same."""
+    a = Approval(request.binding(summary_hash(decoded), network), approver, decision, int(now),
+                 int(now) + int(ttl_s), reason=reason)
     return replace(a, signature=sign_message(private_key, a.message()))
 
 

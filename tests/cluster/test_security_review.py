@@ -271,7 +271,8 @@ async def test_a_signed_request_is_not_signed_again_with_another_signer(cluster)
     ph = (await cluster.client("admin").policy(refresh=True))["policy_hash"]
     sr = SignedRequest.from_json(sr_json)
     approvals = [make_approval(load_private_key(cluster.user_keys["approver"]), sr.request,
-                               approver="approver", now=time.time(), ttl_s=3600).to_json()]
+                               approver="approver", now=time.time(), ttl_s=3600,
+                               decoded=seen.get("decoded"), network=seen.get("network")).to_json()]
     digest = sr.request.digest
     base = {"kind": "sign", "key_id": key["key_id"], "parties": [0, 2], "epoch": key["epoch"],
             "coordinator": 0, "policy_hash": ph, "request": sr_json, "request_id": sr.request_id,

@@ -13,7 +13,8 @@ import types
 import pytest
 
 from appliance.errors import PolicyDenied, ServiceError
-from appliance.policy import Approval, Policy, PolicyError, PolicyUpdate, check_approval
+from appliance.policy import Approval, Policy, PolicyError, PolicyUpdate, check_approval, summary_hash
+from appliance.policy.evaluation import LATER, shown_problem
 from appliance.policy.passkeys import Passkey
 from appliance.recorder import Recorder
 from appliance.signing import states
@@ -517,5 +518,52 @@ def test_an_honest_owners_view_is_shown_with_this_nodes_decode(world, tmp_path):
             asyncio.run(svc.get("req_" + "1" * 32))
         assert (ei.value.code, ei.value.message) == ("not_found", "unknown sign request")
         assert len(ports.peers.sent) == 1
+    finally:
+        store.close()
+
+
+# -- an approval binds what its approver was shown (issue 17 review, finding 2) ---------------
+
+
+def test_an_approval_binds_the_decoded_summary_and_network_this_node_decoded(world, tmp_path):
+    svc, ports, store, new_request, rt = _service(world, tmp_path)
+    decoded = {"payload_type": "eth_tx", "chain": "ethereum", "transfers": [{"amount": "5", "destination": "0xabc"}]}
+    try:
+        def shown(sr):
+            ports.requests.statements[sr.request_id].update(decoded=decoded, network="mainnet")
+            return sr
+
+        async def read(rid):
+            st = ports.requests.statements[rid]
+            return {"status": states.PENDING, "request": st["request"], "decoded": st["decoded"],
+                    "network": st["network"]}
+        sr = shown(new_request())
+        got = asyncio.run(ApprovalStatements(rt, read).statement(types.SimpleNamespace(id="approver"),
+                                                                 sr.request_id, "approve"))
+        a = Approval.from_statement(got["statement"])
+        assert (a.binding["summary_hash"], a.binding["network"]) == (
+            hashlib.sha256(canonical_json(decoded)).hexdigest(), "mainnet")
+        assert summary_hash(decoded) == a.binding["summary_hash"]
+        assert _post(svc, sr, dataclasses.replace(a, webauthn=world.ed.assert_(a.challenge())))["status"] \
+            == states.PENDING
+        # a statement over another summary, or another network, is for another request
+        for field, value, differ in (("summary_hash", summary_hash({**decoded, "chain": "other"}), "summary_hash"),
+                                     ("network", "testnet", "network")):
+            sr2 = shown(new_request())
+            bad = Approval({**sr2.request.binding(summary_hash(decoded), "mainnet"), field: value}, "approver",
+                           "approve", int(rt.clock.now()), int(rt.clock.now()) + 600)
+            with pytest.raises(PolicyDenied) as ei:
+                _post(svc, sr2, dataclasses.replace(bad, webauthn=world.ed.assert_(bad.challenge())))
+            assert (ei.value.code, ei.value.message) == (
+                "approval_for_other_request", f"approver's approve was made for another request ({differ} differ)")
+        # a signer checks them against its own decode once it has decoded the payload
+        ok = _approval(world, sr, rt.clock.now())
+        ok = dataclasses.replace(ok, binding=sr.request.binding(summary_hash(decoded), "mainnet"))
+        ok = dataclasses.replace(ok, webauthn=world.ed.assert_(ok.challenge()))
+        assert check_approval(world.policy, sr.request, ok, rt.clock.now(), shown=LATER) is None
+        assert shown_problem([ok], (summary_hash(decoded), "mainnet")) is None
+        lie = shown_problem([ok], (summary_hash({**decoded, "chain": "other"}), "mainnet"))
+        assert (lie.reason, lie.message) == (
+            "approval_for_other_request", "approver's approve was made for another request (summary_hash differ)")
     finally:
         store.close()
