@@ -682,7 +682,9 @@ async def test_the_console_shows_each_person_what_they_may_approve_or_read(clust
     # a decision by a non-reader: refused as unknown before its statement is compared
     async with aiohttp.ClientSession(headers=admin) as s:
         async with s.post(cluster.urls[0] + f"/ui/api/sign-requests/{rid}/decisions", ssl=False,
-                          json={"approval": {"statement": {"decision": "approve"}, "webauthn": {}}}) as r:
+                          json={"approval": {"statement": {"decision": "approve"}, "webauthn": {
+                              k: "AA" for k in ("credential_id", "authenticator_data", "client_data_json",
+                                                "signature")}}}) as r:
             assert (r.status, await r.json()) == denied
     # a rejection with its reason, through the console: the initiator reads it
     status, got = await _ui(cluster, approver, f"sign-requests/{rid}/approval-statement?decision=reject"
