@@ -67,6 +67,7 @@ import asyncio
 import atexit
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -95,15 +96,33 @@ from appliance.tls import client_context, make_node_certificate, peer_client_con
 ROLE_USERS = ("initiator", "approver", "admin", "auditor")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; the IANA range elsewhere)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """``n`` listening ports for the nodes, chosen below the kernel's ephemeral range and
+    checked bindable now. The nodes bind them seconds later (after their init): a port from the
+    ephemeral range (what ``bind(0)`` hands out) can meanwhile become the local port of any
+    outgoing connection on the machine, and the node then fails with EADDRINUSE."""
+    lo, _ = _ephemeral_range()
+    pick = random.SystemRandom()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = pick.randrange(10000, max(lo, 10001))
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
 
 
