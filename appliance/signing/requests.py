@@ -201,12 +201,13 @@ class SignRequests:
         if owner == self.rt.index:
             return None
         try:  # kept by its owner (which may still be creating it: it answers once done)
-            return await self.link.request(self.rt.peers[owner], "GET", peer_path("sign-requests", rid),
-                                           timeout=CREATING_WAIT_S + 10.0, pool=FORWARD_POOL)
+            answer = await self.link.request(self.rt.peers[owner], "GET", peer_path("sign-requests", rid),
+                                             timeout=CREATING_WAIT_S + 10.0, pool=FORWARD_POOL)
         except PeerError as exc:
             log.info("sign request %s: its owner %s does not answer for it (%s): created here",
                      rid, self.rt.peers[owner].id, exc.status or "unreachable")
             return None  # refused there, or the owner is down: this node creates it
+        return await self._checked_view(rid, answer)  # checked like any forwarded view
 
     async def _create(self, user, row: dict, sr: SignedRequest, dec: Any, named: list[int] | None,
                       payload: Any) -> dict:

@@ -390,7 +390,7 @@ class NodeStore:
 
     def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
                            created_after: float | None, created_before: float | None,
-                           after: tuple[float, str] | None, limit: int, scope=None) -> list[dict]:
+                           after: tuple[float, str] | None, limit: int, scope: ReadScope | None = None) -> list[dict]:
         return [self._req_dict(r) for r in self.core.page_sign_requests(
             statuses=statuses, key_id=key_id, initiator=initiator, created_after=created_after,
             created_before=created_before, after=after, limit=limit, scope=scope)]

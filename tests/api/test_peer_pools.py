@@ -55,8 +55,11 @@ async def test_protocol_traffic_gets_through_while_forwarded_long_polls_wait(tmp
     node = bare_node(tmp_path, nodes=2, urls=["https://127.0.0.1:1", f"https://127.0.0.1:{port}"],
                      tls_certs=certs, tls_cert=tmp_path / "n0.crt", tls_key=tmp_path / "n0.key")
     try:
-        polls = [asyncio.ensure_future(node.signing._forward_to_owner(f"req_{i:032x}", "GET", query={"wait": 60}))
-                 for i in range(140)]
+        rids = [f"req_{i:032x}" for i in range(140)]
+        for i, rid in enumerate(rids):  # each kept by node-2, as the claims record it
+            node.store.claim_request(rid, "initiator", f"n{i}", "content", 1)
+        polls = [asyncio.ensure_future(node.signing._forward_to_owner(rid, "GET", query={"wait": 60}))
+                 for rid in rids]
         # the owner sees the forwarding pool's worth of them, the rest wait for a connection
         await asyncio.wait_for(saturated.wait(), 20)
         # the protocol still reaches the peer (old code: all 64 connections held by long-polls)
@@ -64,8 +67,12 @@ async def test_protocol_traffic_gets_through_while_forwarded_long_polls_wait(tmp
         assert health["node_id"] == "node-2"
         assert polls_in[0] == POOL_LIMITS["forward"]
         release.set()
-        done = await asyncio.wait_for(asyncio.gather(*polls), 60)
-        assert [d["status"] for d in done] == ["pending"] * 140
+        done = await asyncio.wait_for(asyncio.gather(*polls, return_exceptions=True), 60)
+        # every long-poll got its answer through; this owner's bare answers carry no signed
+        # request, so the forwarding node refuses each (appliance/signing/forwarded.py)
+        assert {(type(d).__name__, getattr(d, "code", None)) for d in done} == {("ServiceError", "peer_view_invalid")}
+        assert {d.message for d in done} == {
+            "the owner's answer for the request is refused: no well-formed signed request"}
     finally:
         release.set()
         await node.client.close()

@@ -18,7 +18,7 @@ from api.auth import generate_user_key
 from appliance.faults import NO_FAULTS
 from appliance.policy import default_policy, make_approval, make_request
 from appliance.policy.model import ApprovalGroup
-from appliance.ports import Opened
+from appliance.ports import Opened, ReadScope
 from appliance.runtime import Waiters
 from appliance.sealed import SealContext
 from appliance.storage import ConflictError, PresignatureUnavailable
@@ -235,17 +235,25 @@ class FakeStore:
 
     def page_sign_requests(self, statuses: tuple[str, ...] | None, key_id: str | None, initiator: str | None,
                            created_after: float | None, created_before: float | None,
-                           after: tuple[float, str] | None, limit: int) -> list[dict]:
+                           after: tuple[float, str] | None, limit: int, scope: ReadScope | None = None) -> list[dict]:
         def shown(r: dict) -> str:
             st = self.statements.get(r["request_id"])
             return (st or {}).get("final") or r["status"]
+
+        def readable(r: dict) -> bool:  # ReadScope as the SQL filter reads it
+            if scope is None:
+                return True
+            if scope.not_initiator is not None and r["initiator"] == scope.not_initiator:
+                return False
+            by_key = (scope.keys is None or r["key_id"] in scope.keys) and r["key_id"] not in scope.except_keys
+            return by_key or (scope.or_initiator is not None and r["initiator"] == scope.or_initiator)
 
         rows = [r for r in self.requests.values()
                 if (statuses is None or shown(r) in statuses)
                 and key_id in (None, r["key_id"]) and initiator in (None, r["initiator"])
                 and (created_after is None or r["created"] > created_after)
                 and (created_before is None or r["created"] < created_before)
-                and (after is None or (r["created"], r["request_id"]) < after)]
+                and (after is None or (r["created"], r["request_id"]) < after) and readable(r)]
         rows.sort(key=lambda r: (r["created"], r["request_id"]), reverse=True)
         return [dict(r) for r in rows[:limit]]
 
