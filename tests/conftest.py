@@ -83,18 +83,35 @@ def _cached(tmp_path_factory, name: str, build):
         return data
 
 
-def _key_fixture(tmp_path_factory, n: int, t: int, bits: int):
+TEST_KEYS = Path(__file__).parent / "data" / "test-only-keys"
+
+
+def build_test_key(n: int, t: int, bits: int) -> bytes:
+    """The session key ``t``-of-``n``: a DKG and aux-info run in memory over the test-only
+    primes, seeded (so the same bytes every time), as CBOR of the parties' shares."""
     import cbor2
 
     from appliance.tss import simulate
+
+    shares = simulate.keygen(n, t, paillier_bits=bits, rng=SeededRNG(f"key-{n}-{t}-{bits}"),
+                             primes=prime_pool_from_test_file(f"key-{n}-{t}-{bits}"))
+    return cbor2.dumps([s.to_bytes() for s in shares])
+
+
+def _key_fixture(tmp_path_factory, n: int, t: int, bits: int):
+    """The shares of a session key: read from tests/data/test-only-keys (made by
+    ``python -m tests.make_test_keys``: :func:`build_test_key`'s bytes, so a run need not
+    spend ~20 s of CPU on the same keygen), or built once per run if the file is absent.
+    Every share is parsed and checked (:meth:`KeyShare.from_bytes`), so a stale file fails."""
+    import cbor2
+
     from appliance.tss.keyshare import KeyShare
 
-    def build():
-        shares = simulate.keygen(n, t, paillier_bits=bits, rng=SeededRNG(f"key-{n}-{t}-{bits}"),
-                                 primes=prime_pool_from_test_file(f"key-{n}-{t}-{bits}"))
-        return cbor2.dumps([s.to_bytes() for s in shares])
-
-    return [KeyShare.from_bytes(b) for b in cbor2.loads(_cached(tmp_path_factory, f"key-{n}-{t}-{bits}", build))]
+    name = f"key-{n}-{t}-{bits}"
+    stored = TEST_KEYS / f"{name}.cbor"
+    data = stored.read_bytes() if stored.exists() else _cached(
+        tmp_path_factory, name, lambda: build_test_key(n, t, bits))
+    return [KeyShare.from_bytes(b) for b in cbor2.loads(data)]
 
 
 @pytest.fixture(scope="session")
