@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.ports import ReadScope
 from appliance.sealed import presig_key_label
 from appliance.storage.aux_info import AuxInfoRepository
 from appliance.storage.database import Database
