@@ -77,7 +77,7 @@ def _node(tmp_path, users: Users, clock: FakeClock, nodes: dict, i: int):
     claims = RequestClaims(rt, replay=ports.slot("replay"), peers=link)
     signing = SignRequests(
         rt, Recorder(rt, ports.slot("audit"), ports.slot("transactions")),
-        shares=types.SimpleNamespace(active_key=lambda key_id: row), reader=PayloadReader(rt, replay=ports.slot("replay")),
+        shares=types.SimpleNamespace(active_key=lambda key_id: row, known_key=lambda key_id: row), reader=PayloadReader(rt, replay=ports.slot("replay")),
         health=types.SimpleNamespace(split_healthy=healthy, require_hsm=hsm_ok),
         quarantine=types.SimpleNamespace(not_quarantined=lambda idx: list(idx)), request_use=None, pool=None,
         coordinate=None, claims=claims, peers=link, **ports.slots("requests", "statements", "key_store", "presigs"))
