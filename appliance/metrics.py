@@ -31,6 +31,7 @@ appliance_quorum_required                       gauge
 appliance_peer_errors_total                     counter   peer
 appliance_peer_connections_opened_total         counter   peer, pool
 appliance_sign_stage_duration_seconds           histogram stage (appliance/stages.py)
+appliance_sqlite_commits_total                  counter   site (the code that committed)
 appliance_peer_messages_dropped_total           counter   reason
 appliance_audit_entries_total                   counter
 appliance_audit_write_failures_total            counter
@@ -176,6 +177,10 @@ class Metrics:
             buckets=STAGE_BUCKETS, registry=r)
         self.hsm_errors = Counter("appliance_hsm_errors_total", "Failed HSM operations",
                                   ["operation"], registry=r)
+        self.sqlite_commits = Counter(
+            "appliance_sqlite_commits_total", "Commits of the node's database (each fsynced: "
+            "synchronous=FULL), by the function that committed (appliance.sqlite_tx.commit_site)",
+            ["site"], registry=r)
         self.presignatures = Gauge(
             "appliance_presignatures_available", "Presignatures ready on this node, per key",
             ["key"], registry=r)
@@ -304,6 +309,12 @@ class Metrics:
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(_pick(stage, SIGN_STAGES)).observe(max(0.0, seconds))
+
+    def sqlite_committed(self, seconds: float, site: str) -> None:
+        """One commit of the node's database: its time (``sqlite_commit`` stage) and its
+        site (``module.function``: a fixed set of code sites, so the label stays bounded)."""
+        self.observe_stage("sqlite_commit", seconds)
+        self.sqlite_commits.labels(site if _ID.match(site) else OTHER).inc()
 
     @contextmanager
     def stage(self, stage: str) -> Iterator[None]:

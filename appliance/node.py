@@ -195,7 +195,7 @@ class Node:
             log.error("%s", problem)
             return
         self.store = NodeStore(rt.config.db, clock=rt.clock.now)
-        self.store.database.on_commit = lambda s: rt.metrics.observe_stage("sqlite_commit", s)
+        self.store.database.on_commit = rt.metrics.sqlite_committed
         self.store.recover_after_restart({"code": "node_restarted",
                                           "message": "the node stopped while this was running"})
         self.policy_sync.open()

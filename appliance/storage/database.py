@@ -33,6 +33,7 @@ class Database(NestedTransactions):
         self.path = Path(path)
         self.now = clock
         NestedTransactions.__init__(self)
+        self.machinery_files = (__file__,)
         self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None,
                                     check_same_thread=False)
         try:
@@ -73,9 +74,17 @@ class Database(NestedTransactions):
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """One statement on its own (autocommitted, or part of this thread's transaction);
-        returns the number of rows it changed."""
+        returns the number of rows it changed. Outside a transaction a write is a commit of
+        its own (fsynced), counted in :attr:`commits` like a transaction's."""
         with self._lock:
-            return self.conn.execute(sql, args).rowcount
+            if self._depth:
+                return self.conn.execute(sql, args).rowcount
+            before = self.conn.total_changes
+            t0 = time.perf_counter()
+            n = self.conn.execute(sql, args).rowcount
+            if self.conn.total_changes != before:
+                self._committed(time.perf_counter() - t0)
+            return n
 
     @property
     def schema_version(self) -> int:

@@ -207,7 +207,7 @@ class FrostNonceRepository:
 
     def mark_frost_nonce_keys_destroyed(self, labels: Iterable[str]) -> None:
         with self.db.tx() as db:
-            db.executemany("UPDATE frost_nonces SET hsm_key_destroyed = 1 WHERE hsm_key_label = ? "
+            db.executemany("UPDATE frost_nonces SET hsm_key_destroyed = 1 WHERE hsm_key_label = ? AND hsm_key_destroyed = 0 "
                            "AND state = 'spent'", [(lb,) for lb in labels])
 
     def frost_nonce_state(self, nonce_id: bytes) -> str | None:

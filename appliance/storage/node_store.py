@@ -437,9 +437,13 @@ class NodeStore:
             return None
 
     def presignature_keys_destroyed(self, labels: list[str]) -> None:
-        """Record destroyed single-use keys: presignatures' and FROST nonce pairs'."""
-        self.core.mark_presignature_keys_destroyed(labels)
-        self.core.mark_frost_nonce_keys_destroyed(labels)
+        """Record destroyed single-use keys: presignatures' and FROST nonce pairs', in one
+        transaction (one commit, not one per table); nothing to record: no transaction."""
+        if not labels:
+            return
+        with self.core.db.tx():
+            self.core.mark_presignature_keys_destroyed(labels)
+            self.core.mark_frost_nonce_keys_destroyed(labels)
 
     # -- the FROST nonce pool (appliance/storage/frost_nonces.py) -----------------------
     def add_frost_nonce(self, nonce_id: bytes, *, key_id: str, epoch: int, party: int, holder: int, D: bytes,

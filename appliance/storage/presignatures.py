@@ -219,5 +219,5 @@ class PresignatureRepository:
         with self.db.tx() as db:
             db.executemany(
                 "UPDATE presignatures SET hsm_key_destroyed = 1 "
-                "WHERE hsm_key_label = ? AND state = 'spent'", [(lb,) for lb in labels],
+                "WHERE hsm_key_label = ? AND state = 'spent' AND hsm_key_destroyed = 0", [(lb,) for lb in labels],
             )

@@ -57,6 +57,7 @@ def exercised() -> Metrics:
     m.set_prime_pool("blum", 2048, 5)
     m.audit_written()
     m.audit_failed()
+    m.sqlite_committed(0.0004, "presignatures._take")
     return m
 
 
@@ -89,6 +90,7 @@ def test_exposition_parses_and_follows_naming():
         "appliance_tls_cert_expiry_timestamp_seconds": "gauge",
         "appliance_peer_connections_opened": "counter",
         "appliance_sign_stage_duration_seconds": "histogram",
+        "appliance_sqlite_commits": "counter",
         "appliance_aux_pool_events": "counter",  # (main's aux-info pool, not listed there yet)
         "appliance_aux_pool_key_room": "gauge",
         "appliance_aux_pool_low_water": "gauge",

@@ -8,12 +8,13 @@ import os
 import shutil
 import signal
 import threading
+from collections import Counter
 
 import pytest
 
 from appliance.presig_keys import destroy_spent_presignature_keys
 from appliance.sealed import SealContext, presig_key_label
-from appliance.storage import PresignatureUnavailable, Store
+from appliance.storage import NodeStore, PresignatureUnavailable, Store
 from hsm import HSM, HSMKeyNotFoundError
 
 pytest.register_assert_rewrite("tests.hsm_fixtures")
@@ -265,3 +266,26 @@ def test_restart_new_process_unseals_the_same_share(softhsm_token, db_path):
     ident_hex, digest = r.stdout.split()
     assert ident_hex == ident.hex()
     assert digest == hashlib.sha256(share).hexdigest()
+
+
+def test_recording_a_destroyed_key_commits_once_and_again_not_at_all(hsm, db_path):
+    """A signature's presignature key is recorded destroyed twice on its coordinator (after
+    the unseal, and by the clean-up that destroys it again): one commit for both tables the
+    first time, none the second (it changes nothing, so nothing is written or fsynced)."""
+    node = NodeStore(db_path)
+    try:
+        core = node.core
+        core.put_key("key-1", threshold=2, participants=["n0", "n1", "n2"],
+                     public_key=b"\x02" + b"\x05" * 32, chain_code=b"\x00" * 32)
+        make_presig(hsm, core)
+        taken = core.take_presignature("key-1", SIGNERS)
+        hsm.consume_presignature(taken.context, taken.sealed)
+        before = Counter(node.database.commits)
+        node.presignature_keys_destroyed([taken.hsm_key_label])
+        assert node.database.commits - before == Counter({"node_store.presignature_keys_destroyed": 1})
+        assert core.get_presignature(taken.presig_id).hsm_key_destroyed
+        node.presignature_keys_destroyed([taken.hsm_key_label])
+        node.presignature_keys_destroyed([])
+        assert node.database.commits - before == Counter({"node_store.presignature_keys_destroyed": 1})
+    finally:
+        node.close()
