@@ -31,7 +31,8 @@ from pathlib import Path
 PRIMES = Path(__file__).resolve().parent.parent / "tests" / "data" / "test-only-primes.json"
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values``, interpolated between the two nearest ranks (NaN if empty)."""
     v = sorted(values)
     if not v:
         return float("nan")
@@ -83,7 +84,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
             check_signature(key["public_key"], d, done["signature"])
         fig("sign_full_p50_ms", statistics.median(lat), "ms", detail="2 signers, presign + sign on demand",
             samples=len(lat))
-        fig("sign_full_p95_ms", _pct(lat, 0.95), "ms")
+        fig("sign_full_p95_ms", percentile(lat, 0.95), "ms")
         lat3 = []
         for i in range(max(3, full_reps // 2)):
             d = digest(f"3-{i}")
@@ -92,7 +93,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
             lat3.append((time.perf_counter() - t) * 1000)
             check_signature(key3["public_key"], d, done["signature"])
         fig("sign_full_3signers_p50_ms", statistics.median(lat3), "ms", samples=len(lat3))
-        fig("sign_full_3signers_p95_ms", _pct(lat3, 0.95), "ms")
+        fig("sign_full_3signers_p95_ms", percentile(lat3, 0.95), "ms")
         # /healthz while 8 full signatures run at once
         health: list[float] = []
         stop = asyncio.Event()
@@ -112,7 +113,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
         await poller
         fig("sign_full_8concurrent_throughput_per_s", 8 / load_s, "1/s")
         fig("healthz_under_load_p50_ms", statistics.median(health), "ms", samples=len(health))
-        fig("healthz_under_load_p95_ms", _pct(health, 0.95), "ms")
+        fig("healthz_under_load_p95_ms", percentile(health, 0.95), "ms")
         fig("healthz_under_load_max_ms", max(health), "ms")
         # -- phase B: node-1 keeps a presignature pool
         await cluster.stop_node(0)
@@ -148,7 +149,7 @@ async def _run(bits: int, full_reps: int, presig_pool: int) -> list[dict]:
             check_signature(key["public_key"], d, done["signature"])
         fig("sign_presigned_p50_ms", statistics.median(lat), "ms",
             detail="client request to signature, a stored presignature per signature", samples=len(lat))
-        fig("sign_presigned_p95_ms", _pct(lat, 0.95), "ms")
+        fig("sign_presigned_p95_ms", percentile(lat, 0.95), "ms")
         m = await admin.metrics()
         used = re.search(r'^appliance_job_duration_seconds_count\{kind="sign",parties="2"\} (\S+)$', m, re.M)
         out[-1]["detail"] = f"sign jobs coordinated by node-1: {used.group(1) if used else '?'}"

@@ -53,20 +53,13 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.e2e_bench import percentile
+
 PRIMES = Path(__file__).resolve().parent.parent / "tests" / "data" / "test-only-primes.json"
 AUTO_RULE = {"signing": {"approvals": [], "max_signatures": 1_000_000, "window_s": 3600}}
 _COMMITS = re.compile(r'^appliance_sqlite_commits_total\{site="([^"]*)"\} (\S+)$', re.M)
 _HIST = re.compile(r'^appliance_(sign_stage|hsm_operation|protocol_round)_duration_seconds_(sum|count)'
                    r'\{([^}]*)\} (\S+)$', re.M)
-
-
-def pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
 def snapshot(metrics: str) -> dict[tuple[str, str], float]:
@@ -200,7 +193,7 @@ async def _online(n: int, t: int, bits: int, *, seq: int, burst: int, clients: i
             out.append({"name": f"sign_presigned_auto_p50_ms{sfx}", "value": round(statistics.median(lat), 1),
                         "unit": "ms", **base, "detail": "one at a time, no approval (auto rule), warm pool, "
                         "client POST to signature"})
-            out.append({"name": f"sign_presigned_p99_ms{sfx}", "value": round(pct(lat, 0.99), 1), "unit": "ms",
+            out.append({"name": f"sign_presigned_p99_ms{sfx}", "value": round(percentile(lat, 0.99), 1), "unit": "ms",
                         **base, "detail": "as sign_presigned_auto_p50_ms"})
             for stage, (ms, per) in breakdown(before, after, seq).items():
                 out.append({"name": f"sign_presigned_stage_{stage}_ms{sfx}", "value": round(ms, 2), "unit": "ms",
@@ -235,7 +228,7 @@ async def _online(n: int, t: int, bits: int, *, seq: int, burst: int, clients: i
         base = dict(nodes=n, threshold=t, paillier_bits=bits, samples=burst, clients=clients)
         out.append({"name": f"sustained_sign_{tag}_per_s{sfx}", "value": round(len(lat) / wall, 2), "unit": "1/s",
                     **base, "detail": f"{burst} signatures, {clients} concurrent clients, auto rule, warm pool"})
-        out.append({"name": f"sustained_sign_{tag}_p99_ms{sfx}", "value": round(pct(lat, 0.99), 1), "unit": "ms", **base})
+        out.append({"name": f"sustained_sign_{tag}_p99_ms{sfx}", "value": round(percentile(lat, 0.99), 1), "unit": "ms", **base})
         out.append({"name": f"sustained_sign_{tag}_p50_ms{sfx}", "value": round(statistics.median(lat), 1),
                     "unit": "ms", **base})
         out.append({"name": f"sustained_sign_{tag}_lost{sfx}", "value": lost, "unit": "requests", **base})

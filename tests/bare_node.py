@@ -3,8 +3,13 @@ node code paths that need neither (the early-frame buffer, the peer pools)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import make_app
 from api.auth import generate_user_key
 from appliance.config import ClusterConfig, MetricsConfig, NodeConfig, PeerInfo
 from appliance.node import Node
@@ -31,3 +36,18 @@ def bare_node(tmp: Path, *, nodes: int = 3, me: int = 0, urls: list[str] | None 
     node = Node(cfg)
     node.store = NodeStore(cfg.db)
     return node
+
+
+@contextlib.asynccontextmanager
+async def bare_app_client(tmp: Path, *, nodes: int = 2) -> AsyncIterator[TestClient]:
+    """The node's whole app (:func:`api.app.make_app`) over plain HTTP in aiohttp's test
+    server, for a :func:`bare_node` whose HSM counts as open (the auth middleware only checks
+    that there is one); the node's store and threads are closed afterwards."""
+    node = bare_node(tmp, nodes=nodes)
+    node.hsm = object()
+    try:
+        async with TestClient(TestServer(make_app(node))) as client:
+            yield client
+    finally:
+        node.store.close()
+        node.cpu.shutdown(wait=False)

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from appliance import payloads as P
+from appliance.payloads import samples
+from appliance.policy import Policy, PolicyUpdate
 from appliance.testing import LocalCluster
 
 TEST_ONLY_PRIMES = Path(__file__).parent / "data" / "test-only-primes.json"
@@ -60,3 +63,28 @@ def check_signature(public_key_hex: str, digest: bytes, sig: dict) -> None:
     key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if invalid
     rec = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([sig["recovery_id"]])
     assert coincurve.PublicKey.from_signature_and_message(rec, digest, hasher=None).format() == pk
+
+
+async def signed_policy_update(cluster: LocalCluster, signers: list[str], change) -> dict:
+    """The cluster's current policy with ``change(mapping)`` applied and the version moved
+    on, as a policy update signed by ``signers`` (its JSON, for ``update_policy``)."""
+    cur = await cluster.client("admin").policy(refresh=True)
+    old = Policy.from_mapping(cur["policy"])
+    m = old.canonical()
+    m["policy"]["version"] = old.version + 1
+    change(m)
+    upd = PolicyUpdate(Policy.from_mapping(m), old.hash)
+    for who in signers:
+        upd = upd.signed_by(who, cluster.user_keys[who])
+    return upd.to_json()
+
+
+def two_input_psbt(kc, dest: str) -> str:
+    """A regtest PSBT spending two P2WPKH inputs of key context ``kc`` (m: 60,000 sat, m/0/5:
+    45,000 sat): 80,000 sat to ``dest`` and 23,500 sat of change to m/1/0 (derivation given)."""
+    child, ch = kc.derive("m/0/5"), kc.derive("m/1/0")
+    return samples.sample_psbt(
+        [(kc.public_key, 60_000), (child.public_key, 45_000)],
+        [(dest, 80_000), (P.p2wpkh_address(ch.public_key, "regtest"), 23_500)],
+        network="regtest", derivations=[None, (kc.fingerprint, "m/0/5")],
+        output_derivations=[None, (ch.public_key, kc.fingerprint, "m/1/0")])

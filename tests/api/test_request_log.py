@@ -11,12 +11,10 @@ import re
 import pytest
 import pytest_asyncio
 import schemathesis
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import make_app
 from api.openapi import ROUTES, openapi_document
 from appliance import logs
-from tests.bare_node import bare_node
+from tests.bare_node import bare_app_client
 
 FRESH = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,12 +37,8 @@ def captured():
 
 @pytest_asyncio.fixture
 async def client(tmp_path):
-    node = bare_node(tmp_path, nodes=2)
-    node.hsm = object()  # the auth middleware only checks that there is one
-    async with TestClient(TestServer(make_app(node))) as c:
+    async with bare_app_client(tmp_path) as c:
         yield c
-    node.store.close()
-    node.cpu.shutdown(wait=False)
 
 
 def _events(out: io.StringIO) -> list[dict]:

@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import make_app
 from api.routes.common import NODE_KEY
 from api.routes.ui import MAX_UI_BODY, ROUTES
-from tests.bare_node import bare_node
+from tests.bare_node import bare_app_client
 
 ROUTES_BY_OP = {r.handler.__name__: r for r in ROUTES}
 
 
 @pytest_asyncio.fixture
 async def client(tmp_path):
-    node = bare_node(tmp_path, nodes=2)
-    node.hsm = object()  # the auth middleware only checks that there is one
-    async with TestClient(TestServer(make_app(node))) as c:
+    async with bare_app_client(tmp_path) as c:
         yield c
-    node.store.close()
-    node.cpu.shutdown(wait=False)
 
 
 async def _chunks(data: bytes):

@@ -21,7 +21,7 @@ import pytest
 from appliance import payloads as P
 from appliance.cli import main
 from appliance.payloads import samples
-from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of
+from tests.cluster_fixtures import cluster_fixture, cluster_marks, digest_of, two_input_psbt
 
 pytestmark = cluster_marks("cli-commands")
 
@@ -74,13 +74,6 @@ async def _key(cluster) -> dict:
     return STATE["key"]
 
 
-def _psbt(kc) -> str:
-    child, ch = kc.derive("m/0/5"), kc.derive("m/1/0")
-    return samples.sample_psbt(
-        [(kc.public_key, 60_000), (child.public_key, 45_000)],
-        [(DEST, 80_000), (P.p2wpkh_address(ch.public_key, "regtest"), 23_500)],
-        network="regtest", derivations=[None, (kc.fingerprint, "m/0/5")],
-        output_derivations=[None, (ch.public_key, kc.fingerprint, "m/1/0")])
 
 
 async def test_errors_are_one_line_with_their_exit_codes(cluster, capsys, tmp_path):
@@ -159,7 +152,7 @@ async def test_every_client_route_has_a_command(cluster, capsys, tmp_path):
     assert code == 0 and eth == (await cluster.client("auditor").address(kid, "eth"))["address"]
     # sign a PSBT, an Ethereum transaction and EIP-712 typed data (requests only)
     files = {"psbt": tmp_path / "t.psbt", "eth-tx": tmp_path / "t.hex", "eip712": tmp_path / "t.json"}
-    files["psbt"].write_text(_psbt(key["kc"]) + "\n")
+    files["psbt"].write_text(two_input_psbt(key["kc"], DEST) + "\n")
     files["eth-tx"].write_text("0x" + samples.sample_eth_tx(chain_id=1, to=ETH_TO, value=ETHER // 4,
                                                             gas=21_000) + "\n")
     files["eip712"].write_text(json.dumps(samples.sample_permit(chain_id=1, token=TOKEN, owner=eth,

@@ -29,9 +29,9 @@ import pytest
 from api.client import ApplianceAPIError
 from appliance import audit as A
 from appliance.audit import command as AV
-from appliance.policy import Approval, Policy, PolicyUpdate, make_request
+from appliance.policy import Approval, make_request
 from tests.stolen_node import stolen_node
-from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
+from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of, signed_policy_update
 from tests.cluster.test_metrics import promtool_path
 from tests.webauthn_soft import FLAG_UP, SoftPasskey
 
@@ -286,16 +286,6 @@ async def test_replayed_job_id_is_refused(cluster):
 # ------------------------------------------------------------------------------ policy changes
 
 
-async def _policy_update(cluster, signers: list[str], change) -> dict:
-    cur = await cluster.client("admin").policy(refresh=True)
-    old = Policy.from_mapping(cur["policy"])
-    m = old.canonical()
-    m["policy"]["version"] = old.version + 1
-    change(m)
-    upd = PolicyUpdate(Policy.from_mapping(m), old.hash)
-    for who in signers:
-        upd = upd.signed_by(who, cluster.user_keys[who])
-    return upd.to_json()
 
 
 async def test_policy_change_needs_the_admin_quorum_and_holds_on_every_node(cluster):
@@ -312,15 +302,15 @@ async def test_policy_change_needs_the_admin_quorum_and_holds_on_every_node(clus
                                      "max_signatures": 1, "window_s": 3600,
                                      "derivation_paths": ["m", "m/0/*"]}
 
-    one = await _policy_update(cluster, ["admin"], rule)
+    one = await signed_policy_update(cluster, ["admin"], rule)
     await _refused(admin.update_policy(one), 403, "missing_quorum")
-    bad = await _policy_update(cluster, ["admin", "approver"], rule)
+    bad = await signed_policy_update(cluster, ["admin", "approver"], rule)
     await _refused(admin.update_policy(bad), 403, "missing_role")
     for i in range(N):
         assert (await cluster.client("auditor", node=i).policy(refresh=True))["policy_hash"] in hashes
     _audited(await _audit(cluster, 0), reason="missing_quorum", action="policy_change")
 
-    good = await _policy_update(cluster, ["admin", "admin2"], rule)
+    good = await signed_policy_update(cluster, ["admin", "admin2"], rule)
     out = await admin.update_policy(good)
     assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
     for i in range(N):
@@ -549,7 +539,7 @@ async def test_passkey_approval_is_verified_by_every_signer(cluster):
                 u["passkeys"] = [others[u["id"]].policy_entry()]
         m["webauthn"] = {"rp_id": "localhost", "origins": list(cluster.urls)}
 
-    out = await cluster.client("admin").update_policy(await _policy_update(cluster, ["admin", "admin2"], enrol))
+    out = await cluster.client("admin").update_policy(await signed_policy_update(cluster, ["admin", "admin2"], enrol))
     assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
     ini, app = cluster.client("initiator", node=0), cluster.client("approver", node=0)
     got = await app.approval_statement((await ini.request_signature(key["key_id"], digest_of("passkey")))["request_id"])

@@ -37,8 +37,7 @@ from appliance.payloads.ethereum import _eth
 from appliance.payloads.psbt import _btc
 from appliance.payloads.solana import _sol
 from api.routes.ui import CSP
-from appliance.policy import Policy, PolicyUpdate
-from tests.cluster_fixtures import cluster_fixture, cluster_marks
+from tests.cluster_fixtures import cluster_fixture, cluster_marks, signed_policy_update, two_input_psbt
 
 pytestmark = cluster_marks("ui-browser")
 
@@ -73,27 +72,15 @@ def _browser():
 
 
 async def _update(cluster, change) -> None:
-    cur = await cluster.client("admin").policy(refresh=True)
-    old = Policy.from_mapping(cur["policy"])
-    m = old.canonical()
-    m["policy"]["version"] = old.version + 1
-    change(m)
-    upd = PolicyUpdate(Policy.from_mapping(m), old.hash)
-    for who in ("admin", "admin2"):
-        upd = upd.signed_by(who, cluster.user_keys[who])
-    out = await cluster.client("admin").update_policy(upd.to_json())
+    upd = await signed_policy_update(cluster, ["admin", "admin2"], change)
+    out = await cluster.client("admin").update_policy(upd)
     assert out["applied"] and set(out["nodes"].values()) == {"applied"}, out
 
 
 def _psbt(key) -> str:
     """Two P2WPKH inputs of the key (m, m/0/5); 80,000 sat to DEST, 23,500 change to m/1/0."""
     kc = P.KeyContext(bytes.fromhex(key["public_key"]), bytes.fromhex(key["chain_code"]))
-    child, ch = kc.derive("m/0/5"), kc.derive("m/1/0")
-    return samples.sample_psbt(
-        [(kc.public_key, 60_000), (child.public_key, 45_000)],
-        [(DEST, 80_000), (P.p2wpkh_address(ch.public_key, "regtest"), 23_500)],
-        network="regtest", derivations=[None, (kc.fingerprint, "m/0/5")],
-        output_derivations=[None, (ch.public_key, kc.fingerprint, "m/1/0")])
+    return two_input_psbt(kc, DEST)
 
 
 def _text(d, css: str, timeout: float = 20, *, has: str = "") -> str:
