@@ -103,7 +103,7 @@ class Node:
         self.health = PeerHealth(rt, link, hsm)
         self.quarantine = QuarantineService(rt, self.recorder, audit)
         self.request_use = RequestUse(rt, key_store=store, replay=store, hsm=hsm, peers=link)
-        self.request_claims = RequestClaims(rt, replay=store, peers=link)
+        self.request_claims = RequestClaims(rt, replay=store, peers=link, seen=self.health.note)
         self.table = JobTable()
         kinds: dict[str, JobKind] = {}
         self.frames = FrameExchange(rt, self.table, self.health, hsm=hsm, signer=signer, replay=store, peers=link)

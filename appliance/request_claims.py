@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from appliance.errors import ServiceError
 from appliance.ids import peer_path
@@ -81,10 +81,14 @@ def choose_owner(owners: list[int]) -> int:
 class RequestClaims:
     """Steps 2 and 3 for one node (``rt``: its identity, peers and policy)."""
 
-    def __init__(self, rt: "Runtime", *, replay: Late[ReplayStore], peers: PeerLink) -> None:
+    def __init__(self, rt: "Runtime", *, replay: Late[ReplayStore], peers: PeerLink,
+                 seen: Callable[[int, bool], None] | None = None) -> None:
         self.rt = rt
         self.replay = replay
         self.link = peers
+        # ``seen(index, ready)``: each peer's readiness as it gave it with its claim answer
+        # (PeerHealth.note: the health check that follows in the same request does not ask again)
+        self.seen = seen
 
     def claim_here(self, sr: SignedRequest, signers: list[str] | None) -> dict:
         """Claim on this node only (owner: this node, unless claimed); the recorded claim,
@@ -110,9 +114,11 @@ class RequestClaims:
             return_exceptions=True)
         owners = [here["owner"]]
         by_id = {peer.id: i for i, peer in rt.peers.items()}
-        for a in answers:
+        for p, a in zip(others, answers):
             if isinstance(a, BaseException) and not isinstance(a, PeerError):
                 raise a
+            if self.seen is not None and isinstance(a, dict) and type(a.get("ready")) is bool:
+                self.seen(p, a["ready"])
             if (isinstance(a, PeerError) or not isinstance(a, dict) or not isinstance(a.get("content"), str)
                     or a.get("owner") not in by_id):
                 continue  # unreachable, or refused it (its policy differs): left out

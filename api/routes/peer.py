@@ -93,8 +93,10 @@ async def peer_reserve_request(request: web.Request) -> web.Response:
 
 async def peer_claim_request(request: web.Request) -> web.Response:
     body = await body_json(request)
-    return json_response(node_of(request).request_claims.confirm(request.match_info["request_id"], body,
-                                                                 peer_index_of(request)))
+    node = node_of(request)
+    claim = node.request_claims.confirm(request.match_info["request_id"], body, peer_index_of(request))
+    # with this node's readiness, as GET /v1/peer/health gives it: the claimer need not ask again
+    return json_response({**claim, "ready": node.ready and await hsm_health(node)})
 
 
 async def peer_request_operation(request: web.Request) -> web.Response:

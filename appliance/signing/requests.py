@@ -167,10 +167,11 @@ class SignRequests:
         await self.health.require_hsm()
         self._check_body_is_request(sr, key_id, path, network, digest_hex, payload, payload_type)
         async with self._creating_here(sr.request_id):
+            asked = time.monotonic()  # the peers' readiness given with their claim answers counts
             first = await self._first_request(user, sr, rt.node_ids(named) if named else None)
             if first is not None:  # a retry: the first request, as it is now
                 return Created(first, False)
-            return Created(await self._create(user, row, sr, dec, named, payload), True)
+            return Created(await self._create(user, row, sr, dec, named, payload, since=asked), True)
 
     @contextlib.asynccontextmanager
     async def _creating_here(self, rid: str) -> AsyncIterator[None]:
@@ -210,7 +211,7 @@ class SignRequests:
         return await self._checked_view(rid, answer)  # checked like any forwarded view
 
     async def _create(self, user, row: dict, sr: SignedRequest, dec: Any, named: list[int] | None,
-                      payload: Any) -> dict:
+                      payload: Any, *, since: float | None = None) -> dict:
         """Evaluate, audit and store a new request (and start it if no approval is needed)."""
         rt, r, rid, key_id = self.rt, sr.request, sr.request_id, row["key_id"]
         adigest = r.digest or r.payload_hash
@@ -232,7 +233,9 @@ class SignRequests:
         allowed = decision.allowed or fault == "skip-approval"
         # a request that nobody could sign now is not created (the signers asked now are the
         # ones an allowed request starts with: no second round of health checks)
-        chosen = await self._reachable_signers(row, named)
+        # (``since``: a peer that said it was ready with its answer to this request's claim is
+        # not asked again)
+        chosen = await self._reachable_signers(row, named, since=since)
         with self.recorder.together():  # the request and its entries: one transaction
             self.recorder.write(user.id, "payload_decoded", key_id=key_id, subject=rid, digest=adigest,
                                 decision="decoded", reason=summary_text(dec))
@@ -284,7 +287,8 @@ class SignRequests:
             raise ServiceError("bad_signers", f"signers must be {t} distinct nodes holding the key")
         return chosen
 
-    async def _reachable_signers(self, row: dict, named: list[int] | None) -> list[int]:
+    async def _reachable_signers(self, row: dict, named: list[int] | None, *,
+                                 since: float | None = None) -> list[int]:
         rt = self.rt
         t = row["threshold"]
         if named is not None:
@@ -292,12 +296,12 @@ class SignRequests:
             if bad:
                 raise ServiceError("node_quarantined", f"quarantined (an admin must clear them first): "
                                    f"{', '.join(bad)}", culprits=bad)
-            _, missing = await self.health.split_healthy(named)
+            _, missing = await self.health.split_healthy(named, since=since)
             if missing:
                 raise ServiceError("quorum_unreachable", "a named signer is unreachable",
                                    missing_nodes=rt.node_ids(missing))
             return named
-        healthy, missing = await self.health.split_healthy(row["participants"])
+        healthy, missing = await self.health.split_healthy(row["participants"], since=since)
         usable = self.quarantine.not_quarantined(healthy)
         if len(usable) < t:
             held = sorted(set(healthy) - set(usable))

@@ -5,14 +5,17 @@ memory (appliance/request_claims.py, SignRequests.create); fakes of the other po
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from appliance.cluster.health import PeerHealth
 from appliance.errors import ServiceError
 from appliance.policy import make_request
+from appliance.ports import Opened
 from appliance.recorder import Recorder
 from appliance.request_claims import NonceReused, RequestClaims, choose_owner, claim_content
 from appliance.signing import states
@@ -21,7 +24,7 @@ from appliance.signing.requests import SignRequests
 from appliance.storage import NodeStore
 from appliance.transport import PeerError
 from appliance.tss.group import G
-from tests.node.fakes import FakeClock, FakePorts, Users, fake_runtime
+from tests.node.fakes import FakeClock, FakePeers, FakePorts, Users, fake_runtime
 from tests.node.test_services_pools import _sealed
 
 KEY = "key_" + "c" * 24
@@ -228,3 +231,37 @@ def test_a_peer_claim_is_checked_before_it_is_recorded(cluster):
     assert _claimed(cluster.nodes[1].store, sr.request_id) is None
     assert claims.confirm(sr.request_id, {"request": sr.to_json()}, 2) == {
         "request_id": sr.request_id, "content": claim_content(sr.request, None), "owner": "node-3"}
+
+
+def test_the_readiness_a_peer_gives_with_its_claim_answer_spares_the_health_call(cluster):
+    """Issue 18 aim 2: a request's claim answer carries the peer's readiness (as ``GET
+    /v1/peer/health`` gives it); the health check of the same request takes it and asks no
+    peer again: health calls per created request 2 -> 0. A readiness from before the request,
+    or a peer that said it is not ready, is asked again."""
+    c, n0 = cluster, cluster.nodes[0]
+    ready = {1: True, 2: False}
+
+    def answer(peer, method, path, body):
+        parts = str(path).split("/")
+        if parts[3:6:2] == ["requests", "claim"]:
+            return {**c.nodes[peer.index].claims.confirm(parts[4], body, 0), "ready": ready[peer.index]}
+        assert (method, str(path)) == ("GET", "/v1/peer/health")
+        return {"ready": True}
+
+    link = FakePeers(answer)
+    health = PeerHealth(n0.rt, link, Opened("HSM"))
+    claims = RequestClaims(n0.rt, replay=n0.ports.slot("replay"), peers=link, seen=health.note)
+    sr = _request(c)
+
+    async def run(since):
+        await claims.claim_everywhere(sr, None, claims.claim_here(sr, None))
+        return await health.split_healthy([0, 1, 2], since=since)
+
+    assert asyncio.run(run(time.monotonic())) == ([0, 1, 2], [])
+    health_calls = [s for s in link.sent if s[2] == "/v1/peer/health"]
+    assert health_calls == [("node-3", "GET", "/v1/peer/health", None)]  # node-2 said ready: not asked
+    link.sent.clear()
+    ready[2] = True
+    later = time.monotonic() + 3600  # readiness given before the request began: asked again
+    assert asyncio.run(health.split_healthy([0, 1, 2], since=later)) == ([0, 1, 2], [])
+    assert [s[0] for s in link.sent] == ["node-2", "node-3"]
