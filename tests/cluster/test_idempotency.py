@@ -15,8 +15,11 @@ import time
 import pytest
 
 from api.client import ApplianceAPIError
-from appliance.ids import url_path
+from appliance.config import load_node_config
+from appliance.ids import peer_path, url_path
 from appliance.policy import make_request
+from appliance.request_claims import claim_content
+from appliance.transport import PeerClient
 from tests.cluster_fixtures import check_signature, cluster_fixture, cluster_marks, digest_of
 
 pytestmark = cluster_marks("idempotency")
@@ -135,3 +138,21 @@ async def test_a_retried_key_operation_is_the_first_operation(cluster):
     await _nonce_reused(post(2, 2, 3))
     keys = await cluster.client("admin", node=1).list_keys()
     assert [k["key_id"] for k in keys].count(done["key_id"]) == 1
+
+
+async def test_a_peer_claim_answer_carries_the_peers_readiness(cluster):
+    """Issue 18 aim 2: ``POST /v1/peer/requests/{id}/claim`` answers with the peer's readiness
+    (as ``GET /v1/peer/health`` gives it), so the claimer's health check in the same request
+    asks that peer nothing more (tests/node/test_request_claims.py counts the calls)."""
+    pol = await cluster.client("initiator").policy()
+    sr = make_request(cluster.user_keys["initiator"], cluster_id=pol["cluster_id"], policy_hash=pol["policy_hash"],
+                      initiator="initiator", now=time.time(), ttl_s=600, key_id="key_" + "a" * 24,
+                      digest=digest_of("claim readiness"), nonce=f"ready-{time.time_ns()}")
+    link = PeerClient(load_node_config(cluster.data_dirs[0] / "node.toml"))  # node-1's own identity
+    try:
+        answer = await link.request(link.config.cluster.by_index(1), "POST", peer_path("requests", sr.request_id, "claim"),
+                                    json_body={"request": sr.to_json(), "signers": None})
+    finally:
+        await link.close()
+    assert answer == {"request_id": sr.request_id, "content": claim_content(sr.request, None),
+                      "owner": "node-1", "ready": True}
